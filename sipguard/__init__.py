@@ -1,0 +1,3 @@
+"""sipguard: an asyncio SIP edge proxy that verifies STIR/SHAKEN and stops illegal robocalls."""
+
+__version__ = "0.1.0"

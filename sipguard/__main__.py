@@ -1,0 +1,3 @@
+from sipguard.cli import main
+
+raise SystemExit(main())

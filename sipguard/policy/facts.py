@@ -1,0 +1,65 @@
+"""Facts: everything the policy may look at, built once per INVITE by the pipeline.
+
+Field names are the CONTRACT fact names with '.' written '_' (``trunk.rmd`` ->
+``trunk_rmd``). ``FACT_NAMES`` maps each user-visible name to its field; it is the
+one source of truth for policy validation, docs and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    verstat: str = "No-TN-Validation"
+    attest: str | None = None
+    reasons: tuple[str, ...] = ()
+    trunk: str | None = None
+    trunk_role: str | None = None
+    trunk_rmd: str = "absent"             # listed | removed | absent
+    trunk_implementation: str | None = None
+    trunk_frn: str | None = None
+    signer_spc: str | None = None
+    signer_rmd: str | None = None         # listed | removed | absent | None (no signer)
+    source_ip: str | None = None
+    caller: str | None = None             # E.164 digits, no '+'
+    callee: str | None = None
+    caller_nanp: bool = False
+    caller_us: bool = False
+    caller_valid: bool = False
+    caller_invalid_reason: str | None = None
+    caller_dno: bool = False
+    caller_anonymous: bool = False
+    list: str | None = None               # allow | block | None
+    limited: tuple[str, ...] = ()
+    notice: str | None = None
+    store_degraded: bool = False
+    emergency: bool = False               # not a policy fact: the engine never rejects these
+
+
+FACT_NAMES: dict[str, str] = {
+    "verstat": "verstat",
+    "attest": "attest",
+    "reasons": "reasons",
+    "trunk": "trunk",
+    "trunk.role": "trunk_role",
+    "trunk.rmd": "trunk_rmd",
+    "trunk.implementation": "trunk_implementation",
+    "trunk.frn": "trunk_frn",
+    "signer.spc": "signer_spc",
+    "signer.rmd": "signer_rmd",
+    "source.ip": "source_ip",
+    "caller": "caller",
+    "callee": "callee",
+    "caller.nanp": "caller_nanp",
+    "caller.us": "caller_us",
+    "caller.valid": "caller_valid",
+    "caller.invalid_reason": "caller_invalid_reason",
+    "caller.dno": "caller_dno",
+    "caller.anonymous": "caller_anonymous",
+    "list": "list",
+    "limited": "limited",
+    "notice": "notice",
+    "store.degraded": "store_degraded",
+}

@@ -1,0 +1,116 @@
+"""Bounded caches and the per-host circuit breaker behind certificate and CRL lookups.
+
+Every cache here has an owner (the Verifier), a bound (LRU size) and counters (hits, misses,
+evictions) exported through `Verifier.stats()`. `CertStore` is the shared second-level cache
+(Redis) that the store package implements; the in-process LRU sits in front of it.
+Time is passed in (`now`), never read here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class CertStore(Protocol):
+    """Shared certificate cache (L2), keyed by x5u URL. Implemented by the Redis store."""
+
+    async def get_cert(self, url: str) -> tuple[bytes, float] | None:
+        """(PEM bytes, expires_at epoch) or None."""
+        ...
+
+    async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None: ...
+
+
+class LruCache(Generic[K, V]):
+    """A dict with a size bound: the least recently used entry goes first."""
+
+    __slots__ = ("_data", "maxsize", "hits", "misses", "evictions")
+
+    def __init__(self, maxsize: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self.maxsize = max(1, maxsize)
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+            self.evictions += 1
+
+    def pop(self, key: K) -> None:
+        self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(slots=True)
+class _HostState:
+    failures: int = 0
+    open_until: float = 0.0
+
+
+class Breaker:
+    """Per-host circuit breaker: after `threshold` consecutive failures the host is skipped
+    for `open_for` seconds (no I/O: a dead repository costs nothing per call), then one
+    attempt is let through (half-open); success closes it, failure opens it again.
+    """
+
+    __slots__ = ("threshold", "open_for", "_hosts", "maxhosts")
+
+    def __init__(self, threshold: int = 5, open_for: float = 30.0, maxhosts: int = 10000) -> None:
+        self.threshold = threshold
+        self.open_for = open_for
+        self.maxhosts = maxhosts
+        self._hosts: dict[str, _HostState] = {}
+
+    def allow(self, host: str, now: float) -> bool:
+        state = self._hosts.get(host)
+        if state is None or state.failures < self.threshold:
+            return True
+        if now >= state.open_until:
+            # half-open: one attempt; pretend it failed until it reports, so concurrent
+            # callers for other URLs of the host keep being refused meanwhile
+            state.open_until = now + self.open_for
+            return True
+        return False
+
+    def success(self, host: str) -> None:
+        self._hosts.pop(host, None)
+
+    def failure(self, host: str, now: float) -> None:
+        state = self._hosts.get(host)
+        if state is None:
+            if len(self._hosts) >= self.maxhosts:
+                self._hosts.pop(next(iter(self._hosts)))
+            state = self._hosts[host] = _HostState()
+        state.failures += 1
+        if state.failures >= self.threshold:
+            state.open_until = now + self.open_for
+
+    def state(self, host: str, now: float) -> str:
+        """closed | open | half-open (for metrics and health pages)."""
+        state = self._hosts.get(host)
+        if state is None or state.failures < self.threshold:
+            return "closed"
+        return "open" if now < state.open_until else "half-open"
+
+    def states(self, now: float) -> dict[str, str]:
+        return {host: self.state(host, now) for host in self._hosts}

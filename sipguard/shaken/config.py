@@ -1,0 +1,120 @@
+"""The `shaken:` section of the config file, as frozen values the verifier binds once.
+
+Parses trust anchors, the iat window, the x5u fetch rules and the CRL mode (CONTRACT.md,
+"Config file"). The `signing` sub-key belongs to the signer (sign.py) and is skipped here.
+Every bad value is a ConfigError naming file:line:key; nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+from sipguard.errors import ConfigError
+from sipguard.yamlconf import Section
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+CRL_FAILURE_MODES = ("fail-open", "fail-closed")
+
+
+@dataclass(frozen=True, slots=True)
+class X5uConfig:
+    """How certificates (and CRLs) are downloaded: the SSRF-relevant rules live here."""
+
+    timeout: float = 2.0
+    ports: tuple[int, ...] = (443, 8443)
+    allow_http: bool = False
+    allow_networks: tuple[IPNetwork, ...] = ()
+    tls_ca_bundle: str | None = None
+    max_bytes: int = 65536
+    cache_size: int = 10000
+    negative_ttl: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CrlConfig:
+    enabled: bool = True
+    failure: str = "fail-open"  # fail-open | fail-closed
+
+
+@dataclass(frozen=True, slots=True)
+class ShakenConfig:
+    trust_anchors: str | None = None
+    iat_max_age: int = 60
+    iat_max_future: int = 5
+    x5u: X5uConfig = field(default_factory=X5uConfig)
+    crl: CrlConfig = field(default_factory=CrlConfig)
+
+    @classmethod
+    def from_section(cls, sec: Section, base_dir: str) -> ShakenConfig:
+        """Build from the `shaken:` section; relative paths are resolved against base_dir."""
+        sec.check_keys(("trust_anchors", "iat_max_age", "iat_max_future", "x5u", "crl", "signing"))
+        anchors = sec.str("trust_anchors", default=None)
+        if anchors is not None:
+            anchors = _resolve(base_dir, anchors)
+            _check_anchors(sec, anchors)
+        return cls(
+            trust_anchors=anchors,
+            iat_max_age=sec.int("iat_max_age", default=60, minimum=1),
+            iat_max_future=sec.int("iat_max_future", default=5, minimum=0),
+            x5u=_x5u_config(sec.section("x5u"), base_dir),
+            crl=_crl_config(sec.section("crl")),
+        )
+
+
+def _resolve(base_dir: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
+    sec.check_keys(("timeout", "ports", "allow_http", "allow_networks", "tls_ca_bundle", "max_bytes",
+                    "cache_size", "negative_ttl"))
+    ports: list[int] = sec.list("ports", default=[443, 8443], item=int)
+    for index, port in enumerate(ports):
+        if not 0 < port < 65536:
+            raise ConfigError(f"item {index + 1}: port {port} is not between 1 and 65535",
+                              sec.path, sec.item_line("ports", index), sec.dotted("ports"))
+    networks: list[IPNetwork] = []
+    for index, text in enumerate(sec.list("allow_networks", default=[], item=str)):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigError(f"item {index + 1}: {text!r} is not an IP network like 127.0.0.0/8",
+                              sec.path, sec.item_line("allow_networks", index),
+                              sec.dotted("allow_networks")) from None
+    bundle = sec.str("tls_ca_bundle", default=None)
+    if bundle is not None:
+        bundle = _resolve(base_dir, bundle)
+        if not os.path.exists(bundle):
+            raise sec.error("tls_ca_bundle", f"file not found: {bundle}")
+    return X5uConfig(
+        timeout=float(sec.number("timeout", default=2.0, minimum=0.01, maximum=60)),
+        ports=tuple(ports),
+        allow_http=sec.bool("allow_http", default=False),
+        allow_networks=tuple(networks),
+        tls_ca_bundle=bundle,
+        max_bytes=sec.int("max_bytes", default=65536, minimum=1024, maximum=16 * 1024 * 1024),
+        cache_size=sec.int("cache_size", default=10000, minimum=1),
+        negative_ttl=float(sec.number("negative_ttl", default=30.0, minimum=0)),
+    )
+
+
+def _crl_config(sec: Section) -> CrlConfig:
+    sec.check_keys(("enabled", "failure"))
+    return CrlConfig(enabled=sec.bool("enabled", default=True),
+                     failure=sec.choice("failure", CRL_FAILURE_MODES, default="fail-open"))
+
+
+def _check_anchors(sec: Section, path: str) -> None:
+    """Fail at startup, not on the first call: an empty trust store rejects everything."""
+    # Imported here so that parsing a config without anchors never loads the x509 stack.
+    from sipguard.shaken.certs import TrustStoreError, load_trust_anchors
+
+    if not os.path.exists(path):
+        raise sec.error("trust_anchors", f"file or folder not found: {path}")
+    try:
+        load_trust_anchors(path)
+    except TrustStoreError as exc:
+        raise sec.error("trust_anchors", str(exc)) from None

@@ -1,0 +1,118 @@
+"""Certificate revocation: CRLs from each certificate's distribution point (ATIS-1000080 6.4.1).
+
+CRLs are downloaded with the same guarded fetcher as x5u (http:// allowed: CRLs are usually
+served over plain HTTP and are signed anyway), cached until their nextUpdate, and accepted only
+when signed by the issuer of the certificate or, for indirect CRLs (cRLIssuer, e.g. the STI-PA
+CRL), by a trust-store certificate of the CRL's issuer name. Unlike OpenSSL's CRL_CHECK_ALL
+(Asterisk PR #815), a certificate without a distribution point is not a failure.
+
+An unavailable, unverifiable or expired CRL follows `crl.failure`:
+fail-open -> not revoked (the call is judged on the rest); fail-closed -> `cert-revoked`
+(437: the credential cannot be shown to be valid). Either way the failure is counted and
+remembered for `negative_ttl` seconds so a dead CRL server costs no I/O per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from sipguard.shaken.certs import Credential, TrustStore, crl_urls
+from sipguard.shaken.config import CrlConfig
+from sipguard.shaken.reasons import Reason
+from sipguard.shaken.x5u import CertFetcher, FetchError
+
+log = logging.getLogger("sipguard.shaken.crl")
+
+MAX_CRL_TTL = 86400.0  # re-read at least daily even when nextUpdate is far away
+
+
+@dataclass(frozen=True, slots=True)
+class CrlEntry:
+    revoked: frozenset[int] | None  # None: the CRL could not be obtained or verified
+    until: float
+
+
+class CrlChecker:
+    def __init__(self, fetcher: CertFetcher, cfg: CrlConfig, store: TrustStore | None,
+                 negative_ttl: float = 30.0) -> None:
+        self.fetcher = fetcher
+        self.cfg = cfg
+        self.store = store
+        self.negative_ttl = negative_ttl
+        self._crls: dict[str, CrlEntry] = {}
+        self._inflight: dict[str, asyncio.Future[CrlEntry]] = {}
+        self.fetches = 0
+        self.failures = 0
+
+    async def status(self, cred: Credential, now: float) -> tuple[Reason | None, float]:
+        """(cert-revoked or None, time until which this answer holds)."""
+        until = now + MAX_CRL_TTL
+        if not self.cfg.enabled:
+            return None, until
+        chain = cred.chain
+        for cert, issuer in zip(chain, chain[1:], strict=False):
+            for url in crl_urls(cert):
+                entry = await self._entry(url, issuer, now)
+                until = min(until, entry.until)
+                if entry.revoked is None:
+                    if self.cfg.failure == "fail-closed":
+                        log.warning("CRL %s unavailable: treating %s as revoked (fail-closed)",
+                                    url, cert.subject.rfc4514_string())
+                        return Reason.CERT_REVOKED, until
+                elif cert.serial_number in entry.revoked:
+                    return Reason.CERT_REVOKED, until
+        return None, until
+
+    async def _entry(self, url: str, issuer: x509.Certificate, now: float) -> CrlEntry:
+        entry = self._crls.get(url)
+        if entry is not None and now < entry.until:
+            return entry
+        waiting = self._inflight.get(url)
+        if waiting is None:
+            waiting = asyncio.ensure_future(self._load(url, issuer, now))
+            self._inflight[url] = waiting
+            waiting.add_done_callback(lambda _f: self._inflight.pop(url, None))
+        return await asyncio.shield(waiting)
+
+    async def _load(self, url: str, issuer: x509.Certificate, now: float) -> CrlEntry:
+        self.fetches += 1
+        try:
+            fetched = await self.fetcher.fetch(url, crl=True)
+            entry = self._parse(fetched.body, issuer, now)
+        except FetchError as exc:
+            log.warning("CRL %s: %s", url, exc.detail)
+            entry = None
+        if entry is None:
+            self.failures += 1
+            entry = CrlEntry(None, now + self.negative_ttl)
+        if len(self._crls) >= 10000:
+            self._crls.clear()  # bound: CRL URLs are few (one per CA) unless under attack
+        self._crls[url] = entry
+        return entry
+
+    def _parse(self, body: bytes, issuer: x509.Certificate, now: float) -> CrlEntry | None:
+        try:
+            crl = (x509.load_pem_x509_crl(body) if body.lstrip().startswith(b"-----")
+                   else x509.load_der_x509_crl(body))
+        except ValueError:
+            return None
+        if not any(crl.is_signature_valid(c.public_key())  # type: ignore[arg-type]
+                   for c in self._signers(crl, issuer)):
+            log.warning("CRL from %s: signature does not verify", crl.issuer.rfc4514_string())
+            return None
+        next_update = crl.next_update_utc
+        if next_update is None or next_update.timestamp() <= now:
+            return None  # stale: a CRL past nextUpdate says nothing about today
+        revoked = frozenset(r.serial_number for r in crl)
+        return CrlEntry(revoked, min(next_update.timestamp(), now + MAX_CRL_TTL))
+
+    def _signers(self, crl: x509.CertificateRevocationList,
+                 issuer: x509.Certificate) -> list[x509.Certificate]:
+        out = [issuer] if issuer.subject == crl.issuer else []
+        if self.store is not None:
+            out += self.store.by_subject.get(crl.issuer.public_bytes(), ())
+        return out

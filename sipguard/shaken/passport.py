@@ -1,0 +1,193 @@
+"""PASSporT (RFC 8225) decoding, SHAKEN (RFC 8588) and div (RFC 8946) claim checks, ES256 verify.
+
+Rule 1: the signature is checked over the bytes received (`header.payload` exactly as they
+arrived), never over a re-serialised PASSporT: OpenSIPS rebuilds the JSON and rejects any
+signer that orders keys differently or adds a claim.
+Rule 2: only ES256 with a P-256 key. The algorithm comes from our own policy, never from the
+token, so `none`/HS256/RS256 cannot be smuggled in (the classic JWT algorithm confusion).
+Rule 3: pure functions; `decode` returns None rather than raising on garbage.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from sipguard.shaken.reasons import Reason
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_TN_SEPARATORS = str.maketrans("", "", "+-.() ")
+_TN_RE = re.compile(r"[0-9*#]{1,32}")
+ATTEST_LEVELS = ("A", "B", "C")
+
+
+@dataclass(frozen=True, slots=True)
+class Passport:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes  # ASCII of "header.payload" as received
+    signature: bytes  # raw JWS signature (r || s for ES256)
+
+
+@dataclass(frozen=True, slots=True)
+class ShakenClaims:
+    attest: str
+    orig_tn: str
+    dest_tns: tuple[str, ...]
+    iat: int
+    origid: str
+
+
+@dataclass(frozen=True, slots=True)
+class DivClaims:
+    orig_tn: str
+    dest_tns: tuple[str, ...]
+    div_tn: str
+    iat: int
+
+
+def b64url_decode(segment: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def decode(token: str) -> Passport | None:
+    """Split and decode a full-form PASSporT; None when it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    header = _json_object(parts[0])
+    claims = _json_object(parts[1])
+    signature = b64url_decode(parts[2])
+    if header is None or claims is None or not signature:
+        return None
+    signing_input = token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii")
+    return Passport(header, claims, signing_input, signature)
+
+
+def _json_object(segment: str) -> dict[str, Any] | None:
+    raw = b64url_decode(segment)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def check_header(passport: Passport, ppt: str, info: str | None) -> list[Reason]:
+    """JOSE header checks (RFC 8225 section 3, RFC 8588 section 5), most fundamental first."""
+    header = passport.header
+    reasons: list[Reason] = []
+    if header.get("typ", "passport") != "passport":
+        reasons.append(Reason.MALFORMED_IDENTITY)
+    if header.get("alg") != "ES256":
+        reasons.append(Reason.BAD_ALG)
+    if header.get("ppt") != ppt:
+        reasons.append(Reason.BAD_PPT)
+    x5u = header.get("x5u")
+    if not isinstance(x5u, str) or not x5u or (info is not None and x5u != info):
+        reasons.append(Reason.X5U_MISMATCH)
+    return reasons
+
+
+def normalize_tn(value: Any) -> str | None:
+    """A PASSporT TN as bare digits: `+1 (202) 555-0100` -> `12025550100`; None if not a TN."""
+    if not isinstance(value, str):
+        return None
+    digits = value.translate(_TN_SEPARATORS)
+    return digits if _TN_RE.fullmatch(digits) else None
+
+
+def _tn_of(claims: dict[str, Any], name: str) -> str | None:
+    obj = claims.get(name)
+    return normalize_tn(obj.get("tn")) if isinstance(obj, dict) else None
+
+
+def _dest_tns(claims: dict[str, Any]) -> tuple[str, ...] | None:
+    dest = claims.get("dest")
+    if not isinstance(dest, dict):
+        return None
+    tns = dest.get("tn")
+    if isinstance(tns, str):
+        tns = [tns]  # seen in the wild; RFC 8225 says array, the meaning is unambiguous
+    if not isinstance(tns, list) or not tns:
+        return None
+    out = tuple(normalize_tn(tn) for tn in tns)
+    return None if None in out else out  # type: ignore[return-value]
+
+
+def _iat(claims: dict[str, Any]) -> int | None:
+    iat = claims.get("iat")
+    return iat if isinstance(iat, int) and not isinstance(iat, bool) else None
+
+
+def shaken_claims(passport: Passport) -> ShakenClaims | None:
+    """The RFC 8588 claims, or None when any is missing or of the wrong type (bad-claims)."""
+    claims = passport.claims
+    attest = claims.get("attest")
+    origid = claims.get("origid")
+    orig = _tn_of(claims, "orig")
+    dest = _dest_tns(claims)
+    iat = _iat(claims)
+    if attest not in ATTEST_LEVELS or not isinstance(origid, str) or not origid:
+        return None
+    if orig is None or dest is None or iat is None:
+        return None
+    return ShakenClaims(attest=attest, orig_tn=orig, dest_tns=dest, iat=iat, origid=origid)
+
+
+def div_claims(passport: Passport) -> DivClaims | None:
+    """The RFC 8946 claims (orig, dest, div.tn, iat), or None when malformed."""
+    claims = passport.claims
+    div = claims.get("div")
+    div_tn = normalize_tn(div.get("tn")) if isinstance(div, dict) else None
+    orig = _tn_of(claims, "orig")
+    dest = _dest_tns(claims)
+    iat = _iat(claims)
+    if div_tn is None or orig is None or dest is None or iat is None:
+        return None
+    return DivClaims(orig_tn=orig, dest_tns=dest, div_tn=div_tn, iat=iat)
+
+
+def check_iat(iat: int, now: float, max_age: int, max_future: int) -> Reason | None:
+    """Freshness window [now - max_age, now + max_future], both ends inclusive."""
+    if iat < now - max_age:
+        return Reason.STALE_IAT
+    if iat > now + max_future:
+        return Reason.FUTURE_IAT
+    return None
+
+
+def tn_matches(tn: str, candidates: tuple[str, ...] | list[str]) -> bool:
+    """Equal digits, or the same NANP number written with and without the leading 1."""
+    for cand in candidates:
+        if cand == tn:
+            return True
+        if len(tn) == 10 and cand == "1" + tn or len(cand) == 10 and tn == "1" + cand:
+            return True
+    return False
+
+
+def verify_es256(key: ec.EllipticCurvePublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """JWS ES256: the signature is r || s, 32 bytes each (RFC 7518 section 3.4)."""
+    if len(signature) != 64:
+        return False
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    try:
+        key.verify(der, signing_input, _ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True

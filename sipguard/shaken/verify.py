@@ -1,0 +1,323 @@
+"""STI-VS: turn a call's Identity headers into a Verification (RFC 8224/8225/8588/8946, ATIS-1000074).
+
+Rule 1: `verify` never raises on bad input; every failure is a Reason in the result, the most
+fundamental first (malformed -> alg/ppt/x5u -> claims -> iat -> fetch -> certificate ->
+signature -> numbers), because the first one picks the RFC 8224 response.
+Rule 2: cheap local checks run first; a PASSporT already doomed by them (stale, wrong alg,
+x5u != info) causes no network I/O, so replayed or forged tokens cannot make us fetch.
+Rule 3: one certificate download per x5u URL however many calls wait for it (single flight);
+results, good or bad, are cached (L1 LRU, then the shared CertStore) and a per-host breaker
+stops a dead repository from costing anything per call.
+Rule 4: several Identity headers: unknown ppt values are ignored, the call passes if one
+`shaken` PASSporT passes; `div` PASSporTs are reported and their chain checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from sipguard.shaken import passport as pp
+from sipguard.shaken.cache import Breaker, CertStore, LruCache
+from sipguard.shaken.certs import Credential, TrustStore, build_credential, load_trust_anchors
+from sipguard.shaken.config import ShakenConfig
+from sipguard.shaken.crl import CrlChecker
+from sipguard.shaken.identity import IdentityHeader, parse_identity, split_values
+from sipguard.shaken.reasons import Reason, Verstat
+from sipguard.shaken.result import NOT_VERIFIED, DivInfo, Verification
+from sipguard.shaken.x5u import CertFetcher, FetchError
+
+log = logging.getLogger("sipguard.shaken.verify")
+
+__all__ = ["Verifier", "CertStore", "DEFAULT_CERT_TTL", "REASON_ORDER"]
+
+DEFAULT_CERT_TTL = 86400.0  # ATIS-1000074: 24 h unless Cache-Control/Expires says longer
+
+# Most fundamental first: the first reason of a failed Verification decides the response.
+REASON_ORDER: dict[Reason, int] = {r: i for i, r in enumerate((
+    Reason.MALFORMED_IDENTITY, Reason.BAD_ALG, Reason.BAD_PPT, Reason.X5U_MISMATCH, Reason.BAD_CLAIMS,
+    Reason.STALE_IAT, Reason.FUTURE_IAT, Reason.X5U_REFUSED, Reason.X5U_FETCH_FAILED,
+    Reason.CERT_UNTRUSTED, Reason.CERT_NO_TNAUTHLIST, Reason.CERT_EXPIRED, Reason.CERT_REVOKED,
+    Reason.BAD_SIGNATURE, Reason.ORIG_MISMATCH, Reason.DEST_MISMATCH, Reason.NO_IDENTITY))}
+_LOCAL_FATAL = frozenset(r for r, i in REASON_ORDER.items() if i <= REASON_ORDER[Reason.FUTURE_IAT])
+_MALFORMED = Verification(Verstat.FAILED, reasons=(Reason.MALFORMED_IDENTITY,))
+
+
+@dataclass(slots=True)
+class _Entry:
+    """What an x5u URL gave us: a credential, or the reason it did not, and until when."""
+
+    cred: Credential | None
+    reason: Reason | None
+    expires: float
+    crl_reason: Reason | None = None
+    crl_until: float = 0.0
+
+
+class Verifier:
+    def __init__(self, cfg: ShakenConfig, fetcher: CertFetcher, l2: CertStore | None = None,
+                 trust: TrustStore | None = None) -> None:
+        self.cfg = cfg
+        self.fetcher = fetcher
+        self.l2 = l2
+        if trust is None and cfg.trust_anchors:
+            trust = load_trust_anchors(cfg.trust_anchors)
+        # No anchors configured: nothing can be trusted, every credential is cert-untrusted.
+        self.trust = trust or TrustStore({}, 0)
+        self._l1: LruCache[str, _Entry] = LruCache(cfg.x5u.cache_size)
+        self._inflight: dict[str, asyncio.Future[_Entry]] = {}
+        self.breaker = Breaker()
+        self.crl = CrlChecker(fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl)
+        self._max_age, self._max_future = cfg.iat_max_age, cfg.iat_max_future
+        self.counters: dict[str, float] = dict.fromkeys((
+            "x5u_fetches", "x5u_fetch_failures", "x5u_refused", "x5u_breaker_skips", "l2_hits",
+            "l2_errors", "internal_errors", "passed", "failed", "none"), 0.0)
+
+    # -- public ------------------------------------------------------------------------------
+    async def verify(self, identities: Sequence[str], orig: Sequence[str], dest: Sequence[str],
+                     now: float) -> Verification:
+        try:
+            result = await self._verify(identities, tuple(orig), tuple(dest), now)
+        except Exception:  # a bug must not drop the call: no verdict, and a loud log line
+            log.exception("verification failed internally")
+            self.counters["internal_errors"] += 1
+            return Verification(Verstat.NONE)
+        key = "passed" if result.verstat is Verstat.PASSED else (
+            "failed" if result.verstat is Verstat.FAILED else "none")
+        self.counters[key] += 1
+        return result
+
+    def stats(self) -> dict[str, float]:
+        out = dict(self.counters)
+        out.update(cert_cache_hits=self._l1.hits, cert_cache_misses=self._l1.misses,
+                   cert_cache_evictions=self._l1.evictions, cert_cache_size=len(self._l1),
+                   crl_fetches=self.crl.fetches, crl_failures=self.crl.failures)
+        return out
+
+    def breaker_states(self, now: float) -> dict[str, str]:
+        """x5u host -> closed | open | half-open (hosts with recent failures only)."""
+        return self.breaker.states(now)
+
+    async def aclose(self) -> None:
+        for fut in list(self._inflight.values()):
+            fut.cancel()
+        await self.fetcher.aclose()
+
+    # -- selection of the Identity headers ----------------------------------------------------
+    async def _verify(self, identities: Sequence[str], orig: tuple[str, ...], dest: tuple[str, ...],
+                      now: float) -> Verification:
+        shaken: list[IdentityHeader | None] = []
+        divs: list[IdentityHeader] = []
+        for raw in identities:
+            for value in split_values(raw) if "," in raw else (raw.strip(),):
+                hdr = parse_identity(value)
+                ppt = _ppt_of(hdr)
+                if ppt == "shaken" or hdr is None or ppt == "?":
+                    shaken.append(hdr)  # unparseable: it may have been shaken, report it
+                elif ppt == "div":
+                    divs.append(hdr)
+        if not shaken:
+            return replace(NOT_VERIFIED, div=await self._divs(divs, None, now)) if divs else NOT_VERIFIED
+        first: tuple[Verification, pp.ShakenClaims | None] | None = None
+        for hdr in shaken:
+            outcome = await self._verify_one(hdr, orig, dest, now) if hdr else (_MALFORMED, None)
+            if outcome[0].verstat is Verstat.PASSED:
+                first = outcome
+                break
+            first = first or outcome
+        assert first is not None
+        result, claims = first
+        if divs:
+            result = replace(result, div=await self._divs(divs, claims, now))
+        return result
+
+    # -- one shaken PASSporT -------------------------------------------------------------------
+    async def _verify_one(self, hdr: IdentityHeader, orig: tuple[str, ...], dest: tuple[str, ...],
+                          now: float) -> tuple[Verification, pp.ShakenClaims | None]:
+        passport = pp.decode(hdr.token) if hdr.is_full_form else None
+        if passport is None:
+            return _MALFORMED, None
+        reasons = pp.check_header(passport, "shaken", hdr.info)
+        if hdr.alg != "ES256":
+            reasons.append(Reason.BAD_ALG)
+        if hdr.info is None:
+            reasons.append(Reason.MALFORMED_IDENTITY)  # RFC 8224: info is mandatory
+        claims = pp.shaken_claims(passport)
+        if claims is None:
+            reasons.append(Reason.BAD_CLAIMS)
+        else:
+            late = pp.check_iat(claims.iat, now, self._max_age, self._max_future)
+            if late is not None:
+                reasons.append(late)
+        x5u = passport.header.get("x5u")
+        spc: str | None = None
+        if not reasons and isinstance(x5u, str):
+            entry = await self._credential(x5u, now)
+            if entry.cred is None:
+                reasons.append(entry.reason or Reason.X5U_FETCH_FAILED)
+            else:
+                spc = entry.cred.spc
+                reasons += await self._check_credential(entry, passport, claims, now)
+        if claims is not None:
+            reasons += _number_reasons(claims, orig, dest)
+        return _result(reasons, claims, x5u, spc), claims
+
+    async def _check_credential(self, entry: _Entry, passport: pp.Passport,
+                                claims: pp.ShakenClaims | None, now: float) -> list[Reason]:
+        cred = entry.cred
+        assert cred is not None
+        reasons: list[Reason] = []
+        iat = claims.iat if claims is not None else now
+        expired = cred.check_time(iat, now)
+        if expired is not None:
+            reasons.append(expired)
+        if now >= entry.crl_until:
+            entry.crl_reason, entry.crl_until = await self.crl.status(cred, now)
+        if entry.crl_reason is not None:
+            reasons.append(entry.crl_reason)
+        if not pp.verify_es256(cred.key, passport.signing_input, passport.signature):
+            reasons.append(Reason.BAD_SIGNATURE)
+        elif claims is not None and not cred.tnauth.spcs and not cred.tnauth.covers(claims.orig_tn):
+            reasons.append(Reason.ORIG_MISMATCH)  # delegate certificate not covering the caller
+        return reasons
+
+    # -- div PASSporTs (RFC 8946) ----------------------------------------------------------------
+    async def _divs(self, hdrs: list[IdentityHeader], shaken: pp.ShakenClaims | None,
+                    now: float) -> tuple[DivInfo, ...]:
+        return tuple([await self._div(hdr, shaken, now) for hdr in hdrs[:5]])
+
+    async def _div(self, hdr: IdentityHeader, shaken: pp.ShakenClaims | None, now: float) -> DivInfo:
+        passport = pp.decode(hdr.token) if hdr.is_full_form else None
+        claims = pp.div_claims(passport) if passport is not None else None
+        if passport is None or claims is None:
+            return DivInfo(None, (), None, hdr.info, False)
+        x5u = passport.header.get("x5u")
+        valid = (not pp.check_header(passport, "div", hdr.info) and hdr.alg == "ES256"
+                 and pp.check_iat(claims.iat, now, self._max_age, self._max_future) is None
+                 and shaken is not None and pp.tn_matches(claims.orig_tn, (shaken.orig_tn,))
+                 and pp.tn_matches(claims.div_tn, shaken.dest_tns) and isinstance(x5u, str))
+        if valid:
+            entry = await self._credential(str(x5u), now)
+            valid = entry.cred is not None and not await self._check_credential(
+                entry, passport, None, now)
+        return DivInfo(claims.orig_tn, claims.dest_tns, claims.div_tn, hdr.info, valid)
+
+    # -- certificates: L1 -> single flight -> L2 -> breaker -> fetch ------------------------------
+    async def _credential(self, url: str, now: float) -> _Entry:
+        entry = self._l1.get(url)
+        if entry is not None and now < entry.expires:
+            return entry
+        waiting = self._inflight.get(url)
+        if waiting is None:
+            waiting = asyncio.ensure_future(self._load(url, now))
+            self._inflight[url] = waiting
+            waiting.add_done_callback(lambda _f: self._inflight.pop(url, None))
+        # shield: a caller that gives up (call cancelled) must not cancel everyone's download
+        return await asyncio.shield(waiting)
+
+    async def _load(self, url: str, now: float) -> _Entry:
+        entry = await self._from_l2(url, now)
+        if entry is None:
+            entry = await self._download(url, now)
+        if entry.cred is not None:
+            entry.crl_reason, entry.crl_until = await self.crl.status(entry.cred, now)
+        self._l1.put(url, entry)
+        return entry
+
+    async def _from_l2(self, url: str, now: float) -> _Entry | None:
+        if self.l2 is None:
+            return None
+        try:
+            got = await self.l2.get_cert(url)
+        except Exception as exc:  # the shared cache is an optimisation: never fail a call on it
+            self.counters["l2_errors"] += 1
+            log.warning("shared certificate cache unavailable: %s", exc)
+            return None
+        if got is None or got[1] <= now:
+            return None
+        result = build_credential(got[0], self.trust)
+        if isinstance(result, Reason):
+            return None  # trust anchors may differ per instance: fetch and judge ourselves
+        self.counters["l2_hits"] += 1
+        return _Entry(result, None, min(got[1], max(result.not_after, now + self.cfg.x5u.negative_ttl)))
+
+    async def _download(self, url: str, now: float) -> _Entry:
+        negative = now + self.cfg.x5u.negative_ttl
+        host = _host_of(url)
+        if not self.breaker.allow(host, now):
+            self.counters["x5u_breaker_skips"] += 1
+            return _Entry(None, Reason.X5U_FETCH_FAILED, negative)
+        self.counters["x5u_fetches"] += 1
+        try:
+            fetched = await self.fetcher.fetch(url)
+        except FetchError as exc:
+            if exc.reason is Reason.X5U_REFUSED:
+                self.counters["x5u_refused"] += 1
+            else:
+                self.counters["x5u_fetch_failures"] += 1
+                self.breaker.failure(host, now)
+            log.info("x5u %s: %s", url, exc.detail)
+            return _Entry(None, exc.reason, negative)
+        except Exception:
+            self.counters["x5u_fetch_failures"] += 1
+            self.breaker.failure(host, now)
+            log.exception("x5u %s: fetcher error", url)
+            return _Entry(None, Reason.X5U_FETCH_FAILED, negative)
+        self.breaker.success(host)
+        result = build_credential(fetched.body, self.trust)
+        if isinstance(result, Reason):
+            return _Entry(None, result, negative)
+        ttl = max(DEFAULT_CERT_TTL, fetched.max_age or 0.0)
+        # never past notAfter, but an expired credential is still cached briefly (no refetch storm)
+        expires = max(min(now + ttl, result.not_after), negative)
+        if self.l2 is not None:
+            try:
+                await self.l2.put_cert(url, fetched.body, expires)
+            except Exception as exc:
+                self.counters["l2_errors"] += 1
+                log.warning("shared certificate cache: put failed: %s", exc)
+        return _Entry(result, None, expires)
+
+
+def _ppt_of(hdr: IdentityHeader | None) -> str | None:
+    """The header's ppt, else the PASSporT's own ("?" when it cannot be read: treat as shaken)."""
+    if hdr is None:
+        return None
+    if hdr.ppt is not None:
+        return hdr.ppt
+    passport = pp.decode(hdr.token) if hdr.is_full_form else None
+    if passport is None:
+        return "?"
+    ppt = passport.header.get("ppt")
+    return ppt if isinstance(ppt, str) else None
+
+
+def _host_of(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _number_reasons(claims: pp.ShakenClaims, orig: tuple[str, ...], dest: tuple[str, ...]) -> list[Reason]:
+    reasons = []
+    # no caller number at all (anonymous without PAI): nothing binds orig.tn to this call
+    if not orig or not pp.tn_matches(claims.orig_tn, orig):
+        reasons.append(Reason.ORIG_MISMATCH)
+    if not any(pp.tn_matches(tn, dest) for tn in claims.dest_tns):
+        reasons.append(Reason.DEST_MISMATCH)
+    return reasons
+
+
+def _result(reasons: list[Reason], claims: pp.ShakenClaims | None, x5u: object,
+            spc: str | None) -> Verification:
+    ordered = tuple(sorted(set(reasons), key=REASON_ORDER.__getitem__))
+    verstat = Verstat.FAILED if ordered else Verstat.PASSED
+    if claims is None:
+        return Verification(verstat, x5u=x5u if isinstance(x5u, str) else None, spc=spc, reasons=ordered)
+    return Verification(verstat, attest=claims.attest, orig_tn=claims.orig_tn, dest_tns=claims.dest_tns,
+                        origid=claims.origid, x5u=x5u if isinstance(x5u, str) else None, spc=spc,
+                        iat=claims.iat, reasons=ordered)

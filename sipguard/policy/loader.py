@@ -1,0 +1,177 @@
+"""Read a policy file (YAML, via yamlconf so every error names file:line:key) and
+compile it into a ``Policy``.
+
+One compiler serves both entry points: ``check_policy`` returns every problem it finds
+(``sipguard policy check``), ``load_policy`` raises the first one. Problems found:
+YAML syntax, unknown top-level/rule keys, missing or unsupported ``version``, unknown
+facts (with a "did you mean"), values of the wrong type for their fact, unknown
+operators, regexes that do not compile, unknown actions, bad status codes, keys that
+belong to the other action (sign on a reject ...), bad tags and next-hop URIs, duplicate
+or reserved rule names, and rules that can never match because an earlier rule matches
+every call.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import cast
+
+from sipguard.errors import ConfigError
+from sipguard.policy.actions import ACTIONS, FORWARD_KEYS, REJECT_KEYS, compile_action
+from sipguard.policy.conditions import compile_when
+from sipguard.policy.decision import FORWARD, Decision
+from sipguard.policy.engine import DEFAULT_RULE, Policy
+from sipguard.policy.facts import FACT_NAMES, Facts
+from sipguard.policy.model import CompiledRule, Decide, Problems, Redress
+from sipguard.yamlconf import Section, load
+
+SUPPORTED_VERSIONS = (1,)
+MODES = ("enforce", "shadow")
+TOP_KEYS = ("version", "mode", "default", "rules", "description")
+RULE_KEYS = ("name", "description", "when", "action", *REJECT_KEYS, *FORWARD_KEYS)
+DEFAULT_KEYS = ("action", *REJECT_KEYS, *FORWARD_KEYS)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")      # names become metric labels and record fields
+
+
+def load_policy(path: str, redress: Redress) -> Policy:
+    """Load and compile ``path``; ConfigError (file, line, key) on the first problem."""
+    policy, problems = _compile(path, redress)
+    if problems.errors:
+        raise problems.errors[0]
+    assert policy is not None
+    return policy
+
+
+def check_policy(path: str, redress: Redress | None = None) -> list[ConfigError]:
+    """Every problem in ``path``, in file order. With ``redress`` (from the config), a
+    603+ rule without a redress contact is a problem too."""
+    _, problems = _compile(path, redress)
+    return sorted(problems.errors, key=lambda e: e.line or 0)
+
+
+def count_rules(path: str) -> int:
+    """Rules in a valid policy file (for ``policy check``'s "ok: N rules")."""
+    policy, _ = _compile(path, None)
+    return len(policy.rules) if policy is not None else 0
+
+
+def _compile(path: str, redress: Redress | None) -> tuple[Policy | None, Problems]:
+    problems = Problems()
+    try:
+        root = load(path)
+    except ConfigError as exc:
+        problems.add(exc)
+        return None, problems
+    for key in root.keys():
+        if key not in TOP_KEYS:
+            problems.add(root.error(key, f"unknown key; expected one of: {', '.join(TOP_KEYS)}"))
+    version = _version(root, problems)
+    shadow = _mode(root, problems) == "shadow"
+    default, default_class = _default(root, redress, problems)
+    rules = _rules(root, redress, problems)
+    policy = Policy(path, version, shadow, tuple(rules), default, default_class)
+    return policy, problems
+
+
+def _mode(root: Section, problems: Problems) -> str:
+    try:
+        return str(root.choice("mode", MODES, default="enforce"))
+    except ConfigError as exc:
+        problems.add(exc)
+        return "enforce"
+
+
+def _version(root: Section, problems: Problems) -> int:
+    try:
+        version = root.int("version")
+    except ConfigError as exc:
+        problems.add(exc)
+        return 0
+    if isinstance(version, int) and version not in SUPPORTED_VERSIONS:
+        problems.add(root.error("version", f"unsupported policy version {version}; this sipguard "
+                                f"reads version {', '.join(map(str, SUPPORTED_VERSIONS))}"))
+    return int(version)
+
+
+def _default(root: Section, redress: Redress | None, problems: Problems) -> tuple[Decide, str | None]:
+    fallback: Decide = _forward_all
+    if "default" not in root:
+        return fallback, None
+    try:
+        sec = root.section("default")
+        sec.check_keys(DEFAULT_KEYS)
+        _, rule_class, decide = compile_action(sec, None, redress, problems)
+    except ConfigError as exc:
+        problems.add(exc)
+        return fallback, None
+    return decide, rule_class
+
+
+def _forward_all(_facts: Facts) -> Decision:
+    return FORWARD
+
+
+def _rules(root: Section, redress: Redress | None, problems: Problems) -> list[CompiledRule]:
+    try:
+        sections = cast("list[Section]", root.sections("rules"))  # see conditions.py
+    except ConfigError as exc:
+        problems.add(exc)
+        return []
+    rules: list[CompiledRule] = []
+    first_line: dict[str, int] = {}
+    catch_all: CompiledRule | None = None
+    for index, sec in enumerate(sections):
+        line = root.item_line("rules", index) or 0
+        rule = _rule(sec, index, line, redress, problems)
+        if rule is None:
+            continue
+        if rule.name in first_line:
+            problems.add(sec.error("name", f"duplicate rule name {rule.name!r} (first used at line "
+                                   f"{first_line[rule.name]})"))
+        first_line.setdefault(rule.name, line)
+        if catch_all is not None:
+            problems.add(ConfigError(
+                f"rule {rule.name!r} can never match: rule {catch_all.name!r} (line {catch_all.line}) "
+                "above it has no conditions and matches every call", sec.path, line, sec.prefix))
+        elif rule.catch_all:
+            catch_all = rule
+        rules.append(rule)
+    return rules
+
+
+def _rule(sec: Section, index: int, line: int, redress: Redress | None,
+          problems: Problems) -> CompiledRule | None:
+    before = len(problems.errors)
+    for key in sec.keys():
+        if key not in RULE_KEYS:
+            hint = " (conditions go under when:)" if key in FACT_NAMES else ""
+            problems.add(sec.error(key, f"unknown rule key{hint}; expected one of: {', '.join(RULE_KEYS)}"))
+    name = _name(sec, index, problems)
+    try:
+        if "when" in sec and sec.raw("when") is not None and not isinstance(sec.raw("when"), dict):
+            raise sec.error("when", "when: takes a mapping of conditions, e.g. when: {caller.dno: true}")
+        match, always = compile_when(sec.section("when"), problems)
+        action, rule_class, decide = compile_action(sec, name, redress, problems)
+    except ConfigError as exc:
+        problems.add(exc)
+        return None
+    if len(problems.errors) > before and name is None:
+        return None
+    return CompiledRule(name or f"rule-{index + 1}", line, action, rule_class, match, decide, always)
+
+
+def _name(sec: Section, index: int, problems: Problems) -> str | None:
+    try:
+        name = sec.str("name")
+    except ConfigError as exc:
+        problems.add(exc)
+        return None
+    if not _NAME.fullmatch(name):
+        problems.add(sec.error("name", f"rule name {name!r}: use letters, digits and - _ . : only "
+                               "(it becomes a metric label)"))
+    elif name == DEFAULT_RULE:
+        problems.add(sec.error("name", f"{DEFAULT_RULE!r} is reserved for the default action"))
+    return name
+
+
+__all__ = ["ACTIONS", "check_policy", "count_rules", "load_policy"]

@@ -174,4 +174,4 @@ def _name(sec: Section, index: int, problems: Problems) -> str | None:
     return name
 
 
-__all__ = ["ACTIONS", "check_policy", "count_rules", "load_policy"]
+__all__ = ["ACTIONS", "Redress", "check_policy", "count_rules", "load_policy"]

@@ -1,0 +1,383 @@
+"""Verifier outcomes: every reason code, ordering, several headers, div, caching, single flight, breaker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sipguard.shaken.config import CrlConfig
+from sipguard.shaken.reasons import Reason, Verstat
+from sipguard.shaken.verify import Verifier
+from sipguard.shaken.x5u import FetchError
+from tests.shaken_pki import (
+    MapFetcher,
+    StiPki,
+    identity_header,
+    shaken_identity,
+    shaken_token,
+    sign_passport,
+)
+
+NOW = 1_790_000_000.0
+BASE = "https://certs.example.net"
+CRL = "http://crl.example.net/int.crl"
+ORIG, DEST = "12025550100", "13035550100"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> StiPki:
+    return StiPki(tmp_path_factory.mktemp("pki"), now=NOW, crl_url=CRL)
+
+
+def _fetcher(pki: StiPki) -> MapFetcher:
+    bodies: dict[str, Any] = {f"{BASE}/{n}.pem": pki.chain_pem(n)
+                              for n in ("good", "implicit", "no_tnauth", "expired", "revoked", "rsa", "untrusted")}
+    bodies[CRL] = pki.crl_der
+    bodies[f"{BASE}/garbage.pem"] = b"<html>not a cert</html>"
+    bodies[f"{BASE}/refused.pem"] = FetchError(Reason.X5U_REFUSED, "loopback")
+    return MapFetcher(bodies)
+
+
+def _verifier(pki: StiPki, fetcher: MapFetcher | None = None, **cfg: Any) -> Verifier:
+    return Verifier(pki.config(**cfg), fetcher or _fetcher(pki))
+
+
+def _ident(pki: StiPki, name: str = "good", **kw: Any) -> str:
+    x5u = kw.pop("x5u", f"{BASE}/{name}.pem")
+    return shaken_identity(pki.key(name), x5u, orig=kw.pop("orig", ORIG), dest=kw.pop("dest", [DEST]),
+                           iat=kw.pop("iat", int(NOW)), **kw)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _verify(v: Verifier, idents: list[str], orig: tuple[str, ...] = (ORIG,),
+                  dest: tuple[str, ...] = (DEST,), now: float = NOW) -> Any:
+    return await v.verify(idents, orig, dest, now)
+
+
+def test_good_passes_with_claims_and_spc(pki: StiPki) -> None:
+    res = run(_verify(_verifier(pki), [_ident(pki, attest="B", origid="abc")]))
+    assert res.verstat is Verstat.PASSED and res.reasons == ()
+    assert (res.attest, res.origid, res.spc, res.orig_tn, res.dest_tns, res.iat) == \
+        ("B", "abc", "1234", ORIG, (DEST,), int(NOW))
+    assert res.x5u == f"{BASE}/good.pem"
+
+
+def test_implicit_tnauthlist_passes(pki: StiPki) -> None:
+    assert run(_verify(_verifier(pki), [_ident(pki, "implicit")])).spc == "1234"
+
+
+def test_no_identity() -> None:
+    from sipguard.shaken.config import ShakenConfig
+
+    res = run(Verifier(ShakenConfig(), MapFetcher()).verify([], [ORIG], [DEST], NOW))
+    assert res.verstat is Verstat.NONE and res.reasons == (Reason.NO_IDENTITY,)
+
+
+def test_unknown_ppt_only_is_no_validation(pki: StiPki) -> None:
+    token = shaken_token(pki.key("good"), f"{BASE}/good.pem", orig=ORIG, dest=[DEST], iat=int(NOW), ppt="rcd")
+    res = run(_verify(_verifier(pki), [identity_header(token, f"{BASE}/good.pem", ppt="rcd")]))
+    assert res.verstat is Verstat.NONE and res.reasons == (Reason.NO_IDENTITY,)
+
+
+def _tampered_payload(token: str) -> str:
+    """Flip one signature character in the middle (as bench-anchor/gen_tokens.sh does)."""
+    head, payload, sig = token.split(".")
+    mid = len(sig) // 2
+    alt = "B" if sig[mid] != "B" else "C"
+    return f"{head}.{payload}.{sig[:mid]}{alt}{sig[mid + 1:]}"
+
+
+def _reasons(pki: StiPki, idents: list[str], **kw: Any) -> tuple[Reason, ...]:
+    res = run(_verify(_verifier(pki), idents, **kw))
+    assert res.verstat is Verstat.FAILED
+    return res.reasons
+
+
+def _raw(pki: StiPki, header: dict[str, Any], claims: dict[str, Any], name: str = "good",
+         info: str | None = None, alg: str = "ES256", ppt: str = "shaken") -> str:
+    return identity_header(sign_passport(pki.key(name), header, claims), info or f"{BASE}/{name}.pem",
+                           alg=alg, ppt=ppt)
+
+
+HDR = {"alg": "ES256", "ppt": "shaken", "typ": "passport", "x5u": f"{BASE}/good.pem"}
+CLAIMS = {"attest": "A", "dest": {"tn": [DEST]}, "iat": int(NOW), "orig": {"tn": ORIG}, "origid": "x"}
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("compact", Reason.MALFORMED_IDENTITY),
+    ("garbage", Reason.MALFORMED_IDENTITY),
+    ("bad-json", Reason.MALFORMED_IDENTITY),
+    ("alg-none", Reason.BAD_ALG),
+    ("alg-hs256", Reason.BAD_ALG),
+    ("header-alg-rs256", Reason.BAD_ALG),
+    ("ppt-div-in-jose", Reason.BAD_PPT),
+    ("x5u-mismatch", Reason.X5U_MISMATCH),
+    ("stale", Reason.STALE_IAT),
+    ("future", Reason.FUTURE_IAT),
+    ("fetch-failed", Reason.X5U_FETCH_FAILED),
+    ("not-a-cert", Reason.X5U_FETCH_FAILED),
+    ("refused", Reason.X5U_REFUSED),
+    ("untrusted", Reason.CERT_UNTRUSTED),
+    ("rsa-leaf", Reason.CERT_UNTRUSTED),
+    ("expired", Reason.CERT_EXPIRED),
+    ("revoked", Reason.CERT_REVOKED),
+    ("no-tnauth", Reason.CERT_NO_TNAUTHLIST),
+    ("bad-signature", Reason.BAD_SIGNATURE),
+    ("wrong-key", Reason.BAD_SIGNATURE),
+    ("orig-mismatch", Reason.ORIG_MISMATCH),
+    ("dest-mismatch", Reason.DEST_MISMATCH),
+    ("attest-D", Reason.BAD_CLAIMS),
+    ("iat-string", Reason.BAD_CLAIMS),
+    ("orig-missing", Reason.BAD_CLAIMS),
+    ("no-origid", Reason.BAD_CLAIMS),
+])
+def test_every_reason_code(pki: StiPki, case: str, expected: Reason) -> None:
+    good = _ident(pki)
+    token, _, params = good.partition(";")
+    idents = {
+        "compact": [f"{token.split('.')[0]}..{token.split('.')[2]};{params}"],
+        "garbage": ["%%%;info=<x>"],
+        "bad-json": [f"e30.bm90anNvbg.{token.split('.')[2]};{params}"],
+        "alg-none": [_raw(pki, {**HDR, "alg": "none"}, CLAIMS)],
+        "alg-hs256": [_raw(pki, {**HDR, "alg": "HS256"}, CLAIMS)],
+        "header-alg-rs256": [_raw(pki, HDR, CLAIMS, alg="RS256")],
+        "ppt-div-in-jose": [_raw(pki, {**HDR, "ppt": "div"}, CLAIMS)],
+        "x5u-mismatch": [_raw(pki, HDR, CLAIMS, info=f"{BASE}/other.pem")],
+        "stale": [_ident(pki, iat=int(NOW) - 61)],
+        "future": [_ident(pki, iat=int(NOW) + 6)],
+        "fetch-failed": [_ident(pki, x5u=f"{BASE}/missing.pem")],
+        "not-a-cert": [_ident(pki, x5u=f"{BASE}/garbage.pem")],
+        "refused": [_ident(pki, x5u=f"{BASE}/refused.pem")],
+        "untrusted": [_ident(pki, "untrusted")],
+        "rsa-leaf": [shaken_identity(pki.key("good"), f"{BASE}/rsa.pem", orig=ORIG, dest=[DEST], iat=int(NOW))],
+        "expired": [_ident(pki, "expired")],
+        "revoked": [_ident(pki, "revoked")],
+        "no-tnauth": [_ident(pki, "no_tnauth")],
+        "bad-signature": [_tampered_payload(token) + ";" + params],
+        "wrong-key": [shaken_identity(pki.key("implicit"), f"{BASE}/good.pem", orig=ORIG, dest=[DEST],
+                                      iat=int(NOW))],
+        "orig-mismatch": [_ident(pki, orig="12025550199")],
+        "dest-mismatch": [_ident(pki, dest=["13035550199"])],
+        "attest-D": [_raw(pki, HDR, {**CLAIMS, "attest": "D"})],
+        "iat-string": [_raw(pki, HDR, {**CLAIMS, "iat": str(int(NOW))})],
+        "orig-missing": [_raw(pki, HDR, {k: v for k, v in CLAIMS.items() if k != "orig"})],
+        "no-origid": [_raw(pki, HDR, {k: v for k, v in CLAIMS.items() if k != "origid"})],
+    }[case]
+    reasons = _reasons(pki, idents)
+    assert reasons[0] is expected, reasons
+
+
+def test_bad_signature_ranks_before_number_mismatch(pki: StiPki) -> None:
+    token, _, params = _ident(pki, orig="12025550199").partition(";")
+    assert _reasons(pki, [_tampered_payload(token) + ";" + params])[:1] == (Reason.BAD_SIGNATURE,)
+
+
+def test_doomed_token_causes_no_fetch(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    res = run(_verify(_verifier(pki, fetcher), [_ident(pki, iat=int(NOW) - 3600, orig="1999")]))
+    assert res.reasons == (Reason.STALE_IAT, Reason.ORIG_MISMATCH)
+    assert fetcher.calls == {}
+
+
+@pytest.mark.parametrize(("offset", "ok"), [(-60, True), (-61, False), (5, True), (6, False), (0, True)])
+def test_iat_window_edges(pki: StiPki, offset: int, ok: bool) -> None:
+    res = run(_verify(_verifier(pki), [_ident(pki, iat=int(NOW) + offset)]))
+    assert res.passed is ok
+
+
+def test_anonymous_caller_is_orig_mismatch(pki: StiPki) -> None:
+    assert _reasons(pki, [_ident(pki)], orig=()) == (Reason.ORIG_MISMATCH,)
+
+
+def test_numbers_normalised(pki: StiPki) -> None:
+    ident = _ident(pki, orig="+1 (202) 555-0100", dest=["+1-303-555-0100", "2065550100"])
+    assert run(_verify(_verifier(pki), [ident], dest=("12065550100",))).passed
+    # national 10-digit NANP form in the PASSporT matches the E.164 digits from SIP
+    assert run(_verify(_verifier(pki), [_ident(pki, orig="2025550100")])).passed
+
+
+def test_second_header_passes_when_first_fails(pki: StiPki) -> None:
+    res = run(_verify(_verifier(pki), ["garbage!", _ident(pki, "expired"), _ident(pki)]))
+    assert res.passed and res.x5u == f"{BASE}/good.pem"
+
+
+def test_all_fail_reports_first_shaken(pki: StiPki) -> None:
+    res = run(_verify(_verifier(pki), [_ident(pki, "expired"), _ident(pki, "revoked")]))
+    assert res.reasons[0] is Reason.CERT_EXPIRED
+
+
+def test_comma_joined_values_are_split(pki: StiPki) -> None:
+    assert run(_verify(_verifier(pki), [_ident(pki, "expired") + ", " + _ident(pki)])).passed
+
+
+def test_ppt_absent_in_header_uses_jose_ppt(pki: StiPki) -> None:
+    ident = _ident(pki).replace(";ppt=shaken", "")
+    assert run(_verify(_verifier(pki), [ident])).passed
+
+
+def test_div_chain_reported_and_checked(pki: StiPki) -> None:
+    new_dest = "14155550100"
+    div = sign_passport(pki.key("good"), {**HDR, "ppt": "div"},
+                        {"dest": {"tn": [new_dest]}, "div": {"tn": DEST}, "iat": int(NOW), "orig": {"tn": ORIG}})
+    bad_div = sign_passport(pki.key("good"), {**HDR, "ppt": "div"},
+                            {"dest": {"tn": [new_dest]}, "div": {"tn": "19995550100"}, "iat": int(NOW),
+                             "orig": {"tn": ORIG}})
+    x5u = f"{BASE}/good.pem"
+    idents = [_ident(pki), identity_header(div, x5u, ppt="div"), identity_header(bad_div, x5u, ppt="div")]
+    res = run(_verify(_verifier(pki), idents, dest=(new_dest,)))
+    # the shaken PASSporT still names the original callee: dest-mismatch against the new one
+    assert res.reasons == (Reason.DEST_MISMATCH,)
+    assert [d.valid for d in res.div] == [True, False]
+    assert res.div[0].div_tn == DEST and res.div[0].dest_tns == (new_dest,)
+
+
+def test_crl_fail_closed_when_unreachable(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    del fetcher.bodies[CRL]
+    closed = _verifier(pki, fetcher, crl=CrlConfig(failure="fail-closed"))
+    assert run(_verify(closed, [_ident(pki)])).reasons == (Reason.CERT_REVOKED,)
+    opened = _verifier(pki, fetcher)
+    assert run(_verify(opened, [_ident(pki)])).passed
+
+
+def test_crl_disabled_ignores_revocation(pki: StiPki) -> None:
+    assert run(_verify(_verifier(pki, crl=CrlConfig(enabled=False)), [_ident(pki, "revoked")])).passed
+
+
+def test_crl_signed_by_someone_else_is_unavailable(pki: StiPki, tmp_path: Path) -> None:
+    other = StiPki(tmp_path, now=NOW)
+    fetcher = _fetcher(pki)
+    fetcher.bodies[CRL] = other.crl_der
+    res = run(_verify(_verifier(pki, fetcher, crl=CrlConfig(failure="fail-closed")), [_ident(pki)]))
+    assert res.reasons == (Reason.CERT_REVOKED,)
+
+
+def test_warm_cache_fetches_once(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher)
+
+    async def many() -> list[bool]:
+        return [(await _verify(v, [_ident(pki)], now=NOW + i)).passed for i in range(5)]
+
+    assert run(many()) == [True] * 5
+    assert fetcher.calls[f"{BASE}/good.pem"] == 1 and fetcher.calls[CRL] == 1
+    stats = v.stats()
+    assert stats["cert_cache_hits"] == 4 and stats["passed"] == 5
+
+
+def test_single_flight_1000_concurrent(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher)
+    ident = _ident(pki)
+
+    async def burst() -> list[Any]:
+        fetcher.gate = asyncio.Event()
+        tasks = [asyncio.ensure_future(_verify(v, [ident])) for _ in range(1000)]
+        await asyncio.sleep(0)
+        fetcher.gate.set()
+        return await asyncio.gather(*tasks)
+
+    results = run(burst())
+    assert all(r.passed for r in results)
+    assert fetcher.calls[f"{BASE}/good.pem"] == 1
+
+
+def test_cache_expires_at_ttl(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher)
+
+    async def go() -> None:
+        assert (await _verify(v, [_ident(pki)])).passed
+        later = NOW + 86400 + 1
+        assert (await _verify(v, [_ident(pki, iat=int(later))], now=later)).passed
+
+    run(go())
+    assert fetcher.calls[f"{BASE}/good.pem"] == 2
+
+
+def test_negative_cache_and_breaker(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher, negative_ttl=10.0)
+
+    async def go() -> None:
+        for i in range(8):  # distinct URLs on one dead host: the breaker opens after 5 failures
+            url = f"{BASE}/dead{i}.pem"
+            res = await _verify(v, [_ident(pki, x5u=url)])
+            assert res.reasons == (Reason.X5U_FETCH_FAILED,)
+        # same URL again within negative_ttl: no I/O
+        await _verify(v, [_ident(pki, x5u=f"{BASE}/dead0.pem")], now=NOW + 1)
+
+    run(go())
+    assert sum(fetcher.calls.values()) == 5
+    assert v.breaker_states(NOW)["certs.example.net"] == "open"
+    assert v.stats()["x5u_breaker_skips"] == 3
+    assert v.breaker_states(NOW + 31)["certs.example.net"] == "half-open"
+
+
+def test_breaker_closes_after_success(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher, negative_ttl=1.0)
+
+    async def go() -> None:
+        for i in range(5):
+            await _verify(v, [_ident(pki, x5u=f"{BASE}/dead{i}.pem")])
+        later = NOW + 40
+        assert (await _verify(v, [_ident(pki, iat=int(later))], now=later)).passed
+
+    run(go())
+    assert v.breaker_states(NOW + 40) == {}
+
+
+class _L2:
+    def __init__(self) -> None:
+        self.data: dict[str, tuple[bytes, float]] = {}
+
+    async def get_cert(self, url: str) -> tuple[bytes, float] | None:
+        return self.data.get(url)
+
+    async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None:
+        self.data[url] = (pem, expires_at)
+
+
+class _BrokenL2:
+    async def get_cert(self, url: str) -> tuple[bytes, float] | None:
+        raise ConnectionError("redis down")
+
+    async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None:
+        raise ConnectionError("redis down")
+
+
+def test_l2_shared_between_instances(pki: StiPki) -> None:
+    l2 = _L2()
+    first, second = _fetcher(pki), _fetcher(pki)
+    run(_verify(Verifier(pki.config(), first, l2), [_ident(pki)]))
+    url = f"{BASE}/good.pem"
+    assert url in l2.data and l2.data[url][1] <= NOW + 86400
+    v2 = Verifier(pki.config(), second, l2)
+    assert run(_verify(v2, [_ident(pki)])).passed
+    assert url not in second.calls and v2.stats()["l2_hits"] == 1
+
+
+def test_broken_l2_does_not_fail_calls(pki: StiPki) -> None:
+    v = Verifier(pki.config(), _fetcher(pki), _BrokenL2())
+    assert run(_verify(v, [_ident(pki)])).passed
+    assert v.stats()["l2_errors"] == 2
+
+
+def test_no_trust_anchors_means_untrusted(pki: StiPki) -> None:
+    from sipguard.shaken.config import ShakenConfig
+
+    v = Verifier(ShakenConfig(), _fetcher(pki))
+    assert run(_verify(v, [_ident(pki)])).reasons == (Reason.CERT_UNTRUSTED,)
+
+
+@pytest.mark.parametrize("value", ["", ";", "a;info", "a.b.c;info=<", "x" * 10000, "\x00", "a.b.c;info=<u>;ppt=\""])
+def test_hostile_values_never_raise(pki: StiPki, value: str) -> None:
+    res = run(_verify(_verifier(pki), [value]))
+    assert res.verstat is Verstat.FAILED and res.reasons == (Reason.MALFORMED_IDENTITY,)

@@ -12,10 +12,11 @@ opened. dpkt reads the file formats; the layers inside each frame are ``decode.p
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+import os
+import struct
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from struct import error as struct_error
 from typing import BinaryIO
 
 import dpkt
@@ -135,18 +136,40 @@ def iter_frames(path: str | Path, report: CaptureReport) -> Iterator[tuple[int, 
         report.link_type = link
         number = 0
         iterator = iter(reader)
+        # dpkt's pcap reader hands out a short last frame as if it were whole; the record
+        # header's caplen (at a known offset) tells a truncated file from a short frame.
+        caplen = _caplen_reader(fh) if fmt == "pcap" else None
         while True:
+            pos = fh.tell()
             try:
                 ts, frame = next(iterator)
             except StopIteration:
                 return
-            except (ValueError, dpkt.Error, EOFError, OverflowError, struct_error, MemoryError) as exc:
+            except (ValueError, dpkt.Error, EOFError, OverflowError, struct.error, MemoryError) as exc:
                 report.add(number + 1, f"capture file truncated or damaged here ({exc or type(exc).__name__}); "
                            "stopped reading")
                 return
             number += 1
+            if caplen is not None and len(frame) < caplen(pos):
+                report.add(number, f"capture file truncated inside this packet ({len(frame)} of "
+                           f"{caplen(pos)} bytes); stopped reading")
+                report.packets = number
+                return
             report.packets = number
             yield number, float(ts), link, frame
+
+
+def _caplen_reader(fh: BinaryIO) -> Callable[[int], int]:
+    fh.seek(0)
+    order = "<" if fh.read(4) in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    fh.seek(24)   # dpkt has read the file header; it reads on from here
+    fmt = struct.Struct(order + "I")
+    fd = fh.fileno()
+
+    def caplen(pos: int) -> int:
+        raw = os.pread(fd, 4, pos + 8)
+        return fmt.unpack(raw)[0] if len(raw) == 4 else 0
+    return caplen
 
 
 def iter_packets(path: str | Path, report: CaptureReport | None = None) -> Iterator[Packet]:

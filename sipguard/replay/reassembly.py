@@ -26,9 +26,15 @@ _HALF = 1 << 31
 
 # A SIP start line, as the first line of a message (RFC 3261 s7.1, s7.2).
 START_LINE = re.compile(rb"(?:[!%'*+\-.0-9A-Z_`a-z~]+ [^ \r\n]+ SIP/2\.0|SIP/2\.0 [0-9]{3}(?: [^\r\n]*)?)\r?\n")
-# The same at the start of any line, to find the next message after lost bytes.
-_NEXT_START = re.compile(rb"(?m)^(?:[!%'*+\-.0-9A-Z_`a-z~]+ [^ \r\n]+ SIP/2\.0|SIP/2\.0 [0-9]{3}[ \r])")
+# Where the next message starts after lost or unframeable bytes. Only well-known methods:
+# a body without a final CRLF runs straight into the next start line ("...abcINVITE sip:"),
+# so the method cannot be told from the bytes before it by grammar alone.
+_NEXT_START = re.compile(
+    rb"(?:INVITE|ACK|BYE|CANCEL|OPTIONS|REGISTER|PRACK|SUBSCRIBE|NOTIFY|PUBLISH|INFO|REFER|MESSAGE"
+    rb"|UPDATE) [^ \r\n]+ SIP/2\.0\r?\n|SIP/2\.0 [0-9]{3}[ \r]")
 _CONTENT_LENGTH = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)")
+# What the first bytes of a SIP stream look like, even when the start line is cut short.
+_SIP_PREFIX = re.compile(rb"SIP/2\.0 |[A-Za-z]+ (?:sips?|tel|urn):", re.IGNORECASE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -246,7 +252,7 @@ class TcpReassembler:
         if flow.ignored:
             return False
         rest = flow.buffer.lstrip(b"\r\n")
-        return bool(rest or flow.pending) and (flow.checked or looks_like_sip(bytes(rest[:1024])))
+        return bool(rest or flow.pending) and (flow.checked or _SIP_PREFIX.match(rest) is not None)
 
     def _drop(self, flow: _Flow, key: FlowKey, why: str) -> None:
         self.notes.append(f"tcp {_flow_name(key)}: {why}; {len(flow.buffer)} bytes dropped")
@@ -297,6 +303,7 @@ class TcpReassembler:
                     # Deliver the header alone: the SIP parser will reject the message as a
                     # live proxy would; the body bytes are then skipped as non-SIP.
                     self.notes.append(f"tcp {_flow_name(key)}: bad Content-Length {text[:40]!r}")
+                    flow.synced = False
             if len(buf) < head_end + length:
                 return
             message = bytes(buf[:head_end + length])

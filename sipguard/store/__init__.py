@@ -1,0 +1,34 @@
+"""State shared by every sipguard instance: RMD, DNO, lists, notices, rate limits, x5u cache.
+
+``open_store(url, limits, timeout)`` picks the backend by URL: ``memory`` (in process, the
+default) or a Redis URL (see connect.py). Both implement ``base.Store`` with the same
+behaviour; the same test suite runs against memory, standalone Redis and Redis Cluster.
+
+Round trips per INVITE: with ``redis://``, ``rediss://``, ``unix://`` and Sentinel, one
+EVALSHA of lua/lookup.lua does every lookup and every limiter update of the call. With
+``redis+cluster://`` the datasets (one hash tag, one slot) cost one EVALSHA and each
+applicable limiter one more EVALSHA on its own slot; they are sent concurrently, so the
+latency is about one round trip but the request count is 1 + number of limiters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sipguard.store.base import LimitSpec, LookupKeys, Lookups, Store, parse_limits
+
+
+def open_store(url: str, limits: Sequence[LimitSpec] = (), timeout: float = 0.05,
+               prefix: str = "sg") -> Store:
+    """``memory`` -> MemoryStore; a Redis URL -> RedisStore. ConfigError on a bad URL."""
+    if url == "memory" or url == "memory://":
+        from sipguard.store.memory import MemoryStore
+
+        return MemoryStore(limits)
+    from sipguard.store.connect import parse_url
+    from sipguard.store.redis import RedisStore
+
+    return RedisStore(parse_url(url), limits, timeout, prefix)
+
+
+__all__ = ["LimitSpec", "LookupKeys", "Lookups", "Store", "open_store", "parse_limits"]

@@ -1,0 +1,230 @@
+"""The state store interface: what a call looks up, what the admin tools write.
+
+One ``Store`` protocol, two backends (``memory.MemoryStore``, ``redis.RedisStore``) with the
+same behaviour, chosen by the ``store:`` URL in ``open_store`` (sipguard/store/__init__.py).
+The pipeline calls ``lookup(keys, now)`` once per INVITE; it never raises: a store that
+cannot answer in time gives ``Lookups(degraded=True)``. Everything else (imports, lists,
+notices) is admin work that may take several round trips and may raise ``SipguardError``.
+
+This module holds only values, the config parser for ``limits:`` and the protocol; it does
+no I/O.
+
+List precedence (``Lookups.list``): entries are matched on the caller number (exact), the
+caller's prefixes (longest first), the trunk id and the signer SPC. If any matching entry is
+on the block list the result is ``block`` (block wins, whatever the specificity), else
+``allow`` if any matched; ``list_entry`` names the entry that decided, e.g. ``prefix:1202555``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sipguard.errors import ConfigError
+from sipguard.yamlconf import Section
+
+LIMIT_FIELDS = ("trunk", "source", "caller", "callee", "spc")
+LIST_KINDS = ("number", "prefix", "trunk", "spc")
+LIST_NAMES = ("allow", "block")
+IMPLEMENTATIONS = ("complete", "partial", "none", "unknown")
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+        "h": 3600.0, "hour": 3600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """One named limiter: a GCRA bucket per distinct value of ``key`` fields."""
+
+    name: str
+    key: tuple[str, ...]      # fields from LIMIT_FIELDS
+    rate: float               # tokens per second
+    burst: int
+    per_trunk: Mapping[str, float] | None = None   # rate: trunk.cps -> each trunk's own cps
+
+    def rate_for(self, trunk: str | None) -> float | None:
+        """The rate for this call; None when the limiter does not apply (trunk without cps)."""
+        if self.per_trunk is None:
+            return self.rate
+        return self.per_trunk.get(trunk) if trunk is not None else None
+
+
+def parse_rate(text: str) -> float | None:
+    """``"10/min"`` -> 0.1666 tokens per second; None if the text is not a rate."""
+    match = _RATE.match(text)
+    if match is None:
+        return None
+    return float(match.group(1)) / _PER[match.group(2)]
+
+
+def parse_limits(sec: Section, trunk_cps: Mapping[str, float]) -> tuple[LimitSpec, ...]:
+    """The ``limits:`` config section -> LimitSpecs (ConfigError names file:line:key)."""
+    specs = []
+    for name in sec.keys():
+        item = sec.section(name, required=True)
+        item.check_keys(("key", "rate", "burst"))
+        raw_key = item.raw("key")
+        fields = item.list("key", item=str) if raw_key is not None else []
+        if not fields:
+            raise item.error("key", f"required: one of {', '.join(LIMIT_FIELDS)} or a list of them")
+        for value in fields:
+            if value not in LIMIT_FIELDS:
+                raise item.error("key", f"{value!r} is not one of: {', '.join(LIMIT_FIELDS)}")
+        if len(set(fields)) != len(fields):
+            raise item.error("key", "a field is named twice")
+        rate_text = item.str("rate")
+        per_trunk: dict[str, float] | None = None
+        if rate_text.strip() == "trunk.cps":
+            per_trunk = {t: float(c) for t, c in trunk_cps.items() if c}
+            if not per_trunk:
+                raise item.error("rate", "rate: trunk.cps needs a `cps` value on at least one trunk")
+            if "trunk" not in fields:
+                raise item.error("rate", "rate: trunk.cps needs `trunk` in the limiter's key")
+            rate = max(per_trunk.values())
+        else:
+            parsed = parse_rate(rate_text)
+            if parsed is None or parsed <= 0:
+                raise item.error("rate", f"{rate_text!r}: expected N/s, N/min, N/h (N > 0) or trunk.cps")
+            rate = parsed
+        burst = item.int("burst", default=max(1, int(rate)), minimum=1)
+        specs.append(LimitSpec(str(name), tuple(fields), rate, burst, per_trunk))
+    return tuple(specs)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupKeys:
+    trunk: str | None
+    trunk_frn: str | None
+    trunk_rmd: str | None        # RMD number of the trunk's provider, from config
+    source_ip: str
+    caller: str | None           # E.164 digits (a leading + is tolerated)
+    callee: str | None
+    spc: str | None              # SPC of the signing certificate, None if none
+
+
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    trunk_rmd: str = "absent"                 # listed | removed | absent
+    trunk_implementation: str | None = None   # complete | partial | none | unknown
+    signer_rmd: str | None = None             # listed | removed | absent; None when no SPC
+    signer_frn: str | None = None
+    caller_dno: bool = False
+    list: str | None = None                   # allow | block | None (block wins, see module doc)
+    list_entry: str | None = None             # e.g. "number:12025550123", "prefix:1202"
+    limited: tuple[str, ...] = ()
+    notice: str | None = None
+    degraded: bool = False
+    rmd_snapshot: str | None = None
+
+
+DEGRADED = Lookups(degraded=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RmdRecord:
+    """One RMD filing, normalised. ``line`` is where it started in its file."""
+
+    rmd: str | None                    # RMD0001234
+    frns: tuple[str, ...]              # 10-digit FRNs: the filing's own first, then other_frns
+    business_name: str = ""
+    implementation: str = "unknown"    # IMPLEMENTATIONS
+    country: str = ""
+    foreign: bool | None = None
+    gateway: bool | None = None
+    last_updated: str = ""
+    line: int = 0
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did; printed by the CLI, never silently dropped."""
+
+    dataset: str
+    rows: int = 0
+    imported: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)   # (line, why)
+    duplicates: int = 0
+    removed: int = 0                       # records now `removed` (absent from export or listed removed)
+    by_implementation: dict[str, int] = field(default_factory=dict)
+    snapshot: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class OcnMapping:
+    spc: str
+    rmd: str | None
+    frn: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DnoEntry:
+    digits: str      # 10 (number), 7 (thousands block), 6 (NPA-NXX) or 3 (NPA) NANP digits
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    kind: str        # LIST_KINDS
+    list_name: str   # allow | block
+    value: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A Commission-notice block rule: every condition given must match (AND)."""
+
+    ref: str
+    caller: str | None = None
+    caller_prefix: str | None = None
+    callee: str | None = None
+    callee_prefix: str | None = None
+    trunk: str | None = None
+    frn: str | None = None
+    spc: str | None = None
+    start: float | None = None     # epoch seconds, inclusive
+    end: float | None = None       # epoch seconds, exclusive
+
+    def has_condition(self) -> bool:
+        return any((self.caller, self.caller_prefix, self.callee, self.callee_prefix, self.trunk,
+                    self.frn, self.spc))
+
+
+class Store(Protocol):
+    healthy: bool
+
+    async def start(self) -> None: ...
+    async def lookup(self, keys: LookupKeys, now: float) -> Lookups: ...
+    async def aclose(self) -> None: ...
+    async def import_rmd(self, records: Sequence[RmdRecord], snapshot: str,
+                         removed: Sequence[RmdRecord] = ()) -> ImportReport: ...
+    async def map_ocn(self, rows: Sequence[OcnMapping]) -> int: ...
+    async def import_dno(self, entries: Sequence[DnoEntry]) -> int: ...
+    async def list_add(self, kind: str, list_name: str, value: str, note: str | None) -> None: ...
+    async def list_remove(self, kind: str, value: str) -> bool: ...
+    async def list_show(self, kind: str | None = None) -> list[ListEntry]: ...
+    async def list_replace(self, entries: Sequence[ListEntry]) -> int: ...
+    async def notice_add(self, notice: Notice) -> None: ...
+    async def notice_remove(self, ref: str) -> bool: ...
+    async def notice_list(self) -> list[Notice]: ...
+    async def rmd_show(self, ident: str) -> dict[str, str] | None: ...
+    async def get_cert(self, url: str) -> tuple[bytes, float] | None: ...
+    async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None: ...
+    def stats(self) -> dict[str, float]: ...
+
+
+def check_list_args(kind: str, list_name: str | None = None) -> None:
+    from sipguard.errors import SipguardError
+
+    if kind not in LIST_KINDS:
+        raise SipguardError(f"unknown list kind {kind!r}; expected one of: {', '.join(LIST_KINDS)}")
+    if list_name is not None and list_name not in LIST_NAMES:
+        raise SipguardError(f"unknown list {list_name!r}; expected allow or block")
+
+
+__all__ = ["ConfigError", "DEGRADED", "DnoEntry", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
+           "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdRecord",
+           "Store", "parse_limits", "parse_rate"]

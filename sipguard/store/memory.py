@@ -1,0 +1,187 @@
+"""The embedded store: the same behaviour as the Redis store, in this process's memory.
+
+Default when no Redis is configured (``store: memory``): single box installs, ``make demo``,
+replay and tests. Datasets come from files named in the config (datasets.load_datasets),
+rate limits use the GCRA of limits.py with the call's ``now`` (so replay is deterministic).
+Nothing here awaits I/O; the methods are async only to share the ``Store`` protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sipguard.store.base import (
+    DnoEntry,
+    ImportReport,
+    LimitSpec,
+    ListEntry,
+    LookupKeys,
+    Lookups,
+    Notice,
+    OcnMapping,
+    RmdRecord,
+    check_list_args,
+)
+from sipguard.store.keys import digits, frn10, nanp10, split_record
+from sipguard.store.limits import Gcra, applicable
+from sipguard.store.tables import build_rmd, normalise_list_value, normalise_notice, notice_matches
+
+
+class MemoryStore:
+    healthy: bool
+
+    def __init__(self, limits: Sequence[LimitSpec] = ()) -> None:
+        self.limits = tuple(limits)
+        self.healthy = True
+        self._ids: dict[str, str] = {}
+        self._frns: dict[str, str] = {}
+        self._snapshot: str | None = None
+        self._dno: frozenset[str] = frozenset()
+        self._ocn: dict[str, tuple[str, str]] = {}
+        self._lists: dict[str, tuple[str, str | None]] = {}   # "kind:value" -> (allow|block, note)
+        self._notices: dict[str, Notice] = {}
+        self._certs: dict[str, tuple[bytes, float]] = {}
+        self._gcra = Gcra()
+        self._lookups = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- the hot path ------------------------------------------------------------------------
+    async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
+        self._lookups += 1
+        caller = digits(keys.caller) or ""
+        trunk_frn = frn10(keys.trunk_frn) or ""
+        spc = keys.spc.upper() if keys.spc else None
+        trunk = self._rmd_find(keys.trunk_rmd or "", trunk_frn)
+        signer_rmd = signer_frn = None
+        if spc:
+            signer_rmd = "absent"
+            mapped = self._ocn.get(spc)
+            if mapped is not None:
+                signer_frn = mapped[1] or None
+                rec = self._rmd_find(*mapped)
+                if rec is not None:
+                    signer_rmd = rec[0]
+                    signer_frn = signer_frn or rec[3] or None
+        n10 = nanp10(keys.caller)
+        dno = n10 is not None and bool(self._dno) and (
+            n10 in self._dno or n10[:7] in self._dno or n10[:6] in self._dno or n10[:3] in self._dno)
+        listed, entry = self._list_match(caller, keys.trunk, spc)
+        notice = self._notice(caller, digits(keys.callee) or "", keys.trunk or "", trunk_frn,
+                              spc or "", now)
+        limited = tuple(self.limits[i].name for i, value, interval, burst in applicable(self.limits, keys)
+                        if self._gcra.hit(f"{self.limits[i].name}:{value}", interval, burst, now))
+        return Lookups(
+            trunk_rmd=trunk[0] if trunk else "absent",
+            trunk_implementation=(trunk[1] or None) if trunk else None,
+            signer_rmd=signer_rmd, signer_frn=signer_frn, caller_dno=dno, list=listed,
+            list_entry=entry, limited=limited, notice=notice, rmd_snapshot=self._snapshot)
+
+    def _rmd_find(self, rmd: str, frn: str) -> tuple[str, str, str, str] | None:
+        value = (self._ids.get(rmd) if rmd else None) or (self._frns.get(frn) if frn else None)
+        return split_record(value) if value else None
+
+    def _list_match(self, caller: str, trunk: str | None, spc: str | None) -> tuple[str | None, str | None]:
+        if not self._lists:
+            return None, None
+        fields = []
+        if caller:
+            fields.append("number:" + caller)
+            fields.extend("prefix:" + caller[:n] for n in range(len(caller) - 1, 0, -1))
+        if trunk:
+            fields.append("trunk:" + trunk)
+        if spc:
+            fields.append("spc:" + spc)
+        allow = None
+        for field in fields:
+            hit = self._lists.get(field)
+            if hit is None:
+                continue
+            if hit[0] == "block":
+                return "block", field
+            allow = allow or field
+        return ("allow", allow) if allow else (None, None)
+
+    def _notice(self, caller: str, callee: str, trunk: str, frn: str, spc: str, now: float) -> str | None:
+        for ref in sorted(self._notices):
+            if notice_matches(self._notices[ref], caller, callee, trunk, frn, spc, now):
+                return ref
+        return None
+
+    # -- datasets --------------------------------------------------------------------------
+    async def import_rmd(self, records: Sequence[RmdRecord], snapshot: str,
+                         removed: Sequence[RmdRecord] = ()) -> ImportReport:
+        ids, frns, report = build_rmd(records, removed, self._ids, self._frns, snapshot)
+        # one assignment each: a lookup sees the old tables or the new ones, never a mix
+        self._ids, self._frns, self._snapshot = ids, frns, snapshot
+        return report
+
+    async def rmd_show(self, ident: str) -> dict[str, str] | None:
+        value = self._ids.get(ident.strip().upper()) or self._frns.get(frn10(ident) or "")
+        if value is None:
+            return None
+        status, impl, rmd, frn = split_record(value)
+        return {"status": status, "implementation": impl, "rmd": rmd, "frn": frn,
+                "snapshot": self._snapshot or ""}
+
+    async def map_ocn(self, rows: Sequence[OcnMapping]) -> int:
+        self._ocn = {r.spc.upper(): (r.rmd or "", frn10(r.frn) or "") for r in rows}
+        return len(self._ocn)
+
+    async def import_dno(self, entries: Sequence[DnoEntry]) -> int:
+        self._dno = frozenset(e.digits for e in entries)
+        return len(self._dno)
+
+    # -- lists and notices -------------------------------------------------------------------
+    async def list_add(self, kind: str, list_name: str, value: str, note: str | None = None) -> None:
+        check_list_args(kind, list_name)
+        self._lists[f"{kind}:{normalise_list_value(kind, value)}"] = (list_name, note)
+
+    async def list_remove(self, kind: str, value: str) -> bool:
+        return self._lists.pop(f"{kind}:{normalise_list_value(kind, value)}", None) is not None
+
+    async def list_show(self, kind: str | None = None) -> list[ListEntry]:
+        out = []
+        for field, (name, note) in sorted(self._lists.items()):
+            k, _, v = field.partition(":")
+            if kind is None or k == kind:
+                out.append(ListEntry(k, name, v, note))
+        return out
+
+    async def list_replace(self, entries: Sequence[ListEntry]) -> int:
+        new = {f"{e.kind}:{normalise_list_value(e.kind, e.value)}": (e.list_name, e.note) for e in entries}
+        self._lists = new
+        return len(new)
+
+    async def notice_add(self, notice: Notice) -> None:
+        n = normalise_notice(notice)
+        self._notices[n.ref] = n
+
+    async def notice_remove(self, ref: str) -> bool:
+        return self._notices.pop(ref, None) is not None
+
+    async def notice_list(self) -> list[Notice]:
+        return [self._notices[r] for r in sorted(self._notices)]
+
+    # -- shared x5u cache ------------------------------------------------------------------
+    async def get_cert(self, url: str) -> tuple[bytes, float] | None:
+        hit = self._certs.get(url)
+        # the wall clock, not a Clock: expiry here is a cache bound, like Redis's own PXAT
+        if hit is None or hit[1] <= time.time():
+            return None
+        return hit
+
+    async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None:
+        if len(self._certs) > 10_000:
+            self._certs.clear()
+        self._certs[url] = (pem, expires_at)
+
+    def stats(self) -> dict[str, float]:
+        return {"lookups": float(self._lookups), "errors": 0.0, "degraded": 0.0,
+                "limit_buckets": float(len(self._gcra)), "dno_entries": float(len(self._dno)),
+                "rmd_records": float(len(self._ids))}

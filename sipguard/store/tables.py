@@ -1,0 +1,130 @@
+"""Pure builders shared by both backends: RMD snapshot tables, list and notice values.
+
+Both stores turn the same records into the same tables here, so the memory store and the
+Redis store cannot drift apart on what ``listed``/``removed`` means or how values normalise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+
+from sipguard.errors import SipguardError
+from sipguard.store.base import ImportReport, ListEntry, Notice, RmdRecord, check_list_args
+from sipguard.store.keys import digits, frn10, record_value, split_record
+
+
+def build_rmd(records: Sequence[RmdRecord], removed: Sequence[RmdRecord],
+              previous_ids: Mapping[str, str], previous_frns: Mapping[str, str],
+              snapshot: str) -> tuple[dict[str, str], dict[str, str], ImportReport]:
+    """New (by RMD number, by FRN) tables from an export, the removed list and the old snapshot.
+
+    Filings absent from the new export stay known as ``removed`` (the FCC drops removed
+    filings from the listing); the separately published removed list always wins.
+    """
+    report = ImportReport("rmd", rows=len(records), snapshot=snapshot)
+    ids: dict[str, str] = {}
+    frns: dict[str, str] = {}
+    for rec in records:
+        frn = rec.frns[0] if rec.frns else None
+        value = record_value("listed", rec.implementation, rec.rmd, frn)
+        if rec.rmd:
+            ids[rec.rmd] = value
+        for f in rec.frns:
+            frns.setdefault(f, value)
+        report.imported += 1
+        report.by_implementation[rec.implementation] = report.by_implementation.get(rec.implementation, 0) + 1
+    for table, previous in ((ids, previous_ids), (frns, previous_frns)):
+        for key, old in previous.items():
+            if key not in table:
+                _, impl, rmd, frn = split_record(old)
+                table[key] = record_value("removed", impl, rmd, frn)
+                if table is ids:
+                    report.removed += 1
+    for rec in removed:
+        first = rec.frns[0] if rec.frns else None
+        known = (ids.get(rec.rmd) if rec.rmd else None) or next((frns[f] for f in rec.frns if f in frns), None)
+        impl = split_record(known)[1] if known else rec.implementation
+        value = record_value("removed", impl, rec.rmd, first)
+        if rec.rmd:
+            if not (rec.rmd in ids and ids[rec.rmd].startswith("removed")):
+                report.removed += 1
+            ids[rec.rmd] = value
+        for f in rec.frns:
+            frns[f] = value
+    return ids, frns, report
+
+
+def normalise_list_value(kind: str, value: str) -> str:
+    check_list_args(kind)
+    value = value.strip()
+    if kind in ("number", "prefix"):
+        only = digits("".join(ch for ch in value if ch.isdigit() or ch == "+"))
+        if not only or not only.isdigit():
+            raise SipguardError(f"{kind} {value!r}: expected digits (E.164, e.g. +12025550123)")
+        return only
+    if kind == "spc":
+        return value.upper()
+    if not value:
+        raise SipguardError("trunk: empty value")
+    return value
+
+
+def list_field(entry: ListEntry) -> str:
+    return f"{entry.kind}:{entry.value}"
+
+
+def list_value(entry: ListEntry) -> str:
+    return f"{entry.list_name}\t{entry.note or ''}"
+
+
+def parse_list_field(field: str, value: str) -> ListEntry:
+    kind, _, what = field.partition(":")
+    name, _, note = value.partition("\t")
+    return ListEntry(kind, name, what, note or None)
+
+
+def normalise_notice(notice: Notice) -> Notice:
+    if not notice.ref.strip():
+        raise SipguardError("a notice needs a reference (--ref)")
+    if not notice.has_condition():
+        raise SipguardError(f"notice {notice.ref}: give at least one of caller, caller prefix, callee, "
+                            "callee prefix, trunk, FRN or SPC (a notice that matches every call is refused)")
+    if notice.start is not None and notice.end is not None and notice.end <= notice.start:
+        raise SipguardError(f"notice {notice.ref}: end must be after start")
+
+    def num(v: str | None) -> str | None:
+        return normalise_list_value("number", v) if v else None
+
+    frn = notice.frn
+    if frn is not None:
+        frn = frn10(frn)
+        if frn is None:
+            raise SipguardError(f"notice {notice.ref}: FRN {notice.frn!r} is not up to 10 digits")
+    return Notice(notice.ref.strip(), num(notice.caller), num(notice.caller_prefix), num(notice.callee),
+                  num(notice.callee_prefix), notice.trunk, frn,
+                  notice.spc.upper() if notice.spc else None, notice.start, notice.end)
+
+
+def notice_json(notice: Notice) -> str:
+    return json.dumps({k: v for k, v in asdict(notice).items() if v is not None}, sort_keys=True)
+
+
+def notice_from_json(text: str) -> Notice:
+    data = json.loads(text)
+    return Notice(**data)
+
+
+def notice_matches(n: Notice, caller: str, callee: str, trunk: str, frn: str, spc: str, now: float) -> bool:
+    """Same test as lookup.lua: every condition given must hold ('' stands for unknown)."""
+    return not (
+        (n.caller is not None and n.caller != caller)
+        or (n.caller_prefix is not None and not caller.startswith(n.caller_prefix))
+        or (n.callee is not None and n.callee != callee)
+        or (n.callee_prefix is not None and not callee.startswith(n.callee_prefix))
+        or (n.trunk is not None and n.trunk != trunk)
+        or (n.frn is not None and n.frn != frn)
+        or (n.spc is not None and n.spc != spc)
+        or (n.start is not None and now < n.start)
+        or (n.end is not None and now >= n.end))

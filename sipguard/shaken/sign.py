@@ -1,0 +1,178 @@
+"""STI-AS: the gateway signs unauthenticated foreign calls that show a US caller ID.
+
+Builds SHAKEN PASSporTs (RFC 8225, RFC 8588, ATIS-1000074) and returns the whole
+``Identity`` header value (RFC 8224): ``<jws>;info=<x5u>;alg=ES256;ppt=shaken``. Which
+calls get signed is the pipeline's decision (``should_sign`` keeps the rule in one place);
+this module only checks the key and certificate at load time and signs fast.
+
+Speed: the JWS header is fixed per x5u, so it is encoded once; the payload is assembled
+in canonical form (keys sorted, no whitespace: RFC 8225 section 9) without building a
+dict, and ``cryptography`` signs directly (pyjwt would re-serialise and convert the DER
+signature on every call). The signature is JWS raw ``r || s`` (RFC 7518 3.4), not DER.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from sipguard.errors import ConfigError
+from sipguard.numbers import TN
+from sipguard.shaken.keys import DerError, load_certificates, load_signing_key, tnauthlist_of
+from sipguard.yamlconf import Section
+
+ATTEST_LEVELS = ("A", "B", "C")
+ORIGID_MODES = ("trunk", "call")
+_ORIGID_NAMESPACE = uuid.UUID("5a1c2a3e-7f0b-4d0c-9a57-3e0c6b1e9d42")  # sipguard's own
+_ECDSA = ec.ECDSA(hashes.SHA256())
+
+
+@dataclass(frozen=True, slots=True)
+class SigningConfig:
+    key: str
+    cert: str
+    x5u: str
+    attest: str = "C"
+    origid: str = "trunk"       # "trunk": uuid5 stable per trunk id | "call": uuid4 per call
+    sign_failed: bool = False   # also sign calls whose arriving signature failed
+    path: str | None = field(default=None, compare=False)  # config file, for error messages
+
+    @classmethod
+    def from_section(cls, sec: Section) -> SigningConfig:
+        """Build from `shaken.signing`; relative paths are relative to the config file."""
+        sec.check_keys(("key", "cert", "x5u", "attest", "origid", "sign_failed"))
+        base = os.path.dirname(os.path.abspath(sec.path)) if sec.path and not sec.path.startswith("<") \
+            else os.getcwd()
+        x5u = sec.str("x5u")
+        if not x5u.startswith(("https://", "http://")) or len(x5u) < 12 or any(c in x5u for c in " <>\"'"):
+            raise sec.error("x5u", f"{x5u!r} is not an http(s) URL of the certificate "
+                                   "(e.g. https://certs.example.net/sipguard.pem)")
+        return cls(
+            key=_resolve(base, sec.str("key")),
+            cert=_resolve(base, sec.str("cert")),
+            x5u=x5u,
+            attest=sec.choice("attest", ATTEST_LEVELS, default="C"),
+            origid=sec.choice("origid", ORIGID_MODES, default="trunk"),
+            sign_failed=sec.bool("sign_failed", default=False),
+            path=sec.path,
+        )
+
+
+def _resolve(base: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def should_sign(has_identity: bool, caller: TN, verification_failed: bool, cfg: SigningConfig) -> bool:
+    """The gateway signing rule (47 CFR 64.6302(d), issue 4), given a foreign trunk and a
+    policy that asked for signing: only valid US caller IDs (territories included), never
+    emergency or anonymous ones; calls that already carry Identity only when it failed
+    verification and the operator chose `sign_failed: true` (default no)."""
+    if not (caller.us and caller.valid) or caller.emergency or caller.anonymous:
+        return False
+    if has_identity:
+        return verification_failed and cfg.sign_failed
+    return True
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _tn_json(tn: str) -> str:
+    # Callers pass TN.e164 (digits); a leading "+" is tolerated and dropped (ATIS-1000074
+    # canonical TNs have none). json.dumps keeps anything odd correctly escaped.
+    if tn.startswith("+"):
+        tn = tn[1:]
+    return f'"{tn}"' if tn.isdigit() else json.dumps(tn)
+
+
+class Signer:
+    """A loaded key + certificate, ready to sign. Immutable; reload() returns a new one."""
+
+    __slots__ = ("cfg", "spc", "not_before", "not_after", "_key", "_header_b64", "_attest_json",
+                 "_origids")
+
+    def __init__(self, cfg: SigningConfig, key: ec.EllipticCurvePrivateKey, spc: str,
+                 not_before: float, not_after: float) -> None:
+        self.cfg = cfg
+        self.spc = spc
+        self.not_before = not_before
+        self.not_after = not_after
+        self._key = key
+        header = _canonical({"alg": "ES256", "ppt": "shaken", "typ": "passport", "x5u": cfg.x5u})
+        self._header_b64 = _b64(header)
+        self._attest_json = json.dumps(cfg.attest)
+        self._origids: dict[str | None, str] = {}
+
+    @classmethod
+    def load(cls, cfg: SigningConfig, now: float) -> Signer:
+        """Read and check key and certificate; ConfigError says which file and what is wrong."""
+        key = load_signing_key(cfg.key)
+        leaf = load_certificates(cfg.cert)[0]
+
+        def bad_cert(message: str) -> ConfigError:
+            return ConfigError(message, cfg.cert, key="shaken.signing.cert")
+
+        pub = serialization.PublicFormat.SubjectPublicKeyInfo
+        enc = serialization.Encoding.DER
+        if leaf.public_key().public_bytes(enc, pub) != key.public_key().public_bytes(enc, pub):
+            raise bad_cert(f"the certificate does not match the private key {cfg.key} "
+                              "(the first certificate in the file must be the one issued for this key)")
+        try:
+            tnauth = tnauthlist_of(leaf)
+        except (DerError, ValueError) as exc:
+            raise bad_cert(f"the certificate's TNAuthList extension is unreadable ({exc})") from None
+        if tnauth is None:
+            raise bad_cert("the certificate has no TNAuthList extension (OID 1.3.6.1.5.5.7.1.26); "
+                              "a SHAKEN certificate from an STI-CA carries one with your SPC")
+        if not tnauth.spcs:
+            raise bad_cert("the certificate's TNAuthList holds telephone numbers but no SPC; "
+                              "the gateway signs with an SPC certificate")
+        not_before = leaf.not_valid_before_utc.timestamp()
+        not_after = leaf.not_valid_after_utc.timestamp()
+        if now < not_before:
+            raise bad_cert("the certificate is not valid yet (notBefore "
+                              f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC)")
+        if now >= not_after:
+            raise bad_cert(f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC; "
+                              "get a new one from your STI-CA")
+        return cls(cfg, key, tnauth.spcs[0], not_before, not_after)
+
+    def reload(self, now: float) -> Signer:
+        """SIGHUP: a new Signer from the same files, or ConfigError (keep using this one)."""
+        return Signer.load(self.cfg, now)
+
+    def origid_for(self, trunk_id: str | None) -> str:
+        """ATIS-1000074 origid: stable per trunk (uuid5) or fresh per call (uuid4), per config."""
+        if self.cfg.origid == "call":
+            return str(uuid.uuid4())
+        origid = self._origids.get(trunk_id)
+        if origid is None:
+            name = f"{self.spc}/{trunk_id if trunk_id is not None else ''}"
+            origid = self._origids[trunk_id] = str(uuid.uuid5(_ORIGID_NAMESPACE, name))
+        return origid
+
+    def passport(self, orig_tn: str, dest_tns: Sequence[str], now: float, origid: str) -> str:
+        """The compact JWS (header.payload.signature)."""
+        dest = ",".join(_tn_json(tn) for tn in dest_tns)
+        payload = (f'{{"attest":{self._attest_json},"dest":{{"tn":[{dest}]}},"iat":{int(now)},'
+                   f'"orig":{{"tn":{_tn_json(orig_tn)}}},"origid":{json.dumps(origid)}}}')
+        signing_input = f"{self._header_b64}.{_b64(payload.encode('utf-8'))}"
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode("ascii"), _ECDSA))
+        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def sign(self, orig_tn: str, dest_tns: Sequence[str], now: float, origid: str) -> str:
+        """The full Identity header value (RFC 8224 section 4.1)."""
+        return f"{self.passport(orig_tn, dest_tns, now, origid)};info=<{self.cfg.x5u}>;alg=ES256;ppt=shaken"

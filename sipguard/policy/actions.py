@@ -54,18 +54,19 @@ def compile_action(sec: Section, name: str | None, redress: Redress | None,
                    problems: Problems) -> tuple[str, str | None, Decide]:
     """``(action, class, decide)`` for a rule or the default; errors go to ``problems``."""
     action = sec.choice("action", ACTIONS)
-    rule_class = sec.choice("class", RULE_CLASSES, default=None)
+    rule_class = _guard(problems, sec.choice, "class", RULE_CLASSES, None)
+    who = "this rule" if name is not None else "the default"
     if action == "reject":
-        _refuse(sec, ("sign", "tag", "to"), "forward", "rejects", problems)
+        _refuse(sec, ("sign", "tag", "to"), "forward", f"{who} rejects", problems)
         return action, rule_class, _reject(sec, name, rule_class, redress, problems)
-    _refuse(sec, ("status", "reason", "retry_after"), "reject", "forwards", problems)
+    _refuse(sec, ("status", "reason", "retry_after"), "reject", f"{who} forwards", problems)
     return action, rule_class, _forward(sec, name, rule_class, problems)
 
 
 def _refuse(sec: Section, keys: tuple[str, ...], other: str, verb: str, problems: Problems) -> None:
     for key in keys:
         if key in sec:
-            problems.add(sec.error(key, f"{key} applies to action: {other} only; this rule {verb}"))
+            problems.add(sec.error(key, f"{key} applies to action: {other} only; {verb}"))
 
 
 def _guard(problems: Problems, fn: Any, *args: Any, default: Any = None) -> Any:

@@ -110,6 +110,8 @@ def _compile_key(sec: Section, key: str, problems: Problems) -> tuple[Predicate,
 
 
 def _unknown_fact(key: str) -> str:
+    if key.lower() in FACT_NAMES:
+        return f"unknown fact {key!r}; fact names are lower case: {key.lower()!r}"
     close = difflib.get_close_matches(key, list(FACT_NAMES) + ["any", "all", "not"], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; facts are: {', '.join(FACT_NAMES)}"
     return f"unknown fact {key!r}{hint}"
@@ -223,7 +225,7 @@ def _convert(fact: str, kind: FactKind, raw: Any) -> Any:
     if kind.choices and raw not in kind.choices:
         hint = difflib.get_close_matches(raw, kind.choices, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"{raw!r} is not a {fact} value{extra}; expected one of: {', '.join(kind.choices)}")
+        raise ValueError(f"{raw!r} is not a value of {fact}{extra}; expected one of: {', '.join(kind.choices)}")
     return raw
 
 

@@ -28,8 +28,8 @@ from sipguard.yamlconf import Section, load
 SUPPORTED_VERSIONS = (1,)
 MODES = ("enforce", "shadow")
 TOP_KEYS = ("version", "mode", "default", "rules", "description")
-RULE_KEYS = ("name", "description", "when", "action", *REJECT_KEYS, *FORWARD_KEYS)
-DEFAULT_KEYS = ("action", *REJECT_KEYS, *FORWARD_KEYS)
+RULE_KEYS = ("name", "description", "when", "action", *dict.fromkeys((*REJECT_KEYS, *FORWARD_KEYS)))
+DEFAULT_KEYS = ("action", *dict.fromkeys((*REJECT_KEYS, *FORWARD_KEYS)))
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")      # names become metric labels and record fields
 
 
@@ -122,13 +122,14 @@ def _rules(root: Section, redress: Redress | None, problems: Problems) -> list[C
     catch_all: CompiledRule | None = None
     for index, sec in enumerate(sections):
         line = root.item_line("rules", index) or 0
-        rule = _rule(sec, index, line, redress, problems)
+        name, rule = _rule(sec, index, line, redress, problems)
+        if name is not None and name in first_line:
+            problems.add(sec.error("name", f"duplicate rule name {name!r} (first used at line "
+                                   f"{first_line[name]})"))
+        if name is not None:
+            first_line.setdefault(name, line)
         if rule is None:
             continue
-        if rule.name in first_line:
-            problems.add(sec.error("name", f"duplicate rule name {rule.name!r} (first used at line "
-                                   f"{first_line[rule.name]})"))
-        first_line.setdefault(rule.name, line)
         if catch_all is not None:
             problems.add(ConfigError(
                 f"rule {rule.name!r} can never match: rule {catch_all.name!r} (line {catch_all.line}) "
@@ -140,13 +141,12 @@ def _rules(root: Section, redress: Redress | None, problems: Problems) -> list[C
 
 
 def _rule(sec: Section, index: int, line: int, redress: Redress | None,
-          problems: Problems) -> CompiledRule | None:
-    before = len(problems.errors)
+          problems: Problems) -> tuple[str | None, CompiledRule | None]:
     for key in sec.keys():
         if key not in RULE_KEYS:
             hint = " (conditions go under when:)" if key in FACT_NAMES else ""
             problems.add(sec.error(key, f"unknown rule key{hint}; expected one of: {', '.join(RULE_KEYS)}"))
-    name = _name(sec, index, problems)
+    name = _name(sec, problems)
     try:
         if "when" in sec and sec.raw("when") is not None and not isinstance(sec.raw("when"), dict):
             raise sec.error("when", "when: takes a mapping of conditions, e.g. when: {caller.dno: true}")
@@ -154,13 +154,11 @@ def _rule(sec: Section, index: int, line: int, redress: Redress | None,
         action, rule_class, decide = compile_action(sec, name, redress, problems)
     except ConfigError as exc:
         problems.add(exc)
-        return None
-    if len(problems.errors) > before and name is None:
-        return None
-    return CompiledRule(name or f"rule-{index + 1}", line, action, rule_class, match, decide, always)
+        return name, None
+    return name, CompiledRule(name or f"rule-{index + 1}", line, action, rule_class, match, decide, always)
 
 
-def _name(sec: Section, index: int, problems: Problems) -> str | None:
+def _name(sec: Section, problems: Problems) -> str | None:
     try:
         name = sec.str("name")
     except ConfigError as exc:

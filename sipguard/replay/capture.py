@@ -57,6 +57,8 @@ class CaptureReport:
     fragments_reassembled: int = 0
     tcp_retransmissions: int = 0
     filtered: int = 0            # left out by the port filter
+    file_size: int = 0
+    bytes_read: int = 0          # progress through the file
     issues: list[CaptureIssue] = field(default_factory=list)
     issue_count: int = 0
 
@@ -126,6 +128,7 @@ def iter_frames(path: str | Path, report: CaptureReport) -> Iterator[tuple[int, 
     """Yield (frame number, time, link type, frame bytes); a truncated tail is reported."""
     fh, fmt = _open(path)
     report.path, report.format = str(path), fmt
+    report.file_size = os.fstat(fh.fileno()).st_size
     with fh:
         try:
             reader: dpkt.pcap.Reader | dpkt.pcapng.Reader = (
@@ -156,6 +159,7 @@ def iter_frames(path: str | Path, report: CaptureReport) -> Iterator[tuple[int, 
                 report.packets = number
                 return
             report.packets = number
+            report.bytes_read = pos + len(frame)
             yield number, float(ts), link, frame
 
 

@@ -1,0 +1,254 @@
+"""Feed the INVITEs of a capture through the real pipeline, at the capture's time.
+
+For every SIP message read from the capture: parse it with ``sipguard.sip.parse`` (the
+parser ``serve`` uses), keep INVITE requests only, skip retransmissions (same Call-ID
+and top Via branch), set the clock, and ask ``Pipeline.decide``. Nothing in the pipeline
+knows it is a replay except the clock. This module never imports ``sipguard.proxy``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sipguard.clock import Clock, ManualClock, SystemClock
+from sipguard.errors import SipguardError
+from sipguard.replay.capture import CapturedMessage, CaptureReport, iter_sip
+
+if TYPE_CHECKING:
+    from sipguard.config import Config
+
+MALFORMED = "malformed-sip"
+NO_VALIDATION = "No-TN-Validation"
+MAX_SEEN = 1_000_000       # remembered INVITE transactions, for retransmission detection
+
+_CALL_ID = re.compile(rb"(?im)^(?:call-id|i)[ \t]*:[ \t]*([^\r\n]+)")
+
+
+class ReplayError(SipguardError):
+    """A replay option or input the user must fix (clock value, x5u map ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayDecision:
+    """One INVITE transaction of the capture and what the pipeline decided (CONTRACT jsonl)."""
+
+    time: float
+    call_id: str | None
+    source: str
+    trunk: str | None
+    caller: str | None
+    callee: str | None
+    verstat: str
+    attest: str | None
+    reasons: tuple[str, ...]
+    spc: str | None
+    rule: str | None
+    action: str
+    status: int | None
+    signed: bool
+    transport: str = "udp"
+    packet: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The CONTRACT.md replay line, keys in contract order."""
+        return {"time": self.time, "call_id": self.call_id, "source": self.source, "trunk": self.trunk,
+                "caller": self.caller, "callee": self.callee, "verstat": self.verstat,
+                "attest": self.attest, "reasons": list(self.reasons), "spc": self.spc,
+                "rule": self.rule, "action": self.action, "status": self.status, "signed": self.signed}
+
+
+class Decider(Protocol):
+    """What the runner needs of ``sipguard.pipeline.Pipeline``."""
+
+    async def decide(self, req: Any, source: tuple[str, int], transport: str) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+def hostport(addr: tuple[str, int]) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+
+
+def parse_clock(spec: str | float | None) -> tuple[str, Clock]:
+    """``capture`` (default), ``now`` or an epoch number -> (mode, clock)."""
+    if spec is None or spec == "capture":
+        return "capture", ManualClock(0.0)
+    if spec == "now":
+        return "now", SystemClock()
+    try:
+        epoch = float(spec)
+    except ValueError:
+        raise ReplayError(f"--clock {spec!r}: use 'capture', 'now' or seconds since the epoch "
+                          "(e.g. 1700000000)") from None
+    if not 0 <= epoch < 1e11:
+        raise ReplayError(f"--clock {spec!r}: not a plausible epoch time in seconds")
+    return "fixed", ManualClock(epoch)
+
+
+def load_x5u_map(path: str) -> dict[str, bytes]:
+    """YAML ``url: PEM file`` (paths relative to the map file) -> {url: PEM bytes}."""
+    from sipguard import yamlconf
+
+    root = yamlconf.load(path)
+    base = Path(path).resolve().parent
+    out: dict[str, bytes] = {}
+    for url in root.keys():
+        if not re.match(r"https?://", url):
+            raise root.error(url, "an x5u map key must be the certificate's http(s) URL")
+        file = base / root.str(url)
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise root.error(url, f"cannot read {file}: {exc.strerror or exc}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise root.error(url, f"{file} holds no PEM certificate")
+        out[url] = data
+    return out
+
+
+class Replayer:
+    """Turns captured messages into decisions through one pipeline. Not thread-safe."""
+
+    def __init__(self, pipeline: Decider, clock: Clock, mode: str = "capture",
+                 parse: Callable[[bytes], Any] | None = None,
+                 parse_error: type[Exception] | None = None) -> None:
+        if parse is None or parse_error is None:
+            from sipguard.sip import SipParseError
+            from sipguard.sip import parse as sip_parse
+            parse, parse_error = parse or sip_parse, parse_error or SipParseError
+        self.pipeline = pipeline
+        self.clock = clock
+        self._set_time = clock.set if mode == "capture" and isinstance(clock, ManualClock) else None
+        self._parse = parse
+        self._parse_error: type[Exception] = parse_error
+        self._seen: dict[tuple[str, ...], None] = {}
+        self.invites = 0
+        self.retransmissions = 0
+        self.malformed = 0
+
+    def _first_time(self, key: tuple[str, ...]) -> bool:
+        if key in self._seen:
+            self.retransmissions += 1
+            return False
+        if len(self._seen) >= MAX_SEEN:
+            del self._seen[next(iter(self._seen))]
+        self._seen[key] = None
+        return True
+
+    async def decide(self, msg: CapturedMessage) -> ReplayDecision | None:
+        """The decision for an INVITE seen for the first time; None for anything else."""
+        data = msg.data
+        if not data.startswith(b"INVITE ") and b"INVITE " not in data[:64]:
+            return None   # cheap pre-check: most messages of a capture are not INVITEs
+        try:
+            req = self._parse(data)
+        except self._parse_error as exc:
+            partial = getattr(exc, "partial", None)
+            return self._malformed(msg, partial)
+        if getattr(req, "method", None) != "INVITE":
+            return None
+        try:
+            key = (req.call_id, req.top_via.branch or "", hostport(msg.src))
+        except self._parse_error:
+            return self._malformed(msg, None)
+        if not self._first_time(key):
+            return None
+        if self._set_time is not None:
+            self._set_time(msg.time)
+        self.invites += 1
+        outcome = await self.pipeline.decide(req, msg.src, msg.transport)
+        return decision_of(outcome, msg)
+
+    def _malformed(self, msg: CapturedMessage, partial: Any) -> ReplayDecision | None:
+        if partial is not None:
+            if getattr(partial, "method", None) != "INVITE":
+                return None
+            call_id: str | None = partial.call_id
+            try:
+                branch = partial.top_via.branch or ""
+            except self._parse_error:
+                branch = ""
+            key = (call_id or "", branch, hostport(msg.src))
+        else:
+            first = msg.data.split(b"\n", 1)[0]
+            if not first.startswith(b"INVITE "):
+                return None   # junk we cannot even call an INVITE: a proxy drops it silently
+            m = _CALL_ID.search(msg.data)
+            call_id = m.group(1).strip().decode("utf-8", "replace") if m else None
+            key = ("malformed", str(hash(msg.data)), hostport(msg.src))
+        if not self._first_time(key):
+            return None
+        self.invites += 1
+        self.malformed += 1
+        return ReplayDecision(msg.time, call_id, hostport(msg.src), None, None, None, NO_VALIDATION, None,
+                              (MALFORMED,), None, None, "reject", 400, False, msg.transport, msg.packet)
+
+
+def decision_of(outcome: Any, msg: CapturedMessage) -> ReplayDecision:
+    """A pipeline Outcome as a replay line (time is the capture time, whatever the clock)."""
+    ver, dec, call = outcome.verification, outcome.decision, outcome.call
+    return ReplayDecision(
+        time=msg.time, call_id=call.call_id, source=hostport(msg.src),
+        trunk=outcome.trunk.id if outcome.trunk is not None else None,
+        caller=call.caller.e164, callee=call.callee.e164,
+        verstat=str(ver.verstat), attest=ver.attest, reasons=tuple(str(r) for r in ver.reasons),
+        spc=ver.spc, rule=dec.rule, action=dec.action,
+        status=dec.status if dec.action == "reject" else None,
+        signed=bool(outcome.signed), transport=msg.transport, packet=msg.packet)
+
+
+async def open_pipeline(config: Config, clock: Clock, policy_path: str | None,
+                        x5u_map: dict[str, bytes] | None) -> Decider:
+    from sipguard.pipeline import Pipeline
+
+    return await Pipeline.create(config, clock, policy_path=policy_path, x5u_map=x5u_map)
+
+
+async def replay(capture: str | Path, config: Config, *, policy: str | None = None,
+                 clock: str | float | None = "capture", x5u_map: dict[str, bytes] | None = None,
+                 ports: Collection[int] | None = None, report: CaptureReport | None = None,
+                 pipeline: Decider | None = None) -> AsyncIterator[ReplayDecision]:
+    """Decisions for every INVITE transaction of ``capture``, in capture order."""
+    mode, clk = parse_clock(clock)
+    own = pipeline is None
+    pipe = pipeline if pipeline is not None else await open_pipeline(config, clk, policy, x5u_map)
+    try:
+        replayer = Replayer(pipe, clk, mode)
+        for msg in iter_sip(capture, ports, report):
+            decision = await replayer.decide(msg)
+            if decision is not None:
+                yield decision
+    finally:
+        if own:
+            await pipe.aclose()
+
+
+async def compare(capture: str | Path, config: Config, new_policy: str | None, old_policy: str,
+                  *, clock: str | float | None = "capture", x5u_map: dict[str, bytes] | None = None,
+                  ports: Collection[int] | None = None, report: CaptureReport | None = None
+                  ) -> AsyncIterator[tuple[ReplayDecision, ReplayDecision]]:
+    """(old, new) decision pairs for every INVITE, each policy with its own pipeline and state."""
+    mode, clk_old = parse_clock(clock)
+    _, clk_new = parse_clock(clock)
+    old = await open_pipeline(config, clk_old, old_policy, x5u_map)
+    try:
+        new = await open_pipeline(config, clk_new, new_policy, x5u_map)
+        try:
+            r_old, r_new = Replayer(old, clk_old, mode), Replayer(new, clk_new, mode)
+            for msg in iter_sip(capture, ports, report):
+                a = await r_old.decide(msg)
+                b = await r_new.decide(msg)
+                if a is not None and b is not None:
+                    yield a, b
+        finally:
+            await new.aclose()
+    finally:
+        await old.aclose()
+
+
+def changed(old: ReplayDecision, new: ReplayDecision) -> bool:
+    return (old.action, old.status, old.rule, old.signed) != (new.action, new.status, new.rule, new.signed)

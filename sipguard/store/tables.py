@@ -43,13 +43,21 @@ def build_rmd(records: Sequence[RmdRecord], removed: Sequence[RmdRecord],
                 if table is ids:
                     report.removed += 1
     for rec in removed:
-        first = rec.frns[0] if rec.frns else None
         known = (ids.get(rec.rmd) if rec.rmd else None) or next((frns[f] for f in rec.frns if f in frns), None)
-        impl = split_record(known)[1] if known else rec.implementation
-        value = record_value("removed", impl, rec.rmd, first)
-        if rec.rmd:
-            if not (rec.rmd in ids and ids[rec.rmd].startswith("removed")):
+        if known is not None:
+            # the whole filing goes: every key (RMD number, each FRN) that points at it
+            _, impl, rmd, first = split_record(known)
+            value = record_value("removed", impl, rmd, first)
+            if not known.startswith("removed"):
                 report.removed += 1
+            for table in (ids, frns):
+                for key in [k for k, v in table.items() if v == known]:
+                    table[key] = value
+        else:
+            first = rec.frns[0] if rec.frns else ""
+            value = record_value("removed", rec.implementation, rec.rmd, first)
+            report.removed += 1
+        if rec.rmd:
             ids[rec.rmd] = value
         for f in rec.frns:
             frns[f] = value

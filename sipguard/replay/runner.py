@@ -211,13 +211,18 @@ async def open_pipeline(config: Config, clock: Clock, policy_path: str | None,
 async def replay(capture: str | Path, config: Config, *, policy: str | None = None,
                  clock: str | float | None = "capture", x5u_map: dict[str, bytes] | None = None,
                  ports: Collection[int] | None = None, report: CaptureReport | None = None,
-                 pipeline: Decider | None = None) -> AsyncIterator[ReplayDecision]:
-    """Decisions for every INVITE transaction of ``capture``, in capture order."""
+                 pipeline: Decider | None = None, parse: Callable[[bytes], Any] | None = None,
+                 parse_error: type[Exception] | None = None) -> AsyncIterator[ReplayDecision]:
+    """Decisions for every INVITE transaction of ``capture``, in capture order.
+
+    ``pipeline``: use this one (the caller closes it) instead of building one from ``config``.
+    ``parse``/``parse_error``: another SIP parser (tests); default ``sipguard.sip.parse``.
+    """
     mode, clk = parse_clock(clock)
     own = pipeline is None
     pipe = pipeline if pipeline is not None else await open_pipeline(config, clk, policy, x5u_map)
     try:
-        replayer = Replayer(pipe, clk, mode)
+        replayer = Replayer(pipe, clk, mode, parse, parse_error)
         for msg in iter_sip(capture, ports, report):
             decision = await replayer.decide(msg)
             if decision is not None:

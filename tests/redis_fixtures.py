@@ -13,6 +13,7 @@ of the session. Tests that need Redis skip when redis-server is not installed.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 50000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
 
 
 def _ping(port: int) -> bool:
@@ -72,8 +91,8 @@ class RedisProcess:
         self.proc = None
 
 
-def start_redis(extra: tuple[str, ...] = ()) -> RedisProcess:
-    proc = RedisProcess(free_port(), tempfile.mkdtemp(prefix="sg-redis-"), extra)
+def start_redis(extra: tuple[str, ...] = (), port: int | None = None) -> RedisProcess:
+    proc = RedisProcess(port or free_port(), tempfile.mkdtemp(prefix="sg-redis-"), extra)
     proc.start()
     return proc
 
@@ -96,9 +115,9 @@ def start_cluster(size: int = 3) -> RedisClusterProcess:
     nodes = []
     try:
         for _ in range(size):
-            port = free_port()
+            port = free_cluster_port()
             nodes.append(start_redis(("--cluster-enabled", "yes", "--cluster-config-file",
-                                      f"nodes-{port}.conf", "--cluster-node-timeout", "2000")))
+                                      f"nodes-{port}.conf", "--cluster-node-timeout", "2000"), port))
         subprocess.run([REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
                         "--cluster-replicas", "0", "--cluster-yes"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)

@@ -159,8 +159,15 @@ class Replayer:
             return None
         if self._set_time is not None:
             self._set_time(msg.time)
+        try:
+            outcome = await self.pipeline.decide(req, msg.src, msg.transport)
+        except self._parse_error:
+            # Headers are parsed lazily: a bad one the pipeline reads (P-Asserted-Identity,
+            # From ...) surfaces here, and serve answers it with a 400 too.
+            self.invites += 1
+            self.malformed += 1
+            return self._malformed_line(msg, req.call_id)
         self.invites += 1
-        outcome = await self.pipeline.decide(req, msg.src, msg.transport)
         return decision_of(outcome, msg)
 
     def _malformed(self, msg: CapturedMessage, partial: Any) -> ReplayDecision | None:
@@ -184,6 +191,10 @@ class Replayer:
             return None
         self.invites += 1
         self.malformed += 1
+        return self._malformed_line(msg, call_id)
+
+    @staticmethod
+    def _malformed_line(msg: CapturedMessage, call_id: str | None) -> ReplayDecision:
         return ReplayDecision(msg.time, call_id, hostport(msg.src), None, None, None, NO_VALIDATION, None,
                               (MALFORMED,), None, None, "reject", 400, False, msg.transport, msg.packet)
 

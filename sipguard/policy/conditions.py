@@ -14,96 +14,125 @@ Grammar (CONTRACT.md, policy file):
   ``fact: null`` to ask for "has no value". (``not:`` as a *key* negates a whole
   condition, so ``not: {attest: C}`` is true when attest is None.)
 
-Values are checked against the fact's kind (schema.py) here, at load time; evaluation
-is plain attribute reads and comparisons: no parsing (except ``source.ip``'s address),
-no dict walk.
+Values are checked against the fact's kind (schema.py) here, at load time. Each
+condition compiles to a Python expression over ``f`` (the Facts) whose constants are
+bound names, never text pasted into the source: ``f.caller_us is _v3``,
+``f.trunk_rmd in _v4``. A rule's expressions are ANDed into one function, and the
+engine chains every rule into one ``first_match(f)`` function, so evaluating a policy
+is attribute reads and comparisons: no dict walk, no per-condition call, no parsing
+(``source.ip`` addresses are parsed once per distinct address, regexes at load).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
+import itertools
 import re
-from collections.abc import Callable
-from operator import attrgetter, ge, gt, le, lt
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from sipguard.errors import ConfigError
 from sipguard.policy.facts import FACT_NAMES, Facts
-from sipguard.policy.model import Predicate, Problems
+from sipguard.policy.model import Cond, Predicate, Problems
 from sipguard.policy.schema import FACT_KINDS, FactKind
 from sipguard.yamlconf import Section
 
 OPERATORS = ("gt", "gte", "lt", "lte", "not", "in", "prefix", "matches")
-_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {"gt": gt, "gte": ge, "lt": lt, "lte": le}
+_ORDER_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_TEXT = FactKind("text")
 
 
-def _always(_: Facts) -> bool:
-    return True
+TRUE = Cond("True", {})
+FALSE = Cond("False", {})
+_names = itertools.count()
 
 
-def compile_when(sec: Section, problems: Problems) -> tuple[Predicate, bool]:
-    """The predicate of a ``when`` mapping and whether it matches every call.
+def _bind(env: dict[str, Any], value: Any) -> str:
+    """A fresh, process-unique name for ``value`` (rules are later merged into one function)."""
+    name = f"_v{next(_names)}"
+    env[name] = value
+    return name
+
+
+def make_predicate(cond: Cond) -> Predicate:
+    """One rule's condition as a function of the facts."""
+    return cast(Predicate, eval(compile(f"lambda f: {cond.src}", "<policy>", "eval"), dict(cond.env)))
+
+
+def make_first_match(conds: Iterable[Cond]) -> Callable[[Facts], int]:
+    """``first_match(f)``: the index of the first condition that holds, or -1."""
+    env: dict[str, Any] = {}
+    lines = ["def first_match(f):"]
+    for index, cond in enumerate(conds):
+        env.update(cond.env)
+        lines.append(f"    if {cond.src}: return {index}")
+    lines.append("    return -1")
+    exec(compile("\n".join(lines), "<policy>", "exec"), env)
+    return cast(Callable[[Facts], int], env["first_match"])
+
+
+def compile_when(sec: Section, problems: Problems) -> tuple[Cond, bool]:
+    """The condition of a ``when`` mapping and whether it matches every call.
 
     Errors go to ``problems``; a part that fails compiles to "never matches" so the
     rest of the file can still be checked.
     """
-    preds: list[Predicate] = []
+    parts: list[tuple[int, Cond]] = []
     always = True
     for key in sec.keys():
         try:
-            pred, is_always = _compile_key(sec, key, problems)
+            cond, is_always = _compile_key(sec, key, problems)
         except ConfigError as exc:
             problems.add(exc)
-            pred, is_always = _never, False
-        preds.append(pred)
+            cond, is_always = FALSE, False
+        parts.append((_cost(key, sec.raw(key)), cond))
         always = always and is_always
-    return _and(preds), always
+    # ANDed conditions are pure, so their order is free: cheap tests first, so that most
+    # rules fail on an attribute compare before any regex or address parsing runs.
+    parts.sort(key=lambda part: part[0])
+    return _join([cond for _, cond in parts], "and", TRUE), always
 
 
-def _never(_: Facts) -> bool:
-    return False
+def _cost(key: str, raw: Any) -> int:
+    if key in ("any", "all", "not"):
+        return 5
+    if FACT_KINDS.get(key, _TEXT).kind == "ip":
+        return 6
+    if isinstance(raw, dict):
+        return 4 if "matches" in raw else 2
+    return 1 if isinstance(raw, list) else 0
 
 
-def _and(preds: list[Predicate]) -> Predicate:
-    # Specialised small arities: most rules have one to three conditions.
-    if not preds:
-        return _always
-    if len(preds) == 1:
-        return preds[0]
-    if len(preds) == 2:
-        a, b = preds
-        return lambda f: a(f) and b(f)
-    if len(preds) == 3:
-        a, b, c = preds
-        return lambda f: a(f) and b(f) and c(f)
-    items = tuple(preds)
-    return lambda f: all(p(f) for p in items)
+def _join(conds: list[Cond], op: str, empty: Cond) -> Cond:
+    if not conds:
+        return empty
+    if len(conds) == 1:
+        return conds[0]
+    env: dict[str, Any] = {}
+    for cond in conds:
+        env.update(cond.env)
+    return Cond("(" + f" {op} ".join(c.src for c in conds) + ")", env)
 
 
-def _or(preds: list[Predicate]) -> Predicate:
-    if len(preds) == 1:
-        return preds[0]
-    items = tuple(preds)
-    return lambda f: any(p(f) for p in items)
-
-
-def _compile_key(sec: Section, key: str, problems: Problems) -> tuple[Predicate, bool]:
+def _compile_key(sec: Section, key: str, problems: Problems) -> tuple[Cond, bool]:
     if key in ("any", "all"):
         subs = cast("list[Section]", sec.sections(key))  # yamlconf's method named list confuses mypy
         if not subs:
             raise sec.error(key, f"{key}: needs a list of one or more conditions")
         parts = [compile_when(sub, problems) for sub in subs]
-        preds = [p for p, _ in parts]
+        conds = [c for c, _ in parts]
         if key == "all":
-            return _and(preds), all(a for _, a in parts)
-        return _or(preds), any(a for _, a in parts)
+            return _join(conds, "and", TRUE), all(a for _, a in parts)
+        return _join(conds, "or", FALSE), any(a for _, a in parts)
     if key == "not":
         if not isinstance(sec.raw(key), dict):
             raise sec.error(key, "not: takes a mapping of conditions, e.g. not: {caller.us: true}")
         inner, _ = compile_when(sec.section(key), problems)
-        return (lambda f: not inner(f)), False
+        return Cond(f"(not {inner.src})", inner.env), False
     if key not in FACT_NAMES:
         raise sec.error(key, _unknown_fact(key))
     return _compile_fact(sec, key, problems), False
@@ -117,39 +146,37 @@ def _unknown_fact(key: str) -> str:
     return f"unknown fact {key!r}{hint}"
 
 
-def _compile_fact(sec: Section, fact: str, problems: Problems) -> Predicate:
+def _compile_fact(sec: Section, fact: str, problems: Problems) -> Cond:
     kind = FACT_KINDS[fact]
-    get = attrgetter(FACT_NAMES[fact])
+    attr = "f." + FACT_NAMES[fact]
     raw = sec.raw(fact)
     if isinstance(raw, dict):
         ops = sec.section(fact)
         if not ops.keys():
             raise sec.error(fact, f"empty comparison; use one of: {', '.join(OPERATORS)}")
-        preds: list[Predicate] = []
+        conds: list[Cond] = []
         for op in ops.keys():
             try:
-                preds.append(_compile_op(ops, op, fact, kind, get))
+                conds.append(_compile_op(ops, op, fact, kind, attr))
             except ConfigError as exc:
                 problems.add(exc)
-                preds.append(_never)
-        return _and(preds)
+                conds.append(FALSE)
+        return _join(conds, "and", TRUE)
     if isinstance(raw, list):
-        values = _values(sec, fact, fact, kind)
-        return _any_of(values, kind, get)
-    return _equal(_value(sec, fact, fact, kind, raw), kind, get)
+        return _any_of(_values(sec, fact, fact, kind), kind, attr)
+    return _equal(_value(sec, fact, fact, kind, raw), kind, attr)
 
 
-def _compile_op(ops: Section, op: str, fact: str, kind: FactKind,
-                get: Callable[[Facts], Any]) -> Predicate:
+def _compile_op(ops: Section, op: str, fact: str, kind: FactKind, attr: str) -> Cond:
     if op not in OPERATORS:
         raise ops.error(op, f"unknown operator {op!r}; use one of: {', '.join(OPERATORS)}")
     raw = ops.raw(op)
     if op == "in":
-        return _any_of(_values(ops, op, fact, kind), kind, get)
+        return _any_of(_values(ops, op, fact, kind), kind, attr)
     if op == "not":
         values = _values(ops, op, fact, kind) if isinstance(raw, list) else [
             _value(ops, op, fact, kind, raw)]
-        return _none_of(values, kind, get)
+        return _none_of(values, kind, attr)
     if kind.kind == "bool":
         raise ops.error(op, f"{op} does not apply to {fact} (true/false); write {fact}: true or false")
     if op in _ORDER_OPS:
@@ -158,25 +185,27 @@ def _compile_op(ops: Section, op: str, fact: str, kind: FactKind,
         value = _value(ops, op, fact, kind, raw)
         if value is None:
             raise ops.error(op, f"{op} needs a value to compare with")
-        return _ordered(_ORDER_OPS[op], value, get)
+        env: dict[str, Any] = {}
+        name = _bind(env, value)
+        return Cond(f"({attr} is not None and {attr} {_ORDER_OPS[op]} {name})", env)
     if op == "prefix":
         texts = raw if isinstance(raw, list) else [raw]
         prefixes = tuple(_prefix(ops, op, fact, kind, t) for t in texts)
         if not prefixes:
             raise ops.error(op, "prefix needs a string or a list of strings")
-        return _text_test(lambda s: s.startswith(prefixes), kind, get)
-    return _compile_regex(ops, op, kind, get)
+        return _text_test("startswith", prefixes, kind, attr)
+    return _compile_regex(ops, op, kind, attr)
 
 
-def _compile_regex(ops: Section, op: str, kind: FactKind, get: Callable[[Facts], Any]) -> Predicate:
+def _compile_regex(ops: Section, op: str, kind: FactKind, attr: str) -> Cond:
     pattern = ops.raw(op)
     if not isinstance(pattern, str):
         raise ops.error(op, f"matches needs a regular expression in quotes, got {pattern!r}")
     try:
-        search = re.compile(pattern).search
+        regex = re.compile(pattern)
     except re.error as exc:
         raise ops.error(op, f"regular expression does not compile: {exc}") from None
-    return _text_test(lambda s: search(s) is not None, kind, get)
+    return _text_test("search", regex, kind, attr)
 
 
 # -- values -------------------------------------------------------------------------------
@@ -237,58 +266,74 @@ def _prefix(sec: Section, key: str, fact: str, kind: FactKind, raw: Any) -> str:
     return raw
 
 
-# -- closures -----------------------------------------------------------------------------
+# -- expressions --------------------------------------------------------------------------
 
-def _equal(value: Any, kind: FactKind, get: Callable[[Facts], Any]) -> Predicate:
-    if kind.kind == "list":
-        return lambda f: value in get(f)
+def _equal(value: Any, kind: FactKind, attr: str) -> Cond:
+    env: dict[str, Any] = {}
     if kind.kind == "ip":
-        return _in_networks((value,), get)
+        return _in_networks((value,), attr)
+    name = _bind(env, value)
+    if kind.kind == "list":
+        return Cond(f"({name} in {attr})", env)
     if value is None or isinstance(value, bool):
-        return lambda f: get(f) is value
-    return lambda f: get(f) == value
+        return Cond(f"({attr} is {name})", env)
+    return Cond(f"({attr} == {name})", env)
 
 
-def _any_of(values: list[Any], kind: FactKind, get: Callable[[Facts], Any]) -> Predicate:
+def _any_of(values: list[Any], kind: FactKind, attr: str) -> Cond:
     if kind.kind == "ip":
-        return _in_networks(tuple(v for v in values if v is not None), get, allow_none=None in values)
+        return _in_networks(tuple(v for v in values if v is not None), attr, allow_none=None in values)
     options = frozenset(values)
+    if len(options) == 1 and kind.kind != "list":
+        return _equal(next(iter(options)), kind, attr)
+    env: dict[str, Any] = {}
+    name = _bind(env, options)
     if kind.kind == "list":
-        return lambda f: not options.isdisjoint(get(f))
-    if len(options) == 1:
-        return _equal(next(iter(options)), kind, get)
-    return lambda f: get(f) in options
+        return Cond(f"(not {name}.isdisjoint({attr}))", env)
+    return Cond(f"({attr} in {name})", env)
 
 
-def _none_of(values: list[Any], kind: FactKind, get: Callable[[Facts], Any]) -> Predicate:
-    if kind.kind == "list":
-        options = frozenset(values)
-        return lambda f: options.isdisjoint(get(f))
+def _none_of(values: list[Any], kind: FactKind, attr: str) -> Cond:
     if kind.kind == "ip":
-        inside = _in_networks(tuple(v for v in values if v is not None), get)
-        return lambda f: get(f) is not None and not inside(f)
-    excluded = frozenset(values)
-    return lambda f: (x := get(f)) is not None and x not in excluded
-
-
-def _ordered(compare: Callable[[Any, Any], bool], value: str, get: Callable[[Facts], Any]) -> Predicate:
-    return lambda f: (x := get(f)) is not None and compare(x, value)
-
-
-def _text_test(test: Callable[[str], bool], kind: FactKind, get: Callable[[Facts], Any]) -> Predicate:
+        inside = _in_networks(tuple(v for v in values if v is not None), attr)
+        return Cond(f"({attr} is not None and not {inside.src})", inside.env)
+    env: dict[str, Any] = {}
+    name = _bind(env, frozenset(values))
     if kind.kind == "list":
-        return lambda f: any(test(item) for item in get(f))
-    return lambda f: (x := get(f)) is not None and test(x)
+        return Cond(f"{name}.isdisjoint({attr})", env)
+    return Cond(f"({attr} is not None and {attr} not in {name})", env)
 
 
-def _in_networks(nets: tuple[_Net, ...], get: Callable[[Facts], Any], allow_none: bool = False) -> Predicate:
-    def match(f: Facts) -> bool:
-        x = get(f)
+def _text_test(method: str, arg: Any, kind: FactKind, attr: str) -> Cond:
+    """``startswith(prefixes)`` on the text, or ``regex.search``; for list facts, on any item."""
+    env: dict[str, Any] = {}
+    name = _bind(env, arg)
+    if method == "search":
+        test = f"{name}.search({{x}}) is not None"
+    else:
+        test = f"{{x}}.startswith({name})"
+    if kind.kind == "list":
+        return Cond(f"any({test.format(x='_x')} for _x in {attr})", env)
+    return Cond(f"({attr} is not None and {test.format(x=attr)})", env)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> _Address | None:
+    """Parsed once per distinct source address: trunks send from few addresses."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _in_networks(nets: tuple[_Net, ...], attr: str, allow_none: bool = False) -> Cond:
+    def inside(x: str | None) -> bool:
         if x is None:
             return allow_none
-        try:
-            address = ipaddress.ip_address(x)
-        except ValueError:
+        address = _address(x)
+        if address is None:
             return False          # a malformed source address is in no network
         return any(address in net for net in nets)
-    return match
+    env: dict[str, Any] = {}
+    name = _bind(env, inside)
+    return Cond(f"{name}({attr})", env)

@@ -18,7 +18,7 @@ from typing import cast
 
 from sipguard.errors import ConfigError
 from sipguard.policy.actions import ACTIONS, FORWARD_KEYS, REJECT_KEYS, compile_action
-from sipguard.policy.conditions import compile_when
+from sipguard.policy.conditions import compile_when, make_predicate
 from sipguard.policy.decision import FORWARD, Decision
 from sipguard.policy.engine import DEFAULT_RULE, Policy
 from sipguard.policy.facts import FACT_NAMES, Facts
@@ -150,12 +150,13 @@ def _rule(sec: Section, index: int, line: int, redress: Redress | None,
     try:
         if "when" in sec and sec.raw("when") is not None and not isinstance(sec.raw("when"), dict):
             raise sec.error("when", "when: takes a mapping of conditions, e.g. when: {caller.dno: true}")
-        match, always = compile_when(sec.section("when"), problems)
+        condition, always = compile_when(sec.section("when"), problems)
         action, rule_class, decide = compile_action(sec, name, redress, problems)
     except ConfigError as exc:
         problems.add(exc)
         return name, None
-    return name, CompiledRule(name or f"rule-{index + 1}", line, action, rule_class, match, decide, always)
+    return name, CompiledRule(name or f"rule-{index + 1}", line, action, rule_class,
+                              make_predicate(condition), decide, always, condition)
 
 
 def _name(sec: Section, problems: Problems) -> str | None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from sipguard.errors import ConfigError
 from sipguard.policy.decision import Decision
@@ -111,6 +112,14 @@ class Redress:
         return self.url is None and self.tel is None and self.email is None
 
 
+class Cond(NamedTuple):
+    """A compiled condition: a Python expression over ``f`` (the Facts) and the values
+    its names stand for (conditions.py builds these; the engine chains them)."""
+
+    src: str
+    env: dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     """One rule after loading: what it matches and what it decides."""
@@ -122,6 +131,7 @@ class CompiledRule:
     match: Predicate
     decide: Decide
     catch_all: bool
+    condition: Cond
 
 
 def network_blocked(redress: Redress) -> tuple[int, str, tuple[tuple[str, str], ...]]:

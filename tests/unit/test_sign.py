@@ -215,3 +215,30 @@ def test_tnauthlist_round_trip_and_known_bytes() -> None:
 def test_tnauthlist_rejects_bad_der(hexdata: str) -> None:
     with pytest.raises(DerError):
         decode_tnauthlist(bytes.fromhex(hexdata))
+
+
+# -- DER signature -> JWS r || s -----------------------------------------------------------------
+_EDGES = [1, 2, 127, 128, 255, 256, 2**248 - 1, 2**255 - 1, 2**255, 2**256 - 1]
+
+
+@pytest.mark.parametrize("r", _EDGES)
+@pytest.mark.parametrize("s", [1, 2**255, 2**256 - 1])
+def test_raw_signature_from_der_edges(r: int, s: int) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from sipguard.shaken.sign import _raw_signature
+
+    assert _raw_signature(encode_dss_signature(r, s)) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def test_raw_signature_matches_cryptography_on_real_signatures() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from sipguard.shaken.sign import _raw_signature
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    for i in range(300):  # ~1 in 128 has a short r or s: 300 draws cover both paddings often
+        der = key.sign(str(i).encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        assert _raw_signature(der) == r.to_bytes(32, "big") + s.to_bytes(32, "big")

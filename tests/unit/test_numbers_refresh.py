@@ -85,3 +85,12 @@ def test_phonenumbers_source_agrees_with_the_shipped_table(tmp_path: Path) -> No
     assert len(fresh) == 800
     for npa in ("212", "416", "876", "787", "340", "671", "684", "670", "800", "600", "555", "911"):
         assert fresh[npa] == shipped[npa]
+
+
+def test_subcommand_wiring(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="sipguard")
+    refresh.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["numbers", "refresh", "--from-nanpa", "r.csv", "--out", str(tmp_path / "o.csv")])
+    assert args.func is refresh.run and args.from_nanpa == "r.csv"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["numbers"])  # an action is required

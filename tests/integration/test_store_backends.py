@@ -20,7 +20,10 @@ from sipguard.errors import SipguardError
 from sipguard.store import open_store
 from sipguard.store.base import DnoEntry, LimitSpec, ListEntry, LookupKeys, Notice, OcnMapping, Store
 from sipguard.store.datasets import parse_ocn_map, parse_removed, parse_rmd, read_text
-from tests.redis_fixtures import redis_cluster, redis_server  # noqa: F401 - fixtures
+from tests import redis_fixtures
+
+redis_server = redis_fixtures.redis_server     # fixtures, shared with other test modules
+redis_cluster = redis_fixtures.redis_cluster
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rmd"
 _prefixes = itertools.count()

@@ -1,0 +1,187 @@
+"""Redis-only behaviour: one round trip per call, shared limits, outages, atomic swaps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from sipguard.store import open_store
+from sipguard.store.base import LimitSpec, LookupKeys
+from sipguard.store.datasets import parse_rmd, read_text
+from tests import redis_fixtures
+from tests.redis_fixtures import REDIS_SERVER, RedisProcess, start_redis
+
+redis_server = redis_fixtures.redis_server     # fixtures, shared with other test modules
+redis_cluster = redis_fixtures.redis_cluster
+
+pytestmark = pytest.mark.integration
+DATA = Path(__file__).resolve().parents[1] / "data" / "rmd"
+NOW = 1_750_000_000.0
+
+
+def call(caller: str = "+12025550123", rmd: str | None = "RMD0000001") -> LookupKeys:
+    return LookupKeys("t1", None, rmd, "192.0.2.1", caller, "+13035550100", "938K")
+
+
+def test_lookup_is_one_round_trip(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count what the client sends: one packet per lookup, whatever the number of limiters."""
+    from redis.asyncio.connection import AbstractConnection
+
+    sent: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        sent.append(b"".join(command) if isinstance(command, list) else bytes(command))
+        return await original(self, command, check_health)
+
+    limits = (LimitSpec("a", ("caller",), 1.0, 5), LimitSpec("b", ("trunk",), 1.0, 5),
+              LimitSpec("c", ("source", "callee"), 1.0, 5))
+
+    async def main() -> None:
+        store = open_store(redis_server.url, limits, timeout=2.0, prefix="onert")
+        await store.start()
+        await store.lookup(call(), NOW)          # first call may load the script (NOSCRIPT)
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+        for _ in range(10):
+            assert not (await store.lookup(call(), NOW)).degraded
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", original)
+        await store.aclose()
+
+    asyncio.run(main())
+    assert len(sent) == 10
+    assert all(b"EVALSHA" in packet.upper() for packet in sent)
+
+
+def test_two_instances_share_one_limit(redis_server: RedisProcess) -> None:
+    spec = (LimitSpec("per_caller", ("caller",), 1 / 60, 6),)
+
+    async def main() -> list[tuple[str, ...]]:
+        a = open_store(redis_server.url, spec, timeout=2.0, prefix="shared")
+        b = open_store(redis_server.url, spec, timeout=2.0, prefix="shared")
+        await a.start()
+        await b.start()
+        results = []
+        for _ in range(5):
+            results.append((await a.lookup(call(caller="+12025550777"), NOW)).limited)
+            results.append((await b.lookup(call(caller="+12025550777"), NOW)).limited)
+        await a.aclose()
+        await b.aclose()
+        return results
+
+    results = asyncio.run(main())
+    assert results[:6] == [()] * 6
+    assert results[6:] == [("per_caller",)] * 4       # 10 calls, burst 6: exactly 4 refused, globally
+
+
+def test_cluster_limits_and_datasets_together(redis_cluster) -> None:  # type: ignore[no-untyped-def]
+    specs = (LimitSpec("a", ("caller",), 1 / 60, 2), LimitSpec("b", ("callee",), 1 / 60, 1))
+
+    async def main() -> list[tuple[str, ...]]:
+        store = open_store(redis_cluster.url, specs, timeout=2.0, prefix="cl")
+        await store.start()
+        await store.import_rmd(parse_rmd(read_text(str(DATA / "messy.csv")))[0], "2025-06-01")
+        out = []
+        for _ in range(3):
+            got = await store.lookup(call(), NOW)
+            assert got.trunk_rmd == "listed" and not got.degraded
+            out.append(got.limited)
+        await store.aclose()
+        return out
+
+    assert asyncio.run(main()) == [(), ("b",), ("a", "b")]
+
+
+def test_outage_degrades_then_recovers() -> None:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = start_redis()
+
+    async def main() -> None:
+        store = open_store(server.url, (LimitSpec("a", ("caller",), 1000.0, 1000),), timeout=0.2,
+                           prefix="outage")
+        await store.start()
+        await store.import_rmd(parse_rmd(read_text(str(DATA / "messy.csv")))[0], "2025-06-01")
+        answers = []
+        for _ in range(20):
+            answers.append(await store.lookup(call(), NOW))
+        assert all(not a.degraded and a.trunk_rmd == "listed" for a in answers)
+        server.stop()
+        during = [await store.lookup(call(), NOW) for _ in range(20)]
+        assert all(a.degraded for a in during)           # every call got an answer: degraded
+        assert store.healthy is False
+        server.start()                                   # same port, empty (no persistence)
+        restarted = time.monotonic()
+        while True:
+            got = await store.lookup(call(), NOW)
+            if not got.degraded:
+                break
+            assert time.monotonic() - restarted < 10, "the store did not recover"
+            await asyncio.sleep(0.02)
+        assert got.trunk_rmd == "absent"                 # the restarted Redis is empty: a real answer
+        assert store.healthy is True
+        assert store.stats()["degraded"] >= 20
+        await store.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+
+
+def test_start_without_redis_then_it_appears() -> None:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = start_redis()
+    server.stop()
+
+    async def main() -> None:
+        store = open_store(server.url, (), timeout=0.1, prefix="late")
+        await store.start()                     # does not raise: serves degraded, retries
+        assert (await store.lookup(call(), NOW)).degraded
+        server.start()
+        deadline = time.monotonic() + 10
+        while (await store.lookup(call(), NOW)).degraded:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        await store.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+
+
+def test_import_during_traffic_is_atomic(redis_server: RedisProcess) -> None:
+    records = parse_rmd(read_text(str(DATA / "messy.csv")))[0]
+    # a large second snapshot so the swap takes many round trips while calls run
+    from sipguard.store.base import RmdRecord
+    big = records + [RmdRecord(f"RMD{n:07d}", (f"{n:010d}",), implementation="partial") for n in range(100, 30100)]
+
+    async def main() -> set[tuple[str, str | None]]:
+        store = open_store(redis_server.url, (), timeout=2.0, prefix="swap")
+        await store.start()
+        await store.import_rmd(records, "2025-06-01")
+        seen: set[tuple[str, str | None]] = set()
+        done = asyncio.Event()
+
+        async def traffic() -> None:
+            while not done.is_set():
+                got = await store.lookup(call(), NOW)
+                assert not got.degraded
+                seen.add((got.trunk_rmd, got.rmd_snapshot))
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(traffic())
+        await store.import_rmd(big, "2025-07-01")
+        done.set()
+        await task
+        seen.add(((await store.lookup(call(), NOW)).trunk_rmd, (await store.lookup(call(), NOW)).rmd_snapshot))
+        await store.aclose()
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen <= {("listed", "2025-06-01"), ("listed", "2025-07-01")}
+    assert ("listed", "2025-07-01") in seen

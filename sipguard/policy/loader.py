@@ -155,8 +155,13 @@ def _rule(sec: Section, index: int, line: int, redress: Redress | None,
     except ConfigError as exc:
         problems.add(exc)
         return name, None
-    return name, CompiledRule(name or f"rule-{index + 1}", line, action, rule_class,
-                              make_predicate(condition), decide, always, condition)
+    try:
+        match = make_predicate(condition)
+    except (RecursionError, SyntaxError, MemoryError):
+        problems.add(sec.error("when", "conditions are nested too deeply"))
+        return name, None
+    return name, CompiledRule(name or f"rule-{index + 1}", line, action, rule_class, match, decide,
+                              always, condition)
 
 
 def _name(sec: Section, problems: Problems) -> str | None:

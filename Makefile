@@ -1,0 +1,56 @@
+# sipguard: two commands set everything up on a fresh Debian/Ubuntu machine.
+#   make demo   venv + sipguard + sipp, then a few real calls through sipguard (memory store)
+#   make test   everything the tests need (redis-server, sipp, kamailio, secsipidx), then the suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+DEMO_PKGS := sip-tester
+TEST_PKGS := redis-server sip-tester kamailio kamailio-secsipid-modules secsipidx iproute2
+
+.PHONY: demo test venv os-demo os-test lint typecheck unit bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Install Debian packages only when one is missing (apt-get update first on a fresh box).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing OS packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+endef
+
+os-demo:
+	$(call apt_install,$(DEMO_PKGS))
+
+os-test:
+	$(call apt_install,$(TEST_PKGS))
+
+demo: os-demo venv
+	$(PY) -m sipguard.demo --config config/sipguard.example.yaml
+
+lint: venv
+	$(VENV)/bin/ruff check sipguard tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy sipguard
+
+test: os-test venv lint typecheck
+	$(PY) -m pytest -q
+
+unit: venv
+	$(PY) -m pytest -q tests/unit tests/property
+
+bench: os-test venv
+	@echo "see bench/RESULTS.md for the commands of each benchmark"
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,321 @@
+"""The sipguard config file (CONTRACT.md, "Config file"): YAML -> one frozen ``Config``.
+
+Every error names the file, the line and the dotted key, and ``load_config`` checks
+everything a running process would trip over later (files named in the config exist,
+addresses parse, the policy validates), so ``sipguard check-config`` is a real check.
+Each subsystem parses its own section (``ShakenConfig.from_section`` ...); this module
+owns the proxy's own keys and calls the others, so there is one entry point.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sipguard import yamlconf
+from sipguard.errors import ConfigError
+from sipguard.yamlconf import Section
+
+if TYPE_CHECKING:
+    from sipguard.policy.loader import Redress
+    from sipguard.records.record import TracebackConfig
+    from sipguard.shaken.config import ShakenConfig
+    from sipguard.shaken.sign import SigningConfig
+    from sipguard.store.base import LimitSpec
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trunks", "store", "store_failure",
+            "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
+            "proxy", "log", "workers")
+PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
+              "instance", "advertise")
+TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
+PROVIDER_KEYS = ("name", "frn", "rmd", "country")
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    transport: str   # udp | tcp
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str | None = None
+    frn: str | None = None
+    rmd: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Trunk:
+    id: str
+    role: str                         # foreign | domestic
+    sources: tuple[IPNetwork, ...]
+    provider: Provider = Provider()
+    cps: float | None = None
+    next_hop: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    record_route: bool = False
+    max_pending: int = 2000           # INVITEs waiting for a decision before new ones get 503
+    max_message_size: int = 65535
+    retry_after: int = 5              # seconds, in 503 Retry-After
+    transaction_timeout: float = 32.0  # Timer B/F: forget a transaction after this long
+    instance: str | None = None       # name in records and logs (default: hostname)
+    advertise: str | None = None      # host[:port] for our Via/Record-Route when listening on 0.0.0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    decisions: str = "info"           # info | debug | off
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    base_dir: str
+    listen: tuple[Listen, ...]
+    mode: str
+    next_hop: str
+    unknown_source: str
+    trunks: tuple[Trunk, ...]
+    store: str
+    store_failure: str
+    store_timeout: float
+    datasets: dict[str, str]
+    shaken: ShakenConfig
+    signing: SigningConfig | None
+    redress: Redress
+    limits: tuple[LimitSpec, ...]
+    policy: str | None
+    traceback: TracebackConfig
+    http_listen: str | None
+    proxy: ProxySettings
+    log: LogSettings
+    workers: int = 1
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a config file; ConfigError names file:line:key on the first problem."""
+    root = yamlconf.load(path)
+    root.check_keys(TOP_KEYS)
+    base_dir = os.path.dirname(os.path.abspath(path))
+
+    from sipguard.policy.loader import Redress, check_policy
+    from sipguard.records.record import TracebackConfig
+    from sipguard.shaken.config import ShakenConfig
+    from sipguard.shaken.sign import SigningConfig
+    from sipguard.store.base import parse_limits
+
+    trunks = tuple(_trunk(sec) for sec in root.sections("trunks"))
+    _check_unique_trunks(root, trunks)
+    shaken_sec = root.section("shaken")
+    signing_sec = shaken_sec.section("signing")
+    signing = None
+    if signing_sec.keys():
+        signing = SigningConfig.from_section(_resolved(signing_sec, base_dir, ("key", "cert")))
+    blocking = root.section("blocking")
+    blocking.check_keys(("redress",))
+    limits = parse_limits(root.section("limits"), {t.id: t.cps for t in trunks if t.cps})
+    policy = _path(root, "policy", base_dir)
+    if policy is not None:
+        problems = check_policy(policy)
+        if problems:
+            raise problems[0]
+    http = root.section("http")
+    http.check_keys(("listen",))
+    datasets = root.section("datasets")
+    config = Config(
+        path=path,
+        base_dir=base_dir,
+        listen=tuple(_listen(root)),
+        mode=root.choice("mode", ("proxy", "redirect"), default="proxy"),
+        next_hop=_next_hop(root, "next_hop"),
+        unknown_source=root.choice("unknown_source", ("reject", "allow"), default="reject"),
+        trunks=trunks,
+        store=_store(root),
+        store_failure=root.choice("store_failure", ("fail-open", "fail-closed"), default="fail-open"),
+        store_timeout=float(root.number("store_timeout", default=0.05, minimum=0.001, maximum=10)),
+        datasets={k: _path(datasets, k, base_dir) or "" for k in datasets.keys()},
+        shaken=ShakenConfig.from_section(shaken_sec, base_dir),
+        signing=signing,
+        redress=Redress.from_section(blocking.section("redress")),
+        limits=limits,
+        policy=policy,
+        traceback=TracebackConfig.from_section(root.section("traceback"), base_dir),
+        http_listen=http.str("listen", default=None),
+        proxy=_proxy(root.section("proxy")),
+        log=_log(root.section("log")),
+        workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
+        raw=dict(root.data),
+    )
+    return config
+
+
+def _resolved(sec: Section, base_dir: str, keys: tuple[str, ...]) -> Section:
+    """A copy of ``sec`` whose file keys are made absolute relative to the config file."""
+    data = sec.data.__class__() if hasattr(sec.data, "lines") else {}
+    data.update(sec.data)
+    for attr in ("lines", "line"):
+        if hasattr(sec.data, attr):
+            setattr(data, attr, getattr(sec.data, attr))
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and not os.path.isabs(value):
+            data[key] = os.path.join(base_dir, value)
+    return Section(data, sec.path, sec.prefix)
+
+
+def _path(sec: Section, key: str, base_dir: str) -> str | None:
+    value = sec.str(key, default=None)
+    if value is None:
+        return None
+    full = value if os.path.isabs(value) else os.path.join(base_dir, value)
+    if not os.path.exists(full):
+        raise sec.error(key, f"file not found: {full}")
+    return full
+
+
+def _listen(root: Section) -> list[Listen]:
+    values = root.list("listen", default=["udp://127.0.0.1:5060", "tcp://127.0.0.1:5060"], item=str)
+    out = []
+    for index, value in enumerate(values):
+        try:
+            out.append(parse_listen(value))
+        except ValueError as exc:
+            raise ConfigError(str(exc), root.path, root.item_line("listen", index), "listen") from None
+    if not out:
+        raise root.error("listen", "at least one listen address is needed")
+    return out
+
+
+def parse_listen(value: str) -> Listen:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("udp", "tcp"):
+        raise ValueError(f"{value!r}: expected udp://HOST:PORT or tcp://HOST:PORT")
+    host, port = split_hostport(rest)
+    if port is None:
+        port = 5060
+    return Listen(scheme, host, port)
+
+
+def split_hostport(text: str) -> tuple[str, int | None]:
+    """'1.2.3.4:5060', '[::1]:5060', 'host' -> (host, port). IPv6 hosts come back bare."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"{text!r}: no host")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{text!r}: bad port {port_text!r}")
+        return host, int(port_text)
+    return host, None
+
+
+def _next_hop(sec: Section, key: str, required: bool = True) -> Any:
+    value = sec.str(key, default=None if not required else "sip:127.0.0.1:5070")
+    if value is None:
+        return None
+    try:
+        next_hop_address(value)
+    except ValueError as exc:
+        raise sec.error(key, str(exc)) from None
+    return value
+
+
+def next_hop_address(uri: str) -> tuple[str, int, str]:
+    """'sip:10.0.0.1:5070;transport=tcp' -> ('10.0.0.1', 5070, 'udp'|'tcp'). Only literal IPs and
+    names resolvable at start; SIP URIs with a user part are accepted (the user is ignored)."""
+    if not uri.startswith(("sip:", "sips:")):
+        raise ValueError(f"{uri!r}: next hop must be a sip: URI, e.g. sip:10.0.0.5:5060")
+    rest = uri.split(":", 1)[1]
+    rest, _, params = rest.partition(";")
+    if "@" in rest:
+        rest = rest.rsplit("@", 1)[1]
+    host, port = split_hostport(rest)
+    transport = "udp"
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.lower() == "transport" and value:
+            transport = value.lower()
+    if transport not in ("udp", "tcp"):
+        raise ValueError(f"{uri!r}: transport must be udp or tcp")
+    return host, port or 5060, transport
+
+
+def _trunk(sec: Section) -> Trunk:
+    sec.check_keys(TRUNK_KEYS)
+    sources = []
+    for index, value in enumerate(sec.list("sources", item=str)):
+        try:
+            sources.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ConfigError(f"{value!r} is not an IP address or CIDR", sec.path,
+                              sec.item_line("sources", index), sec.dotted("sources")) from None
+    prov = sec.section("provider")
+    prov.check_keys(PROVIDER_KEYS)
+    provider = Provider(prov.str("name", default=None), prov.str("frn", default=None),
+                        prov.str("rmd", default=None), prov.str("country", default=None))
+    if provider.frn is not None and not provider.frn.isdigit():
+        raise prov.error("frn", f"an FRN is 10 digits, got {provider.frn!r}")
+    cps = sec.number("cps", default=None, minimum=0.001)
+    return Trunk(id=sec.str("id"), role=sec.choice("role", ("foreign", "domestic"), default="foreign"),
+                 sources=tuple(sources), provider=provider, cps=float(cps) if cps else None,
+                 next_hop=_next_hop(sec, "next_hop", required=False))
+
+
+def _check_unique_trunks(root: Section, trunks: tuple[Trunk, ...]) -> None:
+    seen: set[str] = set()
+    for index, trunk in enumerate(trunks):
+        if trunk.id in seen:
+            raise ConfigError(f"duplicate trunk id {trunk.id!r}", root.path,
+                              root.item_line("trunks", index), "trunks")
+        seen.add(trunk.id)
+
+
+def _store(root: Section) -> str:
+    value = root.str("store", default="memory")
+    if value != "memory" and not value.startswith(("redis://", "rediss://", "redis+sentinel://",
+                                                    "redis+cluster://", "unix://")):
+        raise root.error("store", f"{value!r}: expected memory or a redis://, rediss://, "
+                                  "redis+sentinel:// or redis+cluster:// URL")
+    return value
+
+
+def _proxy(sec: Section) -> ProxySettings:
+    sec.check_keys(PROXY_KEYS)
+    return ProxySettings(
+        record_route=sec.bool("record_route", default=False),
+        max_pending=sec.int("max_pending", default=2000, minimum=1),
+        max_message_size=sec.int("max_message_size", default=65535, minimum=1024, maximum=1 << 20),
+        retry_after=sec.int("retry_after", default=5, minimum=0),
+        transaction_timeout=float(sec.number("transaction_timeout", default=32.0, minimum=1)),
+        instance=sec.str("instance", default=None),
+        advertise=sec.str("advertise", default=None),
+    )
+
+
+def _log(sec: Section) -> LogSettings:
+    sec.check_keys(("level", "decisions"))
+    return LogSettings(
+        level=sec.choice("level", ("debug", "info", "warning", "error"), default="info"),
+        decisions=sec.choice("decisions", ("info", "debug", "off"), default="info"),
+    )

@@ -1,0 +1,285 @@
+"""The INVITE pipeline: the one place that knows the order of the steps.
+
+    trunk -> call numbers -> verify Identity -> store lookups + limits (one round trip)
+          -> Facts -> policy -> (sign) -> Outcome
+
+``serve`` (proxy/) and ``replay`` (replay/) both call ``Pipeline.decide``; nothing in
+here knows which one it is except through the clock it was given. It never raises on
+bad input: a bad Identity is a reason code, an unreachable store is ``degraded``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sipguard.clock import Clock
+from sipguard.numbers import TN, parse_tn
+from sipguard.policy.decision import FORWARD, Decision, reject
+from sipguard.policy.facts import Facts
+from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
+from sipguard.shaken.result import NOT_VERIFIED, Verification
+from sipguard.store.base import LookupKeys, Lookups
+from sipguard.trunks import TrunkTable
+
+if TYPE_CHECKING:
+    from sipguard.config import Config, Trunk
+    from sipguard.policy.loader import PolicyHolder
+    from sipguard.records.record import CallRecord
+    from sipguard.shaken.sign import Signer
+    from sipguard.shaken.verify import Verifier
+    from sipguard.sip import Request
+    from sipguard.store.base import Store
+
+log = logging.getLogger("sipguard.pipeline")
+
+UNKNOWN_SOURCE = reject(403, "Forbidden", ("Reason", 'SIP;cause=403;text="unknown source"'),
+                        rule="unknown-source")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """The numbers of an INVITE, normalised once (sipguard.numbers)."""
+
+    call_id: str
+    caller: TN            # P-Asserted-Identity when present, else From
+    callee: TN            # Request-URI when it carries a number, else To
+    from_tn: TN
+    to_tn: TN
+    pai_tn: TN | None
+    ruri_tn: TN
+    identities: tuple[str, ...]
+
+    @classmethod
+    def of(cls, req: Request) -> Call:
+        from_tn = parse_tn(req.from_.uri)
+        pai = req.pai
+        pai_tn = parse_tn(pai[0].uri) if pai else None
+        to_tn = parse_tn(req.to.uri)
+        ruri_tn = parse_tn(req.uri)
+        caller = pai_tn if pai_tn is not None and pai_tn.e164 else from_tn
+        callee = ruri_tn if ruri_tn.e164 or ruri_tn.emergency else to_tn
+        return cls(req.call_id, caller, callee, from_tn, to_tn, pai_tn, ruri_tn, tuple(req.identity))
+
+    @property
+    def emergency(self) -> bool:
+        return self.callee.emergency or self.to_tn.emergency or self.ruri_tn.emergency
+
+    def orig_candidates(self) -> tuple[str, ...]:
+        out = []
+        if self.pai_tn is not None and self.pai_tn.e164:
+            out.append(self.pai_tn.e164)
+        if self.from_tn.e164 and self.from_tn.e164 not in out:
+            out.append(self.from_tn.e164)
+        return tuple(out)
+
+    def dest_candidates(self) -> tuple[str, ...]:
+        out = []
+        for tn in (self.to_tn, self.ruri_tn):
+            if tn.e164 and tn.e164 not in out:
+                out.append(tn.e164)
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything decided about one INVITE: what to do and why."""
+
+    time: float
+    source: tuple[str, int]
+    transport: str
+    call: Call
+    trunk: Trunk | None
+    verification: Verification
+    lookups: Lookups
+    facts: Facts
+    decision: Decision
+    identity_added: str | None = None   # the Identity header value sipguard signed, if any
+    signed_origid: str | None = None
+
+    @property
+    def signed(self) -> bool:
+        return self.identity_added is not None
+
+    def record(self, status: int | None, next_hop: str | None, instance: str | None) -> CallRecord:
+        from sipguard.records.record import CallRecord
+
+        trunk, ver, dec = self.trunk, self.verification, self.decision
+        provider = trunk.provider if trunk is not None else None
+        shadow = dec.would.action if dec.would is not None else None
+        return CallRecord(
+            time=self.time, call_id=self.call.call_id, source_ip=self.source[0],
+            source_port=self.source[1], transport=self.transport,
+            trunk=trunk.id if trunk else None, trunk_role=trunk.role if trunk else None,
+            provider_name=provider.name if provider else None,
+            provider_frn=provider.frn if provider else None,
+            provider_rmd=provider.rmd if provider else None,
+            provider_country=provider.country if provider else None,
+            rmd_snapshot=self.lookups.rmd_snapshot,
+            caller_raw=self.call.caller.raw, caller=self.call.caller.e164,
+            callee_raw=self.call.callee.raw, callee=self.call.callee.e164,
+            verstat=str(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
+            reasons=tuple(str(r) for r in ver.reasons),
+            rule=dec.rule, rule_class=dec.rule_class, notice=dec.notice,
+            action=dec.action, status=status, shadow_action=shadow,
+            signed=self.signed, signed_origid=self.signed_origid, identity_dropped=False,
+            next_hop=next_hop, instance=instance,
+        )
+
+
+def default_decision(facts: Facts) -> Decision:
+    """Without a policy file: reject failed verification with its RFC 8224 code, else forward."""
+    if facts.verstat == Verstat.FAILED and facts.reasons:
+        status, phrase = RFC8224_RESPONSE[Reason(facts.reasons[0])]
+        return reject(status, phrase, ("Reason", f'SIP;cause={status};text="{facts.reasons[0]}"'),
+                      rule="failed-verification")
+    return FORWARD
+
+
+class Pipeline:
+    """Owns the verifier, the store, the policy and the signer of one process."""
+
+    def __init__(self, config: Config, clock: Clock, verifier: Verifier, store: Store,
+                 policy: PolicyHolder | None, signer: Signer | None) -> None:
+        self.config = config
+        self.clock = clock
+        self.trunks = TrunkTable(config.trunks)
+        self.verifier = verifier
+        self.store = store
+        self.policy = policy
+        self.signer = signer
+        self._fail_closed = config.store_failure == "fail-closed"
+        self._store_unavailable = reject(
+            503, "Service Unavailable", ("Retry-After", str(config.proxy.retry_after)),
+            ("Reason", 'SIP;cause=503;text="state store unavailable"'), rule="store-failure")
+
+    @classmethod
+    async def create(cls, config: Config, clock: Clock, *, policy_path: str | None = None,
+                     x5u_map: dict[str, bytes] | None = None, store: Store | None = None) -> Pipeline:
+        from sipguard.policy.loader import PolicyHolder
+        from sipguard.shaken.sign import Signer
+        from sipguard.shaken.verify import Verifier, make_fetcher
+        from sipguard.store import open_store
+        from sipguard.store.datasets import load_datasets
+
+        if store is None:
+            store = open_store(config.store, config.limits, config.store_timeout)
+            await store.start()
+            if config.datasets:
+                await load_datasets(store, config.datasets)
+        fetcher = make_fetcher(config.shaken.x5u, x5u_map=x5u_map)
+        verifier = Verifier(config.shaken, fetcher, l2=store if config.store != "memory" else None)
+        path = policy_path or config.policy
+        policy = PolicyHolder(path, config.redress) if path else None
+        signer = Signer.load(config.signing, clock.time()) if config.signing else None
+        return cls(config, clock, verifier, store, policy, signer)
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: take the parts of a new config that can change at run time.
+        The caller has validated ``config``; on a signing key problem the old signer stays."""
+        from sipguard.errors import ConfigError
+        from sipguard.policy.loader import PolicyHolder
+        from sipguard.shaken.sign import Signer
+
+        self.trunks = TrunkTable(config.trunks)
+        if config.policy != self.config.policy or config.redress != self.config.redress:
+            self.policy = PolicyHolder(config.policy, config.redress) if config.policy else None
+        if config.signing is not None:
+            try:
+                self.signer = Signer.load(config.signing, self.clock.time())
+            except ConfigError as exc:
+                log.error("signing key not reloaded, the old one stays: %s", exc)
+        else:
+            self.signer = None
+        self.config = config
+        self._fail_closed = config.store_failure == "fail-closed"
+
+    async def aclose(self) -> None:
+        await self.verifier.aclose()
+        await self.store.aclose()
+
+    async def decide(self, req: Request, source: tuple[str, int], transport: str) -> Outcome:
+        now = self.clock.time()
+        trunk = self.trunks.classify(source[0])
+        call = Call.of(req)
+        if trunk is None and self.config.unknown_source == "reject" and not call.emergency:
+            return self._outcome(now, source, transport, call, None, NOT_VERIFIED, Lookups(),
+                                 Facts(source_ip=source[0]), UNKNOWN_SOURCE)
+
+        verification = await self.verifier.verify(call.identities, call.orig_candidates(),
+                                                  call.dest_candidates(), now)
+        lookups = await self.store.lookup(LookupKeys(
+            trunk=trunk.id if trunk else None,
+            trunk_frn=trunk.provider.frn if trunk else None,
+            trunk_rmd=trunk.provider.rmd if trunk else None,
+            source_ip=source[0], caller=call.caller.e164, callee=call.callee.e164,
+            spc=verification.spc), now)
+        facts = build_facts(trunk, call, verification, lookups, source[0])
+
+        if lookups.degraded and self._fail_closed and not facts.emergency:
+            decision = self._store_unavailable
+        elif self.policy is not None:
+            decision = self.policy.current.evaluate(facts)
+        else:
+            decision = default_decision(facts)
+
+        identity = origid = None
+        if decision.action == "forward" and decision.sign and self.signer is not None:
+            identity, origid = self._sign(trunk, call, verification, now)
+        return self._outcome(now, source, transport, call, trunk, verification, lookups, facts,
+                             decision, identity, origid)
+
+    def _sign(self, trunk: Trunk | None, call: Call, verification: Verification,
+              now: float) -> tuple[str | None, str | None]:
+        from sipguard.shaken.sign import should_sign
+
+        assert self.signer is not None and self.config.signing is not None
+        if trunk is None or trunk.role != "foreign":
+            return None, None
+        if not should_sign(bool(call.identities), call.caller,
+                           verification.verstat is Verstat.FAILED, self.config.signing):
+            return None, None
+        dest = call.callee.e164 or call.to_tn.e164
+        if call.caller.e164 is None or dest is None:
+            return None, None
+        origid = self.signer.origid_for(trunk.id)
+        return self.signer.sign(call.caller.e164, (dest,), now, origid), origid
+
+    @staticmethod
+    def _outcome(now: float, source: tuple[str, int], transport: str, call: Call, trunk: Trunk | None,
+                 verification: Verification, lookups: Lookups, facts: Facts, decision: Decision,
+                 identity: str | None = None, origid: str | None = None) -> Outcome:
+        return Outcome(now, source, transport, call, trunk, verification, lookups, facts, decision,
+                       identity, origid)
+
+
+def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Lookups,
+                source_ip: str) -> Facts:
+    caller = call.caller
+    return Facts(
+        verstat=str(ver.verstat),
+        attest=ver.attest,
+        reasons=tuple(str(r) for r in ver.reasons),
+        trunk=trunk.id if trunk else None,
+        trunk_role=trunk.role if trunk else None,
+        trunk_rmd=lookups.trunk_rmd,
+        trunk_implementation=lookups.trunk_implementation,
+        trunk_frn=trunk.provider.frn if trunk else None,
+        signer_spc=ver.spc,
+        signer_rmd=lookups.signer_rmd,
+        source_ip=source_ip,
+        caller=caller.e164,
+        callee=call.callee.e164,
+        caller_nanp=caller.nanp,
+        caller_us=caller.us,
+        caller_valid=caller.valid,
+        caller_invalid_reason=caller.invalid_reason,
+        caller_dno=lookups.caller_dno,
+        caller_anonymous=caller.anonymous,
+        list=lookups.list,
+        limited=lookups.limited,
+        notice=lookups.notice,
+        store_degraded=lookups.degraded,
+        emergency=call.emergency,
+    )

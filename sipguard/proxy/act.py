@@ -1,0 +1,148 @@
+"""Turning a Decision into SIP: the changes a forward makes, the 302 of redirect mode,
+the response of a reject. Pure functions over sipguard.sip messages (no I/O).
+
+verstat (3GPP TS 24.229 section 7.2A.20): a parameter of the tel URI, or of the user
+part of a sip URI with user=phone (``sip:+12025550123;verstat=TN-Validation-Passed@host``).
+It goes on the first P-Asserted-Identity, or on From when there is none. Any verstat that
+arrives from upstream is removed first: an upstream must not claim a verification it did
+not earn.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sipguard.pipeline import Outcome
+from sipguard.policy.decision import Decision
+from sipguard.sip import Request, build_response
+
+_VERSTAT = re.compile(r";verstat=[^;@>?,]*", re.IGNORECASE)
+
+PHRASES = {
+    200: "OK", 302: "Moved Temporarily", 400: "Bad Request", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    481: "Call/Transaction Does Not Exist", 483: "Too Many Hops", 487: "Request Terminated",
+    500: "Server Internal Error", 503: "Service Unavailable", 513: "Message Too Large",
+}
+
+
+def strip_verstat(value: str) -> str:
+    return _VERSTAT.sub("", value) if "verstat" in value.lower() else value
+
+
+def add_verstat(value: str, verstat: str) -> str:
+    """Put ;verstat= into the URI of a name-addr or addr-spec header value."""
+    start = value.find("<")
+    if start >= 0:
+        end = value.find(">", start)
+        if end < 0:
+            return value
+        return value[:start + 1] + _uri_with_verstat(value[start + 1:end], verstat) + value[end:]
+    # addr-spec without <>: header params follow the first ';' of the URI, so the
+    # verstat goes into the user part (sip) or right after the number (tel).
+    uri, sep, params = value.partition(";") if value.lower().startswith("tel:") else (value, "", "")
+    if sep:
+        return f"{uri};verstat={verstat};{params}"
+    return _uri_with_verstat(value, verstat)
+
+
+def _uri_with_verstat(uri: str, verstat: str) -> str:
+    low = uri.lower()
+    if low.startswith("tel:"):
+        head, sep, rest = uri.partition(";")
+        return f"{head};verstat={verstat}" + (sep + rest if sep else "")
+    at = uri.find("@")
+    if at < 0:
+        return uri  # sip URI without a user part: nowhere to put it (caller is not a number)
+    return f"{uri[:at]};verstat={verstat}{uri[at:]}"
+
+
+def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
+    """What the proxy adds to a forwarded INVITE, also carried in a 302."""
+    decision, ver = outcome.decision, outcome.verification
+    verstat = str(ver.verstat)
+    out: list[tuple[str, str]] = []
+    pai = req.headers("P-Asserted-Identity")
+    if pai:
+        out.append(("P-Asserted-Identity", add_verstat(strip_verstat(pai[0]), verstat)))
+        out.extend(("P-Asserted-Identity", strip_verstat(v)) for v in pai[1:])
+    if outcome.identity_added:
+        out.append(("Identity", outcome.identity_added))
+    if ver.reasons and ver.verstat.value == "TN-Validation-Failed":
+        from sipguard.shaken.reasons import RFC8224_RESPONSE
+        code = RFC8224_RESPONSE[ver.reasons[0]][0]
+        out.append(("Reason", f'SIP;cause={code};text="{ver.reasons[0]}"'))
+    if decision.tag is not None:
+        out.extend(decision.tag.headers)
+    return out
+
+
+def apply_forward(req: Request, outcome: Outcome) -> None:
+    """Mutate an accepted INVITE: verstat, signature, tags. Via/Max-Forwards are the relay's."""
+    verstat = str(outcome.verification.verstat)
+    decision = outcome.decision
+    headers = _identity_headers(req, outcome)
+    pai_present = req.has("P-Asserted-Identity")
+    if pai_present:
+        req.remove_header("P-Asserted-Identity")
+    from_value = req.header("From") or ""
+    new_from = strip_verstat(from_value)
+    if not pai_present:
+        new_from = add_verstat(new_from, verstat)
+    if decision.tag is not None and decision.tag.display_prefix:
+        new_from = prefix_display(new_from, decision.tag.display_prefix)
+    if new_from != from_value:
+        req.set_header("From", new_from)
+    for name, value in headers:
+        req.append_header(name, value)
+
+
+def prefix_display(value: str, prefix: str) -> str:
+    """'"Bob" <sip:..>' -> '"SPAM? Bob" <sip:..>'; a bare URI gains a display name."""
+    stripped = value.lstrip()
+    if stripped.startswith('"'):
+        return '"' + _quote(prefix) + stripped[1:]
+    lt = stripped.find("<")
+    if lt > 0:
+        return '"' + _quote(prefix + stripped[:lt].strip()) + '" ' + stripped[lt:]
+    if lt == 0:
+        return '"' + _quote(prefix.rstrip()) + '" ' + stripped
+    uri, sep, params = stripped.partition(";")
+    return f'"{_quote(prefix.rstrip())}" <{uri}>' + (sep + params if sep else "")
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str) -> bytes:
+    """Redirect mode: the forward decision as a 302 whose Contact is the next hop and which
+    carries what the proxy would have added (CONTRACT.md): PAI with verstat (always),
+    Identity when signed, tag headers."""
+    verstat = str(outcome.verification.verstat)
+    headers = [("Contact", f"<{contact}>")]
+    extra = _identity_headers(req, outcome)
+    if not req.has("P-Asserted-Identity"):
+        # no PAI on the call: carry the verified caller as a PAI with verstat for the consumer
+        extra.insert(0, ("P-Asserted-Identity", add_verstat(strip_verstat(_bare(req.header("From") or "")),
+                                                            verstat)))
+    prefix = outcome.decision.tag.display_prefix if outcome.decision.tag else None
+    if prefix:
+        extra.append(("X-Sipguard-Display-Prefix", prefix))
+    headers.extend(extra)
+    headers.append(("X-Sipguard-Verstat", verstat))
+    if outcome.decision.rule:
+        headers.append(("X-Sipguard-Rule", outcome.decision.rule))
+    return build_response(req, 302, PHRASES[302], headers, to_tag=to_tag)
+
+
+def _bare(value: str) -> str:
+    """The name-addr of a From value without its header params (tag)."""
+    gt = value.find(">")
+    return value[:gt + 1] if gt >= 0 else value.split(";", 1)[0]
+
+
+def reject_response(req: Request, decision: Decision, to_tag: str) -> bytes:
+    status = decision.status or 403
+    phrase = decision.phrase or PHRASES.get(status, "Rejected")
+    return build_response(req, status, phrase, decision.headers, to_tag=to_tag)

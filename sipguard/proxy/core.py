@@ -1,0 +1,509 @@
+"""The proxy core: SIP transaction and relay rules around the pipeline.
+
+Rules (RFC 3261 sections 16 and 17, RFC 3581):
+1. A new INVITE (no To tag) gets ``100 Trying`` at once, then waits for ``Pipeline.decide``.
+   At most ``max_pending`` INVITEs wait; past that a new one gets ``503`` + Retry-After
+   at once, and everything else (responses, ACK, BYE, CANCEL) keeps flowing.
+2. A retransmitted INVITE (same top Via branch) is never evaluated twice: it gets the
+   last response sent, or nothing while the decision is pending.
+3. An accepted INVITE is forwarded statefully: our Via on top, Max-Forwards - 1 (``483``
+   at 0), optional Record-Route; over UDP it is retransmitted (Timer A) until a response
+   comes, and a non-2xx final response is ACKed downstream by us.
+4. Responses are routed back by Via: ours is popped, the next one names the previous hop.
+5. Every other request (BYE, ACK for 2xx, in-dialog requests, OPTIONS not for us) is
+   forwarded statelessly with a branch derived from the incoming one, so retransmissions
+   take the same path; routed by Route, else by the Request-URI.
+6. CANCEL of a pending or forwarded INVITE: ``200`` to the CANCEL, then ``487`` for a
+   pending INVITE, or a CANCEL downstream for a forwarded one.
+7. Our own final responses carry a To tag starting with ``TAG_PREFIX``; an ACK with such a
+   tag acknowledges one of them and is absorbed.
+
+The core owns no sockets: it is given a ``Sender`` and called with received bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from sipguard.config import Config, next_hop_address
+from sipguard.proxy import act
+from sipguard.sip import Request, Response, SipParseError, build_response, parse
+
+if TYPE_CHECKING:
+    from sipguard.pipeline import Outcome, Pipeline
+
+log = logging.getLogger("sipguard.proxy")
+
+BRANCH_PREFIX = "z9hG4bKsg"
+TAG_PREFIX = "sg"
+RR_MARK = "sgrr"
+T1 = 0.5
+SERVER_HEADER = ("Server", "sipguard")
+
+
+class Sender(Protocol):
+    """What the core needs from the transport layer."""
+
+    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
+        """Send back towards where a request came from (on its TCP connection when there is one)."""
+
+    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        """Send to a next hop (our own socket, so responses come back to this process)."""
+
+    def via_sent_by(self, transport: str) -> str:
+        """host:port to put in our Via for this transport."""
+
+    def is_local(self, host: str, port: int) -> bool:
+        """Is host:port one of our own listening addresses?"""
+
+
+@dataclass(slots=True)
+class InviteTx:
+    """One INVITE server transaction and, once forwarded, its client transaction."""
+
+    key: str
+    source: tuple[str, int]
+    transport: str
+    conn: object
+    req: Request | None
+    state: str = "deciding"        # deciding | proceeding | completed | done
+    last: bytes | None = None      # last response sent upstream (for retransmitted INVITEs)
+    cancelled: bool = False
+    to_tag: str = ""
+    client_branch: str | None = None
+    dest: tuple[str, int, str] | None = None
+    forwarded: bytes | None = None
+    timer: asyncio.TimerHandle | None = None
+    interval: float = T1
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class Counters:
+    received: int = 0
+    invites: int = 0
+    retransmissions: int = 0
+    overload_503: int = 0
+    malformed_answered: int = 0
+    malformed_dropped: int = 0
+    forwarded: int = 0
+    rejected: int = 0
+    redirected: int = 0
+    responses_relayed: int = 0
+    decide_errors: int = 0
+
+
+class ProxyCore:
+    def __init__(self, config: Config, pipeline: Pipeline, sender: Sender,
+                 on_outcome: Callable[[Outcome, int | None, str | None, float], None] | None = None) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.sender = sender
+        self.on_outcome = on_outcome
+        self.redirect = config.mode == "redirect"
+        self.max_pending = config.proxy.max_pending
+        self.max_size = config.proxy.max_message_size
+        self.retry_after = str(config.proxy.retry_after)
+        self.tx_lifetime = config.proxy.transaction_timeout
+        self.next_hop = config.next_hop
+        self._next_hop_addr = next_hop_address(config.next_hop)
+        self._hop_cache: dict[str, tuple[str, int, str]] = {config.next_hop: self._next_hop_addr}
+        self.pending = 0
+        self.counters = Counters()
+        self.invites: dict[str, InviteTx] = {}      # current generation
+        self._old_invites: dict[str, InviteTx] = {}  # previous generation (expiry by rotation)
+        self.clients: dict[str, InviteTx] = {}       # our branch -> tx
+        self._old_clients: dict[str, InviteTx] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rotated = time.monotonic()
+        self.draining = False
+
+    # -- entry point -----------------------------------------------------------------------
+    def receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object = None) -> None:
+        self.counters.received += 1
+        try:
+            msg = parse(data, self.max_size)
+        except SipParseError as exc:
+            self._malformed(exc, source, transport, conn)
+            return
+        try:
+            if isinstance(msg, Response):
+                self._response(msg)
+            elif msg.method == "INVITE" and not msg.to.tag:
+                self._invite(msg, source, transport, conn)
+            elif msg.method == "ACK":
+                self._ack(msg, source, transport, conn)
+            elif msg.method == "CANCEL":
+                self._cancel(msg, source, transport, conn)
+            else:
+                self._other(msg, source, transport, conn)
+        except SipParseError as exc:  # a lazily-parsed header was bad
+            self._malformed(exc, source, transport, conn, msg if isinstance(msg, Request) else None)
+
+    def _malformed(self, exc: SipParseError, source: tuple[str, int], transport: str, conn: object,
+                   req: Request | None = None) -> None:
+        partial = req if req is not None else exc.partial
+        if partial is None or partial.method == "ACK":
+            self.counters.malformed_dropped += 1
+            log.debug("dropped malformed message from %s:%s: %s", source[0], source[1], exc.reason)
+            return
+        self.counters.malformed_answered += 1
+        warning = exc.reason.replace('"', "'")
+        try:
+            data = build_response(partial, exc.status_hint, act.PHRASES.get(exc.status_hint, "Bad Request"),
+                                  [("Warning", f'399 sipguard "{warning}"'), SERVER_HEADER],
+                                  to_tag=self._tag(source, exc.reason))
+        except SipParseError:
+            self.counters.malformed_dropped += 1
+            return
+        self.sender.send_to_source(data, source, transport, conn)
+
+    # -- INVITE --------------------------------------------------------------------------------
+    def _invite(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
+        via = req.top_via
+        key = f"{via.branch}|{via.host}|{via.port}"
+        tx = self.invites.get(key) or self._old_invites.get(key)
+        if tx is not None:
+            self.counters.retransmissions += 1
+            if tx.last is not None:
+                self.sender.send_to_source(tx.last, source, transport, conn)
+            return
+        self.counters.invites += 1
+        mf = req.max_forwards
+        if mf is not None and mf <= 0:
+            self._reply(req, 483, source, transport, conn)
+            return
+        if self.pending >= self.max_pending or self.draining:
+            self.counters.overload_503 += 1
+            self._reply(req, 503, source, transport, conn, ("Retry-After", self.retry_after))
+            return
+        tx = InviteTx(key, source, transport, conn, req, to_tag=self._tag(source, key))
+        self.invites[key] = tx
+        tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
+        self.sender.send_to_source(tx.last, source, transport, conn)
+        self.pending += 1
+        task = asyncio.get_running_loop().create_task(self._decide(tx, req))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _decide(self, tx: InviteTx, req: Request) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = await self.pipeline.decide(req, tx.source, tx.transport)
+        except Exception:
+            self.counters.decide_errors += 1
+            log.exception("decision failed for Call-ID %s", req.call_id)
+            self._final(tx, build_response(req, 500, "Server Internal Error", [SERVER_HEADER],
+                                           to_tag=tx.to_tag))
+            return
+        finally:
+            self.pending -= 1
+        latency = time.perf_counter() - started
+        if tx.cancelled:
+            self._final(tx, build_response(req, 487, "Request Terminated", [SERVER_HEADER], to_tag=tx.to_tag))
+            self._report(outcome, 487, None, latency)
+            return
+        decision = outcome.decision
+        if decision.action == "reject":
+            self.counters.rejected += 1
+            self._final(tx, act.reject_response(req, decision, tx.to_tag))
+            self._report(outcome, decision.status, None, latency)
+            return
+        hop = decision.to or (outcome.trunk.next_hop if outcome.trunk and outcome.trunk.next_hop else None) \
+            or self.next_hop
+        if self.redirect:
+            self.counters.redirected += 1
+            self._final(tx, act.redirect_response(req, outcome, hop, tx.to_tag))
+            self._report(outcome, 302, hop, latency)
+            return
+        self.counters.forwarded += 1
+        self._forward_invite(tx, req, outcome, hop)
+        self._report(outcome, None, hop, latency)
+
+    def _report(self, outcome: Outcome, status: int | None, hop: str | None, latency: float) -> None:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome, status, hop, latency)
+            except Exception:  # records/metrics must never break call handling
+                log.exception("recording the decision failed")
+
+    def _forward_invite(self, tx: InviteTx, req: Request, outcome: Outcome, hop: str) -> None:
+        dest = self._hop(hop)
+        act.apply_forward(req, outcome)
+        branch = BRANCH_PREFIX + hashlib.blake2b(tx.key.encode(), digest_size=8).hexdigest()
+        self._prepare_relay(req, tx.source, dest[2], branch)
+        data = req.serialize()
+        tx.state, tx.client_branch, tx.dest, tx.forwarded = "proceeding", branch, dest, data
+        tx.last = None  # our 100 is not resent after forwarding: downstream answers now
+        self.clients[branch] = tx
+        self.sender.send_to(data, (dest[0], dest[1]), dest[2])
+        if dest[2] == "udp":
+            tx.timer = asyncio.get_running_loop().call_later(T1, self._timer_a, tx)
+
+    def _timer_a(self, tx: InviteTx) -> None:
+        """RFC 3261 17.1.1.2: retransmit the INVITE over UDP until a response; Timer B -> 408."""
+        tx.timer = None
+        if tx.state != "proceeding" or tx.forwarded is None or tx.dest is None:
+            return
+        if time.monotonic() - tx.started >= 64 * T1:
+            if tx.req is not None:
+                self._final(tx, build_response(tx.req, 408, "Request Timeout", [SERVER_HEADER],
+                                               to_tag=tx.to_tag))
+            return
+        self.sender.send_to(tx.forwarded, (tx.dest[0], tx.dest[1]), tx.dest[2])
+        tx.interval = min(tx.interval * 2, 4.0)
+        tx.timer = asyncio.get_running_loop().call_later(tx.interval, self._timer_a, tx)
+
+    def _final(self, tx: InviteTx, data: bytes) -> None:
+        """Send a final response we generated; keep it for retransmitted INVITEs (Timer G)."""
+        tx.state, tx.last, tx.forwarded = "completed", data, None
+        self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
+        if tx.timer is not None:
+            tx.timer.cancel()
+            tx.timer = None
+        if tx.transport == "udp":
+            tx.interval = T1
+            tx.timer = asyncio.get_running_loop().call_later(T1, self._timer_g, tx)
+
+    def _timer_g(self, tx: InviteTx) -> None:
+        tx.timer = None
+        if tx.state != "completed" or tx.last is None or time.monotonic() - tx.started >= 64 * T1:
+            return
+        self.sender.send_to_source(tx.last, tx.source, tx.transport, tx.conn)
+        tx.interval = min(tx.interval * 2, 4.0)
+        tx.timer = asyncio.get_running_loop().call_later(tx.interval, self._timer_g, tx)
+
+    # -- relay helpers --------------------------------------------------------------------------
+    def _prepare_relay(self, req: Request, source: tuple[str, int], out_transport: str, branch: str) -> None:
+        """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR, our Via."""
+        via = req.top_via
+        params = []
+        if via.host.strip("[]") != source[0]:
+            params.append(f"received={source[0]}")
+        if via.rport == "":
+            params.append(f"rport={source[1]}")
+        if params:
+            first = req.pop_first_value("Via") or ""
+            req.prepend_header("Via", first + ";" + ";".join(params))
+        mf = req.max_forwards
+        req.set_header("Max-Forwards", str((mf if mf is not None else 70) - 1))
+        if self.config.proxy.record_route and req.method == "INVITE":
+            req.prepend_header("Record-Route", f"<sip:{self.sender.via_sent_by('udp')};lr;{RR_MARK}>")
+        req.prepend_header("Via", f"SIP/2.0/{out_transport.upper()} {self.sender.via_sent_by(out_transport)}"
+                                  f";branch={branch};rport")
+
+    def _hop(self, uri: str) -> tuple[str, int, str]:
+        hop = self._hop_cache.get(uri)
+        if hop is None:
+            hop = next_hop_address(uri)
+            if len(self._hop_cache) > 1024:
+                self._hop_cache.clear()
+            self._hop_cache[uri] = hop
+        return hop
+
+    def _reply(self, req: Request, status: int, source: tuple[str, int], transport: str, conn: object,
+               *headers: tuple[str, str]) -> None:
+        data = build_response(req, status, act.PHRASES.get(status, "Error"), [*headers, SERVER_HEADER],
+                              to_tag=self._tag(source, req.top_via.branch or req.call_id))
+        self.sender.send_to_source(data, source, transport, conn)
+
+    @staticmethod
+    def _tag(source: tuple[str, int], key: str) -> str:
+        return TAG_PREFIX + hashlib.blake2b(f"{source}{key}".encode(), digest_size=6).hexdigest()
+
+    # -- responses -----------------------------------------------------------------------------
+    def _response(self, resp: Response) -> None:
+        vias = resp.vias
+        if len(vias) < 2 or not (vias[0].branch or "").startswith(BRANCH_PREFIX):
+            return  # not ours, or nowhere to send it: drop (RFC 3261 16.7 step 1)
+        branch = vias[0].branch or ""
+        tx = self.clients.get(branch) or self._old_clients.get(branch)
+        status = resp.status
+        if tx is not None and resp.cseq[1] == "INVITE":
+            if tx.timer is not None and tx.state == "proceeding":
+                tx.timer.cancel()
+                tx.timer = None
+            if status == 100:
+                return  # hop-by-hop
+            if status >= 300:
+                if tx.state == "completed":
+                    if tx.forwarded is not None:  # retransmitted final: ACK again, relay nothing
+                        self.sender.send_to(tx.forwarded, (tx.dest[0], tx.dest[1]), tx.dest[2])  # type: ignore[index]
+                    return
+                tx.forwarded = self._ack_downstream(tx, resp)
+                tx.state = "completed"
+            elif status >= 200:
+                tx.state = "done"
+        resp.pop_first_value("Via")
+        data = resp.serialize()
+        self.counters.responses_relayed += 1
+        if tx is not None:
+            if status >= 300:
+                tx.last, tx.req = data, None
+            self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
+            return
+        prev = vias[1]
+        self.sender.send_to_source(data, prev.sent_by_addr(), prev.transport.lower(), None)
+
+    def _ack_downstream(self, tx: InviteTx, resp: Response) -> bytes | None:
+        """RFC 3261 17.1.1.3: the client transaction ACKs a non-2xx final response itself.
+        Returns the ACK so a retransmitted final response can be ACKed again."""
+        req = tx.req
+        if tx.dest is None or tx.client_branch is None or req is None:
+            return None
+        lines = [
+            f"ACK {req.uri} SIP/2.0",
+            f"Via: SIP/2.0/{tx.dest[2].upper()} {self.sender.via_sent_by(tx.dest[2])};branch={tx.client_branch}",
+            "Max-Forwards: 70",
+            f"From: {req.header('From')}",
+            f"To: {resp.header('To')}",
+            f"Call-ID: {req.call_id}",
+            f"CSeq: {req.cseq[0]} ACK",
+        ]
+        lines.extend(f"Route: {r}" for r in req.headers("Route"))
+        lines.append("Content-Length: 0")
+        ack = "\r\n".join(lines).encode() + b"\r\n\r\n"
+        self.sender.send_to(ack, (tx.dest[0], tx.dest[1]), tx.dest[2])
+        return ack
+
+    # -- ACK, CANCEL, everything else --------------------------------------------------------------
+    def _ack(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
+        tag = req.to.tag or ""
+        via = req.top_via
+        key = f"{via.branch}|{via.host}|{via.port}"
+        tx = self.invites.get(key) or self._old_invites.get(key)
+        if tag.startswith(TAG_PREFIX) or (tx is not None and tx.state == "completed"):
+            if tx is not None and tx.timer is not None:
+                tx.timer.cancel()
+                tx.timer = None
+            return  # acknowledges a non-2xx final we sent: hop-by-hop, absorbed
+        self._stateless(req, source, transport, conn)
+
+    def _cancel(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
+        via = req.top_via
+        key = f"{via.branch}|{via.host}|{via.port}"
+        tx = self.invites.get(key) or self._old_invites.get(key)
+        if tx is None:
+            self._reply(req, 481, source, transport, conn)
+            return
+        self.sender.send_to_source(build_response(req, 200, "OK", [SERVER_HEADER], to_tag=tx.to_tag),
+                                   source, transport, conn)
+        if tx.state == "deciding":
+            tx.cancelled = True
+        elif tx.state == "proceeding" and tx.dest is not None and tx.req is not None:
+            inv = tx.req
+            lines = [
+                f"CANCEL {inv.uri} SIP/2.0",
+                f"Via: SIP/2.0/{tx.dest[2].upper()} {self.sender.via_sent_by(tx.dest[2])};branch={tx.client_branch}",
+                "Max-Forwards: 70",
+                f"From: {inv.header('From')}",
+                f"To: {inv.header('To')}",
+                f"Call-ID: {inv.call_id}",
+                f"CSeq: {inv.cseq[0]} CANCEL",
+            ]
+            lines.extend(f"Route: {r}" for r in inv.headers("Route"))
+            lines.append("Content-Length: 0")
+            self.sender.send_to("\r\n".join(lines).encode() + b"\r\n\r\n", (tx.dest[0], tx.dest[1]), tx.dest[2])
+
+    def _other(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
+        if req.method == "OPTIONS" and self._for_us(req):
+            self._reply(req, 200, source, transport, conn, ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
+                        ("Accept", "application/sdp"))
+            return
+        if self.redirect:
+            if req.method == "OPTIONS":
+                self._reply(req, 200, source, transport, conn)
+            else:
+                self._reply(req, 405, source, transport, conn, ("Allow", "INVITE, ACK, CANCEL, OPTIONS"))
+            return
+        self._stateless(req, source, transport, conn)
+
+    def _for_us(self, req: Request) -> bool:
+        mf = req.max_forwards
+        if mf is not None and mf <= 0:
+            return True
+        from sipguard.sip import parse_uri
+        uri = parse_uri(req.uri)
+        return not uri.user or self.sender.is_local(uri.host.strip("[]"), uri.port or 5060)
+
+    def _stateless(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
+        """RFC 3261 16.11: forward without a transaction; the branch is a hash of the incoming one."""
+        mf = req.max_forwards
+        if mf is not None and mf <= 0:
+            if req.method != "ACK":
+                self._reply(req, 483, source, transport, conn)
+            return
+        dest = self._route(req)
+        if dest is None:
+            if req.method != "ACK":
+                self._reply(req, 404, source, transport, conn)
+            return
+        via = req.top_via
+        seed = f"{via.branch}|{via.host}|{via.port}|{req.method}|{req.cseq[0]}"
+        branch = BRANCH_PREFIX + hashlib.blake2b(seed.encode(), digest_size=8).hexdigest()
+        self._prepare_relay(req, source, dest[2], branch)
+        self.sender.send_to(req.serialize(), (dest[0], dest[1]), dest[2])
+
+    def _route(self, req: Request) -> tuple[str, int, str] | None:
+        """Loose routing: drop our own Record-Route entry, then the top Route, else the R-URI."""
+        from sipguard.sip import parse_uri
+
+        routes = req.route
+        while routes and RR_MARK in routes[0].uri:
+            req.pop_first_value("Route")
+            routes = routes[1:]
+        target = routes[0].uri if routes else req.uri
+        try:
+            uri = parse_uri(target)
+        except SipParseError:
+            return None
+        transport = str(uri.params.get("transport") or "udp").lower()
+        host = uri.host.strip("[]")
+        port = uri.port or 5060
+        if self.sender.is_local(host, port) or not _is_ip(host):
+            return self._next_hop_addr  # addressed to us, or a name we do not resolve: the core
+        return host, port, transport if transport in ("udp", "tcp") else "udp"
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    def rotate(self, now: float | None = None) -> None:
+        """Expire transactions by generations: a tx lives between one and two lifetimes.
+        Unfinished ones (deciding/proceeding) are carried into the new generation."""
+        now = time.monotonic() if now is None else now
+        if now - self._rotated < self.tx_lifetime:
+            return
+        self._rotated = now
+        carried = {k: tx for k, tx in self.invites.items() if tx.state in ("deciding", "proceeding")
+                   and now - tx.started < 4 * self.tx_lifetime}
+        self._old_invites, self.invites = self.invites, carried
+        carried_clients = {tx.client_branch: tx for tx in carried.values() if tx.client_branch}
+        self._old_clients, self.clients = self.clients, carried_clients
+
+    async def drain(self, deadline: float) -> None:
+        """SIGTERM: refuse new INVITEs, wait (bounded) for pending decisions."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        while self._tasks and loop.time() < end:
+            await asyncio.sleep(0.02)
+
+    def stats(self) -> dict[str, float]:
+        out = {k: float(getattr(self.counters, k)) for k in self.counters.__slots__}  # type: ignore[attr-defined]
+        out["pending"] = float(self.pending)
+        out["transactions"] = float(len(self.invites) + len(self._old_invites))
+        return out
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

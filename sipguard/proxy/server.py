@@ -1,0 +1,291 @@
+"""``sipguard serve``: event loop, worker processes, signals, reload, readiness.
+
+One worker: everything in this process. ``--workers N``: the parent forks N workers that
+each bind the listening ports with SO_REUSEPORT and run their own pipeline; the parent
+serves HTTP (/metrics aggregated over workers, /healthz, /readyz, admin), forwards SIGHUP
+and SIGTERM, and restarts a worker that dies. SIGTERM drains: new INVITEs get 503 while
+decisions in flight finish (bounded), records are flushed, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from sipguard.clock import SystemClock
+from sipguard.config import Config, load_config
+from sipguard.errors import ConfigError
+from sipguard.proxy.core import ProxyCore
+from sipguard.proxy.transport import Transports
+
+if TYPE_CHECKING:
+    from sipguard.pipeline import Outcome, Pipeline
+
+log = logging.getLogger("sipguard.serve")
+DRAIN_SECONDS = 5.0
+
+
+def sd_notify(message: str) -> bool:
+    """systemd readiness/watchdog: one datagram to $NOTIFY_SOCKET (no dependency needed)."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(path)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("sd_notify failed: %s", exc)
+        return False
+    return True
+
+
+class Worker:
+    """One process's proxy: transports + core + pipeline + records + metrics."""
+
+    def __init__(self, config: Config, index: int = 0, workers: int = 1) -> None:
+        self.config = config
+        self.index = index
+        self.workers = workers
+        self.clock = SystemClock()
+        self.stopping = asyncio.Event()
+        self.reload_requested = False
+        self.pipeline: Pipeline | None = None
+        self.core: ProxyCore | None = None
+        self.transports: Transports | None = None
+        self.records = None
+        self.metrics = None
+        self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
+
+    async def start(self) -> None:
+        from sipguard.observe.metrics import Metrics
+
+        from sipguard.pipeline import Pipeline
+        from sipguard.records.writer import open_records
+
+        self.pipeline = await Pipeline.create(self.config, self.clock)
+        self.records = open_records(self.config.store, self.config.traceback)
+        await self.records.start()
+        self.metrics = Metrics()
+        self.transports = Transports(self.config.listen, self._receive, self.config.proxy.max_message_size,
+                                     self.config.proxy.advertise)
+        self.core = ProxyCore(self.config, self.pipeline, self.transports, self._on_outcome)
+        await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
+
+    def _receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
+        assert self.core is not None
+        self.core.receive(data, source, transport, conn)
+
+    def _on_outcome(self, outcome: Outcome, status: int | None, hop: str | None, latency: float) -> None:
+        record = outcome.record(status, hop if status is None or status == 302 else None, self.instance)
+        if self.records is not None:
+            self.records.submit(record)
+        if self.metrics is not None:
+            self.metrics.observe_decision(record, latency)
+
+    async def housekeeping(self) -> None:
+        """Once every 0.5 s: expire transactions, pick up policy changes, export gauges."""
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
+            except TimeoutError:
+                pass
+            assert self.core is not None and self.pipeline is not None
+            self.core.rotate()
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            self._poll_policy()
+            if self.metrics is not None:
+                self.metrics.set_gauges(self.core.stats(), self.pipeline)
+
+    def _poll_policy(self) -> None:
+        assert self.pipeline is not None
+        holder = self.pipeline.policy
+        if holder is None:
+            return
+        result = holder.maybe_reload()
+        if isinstance(result, ConfigError):
+            log.error("policy not reloaded, the running policy stays: %s", result)
+        elif result:
+            log.info("policy reloaded from %s", holder.current.path)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; swap what can change at run time; keep the rest."""
+        assert self.pipeline is not None
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("config not reloaded, the running one stays: %s", exc)
+            return
+        if config.listen != self.config.listen or config.store != self.config.store:
+            log.warning("listen addresses and store changes take effect after a restart")
+        self.pipeline.reconfigure(config)
+        self.config = config
+        log.info("config reloaded from %s", config.path)
+
+    async def stop(self) -> None:
+        if self.core is not None:
+            await self.core.drain(DRAIN_SECONDS)
+        if self.transports is not None:
+            await self.transports.close()
+        if self.records is not None:
+            await self.records.aclose()
+        if self.pipeline is not None:
+            await self.pipeline.aclose()
+
+
+async def run_worker(config: Config, index: int, workers: int, serve_http: bool) -> int:
+    loop = asyncio.get_running_loop()
+    worker = Worker(config, index, workers)
+    loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
+    loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: setattr(worker, "reload_requested", True))
+    await worker.start()
+    http = await _start_http(config, worker) if serve_http else None
+    log.info("sipguard worker %d listening on %s (mode %s, store %s)", index,
+             ", ".join(str(addr) for addr in config.listen), config.mode, config.store)
+    if workers == 1:
+        sd_notify("READY=1\nSTATUS=listening")
+    watchdog = loop.create_task(_watchdog(worker.stopping)) if workers == 1 else None
+    await worker.housekeeping()
+    log.info("sipguard worker %d stopping: draining", index)
+    sd_notify("STOPPING=1")
+    if watchdog is not None:
+        watchdog.cancel()
+    if http is not None:
+        await http.aclose()
+    await worker.stop()
+    return 0
+
+
+async def _watchdog(stopping: asyncio.Event) -> None:
+    """WATCHDOG=1 at half the interval systemd asked for: sent only while the loop runs."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or not usec.isdigit():
+        return
+    interval = int(usec) / 2e6
+    while not stopping.is_set():
+        sd_notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no-untyped-def]
+    if not config.http_listen:
+        return None
+    from sipguard.observe.http import start_http
+
+    def ready() -> tuple[bool, dict[str, object]]:
+        if worker is None:
+            return True, {"workers": "supervised"}
+        pipeline = worker.pipeline
+        store_ok = bool(pipeline and getattr(pipeline.store, "healthy", True))
+        ok = worker.transports is not None and pipeline is not None and (
+            store_ok or config.store_failure == "fail-open")
+        return ok, {"listening": worker.transports is not None, "store_reachable": store_ok,
+                    "store_failure": config.store_failure,
+                    "policy": pipeline.policy.current.path if pipeline and pipeline.policy else None}
+
+    return await start_http(config, ready=ready,
+                            store=worker.pipeline.store if worker and worker.pipeline else None)
+
+
+def serve(config: Config, workers: int | None = None) -> int:
+    """Entry point of ``sipguard serve``."""
+    workers = workers or config.workers
+    _use_uvloop()
+    if workers == 1:
+        return asyncio.run(run_worker(config, 0, 1, serve_http=True))
+    return _supervise(config, workers)
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio's loop works too
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _supervise(config: Config, workers: int) -> int:
+    """Parent of N workers: fork them, restart the ones that die, forward signals."""
+    from sipguard.observe.metrics import prepare_multiprocess
+
+    prepare_multiprocess(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+                         or os.path.join(config.base_dir, "var", f"metrics-{os.getpid()}"))
+    children: dict[int, int] = {}
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            code = 1
+            try:
+                code = asyncio.run(run_worker(config, index, workers, serve_http=False))
+            except Exception:
+                log.exception("worker %d failed", index)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    for index in range(workers):
+        spawn(index)
+
+    async def parent() -> int:
+        from sipguard.observe.metrics import mark_process_dead
+
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+        loop.add_signal_handler(signal.SIGINT, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: [os.kill(p, signal.SIGHUP) for p in children])
+        http = await _start_http(config, None)
+        sd_notify(f"READY=1\nSTATUS={workers} workers")
+        watchdog = loop.create_task(_watchdog(stopping))
+        while not stopping.is_set():
+            try:
+                await asyncio.wait_for(stopping.wait(), 0.5)
+            except TimeoutError:
+                pass
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                index = children.pop(pid, None)
+                mark_process_dead(pid)
+                if index is not None and not stopping.is_set():
+                    log.error("worker %d (pid %d) exited with %s; restarting", index, pid, status)
+                    spawn(index)
+        sd_notify("STOPPING=1")
+        watchdog.cancel()
+        for pid in children:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + DRAIN_SECONDS + 5
+        while children and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                children.pop(pid, None)
+            else:
+                await asyncio.sleep(0.05)
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        if http is not None:
+            await http.aclose()
+        return 0
+
+    return asyncio.run(parent())

@@ -1,0 +1,240 @@
+"""asyncio adapters: sockets in, bytes to the ProxyCore; bytes out. No SIP logic here.
+
+UDP: the listening sockets (shared by workers with SO_REUSEPORT) receive from upstream and
+send responses back from the address the request reached. Requests we forward leave from
+a private per-process socket whose port is in our Via, so their responses come back to
+the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic by
+4-tuple, which would otherwise hand a response to another worker).
+TCP: one connection object per peer, framed by Content-Length; outgoing connections are
+pooled per destination and reused for the responses that come back on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from sipguard.config import Listen
+from sipguard.sip import SipParseError, StreamFramer
+
+log = logging.getLogger("sipguard.transport")
+
+Receive = Callable[[bytes, tuple[str, int], str, object], None]
+MAX_TCP_BUFFER = 1 << 20
+
+
+class UdpEndpoint(asyncio.DatagramProtocol):
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) < 4 or data.strip(b"\r\n\x00 ") == b"":
+            return  # keep-alive pings (CRLF, empty, STUN-less NAT keepalives)
+        self.receive(data, (addr[0], addr[1]), "udp", self)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, registry: Transports, max_size: int) -> None:
+        self.registry = registry
+        self.framer = StreamFramer(max_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.ready = asyncio.get_running_loop().create_future()
+        self.backlog: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.registry.tcp[self.peer] = self
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for data in self.backlog:
+            self.transport.write(data)  # type: ignore[union-attr]
+        self.backlog.clear()
+        if not self.ready.done():
+            self.ready.set_result(True)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except SipParseError as exc:
+            log.info("closing TCP connection from %s:%s: %s", self.peer[0], self.peer[1], exc.reason)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for message in messages:
+            self.registry.receive(message, self.peer, "tcp", self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.registry.tcp.get(self.peer) is self:
+            del self.registry.tcp[self.peer]
+        if not self.ready.done():
+            self.ready.set_result(False)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            self.backlog.append(data)
+        elif not self.transport.is_closing():
+            if self.transport.get_write_buffer_size() > MAX_TCP_BUFFER:
+                log.warning("TCP peer %s:%s is not reading; closing", *self.peer)
+                self.transport.close()
+                return
+            self.transport.write(data)
+
+
+class Transports:
+    """The Sender the ProxyCore talks to, plus the listening sockets of one process."""
+
+    def __init__(self, listen: tuple[Listen, ...], receive: Receive, max_size: int,
+                 advertise: str | None = None) -> None:
+        self.listen = listen
+        self.receive = receive
+        self.max_size = max_size
+        self.advertise = advertise
+        self.udp: list[UdpEndpoint] = []
+        self.udp_out: dict[int, UdpEndpoint] = {}     # address family -> private socket
+        self.out_sent_by: dict[int, str] = {}
+        self.tcp: dict[tuple[str, int], TcpConnection] = {}
+        self.servers: list[asyncio.AbstractServer] = []
+        self.local: set[tuple[str, int]] = set()
+        self._tcp_sent_by = ""
+
+    async def start(self, reuse_port: bool) -> None:
+        loop = asyncio.get_running_loop()
+        for addr in self.listen:
+            family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+            self.local.add((addr.host, addr.port))
+            if addr.transport == "udp":
+                _, proto = await loop.create_datagram_endpoint(
+                    lambda: UdpEndpoint(self.receive), local_addr=(addr.host, addr.port),
+                    family=family, reuse_port=reuse_port)
+                self.udp.append(proto)
+                if family not in self.udp_out:
+                    _, out = await loop.create_datagram_endpoint(
+                        lambda: UdpEndpoint(self.receive), local_addr=(addr.host, 0), family=family)
+                    self.udp_out[family] = out
+                    port = out.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+                    self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
+            else:
+                server = await loop.create_server(
+                    lambda: TcpConnection(self, self.max_size), addr.host, addr.port,
+                    family=family, reuse_port=reuse_port, backlog=1024)
+                self.servers.append(server)
+                if not self._tcp_sent_by:
+                    self._tcp_sent_by = _hostport(self._advertised(addr.host), addr.port)
+        if not self._tcp_sent_by:
+            self._tcp_sent_by = next(iter(self.out_sent_by.values()), "127.0.0.1:5060")
+
+    def _advertised(self, host: str) -> str:
+        if self.advertise:
+            return self.advertise.split(":")[0] if self.advertise.count(":") == 1 else self.advertise
+        if host in ("0.0.0.0", "::"):
+            return socket.gethostbyname(socket.gethostname())
+        return host
+
+    # -- Sender ------------------------------------------------------------------------------
+    def via_sent_by(self, transport: str) -> str:
+        if transport == "tcp":
+            return self._tcp_sent_by
+        return self.out_sent_by.get(socket.AF_INET) or next(iter(self.out_sent_by.values()), self._tcp_sent_by)
+
+    def is_local(self, host: str, port: int) -> bool:
+        return (host, port) in self.local or any(
+            port == p and h in ("0.0.0.0", "::") for h, p in self.local)
+
+    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
+        if transport == "udp":
+            endpoint = conn if isinstance(conn, UdpEndpoint) else self._udp_for(addr[0], listening=True)
+            if endpoint is not None:
+                endpoint.sendto(data, addr)
+            return
+        tcp = conn if isinstance(conn, TcpConnection) and conn.transport is not None \
+            and not conn.transport.is_closing() else self.tcp.get(addr)
+        if tcp is not None:
+            tcp.write(data)
+        else:
+            self._connect(addr).write(data)
+
+    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        if transport == "udp":
+            endpoint = self._udp_for(addr[0], listening=False)
+            if endpoint is not None:
+                endpoint.sendto(data, addr)
+            return
+        conn = self.tcp.get(addr)
+        if conn is None or conn.transport is None and conn.ready.done():
+            conn = self._connect(addr)
+        conn.write(data)
+
+    def _udp_for(self, host: str, listening: bool) -> UdpEndpoint | None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if not listening and family in self.udp_out:
+            return self.udp_out[family]
+        for endpoint in self.udp:
+            sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
+            if sock is not None and sock.family == family:
+                return endpoint
+        return self.udp_out.get(family)
+
+    def _connect(self, addr: tuple[str, int]) -> TcpConnection:
+        """Open a TCP connection; writes queue until it is up (and are dropped if it fails)."""
+        loop = asyncio.get_running_loop()
+        conn = TcpConnection(self, self.max_size)
+        self.tcp[addr] = conn
+
+        async def connect() -> None:
+            try:
+                await loop.create_connection(lambda: conn, addr[0], addr[1])
+            except OSError as exc:
+                log.warning("TCP connect to %s:%s failed: %s", addr[0], addr[1], exc)
+                if self.tcp.get(addr) is conn:
+                    del self.tcp[addr]
+                conn.backlog.clear()
+                if not conn.ready.done():
+                    conn.ready.set_result(False)
+
+        task = loop.create_task(connect())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return conn
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for endpoint in [*self.udp, *self.udp_out.values()]:
+            if endpoint.transport is not None:
+                endpoint.transport.close()
+        for conn in list(self.tcp.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self.servers:
+            await server.wait_closed()
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _hostport(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"

@@ -1,0 +1,294 @@
+"""URIs, name-addrs and Via values (RFC 3261 sections 19.1, 20.10, 20.42, 25.1; RFC 3966).
+
+Parsing is strict where the proxy relies on the value (hosts, ports, branch) and keeps
+everything else as text so it can be forwarded untouched. Every error is SipParseError.
+Deliberate choices on RFC 4475's "reject or be liberal" cases: spaces inside an addr-spec
+(badaspec) and non-token display names (baddn) are rejected; escapes stay escaped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sipguard.sip.errors import SipParseError
+
+Params = dict[str, str | None]
+
+# RFC 3261 25.1: token and host characters.
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?\.?$|^[A-Za-z0-9]$")
+_IPV6REF = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
+_TOKEN_RE = re.compile(f"^{_TOKEN}$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
+_VIA = re.compile(
+    r"^\s*SIP\s*/\s*[0-9.]+\s*/\s*(" + _TOKEN + r")\s+(\[[^\]\s]*\]|[^\s;:\[\]]+)(?:\s*:\s*(\d+))?\s*(?:;(.*))?$",
+    re.DOTALL,
+)
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-separated header value, respecting quoted strings and <...>."""
+    if "," not in value:
+        stripped = value.strip()
+        return [stripped] if stripped else []
+    out, start, quoted, angle, i, n = [], 0, False, False, 0, len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch == "," and not angle:
+            out.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    out.append(value[start:].strip())
+    return [item for item in out if item]
+
+
+def parse_params(text: str) -> Params:
+    """';a=b;c' -> {'a': 'b', 'c': None}; names lower-cased, values kept (quotes too)."""
+    params: Params = {}
+    if not text:
+        return params
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip().lower()
+        if not name:
+            raise SipParseError(f"empty parameter name in {text[:60]!r}")
+        params[name] = value.strip() if sep else None
+    return params
+
+
+def check_host(host: str, where: str) -> None:
+    if not host:
+        raise SipParseError(f"missing host in {where[:80]}")
+    if host.startswith("["):
+        if not _IPV6REF.match(host):
+            raise SipParseError(f"bad IPv6 reference {host[:60]!r}")
+    elif not _HOSTNAME.match(host):
+        raise SipParseError(f"bad host {host[:60]!r}")
+
+
+def _port(text: str, where: str) -> int:
+    if not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
+        raise SipParseError(f"bad port {text[:10]!r} in {where[:60]}")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    scheme: str                   # sip, sips, tel, or any other scheme kept opaque
+    user: str | None = None       # user part as written (escapes kept), incl. user params
+    password: str | None = None
+    host: str = ""                # IPv6 references keep their brackets
+    port: int | None = None
+    params: Params = field(default_factory=dict)
+    headers: str | None = None
+    raw: str = ""
+
+    def format(self) -> str:
+        return self.raw
+
+
+_SIP_URI = re.compile(
+    r"^(sips?):(?:([^@\s<>]+)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?)"
+    r"(?::(\d{1,5}))?((?:;[^?\s<>]*)?)(?:\?([^\s<>]*))?$", re.IGNORECASE)
+
+
+def parse_uri(text: str) -> SipUri:
+    m = _SIP_URI.match(text)
+    if m is not None:  # the common case, in one regex; anything unusual takes the long way
+        scheme, userinfo, host, port_text, params, headers = m.groups()
+        user = password = None
+        if userinfo is not None:
+            user, colon, pw = userinfo.partition(":")
+            password = pw if colon else None
+        port = None
+        if port_text is not None:
+            port = int(port_text)
+            if not 0 < port < 65536:
+                raise SipParseError(f"bad port {port_text!r} in {text[:60]}")
+        return SipUri(scheme.lower(), user, password, host.lower(), port,
+                      parse_params(params[1:]) if params else {}, headers, text)
+    raw = text.strip()
+    if raw.startswith("<") and raw.endswith(">"):
+        raw = raw[1:-1].strip()
+    scheme, sep, rest = raw.partition(":")
+    if not sep or not _SCHEME.match(scheme):
+        raise SipParseError(f"bad URI {text[:80]!r}")
+    scheme = scheme.lower()
+    if any(c in rest for c in " \t\r\n<>"):
+        raise SipParseError(f"white space or <> inside URI {text[:80]!r}")
+    if scheme == "tel":
+        number, _, params = rest.partition(";")
+        if not number:
+            raise SipParseError(f"empty tel URI {text[:80]!r}")
+        return SipUri("tel", user=number, params=parse_params(params), raw=raw)
+    if scheme not in ("sip", "sips"):
+        return SipUri(scheme, raw=raw)
+    user = password = None
+    at = rest.find("@")  # the user part holds no unescaped '@' (it may hold '?', RFC 4475 intmeth)
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1:]
+        if not userinfo:
+            raise SipParseError(f"empty user part in {text[:80]!r}")
+        user, colon, pw = userinfo.partition(":")
+        password = pw if colon else None
+    rest, qmark, headers = rest.partition("?")
+    hostport, _, params = rest.partition(";")
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            raise SipParseError(f"bad IPv6 reference in {text[:80]!r}")
+        host, port_text = hostport[:end + 1], hostport[end + 1:]
+        if port_text and not port_text.startswith(":"):
+            raise SipParseError(f"bad IPv6 reference in {text[:80]!r}")
+        port_text = port_text[1:]
+    else:
+        host, _, port_text = hostport.partition(":")
+    check_host(host, text)
+    port = _port(port_text, text) if port_text else None
+    return SipUri(scheme, user, password, host.lower(), port, parse_params(params),
+                  headers if qmark else None, raw)
+
+
+def _unquote(text: str) -> str:
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            i += 1
+            ch = text[i]
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """A From/To/Contact/Route/PAI value: display name, URI and header parameters."""
+
+    display: str | None
+    uri: str
+    params: Params
+    raw: str
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def format(self) -> str:
+        return self.raw
+
+
+_NAME_ADDR = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"\s*|([A-Za-z0-9\-.!%*_+`\'~ \t]*?)\s*)<([^<>\s]+)>\s*(;.*)?$',
+                        re.DOTALL)
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    m = _NAME_ADDR.match(value)
+    if m is not None:  # common case: ["display"] <uri> ;params
+        quoted, token_display, uri, params = m.groups()
+        parse_uri(uri)
+        display = _unquote(quoted) if quoted is not None else (token_display or None)
+        return NameAddr(display, uri, parse_params(params[1:]) if params else {}, value.strip())
+    text = value.strip()
+    if not text:
+        raise SipParseError("empty address")
+    display: str | None = None
+    rest = text
+    if text.startswith('"'):
+        i, n = 1, len(text)
+        while i < n and text[i] != '"':
+            i += 2 if text[i] == "\\" else 1
+        if i >= n:
+            raise SipParseError(f"unterminated quoted display name in {value[:80]!r}")
+        display = _unquote(text[1:i])
+        rest = text[i + 1:].lstrip()
+        if not rest.startswith("<"):
+            raise SipParseError(f"display name without <URI> in {value[:80]!r}")
+    lt = rest.find("<")
+    if lt >= 0:
+        gt = rest.find(">", lt)
+        if gt < 0:
+            raise SipParseError(f"missing '>' in {value[:80]!r}")
+        if display is None:
+            name = rest[:lt].strip()
+            if name:
+                if not all(_TOKEN_RE.match(word) for word in name.split()):
+                    raise SipParseError(f"bad display name {name[:60]!r}")
+                display = name
+        uri = rest[lt + 1:gt]
+        if uri != uri.strip():
+            raise SipParseError(f"spaces inside <> in {value[:80]!r}")
+        param_text = rest[gt + 1:].strip()
+        if param_text and not param_text.startswith(";"):
+            raise SipParseError(f"unexpected text after URI in {value[:80]!r}")
+    else:
+        # addr-spec: the URI ends at the first ';' (its own params would need <>); no spaces
+        uri, _, param_text = rest.partition(";")
+        uri = uri.strip()
+        if " " in uri or "\t" in uri or "?" in uri or "," in uri:
+            raise SipParseError(f"address must be enclosed in <> ({value[:80]!r})")
+    parse_uri(uri)
+    return NameAddr(display, uri, parse_params(param_text), text)
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    transport: str            # upper case: UDP, TCP, TLS, SCTP, WS ...
+    host: str                 # IPv6 references keep their brackets
+    port: int | None
+    params: Params
+    raw: str
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> str | None:
+        """None when absent, '' when present without value (RFC 3581 request), else the port."""
+        if "rport" not in self.params:
+            return None
+        return self.params["rport"] or ""
+
+    def sent_by_addr(self) -> tuple[str, int]:
+        """Where a response goes (RFC 3261 18.2.2 with RFC 3581): received and rport win."""
+        host = self.received or self.host
+        port_text = self.params.get("rport")
+        default = 5061 if self.transport == "TLS" else 5060
+        port = int(port_text) if port_text and port_text.isdigit() else (self.port or default)
+        return host.strip("[]"), port
+
+
+def parse_via(value: str) -> Via:
+    m = _VIA.match(value)
+    if m is None:
+        raise SipParseError(f"bad Via {value.strip()[:80]!r}")
+    transport, host, port_text, params = m.groups()
+    check_host(host, "Via")
+    port = _port(port_text, "Via") if port_text else None
+    parsed = parse_params(params or "")
+    rport = parsed.get("rport")
+    if rport and not rport.isdigit():
+        raise SipParseError(f"bad rport {rport[:10]!r} in Via")
+    return Via(transport.upper(), host, port, parsed, value.strip())

@@ -63,6 +63,7 @@ _ANONYMOUS_WORDS = frozenset({
 })
 _SEPARATORS = str.maketrans("", "", "-.() \t/")
 _CACHE_SIZE = 65536
+_CACHEABLE_LENGTH = 256  # real From/PAI values are well under this; longer ones are not cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,8 @@ def parse_tn(value: str | None) -> TN:
     if value is None:
         return _NO_NUMBER
     try:
+        if len(value) > _CACHEABLE_LENGTH:  # keep the cache's memory bounded, not just its count
+            return _parse_cached.__wrapped__(value)  # type: ignore[attr-defined,no-any-return]
         return _parse_cached(value)
     except Exception:  # a bug here must not drop a call; say what we could not read
         return TN(value, None, False, False, False, False, False, "non-digits")

@@ -184,3 +184,10 @@ def test_never_raises_on_odd_input() -> None:
         tn = parse_tn(value)
         assert isinstance(tn, TN)
         assert tn.valid == (tn.invalid_reason is None)
+
+
+def test_long_values_are_parsed_but_not_cached() -> None:
+    value = '"' + "x" * 400 + '" <sip:+12024561111@gw.example.net;user=phone>;tag=1'
+    first, second = parse_tn(value), parse_tn(value)
+    assert first.e164 == "12024561111" and first.valid
+    assert first == second and first is not second

@@ -79,11 +79,11 @@ def _fact(pair: str) -> tuple[str, Any]:
     """``name=value`` from the command line to a Facts field and its typed value."""
     name, sep, text = pair.partition("=")
     if not sep:
-        raise ConfigError(f"{pair!r}: write facts as name=value", key=name)
+        raise ConfigError(f"{pair!r}: write facts as name=value", "command line", key=name)
     if name == "emergency":
         return "emergency", _bool(name, text)
     if name not in FACT_NAMES:
-        raise ConfigError(f"unknown fact; facts are: {', '.join(FACT_NAMES)}", key=name)
+        raise ConfigError(f"unknown fact; facts are: {', '.join(FACT_NAMES)}", "command line", key=name)
     kind = FACT_KINDS[name]
     value: Any
     if kind.kind == "bool":
@@ -99,5 +99,5 @@ def _fact(pair: str) -> tuple[str, Any]:
 
 def _bool(name: str, text: str) -> bool:
     if text not in ("true", "false"):
-        raise ConfigError(f"{name} is true/false, got {text!r}", key=name)
+        raise ConfigError(f"{name} is true/false, got {text!r}", "command line", key=name)
     return text == "true"

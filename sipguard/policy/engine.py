@@ -31,15 +31,14 @@ DEFAULT_RULE = "default"      # the hits() key of the default action; no rule ma
 class Policy:
     """A compiled policy file. Build it with ``loader.load_policy``."""
 
-    __slots__ = ("path", "version", "shadow", "rules", "_default_class", "_first_match", "_decides", "_hits")
+    __slots__ = ("path", "version", "shadow", "rules", "_first_match", "_decides", "_hits")
 
     def __init__(self, path: str, version: int, shadow: bool, rules: tuple[CompiledRule, ...],
-                 default: Decide, default_class: str | None = None) -> None:
+                 default: Decide) -> None:
         self.path = path
         self.version = version
         self.shadow = shadow
         self.rules = rules
-        self._default_class = default_class
         # All rule conditions chained into one generated function returning the index of
         # the first match (-1: none), so a call costs one Python call plus the compares.
         self._first_match = make_first_match(r.condition for r in rules)

@@ -67,9 +67,9 @@ def _compile(path: str, redress: Redress | None) -> tuple[Policy | None, Problem
             problems.add(root.error(key, f"unknown key; expected one of: {', '.join(TOP_KEYS)}"))
     version = _version(root, problems)
     shadow = _mode(root, problems) == "shadow"
-    default, default_class = _default(root, redress, problems)
+    default = _default(root, redress, problems)
     rules = _rules(root, redress, problems)
-    policy = Policy(path, version, shadow, tuple(rules), default, default_class)
+    policy = Policy(path, version, shadow, tuple(rules), default)
     return policy, problems
 
 
@@ -93,18 +93,17 @@ def _version(root: Section, problems: Problems) -> int:
     return int(version)
 
 
-def _default(root: Section, redress: Redress | None, problems: Problems) -> tuple[Decide, str | None]:
-    fallback: Decide = _forward_all
+def _default(root: Section, redress: Redress | None, problems: Problems) -> Decide:
     if "default" not in root:
-        return fallback, None
+        return _forward_all
     try:
         sec = root.section("default")
         sec.check_keys(DEFAULT_KEYS)
-        _, rule_class, decide = compile_action(sec, None, redress, problems)
+        _, _, decide = compile_action(sec, None, redress, problems)
     except ConfigError as exc:
         problems.add(exc)
-        return fallback, None
-    return decide, rule_class
+        return _forward_all
+    return decide
 
 
 def _forward_all(_facts: Facts) -> Decision:

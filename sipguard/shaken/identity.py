@@ -82,6 +82,20 @@ def parse_identity(value: str) -> IdentityHeader | None:
 
 
 def _parse_params(text: str) -> list[tuple[str, str]] | None:
+    if '"' not in text and ";" not in text[text.find("<"):text.rfind(">")]:
+        # fast path (nearly every real header): no quotes and no `;` inside the <info> URI
+        out: list[tuple[str, str]] = []
+        for chunk in text.split(";"):
+            name, eq, val = chunk.partition("=")
+            name = name.strip().lower()
+            if not name:
+                if eq:
+                    return None
+                continue
+            if not _PARAM_NAME_RE.fullmatch(name):
+                return None
+            out.append((name, val.strip() if eq else ""))
+        return out
     params: list[tuple[str, str]] = []
     pos = 0
     length = len(text)

@@ -28,6 +28,9 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _TN_SEPARATORS = str.maketrans("", "", "+-.() ")
 _TN_RE = re.compile(r"[0-9*#]{1,32}")
 ATTEST_LEVELS = ("A", "B", "C")
+# JOSE header segment -> decoded dict. The same few headers repeat per signer; treat the
+# cached dicts as read-only.
+_HEADERS: dict[str, dict[str, Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,13 @@ def decode(token: str) -> Passport | None:
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         return None
-    header = _json_object(parts[0])
+    header = _HEADERS.get(parts[0])
+    if header is None:
+        header = _json_object(parts[0])
+        if header is not None and len(parts[0]) < 512:
+            if len(_HEADERS) >= 1024:
+                _HEADERS.clear()  # a signer has a handful of distinct headers; flooding resets
+            _HEADERS[parts[0]] = header
     claims = _json_object(parts[1])
     signature = b64url_decode(parts[2])
     if header is None or claims is None or not signature:

@@ -137,7 +137,7 @@ class Verifier:
     # -- one shaken PASSporT -------------------------------------------------------------------
     async def _verify_one(self, hdr: IdentityHeader, orig: tuple[str, ...], dest: tuple[str, ...],
                           now: float) -> tuple[Verification, pp.ShakenClaims | None]:
-        passport = pp.decode(hdr.token) if hdr.is_full_form else None
+        passport = pp.decode(hdr.token)  # None for compact form (empty payload) and garbage
         if passport is None:
             return _MALFORMED, None
         reasons = pp.check_header(passport, "shaken", hdr.info)
@@ -155,18 +155,29 @@ class Verifier:
         x5u = passport.header.get("x5u")
         spc: str | None = None
         if not reasons and isinstance(x5u, str):
-            entry = await self._credential(x5u, now)
+            entry = self._l1.get(x5u)  # the warm path stays synchronous up to the signature
+            if entry is None or now >= entry.expires:
+                entry = await self._credential(x5u, now)
             if entry.cred is None:
                 reasons.append(entry.reason or Reason.X5U_FETCH_FAILED)
             else:
                 spc = entry.cred.spc
-                reasons += await self._check_credential(entry, passport, claims, now)
+                reasons += (self._check_cached(entry, passport, claims, now) if now < entry.crl_until
+                            else await self._check_credential(entry, passport, claims, now))
         if claims is not None:
             reasons += _number_reasons(claims, orig, dest)
         return _result(reasons, claims, x5u, spc), claims
 
     async def _check_credential(self, entry: _Entry, passport: pp.Passport,
                                 claims: pp.ShakenClaims | None, now: float) -> list[Reason]:
+        if now >= entry.crl_until and entry.cred is not None:
+            entry.crl_reason, entry.crl_until = await self.crl.status(entry.cred, now)
+        return self._check_cached(entry, passport, claims, now)
+
+    @staticmethod
+    def _check_cached(entry: _Entry, passport: pp.Passport, claims: pp.ShakenClaims | None,
+                      now: float) -> list[Reason]:
+        """Validity, revocation state (already known), signature, delegate-certificate scope."""
         cred = entry.cred
         assert cred is not None
         reasons: list[Reason] = []
@@ -174,8 +185,6 @@ class Verifier:
         expired = cred.check_time(iat, now)
         if expired is not None:
             reasons.append(expired)
-        if now >= entry.crl_until:
-            entry.crl_reason, entry.crl_until = await self.crl.status(cred, now)
         if entry.crl_reason is not None:
             reasons.append(entry.crl_reason)
         if not pp.verify_es256(cred.key, passport.signing_input, passport.signature):
@@ -314,7 +323,7 @@ def _number_reasons(claims: pp.ShakenClaims, orig: tuple[str, ...], dest: tuple[
 
 def _result(reasons: list[Reason], claims: pp.ShakenClaims | None, x5u: object,
             spc: str | None) -> Verification:
-    ordered = tuple(sorted(set(reasons), key=REASON_ORDER.__getitem__))
+    ordered = tuple(sorted(set(reasons), key=REASON_ORDER.__getitem__)) if reasons else ()
     verstat = Verstat.FAILED if ordered else Verstat.PASSED
     if claims is None:
         return Verification(verstat, x5u=x5u if isinstance(x5u, str) else None, spc=spc, reasons=ordered)

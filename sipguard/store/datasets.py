@@ -154,6 +154,7 @@ def parse_rmd(text: str, path: str = "<rmd>", snapshot: str = "") -> tuple[list[
             continue
         seen.add(ident)
         records.append(rec)
+        report.by_implementation[rec.implementation] = report.by_implementation.get(rec.implementation, 0) + 1
     report.imported = len(records)
     return records, report
 

@@ -1,0 +1,106 @@
+"""``sipguard rmd import|map-ocn|show``: the FCC Robocall Mitigation Database in the store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from sipguard.errors import SipguardError
+from sipguard.store.admin import MEMORY_NOTE, add_store_args, report_lines, target_of, with_store
+from sipguard.store.base import RmdRecord, Store
+from sipguard.store.datasets import parse_ocn_map, parse_removed, parse_rmd, read_text, snapshot_of
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("rmd", help="Robocall Mitigation Database: import, OCN map, lookup")
+    sub = parser.add_subparsers(dest="rmd_command", metavar="ACTION", required=True)
+    imp = sub.add_parser("import", help="import the FCC RMD CSV export (atomic snapshot swap)")
+    imp.add_argument("file", metavar="FILE.csv")
+    imp.add_argument("--removed", metavar="FILE", help="list of removed providers (RMD numbers / FRNs)")
+    imp.add_argument("--snapshot", metavar="DATE", help="snapshot date (default: the file's date)")
+    add_store_args(imp)
+    ocn = sub.add_parser("map-ocn", help="load the operator's SPC/OCN -> RMD/FRN map (CSV: spc,rmd,frn)")
+    ocn.add_argument("file", metavar="FILE.csv")
+    add_store_args(ocn)
+    show = sub.add_parser("show", help="show one provider's status by RMD number or FRN")
+    show.add_argument("ident", metavar="RMD|FRN")
+    add_store_args(show)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.rmd_command == "import":
+        return _import(args)
+    if args.rmd_command == "map-ocn":
+        return _map_ocn(args)
+    return _show(args)
+
+
+def _import(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    snapshot = args.snapshot or snapshot_of(args.file)
+    records, parsed = parse_rmd(read_text(args.file), args.file, snapshot)
+    removed: list[RmdRecord] = []
+    if args.removed:
+        removed, removed_report = parse_removed(read_text(args.removed), args.removed)
+        for line in report_lines(removed_report):
+            print(line)
+    if not records and not removed:
+        raise SipguardError(f"{args.file}: no usable row; the snapshot in force is kept")
+    if target.is_memory:
+        for line in report_lines(parsed):
+            print(line)
+        print(MEMORY_NOTE)
+        return 0
+
+    async def work(store: Store) -> None:
+        report = await store.import_rmd(records, snapshot, removed)
+        report.rows, report.skipped, report.duplicates = parsed.rows, parsed.skipped, parsed.duplicates
+        report.warnings = parsed.warnings
+        for line in report_lines(report):
+            print(line)
+
+    asyncio.run(with_store(target, work))
+    return 0
+
+
+def _map_ocn(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    rows, report = parse_ocn_map(read_text(args.file), args.file)
+    for line in report_lines(report):
+        print(line)
+    if target.is_memory:
+        print(MEMORY_NOTE)
+        return 0
+
+    async def work(store: Store) -> int:
+        return await store.map_ocn(rows)
+
+    print(f"OCN map in force: {asyncio.run(with_store(target, work))} SPC(s)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    if target.is_memory:
+        if not target.datasets.get("rmd"):
+            raise SipguardError("store is `memory` and no `datasets: rmd:` file is configured")
+        from sipguard.store.memory import MemoryStore
+
+        async def from_file() -> dict[str, str] | None:
+            memory = MemoryStore()
+            path = target.datasets["rmd"]
+            await memory.import_rmd(parse_rmd(read_text(path), path)[0], snapshot_of(path))
+            return await memory.rmd_show(args.ident)
+        found = asyncio.run(from_file())
+    else:
+        async def work(store: Store) -> dict[str, str] | None:
+            return await store.rmd_show(args.ident)
+        found = asyncio.run(with_store(target, work))
+    if found is None:
+        print(f"{args.ident}: absent (not in the RMD snapshot in force)")
+        return 1
+    print(f"{args.ident}: {found['status']}, implementation {found['implementation'] or 'unknown'}, "
+          f"RMD {found['rmd'] or '-'}, FRN {found['frn'] or '-'}, snapshot {found['snapshot'] or '-'}")
+    return 0

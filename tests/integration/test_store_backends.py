@@ -90,8 +90,10 @@ def test_rmd_lookup_by_number_and_frn(backend: Backend) -> None:
         absent = await st.lookup(keys(rmd="RMD0009999", frn="0000000001"), NOW)
         assert (absent.trunk_rmd, absent.trunk_implementation) == ("absent", None)
         assert (await st.lookup(keys(trunk=None), NOW)).trunk_rmd == "absent"
-        assert (await st.rmd_show("RMD0000003"))["implementation"] == "none"
-        assert (await st.rmd_show("0034567890"))["rmd"] == "RMD0000003"
+        shown = await st.rmd_show("RMD0000003")
+        assert shown is not None and shown["implementation"] == "none"
+        shown = await st.rmd_show("0034567890")
+        assert shown is not None and shown["rmd"] == "RMD0000003"
         assert await st.rmd_show("RMD0009999") is None
     run(backend, body)
 

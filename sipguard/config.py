@@ -19,7 +19,7 @@ from sipguard.errors import ConfigError
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
-    from sipguard.policy.loader import Redress
+    from sipguard.policy.model import Redress
     from sipguard.records.record import TracebackConfig
     from sipguard.shaken.config import ShakenConfig
     from sipguard.shaken.sign import SigningConfig
@@ -114,7 +114,8 @@ def load_config(path: str) -> Config:
     root.check_keys(TOP_KEYS)
     base_dir = os.path.dirname(os.path.abspath(path))
 
-    from sipguard.policy.loader import Redress, check_policy
+    from sipguard.policy.loader import check_policy
+    from sipguard.policy.model import Redress
     from sipguard.records.record import TracebackConfig
     from sipguard.shaken.config import ShakenConfig
     from sipguard.shaken.sign import SigningConfig
@@ -132,7 +133,7 @@ def load_config(path: str) -> Config:
     limits = parse_limits(root.section("limits"), {t.id: t.cps for t in trunks if t.cps})
     policy = _path(root, "policy", base_dir)
     if policy is not None:
-        problems = check_policy(policy)
+        problems = check_policy(policy, Redress.from_section(root.section("blocking").section("redress")))
         if problems:
             raise problems[0]
     http = root.section("http")

@@ -25,7 +25,7 @@ from sipguard.trunks import TrunkTable
 
 if TYPE_CHECKING:
     from sipguard.config import Config, Trunk
-    from sipguard.policy.loader import PolicyHolder
+    from sipguard.policy.engine import PolicyHolder
     from sipguard.records.record import CallRecord
     from sipguard.shaken.sign import Signer
     from sipguard.shaken.verify import Verifier
@@ -157,9 +157,10 @@ class Pipeline:
     @classmethod
     async def create(cls, config: Config, clock: Clock, *, policy_path: str | None = None,
                      x5u_map: dict[str, bytes] | None = None, store: Store | None = None) -> Pipeline:
-        from sipguard.policy.loader import PolicyHolder
+        from sipguard.policy.engine import PolicyHolder
+        from sipguard.shaken.fetchers import make_fetcher
         from sipguard.shaken.sign import Signer
-        from sipguard.shaken.verify import Verifier, make_fetcher
+        from sipguard.shaken.verify import Verifier
         from sipguard.store import open_store
         from sipguard.store.datasets import load_datasets
 
@@ -179,7 +180,7 @@ class Pipeline:
         """SIGHUP: take the parts of a new config that can change at run time.
         The caller has validated ``config``; on a signing key problem the old signer stays."""
         from sipguard.errors import ConfigError
-        from sipguard.policy.loader import PolicyHolder
+        from sipguard.policy.engine import PolicyHolder
         from sipguard.shaken.sign import Signer
 
         self.trunks = TrunkTable(config.trunks)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
 
 log = logging.getLogger("sipguard.proxy")
+_RPORT = re.compile(r";\s*rport(?=\s*(;|$))", re.IGNORECASE)
 
 BRANCH_PREFIX = "z9hG4bKsg"
 TAG_PREFIX = "sg"
@@ -283,14 +285,14 @@ class ProxyCore:
     def _prepare_relay(self, req: Request, source: tuple[str, int], out_transport: str, branch: str) -> None:
         """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR, our Via."""
         via = req.top_via
-        params = []
-        if via.host.strip("[]") != source[0]:
-            params.append(f"received={source[0]}")
-        if via.rport == "":
-            params.append(f"rport={source[1]}")
-        if params:
+        received = via.host.strip("[]") != source[0]
+        if received or via.rport == "":
             first = req.pop_first_value("Via") or ""
-            req.prepend_header("Via", first + ";" + ";".join(params))
+            if via.rport == "":  # RFC 3581: fill in the rport the request asked for
+                first = _RPORT.sub(f";rport={source[1]}", first, count=1)
+            if received:
+                first += f";received={source[0]}"
+            req.prepend_header("Via", first)
         mf = req.max_forwards
         req.set_header("Max-Forwards", str((mf if mf is not None else 70) - 1))
         if self.config.proxy.record_route and req.method == "INVITE":

@@ -1,0 +1,329 @@
+"""``make demo``: a few real calls through a real sipguard, on loopback, then what happened.
+
+    python -m sipguard.demo --config config/sipguard.example.yaml
+
+Starts a certificate repository (HTTP on the config's signing x5u address), sipguard
+itself (``sipguard serve``, the memory store), a sipp UAS behind it and, per call, a sipp
+UAC in front of it; then reads sipguard's own call records (the traceback store) and prints
+each call's decision. Everything it started is stopped at the end, also on Ctrl-C.
+
+The demo STI PKI in ``config/demo/`` (a root, sipguard's signing certificate, an upstream
+carrier's certificate) holds throwaway keys made by ``python -m sipguard.demo --make-pki``:
+never use them for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import http.server
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="sipguard demo UAC">
+  <send retrans="500">
+    <![CDATA[
+
+      INVITE sip:[field1]@[remote_ip]:[remote_port];user=phone SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field1]@[remote_ip];user=phone>
+      Call-ID: [field3]
+      CSeq: 1 INVITE
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      [field2]
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="403" optional="true" next="rejected"/>
+  <recv response="428" optional="true" next="rejected"/>
+  <recv response="436" optional="true" next="rejected"/>
+  <recv response="437" optional="true" next="rejected"/>
+  <recv response="438" optional="true" next="rejected"/>
+  <recv response="503" optional="true" next="rejected"/>
+  <recv response="603" optional="true" next="rejected"/>
+  <recv response="608" optional="true" next="rejected"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field1]@[remote_ip];user=phone>[peer_tag_param]
+      Call-ID: [field3]
+      CSeq: 1 ACK
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="200"/>
+  <send retrans="500">
+    <![CDATA[
+
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field1]@[remote_ip];user=phone>[peer_tag_param]
+      Call-ID: [field3]
+      CSeq: 2 BYE
+      [routes]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <nop next="end"/>
+  <label id="rejected"/>
+  <send>
+    <![CDATA[
+
+      ACK sip:[field1]@[remote_ip]:[remote_port];user=phone SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field1]@[remote_ip];user=phone>[peer_tag_param]
+      Call-ID: [field3]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <label id="end"/>
+</scenario>
+"""
+
+PKI_FILES = ("sti-roots/demo-root.pem", "signing.key", "signing.pem", "upstream.key", "upstream.pem")
+
+
+def make_pki(directory: Path, years: int = 20) -> None:
+    """A throwaway STI PKI: root CA, sipguard's signing cert (SPC 999G), an upstream carrier's
+    cert (SPC 1234), both with TNAuthList, valid for ``years``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from sipguard.shaken.keys import encode_tnauthlist
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=365 * years)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sipguard demo (not for production)")])
+
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = (x509.CertificateBuilder().subject_name(name("sipguard demo STI-CA root"))
+            .issuer_name(name("sipguard demo STI-CA root")).public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256()))
+    (directory / "sti-roots").mkdir(parents=True, exist_ok=True)
+    (directory / "sti-roots/demo-root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    for leaf, spc in (("signing", "999G"), ("upstream", "1234")):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name(f"sipguard demo {leaf} SPC {spc}"))
+                .issuer_name(root.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                               critical=True)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
+                               critical=False)
+                .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26"),
+                                                          encode_tnauthlist((spc,))), critical=False)
+                .sign(root_key, hashes.SHA256()))
+        (directory / f"{leaf}.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (directory / f"{leaf}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+class _Repository:
+    """Serves the demo certificates over HTTP, like an STI certificate repository."""
+
+    def __init__(self, directory: Path, host: str, port: int) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        self.server = http.server.ThreadingHTTPServer((host, port), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Repository:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+def _wait_options(host: str, port: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.3)
+        local = sock.getsockname()
+        while time.monotonic() < end:
+            msg = (f"OPTIONS sip:{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local[0]}:{local[1]};"
+                   f"branch=z9hG4bKdemo{time.time_ns()}\r\nFrom: <sip:demo@{local[0]}>;tag=d\r\n"
+                   f"To: <sip:{host}>\r\nCall-ID: demo-probe-{time.time_ns()}\r\nCSeq: 1 OPTIONS\r\n"
+                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+            sock.sendto(msg.encode(), (host, port))
+            try:
+                if sock.recv(65535).startswith(b"SIP/2.0 200"):
+                    return True
+            except TimeoutError:
+                continue
+    return False
+
+
+def _calls(config_dir: Path, now: float) -> list[tuple[str, str, str, str]]:
+    """(description, caller, callee, Identity header line or a harmless placeholder)."""
+    from sipguard.shaken.sign import Signer, SigningConfig
+
+    upstream = Signer.load(SigningConfig(key=str(config_dir / "demo/upstream.key"),
+                                         cert=str(config_dir / "demo/upstream.pem"),
+                                         x5u="http://127.0.0.1:8089/upstream.pem", attest="A"), now)
+    good = upstream.sign("12024561111", ["13036231000"], now, upstream.origid_for("demo"))
+    token, _, params = good.partition(";")
+    head, payload, sig = token.split(".")
+    tampered = f"{head}.{payload}.{sig[:-6]}AAAAAA;{params}"
+    stale = upstream.sign("12024561111", ["13036231000"], now - 600, upstream.origid_for("demo"))
+    none = "X-Demo: unsigned"
+    return [
+        ("signed by the upstream carrier (A)", "+12024561111", "+13036231000", f"Identity: {good}"),
+        ("signature tampered with", "+12024561111", "+13036231000", f"Identity: {tampered}"),
+        ("signed 10 minutes ago (stale iat)", "+12024561111", "+13036231000", f"Identity: {stale}"),
+        ("unsigned, US caller ID", "+12127363100", "+13036231000", none),
+        ("unsigned, caller on the DNO list", "+18002223333", "+13036231000", none),
+        ("unsigned, invalid caller ID (NPA 055)", "+10552223333", "+13036231000", none),
+        ("unsigned, UK caller ID", "+442071838750", "+13036231000", none),
+        ("emergency call from a DNO number", "+18002223333", "911", none),
+    ]
+
+
+def run(config_path: str) -> int:
+    from sipguard.config import load_config, next_hop_address
+
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        print("sipp is not installed: `make demo` installs it (Debian package sip-tester)", file=sys.stderr)
+        return 1
+    config = load_config(config_path)
+    config_dir = Path(config.base_dir)
+    udp = next(a for a in config.listen if a.transport == "udp")
+    uas_host, uas_port, _ = next_hop_address(config.next_hop)
+    x5u = urlparse(config.signing.x5u if config.signing else "http://127.0.0.1:8089/")
+    started = time.time()
+    procs: list[subprocess.Popen[bytes]] = []
+    work = Path(tempfile.mkdtemp(prefix="sipguard-demo-"))
+    try:
+        with _Repository(config_dir / "demo", x5u.hostname or "127.0.0.1", x5u.port or 80):
+            log = open(work / "sipguard.log", "wb")
+            procs.append(subprocess.Popen([sys.executable, "-m", "sipguard", "serve", "-c", config_path],
+                                          stdout=log, stderr=subprocess.STDOUT))
+            print(f"sipguard: serve -c {config_path} ({config.mode} mode, {config.store} store), "
+                  f"log in {work / 'sipguard.log'}")
+            procs.append(subprocess.Popen([sipp, "-sn", "uas", "-i", uas_host, "-p", str(uas_port), "-nostdin",
+                                           "-bg" if False else "-trace_err"], cwd=work,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            print(f"sipp UAS: next hop {uas_host}:{uas_port}")
+            if not _wait_options(udp.host, udp.port, 20):
+                print("sipguard did not start:\n" + (work / "sipguard.log").read_text()[-3000:], file=sys.stderr)
+                return 1
+            (work / "uac.xml").write_text(SCENARIO)
+            calls = _calls(config_dir, time.time())
+            print(f"\n{len(calls)} calls, sipp UAC -> sipguard {udp.host}:{udp.port} -> sipp UAS\n")
+            for index, (description, caller, callee, identity) in enumerate(calls):
+                call_id = f"demo-{int(started)}-{index}"
+                (work / "call.csv").write_text(f"SEQUENTIAL\n{caller};{callee};{identity};{call_id};\n")
+                result = subprocess.run(
+                    [sipp, f"{udp.host}:{udp.port}", "-sf", "uac.xml", "-inf", "call.csv", "-m", "1",
+                     "-i", "127.0.0.1", "-p", "0", "-nostdin", "-timeout", "15s", "-timeout_error"],
+                    cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                print(f"  call {index + 1}: {description:40s} sipp exit {result.returncode}")
+            time.sleep(1.5)  # let the record writer flush its batch
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return _report(config_path, started)
+
+
+def _report(config_path: str, since: float) -> int:
+    import asyncio
+
+    from sipguard.config import load_config
+    from sipguard.records.query import find
+
+    config = load_config(config_path)
+    records = asyncio.run(find(config.store, config.traceback, since=since, until=time.time() + 5))
+    records = [r for r in records if r.call_id.startswith(f"demo-{int(since)}")]
+    records.sort(key=lambda r: r.call_id)
+    print("\nWhat sipguard decided (from its own call records, `sipguard traceback`):\n")
+    print(f"  {'caller':15s} {'callee':12s} {'verstat':22s} {'att':3s} {'action':8s} {'status':6s} "
+          f"{'signed':6s} rule / reasons")
+    for r in records:
+        why = r.rule or "(default)"
+        if r.reasons and r.reasons != ("no-identity",):
+            why += " / " + ",".join(r.reasons)
+        print(f"  {r.caller or '-':15s} {r.callee or '-':12s} {r.verstat:22s} {r.attest or '-':3s} "
+              f"{r.action:8s} {str(r.status or '-'):6s} {'yes' if r.signed else 'no':6s} {why}")
+    print(f"\n{len(records)} calls recorded. Try: sipguard traceback -c {config_path} --caller +18002223333")
+    return 0 if records else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sipguard.demo", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="config/sipguard.example.yaml")
+    ap.add_argument("--make-pki", metavar="DIR", help="write a fresh demo STI PKI into DIR and exit")
+    args = ap.parse_args(argv)
+    if args.make_pki:
+        make_pki(Path(args.make_pki))
+        print(f"demo PKI written to {args.make_pki}: {', '.join(PKI_FILES)}")
+        return 0
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return run(args.config)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -204,8 +204,8 @@ def parse_name_addr(value: str) -> NameAddr:
     if m is not None:  # common case: ["display"] <uri> ;params
         quoted, token_display, uri, params = m.groups()
         parse_uri(uri)
-        display = _unquote(quoted) if quoted is not None else (token_display or None)
-        return NameAddr(display, uri, parse_params(params[1:]) if params else {}, value.strip())
+        shown = _unquote(quoted) if quoted is not None else (token_display or None)
+        return NameAddr(shown, uri, parse_params(params[1:]) if params else {}, value.strip())
     text = value.strip()
     if not text:
         raise SipParseError("empty address")

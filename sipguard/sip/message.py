@@ -368,10 +368,7 @@ def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
         if colon <= 0:
             raise SipParseError(f"header line without a name: {line[:40]!r}")
         name = line[:colon]
-        k = _NAMES.get(name)
-        if k is None:
-            k = _header_key(name)
-        lines.append((k, line))
+        lines.append((_NAMES.get(name) or _header_key(name), line))
     if start.startswith(b"SIP/"):
         msg: Request | Response = _response(data, start, lines, body)
     else:
@@ -416,8 +413,14 @@ def _request(data: bytes, start: bytes, lines: list[tuple[str, bytes]], body: by
     """Cheap checks only: request line, required headers present, CSeq method, framing.
     Header values are validated when first read (the pipeline reads what it needs)."""
     parts = start.split(b" ")
-    if len(parts) != 3 or not all(parts):
-        raise SipParseError("bad request line (expected METHOD SP Request-URI SP SIP/2.0)")
+    bad_line = len(parts) != 3 or not all(parts)
+    if bad_line:
+        # RFC 4475 lwsstart/trws/lwsruri: extra or trailing white space in the request
+        # line. Refused (400), but read liberally enough that the 400 can be sent.
+        parts = start.split()
+        if len(parts) < 3:
+            raise SipParseError("bad request line (expected METHOD SP Request-URI SP SIP/2.0)")
+        parts = [parts[0], b" ".join(parts[1:-1]), parts[-1]]
     method_b, uri_b, version_b = parts
     if not _METHOD.match(method_b):
         raise SipParseError(f"bad method {method_b[:20]!r}")
@@ -432,6 +435,9 @@ def _request(data: bytes, start: bytes, lines: list[tuple[str, bytes]], body: by
     partial = req if not missing and method != "ACK" else None
     if missing:
         raise SipParseError(f"missing {', '.join(missing)}", 400, partial)
+    if bad_line:
+        raise SipParseError("bad request line (expected METHOD SP Request-URI SP SIP/2.0, single spaces)",
+                            400, partial)
     try:
         if version != "SIP/2.0" and version.upper() != "SIP/2.0":
             raise SipParseError(f"unsupported SIP version {version!r}", 505)
@@ -490,17 +496,34 @@ def build_response(req: Request, status: int, reason: str, headers: Sequence[tup
     """RFC 3261 8.2.6.2: a response copying Via (all, in order), From, To (+ our tag),
     Call-ID and CSeq from the request, then ``headers``, then Content-Length."""
     out = [f"SIP/2.0 {status} {reason}".encode(_ENC, _ERRORS)]
+    seen: set[str] = set()
     for k, line in req._lines:
-        if k == "via" or k == "from" or k == "call-id" or k == "cseq":
+        if k == "via":
             out.append(line)
-        elif k == "to":
-            if to_tag and status > 100 and "tag" not in req.to.params:
-                out.append(line + b";tag=" + to_tag.encode())
-            else:
-                out.append(line)
+        elif k in _COPIED and k not in seen:
+            # The first of each only: a request with two To lines (RFC 4475 multi01) still
+            # gets a well-formed 400.
+            seen.add(k)
+            if k == "to" and to_tag and status > 100 and not _has_tag(req):
+                line += b";tag=" + to_tag.encode(_ENC, _ERRORS)
+            out.append(line)
     for name, value in headers:
         out.append(f"{name}: {value}".encode(_ENC, _ERRORS))
     if content_type is not None:
         out.append(f"Content-Type: {content_type}".encode())
     out.append(f"Content-Length: {len(body)}".encode())
     return b"\r\n".join(out) + b"\r\n\r\n" + body
+
+
+_COPIED = frozenset({"from", "to", "call-id", "cseq"})
+_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
+
+
+def _has_tag(req: Request) -> bool:
+    """Whether the request's To has a tag; a malformed To (answering a bad request) is
+    searched as text so that building the 400 itself never fails."""
+    try:
+        return "tag" in req.to.params
+    except SipParseError:
+        line = next((line for k, line in req._lines if k == "to"), b"")
+        return _TAG.search(line.partition(b">")[2] if b">" in line else line) is not None

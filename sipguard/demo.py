@@ -258,8 +258,8 @@ def run(config_path: str) -> int:
                                           stdout=log, stderr=subprocess.STDOUT))
             print(f"sipguard: serve -c {config_path} ({config.mode} mode, {config.store} store), "
                   f"log in {work / 'sipguard.log'}")
-            procs.append(subprocess.Popen([sipp, "-sn", "uas", "-i", uas_host, "-p", str(uas_port), "-nostdin",
-                                           "-bg" if False else "-trace_err"], cwd=work,
+            procs.append(subprocess.Popen([sipp, "-sn", "uas", "-i", uas_host, "-p", str(uas_port), "-nostdin"],
+                                          cwd=work,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             print(f"sipp UAS: next hop {uas_host}:{uas_port}")
             if not _wait_options(udp.host, udp.port, 20):

@@ -21,6 +21,7 @@ _VERSTAT = re.compile(r";verstat=[^;@>?,]*", re.IGNORECASE)
 PHRASES = {
     200: "OK", 302: "Moved Temporarily", 400: "Bad Request", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    416: "Unsupported URI Scheme", 420: "Bad Extension",
     481: "Call/Transaction Does Not Exist", 483: "Too Many Hops", 487: "Request Terminated",
     500: "Server Internal Error", 503: "Service Unavailable", 513: "Message Too Large",
 }

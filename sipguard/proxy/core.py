@@ -137,6 +137,8 @@ class ProxyCore:
         try:
             if isinstance(msg, Response):
                 self._response(msg)
+            elif msg.method != "ACK" and self._unacceptable(msg, source, transport, conn):
+                return
             elif msg.method == "INVITE" and not msg.to.tag:
                 self._invite(msg, source, transport, conn)
             elif msg.method == "ACK":
@@ -147,6 +149,19 @@ class ProxyCore:
                 self._other(msg, source, transport, conn)
         except SipParseError as exc:  # a lazily-parsed header was bad
             self._malformed(exc, source, transport, conn, msg if isinstance(msg, Request) else None)
+
+    def _unacceptable(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> bool:
+        """RFC 3261 16.3: a scheme we cannot route (416), an extension a proxy must
+        understand (420 + Unsupported). Answered here; True when answered."""
+        scheme = req.uri.split(":", 1)[0].lower()
+        if scheme not in ("sip", "sips", "tel"):
+            self._reply(req, 416, source, transport, conn)
+            return True
+        required = req.headers("Proxy-Require") if req.method != "CANCEL" else []
+        if required:
+            self._reply(req, 420, source, transport, conn, ("Unsupported", ", ".join(required)))
+            return True
+        return False
 
     def _malformed(self, exc: SipParseError, source: tuple[str, int], transport: str, conn: object,
                    req: Request | None = None) -> None:
@@ -322,11 +337,15 @@ class ProxyCore:
     # -- responses -----------------------------------------------------------------------------
     def _response(self, resp: Response) -> None:
         vias = resp.vias
-        if len(vias) < 2 or not (vias[0].branch or "").startswith(BRANCH_PREFIX):
-            return  # not ours, or nowhere to send it: drop (RFC 3261 16.7 step 1)
+        if not vias or not (vias[0].branch or "").startswith(BRANCH_PREFIX):
+            return  # not ours: drop (RFC 3261 16.7 step 1)
         branch = vias[0].branch or ""
         tx = self.clients.get(branch) or self._old_clients.get(branch)
         status = resp.status
+        if tx is not None and resp.cseq[1] == "CANCEL":
+            return  # answers the CANCEL we sent downstream; upstream got its own 200
+        if tx is None and len(vias) < 2:
+            return  # nowhere to send it
         if tx is not None and resp.cseq[1] == "INVITE":
             if tx.timer is not None and tx.state == "proceeding":
                 tx.timer.cancel()
@@ -351,7 +370,10 @@ class ProxyCore:
             self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
             return
         prev = vias[1]
-        self.sender.send_to_source(data, prev.sent_by_addr(), prev.transport.lower(), None)
+        addr = prev.sent_by_addr()
+        if not _routable(addr[0]):
+            return  # RFC 4475 bcast: never send to broadcast, multicast or unspecified
+        self.sender.send_to_source(data, addr, prev.transport.lower(), None)
 
     def _ack_downstream(self, tx: InviteTx, resp: Response) -> bytes | None:
         """RFC 3261 17.1.1.3: the client transaction ACKs a non-2xx final response itself.
@@ -499,6 +521,18 @@ class ProxyCore:
         out["pending"] = float(self.pending)
         out["transactions"] = float(len(self.invites) + len(self._old_invites))
         return out
+
+
+def _routable(host: str) -> bool:
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name: resolved by the transport
+    if addr.is_multicast or addr.is_unspecified:
+        return False
+    return not (addr.version == 4 and str(addr) == "255.255.255.255")
 
 
 def _is_ip(host: str) -> bool:

@@ -13,7 +13,8 @@ import re
 from sipguard.sip.errors import SipParseError
 from sipguard.sip.message import MAX_SIZE
 
-_CL = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r\n", re.IGNORECASE)
+# The trailing CRLF is a lookahead so that two adjacent Content-Length lines both match.
+_CL = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
 
 
 class StreamFramer:

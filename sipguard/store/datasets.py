@@ -51,6 +51,8 @@ _RMD_ID = re.compile(r"^RMD\d{7}$")
 _SPC = re.compile(r"^[0-9A-Z]{4}$")
 _FRN_SPLIT = re.compile(r"[;,\s/|]+")
 _PUNCT = str.maketrans("", "", " -().\t")
+# a bare 10/7/6/3-digit NANP entry, optionally +1 (or 1 before 10 digits): same result as dno_digits
+_DNO_FAST = re.compile(r"\s*(?:\+1|1(?=\d{10}\s*$))?([2-9]\d{9}|[2-9]\d{6}|[2-9]\d{5}|[2-9]\d\d)\s*").fullmatch
 MAX_REPORTED = 200     # skipped lines listed in a report; the count is always exact
 
 
@@ -260,7 +262,15 @@ def parse_dno(text: str, path: str = "<dno>") -> tuple[list[DnoEntry], ImportRep
     report = ImportReport("dno")
     entries: list[DnoEntry] = []
     column: int | None = None
+    fast = _DNO_FAST
+    append = entries.append
     for line, raw in enumerate(text.splitlines(), 1):
+        plain = fast(raw)
+        if plain is not None:
+            # the common line, a bare number: one regex, no translate (2M-line lists load in seconds)
+            report.rows += 1
+            append(DnoEntry(plain.group(1)))
+            continue
         value = raw.split("#", 1)[0].strip()
         if not value:
             continue

@@ -12,6 +12,7 @@ file, the line and the dotted key when a value is missing or of the wrong type.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -113,7 +114,7 @@ class Section:
 
     __slots__ = ("data", "path", "prefix")
 
-    def __init__(self, data: dict[Any, Any], path: str, prefix: str = "") -> None:
+    def __init__(self, data: dict[Any, Any], path: builtins.str, prefix: builtins.str = "") -> None:
         self.data = data
         self.path = path
         self.prefix = prefix
@@ -123,19 +124,19 @@ class Section:
     def line(self) -> int | None:
         return getattr(self.data, "line", None) or None
 
-    def line_of(self, key: str) -> int | None:
+    def line_of(self, key: builtins.str) -> int | None:
         lines = getattr(self.data, "lines", None)
         if lines and key in lines:
             return int(lines[key])
         return self.line
 
-    def dotted(self, key: str) -> str:
+    def dotted(self, key: builtins.str) -> str:
         return f"{self.prefix}.{key}" if self.prefix else key
 
-    def error(self, key: str, message: str) -> ConfigError:
+    def error(self, key: builtins.str, message: builtins.str) -> ConfigError:
         return ConfigError(message, self.path, self.line_of(key), self.dotted(key))
 
-    def item_line(self, key: str, index: int) -> int | None:
+    def item_line(self, key: builtins.str, index: int) -> int | None:
         value = self.data.get(key)
         lines = getattr(value, "lines", None)
         if lines and index < len(lines):
@@ -143,41 +144,41 @@ class Section:
         return self.line_of(key)
 
     # -- mapping protocol ---------------------------------------------------------------
-    def __contains__(self, key: object) -> bool:
+    def __contains__(self, key: object) -> builtins.bool:
         return key in self.data
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[builtins.str]:
         return iter(self.data)
 
-    def keys(self) -> list[str]:
+    def keys(self) -> builtins.list[builtins.str]:
         return [str(k) for k in self.data]
 
-    def raw(self, key: str, default: Any = None) -> Any:
+    def raw(self, key: builtins.str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
-    def check_keys(self, allowed: Sequence[str]) -> None:
+    def check_keys(self, allowed: Sequence[builtins.str]) -> None:
         """Unknown keys are typos more often than not: name them and what is allowed."""
         for key in self.data:
             if key not in allowed:
                 raise self.error(str(key), f"unknown key; expected one of: {', '.join(allowed)}")
 
     # -- typed getters --------------------------------------------------------------------
-    def _get(self, key: str, default: Any) -> Any:
+    def _get(self, key: builtins.str, default: Any) -> Any:
         if key in self.data and self.data[key] is not None:
             return self.data[key]
         if default is _MISSING:
             raise ConfigError("required key is missing", self.path, self.line, self.dotted(key))
         return default
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def str(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default:
             return value
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if isinstance(value, bool) or not isinstance(value, builtins.str | int | float):
             raise self.error(key, f"expected a string, got {_kind(value)}")
         return str(value)
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default:
             return value
@@ -185,7 +186,7 @@ class Section:
             raise self.error(key, f"expected true or false, got {value!r}")
         return value
 
-    def number(self, key: str, default: Any = _MISSING, minimum: float | None = None,
+    def number(self, key: builtins.str, default: Any = _MISSING, minimum: float | None = None,
                maximum: float | None = None) -> Any:
         value = self._get(key, default)
         if value is default:
@@ -198,7 +199,7 @@ class Section:
             raise self.error(key, f"must be <= {maximum}, got {value}")
         return value
 
-    def int(self, key: str, default: Any = _MISSING, minimum: int | None = None,
+    def int(self, key: builtins.str, default: Any = _MISSING, minimum: int | None = None,
             maximum: int | None = None) -> Any:
         value = self.number(key, default, minimum, maximum)
         if value is default:
@@ -207,7 +208,7 @@ class Section:
             raise self.error(key, f"expected a whole number, got {value!r}")
         return value
 
-    def choice(self, key: str, options: Sequence[str], default: Any = _MISSING) -> Any:
+    def choice(self, key: builtins.str, options: Sequence[builtins.str], default: Any = _MISSING) -> Any:
         value = self.str(key, default)
         if value is default:
             return value
@@ -215,11 +216,11 @@ class Section:
             raise self.error(key, f"{value!r} is not one of: {', '.join(options)}")
         return value
 
-    def list(self, key: str, default: Any = _MISSING, item: type | tuple[type, ...] | None = None) -> Any:
+    def list(self, key: builtins.str, default: Any = _MISSING, item: type | tuple[type, ...] | None = None) -> Any:
         value = self._get(key, default)
         if value is default:
             return value
-        if isinstance(value, str | int | float) and not isinstance(value, bool) and item is not None:
+        if isinstance(value, builtins.str | int | float) and not isinstance(value, bool) and item is not None:
             value = [value]  # a lone scalar where a list is expected: accept it as a list of one
         if not isinstance(value, list):
             raise self.error(key, f"expected a list, got {_kind(value)}")
@@ -230,7 +231,7 @@ class Section:
                                       self.path, self.item_line(key, index), self.dotted(key))
         return value
 
-    def section(self, key: str, required: bool = False) -> Section:
+    def section(self, key: builtins.str, required: builtins.bool = False) -> Section:
         value = self.data.get(key)
         if value is None:
             if required:
@@ -240,7 +241,7 @@ class Section:
             raise self.error(key, f"expected a mapping, got {_kind(value)}")
         return Section(value, self.path, self.dotted(key))
 
-    def sections(self, key: str) -> list[Section]:
+    def sections(self, key: builtins.str) -> builtins.list[Section]:
         """A list of mappings (e.g. trunks), each a Section keyed ``key[i]``."""
         items = self.list(key, default=[])
         out = []

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sipguard.clock import SystemClock
 from sipguard.config import Config, load_config
@@ -61,8 +61,8 @@ class Worker:
         self.pipeline: Pipeline | None = None
         self.core: ProxyCore | None = None
         self.transports: Transports | None = None
-        self.records = None
-        self.metrics = None
+        self.records: Any = None
+        self.metrics: Any = None
         self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
 
     async def start(self) -> None:
@@ -247,7 +247,11 @@ def _supervise(config: Config, workers: int) -> int:
         stopping = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stopping.set)
         loop.add_signal_handler(signal.SIGINT, stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: [os.kill(p, signal.SIGHUP) for p in children])
+        def forward_hup() -> None:
+            for pid in children:
+                os.kill(pid, signal.SIGHUP)
+
+        loop.add_signal_handler(signal.SIGHUP, forward_hup)
         http = await _start_http(config, None)
         sd_notify(f"READY=1\nSTATUS={workers} workers")
         watchdog = loop.create_task(_watchdog(stopping))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import base_config, need
-from sipclient import MiniUas, UdpClient, free_port, invite, parse_msg
+from sipclient import MiniUas, UdpClient, free_port, invite
 
 pytestmark = pytest.mark.integration
 SCENARIOS = Path(__file__).parent / "scenarios"

@@ -1,0 +1,137 @@
+"""One traceback record per INVITE decision, and the ``traceback:`` config section.
+
+A record answers an Industry Traceback Group request for one call: when it arrived
+(UTC), from which address and trunk, which upstream provider (name, FRN, RMD number,
+country, RMD snapshot) handed it over, the numbers raw and normalised, what STIR/SHAKEN
+verification concluded, which rule decided, what sipguard sent back or forwarded,
+and whether sipguard signed it. Field names are user-facing (JSONL/CSV columns, the
+HTTP endpoint): ``FIELDS`` is their one source of truth.
+
+This module is pure: values and their (de)serialisation only, no I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sipguard.yamlconf import Section
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    time: float                       # epoch seconds (UTC), when the INVITE was decided
+    call_id: str
+    source_ip: str
+    source_port: int
+    transport: str
+    trunk: str | None
+    trunk_role: str | None
+    provider_name: str | None
+    provider_frn: str | None
+    provider_rmd: str | None
+    provider_country: str | None
+    rmd_snapshot: str | None
+    caller_raw: str | None
+    caller: str | None                # E.164 digits without '+', as sipguard.numbers gives them
+    callee_raw: str | None
+    callee: str | None
+    verstat: str
+    attest: str | None
+    origid: str | None
+    x5u: str | None
+    spc: str | None
+    reasons: tuple[str, ...]
+    rule: str | None
+    rule_class: str | None
+    notice: str | None
+    action: str                       # forward | reject
+    status: int | None                # SIP status sent upstream (None: forwarded)
+    shadow_action: str | None         # what the policy chose when shadow mode forwarded anyway
+    signed: bool
+    signed_origid: str | None
+    identity_dropped: bool
+    next_hop: str | None
+    instance: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {name: getattr(self, name) for name in FIELDS}
+        out["reasons"] = list(self.reasons)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CallRecord:
+        """Inverse of ``to_dict``; missing optional fields (older records) become None."""
+        values: dict[str, Any] = {}
+        for name in FIELDS:
+            value = d.get(name)
+            if name == "reasons":
+                value = tuple(str(r) for r in (value or ()))
+            elif name in ("signed", "identity_dropped"):
+                value = bool(value)
+            elif name == "time":
+                value = float(value or 0.0)
+            elif name == "source_port":
+                value = int(value or 0)
+            elif name == "status" and value is not None:
+                value = int(value)
+            elif name in ("call_id", "source_ip", "transport", "verstat", "action"):
+                value = "" if value is None else str(value)
+            values[name] = value
+        return cls(**values)
+
+    @property
+    def attest_c(self) -> bool:
+        return self.attest == "C"
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
+
+
+@dataclass(frozen=True)
+class TracebackConfig:
+    """``traceback: {retention_days, path, spool, queue, batch}`` (CONTRACT.md).
+
+    ``path``: the SQLite file used with ``store: memory``; ``spool``: the folder where
+    records wait while the store cannot take them (Redis outage, full queue).
+    """
+
+    retention_days: int = 548         # 18 months: 47 CFR 42.6
+    path: str = "var/traceback.db"
+    spool: str = "var/spool"
+    queue: int = 10000                # records held in memory before spilling to the spool
+    batch: int = 500                  # records per write
+
+    @classmethod
+    def from_section(cls, sec: Section, base_dir: str) -> TracebackConfig:
+        sec.check_keys(("retention_days", "path", "spool", "queue", "batch"))
+
+        def resolve(key: str, default: str) -> str:
+            value = str(sec.str(key, default=default))
+            return value if os.path.isabs(value) else os.path.join(base_dir, value)
+
+        return cls(
+            retention_days=int(sec.int("retention_days", default=548, minimum=1, maximum=36500)),
+            path=resolve("path", "var/traceback.db"),
+            spool=resolve("spool", "var/spool"),
+            queue=int(sec.int("queue", default=10000, minimum=1)),
+            batch=int(sec.int("batch", default=500, minimum=1, maximum=100000)),
+        )
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_days * 86400.0
+
+
+def normalise_tn(value: str | None) -> str | None:
+    """A number as the records store it (E.164 digits, no '+'), or None if it is not one."""
+    if not value:
+        return None
+    from sipguard.numbers import parse_tn
+
+    tn = parse_tn(value)
+    if tn.e164:
+        return tn.e164
+    digits = "".join(ch for ch in value if ch.isdigit())
+    return digits or None

@@ -1,0 +1,151 @@
+"""Records in a Redis Stream (``store: redis://...``), retained by time.
+
+Layout (one hash tag, so the script's keys share a cluster slot):
+
+``sipguard:{tb}:records``   the stream; one entry per record, field ``r`` = record JSON.
+                            The entry ID is ``<record time in ms>-*`` whenever Redis accepts
+                            it, so a time window is an ``XRANGE`` and retention is
+                            ``XTRIM MINID`` -- no secondary index to keep in step.
+``sipguard:{tb}:late``      sorted set, score = record ms, member = entry ID, for records whose
+                            ID had to be later than their time by more than ``LATE_MS``
+                            (flushed from a spool after an outage). Queries read it too.
+``sipguard:{tb}:hw``        hash writer -> highest sequence number stored: the idempotency
+                            mark that lets a spool file be flushed twice without duplicates.
+``sipguard:{tb}:writers``   sorted set writer -> last write (ms), to forget old writers.
+
+Caller, callee and Call-ID lookups are a scan of the time window (traceback requests
+give a time; ``--window`` defaults to 5 minutes each side) filtered in Python; a lookup
+without a time scans the whole stream in chunks, which is slower and documented so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sipguard.errors import ConfigError
+from sipguard.records.record import CallRecord
+from sipguard.records.spool import Entry
+
+STREAM = "sipguard:{tb}:records"
+LATE = "sipguard:{tb}:late"
+HIGH_WATER = "sipguard:{tb}:hw"
+WRITERS = "sipguard:{tb}:writers"
+LATE_MS = 60_000          # an entry ID at most this far past its record time is found by XRANGE
+SCAN_CHUNK = 2000
+
+# KEYS: stream, late, hw, writers.  ARGV: minid ms, late ms, now ms, then per record
+# writer, seq, record ms, json.  Returns the number of entries added (skipped = already there).
+APPEND_LUA = """
+local minid = tonumber(ARGV[1])
+local late_ms = tonumber(ARGV[2])
+local now_ms = ARGV[3]
+local marks = {}
+local added = 0
+for i = 4, #ARGV, 4 do
+  local w, seq, ms, data = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
+  if marks[w] == nil then
+    marks[w] = tonumber(redis.call('HGET', KEYS[3], w) or '0')
+  end
+  if seq > marks[w] then
+    local ok = redis.pcall('XADD', KEYS[1], string.format('%d-*', ms), 'r', data)
+    if type(ok) == 'table' and ok.err then
+      ok = redis.call('XADD', KEYS[1], '*', 'r', data)
+      local id_ms = tonumber(string.match(ok, '^(%d+)'))
+      if id_ms - ms > late_ms then
+        redis.call('ZADD', KEYS[2], ms, ok)
+      end
+    end
+    marks[w] = seq
+    added = added + 1
+  end
+end
+for w, seq in pairs(marks) do
+  redis.call('HSET', KEYS[3], w, seq)
+  redis.call('ZADD', KEYS[4], now_ms, w)
+end
+if minid > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', minid)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. minid)
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. minid)
+  for _, w in ipairs(old) do redis.call('HDEL', KEYS[3], w) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. minid)
+end
+return added
+"""
+
+ClientFactory = Callable[[str], Any]
+
+
+def make_client(url: str, factory: ClientFactory | None = None) -> Any:
+    if factory is not None:
+        return factory(url)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{url!r}: traceback records need a redis://, rediss:// or unix:// URL "
+                          "(sentinel and cluster need the store's client factory)", key="store")
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,
+                                   health_check_interval=0)
+
+
+class RedisRecords:
+    def __init__(self, url: str, factory: ClientFactory | None = None) -> None:
+        self.url = url
+        self.client = make_client(url, factory)
+        self._append: Callable[..., Awaitable[Any]] = self.client.register_script(APPEND_LUA)
+
+    async def write(self, entries: Sequence[Entry], minid: float, now: float) -> int:
+        argv: list[Any] = [int(minid * 1000), LATE_MS, int(now * 1000)]
+        for writer, seq, record in entries:
+            argv += (writer, seq, int(record.time * 1000),
+                     json.dumps(record.to_dict(), separators=(",", ":")))
+        return int(await self._append(keys=[STREAM, LATE, HIGH_WATER, WRITERS], args=argv))
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def find(self, since: float | None, until: float | None, call_id: str | None,
+                   caller: str | None, callee: str | None, limit: int) -> list[CallRecord]:
+        def wanted(r: CallRecord) -> bool:
+            return ((since is None or r.time >= since) and (until is None or r.time <= until)
+                    and (call_id is None or r.call_id == call_id)
+                    and (caller is None or r.caller == caller)
+                    and (callee is None or r.callee == callee))
+
+        found = [r async for r in self.scan(since, until) if wanted(r)]
+        found.sort(key=lambda r: r.time)
+        return found[:limit]
+
+    async def scan(self, since: float | None, until: float | None) -> Any:
+        """Every record whose time may be in [since, until] (callers filter exactly)."""
+        start = "-" if since is None else str(int(since * 1000))
+        end = "+" if until is None else str(int(until * 1000) + LATE_MS)
+        seen: set[bytes] = set()
+        while True:
+            chunk = await self.client.xrange(STREAM, start, end, count=SCAN_CHUNK)
+            for entry_id, fields in chunk:
+                seen.add(entry_id)
+                yield _decode(fields)
+            if len(chunk) < SCAN_CHUNK:
+                break
+            start = "(" + chunk[-1][0].decode()
+        low = "-inf" if since is None else int(since * 1000)
+        high = "+inf" if until is None else int(until * 1000)
+        late_ids = await self.client.zrangebyscore(LATE, low, high)
+        for entry_id in late_ids:
+            if entry_id in seen:
+                continue
+            for _, fields in await self.client.xrange(STREAM, entry_id, entry_id):
+                yield _decode(fields)
+
+    async def count(self) -> int:
+        return int(await self.client.xlen(STREAM))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _decode(fields: dict[bytes, bytes]) -> CallRecord:
+    return CallRecord.from_dict(json.loads(fields[b"r"]))

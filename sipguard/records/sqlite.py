@@ -1,0 +1,143 @@
+"""Records in an embedded SQLite file (``store: memory``): one row per record.
+
+The indexed columns are the ones a traceback searches by (time, Call-ID, caller,
+callee) plus what the campaign view groups by; the whole record is kept as JSON so a
+new field needs no migration. WAL mode lets several worker processes append while
+``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes re-flushing a spool file
+harmless. All methods are synchronous: the writer calls them through
+``asyncio.to_thread`` so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+
+from sipguard.records.record import CallRecord
+from sipguard.records.spool import Entry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    call_id TEXT NOT NULL,
+    caller TEXT,
+    callee TEXT,
+    trunk TEXT,
+    spc TEXT,
+    action TEXT NOT NULL,
+    attest TEXT,
+    writer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (writer, seq)
+);
+CREATE INDEX IF NOT EXISTS records_time ON records (time);
+CREATE INDEX IF NOT EXISTS records_call_id ON records (call_id);
+CREATE INDEX IF NOT EXISTS records_caller ON records (caller, time);
+CREATE INDEX IF NOT EXISTS records_callee ON records (callee, time);
+"""
+
+TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
+
+
+class SqliteRecords:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                return
+            folder = os.path.dirname(self.path)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoint, fast
+            db.executescript(SCHEMA)
+            self._db = db
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.open()
+        assert self._db is not None
+        return self._db
+
+    def write(self, entries: Sequence[Entry]) -> None:
+        rows = [(r.time, r.call_id, r.caller, r.callee, r.trunk, r.spc, r.action, r.attest, w, s,
+                 json.dumps(r.to_dict(), separators=(",", ":")))
+                for w, s, r in entries]
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT OR IGNORE INTO records (time, call_id, caller, callee, trunk, spc, action,"
+                    " attest, writer, seq, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def trim(self, before: float) -> int:
+        """Delete records older than ``before`` (epoch); returns how many went."""
+        with self._lock:
+            cur = self._conn().execute("DELETE FROM records WHERE time < ?", (before,))
+            return cur.rowcount
+
+    def find(self, since: float | None, until: float | None, call_id: str | None,
+             caller: str | None, callee: str | None, limit: int) -> list[CallRecord]:
+        where, args = _where(since, until)
+        for column, value in (("call_id", call_id), ("caller", caller), ("callee", callee)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT data FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time, id LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._conn().execute(sql, args).fetchall()
+        return [CallRecord.from_dict(json.loads(row[0])) for row in rows]
+
+    def top(self, by: str, since: float | None, until: float | None, n: int) -> list[tuple[str, int, int]]:
+        column = TOP_COLUMNS[by]
+        where, args = _where(since, until)
+        where.append(f"{column} IS NOT NULL")
+        where.append("(action = 'reject' OR attest = 'C')")
+        sql = (f"SELECT {column}, SUM(action = 'reject'), SUM(attest = 'C') FROM records"
+               f" WHERE {' AND '.join(where)} GROUP BY {column}"
+               " ORDER BY SUM(action = 'reject') + SUM(attest = 'C') DESC, 1 LIMIT ?")
+        args.append(n)
+        with self._lock:
+            rows = self._conn().execute(sql, args).fetchall()
+        return [(str(key), int(rejected), int(attest_c)) for key, rejected, attest_c in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn().execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _where(since: float | None, until: float | None) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    args: list[object] = []
+    if since is not None:
+        where.append("time >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("time <= ?")
+        args.append(until)
+    return where, args

@@ -1,0 +1,286 @@
+"""The record writer: takes records off the hot path and gets them to the store.
+
+``submit()`` is synchronous, O(1), never blocks and never raises: it appends to a
+bounded in-memory queue (past the bound, to an overflow list the writer task takes
+after the queue; counted as ``spilled``). A writer task wakes every
+``INTERVAL`` seconds (or when a batch is full), numbers each record (writer id, seq)
+and writes the batch to the backend: SQLite (in a thread) or a Redis Stream.
+
+When the backend fails, the batch goes to the spool (fsync'd) and so does every batch
+after it until the spool has been flushed, so each writer's records reach the store in
+sequence order -- the order the Redis high-water mark relies on to skip what a
+re-flushed file already stored. ``aclose()`` (SIGTERM) drains the queue to the backend
+or, failing that, to the spool: nothing is lost. A later start flushes leftovers first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sipguard.clock import Clock, SystemClock
+from sipguard.records.record import CallRecord, TracebackConfig
+from sipguard.records.spool import Entry, Spool
+
+__all__ = ["RecordWriter", "TracebackConfig", "open_records", "WriterStats"]
+
+log = logging.getLogger("sipguard.records")
+INTERVAL = 0.2          # seconds between writes when traffic is light
+RETRY = 1.0             # seconds between attempts to flush the spool while the store is down
+TRIM_EVERY = 3600.0     # seconds between retention passes (SQLite)
+
+
+class Sink(Protocol):
+    async def open(self) -> None: ...
+    async def write(self, entries: Sequence[Entry], now: float) -> None: ...
+    async def trim(self, now: float) -> int: ...
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class WriterStats:
+    submitted: int = 0
+    written: int = 0
+    spooled: int = 0       # records that went to disk because the store failed or the queue was full
+    spilled: int = 0       # of those, records that found the queue full
+    flushed: int = 0       # spooled records later delivered to the store
+    errors: int = 0        # failed backend writes
+    trimmed: int = 0
+
+
+class RecordWriter:
+    def __init__(self, sink: Sink, cfg: TracebackConfig, clock: Clock | None = None,
+                 writer_id: str | None = None, metrics: Any = None) -> None:
+        self.sink = sink
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.writer_id = writer_id or _writer_id()
+        self.spool = Spool(cfg.spool, self.writer_id)
+        self.stats = WriterStats()
+        self.metrics = metrics
+        self._queue: deque[CallRecord] = deque()
+        self._overflow: list[CallRecord] = []
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._spool_pending = True      # check for leftovers on the first pass
+        self._last_attempt = -RETRY
+        self._last_trim = -TRIM_EVERY
+        self._degraded = False
+
+    # -- hot path ---------------------------------------------------------------------------
+    def submit(self, record: CallRecord) -> None:
+        try:
+            self.stats.submitted += 1
+            if len(self._queue) < self.cfg.queue:
+                self._queue.append(record)
+                if len(self._queue) >= self.cfg.batch:
+                    self._wake.set()
+            else:
+                self._overflow.append(record)
+                self.stats.spilled += 1
+                self._wake.set()
+        except Exception:  # pragma: no cover - must never break call handling
+            log.exception("record dropped")
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + len(self._overflow)
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.sink.open()
+        await self._maybe_trim(force=True)
+        await self._flush_spool(force=True)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="records-writer")
+
+    async def aclose(self) -> None:
+        """Flush everything: to the store if it answers, else to the spool on disk."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception:  # pragma: no cover - _run logs its own errors
+                log.exception("record writer task failed")
+            self._task = None
+        await self._drain()
+        await asyncio.to_thread(self.spool.close)
+        await self.sink.aclose()
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), INTERVAL)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._drain()
+                await self._maybe_trim()
+            except Exception:  # keep writing: one bad pass must not stop the writer
+                log.exception("record writer pass failed")
+                await asyncio.sleep(INTERVAL)
+
+    async def _drain(self) -> None:
+        while self._queue or self._overflow:
+            await self._persist(self._take())
+        if self._spool_pending:
+            await self._flush_spool(force=self._closing)
+
+    def _take(self) -> list[Entry]:
+        """The next batch, numbered: queue first, then overflow (seq = persistence order)."""
+        size = self.cfg.batch
+        queue = self._queue
+        records = [queue.popleft() for _ in range(min(size, len(queue)))]
+        if len(records) < size and self._overflow:
+            take = size - len(records)
+            records += self._overflow[:take]
+            del self._overflow[:take]
+        entries: list[Entry] = []
+        for record in records:
+            self._seq += 1
+            entries.append((self.writer_id, self._seq, record))
+        return entries
+
+    async def _persist(self, entries: list[Entry]) -> None:
+        if not self._spool_pending:
+            started = time.perf_counter()
+            try:
+                await self.sink.write(entries, self.clock.time())
+            except Exception as exc:
+                self.stats.errors += 1
+                self._note_failure(exc)
+            else:
+                self.stats.written += len(entries)
+                self._note_ok(len(entries), time.perf_counter() - started)
+                return
+        await self._to_spool(entries)
+        await self._flush_spool()
+
+    async def _to_spool(self, entries: list[Entry]) -> None:
+        await asyncio.to_thread(self.spool.append, entries)
+        self.stats.spooled += len(entries)
+        self._spool_pending = True
+        if self.metrics is not None:
+            self.metrics.records_spooled(len(entries))
+
+    async def _flush_spool(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_attempt < RETRY:
+            return
+        self._last_attempt = now
+        claimed = await asyncio.to_thread(self.spool.claim)
+        for index, item in enumerate(claimed):
+            entries = await asyncio.to_thread(Spool.read, item)
+            try:
+                for start in range(0, len(entries), self.cfg.batch):
+                    await self.sink.write(entries[start:start + self.cfg.batch], self.clock.time())
+            except Exception as exc:
+                self.stats.errors += 1
+                self._note_failure(exc)
+                for rest in claimed[index:]:
+                    await asyncio.to_thread(Spool.release, rest)
+                return
+            await asyncio.to_thread(Spool.done, item)
+            self.stats.flushed += len(entries)
+            if entries:
+                log.info("records: %d spooled records delivered from %s", len(entries), item.path)
+        self._spool_pending = False
+        self._degraded = False
+
+    async def _maybe_trim(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_trim < TRIM_EVERY:
+            return
+        self._last_trim = now
+        try:
+            removed = await self.sink.trim(self.clock.time())
+        except Exception as exc:
+            log.warning("records: retention pass failed: %s", exc)
+            return
+        self.stats.trimmed += removed
+        if removed:
+            log.info("records: %d records older than %d days expired", removed, self.cfg.retention_days)
+
+    def _note_failure(self, exc: Exception) -> None:
+        if not self._degraded:
+            log.warning("records: store write failed, spooling to %s: %s", self.cfg.spool, exc)
+        self._degraded = True
+        if self.metrics is not None:
+            self.metrics.records_write_failed()
+
+    def _note_ok(self, count: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.records_written(count, seconds)
+
+
+def _writer_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40]
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class SqliteSink:
+    def __init__(self, cfg: TracebackConfig) -> None:
+        from sipguard.records.sqlite import SqliteRecords
+
+        self.db = SqliteRecords(cfg.path)
+        self.cfg = cfg
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.db.open)
+
+    async def write(self, entries: Sequence[Entry], now: float) -> None:
+        await asyncio.to_thread(self.db.write, entries)
+
+    async def trim(self, now: float) -> int:
+        return await asyncio.to_thread(self.db.trim, now - self.cfg.retention_seconds)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.db.close)
+
+
+class RedisSink:
+    def __init__(self, url: str, cfg: TracebackConfig, factory: Callable[[str], Any] | None = None) -> None:
+        from sipguard.records.redis_stream import RedisRecords
+
+        self.db = RedisRecords(url, factory)
+        self.cfg = cfg
+
+    async def open(self) -> None:
+        return None       # connect lazily: an unreachable Redis at start means spooling, not failing
+
+    async def write(self, entries: Sequence[Entry], now: float) -> None:
+        await self.db.write(entries, now - self.cfg.retention_seconds, now)
+
+    async def trim(self, now: float) -> int:
+        return 0          # every write trims (XTRIM MINID ~ in the same script)
+
+    async def aclose(self) -> None:
+        await self.db.aclose()
+
+
+def open_records(store_url: str, traceback_cfg: TracebackConfig,
+                 redis_client_factory: Callable[[str], Any] | None = None,
+                 clock: Clock | None = None, metrics: Any = None) -> RecordWriter:
+    """The writer for a config's ``store``: memory -> SQLite file, redis URL -> Redis Stream."""
+    sink: Sink
+    if store_url == "memory":
+        sink = SqliteSink(traceback_cfg)
+    else:
+        sink = RedisSink(store_url, traceback_cfg, redis_client_factory)
+    return RecordWriter(sink, traceback_cfg, clock=clock, metrics=metrics)

@@ -97,12 +97,13 @@ async def bench(url: str, args: argparse.Namespace, rmd_path: str, dno_path: str
     if url != "memory":
         import redis.asyncio as aioredis
 
-        client = aioredis.from_url(url)
-        gen = (await client.hget("bench:{bench}:meta", "dno_gen")).decode()
-        used = await client.memory_usage(f"bench:{{bench}}:dno:{gen}", samples=0)
-        rmd_gen = (await client.hget("bench:{bench}:meta", "rmd_gen")).decode()
-        rmd_bytes = sum([await client.memory_usage(f"bench:{{bench}}:rmd:{rmd_gen}:{t}", samples=0)
-                         for t in ("id", "frn")])
+        client = aioredis.from_url(url, decode_responses=True)
+        gen = await client.hget("bench:{bench}:meta", "dno_gen")
+        used = int(await client.memory_usage(f"bench:{{bench}}:dno:{gen}", samples=0) or 0)
+        rmd_gen = await client.hget("bench:{bench}:meta", "rmd_gen")
+        rmd_bytes = 0
+        for table in ("id", "frn"):
+            rmd_bytes += int(await client.memory_usage(f"bench:{{bench}}:rmd:{rmd_gen}:{table}", samples=0) or 0)
         await client.aclose()
         print(f"[{name}] Redis memory: DNO set {used / 2**20:.0f} MiB ({used / distinct:.0f} B/entry), "
               f"RMD hashes {rmd_bytes / 2**20:.1f} MiB")

@@ -161,11 +161,6 @@ class OcnMapping:
 
 
 @dataclass(frozen=True, slots=True)
-class DnoEntry:
-    digits: str      # 10 (number), 7 (thousands block), 6 (NPA-NXX) or 3 (NPA) NANP digits
-
-
-@dataclass(frozen=True, slots=True)
 class ListEntry:
     kind: str        # LIST_KINDS
     list_name: str   # allow | block
@@ -202,7 +197,7 @@ class Store(Protocol):
     async def import_rmd(self, records: Sequence[RmdRecord], snapshot: str,
                          removed: Sequence[RmdRecord] = ()) -> ImportReport: ...
     async def map_ocn(self, rows: Sequence[OcnMapping]) -> int: ...
-    async def import_dno(self, entries: Sequence[DnoEntry]) -> int: ...
+    async def import_dno(self, entries: Sequence[str]) -> int: ...   # NANP digits: 10, 7, 6 or 3 long
     async def list_add(self, kind: str, list_name: str, value: str, note: str | None) -> None: ...
     async def list_remove(self, kind: str, value: str) -> bool: ...
     async def list_show(self, kind: str | None = None) -> list[ListEntry]: ...
@@ -225,6 +220,6 @@ def check_list_args(kind: str, list_name: str | None = None) -> None:
         raise SipguardError(f"unknown list {list_name!r}; expected allow or block")
 
 
-__all__ = ["ConfigError", "DEGRADED", "DnoEntry", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
+__all__ = ["ConfigError", "DEGRADED", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
            "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdRecord",
            "Store", "parse_limits", "parse_rate"]

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from sipguard.errors import ConfigError, SipguardError
 from sipguard.store.base import (
     LIST_KINDS,
-    DnoEntry,
     ImportReport,
     ListEntry,
     OcnMapping,
@@ -258,9 +257,10 @@ def dno_digits(value: str) -> str | None:
     return d
 
 
-def parse_dno(text: str, path: str = "<dno>") -> tuple[list[DnoEntry], ImportReport]:
+def parse_dno(text: str, path: str = "<dno>") -> tuple[list[str], ImportReport]:
+    """DNO lines -> NANP digit strings (10, 7, 6 or 3 long), see ``dno_digits``."""
     report = ImportReport("dno")
-    entries: list[DnoEntry] = []
+    entries: list[str] = []
     column: int | None = None
     fast = _DNO_FAST
     append = entries.append
@@ -269,7 +269,7 @@ def parse_dno(text: str, path: str = "<dno>") -> tuple[list[DnoEntry], ImportRep
         if plain is not None:
             # the common line, a bare number: one regex, no translate (2M-line lists load in seconds)
             report.rows += 1
-            append(DnoEntry(plain.group(1)))
+            append(plain.group(1))
             continue
         value = raw.split("#", 1)[0].strip()
         if not value:
@@ -288,7 +288,7 @@ def parse_dno(text: str, path: str = "<dno>") -> tuple[list[DnoEntry], ImportRep
         if d is None:
             _skip(report, line, f"{value!r} is not a NANP number, NPA, NPA-NXX or thousands block")
             continue
-        entries.append(DnoEntry(d))
+        entries.append(d)
     report.imported = len(entries)
     return entries, report
 

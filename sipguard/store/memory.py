@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 
 from sipguard.store.base import (
-    DnoEntry,
     ImportReport,
     LimitSpec,
     ListEntry,
@@ -133,8 +132,8 @@ class MemoryStore:
         self._ocn = {r.spc.upper(): (r.rmd or "", frn10(r.frn) or "") for r in rows}
         return len(self._ocn)
 
-    async def import_dno(self, entries: Sequence[DnoEntry]) -> int:
-        self._dno = frozenset(e.digits for e in entries)
+    async def import_dno(self, entries: Sequence[str]) -> int:
+        self._dno = frozenset(entries)
         return len(self._dno)
 
     # -- lists and notices -------------------------------------------------------------------

@@ -24,7 +24,6 @@ from redis.exceptions import RedisError
 from sipguard.errors import SipguardError
 from sipguard.store.base import (
     DEGRADED,
-    DnoEntry,
     ImportReport,
     LimitSpec,
     ListEntry,
@@ -59,6 +58,12 @@ _FAILURES = (RedisError, OSError)   # builtin TimeoutError is an OSError
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pack(command: str, key: str, args: Sequence[str]) -> bytes:
+    """RESP encoding of one command (what redis-py's packer does, in fewer steps)."""
+    parts = [command.encode(), key.encode(), *(a.encode() for a in args)]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
@@ -218,17 +223,46 @@ class RedisStore:
             raise SipguardError(f"store {self.target.redacted()}: {what} failed: {exc.strerror or exc}") from None
 
     async def _hset_batches(self, key: str, mapping: dict[str, str]) -> None:
-        items = list(mapping.items())
-        async with self._client.pipeline(transaction=False) as pipe:
+        await self._bulk("HSET", key, [x for pair in mapping.items() for x in pair], 2 * BATCH)
+
+    async def _bulk(self, command: str, key: str, args: Sequence[str], per_command: int) -> None:
+        """``command key args...`` in chunks, pipelined, for imports of millions of values.
+
+        Outside Cluster the commands are encoded here and written on one connection: redis-py's
+        generic encoder costs ~1.8 µs per argument, which made a 2M-entry DNO list take
+        seconds of pure packing; this costs a quarter of that.
+        """
+        chunks = _chunks(args, per_command)
+        if self.target.cluster:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pending = 0
+                for chunk in chunks:
+                    pipe.execute_command(command, key, *chunk)
+                    pending += 1
+                    if pending >= PIPELINE_DEPTH:
+                        await pipe.execute()
+                        pending = 0
+                if pending:
+                    await pipe.execute()
+            return
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()
+        try:
             pending = 0
-            for chunk in _chunks(items, BATCH):
-                pipe.hset(key, mapping=dict(chunk))
+            for chunk in chunks:
+                await conn.send_packed_command(_pack(command, key, chunk), check_health=False)
                 pending += 1
                 if pending >= PIPELINE_DEPTH:
-                    await pipe.execute()
+                    for _ in range(pending):
+                        await conn.read_response()     # raises ResponseError on an error reply
                     pending = 0
-            if pending:
-                await pipe.execute()
+            for _ in range(pending):
+                await conn.read_response()
+        except BaseException:
+            await conn.disconnect()                    # replies may be pending: never reuse it
+            raise
+        finally:
+            await pool.release(conn)
 
     async def _new_gen(self) -> str:
         return str(await self._client.hincrby(self.keys.meta, "gen", 1))
@@ -288,23 +322,13 @@ class RedisStore:
         mapping = {r.spc.upper(): f"{r.rmd or ''}|{frn10(r.frn) or ''}" for r in rows}
         return await self._admin("OCN map import", lambda: self._swap_hash(self.keys.ocn, mapping))
 
-    async def import_dno(self, entries: Sequence[DnoEntry]) -> int:
+    async def import_dno(self, entries: Sequence[str]) -> int:
         async def run() -> int:
             old = _s(await self._client.hget(self.keys.meta, "dno_gen") or b"")
             gen = await self._new_gen()
             key = self.keys.dno(gen)
-            members = [e.digits for e in entries]
             try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    pending = 0
-                    for chunk in _chunks(members, 5 * BATCH):
-                        pipe.sadd(key, *chunk)
-                        pending += 1
-                        if pending >= PIPELINE_DEPTH:
-                            await pipe.execute()
-                            pending = 0
-                    if pending:
-                        await pipe.execute()
+                await self._bulk("SADD", key, list(entries), 5 * BATCH)
             except BaseException:
                 await self._client.unlink(key)
                 raise

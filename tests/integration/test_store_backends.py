@@ -18,7 +18,7 @@ import pytest
 
 from sipguard.errors import SipguardError
 from sipguard.store import open_store
-from sipguard.store.base import DnoEntry, LimitSpec, ListEntry, LookupKeys, Notice, OcnMapping, Store
+from sipguard.store.base import LimitSpec, ListEntry, LookupKeys, Notice, OcnMapping, Store
 from sipguard.store.datasets import parse_ocn_map, parse_removed, parse_rmd, read_text
 from tests import redis_fixtures
 
@@ -147,11 +147,10 @@ def test_signer_through_ocn_map(backend: Backend) -> None:
 def test_dno(backend: Backend, caller: str | None, hit: bool) -> None:
     async def body(st: Store) -> None:
         assert (await st.lookup(keys(caller="+14155550000"), NOW)).caller_dno is False   # nothing loaded
-        n = await st.import_dno([DnoEntry("2025550123"), DnoEntry("2025551"), DnoEntry("312555"),
-                                 DnoEntry("415"), DnoEntry("415")])
+        n = await st.import_dno(["2025550123", "2025551", "312555", "415", "415"])
         assert n == 4
         assert (await st.lookup(keys(caller=caller), NOW)).caller_dno is hit
-        await st.import_dno([DnoEntry("9999999999")])    # a new list replaces the old one
+        await st.import_dno(["9999999999"])    # a new list replaces the old one
         assert (await st.lookup(keys(caller=caller), NOW)).caller_dno is False
     run(backend, body)
 

@@ -99,11 +99,11 @@ async def bench(url: str, args: argparse.Namespace, rmd_path: str, dno_path: str
 
         client = aioredis.from_url(url, decode_responses=True)
         gen = await client.hget("bench:{bench}:meta", "dno_gen")
-        used = int(await client.memory_usage(f"bench:{{bench}}:dno:{gen}", samples=0) or 0)
+        used = int(await client.memory_usage(f"bench:{{bench}}:dno:{gen!s}", samples=0) or 0)
         rmd_gen = await client.hget("bench:{bench}:meta", "rmd_gen")
         rmd_bytes = 0
         for table in ("id", "frn"):
-            rmd_bytes += int(await client.memory_usage(f"bench:{{bench}}:rmd:{rmd_gen}:{table}", samples=0) or 0)
+            rmd_bytes += int(await client.memory_usage(f"bench:{{bench}}:rmd:{rmd_gen!s}:{table}", samples=0) or 0)
         await client.aclose()
         print(f"[{name}] Redis memory: DNO set {used / 2**20:.0f} MiB ({used / distinct:.0f} B/entry), "
               f"RMD hashes {rmd_bytes / 2**20:.1f} MiB")
@@ -125,9 +125,11 @@ def main() -> None:
     with open(dno_path, "w") as fh:
         fh.write(make_dno(args.dno))
     server = start_redis()
+    # the event loop sipguard serves with
+    import uvloop
     try:
-        asyncio.run(bench("memory", args, rmd_path, dno_path))
-        asyncio.run(bench(server.url, args, rmd_path, dno_path))
+        uvloop.run(bench("memory", args, rmd_path, dno_path))
+        uvloop.run(bench(server.url, args, rmd_path, dno_path))
     finally:
         server.stop()
 

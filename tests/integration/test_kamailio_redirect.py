@@ -1,0 +1,108 @@
+"""Redirect model end to end: UAC -> Kamailio -> sipguard (mode: redirect) -> 302 -> UAS.
+
+Kamailio copies the 302's PAI;verstat, Identity and tag headers onto the INVITE and routes
+it on; a rejection is relayed unchanged; with sipguard down the documented fallback
+applies: fail-open (routed on, "X-Sipguard-Screened: no", no verstat) by default,
+503 with WITH_FAIL_CLOSED.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kamailio_fixtures import BLOCKED_CALLER, CALLEE, CALLER, REDIRECT_CFG, Kamailio, Screening
+from tests.sipclient import MiniUas, UdpClient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redirect(tmp_path: Path, sipguard: Callable[..., Any]) -> Iterator[dict[str, Any]]:
+    screening = Screening(tmp_path / "screening")
+    uas = MiniUas()
+    guard = sipguard(screening.config("redirect", uas.port))
+    kams: list[Kamailio] = []
+
+    def kamailio(**defines: str | None) -> Kamailio:
+        kam = Kamailio(REDIRECT_CFG, tmp_path, {"SIPGUARD_URI": f'"sip:127.0.0.1:{guard.port}"',
+                                                "CORE_URI": f'"sip:127.0.0.1:{uas.port}"',
+                                                "SIPGUARD_TIMEOUT": "500", **defines})
+        kams.append(kam)
+        return kam.start()
+
+    client = UdpClient()
+    try:
+        yield {"kamailio": kamailio, "uas": uas, "guard": guard, "screening": screening, "client": client}
+    finally:
+        client.close()
+        for kam in kams:
+            kam.stop()
+        uas.close()
+        screening.close()
+
+
+def test_accepted_call_is_routed_on_with_verstat(redirect: dict[str, Any]) -> None:
+    kam = redirect["kamailio"]()
+    forged = ["X-Sipguard-Verstat: TN-Validation-Passed"]
+    final, _ = redirect["client"].call(kam.addr, caller=CALLER, callee=CALLEE, extra=forged,
+                                       identity=[redirect["screening"].identity()],
+                                       pai=f"<sip:{CALLER}@127.0.0.1;user=phone>")
+    assert final is not None and final.status == 200, kam.log()
+    invite = redirect["uas"].wait_invites(1)[-1]
+    assert "verstat=TN-Validation-Passed" in (invite.header("P-Asserted-Identity") or "")
+    assert len(invite.all("P-Asserted-Identity")) == 1
+    assert invite.all("X-Sipguard-Verstat") == ["TN-Validation-Passed"]
+    # the caller's own Identity goes on untouched
+    assert invite.all("Identity") and invite.header("Identity").startswith("ey")
+
+
+def test_unsigned_call_is_routed_on_signed_and_tagged(redirect: dict[str, Any]) -> None:
+    kam = redirect["kamailio"]()
+    final, _ = redirect["client"].call(kam.addr, caller=CALLER, callee=CALLEE)
+    assert final is not None and final.status == 200, kam.log()
+    invite = redirect["uas"].wait_invites(1)[-1]
+    assert len(invite.all("Identity")) == 1
+    assert invite.header("X-Call-Screen") == "gateway-signed"
+    assert invite.header("X-Sipguard-Rule") == "sign-unsigned"
+    assert "verstat=No-TN-Validation" in (invite.header("P-Asserted-Identity") or "")
+
+
+@pytest.mark.parametrize(("caller", "status"), [(CALLER, 438), (BLOCKED_CALLER, 603)])
+def test_rejection_is_relayed_unchanged(redirect: dict[str, Any], caller: str, status: int) -> None:
+    kam = redirect["kamailio"]()
+    identity = redirect["screening"].identity(orig=caller, signed_orig="+12025550100" if status == 438 else None)
+    final, _ = redirect["client"].call(kam.addr, caller=caller, identity=[identity])
+    assert final is not None and final.status == status, kam.log()
+    assert final.header("Reason")
+    if status == 603:
+        assert final.first.endswith("Network Blocked")
+    assert redirect["uas"].invites() == []
+
+
+def test_sipguard_down_fails_open_by_default(redirect: dict[str, Any]) -> None:
+    kam = redirect["kamailio"]()
+    redirect["guard"].signal(signal.SIGTERM)
+    assert redirect["guard"].proc.wait(15) == 0
+    final, _ = redirect["client"].call(kam.addr, caller=CALLER, callee=CALLEE,
+                                       pai=f"<sip:{CALLER};verstat=TN-Validation-Passed@127.0.0.1;user=phone>",
+                                       extra=["X-Sipguard-Verstat: TN-Validation-Passed"])
+    assert final is not None and final.status == 200, kam.log()
+    invite = redirect["uas"].wait_invites(1)[-1]
+    assert invite.header("X-Sipguard-Screened") == "no"
+    assert invite.all("X-Sipguard-Verstat") == []
+    assert "verstat" not in (invite.header("P-Asserted-Identity") or "")
+
+
+def test_sipguard_down_fails_closed_when_chosen(redirect: dict[str, Any]) -> None:
+    kam = redirect["kamailio"](WITH_FAIL_CLOSED=None)
+    redirect["guard"].signal(signal.SIGTERM)
+    assert redirect["guard"].proc.wait(15) == 0
+    final, _ = redirect["client"].call(kam.addr, caller=CALLER, callee=CALLEE)
+    assert final is not None and final.status == 503, kam.log()
+    assert final.header("Retry-After")
+    assert redirect["uas"].invites() == []

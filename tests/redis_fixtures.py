@@ -153,3 +153,23 @@ def redis_cluster() -> Iterator[RedisClusterProcess]:
     cluster = start_cluster()
     yield cluster
     cluster.stop()
+
+
+def start_sentinel(master: RedisProcess, service: str = "mymaster") -> RedisProcess:
+    """A redis-sentinel watching ``master`` under ``service`` (for redis+sentinel:// URLs)."""
+    assert REDIS_SERVER is not None
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="sg-sentinel-")
+    conf = f"{workdir}/sentinel.conf"
+    with open(conf, "w") as fh:
+        fh.write(f"port {port}\nbind 127.0.0.1\nsentinel monitor {service} 127.0.0.1 {master.port} 1\n")
+    sentinel = RedisProcess(port, workdir)
+    sentinel.proc = subprocess.Popen([REDIS_SERVER, conf, "--sentinel"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not _ping(port):
+        if sentinel.proc.poll() is not None or time.monotonic() > deadline:
+            sentinel.stop()
+            raise RuntimeError("redis-sentinel did not start")
+        time.sleep(0.02)
+    return sentinel

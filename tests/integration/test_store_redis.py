@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from pathlib import Path
 
@@ -185,3 +186,97 @@ def test_import_during_traffic_is_atomic(redis_server: RedisProcess) -> None:
     seen = asyncio.run(main())
     assert seen <= {("listed", "2025-06-01"), ("listed", "2025-07-01")}
     assert ("listed", "2025-07-01") in seen
+
+
+def test_sentinel_url(redis_server: RedisProcess) -> None:
+    from tests.redis_fixtures import start_sentinel
+
+    sentinel = start_sentinel(redis_server)
+
+    async def main() -> None:
+        store = open_store(f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0",
+                           (LimitSpec("a", ("caller",), 1 / 60, 1),), timeout=2.0, prefix="sentinel")
+        await store.start()
+        assert store.healthy
+        await store.import_rmd(parse_rmd(read_text(str(DATA / "messy.csv")))[0], "2025-06-01")
+        first, second = await store.lookup(call(), NOW), await store.lookup(call(), NOW)
+        assert (first.trunk_rmd, first.limited, second.limited) == ("listed", (), ("a",))
+        await store.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sentinel.stop()
+
+
+def _tls_files(workdir: Path) -> None:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("test ca")).issuer_name(name("test ca"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - day).not_valid_after(now + day)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now - day).not_valid_after(now + day)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (workdir / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (workdir / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (workdir / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+
+
+def test_tls_with_password(tmp_path: Path) -> None:
+    """rediss:// with a password (user:password@) and the server's CA named in the URL."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    from tests.redis_fixtures import free_port
+
+    _tls_files(tmp_path)
+    port = free_port()
+    server = RedisProcess(port, str(tmp_path), (
+        "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tmp_path / "cert.pem"),
+        "--tls-key-file", str(tmp_path / "key.pem"), "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
+        "--tls-auth-clients", "no", "--requirepass", "s3cret"))
+    try:
+        server.proc = subprocess.Popen(
+            [str(REDIS_SERVER), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path), *server.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ca = tmp_path / "ca.pem"
+
+        async def main() -> None:
+            deadline = time.monotonic() + 10
+            while True:
+                store = open_store(f"rediss://default:s3cret@127.0.0.1:{port}/0?ssl_ca_certs={ca}", (),
+                                   timeout=2.0, prefix="tls")
+                await store.start()
+                if store.healthy or time.monotonic() > deadline:
+                    break
+                await store.aclose()
+                await asyncio.sleep(0.05)
+            assert store.healthy
+            await store.list_add("number", "block", "+12025550123", None)
+            assert (await store.lookup(call(), NOW)).list == "block"
+            await store.aclose()
+            wrong = open_store(f"rediss://default:nope@127.0.0.1:{port}/0?ssl_ca_certs={ca}", (), timeout=0.5)
+            await wrong.start()                         # a wrong password: not healthy, no exception
+            assert not wrong.healthy and (await wrong.lookup(call(), NOW)).degraded
+            await wrong.aclose()
+
+        asyncio.run(main())
+    finally:
+        server.stop()

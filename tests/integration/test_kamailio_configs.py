@@ -15,8 +15,8 @@ from tests.kamailio_fixtures import EDGE_CFG, REDIRECT_CFG, ROOT, define_args, k
 pytestmark = pytest.mark.integration
 
 DS_LIST = ROOT / "kamailio" / "edge-proxy" / "dispatcher.list"
-EDGE_BASE = {"DS_LIST": f'"{DS_LIST}"'}
-TEST_DEFINES = {"KAM_LISTEN": "udp:127.0.0.1:25060", "KAM_ALIAS": '"127.0.0.1:25060"',
+EDGE_BASE: dict[str, str | None] = {"DS_LIST": f'"{DS_LIST}"'}
+TEST_DEFINES: dict[str, str | None] = {"KAM_LISTEN": "udp:127.0.0.1:25060", "KAM_ALIAS": '"127.0.0.1:25060"',
                 "CTL_SOCK": '"unix:/tmp/kamailio-check.sock"'}
 
 
@@ -31,7 +31,7 @@ def check(cfg: Path, defines: dict[str, str | None]) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=30)
 
 
-CASES = [(EDGE_CFG, {**EDGE_BASE}), (EDGE_CFG, {**EDGE_BASE, **TEST_DEFINES, "DS_PING_INTERVAL": "1",
+CASES: list[tuple[Path, dict[str, str | None]]] = [(EDGE_CFG, {**EDGE_BASE}), (EDGE_CFG, {**EDGE_BASE, **TEST_DEFINES, "DS_PING_INTERVAL": "1",
                                                  "SIPGUARD_TIMEOUT": "1000"}),
          (REDIRECT_CFG, {}), (REDIRECT_CFG, {**TEST_DEFINES, "SIPGUARD_URI": '"sip:127.0.0.1:25062"',
                                              "CORE_URI": '"sip:127.0.0.1:25070"'})]

@@ -7,9 +7,17 @@ import asyncio
 from typing import Any
 
 from sipguard.errors import SipguardError
-from sipguard.store.admin import MEMORY_NOTE, add_store_args, report_lines, target_of, with_store
+from sipguard.store.admin import (
+    MEMORY_NOTE,
+    add_store_args,
+    report_lines,
+    target_of,
+    upstream_lines,
+    with_store,
+)
 from sipguard.store.base import RmdRecord, Store
 from sipguard.store.datasets import parse_ocn_map, parse_removed, parse_rmd, read_text, snapshot_of
+from sipguard.store.memory import MemoryStore
 
 
 def register(subparsers: Any) -> None:
@@ -48,19 +56,19 @@ def _import(args: argparse.Namespace) -> int:
             print(line)
     if not records and not removed:
         raise SipguardError(f"{args.file}: no usable row; the snapshot in force is kept")
-    if target.is_memory:
-        for line in report_lines(parsed):
-            print(line)
-        print(MEMORY_NOTE)
-        return 0
 
     async def work(store: Store) -> None:
         report = await store.import_rmd(records, snapshot, removed)
         report.rows, report.skipped, report.duplicates = parsed.rows, parsed.skipped, parsed.duplicates
         report.warnings = parsed.warnings
-        for line in report_lines(report):
+        for line in report_lines(report) + await upstream_lines(store, target):
             print(line)
 
+    if target.is_memory:
+        # validate only: load into a throw-away memory store to report what the server would see
+        asyncio.run(work(MemoryStore()))
+        print(MEMORY_NOTE)
+        return 0
     asyncio.run(with_store(target, work))
     return 0
 
@@ -86,8 +94,6 @@ def _show(args: argparse.Namespace) -> int:
     if target.is_memory:
         if not target.datasets.get("rmd"):
             raise SipguardError("store is `memory` and no `datasets: rmd:` file is configured")
-        from sipguard.store.memory import MemoryStore
-
         async def from_file() -> dict[str, str] | None:
             memory = MemoryStore()
             path = target.datasets["rmd"]

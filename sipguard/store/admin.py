@@ -30,6 +30,7 @@ class Target:
     url: str
     limits: tuple[LimitSpec, ...] = ()
     datasets: dict[str, str] = field(default_factory=dict)
+    upstreams: tuple[tuple[str, str | None, str | None], ...] = ()   # (trunk id, RMD number, FRN)
 
     @property
     def is_memory(self) -> bool:
@@ -50,7 +51,9 @@ def target_of(args: argparse.Namespace) -> Target:
         from sipguard.config import load_config
 
         config = load_config(config_path)
-        return Target(store_url or config.store, tuple(config.limits), dict(config.datasets))
+        upstreams = tuple((t.id, t.provider.rmd, t.provider.frn) for t in config.trunks
+                          if t.provider.rmd or t.provider.frn)
+        return Target(store_url or config.store, tuple(config.limits), dict(config.datasets), upstreams)
     from sipguard.store.connect import parse_url
 
     if store_url not in ("memory", "memory://"):
@@ -75,7 +78,9 @@ async def with_store(target: Target, work: Callable[[Store], Awaitable[T]]) -> T
 def report_lines(report: ImportReport, limit: int = 20) -> list[str]:
     lines = [f"{report.dataset}: {report.rows} row(s) read, {report.imported} imported"
              + (f", {report.duplicates} duplicate(s) ignored" if report.duplicates else "")
-             + (f", {report.removed} now removed" if report.removed else "")
+             + (f", {report.added} added" if report.added else "")
+             + (f", {report.changed} changed implementation" if report.changed else "")
+             + (f", {report.removed} newly removed" if report.removed else "")
              + (f", snapshot {report.snapshot}" if report.snapshot else "")]
     if report.by_implementation:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report.by_implementation.items()))
@@ -87,4 +92,15 @@ def report_lines(report: ImportReport, limit: int = 20) -> list[str]:
         if len(report.skipped) > limit:
             lines.append(f"    ... and {len(report.skipped) - limit} more")
     lines.extend(f"  warning: {w}" for w in report.warnings[:limit])
+    return lines
+
+
+async def upstream_lines(store: Store, target: Target) -> list[str]:
+    """One line per configured upstream that is not listed in the snapshot now in force."""
+    lines = []
+    for trunk, rmd, frn in target.upstreams:
+        found = (await store.rmd_show(rmd) if rmd else None) or (await store.rmd_show(frn) if frn else None)
+        status = found["status"] if found else "absent"
+        if status != "listed":
+            lines.append(f"  upstream trunk {trunk} ({rmd or frn}) is {status.upper()} in this snapshot")
     return lines

@@ -147,7 +147,10 @@ class ImportReport:
     imported: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)   # (line, why)
     duplicates: int = 0
-    removed: int = 0                       # records now `removed` (absent from export or listed removed)
+    removed: int = 0                       # filings newly `removed` (gone from the export, or on the removed list)
+    added: int = 0                         # filings listed now and not listed in the previous snapshot
+    changed: int = 0                       # listed in both, implementation changed
+    removed_ids: list[str] = field(default_factory=list)   # RMD numbers newly removed
     by_implementation: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
     warnings: list[str] = field(default_factory=list)

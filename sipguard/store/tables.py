@@ -40,28 +40,39 @@ def build_rmd(records: Sequence[RmdRecord], removed: Sequence[RmdRecord],
             if key not in table:
                 _, impl, rmd, frn = split_record(old)
                 table[key] = record_value("removed", impl, rmd, frn)
-                if table is ids:
-                    report.removed += 1
     for rec in removed:
         known = (ids.get(rec.rmd) if rec.rmd else None) or next((frns[f] for f in rec.frns if f in frns), None)
         if known is not None:
             # the whole filing goes: every key (RMD number, each FRN) that points at it
             _, impl, rmd, first = split_record(known)
             value = record_value("removed", impl, rmd, first)
-            if not known.startswith("removed"):
-                report.removed += 1
             for table in (ids, frns):
                 for key in [k for k, v in table.items() if v == known]:
                     table[key] = value
         else:
             first = rec.frns[0] if rec.frns else ""
             value = record_value("removed", rec.implementation, rec.rmd, first)
-            report.removed += 1
         if rec.rmd:
             ids[rec.rmd] = value
         for f in rec.frns:
             frns[f] = value
+    _diff(ids, previous_ids, report)
     return ids, frns, report
+
+
+def _diff(ids: Mapping[str, str], previous: Mapping[str, str], report: ImportReport) -> None:
+    """Filings added, newly removed and with a changed implementation since the last snapshot."""
+    for key, value in ids.items():
+        status, impl = split_record(value)[:2]
+        old = previous.get(key)
+        old_status, old_impl = split_record(old)[:2] if old else ("absent", "")
+        if status == "removed" and old_status != "removed":
+            report.removed += 1
+            report.removed_ids.append(key)
+        elif status == "listed" and old_status != "listed":
+            report.added += 1
+        elif status == "listed" and impl != old_impl:
+            report.changed += 1
 
 
 def normalise_list_value(kind: str, value: str) -> str:

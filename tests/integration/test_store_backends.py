@@ -82,6 +82,7 @@ def test_rmd_lookup_by_number_and_frn(backend: Backend) -> None:
         records, _ = rmd_file("messy.csv")
         report = await st.import_rmd(records, "2025-06-01")
         assert report.imported == 7 and report.by_implementation["complete"] == 2
+        assert (report.added, report.removed) == (6, 0)           # the FRN-only filing has no RMD number
         got = await st.lookup(keys(rmd="RMD0000001"), NOW)
         assert (got.trunk_rmd, got.trunk_implementation, got.rmd_snapshot) == ("listed", "complete", "2025-06-01")
         assert (await st.lookup(keys(frn="88888888"), NOW)).trunk_rmd == "listed"       # other_frns, short form
@@ -114,6 +115,10 @@ def test_rmd_reimport_marks_missing_removed_and_removed_list_wins(backend: Backe
         assert got["RMD0000006"].rmd_snapshot == "2025-07-01"
         assert (await st.lookup(keys(frn="0099999999"), NOW)).trunk_rmd == "removed"   # the filing's other FRN
         assert report.removed == 4      # RMD0000002 and RMD12 gone, RMD0000001 and RMD0000005 listed removed
+        assert sorted(report.removed_ids) == ["RMD0000001", "RMD0000002", "RMD0000005", "RMD12"]
+        assert (report.added, report.changed) == (1, 1)           # RMD0000006; RMD0000003 none -> partial
+        again = await st.import_rmd(rmd_file("next.csv")[0], "2025-07-02", removed)
+        assert (again.added, again.changed, again.removed) == (0, 0, 0)   # same data: nothing new
     run(backend, body)
 
 

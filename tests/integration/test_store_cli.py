@@ -48,14 +48,19 @@ def lookup(url: str, keys: LookupKeys) -> object:
 def test_admin_commands_against_redis(redis_server: RedisProcess, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "sipguard.yaml"
-    config.write_text(f"store: {redis_server.url}\n")
+    config.write_text(f"store: {redis_server.url}\ntrunks:\n  - id: carrier-a\n    role: foreign\n"
+                      "    sources: [198.51.100.0/24]\n    provider: {rmd: RMD0000002}\n"
+                      "  - id: carrier-b\n    role: foreign\n    sources: [203.0.113.0/24]\n"
+                      "    provider: {frn: '0034567890'}\n")
     url = redis_server.url
     assert sipguard("rmd", "import", str(DATA / "messy.csv"), "-c", str(config), "--snapshot", "2025-06-01") == 0
     out = capsys.readouterr().out
     assert "10 row(s) read, 7 imported" in out and "line 10: no RMD number and no FRN" in out
-    assert sipguard("rmd", "import", str(DATA / "next.csv"), "--store", url, "--snapshot", "2025-07-01",
+    assert sipguard("rmd", "import", str(DATA / "next.csv"), "-c", str(config), "--snapshot", "2025-07-01",
                     "--removed", str(DATA / "removed.txt")) == 0
-    assert "line 4: 'not-an-id'" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "line 4: 'not-an-id'" in out and "1 added, 1 changed implementation, 4 newly removed" in out
+    assert "upstream trunk carrier-a (RMD0000002) is REMOVED" in out and "carrier-b" not in out
     assert sipguard("rmd", "show", "RMD0000002", "--store", url) == 0
     assert "RMD0000002: removed" in capsys.readouterr().out
     assert sipguard("rmd", "show", "RMD0009999", "--store", url) == 1

@@ -56,7 +56,7 @@ class MemoryStore:
         caller = digits(keys.caller) or ""
         trunk_frn = frn10(keys.trunk_frn) or ""
         spc = keys.spc.upper() if keys.spc else None
-        trunk = self._rmd_find(keys.trunk_rmd or "", trunk_frn)
+        trunk = self._rmd_find((keys.trunk_rmd or "").strip().upper(), trunk_frn)
         signer_rmd = signer_frn = None
         if spc:
             signer_rmd = "absent"

@@ -83,7 +83,7 @@ def test_rmd_lookup_by_number_and_frn(backend: Backend) -> None:
         report = await st.import_rmd(records, "2025-06-01")
         assert report.imported == 7 and report.by_implementation["complete"] == 2
         assert (report.added, report.removed) == (6, 0)           # the FRN-only filing has no RMD number
-        got = await st.lookup(keys(rmd="RMD0000001"), NOW)
+        got = await st.lookup(keys(rmd=" rmd0000001"), NOW)                 # config spelling tolerated
         assert (got.trunk_rmd, got.trunk_implementation, got.rmd_snapshot) == ("listed", "complete", "2025-06-01")
         assert (await st.lookup(keys(frn="88888888"), NOW)).trunk_rmd == "listed"       # other_frns, short form
         assert (await st.lookup(keys(frn="0023456789"), NOW)).trunk_implementation == "partial"

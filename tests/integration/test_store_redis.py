@@ -280,3 +280,32 @@ def test_tls_with_password(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_import_lock_and_sweep_of_leftovers(redis_server: RedisProcess) -> None:
+    import redis.asyncio as aioredis
+
+    from sipguard.errors import SipguardError
+
+    async def main() -> None:
+        store = open_store(redis_server.url, (), timeout=2.0, prefix="lock")
+        await store.start()
+        client = aioredis.from_url(redis_server.url)
+        # an import that crashed half way left a generation behind
+        await client.hset("lock:{lock}:rmd:999:id", "RMD0000009", "listed|complete|RMD0000009|")
+        await store.import_rmd(parse_rmd(read_text(str(DATA / "messy.csv")))[0], "2025-06-01")
+        assert await client.exists("lock:{lock}:rmd:999:id") == 0
+        # another import running: refused with a clear message, nothing changed
+        await client.set("lock:{lock}:lock:rmd", "someone", px=60_000)
+        with pytest.raises(SipguardError, match="another rmd import is running"):
+            await store.import_rmd([], "2025-07-01")
+        assert (await store.lookup(call(), NOW)).rmd_snapshot == "2025-06-01"
+        await client.delete("lock:{lock}:lock:rmd")
+        await store.import_dno(["2025550123"])
+        await store.import_dno(["2025550124"])
+        dno_keys = [k async for k in client.scan_iter(match="lock:{lock}:dno:*")]
+        assert len(dno_keys) == 1                        # the old generation is gone
+        await client.aclose()
+        await store.aclose()
+
+    asyncio.run(main())

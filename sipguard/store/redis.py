@@ -138,8 +138,8 @@ class RedisStore(RedisAdmin):
     async def _lookup(self, keys: LookupKeys, now: float) -> Lookups:
         spc = keys.spc.upper() if keys.spc else ""
         args: list[Any] = [4, (keys.trunk_rmd or "").strip().upper(), frn10(keys.trunk_frn) or "",
-                           digits(keys.caller) or "", nanp10(keys.caller) or "", keys.trunk or "", spc, digits(keys.callee) or "",
-                           repr(float(now))]
+                           digits(keys.caller) or "", nanp10(keys.caller) or "", keys.trunk or "", spc,
+                           digits(keys.callee) or "", repr(float(now))]
         limiters = applicable(self.limits, keys)
         limit_keys = [self.keys.limit(self.limits[i].name, value) for i, value, _, _ in limiters]
         limit_args = [(repr(interval), burst) for _, _, interval, burst in limiters]

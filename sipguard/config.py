@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trunks", "store", "store_failure",
+TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "trunks", "store", "store_failure",
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
             "proxy", "log", "workers")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
@@ -91,6 +91,7 @@ class Config:
     next_hop: str
     unknown_source: str
     trunks: tuple[Trunk, ...]
+    trusted_proxies: tuple[IPNetwork, ...]
     store: str
     store_failure: str
     store_timeout: float
@@ -147,6 +148,7 @@ def load_config(path: str) -> Config:
         next_hop=_next_hop(root, "next_hop"),
         unknown_source=root.choice("unknown_source", ("reject", "allow"), default="reject"),
         trunks=trunks,
+        trusted_proxies=_networks(root, "trusted_proxies"),
         store=_store(root),
         store_failure=root.choice("store_failure", ("fail-open", "fail-closed"), default="fail-open"),
         store_timeout=float(root.number("store_timeout", default=0.05, minimum=0.001, maximum=10)),
@@ -262,15 +264,22 @@ def next_hop_address(uri: str) -> tuple[str, int, str]:
     return host, port or 5060, transport
 
 
-def _trunk(sec: Section) -> Trunk:
-    sec.check_keys(TRUNK_KEYS)
-    sources = []
-    for index, value in enumerate(sec.list("sources", item=str)):
+def _networks(sec: Section, key: str, default: list[str] | None = None) -> tuple[IPNetwork, ...]:
+    out = []
+    for index, value in enumerate(sec.list(key, default=default if default is not None else [], item=str)):
         try:
-            sources.append(ipaddress.ip_network(value, strict=False))
+            out.append(ipaddress.ip_network(value, strict=False))
         except ValueError:
             raise ConfigError(f"{value!r} is not an IP address or CIDR", sec.path,
-                              sec.item_line("sources", index), sec.dotted("sources")) from None
+                              sec.item_line(key, index), sec.dotted(key)) from None
+    return tuple(out)
+
+
+def _trunk(sec: Section) -> Trunk:
+    sec.check_keys(TRUNK_KEYS)
+    sources = _networks(sec, "sources", default=None)
+    if not sources:
+        raise sec.error("sources", "a trunk needs at least one source address or CIDR")
     prov = sec.section("provider")
     prov.check_keys(PROVIDER_KEYS)
     provider = Provider(prov.str("name", default=None), prov.str("frn", default=None),
@@ -279,7 +288,7 @@ def _trunk(sec: Section) -> Trunk:
         raise prov.error("frn", f"an FRN is 10 digits, got {provider.frn!r}")
     cps = sec.number("cps", default=None, minimum=0.001)
     return Trunk(id=sec.str("id"), role=sec.choice("role", ("foreign", "domestic"), default="foreign"),
-                 sources=tuple(sources), provider=provider, cps=float(cps) if cps else None,
+                 sources=sources, provider=provider, cps=float(cps) if cps else None,
                  next_hop=_next_hop(sec, "next_hop", required=False))
 
 

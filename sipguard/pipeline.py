@@ -150,6 +150,7 @@ class Pipeline:
         self.policy = policy
         self.signer = signer
         self._fail_closed = config.store_failure == "fail-closed"
+        self._trusted = config.trusted_proxies
         self._store_unavailable = reject(
             503, "Service Unavailable", ("Retry-After", str(config.proxy.retry_after)),
             ("Reason", 'SIP;cause=503;text="state store unavailable"'), rule="store-failure")
@@ -195,13 +196,33 @@ class Pipeline:
             self.signer = None
         self.config = config
         self._fail_closed = config.store_failure == "fail-closed"
+        self._trusted = config.trusted_proxies
 
     async def aclose(self) -> None:
         await self.verifier.aclose()
         await self.store.aclose()
 
+    def upstream_of(self, req: Request, source: tuple[str, int]) -> tuple[str, int]:
+        """The address the call came from. Behind a trusted front proxy (Kamailio) that is not
+        the packet's source but what the proxy says: an ``X-Sipguard-Source: ip:port`` header it
+        adds, else the sent-by of the Via below its own (with received/rport)."""
+        if not self._trusted or not self.trunks.trusted(source[0], self._trusted):
+            return source
+        claimed = req.header("X-Sipguard-Source")
+        if claimed:
+            from sipguard.config import split_hostport
+
+            try:
+                host, port = split_hostport(claimed.strip())
+                return host, port or 5060
+            except ValueError:
+                log.warning("bad X-Sipguard-Source %r from %s", claimed, source[0])
+        vias = req.vias
+        return vias[1].sent_by_addr() if len(vias) > 1 else source
+
     async def decide(self, req: Request, source: tuple[str, int], transport: str) -> Outcome:
         now = self.clock.time()
+        source = self.upstream_of(req, source)
         trunk = self.trunks.classify(source[0])
         call = Call.of(req)
         if trunk is None and self.config.unknown_source == "reject" and not call.emergency:
@@ -264,11 +285,13 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         reasons=tuple(str(r) for r in ver.reasons),
         trunk=trunk.id if trunk else None,
         trunk_role=trunk.role if trunk else None,
-        trunk_rmd=lookups.trunk_rmd,
+        # a store that did not answer knows nothing: unknown (null) facts match no rule, so
+        # fail-open never turns an outage into "absent from the RMD" blocks
+        trunk_rmd=None if lookups.degraded else lookups.trunk_rmd,
         trunk_implementation=lookups.trunk_implementation,
         trunk_frn=trunk.provider.frn if trunk else None,
         signer_spc=ver.spc,
-        signer_rmd=lookups.signer_rmd,
+        signer_rmd=None if lookups.degraded else lookups.signer_rmd,
         source_ip=source_ip,
         caller=caller.e164,
         callee=call.callee.e164,

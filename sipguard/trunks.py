@@ -25,6 +25,14 @@ class TrunkTable:
         self._limit = memo_limit
         self.by_id = {trunk.id: trunk for trunk in trunks}
 
+    @staticmethod
+    def trusted(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip.strip("[]").split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(addr.version == net.version and addr in net for net in networks)
+
     def classify(self, ip: str) -> Trunk | None:
         try:
             return self._memo[ip]

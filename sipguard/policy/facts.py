@@ -17,7 +17,7 @@ class Facts:
     reasons: tuple[str, ...] = ()
     trunk: str | None = None
     trunk_role: str | None = None
-    trunk_rmd: str = "absent"             # listed | removed | absent
+    trunk_rmd: str | None = "absent"      # listed | removed | absent | None (store unavailable)
     trunk_implementation: str | None = None
     trunk_frn: str | None = None
     signer_spc: str | None = None

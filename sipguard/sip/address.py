@@ -21,8 +21,10 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?\.?$|^[A-Za-z0
 _IPV6REF = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
 _TOKEN_RE = re.compile(f"^{_TOKEN}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
+# No two adjacent quantifiers may match the same white space: a long run of blanks
+# followed by junk would otherwise backtrack quadratically (found by the fuzz test).
 _VIA = re.compile(
-    r"^\s*SIP\s*/\s*[0-9.]+\s*/\s*(" + _TOKEN + r")\s+(\[[^\]\s]*\]|[^\s;:\[\]]+)(?:\s*:\s*(\d+))?\s*(?:;(.*))?$",
+    r"^\s*SIP\s*/\s*[0-9.]+\s*/\s*(" + _TOKEN + r")\s+(\[[^\]\s]*\]|[^\s;:\[\]]+)\s*(?::\s*(\d+)\s*)?(?:;(.*))?$",
     re.DOTALL,
 )
 
@@ -195,8 +197,9 @@ class NameAddr:
         return self.raw
 
 
-_NAME_ADDR = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"\s*|([A-Za-z0-9\-.!%*_+`\'~ \t]*?)\s*)<([^<>\s]+)>\s*(;.*)?$',
-                        re.DOTALL)
+_NAME_ADDR = re.compile(
+    r'^\s*(?:"((?:[^"\\]|\\.)*)"\s*|(' + _TOKEN + r"(?:[ \t]+" + _TOKEN + r")*)\s*)?<([^<>\s]+)>\s*(;.*)?$",
+    re.DOTALL)
 
 
 def parse_name_addr(value: str) -> NameAddr:

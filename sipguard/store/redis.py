@@ -13,18 +13,20 @@ per-slot fan-out. The admin methods (imports, lists, notices; they may raise
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from sipguard.store.base import DEGRADED, LimitSpec, LookupKeys, Lookups
+from sipguard.store.batch import Autopipe
 from sipguard.store.connect import RedisTarget, client_factory
 from sipguard.store.keys import KeySchema, digits, frn10, nanp10
 from sipguard.store.limits import applicable
-from sipguard.store.redis_admin import RedisAdmin, _s
+from sipguard.store.redis_admin import RedisAdmin, _pack, _s
 
 log = logging.getLogger("sipguard.store")
 LOOKUP_LUA = resources.files("sipguard.store").joinpath("lua/lookup.lua").read_text(encoding="utf-8")
@@ -44,6 +46,9 @@ class RedisStore(RedisAdmin):
         self._make = client_factory(target)
         self._client: Any = None
         self._script: Any = None
+        self._sha = hashlib.sha1(LOOKUP_LUA.encode()).hexdigest()
+        self._dataset_keys = self.keys.dataset_keys()
+        self._pipe: Autopipe | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._timeouts_in_row = 0
         self._counts = {"lookups": 0, "errors": 0, "timeouts": 0, "degraded": 0, "reconnects": 0}
@@ -54,6 +59,8 @@ class RedisStore(RedisAdmin):
         """Connect; if Redis is not there yet, keep trying in the background (calls degrade)."""
         self._client = self._make()
         self._script = self._client.register_script(LOOKUP_LUA)
+        if not self.target.cluster:
+            self._pipe = Autopipe(self._client.connection_pool, read_timeout=max(1.0, 4 * self.timeout))
         try:
             await asyncio.wait_for(self._client.ping(), max(1.0, self.timeout))
             self.healthy = True
@@ -70,6 +77,8 @@ class RedisStore(RedisAdmin):
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
                 pass
             self._reconnect = None
+        if self._pipe is not None:
+            await self._pipe.aclose()
         if self._client is not None:
             try:
                 await self._client.aclose()
@@ -143,10 +152,13 @@ class RedisStore(RedisAdmin):
         limiters = applicable(self.limits, keys)
         limit_keys = [self.keys.limit(self.limits[i].name, value) for i, value, _, _ in limiters]
         limit_args = [(repr(interval), burst) for _, _, interval, burst in limiters]
-        if not self.target.cluster or not limiters:
-            flat = [a for pair in limit_args for a in pair]
-            reply = await self._script(keys=self.keys.dataset_keys() + limit_keys, args=args + flat)
+        if not self.target.cluster:
+            flat = [str(a) for pair in limit_args for a in pair]
+            reply = await self._evalsha([*self._dataset_keys, *limit_keys], [str(a) for a in args] + flat)
             flags = _s(reply[9])
+        elif not limiters:
+            reply = await self._script(keys=self._dataset_keys, args=args)
+            flags = ""
         else:
             limits_only = [0, *args[1:]]
             replies = await asyncio.gather(
@@ -163,6 +175,19 @@ class RedisStore(RedisAdmin):
             signer_rmd=(out[2] or "absent") if spc else None, signer_frn=out[3] or None,
             caller_dno=out[4] == "1", list=out[5] or None, list_entry=out[6] or None,
             notice=out[7] or None, limited=limited, rmd_snapshot=out[8] or None)
+
+    async def _evalsha(self, keys: list[str], args: list[str]) -> Any:
+        """EVALSHA, encoded here and sent through the auto-pipeline (batch.py)."""
+        assert self._pipe is not None
+        packed = _pack("EVALSHA", self._sha, [str(len(keys)), *keys, *args])
+        reply = await self._pipe.submit(packed)
+        if isinstance(reply, NoScriptError):
+            # Redis restarted or SCRIPT FLUSH: load the script again and retry once
+            await self._client.script_load(LOOKUP_LUA)
+            reply = await self._pipe.submit(packed)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def stats(self) -> dict[str, float]:
         out = {k: float(v) for k, v in self._counts.items()}

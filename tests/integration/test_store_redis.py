@@ -309,3 +309,35 @@ def test_import_lock_and_sweep_of_leftovers(redis_server: RedisProcess) -> None:
         await store.aclose()
 
     asyncio.run(main())
+
+
+def test_concurrent_lookups_get_their_own_answers(redis_server: RedisProcess) -> None:
+    """Lookups of one loop turn share a write (batch.py): replies must still reach the right call,
+    also when some callers give up half way."""
+    records = parse_rmd(read_text(str(DATA / "messy.csv")))[0]
+    ids = ["RMD0000001", "RMD0000002", "RMD0000003", "RMD0009999"]
+    want = {"RMD0000001": "complete", "RMD0000002": "partial", "RMD0000003": "none", "RMD0009999": None}
+
+    async def main() -> None:
+        store = open_store(redis_server.url, (), timeout=2.0, prefix="mux")
+        await store.start()
+        await store.import_rmd(records, "2025-06-01")
+        calls = [ids[n % 4] for n in range(400)]
+
+        async def one(rmd: str) -> str | None:
+            return (await store.lookup(call(rmd=rmd), NOW)).trunk_implementation
+
+        got = await asyncio.gather(*(one(r) for r in calls))
+        assert got == [want[r] for r in calls]
+        # callers that stop waiting (cancelled mid-batch) do not shift anyone else's reply
+        tasks = [asyncio.create_task(one(r)) for r in calls]
+        await asyncio.sleep(0)
+        for task in tasks[::3]:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for rmd, result in zip(calls, results, strict=True):
+            assert isinstance(result, asyncio.CancelledError) or result == want[rmd]
+        assert await asyncio.gather(*(one(r) for r in calls)) == [want[r] for r in calls]
+        await store.aclose()
+
+    asyncio.run(main())

@@ -17,11 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from sipguard.observe.logs import setup_logging
     from sipguard.proxy.server import serve
 
     config = load_config(args.config)
-    setup_logging(config.log.level)
+    try:  # TEMPORARY until sipguard.observe lands
+        from sipguard.observe.logs import setup_logging
+        setup_logging(config.log.level)
+    except ModuleNotFoundError:
+        logging.basicConfig(level=config.log.level.upper(),
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("sipguard").info("starting sipguard with %s", config.path)
     if args.workers is not None and args.workers < 1:
         raise SystemExit("sipguard serve: --workers must be >= 1")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sipguard.config import Config, next_hop_address
 from sipguard.proxy import act
-from sipguard.sip import Request, Response, SipParseError, build_response, parse
+from sipguard.sip import Request, Response, SipParseError, build_response, parse, validate
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -192,6 +192,7 @@ class ProxyCore:
                 self.sender.send_to_source(tx.last, source, transport, conn)
             return
         self.counters.invites += 1
+        validate(req)  # what the pipeline reads, parsed (and cached) now: a bad header is a 400 here
         mf = req.max_forwards
         if mf is not None and mf <= 0:
             self._reply(req, 483, source, transport, conn)
@@ -213,6 +214,12 @@ class ProxyCore:
         started = time.perf_counter()
         try:
             outcome = await self.pipeline.decide(req, tx.source, tx.transport)
+        except SipParseError as exc:  # a header only the pipeline reads was malformed
+            self.counters.malformed_answered += 1
+            warning = exc.reason.replace('"', "'")
+            self._final(tx, build_response(req, 400, "Bad Request", [("Warning", f'399 sipguard "{warning}"'),
+                                                                    SERVER_HEADER], to_tag=tx.to_tag))
+            return
         except Exception:
             self.counters.decide_errors += 1
             log.exception("decision failed for Call-ID %s", req.call_id)

@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 from conftest import base_config, need
+from cryptography.hazmat.primitives.asymmetric import ec
 from sipclient import MiniUas, UdpClient, free_port, invite
+
+from tests.shaken_pki import shaken_identity
 
 pytestmark = pytest.mark.integration
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -196,9 +199,14 @@ class _SlowRepository:
         self.server.server_close()
 
 
+_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
 def _identity(port: int, n: int) -> str:
-    # The token is never checked: the x5u download stalls first (distinct URLs: no single flight).
-    return f"e30.e30.c2ln;info=<http://127.0.0.1:{port}/cert{n}.pem>;alg=ES256;ppt=shaken"
+    """A well-formed, fresh PASSporT whose certificate download stalls (distinct URLs: no
+    single flight), so the decision stays pending while the repository sleeps."""
+    x5u = f"http://127.0.0.1:{port}/cert{n}.pem"
+    return shaken_identity(_KEY, x5u, orig="12127363100", dest=["13036231000"], iat=int(time.time()))
 
 
 def _rss_kb(pid: int) -> int:
@@ -221,7 +229,10 @@ def test_overload_answers_503_and_recovers(sipguard: Any) -> None:
         client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         flood = 400  # twenty times what may wait
         for n in range(flood):
-            client.send(invite(sg.addr, client.addr, identity=[_identity(repo.port, n)]), sg.addr)
+            client.send(invite(sg.addr, client.addr, caller="+12127363100", callee="+13036231000",
+                               identity=[_identity(repo.port, n)]), sg.addr)
+            if n % 50 == 49:
+                time.sleep(0.02)  # let sipguard drain its socket: we test admission, not the kernel buffer
         statuses: list[int] = []
         end = time.monotonic() + 15
         while time.monotonic() < end and len([s for s in statuses if s >= 200]) < flood:
@@ -276,4 +287,7 @@ def test_sighup_reloads_without_dropping_calls(running: Any) -> None:
         final, _ = client.call(sg.addr, caller="+12127363100", callee="+13036231000")
         assert final is not None and final.status == 200
     assert sg.proc is not None and sg.proc.poll() is None
+    end = time.monotonic() + 5
+    while "config reloaded" not in sg.logs() and time.monotonic() < end:
+        time.sleep(0.1)
     assert "config reloaded" in sg.logs()

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EDGE_CFG = ROOT / "kamailio" / "edge-proxy" / "kamailio.cfg"
 REDIRECT_CFG = ROOT / "kamailio" / "redirect" / "kamailio.cfg"
 
-CALLER = "+12025550123"
-CALLEE = "+13035550100"
-BLOCKED_CALLER = "+12025550199"
+CALLER = "+12127363100"
+CALLEE = "+13036231000"
+BLOCKED_CALLER = "+12127363199"
 
 # The policy every Kamailio test screens with: one rule per outcome the tests check.
 POLICY = """\
@@ -42,7 +42,7 @@ version: 1
 default: {action: forward}
 rules:
   - name: blocked-caller
-    when: {caller: "12025550199"}
+    when: {caller: "12127363199"}
     action: reject
     status: 603+
     class: analytics
@@ -173,6 +173,7 @@ class Screening:
                             "x5u": "https://certs.example.net/sipguard.pem", "attest": "C"},
             },
             "policy": str(self.policy),
+            "blocking": {"redress": {"url": "https://example.net/blocked", "tel": "+18005550100"}},
             "traceback": {"path": "var/traceback.db"},
         }
         config.update(extra)

@@ -74,7 +74,7 @@ def test_signed_call_is_forwarded_with_verstat(edge: dict[str, Any]) -> None:
 def test_rejection_is_relayed_unchanged_and_never_retried(edge: dict[str, Any], caller: str, status: int,
                                                           reason: str | None) -> None:
     # signed for another number: orig-mismatch -> 438 (RFC 8224), with its Reason
-    identity = edge["screening"].identity(orig=caller, signed_orig="+12025550100" if reason else None)
+    identity = edge["screening"].identity(orig=caller, signed_orig="+12127363101" if reason else None)
     for _ in range(2):  # round robin: both sipguards get one, neither result is failed over
         final, _ = edge["client"].call(edge["kam"].addr, caller=caller, identity=[identity])
         assert final is not None and final.status == status, edge["kam"].log()

@@ -75,7 +75,7 @@ def test_unsigned_call_is_routed_on_signed_and_tagged(redirect: dict[str, Any]) 
 @pytest.mark.parametrize(("caller", "status"), [(CALLER, 438), (BLOCKED_CALLER, 603)])
 def test_rejection_is_relayed_unchanged(redirect: dict[str, Any], caller: str, status: int) -> None:
     kam = redirect["kamailio"]()
-    identity = redirect["screening"].identity(orig=caller, signed_orig="+12025550100" if status == 438 else None)
+    identity = redirect["screening"].identity(orig=caller, signed_orig="+12127363101" if status == 438 else None)
     final, _ = redirect["client"].call(kam.addr, caller=caller, identity=[identity])
     assert final is not None and final.status == status, kam.log()
     assert final.header("Reason")

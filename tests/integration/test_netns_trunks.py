@@ -76,7 +76,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
 def test_source_inside_trunk_cidr_is_screened_and_forwarded(network: dict[str, object]) -> None:
     client = network["inside"]
     assert isinstance(client, UdpClient)
-    final, _ = client.call((EDGE_UP, SIP_PORT), caller="+12025550123", callee="+13035550100")
+    final, _ = client.call((EDGE_UP, SIP_PORT), caller="+12127363100", callee="+13036231000")
     assert final is not None and final.status == 200, Path(str(network["log"])).read_text(errors="replace")
     uas = network["uas"]
     assert isinstance(uas, MiniUas)
@@ -88,7 +88,7 @@ def test_source_inside_trunk_cidr_is_screened_and_forwarded(network: dict[str, o
 def test_source_outside_every_trunk_is_refused(network: dict[str, object]) -> None:
     client = network["outside"]
     assert isinstance(client, UdpClient)
-    final, _ = client.call((EDGE_UP, SIP_PORT), caller="+12025550123", callee="+13035550100")
+    final, _ = client.call((EDGE_UP, SIP_PORT), caller="+12127363100", callee="+13036231000")
     assert final is not None and final.status == 403
     assert "unknown source" in (final.header("Reason") or "")
     uas = network["uas"]

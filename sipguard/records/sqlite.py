@@ -112,9 +112,9 @@ class SqliteRecords:
         where, args = _where(since, until)
         where.append(f"{column} IS NOT NULL")
         where.append("(action = 'reject' OR attest = 'C')")
-        sql = (f"SELECT {column}, SUM(action = 'reject'), SUM(attest = 'C') FROM records"
+        sql = (f"SELECT {column}, SUM(action IS 'reject'), SUM(attest IS 'C') FROM records"
                f" WHERE {' AND '.join(where)} GROUP BY {column}"
-               " ORDER BY SUM(action = 'reject') + SUM(attest = 'C') DESC, 1 LIMIT ?")
+               " ORDER BY SUM(action IS 'reject') + SUM(attest IS 'C') DESC, 1 LIMIT ?")
         args.append(n)
         with self._lock:
             rows = self._conn().execute(sql, args).fetchall()

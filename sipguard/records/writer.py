@@ -77,6 +77,7 @@ class RecordWriter:
         self._last_attempt = -RETRY
         self._last_trim = -TRIM_EVERY
         self._degraded = False
+        self._drain_lock = asyncio.Lock()   # the task and aclose() must not interleave batches
 
     # -- hot path ---------------------------------------------------------------------------
     def submit(self, record: CallRecord) -> None:
@@ -137,10 +138,11 @@ class RecordWriter:
                 await asyncio.sleep(INTERVAL)
 
     async def _drain(self) -> None:
-        while self._queue or self._overflow:
-            await self._persist(self._take())
-        if self._spool_pending:
-            await self._flush_spool(force=self._closing)
+        async with self._drain_lock:
+            while self._queue or self._overflow:
+                await self._persist(self._take())
+            if self._spool_pending:
+                await self._flush_spool(force=self._closing)
 
     def _take(self) -> list[Entry]:
         """The next batch, numbered: queue first, then overflow (seq = persistence order)."""

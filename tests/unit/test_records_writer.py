@@ -1,0 +1,200 @@
+"""The record writer with the SQLite backend and with a sink that fails on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from sipguard.clock import ManualClock
+from sipguard.records import query
+from sipguard.records.record import TracebackConfig
+from sipguard.records.spool import Entry
+from sipguard.records.writer import RecordWriter, open_records
+from tests.records_fixtures import BASE_TIME, make_record
+
+
+def cfg_for(tmp_path: Path, **over: object) -> TracebackConfig:
+    values: dict[str, object] = {"path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool")}
+    values.update(over)
+    return TracebackConfig(**values)  # type: ignore[arg-type]
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_written_and_found_by_caller_callee_time_and_call_id(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path)
+
+    async def scenario() -> None:
+        writer = open_records("memory", cfg, clock=ManualClock(BASE_TIME + 1000))
+        await writer.start()
+        for i in range(50):
+            writer.submit(make_record(i * 60, caller=f"1202555{i:04d}", callee="13125550188"))
+        writer.submit(make_record(99_000, call_id="the-one"))
+        await writer.aclose()
+        assert writer.stats.written == 51
+        # an ITG request: one time, both numbers, in another spelling
+        got = await query.find("memory", cfg, caller="+1 (202) 555-0007", callee="tel:+1-312-555-0188",
+                               at=BASE_TIME + 7 * 60 + 30)
+        assert [r.call_id for r in got] == [f"call-{7 * 60}@198.51.100.7"]
+        # the default ±5 min window around the time
+        around = await query.find("memory", cfg, at=BASE_TIME + 600)
+        assert [r.time - BASE_TIME for r in around] == [300, 360, 420, 480, 540, 600, 660, 720, 780, 840, 900]
+        assert [r.call_id for r in await query.find("memory", cfg, call_id="the-one")] == ["the-one"]
+        assert await query.find("memory", cfg, caller="no number here") == []
+        assert len(await query.find("memory", cfg, since=BASE_TIME, until=BASE_TIME + 120)) == 3
+        assert len(await query.find("memory", cfg, limit=5)) == 5
+
+    run(scenario())
+
+
+def test_retention_trims_old_records(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path, retention_days=1)
+
+    async def scenario() -> None:
+        first = open_records("memory", cfg, clock=ManualClock(BASE_TIME))
+        await first.start()
+        first.submit(make_record(0))                       # will be 2 days old
+        first.submit(make_record(86400 + 3600))             # will be < 1 day old
+        await first.aclose()
+        later = open_records("memory", cfg, clock=ManualClock(BASE_TIME + 2 * 86400))
+        await later.start()                                 # a retention pass runs at start
+        await later.aclose()
+        assert later.stats.trimmed == 1
+        left = await query.find("memory", cfg)
+        assert [r.time for r in left] == [BASE_TIME + 86400 + 3600]
+
+    run(scenario())
+
+
+def test_top_counts_rejected_and_attest_c(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path)
+
+    async def scenario() -> None:
+        w = open_records("memory", cfg)
+        await w.start()
+        for i in range(5):
+            w.submit(make_record(i, caller="12025550001", action="reject", status=603, trunk="bad"))
+        for i in range(3):
+            w.submit(make_record(10 + i, caller="12025550002", attest="C", spc="999X", trunk="bad"))
+        w.submit(make_record(20, caller="12025550002", attest="A", spc="123A"))   # neither: not counted
+        w.submit(make_record(21, caller="12025550003", action="reject", attest="C", spc="999X"))
+        await w.aclose()
+        callers = await query.top("memory", cfg, "callers", since=BASE_TIME)
+        assert callers == [("12025550001", 5, 0), ("12025550002", 0, 3), ("12025550003", 1, 1)]
+        assert await query.top("memory", cfg, "spc", since=BASE_TIME) == [("999X", 1, 4)]
+        assert await query.top("memory", cfg, "trunks", since=BASE_TIME, n=1) == [("bad", 5, 3)]
+        assert await query.top("memory", cfg, "callers", since=BASE_TIME + 15) == [("12025550003", 1, 1)]
+        with pytest.raises(query.QueryError):
+            await query.top("memory", cfg, "planets", since=None)
+
+    run(scenario())
+
+
+def test_query_without_a_record_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(query.QueryError, match="traceback.path"):
+        run(query.find("memory", cfg_for(tmp_path)))
+
+
+class FlakySink:
+    """Stores entries in a list; fails while ``down`` is set. Idempotent on (writer, seq)."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.rows: dict[tuple[str, int], object] = {}
+        self.calls = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, entries: Sequence[Entry], now: float) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("store down")
+        for w, s, r in entries:
+            self.rows[(w, s)] = r
+
+    async def trim(self, now: float) -> int:
+        return 0
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_outage_spools_then_flushes_in_order_without_loss(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path, batch=10)
+    sink = FlakySink()
+
+    async def scenario() -> None:
+        w = RecordWriter(sink, cfg, writer_id="w")
+        await w.start()
+        sink.down = True
+        for i in range(35):
+            w.submit(make_record(i))
+        await w._drain()
+        assert w.degraded and w.stats.spooled == 35 and not sink.rows
+        assert os.listdir(cfg.spool)
+        sink.down = False
+        for i in range(35, 40):
+            w.submit(make_record(i))
+        w._last_attempt = -10.0                             # the retry interval has passed
+        await w._drain()
+        assert not w.degraded
+        await w.aclose()
+        assert sorted(s for _, s in sink.rows) == list(range(1, 41))
+        assert os.listdir(cfg.spool) == []
+
+    run(scenario())
+
+
+def test_aclose_while_store_down_spools_everything_and_next_start_flushes(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path)
+    sink = FlakySink()
+    sink.down = True
+
+    async def scenario() -> None:
+        w = RecordWriter(sink, cfg, writer_id="first")
+        await w.start()
+        for i in range(25):
+            w.submit(make_record(i))
+        await w.aclose()                                    # SIGTERM during the outage
+        assert w.stats.spooled == 25 and not sink.rows
+        sink.down = False
+        again = RecordWriter(sink, cfg, writer_id="second")
+        await again.start()                                 # leftovers flushed before anything else
+        assert len(sink.rows) == 25 and {w for w, _ in sink.rows} == {"first"}
+        await again.aclose()
+
+    run(scenario())
+
+
+def test_full_queue_spills_instead_of_dropping(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path, queue=5, batch=3)
+    sink = FlakySink()
+
+    async def scenario() -> None:
+        w = RecordWriter(sink, cfg, writer_id="w")
+        await w.start()
+        for i in range(12):
+            w.submit(make_record(i))
+        assert w.pending == 12 and w.stats.spilled == 7
+        await w.aclose()
+        assert len(sink.rows) == 12
+
+    run(scenario())
+
+
+def test_refushing_the_same_spool_duplicates_nothing_in_sqlite(tmp_path: Path) -> None:
+    from sipguard.records.sqlite import SqliteRecords
+
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    entries = [("w", i, make_record(i)) for i in range(1, 6)]
+    db.write(entries)
+    db.write(entries[2:])
+    assert db.count() == 5
+    db.close()

@@ -9,6 +9,7 @@ Layout (one hash tag, so the script's keys share a cluster slot):
 ``sipguard:{tb}:late``      sorted set, score = record ms, member = entry ID, for records whose
                             ID had to be later than their time by more than ``LATE_MS``
                             (flushed from a spool after an outage). Queries read it too.
+                            Retention deletes them by record time (XDEL), the rest by ID.
 ``sipguard:{tb}:hw``        hash writer -> highest sequence number stored: the idempotency
                             mark that lets a spool file be flushed twice without duplicates.
 ``sipguard:{tb}:writers``   sorted set writer -> last write (ms), to forget old writers.
@@ -67,6 +68,9 @@ for w, seq in pairs(marks) do
 end
 if minid > 0 then
   redis.call('XTRIM', KEYS[1], 'MINID', '~', minid)
+  -- late entries carry IDs newer than their time: expire them by their time, exactly
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. minid)
+  for _, id in ipairs(expired) do redis.call('XDEL', KEYS[1], id) end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. minid)
   local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. minid)
   for _, w in ipairs(old) do redis.call('HDEL', KEYS[3], w) end

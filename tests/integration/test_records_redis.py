@@ -1,0 +1,159 @@
+"""Records in Redis Streams against a real redis-server: found again, retained by time,
+idempotent, and nothing lost or duplicated across a Redis restart or a SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sipguard.clock import ManualClock
+from sipguard.records import query
+from sipguard.records.record import TracebackConfig
+from sipguard.records.redis_stream import LATE, STREAM, RedisRecords
+from sipguard.records.writer import open_records
+from tests.records_fixtures import BASE_TIME, make_record
+from tests.redis_fixtures import REDIS_SERVER, RedisProcess, start_redis
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis_aof() -> Iterator[RedisProcess]:
+    """A redis-server that keeps its data across kill -9 (AOF, fsync always)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    proc = start_redis(("--appendonly", "yes", "--appendfsync", "always"))
+    yield proc
+    proc.stop()
+
+
+async def until(check: Callable[[], bool], what: str, seconds: float = 15.0) -> None:
+    """Wait for a condition (not a timing assertion: the deadline only bounds a hang)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_found_again_by_numbers_window_and_call_id(redis_aof: RedisProcess, tmp_path: Path) -> None:
+    cfg = TracebackConfig(spool=str(tmp_path / "spool"))
+
+    async def scenario() -> None:
+        w = open_records(redis_aof.url, cfg, clock=ManualClock(BASE_TIME))
+        await w.start()
+        for i in range(30):
+            w.submit(make_record(i * 60, caller=f"1202555{i:04d}"))
+        w.submit(make_record(5000, call_id="needle", action="reject", status=603, attest="C", spc="77XZ"))
+        await w.aclose()
+        got = await query.find(redis_aof.url, cfg, caller="(202) 555-0004", callee="+13125550188",
+                               at=BASE_TIME + 240 + 100)
+        assert [r.time - BASE_TIME for r in got] == [240]
+        assert len(await query.find(redis_aof.url, cfg, at=BASE_TIME + 600)) == 11
+        (needle,) = await query.find(redis_aof.url, cfg, call_id="needle")
+        assert needle == make_record(5000, call_id="needle", action="reject", status=603, attest="C", spc="77XZ")
+        assert await query.top(redis_aof.url, cfg, "spc", since=BASE_TIME) == [("77XZ", 1, 1)]
+
+    run(scenario())
+
+
+def test_rewrite_is_idempotent_late_records_found_and_retention_trims(redis_aof: RedisProcess) -> None:
+    async def scenario() -> None:
+        rs = RedisRecords(redis_aof.url)
+        await rs.client.delete(STREAM, LATE)
+        await rs.client.config_set("stream-node-max-entries", 1)   # makes XTRIM MINID ~ exact
+        now = BASE_TIME + 10 * 86400
+        entries = [("w", i, make_record(i * 86400)) for i in range(1, 11)]   # one per day
+        assert await rs.write(entries, minid=0, now=now) == 10
+        assert await rs.write(entries[5:], minid=0, now=now) == 0           # a spool flushed twice
+        assert await rs.count() == 10
+        # a record delivered long after its time (from a spool) still answers its window
+        assert await rs.write([("v", 1, make_record(3600, call_id="late"))], minid=0, now=now) == 1
+        assert await rs.client.zcard(LATE) == 1
+        found = await rs.find(BASE_TIME + 3500, BASE_TIME + 3700, None, None, None, 10)
+        assert [r.call_id for r in found] == ["late"]
+        # retention: everything older than day 6 goes (exact here: one entry per stream node)
+        await rs.write([("w", 11, make_record(11 * 86400))], minid=BASE_TIME + 6 * 86400, now=now)
+        left = await rs.find(None, None, None, None, None, 100)
+        assert [int((r.time - BASE_TIME) / 86400) for r in left] == [6, 7, 8, 9, 10, 11]
+        # the late index lost the expired "late" entry; day 11 (written after the late one, so
+        # also behind the stream's top ID) is the one left in it
+        assert await rs.client.zcard(LATE) == 1
+        assert [r.call_id for r in await rs.find(BASE_TIME + 11 * 86400, BASE_TIME + 11 * 86400,
+                                                 None, None, None, 5)] == [make_record(11 * 86400).call_id]
+        await rs.aclose()
+
+    run(scenario())
+
+
+def test_redis_restart_mid_writing_loses_and_duplicates_nothing(redis_aof: RedisProcess,
+                                                                tmp_path: Path) -> None:
+    cfg = TracebackConfig(spool=str(tmp_path / "spool"), batch=20)
+
+    async def scenario() -> None:
+        rs = RedisRecords(redis_aof.url)
+        await rs.client.delete(STREAM, LATE)
+        await rs.aclose()
+        w = open_records(redis_aof.url, cfg, clock=ManualClock(BASE_TIME + 1000))
+        await w.start()
+        for i in range(100):
+            w.submit(make_record(i))
+        await until(lambda: w.stats.written == 100, "first 100 records in Redis")
+        redis_aof.stop()                                   # kill -9 while the proxy keeps deciding
+        for i in range(100, 200):
+            w.submit(make_record(i))
+            if i % 25 == 0:
+                await asyncio.sleep(0.01)
+        await until(lambda: w.stats.spooled == 100, "100 records spooled")
+        assert os.listdir(cfg.spool)
+        redis_aof.start()
+        for i in range(200, 250):
+            w.submit(make_record(i))
+        await until(lambda: w.stats.flushed + w.stats.written == 250 and not w.degraded, "spool flushed")
+        await w.aclose()
+        records = await query.find(redis_aof.url, cfg, limit=10_000)
+        ids = [r.call_id for r in records]
+        assert len(ids) == 250 and len(set(ids)) == 250
+        assert not [n for n in os.listdir(cfg.spool) if n.endswith(".jsonl")]
+
+    run(scenario())
+
+
+def test_sigterm_during_outage_then_restart_flushes_leftovers(redis_aof: RedisProcess, tmp_path: Path) -> None:
+    cfg = TracebackConfig(spool=str(tmp_path / "spool"))
+
+    async def scenario() -> None:
+        rs = RedisRecords(redis_aof.url)
+        await rs.client.delete(STREAM, LATE)
+        await rs.aclose()
+        redis_aof.stop()
+        w = open_records(redis_aof.url, cfg, clock=ManualClock(BASE_TIME + 1000))
+        await w.start()                                    # Redis down at start: no failure, spooling
+        for i in range(40):
+            w.submit(make_record(i))
+        await w.aclose()                                   # the SIGTERM drain
+        assert w.stats.spooled == 40
+        redis_aof.start()
+        again = open_records(redis_aof.url, cfg, clock=ManualClock(BASE_TIME + 1000))
+        await again.start()
+        assert again.stats.flushed == 40
+        await again.aclose()
+        assert len(await query.find(redis_aof.url, cfg, limit=1000)) == 40
+
+    run(scenario())
+
+
+def test_unreachable_redis_query_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.redis_fixtures import free_port
+
+    with pytest.raises(query.QueryError, match="cannot read records"):
+        run(query.find(f"redis://127.0.0.1:{free_port()}/0", TracebackConfig()))

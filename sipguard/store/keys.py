@@ -91,6 +91,8 @@ def frn10(frn: str | None) -> str | None:
     """FRNs are 10 digits with leading zeros; exports often drop them or add punctuation."""
     if not frn:
         return None
+    if frn.isascii() and frn.isdigit():
+        return frn.zfill(10) if len(frn) <= 10 else None
     only = "".join(ch for ch in frn if ch.isdigit())
     if not only or len(only) > 10:
         return None

@@ -10,6 +10,7 @@ A traceback request gives one time: ``at`` searches ``window`` seconds either si
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,32 @@ DEFAULT_WINDOW = 300.0
 
 class QueryError(SipguardError):
     """A query the store cannot answer (no record file yet, store unreachable)."""
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 (``2025-08-06T14:03:00Z``, ``2025-08-06 14:03``, ``...-04:00``) or epoch
+    seconds. A time without a zone is taken as UTC (say so to the user)."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"time {text!r}: expected ISO 8601 (2025-08-06T14:03:00Z; no zone = UTC) "
+                         "or epoch seconds") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def iso_utc(t: float | None) -> str | None:
+    """Epoch -> ``2025-08-06T14:03:00.123Z`` (records are answered in UTC)."""
+    if t is None:
+        return None
+    when = datetime.datetime.fromtimestamp(t, datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def time_range(since: float | None, until: float | None, at: float | None,

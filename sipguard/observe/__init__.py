@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (one module of names), JSON logs, health and the admin HTTP listener."""

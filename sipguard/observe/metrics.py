@@ -1,0 +1,243 @@
+"""Every Prometheus metric sipguard exports, defined once (their names are user-facing).
+
+``SPECS`` is the one source of truth: the code, the Grafana dashboard
+(config/grafana/sipguard.json, checked by a test) and the docs use these names.
+
+Several workers: the supervisor calls ``prepare_multiprocess(dir)`` before it forks,
+so every process writes its samples to memory-mapped files in ``dir``
+(prometheus_client multiprocess mode) and the one HTTP endpoint, served by the
+supervisor, aggregates them (counters and histograms summed; gauges summed over live
+processes, or the max for breaker states). When a worker dies the supervisor calls
+``mark_process_dead(pid)``. One process: plain in-memory metrics, no folder needed.
+
+Hot path: ``observe_decision`` does a dict lookup for pre-bound label children and a
+few increments; nothing is formatted per call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sipguard.records.record import CallRecord
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+BREAKER_VALUE = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    name: str              # as exposed, without the _total/_bucket suffixes prometheus_client adds
+    kind: str              # counter | gauge | histogram
+    help: str
+    labels: tuple[str, ...] = ()
+    mode: str = "livesum"  # gauges in multiprocess mode: how to combine the workers
+    buckets: tuple[float, ...] = ()
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("sipguard_invites", "counter", "INVITE decisions", ("action", "status", "verstat", "attest", "trunk")),
+    Spec("sipguard_invite_reasons", "counter", "Verification reason codes seen on INVITEs", ("reason",)),
+    Spec("sipguard_rule_hits", "counter", "Policy rules that decided a call", ("rule", "rule_class")),
+    Spec("sipguard_rate_limit_hits", "counter", "Calls over a configured limit", ("limiter",)),
+    Spec("sipguard_signed", "counter", "Calls sipguard signed (gateway attestation)"),
+    Spec("sipguard_decision_seconds", "histogram", "Time from INVITE received to decision sent",
+         buckets=LATENCY_BUCKETS),
+    Spec("sipguard_x5u_cache", "counter", "Certificate cache lookups", ("result",)),
+    Spec("sipguard_x5u_fetches", "counter", "x5u certificate downloads", ("outcome",)),
+    Spec("sipguard_x5u_fetch_seconds", "histogram", "x5u download time", buckets=FETCH_BUCKETS),
+    Spec("sipguard_x5u_breaker_state", "gauge", "Circuit breaker per x5u host: 0 closed, 1 half-open, 2 open",
+         ("host",), mode="max"),
+    Spec("sipguard_cert_cache_entries", "gauge", "Certificates held in the in-process cache"),
+    Spec("sipguard_store_requests", "counter", "State store lookups", ("result",)),
+    Spec("sipguard_store_errors", "counter", "State store operations that failed", ("op",)),
+    Spec("sipguard_store_seconds", "histogram", "State store operation time", ("op",),
+         buckets=LATENCY_BUCKETS),
+    Spec("sipguard_store_healthy", "gauge", "1 when the state store answers, 0 in its failure mode",
+         mode="min"),
+    Spec("sipguard_pending_decisions", "gauge", "INVITEs waiting for a decision (admission queue depth)"),
+    Spec("sipguard_sip_events", "counter", "SIP messages by what the proxy did with them", ("event",)),
+    Spec("sipguard_records_written", "counter", "Traceback records stored"),
+    Spec("sipguard_records_spooled", "counter", "Traceback records written to the local spool"),
+    Spec("sipguard_records_errors", "counter", "Failed traceback record writes"),
+    Spec("sipguard_records_write_seconds", "histogram", "Traceback batch write time",
+         buckets=LATENCY_BUCKETS),
+    Spec("sipguard_records_queue", "gauge", "Traceback records waiting to be written"),
+)
+
+
+def exposed_names() -> set[str]:
+    """Every series name as Prometheus shows it (for the dashboard check and docs)."""
+    out: set[str] = set()
+    for spec in SPECS:
+        if spec.kind == "counter":
+            out.update((spec.name + "_total", spec.name + "_created"))
+        elif spec.kind == "histogram":
+            out.update(spec.name + s for s in ("_bucket", "_sum", "_count", "_created"))
+        else:
+            out.add(spec.name)
+    return out
+
+
+def prepare_multiprocess(directory: str) -> None:
+    """Before forking workers: an empty folder for the per-process sample files."""
+    if os.path.isdir(directory):
+        shutil.rmtree(directory)         # stale files from a previous run would be summed in
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()   # the module read the variable at import
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+_current: CollectorRegistry | None = None   # the registry of this process's latest Metrics()
+
+
+def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
+    """The /metrics body: every worker's samples in multiprocess mode, else ``registry``
+    (default: the registry of the ``Metrics`` this process made last)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged), CONTENT_TYPE
+    if registry is None:
+        from prometheus_client import REGISTRY
+
+        registry = _current or REGISTRY
+    return generate_latest(registry), CONTENT_TYPE
+
+
+class Metrics:
+    """One process's metrics. Own registry, so tests and replay can make several."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        global _current
+        self.registry = registry or CollectorRegistry()
+        _current = self.registry
+        self.m: dict[str, Any] = {spec.name: _make(spec, self.registry) for spec in SPECS}
+        self._invites: dict[tuple[str, str, str, str, str], Any] = {}
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._last: dict[str, float] = {}   # previous value of each cumulative stat, for deltas
+        self._decision = self.m["sipguard_decision_seconds"]
+        self._signed = self.m["sipguard_signed"]
+
+    def child(self, name: str, *labels: str) -> Any:
+        key = (name, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = self.m[name].labels(*labels)
+        return found
+
+    # -- per call ----------------------------------------------------------------------------
+    def observe_decision(self, record: CallRecord, latency_s: float) -> None:
+        key = (record.action, str(record.status) if record.status is not None else "",
+               record.verstat, record.attest or "", record.trunk or "")
+        child = self._invites.get(key)
+        if child is None:
+            child = self._invites[key] = self.m["sipguard_invites"].labels(*key)
+        child.inc()
+        self._decision.observe(latency_s)
+        for reason in record.reasons:
+            self.child("sipguard_invite_reasons", reason).inc()
+        if record.rule is not None:
+            self.child("sipguard_rule_hits", record.rule, record.rule_class or "").inc()
+        if record.signed:
+            self._signed.inc()
+
+    def rate_limited(self, limiter: str) -> None:
+        self.child("sipguard_rate_limit_hits", limiter).inc()
+
+    def observe_x5u_fetch(self, seconds: float, outcome: str = "ok") -> None:
+        self.m["sipguard_x5u_fetch_seconds"].observe(seconds)
+        self.child("sipguard_x5u_fetches", outcome).inc()
+
+    def observe_store(self, op: str, seconds: float, error: bool = False) -> None:
+        self.child("sipguard_store_seconds", op).observe(seconds)
+        if error:
+            self.child("sipguard_store_errors", op).inc()
+
+    # -- records writer hooks ----------------------------------------------------------------
+    def records_written(self, count: int, seconds: float) -> None:
+        self.m["sipguard_records_written"].inc(count)
+        self.m["sipguard_records_write_seconds"].observe(seconds)
+
+    def records_spooled(self, count: int) -> None:
+        self.m["sipguard_records_spooled"].inc(count)
+
+    def records_write_failed(self) -> None:
+        self.m["sipguard_records_errors"].inc()
+
+    # -- periodic (the worker's housekeeping, every 0.5 s) ------------------------------------
+    def set_gauges(self, core_stats: dict[str, float], pipeline: Any = None, records: Any = None,
+                   now: float | None = None) -> None:
+        """Export what the proxy core, the verifier, the store and the writer count themselves."""
+        if "pending" in core_stats:
+            self.m["sipguard_pending_decisions"].set(core_stats["pending"])
+        for event, value in core_stats.items():
+            if event not in ("pending", "transactions"):
+                self._bump(self.child("sipguard_sip_events", event), "core." + event, value)
+        if records is not None:
+            self.m["sipguard_records_queue"].set(getattr(records, "pending", 0))
+        if pipeline is None:
+            return
+        verifier = getattr(pipeline, "verifier", None)
+        if verifier is not None and hasattr(verifier, "stats"):
+            clock = getattr(pipeline, "clock", None)
+            if now is None and clock is not None:
+                now = clock.time()          # the breaker runs on the verifier's wall clock
+            self._verifier(verifier, now)
+        store = getattr(pipeline, "store", None)
+        if store is not None and hasattr(store, "stats"):
+            stats = store.stats()
+            self.m["sipguard_store_healthy"].set(1.0 if getattr(store, "healthy", True) else 0.0)
+            for result, key in (("lookup", "lookups"), ("degraded", "degraded"), ("error", "errors")):
+                if key in stats:
+                    self._bump(self.child("sipguard_store_requests", result), "store." + key, stats[key])
+
+    def _verifier(self, verifier: Any, now: float | None) -> None:
+        stats = verifier.stats()
+        for result, key in (("hit", "cert_cache_hits"), ("miss", "cert_cache_misses"), ("l2_hit", "l2_hits")):
+            if key in stats:
+                self._bump(self.child("sipguard_x5u_cache", result), "ver." + key, stats[key])
+        for outcome, key in (("failed", "x5u_fetch_failures"), ("refused", "x5u_refused"),
+                             ("breaker_skip", "x5u_breaker_skips")):
+            if key in stats:
+                self._bump(self.child("sipguard_x5u_fetches", outcome), "ver." + key, stats[key])
+        if "cert_cache_size" in stats:
+            self.m["sipguard_cert_cache_entries"].set(stats["cert_cache_size"])
+        if now is not None and hasattr(verifier, "breaker_states"):
+            for host, state in verifier.breaker_states(now).items():
+                self.child("sipguard_x5u_breaker_state", host).set(BREAKER_VALUE.get(state, 0.0))
+
+    def _bump(self, counter: Any, key: str, total: float) -> None:
+        last = self._last.get(key, 0.0)
+        if total > last:
+            counter.inc(total - last)
+        self._last[key] = total      # a reset source (reload) starts counting again from its value
+
+    def render(self) -> tuple[bytes, str]:
+        return render(self.registry)
+
+
+def _make(spec: Spec, registry: CollectorRegistry) -> Any:
+    if spec.kind == "counter":
+        return Counter(spec.name, spec.help, spec.labels, registry=registry)
+    if spec.kind == "histogram":
+        return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=spec.buckets)
+    return Gauge(spec.name, spec.help, spec.labels, registry=registry,
+                 multiprocess_mode=spec.mode)  # type: ignore[arg-type]

@@ -40,11 +40,11 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[field1]@[remote_ip];user=phone>
-      Call-ID: [field3]
+      Call-ID: [call_id]
       CSeq: 1 INVITE
       Contact: <sip:[field0]@[local_ip]:[local_port]>
       Max-Forwards: 70
-      [field2]
+      IDENTITY_LINE
       Content-Type: application/sdp
       Content-Length: [len]
 
@@ -76,7 +76,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[field1]@[remote_ip];user=phone>[peer_tag_param]
-      Call-ID: [field3]
+      Call-ID: [call_id]
       CSeq: 1 ACK
       [routes]
       Max-Forwards: 70
@@ -92,7 +92,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[field1]@[remote_ip];user=phone>[peer_tag_param]
-      Call-ID: [field3]
+      Call-ID: [call_id]
       CSeq: 2 BYE
       [routes]
       Max-Forwards: 70
@@ -110,7 +110,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[field0]@[local_ip];user=phone>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[field1]@[remote_ip];user=phone>[peer_tag_param]
-      Call-ID: [field3]
+      Call-ID: [call_id]
       CSeq: 1 ACK
       Max-Forwards: 70
       Content-Length: 0
@@ -211,8 +211,14 @@ def _wait_options(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _calls(config_dir: Path, now: float) -> list[tuple[str, str, str, str]]:
-    """(description, caller, callee, Identity header line or a harmless placeholder)."""
+    """(description, caller, callee, Identity header value or "" for an unsigned call)."""
     from sipguard.shaken.sign import Signer, SigningConfig
 
     upstream = Signer.load(SigningConfig(key=str(config_dir / "demo/upstream.key"),
@@ -223,11 +229,11 @@ def _calls(config_dir: Path, now: float) -> list[tuple[str, str, str, str]]:
     head, payload, sig = token.split(".")
     tampered = f"{head}.{payload}.{sig[:-6]}AAAAAA;{params}"
     stale = upstream.sign("12024561111", ["13036231000"], now - 600, upstream.origid_for("demo"))
-    none = "X-Demo: unsigned"
+    none = ""
     return [
-        ("signed by the upstream carrier (A)", "+12024561111", "+13036231000", f"Identity: {good}"),
-        ("signature tampered with", "+12024561111", "+13036231000", f"Identity: {tampered}"),
-        ("signed 10 minutes ago (stale iat)", "+12024561111", "+13036231000", f"Identity: {stale}"),
+        ("signed by the upstream carrier (A)", "+12024561111", "+13036231000", good),
+        ("signature tampered with", "+12024561111", "+13036231000", tampered),
+        ("signed 10 minutes ago (stale iat)", "+12024561111", "+13036231000", stale),
         ("unsigned, US caller ID", "+12127363100", "+13036231000", none),
         ("unsigned, caller on the DNO list", "+18002223333", "+13036231000", none),
         ("unsigned, invalid caller ID (NPA 055)", "+10552223333", "+13036231000", none),
@@ -265,17 +271,25 @@ def run(config_path: str) -> int:
             if not _wait_options(udp.host, udp.port, 20):
                 print("sipguard did not start:\n" + (work / "sipguard.log").read_text()[-3000:], file=sys.stderr)
                 return 1
-            (work / "uac.xml").write_text(SCENARIO)
+            # sipp's CSV separator is ';', which an Identity value contains: the token and the
+            # x5u go in fields of their own and the scenario puts the header back together
+            (work / "signed.xml").write_text(SCENARIO.replace(
+                "IDENTITY_LINE", "Identity: [field2];info=<[field4]>;alg=ES256;ppt=shaken"))
+            (work / "unsigned.xml").write_text(SCENARIO.replace("IDENTITY_LINE", "X-Demo: unsigned"))
             calls = _calls(config_dir, time.time())
             print(f"\n{len(calls)} calls, sipp UAC -> sipguard {udp.host}:{udp.port} -> sipp UAS\n")
             for index, (description, caller, callee, identity) in enumerate(calls):
                 call_id = f"demo-{int(started)}-{index}"
-                (work / "call.csv").write_text(f"SEQUENTIAL\n{caller};{callee};{identity};{call_id};\n")
+                token, _, params = identity.partition(";")
+                x5u_url = params.split("info=<", 1)[1].split(">", 1)[0] if token else ""
+                (work / "call.csv").write_text(f"SEQUENTIAL\n{caller};{callee};{token};-;{x5u_url};\n")
                 result = subprocess.run(
-                    [sipp, f"{udp.host}:{udp.port}", "-sf", "uac.xml", "-inf", "call.csv", "-m", "1",
-                     "-i", "127.0.0.1", "-p", "0", "-nostdin", "-timeout", "15s", "-timeout_error"],
+                    [sipp, f"{udp.host}:{udp.port}", "-sf", "signed.xml" if token else "unsigned.xml",
+                     "-inf", "call.csv", "-m", "1", "-i", "127.0.0.1", "-p", str(_free_udp_port()),
+                     "-cid_str", f"{call_id}-%u", "-nostdin", "-timeout", "15s", "-timeout_error"],
                     cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-                print(f"  call {index + 1}: {description:40s} sipp exit {result.returncode}")
+                outcome = "answered" if result.returncode == 0 else f"sipp failed (exit {result.returncode})"
+                print(f"  call {index + 1}: {description:40s} {outcome}")
             time.sleep(1.5)  # let the record writer flush its batch
     finally:
         for proc in reversed(procs):
@@ -304,6 +318,8 @@ def _report(config_path: str, since: float) -> int:
           f"{'signed':6s} rule / reasons")
     for r in records:
         why = r.rule or "(default)"
+        if r.shadow_action and r.shadow_action != r.action:
+            why += f" (would {r.shadow_action}: not applied, emergency call)"
         if r.reasons and r.reasons != ("no-identity",):
             why += " / " + ",".join(r.reasons)
         print(f"  {r.caller or '-':15s} {r.callee or '-':12s} {r.verstat:22s} {r.attest or '-':3s} "

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sipguard.clock import Clock
+from sipguard.clock import Clock, SystemClock
 from sipguard.numbers import TN, parse_tn
 from sipguard.policy.decision import FORWARD, Decision, reject
 from sipguard.policy.facts import Facts
@@ -174,7 +174,9 @@ class Pipeline:
         verifier = Verifier(config.shaken, fetcher, l2=store if config.store != "memory" else None)
         path = policy_path or config.policy
         policy = PolicyHolder(path, config.redress) if path else None
-        signer = Signer.load(config.signing, clock.time()) if config.signing else None
+        # the key and certificate are checked against the real time, also when replaying an
+        # old capture on a capture clock: it is today's deployment being validated
+        signer = Signer.load(config.signing, SystemClock().time()) if config.signing else None
         return cls(config, clock, verifier, store, policy, signer)
 
     def reconfigure(self, config: Config) -> None:
@@ -189,7 +191,7 @@ class Pipeline:
             self.policy = PolicyHolder(config.policy, config.redress) if config.policy else None
         if config.signing is not None:
             try:
-                self.signer = Signer.load(config.signing, self.clock.time())
+                self.signer = Signer.load(config.signing, SystemClock().time())
             except ConfigError as exc:
                 log.error("signing key not reloaded, the old one stays: %s", exc)
         else:

@@ -341,3 +341,27 @@ def test_concurrent_lookups_get_their_own_answers(redis_server: RedisProcess) ->
         await store.aclose()
 
     asyncio.run(main())
+
+
+def test_lookup_lua_contract(redis_server: RedisProcess) -> None:
+    """lookup.lua on its own, as its header comment describes it (KEYS, ARGV, return tuple)."""
+    import redis.asyncio as aioredis
+
+    from sipguard.store.redis import LOOKUP_LUA
+
+    async def main() -> None:
+        client = aioredis.from_url(redis_server.url, decode_responses=True)
+        script = client.register_script(LOOKUP_LUA)
+        base = ["", "", "12025550123", "2025550123", "t1", "", "13035550100", str(NOW)]
+        # datasets only, nothing loaded: 9 fields + an empty limiter string
+        reply = await script(keys=["c:{c}:meta", "c:{c}:lists", "c:{c}:ocn", "c:{c}:notices"], args=[4, *base])
+        assert reply == ["absent", "", "", "", "0", "", "", "", "", ""]
+        # limits only (nd = 0, as in Cluster): burst 2, one flag per limiter key
+        flags = [(await script(keys=["c:l:{a:1}", "c:l:{b:1}"], args=[0, *base, "60", 2, "60", 1]))[9]
+                 for _ in range(3)]
+        assert flags == ["00", "01", "11"]
+        ttl = await client.pttl("c:l:{a:1}")
+        assert 0 < ttl <= 120_001                       # buckets expire when they would be full again
+        await client.aclose()
+
+    asyncio.run(main())

@@ -1,0 +1,120 @@
+"""``sipguard traceback``: answer an ITG traceback request from the call records.
+
+    sipguard traceback -c CONFIG --caller +12025550123 --callee 3125550188 --at "2025-08-06 14:03"
+    sipguard traceback -c CONFIG --call-id abc@10.0.0.1 --format jsonl
+    sipguard traceback -c CONFIG --top callers --since 2025-08-06T00:00Z
+
+A request names one time: ``--at`` searches ``--window`` seconds (default 300) either
+side. Times are ISO 8601 or epoch seconds; a time without a zone is UTC, and every
+output is in UTC. The table names the upstream (trunk, provider name, FRN, RMD number,
+country), the verification result and what sipguard did: what the ITG portal asks.
+Exit 0 with records found, 1 on errors, 3 when nothing matched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from typing import IO
+
+from sipguard.records import query
+from sipguard.records.record import FIELDS, CallRecord
+
+NOT_FOUND = 3
+TABLE = (("time (UTC)", 24), ("caller", 15), ("callee", 15), ("trunk", 12), ("provider", 18),
+         ("FRN", 10), ("RMD", 12), ("ctry", 4), ("verstat", 22), ("att", 3), ("origid", 36),
+         ("action", 7), ("status", 6))
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("traceback", help="find call records (ITG traceback, campaign view)",
+                              description=__doc__.split("\n\n")[2] if __doc__ else None)
+    p.add_argument("-c", "--config", required=True, metavar="CONFIG")
+    p.add_argument("--caller", metavar="TN", help="calling number, any usual spelling")
+    p.add_argument("--callee", metavar="TN", help="called number")
+    p.add_argument("--at", metavar="T", help="the time of the call in the request (ISO 8601 or epoch; UTC "
+                                              "when no zone is given)")
+    p.add_argument("--window", type=float, default=query.DEFAULT_WINDOW, metavar="S",
+                   help="seconds either side of --at (default 300)")
+    p.add_argument("--since", metavar="T")
+    p.add_argument("--until", metavar="T")
+    p.add_argument("--call-id", metavar="ID")
+    p.add_argument("--top", choices=query.TOP_BY,
+                   help="campaign view: heaviest sources of rejected or C-attested calls")
+    p.add_argument("-n", "--limit", type=int, default=None, metavar="N",
+                   help="at most N records (default 1000) or N rows with --top (default 20)")
+    p.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sipguard.config import load_config
+
+    config = load_config(args.config)
+    times = {k: query.parse_time(getattr(args, k)) if getattr(args, k) else None
+             for k in ("at", "since", "until")}
+    if args.top:
+        rows = asyncio.run(query.top(config.store, config.traceback, args.top, times["since"], times["until"],
+                                     args.limit or 20))
+        write_top(rows, args.top, args.format, sys.stdout)
+        return 0 if rows else NOT_FOUND
+    records = asyncio.run(query.find(
+        config.store, config.traceback, caller=args.caller, callee=args.callee, since=times["since"],
+        until=times["until"], call_id=args.call_id, at=times["at"], window=args.window,
+        limit=args.limit or 1000))
+    write_records(records, args.format, sys.stdout)
+    if not records:
+        low, high = query.time_range(times["since"], times["until"], times["at"], args.window)
+        print(f"sipguard traceback: no record found (searched {query.iso_utc(low) or 'the beginning'} to "
+              f"{query.iso_utc(high) or 'now'} UTC)", file=sys.stderr)
+        return NOT_FOUND
+    return 0
+
+
+def write_records(records: list[CallRecord], fmt: str, out: IO[str]) -> None:
+    if fmt == "jsonl":
+        for r in records:
+            out.write(json.dumps({"time_utc": query.iso_utc(r.time), **r.to_dict()}) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(("time_utc", *FIELDS))
+        for r in records:
+            d = r.to_dict()
+            d["reasons"] = " ".join(r.reasons)
+            w.writerow((query.iso_utc(r.time), *("" if d[k] is None else d[k] for k in FIELDS)))
+    elif records:
+        out.write(_row([name for name, _ in TABLE]) + "\n")
+        for r in records:
+            out.write(_row([query.iso_utc(r.time), _plus(r.caller), _plus(r.callee), r.trunk,
+                            r.provider_name, r.provider_frn, r.provider_rmd, r.provider_country,
+                            r.verstat, r.attest, r.origid, r.action, r.status]) + "\n")
+
+
+def write_top(rows: list[tuple[str, int, int]], by: str, fmt: str, out: IO[str]) -> None:
+    if fmt == "jsonl":
+        for key, rejected, attest_c in rows:
+            out.write(json.dumps({by: key, "rejected": rejected, "attest_c": attest_c}) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow((by, "rejected", "attest_c"))
+        w.writerows(rows)
+    elif rows:
+        out.write(f"{by:<24} {'rejected':>9} {'attest C':>9}\n")
+        for key, rejected, attest_c in rows:
+            out.write(f"{key:<24} {rejected:>9} {attest_c:>9}\n")
+
+
+def _row(values: list[object]) -> str:
+    cells = []
+    for (_, width), value in zip(TABLE, values, strict=True):
+        text = "-" if value is None else str(value)
+        cells.append(text if len(text) <= width else text[:width - 1] + "…")
+        cells[-1] = cells[-1].ljust(width)
+    return " ".join(cells).rstrip()
+
+
+def _plus(e164: str | None) -> str | None:
+    return "+" + e164 if e164 else None

@@ -1,0 +1,90 @@
+"""``sipguard traceback`` over a SQLite record file: table, JSONL, CSV, campaign view, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from sipguard.cli import main
+from sipguard.clock import ManualClock
+from sipguard.records.record import TracebackConfig
+from sipguard.records.writer import open_records
+from tests.records_fixtures import BASE_TIME, make_record
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    path = tmp_path / "sipguard.yaml"
+    path.write_text("store: memory\ntraceback: {path: var/tb.db, spool: var/spool, retention_days: 30}\n")
+    cfg = TracebackConfig(path=str(tmp_path / "var/tb.db"), spool=str(tmp_path / "var/spool"))
+
+    async def fill() -> None:
+        w = open_records("memory", cfg, clock=ManualClock(BASE_TIME))
+        await w.start()
+        for i in range(10):
+            w.submit(make_record(i * 120, caller=f"1202555{i:04d}"))
+        w.submit(make_record(2000, call_id="rej", action="reject", status=603, attest="C", caller="12025550009",
+                             origid="5f0c6a0e-0000-4000-8000-000000000001", verstat="TN-Validation-Passed"))
+        await w.aclose()
+
+    asyncio.run(fill())
+    return str(path)
+
+
+def test_table_answers_an_itg_request(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    at = "2023-11-14T22:17:20Z"          # BASE_TIME + 240 s (BASE_TIME is 22:13:20 UTC)
+    assert main(["traceback", "-c", config, "--caller", "+1 202-555-0002", "--callee", "3125550188",
+                 "--at", at]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["time", "(UTC)", "caller"]
+    assert len(out) == 2
+    row = out[1]
+    for expected in ("2023-11-14T22:17:20.000Z", "+12025550002", "+13125550188", "carrier-a", "Carrier A",
+                     "0012345678", "RMD0001234", "GB", "No-TN-Validation", "forward"):
+        assert expected in row
+
+
+def test_naive_time_is_utc_and_jsonl_carries_every_field(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "-c", config, "--at", "2023-11-14 22:13:20", "--window", "130",
+                 "--format", "jsonl"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["time"] - BASE_TIME for x in lines] == [0, 120]
+    assert lines[0]["time_utc"] == "2023-11-14T22:13:20.000Z"
+    assert lines[0]["provider_rmd"] == "RMD0001234" and lines[0]["reasons"] == ["no-identity"]
+
+
+def test_csv_and_call_id(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "-c", config, "--call-id", "rej", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1
+    assert (rows[0]["action"], rows[0]["status"], rows[0]["attest"]) == ("reject", "603", "C")
+    assert rows[0]["origid"] == "5f0c6a0e-0000-4000-8000-000000000001"
+
+
+def test_top_campaign_view(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "-c", config, "--top", "callers", "--since", str(BASE_TIME),
+                 "--format", "jsonl"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rows == [{"callers": "12025550009", "rejected": 1, "attest_c": 1}]
+
+
+def test_nothing_found_exits_3_and_says_where_it_looked(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "-c", config, "--caller", "+12025559999", "--at", str(BASE_TIME)]) == 3
+    err = capsys.readouterr().err
+    assert "no record found" in err and "2023-11-14T22:08:20.000Z" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--at", "noon-ish"], "expected ISO 8601"),
+    (["--since", "2023-13-01"], "expected ISO 8601"),
+])
+def test_bad_input_is_one_clear_line(config: str, argv: list[str], message: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "-c", config, *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback (most recent call last)" not in err

@@ -41,7 +41,7 @@ async def until(check: Callable[[], bool], what: str, seconds: float = 15.0) -> 
         await asyncio.sleep(0.02)
 
 
-def run(coro: Awaitable[None]) -> None:
+def run(coro: Awaitable[object]) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
 

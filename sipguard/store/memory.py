@@ -181,6 +181,8 @@ class MemoryStore:
         self._certs[url] = (pem, expires_at)
 
     def stats(self) -> dict[str, float]:
-        return {"lookups": float(self._lookups), "errors": 0.0, "degraded": 0.0,
+        # same names as RedisStore.stats(), so the metrics do not depend on the backend
+        return {"lookups": float(self._lookups), "errors": 0.0, "timeouts": 0.0, "degraded": 0.0,
+                "reconnects": 0.0, "latency_avg_s": 0.0, "healthy": 1.0,
                 "limit_buckets": float(len(self._gcra)), "dno_entries": float(len(self._dno)),
                 "rmd_records": float(len(self._ids))}

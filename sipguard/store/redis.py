@@ -62,7 +62,8 @@ class RedisStore(RedisAdmin):
         if not self.target.cluster:
             self._pipe = Autopipe(self._client.connection_pool, read_timeout=max(1.0, 4 * self.timeout))
         try:
-            await asyncio.wait_for(self._client.ping(), max(1.0, self.timeout))
+            # load the script now, so the first calls do not pay for NOSCRIPT + SCRIPT LOAD
+            await asyncio.wait_for(self._client.script_load(LOOKUP_LUA), max(1.0, self.timeout))
             self.healthy = True
         except _FAILURES as exc:
             log.warning("store %s not reachable at start (%s); retrying in the background",
@@ -101,7 +102,7 @@ class RedisStore(RedisAdmin):
                 # drop every pooled connection: after a restart they are all dead
                 if not self.target.cluster:
                     await self._client.connection_pool.disconnect()
-                await asyncio.wait_for(self._client.ping(), 0.5)
+                await asyncio.wait_for(self._client.script_load(LOOKUP_LUA), 0.5)   # also a health check
             except _FAILURES:
                 delay = min(delay * 2, 0.4)
                 continue

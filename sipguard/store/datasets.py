@@ -322,12 +322,24 @@ def snapshot_of(path: str) -> str:
     return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d")
 
 
-async def load_datasets(store: Store, datasets_cfg: Mapping[str, str]) -> dict[str, ImportReport]:
-    """Load every dataset file named in config into the store; file errors raise ConfigError."""
+async def load_datasets(store: Store, datasets_cfg: Mapping[str, str],
+                        force: bool = False) -> dict[str, ImportReport]:
+    """Load every dataset file named in config into the store; file errors raise ConfigError.
+
+    Only for the memory store (CONTRACT: with Redis, datasets are imported with the CLI):
+    N instances starting against one Redis must not each re-import, nor overwrite the lists
+    edited with ``sipguard list``. ``force=True`` loads into any store.
+    """
     unknown = [n for n in datasets_cfg if n not in DATASET_NAMES]
     if unknown:
         raise ConfigError(f"unknown dataset {unknown[0]!r}; expected one of: {', '.join(DATASET_NAMES)}",
                           key=f"datasets.{unknown[0]}")
+    from sipguard.store.memory import MemoryStore
+
+    if not force and not isinstance(store, MemoryStore):
+        log.info("datasets in the config are not loaded into a shared store; import them with "
+                 "`sipguard rmd import` / `dno import` (the store keeps what was imported)")
+        return {}
     reports: dict[str, ImportReport] = {}
     removed: list[RmdRecord] = []
     if datasets_cfg.get("rmd_removed"):

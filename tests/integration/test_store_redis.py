@@ -365,3 +365,23 @@ def test_lookup_lua_contract(redis_server: RedisProcess) -> None:
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_datasets_in_config_are_not_reimported_into_redis(redis_server: RedisProcess, tmp_path: Path) -> None:
+    from sipguard.store.datasets import load_datasets
+
+    lists = tmp_path / "lists.txt"
+    lists.write_text("allow prefix +1202\n")
+
+    async def main() -> None:
+        store = open_store(redis_server.url, (), timeout=2.0, prefix="noreload")
+        await store.start()
+        await store.list_add("number", "block", "+12025550123", "added with the CLI")
+        assert await load_datasets(store, {"lists": str(lists)}) == {}     # each instance start: no-op
+        assert (await store.lookup(call(), NOW)).list == "block"
+        reports = await load_datasets(store, {"lists": str(lists)}, force=True)
+        assert reports["lists"].imported == 1
+        assert (await store.lookup(call(), NOW)).list == "allow"
+        await store.aclose()
+
+    asyncio.run(main())

@@ -9,16 +9,8 @@ from sipguard.sip.address import NameAddr, SipUri, Via, parse_name_addr, parse_u
 from sipguard.sip.errors import SipParseError
 from sipguard.sip.framing import StreamFramer
 from sipguard.sip.headers import canonical_name
-from sipguard.sip.message import (
-    MAX_SIZE,
-    Message,
-    Request,
-    Response,
-    build_response,
-    new_branch,
-    parse,
-    validate,
-)
+from sipguard.sip.message import MAX_SIZE, Message, Request, Response, new_branch
+from sipguard.sip.parser import build_response, parse, validate
 
 __all__ = [
     "MAX_SIZE", "Message", "NameAddr", "Request", "Response", "SipParseError", "SipUri", "StreamFramer",

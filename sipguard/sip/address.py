@@ -166,6 +166,18 @@ def parse_uri(text: str) -> SipUri:
                   headers if qmark else None, raw)
 
 
+def check_uri(text: str) -> None:
+    """Raise SipParseError unless ``parse_uri(text)`` would succeed; cheaper when the
+    result is not needed (a name-addr keeps its URI as text)."""
+    m = _SIP_URI.match(text)
+    if m is None:
+        parse_uri(text)
+        return
+    port, params = m.group(4), m.group(5)
+    if (port is not None and not 0 < int(port) < 65536) or (params and ";=" in params):
+        parse_uri(text)  # raises with the precise message
+
+
 def _unquote(text: str) -> str:
     if "\\" not in text:
         return text
@@ -206,7 +218,7 @@ def parse_name_addr(value: str) -> NameAddr:
     m = _NAME_ADDR.match(value)
     if m is not None:  # common case: ["display"] <uri> ;params
         quoted, token_display, uri, params = m.groups()
-        parse_uri(uri)
+        check_uri(uri)
         shown = _unquote(quoted) if quoted is not None else (token_display or None)
         return NameAddr(shown, uri, parse_params(params[1:]) if params else {}, value.strip())
     text = value.strip()

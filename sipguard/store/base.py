@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sipguard.errors import ConfigError
+from sipguard.errors import SipguardError
 from sipguard.yamlconf import Section
 
 LIMIT_FIELDS = ("trunk", "source", "caller", "callee", "spc")
@@ -215,14 +215,13 @@ class Store(Protocol):
 
 
 def check_list_args(kind: str, list_name: str | None = None) -> None:
-    from sipguard.errors import SipguardError
-
+    """User input from the CLI / admin API: a SipguardError naming what is allowed."""
     if kind not in LIST_KINDS:
         raise SipguardError(f"unknown list kind {kind!r}; expected one of: {', '.join(LIST_KINDS)}")
     if list_name is not None and list_name not in LIST_NAMES:
         raise SipguardError(f"unknown list {list_name!r}; expected allow or block")
 
 
-__all__ = ["ConfigError", "DEGRADED", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
+__all__ = ["DEGRADED", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
            "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdRecord",
            "Store", "parse_limits", "parse_rate"]

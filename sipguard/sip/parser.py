@@ -16,7 +16,10 @@ from sipguard.sip import headers as hdr
 from sipguard.sip.errors import SipParseError
 from sipguard.sip.message import ENC, ERRORS, MAX_SIZE, METHOD, Message, Request, Response
 
-_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+_REQUIRED_ORDER = ("via", "from", "to", "call-id", "cseq")
+_REQUIRED = frozenset(_REQUIRED_ORDER)
+_METHODS = {m.encode(): m for m in ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE",
+                                     "INFO", "MESSAGE", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH")}
 
 
 def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
@@ -42,9 +45,11 @@ def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
         raise SipParseError("empty message")
     start = split[0]
     lines: list[tuple[str, bytes]] | None = None
-    if head.count(b"\n") == len(split) - 1 and b"\n " not in head and b"\n\t" not in head:
-        # The common case (each LF ends a line, no folding, no CRLF before the start line):
-        # one C-level scan finds every header name, one per line, in order.
+    if head.count(b"\n") == len(split) - 1:
+        # The common case (each LF ends a line, no CRLF before the start line): one C-level
+        # scan finds every header name, one per line, in order. A folded line either has
+        # no colon (count mismatch) or yields a name starting with white space, which is
+        # never in _NAMES (only valid tokens are learnt): both take the careful loop.
         found = _HEADER_NAME.findall(head)
         if len(found) == len(split) - 1:
             names = _NAMES
@@ -133,27 +138,30 @@ def _request(data: bytes, start: bytes, lines: list[tuple[str, bytes]], body: by
             raise SipParseError("bad request line (expected METHOD SP Request-URI SP SIP/2.0)")
         parts = [parts[0], b" ".join(parts[1:-1]), parts[-1]]
     method_b, uri_b, version_b = parts
-    if not METHOD.match(method_b):
-        raise SipParseError(f"bad method {method_b[:20]!r}")
-    method = method_b.decode("ascii")
+    method = _METHODS.get(method_b)
+    if method is None:
+        if not METHOD.match(method_b):
+            raise SipParseError(f"bad method {method_b[:20]!r}")
+        method = method_b.decode("ascii")
     uri = uri_b.decode(ENC, ERRORS)
-    version = version_b.decode(ENC, ERRORS)
+    version = "SIP/2.0" if version_b == b"SIP/2.0" else version_b.decode(ENC, ERRORS)
     req = Request(data, start, lines, body, False, method, uri, version)
     index = req._idx()
-    missing = [hdr.canonical_name(k) for k in _REQUIRED if k not in index]
     # Answerable: a response copies the raw Via/From/To/Call-ID/CSeq lines and goes back
     # to the packet's source, so presence is enough. An ACK is never answered.
-    partial = req if not missing and method != "ACK" else None
-    if missing:
-        raise SipParseError(f"missing {', '.join(missing)}", 400, partial)
+    if not index.keys() >= _REQUIRED:
+        missing = [hdr.canonical_name(k) for k in _REQUIRED_ORDER if k not in index]
+        raise SipParseError(f"missing {', '.join(missing)}")
+    partial = req if method != "ACK" else None
     if bad_line:
         raise SipParseError("bad request line (expected METHOD SP Request-URI SP SIP/2.0, single spaces)",
                             400, partial)
     try:
         if version != "SIP/2.0" and version.upper() != "SIP/2.0":
             raise SipParseError(f"unsupported SIP version {version!r}", 505)
-        if req.cseq[1] != method:
-            raise SipParseError(f"CSeq method {req.cseq[1]!r} does not match {method!r}")
+        cseq_method = req.cseq[1]
+        if cseq_method != method:
+            raise SipParseError(f"CSeq method {cseq_method!r} does not match {method!r}")
         if uri[:1] == "<" or ":" not in uri:
             raise SipParseError(f"bad Request-URI {uri[:60]!r}")
         cut_body, exact = _content_length(lines, index, body)
@@ -195,8 +203,8 @@ def _response(data: bytes, start: bytes, lines: list[tuple[str, bytes]], body: b
     resp = Response(data, start, lines, body, False, int(code), reason, "SIP/2.0")
     index = resp._idx()
     resp.body, resp._cl_ok = _content_length(lines, index, body)
-    missing = [hdr.canonical_name(k) for k in _REQUIRED if k not in index]
-    if missing:
+    if not index.keys() >= _REQUIRED:
+        missing = [hdr.canonical_name(k) for k in _REQUIRED_ORDER if k not in index]
         raise SipParseError(f"response missing {', '.join(missing)}")
     resp.cseq  # noqa: B018
     return resp

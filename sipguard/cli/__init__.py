@@ -27,12 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sipguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"sipguard.cli.{name}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while a subcommand is being written
-            if exc.name != f"sipguard.cli.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"sipguard.cli.{name}")
         module.register(sub)
     return parser
 

@@ -20,12 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from sipguard.proxy.server import serve
 
     config = load_config(args.config)
-    try:  # TEMPORARY until sipguard.observe lands
-        from sipguard.observe.logs import setup_logging
-        setup_logging(config.log.level)
-    except ModuleNotFoundError:
-        logging.basicConfig(level=config.log.level.upper(),
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from sipguard.observe.logs import setup_logging
+
+    setup_logging(config.log.level, json=True, decisions=config.log.decisions)
     logging.getLogger("sipguard").info("starting sipguard with %s", config.path)
     if args.workers is not None and args.workers < 1:
         raise SystemExit("sipguard serve: --workers must be >= 1")

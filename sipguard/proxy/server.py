@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sipguard.clock import SystemClock
 from sipguard.config import Config, load_config
 from sipguard.errors import ConfigError
+from sipguard.observe.logs import log_decision
 from sipguard.proxy.core import ProxyCore
 from sipguard.proxy.transport import Transports
 
@@ -64,19 +65,22 @@ class Worker:
         self.records: Any = None
         self.metrics: Any = None
         self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        from sipguard.observe.metrics import Metrics
         from sipguard.pipeline import Pipeline
         from sipguard.records.writer import open_records
 
+        self.metrics = Metrics()
         self.pipeline = await Pipeline.create(self.config, self.clock)
-        self.records = open_records(self.config.store, self.config.traceback)
+        self.records = open_records(self.config.store, self.config.traceback, metrics=self.metrics)
         await self.records.start()
-        try:  # TEMPORARY until sipguard.observe lands
-            from sipguard.observe.metrics import Metrics
-            self.metrics = Metrics()
-        except ModuleNotFoundError:
-            log.warning("metrics unavailable (sipguard.observe missing)")
+        if self.config.store == "memory" and self.config.datasets:
+            from sipguard.store.datasets import DatasetWatcher
+
+            watcher = DatasetWatcher(self.pipeline.store, self.config.datasets)
+            self._watcher = asyncio.get_running_loop().create_task(watcher.watch())
         self.transports = Transports(self.config.listen, self._receive, self.config.proxy.max_message_size,
                                      self.config.proxy.advertise)
         self.core = ProxyCore(self.config, self.pipeline, self.transports, self._on_outcome)
@@ -88,10 +92,11 @@ class Worker:
 
     def _on_outcome(self, outcome: Outcome, status: int | None, hop: str | None, latency: float) -> None:
         record = outcome.record(status, hop if status is None or status == 302 else None, self.instance)
-        if self.records is not None:
-            self.records.submit(record)
-        if self.metrics is not None:
-            self.metrics.observe_decision(record, latency)
+        self.records.submit(record)
+        self.metrics.observe_decision(record, latency)
+        for name in outcome.lookups.limited:
+            self.metrics.rate_limited(name)
+        log_decision(record)
 
     async def housekeeping(self) -> None:
         """Once every 0.5 s: expire transactions, pick up policy changes, export gauges."""
@@ -106,8 +111,7 @@ class Worker:
                 self.reload_requested = False
                 self.reload()
             self._poll_policy()
-            if self.metrics is not None:
-                self.metrics.set_gauges(self.core.stats(), self.pipeline)
+            self.metrics.set_gauges(self.core.stats(), self.pipeline, records=self.records)
 
     def _poll_policy(self) -> None:
         assert self.pipeline is not None
@@ -135,6 +139,8 @@ class Worker:
         log.info("config reloaded from %s", config.path)
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self.core is not None:
             await self.core.drain(DRAIN_SECONDS)
         if self.transports is not None:
@@ -183,10 +189,8 @@ async def _watchdog(stopping: asyncio.Event) -> None:
 async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no-untyped-def]
     if not config.http_listen:
         return None
-    try:  # TEMPORARY until sipguard.observe lands
-        from sipguard.observe.http import start_http
-    except ModuleNotFoundError:
-        return None
+    from sipguard.observe.admin import notice_routes
+    from sipguard.observe.http import start_http
 
     def ready() -> tuple[bool, dict[str, object]]:
         if worker is None:
@@ -199,8 +203,19 @@ async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no
                     "store_failure": config.store_failure,
                     "policy": pipeline.policy.current.path if pipeline and pipeline.policy else None}
 
-    return await start_http(config, ready=ready,
-                            store=worker.pipeline.store if worker and worker.pipeline else None)
+    if worker is not None and worker.pipeline is not None:
+        store = worker.pipeline.store
+        routes = notice_routes(store)
+    elif config.store != "memory":  # the supervisor of several workers: its own store client
+        from sipguard.store import open_store
+
+        store = open_store(config.store, config.limits, config.store_timeout)
+        await store.start()
+        routes = notice_routes(store)
+    else:  # several workers on memory stores: nothing shared to put notices in
+        store, routes = None, {}
+        log.warning("admin notices need a shared store (Redis) when running several workers")
+    return await start_http(config, ready=ready, store=store, routes=routes)
 
 
 def serve(config: Config, workers: int | None = None) -> int:
@@ -222,11 +237,7 @@ def _use_uvloop() -> None:
 
 def _supervise(config: Config, workers: int) -> int:
     """Parent of N workers: fork them, restart the ones that die, forward signals."""
-    try:  # TEMPORARY until sipguard.observe lands
-        from sipguard.observe.metrics import prepare_multiprocess
-    except ModuleNotFoundError:
-        def prepare_multiprocess(path: str | None) -> None:
-            return None
+    from sipguard.observe.metrics import prepare_multiprocess
 
     prepare_multiprocess(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
                          or os.path.join(config.base_dir, "var", f"metrics-{os.getpid()}"))
@@ -250,11 +261,7 @@ def _supervise(config: Config, workers: int) -> int:
         spawn(index)
 
     async def parent() -> int:
-        try:  # TEMPORARY until sipguard.observe lands
-            from sipguard.observe.metrics import mark_process_dead
-        except ModuleNotFoundError:
-            def mark_process_dead(pid: int) -> None:
-                return None
+        from sipguard.observe.metrics import mark_process_dead
 
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()

@@ -77,3 +77,22 @@ def test_message_exactly_at_the_limit() -> None:
 def test_content_length_spelling() -> None:
     raw = message(1, b"abc").replace(b"Content-Length: 3", b"content-LENGTH :  3 ")
     assert StreamFramer().feed(raw + message(2)) == [raw, message(2)]
+
+
+def test_good_messages_before_a_bad_one_are_delivered() -> None:
+    bad = message(5).replace(b"Content-Length: 0\r\n", b"")
+    framer = StreamFramer()
+    assert framer.feed(MESSAGES[0] + MESSAGES[1] + bad) == MESSAGES[:2]
+    assert framer.error is not None and "Content-Length" in framer.error.reason
+    with pytest.raises(SipParseError):
+        framer.feed(b"more")
+
+
+def test_oversize_answer_does_not_depend_on_segmentation() -> None:
+    big = message(1).replace(b"Content-Length: 0\r\n", b"X-Pad: " + b"a" * 3000 + b"\r\n")
+    for chunk in (len(big), 100, 1):
+        framer = StreamFramer(max_size=2000)
+        with pytest.raises(SipParseError) as info:
+            for i in range(0, len(big), chunk):
+                framer.feed(big[i:i + chunk])
+        assert info.value.status_hint == 513

@@ -21,6 +21,7 @@ from sipguard.sip.address import NameAddr, SipUri, Via, parse_name_addr, parse_u
 from sipguard.sip.errors import SipParseError
 
 MAX_SIZE = 65535
+MAX_VALUES = 128             # items in one list header (Via, Route ...): bounds the work per message
 ENC = "utf-8"
 ERRORS = "surrogateescape"   # any byte survives decode/encode unchanged
 METHOD = re.compile(rb"^[A-Za-z0-9\-.!%*_+`'~]+$")
@@ -100,6 +101,8 @@ class Message:
             values = self._values(k)
             if k in hdr.MULTI_VALUE:
                 values = [item for value in values for item in split_list(value)]
+                if len(values) > MAX_VALUES:
+                    raise SipParseError(f"more than {MAX_VALUES} {hdr.canonical_name(k)} values")
             slot["h"] = values
         return list(values)
 

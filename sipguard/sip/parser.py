@@ -16,6 +16,10 @@ from sipguard.sip import headers as hdr
 from sipguard.sip.errors import SipParseError
 from sipguard.sip.message import ENC, ERRORS, MAX_SIZE, METHOD, Message, Request, Response
 
+# Bounds on work per datagram (a 64 KB message of tiny headers or list items would
+# otherwise cost tens of ms of CPU): far above what real trunks send.
+MAX_LINES = 256
+
 _REQUIRED_ORDER = ("via", "from", "to", "call-id", "cseq")
 _REQUIRED = frozenset(_REQUIRED_ORDER)
 _METHODS = {m.encode(): m for m in ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE",
@@ -43,6 +47,8 @@ def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
         split.pop(0)  # RFC 3261 7.5: CRLFs before the start line are ignored
     if not split:
         raise SipParseError("empty message")
+    if len(split) > MAX_LINES:
+        raise SipParseError(f"more than {MAX_LINES} header lines")
     start = split[0]
     lines: list[tuple[str, bytes]] | None = None
     if head.count(b"\n") == len(split) - 1:

@@ -356,3 +356,16 @@ def test_lazy_header_errors(line: str, accessor: str) -> None:
     assert info.value.status_hint == 400
     with pytest.raises(SipParseError):
         validate(m)
+
+
+def test_work_per_message_is_bounded() -> None:
+    routes = "Route: " + ",".join(f"<sip:r{i}.example.com;lr>" for i in range(200))
+    m = parse(msg(routes))
+    with pytest.raises(SipParseError) as info:
+        m.route  # noqa: B018
+    assert "Route" in info.value.reason
+    assert len(parse(msg("Route: " + ",".join(f"<sip:r{i};lr>" for i in range(128)))).route) == 128
+    many = [f"X-H{i}: v" for i in range(300)]
+    with pytest.raises(SipParseError) as info:
+        parse(msg(*many))
+    assert "header lines" in info.value.reason

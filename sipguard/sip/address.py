@@ -29,31 +29,24 @@ _VIA = re.compile(
 )
 
 
+# One list item: quoted strings (backslash escapes; a quote opens even inside <>, and an
+# unterminated one runs to the end), <...> spans (ending at '>' outside quotes, or at the
+# end), or any other character but a comma. Linear: every alternative starts differently.
+_QUOTED = r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)'
+_LIST_ITEM = re.compile(r"(?:" + _QUOTED + r"|<(?:" + _QUOTED + r'|[^>"])*(?:>|\Z)|[^,"<])+', re.DOTALL)
+
+
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, respecting quoted strings and <...>."""
     if "," not in value:
         stripped = value.strip()
         return [stripped] if stripped else []
-    out, start, quoted, angle, i, n = [], 0, False, False, 0, len(value)
-    while i < n:
-        ch = value[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            angle = True
-        elif ch == ">":
-            angle = False
-        elif ch == "," and not angle:
-            out.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    out.append(value[start:].strip())
-    return [item for item in out if item]
+    out = []
+    for item in _LIST_ITEM.findall(value):
+        item = item.strip()
+        if item:
+            out.append(item)
+    return out
 
 
 def parse_params(text: str) -> Params:

@@ -14,6 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
+
+# CI runs the property tests on a fixed sequence of examples (green stays green); developers'
+# runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

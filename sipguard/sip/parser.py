@@ -31,11 +31,14 @@ def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
     if len(data) > max_size:
         raise SipParseError(f"message of {len(data)} bytes exceeds the {max_size}-byte limit", 513)
     end = data.find(b"\r\n\r\n")
-    if end >= 0:
+    # bare-LF senders (RFC 3261 7 says CRLF, but LF is seen in the field): the headers end at
+    # the first blank line of either kind, not at a CRLFCRLF that may sit inside the body
+    lf_end = data.find(b"\n\n", 0, end if end >= 0 else len(data))
+    if end >= 0 and lf_end < 0:
         head, body = data[:end], data[end + 4:]
         split = head.split(b"\r\n")
     else:
-        end = data.find(b"\n\n")  # bare-LF senders (RFC 3261 7: CRLF, but LF is seen in the field)
+        end = lf_end
         if end >= 0:
             head, body = data[:end], data[end + 2:]
         elif data.endswith(b"\n"):  # a datagram that ends after its last header: no body

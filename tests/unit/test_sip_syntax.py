@@ -369,3 +369,12 @@ def test_work_per_message_is_bounded() -> None:
     with pytest.raises(SipParseError) as info:
         parse(msg(*many))
     assert "header lines" in info.value.reason
+
+
+def test_lf_only_headers_end_at_the_first_blank_line_even_with_crlfcrlf_in_the_body() -> None:
+    # found by the round-trip property test: the body's CRLFCRLF was taken for the header end
+    raw = (b"INVITE sip:+13035550100@192.0.2.1;user=phone SIP/2.0\nVia: SIP/2.0/UDP a;branch=z9hG4bK0\n"
+           b"From: <sip:192.0.2.1>;tag=0\nTo: <sip:192.0.2.1>\nCall-ID: 0@192.0.2.1\nCSeq: 0\n INVITE\n"
+           b"Content-Length: 4\n\n\r\n\r\n")
+    msg = parse(raw)
+    assert msg.cseq == (0, "INVITE") and msg.body == b"\r\n\r\n" and msg.serialize() == raw

@@ -23,7 +23,8 @@ PHRASES = {
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     416: "Unsupported URI Scheme", 420: "Bad Extension",
     481: "Call/Transaction Does Not Exist", 483: "Too Many Hops", 487: "Request Terminated",
-    500: "Server Internal Error", 503: "Service Unavailable", 513: "Message Too Large",
+    500: "Server Internal Error", 501: "Not Implemented", 503: "Service Unavailable",
+    505: "Version Not Supported", 513: "Message Too Large",
 }
 
 

@@ -81,6 +81,11 @@ class TcpConnection(asyncio.Protocol):
             return
         for message in messages:
             self.registry.receive(message, self.peer, "tcp", self)
+        error = self.framer.error
+        if error is not None and self.transport is not None:
+            # the good messages before the bad bytes were delivered; the stream cannot be resynced
+            log.info("closing TCP connection from %s:%s: %s", self.peer[0], self.peer[1], error.reason)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.registry.tcp.get(self.peer) is self:

@@ -166,7 +166,11 @@ class Replayer:
             # From ...) surfaces here, and serve answers it with a 400 too.
             self.invites += 1
             self.malformed += 1
-            return self._malformed_line(msg, req.call_id)
+            try:
+                call_id = req.call_id
+            except self._parse_error:
+                call_id = None
+            return self._malformed_line(msg, call_id)
         self.invites += 1
         return decision_of(outcome, msg)
 
@@ -174,7 +178,11 @@ class Replayer:
         if partial is not None:
             if getattr(partial, "method", None) != "INVITE":
                 return None
-            call_id: str | None = partial.call_id
+            call_id: str | None
+            try:
+                call_id = partial.call_id
+            except self._parse_error:  # e.g. two Call-ID headers (RFC 4475 multi01)
+                call_id = None
             try:
                 branch = partial.top_via.branch or ""
             except self._parse_error:

@@ -1,0 +1,289 @@
+"""End to end, verification (issue 3): real INVITEs to a running sipguard whose policy rejects
+failed verification without a status, so every reason code comes back as its RFC 8224 response
+(CONTRACT.md table) with the code in the Reason header; valid calls are forwarded with verstat.
+
+One sipguard serves the whole module (it is started once; each case is one call). The
+certificates come from a loopback repository (tests.shaken_pki) and the CRL from the same one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SipguardProcess, base_config
+from cryptography.hazmat.primitives import serialization
+from sipclient import MiniUas, UdpClient, invite
+
+from tests.e2e_helpers import CALLEE, CALLER, E2eShaken, reason_text, write_policy
+from tests.shaken_pki import identity_header, sign_passport
+
+pytestmark = pytest.mark.integration
+
+NEEDS_IDENTITY = "13036239999"     # the callee a rule reserves for signed calls (428 otherwise)
+RESPONSES = {  # CONTRACT.md, "Verification reason codes and their RFC 8224 responses"
+    "no-identity": (428, "Use Identity Header"),
+    "stale-iat": (403, "Stale Date"), "future-iat": (403, "Stale Date"),
+    "x5u-fetch-failed": (436, "Bad Identity Info"), "x5u-refused": (436, "Bad Identity Info"),
+    "cert-untrusted": (437, "Unsupported Credential"), "cert-expired": (437, "Unsupported Credential"),
+    "cert-revoked": (437, "Unsupported Credential"), "cert-no-tnauthlist": (437, "Unsupported Credential"),
+    **{code: (438, "Invalid Identity Header") for code in (
+        "malformed-identity", "bad-alg", "bad-ppt", "x5u-mismatch", "bad-signature", "orig-mismatch",
+        "dest-mismatch", "bad-claims")},
+}
+
+
+class Env:
+    def __init__(self, sg: SipguardProcess, uas: MiniUas, shaken: E2eShaken) -> None:
+        self.sg, self.uas, self.shaken = sg, uas, shaken
+
+    def call(self, identity: list[str] | None = None, **kw: Any) -> tuple[Any, str]:
+        """One INVITE from the trunk; returns (final response, call id)."""
+        client = UdpClient()
+        call_id = uuid.uuid4().hex
+        kw.setdefault("caller", CALLER)
+        kw.setdefault("callee", CALLEE)
+        try:
+            final, _ = client.call(self.sg.addr, identity=identity, call_id=call_id, **kw)
+        finally:
+            client.close()
+        return final, call_id
+
+    def forwarded(self, call_id: str) -> list[Any]:
+        return [m for m in self.uas.invites() if m.header("Call-ID") == call_id]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tmp = tmp_path_factory.mktemp("e2e-verify")
+    uas = MiniUas()
+    with E2eShaken(tmp / "pki") as shaken:
+        policy = write_policy(tmp / "policy.yaml", [
+            {"name": "identity-required", "when": {"verstat": "No-TN-Validation", "callee": NEEDS_IDENTITY},
+             "action": "reject"},
+            {"name": "failed", "when": {"verstat": "TN-Validation-Failed"}, "action": "reject"},
+        ])
+        (tmp / "sg").mkdir()
+        sg = SipguardProcess(base_config(uas.port, shaken=shaken.section(), policy=policy), tmp / "sg")
+        sg.start()
+        try:
+            yield Env(sg, uas, shaken)
+        finally:
+            sg.stop()
+            uas.close()
+
+
+def _flip_signature(identity: str) -> str:
+    token, params = identity.split(";", 1)
+    head, payload, sig = token.split(".")
+    sig = sig[:10] + ("A" if sig[10] != "A" else "B") + sig[11:]
+    return f"{head}.{payload}.{sig};{params}"
+
+
+def _with_header(shaken: E2eShaken, leaf: str = "good", **header: Any) -> str:
+    """A correctly signed PASSporT whose JOSE header has the given fields changed."""
+    assert shaken.pki is not None
+    x5u = shaken.url(leaf)
+    jose = {"alg": "ES256", "ppt": "shaken", "typ": "passport", "x5u": x5u, **header}
+    claims = {"attest": "A", "dest": {"tn": [CALLEE[1:]]}, "iat": int(time.time()),
+              "orig": {"tn": CALLER[1:]}, "origid": str(uuid.uuid4())}
+    return identity_header(sign_passport(shaken.pki.key(leaf), jose, claims), x5u)
+
+
+def _dead_url() -> str:
+    with socket.socket() as sock:   # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/cert.pem"
+
+
+CASES: dict[str, Any] = {
+    "malformed-identity": lambda s: [f"not-a-passport;info=<{s.url('good')}>;alg=ES256;ppt=shaken"],
+    "bad-alg": lambda s: [_with_header(s, alg="HS256")],
+    "bad-ppt": lambda s: [_with_header(s, ppt="div")],
+    "x5u-mismatch": lambda s: [s.identity(info=s.url("implicit"))],
+    "stale-iat": lambda s: [s.identity(iat=int(time.time()) - 600)],
+    "future-iat": lambda s: [s.identity(iat=int(time.time()) + 600)],
+    "x5u-fetch-failed-404": lambda s: [s.identity(x5u=s.server.url("/missing.pem"))],
+    "x5u-fetch-failed-dead": lambda s: [s.identity(x5u=_dead_url())],
+    # loopback, but ::1 is not in allow_networks (127.0.0.0/8): the SSRF guard refuses it
+    "x5u-refused": lambda s: [s.identity(x5u=f"http://[::1]:{s.server.port}/good.pem")],
+    "cert-untrusted": lambda s: [s.identity("untrusted")],
+    "cert-expired": lambda s: [s.identity("expired")],
+    "cert-revoked": lambda s: [s.identity("revoked")],
+    "cert-no-tnauthlist": lambda s: [s.identity("no_tnauth")],
+    "bad-signature": lambda s: [_flip_signature(s.identity())],
+    "orig-mismatch": lambda s: [s.identity(orig="12127363199")],
+    "dest-mismatch": lambda s: [s.identity(dest=["13036231099"])],
+    "bad-claims": lambda s: [s.identity(attest="D")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_reason_gets_its_rfc8224_response(env: Env, case: str) -> None:
+    code = case.removesuffix("-404").removesuffix("-dead")
+    final, call_id = env.call(CASES[case](env.shaken))
+    assert final is not None, env.sg.logs()
+    status, phrase = RESPONSES[code]
+    assert (final.status, final.first) == (status, f"SIP/2.0 {status} {phrase}"), env.sg.logs()[-2000:]
+    assert reason_text(final.header("Reason")) == code
+    assert f"cause={status}" in (final.header("Reason") or "")
+    assert env.forwarded(call_id) == []
+
+
+def test_no_identity_where_a_rule_requires_it_is_428(env: Env) -> None:
+    final, call_id = env.call(callee="+" + NEEDS_IDENTITY)
+    assert final is not None and final.status == 428
+    assert final.first == "SIP/2.0 428 Use Identity Header"
+    assert reason_text(final.header("Reason")) == "no-identity"
+    # the same unsigned call to another number is not concerned by that rule
+    final, call_id = env.call()
+    assert final is not None and final.status == 200
+    pai_or_from = env.forwarded(call_id)[0].header("From") or ""
+    assert "verstat=No-TN-Validation" in pai_or_from
+
+
+def test_valid_call_is_forwarded_with_verstat_and_identity_untouched(env: Env) -> None:
+    ident = env.shaken.identity()
+    # a second Identity with a ppt sipguard does not verify rides along, in order
+    other = f"{env.shaken.token()};info=<{env.shaken.url('good')}>;alg=ES256;ppt=foo"
+    pai = f"<sip:{CALLER};verstat=TN-Validation-Passed@127.0.0.1;user=phone>"
+    final, call_id = env.call([ident, other], pai=pai)
+    assert final is not None and final.status == 200, env.sg.logs()[-2000:]
+    got = env.forwarded(call_id)
+    assert len(got) == 1
+    fwd = got[0]
+    assert fwd.all("Identity") == [ident, other]
+    assert f"\r\nIdentity: {ident}\r\n".encode() in fwd.raw          # byte for byte
+    pais = fwd.all("P-Asserted-Identity")
+    assert len(pais) == 1 and pais[0].count("verstat=") == 1
+    assert "verstat=TN-Validation-Passed" in pais[0]
+    assert "verstat" not in (fwd.header("From") or "")
+    assert fwd.header("Reason") is None
+
+
+def test_upstream_verstat_is_stripped_and_replaced(env: Env) -> None:
+    """An upstream claiming Passed on an unsigned call gets sipguard's No-TN-Validation."""
+    pai = f"<sip:{CALLER};verstat=TN-Validation-Passed@127.0.0.1;user=phone>"
+    extra_from = f"sip:{CALLER};verstat=TN-Validation-Passed@127.0.0.1;user=phone"
+    final, call_id = env.call(pai=pai)
+    assert final is not None and final.status == 200
+    fwd = env.forwarded(call_id)[0]
+    pai_out = fwd.header("P-Asserted-Identity") or ""
+    assert "TN-Validation-Passed" not in pai_out and "verstat=No-TN-Validation" in pai_out
+    # without PAI the verstat goes on From, and a claimed one there is stripped too
+    client = UdpClient()
+    call_id = uuid.uuid4().hex
+    try:
+        data = invite(env.sg.addr, client.addr, caller=CALLER, callee=CALLEE, call_id=call_id).replace(
+            f"<sip:{CALLER}@127.0.0.1;user=phone>".encode(), f"<{extra_from}>".encode(), 1)
+        assert extra_from.encode() in data
+        client.send(data, env.sg.addr)
+        final, _ = client.final()
+    finally:
+        client.close()
+    assert final is not None and final.status == 200
+    from_out = env.forwarded(call_id)[0].header("From") or ""
+    assert from_out.count("verstat=") == 1 and "verstat=No-TN-Validation" in from_out
+
+
+def test_failed_verification_forwarded_keeps_identity(tmp_path: Path, sipguard: Any) -> None:
+    """Without a rejecting rule a failed call goes on with TN-Validation-Failed, its Identity
+    unaltered (64.6302(b)) and a Reason header naming the failure."""
+    uas = MiniUas()
+    with E2eShaken(tmp_path / "pki") as shaken:
+        policy = write_policy(tmp_path / "policy.yaml", [])
+        sg = sipguard(base_config(uas.port, shaken=shaken.section(), policy=policy))
+        bad = _flip_signature(shaken.identity())
+        env = Env(sg, uas, shaken)
+        final, call_id = env.call([bad])
+        assert final is not None and final.status == 200
+        fwd = env.forwarded(call_id)[0]
+        assert fwd.all("Identity") == [bad]
+        assert "verstat=TN-Validation-Failed" in (fwd.header("From") or "")
+        assert reason_text(fwd.header("Reason")) == "bad-signature"
+    uas.close()
+
+
+def test_loopback_x5u_without_allow_networks_is_refused(tmp_path: Path, sipguard: Any) -> None:
+    uas = MiniUas()
+    with E2eShaken(tmp_path / "pki") as shaken:
+        policy = write_policy(tmp_path / "policy.yaml",
+                              [{"name": "failed", "when": {"verstat": "TN-Validation-Failed"}, "action": "reject"}])
+        sg = sipguard(base_config(uas.port, shaken=shaken.section(allow_networks=[]), policy=policy))
+        final, call_id = Env(sg, uas, shaken).call([shaken.identity()])
+        assert final is not None and final.first == "SIP/2.0 436 Bad Identity Info"
+        assert reason_text(final.header("Reason")) == "x5u-refused"
+        assert shaken.server.hits("/good.pem") == 0     # refused before any connection
+    uas.close()
+
+
+def _secsipidx_identity(env: Env, tmp_path: Path) -> str:
+    assert env.shaken.pki is not None
+    key = tmp_path / "good.key"
+    key.write_bytes(env.shaken.pki.key("good").private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+    out = subprocess.run(["secsipidx", "-sign-full", "-o", CALLER[1:], "-d", CALLEE[1:], "-a", "A",
+                          "-orig-id", str(uuid.uuid4()), "-x5u", env.shaken.url("good"), "-k", str(key)],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("secsipidx") is None, reason="secsipidx is not installed")
+def test_secsipidx_signed_identity_verifies(env: Env, tmp_path: Path) -> None:
+    ident = _secsipidx_identity(env, tmp_path)
+    final, call_id = env.call([ident])
+    assert final is not None and final.status == 200, (ident, env.sg.logs()[-2000:])
+    fwd = env.forwarded(call_id)[0]
+    assert fwd.all("Identity") == [ident]
+    assert "verstat=TN-Validation-Passed" in (fwd.header("From") or "")
+    # tampered: the same header with one signature character changed fails with 438
+    final, _ = env.call([_flip_signature(ident)])
+    assert final is not None and final.status == 438
+    assert reason_text(final.header("Reason")) == "bad-signature"
+
+
+def test_cold_burst_for_a_new_x5u_fetches_once(env: Env) -> None:
+    assert env.shaken.pki is not None
+    path = f"/burst-{uuid.uuid4().hex[:8]}.pem"
+    # a slow repository keeps the first download in flight while the burst arrives
+    env.shaken.server.route(path, env.shaken.pki.chain_pem("good"), delay=0.5)
+    x5u = env.shaken.server.url(path)
+    client = UdpClient()
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    burst = 100
+    try:
+        for n in range(burst):
+            ident = env.shaken.identity(x5u=x5u, origid=str(uuid.UUID(int=n)))
+            client.send(invite(env.sg.addr, client.addr, caller=CALLER, callee=CALLEE, identity=[ident],
+                               call_id=f"burst-{n}-{uuid.uuid4().hex[:6]}"), env.sg.addr)
+        finals: dict[str, int] = {}
+        end = time.monotonic() + 15
+        while len(finals) < burst and time.monotonic() < end:
+            msg = client.recv(1.0)
+            if msg is not None and msg.status is not None and msg.status >= 200:
+                finals[msg.header("Call-ID") or ""] = msg.status
+    finally:
+        client.close()
+    assert len(finals) == burst
+    assert set(finals.values()) == {200}, env.sg.logs()[-2000:]
+    assert env.shaken.server.hits(path) == 1
+
+
+def test_dead_repository_costs_one_attempt_not_one_per_call(env: Env) -> None:
+    """A 404 is cached (negative cache): ten calls for the same missing x5u, one request."""
+    path = f"/gone-{uuid.uuid4().hex[:8]}.pem"
+    x5u = env.shaken.server.url(path)
+    for _ in range(10):
+        final, _ = env.call([env.shaken.identity(x5u=x5u)])
+        assert final is not None and final.status == 436
+    assert env.shaken.server.hits(path) == 1

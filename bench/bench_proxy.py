@@ -1,0 +1,358 @@
+"""Proxy load benchmark: sipguard against the Kamailio yardstick, same traffic, same run.
+
+For every system and every offered rate this starts, on free loopback ports, a fresh sipp UAS
+(relay systems), the system under test and one or more sipp UACs; offers RATE calls/s for
+DURATION seconds; then stops everything it started, by PID. Per step it reports achieved calls/s,
+failed calls, INVITE -> final response p50/p99 (every call's sipp "rtd 1", with a clock shim
+so sipp's 4 ms coarse clock does not quantise them) and CPU of the system under test.
+
+Systems (--systems, default all):
+  kam-relay            Kamailio 5.6 stateful relay (bench/kamailio-relay.cfg), no verification
+  kam-verify           the same + secsipid_check_identity on every INVITE
+  kam-redirect-verify  Kamailio + secsipid answering 302 itself
+  sg-proxy             sipguard --workers N pass-through (no Identity, memory store, no policy)
+  sg-verify            sipguard --workers N verifying a fresh, valid Identity on every INVITE
+  sg-redirect-verify   sipguard redirect mode (302) verifying every INVITE
+
+Tokens are signed with sipguard's Signer right before each step (iat = now) from a PKI built
+by tests/shaken_pki.py; the x5u is served by a loopback HTTP server in this process and every
+worker's certificate cache is warmed by a short warm-up run before the timed step.
+
+Usage (from the repo root):
+  .venv/bin/python bench/bench_proxy.py --rates "500 1000 2000 3000 4000" --duration 15
+  .venv/bin/python bench/bench_proxy.py --systems "sg-proxy" --rates 2000 --profile
+Options: --workers N (sipguard workers and Kamailio UDP children, default 2), --uacs K (split the
+offered load over K sipp UACs on K source ports), --keep-going (do not skip the rates above a
+collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --profile (py-spy record the
+sipguard workers during each sipguard step; needs `pip install py-spy`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_proxy_lib import (  # noqa: E402
+    Step,
+    cpu_ns,
+    descendants,
+    free_port,
+    host_busy_ns,
+    metrics_verstat,
+    percentile,
+    read_rtts,
+    read_stat,
+    stop_pid,
+    wait_answering,
+)
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE / "scenarios"
+KAM_CFG = HERE / "kamailio-relay.cfg"
+SYSTEMS = ("kam-relay", "kam-verify", "kam-redirect-verify", "sg-proxy", "sg-verify", "sg-redirect-verify")
+
+# sipp 3.6.1 reads CLOCK_MONOTONIC_COARSE (4 ms steps at HZ=250): every response time would be
+# 0, 4 or 8 ms. This preload maps the coarse clocks to the precise ones.
+FINECLOCK_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <time.h>
+int clock_gettime(clockid_t c, struct timespec *t) {
+    static int (*real)(clockid_t, struct timespec *);
+    if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    if (c == CLOCK_MONOTONIC_COARSE) c = CLOCK_MONOTONIC;
+    else if (c == CLOCK_REALTIME_COARSE) c = CLOCK_REALTIME;
+    return real(c, t);
+}
+"""
+
+
+@dataclass(slots=True)
+class System:
+    name: str
+    kind: str            # "kamailio" | "sipguard"
+    redirect: bool
+    verify: bool
+
+    @property
+    def scenario(self) -> str:
+        if self.redirect:
+            return "uac_redirect_identity.xml"
+        return "uac_call_identity.xml" if self.verify else "uac_call_plain.xml"
+
+
+def system(name: str) -> System:
+    return System(name, "kamailio" if name.startswith("kam") else "sipguard",
+                  "redirect" in name, "verify" in name)
+
+
+@dataclass(slots=True)
+class Bench:
+    args: argparse.Namespace
+    out: Path
+    env: dict[str, str]
+    pki: Any = None
+    server: Any = None
+    signer: Any = None
+    cert_file: str = ""
+    http_port: int = 0
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    results: list[Step] = field(default_factory=list)
+
+    # -- setup ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        shim = self.out / "fineclock.so"
+        (self.out / "fineclock.c").write_text(FINECLOCK_C)
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(shim), str(self.out / "fineclock.c"),
+                        "-ldl"], check=True)
+        self.env = {**os.environ, "LD_PRELOAD": str(shim)}
+        from sipguard.shaken.sign import Signer, SigningConfig
+        from tests.shaken_pki import CertServer, StiPki, serialization
+
+        self.pki = StiPki(self.out / "pki")
+        self.server = CertServer().__enter__()
+        self.pki.publish(self.server)
+        key_path = self.out / "pki" / "good.key"
+        key_path.write_bytes(self.pki.key("good").private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        self.cert_file = str(self.out / "pki" / "good.pem")
+        cfg = SigningConfig(key=str(key_path), cert=self.cert_file, x5u=self.server.url("/good.pem"),
+                            attest="A", origid="call")
+        self.signer = Signer.load(cfg, time.time())
+
+    def tokens(self, path: Path, n: int, offset: int = 0) -> float:
+        """n lines caller;callee;jws;x5u, signed now; returns the seconds it took."""
+        t0 = time.monotonic()
+        x5u = self.signer.cfg.x5u
+        lines = ["SEQUENTIAL"]
+        for i in range(offset, offset + n):
+            orig = f"1{201 + i % 700:03d}555{i % 10000:04d}"
+            dest = f"1{301 + (i * 7) % 600:03d}555{(i * 13) % 10000:04d}"
+            origid = f"00000000-0000-4000-8000-{i:012d}"
+            jws = self.signer.passport(orig, [dest], time.time(), origid)
+            lines.append(f"{orig};{dest};{jws};{x5u}")
+        path.write_text("\n".join(lines) + "\n")
+        return time.monotonic() - t0
+
+    # -- systems under test ---------------------------------------------------------------------
+    def start_sut(self, sysm: System, d: Path, port: int, uas_port: int) -> subprocess.Popen[bytes]:
+        log = open(d / "sut.log", "wb")
+        if sysm.kind == "kamailio":
+            cmd = ["kamailio", "-f", str(KAM_CFG), "-DD", "-E", "-n", str(self.args.workers), "-m", "512",
+                   "-M", "32", "-x", "tlsf", "-Y", str(d), "-l", f"udp:127.0.0.1:{port}",
+                   "-A", f'NEXT_HOP="127.0.0.1:{uas_port}"']
+            if sysm.verify:
+                cmd += ["-A", f'VERIFY_CERT="{self.cert_file}"']
+            if sysm.redirect:
+                cmd += ["-A", "REDIRECT"]
+        else:
+            cfg_path = d / "sipguard.yaml"
+            cfg_path.write_text(yaml.safe_dump(self.sipguard_config(sysm, port, uas_port), sort_keys=False))
+            cmd = [sys.executable, "-m", "sipguard", "serve", "-c", str(cfg_path),
+                   "--workers", str(self.args.workers)]
+        (d / "sut.cmd").write_text(" ".join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        self.procs.append(proc)
+        return proc
+
+    def sipguard_config(self, sysm: System, port: int, uas_port: int) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "listen": [f"udp://127.0.0.1:{port}"],
+            "mode": "redirect" if sysm.redirect else "proxy",
+            "next_hop": f"sip:127.0.0.1:{uas_port}",
+            "unknown_source": "reject",
+            "trunks": [{"id": "bench", "role": "foreign", "sources": ["127.0.0.1/32"],
+                        "provider": {"name": "Bench Carrier", "frn": "0012345678", "rmd": "RMD0001234",
+                                     "country": "GB"}}],
+            "store": "memory",
+            "traceback": {"path": "traceback.db"},
+            "log": {"level": "warning", "decisions": "off"},
+            "http": {"listen": f"127.0.0.1:{self.http_port}"},
+        }
+        if sysm.verify:
+            cfg["shaken"] = {"trust_anchors": self.pki.anchors, "iat_max_age": 120,
+                             "x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"]},
+                             "crl": {"enabled": False}}
+        return cfg
+
+    def start_uas(self, d: Path, port: int) -> subprocess.Popen[bytes]:
+        cmd = ["sipp", "-sf", str(SCENARIOS / "uas.xml"), "-i", "127.0.0.1", "-p", str(port), "-t", "u1",
+               "-nostdin", "-buff_size", "1048576", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
+        proc = subprocess.Popen(cmd, cwd=d, stdout=open(d / "uas.out", "wb"), stderr=subprocess.STDOUT,
+                                env=self.env, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def uac_cmd(self, sysm: System, target: int, csv: Path, rate: float, calls: int, stat: str) -> list[str]:
+        limit = max(500, int(rate))
+        return ["sipp", f"127.0.0.1:{target}", "-sf", str(SCENARIOS / sysm.scenario), "-inf", str(csv),
+                "-i", "127.0.0.1", "-p", str(free_port()), "-t", "u1", "-r", f"{rate:g}", "-rp", "1000",
+                "-m", str(calls), "-l", str(limit), "-recv_timeout", "5000",
+                "-timeout", f"{self.args.duration + 30}s", "-buff_size", "1048576",
+                "-max_recv_loops", "10000", "-max_sched_loops", "10000", "-nostdin",
+                "-trace_stat", "-stf", stat, "-fd", "1", "-trace_rtt", "-rtt_freq", "1"]
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            stop_pid(proc)
+        self.procs.clear()
+
+    # -- one step -----------------------------------------------------------------------------
+    def step(self, sysm: System, rate: int) -> Step:
+        a = self.args
+        d = self.out / sysm.name / f"r{rate}"
+        d.mkdir(parents=True, exist_ok=True)
+        port, uas_port, self.http_port = free_port(), free_port(), free_port()
+        try:
+            if not sysm.redirect:
+                self.start_uas(d, uas_port)
+            sut = self.start_sut(sysm, d, port, uas_port)
+            if not wait_answering(port, sut, 30.0):
+                return Step(sysm.name, rate, error=f"did not start: {(d / 'sut.log').read_text()[-500:]}")
+            calls = rate * a.duration
+            per = [calls // a.uacs + (1 if i < calls % a.uacs else 0) for i in range(a.uacs)]
+            csvs = [d / f"tokens{i}.csv" for i in range(a.uacs)]
+            sign_s = 0.0
+            # warm-up: every worker's x5u cache and code paths, from as many source ports as workers
+            warm = d / "warm.csv"
+            sign_s += self.tokens(warm, 40, offset=10_000_000)
+            (d / "warm").mkdir(exist_ok=True)
+            warmups = [subprocess.Popen(self.uac_cmd(sysm, port, warm, 20, 20, f"warm{i}.csv"), cwd=d / "warm",
+                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True) for i in range(max(a.workers, a.uacs))]
+            for i, n in enumerate(per):
+                sign_s += self.tokens(csvs[i], n if sysm.verify else min(n, 5000), offset=i * 1_000_000)
+            for w in warmups:
+                try:
+                    w.wait(30)
+                except subprocess.TimeoutExpired:
+                    stop_pid(w)
+            tree = descendants(sut.pid)
+            load = os.getloadavg()[0]
+            cpu0, host0, t0 = cpu_ns(tree), host_busy_ns(), time.monotonic()
+            prof = self.profile(sysm, d, tree[1:] or tree) if a.profile and sysm.kind == "sipguard" else []
+            uacs = [subprocess.Popen(self.uac_cmd(sysm, port, csvs[i], rate / a.uacs, per[i], f"uac{i}_stat.csv"),
+                                     cwd=d, env=self.env, stdout=open(d / f"uac{i}.out", "wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True) for i in range(a.uacs)]
+            self.procs.extend(uacs)
+            for u in uacs:
+                try:
+                    u.wait(a.duration + 60)
+                except subprocess.TimeoutExpired:
+                    stop_pid(u)
+            wall = time.monotonic() - t0
+            cpu1, host1 = cpu_ns(tree), host_busy_ns()
+            for p in prof:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    stop_pid(p)
+            stats = [read_stat(d / f"uac{i}_stat.csv") for i in range(a.uacs)]
+            verstats = metrics_verstat(self.http_port) if sysm.kind == "sipguard" else {}
+            rtts, span = read_rtts(d)
+            ok = sum(s["ok"] for s in stats)
+            failed = sum(s["failed"] for s in stats)
+            # sipp's ElapsedTime has 1 s resolution: use the span of the INVITE answers instead
+            elapsed = max(span + 1.0 / rate, max((s["elapsed"] for s in stats), default=0.0) - 1.0) or wall
+            sut_cpu = (cpu1 - cpu0) / 1e9
+            return Step(sysm.name, rate, achieved=ok / elapsed if elapsed else 0.0, ok=ok, failed=failed,
+                          failed_pct=100.0 * failed / max(1, ok + failed),
+                          retrans=sum(s["retrans"] for s in stats),
+                          p50=percentile(rtts, 50), p99=percentile(rtts, 99), max_ms=max(rtts, default=0.0),
+                          samples=len(rtts), sut_cpu_pct=100.0 * sut_cpu / wall,
+                          sut_us_per_call=1e6 * sut_cpu / max(1, ok), host_cpu_pct=100.0 * (host1 - host0) / 1e9 / wall,
+                          load1=load, sign_s=sign_s, alive=sut.poll() is None,
+                        verstat=" ".join(f"{k}:{v}" for k, v in sorted(verstats.items())))
+        finally:
+            self.stop_all()
+
+    def profile(self, sysm: System, d: Path, pids: list[int]) -> list[subprocess.Popen[bytes]]:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            print("  (py-spy not installed: pip install py-spy)")
+            return []
+        return [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(self.args.duration),
+                                  "--rate", "200", "--format", "raw", "--nonblocking",
+                                  "-o", str(d / f"pyspy-{pid}.txt")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> int:
+        self.setup()
+        info = machine()
+        print(f"# bench_proxy {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  {info}")
+        print(f"# systems {self.args.systems}  rates {self.args.rates}  duration {self.args.duration}s  "
+              f"workers {self.args.workers}  uacs {self.args.uacs}  out {self.out}")
+        print(Step.header())
+        for name in self.args.systems.split():
+            sysm = system(name)
+            for rate in [int(r) for r in self.args.rates.split()]:
+                res = self.step(sysm, rate)
+                self.results.append(res)
+                print(res.row(), flush=True)
+                with open(self.out / "results.jsonl", "a") as fh:
+                    fh.write(json.dumps(res.as_dict()) + "\n")
+                if res.collapsed() and not self.args.keep_going:
+                    break
+        print(f"# results: {self.out / 'results.jsonl'}")
+        return 0
+
+    def close(self) -> None:
+        self.stop_all()
+        if self.server is not None:
+            self.server.__exit__(None, None, None)
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    kam = subprocess.run(["kamailio", "-v"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return f"nproc={os.cpu_count()} cpu={cpu!r} load={os.getloadavg()[0]:.2f} {' '.join(kam)}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--rates", default="500 1000 2000 3000 4000")
+    p.add_argument("--duration", type=int, default=15)
+    p.add_argument("--systems", default=" ".join(SYSTEMS))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--uacs", type=int, default=1)
+    p.add_argument("--keep-going", action="store_true")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    bad = [s for s in args.systems.split() if s not in SYSTEMS]
+    if bad:
+        p.error(f"unknown system(s) {bad}; choose from {' '.join(SYSTEMS)}")
+    for tool in ("sipp", "gcc") + (("kamailio",) if "kam" in args.systems else ()):
+        if shutil.which(tool) is None:
+            p.error(f"{tool} is not installed")
+    out = args.out or Path("/tmp/sipguard-bench") / time.strftime("%Y%m%dT%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, out.resolve(), {})
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    try:
+        return bench.run()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

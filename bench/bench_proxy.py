@@ -58,6 +58,7 @@ from bench_proxy_lib import (  # noqa: E402
     read_rtts,
     read_stat,
     stop_pid,
+    udp_rcvbuf_errors,
     wait_answering,
 )
 
@@ -163,7 +164,9 @@ class Bench:
         else:
             cfg_path = d / "sipguard.yaml"
             cfg_path.write_text(yaml.safe_dump(self.sipguard_config(sysm, port, uas_port), sort_keys=False))
-            cmd = [sys.executable, "-m", "sipguard", "serve", "-c", str(cfg_path),
+            head = [sys.executable, "-m", "sipguard"] if not self.args.sg_rcvbuf else \
+                [sys.executable, str(HERE / "bench_proxy_sgwrap.py"), str(self.args.sg_rcvbuf)]
+            cmd = [*head, "serve", "-c", str(cfg_path),
                    "--workers", str(self.args.workers)]
         (d / "sut.cmd").write_text(" ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True,
@@ -245,7 +248,8 @@ class Bench:
                     stop_pid(w)
             tree = descendants(sut.pid)
             load = os.getloadavg()[0]
-            cpu0, host0, t0 = cpu_ns(tree), host_busy_ns(), time.monotonic()
+            per0 = {pid: cpu_ns([pid]) for pid in tree}
+            cpu0, host0, drops0, t0 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors(), time.monotonic()
             prof = self.profile(sysm, d, tree[1:] or tree) if a.profile and sysm.kind == "sipguard" else []
             uacs = [subprocess.Popen(self.uac_cmd(sysm, port, csvs[i], rate / a.uacs, per[i], f"uac{i}_stat.csv"),
                                      cwd=d, env=self.env, stdout=open(d / f"uac{i}.out", "wb"),
@@ -257,7 +261,8 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     stop_pid(u)
             wall = time.monotonic() - t0
-            cpu1, host1 = cpu_ns(tree), host_busy_ns()
+            cpu1, host1, drops1 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors()
+            busiest = max((cpu_ns([pid]) - c for pid, c in per0.items()), default=0)
             for p in prof:
                 try:
                     p.wait(30)
@@ -273,9 +278,10 @@ class Bench:
             sut_cpu = (cpu1 - cpu0) / 1e9
             return Step(sysm.name, rate, achieved=ok / elapsed if elapsed else 0.0, ok=ok, failed=failed,
                           failed_pct=100.0 * failed / max(1, ok + failed),
-                          retrans=sum(s["retrans"] for s in stats),
+                          retrans=sum(s["retrans"] for s in stats), rcvbuf_drops=drops1 - drops0,
                           p50=percentile(rtts, 50), p99=percentile(rtts, 99), max_ms=max(rtts, default=0.0),
                           samples=len(rtts), sut_cpu_pct=100.0 * sut_cpu / wall,
+                          busiest_pct=100.0 * busiest / 1e9 / wall,
                           sut_us_per_call=1e6 * sut_cpu / max(1, ok), host_cpu_pct=100.0 * (host1 - host0) / 1e9 / wall,
                           load1=load, sign_s=sign_s, alive=sut.poll() is None,
                         verstat=" ".join(f"{k}:{v}" for k, v in sorted(verstats.items())))
@@ -334,6 +340,8 @@ def main() -> int:
     p.add_argument("--uacs", type=int, default=1)
     p.add_argument("--keep-going", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--sg-rcvbuf", type=int, default=0,
+                   help="experiment: run sipguard with SO_RCVBUF of this many bytes on its UDP sockets")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     bad = [s for s in args.systems.split() if s not in SYSTEMS]

@@ -28,12 +28,14 @@ class Step:
     failed: int = 0
     failed_pct: float = 100.0
     retrans: int = 0
+    rcvbuf_drops: int = 0      # host UDP receive-buffer drops during the step (any socket)
     p50: float = 0.0
     p99: float = 0.0
     max_ms: float = 0.0
     samples: int = 0
     sut_cpu_pct: float = 0.0
     sut_us_per_call: float = 0.0
+    busiest_pct: float = 0.0   # the busiest single process of the system under test
     host_cpu_pct: float = 0.0
     load1: float = 0.0
     sign_s: float = 0.0
@@ -53,16 +55,16 @@ class Step:
 
     @staticmethod
     def header() -> str:
-        return ("| system | offered | achieved | failed (%) | retrans | p50 ms | p99 ms | max ms | SUT CPU % of 1 core "
-                "| SUT us/call | host CPU % (of 200) | load1 | clean | target | sipguard verstat counts |\n"
-                "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|:-:|---|")
+        return ("| system | offered | achieved | failed (%) | retrans | UDP drops | p50 ms | p99 ms | max ms | SUT CPU % of 1 core "
+                "(busiest process) | SUT us/call | host CPU % (of 200) | load1 | clean | target | sipguard verstat counts |\n"
+                "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|:-:|---|")
 
     def row(self) -> str:
         if self.error:
             return f"| {self.system} | {self.rate} | ERROR: {self.error.splitlines()[0][:120]} |"
         yes = {True: "yes", False: "**no**"}
         return (f"| {self.system} | {self.rate} | {self.achieved:.0f} | {self.failed} ({self.failed_pct:.3f}) "
-                f"| {self.retrans} | {self.p50:.2f} | {self.p99:.1f} | {self.max_ms:.0f} | {self.sut_cpu_pct:.0f} "
+                f"| {self.retrans} | {self.rcvbuf_drops} | {self.p50:.2f} | {self.p99:.1f} | {self.max_ms:.0f} | {self.sut_cpu_pct:.0f} ({self.busiest_pct:.0f}) "
                 f"| {self.sut_us_per_call:.0f} | {self.host_cpu_pct:.0f} | {self.load1:.2f} "
                 f"| {yes[self.clean()]} | {yes[self.target()]} | {self.verstat} |")
 
@@ -163,6 +165,13 @@ def host_busy_ns() -> int:
     idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
     ticks = os.sysconf("SC_CLK_TCK")
     return int((sum(parts[:8]) - idle) * 1e9 / ticks)
+
+
+def udp_rcvbuf_errors() -> int:
+    """Host-wide UDP datagrams dropped because a socket's receive buffer was full."""
+    with open("/proc/net/snmp") as fh:
+        rows = [ln.split() for ln in fh if ln.startswith("Udp:")]
+    return int(dict(zip(rows[0], rows[1], strict=True)).get("RcvbufErrors", 0))
 
 
 def _elapsed(text: str) -> float:

@@ -1,0 +1,30 @@
+"""Run ``sipguard`` with an experiment applied, for bench/bench_proxy.py (never in production).
+
+``python bench/bench_proxy_sgwrap.py RCVBUF_BYTES serve -c CONFIG --workers N``: every UDP socket
+sipguard opens gets SO_RCVBUF = RCVBUF_BYTES (the kernel caps it at net.core.rmem_max) before
+sipguard runs as usual. It measures what a larger receive buffer does to bursts of datagrams
+arriving while the event loop is busy, without editing sipguard.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any
+
+from sipguard.cli import main
+from sipguard.proxy.transport import UdpEndpoint
+
+RCVBUF = int(sys.argv.pop(1))
+_made = UdpEndpoint.connection_made
+
+
+def connection_made(self: UdpEndpoint, transport: Any) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and RCVBUF > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    _made(self, transport)
+
+
+UdpEndpoint.connection_made = connection_made  # type: ignore[method-assign]
+sys.exit(main(sys.argv[1:]))

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from sipclient import MiniUas, UdpClient, invite
 
 from tests.e2e_helpers import CALLEE, CALLER, E2eShaken, reason_text, write_policy
-from tests.shaken_pki import identity_header, sign_passport
+from tests.shaken_pki import CertServer, StiPki, identity_header, shaken_identity, sign_passport
 
 pytestmark = pytest.mark.integration
 
@@ -40,21 +40,26 @@ RESPONSES = {  # CONTRACT.md, "Verification reason codes and their RFC 8224 resp
 }
 
 
+def call_once(sg: SipguardProcess, identity: list[str] | None = None, **kw: Any) -> tuple[Any, str]:
+    """One INVITE from the trunk (CALLER to CALLEE unless told); returns (final, call id)."""
+    client = UdpClient()
+    call_id = uuid.uuid4().hex
+    kw.setdefault("caller", CALLER)
+    kw.setdefault("callee", CALLEE)
+    try:
+        final, _ = client.call(sg.addr, identity=identity, call_id=call_id, **kw)
+    finally:
+        client.close()
+    return final, call_id
+
+
 class Env:
     def __init__(self, sg: SipguardProcess, uas: MiniUas, shaken: E2eShaken) -> None:
         self.sg, self.uas, self.shaken = sg, uas, shaken
 
     def call(self, identity: list[str] | None = None, **kw: Any) -> tuple[Any, str]:
         """One INVITE from the trunk; returns (final response, call id)."""
-        client = UdpClient()
-        call_id = uuid.uuid4().hex
-        kw.setdefault("caller", CALLER)
-        kw.setdefault("callee", CALLEE)
-        try:
-            final, _ = client.call(self.sg.addr, identity=identity, call_id=call_id, **kw)
-        finally:
-            client.close()
-        return final, call_id
+        return call_once(self.sg, identity, **kw)
 
     def forwarded(self, call_id: str) -> list[Any]:
         return [m for m in self.uas.invites() if m.header("Call-ID") == call_id]
@@ -287,3 +292,72 @@ def test_dead_repository_costs_one_attempt_not_one_per_call(env: Env) -> None:
         final, _ = env.call([env.shaken.identity(x5u=x5u)])
         assert final is not None and final.status == 436
     assert env.shaken.server.hits(path) == 1
+
+
+FORMS: dict[str, dict[str, Any]] = {
+    # orig.tn is matched against P-Asserted-Identity when there is one
+    "pai-tel-with-separators": {"pai": "<tel:+1-212-736-3100>", "caller": "anonymous"},
+    "pai-sip-user-phone": {"pai": f"<sip:{CALLER}@carrier.example;user=phone>", "caller": "anonymous"},
+    "from-national-nanp": {"caller": "2127363100"},
+    "from-11-digits-no-plus": {"caller": "12127363100"},
+    "from-visual-separators": {"caller": "+1-212-736-3100"},
+    "from-rfc4904-params": {"caller": f"{CALLER};tgrp=TG-1;trunk-context=carrier.example"},
+    "to-national-nanp": {"callee": "3036231000"},
+    # dest.tn may match the Request-URI when To shows something else
+    "dest-in-request-uri-only": {"callee": "+13039990000", "ruri": f"sip:{CALLEE}@127.0.0.1;user=phone"},
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_number_forms_still_verify(env: Env, form: str) -> None:
+    final, call_id = env.call([env.shaken.identity()], **FORMS[form])
+    assert final is not None and final.status == 200, (final.first if final else None,
+                                                       final.header("Reason") if final else None)
+    fwd = env.forwarded(call_id)[0]
+    marked = fwd.header("P-Asserted-Identity") or fwd.header("From") or ""
+    assert "verstat=TN-Validation-Passed" in marked
+
+
+def test_any_element_of_dest_matches(env: Env) -> None:
+    ident = env.shaken.identity(dest=["13039990000", CALLEE[1:]])
+    final, _ = env.call([ident])
+    assert final is not None and final.status == 200
+
+
+def test_compact_form_identity_header_is_verified(env: Env) -> None:
+    """`y:` is the compact form of Identity (RFC 8224 section 4.1)."""
+    bad = _flip_signature(env.shaken.identity())
+    final, _ = env.call(extra=[f"y: {bad}"])
+    assert final is not None and final.status == 438
+    good = env.shaken.identity()
+    final, call_id = env.call(extra=[f"y: {good}"])
+    assert final is not None and final.status == 200
+    assert env.forwarded(call_id)[0].all("Identity") == [good]
+
+
+def test_https_x5u_with_the_configured_ca_bundle(tmp_path: Path, sipguard: Any) -> None:
+    """x5u over HTTPS: the web-PKI bundle (tls_ca_bundle) is separate from the STI anchors."""
+    uas = MiniUas()
+    with CertServer(https=True, directory=tmp_path) as server:
+        pki = StiPki(tmp_path / "pki", now=time.time())
+        pki.publish(server)
+        policy = write_policy(tmp_path / "policy.yaml",
+                              [{"name": "failed", "when": {"verstat": "TN-Validation-Failed"}, "action": "reject"}])
+        x5u = {"allow_networks": ["127.0.0.0/8"], "ports": [server.port], "timeout": 1.0}
+        trusted = sipguard(base_config(uas.port, policy=policy, shaken={
+            "trust_anchors": pki.anchors, "x5u": {**x5u, "tls_ca_bundle": server.ca_bundle}}))
+        untrusted = sipguard(base_config(uas.port, policy=policy, shaken={
+            "trust_anchors": pki.anchors, "x5u": x5u}))
+        url = server.url("/good.pem")
+        ident = shaken_identity_for(pki, url)
+        final, _ = call_once(trusted, [ident])
+        assert final is not None and final.status == 200, trusted.logs()[-1500:]
+        # the system bundle does not know the test server's certificate: the download fails
+        final, _ = call_once(untrusted, [shaken_identity_for(pki, url)])
+        assert final is not None and final.status == 436
+        assert reason_text(final.header("Reason")) == "x5u-fetch-failed"
+    uas.close()
+
+
+def shaken_identity_for(pki: Any, x5u: str) -> str:
+    return shaken_identity(pki.key("good"), x5u, orig=CALLER[1:], dest=[CALLEE[1:]], iat=int(time.time()))

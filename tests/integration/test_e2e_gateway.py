@@ -327,3 +327,41 @@ def test_broken_policy_is_refused_and_old_one_keeps_working(fresh: Any) -> None:
     gw.policy.write_text(text.replace("caller.dno", "caller.anonymous", 1))
     assert wait_for(lambda: "policy reloaded" in gw.log(), timeout=5)
     assert gw.call(DNO_CALLER)[0].status == 200
+
+
+def test_failed_arriving_signature_is_not_re_signed_by_default(gw: Gateway) -> None:
+    """64.6302(b): the failing Identity goes on unaltered; the gateway adds none (sign_failed: false)."""
+    ident = gw.shaken.identity(orig="12127369999")           # orig-mismatch
+    final, fwd = gw.call("+12127363170", identity=[ident])
+    assert final is not None and final.status == 200
+    assert fwd.all("Identity") == [ident]
+    assert "verstat=TN-Validation-Failed" in (fwd.header("From") or "")
+
+
+def test_anonymous_caller_is_not_signed(gw: Gateway) -> None:
+    final, fwd = gw.call("anonymous")
+    assert final is not None and final.status == 200, gw.log()[-1500:]
+    assert fwd.all("Identity") == []
+
+
+def test_redirect_mode_302_carries_the_signature(fresh: Any, tmp_path: Path) -> None:
+    gw = fresh(RULES, mode=None)
+    config = dict(gw.sg.config)
+    config.pop("listen")
+    config["mode"] = "redirect"
+    (tmp_path / "redirect").mkdir()
+    sg = SipguardProcess(config, tmp_path / "redirect").start()
+    try:
+        client = UdpClient()
+        final, _ = client.call(sg.addr, caller="+12127363180", callee=CALLEE)
+        client.close()
+        assert final is not None and final.status == 302
+        idents = final.all("Identity")
+        assert len(idents) == 1 and _claims(idents[0])[1]["attest"] == "C"
+        assert "verstat=No-TN-Validation" in (final.header("P-Asserted-Identity") or "")
+        client = UdpClient()
+        final, _ = client.call(sg.addr, caller=DNO_CALLER, callee=CALLEE)
+        client.close()
+        assert final is not None and final.first == "SIP/2.0 603 Decline"
+    finally:
+        sg.stop()

@@ -227,3 +227,23 @@ def test_redis_killed_fail_closed_answers_503_retry_after(instance: Any, redis: 
     assert final is not None and final.status == 200 and fwd is not None
     redis.start()
     assert wait_for(lambda: sg.status("+12127363108") == 200, timeout=5, step=0.1), sg.sg.logs()[-2000:]
+
+
+def test_retransmissions_do_not_count_twice_against_a_limit(instance: Any) -> None:
+    from sipclient import invite
+
+    sg = instance()
+    caller = "+13036238888"
+    client = UdpClient()
+    try:
+        # the first call's INVITE arrives three times (same branch): one decision, one token
+        data = invite(sg.sg.addr, client.addr, caller=caller, callee=CALLEE)
+        for _ in range(3):
+            client.send(data, sg.sg.addr)
+        final, _ = client.final()
+        assert final is not None and final.status == 200
+    finally:
+        client.close()
+    time.sleep(0.3)   # let any late retransmission land before the next calls
+    burst = LIMIT["per_caller"]["burst"]
+    assert [sg.status(caller) for _ in range(burst)] == [200] * (burst - 1) + [486]

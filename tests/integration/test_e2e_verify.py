@@ -8,6 +8,7 @@ certificates come from a loopback repository (tests.shaken_pki) and the CRL from
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from conftest import SipguardProcess, base_config
 from cryptography.hazmat.primitives import serialization
 from sipclient import MiniUas, UdpClient, invite
 
-from tests.e2e_helpers import CALLEE, CALLER, E2eShaken, reason_text, write_policy
+from tests.e2e_helpers import CALLEE, CALLER, E2eShaken, cli, reason_text, wait_for, write_policy
 from tests.shaken_pki import CertServer, StiPki, identity_header, shaken_identity, sign_passport
 
 pytestmark = pytest.mark.integration
@@ -361,3 +362,21 @@ def test_https_x5u_with_the_configured_ca_bundle(tmp_path: Path, sipguard: Any) 
 
 def shaken_identity_for(pki: Any, x5u: str) -> str:
     return shaken_identity(pki.key("good"), x5u, orig=CALLER[1:], dest=[CALLEE[1:]], iat=int(time.time()))
+
+
+@pytest.mark.parametrize("case", ["cert-revoked", "orig-mismatch", "stale-iat"])
+def test_the_record_of_a_rejected_call_names_the_reason(env: Env, case: str) -> None:
+    final, call_id = env.call(CASES[case](env.shaken))
+    assert final is not None and final.status == RESPONSES[case][0]
+
+    def record() -> list[dict[str, Any]]:
+        done = cli("traceback", "-c", str(env.sg.path), "--call-id", call_id, "--since", "0",
+                   "--format", "jsonl")
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    found = wait_for(record, timeout=5, step=0.2)
+    assert len(found) == 1, found
+    rec = found[0]
+    assert (rec["action"], rec["status"], rec["rule"], rec["verstat"]) == \
+        ("reject", RESPONSES[case][0], "failed", "TN-Validation-Failed")
+    assert rec["reasons"][0] == case

@@ -68,7 +68,7 @@ class Gateway:
 
 
 def _gateway(tmp: Path, uas: MiniUas, shaken: E2eShaken, rules: list[dict[str, Any]],
-             mode: str | None = None) -> Gateway:
+             mode: str | None = None, **extra: Any) -> Gateway:
     assert shaken.pki is not None
     key, cert, pub = tmp / "signing.key", tmp / "signing.pem", tmp / "signing.pub"
     good = shaken.pki.key("good")
@@ -85,6 +85,7 @@ def _gateway(tmp: Path, uas: MiniUas, shaken: E2eShaken, rules: list[dict[str, A
         blocking={"redress": REDRESS},
         shaken=shaken.section(signing={"key": str(key), "cert": str(cert), "x5u": shaken.url("good"),
                                        "attest": "C", "origid": "trunk"}))
+    config.update(extra)
     (tmp / "sg").mkdir()
     sg = SipguardProcess(config, tmp / "sg").start()
     return Gateway(sg, uas, shaken, policy, pub)
@@ -109,10 +110,10 @@ def fresh(tmp_path: Path) -> Iterator[Any]:
     made: list[Gateway] = []
     uas = MiniUas()
     with E2eShaken(tmp_path / "pki") as shaken:
-        def make(rules: list[dict[str, Any]], mode: str | None = None) -> Gateway:
+        def make(rules: list[dict[str, Any]], mode: str | None = None, **extra: Any) -> Gateway:
             directory = tmp_path / f"gw{len(made)}"
             directory.mkdir()
-            made.append(_gateway(directory, uas, shaken, rules, mode))
+            made.append(_gateway(directory, uas, shaken, rules, mode, **extra))
             return made[-1]
         yield make
         for gateway in made:
@@ -365,3 +366,16 @@ def test_redirect_mode_302_carries_the_signature(fresh: Any, tmp_path: Path) -> 
         assert final is not None and final.first == "SIP/2.0 603 Decline"
     finally:
         sg.stop()
+
+
+def test_trunk_over_its_contracted_rate_gets_503_retry_after(fresh: Any) -> None:
+    rules = [{"name": "trunk-over-contract", "when": {"limited": ["per_trunk"]}, "action": "reject",
+              "status": 503, "retry_after": 10}]
+    trunk = {"id": "carrier-a", "role": "foreign", "sources": ["127.0.0.1/32"], "cps": 0.2,
+             "provider": {"name": "Carrier A", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}
+    gw = fresh(rules, trunks=[trunk], limits={"per_trunk": {"key": "trunk", "rate": "trunk.cps"}})
+    finals = [gw.call(f"+1212736{3200 + n}")[0] for n in range(4)]   # 4 calls in far less than 5 s
+    assert finals[0].status == 200
+    refused = [f for f in finals if f.status == 503]
+    assert refused, [f.status for f in finals]
+    assert all(f.header("Retry-After") == "10" for f in refused)

@@ -154,7 +154,8 @@ class ProxyCore:
         """RFC 3261 16.3: a scheme we cannot route (416), an extension a proxy must
         understand (420 + Unsupported). Answered here; True when answered."""
         scheme = req.uri.split(":", 1)[0].lower()
-        if scheme not in ("sip", "sips", "tel"):
+        emergency = scheme == "urn" and req.uri.lower().startswith("urn:service:sos")
+        if scheme not in ("sip", "sips", "tel") and not emergency:  # RFC 5031 emergency URNs route on
             self._reply(req, 416, source, transport, conn)
             return True
         required = req.headers("Proxy-Require") if req.method != "CANCEL" else []

@@ -85,9 +85,13 @@ ClientFactory = Callable[[str], Any]
 def make_client(url: str, factory: ClientFactory | None = None) -> Any:
     if factory is not None:
         return factory(url)
+    if url.startswith(("redis+sentinel://", "redis+cluster://")):
+        # the store's own URL -> client mechanism (the record keys share one cluster slot)
+        from sipguard.store.connect import client_factory, parse_url
+
+        return client_factory(parse_url(url), max_connections=8, socket_timeout=2.0)()
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{url!r}: traceback records need a redis://, rediss:// or unix:// URL "
-                          "(sentinel and cluster need the store's client factory)", key="store")
+        raise ConfigError(f"{url!r}: traceback records need a Redis store URL", key="store")
     import redis.asyncio as aioredis
 
     return aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0,

@@ -213,9 +213,6 @@ def test_emergency_call_from_dno_number_is_forwarded(gw: Gateway, ruri_user: str
     assert fwd is not None
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: proxy/core.py answers 416 Unsupported URI Scheme to an INVITE "
-                   "whose Request-URI is urn:service:sos (RFC 5031) before the pipeline sees it; CONTRACT: "
-                   "emergency calls (urn:service:sos) are never rejected")
 def test_sos_urn_request_uri_from_dno_number_is_forwarded(gw: Gateway) -> None:
     final, fwd = gw.call(DNO_CALLER, callee="911", ruri="urn:service:sos")
     assert final is not None and final.status == 200, final.first if final else None

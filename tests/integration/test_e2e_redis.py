@@ -254,10 +254,6 @@ def test_retransmissions_do_not_count_twice_against_a_limit(instance: Any) -> No
     assert [sg.status(caller) for _ in range(BURST)] == [200] * (BURST - 1) + [486]
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: `sipguard serve` with store: redis+cluster://... exits at start: "
-                   "proxy/server.py calls open_records(store, traceback) without the store's client factory and "
-                   "records/redis_stream.make_client refuses cluster URLs ('traceback records need a redis://, "
-                   "rediss:// or unix:// URL')")
 def test_redis_cluster_store_end_to_end(sipguard: Any, tmp_path: Path) -> None:
     """The same duties on a 3-node Redis Cluster: DNO imported with the CLI, one shared limit."""
     if REDIS_CLI is None:
@@ -281,8 +277,6 @@ def test_redis_cluster_store_end_to_end(sipguard: Any, tmp_path: Path) -> None:
         cluster.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: `sipguard serve` with store: redis+sentinel://... exits at start "
-                   "for the same reason as the cluster case (records/redis_stream.make_client)")
 def test_redis_sentinel_store_end_to_end(sipguard: Any, tmp_path: Path, redis: RedisProcess) -> None:
     sentinel = start_sentinel(redis)
     uas = MiniUas()

@@ -23,7 +23,8 @@ Usage (from the repo root):
   .venv/bin/python bench/bench_proxy.py --systems "sg-proxy" --rates 2000 --profile
 Options: --workers N (sipguard workers and Kamailio UDP children, default 2), --uacs K (split the
 offered load over K sipp UACs on K source ports), --keep-going (do not skip the rates above a
-collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --profile (py-spy record the
+collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P --quiet-wait S (before each step wait
+at most S seconds for other processes to use < P % of one core; the figure is recorded), --profile (py-spy record the
 sipguard workers during each sipguard step; needs `pip install py-spy`).
 """
 
@@ -60,6 +61,7 @@ from bench_proxy_lib import (  # noqa: E402
     stop_pid,
     udp_rcvbuf_errors,
     wait_answering,
+    wait_quiet,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -222,6 +224,7 @@ class Bench:
         d = self.out / sysm.name / f"r{rate}"
         d.mkdir(parents=True, exist_ok=True)
         port, uas_port, self.http_port = free_port(), free_port(), free_port()
+        foreign = wait_quiet(a.quiet_pct, a.quiet_wait) if a.quiet_wait > 0 else 0.0
         try:
             if not sysm.redirect:
                 self.start_uas(d, uas_port)
@@ -283,7 +286,7 @@ class Bench:
                           samples=len(rtts), sut_cpu_pct=100.0 * sut_cpu / wall,
                           busiest_pct=100.0 * busiest / 1e9 / wall,
                           sut_us_per_call=1e6 * sut_cpu / max(1, ok), host_cpu_pct=100.0 * (host1 - host0) / 1e9 / wall,
-                          load1=load, sign_s=sign_s, alive=sut.poll() is None,
+                          load1=load, foreign_pct=foreign, sign_s=sign_s, alive=sut.poll() is None,
                         verstat=" ".join(f"{k}:{v}" for k, v in sorted(verstats.items())))
         finally:
             self.stop_all()
@@ -340,6 +343,9 @@ def main() -> int:
     p.add_argument("--uacs", type=int, default=1)
     p.add_argument("--keep-going", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--quiet-pct", type=float, default=30.0,
+                   help="before each step wait until other processes use < this %% of one core")
+    p.add_argument("--quiet-wait", type=float, default=60.0, help="... but at most this many seconds (0: no wait)")
     p.add_argument("--sg-rcvbuf", type=int, default=0,
                    help="experiment: run sipguard with SO_RCVBUF of this many bytes on its UDP sockets")
     p.add_argument("--out", type=Path, default=None)

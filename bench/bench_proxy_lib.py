@@ -38,6 +38,7 @@ class Step:
     busiest_pct: float = 0.0   # the busiest single process of the system under test
     host_cpu_pct: float = 0.0
     load1: float = 0.0
+    foreign_pct: float = 0.0   # other processes' CPU (% of one core) just before the step
     sign_s: float = 0.0
     alive: bool = True
     verstat: str = ""     # sipguard: INVITE decisions by verstat, from its /metrics
@@ -56,8 +57,8 @@ class Step:
     @staticmethod
     def header() -> str:
         return ("| system | offered | achieved | failed (%) | retrans | UDP drops | p50 ms | p99 ms | max ms | SUT CPU % of 1 core "
-                "(busiest process) | SUT us/call | host CPU % (of 200) | load1 | clean | target | sipguard verstat counts |\n"
-                "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|:-:|---|")
+                "(busiest process) | SUT us/call | host CPU % (of 200) | others before % | load1 | clean | target | sipguard verstat counts |\n"
+                "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|:-:|---|")
 
     def row(self) -> str:
         if self.error:
@@ -65,7 +66,7 @@ class Step:
         yes = {True: "yes", False: "**no**"}
         return (f"| {self.system} | {self.rate} | {self.achieved:.0f} | {self.failed} ({self.failed_pct:.3f}) "
                 f"| {self.retrans} | {self.rcvbuf_drops} | {self.p50:.2f} | {self.p99:.1f} | {self.max_ms:.0f} | {self.sut_cpu_pct:.0f} ({self.busiest_pct:.0f}) "
-                f"| {self.sut_us_per_call:.0f} | {self.host_cpu_pct:.0f} | {self.load1:.2f} "
+                f"| {self.sut_us_per_call:.0f} | {self.host_cpu_pct:.0f} | {self.foreign_pct:.0f} | {self.load1:.2f} "
                 f"| {yes[self.clean()]} | {yes[self.target()]} | {self.verstat} |")
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,6 +173,20 @@ def udp_rcvbuf_errors() -> int:
     with open("/proc/net/snmp") as fh:
         rows = [ln.split() for ln in fh if ln.startswith("Udp:")]
     return int(dict(zip(rows[0], rows[1], strict=True)).get("RcvbufErrors", 0))
+
+
+def wait_quiet(max_pct: float, timeout: float) -> float:
+    """Wait (at most timeout s) until other processes use < max_pct % of one core over 2 s.
+
+    Called between steps, when nothing of ours runs, so all busy time is someone else's.
+    Returns the last measured figure (% of one core)."""
+    end = time.monotonic() + timeout
+    while True:
+        b0, t0 = host_busy_ns(), time.monotonic()
+        time.sleep(2.0)
+        pct = 100.0 * (host_busy_ns() - b0) / 1e9 / (time.monotonic() - t0)
+        if pct < max_pct or time.monotonic() >= end:
+            return pct
 
 
 def _elapsed(text: str) -> float:

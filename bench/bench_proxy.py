@@ -24,7 +24,8 @@ Usage (from the repo root):
 Options: --workers N (sipguard workers and Kamailio UDP children, default 2), --uacs K (split the
 offered load over K sipp UACs on K source ports), --keep-going (do not skip the rates above a
 collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P --quiet-wait S (before each step wait
-at most S seconds for other processes to use < P % of one core; the figure is recorded), --profile (py-spy record the
+at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-rcvbuf BYTES / --sg-no-records (experiments through
+bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), --profile (py-spy record the
 sipguard workers during each sipguard step; needs `pip install py-spy`).
 """
 
@@ -166,13 +167,15 @@ class Bench:
         else:
             cfg_path = d / "sipguard.yaml"
             cfg_path.write_text(yaml.safe_dump(self.sipguard_config(sysm, port, uas_port), sort_keys=False))
-            head = [sys.executable, "-m", "sipguard"] if not self.args.sg_rcvbuf else \
+            plain = not self.args.sg_rcvbuf and not self.args.sg_no_records
+            head = [sys.executable, "-m", "sipguard"] if plain else \
                 [sys.executable, str(HERE / "bench_proxy_sgwrap.py"), str(self.args.sg_rcvbuf)]
             cmd = [*head, "serve", "-c", str(cfg_path),
                    "--workers", str(self.args.workers)]
         (d / "sut.cmd").write_text(" ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+                                env={**os.environ, "PYTHONPATH": str(REPO),
+                                     "SG_BENCH_NO_RECORDS": "1" if self.args.sg_no_records else "0"})
         self.procs.append(proc)
         return proc
 
@@ -297,7 +300,7 @@ class Bench:
             print("  (py-spy not installed: pip install py-spy)")
             return []
         return [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(self.args.duration),
-                                  "--rate", "200", "--format", "raw", "--nonblocking",
+                                  "--rate", "100", "--format", "raw", "--nonblocking",
                                   "-o", str(d / f"pyspy-{pid}.txt")],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
@@ -348,6 +351,8 @@ def main() -> int:
     p.add_argument("--quiet-wait", type=float, default=60.0, help="... but at most this many seconds (0: no wait)")
     p.add_argument("--sg-rcvbuf", type=int, default=0,
                    help="experiment: run sipguard with SO_RCVBUF of this many bytes on its UDP sockets")
+    p.add_argument("--sg-no-records", action="store_true",
+                   help="experiment: run sipguard with traceback records dropped at submit()")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     bad = [s for s in args.systems.split() if s not in SYSTEMS]

@@ -1,19 +1,22 @@
 """Run ``sipguard`` with an experiment applied, for bench/bench_proxy.py (never in production).
 
 ``python bench/bench_proxy_sgwrap.py RCVBUF_BYTES serve -c CONFIG --workers N``: every UDP socket
-sipguard opens gets SO_RCVBUF = RCVBUF_BYTES (the kernel caps it at net.core.rmem_max) before
-sipguard runs as usual. It measures what a larger receive buffer does to bursts of datagrams
-arriving while the event loop is busy, without editing sipguard.
+sipguard opens gets SO_RCVBUF = RCVBUF_BYTES (0: unchanged; the kernel caps it at
+net.core.rmem_max) before sipguard runs as usual. With SG_BENCH_NO_RECORDS=1 in the environment
+traceback records are dropped at submit(), to measure what writing them costs. Measures the
+effect of a change without editing sipguard.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from typing import Any
 
 from sipguard.cli import main
 from sipguard.proxy.transport import UdpEndpoint
+from sipguard.records.writer import RecordWriter
 
 RCVBUF = int(sys.argv.pop(1))
 _made = UdpEndpoint.connection_made
@@ -27,4 +30,6 @@ def connection_made(self: UdpEndpoint, transport: Any) -> None:
 
 
 UdpEndpoint.connection_made = connection_made  # type: ignore[method-assign]
+if os.environ.get("SG_BENCH_NO_RECORDS") == "1":
+    RecordWriter.submit = lambda self, record: None  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))

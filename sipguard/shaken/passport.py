@@ -10,7 +10,6 @@ Rule 3: pure functions; `decode` returns None rather than raising on garbage.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -20,7 +19,6 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sipguard.shaken.reasons import Reason
 
@@ -31,6 +29,8 @@ ATTEST_LEVELS = ("A", "B", "C")
 # JOSE header segment -> decoded dict. The same few headers repeat per signer; treat the
 # cached dicts as read-only.
 _HEADERS: dict[str, dict[str, Any]] = {}
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_JSON = json.JSONDecoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,29 +59,33 @@ class DivClaims:
 
 
 def b64url_decode(segment: str) -> bytes | None:
+    # what base64.urlsafe_b64decode does (same lenient decoding), minus two Python-level calls
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(segment.encode("ascii").translate(_URLSAFE) + b"=" * (-len(segment) % 4))
+    except ValueError:  # binascii.Error is a ValueError; so is a non-ASCII segment
         return None
 
 
 def decode(token: str) -> Passport | None:
     """Split and decode a full-form PASSporT; None when it is not one."""
     parts = token.split(".")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3:
         return None
-    header = _HEADERS.get(parts[0])
+    head, payload, sig = parts
+    if not head or not payload or not sig:
+        return None
+    header = _HEADERS.get(head)
     if header is None:
-        header = _json_object(parts[0])
-        if header is not None and len(parts[0]) < 512:
+        header = _json_object(head)
+        if header is not None and len(head) < 512:
             if len(_HEADERS) >= 1024:
                 _HEADERS.clear()  # a signer has a handful of distinct headers; flooding resets
-            _HEADERS[parts[0]] = header
-    claims = _json_object(parts[1])
-    signature = b64url_decode(parts[2])
+            _HEADERS[head] = header
+    claims = _json_object(payload)
+    signature = b64url_decode(sig)
     if header is None or claims is None or not signature:
         return None
-    signing_input = token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii")
+    signing_input = token[: len(head) + 1 + len(payload)].encode("ascii")
     return Passport(header, claims, signing_input, signature)
 
 
@@ -90,7 +94,12 @@ def _json_object(segment: str) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
+        # json.loads(bytes) picks the codec from the first bytes; an object starting `{x`
+        # (x not NUL) is UTF-8 to it, so decode that case directly (same result, less work)
+        if raw[:1] == b"{" and raw[1:2] not in (b"", b"\0"):
+            value = _JSON.decode(raw.decode("utf-8", "surrogatepass"))
+        else:
+            value = json.loads(raw)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
@@ -116,6 +125,8 @@ def normalize_tn(value: Any) -> str | None:
     """A PASSporT TN as bare digits: `+1 (202) 555-0100` -> `12025550100`; None if not a TN."""
     if not isinstance(value, str):
         return None
+    if value.isdigit() and value.isascii() and len(value) <= 32:
+        return value  # already bare digits (the usual case): what the general path returns
     digits = value.translate(_TN_SEPARATORS)
     return digits if _TN_RE.fullmatch(digits) else None
 
@@ -134,8 +145,13 @@ def _dest_tns(claims: dict[str, Any]) -> tuple[str, ...] | None:
         tns = [tns]  # seen in the wild; RFC 8225 says array, the meaning is unambiguous
     if not isinstance(tns, list) or not tns:
         return None
-    out = tuple(normalize_tn(tn) for tn in tns)
-    return None if None in out else out  # type: ignore[return-value]
+    out = []
+    for tn in tns:
+        norm = normalize_tn(tn)
+        if norm is None:
+            return None
+        out.append(norm)
+    return tuple(out)
 
 
 def _iat(claims: dict[str, Any]) -> int | None:
@@ -148,14 +164,18 @@ def shaken_claims(passport: Passport) -> ShakenClaims | None:
     claims = passport.claims
     attest = claims.get("attest")
     origid = claims.get("origid")
-    orig = _tn_of(claims, "orig")
-    dest = _dest_tns(claims)
-    iat = _iat(claims)
     if attest not in ATTEST_LEVELS or not isinstance(origid, str) or not origid:
         return None
-    if orig is None or dest is None or iat is None:
+    iat = claims.get("iat")
+    if not isinstance(iat, int) or isinstance(iat, bool):
         return None
-    return ShakenClaims(attest=attest, orig_tn=orig, dest_tns=dest, iat=iat, origid=origid)
+    orig = _tn_of(claims, "orig")
+    if orig is None:
+        return None
+    dest = _dest_tns(claims)
+    if dest is None:
+        return None
+    return ShakenClaims(attest, orig, dest, iat, origid)
 
 
 def div_claims(passport: Passport) -> DivClaims | None:
@@ -194,9 +214,23 @@ def verify_es256(key: ec.EllipticCurvePublicKey, signing_input: bytes, signature
     """JWS ES256: the signature is r || s, 32 bytes each (RFC 7518 section 3.4)."""
     if len(signature) != 64:
         return False
-    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    der = _der_signature(signature)
     try:
         key.verify(der, signing_input, _ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
+
+
+def _der_int(value: bytes) -> bytes:
+    value = value.lstrip(b"\0") or b"\0"
+    if value[0] & 0x80:
+        value = b"\0" + value  # DER INTEGER is signed: keep it positive
+    return b"\x02" + bytes((len(value),)) + value
+
+
+def _der_signature(signature: bytes) -> bytes:
+    """r || s -> DER Ecdsa-Sig-Value, byte for byte what encode_dss_signature(r, s) returns
+    (at most 70 content bytes: the short length form always fits)."""
+    body = _der_int(signature[:32]) + _der_int(signature[32:])
+    return b"\x30" + bytes((len(body),)) + body

@@ -10,6 +10,10 @@ results, good or bad, are cached (L1 LRU, then the shared CertStore) and a per-h
 stops a dead repository from costing anything per call.
 Rule 4: several Identity headers: unknown ppt values are ignored, the call passes if one
 `shaken` PASSporT passes; `div` PASSporTs are reported and their chain checked.
+Rule 5: a token seen before (a forked or re-presented INVITE, a replayed capture) skips only
+what cannot change: its decoding and, when the x5u still gives the same credential object, the
+ES256 check over the same bytes. Header/claim checks, iat freshness at `now`, certificate
+validity at `now`, revocation state and number matching run on every call.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ log = logging.getLogger("sipguard.shaken.verify")
 __all__ = ["Verifier", "CertStore", "DEFAULT_CERT_TTL", "REASON_ORDER"]
 
 DEFAULT_CERT_TTL = 86400.0  # ATIS-1000074: 24 h unless Cache-Control/Expires says longer
+DEFAULT_TOKEN_CACHE = 4096  # verified PASSporTs kept (~2.5 KB each): forks, re-INVITEs, replays
 
 # Most fundamental first: the first reason of a failed Verification decides the response.
 REASON_ORDER: dict[Reason, int] = {r: i for i, r in enumerate((
@@ -57,9 +62,18 @@ class _Entry:
     crl_until: float = 0.0
 
 
+@dataclass(slots=True)
+class _Token:
+    """A PASSporT whose signature verified with `cred` (the exact credential object)."""
+
+    passport: pp.Passport
+    claims: pp.ShakenClaims
+    cred: Credential
+
+
 class Verifier:
     def __init__(self, cfg: ShakenConfig, fetcher: CertFetcher, l2: CertStore | None = None,
-                 trust: TrustStore | None = None) -> None:
+                 trust: TrustStore | None = None, token_cache_size: int = DEFAULT_TOKEN_CACHE) -> None:
         self.cfg = cfg
         self.fetcher = fetcher
         self.l2 = l2
@@ -68,6 +82,9 @@ class Verifier:
         # No anchors configured: nothing can be trusted, every credential is cert-untrusted.
         self.trust = trust or TrustStore({}, 0)
         self._l1: LruCache[str, _Entry] = LruCache(cfg.x5u.cache_size)
+        # token bytes -> verified PASSporT; 0 turns it off (benchmarks of the full path)
+        self._tokens: LruCache[str, _Token] | None = LruCache(token_cache_size) if token_cache_size > 0 else None
+        self._token_hits = 0
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
         self.breaker = Breaker()
         self.crl = CrlChecker(fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl)
@@ -95,6 +112,13 @@ class Verifier:
         out.update(cert_cache_hits=self._l1.hits, cert_cache_misses=self._l1.misses,
                    cert_cache_evictions=self._l1.evictions, cert_cache_size=len(self._l1),
                    crl_fetches=self.crl.fetches, crl_failures=self.crl.failures)
+        tokens = self._tokens
+        # hits = ES256 checks answered from the cache; a lookup that found the token but with
+        # another credential (certificate re-fetched) verified again and counts as a miss
+        out.update(token_cache_hits=self._token_hits,
+                   token_cache_misses=(tokens.hits + tokens.misses - self._token_hits) if tokens else 0,
+                   token_cache_evictions=tokens.evictions if tokens else 0,
+                   token_cache_size=len(tokens) if tokens else 0)
         return out
 
     def breaker_states(self, now: float) -> dict[str, str]:
@@ -109,6 +133,11 @@ class Verifier:
     # -- selection of the Identity headers ----------------------------------------------------
     async def _verify(self, identities: Sequence[str], orig: tuple[str, ...], dest: tuple[str, ...],
                       now: float) -> Verification:
+        if len(identities) == 1 and "," not in identities[0]:
+            # the usual call: one shaken header, no div; same outcome as the general loop below
+            hdr = parse_identity(identities[0].strip())
+            if hdr is not None and hdr.ppt == "shaken":
+                return (await self._verify_one(hdr, orig, dest, now))[0]
         shaken: list[IdentityHeader | None] = []
         divs: list[IdentityHeader] = []
         for raw in identities:
@@ -137,15 +166,20 @@ class Verifier:
     # -- one shaken PASSporT -------------------------------------------------------------------
     async def _verify_one(self, hdr: IdentityHeader, orig: tuple[str, ...], dest: tuple[str, ...],
                           now: float) -> tuple[Verification, pp.ShakenClaims | None]:
-        passport = pp.decode(hdr.token)  # None for compact form (empty payload) and garbage
-        if passport is None:
-            return _MALFORMED, None
+        token = self._tokens.get(hdr.token) if self._tokens is not None else None
+        claims: pp.ShakenClaims | None
+        if token is None:
+            passport = pp.decode(hdr.token)  # None for compact form (empty payload) and garbage
+            if passport is None:
+                return _MALFORMED, None
+            claims = pp.shaken_claims(passport)
+        else:
+            passport, claims = token.passport, token.claims
         reasons = pp.check_header(passport, "shaken", hdr.info)
         if hdr.alg != "ES256":
             reasons.append(Reason.BAD_ALG)
         if hdr.info is None:
             reasons.append(Reason.MALFORMED_IDENTITY)  # RFC 8224: info is mandatory
-        claims = pp.shaken_claims(passport)
         if claims is None:
             reasons.append(Reason.BAD_CLAIMS)
         else:
@@ -155,15 +189,33 @@ class Verifier:
         x5u = passport.header.get("x5u")
         spc: str | None = None
         if not reasons and isinstance(x5u, str):
+            assert claims is not None  # else BAD_CLAIMS is in reasons
             entry = self._l1.get(x5u)  # the warm path stays synchronous up to the signature
             if entry is None or now >= entry.expires:
                 entry = await self._credential(x5u, now)
-            if entry.cred is None:
+            cred = entry.cred
+            if cred is None:
                 reasons.append(entry.reason or Reason.X5U_FETCH_FAILED)
             else:
-                spc = entry.cred.spc
-                reasons += (self._check_cached(entry, passport, claims, now) if now < entry.crl_until
-                            else await self._check_credential(entry, passport, claims, now))
+                spc = cred.spc
+                if now >= entry.crl_until:
+                    entry.crl_reason, entry.crl_until = await self.crl.status(cred, now)
+                expired = cred.check_time(claims.iat, now)
+                if expired is not None:
+                    reasons.append(expired)
+                if entry.crl_reason is not None:
+                    reasons.append(entry.crl_reason)
+                if token is not None and token.cred is cred:
+                    self._token_hits += 1  # same bytes, same key: the same verdict
+                    signed = True
+                else:
+                    signed = pp.verify_es256(cred.key, passport.signing_input, passport.signature)
+                    if signed and self._tokens is not None:
+                        self._tokens.put(hdr.token, _Token(passport, claims, cred))
+                if not signed:
+                    reasons.append(Reason.BAD_SIGNATURE)
+                elif not cred.tnauth.spcs and not cred.tnauth.covers(claims.orig_tn):
+                    reasons.append(Reason.ORIG_MISMATCH)  # delegate certificate not covering the caller
         if claims is not None:
             reasons += _number_reasons(claims, orig, dest)
         return _result(reasons, claims, x5u, spc), claims
@@ -314,9 +366,12 @@ def _host_of(url: str) -> str:
 def _number_reasons(claims: pp.ShakenClaims, orig: tuple[str, ...], dest: tuple[str, ...]) -> list[Reason]:
     reasons = []
     # no caller number at all (anonymous without PAI): nothing binds orig.tn to this call
-    if not orig or not pp.tn_matches(claims.orig_tn, orig):
+    if not orig or claims.orig_tn not in orig and not pp.tn_matches(claims.orig_tn, orig):
         reasons.append(Reason.ORIG_MISMATCH)
-    if not any(pp.tn_matches(tn, dest) for tn in claims.dest_tns):
+    for tn in claims.dest_tns:
+        if tn in dest or pp.tn_matches(tn, dest):
+            break
+    else:
         reasons.append(Reason.DEST_MISMATCH)
     return reasons
 
@@ -327,6 +382,6 @@ def _result(reasons: list[Reason], claims: pp.ShakenClaims | None, x5u: object,
     verstat = Verstat.FAILED if ordered else Verstat.PASSED
     if claims is None:
         return Verification(verstat, x5u=x5u if isinstance(x5u, str) else None, spc=spc, reasons=ordered)
-    return Verification(verstat, attest=claims.attest, orig_tn=claims.orig_tn, dest_tns=claims.dest_tns,
-                        origid=claims.origid, x5u=x5u if isinstance(x5u, str) else None, spc=spc,
-                        iat=claims.iat, reasons=ordered)
+    # positional: verstat, attest, orig_tn, dest_tns, origid, x5u, spc, iat, reasons
+    return Verification(verstat, claims.attest, claims.orig_tn, claims.dest_tns, claims.origid,
+                        x5u if isinstance(x5u, str) else None, spc, claims.iat, ordered)

@@ -84,6 +84,7 @@ def apply_forward(req: Request, outcome: Outcome) -> None:
     verstat = str(outcome.verification.verstat)
     decision = outcome.decision
     headers = _identity_headers(req, outcome)
+    req.remove_header("X-Sipguard-Source")  # between Kamailio and us only
     pai_present = req.has("P-Asserted-Identity")
     if pai_present:
         req.remove_header("P-Asserted-Identity")

@@ -112,3 +112,31 @@ def test_stopped_sipguard_fails_over_to_the_other(edge: dict[str, Any]) -> None:
     assert all("verstat=TN-Validation-Passed" in (m.header("P-Asserted-Identity") or m.header("From") or "")
                for m in edge["uas"].invites())
     assert second.proc.poll() is None
+
+
+def test_trunks_match_the_carrier_behind_kamailio(tmp_path: Path, sipguard: Callable[..., Any]) -> None:
+    """Kamailio (127.0.0.1) adds X-Sipguard-Source; sipguard trusts it only from Kamailio and
+    matches the trunk on the carrier's own address (127.0.0.2), refusing a stranger (127.0.0.3)."""
+    screening = Screening(tmp_path / "screening")
+    uas = MiniUas()
+    config = screening.config("proxy", uas.port, trusted_proxies=["127.0.0.1/32"])
+    config["trunks"][0]["sources"] = ["127.0.0.2/32"]
+    guard = sipguard(config)
+    ds_list = write_dispatcher_list(tmp_path / "dispatcher.list", [guard.port])
+    kam = Kamailio(EDGE_CFG, tmp_path, {"DS_LIST": f'"{ds_list}"', "DS_PING_INTERVAL": "1",
+                                        "SIPGUARD_TIMEOUT": "1000", "DS_ALG": "4"}).start()
+    carrier, stranger = UdpClient("127.0.0.2"), UdpClient("127.0.0.3")
+    try:
+        final, _ = carrier.call(kam.addr, caller=CALLER, callee=CALLEE,
+                                extra=["X-Sipguard-Source: 127.0.0.9:5060"])  # a forged one is replaced
+        assert final is not None and final.status == 200, kam.log()
+        forwarded = uas.wait_invites(1)[0]
+        assert forwarded.header("X-Sipguard-Source") is None  # internal to Kamailio <-> sipguard
+        final, _ = stranger.call(kam.addr, caller=CALLER, callee=CALLEE)
+        assert final is not None and final.status == 403
+    finally:
+        carrier.close()
+        stranger.close()
+        kam.stop()
+        uas.close()
+        screening.close()

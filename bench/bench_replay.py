@@ -2,29 +2,32 @@
 
 Builds a capture of N INVITEs from a foreign trunk (half with a valid SHAKEN Identity
 signed by a throw-away STI test PKI, half unsigned), replays it once to warm the
-certificate cache, then times a second replay. Also times capture reading alone.
+certificate cache, then times further replays (CPU time, alternating, best round). Also
+times capture reading alone.
 
-    .venv/bin/python bench/bench_replay.py [N]
+Two cases: "token cache off" (Verifier(token_cache_size=0): every signed INVITE decodes its
+PASSporT and checks ES256, as distinct live calls do) and "token cache on" (the default: a
+second pass over the same capture presents the same tokens again, as `--compare` or a
+re-run does). `--baseline REV` replays with sipguard at git revision REV too, alternating.
+
+    .venv/bin/python bench/bench_replay.py [N] [--rounds 3] [--baseline REV]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sipguard.clock import ManualClock  # noqa: E402
-from sipguard.config import load_config  # noqa: E402
-from sipguard.pipeline import Pipeline  # noqa: E402
 from sipguard.replay.capture import read_sip  # noqa: E402
 from sipguard.replay.pcapwrite import Message, write_capture  # noqa: E402
-from sipguard.replay.runner import replay  # noqa: E402
-from sipguard.shaken.verify import Verifier  # noqa: E402
-from sipguard.store import open_store  # noqa: E402
 from tests.shaken_pki import MapFetcher, StiPki, shaken_identity  # noqa: E402
 
 X5U = "https://cr.example.net/good.pem"
@@ -52,7 +55,44 @@ def invite(i: int, identity: str | None) -> str:
             f"Contact: <sip:{caller}@198.51.100.7:5060>\n{ident}Content-Length: 0\n\n")
 
 
-async def run(n: int) -> None:
+class Impl:
+    """One sipguard (this tree, or `sipguard_base` from --baseline) and its pipelines."""
+
+    def __init__(self, name: str, pkg: str) -> None:
+        import importlib
+
+        self.name = name
+        mod = lambda m: importlib.import_module(pkg + m)  # noqa: E731
+        self.load_config = mod(".config").load_config
+        self.Pipeline = mod(".pipeline").Pipeline
+        self.replay = mod(".replay.runner").replay
+        self.Verifier = mod(".shaken.verify").Verifier
+        self.open_store = mod(".store").open_store
+        self.has_token_cache = "token_cache_size" in self.Verifier.__init__.__code__.co_varnames
+
+    async def pipeline(self, cfg_path: Path, pki: StiPki, token_cache: bool) -> Any:
+        cfg = self.load_config(str(cfg_path))
+        store = self.open_store(cfg.store, cfg.limits, cfg.store_timeout)
+        await store.start()
+        kw = {} if token_cache or not self.has_token_cache else {"token_cache_size": 0}
+        verifier = self.Verifier(pki.config(), MapFetcher({X5U: pki.chain_pem("good")}), **kw)
+        return cfg, self.Pipeline(cfg, ManualClock(START), verifier, store, None, None)
+
+    async def run(self, cap: Path, cfg: Any, pipe: Any) -> tuple[float, dict[str, int]]:
+        verstats: dict[str, int] = {}
+        t0 = time.process_time()
+        async for d in self.replay(cap, cfg, pipeline=pipe):
+            verstats[d.verstat] = verstats.get(d.verstat, 0) + 1
+        return time.process_time() - t0, verstats
+
+
+async def run(n: int, rounds: int, baseline: str | None) -> None:
+    impls = [Impl("this tree", "sipguard")]
+    if baseline:
+        from bench_baseline_lib import NAME, load_baseline
+
+        print(f"baseline: {baseline} = {load_baseline(baseline)[:10]}")
+        impls.append(Impl(f"baseline {baseline}", NAME))
     with tempfile.TemporaryDirectory() as tmp:
         pki = StiPki(Path(tmp) / "pki", now=START)
         key = pki.key("good")
@@ -63,32 +103,44 @@ async def run(n: int) -> None:
                                      iat=int(t)) if i % 2 == 0 else None)
             msgs.append(Message(invite(i, ident), ("198.51.100.7", 5060), ("192.0.2.1", 5060), t))
         cap = write_capture(Path(tmp) / "bench.pcap", msgs)
-        (Path(tmp) / "cfg.yaml").write_text(CONFIG)
-        cfg = load_config(str(Path(tmp) / "cfg.yaml"))
+        cfg_path = Path(tmp) / "cfg.yaml"
+        cfg_path.write_text(CONFIG)
 
-        t0 = time.perf_counter()
-        read, _ = read_sip(cap)
-        t_read = time.perf_counter() - t0
+        read_best = 0.0
+        # (label, impl, token cache) -> [cfg, pipeline, first pass CPU s, best warm pass CPU s, verstats]
+        cases: list[list[Any]] = []
+        for impl in impls:
+            for token_cache in ((False, True) if impl.has_token_cache else (True,)):
+                label = impl.name + (", token cache on" if token_cache and impl.has_token_cache else
+                                     ", token cache off" if impl.has_token_cache else "")
+                cfg, pipe = await impl.pipeline(cfg_path, pki, token_cache)
+                first, _ = await impl.run(cap, cfg, pipe)   # cold: one x5u fetch, nothing cached
+                cases.append([label, impl, cfg, pipe, first, float("inf"), {}])
+        # CPU time, alternating the cases round by round (the 2 cores are shared), best round each
+        for _ in range(rounds):
+            t0 = time.process_time()
+            read, _ = read_sip(cap)
+            read_best = max(read_best, len(read) / (time.process_time() - t0))
+            for case in cases:
+                took, case[6] = await case[1].run(cap, case[2], case[3])
+                case[5] = min(case[5], took)
+        for case in cases:
+            await case[3].aclose()
+    print(f"capture: {n} INVITEs (half signed), {rounds} alternating rounds, CPU time, best round")
+    print(f"read only: {read_best:10.0f} messages/s (this tree)")
+    for label, _, _, _, first, best, verstats in cases:
+        print(f"{label}:\n  first pass (cold) {n / first:8.0f} INVITEs/s"
+              f"\n  warm certificate cache {n / best:8.0f} INVITEs/s  ({1e6 * best / n:.0f} us each)  {verstats}")
 
-        clock = ManualClock(START)
-        store = open_store(cfg.store, cfg.limits, cfg.store_timeout)
-        await store.start()
-        pipe = Pipeline(cfg, clock, Verifier(pki.config(), MapFetcher({X5U: pki.chain_pem("good")})),
-                        store, None, None)
-        rounds = []
-        verstats: dict[str, int] = {}
-        for _ in range(2):   # the first round warms the certificate cache
-            t0 = time.perf_counter()
-            verstats = {}
-            async for d in replay(cap, cfg, pipeline=pipe):
-                verstats[d.verstat] = verstats.get(d.verstat, 0) + 1
-            rounds.append(time.perf_counter() - t0)
-        await pipe.aclose()
-    print(f"capture: {n} INVITEs, {cap.name}")
-    print(f"read only      : {len(read) / t_read:10.0f} messages/s")
-    print(f"replay (cold)  : {n / rounds[0]:10.0f} INVITEs/s")
-    print(f"replay (warm)  : {n / rounds[1]:10.0f} INVITEs/s   verstat {verstats}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("invites", nargs="?", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", help="git revision replayed too, alternating with this tree")
+    args = parser.parse_args()
+    asyncio.run(run(args.invites, args.rounds, args.baseline))
 
 
 if __name__ == "__main__":
-    asyncio.run(run(int(sys.argv[1]) if len(sys.argv) > 1 else 4000))
+    main()

@@ -354,7 +354,17 @@ def main() -> int:
     p.add_argument("--sg-no-records", action="store_true",
                    help="experiment: run sipguard with traceback records dropped at submit()")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--report", type=Path, default=None,
+                   help="only print the table of an earlier run's results.jsonl")
     args = p.parse_args()
+    if args.report is not None:
+        print(Step.header())
+        for line in args.report.read_text().splitlines():
+            fields = json.loads(line)
+            fields.pop("clean", None)
+            fields.pop("target", None)
+            print(Step(**fields).row())
+        return 0
     bad = [s for s in args.systems.split() if s not in SYSTEMS]
     if bad:
         p.error(f"unknown system(s) {bad}; choose from {' '.join(SYSTEMS)}")

@@ -69,8 +69,17 @@ class Decider(Protocol):
     async def aclose(self) -> None: ...
 
 
+_HOSTPORTS: dict[tuple[str, int], str] = {}
+
+
 def hostport(addr: tuple[str, int]) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+    text = _HOSTPORTS.get(addr)
+    if text is None:
+        # a capture has few distinct sources: format each once (bounded against many)
+        if len(_HOSTPORTS) >= 4096:
+            _HOSTPORTS.clear()
+        text = _HOSTPORTS[addr] = f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+    return text
 
 
 def parse_clock(spec: str | float | None) -> tuple[str, Clock]:
@@ -151,8 +160,9 @@ class Replayer:
             return self._malformed(msg, partial)
         if getattr(req, "method", None) != "INVITE":
             return None
+        source = hostport(msg.src)
         try:
-            key = (req.call_id, req.top_via.branch or "", hostport(msg.src))
+            key = (req.call_id, req.top_via.branch or "", source)
         except self._parse_error:
             return self._malformed(msg, None)
         if not self._first_time(key):
@@ -172,7 +182,7 @@ class Replayer:
                 call_id = None
             return self._malformed_line(msg, call_id)
         self.invites += 1
-        return decision_of(outcome, msg)
+        return decision_of(outcome, msg, source)
 
     def _malformed(self, msg: CapturedMessage, partial: Any) -> ReplayDecision | None:
         if partial is not None:
@@ -207,17 +217,17 @@ class Replayer:
                               (MALFORMED,), None, None, "reject", 400, False, msg.transport, msg.packet)
 
 
-def decision_of(outcome: Any, msg: CapturedMessage) -> ReplayDecision:
+def decision_of(outcome: Any, msg: CapturedMessage, source: str | None = None) -> ReplayDecision:
     """A pipeline Outcome as a replay line (time is the capture time, whatever the clock)."""
     ver, dec, call = outcome.verification, outcome.decision, outcome.call
+    reasons = ver.reasons
+    # positional, in field order (16 keyword arguments cost more than the dataclass itself)
     return ReplayDecision(
-        time=msg.time, call_id=call.call_id, source=hostport(msg.src),
-        trunk=outcome.trunk.id if outcome.trunk is not None else None,
-        caller=call.caller.e164, callee=call.callee.e164,
-        verstat=str(ver.verstat), attest=ver.attest, reasons=tuple(str(r) for r in ver.reasons),
-        spc=ver.spc, rule=dec.rule, action=dec.action,
-        status=dec.status if dec.action == "reject" else None,
-        signed=bool(outcome.signed), transport=msg.transport, packet=msg.packet)
+        msg.time, call.call_id, source if source is not None else hostport(msg.src),
+        outcome.trunk.id if outcome.trunk is not None else None,
+        call.caller.e164, call.callee.e164, str(ver.verstat), ver.attest,
+        tuple([str(r) for r in reasons]) if reasons else (), ver.spc, dec.rule, dec.action,
+        dec.status if dec.action == "reject" else None, bool(outcome.signed), msg.transport, msg.packet)
 
 
 async def open_pipeline(config: Config, clock: Clock, policy_path: str | None,

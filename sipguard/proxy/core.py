@@ -24,7 +24,9 @@ The core owns no sockets: it is given a ``Sender`` and called with received byte
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import ipaddress
 import logging
 import re
 import time
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sipguard.config import Config, next_hop_address
 from sipguard.proxy import act
-from sipguard.sip import Request, Response, SipParseError, build_response, parse, validate
+from sipguard.sip import Request, Response, SipParseError, build_response, parse
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -193,7 +195,8 @@ class ProxyCore:
                 self.sender.send_to_source(tx.last, source, transport, conn)
             return
         self.counters.invites += 1
-        validate(req)  # what the pipeline reads, parsed (and cached) now: a bad header is a 400 here
+        # what the pipeline and the relay read, parsed (and cached) now: a bad one is a 400 here
+        req.vias, req.from_, req.to, req.call_id, req.pai  # noqa: B018
         mf = req.max_forwards
         if mf is not None and mf <= 0:
             self._reply(req, 483, source, transport, conn)
@@ -344,16 +347,18 @@ class ProxyCore:
 
     # -- responses -----------------------------------------------------------------------------
     def _response(self, resp: Response) -> None:
-        vias = resp.vias
-        if not vias or not (vias[0].branch or "").startswith(BRANCH_PREFIX):
+        branch = resp.top_via.branch or ""
+        if not branch.startswith(BRANCH_PREFIX):
             return  # not ours: drop (RFC 3261 16.7 step 1)
-        branch = vias[0].branch or ""
         tx = self.clients.get(branch) or self._old_clients.get(branch)
         status = resp.status
         if tx is not None and resp.cseq[1] == "CANCEL":
             return  # answers the CANCEL we sent downstream; upstream got its own 200
-        if tx is None and len(vias) < 2:
-            return  # nowhere to send it
+        prev = None
+        if tx is None:
+            if resp.via_count() < 2:
+                return  # nowhere to send it
+            prev = resp.via(1)  # the previous hop, read before our Via is popped
         if tx is not None and resp.cseq[1] == "INVITE":
             if tx.timer is not None and tx.state == "proceeding":
                 tx.timer.cancel()
@@ -377,7 +382,7 @@ class ProxyCore:
                 tx.last, tx.req = data, None
             self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
             return
-        prev = vias[1]
+        assert prev is not None
         addr = prev.sent_by_addr()
         if not _routable(addr[0]):
             return  # RFC 4475 bcast: never send to broadcast, multicast or unspecified
@@ -531,9 +536,8 @@ class ProxyCore:
         return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _routable(host: str) -> bool:
-    import ipaddress
-
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
@@ -543,9 +547,8 @@ def _routable(host: str) -> bool:
     return not (addr.version == 4 and str(addr) == "255.255.255.255")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_ip(host: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -134,10 +134,28 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        vias = self.vias
-        if not vias:
-            raise SipParseError("missing Via")
-        return vias[0]
+        """The first Via only, parsed on its own: a proxy reads the others only when it
+        relays a response statelessly (``via(1)``)."""
+        return self.via(0)
+
+    def via(self, index: int) -> Via:
+        slot = self._slot("via")
+        vias = slot.get("t")
+        if vias is not None:
+            if index >= len(vias):
+                raise SipParseError("missing Via")
+            return vias[index]  # type: ignore[no-any-return]
+        key = f"v{index}"
+        via = slot.get(key)
+        if via is None:
+            values = self.headers("via")
+            if index >= len(values):
+                raise SipParseError("missing Via")
+            via = slot[key] = parse_via(values[index])
+        return via  # type: ignore[no-any-return]
+
+    def via_count(self) -> int:
+        return len(self.headers("via"))
 
     @property
     def call_id(self) -> str:

@@ -184,6 +184,7 @@ def _request(data: bytes, start: bytes, lines: list[tuple[str, bytes]], body: by
 def validate(msg: Message) -> None:
     """Read every header the proxy relies on, so a malformed one raises SipParseError now.
     Used by tests and by callers that want parse-time strictness."""
+    msg.vias  # noqa: B018 - every Via, not only the top one (RFC 4475 badinv01)
     msg.top_via  # noqa: B018
     for k in ("from", "to", "call-id", "max-forwards"):
         if msg.has(k):

@@ -36,6 +36,7 @@ class MemoryStore:
         self._ids: dict[str, str] = {}
         self._frns: dict[str, str] = {}
         self._snapshot: str | None = None
+        self._records: dict[str, tuple[str, str, str, str]] = {}   # stored value -> its fields
         self._dno: frozenset[str] = frozenset()
         self._ocn: dict[str, tuple[str, str]] = {}
         self._lists: dict[str, tuple[str, str | None]] = {}   # "kind:value" -> (allow|block, note)
@@ -67,23 +68,32 @@ class MemoryStore:
                 if rec is not None:
                     signer_rmd = rec[0]
                     signer_frn = signer_frn or rec[3] or None
-        n10 = nanp10(keys.caller)
-        dno = n10 is not None and bool(self._dno) and (
-            n10 in self._dno or n10[:7] in self._dno or n10[:6] in self._dno or n10[:3] in self._dno)
+        dno = False
+        if self._dno:  # (empty tables cost nothing below: most installs have no DNO, lists, notices)
+            n10 = nanp10(keys.caller)
+            dno = n10 is not None and (
+                n10 in self._dno or n10[:7] in self._dno or n10[:6] in self._dno or n10[:3] in self._dno)
         listed, entry = self._list_match(caller, keys.trunk, spc)
         notice = self._notice(caller, digits(keys.callee) or "", keys.trunk or "", trunk_frn,
-                              spc or "", now)
+                              spc or "", now) if self._notices else None
         limited = tuple(self.limits[i].name for i, value, interval, burst in applicable(self.limits, keys)
-                        if self._gcra.hit(f"{self.limits[i].name}:{value}", interval, burst, now))
-        return Lookups(
-            trunk_rmd=trunk[0] if trunk else "absent",
-            trunk_implementation=(trunk[1] or None) if trunk else None,
-            signer_rmd=signer_rmd, signer_frn=signer_frn, caller_dno=dno, list=listed,
-            list_entry=entry, limited=limited, notice=notice, rmd_snapshot=self._snapshot)
+                        if self._gcra.hit(f"{self.limits[i].name}:{value}", interval, burst, now)
+                        ) if self.limits else ()
+        # positional, in field order: trunk_rmd, trunk_implementation, signer_rmd, signer_frn,
+        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot
+        return Lookups(trunk[0] if trunk else "absent", (trunk[1] or None) if trunk else None,
+                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot)
 
     def _rmd_find(self, rmd: str, frn: str) -> tuple[str, str, str, str] | None:
         value = (self._ids.get(rmd) if rmd else None) or (self._frns.get(frn) if frn else None)
-        return split_record(value) if value else None
+        if not value:
+            return None
+        record = self._records.get(value)
+        if record is None:
+            if len(self._records) >= 65536:
+                self._records.clear()  # bounded; most calls come from a few trunks and signers
+            record = self._records[value] = split_record(value)
+        return record
 
     def _list_match(self, caller: str, trunk: str | None, spc: str | None) -> tuple[str | None, str | None]:
         if not self._lists:

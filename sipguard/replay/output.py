@@ -15,9 +15,13 @@ from typing import TextIO
 
 from sipguard.replay.runner import ReplayDecision
 
+# one encoder for every line: json.dumps with options builds a new JSONEncoder per call
+_JSONL = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+_COMPARE = json.JSONEncoder(ensure_ascii=False)
+
 
 def jsonl_line(d: ReplayDecision) -> str:
-    return json.dumps(d.to_json(), ensure_ascii=False, separators=(", ", ": "))
+    return _JSONL.encode(d.to_json())
 
 
 def _ts(t: float) -> str:
@@ -101,8 +105,8 @@ def _describe(d: ReplayDecision) -> str:
 
 def compare_line(old: ReplayDecision, new: ReplayDecision, fmt: str) -> str:
     if fmt == "jsonl":
-        return json.dumps({"time": new.time, "call_id": new.call_id, "source": new.source,
-                           "old": old.to_json(), "new": new.to_json()}, ensure_ascii=False)
+        return _COMPARE.encode({"time": new.time, "call_id": new.call_id, "source": new.source,
+                                "old": old.to_json(), "new": new.to_json()})
     return (f"{_ts(new.time)}  {_cut(new.call_id, 24):<24}  {_cut(new.source, 21):<21}  "
             f"{_describe(old)}  ->  {_describe(new)}")
 

@@ -23,19 +23,27 @@ NAME = "sipguard_base"
 _IMPORT = re.compile(r"\b(from|import)(\s+)sipguard\b")
 
 
-def load_baseline(rev: str) -> str:
-    """Make `sipguard_base` importable (sipguard at `rev`); returns the commit it resolved to."""
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", rev + "^{commit}"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "sipguard"],
-                         capture_output=True, check=True).stdout
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=True).stdout
+
+
+def load_baseline(rev: str, only: list[str] | None = None) -> str:
+    """Make `sipguard_base` importable (sipguard at `rev`); returns the commit it resolved to.
+
+    `only`: paths (e.g. "sipguard/shaken/verify.py"): take HEAD's sipguard and only these files
+    at `rev`, to isolate one change from what others committed in between.
+    """
+    commit = _git("rev-parse", "--verify", rev + "^{commit}").decode().strip()
+    tar = _git("archive", "HEAD" if only else commit, "sipguard")
     tmp = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(tmp, filter="data")
+    for rel in only or ():
+        (tmp / rel).write_bytes(_git("show", f"{commit}:{rel}"))
     pkg = tmp / NAME
     (tmp / "sipguard").rename(pkg)
-    for path in pkg.rglob("*.py"):
-        path.write_text(_IMPORT.sub(r"\1\2" + NAME, path.read_text()))
+    for py in pkg.rglob("*.py"):
+        py.write_text(_IMPORT.sub(r"\1\2" + NAME, py.read_text()))
     sys.path.insert(0, str(tmp))
     return commit
 

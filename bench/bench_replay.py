@@ -10,7 +10,7 @@ PASSporT and checks ES256, as distinct live calls do) and "token cache on" (the 
 second pass over the same capture presents the same tokens again, as `--compare` or a
 re-run does). `--baseline REV` replays with sipguard at git revision REV too, alternating.
 
-    .venv/bin/python bench/bench_replay.py [N] [--rounds 3] [--baseline REV]
+    .venv/bin/python bench/bench_replay.py [N] [--rounds 3] [--baseline REV [--only PATHS]]
 """
 
 from __future__ import annotations
@@ -86,13 +86,14 @@ class Impl:
         return time.process_time() - t0, verstats
 
 
-async def run(n: int, rounds: int, baseline: str | None) -> None:
+async def run(n: int, rounds: int, baseline: str | None, only: list[str] | None = None) -> None:
     impls = [Impl("this tree", "sipguard")]
     if baseline:
         from bench_baseline_lib import NAME, load_baseline
 
-        print(f"baseline: {baseline} = {load_baseline(baseline)[:10]}")
-        impls.append(Impl(f"baseline {baseline}", NAME))
+        print(f"baseline: {baseline} = {load_baseline(baseline, only)[:10]}"
+              + (f", only {', '.join(only)} (the rest as HEAD)" if only else ""))
+        impls.append(Impl(f"baseline {baseline}" + (" (--only)" if only else ""), NAME))
     with tempfile.TemporaryDirectory() as tmp:
         pki = StiPki(Path(tmp) / "pki", now=START)
         key = pki.key("good")
@@ -138,8 +139,9 @@ def main() -> None:
     parser.add_argument("invites", nargs="?", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", help="git revision replayed too, alternating with this tree")
+    parser.add_argument("--only", help="comma-separated paths: the baseline is HEAD with only these files at REV")
     args = parser.parse_args()
-    asyncio.run(run(args.invites, args.rounds, args.baseline))
+    asyncio.run(run(args.invites, args.rounds, args.baseline, args.only.split(",") if args.only else None))
 
 
 if __name__ == "__main__":

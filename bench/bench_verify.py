@@ -1,7 +1,7 @@
 """Benchmark: STI-VS verifications per second per core (warm certificate cache) next to the raw
 `cryptography` ES256 verify rate measured in the same run, plus the cold-burst fetch count.
 
-    .venv/bin/python bench/bench_verify.py [--seconds 6] [--rounds 5] [--tokens 1000] [--baseline REV]
+    .venv/bin/python bench/bench_verify.py [--seconds 6] [--rounds 5] [--tokens 1000] [--baseline REV [--only PATHS]]
 
 Single process, single event loop (uvloop when installed): one core. The full path includes
 Identity parsing, base64/JSON decoding, header and claim checks, the L1 cache lookup, validity
@@ -74,12 +74,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", help="git revision whose Verifier is timed too, alternating")
+    parser.add_argument("--only", help="comma-separated paths: the baseline is HEAD with only these files at REV")
     args = parser.parse_args()
     old_cls = None
     if args.baseline:
         from bench_baseline_lib import base, load_baseline
 
-        print(f"baseline: {args.baseline} = {load_baseline(args.baseline)[:10]}")
+        only = args.only.split(",") if args.only else None
+        print(f"baseline: {args.baseline} = {load_baseline(args.baseline, only)[:10]}"
+              + (f", only {args.only} (the rest as HEAD)" if only else ""))
         old_cls = base("sipguard.shaken.verify").Verifier
     try:
         import uvloop

@@ -10,7 +10,7 @@ PASSporT and checks ES256, as distinct live calls do) and "token cache on" (the 
 second pass over the same capture presents the same tokens again, as `--compare` or a
 re-run does). `--baseline REV` replays with sipguard at git revision REV too, alternating.
 
-    .venv/bin/python bench/bench_replay.py [N] [--rounds 3] [--baseline REV [--only PATHS]]
+    .venv/bin/python bench/bench_replay.py [N=1000] [--rounds 20] [--baseline REV [--only PATHS]]
 """
 
 from __future__ import annotations
@@ -136,8 +136,9 @@ async def run(n: int, rounds: int, baseline: str | None, only: list[str] | None 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("invites", nargs="?", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=3)
+    # many short rounds: alternating finely is what makes old/new comparable on a shared machine
+    parser.add_argument("invites", nargs="?", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--baseline", help="git revision replayed too, alternating with this tree")
     parser.add_argument("--only", help="comma-separated paths: the baseline is HEAD with only these files at REV")
     args = parser.parse_args()

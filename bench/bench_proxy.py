@@ -224,8 +224,10 @@ class Bench:
     # -- one step -----------------------------------------------------------------------------
     def step(self, sysm: System, rate: int) -> Step:
         a = self.args
-        d = self.out / sysm.name / f"r{rate}"
-        d.mkdir(parents=True, exist_ok=True)
+        d, rep = self.out / sysm.name / f"r{rate}", 2
+        while d.exists():  # a rate given twice runs twice, each in its own folder
+            d, rep = self.out / sysm.name / f"r{rate}-rep{rep}", rep + 1
+        d.mkdir(parents=True)
         port, uas_port, self.http_port = free_port(), free_port(), free_port()
         foreign = wait_quiet(a.quiet_pct, a.quiet_wait) if a.quiet_wait > 0 else 0.0
         try:
@@ -245,6 +247,7 @@ class Bench:
             warmups = [subprocess.Popen(self.uac_cmd(sysm, port, warm, 20, 20, f"warm{i}.csv"), cwd=d / "warm",
                                         env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True) for i in range(max(a.workers, a.uacs))]
+            self.procs.extend(warmups)
             for i, n in enumerate(per):
                 sign_s += self.tokens(csvs[i], n if sysm.verify else min(n, 5000), offset=i * 1_000_000)
             for w in warmups:
@@ -257,6 +260,7 @@ class Bench:
             per0 = {pid: cpu_ns([pid]) for pid in tree}
             cpu0, host0, drops0, t0 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors(), time.monotonic()
             prof = self.profile(sysm, d, tree[1:] or tree) if a.profile and sysm.kind == "sipguard" else []
+            self.procs.extend(prof)
             uacs = [subprocess.Popen(self.uac_cmd(sysm, port, csvs[i], rate / a.uacs, per[i], f"uac{i}_stat.csv"),
                                      cwd=d, env=self.env, stdout=open(d / f"uac{i}.out", "wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True) for i in range(a.uacs)]

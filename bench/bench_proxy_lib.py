@@ -6,6 +6,7 @@ Kept apart so the runner reads as the list of steps it performs.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import signal
 import socket
@@ -260,7 +261,8 @@ def metrics_verstat(port: int) -> dict[str, int]:
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list (0.0 when empty)."""
     if not sorted_values:
         return 0.0
-    k = min(len(sorted_values) - 1, max(0, round(pct / 100.0 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[k]
+    rank = math.ceil(pct / 100.0 * len(sorted_values))
+    return sorted_values[min(len(sorted_values), max(1, rank)) - 1]

@@ -1,0 +1,74 @@
+"""bench/bench_proxy_lib.py: the sipp output parsing and step verdicts the proxy benchmark reports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from bench_proxy_lib import Step, _elapsed, percentile, read_rtts, read_stat  # noqa: E402
+
+STAT_HEAD = "StartTime;ElapsedTime(C);SuccessfulCall(C);FailedCall(C);Retransmissions(C)"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("00:00:15", 15.0),
+    ("00:01:02:500000", 62.5),
+    ("01:00:00.250", 3600.25),
+    ("", 0.0),
+    ("garbage", 0.0),
+])
+def test_elapsed(text: str, seconds: float) -> None:
+    assert _elapsed(text) == pytest.approx(seconds)
+
+
+def test_read_stat_takes_the_last_line(tmp_path: Path) -> None:
+    f = tmp_path / "s.csv"
+    f.write_text(f"{STAT_HEAD}\nx;00:00:05;100;0;0\nx;00:00:15;2990;10;42\n")
+    assert read_stat(f) == {"ok": 2990, "failed": 10, "retrans": 42, "elapsed": 15.0}
+
+
+@pytest.mark.parametrize("content", [None, "", STAT_HEAD + "\n"])
+def test_read_stat_missing_or_empty(tmp_path: Path, content: str | None) -> None:
+    f = tmp_path / "s.csv"
+    if content is not None:
+        f.write_text(content)
+    assert read_stat(f)["ok"] == 0
+
+
+def test_read_rtts_keeps_rtd1_of_timed_uacs_and_their_span(tmp_path: Path) -> None:
+    (tmp_path / "uac_call_plain_1_rtt.csv").write_text(
+        "Date_ms;response_time_ms;rtd_no\n1000.0;0.7;1\n1001.0;0.3;2\n3000.0;2.5;1\nbad;line;1\n")
+    (tmp_path / "uac_call_plain_2_rtt.csv").write_text("Date_ms;response_time_ms;rtd_no\n2000.0;1.5;1\n")
+    values, span = read_rtts(tmp_path)
+    assert values == [0.7, 1.5, 2.5]
+    assert span == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(("values", "pct", "expected"), [
+    ([], 50, 0.0),
+    ([1.0], 99, 1.0),
+    ([float(i) for i in range(1, 101)], 50, 50.0),
+    ([float(i) for i in range(1, 101)], 99, 99.0),
+    ([float(i) for i in range(1, 1001)], 99, 990.0),
+])
+def test_percentile(values: list[float], pct: float, expected: float) -> None:
+    assert percentile(values, pct) == expected
+
+
+@pytest.mark.parametrize(("fields", "clean", "target", "collapsed"), [
+    ({"achieved": 1990, "failed_pct": 0.0, "p99": 8.0}, True, True, False),
+    ({"achieved": 1990, "failed_pct": 0.0, "p99": 30.0}, True, False, False),
+    ({"achieved": 1990, "failed_pct": 0.2, "p99": 8.0}, False, False, False),
+    ({"achieved": 1800, "failed_pct": 0.0, "p99": 8.0}, False, False, False),
+    ({"achieved": 1500, "failed_pct": 0.0, "p99": 8.0}, False, False, True),
+    ({"achieved": 1990, "failed_pct": 5.0, "p99": 900.0}, False, False, True),
+    ({"error": "did not start"}, False, False, True),
+])
+def test_step_verdicts(fields: dict[str, object], clean: bool, target: bool, collapsed: bool) -> None:
+    step = Step("sg-proxy", 2000, **fields)  # type: ignore[arg-type]
+    assert (step.clean(), step.target(), step.collapsed()) == (clean, target, collapsed)
+    assert step.row().startswith("| sg-proxy | 2000 |")

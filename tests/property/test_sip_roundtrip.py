@@ -103,7 +103,9 @@ def test_untouched_round_trip_is_byte_exact(case: tuple[bytes, dict[str, object]
 
 
 def _lines(data: bytes) -> list[bytes]:
-    head = data[:data.index(b"\r\n\r\n")] if b"\r\n\r\n" in data else data[:data.index(b"\n\n")]
+    # the header block ends at the first blank line of either kind (a CRLFCRLF may sit in the body)
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    head = data[:min(ends)]
     return head.split(b"\r\n") if b"\r\n" in head else head.split(b"\n")
 
 

@@ -167,7 +167,7 @@ class Bench:
         else:
             cfg_path = d / "sipguard.yaml"
             cfg_path.write_text(yaml.safe_dump(self.sipguard_config(sysm, port, uas_port), sort_keys=False))
-            plain = not self.args.sg_rcvbuf and not self.args.sg_no_records
+            plain = not self.args.sg_rcvbuf and not self.args.sg_no_records and not self.args.sg_gc_threshold
             head = [sys.executable, "-m", "sipguard"] if plain else \
                 [sys.executable, str(HERE / "bench_proxy_sgwrap.py"), str(self.args.sg_rcvbuf)]
             cmd = [*head, "serve", "-c", str(cfg_path),
@@ -175,7 +175,8 @@ class Bench:
         (d / "sut.cmd").write_text(" ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO),
-                                     "SG_BENCH_NO_RECORDS": "1" if self.args.sg_no_records else "0"})
+                                     "SG_BENCH_NO_RECORDS": "1" if self.args.sg_no_records else "0",
+                                     "SG_BENCH_GC_THRESHOLD": str(self.args.sg_gc_threshold or "")})
         self.procs.append(proc)
         return proc
 
@@ -357,6 +358,8 @@ def main() -> int:
                    help="experiment: run sipguard with SO_RCVBUF of this many bytes on its UDP sockets")
     p.add_argument("--sg-no-records", action="store_true",
                    help="experiment: run sipguard with traceback records dropped at submit()")
+    p.add_argument("--sg-gc-threshold", type=int, default=0,
+                   help="experiment: run sipguard with gc.freeze() and this generation-0 GC threshold")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--report", type=Path, default=None,
                    help="only print the table of an earlier run's results.jsonl")

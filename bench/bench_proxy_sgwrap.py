@@ -3,12 +3,15 @@
 ``python bench/bench_proxy_sgwrap.py RCVBUF_BYTES serve -c CONFIG --workers N``: every UDP socket
 sipguard opens gets SO_RCVBUF = RCVBUF_BYTES (0: unchanged; the kernel caps it at
 net.core.rmem_max) before sipguard runs as usual. With SG_BENCH_NO_RECORDS=1 in the environment
-traceback records are dropped at submit(), to measure what writing them costs. Measures the
+traceback records are dropped at submit(), to measure what writing them costs; with
+SG_BENCH_GC_THRESHOLD=N the collector's generation-0 threshold is N (default 700) and the objects
+alive at start are frozen out of collections (gc.freeze), to measure what collection pauses cost. Measures the
 effect of a change without editing sipguard.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -30,6 +33,9 @@ def connection_made(self: UdpEndpoint, transport: Any) -> None:
 
 
 UdpEndpoint.connection_made = connection_made  # type: ignore[method-assign]
+if os.environ.get("SG_BENCH_GC_THRESHOLD"):
+    gc.freeze()
+    gc.set_threshold(int(os.environ["SG_BENCH_GC_THRESHOLD"]), 50, 100)
 if os.environ.get("SG_BENCH_NO_RECORDS") == "1":
     RecordWriter.submit = lambda self, record: None  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))

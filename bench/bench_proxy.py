@@ -25,7 +25,8 @@ Options: --workers N (sipguard workers and Kamailio UDP children, default 2), --
 offered load over K sipp UACs on K source ports), --keep-going (do not skip the rates above a
 collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P --quiet-wait S (before each step wait
 at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-rcvbuf BYTES / --sg-no-records (experiments through
-bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), --profile (py-spy record the
+bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), --sg-gc-threshold N
+(experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --profile (py-spy record the
 sipguard workers during each sipguard step; needs `pip install py-spy`).
 """
 

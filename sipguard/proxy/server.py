@@ -10,6 +10,7 @@ decisions in flight finish (bounded), records are flushed, then the process exit
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -158,6 +159,13 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool)
     loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: setattr(worker, "reload_requested", True))
     await worker.start()
+    # Everything made at start-up (config, policy code, tables, caches) lives as long as the
+    # process: move it out of the collector's sight, and collect the young generation less
+    # often. The per-call objects are short-lived and acyclic; measured under load this cut
+    # the p99 INVITE response time several-fold (bench/RESULTS.md, "Proxy load").
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     http = await _start_http(config, worker) if serve_http else None
     log.info("sipguard worker %d listening on %s (mode %s, store %s)", index,
              ", ".join(str(addr) for addr in config.listen), config.mode, config.store)

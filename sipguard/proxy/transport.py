@@ -130,6 +130,7 @@ class Transports:
                 _, proto = await loop.create_datagram_endpoint(
                     lambda: UdpEndpoint(self.receive), local_addr=(addr.host, addr.port),
                     family=family, reuse_port=reuse_port)
+                _grow_receive_buffer(proto)
                 self.udp.append(proto)
                 if family not in self.udp_out:
                     _, out = await loop.create_datagram_endpoint(
@@ -234,6 +235,19 @@ class Transports:
 
 
 _background: set[asyncio.Task[None]] = set()
+UDP_RCVBUF = 4 << 20
+
+
+def _grow_receive_buffer(endpoint: UdpEndpoint) -> None:
+    """A burst of INVITEs must wait in the kernel, not be dropped (a drop costs a 500 ms
+    retransmission and snowballs). The kernel caps the size at net.core.rmem_max."""
+    sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+    except OSError as exc:
+        log.debug("could not grow the UDP receive buffer: %s", exc)
 
 
 def _hostport(host: str, port: int) -> str:

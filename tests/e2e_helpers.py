@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -120,3 +121,17 @@ def reason_text(value: str | None) -> str | None:
 
 
 __all__ = ["CALLEE", "CALLER", "E2eShaken", "ROOT", "cli", "reason_text", "wait_for", "write_policy"]
+
+
+def call_through(sg: Any, uas: Any, caller: str, callee: str = CALLEE, **kw: Any) -> tuple[Any, Any]:
+    """One INVITE through a running sipguard; returns (final response, the INVITE the UAS got or None)."""
+    from tests.sipclient import UdpClient
+
+    client = UdpClient()
+    call_id = uuid.uuid4().hex
+    try:
+        final, _ = client.call(sg.addr, caller=caller, callee=callee, call_id=call_id, **kw)
+    finally:
+        client.close()
+    got = [m for m in uas.invites() if m.header("Call-ID") == call_id]
+    return final, (got[0] if got else None)

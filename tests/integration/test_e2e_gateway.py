@@ -25,7 +25,7 @@ from conftest import SipguardProcess, base_config
 from cryptography.hazmat.primitives import serialization
 from sipclient import MiniUas, UdpClient, invite
 
-from tests.e2e_helpers import CALLEE, E2eShaken, reason_text, wait_for, write_policy
+from tests.e2e_helpers import CALLEE, E2eShaken, call_through, reason_text, wait_for, write_policy
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +53,7 @@ class Gateway:
 
     def call(self, caller: str, callee: str = CALLEE, **kw: Any) -> tuple[Any, Any]:
         """One INVITE; returns (final response, the INVITE the UAS got or None)."""
-        client = UdpClient()
-        call_id = uuid.uuid4().hex
-        try:
-            final, _ = client.call(self.sg.addr, caller=caller, callee=callee, call_id=call_id, **kw)
-        finally:
-            client.close()
-        got = [m for m in self.uas.invites() if m.header("Call-ID") == call_id]
-        return final, (got[0] if got else None)
+        return call_through(self.sg, self.uas, caller, callee, **kw)
 
     def log(self) -> str:
         """The whole process log (SipguardProcess.logs() keeps only its tail)."""

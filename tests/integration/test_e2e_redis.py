@@ -12,7 +12,6 @@ import csv
 import io
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 from conftest import SipguardProcess, base_config
 from sipclient import MiniUas, UdpClient, invite
 
-from tests.e2e_helpers import CALLEE, ROOT, cli, wait_for, write_policy
+from tests.e2e_helpers import CALLEE, ROOT, call_through, cli, wait_for, write_policy
 from tests.redis_fixtures import (
     REDIS_CLI,
     REDIS_SERVER,
@@ -61,14 +60,8 @@ class Instance:
         self.sg, self.uas = sg, uas
 
     def call(self, caller: str, callee: str = CALLEE, **kw: Any) -> tuple[Any, Any]:
-        client = UdpClient()
-        call_id = uuid.uuid4().hex
-        try:
-            final, _ = client.call(self.sg.addr, caller=caller, callee=callee, call_id=call_id, **kw)
-        finally:
-            client.close()
-        got = [m for m in self.uas.invites() if m.header("Call-ID") == call_id]
-        return final, (got[0] if got else None)
+        """One INVITE; returns (final response, the INVITE the UAS got or None)."""
+        return call_through(self.sg, self.uas, caller, callee, **kw)
 
     def status(self, caller: str, **kw: Any) -> int | None:
         final, _ = self.call(caller, **kw)

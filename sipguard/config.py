@@ -31,7 +31,7 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
             "proxy", "log", "workers")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
-              "instance", "advertise")
+              "instance", "advertise", "steering")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
 PROVIDER_KEYS = ("name", "frn", "rmd", "country")
 
@@ -74,6 +74,7 @@ class ProxySettings:
     transaction_timeout: float = 32.0  # Timer B/F: forget a transaction after this long
     instance: str | None = None       # name in records and logs (default: hostname)
     advertise: str | None = None      # host[:port] for our Via/Record-Route when listening on 0.0.0.0
+    steering: str = "transaction"     # workers > 1: transaction (spread by Via branch) | peer (kernel's 4-tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +321,7 @@ def _proxy(sec: Section) -> ProxySettings:
         transaction_timeout=float(sec.number("transaction_timeout", default=32.0, minimum=1)),
         instance=sec.str("instance", default=None),
         advertise=sec.str("advertise", default=None),
+        steering=sec.choice("steering", ("transaction", "peer"), default="transaction"),
     )
 
 

@@ -24,7 +24,8 @@ from sipguard.config import Config, load_config
 from sipguard.errors import ConfigError
 from sipguard.observe.logs import log_decision
 from sipguard.proxy.core import ProxyCore
-from sipguard.proxy.transport import Transports
+from sipguard.proxy.steer import Channels, Steering
+from sipguard.proxy.transport import Transports, UdpEndpoint
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -53,10 +54,12 @@ def sd_notify(message: str) -> bool:
 class Worker:
     """One process's proxy: transports + core + pipeline + records + metrics."""
 
-    def __init__(self, config: Config, index: int = 0, workers: int = 1) -> None:
+    def __init__(self, config: Config, index: int = 0, workers: int = 1,
+                 steering: Steering | None = None) -> None:
         self.config = config
         self.index = index
         self.workers = workers
+        self.steering = steering
         self.clock = SystemClock()
         self.stopping = asyncio.Event()
         self.reload_requested = False
@@ -86,10 +89,25 @@ class Worker:
                                      self.config.proxy.advertise)
         self.core = ProxyCore(self.config, self.pipeline, self.transports, self._on_outcome)
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
+        if self.steering is not None:
+            await self.steering.start(self._steered_in)
 
     def _receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
         assert self.core is not None
+        steering = self.steering
+        # a request that reached a listening UDP socket may belong to another worker's transaction
+        if steering is not None and type(conn) is UdpEndpoint and conn.index >= 0 \
+                and not data.startswith(b"SIP/") and steering.hand_over(data, source, conn.index):
+            return
         self.core.receive(data, source, transport, conn)
+
+    def _steered_in(self, data: bytes, source: tuple[str, int], listen_index: int) -> None:
+        """A request another worker received for a transaction this one owns: handled as if
+        it had arrived here, answered from this worker's copy of the same listening socket."""
+        assert self.core is not None and self.transports is not None
+        udp = self.transports.udp
+        conn = udp[listen_index] if 0 <= listen_index < len(udp) else None
+        self.core.receive(data, source, "udp", conn)
 
     def _on_outcome(self, outcome: Outcome, status: int | None, hop: str | None, latency: float) -> None:
         record = outcome.record(status, hop if status is None or status == 302 else None, self.instance)
@@ -112,7 +130,10 @@ class Worker:
                 self.reload_requested = False
                 self.reload()
             self._poll_policy()
-            self.metrics.set_gauges(self.core.stats(), self.pipeline, records=self.records)
+            stats = self.core.stats()
+            if self.steering is not None:
+                stats.update(self.steering.stats())
+            self.metrics.set_gauges(stats, self.pipeline, records=self.records)
 
     def _poll_policy(self) -> None:
         assert self.pipeline is not None
@@ -144,6 +165,8 @@ class Worker:
             self._watcher.cancel()
         if self.core is not None:
             await self.core.drain(DRAIN_SECONDS)
+        if self.steering is not None:
+            self.steering.close()
         if self.transports is not None:
             await self.transports.close()
         if self.records is not None:
@@ -152,9 +175,10 @@ class Worker:
             await self.pipeline.aclose()
 
 
-async def run_worker(config: Config, index: int, workers: int, serve_http: bool) -> int:
+async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
+                     steering: Steering | None = None) -> int:
     loop = asyncio.get_running_loop()
-    worker = Worker(config, index, workers)
+    worker = Worker(config, index, workers, steering)
     loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
     loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: setattr(worker, "reload_requested", True))
@@ -250,6 +274,8 @@ def _supervise(config: Config, workers: int) -> int:
     prepare_multiprocess(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
                          or os.path.join(config.base_dir, "var", f"metrics-{os.getpid()}"))
     children: dict[int, int] = {}
+    # made before the first fork and kept by the parent, so a restarted worker gets its pair back
+    channels = Channels(workers) if config.proxy.steering == "transaction" else None
 
     def spawn(index: int) -> None:
         pid = os.fork()
@@ -258,7 +284,8 @@ def _supervise(config: Config, workers: int) -> int:
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             code = 1
             try:
-                code = asyncio.run(run_worker(config, index, workers, serve_http=False))
+                steering = channels.for_worker(index) if channels is not None else None
+                code = asyncio.run(run_worker(config, index, workers, serve_http=False, steering=steering))
             except Exception:
                 log.exception("worker %d failed", index)
             finally:

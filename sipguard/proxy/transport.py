@@ -12,6 +12,7 @@ pooled per destination and reused for the responses that come back on them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -28,8 +29,9 @@ MAX_TCP_BUFFER = 1 << 20
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, index: int = -1) -> None:
         self.receive = receive
+        self.index = index        # position among the listening sockets; -1: a private socket
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -128,7 +130,7 @@ class Transports:
             self.local.add((addr.host, addr.port))
             if addr.transport == "udp":
                 _, proto = await loop.create_datagram_endpoint(
-                    lambda: UdpEndpoint(self.receive), local_addr=(addr.host, addr.port),
+                    functools.partial(UdpEndpoint, self.receive, len(self.udp)), local_addr=(addr.host, addr.port),
                     family=family, reuse_port=reuse_port)
                 _grow_receive_buffer(proto)
                 self.udp.append(proto)

@@ -163,15 +163,51 @@ def test_redirect_mode_returns_302(sipguard: Any) -> None:
     assert "verstat=No-TN-Validation" in (final.header("P-Asserted-Identity") or "")
 
 
-def test_two_workers_share_the_port(sipguard: Any, tmp_path: Path) -> None:
+def _instances(sg: Any) -> dict[str, int]:
+    """Decisions per worker, from the traceback records (flushed when sipguard stops)."""
+    import json
+    import sys
+
+    assert sg.stop() == 0
+    out = subprocess.run([sys.executable, "-m", "sipguard", "traceback", "-c", str(sg.path), "--since", "0",
+                          "--format", "jsonl", "-n", "100000"], capture_output=True, text=True, check=True)
+    counts: dict[str, int] = {}
+    for line in out.stdout.splitlines():
+        instance = json.loads(line)["instance"]
+        counts[instance] = counts.get(instance, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("steering", ["transaction", "peer"])
+def test_two_workers_share_the_port(sipguard: Any, tmp_path: Path, steering: str) -> None:
+    """One peer (one sipp socket), two workers. Transaction steering spreads its calls over
+    both workers, and CANCELs still find their INVITE (same branch, same worker); with the
+    kernel's per-peer spreading one worker takes them all."""
     uas_port = free_port()
     uas = sipp_uas(uas_port, "uas.xml", cwd=tmp_path)
+    cancel_dir = tmp_path / "cancel"
+    cancel_dir.mkdir()
+    uas_cancel_port = free_port()
+    uas_cancel = sipp_uas(uas_cancel_port, "uas_cancel.xml", cwd=cancel_dir)
     try:
-        sg = sipguard(base_config(uas_port), workers=2)
+        sg = sipguard(base_config(uas_port, proxy={"steering": steering}), workers=2)
         result = sipp_uac(sg.addr, "uac.xml", calls=40, rate=40, cwd=tmp_path)
         assert result.returncode == 0, (result.stdout.decode()[-2000:], sg.logs())
+        counts = _instances(sg)
+        assert sum(counts.values()) == 40
+        if steering == "transaction":
+            assert len(counts) == 2 and min(counts.values()) >= 5, counts
+        else:
+            assert len(counts) == 1, counts
+
+        sg = sipguard(base_config(uas_cancel_port, proxy={"steering": steering}), workers=2)
+        result = sipp_uac(sg.addr, "uac_cancel.xml", calls=20, rate=20, cwd=cancel_dir)
+        assert result.returncode == 0, (result.stdout.decode()[-2000:], sg.logs())
+        if steering == "transaction":
+            assert len(_instances(sg)) == 2
     finally:
         stop(uas)
+        stop(uas_cancel)
 
 
 class _SlowRepository:

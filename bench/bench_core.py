@@ -1,0 +1,201 @@
+"""Proxy core CPU per call, in process: sipp's call flow fed straight into one worker.
+
+The same five datagrams a sipp UAC and UAS send through a relaying sipguard per call
+(INVITE, 200, ACK, BYE, 200) are handed to ``ProxyCore.receive`` of a real ``Worker``
+(pipeline, records, metrics as ``serve`` builds them, config as bench_proxy's sg-proxy);
+what it sends (100, INVITE, 200, ACK, BYE, 200) is captured instead of written to a
+socket. The figure is CPU per call without the socket system calls, which bench_proxy.py
+measures end to end: the budget of the Python side of the relay.
+
+    .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import pstats
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sipguard.config import load_config  # noqa: E402
+from sipguard.proxy.server import Worker  # noqa: E402
+
+UAC = ("127.0.0.1", 5061)
+UAS = ("127.0.0.1", 5070)
+
+
+class Capture:
+    """A Sender that keeps what would have been sent."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.count = 0
+
+    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
+        self.sent.append((data, addr))
+        self.count += 1
+
+    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        self.sent.append((data, addr))
+        self.count += 1
+
+    def via_sent_by(self, transport: str) -> str:
+        return self.real.via_sent_by(transport)  # type: ignore[attr-defined]
+
+    def is_local(self, host: str, port: int) -> bool:
+        return self.real.is_local(host, port)  # type: ignore[attr-defined]
+
+
+SDP = (b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+       b"t=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+       b"a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
+
+
+def invite(n: int, port: int) -> bytes:
+    return (f"INVITE sip:+13036231000@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-1-0\r\n"
+            f"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=77SIPpTag00{n}\r\n"
+            f"To: <sip:+13036231000@127.0.0.1:{port};user=phone>\r\n"
+            f"Call-ID: {n}-77@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:+12127363100@127.0.0.1:5061>\r\nMax-Forwards: 70\r\n"
+            f"Subject: shaken anchor\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(SDP)}\r\n\r\n").encode() + SDP
+
+
+def headers_of(data: bytes) -> list[str]:
+    return data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")[1:]
+
+
+def uas_200(fwd: bytes, n: int) -> bytes:
+    """What sipp's UAS answers: [last_Via:] [last_Record-Route:] From, To;tag, Call-ID, CSeq."""
+    keep = [h for h in headers_of(fwd) if h.split(":", 1)[0] in ("Via", "Record-Route", "From", "Call-ID", "CSeq")]
+    to = next(h for h in headers_of(fwd) if h.startswith("To:"))
+    body = b"v=0\r\no=user1 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\n"
+    lines = ["SIP/2.0 200 OK", *keep, f"{to};tag=88SIPpTag01{n}",
+             "Contact: <sip:uas@127.0.0.1:5070;transport=UDP>", "Content-Type: application/sdp",
+             f"Content-Length: {len(body)}"]
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
+
+
+def uac_in_dialog(method: str, cseq: int, resp200: bytes, n: int, port: int) -> bytes:
+    hs = headers_of(resp200)
+    rr = [h.split(":", 1)[1].strip() for h in hs if h.startswith("Record-Route:")]
+    to = next(h for h in hs if h.startswith("To:"))
+    route = f"Route: {', '.join(rr)}\r\n" if rr else ""
+    return (f"{method} sip:uas@127.0.0.1:5070;transport=UDP SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-{cseq}-{method}\r\n"
+            f"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=77SIPpTag00{n}\r\n"
+            f"{to}\r\nCall-ID: {n}-77@127.0.0.1\r\nCSeq: {cseq} {method}\r\n{route}"
+            f"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def uas_bye_200(bye: bytes) -> bytes:
+    keep = [h for h in headers_of(bye) if h.split(":", 1)[0] in ("Via", "From", "To", "Call-ID", "CSeq")]
+    return "\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0"]).encode() + b"\r\n\r\n"
+
+
+async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
+               "unknown_source": "reject",
+               "trunks": [{"id": "bench", "role": "foreign", "sources": ["127.0.0.1/32"],
+                           "provider": {"name": "Bench Carrier", "frn": "0012345678", "rmd": "RMD0001234",
+                                        "country": "GB"}}],
+               "store": "memory", "traceback": {"path": f"{tmp}/traceback.db"},
+               "log": {"level": "warning", "decisions": "off"}}
+        path = Path(tmp) / "sg.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        worker = Worker(load_config(str(path)))
+        await worker.start()
+        core = worker.core
+        assert core is not None and worker.transports is not None
+        cap = Capture(worker.transports)
+        core.sender = cap
+
+        # build each call's datagrams once, by running the flow (the proxy's own Via is
+        # deterministic per INVITE, so the same bytes can be replayed in the timed rounds)
+        flows = []
+        for n in range(calls):
+            inv = invite(n, port)
+            core.receive(inv, UAC, "udp", None)
+            await asyncio.gather(*core._tasks)
+            fwd = next(d for d, a in cap.sent if a == UAS and d.startswith(b"INVITE"))
+            ok = uas_200(fwd, n)
+            ack = uac_in_dialog("ACK", 1, ok, n, port)
+            bye = uac_in_dialog("BYE", 2, ok, n, port)
+            core.receive(ok, UAS, "udp", None)
+            cap.sent.clear()
+            core.receive(bye, UAC, "udp", None)
+            fbye = cap.sent[-1][0]
+            flows.append((inv, ok, ack, bye, uas_bye_200(fbye)))
+            cap.sent.clear()
+        assert len(flows) == calls
+
+        async def one_round(tag: int) -> float:
+            core.invites.clear()
+            core._old_invites.clear()
+            core.clients.clear()
+            core._old_clients.clear()
+            cap.sent.clear()
+            receive = core.receive
+            t0 = time.process_time()
+            for inv, ok, ack, bye, bye_ok in flows:
+                receive(inv, UAC, "udp", None)
+                for task in list(core._tasks):
+                    await task
+                receive(ok, UAS, "udp", None)
+                receive(ack, UAC, "udp", None)
+                receive(bye, UAC, "udp", None)
+                receive(bye_ok, UAS, "udp", None)
+                if len(cap.sent) > 6000:
+                    cap.sent.clear()
+            return time.process_time() - t0
+
+        cap.count = 0
+        await one_round(0)
+        sent_per_call = cap.count / calls
+        best = float("inf")
+        prof = cProfile.Profile() if profile else None
+        gc.collect()
+        for r in range(rounds):
+            if prof is not None:
+                prof.enable()
+            best = min(best, await one_round(r))
+            if prof is not None:
+                prof.disable()
+        print(f"calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}")
+        print(f"best round: {best * 1e6 / calls:.1f} us CPU per call ({calls / best:,.0f} calls/s on one core, "
+              f"no socket I/O)")
+        if prof is not None:
+            pstats.Stats(prof).sort_stats(sort).print_stats(40)
+        await worker.records.aclose() if hasattr(worker.records, "aclose") else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("calls", nargs="?", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative)")
+    args = ap.parse_args()
+    asyncio.run(run(args.calls, args.rounds, args.profile, args.sort))
+
+
+if __name__ == "__main__":
+    main()

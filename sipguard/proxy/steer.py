@@ -1,0 +1,156 @@
+"""Transaction steering: with several workers, spread one peer's requests over all of them
+while every request of a transaction still reaches the worker that holds it.
+
+SO_REUSEPORT hands datagrams to workers by 4-tuple, so all traffic of one peer (the SBC or
+Kamailio in front, one sipp) lands in one worker while the others idle. With steering the
+worker the kernel picked reads the request's top Via branch (one regex over the raw bytes;
+RFC 3261 17.2.3: the branch identifies the server transaction) and the owner is
+``crc32(branch) % workers``. A request another worker owns is handed over on an AF_UNIX
+datagram socket, prefixed with its source address and the index of the listening socket it
+arrived on; the owner answers from its own copy of that socket (same address and port).
+
+An INVITE, its retransmissions, its CANCEL and the ACK of a non-2xx response carry the same
+branch, so they meet in one worker. Responses are never steered: a forwarded request leaves
+from the forwarding worker's private socket and its responses come back there. TCP is not
+steered: a connection already belongs to one worker. A request without a branch (RFC 2543)
+stays where it arrived.
+
+Sockets: the supervisor makes one socketpair per worker before forking; worker i reads the
+``inbox`` end of pair i and every worker may send on the ``outbox`` end of any pair. The
+pair is connected, so the kernel's per-receiver datagram queue limit does not apply, only
+the send buffer (grown at creation). When it is full the request is dropped and counted,
+exactly like a full UDP receive buffer: the upstream retransmits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import struct
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("sipguard.steer")
+
+# The top Via's branch: the first "branch=" after the first Via header name (long or compact).
+_BRANCH = re.compile(rb"\n(?:via|v)[ \t]*:[^\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.IGNORECASE)
+_HEADER = struct.Struct("!BHB")   # listening socket index, source port, length of the source IP text
+BUFFER = 4 << 20
+
+Deliver = Callable[[bytes, tuple[str, int], int], None]
+
+
+def owner_of(data: bytes, workers: int) -> int | None:
+    """The worker that owns this request's transaction, None when it has no branch."""
+    m = _BRANCH.search(data, 0, 4096)
+    if m is None:
+        return None
+    return zlib.crc32(m.group(1)) % workers
+
+
+def pack(data: bytes, source: tuple[str, int], listen_index: int) -> bytes:
+    ip = source[0].encode("ascii")
+    return _HEADER.pack(listen_index, source[1], len(ip)) + ip + data
+
+
+def unpack(frame: bytes) -> tuple[bytes, tuple[str, int], int]:
+    """Inverse of ``pack``; ValueError on a frame that is not one."""
+    if len(frame) < _HEADER.size:
+        raise ValueError("short steering frame")
+    index, port, iplen = _HEADER.unpack_from(frame)
+    start = _HEADER.size + iplen
+    if len(frame) < start:
+        raise ValueError("short steering frame")
+    return frame[start:], (frame[_HEADER.size:start].decode("ascii"), port), index
+
+
+class Channels:
+    """The socketpairs of N workers, made by the supervisor before it forks."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        for _ in range(workers):
+            outbox, inbox = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            outbox.setblocking(False)
+            inbox.setblocking(False)
+            _grow_send_buffer(outbox)
+            self.pairs.append((outbox, inbox))
+
+    def for_worker(self, index: int) -> Steering:
+        return Steering(index, [outbox for outbox, _ in self.pairs], self.pairs[index][1])
+
+    def close(self) -> None:
+        for outbox, inbox in self.pairs:
+            outbox.close()
+            inbox.close()
+
+
+class Steering:
+    """One worker's side: decide, hand over, and read what the others hand over."""
+
+    def __init__(self, index: int, outboxes: list[socket.socket], inbox: socket.socket) -> None:
+        self.index = index
+        self.workers = len(outboxes)
+        self.outboxes = outboxes
+        self.inbox = inbox
+        self.handed_over = 0
+        self.received = 0
+        self.dropped = 0
+        self.bad_frames = 0
+        self._transport: asyncio.BaseTransport | None = None
+
+    def hand_over(self, data: bytes, source: tuple[str, int], listen_index: int) -> bool:
+        """True when another worker owns the request (it was sent there, or dropped)."""
+        owner = owner_of(data, self.workers)
+        if owner is None or owner == self.index:
+            return False
+        try:
+            self.outboxes[owner].send(pack(data, source, listen_index))
+            self.handed_over += 1
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1  # the owner is not keeping up: as a full UDP buffer would
+        except OSError as exc:
+            self.dropped += 1
+            log.warning("handing a request to worker %d failed: %s", owner, exc)
+        return True
+
+    async def start(self, deliver: Deliver) -> None:
+        loop = asyncio.get_running_loop()
+        steering = self
+
+        class Inbox(asyncio.DatagramProtocol):
+            def datagram_received(self, frame: bytes, addr: Any) -> None:
+                try:
+                    data, source, listen_index = unpack(frame)
+                except (ValueError, UnicodeDecodeError):
+                    steering.bad_frames += 1
+                    return
+                steering.received += 1
+                deliver(data, source, listen_index)
+
+        self._transport, _ = await loop.create_datagram_endpoint(Inbox, sock=self.inbox)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def stats(self) -> dict[str, float]:
+        return {"steered_out": float(self.handed_over), "steered_in": float(self.received),
+                "steer_dropped": float(self.dropped)}
+
+
+SO_SNDBUFFORCE = 32  # Linux: the same as SO_SNDBUF, past net.core.wmem_max (needs CAP_NET_ADMIN)
+
+
+def _grow_send_buffer(sock: socket.socket) -> None:
+    """A connected AF_UNIX datagram pair queues up to the sender's send buffer."""
+    for option in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, BUFFER)
+            return
+        except OSError:
+            continue

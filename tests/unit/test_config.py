@@ -1,0 +1,84 @@
+"""The main config file (issue 2, section 4): every mistake names the file, the line and the
+key; ``check-config`` and ``serve`` exit non-zero with that message; the shipped examples load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sipguard.config import load_config
+from sipguard.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+BAD = [
+    # (case, file text, line, key, words of the message)
+    ("unknown key", "listen: ['udp://127.0.0.1:5060']\nlisten_port: 5\n", 2, "listen_port", "unknown key"),
+    ("bad mode", "mode: proxyy\n", 1, "mode", "'proxyy' is not one of: proxy, redirect"),
+    ("bad port", "listen: ['udp://127.0.0.1:99999']\n", 1, "listen", "bad port '99999'"),
+    ("bad steering", "proxy:\n  steering: random\n", 2, "proxy.steering", "not one of: transaction, peer"),
+    ("unknown proxy key", "proxy:\n  record_rout: true\n", 2, "proxy.record_rout", "unknown key"),
+    ("trunk role", "trunks:\n  - id: a\n    role: weird\n    sources: ['10.0.0.0/8']\n", 3, "trunks[0].role",
+     "'weird' is not one of: foreign, domestic"),
+    ("trunk CIDR", "trunks:\n  - id: a\n    role: foreign\n    sources: ['10.0.0.300/8']\n", 4,
+     "trunks[0].sources", "not an IP address or CIDR"),
+    ("duplicate trunk", "trunks:\n  - {id: a, role: foreign, sources: ['10.0.0.1']}\n"
+     "  - {id: a, role: foreign, sources: ['10.0.0.2']}\n", 3, "trunks", "duplicate trunk id 'a'"),
+    ("store URL", "store: mysql://x\n", 1, "store", "expected memory or a redis://"),
+    ("missing policy file", "policy: nope.yaml\n", 1, "policy", "file not found"),
+    ("workers", "workers: 0\n", 1, "workers", "must be >= 1"),
+    ("next hop", "next_hop: 'http://x'\n", 1, "next_hop", "must be a sip: URI"),
+    ("store timeout", "store_timeout: 100\n", 1, "store_timeout", "must be <= 10"),
+    ("YAML syntax", "mode: [proxy\n", 2, None, "invalid YAML"),
+    ("not a mapping", "- a\n- b\n", 1, None, "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), [case[1:] for case in BAD], ids=[c[0] for c in BAD])
+def test_errors_name_file_line_and_key(tmp_path: Path, text: str, line: int, key: str | None, words: str) -> None:
+    path = tmp_path / "sipguard.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    err = info.value
+    assert (err.path, err.line, err.key) == (str(path), line, key)
+    assert words in err.message
+    assert str(err).startswith(f"{path}:{line}: " + (f"{key}: " if key else ""))
+
+
+def test_defaults_and_steering(tmp_path: Path) -> None:
+    path = tmp_path / "sipguard.yaml"
+    path.write_text("next_hop: 'sip:10.0.0.5:5070'\n")
+    config = load_config(str(path))
+    assert config.mode == "proxy" and config.store == "memory" and config.workers == 1
+    assert config.proxy.steering == "transaction" and config.proxy.max_pending == 2000
+    path.write_text("proxy: {steering: peer}\n")
+    assert load_config(str(path)).proxy.steering == "peer"
+
+
+@pytest.mark.parametrize("name", ["sipguard.example.yaml", "sipguard.edge.yaml", "sipguard.redirect.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(str(REPO / "config" / name))
+    assert config.trunks
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sipguard", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=60, check=False)
+
+
+def test_check_config_and_serve_exit_non_zero_with_the_message(tmp_path: Path) -> None:
+    good = run("check-config", str(REPO / "config" / "sipguard.example.yaml"), cwd=tmp_path)
+    assert good.returncode == 0 and ": ok (proxy mode" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listen: ['udp://127.0.0.1:5999']\nmode: relay\n")
+    for args in (("check-config", str(bad)), ("serve", "-c", str(bad))):
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode != 0, args
+        assert f"{bad}:2: mode: 'relay' is not one of: proxy, redirect" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    missing = run("check-config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert missing.returncode != 0 and "nope.yaml" in missing.stderr and "Traceback" not in missing.stderr

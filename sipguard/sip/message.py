@@ -5,9 +5,10 @@ Rule 2: headers nobody changed go out as the very bytes that came in (spelling, 
 form, folding); ``serialize`` of an untouched message returns the input.
 Rule 3: on bad bytes the only exception is SipParseError. Parsing lives in parser.py.
 
-Hot path notes: the header index (key -> line positions) is built once, on first use, and
-kept up to date by the mutations the proxy makes (prepend, append, set in place) rather
-than rebuilt; the per-header cache is dropped only for the header that changed.
+Hot path notes: the header index (key -> line positions) is built on first use and kept up
+to date by append and set in place; a prepend drops it (rebuilt when next read). The
+per-header cache is dropped only for the header that changed. ``_cl_ok`` says the one
+Content-Length line is right for the body, so serialize joins the lines as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ERRORS = "surrogateescape"   # any byte survives decode/encode unchanged
 METHOD = re.compile(rb"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _RURI = "\0ruri"             # cache slot of the Request-URI (not a header key)
+_VIA_SLOTS = ("v0", "v1")    # cache slots of the first two Vias parsed on their own
 
 
 def new_branch() -> str:
@@ -145,9 +147,14 @@ class Message:
             if index >= len(vias):
                 raise SipParseError("missing Via")
             return vias[index]  # type: ignore[no-any-return]
-        key = f"v{index}"
+        key = _VIA_SLOTS[index] if index < 2 else f"v{index}"
         via = slot.get(key)
         if via is None:
+            if index == 0:  # the common read: the first line, when it holds one value
+                lines = self._values("via")
+                if lines and "," not in lines[0]:
+                    via = slot[key] = parse_via(lines[0])
+                    return via
             values = self.headers("via")
             if index >= len(values):
                 raise SipParseError("missing Via")
@@ -237,6 +244,8 @@ class Message:
         """Forget what was derived from header ``k``."""
         self._dirty = True
         self._cache.pop(k, None)
+        if k == "content-length":
+            self._cl_ok = False  # serialize checks (and fixes) it again
 
     @staticmethod
     def _line(name: str, value: str) -> tuple[str, bytes]:
@@ -245,11 +254,9 @@ class Message:
     def prepend_header(self, name: str, value: str) -> None:
         k, line = self._line(name, value)
         self._lines.insert(0, (k, line))
-        index = self._index
-        if index is not None:  # every line moved down by one
-            for key, positions in index.items():
-                index[key] = [pos + 1 for pos in positions]
-            index.setdefault(k, []).insert(0, 0)
+        # every line moved down by one: the index is rebuilt when next needed (the proxy's
+        # last change before serialize is a prepend, and serialize rarely needs the index)
+        self._index = None
         self._changed(k)
 
     def append_header(self, name: str, value: str) -> None:
@@ -309,12 +316,19 @@ class Message:
         if content_type is not None:
             self.set_header("Content-Type", content_type)
         self._dirty = True
+        self._cl_ok = False
 
     # -- output ----------------------------------------------------------------------------
     def serialize(self) -> bytes:
-        if not self._dirty and self._cl_ok:
-            return self._raw
         lines = self._lines
+        if self._cl_ok:  # one Content-Length line, right for the body, not changed since
+            if not self._dirty:
+                return self._raw
+            out = [self._start]
+            out.extend(line for _, line in lines)
+            out.append(b"")
+            out.append(self.body)
+            return b"\r\n".join(out)
         positions = self._idx().get("content-length")
         out = [self._start]
         if positions:

@@ -184,7 +184,7 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> 
               f"no socket I/O)")
         if prof is not None:
             pstats.Stats(prof).sort_stats(sort).print_stats(40)
-        await worker.records.aclose() if hasattr(worker.records, "aclose") else None
+        await worker.stop()
 
 
 def main() -> None:

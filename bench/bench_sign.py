@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import jwt
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.sign_fixtures, when run as bench/bench_sign.py
 
-from sipguard.shaken.keys import load_signing_key
-from sipguard.shaken.sign import Signer
-from tests.sign_fixtures import make_credentials
+import jwt  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+
+from sipguard.shaken.keys import load_signing_key  # noqa: E402
+from sipguard.shaken.sign import Signer  # noqa: E402
+from tests.sign_fixtures import make_credentials  # noqa: E402
 
 NOW = time.time()
 

@@ -36,3 +36,13 @@ def test_bench_proxy_runs_calls_through_every_kind_of_system(tmp_path: Path) -> 
     assert steps["sg-proxy"]["verstat"] == "No-TN-Validation:120"
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False).stdout
     assert left.strip() == "", f"processes left running: {left}"
+
+
+def test_bench_core_relays_the_whole_call_flow() -> None:
+    """bench/bench_core.py feeds a call's five datagrams to a real worker: every call must
+    produce the six sends of a relayed call (100, INVITE, 200, ACK, BYE, 200)."""
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "bench_core.py"), "50", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "datagrams sent per call: 6.0" in run.stdout, run.stdout
+    assert "us CPU per call" in run.stdout

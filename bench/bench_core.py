@@ -17,7 +17,6 @@ import asyncio
 import cProfile
 import gc
 import pstats
-import socket
 import sys
 import tempfile
 import time
@@ -27,6 +26,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_proxy_lib import free_port  # noqa: E402
 
 from sipguard.config import load_config  # noqa: E402
 from sipguard.proxy.server import Worker  # noqa: E402
@@ -108,10 +110,7 @@ def uas_bye_200(bye: bytes) -> bytes:
 
 async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
+        port = free_port()
         cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
                "unknown_source": "reject",
                "trunks": [{"id": "bench", "role": "foreign", "sources": ["127.0.0.1/32"],

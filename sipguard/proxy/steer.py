@@ -33,12 +33,15 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from sipguard.proxy.transport import grow_buffer
+
 log = logging.getLogger("sipguard.steer")
 
 # The top Via's branch: the first "branch=" after the first Via header name (long or compact).
 _BRANCH = re.compile(rb"\n(?:via|v)[ \t]*:[^\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.IGNORECASE)
 _HEADER = struct.Struct("!BHB")   # listening socket index, source port, length of the source IP text
 BUFFER = 4 << 20
+SO_SNDBUFFORCE = 32  # Linux; not in the socket module
 
 Deliver = Callable[[bytes, tuple[str, int], int], None]
 
@@ -71,13 +74,14 @@ class Channels:
     """The socketpairs of N workers, made by the supervisor before it forks."""
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         for _ in range(workers):
             outbox, inbox = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             outbox.setblocking(False)
             inbox.setblocking(False)
-            _grow_send_buffer(outbox)
+            # a connected AF_UNIX datagram pair queues up to the sender's send buffer; past
+            # net.core.wmem_max with SO_SNDBUFFORCE when allowed (CAP_NET_ADMIN)
+            grow_buffer(outbox, (SO_SNDBUFFORCE, socket.SO_SNDBUF), BUFFER)
             self.pairs.append((outbox, inbox))
 
     def for_worker(self, index: int) -> Steering:
@@ -140,17 +144,4 @@ class Steering:
 
     def stats(self) -> dict[str, float]:
         return {"steered_out": float(self.handed_over), "steered_in": float(self.received),
-                "steer_dropped": float(self.dropped)}
-
-
-SO_SNDBUFFORCE = 32  # Linux: the same as SO_SNDBUF, past net.core.wmem_max (needs CAP_NET_ADMIN)
-
-
-def _grow_send_buffer(sock: socket.socket) -> None:
-    """A connected AF_UNIX datagram pair queues up to the sender's send buffer."""
-    for option in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, BUFFER)
-            return
-        except OSError:
-            continue
+                "steer_dropped": float(self.dropped), "steer_bad_frames": float(self.bad_frames)}

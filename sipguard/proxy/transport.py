@@ -244,12 +244,19 @@ def _grow_receive_buffer(endpoint: UdpEndpoint) -> None:
     """A burst of INVITEs must wait in the kernel, not be dropped (a drop costs a 500 ms
     retransmission and snowballs). The kernel caps the size at net.core.rmem_max."""
     sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-    except OSError as exc:
-        log.debug("could not grow the UDP receive buffer: %s", exc)
+    if sock is not None:
+        grow_buffer(sock, (socket.SO_RCVBUF,), UDP_RCVBUF)
+
+
+def grow_buffer(sock: socket.socket, options: tuple[int, ...], size: int) -> bool:
+    """Set a socket buffer size with the first of ``options`` the kernel accepts."""
+    for option in options:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return True
+        except OSError as exc:
+            log.debug("could not set socket buffer option %d to %d: %s", option, size, exc)
+    return False
 
 
 def _hostport(host: str, port: int) -> str:

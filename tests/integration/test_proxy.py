@@ -3,9 +3,11 @@ as UAC and UAS, and a small socket client where exact status codes matter."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -165,9 +167,6 @@ def test_redirect_mode_returns_302(sipguard: Any) -> None:
 
 def _instances(sg: Any) -> dict[str, int]:
     """Decisions per worker, from the traceback records (flushed when sipguard stops)."""
-    import json
-    import sys
-
     assert sg.stop() == 0
     out = subprocess.run([sys.executable, "-m", "sipguard", "traceback", "-c", str(sg.path), "--since", "0",
                           "--format", "jsonl", "-n", "100000"], capture_output=True, text=True, check=True)

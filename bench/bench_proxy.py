@@ -26,7 +26,8 @@ offered load over K sipp UACs on K source ports), --keep-going (do not skip the 
 collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P --quiet-wait S (before each step wait
 at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-rcvbuf BYTES / --sg-no-records (experiments through
 bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), --sg-gc-threshold N
-(experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --profile (py-spy record the
+(experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --sg-lag (each sipguard
+worker logs its event-loop stalls over 2 ms to lag-PID.txt in the step's folder), --profile (py-spy record the
 sipguard workers during each sipguard step; needs `pip install py-spy`).
 """
 
@@ -168,7 +169,8 @@ class Bench:
         else:
             cfg_path = d / "sipguard.yaml"
             cfg_path.write_text(yaml.safe_dump(self.sipguard_config(sysm, port, uas_port), sort_keys=False))
-            plain = not self.args.sg_rcvbuf and not self.args.sg_no_records and not self.args.sg_gc_threshold
+            plain = not (self.args.sg_rcvbuf or self.args.sg_no_records or self.args.sg_gc_threshold
+                         or self.args.sg_lag)
             head = [sys.executable, "-m", "sipguard"] if plain else \
                 [sys.executable, str(HERE / "bench_proxy_sgwrap.py"), str(self.args.sg_rcvbuf)]
             cmd = [*head, "serve", "-c", str(cfg_path),
@@ -177,7 +179,8 @@ class Bench:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO),
                                      "SG_BENCH_NO_RECORDS": "1" if self.args.sg_no_records else "0",
-                                     "SG_BENCH_GC_THRESHOLD": str(self.args.sg_gc_threshold or "")})
+                                     "SG_BENCH_GC_THRESHOLD": str(self.args.sg_gc_threshold or ""),
+                                     "SG_BENCH_LAG": "1" if self.args.sg_lag else "0"})
         self.procs.append(proc)
         return proc
 
@@ -361,6 +364,8 @@ def main() -> int:
                    help="experiment: run sipguard with traceback records dropped at submit()")
     p.add_argument("--sg-gc-threshold", type=int, default=0,
                    help="experiment: run sipguard with gc.freeze() and this generation-0 GC threshold")
+    p.add_argument("--sg-lag", action="store_true",
+                   help="diagnostic: each sipguard worker logs event-loop stalls over 2 ms to lag-PID.txt")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--report", type=Path, default=None,
                    help="only print the table of an earlier run's results.jsonl")

@@ -4,6 +4,9 @@
 sipguard opens gets SO_RCVBUF = RCVBUF_BYTES (0: unchanged; the kernel caps it at
 net.core.rmem_max) before sipguard runs as usual. With SG_BENCH_NO_RECORDS=1 in the environment
 traceback records are dropped at submit(), to measure what writing them costs; with
+SG_BENCH_LAG=1 each worker logs every event-loop stall over 2 ms (wall time, stall ms, the
+process's CPU in that stall) to ``lag-PID.txt`` and every collector pass over 1 ms to ``gc-PID.txt``
+in its working directory; with
 SG_BENCH_GC_THRESHOLD=N the collector's generation-0 threshold is N (default 700) and the objects
 alive at start are frozen out of collections (gc.freeze), to measure what collection pauses cost. Measures the
 effect of a change without editing sipguard.
@@ -36,6 +39,44 @@ UdpEndpoint.connection_made = connection_made  # type: ignore[method-assign]
 if os.environ.get("SG_BENCH_GC_THRESHOLD"):
     gc.freeze()
     gc.set_threshold(int(os.environ["SG_BENCH_GC_THRESHOLD"]), 50, 100)
+if os.environ.get("SG_BENCH_LAG") == "1":
+    import asyncio
+    import time
+
+    from sipguard.proxy.server import Worker
+
+    _start = Worker.start
+
+    _gc_started = [0.0]
+
+    def _gc_log(phase: str, info: dict[str, int]) -> None:
+        """Collector passes over 1 ms, to tell them from other stalls (gc-PID.txt)."""
+        if phase == "start":
+            _gc_started[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - _gc_started[0]
+        if took > 0.001:
+            with open(f"gc-{os.getpid()}.txt", "a") as out:
+                out.write(f"{time.time():.3f} {took * 1e3:.1f} gen{info['generation']} "
+                          f"collected={info['collected']}\n")
+
+    gc.callbacks.append(_gc_log)
+
+    async def _lag_probe() -> None:
+        """A 1 ms sleeper: how late it wakes is how long the loop could not run callbacks."""
+        with open(f"lag-{os.getpid()}.txt", "w", buffering=1) as out:
+            while True:
+                t0, c0 = time.monotonic(), time.process_time()
+                await asyncio.sleep(0.001)
+                late = time.monotonic() - t0 - 0.001
+                if late > 0.002:
+                    out.write(f"{time.time():.3f} {late * 1e3:.1f} {(time.process_time() - c0) * 1e3:.1f}\n")
+
+    async def start(self: Worker) -> None:
+        await _start(self)
+        self._lag_task = asyncio.get_running_loop().create_task(_lag_probe())  # type: ignore[attr-defined]
+
+    Worker.start = start  # type: ignore[method-assign]
 if os.environ.get("SG_BENCH_NO_RECORDS") == "1":
     RecordWriter.submit = lambda self, record: None  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))

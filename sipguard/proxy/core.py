@@ -36,7 +36,20 @@ from typing import TYPE_CHECKING, Protocol
 
 from sipguard.config import Config, next_hop_address
 from sipguard.proxy import act
-from sipguard.sip import Request, Response, SipParseError, build_response, parse
+from sipguard.sip import (
+    Request,
+    Response,
+    SipParseError,
+    Via,
+    build_response,
+    parse,
+    parse_name_addr,
+    parse_uri,
+    parse_via,
+    relay,
+)
+from sipguard.sip.message import ENC, ERRORS
+from sipguard.sip.relay import FastRequest, FastResponse
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -69,20 +82,26 @@ class Sender(Protocol):
 
 @dataclass(slots=True)
 class InviteTx:
-    """One INVITE server transaction and, once forwarded, its client transaction."""
+    """One INVITE server transaction and, once forwarded, its client transaction.
+
+    A transaction lives 32-64 s, most of it after its decision: it then keeps bytes, not
+    the parsed request (dozens of objects the cyclic collector would walk on every pass,
+    for nothing), and parses them again on the rare paths that need a header: Timer B's
+    408, a CANCEL, the ACK of a non-2xx response."""
 
     key: str
     source: tuple[str, int]
     transport: str
     conn: object
-    req: Request | None
+    raw: bytes                     # the INVITE as received (our own responses are built from it)
     state: str = "deciding"        # deciding | proceeding | completed | done
     last: bytes | None = None      # last response sent upstream (for retransmitted INVITEs)
     cancelled: bool = False
     to_tag: str = ""
     client_branch: str | None = None
     dest: tuple[str, int, str] | None = None
-    forwarded: bytes | None = None
+    sent: bytes | None = None      # the INVITE as forwarded (CANCEL and ACK copy its headers)
+    forwarded: bytes | None = None  # what Timer A / a retransmitted final response resends
     timer: asyncio.TimerHandle | None = None
     interval: float = T1
     started: float = field(default_factory=time.monotonic)
@@ -127,10 +146,15 @@ class ProxyCore:
         self._tasks: set[asyncio.Task[None]] = set()
         self._rotated = time.monotonic()
         self.draining = False
+        self._targets: dict[str, tuple[str, int, str] | None] = {}  # Request-URI -> next hop (bounded)
+        # the relay fast path (sipguard.sip.relay); off only to compare both paths in tests
+        self.fast_path = True
 
     # -- entry point -----------------------------------------------------------------------
     def receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object = None) -> None:
         self.counters.received += 1
+        if self.fast_path and self._fast(data, source, transport, conn):
+            return
         try:
             msg = parse(data, self.max_size)
         except SipParseError as exc:
@@ -151,6 +175,22 @@ class ProxyCore:
                 self._other(msg, source, transport, conn)
         except SipParseError as exc:  # a lazily-parsed header was bad
             self._malformed(exc, source, transport, conn, msg if isinstance(msg, Request) else None)
+
+    def _fast(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
+        """Responses and in-dialog requests of the common shape, relayed from their lines
+        (sipguard.sip.relay). False: not handled, nothing changed; the full path decides,
+        and answers or drops what is malformed. An initial INVITE, CANCEL and OPTIONS
+        always take the full path: they start or end transactions, or are answered here."""
+        try:
+            if data[:4] == b"SIP/":
+                resp = relay.response(data, self.max_size)
+                return resp is not None and self._fast_response(resp)
+            if data[:7] in (b"INVITE ", b"CANCEL ", b"OPTIONS"):
+                return False
+            req = relay.request(data, self.max_size)
+            return req is not None and self._fast_request(req, source, transport, conn)
+        except SipParseError:
+            return False  # read before anything changed: the full path reports it
 
     def _unacceptable(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> bool:
         """RFC 3261 16.3: a scheme we cannot route (416), an extension a proxy must
@@ -205,7 +245,7 @@ class ProxyCore:
             self.counters.overload_503 += 1
             self._reply(req, 503, source, transport, conn, ("Retry-After", self.retry_after))
             return
-        tx = InviteTx(key, source, transport, conn, req, to_tag=self._tag(source, key))
+        tx = InviteTx(key, source, transport, conn, req.raw, to_tag=self._tag(source, key))
         self.invites[key] = tx
         tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
         self.sender.send_to_source(tx.last, source, transport, conn)
@@ -264,10 +304,10 @@ class ProxyCore:
     def _forward_invite(self, tx: InviteTx, req: Request, outcome: Outcome, hop: str) -> None:
         dest = self._hop(hop)
         act.apply_forward(req, outcome)
-        branch = BRANCH_PREFIX + hashlib.blake2b(tx.key.encode(), digest_size=8).hexdigest()
+        branch = BRANCH_PREFIX + hashlib.blake2b(_bytes(tx.key), digest_size=8).hexdigest()
         self._prepare_relay(req, tx.source, dest[2], branch)
         data = req.serialize()
-        tx.state, tx.client_branch, tx.dest, tx.forwarded = "proceeding", branch, dest, data
+        tx.state, tx.client_branch, tx.dest, tx.forwarded, tx.sent = "proceeding", branch, dest, data, data
         tx.last = None  # our 100 is not resent after forwarding: downstream answers now
         self.clients[branch] = tx
         self.sender.send_to(data, (dest[0], dest[1]), dest[2])
@@ -280,9 +320,9 @@ class ProxyCore:
         if tx.state != "proceeding" or tx.forwarded is None or tx.dest is None:
             return
         if time.monotonic() - tx.started >= 64 * T1:
-            if tx.req is not None:
-                self._final(tx, build_response(tx.req, 408, "Request Timeout", [SERVER_HEADER],
-                                               to_tag=tx.to_tag))
+            req = self._reparse(tx.raw)
+            if req is not None:
+                self._final(tx, build_response(req, 408, "Request Timeout", [SERVER_HEADER], to_tag=tx.to_tag))
             return
         self.sender.send_to(tx.forwarded, (tx.dest[0], tx.dest[1]), tx.dest[2])
         tx.interval = min(tx.interval * 2, 4.0)
@@ -311,20 +351,26 @@ class ProxyCore:
     def _prepare_relay(self, req: Request, source: tuple[str, int], out_transport: str, branch: str) -> None:
         """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR, our Via."""
         via = req.top_via
-        received = via.host.strip("[]") != source[0]
-        if received or via.rport == "":
-            first = req.pop_first_value("Via") or ""
-            if via.rport == "":  # RFC 3581: fill in the rport the request asked for
-                first = _RPORT.sub(f";rport={source[1]}", first, count=1)
-            if received:
-                first += f";received={source[0]}"
-            req.prepend_header("Via", first)
+        if via.rport == "" or via.host.strip("[]") != source[0]:
+            req.prepend_header("Via", _rewritten_via(via, req.pop_first_value("Via") or "", source))
         mf = req.max_forwards
         req.set_header("Max-Forwards", str((mf if mf is not None else 70) - 1))
         if self.config.proxy.record_route and req.method == "INVITE":
             req.prepend_header("Record-Route", f"<sip:{self.sender.via_sent_by('udp')};lr;{RR_MARK}>")
-        req.prepend_header("Via", f"SIP/2.0/{out_transport.upper()} {self.sender.via_sent_by(out_transport)}"
-                                  f";branch={branch};rport")
+        req.prepend_header("Via", self._via_value(out_transport, branch))
+
+    def _via_value(self, transport: str, branch: str) -> str:
+        return f"SIP/2.0/{transport.upper()} {self.sender.via_sent_by(transport)};branch={branch};rport"
+
+    def _reparse(self, data: bytes | None) -> Request | None:
+        """A request this core accepted (or built) before, parsed again; None if absent."""
+        if data is None:
+            return None
+        try:
+            msg = parse(data, self.max_size)
+        except SipParseError:  # pragma: no cover - it parsed the first time
+            return None
+        return msg if isinstance(msg, Request) else None
 
     def _hop(self, uri: str) -> tuple[str, int, str]:
         hop = self._hop_cache.get(uri)
@@ -343,7 +389,7 @@ class ProxyCore:
 
     @staticmethod
     def _tag(source: tuple[str, int], key: str) -> str:
-        return TAG_PREFIX + hashlib.blake2b(f"{source}{key}".encode(), digest_size=6).hexdigest()
+        return TAG_PREFIX + hashlib.blake2b(_bytes(f"{source}{key}"), digest_size=6).hexdigest()
 
     # -- responses -----------------------------------------------------------------------------
     def _response(self, resp: Response) -> None:
@@ -351,38 +397,70 @@ class ProxyCore:
         if not branch.startswith(BRANCH_PREFIX):
             return  # not ours: drop (RFC 3261 16.7 step 1)
         tx = self.clients.get(branch) or self._old_clients.get(branch)
-        status = resp.status
-        if tx is not None and resp.cseq[1] == "CANCEL":
-            return  # answers the CANCEL we sent downstream; upstream got its own 200
-        prev = None
         if tx is None:
             if resp.via_count() < 2:
                 return  # nowhere to send it
             prev = resp.via(1)  # the previous hop, read before our Via is popped
-        if tx is not None and resp.cseq[1] == "INVITE":
-            if tx.timer is not None and tx.state == "proceeding":
-                tx.timer.cancel()
-                tx.timer = None
-            if status == 100:
-                return  # hop-by-hop
-            if status >= 300:
-                if tx.state == "completed":
-                    if tx.forwarded is not None:  # retransmitted final: ACK again, relay nothing
-                        self.sender.send_to(tx.forwarded, (tx.dest[0], tx.dest[1]), tx.dest[2])  # type: ignore[index]
-                    return
-                tx.forwarded = self._ack_downstream(tx, resp)
-                tx.state = "completed"
-            elif status >= 200:
-                tx.state = "done"
-        resp.pop_first_value("Via")
-        data = resp.serialize()
-        self.counters.responses_relayed += 1
-        if tx is not None:
-            if status >= 300:
-                tx.last, tx.req = data, None
-            self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
+            resp.pop_first_value("Via")
+            self._relay_stateless_response(resp.serialize(), prev)
             return
-        assert prev is not None
+        method = resp.cseq[1]
+        if method == "CANCEL":
+            return  # answers the CANCEL we sent downstream; upstream got its own 200
+        if method == "INVITE" and not self._invite_response(tx, resp.status, resp):
+            return
+        resp.pop_first_value("Via")
+        self._relay_tx_response(tx, resp.status, resp.serialize())
+
+    def _fast_response(self, resp: FastResponse) -> bool:
+        """``_response`` on the relay fast path's view; False (nothing changed) for a final
+        non-2xx response to a forwarded INVITE, which we ACK from the full parse."""
+        branch = parse_via(resp.top).branch or ""
+        if not branch.startswith(BRANCH_PREFIX):
+            return True
+        tx = self.clients.get(branch) or self._old_clients.get(branch)
+        if tx is None:
+            if resp.second is not None:
+                self._relay_stateless_response(resp.relayed, parse_via(resp.second))
+            return True
+        if resp.method == "CANCEL":
+            return True
+        if resp.method == "INVITE":
+            if resp.status >= 300:
+                return False
+            if not self._invite_response(tx, resp.status, None):
+                return True
+        self._relay_tx_response(tx, resp.status, resp.relayed)
+        return True
+
+    def _invite_response(self, tx: InviteTx, status: int, resp: Response | None) -> bool:
+        """The client transaction's part (RFC 3261 17.1.1); True when the response goes on
+        upstream. ``resp`` is needed for a final non-2xx response (we ACK it)."""
+        if tx.timer is not None and tx.state == "proceeding":
+            tx.timer.cancel()
+            tx.timer = None
+        if status == 100:
+            return False  # hop-by-hop
+        if status >= 300:
+            if tx.state == "completed":
+                if tx.forwarded is not None:  # retransmitted final: ACK again, relay nothing
+                    self.sender.send_to(tx.forwarded, (tx.dest[0], tx.dest[1]), tx.dest[2])  # type: ignore[index]
+                return False
+            assert resp is not None
+            tx.forwarded = self._ack_downstream(tx, resp)
+            tx.state = "completed"
+        elif status >= 200:
+            tx.state = "done"
+        return True
+
+    def _relay_tx_response(self, tx: InviteTx, status: int, data: bytes) -> None:
+        self.counters.responses_relayed += 1
+        if status >= 300:
+            tx.last = data
+        self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
+
+    def _relay_stateless_response(self, data: bytes, prev: Via) -> None:
+        self.counters.responses_relayed += 1
         addr = prev.sent_by_addr()
         if not _routable(addr[0]):
             return  # RFC 4475 bcast: never send to broadcast, multicast or unspecified
@@ -391,7 +469,7 @@ class ProxyCore:
     def _ack_downstream(self, tx: InviteTx, resp: Response) -> bytes | None:
         """RFC 3261 17.1.1.3: the client transaction ACKs a non-2xx final response itself.
         Returns the ACK so a retransmitted final response can be ACKed again."""
-        req = tx.req
+        req = self._reparse(tx.sent)
         if tx.dest is None or tx.client_branch is None or req is None:
             return None
         lines = [
@@ -405,22 +483,26 @@ class ProxyCore:
         ]
         lines.extend(f"Route: {r}" for r in req.headers("Route"))
         lines.append("Content-Length: 0")
-        ack = "\r\n".join(lines).encode() + b"\r\n\r\n"
+        ack = _bytes("\r\n".join(lines)) + b"\r\n\r\n"
         self.sender.send_to(ack, (tx.dest[0], tx.dest[1]), tx.dest[2])
         return ack
 
     # -- ACK, CANCEL, everything else --------------------------------------------------------------
     def _ack(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        tag = req.to.tag or ""
-        via = req.top_via
+        if not self._ack_absorbed(req.to.tag or "", req.top_via):
+            self._stateless(req, source, transport, conn)
+
+    def _ack_absorbed(self, to_tag: str, via: Via) -> bool:
+        """An ACK of a non-2xx final response we sent (our To tag, or its transaction is
+        completed) is hop-by-hop: absorbed, Timer G stopped."""
         key = f"{via.branch}|{via.host}|{via.port}"
         tx = self.invites.get(key) or self._old_invites.get(key)
-        if tag.startswith(TAG_PREFIX) or (tx is not None and tx.state == "completed"):
+        if to_tag.startswith(TAG_PREFIX) or (tx is not None and tx.state == "completed"):
             if tx is not None and tx.timer is not None:
                 tx.timer.cancel()
                 tx.timer = None
-            return  # acknowledges a non-2xx final we sent: hop-by-hop, absorbed
-        self._stateless(req, source, transport, conn)
+            return True
+        return False
 
     def _cancel(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
         via = req.top_via
@@ -433,8 +515,7 @@ class ProxyCore:
                                    source, transport, conn)
         if tx.state == "deciding":
             tx.cancelled = True
-        elif tx.state == "proceeding" and tx.dest is not None and tx.req is not None:
-            inv = tx.req
+        elif tx.state == "proceeding" and tx.dest is not None and (inv := self._reparse(tx.sent)) is not None:
             lines = [
                 f"CANCEL {inv.uri} SIP/2.0",
                 f"Via: SIP/2.0/{tx.dest[2].upper()} {self.sender.via_sent_by(tx.dest[2])};branch={tx.client_branch}",
@@ -446,7 +527,7 @@ class ProxyCore:
             ]
             lines.extend(f"Route: {r}" for r in inv.headers("Route"))
             lines.append("Content-Length: 0")
-            self.sender.send_to("\r\n".join(lines).encode() + b"\r\n\r\n", (tx.dest[0], tx.dest[1]), tx.dest[2])
+            self.sender.send_to(_bytes("\r\n".join(lines)) + b"\r\n\r\n", (tx.dest[0], tx.dest[1]), tx.dest[2])
 
     def _other(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
         if req.method == "OPTIONS" and self._for_us(req):
@@ -465,7 +546,6 @@ class ProxyCore:
         mf = req.max_forwards
         if mf is not None and mf <= 0:
             return True
-        from sipguard.sip import parse_uri
         uri = parse_uri(req.uri)
         return not uri.user or self.sender.is_local(uri.host.strip("[]"), uri.port or 5060)
 
@@ -481,31 +561,69 @@ class ProxyCore:
             if req.method != "ACK":
                 self._reply(req, 404, source, transport, conn)
             return
-        via = req.top_via
-        seed = f"{via.branch}|{via.host}|{via.port}|{req.method}|{req.cseq[0]}"
-        branch = BRANCH_PREFIX + hashlib.blake2b(seed.encode(), digest_size=8).hexdigest()
+        branch = _stateless_branch(req.top_via, req.method, req.cseq[0])
         self._prepare_relay(req, source, dest[2], branch)
         self.sender.send_to(req.serialize(), (dest[0], dest[1]), dest[2])
 
+    def _fast_request(self, req: FastRequest, source: tuple[str, int], transport: str, conn: object) -> bool:
+        """ACK, BYE and the other requests ``_other`` relays statelessly, on the fast path's
+        view; False (nothing changed) for whatever is answered here or needs the full parse
+        (Route, Proxy-Require, another scheme, Max-Forwards 0, an unroutable target)."""
+        method, msg = req.method, req.msg
+        if method == "OPTIONS" or (self.redirect and method != "ACK") or "route" in msg.keys:
+            return False
+        if method != "ACK" and ("proxy-require" in msg.keys
+                                or req.uri.split(":", 1)[0].lower() not in ("sip", "sips", "tel")):
+            return False
+        first = msg.value(req.via)
+        via = parse_via(first)
+        if method == "ACK":
+            to = msg.only("to")
+            if to is None:
+                return False
+            if self._ack_absorbed(parse_name_addr(msg.value(to)).tag or "", via):
+                return True
+        if req.max_forwards <= 0:
+            return False
+        dest = self._target(req.uri)
+        if dest is None:
+            return False
+        prev = _rewritten_via(via, first, source) if via.rport == "" or via.host.strip("[]") != source[0] \
+            else None
+        our = self._via_value(dest[2], _stateless_branch(via, method, req.cseq))
+        self.sender.send_to(relay.forwarded(req, _bytes("Via: " + our), prev), (dest[0], dest[1]), dest[2])
+        return True
+
     def _route(self, req: Request) -> tuple[str, int, str] | None:
         """Loose routing: drop our own Record-Route entry, then the top Route, else the R-URI."""
-        from sipguard.sip import parse_uri
-
         routes = req.route
         while routes and RR_MARK in routes[0].uri:
             req.pop_first_value("Route")
             routes = routes[1:]
-        target = routes[0].uri if routes else req.uri
+        return self._target(routes[0].uri if routes else req.uri)
+
+    def _target(self, target: str) -> tuple[str, int, str] | None:
+        """Where a request for this URI goes (None: not a URI we can route); memoised, since
+        in-dialog requests of many calls carry the same remote target."""
+        cache = self._targets
+        if target in cache:
+            return cache[target]
         try:
             uri = parse_uri(target)
         except SipParseError:
-            return None
-        transport = str(uri.params.get("transport") or "udp").lower()
-        host = uri.host.strip("[]")
-        port = uri.port or 5060
-        if self.sender.is_local(host, port) or not _is_ip(host):
-            return self._next_hop_addr  # addressed to us, or a name we do not resolve: the core
-        return host, port, transport if transport in ("udp", "tcp") else "udp"
+            dest = None
+        else:
+            transport = str(uri.params.get("transport") or "udp").lower()
+            host = uri.host.strip("[]")
+            port = uri.port or 5060
+            if self.sender.is_local(host, port) or not _is_ip(host):
+                dest = self._next_hop_addr  # addressed to us, or a name we do not resolve: the core
+            else:
+                dest = host, port, transport if transport in ("udp", "tcp") else "udp"
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[target] = dest
+        return dest
 
     # -- housekeeping ---------------------------------------------------------------------------
     def rotate(self, now: float | None = None) -> None:
@@ -534,6 +652,28 @@ class ProxyCore:
         out["pending"] = float(self.pending)
         out["transactions"] = float(len(self.invites) + len(self._old_invites))
         return out
+
+
+def _bytes(text: str) -> bytes:
+    """Text read from a message back to bytes: any byte survives (a non-UTF-8 byte in a
+    branch or a From read with surrogateescape must not raise here)."""
+    return text.encode(ENC, ERRORS)
+
+
+def _rewritten_via(via: Via, first: str, source: tuple[str, int]) -> str:
+    """RFC 3261 18.2.1 / RFC 3581: the previous hop's Via value with received and rport."""
+    if via.rport == "":  # fill in the rport the request asked for
+        first = _RPORT.sub(f";rport={source[1]}", first, count=1)
+    if via.host.strip("[]") != source[0]:
+        first += f";received={source[0]}"
+    return first
+
+
+def _stateless_branch(via: Via, method: str, cseq: int) -> str:
+    """RFC 3261 16.11: a stateless relay's branch is a function of the incoming request, so
+    a retransmission takes the same branch (and path)."""
+    seed = f"{via.branch}|{via.host}|{via.port}|{method}|{cseq}"
+    return BRANCH_PREFIX + hashlib.blake2b(_bytes(seed), digest_size=8).hexdigest()
 
 
 @functools.lru_cache(maxsize=4096)

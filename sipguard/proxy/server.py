@@ -190,6 +190,7 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    sys.setswitchinterval(0.0005)
     http = await _start_http(config, worker) if serve_http else None
     log.info("sipguard worker %d listening on %s (mode %s, store %s)", index,
              ", ".join(str(addr) for addr in config.listen), config.mode, config.store)

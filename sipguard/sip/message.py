@@ -53,6 +53,11 @@ class Message:
         self._cl_ok = cl_ok
 
     # -- raw access ------------------------------------------------------------------------
+    @property
+    def raw(self) -> bytes:
+        """The bytes the message was parsed from (mutations do not change them)."""
+        return self._raw
+
     def _idx(self) -> dict[str, list[int]]:
         index = self._index
         if index is None:

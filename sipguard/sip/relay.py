@@ -1,0 +1,192 @@
+"""The relay fast path: responses and in-dialog requests read from their lines, not parsed whole.
+
+A relaying proxy needs few headers of most messages it passes on: a response is routed by
+its top two Vias and its CSeq; a BYE or the ACK of a 2xx by its Request-URI, top Via and
+Max-Forwards. The full parser (``parser.parse``) builds a ``Message`` with an index, a
+cache and typed accessors, which costs several times the few reads the relay makes.
+
+Here a message of the common shape (CRLF line ends, no folded line, header names the
+parser has already learnt, one Content-Length equal to the body, no list in a Via line) is
+split into lines once; the values the relay reads come from the same functions the full
+path uses (``parse_via``, ``parse_name_addr``, ``parse_uri``), and the bytes it sends are
+the input with the same lines changed. Every check the full parser makes on such a
+message is made here too; anything else is ``None``: the caller takes the full parse,
+which also answers or drops what is malformed. The proxy core must send the same bytes to
+the same place on either path: ``tests/property/test_relay_fastpath.py`` runs both on
+generated and mutated messages and compares them.
+
+Sans-I/O like the rest of ``sipguard.sip``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, METHOD
+from sipguard.sip.parser import _HEADER_NAME, _METHODS, _NAMES, _REQUIRED, MAX_LINES
+
+CRLF = b"\r\n"
+
+
+@dataclass(slots=True)
+class Lines:
+    """A message of the common shape, split: what both fast paths start from."""
+
+    start: bytes
+    lines: list[bytes]      # header lines, raw, in order
+    keys: list[str]         # the lookup key of each line (``headers.key``)
+    body: bytes
+
+    def value(self, index: int) -> str:
+        """The value of header line ``index`` as the full path reads it (decoded, stripped)."""
+        line = self.lines[index]
+        return line[line.index(b":") + 1:].decode(ENC, ERRORS).strip()
+
+    def only(self, k: str) -> int | None:
+        """The index of the one line of header ``k``; None when absent or repeated."""
+        keys = self.keys
+        if keys.count(k) != 1:
+            return None
+        return keys.index(k)
+
+    def cseq(self) -> tuple[int, str] | None:
+        """CSeq as the full path validates it (one line, number < 2**31, token method)."""
+        i = self.only("cseq")
+        if i is None:
+            return None
+        parts = self.value(i).split()
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 or int(parts[0]) >= 2**31 \
+                or not METHOD.match(parts[1].encode(ENC, ERRORS)):
+            return None
+        return int(parts[0]), parts[1]
+
+    def join(self, lines: list[bytes]) -> bytes:
+        """The message with ``lines`` as its headers (Content-Length stays right: same body)."""
+        return CRLF.join([self.start, *lines, b"", self.body])
+
+
+def split(data: bytes, max_size: int) -> Lines | None:
+    """The lines of ``data`` when it has the common shape, else None (take the full parse)."""
+    if len(data) > max_size:
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end <= 0 or data.find(b"\n\n", 0, end) >= 0:
+        return None
+    head = data[:end]
+    lines = head.split(CRLF)
+    count = len(lines)
+    # every LF ends a CRLF line, the start line is not empty (no CRLF before it)
+    if count > MAX_LINES or not lines[0] or head.count(b"\n") != count - 1:
+        return None
+    found = _HEADER_NAME.findall(head)
+    if len(found) != count - 1:
+        return None  # a line without a colon: a folded line or a bad one
+    names = _NAMES
+    try:
+        # only names the parser validated and learnt: a folded line's "name" starts with
+        # white space and is never one of them
+        keys = [names[name] for name in found]
+    except KeyError:
+        return None
+    body = data[end + 4:]
+    if keys.count("content-length") != 1:
+        return None
+    line = lines[keys.index("content-length") + 1]
+    text = line[line.index(b":") + 1:].strip()
+    if not text.isdigit() or len(text) > 9 or int(text) != len(body):
+        return None
+    if not _REQUIRED.issubset(keys):
+        return None
+    start = lines.pop(0)
+    return Lines(start, lines, keys, body)
+
+
+@dataclass(slots=True)
+class FastResponse:
+    """A response whose Via lines hold one value each."""
+
+    status: int
+    method: str             # of the CSeq
+    top: str                # the top Via value
+    second: str | None      # the next Via value (where a stateless relay sends it)
+    relayed: bytes          # the response without its top Via line
+
+
+def response(data: bytes, max_size: int) -> FastResponse | None:
+    if data[:8] != b"SIP/2.0 ":
+        return None
+    msg = split(data, max_size)
+    if msg is None:
+        return None
+    start = msg.start
+    code = start[8:11]
+    if not code.isdigit() or start[11:12] not in (b" ", b"") or not 100 <= int(code) <= 699:
+        return None
+    cseq = msg.cseq()
+    if cseq is None:
+        return None
+    keys, lines = msg.keys, msg.lines
+    vias = [i for i, k in enumerate(keys) if k == "via"]
+    if len(vias) > MAX_VALUES or any(b"," in lines[i] for i in vias):
+        return None
+    top = vias[0]
+    value = msg.value(top)
+    if not value:
+        return None  # an empty Via line holds no value: the full path's list splitting decides
+    second = msg.value(vias[1]) if len(vias) > 1 else None
+    return FastResponse(int(code), cseq[1], value, second, msg.join(lines[:top] + lines[top + 1:]))
+
+
+@dataclass(slots=True)
+class FastRequest:
+    """An in-dialog or other non-INVITE request whose top Via line holds one value."""
+
+    msg: Lines
+    method: str
+    uri: str
+    cseq: int
+    via: int                # index of the top Via line
+    max_forwards: int       # its one Max-Forwards, validated (0..255)
+    mf_line: int            # index of that line
+
+
+def request(data: bytes, max_size: int) -> FastRequest | None:
+    msg = split(data, max_size)
+    if msg is None:
+        return None
+    parts = msg.start.split(b" ")
+    if len(parts) != 3 or parts[2] != b"SIP/2.0" or not parts[1]:
+        return None
+    method = _METHODS.get(parts[0])
+    if method is None:
+        return None
+    uri = parts[1].decode(ENC, ERRORS)
+    if uri[:1] == "<" or ":" not in uri:
+        return None
+    cseq = msg.cseq()
+    if cseq is None or cseq[1] != method:
+        return None
+    keys = msg.keys
+    via = keys.index("via")
+    if b"," in msg.lines[via] or not msg.value(via):
+        return None
+    mf_line = msg.only("max-forwards")
+    if mf_line is None:
+        return None
+    text = msg.value(mf_line)
+    if not text.isdigit() or len(text) > 10 or int(text) > 255:
+        return None
+    return FastRequest(msg, method, uri, cseq[0], via, int(text), mf_line)
+
+
+def forwarded(req: FastRequest, our_via: bytes, prev_via: str | None) -> bytes:
+    """RFC 3261 16.6 on the lines: our Via on top, the previous hop's Via rewritten
+    (``prev_via``: with received/rport, moved to the top as the full path's pop and prepend
+    do) or left as it is (None), Max-Forwards less one."""
+    lines = list(req.msg.lines)
+    lines[req.mf_line] = b"Max-Forwards: %d" % (req.max_forwards - 1)
+    if prev_via is not None:
+        del lines[req.via]
+        lines.insert(0, b"Via: " + prev_via.encode(ENC, ERRORS))
+    lines.insert(0, our_via)
+    return req.msg.join(lines)

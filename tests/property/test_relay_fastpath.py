@@ -1,0 +1,282 @@
+"""Differential: the relay fast path (sipguard.sip.relay) never decides differently from the
+full parse. Two proxy cores with the same transactions, one with the fast path and one
+without, get the same message; they must send the same bytes to the same places and end
+with the same counters and transaction states. Messages are generated in the shapes trunks
+send (compact and odd-cased names, received/rport, lists in Via lines, folding, LF line
+ends, wrong Content-Length, Route, Proxy-Require ...), then some are mutated at random."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from sipguard.config import load_config
+from sipguard.proxy.core import BRANCH_PREFIX, TAG_PREFIX, InviteTx, ProxyCore
+from sipguard.sip import relay
+
+OURS = ("127.0.0.1", 5060)
+UAC = ("127.0.0.1", 5061)
+UAS = ("127.0.0.1", 5070)
+CLIENT_BRANCH = BRANCH_PREFIX + "00112233aabbccdd"
+OLD_CLIENT_BRANCH = BRANCH_PREFIX + "0123456789abcdef"
+SERVER_BRANCH = "z9hG4bK-uac-1"
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int], str]] = []
+
+    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
+        self.sent.append((data, addr, transport))
+
+    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        self.sent.append((data, addr, transport))
+
+    def via_sent_by(self, transport: str) -> str:
+        return f"{OURS[0]}:{OURS[1]}"
+
+    def is_local(self, host: str, port: int) -> bool:
+        return (host, port) == OURS
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    folder = tmp_path_factory.mktemp("relay")
+    path = folder / "sipguard.yaml"
+    path.write_text(yaml.safe_dump({
+        "listen": [f"udp://{OURS[0]}:{OURS[1]}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
+        "store": "memory", "traceback": {"path": str(folder / "tb.db")},
+        "trunks": [{"id": "t", "role": "foreign", "sources": ["127.0.0.1/32"],
+                    "provider": {"name": "P", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}]}))
+    return load_config(str(path))
+
+
+def make_core(config: Any, fast: bool) -> ProxyCore:
+    core = ProxyCore(config, None, Capture())  # type: ignore[arg-type] # no INVITE reaches the pipeline
+    core.fast_path = fast
+    inv = (b"INVITE sip:+13036231000@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch="
+           + CLIENT_BRANCH.encode() + b";rport\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=" + SERVER_BRANCH.encode()
+           + b"\r\nFrom: <sip:+12127363100@127.0.0.1>;tag=a\r\nTo: <sip:+13036231000@127.0.0.1>\r\n"
+           b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n")
+    for branch, state, table in ((CLIENT_BRANCH, "proceeding", core.clients),
+                                 (OLD_CLIENT_BRANCH, "done", core._old_clients)):
+        tx = InviteTx(f"{SERVER_BRANCH}|127.0.0.1|5061", UAC, "udp", None, inv, state=state,
+                      to_tag=TAG_PREFIX + "1", client_branch=branch, dest=(UAS[0], UAS[1], "udp"), sent=inv)
+        table[branch] = tx
+        core.invites[tx.key] = tx
+    return core
+
+
+def outcome(core: ProxyCore) -> tuple[Any, ...]:
+    txs = tuple((tx.state, tx.last, tx.forwarded) for tx in (*core.clients.values(), *core._old_clients.values()))
+    return core.sender.sent, core.stats(), txs  # type: ignore[attr-defined]
+
+
+def check_same(config: Any, data: bytes, source: tuple[str, int]) -> bool:
+    """Both cores agree; returns whether the fast path took the message."""
+    fast, full = make_core(config, True), make_core(config, False)
+    fast.receive(data, source, "udp", None)
+    full.receive(data, source, "udp", None)
+    assert outcome(fast) == outcome(full), data
+    took = relay.response(data, 65535) if data[:4] == b"SIP/" else relay.request(data, 65535)
+    return took is not None
+
+
+# -- generators ------------------------------------------------------------------------------
+TOKEN = st.text("abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, max_size=8)
+SPELL = {"Via": ["Via", "v", "VIA", "via"], "From": ["From", "f"], "To": ["To", "t", "TO"],
+         "Call-ID": ["Call-ID", "i"], "CSeq": ["CSeq", "CSEQ"], "Max-Forwards": ["Max-Forwards", "max-forwards"],
+         "Content-Length": ["Content-Length", "l"], "Route": ["Route"], "Proxy-Require": ["Proxy-Require"],
+         "Contact": ["Contact", "m"], "Record-Route": ["Record-Route"], "Subject": ["Subject", "s"]}
+SEP = st.sampled_from([": ", ": ", ": ", ":", " : ", ":\t"])
+
+
+def mostly(common: Any, *rare: Any) -> st.SearchStrategy[Any]:
+    """``common`` three times in four, else one of ``rare``: most messages have the common
+    shape (so the fast path is exercised), every odd one still comes up."""
+    return st.sampled_from([common] * (3 * len(rare) or 1) + list(rare))
+
+
+@st.composite
+def our_via(draw: st.DrawFn) -> str:
+    branch = draw(mostly(CLIENT_BRANCH, OLD_CLIENT_BRANCH, BRANCH_PREFIX + "ffffffffffffffff", "z9hG4bKother",
+                         BRANCH_PREFIX))
+    params = draw(mostly(";rport=5060", "", ";rport", ";received=127.0.0.1", ";rport=1;received=10.0.0.9",
+                         ";rport=abc"))
+    return f"SIP/2.0/{draw(mostly('UDP', 'udp', 'TCP'))} 127.0.0.1:5060;branch={branch}{params}"
+
+
+@st.composite
+def peer_via(draw: st.DrawFn) -> str:
+    host = draw(mostly("127.0.0.1", "192.0.2.7", "uac.example.com", "[2001:db8::1]", "255.255.255.255",
+                       "0.0.0.0", "bad host"))
+    port = draw(mostly(":5061", "", ":70000", ":0"))
+    params = draw(mostly("", ";rport", ";rport=7000", ";received=198.51.100.4", ";received=224.0.0.1",
+                         ";rport;received=127.0.0.1", ";x=1"))
+    return f"SIP/2.0/{draw(mostly('UDP', 'TCP', 'TLS'))} {host}{port};branch={SERVER_BRANCH}{params}"
+
+
+def header(draw: st.DrawFn, name: str, value: str) -> str:
+    return draw(st.sampled_from(SPELL.get(name, [name]))) + draw(SEP) + value
+
+
+@st.composite
+def message_lines(draw: st.DrawFn, vias: list[str], method: str, cseq_method: str, to_tag: str | None,
+                  body: bytes) -> list[str]:
+    lines: list[str] = []
+    if draw(st.integers(0, 4)) or len(vias) < 2:
+        lines += [header(draw, "Via", v) for v in vias]
+    else:  # two values in the first Via line
+        lines += [header(draw, "Via", ", ".join(vias[:2]))] + [header(draw, "Via", v) for v in vias[2:]]
+    to = "<sip:+13036231000@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+    lines += [header(draw, "From", "<sip:+12127363100@127.0.0.1>;tag=a"), header(draw, "To", to),
+              header(draw, "Call-ID", "c1@127.0.0.1"),
+              header(draw, "CSeq", f"{draw(mostly('1', '2', '99999999999', 'x'))} {cseq_method}")]
+    if draw(st.integers(0, 4)) > 0:
+        lines.append(header(draw, "Max-Forwards", draw(mostly("70", "1", "0", "256", "07", "x"))))
+    for extra in draw(st.lists(st.sampled_from(["Route", "Proxy-Require", "Contact", "Record-Route", "Subject",
+                                                "X-Custom", "Via", "Contact", "Subject", "X-Custom"]),
+                               max_size=draw(st.sampled_from([0, 0, 1, 3])))):
+        value = {"Route": "<sip:127.0.0.1:5060;lr;sgrr>", "Proxy-Require": "foo",
+                 "Contact": "<sip:uas@127.0.0.1:5070>", "Record-Route": "<sip:127.0.0.1:5060;lr;sgrr>",
+                 "Via": "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKlate"}.get(extra, draw(TOKEN))
+        lines.insert(draw(st.integers(0, len(lines))), header(draw, extra, value))
+    length = draw(mostly(len(body), None, len(body) + 1, max(len(body) - 1, 0)))
+    if length is not None:
+        lines.append(header(draw, "Content-Length", str(length)))
+    if draw(st.integers(0, 19)) == 0 and lines:  # a folded line
+        i = draw(st.integers(0, len(lines) - 1))
+        lines[i] = lines[i].replace(" ", "\r\n  ", 1)
+    return lines
+
+
+def assemble(draw: st.DrawFn, start: str, lines: list[str], body: bytes) -> bytes:
+    eol = draw(st.sampled_from(["\r\n"] * 9 + ["\n"]))
+    head = eol.join([start, *lines]).replace("\r\n", eol)
+    return (head + eol + eol).encode() + body
+
+
+@st.composite
+def response(draw: st.DrawFn) -> tuple[bytes, tuple[str, int]]:
+    status = draw(st.sampled_from([100, 180, 183, 200, 202, 486, 487, 603, 99, 700]))
+    method = draw(st.sampled_from(["INVITE", "INVITE", "BYE", "CANCEL", "OPTIONS"]))
+    vias = [draw(our_via())] + draw(st.lists(peer_via(), max_size=2))
+    body = draw(st.sampled_from([b"", b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"]))
+    lines = draw(message_lines(vias, method, method, draw(st.sampled_from([None, "b", "sgx"])), body))
+    start = draw(mostly(f"SIP/2.0 {status} OK", f"SIP/2.0 {status} Ringing here", f"SIP/2.0 {status}",
+                        f"sip/2.0 {status} OK", f"SIP/2.0  {status} OK"))
+    return assemble(draw, start, lines, body), UAS
+
+
+@st.composite
+def request(draw: st.DrawFn) -> tuple[bytes, tuple[str, int]]:
+    method = draw(st.sampled_from(["ACK", "ACK", "BYE", "BYE", "INFO", "UPDATE", "OPTIONS", "MESSAGE", "INVITE",
+                                   "CANCEL"]))
+    uri = draw(mostly("sip:uas@127.0.0.1:5070;transport=UDP", "sip:uas@127.0.0.1:5070",
+                      "sip:127.0.0.1:5060", "sip:uas@core.example.com", "tel:+13036231000",
+                      "sips:uas@[2001:db8::7]:5071;transport=tcp", "mailto:x@y", "sip:uas@",
+                      "<sip:uas@127.0.0.1>", "urn:service:sos"))
+    vias = [draw(peer_via())] + draw(st.lists(peer_via(), max_size=1))
+    cseq_method = method if draw(st.integers(0, 9)) else "INVITE"
+    tag = draw(st.sampled_from(["b", "b", None, TAG_PREFIX + "1"]))
+    if method == "INVITE":
+        tag = "b"  # a re-INVITE: an initial one would start a decision (these cores have no pipeline)
+    lines = draw(message_lines(vias, method, cseq_method, tag, b""))
+    start = draw(mostly(f"{method} {uri} SIP/2.0", f"{method}  {uri} SIP/2.0", f"{method} {uri} SIP/3.0"))
+    source = draw(st.sampled_from([UAC, ("192.0.2.7", 5061), ("127.0.0.1", 7000)]))
+    return assemble(draw, start, lines, b""), source
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: st.SearchStrategy[tuple[bytes, tuple[str, int]]]) -> tuple[bytes, tuple[str, int]]:
+    data, source = draw(base)
+    for _ in range(draw(st.integers(1, 3))):
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        op = draw(st.integers(0, 2))
+        if op == 0:
+            data = data[:i] + data[i + 1:]
+        elif op == 1:
+            data = data[:i] + bytes([draw(st.sampled_from(b" ,;:\r\n\t<>\"=x0\x00\xff"))]) + data[i:]
+        else:
+            data = data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1:]
+    return data, source
+
+
+SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+SIPP_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + CLIENT_BRANCH.encode()
+            + b";rport=5060\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=" + SERVER_BRANCH.encode()
+            + b"\r\nFrom: <sip:+12127363100@127.0.0.1>;tag=a\r\nTo: <sip:+13036231000@127.0.0.1>;tag=b\r\n"
+              b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nContact: <sip:uas@127.0.0.1:5070;transport=UDP>\r\n"
+              b"Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n")
+SIPP_BYE = (b"BYE sip:uas@127.0.0.1:5070;transport=UDP SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
+            b"From: <sip:+12127363100@127.0.0.1>;tag=a\r\nTo: <sip:+13036231000@127.0.0.1>;tag=b\r\n"
+            b"Call-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+
+
+@given(response())
+@example((SIPP_200, UAS))
+@SETTINGS
+def test_responses_same_on_both_paths(config: Any, case: tuple[bytes, tuple[str, int]]) -> None:
+    check_same(config, *case)
+
+
+@given(request())
+@example((SIPP_BYE, UAC))
+@example((SIPP_BYE.replace(b"BYE", b"ACK").replace(b"2 ACK", b"1 ACK"), UAC))
+@SETTINGS
+def test_requests_same_on_both_paths(config: Any, case: tuple[bytes, tuple[str, int]]) -> None:
+    check_same(config, *case)
+
+
+@given(mutated(response() | request()))
+@SETTINGS
+def test_mutated_messages_same_on_both_paths(config: Any, case: tuple[bytes, tuple[str, int]]) -> None:
+    check_same(config, *case)
+
+
+def test_the_fast_path_takes_the_common_call_flow(config: Any) -> None:
+    """Not vacuous: sipp's 200 and BYE, a relayed ACK, the BYE's 200 go the fast way."""
+    assert check_same(config, SIPP_200, UAS)
+    assert check_same(config, SIPP_BYE, UAC)
+    ack = SIPP_BYE.replace(b"BYE sip", b"ACK sip").replace(b"2 BYE", b"1 ACK")
+    assert check_same(config, ack, UAC)
+    bye_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + BRANCH_PREFIX.encode()
+               + b"aaaaaaaaaaaaaaaa;rport=5060\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
+                 b"From: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:b@127.0.0.1>;tag=b\r\nCall-ID: c1\r\n"
+                 b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    assert check_same(config, bye_200, UAS)
+    fast = make_core(config, True)
+    fast.receive(bye_200, UAS, "udp", None)
+    [(data, addr, _)] = fast.sender.sent  # type: ignore[attr-defined]
+    assert addr == UAC and data.startswith(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;")
+
+
+def test_what_the_fast_path_leaves_to_the_full_parse(config: Any) -> None:
+    """Folded lines, LF line ends, a list in the top Via, a missing Content-Length."""
+    assert relay.response(SIPP_200.replace(b"Call-ID: c1", b"Call-ID:\r\n c1"), 65535) is None
+    assert relay.response(SIPP_200.replace(b"\r\n", b"\n"), 65535) is None
+    assert relay.request(SIPP_BYE.replace(b"\r\nFrom", b", SIP/2.0/UDP 192.0.2.1\r\nFrom"), 65535) is None
+    assert relay.request(SIPP_BYE.replace(b"Content-Length: 0\r\n", b""), 65535) is None
+    assert relay.request(SIPP_BYE, 100) is None  # over the size limit: the full path answers 513
+
+
+def test_relayed_lines_are_the_full_paths(tmp_path: Path, config: Any) -> None:
+    """Received/rport filled in on the previous hop's Via, which moves to the top as pop +
+    prepend do; Max-Forwards less one; our Via first."""
+    bye = SIPP_BYE.replace(b"branch=z9hG4bK-2", b"branch=z9hG4bK-2;rport")
+    fast = make_core(config, True)
+    fast.receive(bye, ("192.0.2.7", 7000), "udp", None)
+    [(data, addr, transport)] = fast.sender.sent  # type: ignore[attr-defined]
+    assert addr == UAS and transport == "udp"
+    lines = data.split(b"\r\n")
+    assert lines[1].startswith(b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=" + BRANCH_PREFIX.encode())
+    assert lines[2] == b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2;rport=7000;received=192.0.2.7"
+    assert b"Max-Forwards: 69" in lines

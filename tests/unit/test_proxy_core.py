@@ -1,0 +1,177 @@
+"""ProxyCore transactions on a real pipeline (memory store), no sockets: what it sends for
+the client-transaction duties a live test seldom reaches (ACK of a downstream non-2xx, a
+CANCEL after forwarding, Timer B), and what a decided transaction keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sipguard.clock import SystemClock
+from sipguard.config import load_config
+from sipguard.pipeline import Pipeline
+from sipguard.proxy.core import BRANCH_PREFIX, ProxyCore
+from sipguard.sip import Message, parse
+
+UAC = ("127.0.0.1", 5061)
+UAS = ("127.0.0.1", 5070)
+OURS = ("127.0.0.1", 5060)
+
+INVITE = (b"INVITE sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
+          b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-uac-1\r\n"
+          b"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=uac1\r\n"
+          b"To: <sip:+13036231000@127.0.0.1:5060;user=phone>\r\n"
+          b"Call-ID: call-1@127.0.0.1\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\n"
+          b"Contact: <sip:uac@127.0.0.1:5061>\r\nContent-Length: 0\r\n\r\n")
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
+        self.sent.append((data, addr))
+
+    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        self.sent.append((data, addr))
+
+    def via_sent_by(self, transport: str) -> str:
+        return f"{OURS[0]}:{OURS[1]}"
+
+    def is_local(self, host: str, port: int) -> bool:
+        return (host, port) == OURS
+
+    def take(self) -> list[tuple[bytes, tuple[str, int]]]:
+        out, self.sent = self.sent, []
+        return out
+
+
+def run(tmp_path: Path, scenario: Any) -> None:
+    path = tmp_path / "sipguard.yaml"
+    path.write_text(yaml.safe_dump({
+        "listen": [f"udp://{OURS[0]}:{OURS[1]}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
+        "store": "memory", "traceback": {"path": str(tmp_path / "tb.db")},
+        "trunks": [{"id": "t", "role": "foreign", "sources": ["127.0.0.1/32"],
+                    "provider": {"name": "P", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}]}))
+
+    async def main() -> None:
+        config = load_config(str(path))
+        pipeline = await Pipeline.create(config, SystemClock())
+        cap = Capture()
+        core = ProxyCore(config, pipeline, cap)
+        try:
+            await scenario(core, cap)
+        finally:
+            for tx in (*core.invites.values(), *core.clients.values()):
+                if tx.timer is not None:
+                    tx.timer.cancel()
+            await pipeline.aclose()
+
+    asyncio.run(main())
+
+
+async def forward(core: ProxyCore, cap: Capture) -> bytes:
+    """The INVITE in, decided, forwarded: returns what went downstream."""
+    core.receive(INVITE, UAC, "udp", None)
+    await asyncio.gather(*core._tasks)
+    sent = cap.take()
+    assert [addr for _, addr in sent] == [UAC, UAS]
+    assert sent[0][0].startswith(b"SIP/2.0 100 Trying")
+    return sent[1][0]
+
+
+def answer(forwarded: bytes, status: str) -> bytes:
+    """What the UAS answers: Vias, From, To with its tag, Call-ID, CSeq copied."""
+    req = parse(forwarded)
+    lines = [f"SIP/2.0 {status}".encode()]
+    lines += [line for k, line in req._lines if k in ("via", "from", "call-id", "cseq")]
+    lines.append(b"To: " + (req.header("To") or "").encode() + b";tag=uas9")
+    lines.append(b"Content-Length: 0")
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def test_a_decided_transaction_keeps_bytes_not_a_parsed_request(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        await forward(core, cap)
+        [tx] = core.invites.values()
+        assert tx.state == "proceeding" and tx.raw == INVITE and tx.sent is not None
+        assert not [obj for obj in gc.get_referents(tx) if isinstance(obj, Message)]
+
+    run(tmp_path, scenario)
+
+
+def test_downstream_non_2xx_is_acked_by_us_and_relayed_once(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        fwd = await forward(core, cap)
+        busy = answer(fwd, "486 Busy Here")
+        core.receive(busy, UAS, "udp", None)
+        (ack, to_uas), (relayed, to_uac) = cap.take()
+        assert to_uas == UAS and to_uac == UAC
+        sent_inv, ack_msg = parse(fwd), parse(ack)
+        # RFC 3261 17.1.1.3: same Request-URI, From, Call-ID, CSeq number and branch as the
+        # INVITE we sent; To from the response
+        assert ack_msg.method == "ACK" and ack_msg.uri == sent_inv.uri  # type: ignore[union-attr]
+        assert ack_msg.top_via.branch == sent_inv.top_via.branch
+        assert ack_msg.top_via.branch.startswith(BRANCH_PREFIX)  # type: ignore[union-attr]
+        assert ack_msg.header("From") == sent_inv.header("From")
+        assert ack_msg.to.tag == "uas9" and ack_msg.call_id == sent_inv.call_id and ack_msg.cseq == (7, "ACK")
+        assert relayed.startswith(b"SIP/2.0 486 Busy Here") and b"branch=z9hG4bK-uac-1" in relayed
+        assert BRANCH_PREFIX.encode() not in relayed  # our Via popped
+        # a retransmitted 486: ACKed again, not relayed again
+        core.receive(busy, UAS, "udp", None)
+        assert cap.take() == [(ack, UAS)]
+        # the upstream's ACK of the 486 is hop-by-hop: absorbed
+        uac_ack = (b"ACK sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
+                   b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-uac-1\r\n"
+                   b"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=uac1\r\n"
+                   b"To: <sip:+13036231000@127.0.0.1:5060;user=phone>;tag=uas9\r\n"
+                   b"Call-ID: call-1@127.0.0.1\r\nCSeq: 7 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        core.receive(uac_ack, UAC, "udp", None)
+        assert cap.take() == []
+        # a retransmitted INVITE gets the 486 again
+        core.receive(INVITE, UAC, "udp", None)
+        assert cap.take() == [(relayed, UAC)]
+
+    run(tmp_path, scenario)
+
+
+def test_cancel_after_forwarding_goes_downstream_with_the_forwarded_headers(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        fwd = await forward(core, cap)
+        cancel = (b"CANCEL sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
+                  b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-uac-1\r\n"
+                  b"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=uac1\r\n"
+                  b"To: <sip:+13036231000@127.0.0.1:5060;user=phone>\r\n"
+                  b"Call-ID: call-1@127.0.0.1\r\nCSeq: 7 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        core.receive(cancel, UAC, "udp", None)
+        (ok, to_uac), (down, to_uas) = cap.take()
+        assert to_uac == UAC and ok.startswith(b"SIP/2.0 200 OK") and to_uas == UAS
+        sent_inv, down_msg = parse(fwd), parse(down)
+        assert down_msg.method == "CANCEL" and down_msg.uri == sent_inv.uri  # type: ignore[union-attr]
+        assert down_msg.top_via.branch == sent_inv.top_via.branch  # RFC 3261 9.1
+        assert down_msg.header("From") == sent_inv.header("From") and down_msg.header("To") == sent_inv.header("To")
+        assert down_msg.cseq == (7, "CANCEL") and down_msg.call_id == sent_inv.call_id
+
+    run(tmp_path, scenario)
+
+
+def test_timer_b_answers_408_upstream_and_keeps_it_for_retransmissions(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        await forward(core, cap)
+        [tx] = core.invites.values()
+        tx.started = time.monotonic() - 64 * 0.5  # Timer B has run out
+        core._timer_a(tx)
+        [(timeout, addr)] = cap.take()
+        assert addr == UAC and timeout.startswith(b"SIP/2.0 408 Request Timeout")
+        resp = parse(timeout)
+        assert resp.to.tag == tx.to_tag and resp.cseq == (7, "INVITE")
+        assert resp.top_via.branch == "z9hG4bK-uac-1"
+        core.receive(INVITE, UAC, "udp", None)
+        assert cap.take() == [(timeout, UAC)]
+
+    run(tmp_path, scenario)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_proxy_lib import free_port  # noqa: E402
 
 from sipguard.config import load_config  # noqa: E402
-from sipguard.proxy.server import Worker  # noqa: E402
+from sipguard.proxy.server import Worker, tune_gc  # noqa: E402
 
 UAC = ("127.0.0.1", 5061)
 UAS = ("127.0.0.1", 5070)
@@ -122,6 +122,7 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> 
         path.write_text(yaml.safe_dump(cfg))
         worker = Worker(load_config(str(path)))
         await worker.start()
+        tune_gc()  # the collector settings ``serve`` runs with
         core = worker.core
         assert core is not None and worker.transports is not None
         cap = Capture(worker.transports)

@@ -204,6 +204,13 @@ class Pipeline:
         await self.verifier.aclose()
         await self.store.aclose()
 
+    @property
+    def decides_inline(self) -> bool:
+        """Whether ``decide`` may run outside a task: the store answers without waiting (a
+        network store's lookups wait under ``asyncio.timeout``, which needs a task; an x5u
+        download runs in a task of its own either way). The proxy then decides at once."""
+        return bool(getattr(self.store, "lookup_inline", False))
+
     def upstream_of(self, req: Request, source: tuple[str, int]) -> tuple[str, int]:
         """The address the call came from. Behind a trusted front proxy (Kamailio) that is not
         the packet's source but what the proxy says: an ``X-Sipguard-Source: ip:port`` header it

@@ -1,7 +1,9 @@
 """The proxy core: SIP transaction and relay rules around the pipeline.
 
 Rules (RFC 3261 sections 16 and 17, RFC 3581):
-1. A new INVITE (no To tag) gets ``100 Trying`` at once, then waits for ``Pipeline.decide``.
+1. A new INVITE (no To tag) gets ``100 Trying`` at once, then waits for ``Pipeline.decide``
+   (with a store that answers from memory it runs at once, in a task only if it has to
+   wait: ``sipguard.aio.start_eagerly``; with a network store, in a task).
    At most ``max_pending`` INVITEs wait; past that a new one gets ``503`` + Retry-After
    at once, and everything else (responses, ACK, BYE, CANCEL) keeps flowing.
 2. A retransmitted INVITE (same top Via branch) is never evaluated twice: it gets the
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from sipguard.aio import start_eagerly
 from sipguard.config import Config, next_hop_address
 from sipguard.proxy import act
 from sipguard.sip import (
@@ -250,9 +253,13 @@ class ProxyCore:
         tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
         self.sender.send_to_source(tx.last, source, transport, conn)
         self.pending += 1
-        task = asyncio.get_running_loop().create_task(self._decide(tx, req))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # decided here and now when the pipeline has nothing to wait for (sipguard.aio)
+        decision = self._decide(tx, req)
+        task = start_eagerly(decision) if self.pipeline.decides_inline \
+            else asyncio.get_running_loop().create_task(decision)
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _decide(self, tx: InviteTx, req: Request) -> None:
         started = time.perf_counter()

@@ -29,6 +29,9 @@ from sipguard.store.tables import build_rmd, normalise_list_value, normalise_not
 
 class MemoryStore:
     healthy: bool
+    # lookups answer from memory without waiting: a decision may run outside a task (no
+    # asyncio.timeout in it), so the proxy runs it at once (Pipeline.decides_inline)
+    lookup_inline = True
 
     def __init__(self, limits: Sequence[LimitSpec] = ()) -> None:
         self.limits = tuple(limits)

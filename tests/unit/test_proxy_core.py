@@ -175,3 +175,45 @@ def test_timer_b_answers_408_upstream_and_keeps_it_for_retransmissions(tmp_path:
         assert cap.take() == [(timeout, UAC)]
 
     run(tmp_path, scenario)
+
+
+def test_a_memory_store_decision_is_made_inside_receive(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        assert core.pipeline.decides_inline
+        core.receive(INVITE, UAC, "udp", None)
+        assert not core._tasks and core.pending == 0  # no task: decided in the call
+        assert [addr for _, addr in cap.take()] == [UAC, UAS]
+
+    run(tmp_path, scenario)
+
+
+class WaitingStore:
+    """A store whose lookup waits as a network store's does (under asyncio.timeout, which
+    only works inside a task)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.healthy = True
+
+    async def lookup(self, keys: Any, now: float) -> Any:
+        async with asyncio.timeout(1.0):
+            await asyncio.sleep(0.001)
+        return await self.inner.lookup(keys, now)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_store_that_waits_gets_its_decision_in_a_task(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.pipeline.store = WaitingStore(core.pipeline.store)
+        assert not core.pipeline.decides_inline
+        core.receive(INVITE, UAC, "udp", None)
+        assert len(core._tasks) == 1 and core.pending == 1
+        await asyncio.gather(*core._tasks)
+        sent = cap.take()
+        assert [addr for _, addr in sent] == [UAC, UAS]
+        assert sent[1][0].startswith(b"INVITE ")  # forwarded: the lookup was not degraded
+        assert b"verstat=No-TN-Validation" in sent[1][0]
+
+    run(tmp_path, scenario)

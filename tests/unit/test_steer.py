@@ -41,11 +41,18 @@ def test_only_the_top_via_counts() -> None:
 
 
 def test_requests_without_a_branch_stay_where_they_arrived() -> None:
-    no_via = b"OPTIONS sip:x SIP/2.0\r\nFrom: <sip:a@b>\r\nCall-ID: 1\r\n\r\n"
+    no_via = b"INVITE sip:x SIP/2.0\r\nFrom: <sip:a@b>\r\nCall-ID: 1\r\n\r\n"
     assert owner_of(no_via, 2) is None
     # RFC 2543 style top Via without branch: the lower Via's branch is used; deterministic
     # for every retransmission, which is all the proxy needs
     assert owner_of(request("INVITE", None), 2) == owner_of(request("INVITE", None), 2)
+
+
+@pytest.mark.parametrize("method", ["BYE", "OPTIONS", "INFO", "UPDATE", "PRACK", "MESSAGE", "NOTIFY"])
+def test_stateless_methods_stay_where_they_arrived(method: str) -> None:
+    """Relayed statelessly (or answered) by whichever worker reads them: no hand-over."""
+    assert owner_of(request(method, "z9hG4bK-x"), 2) is None
+    assert owner_of(request("INVITE", "z9hG4bK-x"), 2) is not None
 
 
 @given(data=st.binary(max_size=2000), port=st.integers(0, 65535), index=st.integers(0, 255),

@@ -6,14 +6,22 @@ new field needs no migration. WAL mode lets several worker processes append whil
 ``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes re-flushing a spool file
 harmless. All methods are synchronous: the writer calls them through
 ``asyncio.to_thread`` so the event loop never waits on the disk.
+
+Rows go in ``ROWS`` at a time, each group one multi-row INSERT, so the thread drops and
+retakes the GIL once per group (``executemany`` does it around every row, and each retake
+can keep the event loop waiting up to the interpreter's switch interval). The rows are
+encoded a few at a time with the GIL given back in between: the event loop never waits
+for more than one small chunk of JSON.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 
 from sipguard.records.record import CallRecord
@@ -42,6 +50,18 @@ CREATE INDEX IF NOT EXISTS records_callee ON records (callee, time);
 """
 
 TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
+COLUMNS = 11
+ROWS = 32               # rows per INSERT statement (32 x 11 parameters, far below SQLite's limit)
+CHUNK = 16              # rows encoded between two offers of the GIL to the event loop
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@functools.lru_cache(maxsize=ROWS)
+def _insert(rows: int) -> str:
+    """INSERT of ``rows`` rows (one text per group size: SQLite's statement cache keeps them)."""
+    values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * rows)
+    return ("INSERT OR IGNORE INTO records (time, call_id, caller, callee, trunk, spc, action, attest, writer,"
+            f" seq, data) VALUES {values}")
 
 
 class SqliteRecords:
@@ -70,16 +90,19 @@ class SqliteRecords:
         return self._db
 
     def write(self, entries: Sequence[Entry]) -> None:
-        rows = [(r.time, r.call_id, r.caller, r.callee, r.trunk, r.spc, r.action, r.attest, w, s,
-                 json.dumps(r.to_dict(), separators=(",", ":")))
-                for w, s, r in entries]
+        params: list[object] = []
+        for n, (w, s, r) in enumerate(entries, 1):
+            params += (r.time, r.call_id, r.caller, r.callee, r.trunk, r.spc, r.action, r.attest, w, s,
+                       _encode(r.to_dict()))
+            if n % CHUNK == 0:
+                time.sleep(0)  # drops the GIL: a waiting event loop runs now, not after the batch
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(
-                    "INSERT OR IGNORE INTO records (time, call_id, caller, callee, trunk, spc, action,"
-                    " attest, writer, seq, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+                for start in range(0, len(entries), ROWS):
+                    rows = min(ROWS, len(entries) - start)
+                    db.execute(_insert(rows), params[start * COLUMNS:(start + rows) * COLUMNS])
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

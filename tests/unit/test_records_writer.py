@@ -198,3 +198,22 @@ def test_refushing_the_same_spool_duplicates_nothing_in_sqlite(tmp_path: Path) -
     db.write(entries[2:])
     assert db.count() == 5
     db.close()
+
+
+@pytest.mark.parametrize("count", [1, 31, 32, 33, 75])
+def test_sqlite_batches_of_any_size_keep_every_record_and_column(tmp_path: Path, count: int) -> None:
+    """Rows go in as multi-row INSERTs of 32: every group size, the last one short, round-trips."""
+    from sipguard.records.sqlite import SqliteRecords
+
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    entries = [("w", i, make_record(i)) for i in range(1, count + 1)]
+    db.write(entries)
+    db.write(entries[count // 2:])  # a re-flushed tail: ignored by UNIQUE (writer, seq)
+    assert db.count() == count
+    found = db.find(None, None, None, None, None, limit=1000)
+    assert sorted(found, key=lambda r: r.call_id) == sorted((r for _, _, r in entries), key=lambda r: r.call_id)
+    with db._lock:
+        rows = db._conn().execute("SELECT time, call_id, caller, callee, trunk, action, writer, seq FROM records"
+                                  " ORDER BY seq").fetchall()
+    assert rows == [(r.time, r.call_id, r.caller, r.callee, r.trunk, r.action, w, s) for w, s, r in entries]
+    db.close()

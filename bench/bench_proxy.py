@@ -170,7 +170,7 @@ class Bench:
             cfg_path = d / "sipguard.yaml"
             cfg_path.write_text(yaml.safe_dump(self.sipguard_config(sysm, port, uas_port), sort_keys=False))
             plain = not (self.args.sg_rcvbuf or self.args.sg_no_records or self.args.sg_gc_threshold
-                         or self.args.sg_lag)
+                         or self.args.sg_lag or self.args.sg_pin)
             head = [sys.executable, "-m", "sipguard"] if plain else \
                 [sys.executable, str(HERE / "bench_proxy_sgwrap.py"), str(self.args.sg_rcvbuf)]
             cmd = [*head, "serve", "-c", str(cfg_path),
@@ -180,7 +180,8 @@ class Bench:
                                 env={**os.environ, "PYTHONPATH": str(REPO),
                                      "SG_BENCH_NO_RECORDS": "1" if self.args.sg_no_records else "0",
                                      "SG_BENCH_GC_THRESHOLD": str(self.args.sg_gc_threshold or ""),
-                                     "SG_BENCH_LAG": "1" if self.args.sg_lag else "0"})
+                                     "SG_BENCH_LAG": "1" if self.args.sg_lag else "0",
+                                     "SG_BENCH_PIN": "1" if self.args.sg_pin else "0"})
         self.procs.append(proc)
         return proc
 
@@ -366,6 +367,8 @@ def main() -> int:
                    help="experiment: run sipguard with gc.freeze() and this generation-0 GC threshold")
     p.add_argument("--sg-lag", action="store_true",
                    help="diagnostic: each sipguard worker logs event-loop stalls over 2 ms to lag-PID.txt")
+    p.add_argument("--sg-pin", action="store_true",
+                   help="experiment: pin sipguard worker i to CPU i")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--report", type=Path, default=None,
                    help="only print the table of an earlier run's results.jsonl")

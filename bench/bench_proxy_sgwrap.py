@@ -67,16 +67,51 @@ if os.environ.get("SG_BENCH_LAG") == "1":
         with open(f"lag-{os.getpid()}.txt", "w", buffering=1) as out:
             while True:
                 t0, c0 = time.monotonic(), time.process_time()
+                _beat[0] = t0
                 await asyncio.sleep(0.001)
                 late = time.monotonic() - t0 - 0.001
                 if late > 0.002:
                     out.write(f"{time.time():.3f} {late * 1e3:.1f} {(time.process_time() - c0) * 1e3:.1f}\n")
 
+    _beat = [time.monotonic()]
+
+    def _watchdog() -> None:
+        """While the loop is over 20 ms late, sample the main thread's stack (stall-PID.txt)."""
+        import sys as _sys
+        import threading
+        import traceback
+
+        main = threading.main_thread().ident
+        with open(f"stall-{os.getpid()}.txt", "w", buffering=1) as out:
+            while True:
+                time.sleep(0.002)
+                late = time.monotonic() - _beat[0]
+                if late > 0.02:
+                    frame = _sys._current_frames().get(main)
+                    if frame is not None:
+                        where = " <- ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno}:{f.f_code.co_name}"
+                                            for f, _ in reversed(list(traceback.walk_stack(frame))[-12:]))
+                        out.write(f"{time.time():.3f} late={late * 1e3:.0f}ms {where}\n")
+
     async def start(self: Worker) -> None:
         await _start(self)
         self._lag_task = asyncio.get_running_loop().create_task(_lag_probe())  # type: ignore[attr-defined]
+        import threading
+
+        threading.Thread(target=_watchdog, daemon=True).start()
 
     Worker.start = start  # type: ignore[method-assign]
+if os.environ.get("SG_BENCH_PIN") == "1":  # experiment: worker i on CPU i
+    import sipguard.proxy.server as _server
+
+    _run_worker = _server.run_worker
+
+    async def _pinned(config: Any, index: int, workers: int, serve_http: bool, steering: Any = None) -> int:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+        return await _run_worker(config, index, workers, serve_http, steering)
+
+    _server.run_worker = _pinned  # type: ignore[assignment]
 if os.environ.get("SG_BENCH_NO_RECORDS") == "1":
     RecordWriter.submit = lambda self, record: None  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))

@@ -203,7 +203,7 @@ class ProxyCore:
         if scheme not in ("sip", "sips", "tel") and not emergency:  # RFC 5031 emergency URNs route on
             self._reply(req, 416, source, transport, conn)
             return True
-        required = req.headers("Proxy-Require") if req.method != "CANCEL" else []
+        required = req.headers("Proxy-Require") if req.method != "CANCEL" and req.has("proxy-require") else []
         if required:
             self._reply(req, 420, source, transport, conn, ("Unsupported", ", ".join(required)))
             return True

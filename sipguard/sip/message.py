@@ -136,7 +136,10 @@ class Message:
         slot = self._slot("via")
         vias = slot.get("t")
         if vias is None:
-            vias = slot["t"] = [parse_via(v) for v in self.headers("via")]
+            values = self.headers("via")
+            top = slot.get("v0")  # the top Via, if already read on its own: the same value
+            vias = slot["t"] = [top if i == 0 and top is not None and top.raw == value else parse_via(value)
+                                for i, value in enumerate(values)]
         return vias  # type: ignore[no-any-return]
 
     @property
@@ -288,6 +291,8 @@ class Message:
 
     def remove_header(self, name: str) -> int:
         k = hdr.key(name)
+        if k not in self._idx():
+            return 0
         before = len(self._lines)
         self._lines = [item for item in self._lines if item[0] != k]
         removed = before - len(self._lines)

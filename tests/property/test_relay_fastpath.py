@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sipguard.config import load_config
 from sipguard.proxy.core import BRANCH_PREFIX, TAG_PREFIX, InviteTx, ProxyCore
 from sipguard.sip import relay
+from tests.proxy_fixtures import Capture, proxy_config
 
 OURS = ("127.0.0.1", 5060)
 UAC = ("127.0.0.1", 5061)
@@ -27,33 +26,9 @@ OLD_CLIENT_BRANCH = BRANCH_PREFIX + "0123456789abcdef"
 SERVER_BRANCH = "z9hG4bK-uac-1"
 
 
-class Capture:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, tuple[str, int], str]] = []
-
-    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
-        self.sent.append((data, addr, transport))
-
-    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
-        self.sent.append((data, addr, transport))
-
-    def via_sent_by(self, transport: str) -> str:
-        return f"{OURS[0]}:{OURS[1]}"
-
-    def is_local(self, host: str, port: int) -> bool:
-        return (host, port) == OURS
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    folder = tmp_path_factory.mktemp("relay")
-    path = folder / "sipguard.yaml"
-    path.write_text(yaml.safe_dump({
-        "listen": [f"udp://{OURS[0]}:{OURS[1]}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
-        "store": "memory", "traceback": {"path": str(folder / "tb.db")},
-        "trunks": [{"id": "t", "role": "foreign", "sources": ["127.0.0.1/32"],
-                    "provider": {"name": "P", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}]}))
-    return load_config(str(path))
+    return proxy_config(tmp_path_factory.mktemp("relay"), OURS, UAS)
 
 
 def make_core(config: Any, fast: bool) -> ProxyCore:

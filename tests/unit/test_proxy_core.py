@@ -10,13 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sipguard.clock import SystemClock
-from sipguard.config import load_config
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import BRANCH_PREFIX, ProxyCore
 from sipguard.sip import Message, parse
+from tests.proxy_fixtures import Capture, proxy_config
 
 UAC = ("127.0.0.1", 5061)
 UAS = ("127.0.0.1", 5070)
@@ -30,37 +28,9 @@ INVITE = (b"INVITE sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
           b"Contact: <sip:uac@127.0.0.1:5061>\r\nContent-Length: 0\r\n\r\n")
 
 
-class Capture:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
-        self.sent.append((data, addr))
-
-    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
-        self.sent.append((data, addr))
-
-    def via_sent_by(self, transport: str) -> str:
-        return f"{OURS[0]}:{OURS[1]}"
-
-    def is_local(self, host: str, port: int) -> bool:
-        return (host, port) == OURS
-
-    def take(self) -> list[tuple[bytes, tuple[str, int]]]:
-        out, self.sent = self.sent, []
-        return out
-
-
 def run(tmp_path: Path, scenario: Any) -> None:
-    path = tmp_path / "sipguard.yaml"
-    path.write_text(yaml.safe_dump({
-        "listen": [f"udp://{OURS[0]}:{OURS[1]}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
-        "store": "memory", "traceback": {"path": str(tmp_path / "tb.db")},
-        "trunks": [{"id": "t", "role": "foreign", "sources": ["127.0.0.1/32"],
-                    "provider": {"name": "P", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}]}))
-
     async def main() -> None:
-        config = load_config(str(path))
+        config = proxy_config(tmp_path, OURS, UAS)
         pipeline = await Pipeline.create(config, SystemClock())
         cap = Capture()
         core = ProxyCore(config, pipeline, cap)
@@ -83,6 +53,16 @@ async def forward(core: ProxyCore, cap: Capture) -> bytes:
     assert [addr for _, addr in sent] == [UAC, UAS]
     assert sent[0][0].startswith(b"SIP/2.0 100 Trying")
     return sent[1][0]
+
+
+def from_uac(method: str, to_tag: str = "") -> bytes:
+    """The UAC's ACK or CANCEL of INVITE (same branch, From, Call-ID, CSeq number)."""
+    to = b"To: <sip:+13036231000@127.0.0.1:5060;user=phone>" + (b";tag=" + to_tag.encode() if to_tag else b"")
+    return (method.encode() + b" sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-uac-1\r\n"
+            b"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=uac1\r\n" + to + b"\r\n"
+            b"Call-ID: call-1@127.0.0.1\r\nCSeq: 7 " + method.encode()
+            + b"\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 
 
 def answer(forwarded: bytes, status: str) -> bytes:
@@ -126,11 +106,7 @@ def test_downstream_non_2xx_is_acked_by_us_and_relayed_once(tmp_path: Path) -> N
         core.receive(busy, UAS, "udp", None)
         assert cap.take() == [(ack, UAS)]
         # the upstream's ACK of the 486 is hop-by-hop: absorbed
-        uac_ack = (b"ACK sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
-                   b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-uac-1\r\n"
-                   b"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=uac1\r\n"
-                   b"To: <sip:+13036231000@127.0.0.1:5060;user=phone>;tag=uas9\r\n"
-                   b"Call-ID: call-1@127.0.0.1\r\nCSeq: 7 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        uac_ack = from_uac("ACK", "uas9")
         core.receive(uac_ack, UAC, "udp", None)
         assert cap.take() == []
         # a retransmitted INVITE gets the 486 again
@@ -143,11 +119,7 @@ def test_downstream_non_2xx_is_acked_by_us_and_relayed_once(tmp_path: Path) -> N
 def test_cancel_after_forwarding_goes_downstream_with_the_forwarded_headers(tmp_path: Path) -> None:
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         fwd = await forward(core, cap)
-        cancel = (b"CANCEL sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
-                  b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-uac-1\r\n"
-                  b"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=uac1\r\n"
-                  b"To: <sip:+13036231000@127.0.0.1:5060;user=phone>\r\n"
-                  b"Call-ID: call-1@127.0.0.1\r\nCSeq: 7 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        cancel = from_uac("CANCEL")
         core.receive(cancel, UAC, "udp", None)
         (ok, to_uac), (down, to_uas) = cap.take()
         assert to_uac == UAC and ok.startswith(b"SIP/2.0 200 OK") and to_uas == UAS

@@ -27,7 +27,9 @@ collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P -
 at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-rcvbuf BYTES / --sg-no-records (experiments through
 bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), --sg-gc-threshold N
 (experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --sg-lag (each sipguard
-worker logs its event-loop stalls over 2 ms to lag-PID.txt in the step's folder), --profile (py-spy record the
+worker logs its event-loop stalls over 2 ms to lag-PID.txt, collector passes to gc-PID.txt and the main
+thread's stack during stalls over 20 ms to stall-PID.txt, in the step's folder), --sg-pin (experiment:
+worker i pinned to CPU i), --profile (py-spy record the
 sipguard workers during each sipguard step; needs `pip install py-spy`).
 """
 

@@ -6,7 +6,8 @@ net.core.rmem_max) before sipguard runs as usual. With SG_BENCH_NO_RECORDS=1 in 
 traceback records are dropped at submit(), to measure what writing them costs; with
 SG_BENCH_LAG=1 each worker logs every event-loop stall over 2 ms (wall time, stall ms, the
 process's CPU in that stall) to ``lag-PID.txt`` and every collector pass over 1 ms to ``gc-PID.txt``
-in its working directory; with
+in its working directory, and a watchdog thread writes the main thread's stack to ``stall-PID.txt``
+while the loop is over 20 ms late; with SG_BENCH_PIN=1 worker i runs on CPU i; with
 SG_BENCH_GC_THRESHOLD=N the collector's generation-0 threshold is N (default 700) and the objects
 alive at start are frozen out of collections (gc.freeze), to measure what collection pauses cost. Measures the
 effect of a change without editing sipguard.

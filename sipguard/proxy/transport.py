@@ -25,6 +25,7 @@ from sipguard.sip import SipParseError, StreamFramer
 log = logging.getLogger("sipguard.transport")
 
 Receive = Callable[[bytes, tuple[str, int], str, object], None]
+_KEEPALIVE = frozenset(b"\r\n\x00 ")
 MAX_TCP_BUFFER = 1 << 20
 
 
@@ -33,13 +34,18 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.receive = receive
         self.index = index        # position among the listening sockets; -1: a private socket
         self.transport: asyncio.DatagramTransport | None = None
+        self.family = 0           # address family of the socket, once made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.family = sock.family if sock is not None else 0
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        if len(data) < 4 or data.strip(b"\r\n\x00 ") == b"":
-            return  # keep-alive pings (CRLF, empty, STUN-less NAT keepalives)
+        # keep-alive pings (CRLF, empty, STUN-less NAT keepalives); a SIP message starts with a
+        # letter, so only a datagram starting with white space or NUL is looked at whole
+        if len(data) < 4 or (data[0] in _KEEPALIVE and not data.strip(b"\r\n\x00 ")):
+            return
         self.receive(data, (addr[0], addr[1]), "udp", self)
 
     def error_received(self, exc: Exception) -> None:
@@ -196,8 +202,7 @@ class Transports:
         if not listening and family in self.udp_out:
             return self.udp_out[family]
         for endpoint in self.udp:
-            sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
-            if sock is not None and sock.family == family:
+            if endpoint.transport is not None and endpoint.family == family:
                 return endpoint
         return self.udp_out.get(family)
 

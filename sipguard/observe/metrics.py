@@ -85,6 +85,17 @@ def exposed_names() -> set[str]:
     return out
 
 
+# This process's pid, kept here and renewed in each forked child: prometheus_client's
+# multiprocess values ask for it on every increment (to notice a fork), and os.getpid() is a
+# system call each time (about five per call under load).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def process_id() -> int:
+    return _PID[0]
+
+
 def prepare_multiprocess(directory: str) -> None:
     """Before forking workers: an empty folder for the per-process sample files."""
     if os.path.isdir(directory):
@@ -93,7 +104,8 @@ def prepare_multiprocess(directory: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     from prometheus_client import values
 
-    values.ValueClass = values.get_value_class()   # the module read the variable at import
+    # the module read the variable at import; distinct per running process, as it requires
+    values.ValueClass = values.MultiProcessValue(process_identifier=process_id)
 
 
 def mark_process_dead(pid: int) -> None:

@@ -191,3 +191,20 @@ def test_prepare_multiprocess_empties_the_folder(tmp_path: Path, monkeypatch: py
         from prometheus_client import values
 
         values.ValueClass = values.get_value_class()
+
+
+def test_the_cached_process_id_follows_a_fork() -> None:
+    """prometheus_client's multiprocess files are named by it: each worker must get its own."""
+    import os
+
+    from sipguard.observe.metrics import process_id
+
+    assert process_id() == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports and exits
+        os.write(write, f"{process_id()} {os.getpid()}".encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    seen, real = os.read(read, 64).decode().split()
+    assert seen == real == str(child)

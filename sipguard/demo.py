@@ -217,6 +217,19 @@ def _free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def final_response(trace: str) -> str | None:
+    """The final response to the INVITE the caller got, from sipp's message trace
+    (``-trace_msg``): its status line after ``SIP/2.0``, e.g. ``603 Network Blocked``."""
+    final = None
+    for block in trace.split("message received")[1:]:
+        lines = block.split("\n")
+        status = next((line.strip() for line in lines if line.startswith("SIP/2.0 ")), None)
+        cseq = next((line for line in lines if line.lower().startswith("cseq:")), "")
+        if status is not None and cseq.rstrip().upper().endswith("INVITE") and not status[8:9] == "1":
+            final = status[8:]
+    return final
+
+
 def _calls(config_dir: Path, now: float) -> list[tuple[str, str, str, str]]:
     """(description, caller, callee, Identity header value or "" for an unsigned call)."""
     from sipguard.shaken.sign import Signer, SigningConfig
@@ -283,12 +296,20 @@ def run(config_path: str) -> int:
                 token, _, params = identity.partition(";")
                 x5u_url = params.split("info=<", 1)[1].split(">", 1)[0] if token else ""
                 (work / "call.csv").write_text(f"SEQUENTIAL\n{caller};{callee};{token};-;{x5u_url};\n")
+                trace = work / f"call-{index}.msg"
                 result = subprocess.run(
                     [sipp, f"{udp.host}:{udp.port}", "-sf", "signed.xml" if token else "unsigned.xml",
                      "-inf", "call.csv", "-m", "1", "-i", "127.0.0.1", "-p", str(_free_udp_port()),
-                     "-cid_str", f"{call_id}-%u", "-nostdin", "-timeout", "15s", "-timeout_error"],
+                     "-cid_str", f"{call_id}-%u", "-nostdin", "-timeout", "15s", "-timeout_error",
+                     "-trace_msg", "-message_file", str(trace)],
                     cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-                outcome = "answered" if result.returncode == 0 else f"sipp failed (exit {result.returncode})"
+                final = final_response(trace.read_text(errors="replace") if trace.exists() else "")
+                if result.returncode != 0:
+                    outcome = f"sipp failed (exit {result.returncode})"
+                elif final is None or final.startswith("2"):
+                    outcome = "answered"
+                else:
+                    outcome = f"rejected: {final}"
                 print(f"  call {index + 1}: {description:40s} {outcome}")
             time.sleep(1.5)  # let the record writer flush its batch
     finally:

@@ -31,9 +31,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return proxy_config(tmp_path_factory.mktemp("relay"), OURS, UAS)
 
 
-def make_core(config: Any, fast: bool) -> ProxyCore:
+def make_core(config: Any, fast: bool, redirect: bool = False) -> ProxyCore:
     core = ProxyCore(config, None, Capture())  # type: ignore[arg-type] # no INVITE reaches the pipeline
     core.fast_path = fast
+    core.redirect = redirect
     inv = (b"INVITE sip:+13036231000@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch="
            + CLIENT_BRANCH.encode() + b";rport\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=" + SERVER_BRANCH.encode()
            + b"\r\nFrom: <sip:+12127363100@127.0.0.1>;tag=a\r\nTo: <sip:+13036231000@127.0.0.1>\r\n"
@@ -52,9 +53,9 @@ def outcome(core: ProxyCore) -> tuple[Any, ...]:
     return core.sender.sent, core.stats(), txs  # type: ignore[attr-defined]
 
 
-def check_same(config: Any, data: bytes, source: tuple[str, int]) -> bool:
+def check_same(config: Any, data: bytes, source: tuple[str, int], redirect: bool = False) -> bool:
     """Both cores agree; returns whether the fast path took the message."""
-    fast, full = make_core(config, True), make_core(config, False)
+    fast, full = make_core(config, True, redirect), make_core(config, False, redirect)
     fast.receive(data, source, "udp", None)
     full.receive(data, source, "udp", None)
     assert outcome(fast) == outcome(full), data
@@ -209,6 +210,14 @@ def test_responses_same_on_both_paths(config: Any, case: tuple[bytes, tuple[str,
 @SETTINGS
 def test_requests_same_on_both_paths(config: Any, case: tuple[bytes, tuple[str, int]]) -> None:
     check_same(config, *case)
+
+
+@given(request())
+@example((SIPP_BYE, UAC))
+@SETTINGS
+def test_requests_same_on_both_paths_in_redirect_mode(config: Any, case: tuple[bytes, tuple[str, int]]) -> None:
+    """A redirecting sipguard answers what it would relay (405), but relays or absorbs ACKs."""
+    check_same(config, *case, redirect=True)
 
 
 @given(mutated(response() | request()))

@@ -55,8 +55,9 @@ class Worker:
     """One process's proxy: transports + core + pipeline + records + metrics."""
 
     def __init__(self, config: Config, index: int = 0, workers: int = 1,
-                 steering: Steering | None = None) -> None:
+                 steering: Steering | None = None, udp_socks: dict[int, socket.socket] | None = None) -> None:
         self.config = config
+        self.udp_socks = udp_socks
         self.index = index
         self.workers = workers
         self.steering = steering
@@ -87,7 +88,7 @@ class Worker:
             watcher = DatasetWatcher(self.pipeline.store, self.config.datasets)
             self._watcher = asyncio.get_running_loop().create_task(watcher.watch())
         self.transports = Transports(self.config.listen, self._receive, self.config.proxy.max_message_size,
-                                     self.config.proxy.advertise)
+                                     self.config.proxy.advertise, self.udp_socks)
         self.core = ProxyCore(self.config, self.pipeline, self.transports, self._on_outcome)
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
         if self.steering is not None:
@@ -216,9 +217,9 @@ def tune_gc() -> None:
 
 
 async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
-                     steering: Steering | None = None) -> int:
+                     steering: Steering | None = None, udp_socks: dict[int, socket.socket] | None = None) -> int:
     loop = asyncio.get_running_loop()
-    worker = Worker(config, index, workers, steering)
+    worker = Worker(config, index, workers, steering, udp_socks)
     loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
     loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: setattr(worker, "reload_requested", True))
@@ -301,6 +302,37 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _steering_groups(config: Config, workers: int) -> dict[int, list[socket.socket]]:
+    """For each UDP listening address, the workers' sockets as one reuseport group with the
+    steering program attached (proxy/reuseport.py); made before the first fork and kept by
+    the parent, so a restarted worker reads its own socket again. {} where the kernel
+    refuses the program: each worker then binds its own socket and steering stays in the
+    workers."""
+    from sipguard.proxy.reuseport import attach
+    from sipguard.proxy.transport import reuseport_group
+
+    groups: dict[int, list[socket.socket]] = {}
+    for position, listen in enumerate(config.listen):
+        if listen.transport != "udp":
+            continue
+        try:
+            group = reuseport_group(listen, workers)
+        except OSError as exc:  # the workers bind it themselves and report it as before
+            log.warning("no kernel steering for udp://%s:%s: %s", listen.host, listen.port, exc)
+            group = []
+        if not group or not attach(group[0], workers):
+            for sock in group:
+                sock.close()
+            for made in groups.values():
+                for sock in made:
+                    sock.close()
+            return {}
+        groups[position] = group
+    if groups:
+        log.info("transaction steering in the kernel for %d UDP address(es)", len(groups))
+    return groups
+
+
 def _supervise(config: Config, workers: int) -> int:
     """Parent of N workers: fork them, restart the ones that die, forward signals."""
     from sipguard.observe.metrics import prepare_multiprocess
@@ -310,6 +342,7 @@ def _supervise(config: Config, workers: int) -> int:
     children: dict[int, int] = {}
     # made before the first fork and kept by the parent, so a restarted worker gets its pair back
     channels = Channels(workers) if config.proxy.steering == "transaction" else None
+    groups = _steering_groups(config, workers) if channels is not None else {}
 
     def spawn(index: int) -> None:
         pid = os.fork()
@@ -319,7 +352,9 @@ def _supervise(config: Config, workers: int) -> int:
             code = 1
             try:
                 steering = channels.for_worker(index) if channels is not None else None
-                code = asyncio.run(run_worker(config, index, workers, serve_http=False, steering=steering))
+                socks = {position: group[index] for position, group in groups.items()}
+                code = asyncio.run(run_worker(config, index, workers, serve_http=False, steering=steering,
+                                              udp_socks=socks))
             except Exception:
                 log.exception("worker %d failed", index)
             finally:

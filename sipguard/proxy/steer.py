@@ -5,7 +5,9 @@ SO_REUSEPORT hands datagrams to workers by 4-tuple, so all traffic of one peer (
 Kamailio in front, one sipp) lands in one worker while the others idle. With steering the
 worker the kernel picked reads the request's top Via branch (one regex over the raw bytes;
 RFC 3261 17.2.3: the branch identifies the server transaction) and the owner is
-``crc32(branch) % workers``. A request another worker owns is handed over on an AF_UNIX
+``branch_hash(branch) % workers``: the hash of the program that, where the kernel takes it,
+makes this choice before any worker reads the datagram (``reuseport.py``), so that a
+hand-over is the exception. A request another worker owns is handed over on an AF_UNIX
 datagram socket, prefixed with its source address and the index of the listening socket it
 arrived on; the owner answers from its own copy of that socket (same address and port).
 
@@ -33,10 +35,10 @@ import logging
 import re
 import socket
 import struct
-import zlib
 from collections.abc import Callable
 from typing import Any
 
+from sipguard.proxy.reuseport import branch_hash
 from sipguard.proxy.transport import grow_buffer
 
 log = logging.getLogger("sipguard.steer")
@@ -55,7 +57,7 @@ def owner_of(data: bytes, workers: int) -> int | None:
     m = _BRANCH.search(data, 0, 4096)
     if m is None:
         return None
-    return zlib.crc32(m.group(1)) % workers
+    return branch_hash(m.group(1)) % workers  # the kernel program's hash (reuseport.py)
 
 
 def pack(data: bytes, source: tuple[str, int], listen_index: int) -> bytes:

@@ -116,8 +116,9 @@ class Transports:
     """The Sender the ProxyCore talks to, plus the listening sockets of one process."""
 
     def __init__(self, listen: tuple[Listen, ...], receive: Receive, max_size: int,
-                 advertise: str | None = None) -> None:
+                 advertise: str | None = None, udp_socks: dict[int, socket.socket] | None = None) -> None:
         self.listen = listen
+        self.udp_socks = udp_socks or {}   # listen index -> a UDP socket made (and bound) for us
         self.receive = receive
         self.max_size = max_size
         self.advertise = advertise
@@ -131,13 +132,17 @@ class Transports:
 
     async def start(self, reuse_port: bool) -> None:
         loop = asyncio.get_running_loop()
-        for addr in self.listen:
+        for position, addr in enumerate(self.listen):
             family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
             self.local.add((addr.host, addr.port))
             if addr.transport == "udp":
-                _, proto = await loop.create_datagram_endpoint(
-                    functools.partial(UdpEndpoint, self.receive, len(self.udp)), local_addr=(addr.host, addr.port),
-                    family=family, reuse_port=reuse_port)
+                made = functools.partial(UdpEndpoint, self.receive, len(self.udp))
+                given = self.udp_socks.get(position)
+                if given is not None:  # the supervisor's reuseport group (kernel steering)
+                    _, proto = await loop.create_datagram_endpoint(made, sock=given)
+                else:
+                    _, proto = await loop.create_datagram_endpoint(
+                        made, local_addr=(addr.host, addr.port), family=family, reuse_port=reuse_port)
                 _grow_receive_buffer(proto)
                 self.udp.append(proto)
                 if family not in self.udp_out:
@@ -251,6 +256,20 @@ def _grow_receive_buffer(endpoint: UdpEndpoint) -> None:
     sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
     if sock is not None:
         grow_buffer(sock, (socket.SO_RCVBUF,), UDP_RCVBUF)
+
+
+def reuseport_group(listen: Listen, members: int) -> list[socket.socket]:
+    """``members`` UDP sockets bound to one address with SO_REUSEPORT, in order: socket i is
+    index i of the kernel's reuseport group (what a reuseport program's answer selects)."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    group = []
+    for _ in range(members):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setblocking(False)
+        sock.bind((listen.host, listen.port))
+        group.append(sock)
+    return group
 
 
 def grow_buffer(sock: socket.socket, options: tuple[int, ...], size: int) -> bool:

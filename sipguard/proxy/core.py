@@ -182,8 +182,9 @@ class ProxyCore:
     def _fast(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
         """Responses and in-dialog requests of the common shape, relayed from their lines
         (sipguard.sip.relay). False: not handled, nothing changed; the full path decides,
-        and answers or drops what is malformed. An initial INVITE, CANCEL and OPTIONS
-        always take the full path: they start or end transactions, or are answered here."""
+        and answers or drops what is malformed. INVITE (initial or re-INVITE), CANCEL and
+        OPTIONS always take the full path: they start or end transactions, or are answered
+        here."""
         try:
             if data[:4] == b"SIP/":
                 resp = relay.response(data, self.max_size)

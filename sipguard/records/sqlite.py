@@ -78,7 +78,7 @@ class SqliteRecords:
             if folder:
                 os.makedirs(folder, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            _wal(db)
             db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoint, fast
             db.executescript(SCHEMA)
             self._db = db
@@ -152,6 +152,20 @@ class SqliteRecords:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _wal(db: sqlite3.Connection, attempts: int = 200) -> None:
+    """Switch to WAL. Several workers open a new file at once, and the switch does not wait
+    on the busy timeout: "database is locked" is retried (50 ms apart, 10 s at most) instead of
+    failing the worker's start."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _where(since: float | None, until: float | None) -> tuple[list[str], list[object]]:

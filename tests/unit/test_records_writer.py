@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,3 +219,60 @@ def test_sqlite_batches_of_any_size_keep_every_record_and_column(tmp_path: Path,
                                   " ORDER BY seq").fetchall()
     assert rows == [(r.time, r.call_id, r.caller, r.callee, r.trunk, r.action, w, s) for w, s, r in entries]
     db.close()
+
+
+def test_workers_opening_a_new_sqlite_file_at_once_all_start(tmp_path: Path) -> None:
+    """The WAL switch of a new file does not wait on the busy timeout: several processes
+    opening it together must all succeed (a worker failed its start on this in CI)."""
+    import multiprocessing
+
+    from sipguard.records.sqlite import SqliteRecords
+
+    def open_it(path: str, start: Any, failures: Any) -> None:
+        start.wait()
+        try:
+            db = SqliteRecords(path)
+            db.open()
+            db.write([("w", 1, make_record(1))])
+            db.close()
+        except Exception:  # noqa: BLE001 - counted, the assertion says which
+            with failures.get_lock():
+                failures.value += 1
+
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(8):
+        path = str(tmp_path / f"tb{round_}.db")
+        start, failures = ctx.Event(), ctx.Value("i", 0)
+        procs = [ctx.Process(target=open_it, args=(path, start, failures)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        start.set()
+        for proc in procs:
+            proc.join(30)
+        assert failures.value == 0, f"round {round_}: {failures.value} of 4 opens failed"
+
+
+class _Locked:
+    """A connection whose WAL switch finds the file locked ``times`` times first."""
+
+    def __init__(self, times: int, message: str = "database is locked") -> None:
+        self.times, self.message, self.calls = times, message, 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_the_wal_switch_is_retried_while_the_file_is_locked() -> None:
+    from sipguard.records.sqlite import _wal
+
+    conn = _Locked(2)
+    _wal(conn)  # type: ignore[arg-type]
+    assert conn.calls == 3
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _wal(_Locked(5), attempts=3)  # type: ignore[arg-type]
+    other = _Locked(1, "disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        _wal(other)  # type: ignore[arg-type]
+    assert other.calls == 1  # not retried

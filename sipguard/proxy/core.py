@@ -63,6 +63,7 @@ _RPORT = re.compile(r";\s*rport(?=\s*(;|$))", re.IGNORECASE)
 BRANCH_PREFIX = "z9hG4bKsg"
 TAG_PREFIX = "sg"
 RR_MARK = "sgrr"
+ROUTED_SCHEMES = ("sip", "sips", "tel")   # Request-URI schemes relayed (others: 416)
 T1 = 0.5
 SERVER_HEADER = ("Server", "sipguard")
 
@@ -201,7 +202,7 @@ class ProxyCore:
         understand (420 + Unsupported). Answered here; True when answered."""
         scheme = req.uri.split(":", 1)[0].lower()
         emergency = scheme == "urn" and req.uri.lower().startswith("urn:service:sos")
-        if scheme not in ("sip", "sips", "tel") and not emergency:  # RFC 5031 emergency URNs route on
+        if scheme not in ROUTED_SCHEMES and not emergency:  # RFC 5031 emergency URNs route on
             self._reply(req, 416, source, transport, conn)
             return True
         required = req.headers("Proxy-Require") if req.method != "CANCEL" and req.has("proxy-require") else []
@@ -230,9 +231,8 @@ class ProxyCore:
 
     # -- INVITE --------------------------------------------------------------------------------
     def _invite(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        via = req.top_via
-        key = f"{via.branch}|{via.host}|{via.port}"
-        tx = self.invites.get(key) or self._old_invites.get(key)
+        key = _server_key(req.top_via)
+        tx = self._server_tx(key)
         if tx is not None:
             self.counters.retransmissions += 1
             if tx.last is not None:
@@ -358,9 +358,10 @@ class ProxyCore:
     # -- relay helpers --------------------------------------------------------------------------
     def _prepare_relay(self, req: Request, source: tuple[str, int], out_transport: str, branch: str) -> None:
         """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR, our Via."""
-        via = req.top_via
-        if via.rport == "" or via.host.strip("[]") != source[0]:
-            req.prepend_header("Via", _rewritten_via(via, req.pop_first_value("Via") or "", source))
+        prev = _rewritten_via(req.top_via, source)
+        if prev is not None:
+            req.pop_first_value("Via")
+            req.prepend_header("Via", prev)
         mf = req.max_forwards
         req.set_header("Max-Forwards", str((mf if mf is not None else 70) - 1))
         if self.config.proxy.record_route and req.method == "INVITE":
@@ -369,6 +370,14 @@ class ProxyCore:
 
     def _via_value(self, transport: str, branch: str) -> str:
         return f"SIP/2.0/{transport.upper()} {self.sender.via_sent_by(transport)};branch={branch};rport"
+
+    def _server_tx(self, key: str) -> InviteTx | None:
+        """The INVITE server transaction of this key, in either generation."""
+        return self.invites.get(key) or self._old_invites.get(key)
+
+    def _client_tx(self, branch: str) -> InviteTx | None:
+        """The transaction whose forwarded INVITE carries our ``branch``, in either generation."""
+        return self.clients.get(branch) or self._old_clients.get(branch)
 
     def _reparse(self, data: bytes | None) -> Request | None:
         """A request this core accepted (or built) before, parsed again; None if absent."""
@@ -404,7 +413,7 @@ class ProxyCore:
         branch = resp.top_via.branch or ""
         if not branch.startswith(BRANCH_PREFIX):
             return  # not ours: drop (RFC 3261 16.7 step 1)
-        tx = self.clients.get(branch) or self._old_clients.get(branch)
+        tx = self._client_tx(branch)
         if tx is None:
             if resp.via_count() < 2:
                 return  # nowhere to send it
@@ -426,7 +435,7 @@ class ProxyCore:
         branch = parse_via(resp.top).branch or ""
         if not branch.startswith(BRANCH_PREFIX):
             return True
-        tx = self.clients.get(branch) or self._old_clients.get(branch)
+        tx = self._client_tx(branch)
         if tx is None:
             if resp.second is not None:
                 self._relay_stateless_response(resp.relayed, parse_via(resp.second))
@@ -503,8 +512,7 @@ class ProxyCore:
     def _ack_absorbed(self, to_tag: str, via: Via) -> bool:
         """An ACK of a non-2xx final response we sent (our To tag, or its transaction is
         completed) is hop-by-hop: absorbed, Timer G stopped."""
-        key = f"{via.branch}|{via.host}|{via.port}"
-        tx = self.invites.get(key) or self._old_invites.get(key)
+        tx = self._server_tx(_server_key(via))
         if to_tag.startswith(TAG_PREFIX) or (tx is not None and tx.state == "completed"):
             if tx is not None and tx.timer is not None:
                 tx.timer.cancel()
@@ -513,9 +521,7 @@ class ProxyCore:
         return False
 
     def _cancel(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        via = req.top_via
-        key = f"{via.branch}|{via.host}|{via.port}"
-        tx = self.invites.get(key) or self._old_invites.get(key)
+        tx = self._server_tx(_server_key(req.top_via))
         if tx is None:
             self._reply(req, 481, source, transport, conn)
             return
@@ -577,14 +583,13 @@ class ProxyCore:
         """ACK, BYE and the other requests ``_other`` relays statelessly, on the fast path's
         view; False (nothing changed) for whatever is answered here or needs the full parse
         (Route, Proxy-Require, another scheme, Max-Forwards 0, an unroutable target)."""
-        method, msg = req.method, req.msg
-        if method == "OPTIONS" or (self.redirect and method != "ACK") or "route" in msg.keys:
+        method, msg = req.method, req.msg  # never INVITE, CANCEL or OPTIONS (``_fast``)
+        if (self.redirect and method != "ACK") or "route" in msg.keys:
             return False
         if method != "ACK" and ("proxy-require" in msg.keys
-                                or req.uri.split(":", 1)[0].lower() not in ("sip", "sips", "tel")):
+                                or req.uri.split(":", 1)[0].lower() not in ROUTED_SCHEMES):
             return False
-        first = msg.value(req.via)
-        via = parse_via(first)
+        via = parse_via(msg.value(req.via))
         if method == "ACK":
             to = msg.only("to")
             if to is None:
@@ -596,8 +601,7 @@ class ProxyCore:
         dest = self._target(req.uri)
         if dest is None:
             return False
-        prev = _rewritten_via(via, first, source) if via.rport == "" or via.host.strip("[]") != source[0] \
-            else None
+        prev = _rewritten_via(via, source)
         our = self._via_value(dest[2], _stateless_branch(via, method, req.cseq))
         self.sender.send_to(relay.forwarded(req, _bytes("Via: " + our), prev), (dest[0], dest[1]), dest[2])
         return True
@@ -668,13 +672,24 @@ def _bytes(text: str) -> bytes:
     return text.encode(ENC, ERRORS)
 
 
-def _rewritten_via(via: Via, first: str, source: tuple[str, int]) -> str:
-    """RFC 3261 18.2.1 / RFC 3581: the previous hop's Via value with received and rport."""
+def _server_key(via: Via) -> str:
+    """RFC 3261 17.2.3: a server transaction is its top Via's branch and sent-by."""
+    return f"{via.branch}|{via.host}|{via.port}"
+
+
+def _rewritten_via(via: Via, source: tuple[str, int]) -> str | None:
+    """RFC 3261 18.2.1 / RFC 3581: the previous hop's Via value with received and rport filled
+    in; None when it needs neither. ``via.raw`` is the value as it stands in the message (what
+    ``pop_first_value`` removes)."""
+    received = via.host.strip("[]") != source[0]
+    if via.rport != "" and not received:
+        return None
+    value = via.raw
     if via.rport == "":  # fill in the rport the request asked for
-        first = _RPORT.sub(f";rport={source[1]}", first, count=1)
-    if via.host.strip("[]") != source[0]:
-        first += f";received={source[0]}"
-    return first
+        value = _RPORT.sub(f";rport={source[1]}", value, count=1)
+    if received:
+        value += f";received={source[0]}"
+    return value
 
 
 def _stateless_branch(via: Via, method: str, cseq: int) -> str:

@@ -316,18 +316,15 @@ def _steering_groups(config: Config, workers: int) -> dict[int, list[socket.sock
         if listen.transport != "udp":
             continue
         try:
-            group = reuseport_group(listen, workers)
+            groups[position] = group = reuseport_group(listen, workers)
         except OSError as exc:  # the workers bind it themselves and report it as before
             log.warning("no kernel steering for udp://%s:%s: %s", listen.host, listen.port, exc)
             group = []
         if not group or not attach(group[0], workers):
-            for sock in group:
-                sock.close()
             for made in groups.values():
                 for sock in made:
                     sock.close()
             return {}
-        groups[position] = group
     if groups:
         log.info("transaction steering in the kernel for %d UDP address(es)", len(groups))
     return groups

@@ -133,7 +133,7 @@ class Transports:
     async def start(self, reuse_port: bool) -> None:
         loop = asyncio.get_running_loop()
         for position, addr in enumerate(self.listen):
-            family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+            family = family_of(addr.host)
             self.local.add((addr.host, addr.port))
             if addr.transport == "udp":
                 made = functools.partial(UdpEndpoint, self.receive, len(self.udp))
@@ -203,7 +203,7 @@ class Transports:
         conn.write(data)
 
     def _udp_for(self, host: str, listening: bool) -> UdpEndpoint | None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        family = family_of(host)
         if not listening and family in self.udp_out:
             return self.udp_out[family]
         for endpoint in self.udp:
@@ -258,17 +258,27 @@ def _grow_receive_buffer(endpoint: UdpEndpoint) -> None:
         grow_buffer(sock, (socket.SO_RCVBUF,), UDP_RCVBUF)
 
 
+def family_of(host: str) -> int:
+    """The address family of a host as sipguard writes it (an IPv6 address has a colon)."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def reuseport_group(listen: Listen, members: int) -> list[socket.socket]:
     """``members`` UDP sockets bound to one address with SO_REUSEPORT, in order: socket i is
     index i of the kernel's reuseport group (what a reuseport program's answer selects)."""
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    group = []
-    for _ in range(members):
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setblocking(False)
-        sock.bind((listen.host, listen.port))
-        group.append(sock)
+    family = family_of(listen.host)
+    group: list[socket.socket] = []
+    try:
+        for _ in range(members):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            group.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setblocking(False)
+            sock.bind((listen.host, listen.port))
+    except OSError:
+        for sock in group:
+            sock.close()
+        raise
     return group
 
 

@@ -35,6 +35,22 @@ def new_branch() -> str:
     return "z9hG4bK" + secrets.token_hex(8)
 
 
+def cseq_value(text: str) -> tuple[int, str]:
+    """A CSeq value (number < 2**31, token method); SipParseError otherwise."""
+    parts = text.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 \
+            or int(parts[0]) >= 2**31 or not METHOD.match(parts[1].encode(ENC, ERRORS)):
+        raise SipParseError(f"bad CSeq {text!r}")
+    return int(parts[0]), parts[1]
+
+
+def max_forwards_value(text: str) -> int:
+    """A Max-Forwards value (0..255); SipParseError otherwise."""
+    if not text.isdigit() or len(text) > 10 or int(text) > 255:
+        raise SipParseError(f"bad Max-Forwards {text!r}")
+    return int(text)
+
+
 class Message:
     """Common part of Request and Response. ``_lines`` holds (key, raw line) pairs;
     ``_cache`` maps a header key to what was derived from it ({kind: value})."""
@@ -188,12 +204,7 @@ class Message:
         slot = self._slot("cseq")
         value = slot.get("t")
         if value is None:
-            text = self._single("cseq")
-            parts = text.split()
-            if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 \
-                    or int(parts[0]) >= 2**31 or not METHOD.match(parts[1].encode(ENC, ERRORS)):
-                raise SipParseError(f"bad CSeq {text!r}")
-            value = slot["t"] = (int(parts[0]), parts[1])
+            value = slot["t"] = cseq_value(self._single("cseq"))
         return value  # type: ignore[no-any-return]
 
     def _addr(self, k: str) -> NameAddr:
@@ -242,10 +253,7 @@ class Message:
     def max_forwards(self) -> int | None:
         if "max-forwards" not in self._idx():
             return None
-        text = self._single("max-forwards")
-        if not text.isdigit() or len(text) > 10 or int(text) > 255:
-            raise SipParseError(f"bad Max-Forwards {text!r}")
-        return int(text)
+        return max_forwards_value(self._single("max-forwards"))
 
     # -- mutation --------------------------------------------------------------------------
     def _changed(self, k: str) -> None:

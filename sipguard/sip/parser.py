@@ -53,21 +53,8 @@ def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
     if len(split) > MAX_LINES:
         raise SipParseError(f"more than {MAX_LINES} header lines")
     start = split[0]
-    lines: list[tuple[str, bytes]] | None = None
-    if head.count(b"\n") == len(split) - 1:
-        # The common case (each LF ends a line, no CRLF before the start line): one C-level
-        # scan finds every header name, one per line, in order. A folded line either has
-        # no colon (count mismatch) or yields a name starting with white space, which is
-        # never in _NAMES (only valid tokens are learnt): both take the careful loop.
-        found = _HEADER_NAME.findall(head)
-        if len(found) == len(split) - 1:
-            names = _NAMES
-            try:
-                lines = list(zip([names[name] for name in found], split[1:], strict=True))
-            except KeyError:  # a name not seen before: the careful loop checks and learns it
-                lines = None
-    if lines is None:
-        lines = _header_lines(split)
+    keys = known_keys(head, len(split) - 1)
+    lines = list(zip(keys, split[1:], strict=True)) if keys is not None else _header_lines(split)
     if start.startswith(b"SIP/"):
         return _response(data, start, lines, body)
     return _request(data, start, lines, body)
@@ -75,6 +62,24 @@ def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
 
 # A header name is what precedes the first colon of a line; the start line has no LF before it.
 _HEADER_NAME = re.compile(rb"\n([^:\r\n]*):")
+
+
+def known_keys(head: bytes, count: int) -> list[str] | None:
+    """The lookup keys of the ``count`` header lines of ``head`` in the common case: each LF
+    ends a line (none before the start line) and every name was validated and learnt before.
+    One C-level scan finds every name, one per line, in order. A folded line either has no
+    colon (count mismatch) or yields a name starting with white space, which is never learnt
+    (only valid tokens are): both give None, and the careful loop (``_header_lines``) decides."""
+    if head.count(b"\n") != count:
+        return None
+    found = _HEADER_NAME.findall(head)
+    if len(found) != count:
+        return None
+    names = _NAMES
+    try:
+        return [names[name] for name in found]
+    except KeyError:  # a name not seen before: the careful loop checks and learns it
+        return None
 
 
 def _header_lines(split: list[bytes]) -> list[tuple[str, bytes]]:

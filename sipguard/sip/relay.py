@@ -7,8 +7,10 @@ cache and typed accessors, which costs several times the few reads the relay mak
 
 Here a message of the common shape (CRLF line ends, no folded line, header names the
 parser has already learnt, one Content-Length equal to the body, no list in a Via line) is
-split into lines once; the values the relay reads come from the same functions the full
-path uses (``parse_via``, ``parse_name_addr``, ``parse_uri``), and the bytes it sends are
+split into lines once (with the parser's own scan, ``known_keys``); the values the relay
+reads come from the same functions the full path uses (``parse_via``, ``parse_name_addr``,
+``parse_uri``, ``cseq_value``, ``max_forwards_value``: a bad value raises SipParseError,
+and the caller takes the full path, which reports it), and the bytes it sends are
 the input with the same lines changed. Every check the full parser makes on such a
 message is made here too; anything else is ``None``: the caller takes the full parse,
 which also answers or drops what is malformed. The proxy core must send the same bytes to
@@ -22,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, METHOD
-from sipguard.sip.parser import _HEADER_NAME, _METHODS, _NAMES, _REQUIRED, MAX_LINES
+from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, cseq_value, max_forwards_value
+from sipguard.sip.parser import _METHODS, _REQUIRED, MAX_LINES, known_keys
 
 CRLF = b"\r\n"
 
@@ -50,15 +52,9 @@ class Lines:
         return keys.index(k)
 
     def cseq(self) -> tuple[int, str] | None:
-        """CSeq as the full path validates it (one line, number < 2**31, token method)."""
+        """CSeq as the full path reads it (one line; a bad value raises SipParseError)."""
         i = self.only("cseq")
-        if i is None:
-            return None
-        parts = self.value(i).split()
-        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 or int(parts[0]) >= 2**31 \
-                or not METHOD.match(parts[1].encode(ENC, ERRORS)):
-            return None
-        return int(parts[0]), parts[1]
+        return None if i is None else cseq_value(self.value(i))
 
     def join(self, lines: list[bytes]) -> bytes:
         """The message with ``lines`` as its headers (Content-Length stays right: same body)."""
@@ -75,18 +71,10 @@ def split(data: bytes, max_size: int) -> Lines | None:
     head = data[:end]
     lines = head.split(CRLF)
     count = len(lines)
-    # every LF ends a CRLF line, the start line is not empty (no CRLF before it)
-    if count > MAX_LINES or not lines[0] or head.count(b"\n") != count - 1:
-        return None
-    found = _HEADER_NAME.findall(head)
-    if len(found) != count - 1:
-        return None  # a line without a colon: a folded line or a bad one
-    names = _NAMES
-    try:
-        # only names the parser validated and learnt: a folded line's "name" starts with
-        # white space and is never one of them
-        keys = [names[name] for name in found]
-    except KeyError:
+    if count > MAX_LINES or not lines[0]:
+        return None  # too many lines, or CRLF before the start line
+    keys = known_keys(head, count - 1)  # the parser's own common-case scan
+    if keys is None:
         return None
     body = data[end + 4:]
     if keys.count("content-length") != 1:
@@ -173,10 +161,7 @@ def request(data: bytes, max_size: int) -> FastRequest | None:
     mf_line = msg.only("max-forwards")
     if mf_line is None:
         return None
-    text = msg.value(mf_line)
-    if not text.isdigit() or len(text) > 10 or int(text) > 255:
-        return None
-    return FastRequest(msg, method, uri, cseq[0], via, int(text), mf_line)
+    return FastRequest(msg, method, uri, cseq[0], via, max_forwards_value(msg.value(mf_line)), mf_line)
 
 
 def forwarded(req: FastRequest, our_via: bytes, prev_via: str | None) -> bytes:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sipguard.proxy.core import BRANCH_PREFIX, TAG_PREFIX, InviteTx, ProxyCore
-from sipguard.sip import relay
+from sipguard.sip import SipParseError, relay
 from tests.proxy_fixtures import Capture, proxy_config
 
 OURS = ("127.0.0.1", 5060)
@@ -59,7 +59,10 @@ def check_same(config: Any, data: bytes, source: tuple[str, int], redirect: bool
     fast.receive(data, source, "udp", None)
     full.receive(data, source, "udp", None)
     assert outcome(fast) == outcome(full), data
-    took = relay.response(data, 65535) if data[:4] == b"SIP/" else relay.request(data, 65535)
+    try:
+        took = relay.response(data, 65535) if data[:4] == b"SIP/" else relay.request(data, 65535)
+    except SipParseError:  # a bad value the full path reports
+        return False
     return took is not None
 
 

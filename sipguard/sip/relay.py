@@ -6,7 +6,8 @@ Max-Forwards. The full parser (``parser.parse``) builds a ``Message`` with an in
 cache and typed accessors, which costs several times the few reads the relay makes.
 
 Here a message of the common shape (CRLF line ends, no folded line, header names the
-parser has already learnt, one Content-Length equal to the body, no list in a Via line) is
+parser has already learnt, one Content-Length equal to the body; in a request, no list in
+the top Via line; a response's Via lists are split as the full path splits them) is
 split into lines once (with the parser's own scan, ``known_keys``); the values the relay
 reads come from the same functions the full path uses (``parse_via``, ``parse_name_addr``,
 ``parse_uri``, ``cseq_value``, ``max_forwards_value``: a bad value raises SipParseError,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sipguard.sip.address import split_list
 from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, cseq_value, max_forwards_value
 from sipguard.sip.parser import _METHODS, _REQUIRED, MAX_LINES, known_keys
 
@@ -115,14 +117,37 @@ def response(data: bytes, max_size: int) -> FastResponse | None:
         return None
     keys, lines = msg.keys, msg.lines
     vias = [i for i, k in enumerate(keys) if k == "via"]
-    if len(vias) > MAX_VALUES or any(b"," in lines[i] for i in vias):
+    if len(vias) > MAX_VALUES:
         return None
     top = vias[0]
+    if any(b"," in lines[i] for i in vias):
+        return _listed(msg, int(code), cseq[1], vias)
     value = msg.value(top)
     if not value:
         return None  # an empty Via line holds no value: the full path's list splitting decides
     second = msg.value(vias[1]) if len(vias) > 1 else None
     return FastResponse(int(code), cseq[1], value, second, msg.join(lines[:top] + lines[top + 1:]))
+
+
+def _listed(msg: Lines, status: int, method: str, vias: list[int]) -> FastResponse | None:
+    """A response whose Via lines hold lists ("Via: ours, theirs", as sipp and other UAs
+    echo them): the values split as the full path splits them, its top value removed from
+    its line as ``Message.pop_first_value`` removes it."""
+    values = [item for i in vias for item in split_list(msg.value(i))]
+    if len(values) > MAX_VALUES:
+        return None  # the full path refuses it
+    top = vias[0]
+    first = split_list(msg.value(top))
+    if not first:
+        return None  # an empty first line: the full path decides
+    lines = msg.lines
+    if len(first) == 1:
+        kept = lines[:top] + lines[top + 1:]
+    else:
+        line = lines[top]
+        name = line[:line.index(b":")].decode(ENC, ERRORS)
+        kept = [*lines[:top], f"{name}: {', '.join(first[1:])}".encode(ENC, ERRORS), *lines[top + 1:]]
+    return FastResponse(status, method, values[0], values[1] if len(values) > 1 else None, msg.join(kept))
 
 
 @dataclass(slots=True)

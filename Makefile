@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_PKGS := sip-tester
 TEST_PKGS := redis-server sip-tester kamailio kamailio-secsipid-modules secsipidx iproute2
 
-.PHONY: demo test venv os-demo os-test lint typecheck unit bench clean
+.PHONY: demo test venv native os-demo os-test lint typecheck unit bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The hot path compiled with mypyc beside its source (sipguard/native.py); rebuilt when a
+# source changed. Without a C compiler sipguard runs as Python: same behaviour, more CPU.
+native: venv
+	@$(PY) sipguard/native.py ensure
 
 # Install Debian packages only when one is missing (apt-get update first on a fresh box).
 define apt_install
@@ -34,7 +39,7 @@ os-demo:
 os-test:
 	$(call apt_install,$(TEST_PKGS))
 
-demo: os-demo venv
+demo: os-demo venv native
 	$(PY) -m sipguard.demo --config config/sipguard.example.yaml
 
 lint: venv
@@ -43,14 +48,15 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy sipguard
 
-test: os-test venv lint typecheck
+test: os-test venv native lint typecheck
 	$(PY) -m pytest -q
 
-unit: venv
+unit: venv native
 	$(PY) -m pytest -q tests/unit tests/property
 
-bench: os-test venv
+bench: os-test venv native
 	@echo "see bench/RESULTS.md for the commands of each benchmark"
 
 clean:
+	[ ! -x $(PY) ] || $(PY) sipguard/native.py clean
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .hypothesis

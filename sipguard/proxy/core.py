@@ -33,8 +33,8 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sipguard.aio import start_eagerly
 from sipguard.config import Config, next_hop_address
@@ -96,7 +96,7 @@ class InviteTx:
     key: str
     source: tuple[str, int]
     transport: str
-    conn: object
+    conn: Any                      # the TCP/TLS connection it came on (None on UDP); Any: see sipguard.native
     raw: bytes                     # the INVITE as received (our own responses are built from it)
     state: str = "deciding"        # deciding | proceeding | completed | done
     last: bytes | None = None      # last response sent upstream (for retransmitted INVITEs)
@@ -125,6 +125,8 @@ class Counters:
     responses_relayed: int = 0
     decide_errors: int = 0
 
+
+COUNTER_NAMES = tuple(f.name for f in fields(Counters))
 
 class ProxyCore:
     def __init__(self, config: Config, pipeline: Pipeline, sender: Sender,
@@ -660,7 +662,8 @@ class ProxyCore:
             await asyncio.sleep(0.02)
 
     def stats(self) -> dict[str, float]:
-        out = {k: float(getattr(self.counters, k)) for k in self.counters.__slots__}  # type: ignore[attr-defined]
+        counters = self.counters
+        out = {k: float(getattr(counters, k)) for k in COUNTER_NAMES}
         out["pending"] = float(self.pending)
         out["transactions"] = float(len(self.invites) + len(self._old_invites))
         return out

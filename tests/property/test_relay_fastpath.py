@@ -7,6 +7,9 @@ ends, wrong Content-Length, Route, Proxy-Require ...), then some are mutated at 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sipguard.clock import SystemClock
+from sipguard.config import Config
+from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import BRANCH_PREFIX, TAG_PREFIX, InviteTx, ProxyCore
 from sipguard.sip import SipParseError, relay
 from tests.proxy_fixtures import Capture, proxy_config
@@ -26,13 +32,22 @@ OLD_CLIENT_BRANCH = BRANCH_PREFIX + "0123456789abcdef"
 SERVER_BRANCH = "z9hG4bK-uac-1"
 
 
+@dataclass
+class Setup:
+    config: Config
+    pipeline: Pipeline  # a real one (compiled, the core checks its type), never asked: no INVITE here
+
+
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return proxy_config(tmp_path_factory.mktemp("relay"), OURS, UAS)
+def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    cfg = proxy_config(tmp_path_factory.mktemp("relay"), OURS, UAS)
+    pipeline = asyncio.run(Pipeline.create(cfg, SystemClock()))
+    yield Setup(cfg, pipeline)
+    asyncio.run(pipeline.aclose())
 
 
-def make_core(config: Any, fast: bool, redirect: bool = False) -> ProxyCore:
-    core = ProxyCore(config, None, Capture())  # type: ignore[arg-type] # no INVITE reaches the pipeline
+def make_core(config: Setup, fast: bool, redirect: bool = False) -> ProxyCore:
+    core = ProxyCore(config.config, config.pipeline, Capture())
     core.fast_path = fast
     core.redirect = redirect
     inv = (b"INVITE sip:+13036231000@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch="

@@ -1,0 +1,132 @@
+"""The hot path compiled to C with mypyc, beside its Python source; Python when it is not.
+
+The SIP layer and the proxy core are plain, fully typed Python. mypyc (part of mypy) can
+translate such modules into C extension modules with the same behaviour, about a third
+less CPU per call on the hot path (bench/RESULTS.md). ``make venv`` (and so ``make demo``
+and ``make test``) runs ``python sipguard/native.py build``, which compiles ``MODULES``
+in place: ``sipguard/sip/parser.py`` gets a ``parser.cpython-311-...so`` beside it, which
+Python imports in its place. Nothing else changes: without a C compiler the build says so
+and sipguard runs as Python.
+
+A compiled module older than its source would run the old code, so ``check()`` (called
+when ``sipguard`` is imported) refuses to start with a stale one and says how to rebuild;
+``python sipguard/native.py clean`` removes them all. This file is run by its path, so
+that it never imports the package it rebuilds (``import sipguard`` runs ``check()``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import sysconfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+GROUP = "sipguard.native_lib"       # the shared runtime library: sipguard/native_lib__mypyc*.so
+MODULES = (
+    "sipguard/sip/headers.py",
+    "sipguard/sip/address.py",
+    "sipguard/sip/message.py",
+    "sipguard/sip/parser.py",
+    "sipguard/sip/relay.py",
+    "sipguard/proxy/act.py",
+    "sipguard/proxy/core.py",
+    "sipguard/pipeline.py",
+)
+SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+
+
+def _extension(source: str) -> str:
+    return os.path.join(ROOT, source[:-3] + SUFFIX)
+
+
+def compiled() -> list[str]:
+    """The modules of MODULES that run compiled (their extension module is present)."""
+    return [m[:-3].replace("/", ".") for m in MODULES if os.path.exists(_extension(m))]
+
+
+def stale() -> list[str]:
+    """Compiled modules whose source changed after they were built."""
+    out = []
+    for module in MODULES:
+        ext = _extension(module)
+        src = os.path.join(ROOT, module)
+        if os.path.exists(ext) and os.path.getmtime(src) > os.path.getmtime(ext):
+            out.append(module)
+    return out
+
+
+def check() -> None:
+    old = stale()
+    if old:
+        raise ImportError(f"sipguard: the compiled {', '.join(old)} is older than its source; "
+                          "run `make native` to rebuild, or `python sipguard/native.py clean` "
+                          "to run as Python")
+
+
+def clean() -> int:
+    removed = 0
+    for module in MODULES:
+        ext = _extension(module)
+        if os.path.exists(ext):
+            os.remove(ext)
+            removed += 1
+    for lib in glob.glob(os.path.join(ROOT, "sipguard", "native_lib__mypyc*" + SUFFIX)):
+        os.remove(lib)
+    return removed
+
+
+def build() -> tuple[bool, str]:
+    """Compile MODULES in place: (True, what was built), or (False, why not: sipguard then
+    runs as Python)."""
+    clean()  # a failed build must not leave old modules behind
+    try:
+        from mypyc.build import mypycify
+        from setuptools import Distribution
+    except ImportError as exc:
+        return False, f"not compiled ({exc}); sipguard runs as Python"
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # mypyc names modules after their paths
+    try:
+        extensions = mypycify(list(MODULES), opt_level="3", debug_level="0", group_name=GROUP)
+        dist = Distribution({"name": "sipguard-native", "ext_modules": extensions})
+        cmd = dist.get_command_obj("build_ext")
+        cmd.inplace = True  # type: ignore[attr-defined]
+        cmd.force = True  # type: ignore[attr-defined]
+        cmd.build_temp = os.path.join(ROOT, "build", "native")  # type: ignore[attr-defined]
+        dist.run_command("build_ext")
+    except (Exception, SystemExit) as exc:
+        clean()
+        return False, f"not compiled ({exc}); sipguard runs as Python"
+    finally:
+        os.chdir(cwd)
+    for module in MODULES:  # the copy keeps the build's times: stamp them as built now
+        if os.path.exists(_extension(module)):
+            os.utime(_extension(module))
+    return True, f"compiled {len(compiled())} modules in place"
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["build"] or (argv == ["ensure"] and (stale() or len(compiled()) < len(MODULES))):
+        ok, message = build()
+        print(f"sipguard.native: {message}", file=sys.stderr)
+        return 0  # not compiled is not a failure: the Python modules are the same program
+    if argv == ["ensure"]:
+        return 0
+    if argv == ["clean"]:
+        print(f"sipguard.native: removed {clean()} compiled modules", file=sys.stderr)
+        return 0
+    if argv == ["status"]:
+        names = compiled()
+        print("compiled: " + (", ".join(names) if names else "none (Python)"))
+        return 0
+    print("usage: python sipguard/native.py build|ensure|clean|status", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    # run by path, this folder is first on sys.path: sipguard/numbers.py would shadow the
+    # standard library's numbers for the compiler
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+    sys.exit(main(sys.argv[1:]))

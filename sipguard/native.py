@@ -33,6 +33,10 @@ MODULES = (
     "sipguard/proxy/act.py",
     "sipguard/proxy/core.py",
     "sipguard/pipeline.py",
+    "sipguard/proxy/transport.py",
+    "sipguard/proxy/steer.py",
+    "sipguard/records/record.py",
+    "sipguard/trunks.py",
 )
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
@@ -46,15 +50,21 @@ def compiled() -> list[str]:
     return [m[:-3].replace("/", ".") for m in MODULES if os.path.exists(_extension(m))]
 
 
+def _built() -> list[str]:
+    """Every extension module under sipguard/ (listed or left from an older list), as the
+    path of its source, relative to ROOT; the shared runtime library has no source."""
+    out = []
+    for ext in sorted(glob.glob(os.path.join(ROOT, "sipguard", "**", "*" + SUFFIX), recursive=True)):
+        rel = os.path.relpath(ext, ROOT)[:-len(SUFFIX)] + ".py"
+        if os.path.exists(os.path.join(ROOT, rel)):
+            out.append(rel.replace(os.sep, "/"))
+    return out
+
+
 def stale() -> list[str]:
     """Compiled modules whose source changed after they were built."""
-    out = []
-    for module in MODULES:
-        ext = _extension(module)
-        src = os.path.join(ROOT, module)
-        if os.path.exists(ext) and os.path.getmtime(src) > os.path.getmtime(ext):
-            out.append(module)
-    return out
+    return [module for module in _built()
+            if os.path.getmtime(os.path.join(ROOT, module)) > os.path.getmtime(_extension(module))]
 
 
 def check() -> None:
@@ -66,14 +76,11 @@ def check() -> None:
 
 
 def clean() -> int:
+    """Remove every compiled module and the shared library: back to Python."""
     removed = 0
-    for module in MODULES:
-        ext = _extension(module)
-        if os.path.exists(ext):
-            os.remove(ext)
-            removed += 1
-    for lib in glob.glob(os.path.join(ROOT, "sipguard", "native_lib__mypyc*" + SUFFIX)):
-        os.remove(lib)
+    for ext in glob.glob(os.path.join(ROOT, "sipguard", "**", "*" + SUFFIX), recursive=True):
+        os.remove(ext)
+        removed += 1
     return removed
 
 
@@ -108,7 +115,7 @@ def build() -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv == ["build"] or (argv == ["ensure"] and (stale() or len(compiled()) < len(MODULES))):
+    if argv == ["build"] or (argv == ["ensure"] and (stale() or set(_built()) != set(MODULES))):
         ok, message = build()
         print(f"sipguard.native: {message}", file=sys.stderr)
         return 0  # not compiled is not a failure: the Python modules are the same program

@@ -109,4 +109,8 @@ def attach(sock: socket.socket, workers: int) -> bool:
         log.warning("transaction steering stays in the workers (the kernel refused the reuseport "
                     "program: %s)", exc)
         return False
+    finally:
+        # the kernel reads the instructions through the address in fprog: the buffer must live
+        # until the call returns (compiled code may drop a local after its last use)
+        del code
     return True

@@ -130,19 +130,7 @@ class Steering:
 
     async def start(self, deliver: Deliver) -> None:
         loop = asyncio.get_running_loop()
-        steering = self
-
-        class Inbox(asyncio.DatagramProtocol):
-            def datagram_received(self, frame: bytes, addr: Any) -> None:
-                try:
-                    data, source, listen_index = unpack(frame)
-                except (ValueError, UnicodeDecodeError):
-                    steering.bad_frames += 1
-                    return
-                steering.received += 1
-                deliver(data, source, listen_index)
-
-        self._transport, _ = await loop.create_datagram_endpoint(Inbox, sock=self.inbox)
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Inbox(self, deliver), sock=self.inbox)
 
     def close(self) -> None:
         if self._transport is not None:
@@ -151,3 +139,20 @@ class Steering:
     def stats(self) -> dict[str, float]:
         return {"steered_out": float(self.handed_over), "steered_in": float(self.received),
                 "steer_dropped": float(self.dropped), "steer_bad_frames": float(self.bad_frames)}
+
+
+class _Inbox(asyncio.DatagramProtocol):
+    """What the other workers hand over, unpacked and delivered."""
+
+    def __init__(self, steering: Steering, deliver: Deliver) -> None:
+        self.steering = steering
+        self.deliver = deliver
+
+    def datagram_received(self, frame: bytes, addr: Any) -> None:
+        try:
+            data, source, listen_index = unpack(frame)
+        except (ValueError, UnicodeDecodeError):
+            self.steering.bad_frames += 1
+            return
+        self.steering.received += 1
+        self.deliver(data, source, listen_index)

@@ -21,12 +21,11 @@ without a time scans the whole stream in chunks, which is slower and documented 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sipguard.errors import ConfigError
-from sipguard.records.record import CallRecord
+from sipguard.records.record import CallRecord, from_row, to_row
 from sipguard.records.spool import Entry
 
 STREAM = "sipguard:{tb}:records"
@@ -107,8 +106,7 @@ class RedisRecords:
     async def write(self, entries: Sequence[Entry], minid: float, now: float) -> int:
         argv: list[Any] = [int(minid * 1000), LATE_MS, int(now * 1000)]
         for writer, seq, record in entries:
-            argv += (writer, seq, int(record.time * 1000),
-                     json.dumps(record.to_dict(), separators=(",", ":")))
+            argv += (writer, seq, int(record.time * 1000), to_row(record))
         return int(await self._append(keys=[STREAM, LATE, HIGH_WATER, WRITERS], args=argv))
 
     async def ping(self) -> bool:
@@ -156,4 +154,4 @@ class RedisRecords:
 
 
 def _decode(fields: dict[bytes, bytes]) -> CallRecord:
-    return CallRecord.from_dict(json.loads(fields[b"r"]))
+    return from_row(fields[b"r"])

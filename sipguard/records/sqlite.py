@@ -1,8 +1,8 @@
 """Records in an embedded SQLite file (``store: memory``): one row per record.
 
 The indexed columns are the ones a traceback searches by (time, Call-ID, caller,
-callee) plus what the campaign view groups by; the whole record is kept as JSON so a
-new field needs no migration. WAL mode lets several worker processes append while
+callee) plus what the campaign view groups by; the whole record is kept as a JSON array
+(``record.to_row``: versioned, so a new field needs no migration). WAL mode lets several worker processes append while
 ``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes re-flushing a spool file
 harmless. All methods are synchronous: the writer calls them through
 ``asyncio.to_thread`` so the event loop never waits on the disk.
@@ -17,14 +17,13 @@ for more than one small chunk of JSON.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 
-from sipguard.records.record import CallRecord
+from sipguard.records.record import CallRecord, from_row, to_row
 from sipguard.records.spool import Entry
 
 SCHEMA = """
@@ -53,7 +52,6 @@ TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
 COLUMNS = 11
 ROWS = 32               # rows per INSERT statement (32 x 11 parameters, far below SQLite's limit)
 CHUNK = 16              # rows encoded between two offers of the GIL to the event loop
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @functools.lru_cache(maxsize=ROWS)
@@ -93,7 +91,7 @@ class SqliteRecords:
         params: list[object] = []
         for n, (w, s, r) in enumerate(entries, 1):
             params += (r.time, r.call_id, r.caller, r.callee, r.trunk, r.spc, r.action, r.attest, w, s,
-                       _encode(r.to_dict()))
+                       to_row(r))
             if n % CHUNK == 0:
                 time.sleep(0)  # drops the GIL: a waiting event loop runs now, not after the batch
         with self._lock:
@@ -128,7 +126,7 @@ class SqliteRecords:
         args.append(limit)
         with self._lock:
             rows = self._conn().execute(sql, args).fetchall()
-        return [CallRecord.from_dict(json.loads(row[0])) for row in rows]
+        return [from_row(row[0]) for row in rows]
 
     def top(self, by: str, since: float | None, until: float | None, n: int) -> list[tuple[str, int, int]]:
         column = TOP_COLUMNS[by]

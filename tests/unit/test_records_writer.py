@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -276,3 +278,23 @@ def test_the_wal_switch_is_retried_while_the_file_is_locked() -> None:
     with pytest.raises(sqlite3.OperationalError, match="disk"):
         _wal(other)  # type: ignore[arg-type]
     assert other.calls == 1  # not retried
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_the_sqlite_thread_runs_below_the_event_loop_priority(tmp_path: Path) -> None:
+    """Records yield the CPU to call handling: the writer's thread is NICE steps lower than
+    the thread that made it, and the rows still arrive."""
+    from sipguard.records.writer import SqliteSink
+
+    async def main() -> tuple[int, int, int]:
+        sink = SqliteSink(TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "spool")))
+        await sink.open()
+        ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        theirs = await sink._run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        await sink.write([("w", 1, make_record(1))], 0.0)
+        count = await sink._run(sink.db.count)
+        await sink.aclose()
+        return ours, theirs, count
+
+    ours, theirs, count = asyncio.run(main())
+    assert theirs == min(19, ours + SqliteSink.NICE) and count == 1

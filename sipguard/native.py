@@ -24,6 +24,9 @@ import sysconfig
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GROUP = "sipguard.native_lib"       # the shared runtime library: sipguard/native_lib__mypyc*.so
+# Not listed: modules that hand addresses of Python buffers to the kernel (proxy/reuseport.py:
+# compiled code may free a local after its last use, before the system call reads it), run
+# only at start-up, or that tests patch at run time (store/memory.py).
 MODULES = (
     "sipguard/sip/headers.py",
     "sipguard/sip/address.py",

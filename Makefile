@@ -1,6 +1,7 @@
 # sipguard: two commands set everything up on a fresh Debian/Ubuntu machine.
 #   make demo   venv + sipguard + sipp, then a few real calls through sipguard (memory store)
 #   make test   everything the tests need (redis-server, sipp, kamailio, secsipidx), then the suite
+#   make native the hot path compiled with mypyc (both of the above run it; rebuilds what changed)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

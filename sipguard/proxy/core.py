@@ -96,7 +96,7 @@ class InviteTx:
     key: str
     source: tuple[str, int]
     transport: str
-    conn: Any                      # the TCP/TLS connection it came on (None on UDP); Any: see sipguard.native
+    conn: Any                      # the connection it came on (Any, not object: mypyc's dataclasses refuse that)
     raw: bytes                     # the INVITE as received (our own responses are built from it)
     state: str = "deciding"        # deciding | proceeding | completed | done
     last: bytes | None = None      # last response sent upstream (for retransmitted INVITEs)
@@ -127,6 +127,7 @@ class Counters:
 
 
 COUNTER_NAMES = tuple(f.name for f in fields(Counters))
+
 
 class ProxyCore:
     def __init__(self, config: Config, pipeline: Pipeline, sender: Sender,

@@ -2,10 +2,10 @@
 
 The indexed columns are the ones a traceback searches by (time, Call-ID, caller,
 callee) plus what the campaign view groups by; the whole record is kept as a JSON array
-(``record.to_row``: versioned, so a new field needs no migration). WAL mode lets several worker processes append while
-``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes re-flushing a spool file
-harmless. All methods are synchronous: the writer calls them through
-``asyncio.to_thread`` so the event loop never waits on the disk.
+(``record.to_row``: versioned, so a new field needs no migration). WAL mode lets several
+worker processes append while ``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes
+re-flushing a spool file harmless. All methods are synchronous: the writer calls them from
+a thread of its own (``writer.SqliteSink``) so the event loop never waits on the disk.
 
 Rows go in ``ROWS`` at a time, each group one multi-row INSERT, so the thread drops and
 retakes the GIL once per group (``executemany`` does it around every row, and each retake

@@ -53,11 +53,16 @@ def compiled() -> list[str]:
     return [m[:-3].replace("/", ".") for m in MODULES if os.path.exists(_extension(m))]
 
 
+def _extensions() -> list[str]:
+    """Every extension module file under sipguard/, the shared runtime library included."""
+    return sorted(glob.glob(os.path.join(ROOT, "sipguard", "**", "*" + SUFFIX), recursive=True))
+
+
 def _built() -> list[str]:
     """Every extension module under sipguard/ (listed or left from an older list), as the
     path of its source, relative to ROOT; the shared runtime library has no source."""
     out = []
-    for ext in sorted(glob.glob(os.path.join(ROOT, "sipguard", "**", "*" + SUFFIX), recursive=True)):
+    for ext in _extensions():
         rel = os.path.relpath(ext, ROOT)[:-len(SUFFIX)] + ".py"
         if os.path.exists(os.path.join(ROOT, rel)):
             out.append(rel.replace(os.sep, "/"))
@@ -80,11 +85,10 @@ def check() -> None:
 
 def clean() -> int:
     """Remove every compiled module and the shared library: back to Python."""
-    removed = 0
-    for ext in glob.glob(os.path.join(ROOT, "sipguard", "**", "*" + SUFFIX), recursive=True):
+    found = _extensions()
+    for ext in found:
         os.remove(ext)
-        removed += 1
-    return removed
+    return len(found)
 
 
 def build() -> tuple[bool, str]:

@@ -133,11 +133,11 @@ def _listed(msg: Lines, status: int, method: str, vias: list[int]) -> FastRespon
     """A response whose Via lines hold lists ("Via: ours, theirs", as sipp and other UAs
     echo them): the values split as the full path splits them, its top value removed from
     its line as ``Message.pop_first_value`` removes it."""
-    values = [item for i in vias for item in split_list(msg.value(i))]
+    per_line = [split_list(msg.value(i)) for i in vias]
+    values = [item for items in per_line for item in items]
     if len(values) > MAX_VALUES:
         return None  # the full path refuses it
-    top = vias[0]
-    first = split_list(msg.value(top))
+    top, first = vias[0], per_line[0]
     if not first:
         return None  # an empty first line: the full path decides
     lines = msg.lines

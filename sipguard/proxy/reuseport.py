@@ -29,11 +29,12 @@ import logging
 import socket
 import struct
 
+from sipguard.proxy.steer import MAXLEN  # the hash the program computes is steer.branch_hash
+
 log = logging.getLogger("sipguard.steer")
 
 SO_ATTACH_REUSEPORT_CBPF = 51     # Linux >= 4.5; not in the socket module
 SCAN = 384                        # offsets searched for "branch=" (the top Via's is far inside)
-MAXLEN = 32                       # bytes of the branch value hashed
 TERMINATORS = b";, \r"            # where the program stops reading the value
 MAX_INSNS = 4096
 NOT_FOUND = 0xFFFFFFFF            # an index past the group: the kernel's own choice
@@ -47,14 +48,6 @@ _JA, _JEQ_K = 0x05, 0x15
 _RET_K, _RET_A = 0x06, 0x16
 
 Insn = tuple[int, int, int, int]   # code, jt, jf, k
-
-
-def branch_hash(value: bytes) -> int:
-    """h = h * 31 + byte over the first MAXLEN bytes, modulo 2**32 (the program's hash)."""
-    h = 0
-    for byte in value[:MAXLEN]:
-        h = (h * 31 + byte) & 0xFFFFFFFF
-    return h
 
 
 def program(workers: int) -> list[Insn]:

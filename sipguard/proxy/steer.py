@@ -38,7 +38,6 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from sipguard.proxy.reuseport import branch_hash
 from sipguard.proxy.transport import grow_buffer
 
 log = logging.getLogger("sipguard.steer")
@@ -48,8 +47,18 @@ _BRANCH = re.compile(rb"\n(?:via|v)[ \t]*:[^\n]*?;[ \t]*branch[ \t]*=[ \t]*([^;,
 _HEADER = struct.Struct("!BHB")   # listening socket index, source port, length of the source IP text
 BUFFER = 4 << 20
 SO_SNDBUFFORCE = 32  # Linux; not in the socket module
+MAXLEN = 32          # bytes of the branch value hashed, here and by the kernel program (reuseport.py)
 
 Deliver = Callable[[bytes, tuple[str, int], int], None]
+
+
+def branch_hash(value: bytes) -> int:
+    """h = h * 31 + byte over the first MAXLEN bytes, modulo 2**32: the hash of the kernel
+    program (reuseport.py builds it from this definition and its tests compare the two)."""
+    h = 0
+    for byte in value[:MAXLEN]:
+        h = (h * 31 + byte) & 0xFFFFFFFF
+    return h
 
 
 def owner_of(data: bytes, workers: int) -> int | None:

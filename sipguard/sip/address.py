@@ -41,6 +41,13 @@ def split_list(value: str) -> list[str]:
     if "," not in value:
         stripped = value.strip()
         return [stripped] if stripped else []
+    if '"' not in value and "<" not in value:  # nothing to respect: the usual Via list
+        out = []
+        for item in value.split(","):
+            item = item.strip()
+            if item:
+                out.append(item)
+        return out
     out = []
     for item in _LIST_ITEM.findall(value):
         item = item.strip()

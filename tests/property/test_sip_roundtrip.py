@@ -166,3 +166,14 @@ def test_mutations_change_only_what_they_name(case: tuple[bytes, dict[str, objec
 @given(st.lists(st.sampled_from(['"a,b"', "<sip:x@y;p=1,2>", "tok", '"q\\"," <sip:z@w>', "c d"]), max_size=5))
 def test_split_list_inverts_join(items: list[str]) -> None:
     assert split_list(", ".join(items)) == items
+
+
+@settings(max_examples=1500)
+@given(st.text(st.sampled_from(' ,;="<>\\\tab\r\n\u00e9'), max_size=30))
+def test_split_list_matches_the_quoting_scan(value: str) -> None:
+    """The shortcut for values without quotes or <...> splits as the general scan does."""
+    from sipguard.sip.address import _LIST_ITEM
+
+    expected = [s.strip() for s in _LIST_ITEM.findall(value) if s.strip()] if "," in value else (
+        [value.strip()] if value.strip() else [])
+    assert split_list(value) == expected

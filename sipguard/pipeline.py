@@ -187,6 +187,7 @@ class Pipeline:
         from sipguard.shaken.sign import Signer
 
         self.trunks = TrunkTable(config.trunks)
+        self.verifier.reconfigure(config.shaken)
         if config.policy != self.config.policy or config.redress != self.config.redress:
             self.policy = PolicyHolder(config.policy, config.redress) if config.policy else None
         if config.signing is not None:

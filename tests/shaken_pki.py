@@ -161,7 +161,8 @@ class StiPki:
         x5u = X5uConfig(timeout=overrides.pop("timeout", 2.0), allow_http=True, allow_networks=LOOPBACK,
                         tls_ca_bundle=server.ca_bundle if server is not None else None,
                         max_bytes=overrides.pop("max_bytes", 65536),
-                        negative_ttl=overrides.pop("negative_ttl", 30.0))
+                        negative_ttl=overrides.pop("negative_ttl", 30.0),
+                        stale_grace=overrides.pop("stale_grace", 3600.0))
         crl = overrides.pop("crl", CrlConfig())
         return ShakenConfig(trust_anchors=self.anchors, x5u=x5u, crl=crl, **overrides)
 

@@ -223,7 +223,8 @@ class Metrics:
 
     def _verifier(self, verifier: Any, now: float | None) -> None:
         stats = verifier.stats()
-        for result, key in (("hit", "cert_cache_hits"), ("miss", "cert_cache_misses"), ("l2_hit", "l2_hits")):
+        for result, key in (("hit", "cert_cache_hits"), ("miss", "cert_cache_misses"), ("l2_hit", "l2_hits"),
+                            ("stale", "stale_served")):
             if key in stats:
                 self._bump(self.child("sipguard_x5u_cache", result), "ver." + key, stats[key])
         for outcome, key in (("failed", "x5u_fetch_failures"), ("refused", "x5u_refused"),

@@ -31,6 +31,7 @@ class X5uConfig:
     max_bytes: int = 65536
     cache_size: int = 10000
     negative_ttl: float = 30.0
+    stale_grace: float = 3600.0  # a good certificate past its cache lifetime: used while refreshed
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ def _resolve(base_dir: str, path: str) -> str:
 
 def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
     sec.check_keys(("timeout", "ports", "allow_http", "allow_networks", "tls_ca_bundle", "max_bytes",
-                    "cache_size", "negative_ttl"))
+                    "cache_size", "negative_ttl", "stale_grace"))
     ports: list[int] = sec.list("ports", default=[443, 8443], item=int)
     for index, port in enumerate(ports):
         if not 0 < port < 65536:
@@ -98,6 +99,7 @@ def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
         max_bytes=sec.int("max_bytes", default=65536, minimum=1024, maximum=16 * 1024 * 1024),
         cache_size=sec.int("cache_size", default=10000, minimum=1),
         negative_ttl=float(sec.number("negative_ttl", default=30.0, minimum=0)),
+        stale_grace=float(sec.number("stale_grace", default=3600.0, minimum=0, maximum=7 * 86400)),
     )
 
 

@@ -24,9 +24,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from sipguard.shaken import passport as pp
 from sipguard.shaken.cache import Breaker, CertStore, LruCache
-from sipguard.shaken.certs import Credential, TrustStore, build_credential, load_trust_anchors
+from sipguard.shaken.certs import (
+    Credential,
+    TrustStore,
+    TrustStoreError,
+    build_credential,
+    load_trust_anchors,
+)
 from sipguard.shaken.config import ShakenConfig
 from sipguard.shaken.crl import CrlChecker
 from sipguard.shaken.identity import IdentityHeader, parse_identity, split_values
@@ -60,6 +68,7 @@ class _Entry:
     expires: float
     crl_reason: Reason | None = None
     crl_until: float = 0.0
+    stale_until: float = 0.0  # a credential: used past ``expires`` up to here while refreshed
 
 
 @dataclass(slots=True)
@@ -91,7 +100,7 @@ class Verifier:
         self._max_age, self._max_future = cfg.iat_max_age, cfg.iat_max_future
         self.counters: dict[str, float] = dict.fromkeys((
             "x5u_fetches", "x5u_fetch_failures", "x5u_refused", "x5u_breaker_skips", "l2_hits",
-            "l2_errors", "internal_errors", "passed", "failed", "none"), 0.0)
+            "l2_errors", "internal_errors", "passed", "failed", "none", "stale_served"), 0.0)
 
     # -- public ------------------------------------------------------------------------------
     async def verify(self, identities: Sequence[str], orig: Sequence[str], dest: Sequence[str],
@@ -109,6 +118,37 @@ class Verifier:
             "failed" if result.verstat is Verstat.FAILED else "none")
         self.counters[key] += 1
         return result
+
+    def reconfigure(self, cfg: ShakenConfig) -> None:
+        """SIGHUP: the trust anchors are read again (the STI-PA's list of STI-CAs changes), and
+        the iat window, CRL and cache-time settings are taken. When the anchors changed, every
+        certificate judged against the old ones is dropped and judged again at its next use.
+        The download rules (timeout, ports, networks, CA bundle, size) and the cache size take
+        effect after a restart: the downloads in flight use them."""
+        trust = self.trust
+        if cfg.trust_anchors:
+            try:
+                trust = load_trust_anchors(cfg.trust_anchors)
+            except TrustStoreError as exc:
+                log.error("trust anchors not reloaded, the old ones stay: %s", exc)
+        else:
+            trust = TrustStore({}, 0)
+        anchors_changed = _anchor_set(trust) != _anchor_set(self.trust)
+        if anchors_changed:
+            self.trust = trust
+            self._l1.clear()
+            if self._tokens is not None:
+                self._tokens.clear()
+            log.info("trust anchors reloaded: %d certificates from %s", trust.count, cfg.trust_anchors)
+        fixed = ("timeout", "ports", "allow_http", "allow_networks", "tls_ca_bundle", "max_bytes", "cache_size")
+        if any(getattr(cfg.x5u, name) != getattr(self.cfg.x5u, name) for name in fixed):
+            log.warning("shaken.x5u download rules and cache size take effect after a restart")
+            cfg = replace(cfg, x5u=replace(self.cfg.x5u, negative_ttl=cfg.x5u.negative_ttl,
+                                           stale_grace=cfg.x5u.stale_grace))
+        if anchors_changed or cfg.crl != self.cfg.crl or cfg.x5u.negative_ttl != self.cfg.x5u.negative_ttl:
+            self.crl = CrlChecker(self.fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl)
+        self._max_age, self._max_future = cfg.iat_max_age, cfg.iat_max_future
+        self.cfg = cfg
 
     def stats(self) -> dict[str, float]:
         out = dict(self.counters)
@@ -271,22 +311,43 @@ class Verifier:
 
     # -- certificates: L1 -> single flight -> L2 -> breaker -> fetch ------------------------------
     async def _credential(self, url: str, now: float) -> _Entry:
+        """The entry of ``url``. Past its lifetime a good certificate is still used, up to
+        ``x5u.stale_grace`` seconds, while one download refreshes it in the background
+        (stale-while-revalidate, RFC 5861); so no call waits for a refresh, and while the
+        host cannot be reached the calls keep the certificate they had (stale-if-error)."""
         entry = self._l1.get(url)
         if entry is not None and now < entry.expires:
             return entry
+        stale = entry if entry is not None and entry.cred is not None and now < entry.stale_until else None
         waiting = self._inflight.get(url)
         if waiting is None:
-            waiting = asyncio.ensure_future(self._load(url, now))
+            waiting = asyncio.ensure_future(self._load(url, now, stale))
             self._inflight[url] = waiting
-            waiting.add_done_callback(lambda _f: self._inflight.pop(url, None))
+            waiting.add_done_callback(lambda done: self._loaded(url, done))
+        if stale is not None:
+            self.counters["stale_served"] += 1
+            return stale
         # shield: a caller that gives up (call cancelled) must not cancel everyone's download
         return await asyncio.shield(waiting)
 
-    async def _load(self, url: str, now: float) -> _Entry:
+    def _loaded(self, url: str, done: asyncio.Future[_Entry]) -> None:
+        self._inflight.pop(url, None)
+        if not done.cancelled() and done.exception() is not None:  # nobody may be waiting: say it
+            self.counters["internal_errors"] += 1
+            log.error("x5u %s: loading failed internally", url, exc_info=done.exception())
+
+    async def _load(self, url: str, now: float, stale: _Entry | None = None) -> _Entry:
         entry = await self._from_l2(url, now)
         if entry is None:
             entry = await self._download(url, now)
-        if entry.cred is not None:
+        if entry.cred is None and entry.reason is Reason.X5U_FETCH_FAILED and stale is not None:
+            # the host is down or answered an error: keep the good certificate a while more,
+            # and try again after negative_ttl (never past the grace the entry was given)
+            stale.expires = min(now + self.cfg.x5u.negative_ttl, stale.stale_until)
+            log.warning("x5u %s: refresh failed, the cached certificate stays in use until %.0f",
+                        url, stale.stale_until)
+            entry = stale
+        elif entry.cred is not None:
             entry.crl_reason, entry.crl_until = await self.crl.status(entry.cred, now)
         self._l1.put(url, entry)
         return entry
@@ -306,7 +367,8 @@ class Verifier:
         if isinstance(result, Reason):
             return None  # trust anchors may differ per instance: fetch and judge ourselves
         self.counters["l2_hits"] += 1
-        return _Entry(result, None, min(got[1], max(result.not_after, now + self.cfg.x5u.negative_ttl)))
+        expires = min(got[1], max(result.not_after, now + self.cfg.x5u.negative_ttl))
+        return _Entry(result, None, expires, stale_until=expires + self.cfg.x5u.stale_grace)
 
     async def _download(self, url: str, now: float) -> _Entry:
         negative = now + self.cfg.x5u.negative_ttl
@@ -337,13 +399,19 @@ class Verifier:
         ttl = max(DEFAULT_CERT_TTL, fetched.max_age or 0.0)
         # never past notAfter, but an expired credential is still cached briefly (no refetch storm)
         expires = max(min(now + ttl, result.not_after), negative)
+        stale_until = expires + self.cfg.x5u.stale_grace
         if self.l2 is not None:
             try:
                 await self.l2.put_cert(url, fetched.body, expires)
             except Exception as exc:
                 self.counters["l2_errors"] += 1
                 log.warning("shared certificate cache: put failed: %s", exc)
-        return _Entry(result, None, expires)
+        return _Entry(result, None, expires, stale_until=stale_until)
+
+
+def _anchor_set(trust: TrustStore) -> set[bytes]:
+    """The anchors' certificates as DER, to tell whether a reload changed them."""
+    return {cert.public_bytes(Encoding.DER) for certs in trust.by_subject.values() for cert in certs}
 
 
 def _ppt_of(hdr: IdentityHeader | None) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -215,6 +216,31 @@ def test_failed_verification_forwarded_keeps_identity(tmp_path: Path, sipguard: 
         assert fwd.all("Identity") == [bad]
         assert "verstat=TN-Validation-Failed" in (fwd.header("From") or "")
         assert reason_text(fwd.header("Reason")) == "bad-signature"
+    uas.close()
+
+
+def test_sighup_reads_the_trust_anchors_again(tmp_path: Path, sipguard: Any) -> None:
+    """The STI-PA's list of STI-CAs changes: the operator replaces the anchors file and sends
+    SIGHUP; the running sipguard judges certificates against the new list from then on."""
+    uas = MiniUas()
+    with E2eShaken(tmp_path / "pki") as shaken:
+        assert shaken.pki is not None
+        anchors = tmp_path / "sti-roots.pem"
+        anchors.write_bytes(Path(shaken.anchors).read_bytes())
+        policy = write_policy(tmp_path / "policy.yaml", [])
+        sg = sipguard(base_config(uas.port, shaken=shaken.section(trust_anchors=str(anchors)), policy=policy))
+        env = Env(sg, uas, shaken)
+
+        def forwarded_from() -> str:
+            final, call_id = env.call([shaken.identity()])
+            assert final is not None and final.status == 200
+            return env.forwarded(call_id)[0].header("From") or ""
+
+        assert "verstat=TN-Validation-Passed" in forwarded_from()
+        anchors.write_bytes(shaken.pki.other_root.public_bytes(serialization.Encoding.PEM))
+        sg.signal(signal.SIGHUP)
+        assert wait_for(lambda: "trust anchors reloaded" in sg.logs()), sg.logs()
+        assert "verstat=TN-Validation-Failed" in forwarded_from()
     uas.close()
 
 

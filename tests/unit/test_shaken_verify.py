@@ -290,7 +290,7 @@ def test_single_flight_1000_concurrent(pki: StiPki) -> None:
 
 def test_cache_expires_at_ttl(pki: StiPki) -> None:
     fetcher = _fetcher(pki)
-    v = _verifier(pki, fetcher)
+    v = _verifier(pki, fetcher, stale_grace=0.0)
 
     async def go() -> None:
         assert (await _verify(v, [_ident(pki)])).passed
@@ -299,85 +299,132 @@ def test_cache_expires_at_ttl(pki: StiPki) -> None:
 
     run(go())
     assert fetcher.calls[f"{BASE}/good.pem"] == 2
+    assert v.stats()["stale_served"] == 0
 
 
-def test_negative_cache_and_breaker(pki: StiPki) -> None:
+async def _settle(v: Verifier) -> None:
+    """Until the background refreshes have finished."""
+    for _ in range(100):
+        if not v._inflight:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("a refresh never finished")
+
+
+def test_expired_entry_served_while_one_refresh_runs(pki: StiPki) -> None:
     fetcher = _fetcher(pki)
-    v = _verifier(pki, fetcher, negative_ttl=10.0)
-
-    async def go() -> None:
-        for i in range(8):  # distinct URLs on one dead host: the breaker opens after 5 failures
-            url = f"{BASE}/dead{i}.pem"
-            res = await _verify(v, [_ident(pki, x5u=url)])
-            assert res.reasons == (Reason.X5U_FETCH_FAILED,)
-        # same URL again within negative_ttl: no I/O
-        await _verify(v, [_ident(pki, x5u=f"{BASE}/dead0.pem")], now=NOW + 1)
-
-    run(go())
-    assert sum(fetcher.calls.values()) == 5
-    assert v.breaker_states(NOW)["certs.example.net"] == "open"
-    assert v.stats()["x5u_breaker_skips"] == 3
-    assert v.breaker_states(NOW + 31)["certs.example.net"] == "half-open"
-
-
-def test_breaker_closes_after_success(pki: StiPki) -> None:
-    fetcher = _fetcher(pki)
-    v = _verifier(pki, fetcher, negative_ttl=1.0)
-
-    async def go() -> None:
-        for i in range(5):
-            await _verify(v, [_ident(pki, x5u=f"{BASE}/dead{i}.pem")])
-        later = NOW + 40
-        assert (await _verify(v, [_ident(pki, iat=int(later))], now=later)).passed
-
-    run(go())
-    assert v.breaker_states(NOW + 40) == {}
-
-
-class _L2:
-    def __init__(self) -> None:
-        self.data: dict[str, tuple[bytes, float]] = {}
-
-    async def get_cert(self, url: str) -> tuple[bytes, float] | None:
-        return self.data.get(url)
-
-    async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None:
-        self.data[url] = (pem, expires_at)
-
-
-class _BrokenL2:
-    async def get_cert(self, url: str) -> tuple[bytes, float] | None:
-        raise ConnectionError("redis down")
-
-    async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None:
-        raise ConnectionError("redis down")
-
-
-def test_l2_shared_between_instances(pki: StiPki) -> None:
-    l2 = _L2()
-    first, second = _fetcher(pki), _fetcher(pki)
-    run(_verify(Verifier(pki.config(), first, l2), [_ident(pki)]))
+    v = _verifier(pki, fetcher, crl=CrlConfig(enabled=False))  # the gate below holds every download
     url = f"{BASE}/good.pem"
-    assert url in l2.data and l2.data[url][1] <= NOW + 86400
-    v2 = Verifier(pki.config(), second, l2)
-    assert run(_verify(v2, [_ident(pki)])).passed
-    assert url not in second.calls and v2.stats()["l2_hits"] == 1
+    later = NOW + 86400 + 1
+
+    async def go() -> None:
+        assert (await _verify(v, [_ident(pki)])).passed
+        fetcher.gate = asyncio.Event()  # the refresh hangs: no call may wait for it
+        results = [await _verify(v, [_ident(pki, iat=int(later))], now=later + i) for i in range(10)]
+        for _ in range(5):
+            await asyncio.sleep(0)       # the one refresh has started and waits at the gate
+        assert fetcher.calls[url] == 2 and len(v._inflight) == 1
+        results += [await _verify(v, [_ident(pki, iat=int(later))], now=later + i) for i in range(10, 20)]
+        assert all(r.passed for r in results)
+        assert fetcher.calls[url] == 2 and v.stats()["stale_served"] == 20
+        fetcher.gate.set()
+        await _settle(v)
+        # refreshed: a fresh entry again, no stale serving
+        assert (await _verify(v, [_ident(pki, iat=int(later) + 30)], now=later + 30)).passed
+
+    run(go())
+    assert fetcher.calls[url] == 2 and v.stats()["stale_served"] == 20
 
 
-def test_broken_l2_does_not_fail_calls(pki: StiPki) -> None:
-    v = Verifier(pki.config(), _fetcher(pki), _BrokenL2())
-    assert run(_verify(v, [_ident(pki)])).passed
-    assert v.stats()["l2_errors"] == 2
+def test_unreachable_host_keeps_the_certificate_for_the_grace_only(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher, stale_grace=600.0, negative_ttl=10.0)
+    url = f"{BASE}/good.pem"
+    expiry = NOW + 86400
+
+    async def call(at: float) -> Any:
+        result = await _verify(v, [_ident(pki, iat=int(at))], now=at)
+        await _settle(v)
+        return result
+
+    async def go() -> None:
+        assert (await call(NOW)).passed
+        fetcher.bodies[url] = FetchError(Reason.X5U_FETCH_FAILED, "connection refused")
+        assert (await call(expiry + 1)).passed      # served stale, the refresh fails
+        assert fetcher.calls[url] == 2
+        assert (await call(expiry + 5)).passed      # within negative_ttl: no new attempt
+        assert fetcher.calls[url] == 2
+        assert (await call(expiry + 12)).passed     # retried after negative_ttl, fails again
+        assert fetcher.calls[url] == 3
+        late = await call(expiry + 601)             # the grace is over: the failure shows
+        assert late.reasons == (Reason.X5U_FETCH_FAILED,)
+
+    run(go())
 
 
-def test_no_trust_anchors_means_untrusted(pki: StiPki) -> None:
-    from sipguard.shaken.config import ShakenConfig
+def test_refresh_that_brings_a_bad_certificate_replaces_the_good_one(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher)
+    url = f"{BASE}/good.pem"
+    later = NOW + 86400 + 1
 
-    v = Verifier(ShakenConfig(), _fetcher(pki))
-    assert run(_verify(v, [_ident(pki)])).reasons == (Reason.CERT_UNTRUSTED,)
+    async def go() -> None:
+        assert (await _verify(v, [_ident(pki)])).passed
+        fetcher.bodies[url] = pki.chain_pem("untrusted")
+        assert (await _verify(v, [_ident(pki, iat=int(later))], now=later)).passed  # stale, refreshing
+        await _settle(v)
+        after = await _verify(v, [_ident(pki, iat=int(later) + 1)], now=later + 1)
+        assert not after.passed and Reason.X5U_FETCH_FAILED not in after.reasons
+
+    run(go())
 
 
-@pytest.mark.parametrize("value", ["", ";", "a;info", "a.b.c;info=<", "x" * 10000, "\x00", "a.b.c;info=<u>;ppt=\""])
-def test_hostile_values_never_raise(pki: StiPki, value: str) -> None:
-    res = run(_verify(_verifier(pki), [value]))
-    assert res.verstat is Verstat.FAILED and res.reasons == (Reason.MALFORMED_IDENTITY,)
+def test_stale_certificate_never_outlives_its_validity(pki: StiPki) -> None:
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher, stale_grace=400 * 86400.0)  # longer than the certificate lives
+    url = f"{BASE}/good.pem"
+
+    async def go() -> None:
+        assert (await _verify(v, [_ident(pki)])).passed
+        fetcher.bodies[url] = FetchError(Reason.X5U_FETCH_FAILED, "timed out")
+        entry = v._l1.get(url)
+        assert entry is not None and entry.cred is not None
+        gone = entry.cred.not_after + 10
+        result = await _verify(v, [_ident(pki, iat=int(gone))], now=gone)
+        assert result.reasons == (Reason.CERT_EXPIRED,)  # the stale entry, judged at this time
+
+    run(go())
+
+
+def test_sighup_reads_the_trust_anchors_again(pki: StiPki, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    from dataclasses import replace
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    anchors = tmp_path / "sti-roots.pem"
+    anchors.write_bytes(Path(pki.anchors).read_bytes())
+    fetcher = _fetcher(pki)
+    v = Verifier(replace(pki.config(), trust_anchors=str(anchors)), fetcher)
+    url = f"{BASE}/good.pem"
+
+    async def go() -> None:
+        assert (await _verify(v, [_ident(pki)])).passed
+        v.reconfigure(v.cfg)                              # the same anchors: nothing judged again
+        assert (await _verify(v, [_ident(pki)])).passed
+        assert fetcher.calls[url] == 1
+        anchors.write_bytes(pki.other_root.public_bytes(Encoding.PEM))  # the STI-CA's root withdrawn
+        v.reconfigure(v.cfg)
+        assert (await _verify(v, [_ident(pki)])).reasons == (Reason.CERT_UNTRUSTED,)
+        assert fetcher.calls[url] == 2
+        anchors.write_bytes(Path(pki.anchors).read_bytes())              # and listed again
+        v.reconfigure(v.cfg)
+        assert (await _verify(v, [_ident(pki)])).passed
+        v.reconfigure(replace(v.cfg, trust_anchors=str(tmp_path / "gone.pem")))  # unreadable: kept
+        assert "trust anchors not reloaded" in caplog.text
+        assert (await _verify(v, [_ident(pki)])).passed
+        v.reconfigure(replace(v.cfg, iat_max_age=5))      # the iat window is taken too
+        old = await _verify(v, [_ident(pki, iat=int(NOW) - 30)])
+        assert old.reasons == (Reason.STALE_IAT,)
+
+    run(go())

@@ -6,6 +6,10 @@ when signed by the issuer of the certificate or, for indirect CRLs (cRLIssuer, e
 CRL), by a trust-store certificate of the CRL's issuer name. Unlike OpenSSL's CRL_CHECK_ALL
 (Asterisk PR #815), a certificate without a distribution point is not a failure.
 
+A CRL is read again at least daily (MAX_CRL_TTL). Until its nextUpdate it is still the
+issuer's word: while it is read again, calls are judged on it rather than wait for the download,
+and when the download fails it stays in use (retried every `negative_ttl`) up to nextUpdate.
+
 An unavailable, unverifiable or expired CRL follows `crl.failure`:
 fail-open -> not revoked (the call is judged on the rest); fail-closed -> `cert-revoked`
 (437: the credential cannot be shown to be valid). Either way the failure is counted and
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 
@@ -33,7 +37,8 @@ MAX_CRL_TTL = 86400.0  # re-read at least daily even when nextUpdate is far away
 @dataclass(frozen=True, slots=True)
 class CrlEntry:
     revoked: frozenset[int] | None  # None: the CRL could not be obtained or verified
-    until: float
+    until: float                    # read it again from here
+    valid_until: float = 0.0        # its nextUpdate: usable while it is read again, up to here
 
 
 class CrlChecker:
@@ -71,14 +76,23 @@ class CrlChecker:
         entry = self._crls.get(url)
         if entry is not None and now < entry.until:
             return entry
+        usable = entry if entry is not None and entry.revoked is not None and now < entry.valid_until else None
         waiting = self._inflight.get(url)
         if waiting is None:
-            waiting = asyncio.ensure_future(self._load(url, issuer, now))
+            waiting = asyncio.ensure_future(self._load(url, issuer, now, usable))
             self._inflight[url] = waiting
-            waiting.add_done_callback(lambda _f: self._inflight.pop(url, None))
+            waiting.add_done_callback(lambda done: self._loaded(url, done))
+        if usable is not None:
+            return usable  # still before its nextUpdate: no call waits for the new one
         return await asyncio.shield(waiting)
 
-    async def _load(self, url: str, issuer: x509.Certificate, now: float) -> CrlEntry:
+    def _loaded(self, url: str, done: asyncio.Future[CrlEntry]) -> None:
+        self._inflight.pop(url, None)
+        if not done.cancelled() and done.exception() is not None:  # nobody may be waiting: say it
+            log.error("CRL %s: loading failed internally", url, exc_info=done.exception())
+
+    async def _load(self, url: str, issuer: x509.Certificate, now: float,
+                    usable: CrlEntry | None = None) -> CrlEntry:
         self.fetches += 1
         try:
             fetched = await self.fetcher.fetch(url, crl=True)
@@ -88,7 +102,10 @@ class CrlChecker:
             entry = None
         if entry is None:
             self.failures += 1
-            entry = CrlEntry(None, now + self.negative_ttl)
+            if usable is not None:  # the one we have is valid to its nextUpdate: keep it till then
+                entry = replace(usable, until=min(now + self.negative_ttl, usable.valid_until))
+            else:
+                entry = CrlEntry(None, now + self.negative_ttl)
         if len(self._crls) >= 10000:
             self._crls.clear()  # bound: CRL URLs are few (one per CA) unless under attack
         self._crls[url] = entry
@@ -108,7 +125,7 @@ class CrlChecker:
         if next_update is None or next_update.timestamp() <= now:
             return None  # stale: a CRL past nextUpdate says nothing about today
         revoked = frozenset(r.serial_number for r in crl)
-        return CrlEntry(revoked, min(next_update.timestamp(), now + MAX_CRL_TTL))
+        return CrlEntry(revoked, min(next_update.timestamp(), now + MAX_CRL_TTL), next_update.timestamp())
 
     def _signers(self, crl: x509.CertificateRevocationList,
                  issuer: x509.Certificate) -> list[x509.Certificate]:

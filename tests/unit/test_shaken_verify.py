@@ -246,6 +246,34 @@ def test_crl_fail_closed_when_unreachable(pki: StiPki) -> None:
     assert run(_verify(opened, [_ident(pki)])).passed
 
 
+def test_crl_server_down_at_the_daily_re_read_keeps_the_valid_crl(pki: StiPki) -> None:
+    """Fail-closed, yet a CRL server that is down when its CRL is read again (daily) rejects
+    nothing while the CRL it served is valid (nextUpdate, a week here); after that it does."""
+    fetcher = _fetcher(pki)
+    v = _verifier(pki, fetcher, crl=CrlConfig(failure="fail-closed"), negative_ttl=10.0,
+                  iat_max_age=10 * 86400)
+
+    async def call(at: float) -> Any:
+        result = await _verify(v, [_ident(pki, iat=int(at))], now=at)
+        for _ in range(100):
+            if not v.crl._inflight and not v._inflight:
+                break
+            await asyncio.sleep(0)
+        return result
+
+    async def go() -> None:
+        assert (await call(NOW)).passed
+        del fetcher.bodies[CRL]
+        day = NOW + 86400 + 5
+        assert (await call(day)).passed and fetcher.calls[CRL] == 2      # re-read, failed, kept
+        assert (await call(day + 5)).passed and fetcher.calls[CRL] == 2  # within negative_ttl
+        assert (await call(day + 11)).passed and fetcher.calls[CRL] == 3  # retried, kept
+        past = NOW + 7 * 86400 + 1                                        # past its nextUpdate
+        assert (await call(past)).reasons == (Reason.CERT_REVOKED,)
+
+    run(go())
+
+
 def test_crl_disabled_ignores_revocation(pki: StiPki) -> None:
     assert run(_verify(_verifier(pki, crl=CrlConfig(enabled=False)), [_ident(pki, "revoked")])).passed
 

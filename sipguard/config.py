@@ -33,7 +33,7 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
-PROVIDER_KEYS = ("name", "frn", "rmd", "country")
+PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,7 @@ class Provider:
     frn: str | None = None
     rmd: str | None = None
     country: str | None = None
+    contact: str | None = None        # where a traceback goes next (NOC mail, phone): ITG answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +285,8 @@ def _trunk(sec: Section) -> Trunk:
     prov = sec.section("provider")
     prov.check_keys(PROVIDER_KEYS)
     provider = Provider(prov.str("name", default=None), prov.str("frn", default=None),
-                        prov.str("rmd", default=None), prov.str("country", default=None))
+                        prov.str("rmd", default=None), prov.str("country", default=None),
+                        prov.str("contact", default=None))
     if provider.frn is not None and not provider.frn.isdigit():
         raise prov.error("frn", f"an FRN is 10 digits, got {provider.frn!r}")
     cps = sec.number("cps", default=None, minimum=0.001)

@@ -3,12 +3,19 @@
     sipguard traceback -c CONFIG --caller +12025550123 --callee 3125550188 --at "2025-08-06 14:03"
     sipguard traceback -c CONFIG --call-id abc@10.0.0.1 --format jsonl
     sipguard traceback -c CONFIG --top callers --since 2025-08-06T00:00Z
+    sipguard traceback answer -c CONFIG --caller 2025550123 --callee 3125550188 --at "2025-08-06T10:03-04:00"
 
 A request names one time: ``--at`` searches ``--window`` seconds (default 300) either
 side. Times are ISO 8601 or epoch seconds; a time without a zone is UTC, and every
 output is in UTC. The table names the upstream (trunk, provider name, FRN, RMD number,
 country), the verification result and what sipguard did: what the ITG portal asks.
 Exit 0 with records found, 1 on errors, 3 when nothing matched.
+
+``traceback answer`` writes the answer to one hop of an ITG request: for each call, who
+handed it to us (provider name, FRN, RMD number, country, the contact configured for the
+trunk), on which trunk and when, the identity that arrived, what we did and whether we
+signed; or "not found" with the window searched. Text ready for the ITG portal, or one
+JSON document with ``--format jsonl``.
 """
 
 from __future__ import annotations
@@ -18,10 +25,14 @@ import asyncio
 import csv
 import json
 import sys
-from typing import IO
+import time
+from typing import IO, TYPE_CHECKING
 
-from sipguard.records import query
+from sipguard.records import answer, query
 from sipguard.records.record import FIELDS, CallRecord
+
+if TYPE_CHECKING:
+    from sipguard.config import Config
 
 NOT_FOUND = 3
 TABLE = (("time (UTC)", 24), ("caller", 15), ("callee", 15), ("trunk", 12), ("provider", 18),
@@ -32,6 +43,8 @@ TABLE = (("time (UTC)", 24), ("caller", 15), ("callee", 15), ("trunk", 12), ("pr
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("traceback", help="find call records (ITG traceback, campaign view)",
                               description=__doc__.split("\n\n")[2] if __doc__ else None)
+    p.add_argument("what", nargs="?", choices=("answer",),
+                   help="answer: the ITG answer for one hop (text, or JSON with --format jsonl)")
     p.add_argument("-c", "--config", required=True, metavar="CONFIG")
     p.add_argument("--caller", metavar="TN", help="calling number, any usual spelling")
     p.add_argument("--callee", metavar="TN", help="called number")
@@ -56,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     times = {k: query.parse_time(getattr(args, k)) if getattr(args, k) else None
              for k in ("at", "since", "until")}
+    if args.what == "answer" and (args.top or args.format == "csv"):
+        raise query.QueryError("traceback answer: --top and --format csv do not apply "
+                               "(text by default, JSON with --format jsonl)")
     if args.top:
         rows = asyncio.run(query.top(config.store, config.traceback, args.top, times["since"], times["until"],
                                      args.limit or 20))
@@ -65,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         config.store, config.traceback, caller=args.caller, callee=args.callee, since=times["since"],
         until=times["until"], call_id=args.call_id, at=times["at"], window=args.window,
         limit=args.limit or 1000))
+    if args.what == "answer":
+        write_answer(args, config, records, times, sys.stdout)
+        return 0 if records else NOT_FOUND
     write_records(records, args.format, sys.stdout)
     if not records:
         low, high = query.time_range(times["since"], times["until"], times["at"], args.window)
@@ -72,6 +91,17 @@ def run(args: argparse.Namespace) -> int:
               f"{query.iso_utc(high) or 'now'} UTC)", file=sys.stderr)
         return NOT_FOUND
     return 0
+
+
+def write_answer(args: argparse.Namespace, config: Config, records: list[CallRecord],
+                 times: dict[str, float | None], out: IO[str]) -> None:
+    low, high = query.time_range(times["since"], times["until"], times["at"], args.window)
+    request = answer.Request(args.caller, args.callee, args.at, times["at"], args.call_id, low, high)
+    contacts = {t.id: answer.Contact(t.provider.name, t.provider.frn, t.provider.rmd, t.provider.country,
+                                     t.provider.contact) for t in config.trunks}
+    signing = {"attest": config.signing.attest, "x5u": config.signing.x5u} if config.signing else None
+    doc = answer.build(request, records, contacts, signing, time.time())
+    out.write(json.dumps(doc) + "\n" if args.format == "jsonl" else answer.render(doc))
 
 
 def write_records(records: list[CallRecord], fmt: str, out: IO[str]) -> None:
@@ -88,7 +118,7 @@ def write_records(records: list[CallRecord], fmt: str, out: IO[str]) -> None:
     elif records:
         out.write(_row([name for name, _ in TABLE]) + "\n")
         for r in records:
-            out.write(_row([query.iso_utc(r.time), _plus(r.caller), _plus(r.callee), r.trunk,
+            out.write(_row([query.iso_utc(r.time), answer.plus(r.caller), answer.plus(r.callee), r.trunk,
                             r.provider_name, r.provider_frn, r.provider_rmd, r.provider_country,
                             r.verstat, r.attest, r.origid, r.action, r.status]) + "\n")
 
@@ -115,6 +145,3 @@ def _row(values: list[object]) -> str:
         cells[-1] = cells[-1].ljust(width)
     return " ".join(cells).rstrip()
 
-
-def _plus(e164: str | None) -> str | None:
-    return "+" + e164 if e164 else None

@@ -88,3 +88,77 @@ def test_bad_input_is_one_clear_line(config: str, argv: list[str], message: str,
     assert main(["traceback", "-c", config, *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback (most recent call last)" not in err
+
+
+@pytest.fixture
+def answering(tmp_path: Path) -> str:
+    """A config naming the trunk's provider with a contact, and records: one call forwarded and
+    signed by us, one rejected."""
+    path = tmp_path / "sipguard.yaml"
+    path.write_text(
+        "store: memory\n"
+        "traceback: {path: var/tb.db, spool: var/spool, retention_days: 30}\n"
+        "trunks:\n"
+        "  - id: carrier-a\n"
+        "    sources: [198.51.100.0/24]\n"
+        "    provider: {name: Carrier A, frn: '0012345678', rmd: RMD0001234, country: GB,\n"
+        "               contact: 'noc@carrier-a.example'}\n")
+    cfg = TracebackConfig(path=str(tmp_path / "var/tb.db"), spool=str(tmp_path / "var/spool"))
+
+    async def fill() -> None:
+        w = open_records("memory", cfg, clock=ManualClock(BASE_TIME))
+        await w.start()
+        w.submit(make_record(0, signed=True, signed_origid="5f0c6a0e-0000-4000-8000-0000000000aa"))
+        w.submit(make_record(60, call_id="rej", action="reject", status=603, rule="dno", callee="13125550199",
+                             callee_raw="sip:+13125550199@gw", verstat="TN-Validation-Passed", attest="A",
+                             spc="1234", origid="o-1", x5u="https://cr.example/a.pem", reasons=()))
+        await w.aclose()
+
+    asyncio.run(fill())
+    return str(path)
+
+
+def test_answer_text_names_the_upstream_its_contact_and_the_zone(answering: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    at = "2023-11-14T17:13:30-05:00"      # BASE_TIME + 10 s, as the ITG gives it (local time)
+    assert main(["traceback", "answer", "-c", answering, "--caller", "202-555-0123", "--callee",
+                 "+1 312 555 0188", "--at", at]) == 0
+    text = capsys.readouterr().out
+    assert "Result: FOUND, 1 call." in text
+    assert ("Call 1: Received from Carrier A (FRN 0012345678, RMD0001234, GB) on trunk carrier-a from "
+            "198.51.100.7:5060 at 2023-11-14T22:13:20.000Z; forwarded and signed by us.") in text
+    assert "(2023-11-14T22:13:30.000Z; zone given: UTC-05:00)" in text
+    assert "Searched: 2023-11-14T22:08:30.000Z to 2023-11-14T22:18:30.000Z (UTC)" in text
+    assert "Upstream contact:   noc@carrier-a.example" in text
+    assert "Signed by us:       origid 5f0c6a0e-0000-4000-8000-0000000000aa" in text
+
+
+def test_answer_json_for_a_rejected_call(answering: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "answer", "-c", answering, "--call-id", "rej", "--format", "jsonl"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["answer"] == "found" and len(doc["calls"]) == 1
+    call = doc["calls"][0]
+    assert call["received_from"]["contact"] == "noc@carrier-a.example"
+    assert call["received_from"]["rmd"] == "RMD0001234" and call["received_from"]["source"] == "198.51.100.7:5060/udp"
+    assert call["identity_received"] == {"verstat": "TN-Validation-Passed", "attest": "A", "origid": "o-1",
+                                         "x5u": "https://cr.example/a.pem", "signer_spc": "1234",
+                                         "reasons": [], "dropped": False}
+    assert call["our_action"] == {"action": "reject", "status": 603, "rule": "dno", "notice": None,
+                                  "shadow_action": None, "next_hop": None}
+    assert call["summary"].endswith("rejected with 603.") and call["we_signed"] == {"signed": False}
+
+
+def test_answer_not_found_says_where_it_looked(answering: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "answer", "-c", answering, "--caller", "+12025559999", "--at",
+                 "2023-11-14 22:13:20"]) == 3
+    text = capsys.readouterr().out
+    assert "Result: NOT FOUND" in text and "zone given: none given: taken as UTC" in text
+    assert "Searched: 2023-11-14T22:08:20.000Z to 2023-11-14T22:18:20.000Z (UTC)" in text
+    assert main(["traceback", "answer", "-c", answering, "--caller", "+12025559999", "--format", "jsonl"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["answer"] == "not found" and doc["calls"] == []
+
+
+def test_answer_refuses_what_does_not_apply(answering: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traceback", "answer", "-c", answering, "--top", "callers"]) == 1
+    assert "--top and --format csv do not apply" in capsys.readouterr().err

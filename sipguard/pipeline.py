@@ -295,13 +295,13 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         reasons=tuple(str(r) for r in ver.reasons),
         trunk=trunk.id if trunk else None,
         trunk_role=trunk.role if trunk else None,
-        # a store that did not answer knows nothing: unknown (null) facts match no rule, so
-        # fail-open never turns an outage into "absent from the RMD" blocks
-        trunk_rmd=None if lookups.degraded else lookups.trunk_rmd,
+        # a store that did not answer knows nothing but the RMD answers it remembers: unknown
+        # (null) facts match no rule, so fail-open never turns an outage into "absent" blocks
+        trunk_rmd=lookups.trunk_rmd,
         trunk_implementation=lookups.trunk_implementation,
         trunk_frn=trunk.provider.frn if trunk else None,
         signer_spc=ver.spc,
-        signer_rmd=None if lookups.degraded else lookups.signer_rmd,
+        signer_rmd=lookups.signer_rmd,
         source_ip=source_ip,
         caller=caller.e164,
         callee=call.callee.e164,

@@ -217,7 +217,8 @@ class Metrics:
         if store is not None and hasattr(store, "stats"):
             stats = store.stats()
             self.m["sipguard_store_healthy"].set(1.0 if getattr(store, "healthy", True) else 0.0)
-            for result, key in (("lookup", "lookups"), ("degraded", "degraded"), ("error", "errors")):
+            for result, key in (("lookup", "lookups"), ("degraded", "degraded"), ("error", "errors"),
+                                ("rmd_remembered", "rmd_remembered")):
                 if key in stats:
                     self._bump(self.child("sipguard_store_requests", result), "store." + key, stats[key])
 

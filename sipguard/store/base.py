@@ -107,7 +107,7 @@ class LookupKeys:
 
 @dataclass(frozen=True, slots=True)
 class Lookups:
-    trunk_rmd: str = "absent"                 # listed | removed | absent
+    trunk_rmd: str | None = "absent"          # listed | removed | absent; None: unknown (store down)
     trunk_implementation: str | None = None   # complete | partial | none | unknown
     signer_rmd: str | None = None             # listed | removed | absent; None when no SPC
     signer_frn: str | None = None
@@ -120,7 +120,9 @@ class Lookups:
     rmd_snapshot: str | None = None
 
 
-DEGRADED = Lookups(degraded=True)
+# The store did not answer: nothing is known (unknown facts match no rule). The Redis store
+# fills in the RMD answers it had for the same provider and signer (redis.py, _remembered).
+DEGRADED = Lookups(trunk_rmd=None, degraded=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,10 @@ clock) under ``asyncio.timeout(timeout)``. A timeout or a lost connection return
 ``Lookups(degraded=True)`` and is counted; a lost connection (or three timeouts in a row)
 marks the store unhealthy: calls then get a degraded answer at once, without waiting, while a
 background task reconnects with backoff (50 ms doubling to 400 ms), so the store is back well
-within a second of Redis being back. In Redis Cluster, see the package docstring for the
+within a second of Redis being back. A degraded answer still carries the RMD answers Redis
+gave for the same upstream provider and signer within the last day (``REMEMBER_RMD``): the
+RMD is published daily, so "this trunk's provider is not in the RMD" keeps being enforced
+through an outage; what is per call (DNO, lists, notices, limits) is unknown. In Redis Cluster, see the package docstring for the
 per-slot fan-out. The admin methods (imports, lists, notices; they may raise
 ``SipguardError``) are in redis_admin.py.
 """
@@ -27,6 +30,15 @@ from sipguard.store.connect import RedisTarget, client_factory
 from sipguard.store.keys import KeySchema, digits, frn10, nanp10
 from sipguard.store.limits import applicable
 from sipguard.store.redis_admin import RedisAdmin, _pack, _s
+
+REMEMBER_RMD = 86400.0           # seconds an RMD answer serves degraded answers (the RMD is daily)
+MAX_REMEMBERED_SIGNERS = 20000   # signer SPCs remembered per worker (providers: one per trunk)
+
+
+def _provider_key(keys: LookupKeys) -> tuple[str, str] | None:
+    """The trunk's provider as the lookup script sees it (RMD number, FRN), None if neither."""
+    rmd, frn = (keys.trunk_rmd or "").strip().upper(), frn10(keys.trunk_frn) or ""
+    return (rmd, frn) if rmd or frn else None
 
 log = logging.getLogger("sipguard.store")
 LOOKUP_LUA = resources.files("sipguard.store").joinpath("lua/lookup.lua").read_text(encoding="utf-8")
@@ -51,8 +63,12 @@ class RedisStore(RedisAdmin):
         self._pipe: Autopipe | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._timeouts_in_row = 0
-        self._counts = {"lookups": 0, "errors": 0, "timeouts": 0, "degraded": 0, "reconnects": 0}
+        self._counts = {"lookups": 0, "errors": 0, "timeouts": 0, "degraded": 0, "reconnects": 0,
+                        "rmd_remembered": 0}
         self._latency_sum = 0.0
+        # the last RMD answers, for degraded answers: provider (RMD number, FRN) and signer SPC
+        self._rmd_by_provider: dict[tuple[str, str], tuple[float, str | None, str | None, str | None]] = {}
+        self._rmd_by_signer: dict[str, tuple[float, str | None, str | None]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,7 +136,7 @@ class RedisStore(RedisAdmin):
         self._counts["lookups"] += 1
         if not self.healthy or self._client is None:
             self._counts["degraded"] += 1
-            return DEGRADED
+            return self._remembered(keys, now)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -133,17 +149,46 @@ class RedisStore(RedisAdmin):
             self._timeouts_in_row += 1
             if self._timeouts_in_row >= 3:
                 self._mark_down()
-            return DEGRADED
+            return self._remembered(keys, now)
         except Exception as exc:  # noqa: BLE001 - the hot path never raises (bugs are logged)
             self._counts["errors"] += 1
             self._counts["degraded"] += 1
             if not isinstance(exc, _FAILURES):
                 log.exception("store lookup failed")
             self._mark_down()
-            return DEGRADED
+            return self._remembered(keys, now)
         self._timeouts_in_row = 0
         self._latency_sum += loop.time() - started
+        self._remember(keys, result, now)
         return result
+
+    def _remember(self, keys: LookupKeys, got: Lookups, now: float) -> None:
+        provider = _provider_key(keys)
+        if provider is not None:
+            self._rmd_by_provider[provider] = (now, got.trunk_rmd, got.trunk_implementation, got.rmd_snapshot)
+        if keys.spc:
+            signers = self._rmd_by_signer
+            spc = keys.spc.upper()
+            signers.pop(spc, None)  # re-inserted last: the oldest entries go first when full
+            signers[spc] = (now, got.signer_rmd, got.signer_frn)
+            if len(signers) > MAX_REMEMBERED_SIGNERS:
+                del signers[next(iter(signers))]
+
+    def _remembered(self, keys: LookupKeys, now: float) -> Lookups:
+        """The degraded answer, with the RMD answers of the last day for this provider and signer."""
+        provider = _provider_key(keys)
+        known = self._rmd_by_provider.get(provider) if provider is not None else None
+        signer = self._rmd_by_signer.get(keys.spc.upper()) if keys.spc else None
+        if known is not None and now - known[0] > REMEMBER_RMD:
+            known = None
+        if signer is not None and now - signer[0] > REMEMBER_RMD:
+            signer = None
+        if known is None and signer is None:
+            return DEGRADED
+        self._counts["rmd_remembered"] += 1
+        return Lookups(trunk_rmd=known[1] if known else None, trunk_implementation=known[2] if known else None,
+                       signer_rmd=signer[1] if signer else None, signer_frn=signer[2] if signer else None,
+                       rmd_snapshot=known[3] if known else None, degraded=True)
 
     async def _lookup(self, keys: LookupKeys, now: float) -> Lookups:
         spc = keys.spc.upper() if keys.spc else ""

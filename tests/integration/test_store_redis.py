@@ -112,6 +112,14 @@ def test_outage_degrades_then_recovers() -> None:
         server.stop()
         during = [await store.lookup(call(), NOW) for _ in range(20)]
         assert all(a.degraded for a in during)           # every call got an answer: degraded
+        # ... still knowing the provider's RMD listing Redis gave a moment ago; nothing per call
+        assert all(a.trunk_rmd == "listed" and a.list is None and not a.caller_dno for a in during)
+        other = await store.lookup(call(rmd="RMD0000002"), NOW)
+        assert other.degraded and other.trunk_rmd is None  # a provider never asked before: unknown,
+        assert other.signer_rmd == answers[0].signer_rmd   # its signer (938K) was asked before
+        late = await store.lookup(call(), NOW + 86400 + 1)
+        assert late.degraded and late.trunk_rmd is None and late.signer_rmd is None  # a day old: unused
+        assert store.stats()["rmd_remembered"] == 21
         assert store.healthy is False
         server.start()                                   # same port, empty (no persistence)
         restarted = time.monotonic()

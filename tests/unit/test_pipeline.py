@@ -14,7 +14,7 @@ from sipguard.clock import ManualClock
 from sipguard.config import load_config
 from sipguard.pipeline import Pipeline
 from sipguard.sip import parse
-from sipguard.store.base import Lookups
+from sipguard.store.base import DEGRADED, Lookups
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -44,12 +44,15 @@ def make_config(tmp_path: Path, **extra: Any) -> Any:
 
 
 def decide(tmp_path: Path, data: bytes, source: tuple[str, int] = ("192.0.2.10", 5060),
-           degraded: bool = False, **config: Any) -> Any:
+           degraded: bool | Lookups = False, **config: Any) -> Any:
+    """``degraded``: True for a store that answers nothing, or the degraded answer to give."""
     async def run() -> Any:
         pipeline = await Pipeline.create(make_config(tmp_path, **config), ManualClock(NOW))
         if degraded:
+            answer = degraded if isinstance(degraded, Lookups) else DEGRADED
+
             async def down(keys: Any, now: float) -> Lookups:
-                return Lookups(degraded=True)
+                return answer
             pipeline.store.lookup = down  # type: ignore[method-assign]
         try:
             return await pipeline.decide(parse(data), source, "udp")
@@ -109,6 +112,15 @@ def test_store_failure_modes(tmp_path: Path, mode: str, status: int | None) -> N
     assert out.decision.status == status
     if status == 503:
         assert ("Retry-After", "5") in out.decision.headers
+
+
+def test_store_down_leaves_rmd_facts_unknown_unless_remembered(tmp_path: Path) -> None:
+    out = decide(tmp_path, invite(), degraded=True)
+    assert out.facts.trunk_rmd is None and out.facts.signer_rmd is None and out.facts.store_degraded
+    remembered = Lookups(trunk_rmd="removed", trunk_implementation="none", degraded=True)
+    out = decide(tmp_path, invite(), degraded=remembered)
+    assert out.facts.trunk_rmd == "removed" and out.facts.trunk_implementation == "none"
+    assert out.facts.store_degraded and not out.facts.caller_dno
 
 
 def test_record_carries_the_provider_and_decision(tmp_path: Path) -> None:

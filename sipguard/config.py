@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sipguard import yamlconf
 from sipguard.errors import ConfigError
+from sipguard.proxy.tls import TlsConfig
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "trunks", "store", "store_failure",
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
-            "proxy", "log", "workers")
+            "proxy", "log", "workers", "tls")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
@@ -38,7 +39,7 @@ PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
 @dataclass(frozen=True, slots=True)
 class Listen:
-    transport: str   # udp | tcp
+    transport: str   # udp | tcp | tls
     host: str
     port: int
 
@@ -108,6 +109,7 @@ class Config:
     proxy: ProxySettings
     log: LogSettings
     workers: int = 1
+    tls: TlsConfig = field(default_factory=TlsConfig)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -165,8 +167,11 @@ def load_config(path: str) -> Config:
         proxy=_proxy(root.section("proxy")),
         log=_log(root.section("log")),
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
+        tls=TlsConfig.from_section(root.section("tls"), base_dir),
         raw=dict(root.data),
     )
+    if any(a.transport == "tls" for a in config.listen) and config.tls.cert is None:
+        raise root.error("listen", "a tls:// listen address needs tls.cert and tls.key (our certificate)")
     return config
 
 
@@ -209,11 +214,11 @@ def _listen(root: Section) -> list[Listen]:
 
 def parse_listen(value: str) -> Listen:
     scheme, sep, rest = value.partition("://")
-    if not sep or scheme not in ("udp", "tcp"):
-        raise ValueError(f"{value!r}: expected udp://HOST:PORT or tcp://HOST:PORT")
+    if not sep or scheme not in ("udp", "tcp", "tls"):
+        raise ValueError(f"{value!r}: expected udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT")
     host, port = split_hostport(rest)
     if port is None:
-        port = 5060
+        port = 5061 if scheme == "tls" else 5060
     return Listen(scheme, host, port)
 
 
@@ -247,23 +252,26 @@ def _next_hop(sec: Section, key: str, required: bool = True) -> Any:
 
 
 def next_hop_address(uri: str) -> tuple[str, int, str]:
-    """'sip:10.0.0.1:5070;transport=tcp' -> ('10.0.0.1', 5070, 'udp'|'tcp'). Only literal IPs and
-    names resolvable at start; SIP URIs with a user part are accepted (the user is ignored)."""
+    """'sip:10.0.0.1:5070;transport=tcp' -> ('10.0.0.1', 5070, 'udp'|'tcp'|'tls'); a sips: URI
+    is TLS (port 5061 unless given). Only literal IPs and names resolvable at start; SIP URIs
+    with a user part are accepted (the user is ignored)."""
     if not uri.startswith(("sip:", "sips:")):
         raise ValueError(f"{uri!r}: next hop must be a sip: URI, e.g. sip:10.0.0.5:5060")
-    rest = uri.split(":", 1)[1]
+    scheme, rest = uri.split(":", 1)
     rest, _, params = rest.partition(";")
     if "@" in rest:
         rest = rest.rsplit("@", 1)[1]
     host, port = split_hostport(rest)
-    transport = "udp"
+    transport = "tls" if scheme == "sips" else "udp"
     for param in params.split(";"):
         name, _, value = param.partition("=")
         if name.lower() == "transport" and value:
             transport = value.lower()
-    if transport not in ("udp", "tcp"):
-        raise ValueError(f"{uri!r}: transport must be udp or tcp")
-    return host, port or 5060, transport
+    if transport not in ("udp", "tcp", "tls"):
+        raise ValueError(f"{uri!r}: transport must be udp, tcp or tls")
+    if scheme == "sips" and transport != "tls":
+        raise ValueError(f"{uri!r}: a sips: URI is reached over TLS only")
+    return host, port or (5061 if transport == "tls" else 5060), transport
 
 
 def _networks(sec: Section, key: str, default: list[str] | None = None) -> tuple[IPNetwork, ...]:

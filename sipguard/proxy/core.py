@@ -628,13 +628,14 @@ class ProxyCore:
         except SipParseError:
             dest = None
         else:
-            transport = str(uri.params.get("transport") or "udp").lower()
+            secure = uri.scheme == "sips"
+            transport = str(uri.params.get("transport") or ("tls" if secure else "udp")).lower()
             host = uri.host.strip("[]")
-            port = uri.port or 5060
+            port = uri.port or (5061 if transport == "tls" else 5060)
             if self.sender.is_local(host, port) or not _is_ip(host):
                 dest = self._next_hop_addr  # addressed to us, or a name we do not resolve: the core
             else:
-                dest = host, port, transport if transport in ("udp", "tcp") else "udp"
+                dest = host, port, transport if transport in ("udp", "tcp", "tls") else "udp"
         if len(cache) >= 4096:
             cache.clear()
         cache[target] = dest

@@ -89,7 +89,7 @@ class Worker:
             watcher = DatasetWatcher(self.pipeline.store, self.config.datasets)
             self._watcher = asyncio.get_running_loop().create_task(watcher.watch())
         self.transports = Transports(self.config.listen, self._receive, self.config.proxy.max_message_size,
-                                     self.config.proxy.advertise, self.udp_socks)
+                                     self.config.proxy.advertise, self.udp_socks, self.config.tls)
         self.core = ProxyCore(self.config, self.pipeline, self.transports, self._on_outcome)
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
         if self.steering is not None:

@@ -7,6 +7,8 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 4-tuple, which would otherwise hand a response to another worker).
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
+TLS: the same connection objects over asyncio's TLS transport (``proxy/tls.py`` makes the
+contexts); a message for any other transport (SCTP, WebSocket) is dropped and logged.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import functools
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from sipguard.config import Listen
+from sipguard.proxy.tls import TlsConfig, client_context, server_context
 from sipguard.sip import SipParseError, StreamFramer
 
 log = logging.getLogger("sipguard.transport")
@@ -57,8 +61,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, registry: Transports, max_size: int) -> None:
+    """One TCP or TLS connection (``name``: "tcp" | "tls"), inbound or outbound."""
+
+    def __init__(self, registry: Transports, max_size: int, name: str = "tcp") -> None:
         self.registry = registry
+        self.name = name
+        self.pool = registry.tls if name == "tls" else registry.tcp
         self.framer = StreamFramer(max_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -69,7 +77,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
-        self.registry.tcp[self.peer] = self
+        self.pool[self.peer] = self
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -83,21 +91,21 @@ class TcpConnection(asyncio.Protocol):
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
-            log.info("closing TCP connection from %s:%s: %s", self.peer[0], self.peer[1], exc.reason)
+            log.info("closing %s connection from %s:%s: %s", self.name, self.peer[0], self.peer[1], exc.reason)
             if self.transport is not None:
                 self.transport.close()
             return
         for message in messages:
-            self.registry.receive(message, self.peer, "tcp", self)
+            self.registry.receive(message, self.peer, self.name, self)
         error = self.framer.error
         if error is not None and self.transport is not None:
             # the good messages before the bad bytes were delivered; the stream cannot be resynced
-            log.info("closing TCP connection from %s:%s: %s", self.peer[0], self.peer[1], error.reason)
+            log.info("closing %s connection from %s:%s: %s", self.name, self.peer[0], self.peer[1], error.reason)
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.registry.tcp.get(self.peer) is self:
-            del self.registry.tcp[self.peer]
+        if self.pool.get(self.peer) is self:
+            del self.pool[self.peer]
         if not self.ready.done():
             self.ready.set_result(False)
 
@@ -106,7 +114,7 @@ class TcpConnection(asyncio.Protocol):
             self.backlog.append(data)
         elif not self.transport.is_closing():
             if self.transport.get_write_buffer_size() > MAX_TCP_BUFFER:
-                log.warning("TCP peer %s:%s is not reading; closing", *self.peer)
+                log.warning("%s peer %s:%s is not reading; closing", self.name, *self.peer)
                 self.transport.close()
                 return
             self.transport.write(data)
@@ -116,7 +124,8 @@ class Transports:
     """The Sender the ProxyCore talks to, plus the listening sockets of one process."""
 
     def __init__(self, listen: tuple[Listen, ...], receive: Receive, max_size: int,
-                 advertise: str | None = None, udp_socks: dict[int, socket.socket] | None = None) -> None:
+                 advertise: str | None = None, udp_socks: dict[int, socket.socket] | None = None,
+                 tls: TlsConfig | None = None) -> None:
         self.listen = listen
         self.udp_socks = udp_socks or {}   # listen index -> a UDP socket made (and bound) for us
         self.receive = receive
@@ -126,9 +135,14 @@ class Transports:
         self.udp_out: dict[int, UdpEndpoint] = {}     # address family -> private socket
         self.out_sent_by: dict[int, str] = {}
         self.tcp: dict[tuple[str, int], TcpConnection] = {}
+        self.tls: dict[tuple[str, int], TcpConnection] = {}
+        self.tls_config = tls or TlsConfig()
+        self._client_ctx: ssl.SSLContext | None = None   # made at the first TLS next hop
         self.servers: list[asyncio.AbstractServer] = []
         self.local: set[tuple[str, int]] = set()
         self._tcp_sent_by = ""
+        self._tls_sent_by = ""
+        self.dropped = 0                                  # messages for a transport we do not speak
 
     async def start(self, reuse_port: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -151,6 +165,13 @@ class Transports:
                     self.udp_out[family] = out
                     port = out.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
                     self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
+            elif addr.transport == "tls":
+                server = await loop.create_server(
+                    functools.partial(TcpConnection, self, self.max_size, "tls"), addr.host, addr.port,
+                    family=family, reuse_port=reuse_port, backlog=1024, ssl=server_context(self.tls_config))
+                self.servers.append(server)
+                if not self._tls_sent_by:
+                    self._tls_sent_by = _hostport(self._advertised(addr.host), addr.port)
             else:
                 server = await loop.create_server(
                     lambda: TcpConnection(self, self.max_size), addr.host, addr.port,
@@ -172,6 +193,8 @@ class Transports:
     def via_sent_by(self, transport: str) -> str:
         if transport == "tcp":
             return self._tcp_sent_by
+        if transport == "tls":
+            return self._tls_sent_by or self._tcp_sent_by
         return self.out_sent_by.get(socket.AF_INET) or next(iter(self.out_sent_by.values()), self._tcp_sent_by)
 
     def is_local(self, host: str, port: int) -> bool:
@@ -184,12 +207,15 @@ class Transports:
             if endpoint is not None:
                 endpoint.sendto(data, addr)
             return
-        tcp = conn if isinstance(conn, TcpConnection) and conn.transport is not None \
-            and not conn.transport.is_closing() else self.tcp.get(addr)
-        if tcp is not None:
-            tcp.write(data)
+        if transport != "tcp" and transport != "tls":
+            self._drop(transport, addr)
+            return
+        stream = conn if isinstance(conn, TcpConnection) and conn.transport is not None \
+            and not conn.transport.is_closing() else (self.tls if transport == "tls" else self.tcp).get(addr)
+        if stream is not None:
+            stream.write(data)
         else:
-            self._connect(addr).write(data)
+            self._connect(addr, transport).write(data)
 
     def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
         if transport == "udp":
@@ -197,10 +223,18 @@ class Transports:
             if endpoint is not None:
                 endpoint.sendto(data, addr)
             return
-        conn = self.tcp.get(addr)
+        if transport != "tcp" and transport != "tls":
+            self._drop(transport, addr)
+            return
+        conn = (self.tls if transport == "tls" else self.tcp).get(addr)
         if conn is None or conn.transport is None and conn.ready.done():
-            conn = self._connect(addr)
+            conn = self._connect(addr, transport)
         conn.write(data)
+
+    def _drop(self, transport: str, addr: tuple[str, int]) -> None:
+        self.dropped += 1
+        log.info("not sent to %s:%s: transport %r is not one sipguard speaks (udp, tcp, tls)",
+                 addr[0], addr[1], transport)
 
     def _udp_for(self, host: str, listening: bool) -> UdpEndpoint | None:
         family = family_of(host)
@@ -211,19 +245,29 @@ class Transports:
                 return endpoint
         return self.udp_out.get(family)
 
-    def _connect(self, addr: tuple[str, int]) -> TcpConnection:
-        """Open a TCP connection; writes queue until it is up (and are dropped if it fails)."""
+    def _connect(self, addr: tuple[str, int], transport: str = "tcp") -> TcpConnection:
+        """Open a TCP or TLS connection; writes queue until it is up (dropped if it fails)."""
         loop = asyncio.get_running_loop()
-        conn = TcpConnection(self, self.max_size)
-        self.tcp[addr] = conn
+        conn = TcpConnection(self, self.max_size, transport)
+        conn.pool[addr] = conn
+        ctx: ssl.SSLContext | None = None
+        if transport == "tls":
+            if self._client_ctx is None:
+                self._client_ctx = client_context(self.tls_config)
+            ctx = self._client_ctx
+        name = self.tls_config.server_name if ctx is not None else None
 
         async def connect() -> None:
             try:
-                await loop.create_connection(lambda: conn, addr[0], addr[1])
-            except OSError as exc:
-                log.warning("TCP connect to %s:%s failed: %s", addr[0], addr[1], exc)
-                if self.tcp.get(addr) is conn:
-                    del self.tcp[addr]
+                if ctx is None:
+                    await loop.create_connection(lambda: conn, addr[0], addr[1])
+                else:
+                    await loop.create_connection(lambda: conn, addr[0], addr[1], ssl=ctx,
+                                                 server_hostname=name or addr[0])
+            except OSError as exc:  # ssl.SSLError (a refused certificate) is one too
+                log.warning("%s connect to %s:%s failed: %s", transport.upper(), addr[0], addr[1], exc)
+                if conn.pool.get(addr) is conn:
+                    del conn.pool[addr]
                 conn.backlog.clear()
                 if not conn.ready.done():
                     conn.ready.set_result(False)
@@ -239,7 +283,7 @@ class Transports:
         for endpoint in [*self.udp, *self.udp_out.values()]:
             if endpoint.transport is not None:
                 endpoint.transport.close()
-        for conn in list(self.tcp.values()):
+        for conn in [*self.tcp.values(), *self.tls.values()]:
             if conn.transport is not None:
                 conn.transport.close()
         for server in self.servers:

@@ -32,6 +32,13 @@ BAD = [
     ("workers", "workers: 0\n", 1, "workers", "must be >= 1"),
     ("next hop", "next_hop: 'http://x'\n", 1, "next_hop", "must be a sip: URI"),
     ("store timeout", "store_timeout: 100\n", 1, "store_timeout", "must be <= 10"),
+    ("tls listen without a certificate", "listen: ['tls://127.0.0.1:5061']\n", 1, "listen",
+     "needs tls.cert and tls.key"),
+    ("tls file missing", "tls:\n  cert: nope.pem\n  key: nope.key\n", 2, "tls.cert", "file not found"),
+    ("tls ca not a certificate", "tls:\n  ca: sipguard.yaml\n", 2, "tls.ca", "cannot use it for TLS"),
+    ("tls unknown key", "tls:\n  verify_peer: true\n", 2, "tls.verify_peer", "unknown key"),
+    ("sips over udp", "next_hop: 'sips:10.0.0.5;transport=udp'\n", 1, "next_hop", "over TLS only"),
+    ("listen scheme", "listen: ['sctp://127.0.0.1:5060']\n", 1, "listen", "tls://HOST:PORT"),
     ("YAML syntax", "mode: [proxy\n", 2, None, "invalid YAML"),
     ("not a mapping", "- a\n- b\n", 1, None, "expected a mapping"),
 ]
@@ -47,6 +54,16 @@ def test_errors_name_file_line_and_key(tmp_path: Path, text: str, line: int, key
     assert (err.path, err.line, err.key) == (str(path), line, key)
     assert words in err.message
     assert str(err).startswith(f"{path}:{line}: " + (f"{key}: " if key else ""))
+
+
+def test_tls_next_hops_and_listen_defaults() -> None:
+    from sipguard.config import next_hop_address, parse_listen
+
+    assert next_hop_address("sips:10.0.0.5") == ("10.0.0.5", 5061, "tls")
+    assert next_hop_address("sip:10.0.0.5;transport=TLS") == ("10.0.0.5", 5061, "tls")
+    assert next_hop_address("sips:sbc@10.0.0.5:5071") == ("10.0.0.5", 5071, "tls")
+    assert next_hop_address("sip:10.0.0.5") == ("10.0.0.5", 5060, "udp")
+    assert (parse_listen("tls://0.0.0.0").port, parse_listen("tcp://0.0.0.0").port) == (5061, 5060)
 
 
 def test_defaults_and_steering(tmp_path: Path) -> None:

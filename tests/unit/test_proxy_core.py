@@ -189,3 +189,22 @@ def test_a_store_that_waits_gets_its_decision_in_a_task(tmp_path: Path) -> None:
         assert b"verstat=No-TN-Validation" in sent[1][0]
 
     run(tmp_path, scenario)
+
+
+def test_in_dialog_requests_to_a_sips_target_go_over_tls(tmp_path: Path) -> None:
+    """A BYE whose Request-URI (the peer's Contact) is sips: or ;transport=tls leaves over TLS,
+    to port 5061 when none is given; udp and tcp targets keep theirs."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        for target, expected in (("sips:uac@192.0.2.50", (("192.0.2.50", 5061), "tls")),
+                                 ("sip:uac@192.0.2.51:5071;transport=tls", (("192.0.2.51", 5071), "tls")),
+                                 ("sip:uac@192.0.2.52;transport=tcp", (("192.0.2.52", 5060), "tcp")),
+                                 ("sip:uac@192.0.2.53", (("192.0.2.53", 5060), "udp"))):
+            bye = (f"BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye-{target[-2:]}\r\n"
+                   "From: <sip:+13036231000@127.0.0.1>;tag=uas9\r\nTo: <sip:+12127363100@127.0.0.1>;tag=uac1\r\n"
+                   "Call-ID: call-1@127.0.0.1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+            core.receive(bye.encode(), UAS, "udp", None)
+            [(data, addr, transport)] = cap.sent
+            cap.sent = []
+            assert data.startswith(b"BYE ") and (addr, transport) == expected
+
+    run(tmp_path, scenario)

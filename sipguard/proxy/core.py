@@ -316,7 +316,7 @@ class ProxyCore:
         dest = self._hop(hop)
         act.apply_forward(req, outcome)
         branch = BRANCH_PREFIX + hashlib.blake2b(_bytes(tx.key), digest_size=8).hexdigest()
-        self._prepare_relay(req, tx.source, dest[2], branch)
+        self._prepare_relay(req, tx.source, tx.transport, dest[2], branch)
         data = req.serialize()
         tx.state, tx.client_branch, tx.dest, tx.forwarded, tx.sent = "proceeding", branch, dest, data, data
         tx.last = None  # our 100 is not resent after forwarding: downstream answers now
@@ -359,7 +359,8 @@ class ProxyCore:
         tx.timer = asyncio.get_running_loop().call_later(tx.interval, self._timer_g, tx)
 
     # -- relay helpers --------------------------------------------------------------------------
-    def _prepare_relay(self, req: Request, source: tuple[str, int], out_transport: str, branch: str) -> None:
+    def _prepare_relay(self, req: Request, source: tuple[str, int], in_transport: str, out_transport: str,
+                       branch: str) -> None:
         """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR, our Via."""
         prev = _rewritten_via(req.top_via, source)
         if prev is not None:
@@ -368,8 +369,16 @@ class ProxyCore:
         mf = req.max_forwards
         req.set_header("Max-Forwards", str((mf if mf is not None else 70) - 1))
         if self.config.proxy.record_route and req.method == "INVITE":
-            req.prepend_header("Record-Route", f"<sip:{self.sender.via_sent_by('udp')};lr;{RR_MARK}>")
+            # RFC 5658: changing transport, we record both of our sides; the callee reads the top
+            # one (ours facing it), the caller the lower one (ours facing the caller)
+            if in_transport != out_transport:
+                req.prepend_header("Record-Route", self._record_route(in_transport))
+            req.prepend_header("Record-Route", self._record_route(out_transport))
         req.prepend_header("Via", self._via_value(out_transport, branch))
+
+    def _record_route(self, transport: str) -> str:
+        param = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{self.sender.via_sent_by(transport)}{param};lr;{RR_MARK}>"
 
     def _via_value(self, transport: str, branch: str) -> str:
         return f"SIP/2.0/{transport.upper()} {self.sender.via_sent_by(transport)};branch={branch};rport"
@@ -579,7 +588,7 @@ class ProxyCore:
                 self._reply(req, 404, source, transport, conn)
             return
         branch = _stateless_branch(req.top_via, req.method, req.cseq[0])
-        self._prepare_relay(req, source, dest[2], branch)
+        self._prepare_relay(req, source, transport, dest[2], branch)
         self.sender.send_to(req.serialize(), (dest[0], dest[1]), dest[2])
 
     def _fast_request(self, req: FastRequest, source: tuple[str, int], transport: str, conn: object) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -206,5 +207,28 @@ def test_in_dialog_requests_to_a_sips_target_go_over_tls(tmp_path: Path) -> None
             [(data, addr, transport)] = cap.sent
             cap.sent = []
             assert data.startswith(b"BYE ") and (addr, transport) == expected
+
+    run(tmp_path, scenario)
+
+
+def test_record_route_records_both_sides_when_the_transport_changes(tmp_path: Path) -> None:
+    """RFC 5658: an INVITE in over TLS and out over UDP carries two Record-Route entries of
+    ours, the top one (the callee's) for UDP, the next (the caller's) for TLS; in-dialog
+    requests routed through both come back with neither."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.config = replace(core.config, proxy=replace(core.config.proxy, record_route=True))
+        core.receive(INVITE.replace(b"SIP/2.0/UDP", b"SIP/2.0/TLS"), UAC, "tls", None)
+        await asyncio.gather(*core._tasks)
+        fwd = parse(cap.take()[1][0])
+        assert fwd.headers("Record-Route") == ["<sip:127.0.0.1:5060;lr;sgrr>",
+                                               "<sip:127.0.0.1:5060;transport=tls;lr;sgrr>"]
+        bye = ("BYE sip:uac@127.0.0.1:5061;transport=tls SIP/2.0\r\n"
+               "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye-rr\r\n"
+               "Route: <sip:127.0.0.1:5060;lr;sgrr>, <sip:127.0.0.1:5060;transport=tls;lr;sgrr>\r\n"
+               "From: <sip:+13036231000@127.0.0.1>;tag=uas9\r\nTo: <sip:+12127363100@127.0.0.1>;tag=uac1\r\n"
+               "Call-ID: call-1@127.0.0.1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        core.receive(bye.encode(), UAS, "udp", None)
+        [(data, addr, transport)] = cap.sent
+        assert (addr, transport) == (UAC, "tls") and b"Route:" not in data
 
     run(tmp_path, scenario)

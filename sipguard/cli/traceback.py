@@ -97,10 +97,7 @@ def write_answer(args: argparse.Namespace, config: Config, records: list[CallRec
                  times: dict[str, float | None], out: IO[str]) -> None:
     low, high = query.time_range(times["since"], times["until"], times["at"], args.window)
     request = answer.Request(args.caller, args.callee, args.at, times["at"], args.call_id, low, high)
-    contacts = {t.id: answer.Contact(t.provider.name, t.provider.frn, t.provider.rmd, t.provider.country,
-                                     t.provider.contact) for t in config.trunks}
-    signing = {"attest": config.signing.attest, "x5u": config.signing.x5u} if config.signing else None
-    doc = answer.build(request, records, contacts, signing, time.time())
+    doc = answer.build(request, records, answer.context_of(config), time.time())
     out.write(json.dumps(doc) + "\n" if args.format == "jsonl" else answer.render(doc))
 
 

@@ -1,4 +1,5 @@
-"""The admin HTTP listener (``http.listen``): /metrics, /healthz, /readyz, /traceback, admin API.
+"""The admin HTTP listener (``http.listen``): /metrics, /healthz, /readyz, /traceback,
+/traceback/answer (the ITG answer for our hop, JSON or ``format=text``), admin API.
 
 A deliberately small HTTP/1.1 server on ``asyncio.start_server`` (no new dependency):
 one request per connection (``Connection: close``), request head at most
@@ -17,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sipguard.observe import health, metrics
-from sipguard.records import query
+from sipguard.records import answer, query
 from sipguard.records.record import TracebackConfig
 
 log = logging.getLogger("sipguard.http")
@@ -37,13 +39,17 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
            413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
 TRACEBACK_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "top", "n")
+ANSWER_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "format")
+TEXT = "text/plain; charset=utf-8"
 
 
 class HttpServer:
     def __init__(self, store_url: str, traceback: TracebackConfig, ready: health.ReadyFn | None = None,
-                 routes: Routes | None = None, registry: Any = None) -> None:
+                 routes: Routes | None = None, registry: Any = None,
+                 answer_context: answer.Context = ({}, None)) -> None:
         self.store_url = store_url
         self.traceback = traceback
+        self.answer_context = answer_context
         self.ready = ready
         self.routes: Routes = dict(routes or {})
         self.registry = registry
@@ -114,7 +120,7 @@ class HttpServer:
         if handler is not None:
             return await handler(params, body)
         builtin = {"/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz,
-                   "/traceback": self._traceback}.get(path)
+                   "/traceback": self._traceback, "/traceback/answer": self._answer}.get(path)
         if builtin is None:
             if any(p == path for _, p in self.routes):
                 return 405, JSON, _error(f"{method} not allowed on {path}")
@@ -148,21 +154,50 @@ class HttpServer:
             return 400, JSON, _error(str(exc))
 
 
-async def traceback_json(store_url: str, cfg: TracebackConfig, params: dict[str, str]) -> bytes:
-    """The answer of /traceback: records (or the campaign view with ``top=``), in UTC."""
+    async def _answer(self, params: dict[str, str]) -> tuple[int, str, bytes]:
+        """The ITG answer for our hop (records.answer): 200 with "found" or "not found"."""
+        unknown = sorted(set(params) - set(ANSWER_PARAMS))
+        if unknown or params.get("format", "json") not in ("json", "text"):
+            return 400, JSON, _error(f"expected parameters {', '.join(ANSWER_PARAMS)} (format: json | text)")
+        try:
+            since, until, at, window = _times(params)
+            records = await _find(self.store_url, self.traceback, params, since, until, at, window)
+        except query.QueryError as exc:
+            return 400 if "time" in str(exc) else 503, JSON, _error(str(exc))
+        except ValueError as exc:
+            return 400, JSON, _error(str(exc))
+        low, high = query.time_range(since, until, at, window)
+        request = answer.Request(params.get("caller") or None, params.get("callee") or None,
+                                 params.get("at") or None, at, params.get("call_id") or None, low, high)
+        doc = answer.build(request, records, self.answer_context, time.time())
+        if params.get("format") == "text":
+            return 200, TEXT, answer.render(doc).encode()
+        return 200, JSON, json.dumps(doc).encode()
+
+
+def _times(params: dict[str, str]) -> tuple[float | None, float | None, float | None, float]:
     def when(key: str) -> float | None:
         return query.parse_time(params[key]) if params.get(key) else None
 
-    since, until, at = when("since"), when("until"), when("at")
-    window = float(params.get("window") or query.DEFAULT_WINDOW)
+    return when("since"), when("until"), when("at"), float(params.get("window") or query.DEFAULT_WINDOW)
+
+
+async def _find(store_url: str, cfg: TracebackConfig, params: dict[str, str], since: float | None,
+                until: float | None, at: float | None, window: float) -> list[Any]:
+    return await query.find(store_url, cfg, caller=params.get("caller") or None,
+                            callee=params.get("callee") or None, since=since, until=until,
+                            call_id=params.get("call_id") or None, at=at, window=window,
+                            limit=int(params.get("limit") or 1000))
+
+
+async def traceback_json(store_url: str, cfg: TracebackConfig, params: dict[str, str]) -> bytes:
+    """The answer of /traceback: records (or the campaign view with ``top=``), in UTC."""
+    since, until, at, window = _times(params)
     if params.get("top"):
         rows = await query.top(store_url, cfg, params["top"], since, until, int(params.get("n") or 20))
         return json.dumps({"top": params["top"], "since": query.iso_utc(since), "until": query.iso_utc(until),
                            "rows": [{"key": k, "rejected": r, "attest_c": c} for k, r, c in rows]}).encode()
-    records = await query.find(store_url, cfg, caller=params.get("caller") or None,
-                               callee=params.get("callee") or None, since=since, until=until,
-                               call_id=params.get("call_id") or None, at=at, window=window,
-                               limit=int(params.get("limit") or 1000))
+    records = await _find(store_url, cfg, params, since, until, at, window)
     low, high = query.time_range(since, until, at, window)
     out = {"query": {"caller": params.get("caller"), "callee": params.get("callee"),
                      "call_id": params.get("call_id"), "from": query.iso_utc(low), "to": query.iso_utc(high),
@@ -186,7 +221,8 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
     from sipguard.config import split_hostport
 
     host, port = split_hostport(listen)
-    server = HttpServer(config.store, config.traceback, ready, routes, registry)
+    server = HttpServer(config.store, config.traceback, ready, routes, registry,
+                        answer.context_of(config) if hasattr(config, "trunks") else ({}, None))
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)
     return server

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipguard.records.query import iso_utc
 from sipguard.records.record import CallRecord
+
+if TYPE_CHECKING:
+    from sipguard.config import Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,18 @@ class Contact:
     contact: str | None
 
 
+Context = tuple[dict[str, "Contact"], dict[str, str] | None]
+
+
+def context_of(config: Config) -> Context:
+    """What an answer takes from the running config: each trunk's provider (with its contact)
+    and our signing settings."""
+    contacts = {t.id: Contact(t.provider.name, t.provider.frn, t.provider.rmd, t.provider.country,
+                              t.provider.contact) for t in config.trunks}
+    signing = {"attest": config.signing.attest, "x5u": config.signing.x5u} if config.signing else None
+    return contacts, signing
+
+
 def zone_of(text: str | None) -> str:
     """The UTC offset a request time carried ("-04:00"), or what was assumed."""
     if not text:
@@ -70,10 +85,11 @@ def zone_of(text: str | None) -> str:
     return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def build(request: Request, records: list[CallRecord], contacts: dict[str, Contact],
-          signing: dict[str, str] | None, prepared: float) -> dict[str, Any]:
-    """The answer document. ``contacts``: trunk id -> the provider as configured now (for the
-    contact, which records do not carry); ``signing``: our STI-AS settings now (attest, x5u)."""
+def build(request: Request, records: list[CallRecord], context: Context, prepared: float) -> dict[str, Any]:
+    """The answer document. ``context`` (``context_of``): trunk id -> the provider as
+    configured now (for the contact, which records do not carry), and our STI-AS settings
+    now (attest, x5u)."""
+    contacts, signing = context
     return {
         "answer": "found" if records else "not found",
         "prepared_utc": iso_utc(prepared),

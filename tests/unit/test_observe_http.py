@@ -14,6 +14,7 @@ from sipguard.clock import ManualClock
 from sipguard.observe import logs
 from sipguard.observe.http import HttpServer
 from sipguard.observe.metrics import Metrics
+from sipguard.records.answer import Contact
 from sipguard.records.record import TracebackConfig
 from sipguard.records.writer import open_records
 from tests.records_fixtures import BASE_TIME, make_record
@@ -50,8 +51,10 @@ def test_endpoints(tmp_path: Path) -> None:
         await w.aclose()
         m = Metrics()
         m.observe_decision(make_record(), 0.01)
+        contact = Contact("Carrier A", "0012345678", "RMD0001234", "GB", "noc@carrier-a.example")
         server = HttpServer("memory", cfg, ready=lambda: (state["ok"], {"store_reachable": state["ok"]}),
-                            routes={("POST", "/admin/notices"): notices}, registry=m.registry)
+                            routes={("POST", "/admin/notices"): notices}, registry=m.registry,
+                            answer_context=({"carrier-a": contact}, None))
         await server.start("127.0.0.1", 0)
         port = server.port
         try:
@@ -74,6 +77,19 @@ def test_endpoints(tmp_path: Path) -> None:
             status, _, body = await request(port, get(port, "/traceback?since=2023-11-14T22:13:20Z&until="
                                                       + str(BASE_TIME + 150)))
             assert json.loads(body)["count"] == 2
+            status, _, body = await request(port, get(port, "/traceback/answer?caller=%2B12025550003&at="
+                                                      "2023-11-14T17:18:20-05:00"))
+            doc = json.loads(body)
+            assert status == 200 and doc["answer"] == "found" and doc["request"]["zone"] == "UTC-05:00"
+            assert doc["calls"][0]["received_from"]["contact"] == "noc@carrier-a.example"
+            status, headers, body = await request(port, get(port, "/traceback/answer?caller=%2B12025559999"
+                                                               f"&at={BASE_TIME}&format=text"))
+            assert status == 200 and headers["content-type"].startswith("text/plain")
+            assert b"Result: NOT FOUND" in body
+            for path in ("/traceback/answer?top=callers", "/traceback/answer?format=pdf",
+                         "/traceback/answer?at=whenever"):
+                status, _, body = await request(port, get(port, path))
+                assert status == 400 and "error" in json.loads(body), path
             status, _, body = await request(port, get(port, "/traceback?top=callers&since=0"))
             assert status == 200 and json.loads(body)["rows"] == []
             for path, code in (("/traceback?at=whenever", 400), ("/traceback?colour=red", 400),

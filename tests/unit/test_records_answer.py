@@ -26,8 +26,8 @@ def test_an_upstream_without_details_is_still_named_as_such() -> None:
 
 def test_signed_call_carries_our_signing_settings() -> None:
     r = make_record(signed=True, signed_origid="oid-1")
-    doc = build(Request(None, None, None, None, "call-0@198.51.100.7", None, None), [r], {},
-                {"attest": "C", "x5u": "https://certs.example.net/sg.pem"}, BASE_TIME + 3600)
+    doc = build(Request(None, None, None, None, "call-0@198.51.100.7", None, None), [r],
+                ({}, {"attest": "C", "x5u": "https://certs.example.net/sg.pem"}), BASE_TIME + 3600)
     assert doc["calls"][0]["we_signed"] == {"signed": True, "origid": "oid-1", "attest": "C",
                                             "x5u": "https://certs.example.net/sg.pem",
                                             "note": "attestation and x5u as configured now"}

@@ -69,6 +69,7 @@ class _Entry:
     crl_reason: Reason | None = None
     crl_until: float = 0.0
     stale_until: float = 0.0  # a credential: used past ``expires`` up to here while refreshed
+    anchors: int = 0          # the trust anchors' generation it was judged against
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ class Verifier:
         self._token_hits = 0
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
         self.breaker = Breaker()
+        self._anchors = 0  # generation of the trust anchors, one more at each change (SIGHUP)
         self.crl = CrlChecker(fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl)
         self._max_age, self._max_future = cfg.iat_max_age, cfg.iat_max_future
         self.counters: dict[str, float] = dict.fromkeys((
@@ -136,6 +138,7 @@ class Verifier:
         anchors_changed = _anchor_set(trust) != _anchor_set(self.trust)
         if anchors_changed:
             self.trust = trust
+            self._anchors += 1  # a download under way keeps no certificate judged before
             self._l1.clear()
             if self._tokens is not None:
                 self._tokens.clear()
@@ -340,7 +343,8 @@ class Verifier:
         entry = await self._from_l2(url, now)
         if entry is None:
             entry = await self._download(url, now)
-        if entry.cred is None and entry.reason is Reason.X5U_FETCH_FAILED and stale is not None:
+        if entry.cred is None and entry.reason is Reason.X5U_FETCH_FAILED and stale is not None \
+                and stale.anchors == self._anchors:
             # the host is down or answered an error: keep the good certificate a while more,
             # and try again after negative_ttl (never past the grace the entry was given)
             stale.expires = min(now + self.cfg.x5u.negative_ttl, stale.stale_until)
@@ -368,7 +372,7 @@ class Verifier:
             return None  # trust anchors may differ per instance: fetch and judge ourselves
         self.counters["l2_hits"] += 1
         expires = min(got[1], max(result.not_after, now + self.cfg.x5u.negative_ttl))
-        return _Entry(result, None, expires, stale_until=expires + self.cfg.x5u.stale_grace)
+        return _Entry(result, None, expires, stale_until=expires + self.cfg.x5u.stale_grace, anchors=self._anchors)
 
     async def _download(self, url: str, now: float) -> _Entry:
         negative = now + self.cfg.x5u.negative_ttl
@@ -406,7 +410,7 @@ class Verifier:
             except Exception as exc:
                 self.counters["l2_errors"] += 1
                 log.warning("shared certificate cache: put failed: %s", exc)
-        return _Entry(result, None, expires, stale_until=stale_until)
+        return _Entry(result, None, expires, stale_until=stale_until, anchors=self._anchors)
 
 
 def _anchor_set(trust: TrustStore) -> set[bytes]:

@@ -456,3 +456,34 @@ def test_sighup_reads_the_trust_anchors_again(pki: StiPki, tmp_path: Path,
         assert old.reasons == (Reason.STALE_IAT,)
 
     run(go())
+
+
+def test_a_refresh_under_way_at_sighup_keeps_no_certificate_judged_before(pki: StiPki, tmp_path: Path) -> None:
+    """New anchors while a certificate is refreshed and its host is down: the certificate
+    judged against the old anchors is not kept (stale-if-error applies to the new ones only)."""
+    from dataclasses import replace
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    anchors = tmp_path / "sti-roots.pem"
+    anchors.write_bytes(Path(pki.anchors).read_bytes())
+    fetcher = _fetcher(pki)
+    v = Verifier(replace(pki.config(crl=CrlConfig(enabled=False)), trust_anchors=str(anchors)), fetcher)
+    url = f"{BASE}/good.pem"
+    later = NOW + 86400 + 1
+
+    async def go() -> None:
+        assert (await _verify(v, [_ident(pki)])).passed
+        fetcher.bodies[url] = FetchError(Reason.X5U_FETCH_FAILED, "connection refused")
+        fetcher.gate = asyncio.Event()
+        assert (await _verify(v, [_ident(pki, iat=int(later))], now=later)).passed  # stale, refreshing
+        for _ in range(5):
+            await asyncio.sleep(0)                   # the refresh waits at the gate
+        anchors.write_bytes(Path(pki.anchors).read_bytes() + pki.other_root.public_bytes(Encoding.PEM))
+        v.reconfigure(v.cfg)                         # the anchors changed (one more root)
+        fetcher.gate.set()
+        await _settle(v)
+        after = await _verify(v, [_ident(pki, iat=int(later) + 1)], now=later + 1)
+        assert after.reasons == (Reason.X5U_FETCH_FAILED,)
+
+    run(go())

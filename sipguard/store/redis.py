@@ -8,9 +8,9 @@ background task reconnects with backoff (50 ms doubling to 400 ms), so the store
 within a second of Redis being back. A degraded answer still carries the RMD answers Redis
 gave for the same upstream provider and signer within the last day (``REMEMBER_RMD``): the
 RMD is published daily, so "this trunk's provider is not in the RMD" keeps being enforced
-through an outage; what is per call (DNO, lists, notices, limits) is unknown. In Redis Cluster, see the package docstring for the
-per-slot fan-out. The admin methods (imports, lists, notices; they may raise
-``SipguardError``) are in redis_admin.py.
+through an outage; what is per call (DNO, lists, notices, limits) is unknown. In Redis
+Cluster, see the package docstring for the per-slot fan-out. The admin methods (imports,
+lists, notices; they may raise ``SipguardError``) are in redis_admin.py.
 """
 
 from __future__ import annotations
@@ -33,12 +33,6 @@ from sipguard.store.redis_admin import RedisAdmin, _pack, _s
 
 REMEMBER_RMD = 86400.0           # seconds an RMD answer serves degraded answers (the RMD is daily)
 MAX_REMEMBERED_SIGNERS = 20000   # signer SPCs remembered per worker (providers: one per trunk)
-
-
-def _provider_key(keys: LookupKeys) -> tuple[str, str] | None:
-    """The trunk's provider as the lookup script sees it (RMD number, FRN), None if neither."""
-    rmd, frn = (keys.trunk_rmd or "").strip().upper(), frn10(keys.trunk_frn) or ""
-    return (rmd, frn) if rmd or frn else None
 
 log = logging.getLogger("sipguard.store")
 LOOKUP_LUA = resources.files("sipguard.store").joinpath("lua/lookup.lua").read_text(encoding="utf-8")
@@ -267,3 +261,9 @@ class RedisStore(RedisAdmin):
                                                     + b"\n" + pem, pxat=ms), max(self.timeout, 0.2))
         except _FAILURES:
             return
+
+
+def _provider_key(keys: LookupKeys) -> tuple[str, str] | None:
+    """The trunk's provider as the lookup script sees it (RMD number, FRN), None if neither."""
+    rmd, frn = (keys.trunk_rmd or "").strip().upper(), frn10(keys.trunk_frn) or ""
+    return (rmd, frn) if rmd or frn else None

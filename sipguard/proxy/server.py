@@ -135,6 +135,8 @@ class Worker:
                 self.reload()
             self._poll_policy()
             stats = self.core.stats()
+            if self.transports is not None:
+                stats["unsupported_transport"] = float(self.transports.dropped)
             if self.steering is not None:
                 stats.update(self.steering.stats())
             self.metrics.set_gauges(stats, self.pipeline, records=self.records)

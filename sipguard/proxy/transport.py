@@ -8,7 +8,7 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
 TLS: the same connection objects over asyncio's TLS transport (``proxy/tls.py`` makes the
-contexts); a message for any other transport (SCTP, WebSocket) is dropped and logged.
+contexts); a message for any other transport (SCTP, WebSocket) is dropped and counted.
 """
 
 from __future__ import annotations
@@ -232,9 +232,9 @@ class Transports:
         conn.write(data)
 
     def _drop(self, transport: str, addr: tuple[str, int]) -> None:
-        self.dropped += 1
-        log.info("not sent to %s:%s: transport %r is not one sipguard speaks (udp, tcp, tls)",
-                 addr[0], addr[1], transport)
+        self.dropped += 1  # counted (metric sip_events{event="unsupported_transport"}), not logged each
+        log.debug("not sent to %s:%s: transport %r is not one sipguard speaks (udp, tcp, tls)",
+                  addr[0], addr[1], transport)
 
     def _udp_for(self, host: str, listening: bool) -> UdpEndpoint | None:
         family = family_of(host)

@@ -232,3 +232,17 @@ def test_record_route_records_both_sides_when_the_transport_changes(tmp_path: Pa
         assert (addr, transport) == (UAC, "tls") and b"Route:" not in data
 
     run(tmp_path, scenario)
+
+
+def test_a_transport_we_do_not_speak_is_counted_not_sent_over_tcp() -> None:
+    """A response whose next Via says SCTP (or WS): neither sent on a plain TCP connection nor
+    an error; counted for the metrics."""
+    from sipguard.proxy.transport import Transports
+
+    async def main() -> None:
+        sender = Transports((), lambda *a: None, 65535)
+        sender.send_to_source(b"SIP/2.0 200 OK\r\n\r\n", ("192.0.2.9", 5060), "sctp", None)
+        sender.send_to(b"BYE sip:x SIP/2.0\r\n\r\n", ("192.0.2.9", 5060), "ws")
+        assert sender.dropped == 2 and not sender.tcp and not sender.tls
+
+    asyncio.run(main())

@@ -190,13 +190,7 @@ def _resolved(sec: Section, base_dir: str, keys: tuple[str, ...]) -> Section:
 
 
 def _path(sec: Section, key: str, base_dir: str) -> str | None:
-    value = sec.str(key, default=None)
-    if value is None:
-        return None
-    full = value if os.path.isabs(value) else os.path.join(base_dir, value)
-    if not os.path.exists(full):
-        raise sec.error(key, f"file not found: {full}")
-    return full
+    return sec.file(key, base_dir)
 
 
 def _listen(root: Section) -> list[Listen]:

@@ -13,6 +13,7 @@ file, the line and the dotted key when a value is missing or of the wrong type.
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -177,6 +178,16 @@ class Section:
         if isinstance(value, bool) or not isinstance(value, builtins.str | int | float):
             raise self.error(key, f"expected a string, got {_kind(value)}")
         return str(value)
+
+    def file(self, key: builtins.str, base_dir: builtins.str) -> builtins.str | None:
+        """An optional path to an existing file, relative to ``base_dir`` (the config's folder)."""
+        value = self.str(key, default=None)
+        if value is None:
+            return None
+        full = value if os.path.isabs(value) else os.path.join(base_dir, value)
+        if not os.path.exists(full):
+            raise self.error(key, f"file not found: {full}")
+        return builtins.str(full)
 
     def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)

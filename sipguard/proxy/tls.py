@@ -18,7 +18,6 @@ needs a restart.
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass
 
@@ -39,17 +38,7 @@ class TlsConfig:
     @classmethod
     def from_section(cls, sec: Section, base_dir: str) -> TlsConfig:
         sec.check_keys(TLS_KEYS)
-
-        def path(key: str) -> str | None:
-            value = sec.str(key, default=None)
-            if value is None:
-                return None
-            full = value if os.path.isabs(value) else os.path.join(base_dir, value)
-            if not os.path.exists(full):
-                raise sec.error(key, f"file not found: {full}")
-            return full
-
-        cfg = cls(cert=path("cert"), key=path("key"), ca=path("ca"),
+        cfg = cls(cert=sec.file("cert", base_dir), key=sec.file("key", base_dir), ca=sec.file("ca", base_dir),
                   verify_client=sec.bool("verify_client", default=False),
                   verify_server=sec.bool("verify_server", default=True),
                   server_name=sec.str("server_name", default=None))

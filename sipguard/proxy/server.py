@@ -163,6 +163,10 @@ class Worker:
         if config.listen != self.config.listen or config.store != self.config.store:
             log.warning("listen addresses and store changes take effect after a restart")
         self.pipeline.reconfigure(config)
+        if self.transports is not None:  # files renewed in place (same paths) count too
+            self.transports.reload_tls(config.tls)
+            if config.tls.cert is not None:
+                log.info("TLS certificates reloaded from %s", config.tls.cert)
         self.config = config
         log.info("config reloaded from %s", config.path)
 

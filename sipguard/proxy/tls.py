@@ -12,8 +12,9 @@ over TLS is framed and handled like TCP; Via says ``SIP/2.0/TLS``.
       verify_server: true             # the next hop's certificate is checked against ca
       server_name: sbc.example.net    # the next hop's name: SNI, and its certificate must match
 
-TLS 1.2 at least. Certificates are read at start (``check-config`` loads them); changing them
-needs a restart.
+TLS 1.2 at least. Certificates are read at start (``check-config`` loads them) and again on
+SIGHUP, renewed in place or not: connections made after the reload get the new ones, open
+ones keep theirs (``Transports.reload_tls``).
 """
 
 from __future__ import annotations

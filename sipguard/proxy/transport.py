@@ -138,6 +138,7 @@ class Transports:
         self.tls: dict[tuple[str, int], TcpConnection] = {}
         self.tls_config = tls or TlsConfig()
         self._client_ctx: ssl.SSLContext | None = None   # made at the first TLS next hop
+        self._server_ctx: ssl.SSLContext | None = None   # the current one (reload_tls swaps it)
         self.servers: list[asyncio.AbstractServer] = []
         self.local: set[tuple[str, int]] = set()
         self._tcp_sent_by = ""
@@ -168,7 +169,7 @@ class Transports:
             elif addr.transport == "tls":
                 server = await loop.create_server(
                     functools.partial(TcpConnection, self, self.max_size, "tls"), addr.host, addr.port,
-                    family=family, reuse_port=reuse_port, backlog=1024, ssl=server_context(self.tls_config))
+                    family=family, reuse_port=reuse_port, backlog=1024, ssl=self._tls_server())
                 self.servers.append(server)
                 if not self._tls_sent_by:
                     self._tls_sent_by = _hostport(self._advertised(addr.host), addr.port)
@@ -181,6 +182,28 @@ class Transports:
                     self._tcp_sent_by = _hostport(self._advertised(addr.host), addr.port)
         if not self._tcp_sent_by:
             self._tcp_sent_by = next(iter(self.out_sent_by.values()), "127.0.0.1:5060")
+
+    def _tls_server(self) -> ssl.SSLContext:
+        """The context the TLS servers are made with. Each handshake switches to the current
+        one (``sni_callback``, called for every ClientHello), so ``reload_tls`` takes effect
+        for the next connection without restarting the servers."""
+        if self._server_ctx is None:
+            self._server_ctx = front = server_context(self.tls_config)
+
+            def current(conn: Any, server_name: str | None, ctx: ssl.SSLContext) -> None:
+                if self._server_ctx is not None and self._server_ctx is not ctx:
+                    conn.context = self._server_ctx
+
+            front.sni_callback = current
+        return self._server_ctx
+
+    def reload_tls(self, cfg: TlsConfig) -> None:
+        """SIGHUP: new certificates and trust for the TLS connections made from now on (open
+        ones keep theirs). The caller has validated ``cfg`` (load_config builds the contexts)."""
+        self.tls_config = cfg
+        self._client_ctx = None
+        if self._server_ctx is not None and cfg.cert is not None:
+            self._server_ctx = server_context(cfg)
 
     def _advertised(self, host: str) -> str:
         if self.advertise:

@@ -222,3 +222,41 @@ def test_mutual_tls_refuses_a_trunk_without_a_certificate(tls_sipguard: Any, pki
             client.close()
     finally:
         uas.close()
+
+
+def test_sighup_takes_renewed_certificates_for_new_connections(sipguard: Any, pki: Pki, tmp_path: Path) -> None:
+    """Certificates renewed in place (same paths, as certbot does) and SIGHUP: the next TLS
+    connection gets the new certificate, without a restart and without the client sending SNI."""
+    import shutil
+    import signal
+
+    from tests.e2e_helpers import wait_for
+
+    for name in ("server.pem", "server.key"):
+        shutil.copy(pki.path(name), tmp_path / name)
+    uas = MiniUas()
+    try:
+        config = base_config(uas.port, tls={"cert": str(tmp_path / "server.pem"), "key": str(tmp_path / "server.key")})
+        sg = sipguard(config, run=False)
+        tls_addr = ("127.0.0.1", free_port())
+        sg.config["listen"].append(f"tls://127.0.0.1:{tls_addr[1]}")
+        sg.path.write_text(yaml.safe_dump(sg.config, sort_keys=False))
+        sg.start()
+
+        def subject() -> str:
+            client = TlsClient(tls_addr, pki)
+            try:
+                cert = x509.load_der_x509_certificate(client.sock.getpeercert(binary_form=True))
+                return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+            finally:
+                client.close()
+
+        assert subject() == "server.sipguard.test"
+        pki.issue("renewed", ExtendedKeyUsageOID.SERVER_AUTH)
+        shutil.copy(pki.path("renewed.pem"), tmp_path / "server.pem")
+        shutil.copy(pki.path("renewed.key"), tmp_path / "server.key")
+        sg.signal(signal.SIGHUP)
+        assert wait_for(lambda: "TLS certificates reloaded" in sg.logs()), sg.logs()
+        assert subject() == "renewed.sipguard.test"
+    finally:
+        uas.close()

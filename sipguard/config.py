@@ -106,6 +106,7 @@ class Config:
     policy: str | None
     traceback: TracebackConfig
     http_listen: str | None
+    http_token: str | None            # bearer token for /admin and /traceback (http.token_file)
     proxy: ProxySettings
     log: LogSettings
     workers: int = 1
@@ -142,7 +143,7 @@ def load_config(path: str) -> Config:
         if problems:
             raise problems[0]
     http = root.section("http")
-    http.check_keys(("listen",))
+    http.check_keys(("listen", "token_file"))
     datasets = root.section("datasets")
     config = Config(
         path=path,
@@ -164,6 +165,7 @@ def load_config(path: str) -> Config:
         policy=policy,
         traceback=TracebackConfig.from_section(root.section("traceback"), base_dir),
         http_listen=http.str("listen", default=None),
+        http_token=_http_token(http, base_dir),
         proxy=_proxy(root.section("proxy")),
         log=_log(root.section("log")),
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
@@ -187,6 +189,42 @@ def _resolved(sec: Section, base_dir: str, keys: tuple[str, ...]) -> Section:
         if isinstance(value, str) and not os.path.isabs(value):
             data[key] = os.path.join(base_dir, value)
     return Section(data, sec.path, sec.prefix)
+
+
+MIN_TOKEN = 16
+
+
+def _http_token(http: Section, base_dir: str) -> str | None:
+    """The admin/traceback bearer token from ``http.token_file``. Beyond loopback one is
+    required: /traceback serves call records (CPNI) and /admin changes what is blocked."""
+    path = http.file("token_file", base_dir)
+    if path is None:
+        listen = http.str("listen", default=None)
+        if listen is not None and not _loopback(listen):
+            raise http.error("listen", "beyond loopback the traceback records and the admin API need a "
+                                       "secret: set http.token_file (/metrics, /healthz, /readyz stay open)")
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise http.error("token_file", f"cannot read {path}: {exc}") from None
+    if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
+        raise http.error("token_file", f"{path}: the token must be one word of {MIN_TOKEN} characters or more")
+    return token
+
+
+def _loopback(listen: str) -> bool:
+    try:
+        host = split_hostport(listen)[0]
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _path(sec: Section, key: str, base_dir: str) -> str | None:

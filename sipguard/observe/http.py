@@ -16,6 +16,7 @@ every worker (prometheus_client multiprocess mode, see observe/metrics.py) and
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -35,19 +36,21 @@ READ_TIMEOUT = 5.0
 JSON = "application/json"
 Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, str, bytes]]]
 Routes = dict[tuple[str, str], Handler]
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
            413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
 TRACEBACK_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "top", "n")
 ANSWER_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "format")
 TEXT = "text/plain; charset=utf-8"
+OPEN = frozenset(("/metrics", "/healthz", "/readyz"))   # for scrapers and load balancers: no token
 
 
 class HttpServer:
     def __init__(self, store_url: str, traceback: TracebackConfig, ready: health.ReadyFn | None = None,
                  routes: Routes | None = None, registry: Any = None,
-                 answer_context: answer.Context = ({}, None)) -> None:
+                 answer_context: answer.Context = ({}, None), token: str | None = None) -> None:
         self.store_url = store_url
+        self.token = token  # when set: /admin and /traceback need "Authorization: Bearer <token>"
         self.traceback = traceback
         self.answer_context = answer_context
         self.ready = ready
@@ -78,8 +81,9 @@ class HttpServer:
         except Exception:
             log.exception("HTTP handler failed")
             status, ctype, body = 500, JSON, _error("internal error")
+        challenge = 'WWW-Authenticate: Bearer realm="sipguard"\r\n' if status == 401 else ""
         head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+                f"{challenge}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
         try:
             writer.write(head.encode() + body)
             await writer.drain()
@@ -101,16 +105,23 @@ class HttpServer:
             return 400, JSON, _error("malformed request line")
         method, target = parts[0], parts[1]
         length = 0
+        bearer = ""
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 if not value.strip().isdigit():
                     return 400, JSON, _error("bad Content-Length")
                 length = int(value.strip())
+            elif name == "authorization" and value.strip()[:7].lower() == "bearer ":
+                bearer = value.strip()[7:].strip()
         if length > MAX_BODY:
             return 413, JSON, _error(f"body over {MAX_BODY} bytes")
         body = await reader.readexactly(length) if length else b""
         url = urlsplit(target)
+        if self.token is not None and url.path not in OPEN \
+                and not hmac.compare_digest(bearer.encode(), self.token.encode()):
+            return 401, JSON, _error("this endpoint needs Authorization: Bearer <the token of http.token_file>")
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         return await self.dispatch(method, url.path, params, body)
 
@@ -222,7 +233,8 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
 
     host, port = split_hostport(listen)
     server = HttpServer(config.store, config.traceback, ready, routes, registry,
-                        answer.context_of(config) if hasattr(config, "trunks") else ({}, None))
+                        answer.context_of(config) if hasattr(config, "trunks") else ({}, None),
+                        getattr(config, "http_token", None))
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)
     return server

@@ -39,6 +39,10 @@ BAD = [
     ("tls unknown key", "tls:\n  verify_peer: true\n", 2, "tls.verify_peer", "unknown key"),
     ("sips over udp", "next_hop: 'sips:10.0.0.5;transport=udp'\n", 1, "next_hop", "over TLS only"),
     ("listen scheme", "listen: ['sctp://127.0.0.1:5060']\n", 1, "listen", "tls://HOST:PORT"),
+    ("http beyond loopback without a token", "http:\n  listen: '0.0.0.0:9090'\n", 2, "http.listen",
+     "set http.token_file"),
+    ("http token too short", "http:\n  listen: '127.0.0.1:9090'\n  token_file: short.token\n", 3,
+     "http.token_file", "16 characters or more"),
     ("YAML syntax", "mode: [proxy\n", 2, None, "invalid YAML"),
     ("not a mapping", "- a\n- b\n", 1, None, "expected a mapping"),
 ]
@@ -48,12 +52,22 @@ BAD = [
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, line: int, key: str | None, words: str) -> None:
     path = tmp_path / "sipguard.yaml"
     path.write_text(text)
+    (tmp_path / "short.token").write_text("abc\n")
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     err = info.value
     assert (err.path, err.line, err.key) == (str(path), line, key)
     assert words in err.message
     assert str(err).startswith(f"{path}:{line}: " + (f"{key}: " if key else ""))
+
+
+def test_http_token_file(tmp_path: Path) -> None:
+    (tmp_path / "admin.token").write_text("  s3cret-0123456789abcdef\n")
+    path = tmp_path / "sipguard.yaml"
+    path.write_text("http: {listen: '0.0.0.0:9090', token_file: admin.token}\n")
+    assert load_config(str(path)).http_token == "s3cret-0123456789abcdef"
+    path.write_text("http: {listen: '[::1]:9090'}\n")        # loopback: no token needed
+    assert load_config(str(path)).http_token is None
 
 
 def test_tls_next_hops_and_listen_defaults() -> None:

@@ -146,3 +146,46 @@ def test_log_decision_never_raises(decisions: str) -> None:
     logs.set_decisions(decisions)
     logs.log_decision(make_record())
     logs.set_decisions("info")
+
+
+def test_a_token_guards_records_and_admin_not_metrics(tmp_path: Path) -> None:
+    cfg = TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "spool"))
+    token = "s3cret-0123456789abcdef"
+
+    async def notices(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        return 201, "application/json", b"{}"
+
+    async def scenario() -> None:
+        w = open_records("memory", cfg, clock=ManualClock(BASE_TIME))
+        await w.start()
+        w.submit(make_record(0))
+        await w.aclose()
+        server = HttpServer("memory", cfg, routes={("POST", "/admin/notices"): notices},
+                            registry=Metrics().registry, token=token)
+        await server.start("127.0.0.1", 0)
+        port = server.port
+
+        def with_auth(path: str, value: str) -> bytes:
+            return f"GET {path} HTTP/1.1\r\nAuthorization: {value}\r\n\r\n".encode()
+
+        try:
+            for path in ("/metrics", "/healthz", "/readyz"):
+                status, _, _ = await request(port, get(port, path))
+                assert status in (200, 503), path              # open: scrapers, load balancers
+            for raw in (get(port, "/traceback?call_id=x"), get(port, "/traceback/answer?call_id=x"),
+                        with_auth("/traceback?call_id=x", "Bearer wrong-0123456789abcdef"),
+                        with_auth("/traceback?call_id=x", f"Basic {token}"),
+                        b"POST /admin/notices HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"):
+                status, headers, body = await request(port, raw)
+                assert status == 401 and headers["www-authenticate"].startswith("Bearer"), raw
+                assert "Authorization: Bearer" in json.loads(body)["error"]
+            status, _, body = await request(port, with_auth("/traceback?call_id=call-0@198.51.100.7",
+                                                            f"bearer {token}"))
+            assert status == 200 and json.loads(body)["count"] == 1
+            status, _, _ = await request(port, b"POST /admin/notices HTTP/1.1\r\nAuthorization: Bearer "
+                                         + token.encode() + b"\r\nContent-Length: 2\r\n\r\n{}")
+            assert status == 201
+        finally:
+            await server.aclose()
+
+    asyncio.run(scenario())

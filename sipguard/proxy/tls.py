@@ -47,7 +47,9 @@ class TlsConfig:
             raise sec.error("cert" if cfg.cert is None else "key", "cert and key go together")
         if cfg.verify_client and cfg.cert is None:
             raise sec.error("verify_client", "checking clients needs our own cert and key")
-        for key, build in (("cert", server_context if cfg.cert else None), ("ca", client_context)):
+        # the files are tried now, so a bad one is a config error and not a failed call
+        for key, build in (("cert", server_context if cfg.cert else None),
+                           ("ca", client_context if cfg.ca or cfg.cert else None)):
             if build is None:
                 continue
             try:

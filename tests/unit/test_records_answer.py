@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipguard.records.answer import Request, build, render, summary, zone_of
 from tests.records_fixtures import BASE_TIME, make_record
@@ -37,3 +39,22 @@ def test_signed_call_carries_our_signing_settings() -> None:
     assert ("Signed by us:       attestation C, origid oid-1, x5u https://certs.example.net/sg.pem "
             "(attestation and x5u as configured now)") in text
     assert "Upstream contact:   (not configured: trunks[].provider.contact)" in text
+
+_TEXT = st.none() | st.text(max_size=20)
+
+
+@settings(max_examples=300)
+@given(name=_TEXT, frn=_TEXT, rmd=_TEXT, country=_TEXT, trunk=_TEXT, caller=_TEXT, raw=_TEXT,
+       action=st.sampled_from(["forward", "reject"]), status=st.none() | st.integers(100, 699),
+       signed=st.booleans(), reasons=st.lists(st.text(max_size=12), max_size=3), at=_TEXT)
+def test_any_record_makes_an_answer(name: str | None, frn: str | None, rmd: str | None, country: str | None,
+                                    trunk: str | None, caller: str | None, raw: str | None, action: str,
+                                    status: int | None, signed: bool, reasons: list[str], at: str | None) -> None:
+    """Whatever a stored record holds (older rows leave fields empty), the answer is made."""
+    r = make_record(provider_name=name, provider_frn=frn, provider_rmd=rmd, provider_country=country,
+                    trunk=trunk, caller=caller, caller_raw=raw, action=action, status=status, signed=signed,
+                    reasons=tuple(reasons))
+    doc = build(Request(caller, None, at, None, None, None, None), [r], ({}, None), BASE_TIME)
+    text = render(doc)
+    assert doc["answer"] == "found" and text.count("\nCall 1: ") == 1
+    assert summary(r) in text

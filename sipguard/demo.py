@@ -346,6 +346,7 @@ def _report(config_path: str, since: float) -> int:
         print(f"  {r.caller or '-':15s} {r.callee or '-':12s} {r.verstat:22s} {r.attest or '-':3s} "
               f"{r.action:8s} {str(r.status or '-'):6s} {'yes' if r.signed else 'no':6s} {why}")
     print(f"\n{len(records)} calls recorded. Try: sipguard traceback -c {config_path} --caller +18002223333")
+    print(f"The ITG answer for one of them: sipguard traceback answer -c {config_path} --caller +18002223333")
     return 0 if records else 1
 
 

@@ -178,7 +178,7 @@ def render(answer: dict[str, Any]) -> str:
             + (f", x5u {ident['x5u']}" if ident["x5u"] else "")
             + (f" ({', '.join(ident['reasons'])})" if ident["reasons"] else ""),
             f"  Our action:         {act['action']}" + (f" {act['status']}" if act["status"] else "")
-            + (f" by rule {act['rule']}" if act["rule"] else "")
+            + _rule_text(act)
             + (f" (notice {act['notice']})" if act["notice"] else "")
             + (f" to {act['next_hop']}" if act["next_hop"] else ""),
             "  Signed by us:       " + ("no" if not signed["signed"] else _join(
@@ -190,9 +190,21 @@ def render(answer: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rule_text(act: dict[str, Any]) -> str:
+    if not act["rule"]:
+        return ""
+    would = act["shadow_action"]
+    if would and would != act["action"]:  # shadow mode, or an emergency call no rule may block
+        return f" (rule {act['rule']} chose {would}; not applied: shadow mode or an emergency call)"
+    return f" by rule {act['rule']}"
+
+
 def _join(*parts: object) -> str:
     return ", ".join(str(p) for p in parts if p) or "-"
 
 
 def plus(e164: str | None) -> str | None:
-    return "+" + e164 if e164 else None
+    """E.164 digits with their +; short codes (911, 988) stay as they are."""
+    if not e164:
+        return None
+    return "+" + e164 if len(e164) > 6 else e164

@@ -58,3 +58,11 @@ def test_any_record_makes_an_answer(name: str | None, frn: str | None, rmd: str 
     text = render(doc)
     assert doc["answer"] == "found" and text.count("\nCall 1: ") == 1
     assert summary(r) in text
+
+
+def test_short_codes_and_rules_not_applied_read_right() -> None:
+    r = make_record(callee="911", callee_raw="sip:911@gw", rule="do-not-originate", shadow_action="reject")
+    text = render(build(Request(None, None, None, None, None, None, None), [r], ({}, None), BASE_TIME))
+    assert "Called number:      911 (as received: sip:911@gw)" in text
+    assert ("Our action:         forward (rule do-not-originate chose reject; not applied: shadow mode "
+            "or an emergency call) to sip:127.0.0.1:5070") in text

@@ -159,10 +159,8 @@ class HttpServer:
                                      + ", ".join(TRACEBACK_PARAMS))
         try:
             return 200, JSON, await traceback_json(self.store_url, self.traceback, params)
-        except query.QueryError as exc:
-            return 400 if "time" in str(exc) or "--top" in str(exc) else 503, JSON, _error(str(exc))
-        except ValueError as exc:
-            return 400, JSON, _error(str(exc))
+        except (query.QueryError, ValueError) as exc:
+            return _query_failure(exc)
 
 
     async def _answer(self, params: dict[str, str]) -> tuple[int, str, bytes]:
@@ -173,10 +171,8 @@ class HttpServer:
         try:
             since, until, at, window = _times(params)
             records = await _find(self.store_url, self.traceback, params, since, until, at, window)
-        except query.QueryError as exc:
-            return 400 if "time" in str(exc) else 503, JSON, _error(str(exc))
-        except ValueError as exc:
-            return 400, JSON, _error(str(exc))
+        except (query.QueryError, ValueError) as exc:
+            return _query_failure(exc)
         low, high = query.time_range(since, until, at, window)
         request = answer.Request(params.get("caller") or None, params.get("callee") or None,
                                  params.get("at") or None, at, params.get("call_id") or None, low, high)
@@ -184,6 +180,13 @@ class HttpServer:
         if params.get("format") == "text":
             return 200, TEXT, answer.render(doc).encode()
         return 200, JSON, json.dumps(doc).encode()
+
+
+def _query_failure(exc: query.QueryError | ValueError) -> tuple[int, str, bytes]:
+    """A bad parameter is the client's (400); a store that cannot answer is ours (503)."""
+    text = str(exc)
+    unavailable = isinstance(exc, query.QueryError) and "time" not in text and "--top" not in text
+    return 503 if unavailable else 400, JSON, _error(text)
 
 
 def _times(params: dict[str, str]) -> tuple[float | None, float | None, float | None, float]:
@@ -233,8 +236,7 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
 
     host, port = split_hostport(listen)
     server = HttpServer(config.store, config.traceback, ready, routes, registry,
-                        answer.context_of(config) if hasattr(config, "trunks") else ({}, None),
-                        getattr(config, "http_token", None))
+                        answer.context_of(config), config.http_token)
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)
     return server

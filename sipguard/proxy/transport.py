@@ -66,7 +66,7 @@ class TcpConnection(asyncio.Protocol):
     def __init__(self, registry: Transports, max_size: int, name: str = "tcp") -> None:
         self.registry = registry
         self.name = name
-        self.pool = registry.tls if name == "tls" else registry.tcp
+        self.pool = registry.streams[name]
         self.framer = StreamFramer(max_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -134,15 +134,14 @@ class Transports:
         self.udp: list[UdpEndpoint] = []
         self.udp_out: dict[int, UdpEndpoint] = {}     # address family -> private socket
         self.out_sent_by: dict[int, str] = {}
-        self.tcp: dict[tuple[str, int], TcpConnection] = {}
-        self.tls: dict[tuple[str, int], TcpConnection] = {}
+        # tcp | tls -> the connections by peer address; a transport not here is not spoken
+        self.streams: dict[str, dict[tuple[str, int], TcpConnection]] = {"tcp": {}, "tls": {}}
         self.tls_config = tls or TlsConfig()
         self._client_ctx: ssl.SSLContext | None = None   # made at the first TLS next hop
         self._server_ctx: ssl.SSLContext | None = None   # the current one (reload_tls swaps it)
         self.servers: list[asyncio.AbstractServer] = []
         self.local: set[tuple[str, int]] = set()
-        self._tcp_sent_by = ""
-        self._tls_sent_by = ""
+        self._sent_by: dict[str, str] = {}               # tcp | tls -> our first listener of it
         self.dropped = 0                                  # messages for a transport we do not speak
 
     async def start(self, reuse_port: bool) -> None:
@@ -166,22 +165,16 @@ class Transports:
                     self.udp_out[family] = out
                     port = out.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
                     self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
-            elif addr.transport == "tls":
+            else:  # tcp or tls: TLS is the same stream server over asyncio's TLS transport
                 server = await loop.create_server(
-                    functools.partial(TcpConnection, self, self.max_size, "tls"), addr.host, addr.port,
-                    family=family, reuse_port=reuse_port, backlog=1024, ssl=self._tls_server())
+                    functools.partial(TcpConnection, self, self.max_size, addr.transport), addr.host, addr.port,
+                    family=family, reuse_port=reuse_port, backlog=1024,
+                    ssl=self._tls_server() if addr.transport == "tls" else None)
                 self.servers.append(server)
-                if not self._tls_sent_by:
-                    self._tls_sent_by = _hostport(self._advertised(addr.host), addr.port)
-            else:
-                server = await loop.create_server(
-                    lambda: TcpConnection(self, self.max_size), addr.host, addr.port,
-                    family=family, reuse_port=reuse_port, backlog=1024)
-                self.servers.append(server)
-                if not self._tcp_sent_by:
-                    self._tcp_sent_by = _hostport(self._advertised(addr.host), addr.port)
-        if not self._tcp_sent_by:
-            self._tcp_sent_by = next(iter(self.out_sent_by.values()), "127.0.0.1:5060")
+                if addr.transport not in self._sent_by:
+                    self._sent_by[addr.transport] = _hostport(self._advertised(addr.host), addr.port)
+        if "tcp" not in self._sent_by:
+            self._sent_by["tcp"] = next(iter(self.out_sent_by.values()), "127.0.0.1:5060")
 
     def _tls_server(self) -> ssl.SSLContext:
         """The context the TLS servers are made with. Each handshake switches to the current
@@ -214,11 +207,10 @@ class Transports:
 
     # -- Sender ------------------------------------------------------------------------------
     def via_sent_by(self, transport: str) -> str:
-        if transport == "tcp":
-            return self._tcp_sent_by
-        if transport == "tls":
-            return self._tls_sent_by or self._tcp_sent_by
-        return self.out_sent_by.get(socket.AF_INET) or next(iter(self.out_sent_by.values()), self._tcp_sent_by)
+        if transport == "udp":
+            return self.out_sent_by.get(socket.AF_INET) or next(iter(self.out_sent_by.values()),
+                                                                self._sent_by.get("tcp", ""))
+        return self._sent_by.get(transport) or self._sent_by.get("tcp", "")
 
     def is_local(self, host: str, port: int) -> bool:
         return (host, port) in self.local or any(
@@ -230,11 +222,12 @@ class Transports:
             if endpoint is not None:
                 endpoint.sendto(data, addr)
             return
-        if transport != "tcp" and transport != "tls":
+        pool = self.streams.get(transport)
+        if pool is None:
             self._drop(transport, addr)
             return
         stream = conn if isinstance(conn, TcpConnection) and conn.transport is not None \
-            and not conn.transport.is_closing() else (self.tls if transport == "tls" else self.tcp).get(addr)
+            and not conn.transport.is_closing() else pool.get(addr)
         if stream is not None:
             stream.write(data)
         else:
@@ -246,10 +239,11 @@ class Transports:
             if endpoint is not None:
                 endpoint.sendto(data, addr)
             return
-        if transport != "tcp" and transport != "tls":
+        pool = self.streams.get(transport)
+        if pool is None:
             self._drop(transport, addr)
             return
-        conn = (self.tls if transport == "tls" else self.tcp).get(addr)
+        conn = pool.get(addr)
         if conn is None or conn.transport is None and conn.ready.done():
             conn = self._connect(addr, transport)
         conn.write(data)
@@ -278,15 +272,11 @@ class Transports:
             if self._client_ctx is None:
                 self._client_ctx = client_context(self.tls_config)
             ctx = self._client_ctx
-        name = self.tls_config.server_name if ctx is not None else None
+        name = (self.tls_config.server_name or addr[0]) if ctx is not None else None
 
         async def connect() -> None:
             try:
-                if ctx is None:
-                    await loop.create_connection(lambda: conn, addr[0], addr[1])
-                else:
-                    await loop.create_connection(lambda: conn, addr[0], addr[1], ssl=ctx,
-                                                 server_hostname=name or addr[0])
+                await loop.create_connection(lambda: conn, addr[0], addr[1], ssl=ctx, server_hostname=name)
             except OSError as exc:  # ssl.SSLError (a refused certificate) is one too
                 log.warning("%s connect to %s:%s failed: %s", transport.upper(), addr[0], addr[1], exc)
                 if conn.pool.get(addr) is conn:
@@ -306,7 +296,7 @@ class Transports:
         for endpoint in [*self.udp, *self.udp_out.values()]:
             if endpoint.transport is not None:
                 endpoint.transport.close()
-        for conn in [*self.tcp.values(), *self.tls.values()]:
+        for conn in [c for pool in self.streams.values() for c in pool.values()]:
             if conn.transport is not None:
                 conn.transport.close()
         for server in self.servers:

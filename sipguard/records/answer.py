@@ -20,7 +20,7 @@ import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sipguard.records.query import iso_utc
+from sipguard.records.query import QueryError, iso_utc, read_time
 from sipguard.records.record import CallRecord
 
 if TYPE_CHECKING:
@@ -40,25 +40,14 @@ class Request:
     high: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """An upstream provider as the current config names it (by trunk id)."""
-
-    name: str | None
-    frn: str | None
-    rmd: str | None
-    country: str | None
-    contact: str | None
-
-
-Context = tuple[dict[str, "Contact"], dict[str, str] | None]
+# What an answer takes from the running config: trunk id -> the contact of its provider (the
+# records carry the provider's name, FRN, RMD number and country, not the contact), and our
+# signing settings (attest, x5u).
+Context = tuple[dict[str, str | None], dict[str, str] | None]
 
 
 def context_of(config: Config) -> Context:
-    """What an answer takes from the running config: each trunk's provider (with its contact)
-    and our signing settings."""
-    contacts = {t.id: Contact(t.provider.name, t.provider.frn, t.provider.rmd, t.provider.country,
-                              t.provider.contact) for t in config.trunks}
+    contacts = {t.id: t.provider.contact for t in config.trunks}
     signing = {"attest": config.signing.attest, "x5u": config.signing.x5u} if config.signing else None
     return contacts, signing
 
@@ -67,16 +56,12 @@ def zone_of(text: str | None) -> str:
     """The UTC offset a request time carried ("-04:00"), or what was assumed."""
     if not text:
         return "none"
-    stripped = text.strip()
     try:
-        float(stripped)
-        return "epoch seconds (UTC)"
-    except ValueError:
-        pass
-    try:
-        when = datetime.datetime.fromisoformat(stripped.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        when = read_time(text)
+    except QueryError:
         return "unknown"
+    if isinstance(when, float):
+        return "epoch seconds (UTC)"
     if when.tzinfo is None:
         return "none given: taken as UTC"
     offset = when.utcoffset() or datetime.timedelta(0)
@@ -86,9 +71,7 @@ def zone_of(text: str | None) -> str:
 
 
 def build(request: Request, records: list[CallRecord], context: Context, prepared: float) -> dict[str, Any]:
-    """The answer document. ``context`` (``context_of``): trunk id -> the provider as
-    configured now (for the contact, which records do not carry), and our STI-AS settings
-    now (attest, x5u)."""
+    """The answer document; ``context`` from ``context_of`` (the config as it is now)."""
     contacts, signing = context
     return {
         "answer": "found" if records else "not found",
@@ -102,10 +85,10 @@ def build(request: Request, records: list[CallRecord], context: Context, prepare
     }
 
 
-def _call(r: CallRecord, now: Contact | None, signing: dict[str, str] | None) -> dict[str, Any]:
+def _call(r: CallRecord, contact: str | None, signing: dict[str, str] | None) -> dict[str, Any]:
     upstream = {
         "name": r.provider_name, "frn": r.provider_frn, "rmd": r.provider_rmd,
-        "country": r.provider_country, "contact": now.contact if now is not None else None,
+        "country": r.provider_country, "contact": contact,
         "trunk": r.trunk, "trunk_role": r.trunk_role,
         "source": f"{r.source_ip}:{r.source_port}/{r.transport}", "rmd_snapshot": r.rmd_snapshot,
     }

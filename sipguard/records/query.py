@@ -31,19 +31,27 @@ class QueryError(SipguardError):
 def parse_time(text: str) -> float:
     """ISO 8601 (``2025-08-06T14:03:00Z``, ``2025-08-06 14:03``, ``...-04:00``) or epoch
     seconds. A time without a zone is taken as UTC (say so to the user)."""
+    when = read_time(text)
+    if isinstance(when, float):
+        return when
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def read_time(text: str) -> float | datetime.datetime:
+    """Epoch seconds, or the ISO 8601 time as written (its zone, if it has one, kept);
+    QueryError for anything else."""
     text = text.strip()
     try:
         return float(text)
     except ValueError:
         pass
     try:
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise QueryError(f"time {text!r}: expected ISO 8601 (2025-08-06T14:03:00Z; no zone = UTC) "
                          "or epoch seconds") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
 
 
 def iso_utc(t: float | None) -> str | None:

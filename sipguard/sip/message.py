@@ -44,6 +44,15 @@ def cseq_value(text: str) -> tuple[int, str]:
     return int(parts[0]), parts[1]
 
 
+def without_first(line: bytes, items: list[str]) -> bytes | None:
+    """A list header line with its first value taken out, the rest joined as ``split_list``
+    gave them; None when no value is left (the line goes)."""
+    if len(items) <= 1:
+        return None
+    name = line[:line.index(b":")].decode(ENC, ERRORS)
+    return f"{name}: {', '.join(items[1:])}".encode(ENC, ERRORS)
+
+
 def max_forwards_value(text: str) -> int:
     """A Max-Forwards value (0..255); SipParseError otherwise."""
     if not text.isdigit() or len(text) > 10 or int(text) > 255:
@@ -320,12 +329,12 @@ class Message:
         colon = line.index(b":")
         value = line[colon + 1:].decode(ENC, ERRORS)
         items = split_list(_FOLD.sub(" ", value))
-        if len(items) <= 1:
+        rest = without_first(line, items)
+        if rest is None:
             del self._lines[pos]
             self._index = None
         else:
-            name_part = line[:colon].decode(ENC, ERRORS)
-            self._lines[pos] = (k, f"{name_part}: {', '.join(items[1:])}".encode(ENC, ERRORS))
+            self._lines[pos] = (k, rest)
         self._changed(k)
         return items[0] if items else None
 

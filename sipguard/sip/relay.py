@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sipguard.sip.address import split_list
-from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, cseq_value, max_forwards_value
+from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, cseq_value, max_forwards_value, without_first
 from sipguard.sip.parser import _METHODS, _REQUIRED, MAX_LINES, known_keys
 
 CRLF = b"\r\n"
@@ -141,12 +141,8 @@ def _listed(msg: Lines, status: int, method: str, vias: list[int]) -> FastRespon
     if not first:
         return None  # an empty first line: the full path decides
     lines = msg.lines
-    if len(first) == 1:
-        kept = lines[:top] + lines[top + 1:]
-    else:
-        line = lines[top]
-        name = line[:line.index(b":")].decode(ENC, ERRORS)
-        kept = [*lines[:top], f"{name}: {', '.join(first[1:])}".encode(ENC, ERRORS), *lines[top + 1:]]
+    rest = without_first(lines[top], first)
+    kept = lines[:top] + lines[top + 1:] if rest is None else [*lines[:top], rest, *lines[top + 1:]]
     return FastResponse(status, method, values[0], values[1] if len(values) > 1 else None, msg.join(kept))
 
 

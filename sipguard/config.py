@@ -32,7 +32,7 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
             "proxy", "log", "workers", "tls")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
-              "instance", "advertise", "steering")
+              "instance", "advertise", "steering", "secret_file", "drain_timeout")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
 PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
@@ -77,6 +77,8 @@ class ProxySettings:
     instance: str | None = None       # name in records and logs (default: hostname)
     advertise: str | None = None      # host[:port] for our Via/Record-Route when listening on 0.0.0.0
     steering: str = "transaction"     # workers > 1: transaction (spread by Via branch) | peer (kernel's 4-tuple)
+    secret: bytes | None = None       # proxy.secret_file: signs our Record-Route and branches (None: per start)
+    drain_timeout: float = 15.0       # SIGTERM: how long transactions in progress may take to end
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ def load_config(path: str) -> Config:
         traceback=TracebackConfig.from_section(root.section("traceback"), base_dir),
         http_listen=http.str("listen", default=None),
         http_token=_http_token(http, base_dir),
-        proxy=_proxy(root.section("proxy")),
+        proxy=_proxy(root.section("proxy"), base_dir),
         log=_log(root.section("log")),
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
         tls=TlsConfig.from_section(root.section("tls"), base_dir),
@@ -353,7 +355,7 @@ def _store(root: Section) -> str:
     return value
 
 
-def _proxy(sec: Section) -> ProxySettings:
+def _proxy(sec: Section, base_dir: str) -> ProxySettings:
     sec.check_keys(PROXY_KEYS)
     return ProxySettings(
         record_route=sec.bool("record_route", default=False),
@@ -364,7 +366,32 @@ def _proxy(sec: Section) -> ProxySettings:
         instance=sec.str("instance", default=None),
         advertise=sec.str("advertise", default=None),
         steering=sec.choice("steering", ("transaction", "peer"), default="transaction"),
+        secret=_secret(sec, base_dir),
+        drain_timeout=float(sec.number("drain_timeout", default=15.0, minimum=0, maximum=3600)),
     )
+
+
+MIN_SECRET = 16
+
+
+def _secret(sec: Section, base_dir: str) -> bytes | None:
+    """``proxy.secret_file``: the key that signs sipguard's Record-Route entries and stateless
+    branches, so only the dialogs and transactions it relayed are routed back. Every instance
+    that may see a dialog's in-dialog requests (a pool behind Kamailio) and every restart needs
+    the same one; without the file each start makes its own, and in-dialog requests of dialogs
+    set up before a restart are refused."""
+    path = sec.file("secret_file", base_dir)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(4096).strip()
+    except OSError as exc:
+        raise sec.error("secret_file", f"cannot read {path}: {exc.strerror}") from None
+    if len(data) < MIN_SECRET:
+        raise sec.error("secret_file", f"{path} holds {len(data)} bytes; at least {MIN_SECRET} random bytes "
+                        "are needed (e.g. head -c 32 /dev/urandom | base64 > secret)")
+    return data
 
 
 def _log(sec: Section) -> LogSettings:

@@ -54,3 +54,61 @@ class TrunkTable:
             self._memo.clear()
         self._memo[ip] = found
         return found
+
+
+class Peers:
+    """Who may send sipguard a request, by source address, and where such a request may go.
+
+    Known peers are the trunks' sources, the trusted front proxies and the next hops (the
+    global one and each trunk's, where given as an IP literal: a next hop named by a DNS name
+    is listed in ``trusted_proxies`` to be known). The remote ends of dialogs sipguard itself
+    relayed are known by the signed Record-Route they carry (``proxy/core.py``), not by
+    address. ``kind`` is memoised per address and bounded like ``TrunkTable``'s memo."""
+
+    __slots__ = ("trunks", "_trusted", "_hops", "_memo", "_limit")
+
+    TRUNK = "trunk"   # a trunk's source: its requests go to its next hop
+    PROXY = "proxy"   # a trusted front proxy (Kamailio): requests on behalf of trunks
+    HOP = "hop"       # a next hop: only in-dialog requests of our dialogs go back from it
+    UNKNOWN = ""
+
+    def __init__(self, trunks: TrunkTable, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+                 next_hops: Sequence[str], memo_limit: int = 65536) -> None:
+        self.trunks = trunks
+        self._trusted = tuple(trusted)
+        hops = set()
+        for host in next_hops:
+            try:
+                hops.add(_canonical(host))
+            except ValueError:
+                continue  # a name: not known by address
+        self._hops = frozenset(hops)
+        self._memo: dict[str, str] = {}
+        self._limit = memo_limit
+
+    def kind(self, ip: str) -> str:
+        try:
+            return self._memo[ip]
+        except KeyError:
+            pass
+        if self.trunks.classify(ip) is not None:
+            found = self.TRUNK
+        elif self._trusted and self.trunks.trusted(ip, self._trusted):
+            found = self.PROXY
+        else:
+            try:
+                found = self.HOP if _canonical(ip) in self._hops else self.UNKNOWN
+            except ValueError:
+                found = self.UNKNOWN
+        if len(self._memo) >= self._limit:
+            self._memo.clear()
+        self._memo[ip] = found
+        return found
+
+
+def _canonical(host: str) -> str:
+    """An address as one spelling (IPv4-mapped IPv6 as IPv4); ValueError for a name."""
+    addr = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)

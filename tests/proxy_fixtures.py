@@ -35,12 +35,14 @@ class Capture:
 
 
 def proxy_config(folder: Path, ours: tuple[str, int] = ("127.0.0.1", 5060),
-                 next_hop: tuple[str, int] = ("127.0.0.1", 5070)) -> Config:
-    """A proxy-mode config on the memory store with one foreign trunk for 127.0.0.1."""
+                 next_hop: tuple[str, int] = ("127.0.0.1", 5070), sources: str = "127.0.0.1/32",
+                 **extra: object) -> Config:
+    """A proxy-mode config on the memory store with one foreign trunk (for 127.0.0.1)."""
     path = folder / "sipguard.yaml"
     path.write_text(yaml.safe_dump({
         "listen": [f"udp://{ours[0]}:{ours[1]}"], "mode": "proxy", "next_hop": f"sip:{next_hop[0]}:{next_hop[1]}",
         "store": "memory", "traceback": {"path": str(folder / "tb.db")},
-        "trunks": [{"id": "t", "role": "foreign", "sources": ["127.0.0.1/32"],
-                    "provider": {"name": "P", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}]}))
+        "trunks": [{"id": "t", "role": "foreign", "sources": [sources],
+                    "provider": {"name": "P", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}],
+        **extra}))
     return load_config(str(path))

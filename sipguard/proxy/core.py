@@ -26,10 +26,13 @@ The core owns no sockets: it is given a ``Sender`` and called with received byte
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
+import hmac
 import ipaddress
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sipguard.aio import start_eagerly
 from sipguard.config import Config, next_hop_address
+from sipguard.numbers import parse_tn
 from sipguard.proxy import act
 from sipguard.sip import (
     Request,
@@ -53,6 +57,7 @@ from sipguard.sip import (
 )
 from sipguard.sip.message import ENC, ERRORS
 from sipguard.sip.relay import FastRequest, FastResponse
+from sipguard.trunks import Peers
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -65,7 +70,18 @@ TAG_PREFIX = "sg"
 RR_MARK = "sgrr"
 ROUTED_SCHEMES = ("sip", "sips", "tel")   # Request-URI schemes relayed (others: 416)
 T1 = 0.5
+DRAIN_LINGER = 1.0  # s after the last final response a drain still relays (ACK of a 2xx, early BYE)
 SERVER_HEADER = ("Server", "sipguard")
+# The key of our Record-Route tokens and stateless branches when proxy.secret_file is not
+# set: made at import, so the workers forked from one supervisor share it.
+_START_SECRET = os.urandom(32)
+_SGRR = re.compile(RR_MARK + r"=([A-Za-z0-9_-]+)\.([0-9a-f]{24})")
+# What a refused request gets (RFC 3261 16.3, 21.4): status, phrase, Warning text.
+REFUSALS = {
+    "unknown_source": (403, "Forbidden", "unknown source"),
+    "forged_route": (403, "Forbidden", "Route not signed by this proxy"),
+    "no_route": (404, "Not Found", "no dialog of this proxy to route it in"),
+}
 
 
 class Sender(Protocol):
@@ -124,6 +140,10 @@ class Counters:
     redirected: int = 0
     responses_relayed: int = 0
     decide_errors: int = 0
+    refused_unknown_source: int = 0   # requests from a source that is no known peer
+    refused_forged_route: int = 0     # our Route with a signature that does not verify
+    refused_no_route: int = 0         # a known peer's request that no dialog of ours routes
+    dropped_forged_response: int = 0  # a response whose branch we did not make
 
 
 COUNTER_NAMES = tuple(f.name for f in fields(Counters))
@@ -153,9 +173,33 @@ class ProxyCore:
         self._tasks: set[asyncio.Task[None]] = set()
         self._rotated = time.monotonic()
         self.draining = False
-        self._targets: dict[str, tuple[str, int, str] | None] = {}  # Request-URI -> next hop (bounded)
+        self._last_final = 0.0  # monotonic time of the last final response of an INVITE transaction
+        self.secret = config.proxy.secret or _START_SECRET
+        self.peers = Peers(pipeline.trunks, config.trusted_proxies,
+                           [next_hop_address(h)[0] for h in (config.next_hop, *(t.next_hop for t in config.trunks))
+                            if h])
+        self._warned: dict[str, tuple[float, int]] = {}  # refusal -> (last warning, since then)
         # the relay fast path (sipguard.sip.relay); off only to compare both paths in tests
         self.fast_path = True
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: every proxy setting takes effect for the messages that follow; transactions
+        in progress keep their destinations. The listening addresses need a restart
+        (``Worker.reload`` says so)."""
+        self.config = config
+        self.redirect = config.mode == "redirect"
+        self.max_pending = config.proxy.max_pending
+        self.max_size = config.proxy.max_message_size
+        self.retry_after = str(config.proxy.retry_after)
+        self.tx_lifetime = config.proxy.transaction_timeout
+        self.next_hop = config.next_hop
+        self._next_hop_addr = next_hop_address(config.next_hop)
+        self._hop_cache = {config.next_hop: self._next_hop_addr}
+        if config.proxy.secret is not None:
+            self.secret = config.proxy.secret
+        self.peers = Peers(self.pipeline.trunks, config.trusted_proxies,
+                           [next_hop_address(h)[0] for h in (config.next_hop, *(t.next_hop for t in config.trunks))
+                            if h])
 
     # -- entry point -----------------------------------------------------------------------
     def receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object = None) -> None:
@@ -315,8 +359,11 @@ class ProxyCore:
     def _forward_invite(self, tx: InviteTx, req: Request, outcome: Outcome, hop: str) -> None:
         dest = self._hop(hop)
         act.apply_forward(req, outcome)
-        branch = BRANCH_PREFIX + hashlib.blake2b(_bytes(tx.key), digest_size=8).hexdigest()
-        self._prepare_relay(req, tx.source, tx.transport, dest[2], branch)
+        # the stateless rule with our key: a response that outlives its transaction is still ours
+        branch = _stateless_branch(self.secret, req.top_via, "INVITE", req.cseq[0])
+        token = self._rr_token(req, (tx.source[0], tx.source[1], tx.transport), dest) \
+            if self.config.proxy.record_route else None
+        self._prepare_relay(req, tx.source, tx.transport, dest[2], branch, token)
         data = req.serialize()
         tx.state, tx.client_branch, tx.dest, tx.forwarded, tx.sent = "proceeding", branch, dest, data, data
         tx.last = None  # our 100 is not resent after forwarding: downstream answers now
@@ -342,6 +389,7 @@ class ProxyCore:
     def _final(self, tx: InviteTx, data: bytes) -> None:
         """Send a final response we generated; keep it for retransmitted INVITEs (Timer G)."""
         tx.state, tx.last, tx.forwarded = "completed", data, None
+        self._last_final = time.monotonic()
         self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
         if tx.timer is not None:
             tx.timer.cancel()
@@ -360,25 +408,54 @@ class ProxyCore:
 
     # -- relay helpers --------------------------------------------------------------------------
     def _prepare_relay(self, req: Request, source: tuple[str, int], in_transport: str, out_transport: str,
-                       branch: str) -> None:
-        """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR, our Via."""
+                       branch: str, rr_token: str | None = None) -> None:
+        """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR (given a
+        token: only the initial INVITE of a dialog is record-routed), our Via."""
         prev = _rewritten_via(req.top_via, source)
         if prev is not None:
             req.pop_first_value("Via")
             req.prepend_header("Via", prev)
         mf = req.max_forwards
         req.set_header("Max-Forwards", str((mf if mf is not None else 70) - 1))
-        if self.config.proxy.record_route and req.method == "INVITE":
+        if rr_token is not None:
             # RFC 5658: changing transport, we record both of our sides; the callee reads the top
             # one (ours facing it), the caller the lower one (ours facing the caller)
             if in_transport != out_transport:
-                req.prepend_header("Record-Route", self._record_route(in_transport))
-            req.prepend_header("Record-Route", self._record_route(out_transport))
+                req.prepend_header("Record-Route", self._record_route(in_transport, rr_token))
+            req.prepend_header("Record-Route", self._record_route(out_transport, rr_token))
         req.prepend_header("Via", self._via_value(out_transport, branch))
 
-    def _record_route(self, transport: str) -> str:
+    def _record_route(self, transport: str, token: str) -> str:
         param = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{self.sender.via_sent_by(transport)}{param};lr;{RR_MARK}>"
+        return f"<sip:{self.sender.via_sent_by(transport)}{param};lr;{RR_MARK}={token}>"
+
+    def _rr_token(self, req: Request, up: tuple[str, int, str], down: tuple[str, int, str]) -> str:
+        """Our Record-Route's parameter: the dialog's two ends as this proxy saw them (where the
+        INVITE came from, where it went) and a MAC over them, the Call-ID and the caller's tag.
+        An in-dialog request carrying it goes to the other end and nowhere else; a stranger
+        cannot make one for another destination or another dialog."""
+        ends = f"{up[2]}/{up[0]}/{up[1]}/{down[2]}/{down[0]}/{down[1]}"
+        payload = base64.urlsafe_b64encode(_bytes(ends)).rstrip(b"=").decode("ascii")
+        return f"{payload}.{self._mac(req.call_id, req.from_.tag or '', payload)}"
+
+    def _mac(self, call_id: str, tag: str, payload: str) -> str:
+        return hashlib.blake2b(_bytes(f"{call_id}\n{tag}\n{payload}"), digest_size=12, key=self.secret).hexdigest()
+
+    def _dialog_end(self, req: Request, route: str) -> tuple[str, int, str] | None:
+        """The end of our dialog a request carrying our Record-Route goes to: the callee's side
+        when it comes from the caller (its From tag signed the token), the caller's side when
+        it comes from the callee (its To tag did). None: not a token we made."""
+        found = _SGRR.search(route)
+        if found is None:
+            return None
+        payload, mac = found.group(1), found.group(2)
+        for tag, first in ((req.from_.tag or "", 3), (req.to.tag or "", 0)):
+            if hmac.compare_digest(mac, self._mac(req.call_id, tag, payload)):
+                parts = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode(ENC, ERRORS).split("/")
+                if len(parts) != 6 or not parts[first + 2].isdigit():
+                    return None  # pragma: no cover - we signed it
+                return parts[first + 1], int(parts[first + 2]), parts[first]
+        return None
 
     def _via_value(self, transport: str, branch: str) -> str:
         return f"SIP/2.0/{transport.upper()} {self.sender.via_sent_by(transport)};branch={branch};rport"
@@ -430,6 +507,8 @@ class ProxyCore:
             if resp.via_count() < 2:
                 return  # nowhere to send it
             prev = resp.via(1)  # the previous hop, read before our Via is popped
+            if not self._branch_ours(branch, prev, resp.cseq[1], resp.cseq[0]):
+                return
             resp.pop_first_value("Via")
             self._relay_stateless_response(resp.serialize(), prev)
             return
@@ -450,7 +529,9 @@ class ProxyCore:
         tx = self._client_tx(branch)
         if tx is None:
             if resp.second is not None:
-                self._relay_stateless_response(resp.relayed, parse_via(resp.second))
+                prev = parse_via(resp.second)
+                if self._branch_ours(branch, prev, resp.method, resp.cseq):
+                    self._relay_stateless_response(resp.relayed, prev)
             return True
         if resp.method == "CANCEL":
             return True
@@ -478,9 +559,23 @@ class ProxyCore:
             assert resp is not None
             tx.forwarded = self._ack_downstream(tx, resp)
             tx.state = "completed"
+            self._last_final = time.monotonic()
         elif status >= 200:
             tx.state = "done"
+            self._last_final = time.monotonic()
         return True
+
+    def _branch_ours(self, branch: str, prev: Via, method: str, cseq: int) -> bool:
+        """A response with no transaction here is relayed only when its branch is the one we
+        made for the request it answers (a keyed hash of the previous hop's Via): a forged
+        response cannot send bytes to an address it names. CANCEL: only ours have one,
+        answered hop by hop, never relayed."""
+        if method == "CANCEL":
+            return False
+        if hmac.compare_digest(branch, _stateless_branch(self.secret, prev, method, cseq)):
+            return True
+        self.counters.dropped_forged_response += 1
+        return False
 
     def _relay_tx_response(self, tx: InviteTx, status: int, data: bytes) -> None:
         self.counters.responses_relayed += 1
@@ -534,7 +629,9 @@ class ProxyCore:
 
     def _cancel(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
         tx = self._server_tx(_server_key(req.top_via))
-        if tx is None:
+        if tx is None or tx.source[0] != source[0]:  # only the INVITE's sender may cancel it
+            if tx is None and self._refused(req, source, transport, conn, self._source_refusal(req, source)):
+                return
             self._reply(req, 481, source, transport, conn)
             return
         self.sender.send_to_source(build_response(req, 200, "OK", [SERVER_HEADER], to_tag=tx.to_tag),
@@ -556,11 +653,15 @@ class ProxyCore:
             self.sender.send_to(_bytes("\r\n".join(lines)) + b"\r\n\r\n", (tx.dest[0], tx.dest[1]), tx.dest[2])
 
     def _other(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        if req.method == "OPTIONS" and self._for_us(req):
+        if req.method == "OPTIONS" and self._for_us(req) and not req.route:
+            if self._refused(req, source, transport, conn, self._source_refusal(req, source)):
+                return
             self._reply(req, 200, source, transport, conn, ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
                         ("Accept", "application/sdp"))
             return
         if self.redirect:
+            if self._refused(req, source, transport, conn, self._source_refusal(req, source)):
+                return
             if req.method == "OPTIONS":
                 self._reply(req, 200, source, transport, conn)
             else:
@@ -582,19 +683,19 @@ class ProxyCore:
             if req.method != "ACK":
                 self._reply(req, 483, source, transport, conn)
             return
-        dest = self._route(req)
-        if dest is None:
-            if req.method != "ACK":
-                self._reply(req, 404, source, transport, conn)
+        dest = self._route(req, source)
+        if isinstance(dest, str):
+            self._refused(req, source, transport, conn, dest)
             return
-        branch = _stateless_branch(req.top_via, req.method, req.cseq[0])
+        branch = _stateless_branch(self.secret, req.top_via, req.method, req.cseq[0])
         self._prepare_relay(req, source, transport, dest[2], branch)
         self.sender.send_to(req.serialize(), (dest[0], dest[1]), dest[2])
 
     def _fast_request(self, req: FastRequest, source: tuple[str, int], transport: str, conn: object) -> bool:
         """ACK, BYE and the other requests ``_other`` relays statelessly, on the fast path's
-        view; False (nothing changed) for whatever is answered here or needs the full parse
-        (Route, Proxy-Require, another scheme, Max-Forwards 0, an unroutable target)."""
+        view, when they come straight from a trunk (to its next hop); False (nothing changed)
+        for whatever is answered or refused here or needs the full parse (Route,
+        Proxy-Require, another scheme, Max-Forwards 0, any other source)."""
         method, msg = req.method, req.msg  # never INVITE, CANCEL or OPTIONS (``_fast``)
         if (self.redirect and method != "ACK") or "route" in msg.keys:
             return False
@@ -610,45 +711,74 @@ class ProxyCore:
                 return True
         if req.max_forwards <= 0:
             return False
-        dest = self._target(req.uri)
-        if dest is None:
+        trunk = self.peers.trunks.classify(source[0])
+        if trunk is None:
             return False
+        dest = self._hop(trunk.next_hop or self.next_hop)
         prev = _rewritten_via(via, source)
-        our = self._via_value(dest[2], _stateless_branch(via, method, req.cseq))
+        our = self._via_value(dest[2], _stateless_branch(self.secret, via, method, req.cseq))
         self.sender.send_to(relay.forwarded(req, _bytes("Via: " + our), prev), (dest[0], dest[1]), dest[2])
         return True
 
-    def _route(self, req: Request) -> tuple[str, int, str] | None:
-        """Loose routing: drop our own Record-Route entry, then the top Route, else the R-URI."""
+    def _route(self, req: Request, source: tuple[str, int]) -> tuple[str, int, str] | str:
+        """Where a request other than an initial INVITE goes; a refusal (a key of REFUSALS)
+        when nowhere. Never to the host of the Request-URI or of a Route a peer wrote.
+        1. Our signed Record-Route on top: the other end of the dialog it was signed for (our
+           entries dropped, loose routing); one that does not verify is refused.
+        2. Else from a trunk, from a trusted front proxy speaking for one, or from any source
+           under ``unknown_source: allow``: that trunk's next hop (else the global one).
+        3. Else refused: an unknown source, or a known peer (a next hop) outside our dialogs."""
         routes = req.route
-        while routes and RR_MARK in routes[0].uri:
-            req.pop_first_value("Route")
-            routes = routes[1:]
-        return self._target(routes[0].uri if routes else req.uri)
-
-    def _target(self, target: str) -> tuple[str, int, str] | None:
-        """Where a request for this URI goes (None: not a URI we can route); memoised, since
-        in-dialog requests of many calls carry the same remote target."""
-        cache = self._targets
-        if target in cache:
-            return cache[target]
-        try:
-            uri = parse_uri(target)
-        except SipParseError:
-            dest = None
+        if routes and RR_MARK in routes[0].uri:
+            dest = self._dialog_end(req, routes[0].uri)
+            if dest is None:
+                return "forged_route"
+            while routes and RR_MARK in routes[0].uri:
+                req.pop_first_value("Route")
+                routes = routes[1:]
+            return dest
+        refusal = self._source_refusal(req, source)
+        if refusal:
+            return refusal
+        kind = self.peers.kind(source[0])
+        if kind == Peers.PROXY:
+            trunk = self.peers.trunks.classify(self.pipeline.upstream_of(req, source)[0])
+        elif kind == Peers.HOP:
+            return "no_route"
         else:
-            secure = uri.scheme == "sips"
-            transport = str(uri.params.get("transport") or ("tls" if secure else "udp")).lower()
-            host = uri.host.strip("[]")
-            port = uri.port or (5061 if transport == "tls" else 5060)
-            if self.sender.is_local(host, port) or not _is_ip(host):
-                dest = self._next_hop_addr  # addressed to us, or a name we do not resolve: the core
-            else:
-                dest = host, port, transport if transport in ("udp", "tcp", "tls") else "udp"
-        if len(cache) >= 4096:
-            cache.clear()
-        cache[target] = dest
-        return dest
+            trunk = self.peers.trunks.classify(source[0])
+        return self._hop(trunk.next_hop if trunk is not None and trunk.next_hop else self.next_hop)
+
+    def _source_refusal(self, req: Request, source: tuple[str, int]) -> str:
+        """"unknown_source" when ``unknown_source: reject`` refuses this request's sender;
+        an emergency call's requests are never refused for their source (the INVITE was not)."""
+        if self.config.unknown_source != "reject" or self.peers.kind(source[0]) != Peers.UNKNOWN:
+            return ""
+        if parse_tn(req.to.uri).emergency or parse_tn(req.uri).emergency:
+            return ""
+        return "unknown_source"
+
+    def _refused(self, req: Request, source: tuple[str, int], transport: str, conn: object, refusal: str) -> bool:
+        """Answer (never an ACK), count and log, at most one warning per kind every 10 s;
+        False when ``refusal`` is empty (nothing refused)."""
+        if not refusal:
+            return False
+        counter = "refused_" + refusal
+        setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+        status, phrase, text = REFUSALS[refusal]
+        if req.method != "ACK":
+            data = build_response(req, status, phrase, [("Warning", f'399 sipguard "{text}"'), SERVER_HEADER],
+                                  to_tag=req.to.tag or self._tag(source, req.top_via.branch or req.call_id))
+            self.sender.send_to_source(data, source, transport, conn)
+        now = time.monotonic()
+        last, since = self._warned.get(refusal, (0.0, 0))
+        if now - last >= 10.0:
+            log.warning("refused %s from %s:%s (%s, Request-URI %s)%s", req.method, source[0], source[1], text,
+                        req.uri[:200], f"; {since} more refused since the last warning" if since else "")
+            self._warned[refusal] = (now, 0)
+        else:
+            self._warned[refusal] = (last, since + 1)
+        return True
 
     # -- housekeeping ---------------------------------------------------------------------------
     def rotate(self, now: float | None = None) -> None:
@@ -665,12 +795,25 @@ class ProxyCore:
         self._old_clients, self.clients = self.clients, carried_clients
 
     async def drain(self, deadline: float) -> None:
-        """SIGTERM: refuse new INVITEs, wait (bounded) for pending decisions."""
+        """SIGTERM: new INVITEs get 503 + Retry-After (the upstream tries elsewhere) while the
+        calls in progress finish: wait until every INVITE transaction has its final response
+        and a moment has passed since the last one (its ACK and an early BYE still pass through
+        us), or ``deadline`` seconds (``proxy.drain_timeout``). Responses and in-dialog requests
+        keep flowing the whole time."""
         self.draining = True
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
-        while self._tasks and loop.time() < end:
-            await asyncio.sleep(0.02)
+        while loop.time() < end:
+            if not self._tasks and not self.in_progress() and time.monotonic() - self._last_final >= DRAIN_LINGER:
+                return
+            await asyncio.sleep(0.05)
+        log.warning("drain timeout (%.0f s): %d INVITE transaction(s) still in progress", deadline,
+                    self.in_progress())
+
+    def in_progress(self) -> int:
+        """INVITE transactions deciding or forwarded and waiting for their final response."""
+        return sum(1 for gen in (self.invites, self._old_invites) for tx in gen.values()
+                   if tx.state == "deciding" or tx.state == "proceeding")
 
     def stats(self) -> dict[str, float]:
         counters = self.counters
@@ -706,11 +849,15 @@ def _rewritten_via(via: Via, source: tuple[str, int]) -> str | None:
     return value
 
 
-def _stateless_branch(via: Via, method: str, cseq: int) -> str:
+def _stateless_branch(secret: bytes, via: Via, method: str, cseq: int) -> str:
     """RFC 3261 16.11: a stateless relay's branch is a function of the incoming request, so
-    a retransmission takes the same branch (and path)."""
+    a retransmission takes the same branch (and path). Keyed: the response that comes back
+    with the previous hop's Via below ours proves we relayed its request (``_branch_ours``).
+    ACK and CANCEL take the INVITE's (RFC 3261 17.1.3, 9.1)."""
+    if method == "ACK" or method == "CANCEL":
+        method = "INVITE"
     seed = f"{via.branch}|{via.host}|{via.port}|{method}|{cseq}"
-    return BRANCH_PREFIX + hashlib.blake2b(_bytes(seed), digest_size=8).hexdigest()
+    return BRANCH_PREFIX + hashlib.blake2b(_bytes(seed), digest_size=8, key=secret).hexdigest()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -722,12 +869,3 @@ def _routable(host: str) -> bool:
     if addr.is_multicast or addr.is_unspecified:
         return False
     return not (addr.version == 4 and str(addr) == "255.255.255.255")
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
 
 log = logging.getLogger("sipguard.serve")
-DRAIN_SECONDS = 5.0
 
 
 def sd_notify(message: str) -> bool:
@@ -160,9 +159,12 @@ class Worker:
         except ConfigError as exc:
             log.error("config not reloaded, the running one stays: %s", exc)
             return
-        if config.listen != self.config.listen or config.store != self.config.store:
-            log.warning("listen addresses and store changes take effect after a restart")
+        later = restart_keys(self.config, config)
+        if later:
+            log.warning("config reloaded, but these keys take effect only after a restart: %s", ", ".join(later))
         self.pipeline.reconfigure(config)
+        if self.core is not None:
+            self.core.reconfigure(config)
         if self.transports is not None:  # files renewed in place (same paths) count too
             self.transports.reload_tls(config.tls)
             if config.tls.cert is not None:
@@ -174,7 +176,7 @@ class Worker:
         if self._watcher is not None:
             self._watcher.cancel()
         if self.core is not None:
-            await self.core.drain(DRAIN_SECONDS)
+            await self.core.drain(self.config.proxy.drain_timeout)
         if self.steering is not None:
             self.steering.close()
         if self.transports is not None:
@@ -183,6 +185,21 @@ class Worker:
             await self.records.aclose()
         if self.pipeline is not None:
             await self.pipeline.aclose()
+
+
+def restart_keys(old: Config, new: Config) -> list[str]:
+    """The changed keys a running process cannot apply (each is named in the reload warning);
+    everything else (next_hop, mode, trunks, trusted_proxies, unknown_source, every other
+    proxy.* key, policy, shaken, limits, TLS certificates) applies to the messages that follow."""
+    checks = (("listen", old.listen != new.listen), ("store", old.store != new.store),
+              ("workers", old.workers != new.workers),
+              ("proxy.steering", old.proxy.steering != new.proxy.steering),
+              ("proxy.max_message_size", old.proxy.max_message_size != new.proxy.max_message_size),
+              ("proxy.advertise", old.proxy.advertise != new.proxy.advertise),
+              ("http.listen", old.http_listen != new.http_listen),
+              ("http.token_file", old.http_token != new.http_token),
+              ("traceback", old.traceback != new.traceback))
+    return [key for key, changed in checks if changed]
 
 
 class GcPacer:
@@ -241,13 +258,14 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
         sd_notify("READY=1\nSTATUS=listening")
     watchdog = loop.create_task(_watchdog(worker.stopping)) if workers == 1 else None
     await worker.housekeeping()
-    log.info("sipguard worker %d stopping: draining", index)
+    log.info("sipguard worker %d stopping: draining (new INVITEs get 503, calls in progress finish, "
+             "at most %.0f s)", index, config.proxy.drain_timeout)
     sd_notify("STOPPING=1")
     if watchdog is not None:
         watchdog.cancel()
+    await worker.stop()   # /readyz says "draining" meanwhile
     if http is not None:
         await http.aclose()
-    await worker.stop()
     return 0
 
 
@@ -273,9 +291,10 @@ async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no
             return True, {"workers": "supervised"}
         pipeline = worker.pipeline
         store_ok = bool(pipeline and getattr(pipeline.store, "healthy", True))
-        ok = worker.transports is not None and pipeline is not None and (
+        draining = worker.core is not None and worker.core.draining
+        ok = worker.transports is not None and pipeline is not None and not draining and (
             store_ok or config.store_failure == "fail-open")
-        return ok, {"listening": worker.transports is not None, "store_reachable": store_ok,
+        return ok, {"listening": worker.transports is not None, "draining": draining, "store_reachable": store_ok,
                     "store_failure": config.store_failure,
                     "policy": pipeline.policy.current.path if pipeline and pipeline.policy else None}
 
@@ -406,7 +425,7 @@ def _supervise(config: Config, workers: int) -> int:
         watchdog.cancel()
         for pid in children:
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + DRAIN_SECONDS + 5
+        deadline = time.monotonic() + config.proxy.drain_timeout + 5
         while children and time.monotonic() < deadline:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)

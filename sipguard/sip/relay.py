@@ -100,6 +100,7 @@ class FastResponse:
     top: str                # the top Via value
     second: str | None      # the next Via value (where a stateless relay sends it)
     relayed: bytes          # the response without its top Via line
+    cseq: int = 0           # the CSeq number (a stateless relay checks its branch with it)
 
 
 def response(data: bytes, max_size: int) -> FastResponse | None:
@@ -121,15 +122,15 @@ def response(data: bytes, max_size: int) -> FastResponse | None:
         return None
     top = vias[0]
     if any(b"," in lines[i] for i in vias):
-        return _listed(msg, int(code), cseq[1], vias)
+        return _listed(msg, int(code), cseq, vias)
     value = msg.value(top)
     if not value:
         return None  # an empty Via line holds no value: the full path's list splitting decides
     second = msg.value(vias[1]) if len(vias) > 1 else None
-    return FastResponse(int(code), cseq[1], value, second, msg.join(lines[:top] + lines[top + 1:]))
+    return FastResponse(int(code), cseq[1], value, second, msg.join(lines[:top] + lines[top + 1:]), cseq[0])
 
 
-def _listed(msg: Lines, status: int, method: str, vias: list[int]) -> FastResponse | None:
+def _listed(msg: Lines, status: int, cseq: tuple[int, str], vias: list[int]) -> FastResponse | None:
     """A response whose Via lines hold lists ("Via: ours, theirs", as sipp and other UAs
     echo them): the values split as the full path splits them, its top value removed from
     its line as ``Message.pop_first_value`` removes it."""
@@ -143,7 +144,8 @@ def _listed(msg: Lines, status: int, method: str, vias: list[int]) -> FastRespon
     lines = msg.lines
     rest = without_first(lines[top], first)
     kept = lines[:top] + lines[top + 1:] if rest is None else [*lines[:top], rest, *lines[top + 1:]]
-    return FastResponse(status, method, values[0], values[1] if len(values) > 1 else None, msg.join(kept))
+    return FastResponse(status, cseq[1], values[0], values[1] if len(values) > 1 else None, msg.join(kept),
+                        cseq[0])
 
 
 @dataclass(slots=True)

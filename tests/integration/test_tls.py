@@ -10,6 +10,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 class TlsClient:
     """A trunk calling in over TLS: one connection, messages framed by Content-Length."""
 
-    def __init__(self, addr: tuple[str, int], pki: Pki, with_cert: bool = False) -> None:
+    def __init__(self, addr: tuple[str, int], pki: Pki, with_cert: bool = False, source: str = "127.0.0.1") -> None:
         ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
         ctx.check_hostname = False
         if with_cert:
             ctx.load_cert_chain(pki.path("client.pem"), pki.path("client.key"))
-        raw = socket.create_connection(addr, timeout=5)
+        raw = socket.create_connection(addr, timeout=5, source_address=(source, 0))
         self.sock = ctx.wrap_socket(raw)
         self.framer = StreamFramer(65535)
         self.pending: list[bytes] = []
@@ -185,6 +186,40 @@ def test_a_trunk_calls_in_over_tls(tls_sipguard: Any, pki: Pki) -> None:
         vias = forwarded.all("Via")
         assert vias[0].startswith("SIP/2.0/UDP ")             # on to the UDP next hop
         assert "SIP/2.0/TLS 127.0.0.1" in vias[1] and "received=" not in vias[1]
+    finally:
+        uas.close()
+
+
+def test_no_open_relay_over_tls(tls_sipguard: Any, pki: Pki) -> None:
+    """A MESSAGE naming another host (a local Redis port) over TLS: from a stranger (127.0.0.2)
+    refused (403, or the connection closed at accept); from the trunk, to the next hop only."""
+    uas = MiniUas()
+    target = "sip:x@127.0.0.1:6379;transport=tcp"
+
+    def message(local: tuple[str, int]) -> bytes:
+        body = "SET key value\r\n"
+        return (f"MESSAGE {target} SIP/2.0\r\nVia: SIP/2.0/TLS {local[0]}:{local[1]};branch=z9hG4bK-m1\r\n"
+                "From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: tls-relay\r\n"
+                f"CSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+    try:
+        sg = tls_sipguard(uas.uri)
+        try:
+            stranger = TlsClient(sg.tls_addr, pki, source="127.0.0.2")
+            stranger.send(message(stranger.local))
+            got = stranger.recv()
+            stranger.close()
+        except (OSError, ssl.SSLError):
+            got = None
+        assert got is None or got.status == 403
+        client = TlsClient(sg.tls_addr, pki)
+        try:
+            client.send(message(client.local))
+            end = time.monotonic() + 5
+            while time.monotonic() < end and not uas.received:
+                time.sleep(0.02)
+        finally:
+            client.close()
+        assert [m.first.split(" ")[:2] for m in uas.received] == [["MESSAGE", target]]
     finally:
         uas.close()
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sipguard.clock import SystemClock
 from sipguard.config import Config
 from sipguard.pipeline import Pipeline
-from sipguard.proxy.core import BRANCH_PREFIX, TAG_PREFIX, InviteTx, ProxyCore
-from sipguard.sip import SipParseError, relay
+from sipguard.proxy.core import BRANCH_PREFIX, TAG_PREFIX, InviteTx, ProxyCore, _stateless_branch
+from sipguard.sip import SipParseError, parse_via, relay
 from tests.proxy_fixtures import Capture, proxy_config
 
 OURS = ("127.0.0.1", 5060)
@@ -40,7 +40,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    cfg = proxy_config(tmp_path_factory.mktemp("relay"), OURS, UAS)
+    cfg = proxy_config(tmp_path_factory.mktemp("relay"), OURS, UAS, sources="127.0.0.0/8")
     pipeline = asyncio.run(Pipeline.create(cfg, SystemClock()))
     yield Setup(cfg, pipeline)
     asyncio.run(pipeline.aclose())
@@ -255,8 +255,10 @@ def test_the_fast_path_takes_the_common_call_flow(config: Any) -> None:
     assert check_same(config, SIPP_BYE, UAC)
     ack = SIPP_BYE.replace(b"BYE sip", b"ACK sip").replace(b"2 BYE", b"1 ACK")
     assert check_same(config, ack, UAC)
-    bye_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + BRANCH_PREFIX.encode()
-               + b"aaaaaaaaaaaaaaaa;rport=5060\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
+    ours = _stateless_branch(make_core(config, True).secret, parse_via("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2"),
+                             "BYE", 2)
+    bye_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + ours.encode()
+               + b";rport=5060\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
                  b"From: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:b@127.0.0.1>;tag=b\r\nCall-ID: c1\r\n"
                  b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
     for message in (bye_200, bye_200.replace(b"5060\r\nVia: SIP", b"5060,SIP")):
@@ -281,10 +283,10 @@ def test_relayed_lines_are_the_full_paths(tmp_path: Path, config: Any) -> None:
     prepend do; Max-Forwards less one; our Via first."""
     bye = SIPP_BYE.replace(b"branch=z9hG4bK-2", b"branch=z9hG4bK-2;rport")
     fast = make_core(config, True)
-    fast.receive(bye, ("192.0.2.7", 7000), "udp", None)
+    fast.receive(bye, ("127.0.0.7", 7000), "udp", None)
     [(data, addr, transport)] = fast.sender.sent  # type: ignore[attr-defined]
     assert addr == UAS and transport == "udp"
     lines = data.split(b"\r\n")
     assert lines[1].startswith(b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=" + BRANCH_PREFIX.encode())
-    assert lines[2] == b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2;rport=7000;received=192.0.2.7"
+    assert lines[2] == b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2;rport=7000;received=127.0.0.7"
     assert b"Max-Forwards: 69" in lines

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sipguard.clock import SystemClock
 from sipguard.pipeline import Pipeline
@@ -192,46 +195,205 @@ def test_a_store_that_waits_gets_its_decision_in_a_task(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_in_dialog_requests_to_a_sips_target_go_over_tls(tmp_path: Path) -> None:
-    """A BYE whose Request-URI (the peer's Contact) is sips: or ;transport=tls leaves over TLS,
-    to port 5061 when none is given; udp and tcp targets keep theirs."""
-    async def scenario(core: ProxyCore, cap: Capture) -> None:
-        for target, expected in (("sips:uac@192.0.2.50", (("192.0.2.50", 5061), "tls")),
-                                 ("sip:uac@192.0.2.51:5071;transport=tls", (("192.0.2.51", 5071), "tls")),
-                                 ("sip:uac@192.0.2.52;transport=tcp", (("192.0.2.52", 5060), "tcp")),
-                                 ("sip:uac@192.0.2.53", (("192.0.2.53", 5060), "udp"))):
-            bye = (f"BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye-{target[-2:]}\r\n"
-                   "From: <sip:+13036231000@127.0.0.1>;tag=uas9\r\nTo: <sip:+12127363100@127.0.0.1>;tag=uac1\r\n"
-                   "Call-ID: call-1@127.0.0.1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-            core.receive(bye.encode(), UAS, "udp", None)
-            [(data, addr, transport)] = cap.sent
-            cap.sent = []
-            assert data.startswith(b"BYE ") and (addr, transport) == expected
-
-    run(tmp_path, scenario)
+def bye(route: str, from_tag: str, to_tag: str, uri: str = "sip:uac@127.0.0.1:5061", via: str = "127.0.0.1:5070",
+        branch: str = "z9hG4bK-bye") -> bytes:
+    return (f"BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch}\r\n"
+            + (f"Route: {route}\r\n" if route else "")
+            + f"From: <sip:+13036231000@127.0.0.1>;tag={from_tag}\r\nTo: <sip:+12127363100@127.0.0.1>;tag={to_tag}\r\n"
+            "Call-ID: call-1@127.0.0.1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 def test_record_route_records_both_sides_when_the_transport_changes(tmp_path: Path) -> None:
     """RFC 5658: an INVITE in over TLS and out over UDP carries two Record-Route entries of
-    ours, the top one (the callee's) for UDP, the next (the caller's) for TLS; in-dialog
-    requests routed through both come back with neither."""
+    ours, the top one (the callee's) for UDP, the next (the caller's) for TLS, each signed; the
+    callee's BYE routed through both goes back to the caller over TLS with neither, whatever
+    its Request-URI names; the caller's goes to the callee's side over UDP."""
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         core.config = replace(core.config, proxy=replace(core.config.proxy, record_route=True))
         core.receive(INVITE.replace(b"SIP/2.0/UDP", b"SIP/2.0/TLS"), UAC, "tls", None)
         await asyncio.gather(*core._tasks)
         fwd = parse(cap.take()[1][0])
-        assert fwd.headers("Record-Route") == ["<sip:127.0.0.1:5060;lr;sgrr>",
-                                               "<sip:127.0.0.1:5060;transport=tls;lr;sgrr>"]
-        bye = ("BYE sip:uac@127.0.0.1:5061;transport=tls SIP/2.0\r\n"
-               "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye-rr\r\n"
-               "Route: <sip:127.0.0.1:5060;lr;sgrr>, <sip:127.0.0.1:5060;transport=tls;lr;sgrr>\r\n"
-               "From: <sip:+13036231000@127.0.0.1>;tag=uas9\r\nTo: <sip:+12127363100@127.0.0.1>;tag=uac1\r\n"
-               "Call-ID: call-1@127.0.0.1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        core.receive(bye.encode(), UAS, "udp", None)
+        rr = fwd.headers("Record-Route")
+        assert re.fullmatch(r"<sip:127\.0\.0\.1:5060;lr;sgrr=[\w-]+\.[0-9a-f]{24}>", rr[0])
+        assert rr[1] == rr[0].replace(";lr", ";transport=tls;lr")
+        route = f"{rr[1]}, {rr[0]}"
+        core.receive(bye(route, "uas9", "uac1", uri="sip:uac@192.0.2.66:6379;transport=tcp"), UAS, "udp", None)
         [(data, addr, transport)] = cap.sent
+        cap.sent = []
         assert (addr, transport) == (UAC, "tls") and b"Route:" not in data
+        core.receive(bye(f"{rr[0]}, {rr[1]}", "uac1", "uas9", uri="sip:uas@192.0.2.67:6379", via="127.0.0.1:5061"),
+                     UAC, "tls", None)
+        [(data, addr, transport)] = cap.sent
+        assert (addr, transport) == (UAS, "udp") and data.startswith(b"BYE sip:uas@192.0.2.67:6379 ")
 
     run(tmp_path, scenario)
+
+
+def run_with(tmp_path: Path, scenario: Any, **config: Any) -> None:
+    """``run`` with a config of one's own: the trunk at 127.0.0.1, the next hop elsewhere."""
+    async def main() -> None:
+        conf = proxy_config(tmp_path, OURS, HOP, **config)
+        pipeline = await Pipeline.create(conf, SystemClock())
+        cap = Capture()
+        core = ProxyCore(conf, pipeline, cap)
+        try:
+            await scenario(core, cap)
+        finally:
+            for tx in (*core.invites.values(), *core.clients.values()):
+                if tx.timer is not None:
+                    tx.timer.cancel()
+            await pipeline.aclose()
+
+    asyncio.run(main())
+
+
+HOP = ("192.0.2.70", 5070)
+STRANGER = ("198.51.100.9", 5060)
+REDIS = "sip:x@127.0.0.1:6379;transport=tcp"
+
+
+def request(method: str, uri: str, via: str = "127.0.0.1:5061", to_tag: str = "", route: str = "",
+            body: bytes = b"") -> bytes:
+    head = (f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{method.lower()}-1\r\n"
+            + (f"Route: {route}\r\n" if route else "")
+            + "From: <sip:+12127363100@127.0.0.1>;tag=a1\r\n"
+            f"To: <sip:+13036231000@127.0.0.1>{';tag=' + to_tag if to_tag else ''}\r\n"
+            f"Call-ID: relay-1@127.0.0.1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def status_of(data: bytes) -> int:
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("method", ["MESSAGE", "OPTIONS", "REGISTER", "SUBSCRIBE", "BYE", "INFO"])
+def test_a_stranger_cannot_make_us_send_anywhere(tmp_path: Path, method: str) -> None:
+    """The open relay of main at 72db13b: a request from no known peer naming any host (here
+    the loopback Redis) gets 403 and nothing leaves towards another address; counted."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        for to_tag in ("", "x9"):
+            core.receive(request(method, REDIS, via="198.51.100.9:5060", to_tag=to_tag, body=b"SET key value\r\n"),
+                         STRANGER, "udp", None)
+            [(data, addr, _)] = cap.sent
+            cap.sent = []
+            assert addr == STRANGER and status_of(data) == 403 and b"unknown source" in data
+        assert core.counters.refused_unknown_source == 2
+
+    run_with(tmp_path, scenario)
+
+
+def test_a_trunk_request_goes_to_the_next_hop_whatever_it_names(tmp_path: Path) -> None:
+    """Out of dialog or in a dialog without our Route, a trunk's request goes to its next hop:
+    the Request-URI and a Route of someone else's are carried, never followed."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        for data in (request("MESSAGE", REDIS, body=b"SET key value\r\n"),
+                     request("BYE", REDIS, to_tag="b2"),
+                     request("INFO", "sip:x@192.0.2.1", route="<sip:127.0.0.1:6379;transport=tcp;lr>", to_tag="b2"),
+                     request("ACK", REDIS, to_tag="b2")):
+            core.receive(data, UAC, "udp", None)
+            [(sent, addr, transport)] = cap.sent
+            cap.sent = []
+            assert (addr, transport) == (HOP, "udp") and not sent.startswith(b"SIP/")
+
+    run_with(tmp_path, scenario)
+
+
+def test_a_forged_route_is_refused(tmp_path: Path) -> None:
+    """Our Route mark with a token we did not sign (or signed for another dialog) is 403."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.config = replace(core.config, proxy=replace(core.config.proxy, record_route=True))
+        core.receive(INVITE, UAC, "udp", None)
+        await asyncio.gather(*core._tasks)
+        rr = parse(cap.take()[1][0]).headers("Record-Route")[0]
+        forged = "<sip:127.0.0.1:5060;lr;sgrr=" + "dWRwLzEyNy4wLjAuMS82Mzc5L3RjcC8xMjcuMC4wLjEvNjM3OQ." + "0" * 24 + ">"
+        for route, call in ((forged, "call-1@127.0.0.1"), ("<sip:127.0.0.1:5060;lr;sgrr>", "call-1@127.0.0.1"),
+                            (rr, "another-call@127.0.0.1")):
+            data = bye(route, "uas9", "uac1").replace(b"call-1@127.0.0.1", call.encode())
+            core.receive(data, HOP, "udp", None)
+            [(sent, addr, _)] = cap.sent
+            cap.sent = []
+            assert addr == HOP and status_of(sent) == 403
+        assert core.counters.refused_forged_route == 3
+
+    run_with(tmp_path, scenario)
+
+
+def test_a_next_hop_request_outside_our_dialogs_is_refused(tmp_path: Path) -> None:
+    """The next hop is a known peer, but a request from it goes nowhere unless our signed
+    Route says which dialog it belongs to: 404 (ACK: dropped)."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.receive(bye("", "uas9", "uac1"), HOP, "udp", None)
+        [(sent, addr, _)] = cap.sent
+        cap.sent = []
+        assert addr == HOP and status_of(sent) == 404
+        core.receive(request("ACK", "sip:uac@127.0.0.1:5061", via="192.0.2.70:5070", to_tag="t"), HOP, "udp", None)
+        assert cap.sent == [] and core.counters.refused_no_route == 2
+
+    run_with(tmp_path, scenario)
+
+
+def test_a_response_with_a_branch_we_did_not_make_is_dropped(tmp_path: Path) -> None:
+    """A forged response (our branch prefix, the next Via naming Redis) is not relayed; the
+    response to a request we relayed statelessly is."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        forged = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + BRANCH_PREFIX.encode()
+                  + b"0123456789abcdef\r\nVia: SIP/2.0/TCP 127.0.0.1:6379;branch=z9hG4bK-x\r\n"
+                  b"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: f\r\nCSeq: 1 MESSAGE\r\n"
+                  b"Content-Length: 0\r\n\r\n")
+        for fast in (True, False):
+            core.fast_path = fast
+            core.receive(forged, HOP, "udp", None)
+            assert cap.sent == []
+        assert core.counters.dropped_forged_response == 2
+        core.receive(request("MESSAGE", "sip:x@192.0.2.1"), UAC, "udp", None)
+        [(relayed, addr, _)] = cap.sent
+        cap.sent = []
+        assert addr == HOP
+        fwd = parse(relayed)
+        resp = (b"SIP/2.0 200 OK\r\n" + b"".join(line + b"\r\n" for k, line in fwd._lines
+                                                 if k in ("via", "from", "to", "call-id", "cseq"))
+                + b"Content-Length: 0\r\n\r\n")
+        for fast in (True, False):
+            core.fast_path = fast
+            core.receive(resp, HOP, "udp", None)
+            [(back, addr, _)] = cap.sent
+            cap.sent = []
+            assert addr == UAC and back.startswith(b"SIP/2.0 200 OK")
+
+    run_with(tmp_path, scenario)
+
+
+def test_options_to_us_is_answered_here_for_known_peers_only(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.receive(request("OPTIONS", "sip:127.0.0.1:5060"), UAC, "udp", None)
+        core.receive(request("OPTIONS", "sip:127.0.0.1:5060", via="192.0.2.70:5070"), HOP, "udp", None)
+        core.receive(request("OPTIONS", "sip:127.0.0.1:5060", via="198.51.100.9:5060"), STRANGER, "udp", None)
+        assert [(addr, status_of(data)) for data, addr, _ in cap.sent] == [(UAC, 200), (HOP, 200), (STRANGER, 403)]
+
+    run_with(tmp_path, scenario)
+
+
+def test_only_the_invites_sender_may_cancel_it(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.receive(INVITE, UAC, "udp", None)
+        cap.take()
+        core.receive(from_uac("CANCEL"), ("127.0.0.2", 5061), "udp", None)
+        [(data, addr)] = cap.take()
+        assert addr == ("127.0.0.2", 5061) and status_of(data) in (403, 481)
+        assert not core.invites[next(iter(core.invites))].cancelled
+        await asyncio.gather(*core._tasks)
+
+    run_with(tmp_path, scenario, sources="127.0.0.0/8")
+
+
+def test_unknown_source_allow_sends_to_the_next_hop_only(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.receive(request("MESSAGE", REDIS, via="198.51.100.9:5060"), STRANGER, "udp", None)
+        [(_, addr, _)] = cap.sent
+        assert addr == HOP
+
+    run_with(tmp_path, scenario, unknown_source="allow")
 
 
 def test_a_transport_we_do_not_speak_is_counted_not_sent_over_tcp() -> None:

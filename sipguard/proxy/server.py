@@ -94,6 +94,13 @@ class Worker:
         if self.steering is not None:
             await self.steering.start(self._steered_in)
 
+    def begin_stop(self) -> None:
+        """SIGTERM/SIGINT: from this moment new INVITEs get 503 + Retry-After; the drain itself
+        (``stop``) runs once the housekeeping loop has seen ``stopping``."""
+        if self.core is not None:
+            self.core.draining = True
+        self.stopping.set()
+
     def _receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
         assert self.core is not None
         steering = self.steering
@@ -244,8 +251,8 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
                      steering: Steering | None = None, udp_socks: dict[int, socket.socket] | None = None) -> int:
     loop = asyncio.get_running_loop()
     worker = Worker(config, index, workers, steering, udp_socks)
-    loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
-    loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
+    loop.add_signal_handler(signal.SIGTERM, worker.begin_stop)
+    loop.add_signal_handler(signal.SIGINT, worker.begin_stop)
     loop.add_signal_handler(signal.SIGHUP, lambda: setattr(worker, "reload_requested", True))
     await worker.start()
     tune_gc()

@@ -146,6 +146,17 @@ class Transports:
 
     async def start(self, reuse_port: bool) -> None:
         loop = asyncio.get_running_loop()
+        # the private sockets first: a listening socket delivers at once (a restarted worker's
+        # reuseport socket already holds queued requests), and what they forward must leave
+        # from the socket in our Via, or the responses go astray
+        for addr in self.listen:
+            family = family_of(addr.host)
+            if addr.transport == "udp" and family not in self.udp_out:
+                _, out = await loop.create_datagram_endpoint(
+                    lambda: UdpEndpoint(self.receive), local_addr=(addr.host, 0), family=family)
+                self.udp_out[family] = out
+                port = out.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+                self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
         for position, addr in enumerate(self.listen):
             family = family_of(addr.host)
             self.local.add((addr.host, addr.port))
@@ -159,12 +170,6 @@ class Transports:
                         made, local_addr=(addr.host, addr.port), family=family, reuse_port=reuse_port)
                 _grow_receive_buffer(proto)
                 self.udp.append(proto)
-                if family not in self.udp_out:
-                    _, out = await loop.create_datagram_endpoint(
-                        lambda: UdpEndpoint(self.receive), local_addr=(addr.host, 0), family=family)
-                    self.udp_out[family] = out
-                    port = out.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
-                    self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
             else:  # tcp or tls: TLS is the same stream server over asyncio's TLS transport
                 server = await loop.create_server(
                     functools.partial(TcpConnection, self, self.max_size, addr.transport), addr.host, addr.port,

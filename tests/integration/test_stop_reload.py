@@ -1,0 +1,192 @@
+"""Stopping and reloading keep their promises (issue "Hold the edge", item 8), on a real
+``sipguard serve`` with real sockets.
+
+- SIGTERM with calls in progress: each call already forwarded gets its 200 OK through
+  sipguard, every INVITE sent after the signal gets 503 + Retry-After (never silence), the
+  records of the answered calls are on disk, and the process exits by itself.
+- SIGHUP: a new ``next_hop`` takes effect for the calls that follow.
+- A worker killed with SIGKILL is restarted and calls complete again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import base_config
+from sipclient import MiniUas, UdpClient, invite, parse_msg
+
+pytestmark = pytest.mark.integration
+
+
+class SlowUas:
+    """A UDP UAS that answers every INVITE 100 at once and 200 after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self.invites = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _answer(self, msg: Any, status: str, addr: tuple[str, int]) -> None:
+        to = msg.header("To") or ""
+        lines = [f"SIP/2.0 {status}", *[f"Via: {v}" for v in msg.all("Via")], f"From: {msg.header('From')}",
+                 f"To: {to if 'tag=' in to else to + ';tag=slow'}", f"Call-ID: {msg.header('Call-ID')}",
+                 f"CSeq: {msg.header('CSeq')}", f"Contact: <sip:uas@127.0.0.1:{self.port}>", "Content-Length: 0"]
+        try:
+            self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), addr)
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            msg = parse_msg(data)
+            if msg.method == "INVITE":
+                self.invites += 1
+                self._answer(msg, "100 Trying", addr)
+                threading.Timer(self.delay, self._answer, (msg, "200 OK", addr)).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+def finals(client: UdpClient, expected: int, timeout: float = 10.0) -> dict[str, int]:
+    """Call-ID -> final status, for ``expected`` calls (or what came within ``timeout``)."""
+    got: dict[str, int] = {}
+    end = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < end:
+        msg = client.recv(max(0.05, end - time.monotonic()))
+        if msg is None:
+            break
+        if msg.status is not None and msg.status >= 200:
+            got.setdefault(msg.header("Call-ID") or "", msg.status)
+            if msg.status == 503:
+                assert msg.header("Retry-After")
+    return got
+
+
+def test_sigterm_lets_calls_in_progress_finish_and_answers_new_invites_503(sipguard: Any) -> None:
+    uas = SlowUas(delay=1.0)
+    client = UdpClient()
+    try:
+        sg = sipguard(base_config(uas.port, proxy={"drain_timeout": 10}))
+        before = [f"before-{i}" for i in range(20)]
+        for call_id in before:
+            client.send(invite(sg.addr, client.addr, call_id=call_id), sg.addr)
+        deadline = time.monotonic() + 5
+        while uas.invites < len(before) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert uas.invites == len(before)  # all forwarded, none answered yet
+        sg.signal(signal.SIGTERM)
+        time.sleep(0.1)
+        after = [f"after-{i}" for i in range(10)]
+        for call_id in after:
+            client.send(invite(sg.addr, client.addr, call_id=call_id), sg.addr)
+        got = finals(client, len(before) + len(after))
+        assert {c: got.get(c) for c in before} == dict.fromkeys(before, 200)
+        assert {c: got.get(c) for c in after} == dict.fromkeys(after, 503)
+        assert sg.proc.wait(15) == 0
+        assert uas.invites == len(before)
+        with sqlite3.connect(sg.workdir / "var" / "traceback.db") as db:
+            recorded = {row[0] for row in db.execute("SELECT call_id FROM records")}
+        assert set(before) <= recorded, sg.logs()
+    finally:
+        client.close()
+        uas.close()
+
+
+def test_sighup_applies_a_new_next_hop(sipguard: Any) -> None:
+    first, second = MiniUas(), MiniUas()
+    client = UdpClient()
+    try:
+        sg = sipguard(base_config(first.port))
+        final, _ = client.call(sg.addr)
+        assert final is not None and final.status == 200 and len(first.invites()) == 1
+        config = yaml.safe_load(sg.path.read_text())
+        config["next_hop"] = f"sip:127.0.0.1:{second.port}"
+        sg.path.write_text(yaml.safe_dump(config, sort_keys=False))
+        sg.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "config reloaded" not in sg.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        final, _ = client.call(sg.addr)
+        assert final is not None and final.status == 200, sg.logs()
+        assert len(second.invites()) == 1 and len(first.invites()) == 1
+    finally:
+        client.close()
+        first.close()
+        second.close()
+
+
+def test_sighup_names_the_keys_that_need_a_restart(sipguard: Any) -> None:
+    uas = MiniUas()
+    try:
+        sg = sipguard(base_config(uas.port))
+        config = yaml.safe_load(sg.path.read_text())
+        config["listen"] = [*config["listen"], "udp://127.0.0.1:1"]
+        config["proxy"] = {"max_message_size": 4096}
+        sg.path.write_text(yaml.safe_dump(config, sort_keys=False))
+        sg.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "restart" not in sg.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "only after a restart: listen, proxy.max_message_size" in sg.logs()
+    finally:
+        uas.close()
+
+
+def children(pid: int) -> set[int]:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.update(int(p) for p in text)
+    return out
+
+
+def test_a_killed_worker_is_restarted_and_calls_go_on(sipguard: Any) -> None:
+    uas = MiniUas()
+    client = UdpClient()
+    try:
+        sg = sipguard(base_config(uas.port), workers=2)
+        deadline = time.monotonic() + 10
+        while len(children(sg.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = children(sg.proc.pid)
+        assert len(workers) == 2
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = children(sg.proc.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.05)
+        assert len(now) == 2 and victim not in now, sg.logs()
+        assert "restarting" in sg.logs()
+        sg.wait_ready()
+        statuses = []
+        for _ in range(10):
+            final, seen = client.call(sg.addr)
+            statuses.append((final.status if final else None, [m.first for m in seen]))
+        assert all(s == 200 for s, _ in statuses), (statuses, sg.logs())
+    finally:
+        client.close()
+        uas.close()

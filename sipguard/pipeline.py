@@ -67,7 +67,8 @@ class Call:
         identity = tuple([parse_tn(value.uri) for value in pai]) if pai else (from_tn,)
         to_tn = parse_tn(req.to.uri)
         ruri_tn = parse_tn(req.uri)
-        caller = next((tn for tn in identity if tn.e164), None)
+        caller = next((tn for tn in identity if tn.e164), None) or next(
+            (tn for tn in identity if tn.forms), None)
         # a PAI that carries no number: lookups and policy still see From's (a DNO number
         # there stays blocked), but it is not what the callee sees: never signed, never verified
         shown = caller is not None or not pai
@@ -80,34 +81,32 @@ class Call:
         return self.callee.emergency or self.to_tn.emergency or self.ruri_tn.emergency
 
     def orig_candidates(self) -> tuple[str, ...]:
-        """What a PASSporT's orig may say: the identity's numbers, nothing else."""
+        """What a PASSporT's orig may say: the forms of the identity's numbers, nothing else."""
         out: list[str] = []
         for tn in self.identity:
-            if tn.e164 and tn.e164 not in out:
-                out.append(tn.e164)
+            for form in tn.forms:
+                if form not in out:
+                    out.append(form)
         return tuple(out)
 
     def dest_candidates(self) -> tuple[str, ...]:
-        out = []
+        out: list[str] = []
         for tn in (self.to_tn, self.ruri_tn):
-            if tn.e164 and tn.e164 not in out:
-                out.append(tn.e164)
+            for form in tn.forms:
+                if form not in out:
+                    out.append(form)
         return tuple(out)
 
     def vouched_for(self, orig_tn: str | None) -> Call:
         """After a pass: the call whose caller is the identity value the PASSporT named, when
         the PAI carries two numbers and it is not the first (ATIS-1000074 checks each value)."""
-        if orig_tn is None or len(self.identity) < 2 or tn_matches(orig_tn, _numbers(self.caller)):
+        if orig_tn is None or len(self.identity) < 2 or tn_matches(orig_tn, self.caller.forms):
             return self
         for tn in self.identity:
-            if tn_matches(orig_tn, _numbers(tn)):
+            if tn_matches(orig_tn, tn.forms):
                 return Call(self.call_id, tn, self.callee, self.from_tn, self.to_tn, self.identity,
                             self.ruri_tn, self.identities, True)
         return self
-
-
-def _numbers(tn: TN) -> tuple[str, ...]:
-    return (tn.e164,) if tn.e164 else ()
 
 
 @dataclass(frozen=True, slots=True)

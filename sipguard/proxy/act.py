@@ -69,10 +69,8 @@ def _uri_with_verstat(uri: str, verstat: str) -> str:
 def verstat_of(value: str, ver: Verification) -> str:
     """The verstat one identity value (a PAI value, or From without PAI) is given: the call's,
     except that Passed stays only where the value carries the number the PASSporT named."""
-    if ver.verstat is Verstat.PASSED:
-        e164 = parse_tn(value).e164
-        if not e164 or not tn_matches(ver.orig_tn or "", (e164,)):
-            return Verstat.FAILED.value
+    if ver.verstat is Verstat.PASSED and not tn_matches(ver.orig_tn or "", parse_tn(value).forms):
+        return Verstat.FAILED.value
     return ver.verstat.value
 
 

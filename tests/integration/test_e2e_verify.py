@@ -479,3 +479,40 @@ def test_verstat_only_on_the_number_signed(tmp_path: Path, sipguard: Any) -> Non
         assert fwd.all("From") == ["<sip:+12125551234;verstat=TN-Validation-Passed@127.0.0.1;user=phone>;tag=f1"]
         assert fwd.all("P-Asserted-Identity") == []
     uas.close()
+
+
+# (From, PAI, To, Request-URI user, PASSporT orig, PASSporT dest): foreign caller IDs and callees,
+# with and without "+", in sip and tel URIs, compared as the PASSporT means them
+FOREIGN: dict[str, tuple[str, tuple[str, ...], str, str, str, str]] = {
+    "from-austria-no-plus": ("<sip:439991001@127.0.0.1>", (), f"<sip:{CALLEE}@127.0.0.1;user=phone>", CALLEE,
+                             "439991001", CALLEE[1:]),
+    "from-uk-plus": ("<sip:+442071838750@127.0.0.1;user=phone>", (), f"<sip:{CALLEE}@127.0.0.1;user=phone>",
+                     CALLEE, "442071838750", CALLEE[1:]),
+    "pai-tel-japan": ("<sip:anonymous@anonymous.invalid>", ("<tel:+81-3-1234-5678>",),
+                      f"<sip:{CALLEE}@127.0.0.1;user=phone>", CALLEE, "81312345678", CALLEE[1:]),
+    "pai-sip-india-no-plus": (f"<sip:{CALLER}@127.0.0.1;user=phone>", ("<sip:919876543210@127.0.0.1>",),
+                              f"<sip:{CALLEE}@127.0.0.1;user=phone>", CALLEE, "919876543210", CALLEE[1:]),
+    "to-and-ruri-austria-no-plus": (f"<sip:{CALLER}@127.0.0.1;user=phone>", (), "<sip:439991002@127.0.0.1>",
+                                    "439991002", CALLER[1:], "439991002"),
+    "to-tel-mexico-ruri-plus": (f"<sip:{CALLER}@127.0.0.1;user=phone>", (), "<tel:+52-55-1234-5678>",
+                                "+525512345678", CALLER[1:], "525512345678"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN))
+def test_foreign_numbers_verify_as_the_passport_means_them(env: Env, case: str) -> None:
+    from_, pai, to, ruri_user, orig, dest = FOREIGN[case]
+    final, call_id = send_invite(env.sg, from_, pai, (env.shaken.identity(orig=orig, dest=[dest]),), to, ruri_user)
+    assert final is not None and final.status == 200, (final.first if final else None,
+                                                       final.header("Reason") if final else None)
+    fwd = env.forwarded(call_id)[0]
+    shown = fwd.all("P-Asserted-Identity")[-1] if pai else fwd.header("From") or ""
+    assert "verstat=TN-Validation-Passed" in shown
+    assert "verstat" not in (fwd.header("From") or "") or not pai
+
+
+def test_a_foreign_number_of_other_digits_is_orig_mismatch(env: Env) -> None:
+    """+49 30 123456 (10 digits) is not the NANP number 1-493-012-3456."""
+    final, _ = send_invite(env.sg, "<sip:+4930123456@127.0.0.1;user=phone>",
+                           identity=(env.shaken.identity(orig="14930123456"),))
+    assert final is not None and final.status == 438 and reason_text(final.header("Reason")) == "orig-mismatch"

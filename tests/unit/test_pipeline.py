@@ -272,3 +272,46 @@ def test_gateway_signs_the_number_the_callee_is_shown(tmp_path: Path, pai: tuple
     out = decide(tmp_path, sip_invite(FROM_212, pai))
     assert out.decision.rule == "sign-unsigned"
     assert _signed_orig(out) == orig
+
+
+# (From, PAI values, To, Request-URI, PASSporT orig, PASSporT dest): E.164 numbers of several
+# countries with and without "+", in sip and tel URIs, as the PASSporT means them
+FOREIGN = {
+    "from-austria-9-digits-no-plus": ("<sip:439991001@192.0.2.10>", (), TO, None, "439991001", "13036231000"),
+    "from-austria-plus": ("<sip:+439991001@192.0.2.10;user=phone>", (), TO, None, "439991001", "13036231000"),
+    "pai-tel-austria-separators": ("<sip:anonymous@anonymous.invalid>", ("<tel:+43-999-1001>",), TO, None,
+                                   "439991001", "13036231000"),
+    "pai-sip-india-no-plus": (FROM_212, ("<sip:919876543210@in.example>",), TO, None, "919876543210",
+                              "13036231000"),
+    "from-uk-national": ("<sip:02071838750@uk.example>", (), TO, None, "02071838750", "13036231000"),
+    "from-uk-011": ("<sip:011442071838750@uk.example>", (), TO, None, "442071838750", "13036231000"),
+    "from-mexico-tel": ("<tel:+52-55-1234-5678>", (), TO, None, "525512345678", "13036231000"),
+    "from-germany-10-digits": ("<sip:4930123456@de.example>", (), TO, None, "4930123456", "13036231000"),
+    "to-austria-no-plus": (FROM_212, (), "<sip:439991002@10.0.0.1>", None, "12125551234", "439991002"),
+    "to-japan-tel-ruri-sip": (FROM_212, (), "<tel:+81-3-1234-5678>", "sip:+81312345678@10.0.0.1;user=phone",
+                              "12125551234", "81312345678"),
+    "ruri-france-no-plus": (FROM_212, (), "<sip:service@10.0.0.1>", "sip:33142685300@10.0.0.1",
+                            "12125551234", "33142685300"),
+    "to-china-plus": (FROM_212, (), "<sip:+8613812345678@10.0.0.1;user=phone>", None, "12125551234",
+                      "8613812345678"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN))
+def test_foreign_numbers_compare_as_the_passport_means_them(tmp_path: Path, pki: StiPki, case: str) -> None:
+    from_, pai, to, ruri, orig, dest = FOREIGN[case]
+    out, fwd, _ = verified(tmp_path, pki, sip_invite(from_, pai, signed_for(pki, orig, dest), to, ruri))
+    assert out.verification.passed, out.verification.reasons
+    shown = fwd.headers("P-Asserted-Identity")[-1] if pai else fwd.header("From")
+    assert "verstat=TN-Validation-Passed" in shown
+
+
+@pytest.mark.parametrize(("from_", "orig"), [
+    ("<sip:+4930123456@de.example;user=phone>", "14930123456"),   # +49 30 123456 is not 1-493-012-3456
+    ("<sip:02071838750@uk.example>", "442071838750"),             # a national form's country is unknown
+    ("<sip:+439991001@at.example;user=phone>", "1439991001"),
+])
+def test_foreign_numbers_that_differ_do_not_match(tmp_path: Path, pki: StiPki, from_: str, orig: str) -> None:
+    out, fwd, _ = verified(tmp_path, pki, sip_invite(from_, (), signed_for(pki, orig)))
+    assert out.verification.reasons == (Reason.ORIG_MISMATCH,)
+    assert "verstat=TN-Validation-Failed" in (fwd.header("From") or "")

@@ -32,6 +32,14 @@ foreign trunks (12-15 digits, or 11 not starting with 1).
 ``fictional``       555-0100 ... 555-0199, the range kept for fiction
 ==================  ===========================================================
 
+``TN.forms`` are the strings a PASSporT ``tn`` may give the number (ATIS-1000074, RFC 8224
+section 8.3: visual separators and a leading ``+`` dropped): its E.164 digits, and for a number
+written without ``+`` also its digits as written, since a plus-less number is the E.164 form of
+a foreign trunk (``439991001``), a national form (``02071838750``) or an NANP number without
+its 1 (``2025550100``), and which one only the sender knows. A number written with ``+`` has
+one form. Numbers that are not valid keep their digits (``+44123`` -> ``44123``): the PASSporT
+must then carry exactly those. No digits (anonymous, a name), no forms.
+
 Emergency numbers (911, 1911, +1911, ``urn:service:sos`` and ``urn:service:sos.*``)
 are ``valid`` with ``emergency=True``: the pipeline forwards them whatever the rules say.
 
@@ -43,7 +51,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -63,6 +71,7 @@ _ANONYMOUS_WORDS = frozenset({
 })
 _SEPARATORS = str.maketrans("", "", "-.() \t/")
 _CACHE_SIZE = 65536
+_MAX_FORM = 32  # PASSporT tns longer than this are refused (shaken.passport): no use keeping more
 _CACHEABLE_LENGTH = 256  # real From/PAI values are well under this; longer ones are not cached
 
 
@@ -76,6 +85,7 @@ class TN:
     us: bool
     valid: bool
     invalid_reason: str | None
+    forms: tuple[str, ...] = ()  # what a PASSporT tn may say for it (module docstring)
 
     @property
     def npa(self) -> str | None:
@@ -154,7 +164,9 @@ def _parse_cached(raw: str) -> TN:
         return _tn(raw, None, "anonymous", anonymous=True)
     if number is _SOS:
         return _tn(raw, None, None, emergency=True)
-    return _classify(raw, number)
+    tn = _classify(raw, number)
+    forms = _forms(number, tn.e164)
+    return replace(tn, forms=forms) if forms else tn
 
 
 class _Marker(str):
@@ -233,6 +245,18 @@ def _classify(raw: str, number: str) -> TN:
         # E.164 without "+": what most foreign trunks send for their own numbers.
         return _international(raw, digits)
     return _tn(raw, None, "wrong-length")
+
+
+def _forms(number: str, e164: str | None) -> tuple[str, ...]:
+    plus = number.startswith("+")
+    digits = (number[1:] if plus else number).translate(_SEPARATORS)
+    if not digits.isdigit() or not digits.isascii() or len(digits) > _MAX_FORM:
+        return ()
+    if plus or e164 is None or e164 == digits:
+        return (e164 or digits,)
+    if len(digits) == 10 and digits[0] in "01":
+        return (digits,)  # no NANP number starts so: not worth the "1" _classify gave it
+    return (e164, digits)
 
 
 def _e164(raw: str, digits: str) -> TN:

@@ -18,6 +18,7 @@ from sipguard.clock import Clock, SystemClock
 from sipguard.numbers import TN, parse_tn
 from sipguard.policy.decision import FORWARD, Decision, reject
 from sipguard.policy.facts import Facts
+from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, Verification
 from sipguard.store.base import LookupKeys, Lookups
@@ -40,46 +41,72 @@ UNKNOWN_SOURCE = reject(403, "Forbidden", ("Reason", 'SIP;cause=403;text="unknow
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """The numbers of an INVITE, normalised once (sipguard.numbers)."""
+    """The numbers of an INVITE, normalised once (sipguard.numbers).
+
+    ``identity`` is the caller identity the callee is shown, and the only one a PASSporT's
+    orig is checked against and verstat is written on (ATIS-1000074: the P-Asserted-Identity
+    when present, otherwise From; RFC 3325 lets a trusted network assert it over From): every
+    P-Asserted-Identity value (RFC 3325 allows a sip and a tel URI), or From when there is
+    none. A From beside a PAI is not displayed, so it can neither pass nor fail a PASSporT.
+    """
 
     call_id: str
-    caller: TN            # P-Asserted-Identity when present, else From
+    caller: TN            # the identity's number (its first value carrying one), else From
     callee: TN            # Request-URI when it carries a number, else To
     from_tn: TN
     to_tn: TN
-    pai_tn: TN | None
+    identity: tuple[TN, ...]
     ruri_tn: TN
     identities: tuple[str, ...]
+    caller_shown: bool    # caller is a value of identity (not From standing in for a PAI without a number)
 
     @classmethod
     def of(cls, req: Request) -> Call:
         from_tn = parse_tn(req.from_.uri)
         pai = req.pai
-        pai_tn = parse_tn(pai[0].uri) if pai else None
+        identity = tuple([parse_tn(value.uri) for value in pai]) if pai else (from_tn,)
         to_tn = parse_tn(req.to.uri)
         ruri_tn = parse_tn(req.uri)
-        caller = pai_tn if pai_tn is not None and pai_tn.e164 else from_tn
+        caller = next((tn for tn in identity if tn.e164), None) or next(
+            (tn for tn in identity if tn.forms), None)
+        # a PAI that carries no number: lookups and policy still see From's (a DNO number
+        # there stays blocked), but it is not what the callee sees: never signed, never verified
+        shown = caller is not None or not pai
         callee = ruri_tn if ruri_tn.e164 or ruri_tn.emergency else to_tn
-        return cls(req.call_id, caller, callee, from_tn, to_tn, pai_tn, ruri_tn, tuple(req.identity))
+        return cls(req.call_id, caller or from_tn, callee, from_tn, to_tn, identity, ruri_tn,
+                   tuple(req.identity), shown)
 
     @property
     def emergency(self) -> bool:
         return self.callee.emergency or self.to_tn.emergency or self.ruri_tn.emergency
 
     def orig_candidates(self) -> tuple[str, ...]:
-        out = []
-        if self.pai_tn is not None and self.pai_tn.e164:
-            out.append(self.pai_tn.e164)
-        if self.from_tn.e164 and self.from_tn.e164 not in out:
-            out.append(self.from_tn.e164)
+        """What a PASSporT's orig may say: the forms of the identity's numbers, nothing else."""
+        out: list[str] = []
+        for tn in self.identity:
+            for form in tn.forms:
+                if form not in out:
+                    out.append(form)
         return tuple(out)
 
     def dest_candidates(self) -> tuple[str, ...]:
-        out = []
+        out: list[str] = []
         for tn in (self.to_tn, self.ruri_tn):
-            if tn.e164 and tn.e164 not in out:
-                out.append(tn.e164)
+            for form in tn.forms:
+                if form not in out:
+                    out.append(form)
         return tuple(out)
+
+    def vouched_for(self, orig_tn: str | None) -> Call:
+        """After a pass: the call whose caller is the identity value the PASSporT named, when
+        the PAI carries two numbers and it is not the first (ATIS-1000074 checks each value)."""
+        if orig_tn is None or len(self.identity) < 2 or tn_matches(orig_tn, self.caller.forms):
+            return self
+        for tn in self.identity:
+            if tn_matches(orig_tn, tn.forms):
+                return Call(self.call_id, tn, self.callee, self.from_tn, self.to_tn, self.identity,
+                            self.ruri_tn, self.identities, True)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +268,8 @@ class Pipeline:
 
         verification = await self.verifier.verify(call.identities, call.orig_candidates(),
                                                   call.dest_candidates(), now)
+        if verification.verstat is Verstat.PASSED:
+            call = call.vouched_for(verification.orig_tn)
         lookups = await self.store.lookup(LookupKeys(
             trunk=trunk.id if trunk else None,
             trunk_frn=trunk.provider.frn if trunk else None,
@@ -267,8 +296,8 @@ class Pipeline:
         from sipguard.shaken.sign import should_sign
 
         assert self.signer is not None and self.config.signing is not None
-        if trunk is None or trunk.role != "foreign":
-            return None, None
+        if trunk is None or trunk.role != "foreign" or not call.caller_shown:
+            return None, None  # the orig signed is the number the callee is shown (ATIS-1000074)
         if not should_sign(bool(call.identities), call.caller,
                            verification.verstat is Verstat.FAILED, self.config.signing):
             return None, None

@@ -3,17 +3,24 @@ the response of a reject. Pure functions over sipguard.sip messages (no I/O).
 
 verstat (3GPP TS 24.229 section 7.2A.20): a parameter of the tel URI, or of the user
 part of a sip URI with user=phone (``sip:+12025550123;verstat=TN-Validation-Passed@host``).
-It goes on the first P-Asserted-Identity, or on From when there is none. Any verstat that
-arrives from upstream is removed first: an upstream must not claim a verification it did
-not earn.
+It goes on the identity the callee is shown and whose number the PASSporT's orig was checked
+against (pipeline.Call): every P-Asserted-Identity value, or From when there is none; never
+on From beside a PAI. ``TN-Validation-Passed`` only on a value carrying the number the
+PASSporT named: a PAI whose sip and tel URIs carry two numbers gets Passed on the signed one
+and ``TN-Validation-Failed`` on the other. Any verstat that arrives from upstream is removed
+first: an upstream must not claim a verification it did not earn.
 """
 
 from __future__ import annotations
 
 import re
 
+from sipguard.numbers import parse_tn
 from sipguard.pipeline import Outcome
 from sipguard.policy.decision import Decision
+from sipguard.shaken.passport import tn_matches
+from sipguard.shaken.reasons import Verstat
+from sipguard.shaken.result import Verification
 from sipguard.sip import Request, build_response
 
 _VERSTAT = re.compile(r";verstat=[^;@>?,]*", re.IGNORECASE)
@@ -59,15 +66,21 @@ def _uri_with_verstat(uri: str, verstat: str) -> str:
     return f"{uri[:at]};verstat={verstat}{uri[at:]}"
 
 
+def verstat_of(value: str, ver: Verification) -> str:
+    """The verstat one identity value (a PAI value, or From without PAI) is given: the call's,
+    except that Passed stays only where the value carries the number the PASSporT named."""
+    if ver.verstat is Verstat.PASSED and not tn_matches(ver.orig_tn or "", parse_tn(value).forms):
+        return Verstat.FAILED.value
+    return ver.verstat.value
+
+
 def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
     """What the proxy adds to a forwarded INVITE, also carried in a 302."""
     decision, ver = outcome.decision, outcome.verification
-    verstat = str(ver.verstat)
     out: list[tuple[str, str]] = []
-    pai = req.headers("P-Asserted-Identity")
-    if pai:
-        out.append(("P-Asserted-Identity", add_verstat(strip_verstat(pai[0]), verstat)))
-        out.extend(("P-Asserted-Identity", strip_verstat(v)) for v in pai[1:])
+    for value in req.headers("P-Asserted-Identity"):
+        bare = strip_verstat(value)
+        out.append(("P-Asserted-Identity", add_verstat(bare, verstat_of(bare, ver))))
     if outcome.identity_added:
         out.append(("Identity", outcome.identity_added))
     if ver.reasons and ver.verstat.value == "TN-Validation-Failed":
@@ -81,7 +94,6 @@ def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
 
 def apply_forward(req: Request, outcome: Outcome) -> None:
     """Mutate an accepted INVITE: verstat, signature, tags. Via/Max-Forwards are the relay's."""
-    verstat = str(outcome.verification.verstat)
     decision = outcome.decision
     headers = _identity_headers(req, outcome)
     req.remove_header("X-Sipguard-Source")  # between Kamailio and us only
@@ -90,8 +102,8 @@ def apply_forward(req: Request, outcome: Outcome) -> None:
         req.remove_header("P-Asserted-Identity")
     from_value = req.header("From") or ""
     new_from = strip_verstat(from_value)
-    if not pai_present:
-        new_from = add_verstat(new_from, verstat)
+    if not pai_present:  # From is the identity shown; beside a PAI it carries no verstat
+        new_from = add_verstat(new_from, verstat_of(new_from, outcome.verification))
     if decision.tag is not None and decision.tag.display_prefix:
         new_from = prefix_display(new_from, decision.tag.display_prefix)
     if new_from != from_value:
@@ -127,8 +139,8 @@ def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str)
     extra = _identity_headers(req, outcome)
     if not req.has("P-Asserted-Identity"):
         # no PAI on the call: carry the verified caller as a PAI with verstat for the consumer
-        extra.insert(0, ("P-Asserted-Identity", add_verstat(strip_verstat(_bare(req.header("From") or "")),
-                                                            verstat)))
+        caller = strip_verstat(_bare(req.header("From") or ""))
+        extra.insert(0, ("P-Asserted-Identity", add_verstat(caller, verstat_of(caller, outcome.verification))))
     prefix = outcome.decision.tag.display_prefix if outcome.decision.tag else None
     if prefix:
         extra.append(("X-Sipguard-Display-Prefix", prefix))

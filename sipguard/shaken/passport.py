@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sipguard.numbers import nanp_region
 from sipguard.shaken.reasons import Reason
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
@@ -200,14 +201,18 @@ def check_iat(iat: int, now: float, max_age: int, max_future: int) -> Reason | N
     return None
 
 
-def tn_matches(tn: str, candidates: tuple[str, ...] | list[str]) -> bool:
-    """Equal digits, or the same NANP number written with and without the leading 1."""
-    for cand in candidates:
-        if cand == tn:
-            return True
-        if len(tn) == 10 and cand == "1" + tn or len(cand) == 10 and tn == "1" + cand:
-            return True
-    return False
+def tn_matches(tn: str, forms: tuple[str, ...] | list[str]) -> bool:
+    """Whether a PASSporT TN (canonical digits, ``normalize_tn``) names a number of the call,
+    given that number's canonical forms (``sipguard.numbers.TN.forms``: E.164 digits, and the
+    digits as written when the header had no '+').
+
+    ATIS-1000074 TNs are E.164 digits, so a TN is compared as it is; the one tolerance is a
+    10-digit TN that is an NANP number (area code in service, exchange not starting with 0/1)
+    written without its 1, read as ``1`` + TN. A 10-digit E.164 number of another country
+    (``4930123456``) is not one: it never matches ``+14930123456``."""
+    if tn in forms:
+        return True
+    return len(tn) == 10 and "1" + tn in forms and tn[3] not in "01" and nanp_region(tn[:3]) is not None
 
 
 def verify_es256(key: ec.EllipticCurvePublicKey, signing_input: bytes, signature: bytes) -> bool:

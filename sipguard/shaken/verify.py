@@ -439,12 +439,16 @@ def _host_of(url: str) -> str:
 
 
 def _number_reasons(claims: pp.ShakenClaims, orig: tuple[str, ...], dest: tuple[str, ...]) -> list[Reason]:
+    """``orig``: the canonical forms of the numbers of the identity the callee is shown (its
+    P-Asserted-Identity values, else From: ``pipeline.Call.orig_candidates``), never of another
+    header, so a PASSporT for one number cannot pass a call that shows another; ``dest``: those
+    of To and the Request-URI."""
     reasons = []
     # no caller number at all (anonymous without PAI): nothing binds orig.tn to this call
-    if not orig or claims.orig_tn not in orig and not pp.tn_matches(claims.orig_tn, orig):
+    if not pp.tn_matches(claims.orig_tn, orig):
         reasons.append(Reason.ORIG_MISMATCH)
     for tn in claims.dest_tns:
-        if tn in dest or pp.tn_matches(tn, dest):
+        if pp.tn_matches(tn, dest):
             break
     else:
         reasons.append(Reason.DEST_MISMATCH)

@@ -406,3 +406,113 @@ def test_the_record_of_a_rejected_call_names_the_reason(env: Env, case: str) -> 
     assert (rec["action"], rec["status"], rec["rule"], rec["verstat"]) == \
         ("reject", RESPONSES[case][0], "failed", "TN-Validation-Failed")
     assert rec["reasons"][0] == case
+
+
+# -- verstat only on the number that was signed (PAI when present, else From) -------------------
+
+def send_invite(sg: SipguardProcess, from_: str, pai: tuple[str, ...] = (), identity: tuple[str, ...] = (),
+                to: str = f"<sip:{CALLEE}@127.0.0.1;user=phone>", ruri_user: str = CALLEE) -> tuple[Any, str]:
+    """One INVITE whose From, P-Asserted-Identity, To and Request-URI user are exactly these."""
+    client = UdpClient()
+    call_id = uuid.uuid4().hex
+    host, port = client.addr
+    lines = [f"INVITE sip:{ruri_user}@{sg.addr[0]}:{sg.addr[1]};user=phone SIP/2.0",
+             f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{call_id[:16]};rport",
+             f"From: {from_};tag=f1", f"To: {to}", f"Call-ID: {call_id}", "CSeq: 1 INVITE",
+             f"Contact: <sip:caller@{host}:{port}>", "Max-Forwards: 70",
+             *[f"P-Asserted-Identity: {value}" for value in pai], *[f"Identity: {value}" for value in identity],
+             "Content-Length: 0"]
+    try:
+        client.send(("\r\n".join(lines) + "\r\n\r\n").encode(), sg.addr)
+        final, _ = client.final()
+    finally:
+        client.close()
+    return final, call_id
+
+
+def test_verstat_only_on_the_number_signed(tmp_path: Path, sipguard: Any) -> None:
+    """The issue's call and its mirror through a real ``sipguard serve`` whose policy forwards
+    everything: the exact P-Asserted-Identity and From lines the next hop receives."""
+    uas = MiniUas()
+    with E2eShaken(tmp_path / "pki") as shaken:
+        sg = sipguard(base_config(uas.port, shaken=shaken.section(),
+                                  policy=write_policy(tmp_path / "policy.yaml", [])))
+        env = Env(sg, uas, shaken)
+        from_212 = "<sip:+12125551234@127.0.0.1;user=phone>"
+        pai_312 = "<sip:+13125550000@127.0.0.1;user=phone>"
+
+        def forwarded(from_: str, pai: tuple[str, ...], orig: str) -> Any:
+            final, call_id = send_invite(sg, from_, pai, (shaken.identity(orig=orig),))
+            assert final is not None and final.status == 200, sg.logs()[-2000:]
+            got = env.forwarded(call_id)
+            assert len(got) == 1
+            return got[0]
+
+        # a PASSporT for the From does not make the PAI the callee is shown "verified"
+        fwd = forwarded(from_212, (pai_312,), "12125551234")
+        assert fwd.all("P-Asserted-Identity") == ["<sip:+13125550000;verstat=TN-Validation-Failed@127.0.0.1;user=phone>"]
+        assert fwd.all("From") == [from_212 + ";tag=f1"]
+        assert reason_text(fwd.header("Reason")) == "orig-mismatch"
+        # the mirror: a PASSporT for the PAI passes on the PAI, nothing on From
+        fwd = forwarded(from_212, (pai_312,), "13125550000")
+        assert fwd.all("P-Asserted-Identity") == ["<sip:+13125550000;verstat=TN-Validation-Passed@127.0.0.1;user=phone>"]
+        assert fwd.all("From") == [from_212 + ";tag=f1"]
+        assert fwd.header("Reason") is None
+        # a sip and a tel URI of the same number: both Passed
+        fwd = forwarded(from_212, (pai_312, "<tel:+1-312-555-0000>"), "13125550000")
+        assert fwd.all("P-Asserted-Identity") == [
+            "<sip:+13125550000;verstat=TN-Validation-Passed@127.0.0.1;user=phone>",
+            "<tel:+1-312-555-0000;verstat=TN-Validation-Passed>"]
+        # ... of two numbers: Passed only on the one signed
+        fwd = forwarded(from_212, (pai_312, "<tel:+12125551234>"), "12125551234")
+        assert fwd.all("P-Asserted-Identity") == [
+            "<sip:+13125550000;verstat=TN-Validation-Failed@127.0.0.1;user=phone>",
+            "<tel:+12125551234;verstat=TN-Validation-Passed>"]
+        assert fwd.all("From") == [from_212 + ";tag=f1"]
+        # an anonymous From with a PAI: the PAI is the identity
+        anonymous = '"Anonymous" <sip:anonymous@anonymous.invalid>'
+        fwd = forwarded(anonymous, ("<tel:+12125551234>",), "12125551234")
+        assert fwd.all("P-Asserted-Identity") == ["<tel:+12125551234;verstat=TN-Validation-Passed>"]
+        assert fwd.all("From") == [anonymous + ";tag=f1"]
+        # no PAI: From is the identity and carries the verstat
+        fwd = forwarded(from_212, (), "12125551234")
+        assert fwd.all("From") == ["<sip:+12125551234;verstat=TN-Validation-Passed@127.0.0.1;user=phone>;tag=f1"]
+        assert fwd.all("P-Asserted-Identity") == []
+    uas.close()
+
+
+# (From, PAI, To, Request-URI user, PASSporT orig, PASSporT dest): foreign caller IDs and callees,
+# with and without "+", in sip and tel URIs, compared as the PASSporT means them
+FOREIGN: dict[str, tuple[str, tuple[str, ...], str, str, str, str]] = {
+    "from-austria-no-plus": ("<sip:439991001@127.0.0.1>", (), f"<sip:{CALLEE}@127.0.0.1;user=phone>", CALLEE,
+                             "439991001", CALLEE[1:]),
+    "from-uk-plus": ("<sip:+442071838750@127.0.0.1;user=phone>", (), f"<sip:{CALLEE}@127.0.0.1;user=phone>",
+                     CALLEE, "442071838750", CALLEE[1:]),
+    "pai-tel-japan": ("<sip:anonymous@anonymous.invalid>", ("<tel:+81-3-1234-5678>",),
+                      f"<sip:{CALLEE}@127.0.0.1;user=phone>", CALLEE, "81312345678", CALLEE[1:]),
+    "pai-sip-india-no-plus": (f"<sip:{CALLER}@127.0.0.1;user=phone>", ("<sip:919876543210@127.0.0.1>",),
+                              f"<sip:{CALLEE}@127.0.0.1;user=phone>", CALLEE, "919876543210", CALLEE[1:]),
+    "to-and-ruri-austria-no-plus": (f"<sip:{CALLER}@127.0.0.1;user=phone>", (), "<sip:439991002@127.0.0.1>",
+                                    "439991002", CALLER[1:], "439991002"),
+    "to-tel-mexico-ruri-plus": (f"<sip:{CALLER}@127.0.0.1;user=phone>", (), "<tel:+52-55-1234-5678>",
+                                "+525512345678", CALLER[1:], "525512345678"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN))
+def test_foreign_numbers_verify_as_the_passport_means_them(env: Env, case: str) -> None:
+    from_, pai, to, ruri_user, orig, dest = FOREIGN[case]
+    final, call_id = send_invite(env.sg, from_, pai, (env.shaken.identity(orig=orig, dest=[dest]),), to, ruri_user)
+    assert final is not None and final.status == 200, (final.first if final else None,
+                                                       final.header("Reason") if final else None)
+    fwd = env.forwarded(call_id)[0]
+    shown = fwd.all("P-Asserted-Identity")[-1] if pai else fwd.header("From") or ""
+    assert "verstat=TN-Validation-Passed" in shown
+    assert "verstat" not in (fwd.header("From") or "") or not pai
+
+
+def test_a_foreign_number_of_other_digits_is_orig_mismatch(env: Env) -> None:
+    """+49 30 123456 (10 digits) is not the NANP number 1-493-012-3456."""
+    final, _ = send_invite(env.sg, "<sip:+4930123456@127.0.0.1;user=phone>",
+                           identity=(env.shaken.identity(orig="14930123456"),))
+    assert final is not None and final.status == 438 and reason_text(final.header("Reason")) == "orig-mismatch"

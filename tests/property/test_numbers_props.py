@@ -53,3 +53,14 @@ def test_formatting_does_not_change_the_number(digits: str, seps: list[str], tem
 @given(intl_digits)
 def test_international_forms_agree(digits: str) -> None:
     assert parse_tn("011" + digits).e164 == parse_tn("+" + digits).e164
+
+
+@given(st.one_of(nanp_digits.map(lambda d: "1" + d), intl_digits), st.lists(separators, min_size=15, max_size=15),
+       st.sampled_from(["{}", "tel:{}", "sip:{}@gw.example.net;user=phone", "<tel:{}>;tag=x"]))
+def test_passport_forms_blind_to_formatting(digits: str, seps: list[str], template: str) -> None:
+    """What a PASSporT tn must say for a number: its E.164 digits when written with "+", however
+    spaced; without "+" those digits still match (as written, or as the E.164 reading)."""
+    spaced = "".join(d + s for d, s in zip(digits, seps, strict=False)).rstrip("-. ()")
+    plus = parse_tn(template.format("+" + spaced) if "sip:" not in template else template.format("+" + digits))
+    assert plus.forms == ((plus.e164,) if plus.e164 else (digits,))
+    assert digits in parse_tn(template.format(digits)).forms

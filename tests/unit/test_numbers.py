@@ -105,6 +105,47 @@ def test_forms(value: str | None, e164: str | None, valid: bool, reason: str | N
     assert tn.raw == (value or "")
 
 
+# (input, forms): what a PASSporT tn may say for the number (ATIS-1000074, RFC 8224 section 8.3).
+# Calls from abroad carry foreign caller IDs every day, with and without "+".
+PASSPORT_FORMS: list[tuple[str | None, tuple[str, ...]]] = [
+    # written with "+": one form, the E.164 digits
+    ("+12024561111", ("12024561111",)),
+    ("tel:+1-202-456-1111;phone-context=example.com", ("12024561111",)),
+    ("<sip:+12024561111;verstat=TN-Validation-Passed@gw;user=phone>", ("12024561111",)),
+    ("+439991001", ("439991001",)),                         # Austria, 9 digits
+    ("tel:+43-999-1001", ("439991001",)),
+    ("sip:+442071838750@carrier.example;user=phone", ("442071838750",)),
+    ("tel:+33-1-42-68-53-00", ("33142685300",)),            # France
+    ("+4930123456", ("4930123456",)),                       # Germany, 10 digits: not NANP
+    ("<sip:+81312345678@jp.example;user=phone>", ("81312345678",)),    # Japan
+    ("tel:+52-55-1234-5678", ("525512345678",)),            # Mexico
+    ("+8613812345678", ("8613812345678",)),                 # China, 13 digits
+    ("+44123", ("44123",)),                                 # not valid: its digits, compared exactly
+    # without "+": the E.164 reading and the digits as written (which one only the sender knows)
+    ("439991001", ("439991001",)),
+    ("sip:439991001@carrier.example", ("439991001",)),
+    ("tel:439991001;phone-context=+43", ("439991001",)),
+    ("442071838750", ("442071838750",)),
+    ("sip:919876543210@in.example", ("919876543210",)),    # India
+    ("011442071838750", ("442071838750", "011442071838750")),
+    ("02071838750", ("02071838750",)),                      # UK national form
+    ("0142685300", ("0142685300",)),                        # French national: no NANP "1" for it
+    ("4930123456", ("14930123456", "4930123456")),
+    ("2024561111", ("12024561111", "2024561111")),
+    ("sip:(202) 456-1111@gw", ("12024561111", "2024561111")),
+    ("12024561111", ("12024561111",)),
+    ("911", ("911",)),
+    # no number, no form
+    ("sip:anonymous@anonymous.invalid", ()), ("sip:alice@example.com", ()), ("urn:service:sos", ()),
+    ("+1202ABC1111", ()), ("", ()), (None, ()), ("+" + "1" * 40, ()),
+]
+
+
+@pytest.mark.parametrize(("value", "forms"), PASSPORT_FORMS)
+def test_passport_forms(value: str | None, forms: tuple[str, ...]) -> None:
+    assert parse_tn(value).forms == forms
+
+
 ANONYMOUS = [
     "sip:anonymous@anonymous.invalid",
     '"Anonymous" <sip:anonymous@anonymous.invalid>;tag=hyh8',

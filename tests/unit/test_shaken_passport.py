@@ -72,8 +72,15 @@ def test_normalize_tn(raw: object, norm: str | None) -> None:
 
 @pytest.mark.parametrize(("tn", "cands", "ok"), [
     ("12025550100", ["12025550100"], True), ("2025550100", ["12025550100"], True),
-    ("12025550100", ["2025550100"], True), ("442071234567", ["2071234567"], False),
+    # candidates are TN.forms: a plus-less 2025550100 in SIP gives both readings
+    ("12025550100", ["12025550100", "2025550100"], True), ("442071234567", ["2071234567"], False),
     ("12025550100", [], False), ("12025550100", ["12025550101", "12025550100"], True),
+    # a bare 10-digit form is the digits as written (a foreign E.164): no "1" is invented for it
+    ("12025550100", ["2025550100"], False),
+    # a 10-digit German E.164 is not an NANP number missing its 1
+    ("4930123456", ["14930123456"], False), ("4930123456", ["4930123456"], True),
+    ("2020550100", ["12020550100"], False),                       # exchange 055: not NANP
+    ("439991001", ["439991001"], True), ("439991001", ["1439991001"], False),
 ])
 def test_tn_matches(tn: str, cands: list[str], ok: bool) -> None:
     assert pp.tn_matches(tn, cands) is ok

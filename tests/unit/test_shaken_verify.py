@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sipguard.numbers import parse_tn
 from sipguard.shaken.config import CrlConfig
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.verify import Verifier
@@ -487,3 +488,38 @@ def test_a_refresh_under_way_at_sighup_keeps_no_certificate_judged_before(pki: S
         assert after.reasons == (Reason.X5U_FETCH_FAILED,)
 
     run(go())
+
+
+# (number as the SIP header carries it, PASSporT tn, verifies): numbers compared as the
+# PASSporT means them (ATIS-1000074, RFC 8224 section 8.3), foreign ones included
+FOREIGN_FORMS = [
+    ("sip:439991001@carrier.example", "439991001", True),      # byte-identical, 9 digits, no "+"
+    ("sip:+439991001@carrier.example;user=phone", "439991001", True),
+    ("tel:+43-999-1001", "439991001", True),
+    ("tel:439991001;phone-context=+43", "439991001", True),
+    ("02071838750", "02071838750", True),                      # national form: compared exactly
+    ("02071838750", "442071838750", False),                    # ... its country is not known
+    ("011442071838750", "442071838750", True),
+    ("sip:442071838750@uk.example", "442071838750", True),
+    ("+4930123456", "4930123456", True),
+    ("4930123456", "4930123456", True),
+    ("+4930123456", "14930123456", False),                     # not the NANP number 493-012-3456
+    ("tel:+33-1-42-68-53-00", "33142685300", True),
+    ("sip:919876543210@in.example", "919876543210", True),
+    ("<sip:+525512345678@mx.example;user=phone>", "525512345678", True),
+    ("+8613812345678", "8613812345678", True),
+    ("+442071838750", "2071838750", False),
+    ("2025550100", "12025550100", True),
+    ("2025550100", "2025550100", True),
+    ("+12025550100", "2025550100", True),                      # the NANP 10-digit tolerance
+    ("sip:anonymous@anonymous.invalid", "12025550100", False),
+]
+
+
+@pytest.mark.parametrize(("header", "tn", "ok"), FOREIGN_FORMS)
+def test_orig_and_dest_compared_as_the_passport_means_them(pki: StiPki, header: str, tn: str, ok: bool) -> None:
+    forms = parse_tn(header).forms
+    res = run(_verify(_verifier(pki), [_ident(pki, orig=tn)], orig=forms))
+    assert res.passed is ok and res.reasons == (() if ok else (Reason.ORIG_MISMATCH,))
+    res = run(_verify(_verifier(pki), [_ident(pki, dest=[tn])], dest=forms))
+    assert res.passed is ok and res.reasons == (() if ok else (Reason.DEST_MISMATCH,))

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
 from sipguard.shaken.config import X5uConfig
 from sipguard.shaken.reasons import Reason
-from sipguard.shaken.x5u import FetchError, Target, address_allowed, max_age_of, parse_target, port_allowed
+from sipguard.shaken.x5u import (
+    FetchError,
+    Target,
+    address_allowed,
+    address_refusal,
+    max_age_of,
+    parse_target,
+    port_allowed,
+)
 
 CFG = X5uConfig()
 
@@ -46,6 +55,46 @@ def test_http_only_when_allowed_or_crl() -> None:
 ])
 def test_ssrf_guard(addr: str, ok: bool) -> None:
     assert address_allowed(ipaddress.ip_address(addr), CFG) is ok
+
+
+# Every reserved and translation range, each with an address Python's is_global calls global
+# (all but Teredo were let through before): refused whatever IPv4 address they carry.
+@pytest.mark.parametrize(("addr", "words"), [
+    ("::127.0.0.1", "IPv4-compatible"), ("::8.8.8.8", "IPv4-compatible"),
+    ("64:ff9b::7f00:1", "NAT64"), ("64:ff9b::808:808", "NAT64"),
+    ("64:ff9b:1::7f00:1", "local NAT64"), ("64:ff9b:1:808:8:800::", "local NAT64"),
+    ("2002:7f00:1::1", "6to4"), ("2002:808:808::1", "6to4"),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo"),    # server 65.54.227.120, client 127.0.0.1
+    ("::ffff:0:7f00:1", "SIIT"), ("::ffff:0:808:808", "SIIT"),
+    ("::ffff:10.0.0.1", "private"),                         # IPv4-mapped: the IPv4 rules
+    ("fec0::1", "2000::/3"), ("5f00::1", "2000::/3"), ("4000::1", "2000::/3"), ("100::1", "2000::/3"),
+    ("3fff::1", "documentation"), ("192.88.99.1", "6to4 relay"), ("::", "unspecified"), ("::1", "loopback"),
+])
+def test_reserved_and_translation_ranges_refused(addr: str, words: str) -> None:
+    why = address_refusal(ipaddress.ip_address(addr), CFG)
+    assert why is not None and words in why, why
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+TEREDO = ipaddress.ip_network("2001::/32")
+SIXTOFOUR = ipaddress.ip_network("2002::/16")
+
+
+@pytest.mark.parametrize(("addr", "allowed", "ok"), [
+    # an IPv6-only host behind DNS64 allows its NAT64 prefix: public IPv4 inside, yes ...
+    ("64:ff9b::808:808", (NAT64,), True),
+    # ... and the IPv4 address inside is still judged by the IPv4 rules
+    ("64:ff9b::7f00:1", (NAT64,), False), ("64:ff9b::a9fe:a9fe", (NAT64,), False),
+    ("2002:a00:1::1", (SIXTOFOUR,), False), ("2002:808:808::1", (SIXTOFOUR,), True),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", (TEREDO,), False),   # client 127.0.0.1
+    ("2001:0:7f00:1:8000:63bf:f7f7:f7f7", (TEREDO,), False),      # server 127.0.0.1
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", (TEREDO,), True),    # 65.54.227.120, 8.8.8.8
+    # allowing the IPv4 network does not open its translations
+    ("64:ff9b::7f00:1", (ipaddress.ip_network("127.0.0.0/8"),), False),
+    ("::ffff:127.0.0.1", (ipaddress.ip_network("127.0.0.0/8"),), True),
+])
+def test_embedded_ipv4_judged_by_ipv4_rules(addr: str, allowed: tuple[Any, ...], ok: bool) -> None:
+    assert address_allowed(ipaddress.ip_address(addr), X5uConfig(allow_networks=allowed)) is ok
 
 
 def test_allow_networks_exempts_address_and_port() -> None:

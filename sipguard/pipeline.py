@@ -240,7 +240,8 @@ class Pipeline:
                                  Facts(source_ip=source[0]), UNKNOWN_SOURCE)
 
         verification = await self.verifier.verify(call.identities, call.orig_candidates(),
-                                                  call.dest_candidates(), now)
+                                                  call.dest_candidates(), now,
+                                                  trunk=trunk.id if trunk else source[0])
         lookups = await self.store.lookup(LookupKeys(
             trunk=trunk.id if trunk else None,
             trunk_frn=trunk.provider.frn if trunk else None,

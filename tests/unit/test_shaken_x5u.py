@@ -1,14 +1,18 @@
-"""x5u URL rules, the SSRF address guard and HTTP cache headers (pure parts of the fetcher)."""
+"""x5u URL rules, the SSRF address guard, HTTP cache headers (pure parts of the fetcher), the
+fetch budget and the breaker's view of failures."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import Any
 
 import pytest
 
+from sipguard.shaken.cache import FetchBudget
 from sipguard.shaken.config import X5uConfig
 from sipguard.shaken.reasons import Reason
+from sipguard.shaken.verify import Verifier
 from sipguard.shaken.x5u import (
     FetchError,
     Target,
@@ -18,6 +22,7 @@ from sipguard.shaken.x5u import (
     parse_target,
     port_allowed,
 )
+from tests.shaken_pki import MapFetcher, StiPki, shaken_identity
 
 CFG = X5uConfig()
 
@@ -119,3 +124,138 @@ def test_allow_networks_exempts_address_and_port() -> None:
 ])
 def test_max_age(headers: dict[str, str], age: float | None) -> None:
     assert max_age_of(headers) == age
+
+
+# -- the fetch budget ------------------------------------------------------------------------------
+
+def test_fetch_budget_is_per_key_and_refills_with_time() -> None:
+    budget = FetchBudget(rate=2.0, burst=3)
+    assert [budget.take("bad", 100.0) for _ in range(4)] == [True, True, True, False]
+    assert budget.take("good", 100.0)                  # another trunk has its own bucket
+    assert not budget.take("bad", 100.4)               # 0.8 token
+    assert budget.take("bad", 100.5)                   # one whole token after 0.5 s
+    assert not budget.take("bad", 50.0)                # a clock going back refills nothing
+    assert budget.take("bad", 200.0) and budget.take("bad", 200.0) and budget.take("bad", 200.0)
+    assert not budget.take("bad", 200.0)               # never more than the burst
+    assert all(FetchBudget(rate=0, burst=1).take("x", 0.0) for _ in range(100))  # 0: off
+
+
+def test_fetch_budget_remembers_a_bounded_number_of_keys() -> None:
+    budget = FetchBudget(rate=1.0, burst=1, maxkeys=3)
+    for n in range(10):
+        budget.take(f"198.51.100.{n}", 0.0)
+    assert len(budget) == 3
+
+
+# -- the verifier: the breaker counts host failures only; the budget per trunk ---------------------
+
+NOW = 1_790_000_000.0
+BASE = "https://certs.example.net"
+ORIG, DEST = "12025550100", "13035550100"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> StiPki:
+    return StiPki(tmp_path_factory.mktemp("pki"), now=NOW)
+
+
+def _ident(pki: StiPki, url: str) -> str:
+    return shaken_identity(pki.key("good"), url, orig=ORIG, dest=[DEST], iat=int(NOW))
+
+
+def test_missing_urls_do_not_open_the_breaker_host_failures_do(pki: StiPki) -> None:
+    fetcher = MapFetcher({f"{BASE}/good.pem": pki.chain_pem("good"),
+                          f"{BASE}/gone.pem": FetchError(Reason.X5U_FETCH_FAILED, "HTTP status 410", status=410)})
+    v = Verifier(pki.config(), fetcher)
+
+    async def go() -> None:
+        for n in range(20):                               # made-up URLs on a good host: 404
+            res = await v.verify([_ident(pki, f"{BASE}/missing-{n}.pem")], [ORIG], [DEST], NOW)
+            assert res.reasons == (Reason.X5U_FETCH_FAILED,)
+        assert (await v.verify([_ident(pki, f"{BASE}/gone.pem")], [ORIG], [DEST], NOW)).reasons
+        assert (await v.verify([_ident(pki, f"{BASE}/gone.pem")], [ORIG], [DEST], NOW + 1)).reasons
+        assert fetcher.calls[f"{BASE}/gone.pem"] == 1      # remembered per URL for negative_ttl
+        assert v.breaker.state("certs.example.net", NOW) == "closed"
+        assert (await v.verify([_ident(pki, f"{BASE}/good.pem")], [ORIG], [DEST], NOW)).passed
+        for n in range(5):                                # the host itself fails: the breaker opens
+            url = f"https://down.example.net/{n}.pem"
+            fetcher.bodies[url] = FetchError(Reason.X5U_FETCH_FAILED, "HTTP status 503", host_down=True, status=503)
+            await v.verify([_ident(pki, url)], [ORIG], [DEST], NOW)
+        assert v.breaker.state("down.example.net", NOW) == "open"
+
+    asyncio.run(go())
+    stats = v.stats()
+    assert stats["x5u_not_found"] == 21 and stats["x5u_fetch_failures"] == 5 and stats["x5u_failed_hits"] >= 1
+
+
+def test_failures_cannot_evict_good_certificates(pki: StiPki) -> None:
+    from dataclasses import replace
+
+    cfg = pki.config()
+    v = Verifier(replace(cfg, x5u=replace(cfg.x5u, cache_size=4)),
+                 fetcher := MapFetcher({f"{BASE}/good.pem": pki.chain_pem("good")}))
+
+    async def go() -> None:
+        assert (await v.verify([_ident(pki, f"{BASE}/good.pem")], [ORIG], [DEST], NOW)).passed
+        for n in range(50):
+            await v.verify([_ident(pki, f"{BASE}/junk-{n}.pem")], [ORIG], [DEST], NOW)
+        assert (await v.verify([_ident(pki, f"{BASE}/good.pem")], [ORIG], [DEST], NOW)).passed
+
+    asyncio.run(go())
+    assert fetcher.calls[f"{BASE}/good.pem"] == 1
+    assert v.stats()["x5u_failed_size"] == 4
+
+
+def test_new_url_budget_is_per_trunk(pki: StiPki) -> None:
+    from dataclasses import replace
+
+    cfg = pki.config()
+    cfg = replace(cfg, x5u=replace(cfg.x5u, trunk_fetch_rate=1.0, trunk_fetch_burst=5))
+    good = f"{BASE}/good.pem"
+    fetcher = MapFetcher({good: pki.chain_pem("good")})
+    v = Verifier(cfg, fetcher)
+
+    async def go() -> None:
+        for n in range(30):                               # one trunk sprays new URLs
+            await v.verify([_ident(pki, f"{BASE}/spray-{n}.pem")], [ORIG], [DEST], NOW, trunk="bad")
+        assert sum(fetcher.calls.values()) == 5            # its burst, then nothing
+        over = await v.verify([_ident(pki, good)], [ORIG], [DEST], NOW, trunk="bad")
+        assert over.reasons == (Reason.X5U_FETCH_FAILED,)
+        # another trunk's call for the same URL is not refused by the first trunk's spending
+        assert (await v.verify([_ident(pki, good)], [ORIG], [DEST], NOW, trunk="good")).passed
+        # once cached, the spraying trunk's good calls verify too (no download: no budget)
+        assert (await v.verify([_ident(pki, good)], [ORIG], [DEST], NOW, trunk="bad")).passed
+        assert (await v.verify([_ident(pki, f"{BASE}/spray-99.pem")], [ORIG], [DEST], NOW + 2,
+                               trunk="bad")).reasons == (Reason.X5U_FETCH_FAILED,)
+        assert fetcher.calls[f"{BASE}/spray-99.pem"] == 1  # refilled with time
+
+    asyncio.run(go())
+    assert v.stats()["x5u_budget_skips"] == 26
+
+
+def test_budget_follows_each_call_when_started_eagerly(pki: StiPki) -> None:
+    """The proxy starts decisions eagerly (sipguard.aio): a call that waits for its download
+    finishes in a task; each call's download is still paid by its own trunk."""
+    from dataclasses import replace
+
+    from sipguard.aio import start_eagerly
+
+    cfg = pki.config()
+    v = Verifier(replace(cfg, x5u=replace(cfg.x5u, trunk_fetch_rate=0.001, trunk_fetch_burst=1)),
+                 fetcher := MapFetcher({f"{BASE}/{n}.pem": pki.chain_pem("good") for n in "abc"}))
+    results: dict[str, Any] = {}
+
+    async def call(name: str, trunk: str) -> None:
+        results[name] = await v.verify([_ident(pki, f"{BASE}/{name}.pem")], [ORIG], [DEST], NOW, trunk=trunk)
+
+    async def go() -> None:
+        fetcher.gate = asyncio.Event()
+        tasks = [start_eagerly(call("a", "one")), start_eagerly(call("b", "two")),
+                 start_eagerly(call("c", "one"))]   # trunk one spent its only token on a
+        fetcher.gate.set()
+        await asyncio.gather(*(t for t in tasks if t is not None))
+
+    asyncio.run(go())
+    assert results["a"].passed and results["b"].passed
+    assert results["c"].reasons == (Reason.X5U_FETCH_FAILED,)
+    assert fetcher.calls == {f"{BASE}/a.pem": 1, f"{BASE}/b.pem": 1}

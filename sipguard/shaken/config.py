@@ -72,7 +72,7 @@ def _resolve(base_dir: str, path: str) -> str:
 
 
 def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
-    sec.check_keys(("timeout", "ports", "allow_http", "allow_networks", "tls_ca_bundle",
+    sec.check_keys(("timeout", "ports", "allow_http", "allow_networks", "allow_private", "tls_ca_bundle",
                     "max_bytes", "cache_size", "negative_ttl", "stale_grace", "trunk_fetch_rate",
                     "trunk_fetch_burst"))
     ports: list[int] = sec.list("ports", default=[443, 8443], item=int)
@@ -80,6 +80,10 @@ def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
         if not 0 < port < 65536:
             raise ConfigError(f"item {index + 1}: port {port} is not between 1 and 65535",
                               sec.path, sec.item_line("ports", index), sec.dotted("ports"))
+    # Imported here: x5u.py imports this module for X5uConfig.
+    from sipguard.shaken.x5u import network_special_use
+
+    allow_private = sec.bool("allow_private", default=False)
     networks: list[IPNetwork] = []
     for index, text in enumerate(sec.list("allow_networks", default=[], item=str)):
         try:
@@ -88,6 +92,15 @@ def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
             raise ConfigError(f"item {index + 1}: {text!r} is not an IP network like 127.0.0.0/8",
                               sec.path, sec.item_line("allow_networks", index),
                               sec.dotted("allow_networks")) from None
+        why = network_special_use(net)
+        if why is not None and not allow_private:
+            # the demo's loopback exemption copied into production: any caller's x5u could make
+            # sipguard connect inside the network, on any port (SSRF)
+            raise ConfigError(f"item {index + 1}: {text} holds special-use addresses ({why}); exempting "
+                              "them from the x5u guard lets any caller make sipguard connect there. "
+                              "Remove it, or for a lab or demo only set shaken.x5u.allow_private: true",
+                              sec.path, sec.item_line("allow_networks", index),
+                              sec.dotted("allow_networks"))
         networks.append(net)
     bundle = sec.str("tls_ca_bundle", default=None)
     if bundle is not None:

@@ -39,6 +39,7 @@ def test_full_section(pki: StiPki) -> None:
     ports: [443]
     allow_http: true
     allow_networks: ["127.0.0.0/8", "::1"]
+    allow_private: true
     trunk_fetch_rate: 2.5
     trunk_fetch_burst: 7
     tls_ca_bundle: {Path(pki.anchors).name}
@@ -59,7 +60,7 @@ def test_full_section(pki: StiPki) -> None:
     ("  iat_max_age: 0\n", 2, "shaken.iat_max_age", ">= 1"),
     ("  iat_max_age: soon\n", 2, "shaken.iat_max_age", "number"),
     ("  x5u:\n    ports: [443, 70000]\n", 3, "shaken.x5u.ports", "between 1 and 65535"),
-    ("  x5u:\n    allow_networks:\n      - 10.0.0.0/8\n      - lan\n", 5, "shaken.x5u.allow_networks", "'lan'"),
+    ("  x5u:\n    allow_networks:\n      - 2001:4860::/32\n      - lan\n", 5, "shaken.x5u.allow_networks", "'lan'"),
     ("  x5u:\n    trunk_fetch_burst: 0\n", 3, "shaken.x5u.trunk_fetch_burst", ">= 1"),
     ("  x5u: {timeout: -1}\n", 2, "shaken.x5u.timeout", ">= 0.01"),
     ("  x5u: {tls_ca_bundle: /no/such.pem}\n", 2, "shaken.x5u.tls_ca_bundle", "not found"),

@@ -1,16 +1,18 @@
 """x5u URL rules, the SSRF address guard, HTTP cache headers (pure parts of the fetcher), the
-fetch budget and the breaker's view of failures."""
+fetch budget, the breaker's view of failures and the config's refusal of lab-only exemptions."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sipguard.errors import ConfigError
 from sipguard.shaken.cache import FetchBudget
-from sipguard.shaken.config import X5uConfig
+from sipguard.shaken.config import ShakenConfig, X5uConfig
 from sipguard.shaken.reasons import Reason
 from sipguard.shaken.verify import Verifier
 from sipguard.shaken.x5u import (
@@ -22,6 +24,7 @@ from sipguard.shaken.x5u import (
     parse_target,
     port_allowed,
 )
+from sipguard.yamlconf import parse, section_of
 from tests.shaken_pki import MapFetcher, StiPki, shaken_identity
 
 CFG = X5uConfig()
@@ -259,3 +262,60 @@ def test_budget_follows_each_call_when_started_eagerly(pki: StiPki) -> None:
     assert results["a"].passed and results["b"].passed
     assert results["c"].reasons == (Reason.X5U_FETCH_FAILED,)
     assert fetcher.calls == {f"{BASE}/a.pem": 1, f"{BASE}/b.pem": 1}
+
+
+# -- config: lab-only exemptions need allow_private ----------------------------------------------
+
+def _x5u(text: str, base: Path) -> ShakenConfig:
+    root = section_of(parse("shaken:\n  x5u:\n" + text, "prod.yaml"), "prod.yaml")
+    return ShakenConfig.from_section(root.section("shaken"), str(base))
+
+
+@pytest.mark.parametrize(("networks", "line", "words"), [
+    ('["127.0.0.0/8"]', 3, "loopback"),
+    ('["2001:4860::/32", "10.1.0.0/16"]', 3, "item 2: 10.1.0.0/16"),
+    ("\n      - 0.0.0.0/0", 4, "this network"),
+    ('["::/0"]', 3, "2000::/3"),
+    ('["64:ff9b::/96"]', 3, "2000::/3"),
+    ('["2002::/16"]', 3, "6to4"),
+    ('["169.254.169.254/32"]', 3, "link-local"),
+])
+def test_special_use_allow_networks_refused_without_allow_private(tmp_path: Path, networks: str, line: int,
+                                                                  words: str) -> None:
+    text = f"    allow_networks: {networks}\n"
+    with pytest.raises(ConfigError) as info:
+        _x5u(text, tmp_path)
+    err = info.value
+    assert (err.path, err.line, err.key) == ("prod.yaml", line, "shaken.x5u.allow_networks")
+    assert words in err.message and "allow_private: true" in err.message
+    lab = _x5u(text + "    allow_private: true\n", tmp_path)
+    assert lab.x5u.allow_networks
+
+
+def test_public_allow_networks_need_no_allow_private(tmp_path: Path) -> None:
+    cfg = _x5u('    allow_networks: ["2001:4860::/32", "8.8.8.0/24"]\n', tmp_path)
+    assert len(cfg.x5u.allow_networks) == 2
+
+
+def test_production_example_refuses_the_demo_exemption(tmp_path: Path) -> None:
+    """Copying the demo's loopback exemption into the production example: refused at start,
+    naming the line; the demo config itself sets allow_private and loads."""
+    import shutil
+
+    from sipguard.config import load_config
+
+    config = Path(__file__).resolve().parents[2] / "config"
+    shutil.copytree(config / "demo", tmp_path / "demo")
+    shutil.copy(config / "policy.example.yaml", tmp_path)
+    text = (config / "sipguard.example.yaml").read_text()
+    assert "    allow_networks: []" in text and "allow_private: false" in text
+    prod = tmp_path / "sipguard.yaml"
+    prod.write_text(text.replace("    allow_networks: []", '    allow_networks: ["127.0.0.0/8"]'))
+    line = 1 + text[:text.index("    allow_networks: []")].count("\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(prod))
+    assert (info.value.line, info.value.key) == (line, "shaken.x5u.allow_networks")
+    assert "allow_private: true" in info.value.message
+    demo = load_config(str(config / "sipguard.demo.yaml"))
+    assert demo.shaken.x5u.allow_networks == (ipaddress.ip_network("127.0.0.0/8"),)
+    assert not load_config(str(config / "sipguard.example.yaml")).shaken.x5u.allow_networks

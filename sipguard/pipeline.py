@@ -241,7 +241,7 @@ class Pipeline:
 
         verification = await self.verifier.verify(call.identities, call.orig_candidates(),
                                                   call.dest_candidates(), now,
-                                                  trunk=trunk.id if trunk else source[0])
+                                                  trunk=trunk.id if trunk else "")
         lookups = await self.store.lookup(LookupKeys(
             trunk=trunk.id if trunk else None,
             trunk_frn=trunk.provider.frn if trunk else None,

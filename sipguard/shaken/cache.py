@@ -127,7 +127,7 @@ class _Bucket:
 
 
 class FetchBudget:
-    """Token bucket per key (a trunk, or the source address of traffic from no trunk): how many
+    """Token bucket per key (a trunk; traffic from no trunk shares one): how many
     downloads of URLs we hold nothing for it may start. The x5u URL comes from the caller
     unsigned (the signature is checked after the download), so without a budget one trunk could
     spend our fetches on URLs of its choosing at the rate it sends INVITEs.

@@ -115,12 +115,13 @@ class Verifier:
         self.counters: dict[str, float] = dict.fromkeys((
             "x5u_fetches", "x5u_fetch_failures", "x5u_refused", "x5u_breaker_skips", "l2_hits",
             "l2_errors", "internal_errors", "passed", "failed", "none", "stale_served", "x5u_not_found",
-            "x5u_budget_skips"), 0.0)
+            "x5u_budget_skips", "x5u_failed_hits"), 0.0)
 
     # -- public ------------------------------------------------------------------------------
     async def verify(self, identities: Sequence[str], orig: Sequence[str], dest: Sequence[str],
                      now: float, *, trunk: str | None = None) -> Verification:
-        """``trunk``: whose downloads of new x5u URLs this call spends (None: no budget)."""
+        """``trunk``: whose budget of x5u downloads this call spends ("": traffic from no trunk,
+        one budget for all of it, as its source address may be forged; None: no budget)."""
         if not identities:  # an unsigned call (half of a US gateway's traffic): nothing to check
             self.counters["none"] += 1
             return NOT_VERIFIED
@@ -175,7 +176,7 @@ class Verifier:
         out.update(cert_cache_hits=self._l1.hits, cert_cache_misses=self._l1.misses,
                    cert_cache_evictions=self._l1.evictions, cert_cache_size=len(self._l1),
                    crl_fetches=self.crl.fetches, crl_failures=self.crl.failures,
-                   x5u_failed_hits=self._failed.hits, x5u_failed_size=len(self._failed))
+                   x5u_failed_size=len(self._failed))
         tokens = self._tokens
         # hits = ES256 checks answered from the cache; a lookup that found the token but with
         # another credential (certificate re-fetched) verified again and counts as a miss
@@ -341,6 +342,7 @@ class Verifier:
             return entry
         failed = self._failed.get(url) if entry is None else None
         if failed is not None and now < failed.expires:
+            self.counters["x5u_failed_hits"] += 1
             return failed
         stale = entry if entry is not None and entry.cred is not None and now < entry.stale_until else None
         waiting = self._inflight.get(url)
@@ -412,7 +414,7 @@ class Verifier:
         trunk = _TRUNK.get()
         if budgeted and trunk is not None and not self.budget.take(trunk, now):
             self.counters["x5u_budget_skips"] += 1
-            log.info("x5u %s: trunk %s is over its budget of new downloads", url, trunk)
+            log.info("x5u %s: trunk %s is over its budget of new downloads", url, trunk or "(none)")
             return _Entry(None, Reason.X5U_FETCH_FAILED, now)
         self.counters["x5u_fetches"] += 1
         try:

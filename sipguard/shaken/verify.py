@@ -45,7 +45,7 @@ from sipguard.shaken.crl import CrlChecker
 from sipguard.shaken.identity import IdentityHeader, parse_identity, split_values
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, DivInfo, Verification
-from sipguard.shaken.x5u import CertFetcher, FetchError
+from sipguard.shaken.x5u import MAX_URL_LENGTH, CertFetcher, FetchError
 
 log = logging.getLogger("sipguard.shaken.verify")
 
@@ -381,7 +381,8 @@ class Verifier:
             self._failed.pop(url)
         else:
             self._l1.pop(url)
-            if entry.expires > now:  # a budget refusal is not a fact about the URL: not kept
+            # a budget refusal is not a fact about the URL; a huge URL would cost memory
+            if entry.expires > now and len(url) <= MAX_URL_LENGTH:
                 self._failed.put(url, entry)
         return entry
 
@@ -408,14 +409,17 @@ class Verifier:
         (a refresh of a certificate in use is not)."""
         negative = now + self.cfg.x5u.negative_ttl
         host = _host_of(url)
-        if not self.breaker.allow(host, now):
-            self.counters["x5u_breaker_skips"] += 1
-            return _Entry(None, Reason.X5U_FETCH_FAILED, negative)
         trunk = _TRUNK.get()
-        if budgeted and trunk is not None and not self.budget.take(trunk, now):
+        # the budget before the breaker's allow(): a refused call must not take the single
+        # half-open attempt of a recovering host; none is spent on an open breaker either
+        if budgeted and trunk is not None and self.breaker.state(host, now) != "open" \
+                and not self.budget.take(trunk, now):
             self.counters["x5u_budget_skips"] += 1
             log.info("x5u %s: trunk %s is over its budget of new downloads", url, trunk or "(none)")
             return _Entry(None, Reason.X5U_FETCH_FAILED, now)
+        if not self.breaker.allow(host, now):
+            self.counters["x5u_breaker_skips"] += 1
+            return _Entry(None, Reason.X5U_FETCH_FAILED, negative)
         self.counters["x5u_fetches"] += 1
         try:
             fetched = await self.fetcher.fetch(url)

@@ -35,6 +35,7 @@ from sipguard.shaken.config import X5uConfig
 from sipguard.shaken.reasons import Reason
 
 MAX_HEADER_BYTES = 16384
+MAX_URL_LENGTH = 2048  # real x5u URLs are < 200 characters; each failed one is remembered
 USER_AGENT = "sipguard-sti-vs"
 _MAX_AGE_RE = re.compile(r"(?:^|[,\s])(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNORECASE)
 
@@ -91,6 +92,8 @@ class Target:
 
 def parse_target(url: str, cfg: X5uConfig, *, crl: bool = False) -> Target:
     """Apply the URL rules that need no DNS; FetchError(x5u-refused) when one is broken."""
+    if len(url) > MAX_URL_LENGTH:
+        raise FetchError(Reason.X5U_REFUSED, f"URL longer than {MAX_URL_LENGTH} characters")
     try:
         parts = urlsplit(url)
         port = parts.port

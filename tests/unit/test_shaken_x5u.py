@@ -42,7 +42,7 @@ def test_accepted_urls(url: str, target: Target) -> None:
 @pytest.mark.parametrize("url", [
     "http://cert.example/a.pem", "ftp://cert.example/a", "https://user:pw@cert.example/a.pem",
     "https://cert.example/a.pem#frag", "https:///a.pem", "https://cert.example:99999/a", "file:///etc/passwd",
-    "https://cert.example/a b", "", "cert.example/a.pem",
+    "https://cert.example/a b", "", "cert.example/a.pem", "https://cert.example/" + "a" * 2048,
 ])
 def test_refused_urls(url: str) -> None:
     with pytest.raises(FetchError) as info:
@@ -204,6 +204,10 @@ def test_failures_cannot_evict_good_certificates(pki: StiPki) -> None:
             await v.verify([_ident(pki, f"{BASE}/junk-{n}.pem")], [ORIG], [DEST], NOW)
         assert (await v.verify([_ident(pki, f"{BASE}/good.pem")], [ORIG], [DEST], NOW)).passed
 
+        long = f"{BASE}/{'x' * 3000}.pem"                  # a huge URL's failure is not remembered
+        assert (await v.verify([_ident(pki, long)], [ORIG], [DEST], NOW)).reasons == (Reason.X5U_FETCH_FAILED,)
+        assert long not in v._failed._data
+
     asyncio.run(go())
     assert fetcher.calls[f"{BASE}/good.pem"] == 1
     assert v.stats()["x5u_failed_size"] == 4
@@ -234,6 +238,35 @@ def test_new_url_budget_is_per_trunk(pki: StiPki) -> None:
 
     asyncio.run(go())
     assert v.stats()["x5u_budget_skips"] == 26
+
+
+def test_budget_is_not_spent_on_an_open_breaker_nor_takes_its_half_open_attempt(pki: StiPki) -> None:
+    from dataclasses import replace
+
+    cfg = pki.config()
+    down = "https://down.example.net"
+    fetcher = MapFetcher({f"{BASE}/good.pem": pki.chain_pem("good")})
+    for n in range(9):
+        fetcher.bodies[f"{down}/{n}.pem"] = FetchError(Reason.X5U_FETCH_FAILED, "timeout", host_down=True)
+    v = Verifier(replace(cfg, x5u=replace(cfg.x5u, trunk_fetch_rate=0.001, trunk_fetch_burst=1)), fetcher)
+
+    async def call(url: str, at: float, trunk: str | None) -> Any:
+        return await v.verify([_ident(pki, url)], [ORIG], [DEST], at, trunk=trunk)
+
+    async def go() -> None:
+        for n in range(5):
+            await call(f"{down}/{n}.pem", NOW, None)
+        assert v.breaker.state("down.example.net", NOW) == "open"
+        await call(f"{down}/5.pem", NOW, "t")                  # skipped by the breaker: no token spent
+        assert v.stats()["x5u_budget_skips"] == 0
+        assert (await call(f"{BASE}/good.pem", NOW, "t")).passed  # t's only token
+        await call(f"{down}/6.pem", NOW + 31, "t")             # over budget at half-open ...
+        assert v.breaker.state("down.example.net", NOW + 31) == "half-open"
+        await call(f"{down}/7.pem", NOW + 31, "u")             # ... so u's call is the attempt
+        assert f"{down}/6.pem" not in fetcher.calls and fetcher.calls[f"{down}/7.pem"] == 1
+
+    asyncio.run(go())
+    assert v.stats()["x5u_budget_skips"] == 1
 
 
 def test_budget_follows_each_call_when_started_eagerly(pki: StiPki) -> None:

@@ -415,7 +415,7 @@ class Verifier:
         if budgeted and trunk is not None and self.breaker.state(host, now) != "open" \
                 and not self.budget.take(trunk, now):
             self.counters["x5u_budget_skips"] += 1
-            log.info("x5u %s: trunk %s is over its budget of new downloads", url, trunk or "(none)")
+            log.debug("x5u %s: trunk %s is over its budget of new downloads", url, trunk or "(none)")
             return _Entry(None, Reason.X5U_FETCH_FAILED, now)
         if not self.breaker.allow(host, now):
             self.counters["x5u_breaker_skips"] += 1

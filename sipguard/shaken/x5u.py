@@ -119,19 +119,22 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # IANA special-purpose registries (RFC 6890 and later) plus multicast and the reserved class E:
 # nothing here serves certificates to the public. Python's is_global misses several of them
 # (6to4, NAT64, the IPv4-compatible range, ...), so the table is ours.
-SPECIAL_V4: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple((ipaddress.IPv4Network(net), name) for net, name in (
+SPECIAL_V4: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
+    (ipaddress.IPv4Network(net), name) for net, name in (
     ("0.0.0.0/8", "this network"), ("10.0.0.0/8", "private"), ("100.64.0.0/10", "CGNAT shared"),
     ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"), ("172.16.0.0/12", "private"),
     ("192.0.0.0/24", "IETF protocol assignments"), ("192.0.2.0/24", "documentation"),
     ("192.88.99.0/24", "6to4 relay anycast"), ("192.168.0.0/16", "private"),
     ("198.18.0.0/15", "benchmarking"), ("198.51.100.0/24", "documentation"),
     ("203.0.113.0/24", "documentation"), ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved")))
-GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")  # everything else (::/8, fc00::/7, ff00::/8 ...) is special
-SPECIAL_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple((ipaddress.IPv6Network(net), name) for net, name in (
+GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")  # the rest (::/8, fc00::/7, ff00::/8 ...) is special
+SPECIAL_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.IPv6Network(net), name) for net, name in (
     ("2001::/32", "Teredo"), ("2001::/23", "IETF protocol assignments"), ("2001:db8::/32", "documentation"),
     ("2002::/16", "6to4"), ("3fff::/20", "documentation")))
 # IPv6 ranges whose addresses carry an IPv4 address that a translator or tunnel would reach
-TRANSLATION_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple((ipaddress.IPv6Network(net), name) for net, name in (
+TRANSLATION_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.IPv6Network(net), name) for net, name in (
     ("::ffff:0:0:0/96", "SIIT"), ("64:ff9b::/96", "NAT64"), ("64:ff9b:1::/48", "local NAT64"),
     ("2002::/16", "6to4"), ("2001::/32", "Teredo"), ("::/96", "IPv4-compatible")))
 

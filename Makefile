@@ -41,7 +41,7 @@ os-test:
 	$(call apt_install,$(TEST_PKGS))
 
 demo: os-demo venv native
-	$(PY) -m sipguard.demo --config config/sipguard.example.yaml
+	$(PY) -m sipguard.demo --config config/sipguard.demo.yaml
 
 lint: venv
 	$(VENV)/bin/ruff check sipguard tests bench

@@ -203,7 +203,8 @@ class Bench:
         }
         if sysm.verify:
             cfg["shaken"] = {"trust_anchors": self.pki.anchors, "iat_max_age": 120,
-                             "x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"]},
+                             "x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"],
+                                     "allow_private": True},
                              "crl": {"enabled": False}}
         return cfg
 

@@ -1,6 +1,6 @@
 """``make demo``: a few real calls through a real sipguard, on loopback, then what happened.
 
-    python -m sipguard.demo --config config/sipguard.example.yaml
+    python -m sipguard.demo --config config/sipguard.demo.yaml
 
 Starts a certificate repository (HTTP on the config's signing x5u address), sipguard
 itself (``sipguard serve``, the memory store), a sipp UAS behind it and, per call, a sipp
@@ -352,7 +352,7 @@ def _report(config_path: str, since: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sipguard.demo", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="config/sipguard.example.yaml")
+    ap.add_argument("--config", default="config/sipguard.demo.yaml")
     ap.add_argument("--make-pki", metavar="DIR", help="write a fresh demo STI PKI into DIR and exit")
     args = ap.parse_args(argv)
     if args.make_pki:

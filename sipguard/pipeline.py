@@ -267,7 +267,8 @@ class Pipeline:
                                  Facts(source_ip=source[0]), UNKNOWN_SOURCE)
 
         verification = await self.verifier.verify(call.identities, call.orig_candidates(),
-                                                  call.dest_candidates(), now)
+                                                  call.dest_candidates(), now,
+                                                  trunk=trunk.id if trunk else "")
         if verification.verstat is Verstat.PASSED:
             call = call.vouched_for(verification.orig_tn)
         lookups = await self.store.lookup(LookupKeys(

@@ -62,7 +62,8 @@ class E2eShaken:
         the config file lives in the fixture's own folder)."""
         nets = ["127.0.0.0/8"] if allow_networks is None else allow_networks
         section: dict[str, Any] = {"trust_anchors": self.anchors,
-                                   "x5u": {"allow_http": True, "allow_networks": nets, "timeout": 1.0},
+                                   "x5u": {"allow_http": True, "allow_networks": nets, "allow_private": True,
+                                           "timeout": 1.0},
                                    "crl": {"enabled": True, "failure": "fail-open"}}
         section.update(extra)
         return section

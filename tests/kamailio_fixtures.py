@@ -167,7 +167,8 @@ class Screening:
             "store": "memory",
             "shaken": {
                 "trust_anchors": self.pki.anchors,
-                "x5u": {"timeout": 2.0, "allow_http": True, "allow_networks": ["127.0.0.0/8"]},
+                "x5u": {"timeout": 2.0, "allow_http": True, "allow_networks": ["127.0.0.0/8"],
+                        "allow_private": True},
                 "crl": {"enabled": False},
                 "signing": {"key": str(self.creds.key_path), "cert": str(self.creds.cert_path),
                             "x5u": "https://certs.example.net/sipguard.pem", "attest": "C"},

@@ -305,7 +305,7 @@ class MapFetcher:
             await self.gate.wait()
         body = self.bodies.get(url)
         if body is None:
-            raise FetchError(Reason.X5U_FETCH_FAILED, "HTTP status 404")
+            raise FetchError(Reason.X5U_FETCH_FAILED, "HTTP status 404", status=404)
         if isinstance(body, FetchError):
             raise body
         return Fetched(body)

@@ -225,11 +225,12 @@ class Metrics:
     def _verifier(self, verifier: Any, now: float | None) -> None:
         stats = verifier.stats()
         for result, key in (("hit", "cert_cache_hits"), ("miss", "cert_cache_misses"), ("l2_hit", "l2_hits"),
-                            ("stale", "stale_served")):
+                            ("stale", "stale_served"), ("negative", "x5u_failed_hits")):
             if key in stats:
                 self._bump(self.child("sipguard_x5u_cache", result), "ver." + key, stats[key])
         for outcome, key in (("failed", "x5u_fetch_failures"), ("refused", "x5u_refused"),
-                             ("breaker_skip", "x5u_breaker_skips")):
+                             ("breaker_skip", "x5u_breaker_skips"), ("not_found", "x5u_not_found"),
+                             ("budget_skip", "x5u_budget_skips")):
             if key in stats:
                 self._bump(self.child("sipguard_x5u_fetches", outcome), "ver." + key, stats[key])
         if "cert_cache_size" in stats:

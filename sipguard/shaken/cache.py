@@ -1,4 +1,5 @@
-"""Bounded caches and the per-host circuit breaker behind certificate and CRL lookups.
+"""Bounded caches, the per-host circuit breaker and the per-trunk fetch budget behind
+certificate and CRL lookups.
 
 Every cache here has an owner (the Verifier), a bound (LRU size) and counters (hits, misses,
 evictions) exported through `Verifier.stats()`. `CertStore` is the shared second-level cache
@@ -117,3 +118,48 @@ class Breaker:
 
     def states(self, now: float) -> dict[str, str]:
         return {host: self.state(host, now) for host in self._hosts}
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class FetchBudget:
+    """Token bucket per key (a trunk; traffic from no trunk shares one): how many
+    downloads of URLs we hold nothing for it may start. The x5u URL comes from the caller
+    unsigned (the signature is checked after the download), so without a budget one trunk could
+    spend our fetches on URLs of its choosing at the rate it sends INVITEs.
+    `rate` tokens a second up to `burst`; rate 0 turns the budget off. At most `maxkeys` keys
+    are remembered (the oldest is dropped: it starts again with a full bucket).
+    """
+
+    __slots__ = ("rate", "burst", "maxkeys", "_keys")
+
+    def __init__(self, rate: float, burst: float, maxkeys: int = 10000) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.maxkeys = maxkeys
+        self._keys: dict[str, _Bucket] = {}
+
+    def take(self, key: str, now: float) -> bool:
+        """One token for key at `now`; False when its bucket is empty."""
+        if self.rate <= 0:
+            return True
+        bucket = self._keys.get(key)
+        if bucket is None:
+            if len(self._keys) >= self.maxkeys:
+                self._keys.pop(next(iter(self._keys)))
+            bucket = self._keys[key] = _Bucket(self.burst, now)
+        else:
+            # a clock that went back (replay, manual clocks) refills nothing
+            bucket.tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.at) * self.rate)
+            bucket.at = max(bucket.at, now)
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+    def __len__(self) -> int:
+        return len(self._keys)

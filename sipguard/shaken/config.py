@@ -32,6 +32,8 @@ class X5uConfig:
     cache_size: int = 10000
     negative_ttl: float = 30.0
     stale_grace: float = 3600.0  # a good certificate past its cache lifetime: used while refreshed
+    trunk_fetch_rate: float = 10.0   # downloads of new x5u URLs a trunk may start per second
+    trunk_fetch_burst: int = 100     # ... and at once (a cold cache after a restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,21 +72,36 @@ def _resolve(base_dir: str, path: str) -> str:
 
 
 def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
-    sec.check_keys(("timeout", "ports", "allow_http", "allow_networks", "tls_ca_bundle", "max_bytes",
-                    "cache_size", "negative_ttl", "stale_grace"))
+    sec.check_keys(("timeout", "ports", "allow_http", "allow_networks", "allow_private", "tls_ca_bundle",
+                    "max_bytes", "cache_size", "negative_ttl", "stale_grace", "trunk_fetch_rate",
+                    "trunk_fetch_burst"))
     ports: list[int] = sec.list("ports", default=[443, 8443], item=int)
     for index, port in enumerate(ports):
         if not 0 < port < 65536:
             raise ConfigError(f"item {index + 1}: port {port} is not between 1 and 65535",
                               sec.path, sec.item_line("ports", index), sec.dotted("ports"))
+    # Imported here: x5u.py imports this module for X5uConfig.
+    from sipguard.shaken.x5u import network_special_use
+
+    allow_private = sec.bool("allow_private", default=False)
     networks: list[IPNetwork] = []
     for index, text in enumerate(sec.list("allow_networks", default=[], item=str)):
         try:
-            networks.append(ipaddress.ip_network(text, strict=False))
+            net = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise ConfigError(f"item {index + 1}: {text!r} is not an IP network like 127.0.0.0/8",
                               sec.path, sec.item_line("allow_networks", index),
                               sec.dotted("allow_networks")) from None
+        why = network_special_use(net)
+        if why is not None and not allow_private:
+            # the demo's loopback exemption copied into production: any caller's x5u could make
+            # sipguard connect inside the network, on any port (SSRF)
+            raise ConfigError(f"item {index + 1}: {text} holds special-use addresses ({why}); exempting "
+                              "them from the x5u guard lets any caller make sipguard connect there. "
+                              "Remove it, or for a lab or demo only set shaken.x5u.allow_private: true",
+                              sec.path, sec.item_line("allow_networks", index),
+                              sec.dotted("allow_networks"))
+        networks.append(net)
     bundle = sec.str("tls_ca_bundle", default=None)
     if bundle is not None:
         bundle = _resolve(base_dir, bundle)
@@ -100,6 +117,8 @@ def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
         cache_size=sec.int("cache_size", default=10000, minimum=1),
         negative_ttl=float(sec.number("negative_ttl", default=30.0, minimum=0)),
         stale_grace=float(sec.number("stale_grace", default=3600.0, minimum=0, maximum=7 * 86400)),
+        trunk_fetch_rate=float(sec.number("trunk_fetch_rate", default=10.0, minimum=0, maximum=100000)),
+        trunk_fetch_burst=sec.int("trunk_fetch_burst", default=100, minimum=1, maximum=1000000),
     )
 
 

@@ -2,7 +2,8 @@
 
 ``--x5u-map FILE`` (replay) maps x5u/CRL URLs to PEM files so a capture verifies without
 the network; a URL missing from the map falls back to the guarded HTTP fetcher only when
-one is given, else it fails like an unreachable repository (x5u-fetch-failed).
+one is given, else it fails like a 404 (x5u-fetch-failed): a fact about that URL, so the
+other URLs of its host in the map keep verifying (no circuit breaker opens).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class MapFetcher:
             return Fetched(body)
         if self.fallback is not None:
             return await self.fallback.fetch(url, crl=crl)
-        raise FetchError(Reason.X5U_FETCH_FAILED, f"{url} is not in the x5u map")
+        raise FetchError(Reason.X5U_FETCH_FAILED, f"{url} is not in the x5u map", status=404)
 
     async def aclose(self) -> None:
         if self.fallback is not None:

@@ -6,8 +6,12 @@ signature -> numbers), because the first one picks the RFC 8224 response.
 Rule 2: cheap local checks run first; a PASSporT already doomed by them (stale, wrong alg,
 x5u != info) causes no network I/O, so replayed or forged tokens cannot make us fetch.
 Rule 3: one certificate download per x5u URL however many calls wait for it (single flight);
-results, good or bad, are cached (L1 LRU, then the shared CertStore) and a per-host breaker
-stops a dead repository from costing anything per call.
+results are cached (good ones in the L1 LRU, then the shared CertStore; failures in their own
+LRU, so junk URLs cannot evict good certificates) and a per-host breaker stops a dead
+repository from costing anything per call. The breaker counts only what says the host is down
+(no connection, timeout, 5xx): a 404/410 is a fact about one URL, so URLs an attacker makes up
+on a good host cannot close that host to correctly signed calls. Downloads of URLs we hold
+nothing for are budgeted per trunk (FetchBudget), so one trunk cannot spend them for all.
 Rule 4: several Identity headers: unknown ppt values are ignored, the call passes if one
 `shaken` PASSporT passes; `div` PASSporTs are reported and their chain checked.
 Rule 5: a token seen before (a forked or re-presented INVITE, a replayed capture) skips only
@@ -19,6 +23,7 @@ validity at `now`, revocation state and number matching run on every call.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,7 +32,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from sipguard.shaken import passport as pp
-from sipguard.shaken.cache import Breaker, CertStore, LruCache
+from sipguard.shaken.cache import Breaker, CertStore, FetchBudget, LruCache
 from sipguard.shaken.certs import (
     Credential,
     TrustStore,
@@ -40,7 +45,7 @@ from sipguard.shaken.crl import CrlChecker
 from sipguard.shaken.identity import IdentityHeader, parse_identity, split_values
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, DivInfo, Verification
-from sipguard.shaken.x5u import CertFetcher, FetchError
+from sipguard.shaken.x5u import MAX_URL_LENGTH, CertFetcher, FetchError
 
 log = logging.getLogger("sipguard.shaken.verify")
 
@@ -57,6 +62,11 @@ REASON_ORDER: dict[Reason, int] = {r: i for i, r in enumerate((
     Reason.BAD_SIGNATURE, Reason.ORIG_MISMATCH, Reason.DEST_MISMATCH, Reason.NO_IDENTITY))}
 _LOCAL_FATAL = frozenset(r for r, i in REASON_ORDER.items() if i <= REASON_ORDER[Reason.FUTURE_IAT])
 _MALFORMED = Verification(Verstat.FAILED, reasons=(Reason.MALFORMED_IDENTITY,))
+# The trunk of the call being verified, for the fetch budget: read where a download starts, so
+# the steps between verify() and there need not carry it. Set by every verify() and never reset:
+# an eagerly started call (sipguard.aio) sets it in its caller's context and finishes in a task's
+# copy of it, where a reset cannot run; the download task copies the value when it is created.
+_TRUNK: contextvars.ContextVar[str | None] = contextvars.ContextVar("sipguard_x5u_trunk", default=None)
 
 
 @dataclass(slots=True)
@@ -92,6 +102,8 @@ class Verifier:
         # No anchors configured: nothing can be trusted, every credential is cert-untrusted.
         self.trust = trust or TrustStore({}, 0)
         self._l1: LruCache[str, _Entry] = LruCache(cfg.x5u.cache_size)
+        self._failed: LruCache[str, _Entry] = LruCache(cfg.x5u.cache_size)  # URLs that gave no credential
+        self.budget = FetchBudget(cfg.x5u.trunk_fetch_rate, cfg.x5u.trunk_fetch_burst)
         # token bytes -> verified PASSporT; 0 turns it off (benchmarks of the full path)
         self._tokens: LruCache[str, _Token] | None = LruCache(token_cache_size) if token_cache_size > 0 else None
         self._token_hits = 0
@@ -102,14 +114,18 @@ class Verifier:
         self._max_age, self._max_future = cfg.iat_max_age, cfg.iat_max_future
         self.counters: dict[str, float] = dict.fromkeys((
             "x5u_fetches", "x5u_fetch_failures", "x5u_refused", "x5u_breaker_skips", "l2_hits",
-            "l2_errors", "internal_errors", "passed", "failed", "none", "stale_served"), 0.0)
+            "l2_errors", "internal_errors", "passed", "failed", "none", "stale_served", "x5u_not_found",
+            "x5u_budget_skips", "x5u_failed_hits"), 0.0)
 
     # -- public ------------------------------------------------------------------------------
     async def verify(self, identities: Sequence[str], orig: Sequence[str], dest: Sequence[str],
-                     now: float) -> Verification:
+                     now: float, *, trunk: str | None = None) -> Verification:
+        """``trunk``: whose budget of x5u downloads this call spends ("": traffic from no trunk,
+        one budget for all of it, as its source address may be forged; None: no budget)."""
         if not identities:  # an unsigned call (half of a US gateway's traffic): nothing to check
             self.counters["none"] += 1
             return NOT_VERIFIED
+        _TRUNK.set(trunk)
         try:
             result = await self._verify(identities, tuple(orig), tuple(dest), now)
         except Exception:  # a bug must not drop the call: no verdict, and a loud log line
@@ -140,10 +156,12 @@ class Verifier:
             self.trust = trust
             self._anchors += 1  # a download under way keeps no certificate judged before
             self._l1.clear()
+            self._failed.clear()  # certificate-untrusted verdicts included
             if self._tokens is not None:
                 self._tokens.clear()
             log.info("trust anchors reloaded: %d certificates from %s", trust.count, cfg.trust_anchors)
-        fixed = ("timeout", "ports", "allow_http", "allow_networks", "tls_ca_bundle", "max_bytes", "cache_size")
+        fixed = ("timeout", "ports", "allow_http", "allow_networks", "tls_ca_bundle", "max_bytes", "cache_size",
+                 "trunk_fetch_rate", "trunk_fetch_burst")
         if any(getattr(cfg.x5u, name) != getattr(self.cfg.x5u, name) for name in fixed):
             log.warning("shaken.x5u download rules and cache size take effect after a restart")
             cfg = replace(cfg, x5u=replace(self.cfg.x5u, negative_ttl=cfg.x5u.negative_ttl,
@@ -157,7 +175,8 @@ class Verifier:
         out = dict(self.counters)
         out.update(cert_cache_hits=self._l1.hits, cert_cache_misses=self._l1.misses,
                    cert_cache_evictions=self._l1.evictions, cert_cache_size=len(self._l1),
-                   crl_fetches=self.crl.fetches, crl_failures=self.crl.failures)
+                   crl_fetches=self.crl.fetches, crl_failures=self.crl.failures,
+                   x5u_failed_size=len(self._failed))
         tokens = self._tokens
         # hits = ES256 checks answered from the cache; a lookup that found the token but with
         # another credential (certificate re-fetched) verified again and counts as a miss
@@ -321,6 +340,10 @@ class Verifier:
         entry = self._l1.get(url)
         if entry is not None and now < entry.expires:
             return entry
+        failed = self._failed.get(url) if entry is None else None
+        if failed is not None and now < failed.expires:
+            self.counters["x5u_failed_hits"] += 1
+            return failed
         stale = entry if entry is not None and entry.cred is not None and now < entry.stale_until else None
         waiting = self._inflight.get(url)
         if waiting is None:
@@ -342,7 +365,7 @@ class Verifier:
     async def _load(self, url: str, now: float, stale: _Entry | None = None) -> _Entry:
         entry = await self._from_l2(url, now)
         if entry is None:
-            entry = await self._download(url, now)
+            entry = await self._download(url, now, budgeted=stale is None)
         if entry.cred is None and entry.reason is Reason.X5U_FETCH_FAILED and stale is not None \
                 and stale.anchors == self._anchors:
             # the host is down or answered an error: keep the good certificate a while more,
@@ -353,7 +376,14 @@ class Verifier:
             entry = stale
         elif entry.cred is not None:
             entry.crl_reason, entry.crl_until = await self.crl.status(entry.cred, now)
-        self._l1.put(url, entry)
+        if entry.cred is not None:
+            self._l1.put(url, entry)
+            self._failed.pop(url)
+        else:
+            self._l1.pop(url)
+            # a budget refusal is not a fact about the URL; a huge URL would cost memory
+            if entry.expires > now and len(url) <= MAX_URL_LENGTH:
+                self._failed.put(url, entry)
         return entry
 
     async def _from_l2(self, url: str, now: float) -> _Entry | None:
@@ -374,9 +404,19 @@ class Verifier:
         expires = min(got[1], max(result.not_after, now + self.cfg.x5u.negative_ttl))
         return _Entry(result, None, expires, stale_until=expires + self.cfg.x5u.stale_grace, anchors=self._anchors)
 
-    async def _download(self, url: str, now: float) -> _Entry:
+    async def _download(self, url: str, now: float, budgeted: bool = True) -> _Entry:
+        """``budgeted``: a URL we hold nothing for, whose download the call's trunk pays for
+        (a refresh of a certificate in use is not)."""
         negative = now + self.cfg.x5u.negative_ttl
         host = _host_of(url)
+        trunk = _TRUNK.get()
+        # the budget before the breaker's allow(): a refused call must not take the single
+        # half-open attempt of a recovering host; none is spent on an open breaker either
+        if budgeted and trunk is not None and self.breaker.state(host, now) != "open" \
+                and not self.budget.take(trunk, now):
+            self.counters["x5u_budget_skips"] += 1
+            log.debug("x5u %s: trunk %s is over its budget of new downloads", url, trunk or "(none)")
+            return _Entry(None, Reason.X5U_FETCH_FAILED, now)
         if not self.breaker.allow(host, now):
             self.counters["x5u_breaker_skips"] += 1
             return _Entry(None, Reason.X5U_FETCH_FAILED, negative)
@@ -387,8 +427,11 @@ class Verifier:
             if exc.reason is Reason.X5U_REFUSED:
                 self.counters["x5u_refused"] += 1
             else:
-                self.counters["x5u_fetch_failures"] += 1
-                self.breaker.failure(host, now)
+                self.counters["x5u_not_found" if exc.gone else "x5u_fetch_failures"] += 1
+                if exc.host_down:
+                    self.breaker.failure(host, now)
+                else:  # it answered: the host is up, whatever it says about this URL
+                    self.breaker.success(host)
             log.info("x5u %s: %s", url, exc.detail)
             return _Entry(None, exc.reason, negative)
         except Exception:

@@ -370,7 +370,8 @@ def test_https_x5u_with_the_configured_ca_bundle(tmp_path: Path, sipguard: Any) 
         pki.publish(server)
         policy = write_policy(tmp_path / "policy.yaml",
                               [{"name": "failed", "when": {"verstat": "TN-Validation-Failed"}, "action": "reject"}])
-        x5u = {"allow_networks": ["127.0.0.0/8"], "ports": [server.port], "timeout": 1.0}
+        x5u = {"allow_networks": ["127.0.0.0/8"], "allow_private": True, "ports": [server.port],
+               "timeout": 1.0}
         trusted = sipguard(base_config(uas.port, policy=policy, shaken={
             "trust_anchors": pki.anchors, "x5u": {**x5u, "tls_ca_bundle": server.ca_bundle}}))
         untrusted = sipguard(base_config(uas.port, policy=policy, shaken={

@@ -257,7 +257,8 @@ def test_overload_answers_503_and_recovers(sipguard: Any) -> None:
     repo = _SlowRepository(delay=1.5)
     uas = MiniUas()
     config = base_config(uas.port, proxy={"max_pending": 20, "retry_after": 7},
-                         shaken={"x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"], "timeout": 3.0}})
+                         shaken={"x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"],
+                                         "allow_private": True, "timeout": 3.0}})
     try:
         sg = sipguard(config)
         assert sg.proc is not None
@@ -299,7 +300,8 @@ def test_overload_answers_503_and_recovers(sipguard: Any) -> None:
 def test_sigterm_drains_pending_decisions(sipguard: Any) -> None:
     repo = _SlowRepository(delay=1.0)
     uas = MiniUas()
-    config = base_config(uas.port, shaken={"x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"]}})
+    config = base_config(uas.port, shaken={"x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"],
+                                                   "allow_private": True}})
     try:
         sg = sipguard(config)
         client = UdpClient()

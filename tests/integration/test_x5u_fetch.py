@@ -147,6 +147,48 @@ def test_single_flight_over_http(servers: tuple[CertServer, CertServer, StiPki],
     assert https.hits("/burst.pem") == 1
 
 
+def test_missing_urls_cannot_poison_the_host_for_good_calls(servers: tuple[CertServer, CertServer, StiPki]) -> None:
+    """Six INVITEs whose x5u is a missing path (404/410) on the real repository, no signing key
+    needed: the host's breaker stays closed and a correctly signed call whose certificate is not
+    cached still verifies. The same host answering 503 is down: then the breaker opens."""
+    https, _, pki = servers
+    https.route("/gone.pem", b"gone", status=410)
+    https.route("/poison-good.pem", pki.chain_pem("good"))
+    now = time.time()
+    v = _verifier(https, pki)
+    stranger = pki.key("untrusted")  # any key: the signature is never reached
+
+    async def go() -> list[Any]:
+        out = []
+        for n in range(6):
+            path = "/gone.pem" if n == 5 else f"/missing-{n}.pem"
+            ident = shaken_identity(stranger, https.url(path), orig=ORIG, dest=[DEST], iat=int(now))
+            out.append(await v.verify([ident], [ORIG], [DEST], now, trunk="attacker"))
+        good = shaken_identity(pki.key("good"), https.url("/poison-good.pem"), orig=ORIG, dest=[DEST], iat=int(now))
+        out.append(await v.verify([good], [ORIG], [DEST], now + 1, trunk="carrier"))
+        return out
+
+    *poison, good = asyncio.run(go())
+    assert all(r.reasons == (Reason.X5U_FETCH_FAILED,) for r in poison)
+    assert https.hits("/missing-0.pem") == 1 and https.hits("/gone.pem") == 1
+    assert good.verstat is Verstat.PASSED
+    assert v.breaker.state("127.0.0.1", now + 1) == "closed"
+    assert v.stats()["x5u_not_found"] == 6
+
+    https.route("/down.pem", b"", status=503)
+    v2 = _verifier(https, pki)
+
+    async def down() -> Any:
+        for n in range(5):  # each a new attempt once negative_ttl passed: the host stays broken
+            at = now + 31 * n
+            ident = shaken_identity(pki.key("good"), https.url("/down.pem"), orig=ORIG, dest=[DEST], iat=int(at))
+            await v2.verify([ident], [ORIG], [DEST], at)
+        return v2.breaker_states(now + 31 * 4)
+
+    assert set(asyncio.run(down()).values()) == {"open"}
+    assert https.hits("/down.pem") == 5
+
+
 # -- secsipidx interop ----------------------------------------------------------------------------
 
 needs_secsipidx = pytest.mark.skipif(shutil.which("secsipidx") is None, reason="secsipidx not installed")

@@ -90,7 +90,8 @@ def test_defaults_and_steering(tmp_path: Path) -> None:
     assert load_config(str(path)).proxy.steering == "peer"
 
 
-@pytest.mark.parametrize("name", ["sipguard.example.yaml", "sipguard.edge.yaml", "sipguard.redirect.yaml"])
+@pytest.mark.parametrize("name", ["sipguard.example.yaml", "sipguard.demo.yaml", "sipguard.edge.yaml",
+                                  "sipguard.redirect.yaml"])
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(str(REPO / "config" / name))
     assert config.trunks

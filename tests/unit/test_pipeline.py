@@ -69,7 +69,8 @@ def decide(tmp_path: Path, data: bytes, source: tuple[str, int] = ("192.0.2.10",
 def test_unsigned_us_caller_from_foreign_trunk_is_signed(tmp_path: Path) -> None:
     out = decide(tmp_path, invite())
     assert out.decision.action == "forward" and out.decision.rule == "sign-unsigned"
-    assert out.signed and out.identity_added.endswith(";info=<http://127.0.0.1:8089/signing.pem>;alg=ES256;ppt=shaken")
+    assert out.signed and out.identity_added.endswith(
+        ";info=<https://certs.example.net/sipguard/signing.pem>;alg=ES256;ppt=shaken")
     assert out.trunk.id == "carrier-a" and out.facts.caller == "12127363100"
 
 

@@ -39,6 +39,9 @@ def test_full_section(pki: StiPki) -> None:
     ports: [443]
     allow_http: true
     allow_networks: ["127.0.0.0/8", "::1"]
+    allow_private: true
+    trunk_fetch_rate: 2.5
+    trunk_fetch_burst: 7
     tls_ca_bundle: {Path(pki.anchors).name}
   crl: {{enabled: false, failure: fail-closed}}
   signing: {{key: whatever.key, attest: C}}
@@ -47,6 +50,7 @@ def test_full_section(pki: StiPki) -> None:
     assert cfg.trust_anchors == pki.anchors and cfg.iat_max_age == 30 and cfg.iat_max_future == 2
     assert cfg.x5u.allow_networks == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     assert cfg.x5u.tls_ca_bundle == pki.anchors and cfg.x5u.ports == (443,) and cfg.x5u.allow_http
+    assert cfg.x5u.trunk_fetch_rate == 2.5 and cfg.x5u.trunk_fetch_burst == 7
     assert not cfg.crl.enabled and cfg.crl.failure == "fail-closed"
 
 
@@ -56,7 +60,8 @@ def test_full_section(pki: StiPki) -> None:
     ("  iat_max_age: 0\n", 2, "shaken.iat_max_age", ">= 1"),
     ("  iat_max_age: soon\n", 2, "shaken.iat_max_age", "number"),
     ("  x5u:\n    ports: [443, 70000]\n", 3, "shaken.x5u.ports", "between 1 and 65535"),
-    ("  x5u:\n    allow_networks:\n      - 10.0.0.0/8\n      - lan\n", 5, "shaken.x5u.allow_networks", "'lan'"),
+    ("  x5u:\n    allow_networks:\n      - 2001:4860::/32\n      - lan\n", 5, "shaken.x5u.allow_networks", "'lan'"),
+    ("  x5u:\n    trunk_fetch_burst: 0\n", 3, "shaken.x5u.trunk_fetch_burst", ">= 1"),
     ("  x5u: {timeout: -1}\n", 2, "shaken.x5u.timeout", ">= 0.01"),
     ("  x5u: {tls_ca_bundle: /no/such.pem}\n", 2, "shaken.x5u.tls_ca_bundle", "not found"),
     ("  crl: {failure: maybe}\n", 2, "shaken.crl.failure", "fail-open"),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import socket
@@ -433,7 +434,7 @@ def logged_exceptions(log_text: str) -> dict[str, int]:
         except ValueError:
             continue
         if exc:
-            last = exc.strip().splitlines()[-1]
+            last = exc.strip().splitlines()[-1][:200]
             out[last] = out.get(last, 0) + 1
     return out
 
@@ -450,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-slack-mb", type=float, default=64.0,
                         help="allowed growth of the workers' summed RSS after the first batch")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--keep", metavar="DIR", help="run sipguard in DIR (config, sipguard.log) and keep it")
     args = parser.parse_args(argv)
     if args.duration is None and args.batches is None:
         args.duration = 120.0
@@ -457,8 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     from tests.conftest import SipguardProcess, base_config
 
     with tempfile.TemporaryDirectory(prefix="sipguard-live-fuzz-") as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         uas = Uas()
-        server = SipguardProcess(base_config(uas.port), Path(tmp), workers=args.workers)
+        # the server runs this tree whatever the caller's PYTHONPATH (a relative one would
+        # resolve in the server's folder and pick up an installed sipguard instead)
+        server = SipguardProcess(base_config(uas.port), folder, workers=args.workers,
+                                 env={"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
         try:
             server.start()
             assert server.proc is not None

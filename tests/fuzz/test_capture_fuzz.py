@@ -37,7 +37,7 @@ from sipguard.replay.reassembly import IpReassembler, TcpReassembler
 from sipguard.sip import SipParseError, parse
 from tests.fuzz.mutation import IN_DIALOG_BYE, RELAYED_RESPONSE, TRUNK_INVITE, capture_files, mutate_binary
 
-MUTANTS = 3_000
+MUTANTS = 2_000
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LINKS = (LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2, 12, 14, 999)
 BODY = b"v=0\r\n" + b"a=x\r\n" * 500

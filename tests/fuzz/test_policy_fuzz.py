@@ -36,8 +36,8 @@ ALLOWED = (ConfigError,)
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN_POLICIES = sorted((ROOT / "tests" / "data" / "policy").glob("*.yaml"))
 GOOD_POLICIES = sorted((ROOT / "config" / "policies").glob("*.yaml")) + [ROOT / "config" / "policy.example.yaml"]
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MUTANTS = 1_000
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MUTANTS = 600
 CALLS = (Facts(), Facts(verstat="TN-Validation-Failed", attest="C", caller="12025550123", caller_us=True,
                         trunk="carrier-a", reasons=("bad-signature",), limited=("a",)))
 

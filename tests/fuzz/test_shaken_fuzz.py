@@ -33,7 +33,7 @@ NOW = 1_790_000_000.0
 X5U = "https://certs.example.net/good.pem"
 ORIG, DEST = "12025550100", "13035550100"
 LIBSTIRSHAKEN = Path(__file__).resolve().parents[1] / "data" / "libstirshaken" / "passport.txt"
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MUTANTS = 3_000
 VERIFY_MUTANTS = 2_000
 

@@ -115,7 +115,18 @@ class Config:
 
 
 def load_config(path: str) -> Config:
-    """Read and validate a config file; ConfigError names file:line:key on the first problem."""
+    """Read and validate a config file; ConfigError names file:line:key on the first problem.
+
+    ConfigError is the only exception a file can cause: yamlconf bounds size, depth, aliases
+    and numbers, and what still runs out of stack or memory is refused here as the file's fault.
+    """
+    try:
+        return _load_config(path)
+    except (RecursionError, MemoryError, UnicodeError) as exc:
+        raise yamlconf.input_failure(exc, path) from None
+
+
+def _load_config(path: str) -> Config:
     root = yamlconf.load(path)
     root.check_keys(TOP_KEYS)
     base_dir = os.path.dirname(os.path.abspath(path))

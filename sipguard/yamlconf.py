@@ -120,8 +120,9 @@ def parse(text: str, path: str = "<string>") -> Any:
     if len(text) > MAX_FILE_BYTES:
         raise ConfigError(f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; this is not a config "
                           "file sipguard should read", path)
-    loader = _LineLoader(text)
+    loader = None
     try:
+        loader = _LineLoader(text)          # reads the whole text: refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -133,13 +134,17 @@ def parse(text: str, path: str = "<string>") -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"invalid YAML: {exc.problem or exc}", path, line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"invalid YAML: character {exc.character:#x} is not allowed in YAML", path, line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", path) from None
     except (RecursionError, MemoryError, UnicodeError) as exc:
         # the bounds above should make these unreachable; a file must never get past as one
-        raise input_failure(exc, path, loader.line + 1) from None
+        raise input_failure(exc, path, loader.line + 1 if loader is not None else None) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def input_failure(exc: BaseException, path: str, line: int | None = None) -> ConfigError:

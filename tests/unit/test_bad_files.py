@@ -133,6 +133,10 @@ def test_oversized_and_non_utf8_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(latin)
     assert str(info.value) == f"{latin}:3: file is not UTF-8 text (byte 0xe9)"
+    control = write(tmp_path, "control.yaml", b"version: 1\nmode: shadow\x00\n")
+    with pytest.raises(ConfigError) as info:
+        load_policy(control, REDRESS)
+    assert str(info.value) == f"{control}:2: invalid YAML: character 0x0 is not allowed in YAML"
 
 
 # -- the CLI checks say the same, with exit 1 ----------------------------------------------

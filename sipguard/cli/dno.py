@@ -35,16 +35,15 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if not entries:
         raise SipguardError(f"{args.file}: no usable entry; the list in force is kept")
-    distinct = len(set(entries))
     if target.is_memory:
         if not args.force:      # nothing in force to compare with: the share of invalid lines only
-            asyncio.run(check_import(MemoryStore(), report, distinct, args.file))
+            asyncio.run(check_import(MemoryStore(), report, entries, args.file))
         print(MEMORY_NOTE)
         return 0
 
     async def work(store: Store) -> int:
         if not args.force:
-            await check_import(store, report, distinct, args.file)
+            await check_import(store, report, entries, args.file)
         return await store.import_dno(entries)
 
     print(f"DNO list in force: {asyncio.run(with_store(target, work))} distinct entries")

@@ -75,7 +75,7 @@ def _import(args: argparse.Namespace) -> int:
     async def work(store: Store) -> None:
         if not args.force:
             try:
-                await check_import(store, parsed, len(records), args.file)
+                await check_import(store, parsed, records, args.file)
             except SipguardError:
                 for line in report_lines(parsed):
                     print(line)

@@ -32,7 +32,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -323,13 +323,15 @@ def parse_lists(text: str, path: str = "<lists>") -> list[ListEntry]:
     return out
 
 
-def import_refusal(report: ImportReport, valid: int, in_force: int) -> str | None:
+def import_refusal(report: ImportReport, valid: int, in_force: int, unidentified: int = 0) -> str | None:
     """Why a parsed file must not replace the data in force (None: it may).
 
     ``valid``: distinct entries the file would put in force; ``in_force``: those in force now
-    (RMD: listed filings, DNO: entries; 0 when nothing was imported yet).
+    (RMD: listed filings, DNO: entries; 0 when nothing was imported yet); ``unidentified``:
+    imported rows that count as invalid all the same (RMD: no FRN and an RMD number that is
+    not RMD + 7 digits, as every row of a CSV that only has a `number` column of garbage).
     """
-    invalid = report.rows - report.imported - report.duplicates
+    invalid = report.rows - report.imported - report.duplicates + unidentified
     if invalid > max(MAX_INVALID_SHARE * report.rows, INVALID_TOLERATED):
         return (f"{invalid} of {report.rows} rows are invalid (more than {MAX_INVALID_SHARE:.0%}): "
                 "this is not a usable export")
@@ -339,10 +341,19 @@ def import_refusal(report: ImportReport, valid: int, in_force: int) -> str | Non
     return None
 
 
-async def check_import(store: Store, report: ImportReport, valid: int, path: str) -> None:
-    """Refuse (ConfigError, the data in force stays) what ``import_refusal`` refuses."""
+async def check_import(store: Store, report: ImportReport, entries: Sequence[RmdRecord] | Sequence[str],
+                       path: str) -> None:
+    """Refuse (ConfigError, the data in force stays) what ``import_refusal`` refuses.
+    ``entries``: what the file would put in force (RMD records, DNO digit strings)."""
     dataset = report.dataset
-    why = import_refusal(report, valid, await store.in_force(dataset) if dataset in ("rmd", "dno") else 0)
+    if dataset == "rmd":
+        unidentified = sum(1 for r in entries if isinstance(r, RmdRecord) and not r.frns
+                           and not _RMD_ID.match(r.rmd or ""))
+        valid = len(entries) - unidentified
+    else:
+        unidentified, valid = 0, len(set(entries))
+    in_force = await store.in_force(dataset) if dataset in ("rmd", "dno") else 0
+    why = import_refusal(report, valid, in_force, unidentified)
     if why is not None:
         raise ConfigError(f"{why}; the {dataset} data in force is kept. Check the file, or import it "
                           "anyway with --force", path)
@@ -393,12 +404,12 @@ async def load_datasets(store: Store, datasets_cfg: Mapping[str, str],
         path = paths["rmd"]
         records, parsed = await asyncio.to_thread(
             parse_file, lambda text, name: parse_rmd(text, name, snapshot_of(name)), path)
-        await check_import(store, parsed, len(records), path)
+        await check_import(store, parsed, records, path)
     if "ocn_map" in paths:
         rows, reports["ocn_map"] = await asyncio.to_thread(parse_file, parse_ocn_map, paths["ocn_map"])
     if "dno" in paths:
         entries, reports["dno"] = await asyncio.to_thread(parse_file, parse_dno, paths["dno"])
-        await check_import(store, reports["dno"], len(set(entries)), paths["dno"])
+        await check_import(store, reports["dno"], entries, paths["dno"])
     if "lists" in paths:
         lists = await asyncio.to_thread(parse_file, parse_lists, paths["lists"])
     if "rmd" in paths:
@@ -452,6 +463,9 @@ class DatasetWatcher:
             await load_datasets(self.store, self.datasets_cfg)
         except SipguardError as exc:
             log.error("dataset reload failed, keeping the data in force: %s", exc)
+            return False
+        except Exception:   # noqa: BLE001 - the watcher must outlive any file: it is polled for ever
+            log.exception("dataset reload failed unexpectedly, keeping the data in force")
             return False
         log.info("datasets reloaded")
         return True

@@ -33,7 +33,7 @@ def test_garbage_rmd_and_shrunken_dno_are_refused_unless_forced(redis_server: Re
     garbage.write_text("number\nhello\n")
     assert main(["rmd", "import", str(garbage), "--store", url, "--snapshot", "2026-12-02"]) == 1
     err = capsys.readouterr().err
-    assert f"{garbage}: 1 valid entries would replace 50 in force, a fall of 98% (more than 20%)" in err
+    assert f"{garbage}: 0 valid entries would replace 50 in force, a fall of 100% (more than 20%)" in err
     assert "the rmd data in force is kept" in err and "--force" in err
     assert main(["rmd", "show", "RMD0000007", "--store", url]) == 0
     out = capsys.readouterr().out

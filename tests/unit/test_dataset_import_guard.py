@@ -73,3 +73,16 @@ def test_dno_import_refuses_a_mostly_invalid_file_unless_forced(tmp_path: Path,
     err = capsys.readouterr().err
     assert f"{dno}: 20 of 21 rows are invalid" in err and "--force" in err
     assert main(["dno", "import", dno, "--store", "memory", "--force"]) == 0
+
+
+def test_rows_without_any_usable_id_count_as_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CSV whose only column is `number` full of words parses into records keyed by the
+    words: the guard counts them as invalid even on a first import (nothing in force)."""
+    garbage = write(tmp_path, "garbage.csv", "number\n" + "".join(f"word{i}\n" for i in range(20)))
+    config = write(tmp_path, "sipguard.yaml", "store: memory\n")
+    assert main(["rmd", "import", garbage, "-c", config]) == 1
+    assert f"{garbage}: 20 of 20 rows are invalid" in capsys.readouterr().err
+    real = write(tmp_path, "real.csv", "number,frn\n" + "".join(f"RMD{i:07d},\n" for i in range(1, 21))
+                 + "rmd12,\n")            # one odd RMD number among real ones is tolerated
+    assert main(["rmd", "import", real, "-c", config]) == 0
+    assert "21 row(s) read, 21 imported" in capsys.readouterr().out

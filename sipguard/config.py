@@ -203,6 +203,7 @@ def _resolved(sec: Section, base_dir: str, keys: tuple[str, ...]) -> Section:
 
 
 MIN_TOKEN = 16
+MAX_TOKEN_FILE = 4096      # a token is one word; /dev/zero named by mistake must not be read for ever
 
 
 def _http_token(http: Section, base_dir: str) -> str | None:
@@ -216,9 +217,10 @@ def _http_token(http: Section, base_dir: str) -> str | None:
                                        "secret: set http.token_file (/metrics, /healthz, /readyz stay open)")
         return None
     try:
-        with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        token = yamlconf.read_bounded(path, MAX_TOKEN_FILE).decode("utf-8").strip()
+    except ConfigError as exc:
+        raise http.error("token_file", f"{exc.message}: {path}") from None
+    except UnicodeDecodeError as exc:
         raise http.error("token_file", f"cannot read {path}: {exc}") from None
     if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
         raise http.error("token_file", f"{path}: the token must be one word of {MIN_TOKEN} characters or more")

@@ -244,3 +244,11 @@ def test_worker_reloads_off_the_event_loop_and_survives_hostile_files(tmp_path: 
         await worker.pipeline.aclose()
 
     asyncio.run(main())
+
+
+def test_token_file_is_read_bounded(tmp_path: Path) -> None:
+    config = write(tmp_path, "sipguard.yaml", "http:\n  listen: 0.0.0.0:9090\n  token_file: /dev/zero\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert (info.value.line, info.value.key) == (3, "http.token_file")
+    assert info.value.message == "file is larger than 4096 bytes; refusing to read it: /dev/zero"

@@ -122,8 +122,13 @@ def load_config(path: str) -> Config:
     """
     try:
         return _load_config(path)
+    except ConfigError:
+        raise
     except (RecursionError, MemoryError, UnicodeError) as exc:
         raise yamlconf.input_failure(exc, path) from None
+    except Exception as exc:   # noqa: BLE001 - a value no check foresaw: still the file's refusal, not a crash
+        raise ConfigError(f"could not be loaded ({type(exc).__name__}: {exc}); check the values in this file",
+                          path) from exc
 
 
 def _load_config(path: str) -> Config:

@@ -252,3 +252,11 @@ def test_token_file_is_read_bounded(tmp_path: Path) -> None:
         load_config(config)
     assert (info.value.line, info.value.key) == (3, "http.token_file")
     assert info.value.message == "file is larger than 4096 bytes; refusing to read it: /dev/zero"
+
+
+def test_a_rate_too_large_for_a_float_is_refused(tmp_path: Path) -> None:
+    config = write(tmp_path, "sipguard.yaml", "limits:\n  per_caller: {key: caller, rate: " + "9" * 400 + "/s}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert (info.value.line, info.value.key) == (2, "limits.per_caller.rate")
+    assert info.value.message.endswith(": more than 1000000/s is not a rate limit")

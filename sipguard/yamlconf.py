@@ -404,9 +404,10 @@ class Section:
 
 
 def _plain(value: float) -> str:
-    """1e9 as 1000000000, 0.05 as 0.05, a 300-digit int as 1e+300 (the message stays short)."""
+    """1e9 as 1000000000, 0.05 as 0.05, a 40-digit int as 1e+40 (the message stays short)."""
     if isinstance(value, int) and abs(value) > 10 ** 15:
-        return f"{value:.3g}"
+        digits = len(str(abs(value)))
+        return f"{value:.3g}" if digits < 300 else f"a {digits}-digit number"   # float() overflows past 1e308
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return str(value)

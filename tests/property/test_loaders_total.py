@@ -38,7 +38,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 YAML_TOKENS = st.sampled_from([
     "[", "]", "{", "}", ",", ":", ": ", "- ", "\n", "  ", "&a ", "*a", "&b ", "*b", "<<: ", "!!int ",
     "!!float ", "!!timestamp ", "!!binary ", "!!map ", "!!str ", "? ", "|", ">", "'", '"', "#", "---\n",
-    ".nan", ".inf", "-.inf", "1e400", "9" * 30, "2026-13-45", "not: ", "any: ", "all: ", "version: 1\n",
+    ".nan", ".inf", "-.inf", "1e400", "9" * 30, "-" + "9" * 400, "workers: ", "2026-13-45", "not: ", "any: ", "all: ", "version: 1\n",
     "rules:\n", "  - name: r\n", "    when: ", "matches: ", "'(a+)+$'", "trunks: ", "store_timeout: ",
     "caller.us: ", "true", "null", "~", "\t", "\x00", "\ufeff", "\ud800", "é",
 ])

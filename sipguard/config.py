@@ -117,7 +117,23 @@ class Config:
 
 
 def load_config(path: str) -> Config:
-    """Read and validate a config file; ConfigError names file:line:key on the first problem."""
+    """Read and validate a config file; ConfigError names file:line:key on the first problem.
+
+    ConfigError is the only exception a file can cause: yamlconf bounds size, depth, aliases
+    and numbers, and what still runs out of stack or memory is refused here as the file's fault.
+    """
+    try:
+        return _load_config(path)
+    except ConfigError:
+        raise
+    except (RecursionError, MemoryError, UnicodeError) as exc:
+        raise yamlconf.input_failure(exc, path) from None
+    except Exception as exc:   # noqa: BLE001 - a value no check foresaw: still the file's refusal, not a crash
+        raise ConfigError(f"could not be loaded ({type(exc).__name__}: {exc}); check the values in this file",
+                          path) from exc
+
+
+def _load_config(path: str) -> Config:
     root = yamlconf.load(path)
     root.check_keys(TOP_KEYS)
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -194,6 +210,7 @@ def _resolved(sec: Section, base_dir: str, keys: tuple[str, ...]) -> Section:
 
 
 MIN_TOKEN = 16
+MAX_TOKEN_FILE = 4096      # a token is one word; /dev/zero named by mistake must not be read for ever
 
 
 def _http_token(http: Section, base_dir: str) -> str | None:
@@ -207,9 +224,10 @@ def _http_token(http: Section, base_dir: str) -> str | None:
                                        "secret: set http.token_file (/metrics, /healthz, /readyz stay open)")
         return None
     try:
-        with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        token = yamlconf.read_bounded(path, MAX_TOKEN_FILE).decode("utf-8").strip()
+    except ConfigError as exc:
+        raise http.error("token_file", f"{exc.message}: {path}") from None
+    except UnicodeDecodeError as exc:
         raise http.error("token_file", f"cannot read {path}: {exc}") from None
     if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
         raise http.error("token_file", f"{path}: the token must be one word of {MIN_TOKEN} characters or more")

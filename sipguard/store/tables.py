@@ -15,6 +15,12 @@ from sipguard.store.base import ImportReport, ListEntry, Notice, RmdRecord, chec
 from sipguard.store.keys import digits, frn10, record_value, split_record
 
 
+def listed_filings(ids: Mapping[str, str], frns: Mapping[str, str]) -> int:
+    """Filings ``listed`` in a snapshot's tables: one per filing, however many keys point at it
+    (an RMD number and each FRN share the filing's value)."""
+    return len({v for table in (ids, frns) for v in table.values() if v.startswith("listed|")})
+
+
 def build_rmd(records: Sequence[RmdRecord], removed: Sequence[RmdRecord],
               previous_ids: Mapping[str, str], previous_frns: Mapping[str, str],
               snapshot: str) -> tuple[dict[str, str], dict[str, str], ImportReport]:

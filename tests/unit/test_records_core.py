@@ -91,7 +91,7 @@ def test_claim_skips_live_writers_and_takes_dead_ones_in_order(tmp_path: Path) -
     assert other.claim() == []
     for c in claimed:
         Spool.done(c)
-    assert sorted(os.listdir(tmp_path)) == ["records-live.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == ["records-live.jsonl", "writer-live.lock"]   # the dead one's lock went
     live.close()
 
 

@@ -11,7 +11,8 @@ an exclusive ``flock`` on ``writer-W.lock`` from its first spooled record until 
 and only the holder of that lock reads, flushes or removes W's files -- so a live writer's
 records reach the store in its sequence order, by itself. A lock nobody holds belongs to
 a dead writer: the first worker that takes it takes all of W's files over, flushes them in
-order and then removes the lock file.
+order and then removes the lock file. (Writers of earlier versions locked each file
+instead: a taker leaves W alone while any of W's files is locked.)
 
 Files of writer W: ``records-W.jsonl`` (appended to), ``ready-W-NNNNNN.jsonl`` (rotated
 away to be flushed, numbered in order), ``writer-W.lock``. Format: JSON lines
@@ -98,6 +99,7 @@ class Owner:
     path: str
     handle: IO[bytes] | None
     left: int = 0                      # its claimed files not delivered yet
+    files: list[IO[bytes]] = field(default_factory=list)   # its files, locked too (see claim)
 
     def let_go(self, remove: bool) -> None:
         if self.handle is None:
@@ -107,8 +109,29 @@ class Owner:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+        for handle in self.files:
+            handle.close()
+        self.files.clear()
         self.handle.close()
         self.handle = None
+
+    def lock_files(self, paths: list[str]) -> list[str]:
+        """Lock each file too: the paths still there, or [] when a process holds one of them
+        (a writer of an earlier version, which locked its files one by one, is alive)."""
+        kept = []
+        for path in paths:
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - closed by let_go()
+            except FileNotFoundError:
+                continue                   # a previous taker delivered it after our listing
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return []
+            self.files.append(handle)
+            kept.append(path)
+        return kept
 
 
 @dataclass(slots=True)
@@ -203,10 +226,9 @@ class Spool:
             if lock is None:
                 continue                               # alive: its files are its own
             owner = Owner(self.lock_path(writer), lock)
-            # listed before we held the lock: a previous taker may have removed some since
-            paths = [path for _, path in sorted(files[writer]) if os.path.exists(path)]
-            if not paths:
-                owner.let_go(remove=True)              # a dead writer's lock with no files left
+            paths = owner.lock_files([path for _, path in sorted(files[writer])])
+            if not paths:                              # no files left, or an old version's live writer
+                owner.let_go(remove=not any(os.path.exists(path) for _, path in files[writer]))
                 continue
             owner.left = len(paths)
             out += [Claimed(path, writer, owner) for path in paths]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from sipguard.clock import ManualClock
 from sipguard.records import query
 from sipguard.records.record import TracebackConfig
 from sipguard.records.redis_stream import LATE, STREAM, RedisRecords
+from sipguard.records.spool import Entry
 from sipguard.records.writer import open_records
 from tests.records_fixtures import BASE_TIME, make_record
 from tests.redis_fixtures import REDIS_SERVER, RedisProcess, start_redis
@@ -145,6 +146,75 @@ def test_append_keeps_few_ranges_reads_the_old_mark_and_refuses_bad_numbers(
         with pytest.raises(ResponseError, match="bad sequence number"):
             await rs.write([("g", 8, make_record(108)), ("g", 0, make_record(109))], minid=0, now=now)
         assert await rs.count() == before
+        await rs.aclose()
+
+    run(scenario())
+
+
+class HeldSink:
+    """A RedisSink whose next write can be held until released: one worker caught in the
+    middle of flushing a spool file while another flushes too."""
+
+    def __init__(self, url: str, cfg: TracebackConfig) -> None:
+        from sipguard.records.writer import RedisSink
+
+        self.inner = RedisSink(url, cfg)
+        self.hold_next = False
+        self.holding = False
+        self.release = asyncio.Event()
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def write(self, entries: Sequence[Entry], now: float) -> None:
+        if self.hold_next:
+            self.hold_next, self.holding = False, True
+            await self.release.wait()
+        await self.inner.write(entries, now)
+
+    async def trim(self, now: float) -> int:
+        return 0
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_two_workers_flushing_crossed_spool_files_lose_no_record(redis_aof: RedisProcess,
+                                                                 tmp_path: Path) -> None:
+    """Issue 7, the interleaving itself: Redis down, worker a spools two files (a retry of the
+    first failed); Redis back; worker b is held in the middle of a flush while a flushes.
+    Whoever delivers what, all of a's records are in Redis, once."""
+    from sipguard.records.writer import RecordWriter
+
+    cfg = TracebackConfig(spool=str(tmp_path / "spool"), batch=10)
+
+    async def scenario() -> None:
+        rs = RedisRecords(redis_aof.url)
+        await rs.client.flushdb()
+        sink_a, sink_b = HeldSink(redis_aof.url, cfg), HeldSink(redis_aof.url, cfg)
+        a = RecordWriter(sink_a, cfg, clock=ManualClock(BASE_TIME + 1000), writer_id="a")
+        b = RecordWriter(sink_b, cfg, clock=ManualClock(BASE_TIME + 1000), writer_id="b")
+        await a.start()
+        redis_aof.stop()
+        for i in range(10):
+            a.submit(make_record(i))
+        await a._drain()                                   # seq 1..10 to the spool
+        await a._flush_spool(force=True)                   # a retry that fails: the file stays
+        for i in range(10, 20):
+            a.submit(make_record(i))
+        await a._drain()                                   # seq 11..20 to the spool
+        assert a.stats.spooled == 20
+        redis_aof.start()
+        sink_b.hold_next = True
+        b_flush = asyncio.get_running_loop().create_task(b._flush_spool(force=True))
+        await until(lambda: sink_b.holding or b_flush.done(), "b in the middle of a flush, or done")
+        await a._flush_spool(force=True)
+        sink_b.release.set()
+        await b_flush
+        await a.aclose()
+        await b.aclose()
+        ids = [r.call_id for r in await rs.find(None, None, None, None, None, 100)]
+        assert sorted(ids) == sorted(make_record(i).call_id for i in range(20)), f"{20 - len(ids)} lost"
         await rs.aclose()
 
     run(scenario())

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from sipguard.errors import ConfigError
+from sipguard.shaken.reasons import LENIENT_PARAMS
 from sipguard.yamlconf import Section
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -49,11 +50,14 @@ class ShakenConfig:
     iat_max_future: int = 5
     x5u: X5uConfig = field(default_factory=X5uConfig)
     crl: CrlConfig = field(default_factory=CrlConfig)
+    # Identity header parameters whose absence is tolerated (shaken.identity.lenient): none by
+    # default, as ATIS-1000074 requires `alg` and `ppt` on a SHAKEN Identity header
+    identity_lenient: frozenset[str] = frozenset()
 
     @classmethod
     def from_section(cls, sec: Section, base_dir: str) -> ShakenConfig:
         """Build from the `shaken:` section; relative paths are resolved against base_dir."""
-        sec.check_keys(("trust_anchors", "iat_max_age", "iat_max_future", "x5u", "crl", "signing"))
+        sec.check_keys(("trust_anchors", "iat_max_age", "iat_max_future", "x5u", "crl", "signing", "identity"))
         anchors = sec.str("trust_anchors", default=None)
         if anchors is not None:
             anchors = _resolve(base_dir, anchors)
@@ -64,6 +68,7 @@ class ShakenConfig:
             iat_max_future=sec.int("iat_max_future", default=5, minimum=0),
             x5u=_x5u_config(sec.section("x5u"), base_dir),
             crl=_crl_config(sec.section("crl")),
+            identity_lenient=_identity_lenient(sec.section("identity")),
         )
 
 
@@ -120,6 +125,18 @@ def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
         trunk_fetch_rate=float(sec.number("trunk_fetch_rate", default=10.0, minimum=0, maximum=100000)),
         trunk_fetch_burst=sec.int("trunk_fetch_burst", default=100, minimum=1, maximum=1000000),
     )
+
+
+def _identity_lenient(sec: Section) -> frozenset[str]:
+    sec.check_keys(("lenient",))
+    names: list[str] = sec.list("lenient", default=[], item=str)
+    for index, name in enumerate(names):
+        if name not in LENIENT_PARAMS:
+            why = " (RFC 8224 makes info mandatory: it names the certificate)" if name == "info" else ""
+            raise ConfigError(f"item {index + 1}: {name!r} cannot be made optional{why}; "
+                              f"use one of {', '.join(LENIENT_PARAMS)}",
+                              sec.path, sec.item_line("lenient", index), sec.dotted("lenient"))
+    return frozenset(names)
 
 
 def _crl_config(sec: Section) -> CrlConfig:

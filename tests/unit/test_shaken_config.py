@@ -74,3 +74,17 @@ def test_errors_name_file_line_key(tmp_path: Path, body: str, line: int, key: st
     err = info.value
     assert (err.path, err.line, err.key) == ("sipguard.yaml", line, key)
     assert words in err.message
+
+
+def test_identity_lenient(tmp_path: Path) -> None:
+    assert _cfg("shaken: {}\n", tmp_path).identity_lenient == frozenset()
+    cfg = _cfg("shaken:\n  identity: {lenient: [ppt, alg]}\n", tmp_path)
+    assert cfg.identity_lenient == frozenset({"ppt", "alg"})
+
+
+@pytest.mark.parametrize(("name", "words"), [("info", "info mandatory"), ("typ", "one of alg, ppt")])
+def test_identity_lenient_refuses_other_parameters(tmp_path: Path, name: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _cfg(f"shaken:\n  identity:\n    lenient: [ppt, {name}]\n", tmp_path)
+    text = str(err.value)
+    assert "sipguard.yaml:3" in text and "shaken.identity.lenient" in text and words in text

@@ -128,7 +128,7 @@ def build_credential(body: bytes, store: TrustStore) -> Credential | Reason:
         return Reason.CERT_UNTRUSTED  # ES256 needs P-256: nothing else is a SHAKEN credential
     if not _leaf_usage_ok(leaf):
         return Reason.CERT_UNTRUSTED
-    chain = _build_chain(leaf, pool, store)
+    chain = chain_to(leaf, pool, store)
     if chain is None:
         return Reason.CERT_UNTRUSTED
     tnauth = parse_tnauthlist(leaf)
@@ -163,7 +163,7 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _build_chain(leaf: x509.Certificate, pool: list[x509.Certificate],
+def chain_to(leaf: x509.Certificate, pool: list[x509.Certificate],
                  store: TrustStore) -> list[x509.Certificate] | None:
     """Walk issuer links from the leaf until a trust anchor signs the current certificate."""
     chain = [leaf]

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from sipguard.errors import SipguardError
 from sipguard.shaken import passport as pp
-from sipguard.shaken.certs import TrustStore, chain_to, parse_certificates
+from sipguard.shaken.certs import ANY_LEAF_POLICY, TrustStore, chain_to, parse_certificates
 
 MAX_LIST_BYTES = 4 * 1024 * 1024  # the 2026 list holds a few dozen CAs (~50 KB)
 MAX_CAS = 1000
@@ -94,7 +94,7 @@ def check_signed(jws: str, signer_chain: bytes, sti_pa_root: TrustStore, now: fl
     key = certs[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise TrustListError("the signer's key is not P-256")
-    chain = chain_to(certs[0], certs[1:], sti_pa_root)
+    chain = chain_to(certs[0], certs[1:], sti_pa_root, now, ANY_LEAF_POLICY)
     if chain is None:
         raise TrustListError("the signer's certificate does not chain to the STI-PA root "
                              "(shaken.trust_list.sti_pa_root)")

@@ -406,7 +406,7 @@ class Verifier:
             return None
         if got is None or got[1] <= now:
             return None
-        result = build_credential(got[0], self.trust)
+        result = build_credential(got[0], self.trust, now)
         if isinstance(result, Reason):
             return None  # trust anchors may differ per instance: fetch and judge ourselves
         self.counters["l2_hits"] += 1
@@ -449,7 +449,7 @@ class Verifier:
             log.exception("x5u %s: fetcher error", url)
             return _Entry(None, Reason.X5U_FETCH_FAILED, negative)
         self.breaker.success(host)
-        result = build_credential(fetched.body, self.trust)
+        result = build_credential(fetched.body, self.trust, now)
         if isinstance(result, Reason):
             return _Entry(None, result, negative)
         ttl = max(DEFAULT_CERT_TTL, fetched.max_age or 0.0)

@@ -72,17 +72,18 @@ def run(args: argparse.Namespace) -> int:
     fetcher = HttpFetcher(replace(x5u, max_bytes=trustlist.MAX_LIST_BYTES))
     listed = asyncio.run(_check(body, source, cfg, fetcher, now, current_seq, unsigned_ok=bool(args.file)))
     data = listed.pem(source, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
-    if current is not None and _certs_of(current) == _certs_of(data):
+    same_cas = current is not None and _certs_of(current) == _certs_of(data)
+    if same_cas and (listed.sequence is None or trustlist.sequence_of(current or b"") == listed.sequence):
         print(f"{anchors}: already current ({len(listed.cas)} STI-CAs)")
         return 0
-    _write_atomically(anchors, data)
+    _write_atomically(anchors, data)  # a higher sequence with the same CAs: recorded, no reload
     try:  # what serve will read: refuse nothing we just wrote
         load_trust_anchors(anchors)
     except TrustStoreError as exc:  # cannot happen with checked certificates; say it loudly
         raise SipguardError(f"{anchors}: written but unreadable: {exc}") from None
     seq = f", sequence {listed.sequence}" if listed.sequence is not None else " (unsigned bundle)"
     print(f"{anchors}: {len(listed.cas)} STI-CAs written from {source}{seq}")
-    if args.pid_file:
+    if args.pid_file and not same_cas:
         _signal(args.pid_file)
     return 0
 

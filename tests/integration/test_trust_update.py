@@ -135,6 +135,12 @@ def test_signed_list_installs_and_the_running_service_takes_it(env: Env, capsys:
     # the same list again: nothing written, nothing signalled
     assert env.update() == 0
     assert "already current" in capsys.readouterr().out
+    # the same CAs under a higher sequence: the sequence is recorded (a replay of 7 is then refused)
+    env.pa.publish([env.pki.root, env.pki.other_root], sequence=8)
+    assert env.update() == 0
+    assert env.anchors.read_text().startswith("# sipguard trust list sequence 8\n")
+    env.pa.publish([env.pki.root, env.pki.other_root], sequence=7)
+    assert env.update() == 1
 
 
 @pytest.mark.parametrize(("case", "words"), [

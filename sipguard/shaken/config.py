@@ -148,6 +148,12 @@ def trust_list_config(sec: Section, base_dir: str) -> TrustListConfig:
         root = _resolve(base_dir, root)
         if not os.path.exists(root):
             raise sec.error("sti_pa_root", f"file not found: {root}")
+        from sipguard.shaken.certs import TrustStoreError, load_trust_anchors
+
+        try:
+            load_trust_anchors(root)
+        except TrustStoreError as exc:
+            raise sec.error("sti_pa_root", str(exc)) from None
     if url is not None and root is None:
         raise sec.error("url", "a list fetched from a URL must be signed: set shaken.trust_list.sti_pa_root "
                                "(the STI-PA root certificate, PEM)")

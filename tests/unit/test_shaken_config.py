@@ -88,3 +88,18 @@ def test_identity_lenient_refuses_other_parameters(tmp_path: Path, name: str, wo
         _cfg(f"shaken:\n  identity:\n    lenient: [ppt, {name}]\n", tmp_path)
     text = str(err.value)
     assert "sipguard.yaml:3" in text and "shaken.identity.lenient" in text and words in text
+
+
+def test_trust_list(pki: StiPki, tmp_path: Path) -> None:
+    cfg = _cfg(f"shaken:\n  trust_list: {{url: 'https://sti-pa.example/ca-list', sti_pa_root: {pki.anchors}}}\n",
+               tmp_path)
+    assert (cfg.trust_list.url, cfg.trust_list.sti_pa_root) == ("https://sti-pa.example/ca-list", pki.anchors)
+    (tmp_path / "empty.pem").write_text("nothing\n")
+    for body, key, words in [
+        ("{url: 'https://sti-pa.example/ca-list'}", "shaken.trust_list.url", "must be signed"),
+        ("{url: 'ftp://x/list'}", "shaken.trust_list.url", "not an http(s) URL"),
+        ("{sti_pa_root: empty.pem}", "shaken.trust_list.sti_pa_root", "no PEM certificate"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            _cfg(f"shaken:\n  trust_list: {body}\n", tmp_path)
+        assert f"sipguard.yaml:2: {key}" in str(err.value) and words in str(err.value), str(err.value)

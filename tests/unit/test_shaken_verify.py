@@ -566,3 +566,13 @@ def test_lenient_ppt_still_checks_the_passports_own_ppt(pki: StiPki) -> None:
     div = _without(_raw(pki, {**HDR, "ppt": "div"}, CLAIMS), "ppt")
     # read as a div PASSporT: no shaken one, nothing verified
     assert run(_verify(verifier, [div])).verstat is Verstat.NONE
+
+
+def test_lenient_switch_follows_sighup(pki: StiPki) -> None:
+    from dataclasses import replace
+
+    verifier = _verifier(pki)
+    ident = _without(_ident(pki), "ppt")
+    assert run(_verify(verifier, [ident])).reasons == (Reason.MISSING_PPT,)
+    verifier.reconfigure(replace(verifier.cfg, identity_lenient=frozenset({"ppt"})))
+    assert run(_verify(verifier, [ident])).passed

@@ -20,12 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sipclient import MiniUas
+from sipclient import MiniUas, UdpClient
 
 from sipguard.cli import main
 from sipguard.shaken.certs import load_trust_anchors
-from tests.e2e_helpers import E2eShaken, reason_text, wait_for, write_policy
-from tests.integration.test_e2e_verify import call_once
+from tests.e2e_helpers import CALLEE, CALLER, E2eShaken, reason_text, wait_for, write_policy
 from tests.shaken_pki import CertServer, StiPki, sign_passport
 
 pytestmark = pytest.mark.integration
@@ -114,7 +113,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def _status(env: Env, leaf: str) -> tuple[int, str | None]:
-    final, _ = call_once(env.sg, [env.shaken.identity(leaf)])
+    client = UdpClient()
+    try:
+        final, _ = client.call(env.sg.addr, identity=[env.shaken.identity(leaf)], caller=CALLER, callee=CALLEE)
+    finally:
+        client.close()
     assert final is not None
     return final.status, reason_text(final.header("Reason"))
 

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--top", choices=query.TOP_BY,
                    help="campaign view: heaviest sources of rejected or C-attested calls")
     p.add_argument("-n", "--limit", metavar="N",
-                   help="at most N records (default 1000, at most 10000) or N rows with --top (default 20)")
+                   help="at most N records (default 1000) or N rows with --top (default 20)")
     p.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
     p.set_defaults(func=run)
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         q = query.question({"caller": args.caller, "callee": args.callee, "at": args.at, "window": args.window,
                             "since": args.since, "until": args.until, "call_id": args.call_id, "top": args.top,
-                            ("n" if args.top else "limit"): args.limit})
+                            ("n" if args.top else "limit"): args.limit}, max_limit=query.CLI_MAX_LIMIT)
     except query.BadParameter as exc:
         option = "--limit" if exc.name == "n" else "--" + exc.name.replace("_", "-")
         raise query.BadParameter(option, exc.detail) from None

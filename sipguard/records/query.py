@@ -37,6 +37,7 @@ DEFAULT_TOP = 20
 MAX_TIME = 4102444800.0            # 2100-01-01T00:00:00Z
 MAX_WINDOW = 31 * 86400.0
 MAX_LIMIT = 10_000
+CLI_MAX_LIMIT = 100_000_000
 MAX_TOP = 1_000
 PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "top", "n")
 MAX_TEXT = 256                     # numbers and Call-IDs: longer ones were never recorded
@@ -75,9 +76,11 @@ class Question:
         return time_range(self.since, self.until, self.at, self.window)
 
 
-def question(params: Mapping[str, str | None], allowed: Sequence[str] = PARAMS) -> Question:
+def question(params: Mapping[str, str | None], allowed: Sequence[str] = PARAMS,
+             max_limit: int = MAX_LIMIT) -> Question:
     """Check every parameter of a request; empty ones count as not given. BadParameter names
-    the first that is unknown or unusable."""
+    the first that is unknown or unusable. ``max_limit``: the HTTP API answers at most
+    MAX_LIMIT records a request; the CLI, which exports, takes up to CLI_MAX_LIMIT."""
     for name in params:
         if name not in allowed:
             raise BadParameter(name, f"unknown parameter; expected one of {', '.join(allowed)}")
@@ -95,7 +98,7 @@ def question(params: Mapping[str, str | None], allowed: Sequence[str] = PARAMS) 
     window = parse_number(given["window"], "window", 0, MAX_WINDOW) if "window" in given else DEFAULT_WINDOW
     return Question(given.get("caller"), given.get("callee"), given.get("call_id"), times["at"], given.get("at"),
                     since, until, window,
-                    parse_count(given["limit"], "limit", MAX_LIMIT) if "limit" in given else DEFAULT_LIMIT,
+                    parse_count(given["limit"], "limit", max_limit) if "limit" in given else DEFAULT_LIMIT,
                     top, parse_count(given["n"], "n", MAX_TOP) if "n" in given else DEFAULT_TOP)
 
 

@@ -87,7 +87,7 @@ def test_nothing_found_exits_3_and_says_where_it_looked(config: str, capsys: pyt
     (["--since", "2024-01-01", "--until", "2023-01-01"], "--until: is before since"),
     (["--at", str(BASE_TIME), "--window", "inf"], "--window: 'inf': expected a number of seconds"),
     (["--at", str(BASE_TIME), "--window", "nan"], "--window: 'nan'"),
-    (["--limit", "-1"], "--limit: '-1': expected a whole number from 1 to 10000"),
+    (["--limit", "-1"], "--limit: '-1': expected a whole number from 1 to 100000000"),
     (["--limit", "1e30"], "--limit: '1e30'"),
     (["--top", "callers", "--limit", "0"], "--limit: '0': expected a whole number from 1 to 1000"),
     (["answer", "--at", str(BASE_TIME), "--window", "1e400"], "--window: '1e400'"),

@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from sipguard import __version__
+from sipguard import __version__, native
 from sipguard.errors import SipguardError
 
 COMMANDS = ("serve", "check_config", "policy", "replay", "rmd", "dno", "lists", "notice",
@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sipguard",
         description="SIP edge proxy that verifies STIR/SHAKEN and stops illegal robocalls.")
-    parser.add_argument("--version", action="version", version=f"sipguard {__version__}")
+    parser.add_argument("--version", action="version", help="print the version and which hot path runs",
+                        version=f"sipguard {__version__}, hot path {native.describe()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"sipguard.cli.{name}")

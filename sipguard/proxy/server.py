@@ -257,10 +257,8 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     await worker.start()
     tune_gc()
     http = await _start_http(config, worker) if serve_http else None
-    compiled = len(native.compiled())
     log.info("sipguard worker %d listening on %s (mode %s, store %s, hot path %s)", index,
-             ", ".join(str(addr) for addr in config.listen), config.mode, config.store,
-             f"compiled: {compiled} modules" if compiled else "Python (not compiled: make native)")
+             ", ".join(str(addr) for addr in config.listen), config.mode, config.store, native.describe())
     if workers == 1:
         sd_notify("READY=1\nSTATUS=listening")
     watchdog = loop.create_task(_watchdog(worker.stopping)) if workers == 1 else None

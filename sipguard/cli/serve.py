@@ -13,13 +13,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-c", "--config", required=True, help="config file (YAML)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes sharing the ports (default: config 'workers', else 1)")
+    p.add_argument("--shared-port", action="store_true",
+                   help="start even when another process listens on the same addresses "
+                        "(they share the traffic); by default a second instance is refused")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sipguard.proxy.server import serve
+    from sipguard.proxy.server import check_addresses_free, serve
 
     config = load_config(args.config)
+    if not args.shared_port:
+        check_addresses_free(config)
     from sipguard.observe.logs import setup_logging
 
     setup_logging(config.log.level, json=True, decisions=config.log.decisions)

@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("dno", help="Do-Not-Originate list")
     sub = parser.add_subparsers(dest="dno_command", metavar="ACTION", required=True)
     imp = sub.add_parser("import", help="replace the DNO list (one number/NPA/NPA-NXX/block per line, # comments)")
-    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("file", metavar="FILE", help="the DNO list: one number, NPA, NPA-NXX or block per line")
     add_store_args(imp)
     parser.set_defaults(func=run)
 

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmds = p.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     check = cmds.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", help="policy file (YAML)")
-    check.add_argument("-c", "--config", help="config file whose blocking.redress 603+ rules need")
+    check.add_argument("-c", "--config", help="config file: also check that the trunks and limiters the "
+                       "rules name exist, and that 603+ rejections have a redress contact")
     check.set_defaults(func=run)
     ev = cmds.add_parser("eval", help="print the decision the policy takes on the given facts")
     ev.add_argument("file", help="policy file (YAML)")

@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
     p.add_argument("--compare", metavar="OLD", help="old policy: print only calls decided differently")
     p.add_argument("--clock", default="capture", metavar="capture|now|EPOCH",
                    help="time used for iat, certificate validity and limits (default: capture)")
-    p.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+    p.add_argument("--format", choices=("jsonl", "table"), default="jsonl",
+                   help="jsonl: one JSON line per call (default); table: columns and a summary")
     p.add_argument("--x5u-map", metavar="FILE", help="YAML url: PEM file, to replay offline")
     p.add_argument("--port", action="append", default=[], metavar="PORT",
                    help="only flows with this port (repeat or comma-separate)")

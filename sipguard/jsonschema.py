@@ -58,11 +58,12 @@ def policy_schema() -> dict[str, Any]:
                        "all": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/when"}},
                        "not": {"$ref": "#/$defs/when"}},
     }
+    rule_props: dict[str, Any] = {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"},
+                                  "description": {"type": "string"}, "when": {"$ref": "#/$defs/when"},
+                                  **{k: action_fields[k] for k in RULE_KEYS if k in action_fields}}
+    assert set(rule_props) == set(RULE_KEYS), "a rule key has no schema"
     rule = {"type": "object", "additionalProperties": False, "required": ["name", "action"],
-            "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"},
-                           "description": {"type": "string"}, "when": {"$ref": "#/$defs/when"},
-                           **{k: action_fields[k] for k in RULE_KEYS if k in action_fields}}}
-    assert set(rule["properties"]) == set(RULE_KEYS), "a rule key has no schema"    # type: ignore[arg-type]
+            "properties": rule_props}
     top = {"version": {"enum": list(SUPPORTED_VERSIONS)}, "mode": {"enum": list(MODES)},
            "description": {"type": "string"},
            "default": {"type": "object", "additionalProperties": False, "required": ["action"],

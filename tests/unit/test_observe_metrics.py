@@ -208,3 +208,40 @@ def test_the_cached_process_id_follows_a_fork() -> None:
     os.waitpid(child, 0)
     seen, real = os.read(read, 64).decode().split()
     assert seen == real == str(child)
+
+
+def test_build_info_process_series_and_no_created_series() -> None:
+    from sipguard import __version__, native
+
+    text = Metrics().render()[0].decode()
+    got = samples(text.encode())
+    hot_path = "compiled" if native.compiled() else "python"
+    info = [k for k in got if k[0] == "sipguard_build_info"]
+    assert info == [("sipguard_build_info", (("hot_path", hot_path), ("python", sys.version.split()[0]),
+                                             ("version", __version__)))]
+    assert got[info[0]] == 1
+    for name in metrics.PROCESS_SERIES:
+        assert (name, ()) in got, name
+    assert got[("process_resident_memory_bytes", ())] > 1e6 and got[("process_open_fds", ())] >= 3
+    assert "_created" not in text
+
+
+def test_process_series_sum_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several workers: their memory, CPU and descriptors count in the one scrape."""
+    from prometheus_client import ProcessCollector
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = tmp_path / "prom"
+        folder.mkdir()
+        (folder / f"counter_{worker.pid}.db").write_bytes(b"")
+        (folder / "counter_999999999.db").write_bytes(b"")     # a worker long gone: not counted
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+        own = {f.samples[0].name: f.samples[0].value for f in ProcessCollector(registry=None).collect()}
+        total = {f.samples[0].name: f.samples[0].value for f in metrics.AllProcesses().collect()}
+        assert total["process_resident_memory_bytes"] > own["process_resident_memory_bytes"] + 1e6
+        assert total["process_open_fds"] >= own["process_open_fds"] + 3
+        assert total["process_max_fds"] == own["process_max_fds"]
+    finally:
+        worker.kill()
+        worker.wait()

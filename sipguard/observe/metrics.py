@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +37,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sipguard.records.record import CallRecord
 
@@ -114,27 +115,46 @@ PROCESS_SERIES = ("process_cpu_seconds_total", "process_resident_memory_bytes", 
 
 class AllProcesses:
     """A collector of the process series over this process and the live workers whose
-    sample files are in the multiprocess folder (their file names end in the pid)."""
+    sample files are in the multiprocess folder (their file names end in the pid).
+
+    It reads /proc/PID only: the systemd units set ProcSubset=pid, which hides /proc/stat,
+    where prometheus_client's own ProcessCollector looks for the boot time (and, not
+    finding it, reports nothing). The boot time comes from CLOCK_BOOTTIME instead."""
 
     def collect(self) -> Iterator[Metric]:
-        pids = {os.getpid()} | _worker_pids()
-        totals: dict[str, Metric] = {}
-        for pid in sorted(pids, key=lambda p: p != os.getpid()):   # this process first
-            for family in ProcessCollector(pid=_constant(pid), registry=None).collect():
-                sample = family.samples[0] if family.samples else None
-                if sample is None:
-                    continue
-                seen = totals.get(sample.name)
-                if seen is None:
-                    totals[sample.name] = family
-                elif sample.name not in ("process_max_fds", "process_start_time_seconds"):
-                    first = seen.samples[0]
-                    seen.samples[0] = first._replace(value=first.value + sample.value)
-        yield from totals.values()
+        me = os.getpid()
+        totals = {"cpu": 0.0, "rss": 0.0, "vsize": 0.0, "fds": 0.0}
+        start = max_fds = None
+        for pid in [me, *sorted(_worker_pids() - {me})]:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    parts = fh.read().rsplit(b")", 1)[-1].split()
+                fds = len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                continue                # gone, or not ours to read
+            totals["cpu"] += (float(parts[11]) + float(parts[12])) / _TICKS
+            totals["vsize"] += float(parts[20])
+            totals["rss"] += float(parts[21]) * _PAGE
+            totals["fds"] += fds
+            if pid == me:
+                boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+                start = boot + float(parts[19]) / _TICKS
+                max_fds = float(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        yield CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent in seconds.",
+                                  value=totals["cpu"])
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.",
+                                value=totals["rss"])
+        yield GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                                value=totals["vsize"])
+        yield GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", value=totals["fds"])
+        if max_fds is not None and start is not None:
+            yield GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors.", value=max_fds)
+            yield GaugeMetricFamily("process_start_time_seconds",
+                                    "Start time of the process since unix epoch in seconds.", value=start)
 
 
-def _constant(pid: int) -> Callable[[], int]:
-    return lambda: pid
+_TICKS = float(os.sysconf("SC_CLK_TCK"))
+_PAGE = float(os.sysconf("SC_PAGE_SIZE"))
 
 
 def _worker_pids() -> set[int]:

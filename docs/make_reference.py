@@ -123,6 +123,25 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "proxy.secret_file": ("none (one key per start)", "16+ random bytes that sign our Record-Route and branches; "
                                                       "the same on every instance of a pool"),
     "proxy.drain_timeout": ("15", "SIGTERM: seconds calls in progress may take to finish"),
+    # keys other branches bring (issues "Overload", "Admin HTTP", "STIR/SHAKEN"): described here
+    # ahead of their merge; the reference lists a key only once its reader accepts it
+    "proxy.shed_delay": ("0.02", "seconds work may wait (event-loop lag, the oldest queued datagram) before "
+                                 "new INVITEs get 503 + Retry-After; 0: off"),
+    "proxy.tcp": ("{}", "TCP and TLS connection limits, per worker"),
+    "proxy.tcp.head_timeout": ("10", "seconds a message or TLS handshake may take to arrive"),
+    "proxy.tcp.idle_timeout": ("60", "seconds a connection may stay silent"),
+    "proxy.tcp.max_connections": ("1000", "inbound connections at once"),
+    "proxy.tcp.max_per_source": ("32", "inbound connections from one address"),
+    "proxy.tcp.fd_reserve": ("64", "file descriptors kept free for x5u fetches, the store, records, HTTP"),
+    "http.max_connections": ("64", "admin HTTP connections at once; more get 503"),
+    "http.max_body": ("65536", "largest request body, in bytes (413 over it)"),
+    "http.read_timeout": ("5.0", "seconds for a whole request to arrive (408)"),
+    "shaken.identity": ("{}", "how strictly Identity headers are read"),
+    "shaken.identity.lenient": ("[]", "Identity parameters that may be absent: `alg` (then ES256), `ppt`"),
+    "shaken.trust_list": ("none", "the STI-PA's list of approved STI-CAs, installed as `trust_anchors` by "
+                                  "`sipguard trust update`"),
+    "shaken.trust_list.url": ("required", "where the signed list is published"),
+    "shaken.trust_list.sti_pa_root": ("required", "the root the list's signer chains to"),
     "log": ("{}", "logging"),
     "log.level": ("info", "`debug`, `info`, `warning`, `error`"),
     "log.decisions": ("info", "level of the one JSON line per decision: `info`, `debug`, `off`"),

@@ -88,6 +88,7 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "shaken.signing.attest": ("C", "attestation level `A`, `B` or `C` (gateway: C)"),
     "shaken.signing.origid": ("trunk", "`trunk`: one stable origid per trunk; `call`: a new one per call"),
     "shaken.signing.sign_failed": ("false", "also sign calls whose own Identity failed verification"),
+    "shaken.signing.spc": ("none", "our own SPC: the certificate must carry it (FCC 24-120)"),
     "blocking": ("{}", "blocked-call signalling"),
     "blocking.redress": ("{}", "the redress contact in the Reason of every 603+ (Network Blocked) response"),
     "blocking.redress.url": ("null", "a web page to dispute a block"),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sipguard import yamlconf
 from sipguard.errors import ConfigError
+from sipguard.observe.http_wire import HttpLimits
 from sipguard.proxy.tls import TlsConfig
 from sipguard.yamlconf import Section
 
@@ -33,6 +34,7 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
             "proxy", "log", "workers", "tls")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering", "secret_file", "drain_timeout")
+HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
 PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
@@ -113,11 +115,28 @@ class Config:
     log: LogSettings
     workers: int = 1
     tls: TlsConfig = field(default_factory=TlsConfig)
+    http_limits: HttpLimits = field(default_factory=HttpLimits)   # http.max_connections, max_body, read_timeout
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def load_config(path: str) -> Config:
-    """Read and validate a config file; ConfigError names file:line:key on the first problem."""
+    """Read and validate a config file; ConfigError names file:line:key on the first problem.
+
+    ConfigError is the only exception a file can cause: yamlconf bounds size, depth, aliases
+    and numbers, and what still runs out of stack or memory is refused here as the file's fault.
+    """
+    try:
+        return _load_config(path)
+    except ConfigError:
+        raise
+    except (RecursionError, MemoryError, UnicodeError) as exc:
+        raise yamlconf.input_failure(exc, path) from None
+    except Exception as exc:   # noqa: BLE001 - a value no check foresaw: still the file's refusal, not a crash
+        raise ConfigError(f"could not be loaded ({type(exc).__name__}: {exc}); check the values in this file",
+                          path) from exc
+
+
+def _load_config(path: str) -> Config:
     root = yamlconf.load(path)
     root.check_keys(TOP_KEYS)
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -145,7 +164,7 @@ def load_config(path: str) -> Config:
         if problems:
             raise problems[0]
     http = root.section("http")
-    http.check_keys(("listen", "token_file"))
+    http.check_keys(HTTP_KEYS)
     datasets = root.section("datasets")
     config = Config(
         path=path,
@@ -172,6 +191,7 @@ def load_config(path: str) -> Config:
         log=_log(root.section("log")),
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
         tls=TlsConfig.from_section(root.section("tls"), base_dir),
+        http_limits=HttpLimits.from_section(http),
         raw=dict(root.data),
     )
     if any(a.transport == "tls" for a in config.listen) and config.tls.cert is None:
@@ -194,6 +214,7 @@ def _resolved(sec: Section, base_dir: str, keys: tuple[str, ...]) -> Section:
 
 
 MIN_TOKEN = 16
+MAX_TOKEN_FILE = 4096      # a token is one word; /dev/zero named by mistake must not be read for ever
 
 
 def _http_token(http: Section, base_dir: str) -> str | None:
@@ -207,9 +228,10 @@ def _http_token(http: Section, base_dir: str) -> str | None:
                                        "secret: set http.token_file (/metrics, /healthz, /readyz stay open)")
         return None
     try:
-        with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        token = yamlconf.read_bounded(path, MAX_TOKEN_FILE).decode("utf-8").strip()
+    except ConfigError as exc:
+        raise http.error("token_file", f"{exc.message}: {path}") from None
+    except UnicodeDecodeError as exc:
         raise http.error("token_file", f"cannot read {path}: {exc}") from None
     if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
         raise http.error("token_file", f"{path}: the token must be one word of {MIN_TOKEN} characters or more")

@@ -121,9 +121,12 @@ def _traceback(root: Section, base_dir: str) -> Any:
 
 
 def _http(root: Section, base_dir: str) -> Any:
+    from sipguard.observe.http_wire import HttpLimits
+
     http = root.section("http")
-    http.check_keys(("listen", "token_file"))
+    http.check_keys(cfg.HTTP_KEYS)
     http.str("listen", default=None)
+    HttpLimits.from_section(http)
     return cfg._http_token(http, base_dir)
 
 

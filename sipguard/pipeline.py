@@ -124,6 +124,7 @@ class Outcome:
     decision: Decision
     identity_added: str | None = None   # the Identity header value sipguard signed, if any
     signed_origid: str | None = None
+    signed_attest: str | None = None    # the attestation it gave (decided by decision.rule)
 
     @property
     def signed(self) -> bool:
@@ -152,6 +153,8 @@ class Outcome:
             action=dec.action, status=status, shadow_action=shadow,
             signed=self.signed, signed_origid=self.signed_origid, identity_dropped=False,
             next_hop=next_hop, instance=instance,
+            signed_attest=self.signed_attest if self.signed else None,
+            signed_rule=(dec.rule or "(default)") if self.signed else None,
         )
 
 
@@ -289,8 +292,9 @@ class Pipeline:
         identity = origid = None
         if decision.action == "forward" and decision.sign and self.signer is not None:
             identity, origid = self._sign(trunk, call, verification, now)
+        attest = self.signer.cfg.attest if identity is not None and self.signer is not None else None
         return self._outcome(now, source, transport, call, trunk, verification, lookups, facts,
-                             decision, identity, origid)
+                             decision, identity, origid, attest)
 
     def _sign(self, trunk: Trunk | None, call: Call, verification: Verification,
               now: float) -> tuple[str | None, str | None]:
@@ -311,9 +315,10 @@ class Pipeline:
     @staticmethod
     def _outcome(now: float, source: tuple[str, int], transport: str, call: Call, trunk: Trunk | None,
                  verification: Verification, lookups: Lookups, facts: Facts, decision: Decision,
-                 identity: str | None = None, origid: str | None = None) -> Outcome:
+                 identity: str | None = None, origid: str | None = None,
+                 attest: str | None = None) -> Outcome:
         return Outcome(now, source, transport, call, trunk, verification, lookups, facts, decision,
-                       identity, origid)
+                       identity, origid, attest)
 
 
 def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Lookups,

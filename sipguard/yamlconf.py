@@ -8,11 +8,21 @@ file, the line and the dotted key when a value is missing or of the wrong type.
     mode = root.choice("mode", ("proxy", "redirect"), default="proxy")
     x5u = root.section("shaken").section("x5u")
     timeout = x5u.number("timeout", default=2.0, minimum=0.01)
+
+Every file is hostile until read: ``load`` refuses a file over ``MAX_FILE_BYTES``, text
+that is not UTF-8, nesting deeper than ``MAX_DEPTH``, anchors/aliases (``&a``/``*a``)
+that would stand for more than ``MAX_ALIAS_NODES`` nodes (a few hundred bytes of
+"billion laughs" expand to billions) or that contain themselves, and any value PyYAML
+cannot build (``2026-13-45``, a 5,000-digit integer). Each refusal is a ``ConfigError``
+naming the line; nothing else escapes ``load`` or ``parse``, so a caller that keeps the
+running file on ConfigError keeps it on every bad file. Numbers must be finite and
+within bounds (``NUMBER_LIMIT`` when the key gives none).
 """
 
 from __future__ import annotations
 
 import builtins
+import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,9 +33,40 @@ from sipguard.errors import ConfigError
 
 _MISSING: Any = object()
 
+MAX_FILE_BYTES = 4 * 1024 * 1024     # config, policy, x5u map: real ones are a few KB
+MAX_DEPTH = 64                       # mappings/lists inside each other (a policy needs ~10)
+MAX_ALIAS_NODES = 100_000            # nodes that aliases may stand for, in all
+NUMBER_LIMIT = 1e9                   # |value| of a number key that sets no bound of its own
+
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records the line of each mapping key and sequence item."""
+    """SafeLoader that records the line of each mapping key and sequence item, refuses
+    nesting deeper than MAX_DEPTH before recursing into it, and turns a value PyYAML
+    cannot build into a ConfigError on its line."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # PyYAML composes recursively: 50,000 `[` would end in RecursionError, so the
+        # depth is counted on the way down and refused before Python's stack runs out
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep; flatten the file",
+                                  line=mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ConfigError, yaml.YAMLError):
+            raise
+        except Exception as exc:   # noqa: BLE001 - PyYAML's constructors raise whatever int()/date() raise
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise ConfigError(f"cannot read this value as {tag}: {exc}", line=node.start_mark.line + 1) from None
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -75,30 +116,123 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 
 
 def parse(text: str, path: str = "<string>") -> Any:
-    """Parse YAML text; syntax errors become ConfigError naming the line."""
+    """Parse YAML text; every problem (syntax, depth, aliases, values) is a ConfigError naming the line."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; this is not a config "
+                          "file sipguard should read", path)
+    loader = None
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        loader = _LineLoader(text)          # reads the whole text: refuses control characters here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
     except ConfigError as exc:
-        exc.path = path
         raise ConfigError(exc.message, path, exc.line, exc.key) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"invalid YAML: {exc.problem or exc}", path, line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"invalid YAML: character {exc.character:#x} is not allowed in YAML", path, line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", path) from None
+    except (RecursionError, MemoryError, UnicodeError) as exc:
+        # the bounds above should make these unreachable; a file must never get past as one
+        raise input_failure(exc, path, loader.line + 1 if loader is not None else None) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def input_failure(exc: BaseException, path: str, line: int | None = None) -> ConfigError:
+    """A RecursionError/MemoryError/UnicodeError met while reading a file, as a refusal of it."""
+    if isinstance(exc, RecursionError):
+        return ConfigError("nested too deeply to read; flatten the file", path, line)
+    if isinstance(exc, MemoryError):
+        return ConfigError("too large to read (out of memory); make the file smaller", path, line)
+    return ConfigError(f"not valid text: {exc}", path, line)
+
+
+def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path``, refusing a file larger than ``limit`` without reading all of it."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", path) from None
+    if len(data) > limit:
+        raise ConfigError(f"file is larger than {_size(limit)}; refusing to read it", path)
+    return data
 
 
 def load(path: str) -> Section:
     """Read a YAML file whose top level is a mapping."""
+    data = read_bounded(path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", path) from None
-    except UnicodeDecodeError:
-        raise ConfigError("file is not UTF-8 text", path) from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"file is not UTF-8 text (byte {data[exc.start]:#04x})", path, line) from None
     return section_of(parse(text, path), path)
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse aliases that make the document much bigger or deeper than its text, or loop.
+
+    The composer returns the anchored node itself for each ``*alias``, so the document is a
+    graph; everything that walks the loaded data (the policy compiler, check_keys ...) walks
+    it as a tree. One pass, without recursion, sizes every node as a tree (memoised, so
+    the pass itself stays linear in the text) and adds up what the aliases stand for.
+    """
+    done: dict[int, tuple[int, int]] = {}          # id(node) -> (nodes as a tree, depth)
+    active: set[int] = {id(root)}
+    stack: list[tuple[yaml.Node, Iterator[yaml.Node], list[int]]] = [(root, iter(_children(root)), [1, 0])]
+    expanded = 0
+    while stack:
+        node, children, acc = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            active.discard(id(node))
+            done[id(node)] = (acc[0], acc[1] + 1)
+            if stack:
+                parent = stack[-1][2]
+                parent[0] += acc[0]
+                parent[1] = max(parent[1], acc[1] + 1)
+            continue
+        key = id(child)
+        line = node.start_mark.line + 1
+        if key in active:
+            raise ConfigError("an alias refers to a mapping or list that contains it; write the value out",
+                              line=line)
+        if key in done:                            # a second visit: an alias
+            size, depth = done[key]
+            expanded += size
+            if expanded > MAX_ALIAS_NODES:
+                raise ConfigError(f"aliases (*name) stand for more than {MAX_ALIAS_NODES} values in all; "
+                                  "write the values out instead of repeating anchors", line=line)
+            if len(stack) + depth > MAX_DEPTH:
+                raise ConfigError(f"aliases nest the document more than {MAX_DEPTH} levels deep", line=line)
+            acc[0] += size
+            acc[1] = max(acc[1], depth)
+            continue
+        active.add(key)
+        stack.append((child, iter(_children(child)), [1, 0]))
 
 
 def section_of(data: Any, path: str, key: str = "") -> Section:
@@ -204,10 +338,15 @@ class Section:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"expected a number, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"must be <= {maximum}, got {value}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # .nan passes every < and > test, .inf every minimum: both would reach the code
+            raise self.error(key, f"expected a finite number, got {value}")
+        low = minimum if minimum is not None else -NUMBER_LIMIT
+        high = maximum if maximum is not None else NUMBER_LIMIT
+        if value < low:
+            raise self.error(key, f"must be >= {_plain(low)}, got {_plain(value)}")
+        if value > high:
+            raise self.error(key, f"must be <= {_plain(high)}, got {_plain(value)}")
         return value
 
     def int(self, key: builtins.str, default: Any = _MISSING, minimum: int | None = None,
@@ -262,6 +401,16 @@ class Section:
                                   self.path, self.item_line(key, index), self.dotted(key))
             out.append(Section(element, self.path, f"{self.dotted(key)}[{index}]"))
         return out
+
+
+def _plain(value: float) -> str:
+    """1e9 as 1000000000, 0.05 as 0.05, a 40-digit int as 1e+40 (the message stays short)."""
+    if isinstance(value, int) and abs(value) > 10 ** 15:
+        digits = len(str(abs(value)))
+        return f"{value:.3g}" if digits < 300 else f"a {digits}-digit number"   # float() overflows past 1e308
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
 
 def _kind(value: Any) -> str:

@@ -1,4 +1,9 @@
-"""``sipguard rmd import|map-ocn|show``: the FCC Robocall Mitigation Database in the store."""
+"""``sipguard rmd import|map-ocn|show``: the FCC Robocall Mitigation Database in the store.
+
+``import`` refuses (exit 1, the snapshot in force stays) a file with too many invalid rows
+or with far fewer filings than the snapshot in force (``datasets.check_import``), unless
+``--force``: a one-row garbage file would otherwise mark every real provider REMOVED.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,15 @@ from sipguard.store.admin import (
     with_store,
 )
 from sipguard.store.base import RmdRecord, Store
-from sipguard.store.datasets import parse_ocn_map, parse_removed, parse_rmd, read_text, snapshot_of
+from sipguard.store.datasets import (
+    check_import,
+    parse_file,
+    parse_ocn_map,
+    parse_removed,
+    parse_rmd,
+    read_text,
+    snapshot_of,
+)
 from sipguard.store.memory import MemoryStore
 
 
@@ -27,6 +40,8 @@ def register(subparsers: Any) -> None:
     imp.add_argument("file", metavar="FILE.csv", help="the RMD export downloaded from the FCC (CSV)")
     imp.add_argument("--removed", metavar="FILE", help="list of removed providers (RMD numbers / FRNs)")
     imp.add_argument("--snapshot", metavar="DATE", help="snapshot date (default: the file's date)")
+    imp.add_argument("--force", action="store_true",
+                     help="import even if many rows are invalid or far fewer filings than in force")
     add_store_args(imp)
     ocn = sub.add_parser("map-ocn", help="load the operator's SPC/OCN -> RMD/FRN map (CSV: spc,rmd,frn)")
     ocn.add_argument("file", metavar="FILE.csv", help="CSV with the columns spc,rmd,frn")
@@ -48,16 +63,23 @@ def run(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     target = target_of(args)
     snapshot = args.snapshot or snapshot_of(args.file)
-    records, parsed = parse_rmd(read_text(args.file), args.file, snapshot)
+    records, parsed = parse_file(lambda text, path: parse_rmd(text, path, snapshot), args.file)
     removed: list[RmdRecord] = []
     if args.removed:
-        removed, removed_report = parse_removed(read_text(args.removed), args.removed)
+        removed, removed_report = parse_file(parse_removed, args.removed)
         for line in report_lines(removed_report):
             print(line)
     if not records and not removed:
         raise SipguardError(f"{args.file}: no usable row; the snapshot in force is kept")
 
     async def work(store: Store) -> None:
+        if not args.force:
+            try:
+                await check_import(store, parsed, records, args.file)
+            except SipguardError:
+                for line in report_lines(parsed):
+                    print(line)
+                raise
         report = await store.import_rmd(records, snapshot, removed)
         report.rows, report.skipped, report.duplicates = parsed.rows, parsed.skipped, parsed.duplicates
         report.warnings = parsed.warnings
@@ -75,7 +97,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _map_ocn(args: argparse.Namespace) -> int:
     target = target_of(args)
-    rows, report = parse_ocn_map(read_text(args.file), args.file)
+    rows, report = parse_file(parse_ocn_map, args.file)
     for line in report_lines(report):
         print(line)
     if target.is_memory:

@@ -8,8 +8,8 @@ Grammar (CONTRACT.md, policy file):
   ``limited``) both mean "contains";
 * ``fact: {op: value, ...}`` with ops ``gt gte lt lte`` (string order), ``not`` (neither
   this value nor any of these), ``in`` (any-of), ``prefix`` (string or list of strings)
-  and ``matches`` (a Python regex, ``re.search``; anchor with ^ and $ if you mean it);
-  several ops in one mapping are ANDed;
+  and ``matches`` (a regex in Python's syntax, searched anywhere in the value; anchor
+  with ^ and $ if you mean it); several ops in one mapping are ANDed;
 * a fact without a value (None) never matches a comparison, ``not`` included; write
   ``fact: null`` to ask for "has no value". (``not:`` as a *key* negates a whole
   condition, so ``not: {attest: C}`` is true when attest is None.)
@@ -21,6 +21,12 @@ bound names, never text pasted into the source: ``f.caller_us is _v3``,
 engine chains every rule into one ``first_match(f)`` function, so evaluating a policy
 is attribute reads and comparisons: no dict walk, no per-condition call, no parsing
 (``source.ip`` addresses are parsed once per distinct address, regexes at load).
+
+Regexes run on RE2 (google-re2), whose time is linear in the text whatever the pattern:
+``(a+)+$`` cannot hang a worker. A pattern must compile in Python's ``re`` too (so
+messages stay Python's), and RE2 refuses what needs backtracking (backreferences,
+lookaround); each is a load error naming the line. A value is searched in its first
+``MAX_MATCH_TEXT`` characters only.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
+import re2
+
 from sipguard.errors import ConfigError
 from sipguard.policy.facts import FACT_NAMES, Facts
 from sipguard.policy.model import Cond, Predicate, Problems
@@ -44,6 +52,11 @@ _ORDER_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _TEXT = FactKind("text")
+MAX_PATTERN = 1000          # characters in one `matches:` pattern
+MAX_MATCH_TEXT = 1024       # characters of a value that `matches` searches
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False    # refusals are reported as ConfigError, not on stderr
+_RE2_OPTIONS.never_capture = True  # the search only answers yes/no
 
 
 TRUE = Cond("True", {})
@@ -201,11 +214,30 @@ def _compile_regex(ops: Section, op: str, kind: FactKind, attr: str) -> Cond:
     pattern = ops.raw(op)
     if not isinstance(pattern, str):
         raise ops.error(op, f"matches needs a regular expression in quotes, got {pattern!r}")
+    if len(pattern) > MAX_PATTERN:
+        raise ops.error(op, f"regular expression longer than {MAX_PATTERN} characters; split the rule")
     try:
-        regex = re.compile(pattern)
+        re.compile(pattern)
     except re.error as exc:
         raise ops.error(op, f"regular expression does not compile: {exc}") from None
-    return _text_test("search", regex, kind, attr)
+    except RecursionError:
+        raise ops.error(op, "regular expression nested too deeply") from None
+    try:
+        regex = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ops.error(op, f"regular expression not supported ({why}): rules must run in linear time, so "
+                        "backreferences, lookahead/lookbehind and repeats over 1000 are refused") from None
+    return _text_test("search", _searcher(regex), kind, attr)
+
+
+def _searcher(regex: Any) -> Callable[[str], bool]:
+    search = regex.search
+    limit = MAX_MATCH_TEXT
+
+    def found(text: str) -> bool:
+        return search(text if len(text) <= limit else text[:limit]) is not None
+    return found
 
 
 # -- values -------------------------------------------------------------------------------
@@ -305,11 +337,11 @@ def _none_of(values: list[Any], kind: FactKind, attr: str) -> Cond:
 
 
 def _text_test(method: str, arg: Any, kind: FactKind, attr: str) -> Cond:
-    """``startswith(prefixes)`` on the text, or ``regex.search``; for list facts, on any item."""
+    """``startswith(prefixes)`` on the text, or a regex search (``arg(text)``); for list facts, on any item."""
     env: dict[str, Any] = {}
     name = _bind(env, arg)
     if method == "search":
-        test = f"{name}.search({{x}}) is not None"
+        test = f"{name}({{x}})"
     else:
         test = f"{{x}}.startswith({name})"
     if kind.kind == "list":

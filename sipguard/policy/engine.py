@@ -11,11 +11,15 @@ engine enforces whatever the file says:
 
 ``PolicyHolder`` is what the proxy keeps: ``holder.current`` is read once per call, and
 ``maybe_reload()`` swaps in a new ``Policy`` object in one assignment, so a call sees the
-old policy or the new one, never a mix.
+old policy or the new one, never a mix. The proxy splits that in two:
+``prepare()`` reads and compiles the file without touching the running policy, so it runs
+in a thread (a large or hostile file costs that thread time while the event loop goes on
+answering calls), and ``install()`` swaps the result in on the loop.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -26,6 +30,7 @@ from sipguard.policy.facts import Facts
 from sipguard.policy.model import CompiledRule, Decide, Redress
 
 DEFAULT_RULE = "default"      # the hits() key of the default action; no rule may take this name
+log = logging.getLogger("sipguard.policy")
 
 
 class Policy:
@@ -108,15 +113,34 @@ class PolicyHolder:
         self._seen: _FileStamp | OSError | None = stamp
 
     def maybe_reload(self, force: bool = False) -> bool | ConfigError:
-        """Reload when the file changed (or ``force``, for SIGHUP).
+        """Reload when the file changed (or ``force``, for SIGHUP), in this thread.
 
         True: a new policy is running. False: nothing changed. A ConfigError: the new
         file was refused (the message names file:line) and the old policy keeps running;
         the same broken file is not retried until it changes again, so the caller logs
         each problem once.
         """
-        from sipguard.policy.loader import load_policy
+        return self.install(self.prepare(force))
 
+    def prepare(self, force: bool = False) -> Policy | bool | ConfigError:
+        """What ``maybe_reload`` would do, short of the swap: a new Policy to ``install``,
+        or False / a ConfigError as maybe_reload answers. Never touches the running policy,
+        so it may run in another thread (one prepare at a time)."""
+        due = self._due(force)
+        if due is not True:
+            return due
+        return self._load()
+
+    def install(self, prepared: Policy | bool | ConfigError) -> bool | ConfigError:
+        """Put a prepared policy in force (in the thread that runs calls); pass the rest on."""
+        if not isinstance(prepared, Policy):
+            return prepared
+        prepared.inherit_hits(self.current)
+        self.current = prepared
+        return True
+
+    def _due(self, force: bool) -> bool | ConfigError:
+        """True when the file must be read again; else what maybe_reload answers."""
         stamp = _stamp(self.path)
         if not force and stamp == self._seen:
             return False
@@ -127,10 +151,16 @@ class PolicyHolder:
             return ConfigError(f"cannot read policy file: {stamp.strerror}; keeping the running policy",
                                self.path)
         self._seen = stamp
+        return True
+
+    def _load(self) -> Policy | ConfigError:
+        from sipguard.policy.loader import load_policy
+
         try:
-            policy = load_policy(self.path, self.redress)
+            return load_policy(self.path, self.redress)
         except ConfigError as exc:
             return exc
-        policy.inherit_hits(self.current)
-        self.current = policy
-        return True
+        except Exception as exc:   # noqa: BLE001 - whatever the file does, the running policy stays
+            log.exception("policy %s: unexpected error while loading", self.path)
+            return ConfigError(f"could not be loaded ({type(exc).__name__}: {exc}); keeping the running "
+                               "policy", self.path)

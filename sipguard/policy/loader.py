@@ -8,7 +8,9 @@ facts (with a "did you mean"), values of the wrong type for their fact, unknown
 operators, regexes that do not compile, unknown actions, bad status codes, keys that
 belong to the other action (sign on a reject ...), bad tags and next-hop URIs, duplicate
 or reserved rule names, and rules that can never match because an earlier rule matches
-every call.
+every call. Whatever the file holds, the only exception that leaves this module is
+ConfigError: yamlconf bounds the file's size, depth and aliases, and a compile that still
+runs out of stack or memory is reported as a problem of the file.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sipguard.policy.decision import FORWARD, Decision
 from sipguard.policy.engine import DEFAULT_RULE, Policy
 from sipguard.policy.facts import FACT_NAMES, Facts
 from sipguard.policy.model import CompiledRule, Decide, Problems, Redress
-from sipguard.yamlconf import Section, load
+from sipguard.yamlconf import Section, input_failure, load
 
 SUPPORTED_VERSIONS = (1,)
 MODES = ("enforce", "shadow")
@@ -58,10 +60,19 @@ def count_rules(path: str) -> int:
 def _compile(path: str, redress: Redress | None) -> tuple[Policy | None, Problems]:
     problems = Problems()
     try:
-        root = load(path)
+        return _compile_root(load(path), redress, problems), problems
     except ConfigError as exc:
         problems.add(exc)
-        return None, problems
+    except (RecursionError, MemoryError, UnicodeError) as exc:
+        problems.add(input_failure(exc, path))
+    except SyntaxError:            # the generated matcher: Python's parser has its own limits
+        problems.add(ConfigError("conditions are nested too deeply or too many to compile; "
+                                 "split them into more rules", path))
+    return None, problems
+
+
+def _compile_root(root: Section, redress: Redress | None, problems: Problems) -> Policy:
+    path = root.path
     for key in root.keys():
         if key not in TOP_KEYS:
             problems.add(root.error(key, f"unknown key; expected one of: {', '.join(TOP_KEYS)}"))
@@ -69,8 +80,7 @@ def _compile(path: str, redress: Redress | None) -> tuple[Policy | None, Problem
     shadow = _mode(root, problems) == "shadow"
     default = _default(root, redress, problems)
     rules = _rules(root, redress, problems)
-    policy = Policy(path, version, shadow, tuple(rules), default)
-    return policy, problems
+    return Policy(path, version, shadow, tuple(rules), default)
 
 
 def _mode(root: Section, problems: Problems) -> str:

@@ -132,8 +132,10 @@ def _quote(text: str) -> str:
 
 def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str) -> bytes:
     """Redirect mode: the forward decision as a 302 whose Contact is the next hop and which
-    carries what the proxy would have added (CONTRACT.md): PAI with verstat (always),
-    Identity when signed, tag headers."""
+    carries what the proxy would have added (CONTRACT.md): PAI with verstat (always; Passed
+    only on the value the PASSporT named), Identity when signed, tag headers; and for the
+    policy downstream, X-Sipguard-Attest (the attestation of the PASSporT that verified,
+    only when one did). The front proxy strips any verstat upstream put on From."""
     verstat = str(outcome.verification.verstat)
     headers = [("Contact", f"<{contact}>")]
     extra = _identity_headers(req, outcome)
@@ -146,6 +148,9 @@ def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str)
         extra.append(("X-Sipguard-Display-Prefix", prefix))
     headers.extend(extra)
     headers.append(("X-Sipguard-Verstat", verstat))
+    ver = outcome.verification
+    if ver.verstat is Verstat.PASSED and ver.attest:
+        headers.append(("X-Sipguard-Attest", ver.attest))
     if outcome.decision.rule:
         headers.append(("X-Sipguard-Rule", outcome.decision.rule))
     return build_response(req, 302, PHRASES[302], headers, to_tag=to_tag)

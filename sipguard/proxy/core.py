@@ -572,7 +572,8 @@ class ProxyCore:
         answered hop by hop, never relayed."""
         if method == "CANCEL":
             return False
-        if hmac.compare_digest(branch, _stateless_branch(self.secret, prev, method, cseq)):
+        # as bytes: compare_digest refuses str with non-ASCII characters, and a peer writes the branch
+        if hmac.compare_digest(_bytes(branch), _bytes(_stateless_branch(self.secret, prev, method, cseq))):
             return True
         self.counters.dropped_forged_response += 1
         return False

@@ -139,8 +139,8 @@ class Worker:
             self.core.rotate()
             if self.reload_requested:
                 self.reload_requested = False
-                self.reload()
-            self._poll_policy()
+                await self.reload()
+            await self._poll_policy()
             stats = self.core.stats()
             if self.transports is not None:
                 stats["unsupported_transport"] = float(self.transports.dropped)
@@ -148,22 +148,23 @@ class Worker:
                 stats.update(self.steering.stats())
             self.metrics.set_gauges(stats, self.pipeline, records=self.records)
 
-    def _poll_policy(self) -> None:
+    async def _poll_policy(self) -> None:
         assert self.pipeline is not None
         holder = self.pipeline.policy
         if holder is None:
             return
-        result = holder.maybe_reload()
+        # read and compiled in a thread (calls go on meanwhile), swapped in here on the loop
+        result = holder.install(await asyncio.to_thread(holder.prepare))
         if isinstance(result, ConfigError):
             log.error("policy not reloaded, the running policy stays: %s", result)
         elif result:
             log.info("policy reloaded from %s", holder.current.path)
 
-    def reload(self) -> None:
+    async def reload(self) -> None:
         """SIGHUP: re-read the config; swap what can change at run time; keep the rest."""
         assert self.pipeline is not None
         try:
-            config = load_config(self.config.path)
+            config = await asyncio.to_thread(load_config, self.config.path)   # off the loop
         except ConfigError as exc:
             log.error("config not reloaded, the running one stays: %s", exc)
             return

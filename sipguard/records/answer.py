@@ -95,7 +95,11 @@ def _call(r: CallRecord, contact: str | None, signing: dict[str, str] | None) ->
     we_signed: dict[str, Any] = {"signed": r.signed}
     if r.signed:
         we_signed["origid"] = r.signed_origid
-        if signing:
+        if r.signed_attest is not None:  # recorded at the time (rows before version 2 lack it)
+            we_signed.update({"attest": r.signed_attest, "attest_rule": r.signed_rule})
+            if signing:
+                we_signed["x5u"] = signing.get("x5u")
+        elif signing:
             we_signed.update({"attest": signing.get("attest"), "x5u": signing.get("x5u"),
                               "note": "attestation and x5u as configured now"})
     return {
@@ -165,7 +169,8 @@ def render(answer: dict[str, Any]) -> str:
             + (f" (notice {act['notice']})" if act["notice"] else "")
             + (f" to {act['next_hop']}" if act["next_hop"] else ""),
             "  Signed by us:       " + ("no" if not signed["signed"] else _join(
-                signed.get("attest") and "attestation " + signed["attest"],
+                signed.get("attest") and "attestation " + signed["attest"]
+                + (f" (decided by rule {signed['attest_rule']})" if signed.get("attest_rule") else ""),
                 signed.get("origid") and "origid " + signed["origid"],
                 signed.get("x5u") and "x5u " + signed["x5u"])
                 + (" (attestation and x5u as configured now)" if signed.get("note") else "")),

@@ -56,6 +56,10 @@ class CallRecord:
     identity_dropped: bool
     next_hop: str | None
     instance: str | None
+    # a call sipguard signed: the attestation it gave and the policy rule that decided it
+    # (FCC 24-120: the signer makes the attestation decision itself and keeps the record)
+    signed_attest: str | None = None
+    signed_rule: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {name: getattr(self, name) for name in FIELDS}
@@ -102,7 +106,8 @@ ROW_FIELDS: dict[int, tuple[str, ...]] = {
         "notice", "action", "status", "shadow_action", "signed", "signed_origid", "identity_dropped",
         "next_hop", "instance"),
 }
-ROW_VERSION = 1
+ROW_FIELDS[2] = (*ROW_FIELDS[1], "signed_attest", "signed_rule")
+ROW_VERSION = 2
 _values = operator.attrgetter(*FIELDS)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 

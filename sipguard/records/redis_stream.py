@@ -10,8 +10,11 @@ Layout (one hash tag, so the script's keys share a cluster slot):
                             ID had to be later than their time by more than ``LATE_MS``
                             (flushed from a spool after an outage). Queries read it too.
                             Retention deletes them by record time (XDEL), the rest by ID.
-``sipguard:{tb}:hw``        hash writer -> highest sequence number stored: the idempotency
-                            mark that lets a spool file be flushed twice without duplicates.
+``sipguard:{tb}:seqs``      hash writer -> the sequence numbers stored, as ranges ("1-500,502-900"):
+                            the idempotency set that lets a spool file be flushed twice without
+                            duplicates, and in any order without losses (lua/append.lua).
+``sipguard:{tb}:hw``        hash writer -> highest sequence number stored, kept by earlier
+                            versions; read as the range 1..hw, then dropped.
 ``sipguard:{tb}:writers``   sorted set writer -> last write (ms), to forget old writers.
 
 Caller, callee and Call-ID lookups are a scan of the time window (traceback requests
@@ -22,6 +25,7 @@ without a time scans the whole stream in chunks, which is slower and documented 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
 from typing import Any
 
 from sipguard.errors import ConfigError
@@ -30,53 +34,15 @@ from sipguard.records.spool import Entry
 
 STREAM = "sipguard:{tb}:records"
 LATE = "sipguard:{tb}:late"
-HIGH_WATER = "sipguard:{tb}:hw"
+SEQS = "sipguard:{tb}:seqs"
+HIGH_WATER = "sipguard:{tb}:hw"   # earlier versions' mark: read and dropped by append.lua
 WRITERS = "sipguard:{tb}:writers"
 LATE_MS = 60_000          # an entry ID at most this far past its record time is found by XRANGE
 SCAN_CHUNK = 2000
+MAX_RANGES = 64           # gaps remembered per writer before the oldest is closed (append.lua)
 
-# KEYS: stream, late, hw, writers.  ARGV: minid ms, late ms, now ms, then per record
-# writer, seq, record ms, json.  Returns the number of entries added (skipped = already there).
-APPEND_LUA = """
-local minid = tonumber(ARGV[1])
-local late_ms = tonumber(ARGV[2])
-local now_ms = ARGV[3]
-local marks = {}
-local added = 0
-for i = 4, #ARGV, 4 do
-  local w, seq, ms, data = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
-  if marks[w] == nil then
-    marks[w] = tonumber(redis.call('HGET', KEYS[3], w) or '0')
-  end
-  if seq > marks[w] then
-    local ok = redis.pcall('XADD', KEYS[1], string.format('%d-*', ms), 'r', data)
-    if type(ok) == 'table' and ok.err then
-      ok = redis.call('XADD', KEYS[1], '*', 'r', data)
-      local id_ms = tonumber(string.match(ok, '^(%d+)'))
-      if id_ms - ms > late_ms then
-        redis.call('ZADD', KEYS[2], ms, ok)
-      end
-    end
-    marks[w] = seq
-    added = added + 1
-  end
-end
-for w, seq in pairs(marks) do
-  redis.call('HSET', KEYS[3], w, seq)
-  redis.call('ZADD', KEYS[4], now_ms, w)
-end
-if minid > 0 then
-  redis.call('XTRIM', KEYS[1], 'MINID', '~', minid)
-  -- late entries carry IDs newer than their time: expire them by their time, exactly
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. minid)
-  for _, id in ipairs(expired) do redis.call('XDEL', KEYS[1], id) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. minid)
-  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. minid)
-  for _, w in ipairs(old) do redis.call('HDEL', KEYS[3], w) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. minid)
-end
-return added
-"""
+# lua/append.lua: XADD + the per-writer set of stored sequence numbers, atomically
+APPEND_LUA = resources.files("sipguard.records").joinpath("lua/append.lua").read_text(encoding="utf-8")
 
 ClientFactory = Callable[[str], Any]
 
@@ -104,10 +70,10 @@ class RedisRecords:
         self._append: Callable[..., Awaitable[Any]] = self.client.register_script(APPEND_LUA)
 
     async def write(self, entries: Sequence[Entry], minid: float, now: float) -> int:
-        argv: list[Any] = [int(minid * 1000), LATE_MS, int(now * 1000)]
+        argv: list[Any] = [int(minid * 1000), LATE_MS, int(now * 1000), MAX_RANGES]
         for writer, seq, record in entries:
             argv += (writer, seq, int(record.time * 1000), to_row(record))
-        return int(await self._append(keys=[STREAM, LATE, HIGH_WATER, WRITERS], args=argv))
+        return int(await self._append(keys=[STREAM, LATE, SEQS, WRITERS, HIGH_WATER], args=argv))
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

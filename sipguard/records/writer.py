@@ -8,9 +8,12 @@ and writes the batch to the backend: SQLite (in a thread) or a Redis Stream.
 
 When the backend fails, the batch goes to the spool (fsync'd) and so does every batch
 after it until the spool has been flushed, so each writer's records reach the store in
-sequence order -- the order the Redis high-water mark relies on to skip what a
-re-flushed file already stored. ``aclose()`` (SIGTERM) drains the queue to the backend
-or, failing that, to the spool: nothing is lost. A later start flushes leftovers first.
+sequence order. Only the writer flushes its own spool files while it lives (spool.py,
+rule 3); a dead worker's files are taken over whole by one other. The store does not
+depend on that order: it keeps each (writer, seq) once whatever order it comes in, so a
+replay after a crash between the store's write and the file's removal adds nothing.
+``aclose()`` (SIGTERM) drains the queue to the backend or, failing that, to the spool:
+nothing is lost. A later start flushes leftovers first.
 """
 
 from __future__ import annotations
@@ -189,21 +192,25 @@ class RecordWriter:
             return
         self._last_attempt = now
         claimed = await asyncio.to_thread(self.spool.claim)
-        for index, item in enumerate(claimed):
-            entries = await asyncio.to_thread(Spool.read, item)
-            try:
-                for start in range(0, len(entries), self.cfg.batch):
-                    await self.sink.write(entries[start:start + self.cfg.batch], self.clock.time())
-            except Exception as exc:
-                self.stats.errors += 1
-                self._note_failure(exc)
-                for rest in claimed[index:]:
-                    await asyncio.to_thread(Spool.release, rest)
-                return
-            await asyncio.to_thread(Spool.done, item)
-            self.stats.flushed += len(entries)
-            if entries:
-                log.info("records: %d spooled records delivered from %s", len(entries), item.path)
+        try:
+            for item in claimed:
+                entries = await asyncio.to_thread(Spool.read, item)
+                try:
+                    for start in range(0, len(entries), self.cfg.batch):
+                        await self.sink.write(entries[start:start + self.cfg.batch], self.clock.time())
+                except Exception as exc:
+                    self.stats.errors += 1
+                    self._note_failure(exc)
+                    return
+                await asyncio.to_thread(Spool.done, item)
+                self.stats.flushed += len(entries)
+                if entries:
+                    log.info("records: %d spooled records delivered from %s", len(entries), item.path)
+        finally:
+            # what was not delivered stays on disk; a dead writer's lock is let go for the next
+            # attempt, by us or another worker (closing a file: nothing to wait for)
+            for item in claimed:
+                Spool.release(item)
         self._spool_pending = False
         self._degraded = False
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from sipguard.errors import ConfigError
+from sipguard.shaken.reasons import LENIENT_PARAMS
 from sipguard.yamlconf import Section
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,17 +44,30 @@ class CrlConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TrustListConfig:
+    """Where `sipguard trust update` gets the STI-PA's list of STI-CAs, and what must sign it."""
+
+    url: str | None = None
+    sti_pa_root: str | None = None  # PEM: the STI-PA root the list's signer chains to
+
+
+@dataclass(frozen=True, slots=True)
 class ShakenConfig:
     trust_anchors: str | None = None
     iat_max_age: int = 60
     iat_max_future: int = 5
     x5u: X5uConfig = field(default_factory=X5uConfig)
     crl: CrlConfig = field(default_factory=CrlConfig)
+    # Identity header parameters whose absence is tolerated (shaken.identity.lenient): none by
+    # default, as ATIS-1000074 requires `alg` and `ppt` on a SHAKEN Identity header
+    identity_lenient: frozenset[str] = frozenset()
+    trust_list: TrustListConfig = field(default_factory=TrustListConfig)
 
     @classmethod
     def from_section(cls, sec: Section, base_dir: str) -> ShakenConfig:
         """Build from the `shaken:` section; relative paths are resolved against base_dir."""
-        sec.check_keys(("trust_anchors", "iat_max_age", "iat_max_future", "x5u", "crl", "signing"))
+        sec.check_keys(("trust_anchors", "iat_max_age", "iat_max_future", "x5u", "crl", "signing", "identity",
+                        "trust_list"))
         anchors = sec.str("trust_anchors", default=None)
         if anchors is not None:
             anchors = _resolve(base_dir, anchors)
@@ -62,8 +76,10 @@ class ShakenConfig:
             trust_anchors=anchors,
             iat_max_age=sec.int("iat_max_age", default=60, minimum=1),
             iat_max_future=sec.int("iat_max_future", default=5, minimum=0),
-            x5u=_x5u_config(sec.section("x5u"), base_dir),
+            x5u=x5u_config(sec.section("x5u"), base_dir),
             crl=_crl_config(sec.section("crl")),
+            identity_lenient=_identity_lenient(sec.section("identity")),
+            trust_list=trust_list_config(sec.section("trust_list"), base_dir),
         )
 
 
@@ -71,7 +87,7 @@ def _resolve(base_dir: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
 
 
-def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
+def x5u_config(sec: Section, base_dir: str) -> X5uConfig:
     sec.check_keys(("timeout", "ports", "allow_http", "allow_networks", "allow_private", "tls_ca_bundle",
                     "max_bytes", "cache_size", "negative_ttl", "stale_grace", "trunk_fetch_rate",
                     "trunk_fetch_burst"))
@@ -120,6 +136,40 @@ def _x5u_config(sec: Section, base_dir: str) -> X5uConfig:
         trunk_fetch_rate=float(sec.number("trunk_fetch_rate", default=10.0, minimum=0, maximum=100000)),
         trunk_fetch_burst=sec.int("trunk_fetch_burst", default=100, minimum=1, maximum=1000000),
     )
+
+
+def trust_list_config(sec: Section, base_dir: str) -> TrustListConfig:
+    sec.check_keys(("url", "sti_pa_root"))
+    url = sec.str("url", default=None)
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise sec.error("url", f"{url!r} is not an http(s) URL of the STI-PA's CA list")
+    root = sec.str("sti_pa_root", default=None)
+    if root is not None:
+        root = _resolve(base_dir, root)
+        if not os.path.exists(root):
+            raise sec.error("sti_pa_root", f"file not found: {root}")
+        from sipguard.shaken.certs import TrustStoreError, load_trust_anchors
+
+        try:
+            load_trust_anchors(root)
+        except TrustStoreError as exc:
+            raise sec.error("sti_pa_root", str(exc)) from None
+    if url is not None and root is None:
+        raise sec.error("url", "a list fetched from a URL must be signed: set shaken.trust_list.sti_pa_root "
+                               "(the STI-PA root certificate, PEM)")
+    return TrustListConfig(url, root)
+
+
+def _identity_lenient(sec: Section) -> frozenset[str]:
+    sec.check_keys(("lenient",))
+    names: list[str] = sec.list("lenient", default=[], item=str)
+    for index, name in enumerate(names):
+        if name not in LENIENT_PARAMS:
+            why = " (RFC 8224 makes info mandatory: it names the certificate)" if name == "info" else ""
+            raise ConfigError(f"item {index + 1}: {name!r} cannot be made optional{why}; "
+                              f"use one of {', '.join(LENIENT_PARAMS)}",
+                              sec.path, sec.item_line("lenient", index), sec.dotted("lenient"))
+    return frozenset(names)
 
 
 def _crl_config(sec: Section) -> CrlConfig:

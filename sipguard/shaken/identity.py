@@ -7,7 +7,8 @@ verifier turns into `malformed-identity`. (Three SIP stacks shipped crashes here
 GHSA-mrq5-74j5-f5cr, Kamailio #4284.)
 Rule 2: be tolerant where real signers differ: whitespace around `;` and `=`, any parameter
 order, quoted `ppt` values (OpenSIPS PR #2735), upper/lower-case parameter names.
-Rule 3: `alg` absent means ES256 (RFC 8224 section 4.1: "the default ... is ES256").
+Rule 3: `alg` absent means ES256 (RFC 8224 section 4.1: "the default ... is ES256"); whether
+an absent `alg` or `ppt` is acceptable is the verifier's decision (ATIS-1000074 requires both).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class IdentityHeader:
     alg: str
     ppt: str | None  # lower-cased; None when the header carries no ppt parameter
     params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def has_alg(self) -> bool:
+        """The header carries an `alg` parameter (else ``alg`` is RFC 8224's default)."""
+        return any(name == "alg" for name, _ in self.params)
 
     @property
     def is_full_form(self) -> bool:

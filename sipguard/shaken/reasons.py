@@ -22,6 +22,8 @@ class Reason(enum.StrEnum):
     MALFORMED_IDENTITY = "malformed-identity"
     BAD_ALG = "bad-alg"
     BAD_PPT = "bad-ppt"
+    MISSING_ALG = "missing-alg"  # Identity header without `alg` (ATIS-1000074; shaken.identity.lenient)
+    MISSING_PPT = "missing-ppt"  # Identity header without `ppt` (ATIS-1000074; shaken.identity.lenient)
     X5U_MISMATCH = "x5u-mismatch"
     STALE_IAT = "stale-iat"
     FUTURE_IAT = "future-iat"
@@ -37,6 +39,11 @@ class Reason(enum.StrEnum):
     BAD_CLAIMS = "bad-claims"
 
 
+# The Identity header parameters a SHAKEN verifier may be told to do without
+# (`shaken.identity.lenient`); `info` is not one of them: RFC 8224 makes it mandatory and it is
+# what binds the header to the certificate the PASSporT names.
+LENIENT_PARAMS = ("alg", "ppt")
+
 # RFC 8224 section 6.2.2 responses. The status a policy `reject` without `status` sends.
 RFC8224_RESPONSE: dict[Reason, tuple[int, str]] = {
     Reason.NO_IDENTITY: (428, "Use Identity Header"),
@@ -51,6 +58,8 @@ RFC8224_RESPONSE: dict[Reason, tuple[int, str]] = {
     Reason.MALFORMED_IDENTITY: (438, "Invalid Identity Header"),
     Reason.BAD_ALG: (438, "Invalid Identity Header"),
     Reason.BAD_PPT: (438, "Invalid Identity Header"),
+    Reason.MISSING_ALG: (438, "Invalid Identity Header"),
+    Reason.MISSING_PPT: (438, "Invalid Identity Header"),
     Reason.X5U_MISMATCH: (438, "Invalid Identity Header"),
     Reason.BAD_SIGNATURE: (438, "Invalid Identity Header"),
     Reason.ORIG_MISMATCH: (438, "Invalid Identity Header"),

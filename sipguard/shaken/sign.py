@@ -16,6 +16,7 @@ from __future__ import annotations
 import binascii
 import json
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ ORIGID_MODES = ("trunk", "call")
 _ORIGID_NAMESPACE = uuid.UUID("5a1c2a3e-7f0b-4d0c-9a57-3e0c6b1e9d42")  # sipguard's own
 _ECDSA = ec.ECDSA(hashes.SHA256())
 _PLAIN = frozenset("0123456789abcdefABCDEF-")  # a UUID needs no JSON escaping
+_SPC_RE = re.compile(r"[0-9A-Z]{1,16}")  # ATIS-1000080 v005: numbers and uppercase letters
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,19 +46,25 @@ class SigningConfig:
     origid: str = "trunk"       # "trunk": uuid5 stable per trunk id | "call": uuid4 per call
     sign_failed: bool = False   # also sign calls whose arriving signature failed
     path: str | None = field(default=None, compare=False)  # config file, for error messages
+    spc: str | None = None      # the operator's own SPC: the certificate must carry it (FCC 24-120)
     lines: tuple[int | None, int | None] = field(default=(None, None), compare=False)  # of key, cert
 
     @classmethod
     def from_section(cls, sec: Section) -> SigningConfig:
         """Build from `shaken.signing`; relative paths are relative to the config file."""
-        sec.check_keys(("key", "cert", "x5u", "attest", "origid", "sign_failed"))
+        sec.check_keys(("key", "cert", "x5u", "attest", "origid", "sign_failed", "spc"))
         base = os.path.dirname(os.path.abspath(sec.path)) if sec.path and not sec.path.startswith("<") \
             else os.getcwd()
         x5u = sec.str("x5u")
         if not x5u.startswith(("https://", "http://")) or len(x5u) < 12 or any(c in x5u for c in " <>\"'"):
             raise sec.error("x5u", f"{x5u!r} is not an http(s) URL of the certificate "
                                    "(e.g. https://certs.example.net/sipguard.pem)")
+        spc = sec.str("spc", default=None)
+        if spc is not None and not _SPC_RE.fullmatch(spc):
+            raise sec.error("spc", f"{spc!r} is not an SPC (your OCN-style service provider code from the "
+                                   "STI-PA: digits and uppercase letters, e.g. 567J)")
         return cls(
+            spc=spc,
             key=_resolve(base, sec.str("key")),
             cert=_resolve(base, sec.str("cert")),
             x5u=x5u,
@@ -168,6 +176,12 @@ class Signer:
         if not tnauth.spcs:
             raise bad_cert("the certificate's TNAuthList holds telephone numbers but no SPC; "
                               "the gateway signs with an SPC certificate")
+        if cfg.spc is not None and cfg.spc not in tnauth.spcs:
+            # FCC 24-120 (in force 2025-09-18): a provider signs with a certificate issued under
+            # its own SPC token, never another provider's (third-party signing included)
+            raise bad_cert(f"the certificate's SPC is {', '.join(tnauth.spcs)}, not ours "
+                           f"(shaken.signing.spc {cfg.spc}): sign only with a certificate issued under "
+                           "your own SPC token (FCC 24-120)")
         not_before = leaf.not_valid_before_utc.timestamp()
         not_after = leaf.not_valid_after_utc.timestamp()
         if now < not_before:
@@ -176,7 +190,7 @@ class Signer:
         if now >= not_after:
             raise bad_cert(f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC; "
                               "get a new one from your STI-CA")
-        return cls(cfg, key, tnauth.spcs[0], not_before, not_after)
+        return cls(cfg, key, cfg.spc or tnauth.spcs[0], not_before, not_after)
 
     def reload(self, now: float) -> Signer:
         """SIGHUP: a new Signer from the same files, or ConfigError (keep using this one)."""

@@ -13,7 +13,10 @@ repository from costing anything per call. The breaker counts only what says the
 on a good host cannot close that host to correctly signed calls. Downloads of URLs we hold
 nothing for are budgeted per trunk (FetchBudget), so one trunk cannot spend them for all.
 Rule 4: several Identity headers: unknown ppt values are ignored, the call passes if one
-`shaken` PASSporT passes; `div` PASSporTs are reported and their chain checked.
+`shaken` PASSporT passes; `div` PASSporTs are reported and their chain checked. A header without
+`ppt` or `alg` is a SHAKEN header that fails (`missing-ppt`, `missing-alg`: ATIS-1000074 requires
+both) unless `shaken.identity.lenient` names the parameter; then the PASSporT's own ppt says what
+it is, and alg is ES256 (RFC 8224 section 4.1's default).
 Rule 5: a token seen before (a forked or re-presented INVITE, a replayed capture) skips only
 what cannot change: its decoding and, when the x5u still gives the same credential object, the
 ES256 check over the same bytes. Header/claim checks, iat freshness at `now`, certificate
@@ -56,7 +59,8 @@ DEFAULT_TOKEN_CACHE = 4096  # verified PASSporTs kept (~2.5 KB each): forks, re-
 
 # Most fundamental first: the first reason of a failed Verification decides the response.
 REASON_ORDER: dict[Reason, int] = {r: i for i, r in enumerate((
-    Reason.MALFORMED_IDENTITY, Reason.BAD_ALG, Reason.BAD_PPT, Reason.X5U_MISMATCH, Reason.BAD_CLAIMS,
+    Reason.MALFORMED_IDENTITY, Reason.MISSING_ALG, Reason.BAD_ALG, Reason.MISSING_PPT, Reason.BAD_PPT,
+    Reason.X5U_MISMATCH, Reason.BAD_CLAIMS,
     Reason.STALE_IAT, Reason.FUTURE_IAT, Reason.X5U_REFUSED, Reason.X5U_FETCH_FAILED,
     Reason.CERT_UNTRUSTED, Reason.CERT_NO_TNAUTHLIST, Reason.CERT_EXPIRED, Reason.CERT_REVOKED,
     Reason.BAD_SIGNATURE, Reason.ORIG_MISMATCH, Reason.DEST_MISMATCH, Reason.NO_IDENTITY))}
@@ -208,7 +212,7 @@ class Verifier:
         for raw in identities:
             for value in split_values(raw) if "," in raw else (raw.strip(),):
                 hdr = parse_identity(value)
-                ppt = _ppt_of(hdr)
+                ppt = _ppt_of(hdr, "ppt" in self.cfg.identity_lenient)
                 if ppt == "shaken" or hdr is None or ppt == "?":
                     shaken.append(hdr)  # unparseable: it may have been shaken, report it
                 elif ppt == "div":
@@ -243,6 +247,11 @@ class Verifier:
         reasons = pp.check_header(passport, "shaken", hdr.info)
         if hdr.alg != "ES256":
             reasons.append(Reason.BAD_ALG)
+        lenient = self.cfg.identity_lenient
+        if hdr.ppt is None and "ppt" not in lenient:
+            reasons.append(Reason.MISSING_PPT)
+        if "alg" not in lenient and not hdr.has_alg:
+            reasons.append(Reason.MISSING_ALG)
         if hdr.info is None:
             reasons.append(Reason.MALFORMED_IDENTITY)  # RFC 8224: info is mandatory
         if claims is None:
@@ -397,7 +406,7 @@ class Verifier:
             return None
         if got is None or got[1] <= now:
             return None
-        result = build_credential(got[0], self.trust)
+        result = build_credential(got[0], self.trust, now)
         if isinstance(result, Reason):
             return None  # trust anchors may differ per instance: fetch and judge ourselves
         self.counters["l2_hits"] += 1
@@ -440,7 +449,7 @@ class Verifier:
             log.exception("x5u %s: fetcher error", url)
             return _Entry(None, Reason.X5U_FETCH_FAILED, negative)
         self.breaker.success(host)
-        result = build_credential(fetched.body, self.trust)
+        result = build_credential(fetched.body, self.trust, now)
         if isinstance(result, Reason):
             return _Entry(None, result, negative)
         ttl = max(DEFAULT_CERT_TTL, fetched.max_age or 0.0)
@@ -461,12 +470,15 @@ def _anchor_set(trust: TrustStore) -> set[bytes]:
     return {cert.public_bytes(Encoding.DER) for certs in trust.by_subject.values() for cert in certs}
 
 
-def _ppt_of(hdr: IdentityHeader | None) -> str | None:
-    """The header's ppt, else the PASSporT's own ("?" when it cannot be read: treat as shaken)."""
+def _ppt_of(hdr: IdentityHeader | None, lenient: bool) -> str | None:
+    """The header's ppt; without one "?" (treated as shaken: it fails with missing-ppt) unless
+    ``lenient``, then the PASSporT's own ("?" when it cannot be read)."""
     if hdr is None:
         return None
     if hdr.ppt is not None:
         return hdr.ppt
+    if not lenient:
+        return "?"
     passport = pp.decode(hdr.token) if hdr.is_full_form else None
     if passport is None:
         return "?"

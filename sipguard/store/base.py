@@ -52,6 +52,9 @@ class LimitSpec:
         return self.per_trunk.get(trunk) if trunk is not None else None
 
 
+MAX_RATE = 1e6     # calls per second: far above any trunk; "999...9/s" would overflow the burst
+
+
 def parse_rate(text: str) -> float | None:
     """``"10/min"`` -> 0.1666 tokens per second; None if the text is not a rate."""
     match = _RATE.match(text)
@@ -88,6 +91,8 @@ def parse_limits(sec: Section, trunk_cps: Mapping[str, float]) -> tuple[LimitSpe
             parsed = parse_rate(rate_text)
             if parsed is None or parsed <= 0:
                 raise item.error("rate", f"{rate_text!r}: expected N/s, N/min, N/h (N > 0) or trunk.cps")
+            if parsed > MAX_RATE:
+                raise item.error("rate", f"{rate_text[:40]!r}: more than {MAX_RATE:.0f}/s is not a rate limit")
             rate = parsed
         burst = item.int("burst", default=max(1, int(rate)), minimum=1)
         specs.append(LimitSpec(str(name), tuple(fields), rate, burst, per_trunk))
@@ -203,6 +208,7 @@ class Store(Protocol):
                          removed: Sequence[RmdRecord] = ()) -> ImportReport: ...
     async def map_ocn(self, rows: Sequence[OcnMapping]) -> int: ...
     async def import_dno(self, entries: Sequence[str]) -> int: ...   # NANP digits: 10, 7, 6 or 3 long
+    async def in_force(self, dataset: str) -> int: ...   # rmd: listed filings, dno: entries (import guard)
     async def list_add(self, kind: str, list_name: str, value: str, note: str | None) -> None: ...
     async def list_remove(self, kind: str, value: str) -> bool: ...
     async def list_show(self, kind: str | None = None) -> list[ListEntry]: ...

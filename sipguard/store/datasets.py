@@ -10,6 +10,12 @@ a file that cannot be an RMD export at all (no ``number`` and no ``frn`` column)
 ``load_datasets(store, cfg)`` loads the files named in the config's ``datasets:`` section
 (rmd, rmd_removed, dno, ocn_map, lists); ``DatasetWatcher`` reloads them when they change.
 
+A file that parses is still refused (``check_import``) when more than ``MAX_INVALID_SHARE``
+of its rows are invalid, or when its valid entries fall more than ``MAX_DROP`` below what
+is in force: a truncated download or a wrong file must not mark every real provider
+REMOVED. ``sipguard rmd|dno import --force`` overrides; the serving process never does.
+Files over ``MAX_DATASET_BYTES`` are not read.
+
 Lists file format (one entry per line, ``#`` starts a comment)::
 
     block number +12025550123   robocaller reported 2025-06-01
@@ -26,8 +32,9 @@ import io
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sipguard.errors import ConfigError, SipguardError
 from sipguard.store.base import (
@@ -39,8 +46,10 @@ from sipguard.store.base import (
     Store,
 )
 from sipguard.store.keys import frn10
+from sipguard.yamlconf import input_failure, read_bounded
 
 log = logging.getLogger("sipguard.store")
+_T = TypeVar("_T")
 
 DATASET_NAMES = ("rmd", "rmd_removed", "dno", "ocn_map", "lists")
 _ALIASES = {"frn_str": "frn", "rmd_number": "number", "rmd": "number", "rmd number": "number",
@@ -53,6 +62,10 @@ _PUNCT = str.maketrans("", "", " -().\t")
 # a bare 10/7/6/3-digit NANP entry, optionally +1 (or 1 before 10 digits): same result as dno_digits
 _DNO_FAST = re.compile(r"\s*(?:\+1|1(?=\d{10}\s*$))?([2-9]\d{9}|[2-9]\d{6}|[2-9]\d{5}|[2-9]\d\d)\s*").fullmatch
 MAX_REPORTED = 200     # skipped lines listed in a report; the count is always exact
+MAX_DATASET_BYTES = 512 * 1024 * 1024   # the FCC export is tens of MB, a large DNO list a few hundred
+MAX_INVALID_SHARE = 0.10                # of a file's rows ...
+INVALID_TOLERATED = 5                   # ... beyond this many: a few bad rows are normal in a real export
+MAX_DROP = 0.20                         # valid entries may fall this much against the data in force
 
 
 def _clean(value: str | None) -> str:
@@ -95,11 +108,7 @@ def _yes(value: str) -> bool | None:
 
 
 def read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", path) from None
+    data = read_bounded(path, MAX_DATASET_BYTES)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -314,6 +323,50 @@ def parse_lists(text: str, path: str = "<lists>") -> list[ListEntry]:
     return out
 
 
+def import_refusal(report: ImportReport, valid: int, in_force: int, unidentified: int = 0) -> str | None:
+    """Why a parsed file must not replace the data in force (None: it may).
+
+    ``valid``: distinct entries the file would put in force; ``in_force``: those in force now
+    (RMD: listed filings, DNO: entries; 0 when nothing was imported yet); ``unidentified``:
+    imported rows that count as invalid all the same (RMD: no FRN and an RMD number that is
+    not RMD + 7 digits, as every row of a CSV that only has a `number` column of garbage).
+    """
+    invalid = report.rows - report.imported - report.duplicates + unidentified
+    if invalid > max(MAX_INVALID_SHARE * report.rows, INVALID_TOLERATED):
+        return (f"{invalid} of {report.rows} rows are invalid (more than {MAX_INVALID_SHARE:.0%}): "
+                "this is not a usable export")
+    if in_force and valid < in_force * (1 - MAX_DROP):
+        return (f"{valid} valid entries would replace {in_force} in force, a fall of "
+                f"{1 - valid / in_force:.0%} (more than {MAX_DROP:.0%})")
+    return None
+
+
+async def check_import(store: Store, report: ImportReport, entries: Sequence[RmdRecord] | Sequence[str],
+                       path: str) -> None:
+    """Refuse (ConfigError, the data in force stays) what ``import_refusal`` refuses.
+    ``entries``: what the file would put in force (RMD records, DNO digit strings)."""
+    dataset = report.dataset
+    if dataset == "rmd":
+        unidentified = sum(1 for r in entries if isinstance(r, RmdRecord) and not r.frns
+                           and not _RMD_ID.match(r.rmd or ""))
+        valid = len(entries) - unidentified
+    else:
+        unidentified, valid = 0, len(set(entries))
+    in_force = await store.in_force(dataset) if dataset in ("rmd", "dno") else 0
+    why = import_refusal(report, valid, in_force, unidentified)
+    if why is not None:
+        raise ConfigError(f"{why}; the {dataset} data in force is kept. Check the file, or import it "
+                          "anyway with --force", path)
+
+
+def parse_file(parse: Callable[[str, str], _T], path: str) -> _T:
+    """Read and parse one dataset file; a file that exhausts memory is refused like a bad one."""
+    try:
+        return parse(read_text(path), path)
+    except (RecursionError, MemoryError, UnicodeError) as exc:
+        raise input_failure(exc, path) from None
+
+
 def snapshot_of(path: str) -> str:
     """Default snapshot date: the file's modification date (exports carry none inside)."""
     import datetime
@@ -342,27 +395,33 @@ async def load_datasets(store: Store, datasets_cfg: Mapping[str, str],
         return {}
     reports: dict[str, ImportReport] = {}
     removed: list[RmdRecord] = []
-    if datasets_cfg.get("rmd_removed"):
-        removed, reports["rmd_removed"] = await asyncio.to_thread(
-            lambda: parse_removed(read_text(datasets_cfg["rmd_removed"]), datasets_cfg["rmd_removed"]))
-    if datasets_cfg.get("rmd"):
-        path = datasets_cfg["rmd"]
-        records, parsed = await asyncio.to_thread(lambda: parse_rmd(read_text(path), path, snapshot_of(path)))
+    # every file is read, parsed and checked before any is put in force, so one bad file
+    # leaves all the data in force as it was
+    paths = {name: datasets_cfg[name] for name in DATASET_NAMES if datasets_cfg.get(name)}
+    if "rmd_removed" in paths:
+        removed, reports["rmd_removed"] = await asyncio.to_thread(parse_file, parse_removed, paths["rmd_removed"])
+    if "rmd" in paths:
+        path = paths["rmd"]
+        records, parsed = await asyncio.to_thread(
+            parse_file, lambda text, name: parse_rmd(text, name, snapshot_of(name)), path)
+        await check_import(store, parsed, records, path)
+    if "ocn_map" in paths:
+        rows, reports["ocn_map"] = await asyncio.to_thread(parse_file, parse_ocn_map, paths["ocn_map"])
+    if "dno" in paths:
+        entries, reports["dno"] = await asyncio.to_thread(parse_file, parse_dno, paths["dno"])
+        await check_import(store, reports["dno"], entries, paths["dno"])
+    if "lists" in paths:
+        lists = await asyncio.to_thread(parse_file, parse_lists, paths["lists"])
+    if "rmd" in paths:
         report = await store.import_rmd(records, parsed.snapshot or "", removed)
         report.rows, report.skipped, report.duplicates = parsed.rows, parsed.skipped, parsed.duplicates
         report.warnings = parsed.warnings
         reports["rmd"] = report
-    if datasets_cfg.get("ocn_map"):
-        path = datasets_cfg["ocn_map"]
-        rows, reports["ocn_map"] = await asyncio.to_thread(lambda: parse_ocn_map(read_text(path), path))
+    if "ocn_map" in paths:
         await store.map_ocn(rows)
-    if datasets_cfg.get("dno"):
-        path = datasets_cfg["dno"]
-        entries, reports["dno"] = await asyncio.to_thread(lambda: parse_dno(read_text(path), path))
+    if "dno" in paths:
         await store.import_dno(entries)
-    if datasets_cfg.get("lists"):
-        path = datasets_cfg["lists"]
-        lists = await asyncio.to_thread(lambda: parse_lists(read_text(path), path))
+    if "lists" in paths:
         reports["lists"] = ImportReport("lists", rows=len(lists), imported=await store.list_replace(lists))
     for name, rep in reports.items():
         if rep.skipped:
@@ -404,6 +463,9 @@ class DatasetWatcher:
             await load_datasets(self.store, self.datasets_cfg)
         except SipguardError as exc:
             log.error("dataset reload failed, keeping the data in force: %s", exc)
+            return False
+        except Exception:   # noqa: BLE001 - the watcher must outlive any file: it is polled for ever
+            log.exception("dataset reload failed unexpectedly, keeping the data in force")
             return False
         log.info("datasets reloaded")
         return True

@@ -24,7 +24,13 @@ from sipguard.store.base import (
 )
 from sipguard.store.keys import digits, frn10, nanp10, split_record
 from sipguard.store.limits import Gcra, applicable
-from sipguard.store.tables import build_rmd, normalise_list_value, normalise_notice, notice_matches
+from sipguard.store.tables import (
+    build_rmd,
+    listed_filings,
+    normalise_list_value,
+    normalise_notice,
+    notice_matches,
+)
 
 
 class MemoryStore:
@@ -148,6 +154,11 @@ class MemoryStore:
     async def import_dno(self, entries: Sequence[str]) -> int:
         self._dno = frozenset(entries)
         return len(self._dno)
+
+    async def in_force(self, dataset: str) -> int:
+        if dataset == "rmd":
+            return listed_filings(self._ids, self._frns)
+        return len(self._dno) if dataset == "dno" else 0
 
     # -- lists and notices -------------------------------------------------------------------
     async def list_add(self, kind: str, list_name: str, value: str, note: str | None = None) -> None:

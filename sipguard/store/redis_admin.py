@@ -23,6 +23,7 @@ from sipguard.store.tables import (
     build_rmd,
     list_field,
     list_value,
+    listed_filings,
     normalise_list_value,
     normalise_notice,
     notice_from_json,
@@ -204,6 +205,19 @@ class RedisAdmin:
                 await self._client.unlink(self.keys.dno(old))
             return int(await self._client.scard(key))
         return await self._admin("DNO import", lambda: self._exclusive("dno", run))
+
+    async def in_force(self, dataset: str) -> int:
+        async def run() -> int:
+            gen = _s(await self._client.hget(self.keys.meta, f"{dataset}_gen") or b"")
+            if not gen:
+                return 0
+            if dataset == "dno":
+                return int(await self._client.scard(self.keys.dno(gen)))
+            return listed_filings(await self._hgetall(self.keys.rmd_id(gen)),
+                                  await self._hgetall(self.keys.rmd_frn(gen)))
+        if dataset not in ("rmd", "dno"):
+            return 0
+        return await self._admin(f"{dataset.upper()} count", run)
 
     # -- lists and notices ------------------------------------------------------------------
     async def list_add(self, kind: str, list_name: str, value: str, note: str | None = None) -> None:

@@ -3,78 +3,33 @@
 The h11 invariant: whatever the bytes, ``parse``, every accessor (``validate``),
 ``serialize`` after a proxy mutation and ``build_response`` on ``partial`` either work
 or raise SipParseError, never anything else; and the TCP framer gives the same messages
-whether a stream arrives whole, byte by byte or in random pieces.
+whether a stream arrives whole, byte by byte, cut at every byte or in random pieces.
+Seeds: RFC 4475, trunk-shaped messages, and every SIP message of the public captures
+(``tests/fuzz/mutation.py``). The relay fast path (``sip/relay.py``) keeps the same
+invariant, and takes only messages the full parser accepts.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from pathlib import Path
 
-from sipguard.sip import Request, SipParseError, StreamFramer, build_response, parse, validate
+from sipguard.sip import Request, SipParseError, StreamFramer, build_response, parse, relay, validate
 from sipguard.sip.message import Message
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "sip" / "rfc4475"
-SEED_FILES = ("wsinv", "intmeth", "esc01", "longreq", "mpart01", "transports", "unreason", "inv2543",
-              "lwsdisp", "regescrt")
-TRUNK_INVITE = (
-    b"INVITE sip:+13035550100@10.0.0.5:5060;user=phone SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds;rport\r\n"
-    b"Via: SIP/2.0/UDP [2001:db8::7]:5060;branch=z9hG4bKnashds8;received=2001:db8::9\r\n"
-    b"Max-Forwards: 69\r\n"
-    b'From: "Alice \\"A\\" Caller" <sip:+12025550123@198.51.100.7;user=phone>;tag=1928301774\r\n'
-    b"t: <sip:+13035550100@10.0.0.5;user=phone>\r\n"
-    b"i: a84b4c76e66710@pc33.carrier.example\r\n"
-    b"CSeq: 314159 INVITE\r\n"
-    b"Route: <sip:edge1.example.net;lr>, <sip:edge2.example.net;lr>\r\n"
-    b"Contact: <sip:+12025550123@198.51.100.7:5060;transport=udp>\r\n"
-    b"P-Asserted-Identity: <sip:+12025550123@198.51.100.7;user=phone>, <tel:+12025550123>\r\n"
-    b"Identity: eyJhbGciOiJFUzI1NiJ9.eyJhdHRlc3QiOiJBIn0.c2ln;info=<https://certs.example.net/a.pem>\r\n"
-    b"Subject: folded\r\n  subject\r\n"
-    b"Content-Type: application/sdp\r\n"
-    b"Content-Length: 13\r\n\r\nv=0\r\ns=-\r\nx=1"
+from tests.fuzz.mutation import (
+    IN_DIALOG_BYE,
+    RELAYED_RESPONSE,
+    RESPONSE,
+    TRUNK_INVITE,
+    live_messages,
+    mutate,
+    rfc4475_messages,
+    seeds,
 )
-RESPONSE = (b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa\r\nFrom: <sip:a@b>;tag=1\r\n"
-            b"To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+
 MUTANTS = 20_000
-INTERESTING = [b"\r\n", b"\n", b"\r", b":", b";", b",", b"<", b">", b'"', b"\\", b" ", b"\t", b"\x00", b"\xff",
-               b"@", b"[", b"]", b"=", b"%", b"SIP/2.0", b"Content-Length: 99999\r\n", b"l: 0\r\n",
-               b"\r\n ", b"Via: garbage\r\n", b";tag=", b"\r\n\r\n"]
-
-
-def seeds() -> list[bytes]:
-    return [(DATA / f"{name}.dat").read_bytes() for name in SEED_FILES] + [TRUNK_INVITE, RESPONSE]
-
-
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    ops: list[Callable[[bytes], bytes]] = [
-        lambda d: _at(rng, d, lambda b, i: b[:i] + bytes([rng.randrange(256)]) + b[i + 1:]),    # flip
-        lambda d: _at(rng, d, lambda b, i: b[:i] + rng.choice(INTERESTING) + b[i:]),            # insert
-        lambda d: _at(rng, d, lambda b, i: b[:i] + b[i + rng.randrange(1, 16):]),               # delete
-        lambda d: d[:rng.randrange(len(d) + 1)],                                                  # truncate
-        lambda d: _lines(rng, d, dup=True),                                                       # dup line
-        lambda d: _lines(rng, d, dup=False),                                                      # drop line
-        lambda d: _at(rng, d, lambda b, i: b[:i] + rng.choice([b"a", b",", b";x", b" "]) * rng.choice(
-            [100, 1000, 20000]) + b[i:]),                                                          # huge value
-    ]
-    for _ in range(rng.choice((1, 1, 2, 3, 6))):
-        data = rng.choice(ops)(data)
-    return data
-
-
-def _at(rng: random.Random, data: bytes, fn: Callable[[bytes, int], bytes]) -> bytes:
-    return fn(data, rng.randrange(len(data) + 1))
-
-
-def _lines(rng: random.Random, data: bytes, dup: bool) -> bytes:
-    lines = data.split(b"\r\n")
-    i = rng.randrange(len(lines))
-    if dup:
-        lines.insert(i, lines[i])
-    else:
-        del lines[i]
-    return b"\r\n".join(lines)
+LIVE_MUTANTS = 4_000
+RELAY_MUTANTS = 6_000
+OUR_VIA = b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsgfuzz;rport"
 
 
 def exercise(data: bytes) -> str:
@@ -180,3 +135,76 @@ def test_framer_same_messages_whole_and_in_pieces() -> None:
                 parse(msg)
             except SipParseError:
                 pass
+
+
+def test_every_rfc4475_and_live_message_raises_only_sip_parse_error() -> None:
+    messages = rfc4475_messages() + list(live_messages())
+    outcomes = [exercise(data) for data in messages]
+    # the captures hold hundreds of messages, most of them good (else the seeds are broken)
+    assert len(messages) > 300 and outcomes.count("ok") > len(messages) // 2
+
+
+def test_mutated_live_messages_raise_only_sip_parse_error() -> None:
+    rng = random.Random(11546)
+    base = list(live_messages())
+    labels = set()
+    for _ in range(LIVE_MUTANTS):
+        try:
+            labels.add(exercise(mutate(rng, rng.choice(base))))
+        except SipParseError:
+            labels.add("error-after-mutation")
+    assert {"ok", "parse-error", "lazy-error"} <= labels
+
+
+def exercise_relay(data: bytes) -> str:
+    """What the proxy core does with the fast path; the outcome label."""
+    try:
+        fast = relay.response(data, 65535) if data[:4] == b"SIP/" else relay.request(data, 65535)
+    except SipParseError:
+        return "relay-error"   # a bad value: the core takes the full path, which reports it
+    if fast is None:
+        return "full-path"
+    parse(data)  # the fast path takes only what the full parser accepts: raises nothing
+    if isinstance(fast, relay.FastResponse):
+        assert fast.status >= 100 and fast.top
+        try:
+            parse(fast.relayed)
+        except SipParseError:
+            pass  # its only Via was ours: the core drops it
+        return "fast-response"
+    if fast.max_forwards > 0:
+        out = parse(relay.forwarded(fast, OUR_VIA, None))
+        assert out.max_forwards == fast.max_forwards - 1 and out.via(0).branch == "z9hG4bKsgfuzz"
+        out = parse(relay.forwarded(fast, OUR_VIA, "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKx;rport=5061"))
+        assert out.via(1).branch == "z9hG4bKx"
+    return "fast-request"
+
+
+def test_relay_fast_path_on_mutants_is_typed_and_only_takes_what_the_parser_takes() -> None:
+    rng = random.Random(3261_16)
+    base = [RELAYED_RESPONSE, IN_DIALOG_BYE, RESPONSE] + [m for m in live_messages() if not m.startswith(b"INVITE")]
+    outcomes: dict[str, int] = {}
+    for data in base:
+        label = exercise_relay(data)
+        outcomes[label] = outcomes.get(label, 0) + 1
+    for _ in range(RELAY_MUTANTS):
+        label = exercise_relay(mutate(rng, rng.choice(base)))
+        outcomes[label] = outcomes.get(label, 0) + 1
+    assert min(outcomes.get(k, 0) for k in ("fast-response", "fast-request", "full-path")) > 100, outcomes
+
+
+def test_framer_same_messages_at_every_byte_split() -> None:
+    """A stream cut in two at every byte (what a TCP peer may do) gives the messages and the
+    error the whole stream gives."""
+    rng = random.Random(793)
+    framed = [m for m in live_messages() if frame(m, []) == ([m], None)]  # each frames alone
+    streams = [TRUNK_STREAM, TRUNK_STREAM + b"INVITE sip:x SIP/2.0\r\nVia: a\r\n\r\n",
+               b"\r\n\r\n".join(rng.sample(framed, 2)), b"".join(rng.sample(framed, 2))]
+    for stream in streams:
+        whole = frame(stream, [])
+        assert whole[0], "a stream of good messages frames"
+        for cut in range(len(stream) + 1):
+            assert frame(stream, [cut]) == whole, (cut, stream)
+
+
+TRUNK_STREAM = b"\r\n\r\n" + TRUNK_INVITE + RELAYED_RESPONSE + b"\r\n" + IN_DIALOG_BYE

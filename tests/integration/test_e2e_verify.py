@@ -37,8 +37,8 @@ RESPONSES = {  # CONTRACT.md, "Verification reason codes and their RFC 8224 resp
     "cert-untrusted": (437, "Unsupported Credential"), "cert-expired": (437, "Unsupported Credential"),
     "cert-revoked": (437, "Unsupported Credential"), "cert-no-tnauthlist": (437, "Unsupported Credential"),
     **{code: (438, "Invalid Identity Header") for code in (
-        "malformed-identity", "bad-alg", "bad-ppt", "x5u-mismatch", "bad-signature", "orig-mismatch",
-        "dest-mismatch", "bad-claims")},
+        "malformed-identity", "bad-alg", "bad-ppt", "missing-alg", "missing-ppt", "x5u-mismatch",
+        "bad-signature", "orig-mismatch", "dest-mismatch", "bad-claims")},
 }
 
 
@@ -115,6 +115,9 @@ CASES: dict[str, Any] = {
     "malformed-identity": lambda s: [f"not-a-passport;info=<{s.url('good')}>;alg=ES256;ppt=shaken"],
     "bad-alg": lambda s: [_with_header(s, alg="HS256")],
     "bad-ppt": lambda s: [_with_header(s, ppt="div")],
+    # ATIS-1000074 requires both on a SHAKEN Identity header (both suites expect 438)
+    "missing-ppt": lambda s: [s.identity().replace(";ppt=shaken", "")],
+    "missing-alg": lambda s: [s.identity().replace(";alg=ES256", "")],
     "x5u-mismatch": lambda s: [s.identity(info=s.url("implicit"))],
     "stale-iat": lambda s: [s.identity(iat=int(time.time()) - 600)],
     "future-iat": lambda s: [s.identity(iat=int(time.time()) + 600)],

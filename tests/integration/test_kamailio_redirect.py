@@ -106,3 +106,49 @@ def test_sipguard_down_fails_closed_when_chosen(redirect: dict[str, Any]) -> Non
     assert final is not None and final.status == 503, kam.log()
     assert final.header("Retry-After")
     assert redirect["uas"].invites() == []
+
+
+OTHER = "+13125550000"  # a number nobody signed for
+
+
+def test_the_invite_leaving_kamailio_shows_passed_only_on_the_signed_number(redirect: dict[str, Any]) -> None:
+    """PAI with a sip and a tel value of different numbers, PASSporT for the sip one, and an
+    upstream From claiming Passed: what reaches the core has Passed on the signed PAI value
+    only, Failed on the other, no verstat on From, and the attestation for the policy."""
+    kam = redirect["kamailio"]()
+    client = redirect["client"]
+    forged_from = f"{CALLER};verstat=TN-Validation-Passed"
+    final, _ = client.call(kam.addr, caller=forged_from, callee=CALLEE, identity=[redirect["screening"].identity()],
+                           pai=f"<sip:{CALLER}@127.0.0.1;user=phone>, <tel:{OTHER}>",
+                           extra=["X-Sipguard-Attest: A"])
+    assert final is not None and final.status == 200, kam.log()
+    invite = redirect["uas"].wait_invites(1)[-1]
+    pais = [v.strip() for line in invite.all("P-Asserted-Identity") for v in line.split(",")]
+    assert sorted(pais) == sorted([f"<sip:{CALLER};verstat=TN-Validation-Passed@127.0.0.1;user=phone>",
+                                   f"<tel:{OTHER};verstat=TN-Validation-Failed>"]), pais
+    assert "verstat" not in (invite.header("From") or ""), invite.header("From")
+    assert invite.all("X-Sipguard-Verstat") == ["TN-Validation-Passed"]
+    assert invite.all("X-Sipguard-Attest") == ["A"]  # sipguard's, the forged one dropped
+    assert len(invite.all("Identity")) == 1 and invite.header("Identity").startswith("ey")  # the caller's
+
+
+def test_unsigned_call_with_a_forged_from_verstat(redirect: dict[str, Any]) -> None:
+    """No PAI: sipguard's 302 brings one with the call's verstat; the From claim is removed and
+    no attestation is claimed for a call no PASSporT verified."""
+    kam = redirect["kamailio"]()
+    final, _ = redirect["client"].call(kam.addr, caller=f"{CALLER};verstat=TN-Validation-Passed", callee=CALLEE)
+    assert final is not None and final.status == 200, kam.log()
+    invite = redirect["uas"].wait_invites(1)[-1]
+    assert "verstat" not in (invite.header("From") or "")
+    assert invite.all("P-Asserted-Identity") == [f"<sip:{CALLER};verstat=No-TN-Validation@127.0.0.1;user=phone>"]
+    assert invite.all("X-Sipguard-Attest") == []
+    assert len(invite.all("Identity")) == 1  # the gateway signed it (sign-unsigned)
+
+
+def test_identity_without_ppt_is_refused_through_kamailio(redirect: dict[str, Any]) -> None:
+    kam = redirect["kamailio"]()
+    identity = redirect["screening"].identity().replace(";ppt=shaken", "")
+    final, _ = redirect["client"].call(kam.addr, caller=CALLER, callee=CALLEE, identity=[identity])
+    assert final is not None and final.status == 438, kam.log()
+    assert 'text="missing-ppt"' in (final.header("Reason") or "")
+    assert redirect["uas"].invites() == []

@@ -92,3 +92,27 @@ def test_systemd_analyze_security_exposure_stays_at_or_below_2(tmp_path: Path, n
     assert float(found.group(1)) < 2.0, run.stdout     # 2.0 before ProtectProc, ProcSubset, UMask=0077; 1.8 after
     for setting in ("ProtectProc=", "ProcSubset=", "UMask="):
         assert not any(line.startswith("✗ " + setting) for line in run.stdout.splitlines()), setting
+
+
+def test_trust_update_units(tmp_path: Path) -> None:
+    service = settings(UNITS / "sipguard-trust-update.service")
+    assert service["Type"] == "oneshot" and service["User"] == "sipguard"
+    assert service["ExecStart"].endswith("trust update -c /etc/sipguard/sipguard.yaml")
+    assert service["ExecStartPost"] == "+/bin/systemctl try-reload-or-restart sipguard.service"
+    assert service["ProtectSystem"] == "strict" and "/var/lib/sipguard" in service["ReadWritePaths"]
+    timer = settings(UNITS / "sipguard-trust-update.timer")
+    assert timer["OnCalendar"] == "daily" and timer["Persistent"] == "true"
+    assert timer["WantedBy"] == "timers.target"
+    if not Path(sys.executable).with_name("sipguard").exists():
+        pytest.skip("the sipguard entry point is not installed in this environment")
+    result = verify(tmp_path, "sipguard-trust-update.service",
+                    (UNITS / "sipguard-trust-update.service").read_text())
+    assert result.returncode == 0 and not (result.stderr.strip() or result.stdout.strip()), result.stderr
+    (tmp_path / "sipguard-trust-update.timer").write_text((UNITS / "sipguard-trust-update.timer").read_text())
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None
+    timer_check = subprocess.run([analyze, "verify", str(tmp_path / "sipguard-trust-update.timer")],
+                                 capture_output=True, text=True, timeout=60,
+                                 env={"SYSTEMD_LOG_LEVEL": "notice", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    assert timer_check.returncode == 0 and not (timer_check.stderr.strip() or timer_check.stdout.strip()), \
+        timer_check.stderr

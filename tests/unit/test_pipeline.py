@@ -316,3 +316,15 @@ def test_foreign_numbers_that_differ_do_not_match(tmp_path: Path, pki: StiPki, f
     out, fwd, _ = verified(tmp_path, pki, sip_invite(from_, (), signed_for(pki, orig)))
     assert out.verification.reasons == (Reason.ORIG_MISMATCH,)
     assert "verstat=TN-Validation-Failed" in (fwd.header("From") or "")
+
+
+def test_record_of_a_signed_call_names_the_attestation_and_the_rule(tmp_path: Path) -> None:
+    """FCC 24-120: the signer decides attestation itself and keeps the record of it."""
+    out = decide(tmp_path, invite())
+    assert out.signed
+    rec = out.record(None, "sip:127.0.0.1:5070", "test/0")
+    assert (rec.signed_attest, rec.signed_rule) == ("C", "sign-unsigned")
+    from sipguard.records.record import from_row, to_row
+    assert from_row(to_row(rec)) == rec
+    unsigned = decide(tmp_path, invite(caller="+442071838750")).record(None, None, None)
+    assert (unsigned.signed_attest, unsigned.signed_rule) == (None, None)

@@ -26,6 +26,13 @@ def test_a_row_is_a_versioned_array_that_reads_back_the_same_record() -> None:
     assert len(row) < len(json.dumps(record.to_dict())) * 0.6
 
 
+def test_version_1_rows_still_read() -> None:
+    """Rows written before signed_attest/signed_rule existed read back with them empty."""
+    record = make_record(4, signed=True, signed_origid="oid")
+    v1 = json.dumps([1, *(getattr(record, name) for name in ROW_FIELDS[1])])
+    assert from_row(v1) == record and from_row(v1).signed_rule is None
+
+
 def test_rows_stored_as_dicts_before_versions_still_read() -> None:
     record = make_record(5)
     assert from_row(json.dumps(record.to_dict())) == record
@@ -47,6 +54,6 @@ OPT = st.none() | TEXT
                  verstat=TEXT, attest=OPT, origid=OPT, x5u=OPT, spc=OPT, reasons=st.lists(TEXT, max_size=3).map(tuple),
                  rule=OPT, rule_class=OPT, notice=OPT, action=TEXT, status=st.none() | st.integers(100, 699),
                  shadow_action=OPT, signed=st.booleans(), signed_origid=OPT, identity_dropped=st.booleans(),
-                 next_hop=OPT, instance=OPT))
+                 next_hop=OPT, instance=OPT, signed_attest=OPT, signed_rule=OPT))
 def test_any_record_round_trips(record: CallRecord) -> None:
     assert from_row(to_row(record)) == record

@@ -66,3 +66,14 @@ def test_short_codes_and_rules_not_applied_read_right() -> None:
     assert "Called number:      911 (as received: sip:911@gw)" in text
     assert ("Our action:         forward (rule do-not-originate chose reject; not applied: shadow mode "
             "or an emergency call) to sip:127.0.0.1:5070") in text
+
+
+def test_signed_call_recorded_with_its_attestation_and_rule() -> None:
+    r = make_record(signed=True, signed_origid="oid-1", signed_attest="B", signed_rule="sign-customers")
+    doc = build(Request(None, None, None, None, "call-0@198.51.100.7", None, None), [r],
+                ({}, {"attest": "C", "x5u": "https://certs.example.net/sg.pem"}), BASE_TIME + 3600)
+    assert doc["calls"][0]["we_signed"] == {"signed": True, "origid": "oid-1", "attest": "B",
+                                            "attest_rule": "sign-customers",
+                                            "x5u": "https://certs.example.net/sg.pem"}
+    assert ("Signed by us:       attestation B (decided by rule sign-customers), origid oid-1, "
+            "x5u https://certs.example.net/sg.pem\n") in render(doc)

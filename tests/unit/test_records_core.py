@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
 import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,7 +94,7 @@ def test_claim_skips_live_writers_and_takes_dead_ones_in_order(tmp_path: Path) -
     assert other.claim() == []
     for c in claimed:
         Spool.done(c)
-    assert sorted(os.listdir(tmp_path)) == ["records-live.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == ["records-live.jsonl", "writer-live.lock"]   # the dead one's lock went
     live.close()
 
 
@@ -106,3 +109,78 @@ def test_released_file_can_be_claimed_again(tmp_path: Path) -> None:
     assert [c.path for c in again] == [first[0].path]
     assert Spool.read(again[0])[0][1] == 1
     Spool.done(again[0])
+
+
+def _child_writer(folder: str, ready: Any, go: Any) -> None:
+    """A worker that spooled three files (rotation numbers past six digits), then dies by kill -9."""
+    spool = Spool(folder, "child")
+    spool._rotations = 999_998
+    seq = 0
+    for _ in range(3):
+        spool.append([("child", seq + i, make_record(seq + i)) for i in range(1, 4)])
+        seq += 3
+        if seq < 9:
+            spool.claim()                                   # rotated away; the flush "failed"
+    ready.set()
+    go.wait(30)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_writers_files_are_taken_over_whole_and_in_order(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    ready, go = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_child_writer, args=(str(tmp_path), ready, go))
+    child.start()
+    try:
+        assert ready.wait(30)
+        me = Spool(str(tmp_path), "me")
+        assert me.claim() == []                             # alive: its files are its own
+        go.set()
+        child.join(30)
+        assert child.exitcode == -signal.SIGKILL
+        claimed = me.claim()
+        assert [os.path.basename(c.path) for c in claimed] == [
+            "ready-child-999999.jsonl", "ready-child-1000000.jsonl", "records-child.jsonl"]
+        assert [s for c in claimed for _, s, _ in Spool.read(c)] == list(range(1, 10))
+        assert Spool(str(tmp_path), "other").claim() == []  # one taker at a time
+        for c in claimed:
+            Spool.done(c)
+        assert os.listdir(tmp_path) == []                   # its lock went with its last file
+    finally:
+        go.set()
+        child.join(5)
+
+
+def test_writer_locks_come_and_go_with_the_files(tmp_path: Path) -> None:
+    folder = str(tmp_path)
+    clean = Spool(folder, "clean")
+    clean.append([("clean", 1, make_record(1))])
+    (own,) = clean.claim()
+    Spool.done(own)
+    clean.close()                                           # nothing left: no lock file either
+    assert os.listdir(folder) == []
+    stopped = Spool(folder, "stopped")
+    stopped.append([("stopped", 1, make_record(1))])
+    stopped.close()                                         # SIGTERM during an outage: files stay
+    assert sorted(os.listdir(folder)) == ["records-stopped.jsonl", "writer-stopped.lock"]
+    (tmp_path / "writer-ghost.lock").write_text("")         # a writer killed with nothing spooled
+    me = Spool(folder, "me")
+    claimed = me.claim()
+    assert [os.path.basename(c.path) for c in claimed] == ["records-stopped.jsonl"]
+    Spool.release(claimed[0])                               # the store failed: the file waits
+    assert sorted(os.listdir(folder)) == ["records-stopped.jsonl", "writer-stopped.lock"]
+    (again,) = Spool(folder, "next").claim()
+    Spool.done(again)
+    assert os.listdir(folder) == []
+
+
+def test_a_file_locked_by_an_earlier_versions_writer_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "records-old.jsonl"
+    path.write_text(encode(("old", 1, make_record(1))) + "\n")
+    with open(path) as held:                                # that version locked each file it wrote
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert Spool(str(tmp_path), "me").claim() == []
+    (taken,) = Spool(str(tmp_path), "me").claim()
+    assert Spool.read(taken)[0][1] == 1
+    Spool.done(taken)
+    assert os.listdir(tmp_path) == []

@@ -298,3 +298,67 @@ def test_the_sqlite_thread_runs_below_the_event_loop_priority(tmp_path: Path) ->
 
     ours, theirs, count = asyncio.run(main())
     assert theirs == min(19, ours + SqliteSink.NICE) and count == 1
+
+
+class OrderSink(FlakySink):
+    """FlakySink that logs every delivery in order and can hold the next write until released:
+    the moment one worker is in the middle of flushing a spool file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[tuple[str, int]] = []
+        self.hold_next = False
+        self.holding = False
+        self.release = asyncio.Event()
+
+    async def write(self, entries: Sequence[Entry], now: float) -> None:
+        if self.hold_next and not self.down:
+            self.hold_next, self.holding = False, True
+            await self.release.wait()
+            self.holding = False
+        await super().write(entries, now)
+        self.delivered += [(w, s) for w, s, _ in entries]
+
+
+def test_a_live_writers_spool_files_are_flushed_by_it_alone_in_sequence_order(tmp_path: Path) -> None:
+    """Issue 7: two workers, one spool folder. Worker a's first spool file could not be flushed
+    (store down); a second one follows. While worker b is in the middle of flushing, worker a
+    flushes too. a's records must reach the store in a's sequence order (the store may skip a
+    sequence it believes it has passed), so only a flushes a's files while a is alive."""
+    cfg = cfg_for(tmp_path, batch=10)
+    sink = OrderSink()
+
+    async def until(check: Any, task: asyncio.Task[None]) -> None:
+        for _ in range(2000):
+            if check() or task.done():
+                return
+            await asyncio.sleep(0.005)
+
+    async def scenario() -> None:
+        a = RecordWriter(sink, cfg, writer_id="a")
+        await a.start()
+        sink.down = True
+        for i in range(10):
+            a.submit(make_record(i))
+        await a._drain()                                    # seq 1..10 to the spool
+        await a._flush_spool(force=True)                    # a retry that fails: the file stays
+        for i in range(10, 20):
+            a.submit(make_record(i))
+        await a._drain()                                    # seq 11..20 to the spool
+        assert a.stats.spooled == 20 and not sink.rows
+        sink.down = False
+        b = RecordWriter(sink, cfg, writer_id="b")
+        sink.hold_next = True
+        b_flush = asyncio.get_running_loop().create_task(b._flush_spool(force=True))
+        await until(lambda: sink.holding, b_flush)          # b is mid-flush (if it took any of a's files)
+        sink.hold_next = False
+        await a._flush_spool(force=True)
+        sink.release.set()
+        await b_flush
+        mine = [s for w, s in sink.delivered if w == "a"]
+        assert mine == list(range(1, 21)), mine            # each once, in order
+        await a.aclose()
+        await b.aclose()
+        assert not [n for n in os.listdir(cfg.spool) if n.endswith(".jsonl")]
+
+    run(scenario())

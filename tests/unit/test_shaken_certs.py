@@ -9,8 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sipguard.shaken import passport as pp
 from sipguard.shaken.certs import (
@@ -23,7 +28,7 @@ from sipguard.shaken.certs import (
 from sipguard.shaken.config import CrlConfig, ShakenConfig
 from sipguard.shaken.reasons import Reason
 from sipguard.shaken.verify import Verifier
-from tests.shaken_pki import MapFetcher, StiPki, shaken_identity, tnauthlist_der
+from tests.shaken_pki import TNAUTHLIST_OID, MapFetcher, StiPki, shaken_identity, tnauthlist_der
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "libstirshaken"
 ASTERISK = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "asterisk-testsuite"
@@ -148,10 +153,12 @@ def test_asterisk_spast1_verifies() -> None:
 
 @needs_asterisk
 def test_asterisk_expired_ca_chain() -> None:
-    # this leaf's TNAuthList holds the text "881212,INTEGER:50" (an openssl config typo), not DER
+    # the CA is valid for no time at all (notBefore == notAfter, 2024-02-08 15:20) and the leaf
+    # was issued after it: there is no moment at which the path is valid, so RFC 5280 path
+    # validation (x509.verification) finds no chain: untrusted, 437 like an expired one
     now = dt.datetime(2027, 1, 1, tzinfo=dt.UTC).timestamp()
     reasons = _asterisk_verify("SPAST1-caexp-cert.pem", "SPAST1-caexp-key.pem", "astdev-ca-expired.crt", now)
-    assert reasons == (Reason.CERT_NO_TNAUTHLIST,)
+    assert reasons == (Reason.CERT_UNTRUSTED,)
 
 
 @needs_asterisk
@@ -165,3 +172,45 @@ def test_asterisk_wrong_anchor_is_untrusted() -> None:
     now = dt.datetime(2027, 1, 1, tzinfo=dt.UTC).timestamp()
     assert _asterisk_verify("SPAST2-cert.pem", "SPAST2-key.pem", "astdev-ca-expired.crt", now) == \
         (Reason.CERT_UNTRUSTED,)
+
+
+# -- standard path checks (x509.verification with the STI policy) ---------------------------------
+
+def _issue(subject: str, key: Any, issuer: str, issuer_key: Any, now: float, *, ca: bool,
+           path_length: int | None = None, tnauth: bool = False) -> x509.Certificate:
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(dt.datetime.fromtimestamp(now - 86400, dt.UTC))
+               .not_valid_after(dt.datetime.fromtimestamp(now + 86400 * 30, dt.UTC))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True))
+    if tnauth:
+        builder = builder.add_extension(x509.UnrecognizedExtension(TNAUTHLIST_OID, tnauthlist_der("1234")),
+                                        critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pems(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def test_path_checks_the_hand_walk_missed(tmp_path: Path) -> None:
+    """RFC 5280 path validation: a CA limited to path length 0 cannot certify another CA, and a
+    CA certificate is no PASSporT signer; the chain is otherwise fine (the control passes)."""
+    now = 1_790_000_000.0
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
+    root = _issue("Root", keys[0], "Root", keys[0], now, ca=True)
+    anchors = tmp_path / "root.pem"
+    anchors.write_bytes(_pems(root))
+    store = load_trust_anchors(str(anchors))
+    int0 = _issue("Int0", keys[1], "Root", keys[0], now, ca=True, path_length=0)
+    sub = _issue("Sub", keys[2], "Int0", keys[1], now, ca=True)
+    leaf_under_sub = _issue("Leaf", keys[3], "Sub", keys[2], now, ca=False, tnauth=True)
+    assert build_credential(_pems(leaf_under_sub, sub, int0), store, now) is Reason.CERT_UNTRUSTED
+    ca_leaf = _issue("CA leaf", keys[3], "Int0", keys[1], now, ca=True, tnauth=True)
+    assert build_credential(_pems(ca_leaf, int0), store, now) is Reason.CERT_UNTRUSTED
+    good = _issue("Leaf", keys[3], "Int0", keys[1], now, ca=False, tnauth=True)
+    cred = build_credential(_pems(good, int0), store, now)
+    assert isinstance(cred, Credential) and [c.subject for c in cred.chain] == [good.subject, int0.subject,
+                                                                                root.subject]

@@ -74,3 +74,32 @@ def test_errors_name_file_line_key(tmp_path: Path, body: str, line: int, key: st
     err = info.value
     assert (err.path, err.line, err.key) == ("sipguard.yaml", line, key)
     assert words in err.message
+
+
+def test_identity_lenient(tmp_path: Path) -> None:
+    assert _cfg("shaken: {}\n", tmp_path).identity_lenient == frozenset()
+    cfg = _cfg("shaken:\n  identity: {lenient: [ppt, alg]}\n", tmp_path)
+    assert cfg.identity_lenient == frozenset({"ppt", "alg"})
+
+
+@pytest.mark.parametrize(("name", "words"), [("info", "info mandatory"), ("typ", "one of alg, ppt")])
+def test_identity_lenient_refuses_other_parameters(tmp_path: Path, name: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _cfg(f"shaken:\n  identity:\n    lenient: [ppt, {name}]\n", tmp_path)
+    text = str(err.value)
+    assert "sipguard.yaml:3" in text and "shaken.identity.lenient" in text and words in text
+
+
+def test_trust_list(pki: StiPki, tmp_path: Path) -> None:
+    cfg = _cfg(f"shaken:\n  trust_list: {{url: 'https://sti-pa.example/ca-list', sti_pa_root: {pki.anchors}}}\n",
+               tmp_path)
+    assert (cfg.trust_list.url, cfg.trust_list.sti_pa_root) == ("https://sti-pa.example/ca-list", pki.anchors)
+    (tmp_path / "empty.pem").write_text("nothing\n")
+    for body, key, words in [
+        ("{url: 'https://sti-pa.example/ca-list'}", "shaken.trust_list.url", "must be signed"),
+        ("{url: 'ftp://x/list'}", "shaken.trust_list.url", "not an http(s) URL"),
+        ("{sti_pa_root: empty.pem}", "shaken.trust_list.sti_pa_root", "no PEM certificate"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            _cfg(f"shaken:\n  trust_list: {body}\n", tmp_path)
+        assert f"sipguard.yaml:2: {key}" in str(err.value) and words in str(err.value), str(err.value)

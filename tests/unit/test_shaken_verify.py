@@ -217,9 +217,9 @@ def test_comma_joined_values_are_split(pki: StiPki) -> None:
     assert run(_verify(_verifier(pki), [_ident(pki, "expired") + ", " + _ident(pki)])).passed
 
 
-def test_ppt_absent_in_header_uses_jose_ppt(pki: StiPki) -> None:
+def test_ppt_absent_in_header_uses_jose_ppt_when_lenient(pki: StiPki) -> None:
     ident = _ident(pki).replace(";ppt=shaken", "")
-    assert run(_verify(_verifier(pki), [ident])).passed
+    assert run(_verify(_verifier(pki, identity_lenient=frozenset({"ppt"})), [ident])).passed
 
 
 def test_div_chain_reported_and_checked(pki: StiPki) -> None:
@@ -523,3 +523,56 @@ def test_orig_and_dest_compared_as_the_passport_means_them(pki: StiPki, header: 
     assert res.passed is ok and res.reasons == (() if ok else (Reason.ORIG_MISMATCH,))
     res = run(_verify(_verifier(pki), [_ident(pki, dest=[tn])], dest=forms))
     assert res.passed is ok and res.reasons == (() if ok else (Reason.DEST_MISMATCH,))
+
+
+# -- Identity header parameters (ATIS-1000074 strict by default; shaken.identity.lenient) ----------
+
+def _without(ident: str, param: str) -> str:
+    token, *params = ident.split(";")
+    return ";".join([token, *(p for p in params if not p.startswith(param + "="))])
+
+
+@pytest.mark.parametrize(("missing", "reason"), [("ppt", Reason.MISSING_PPT), ("alg", Reason.MISSING_ALG)])
+def test_identity_without_ppt_or_alg_fails_by_default(pki: StiPki, missing: str, reason: Reason) -> None:
+    fetcher = _fetcher(pki)
+    res = run(_verify(_verifier(pki, fetcher), [_without(_ident(pki), missing)]))
+    assert res.verstat is Verstat.FAILED and res.reasons == (reason,)
+    assert fetcher.calls == {}  # doomed by the header alone: no download
+
+
+def test_identity_without_ppt_is_shaken_failure_beside_a_div(pki: StiPki) -> None:
+    """Strict: a header without ppt is not silently skipped, even when its PASSporT says div."""
+    div = _raw(pki, {**HDR, "ppt": "div"}, CLAIMS)
+    res = run(_verify(_verifier(pki), [_without(div, "ppt")]))
+    assert res.reasons[:1] == (Reason.MISSING_PPT,)
+
+
+@pytest.mark.parametrize("lenient", [("ppt",), ("alg",), ("alg", "ppt")])
+def test_lenient_parameters_may_be_absent(pki: StiPki, lenient: tuple[str, ...]) -> None:
+    verifier = _verifier(pki, identity_lenient=frozenset(lenient))
+    ident = _ident(pki)
+    for name in lenient:
+        ident = _without(ident, name)
+    assert run(_verify(verifier, [ident])).verstat is Verstat.PASSED
+    # leniency on one parameter does not excuse the other
+    other = {"alg", "ppt"} - set(lenient)
+    for name in other:
+        res = run(_verify(verifier, [_without(ident, name)]))
+        assert res.reasons == ((Reason.MISSING_PPT,) if name == "ppt" else (Reason.MISSING_ALG,))
+
+
+def test_lenient_ppt_still_checks_the_passports_own_ppt(pki: StiPki) -> None:
+    verifier = _verifier(pki, identity_lenient=frozenset({"ppt"}))
+    div = _without(_raw(pki, {**HDR, "ppt": "div"}, CLAIMS), "ppt")
+    # read as a div PASSporT: no shaken one, nothing verified
+    assert run(_verify(verifier, [div])).verstat is Verstat.NONE
+
+
+def test_lenient_switch_follows_sighup(pki: StiPki) -> None:
+    from dataclasses import replace
+
+    verifier = _verifier(pki)
+    ident = _without(_ident(pki), "ppt")
+    assert run(_verify(verifier, [ident])).reasons == (Reason.MISSING_PPT,)
+    verifier.reconfigure(replace(verifier.cfg, identity_lenient=frozenset({"ppt"})))
+    assert run(_verify(verifier, [ident])).passed

@@ -258,3 +258,22 @@ def test_raw_signature_matches_cryptography_on_real_signatures() -> None:
         der = key.sign(str(i).encode(), ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
         assert _raw_signature(der) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+# -- our own SPC (FCC 24-120, third-party authentication, in force 2025-09-18) ---------------------
+def test_signing_refuses_a_certificate_of_another_spc(creds) -> None:  # type: ignore[no-untyped-def]
+    assert Signer.load(creds.config(spc="709J"), NOW).spc == "709J"
+    with pytest.raises(ConfigError) as err:
+        Signer.load(creds.config(spc="567J"), NOW)
+    text = str(err.value)
+    assert "shaken.signing.cert" in text and "709J, not ours" in text and "FCC 24-120" in text
+
+
+def test_spc_config(tmp_path: Path) -> None:
+    path = str(tmp_path / "sipguard.yaml")
+    base = "shaken:\n  signing:\n    key: k\n    cert: c\n    x5u: https://x.example/c.pem\n"
+    assert _signing(base, path).spc is None
+    assert _signing(base + "    spc: 567J\n", path).spc == "567J"
+    with pytest.raises(ConfigError, match="not an SPC") as err:
+        _signing(base + "    spc: 'my spc'\n", path)
+    assert str(err.value).startswith(path + ":6: shaken.signing.spc")

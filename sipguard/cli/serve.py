@@ -28,7 +28,15 @@ def run(args: argparse.Namespace) -> int:
     from sipguard.observe.logs import setup_logging
 
     setup_logging(config.log.level, json=True, decisions=config.log.decisions)
-    logging.getLogger("sipguard").info("starting sipguard with %s", config.path)
+    log = logging.getLogger("sipguard")
+    log.info("starting sipguard with %s", config.path)
+    if config.policy:
+        from sipguard.policy.names import check_names
+
+        # a rule naming a trunk or limiter the config lacks never fires: said, not refused
+        # (check-config and policy check -c refuse it)
+        for problem in check_names(config.policy, [t.id for t in config.trunks], [s.name for s in config.limits]):
+            log.warning("%s", problem)
     if args.workers is not None and args.workers < 1:
         raise SystemExit("sipguard serve: --workers must be >= 1")
     return serve(config, args.workers)

@@ -61,3 +61,13 @@ def test_a_second_instance_on_the_same_addresses_is_refused(sipguard: Any, tmp_p
     assert run.returncode == 1, run.stderr
     assert f"cannot listen on udp://127.0.0.1:{first.port}: already in use" in run.stderr
     first.wait_ready(5)    # the first one still answers
+
+
+def test_a_rule_naming_a_trunk_the_config_lacks_is_logged_at_start(sipguard: Any, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: a\n    when: {trunk: carier-a}\n    action: reject\n"
+                      "    class: deterministic\n")
+    sg = sipguard(base_config(free_port(), policy=str(policy)))
+    logs = sg.logs()
+    assert f"{policy}:4: rules[0].when.trunk: no trunk named 'carier-a'" in logs, logs
+    assert "did you mean 'carrier-a'?" in logs

@@ -34,6 +34,7 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
             "proxy", "log", "workers", "tls")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering", "secret_file", "drain_timeout")
+HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
 PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
@@ -163,7 +164,7 @@ def _load_config(path: str) -> Config:
         if problems:
             raise problems[0]
     http = root.section("http")
-    http.check_keys(("listen", "token_file", "max_connections", "max_body", "read_timeout"))
+    http.check_keys(HTTP_KEYS)
     datasets = root.section("datasets")
     config = Config(
         path=path,

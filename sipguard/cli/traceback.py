@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from sipguard.config import Config
 
 NOT_FOUND = 3
+# --help text: the module docstring's paragraph without its reStructuredText quotes
+DESCRIPTION = ("A request names one time: --at searches --window seconds (default 300) either side. "
+               "Times are ISO 8601 or epoch seconds; a time without a zone is UTC, and every output "
+               "is in UTC. The table names the upstream (trunk, provider name, FRN, RMD number, "
+               "country), the verification result and what sipguard did: what the ITG portal asks. "
+               "Exit 0 with records found, 1 on errors, 3 when nothing matched.")
 TABLE = (("time (UTC)", 24), ("caller", 15), ("callee", 15), ("trunk", 12), ("provider", 18),
          ("FRN", 10), ("RMD", 12), ("ctry", 4), ("verstat", 22), ("att", 3), ("origid", 36),
          ("action", 7), ("status", 6))
@@ -42,23 +48,24 @@ TABLE = (("time (UTC)", 24), ("caller", 15), ("callee", 15), ("trunk", 12), ("pr
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("traceback", help="find call records (ITG traceback, campaign view)",
-                              description=__doc__.split("\n\n")[2] if __doc__ else None)
+                              description=DESCRIPTION)
     p.add_argument("what", nargs="?", choices=("answer",),
                    help="answer: the ITG answer for one hop (text, or JSON with --format jsonl)")
-    p.add_argument("-c", "--config", required=True, metavar="CONFIG")
+    p.add_argument("-c", "--config", required=True, metavar="CONFIG", help="sipguard config file (names the records)")
     p.add_argument("--caller", metavar="TN", help="calling number, any usual spelling")
     p.add_argument("--callee", metavar="TN", help="called number")
     p.add_argument("--at", metavar="T", help="the time of the call in the request (ISO 8601 or epoch; UTC "
                                               "when no zone is given)")
     p.add_argument("--window", metavar="S", help="seconds either side of --at (default 300, at most 31 days)")
-    p.add_argument("--since", metavar="T")
-    p.add_argument("--until", metavar="T")
-    p.add_argument("--call-id", metavar="ID")
+    p.add_argument("--since", metavar="T", help="records from this time on (--at wins when given)")
+    p.add_argument("--until", metavar="T", help="records before this time (default: no end)")
+    p.add_argument("--call-id", metavar="ID", help="the record of this Call-ID")
     p.add_argument("--top", choices=query.TOP_BY,
                    help="campaign view: heaviest sources of rejected or C-attested calls")
     p.add_argument("-n", "--limit", metavar="N",
                    help="at most N records (default 1000) or N rows with --top (default 20)")
-    p.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    p.add_argument("--format", choices=("table", "jsonl", "csv"), default="table",
+                   help="table (default), jsonl (one JSON record per line) or csv")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Final
 
 from sipguard.config import Trunk
 
@@ -67,10 +68,10 @@ class Peers:
 
     __slots__ = ("trunks", "_trusted", "_hops", "_memo", "_limit")
 
-    TRUNK = "trunk"   # a trunk's source: its requests go to its next hop
-    PROXY = "proxy"   # a trusted front proxy (Kamailio): requests on behalf of trunks
-    HOP = "hop"       # a next hop: only in-dialog requests of our dialogs go back from it
-    UNKNOWN = ""
+    TRUNK: Final = "trunk"   # a trunk's source: its requests go to its next hop
+    PROXY: Final = "proxy"   # a trusted front proxy (Kamailio): requests on behalf of trunks
+    HOP: Final = "hop"       # a next hop: only in-dialog requests of our dialogs go back from it
+    UNKNOWN: Final = ""
 
     def __init__(self, trunks: TrunkTable, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
                  next_hops: Sequence[str], memo_limit: int = 65536) -> None:

@@ -460,3 +460,19 @@ def test_a_transport_we_do_not_speak_is_counted_not_sent_over_tcp() -> None:
         assert sender.dropped == 2 and not any(sender.streams.values())
 
     asyncio.run(main())
+
+
+def test_a_sender_set_later_carries_everything(tmp_path: Path) -> None:
+    """``core.sender = ...`` (bench_core.py's capture) reaches the relay and the answers too:
+    a relayed request, a refusal and a response of the core's own all go through it."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        other = Capture()
+        core.sender = other
+        core.receive(request("MESSAGE", "sip:x@192.0.2.1"), UAC, "udp", None)
+        core.receive(request("MESSAGE", REDIS, via="198.51.100.9:5060"), STRANGER, "udp", None)
+        core.receive(INVITE, UAC, "udp", None)
+        assert cap.sent == [] and core.sender is other
+        assert [(addr, data[:8]) for data, addr, _ in other.sent] == [
+            (HOP, b"MESSAGE "), (STRANGER, b"SIP/2.0 "), (UAC, b"SIP/2.0 "), (HOP, b"INVITE s")]
+
+    run_with(tmp_path, scenario, unknown_source="reject")

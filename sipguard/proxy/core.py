@@ -6,8 +6,9 @@ Rules (RFC 3261 sections 16 and 17, RFC 3581):
    wait: ``sipguard.aio.start_eagerly``; with a network store, in a task).
    At most ``max_pending`` INVITEs wait; past that a new one gets ``503`` + Retry-After
    at once, and everything else (responses, ACK, BYE, CANCEL) keeps flowing.
-2. A retransmitted INVITE (same top Via branch) is never evaluated twice: it gets the
-   last response sent, or nothing while the decision is pending.
+2. A retransmitted INVITE (same top Via branch and sent-by: ``sip.transaction.server_key``)
+   is never evaluated twice: it gets the last response sent, or nothing while the decision
+   is pending.
 3. An accepted INVITE is forwarded statefully: our Via on top, Max-Forwards - 1 (``483``
    at 0), optional Record-Route; over UDP it is retransmitted (Timer A) until a response
    comes, and a non-2xx final response is ACKed downstream by us.

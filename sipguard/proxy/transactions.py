@@ -10,9 +10,10 @@ Rules:
    comes; Timer B (64*T1 after the INVITE arrived) answers 408; Timer G retransmits our final
    response over UDP until the ACK. Any response stops Timers A and B; the ACK stops G.
 4. Expiry by generations (``rotate``): a transaction lives between one and two lifetimes;
-   one still deciding or forwarded is carried into the next generation (up to four).
+   one still deciding or forwarded is carried into the next generation, for at most four
+   lifetimes.
 
-"The same transaction" is ``sipguard.sip.transaction.server_key``, which replay can use too.
+"The same transaction" is ``sipguard.sip.transaction.server_key``, which replay uses too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ T2 = 4.0
 TIMER_B = 64 * T1
 
 
+# StrEnum: a member hashes as its (cached) string does, so a row of the table is found
+# without a call to Enum.__hash__; states still read as the strings logs and tests know
 class State(StrEnum):
     DECIDING = "deciding"        # the pipeline has the INVITE
     PROCEEDING = "proceeding"    # forwarded, no final response yet
@@ -108,7 +111,7 @@ class InviteTx:
     timer_at: float | None = None  # when its timer runs out (None: no timer)
     timer_seq: int = 0             # which entry of the timer heap is the live one
     interval: float = T1
-    started: float = 0.0
+    started: float = 0.0           # when the INVITE came, on the core's clock (Timer B counts from it)
 
     def advance(self, event: Event) -> None:
         """Take the transition ``event`` makes from this state; TransactionError when none."""

@@ -10,9 +10,22 @@ lifetime. Sans-I/O like the rest of ``sipguard.sip``: the proxy's transaction ta
 
 from __future__ import annotations
 
-from sipguard.sip.address import Via
+from typing import Protocol
 
 
-def server_key(via: Via) -> str:
+class SentBy(Protocol):
+    """What the key reads of a top Via: ``sip.Via``, or another parser's (replay takes one)."""
+
+    @property
+    def branch(self) -> str | None: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int | None: ...
+
+
+def server_key(via: SentBy) -> str:
     """RFC 3261 17.2.3: a server transaction is its top Via's branch and sent-by."""
     return f"{via.branch}|{via.host}|{via.port}"

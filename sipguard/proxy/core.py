@@ -288,12 +288,8 @@ class ProxyCore:
         if not branch.startswith(BRANCH_PREFIX):
             return  # not ours: drop (RFC 3261 16.7 step 1)
         tx = self.txs.client(branch)
-        if tx is None:  # relayed statelessly (or outlived its transaction)
-            if resp.via_count() >= 2:  # else nowhere to send it
-                prev = resp.via(1)  # the previous hop, read before our Via is popped
-                if self.stateless.response_ours(branch, prev, resp.cseq[1], resp.cseq[0]):
-                    resp.pop_first_value("Via")
-                    self.stateless.send_response(resp.serialize(), prev)
+        if tx is None:  # relayed statelessly (or it outlived its transaction)
+            self.stateless.response(resp, branch)
             return
         method = resp.cseq[1]
         if method == "CANCEL":
@@ -301,7 +297,7 @@ class ProxyCore:
         if method == "INVITE":
             reply = self.txs.response(tx, resp.status, self.clock.monotonic())
             if reply is Reply.ACK_AND_RELAY:  # RFC 3261 17.1.1.3: the client transaction ACKs it
-                tx.forwarded = local_request(tx, "ACK", resp.header("To"), self._sent_by(tx), self.max_size)
+                tx.forwarded = local_request(tx, "ACK", resp.header("To"), self._sender, self.max_size)
                 self._downstream(tx, tx.forwarded)
             elif reply is not Reply.RELAY:
                 if reply is Reply.ACK_AGAIN:  # retransmitted final: ACK again, relay nothing
@@ -318,10 +314,7 @@ class ProxyCore:
             return True
         tx = self.txs.client(branch)
         if tx is None:
-            if resp.second is not None:
-                prev = parse_via(resp.second)
-                if self.stateless.response_ours(branch, prev, resp.method, resp.cseq):
-                    self.stateless.send_response(resp.relayed, prev)
+            self.stateless.fast_response(resp, branch)
             return True
         if resp.method == "CANCEL":
             return True
@@ -344,9 +337,6 @@ class ProxyCore:
         if data is not None and tx.dest is not None:
             self._sender.send_to(data, (tx.dest.host, tx.dest.port), tx.dest.transport)
 
-    def _sent_by(self, tx: InviteTx) -> str:
-        return self._sender.via_sent_by(tx.dest.transport if tx.dest is not None else "udp")
-
     # -- CANCEL, everything else ---------------------------------------------------------------
     def _cancel(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
         tx = self.txs.server(server_key(req.top_via))
@@ -360,7 +350,7 @@ class ProxyCore:
         if tx.state is State.DECIDING:
             tx.cancelled = True
         elif tx.state is State.PROCEEDING:
-            self._downstream(tx, local_request(tx, "CANCEL", None, self._sent_by(tx), self.max_size))
+            self._downstream(tx, local_request(tx, "CANCEL", None, self._sender, self.max_size))
 
     def _other(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
         if not self.answers.here(req, source, transport, conn, self.redirect, self.stateless.source_refusal):
@@ -381,16 +371,12 @@ class ProxyCore:
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         while loop.time() < end:
-            if not self._tasks and not self.in_progress() \
+            if not self._tasks and not self.txs.in_progress() \
                     and self.clock.monotonic() - self.txs.last_final >= DRAIN_LINGER:
                 return
             await asyncio.sleep(0.05)
         log.warning("drain timeout (%.0f s): %d INVITE transaction(s) still in progress", deadline,
-                    self.in_progress())
-
-    def in_progress(self) -> int:
-        """INVITE transactions deciding or forwarded and waiting for their final response."""
-        return self.txs.in_progress()
+                    self.txs.in_progress())
 
     def stats(self) -> dict[str, float]:
         counters = self.counters

@@ -140,7 +140,7 @@ def reparse(data: bytes | None, max_size: int) -> Request | None:
     return msg if isinstance(msg, Request) else None
 
 
-def local_request(tx: InviteTx, method: str, to: str | None, sent_by: str, max_size: int) -> bytes | None:
+def local_request(tx: InviteTx, method: str, to: str | None, sender: Sender, max_size: int) -> bytes | None:
     """The ACK of a non-2xx final response (RFC 3261 17.1.1.3, ``to``: the response's To) or
     the CANCEL (9.1, ``to``: None for the INVITE's own) of the INVITE ``tx`` forwarded: its
     Request-URI, From, Call-ID, CSeq number, Route and our branch; None when it was not
@@ -148,9 +148,10 @@ def local_request(tx: InviteTx, method: str, to: str | None, sent_by: str, max_s
     inv = reparse(tx.sent, max_size)
     if tx.dest is None or tx.client_branch is None or inv is None:
         return None
+    transport = tx.dest.transport
     lines = [
         f"{method} {inv.uri} SIP/2.0",
-        f"Via: SIP/2.0/{tx.dest.transport.upper()} {sent_by};branch={tx.client_branch}",
+        f"Via: SIP/2.0/{transport.upper()} {sender.via_sent_by(transport)};branch={tx.client_branch}",
         "Max-Forwards: 70",
         f"From: {inv.header('From')}",
         f"To: {inv.header('To') if to is None else to}",

@@ -39,9 +39,9 @@ from sipguard.proxy.messages import (
     to_bytes,
     via_value,
 )
-from sipguard.sip import Request, Via, parse_name_addr, parse_via, relay
+from sipguard.sip import Request, Response, Via, parse_name_addr, parse_via, relay
 from sipguard.sip.message import ENC, ERRORS
-from sipguard.sip.relay import FastRequest
+from sipguard.sip.relay import FastRequest, FastResponse
 from sipguard.trunks import Peers, TrunkTable
 
 RR_MARK = "sgrr"
@@ -228,6 +228,22 @@ class StatelessRelay:
         return None
 
     # -- responses --------------------------------------------------------------------------------
+    def response(self, resp: Response, branch: str) -> None:
+        """A response with our ``branch`` and no transaction here: back to the previous hop
+        when the branch is the one we made for it; else (or with no previous hop) dropped."""
+        if resp.via_count() >= 2:
+            prev = resp.via(1)  # the previous hop, read before our Via is popped
+            if self.response_ours(branch, prev, resp.cseq[1], resp.cseq[0]):
+                resp.pop_first_value("Via")
+                self.send_response(resp.serialize(), prev)
+
+    def fast_response(self, resp: FastResponse, branch: str) -> None:
+        """``response`` on the relay fast path's view."""
+        if resp.second is not None:
+            prev = parse_via(resp.second)
+            if self.response_ours(branch, prev, resp.method, resp.cseq):
+                self.send_response(resp.relayed, prev)
+
     def response_ours(self, branch: str, prev: Via, method: str, cseq: int) -> bool:
         """A response with no transaction here is relayed only when its branch is the one we
         made for the request it answers (a keyed hash of the previous hop's Via): a forged

@@ -63,7 +63,7 @@ class Peers:
     Known peers are the trunks' sources, the trusted front proxies and the next hops (the
     global one and each trunk's, where given as an IP literal: a next hop named by a DNS name
     is listed in ``trusted_proxies`` to be known). The remote ends of dialogs sipguard itself
-    relayed are known by the signed Record-Route they carry (``proxy/core.py``), not by
+    relayed are known by the signed Record-Route they carry (``proxy/stateless.py``), not by
     address. ``kind`` is memoised per address and bounded like ``TrunkTable``'s memo."""
 
     __slots__ = ("trunks", "_trusted", "_hops", "_memo", "_limit")

@@ -1,8 +1,9 @@
 """Feed the INVITEs of a capture through the real pipeline, at the capture's time.
 
 For every SIP message read from the capture: parse it with ``sipguard.sip.parse`` (the
-parser ``serve`` uses), keep INVITE requests only, skip retransmissions (same Call-ID
-and top Via branch), set the clock, and ask ``Pipeline.decide``. Nothing in the pipeline
+parser ``serve`` uses), keep INVITE requests only, skip retransmissions (the same
+transaction as serve sees it, ``sipguard.sip.transaction.server_key``, and the same
+Call-ID), set the clock, and ask ``Pipeline.decide``. Nothing in the pipeline
 knows it is a replay except the clock. This module never imports ``sipguard.proxy``.
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sipguard.clock import Clock, ManualClock, SystemClock
 from sipguard.errors import SipguardError
 from sipguard.replay.capture import CapturedMessage, CaptureReport, iter_sip
+from sipguard.sip.transaction import server_key
 
 if TYPE_CHECKING:
     from sipguard.config import Config
@@ -165,7 +167,9 @@ class Replayer:
             return None
         source = hostport(msg.src)
         try:
-            key = (req.call_id, req.top_via.branch or "", source)
+            # serve's transaction key (RFC 3261 17.2.3); the Call-ID keeps apart calls whose
+            # INVITEs carry no branch (RFC 2543 senders), which that key would merge
+            key = (req.call_id, server_key(req.top_via))
         except self._parse_error:
             return self._malformed(msg, None)
         if not self._first_time(key):

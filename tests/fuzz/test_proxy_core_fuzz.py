@@ -91,9 +91,7 @@ def run(tmp_path: Path, scenario: object) -> None:
         try:
             await scenario(core)  # type: ignore[operator]
         finally:
-            for tx in (*core.invites.values(), *core.clients.values()):
-                if tx.timer is not None:
-                    tx.timer.cancel()
+            core.close()
             await pipeline.aclose()
 
     asyncio.run(main())

@@ -17,7 +17,7 @@ from sipguard import __version__
 from sipguard.errors import SipguardError
 
 COMMANDS = ("serve", "check_config", "policy", "replay", "rmd", "dno", "lists", "notice",
-            "traceback", "numbers", "trust")
+            "traceback", "numbers", "trust", "db")
 
 
 def build_parser() -> argparse.ArgumentParser:

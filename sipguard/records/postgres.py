@@ -48,6 +48,9 @@ CHUNK = 64                  # rows encoded between two yields to the event loop
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 10.0      # a write a hung server does not answer fails over to the spool
 DAY = 86400.0
+# Creating or dropping a partition locks the parent table: behind a long query on it, the DDL
+# would queue every insert behind itself. It gives up instead and is tried again next pass.
+DDL_LOCK_TIMEOUT = "2s"
 
 # (version, what it does, SQL). Append only: a released migration is never edited.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
@@ -167,6 +170,7 @@ async def ensure_partitions(conn: Any, days: Sequence[datetime.date]) -> list[st
     created: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
         have = await partitions(conn)
         for day in sorted(set(days)):
             if day in have:
@@ -192,6 +196,7 @@ async def drop_expired(conn: Any, now: float, retention_days: int) -> tuple[list
     rows = 0
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
         for day, name in sorted((await partitions(conn)).items()):
             if day >= oldest:
                 break

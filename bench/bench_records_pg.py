@@ -4,6 +4,7 @@ choice, and a traceback look-up (one caller, a 5-minute window) over many genera
     .venv/bin/python bench/bench_records_pg.py insert [--n 200000] [--writers 2] [--batch 500]
     .venv/bin/python bench/bench_records_pg.py drivers [--n 50000]
     .venv/bin/python bench/bench_records_pg.py lookup [--rows 10000000] [--days 1] [--callers 2000000]
+    .venv/bin/python bench/bench_records_pg.py partitions [--days 549]
 
 Each run makes its own database (sg_bench_<random>) on --url's server (default the local one,
 127.0.0.1:5432, user postgres) and drops it at the end. ``insert``: --writers processes, each
@@ -14,7 +15,9 @@ a multi-row INSERT from arrays and with COPY into a staging table + INSERT ... S
 ON CONFLICT DO NOTHING). ``lookup``: rows generated on the server (generate_series), spread
 over --days day partitions, then look-ups through the query path (PostgresRecords.find) for
 random callers in 5-minute windows; prints the latency spread, the plan and the depth of
-the caller index (pageinspect) to extrapolate from.
+the caller index (pageinspect) to extrapolate from. ``partitions``: --days empty day
+partitions (18 months' worth), then look-ups on fresh connections, as the CLI makes them:
+what the number of partitions alone costs a query (planning, pruning, catalog).
 """
 
 from __future__ import annotations
@@ -307,15 +310,52 @@ def bench_lookup(server: str, rows: int, days: int, callers: int, n: int) -> Non
         drop_db(server, url)
 
 
+# -- partitions -----------------------------------------------------------------------------
+async def _partitions(url: str, days: int) -> None:
+    import datetime
+
+    conn = await postgres.connect(url)
+    try:
+        today = postgres.day_of(time.time())
+        t0 = time.perf_counter()
+        await postgres.ensure_partitions(conn, [today - datetime.timedelta(days=n) for n in range(days)])
+        print(f"{days} day partitions created in {time.perf_counter() - t0:.1f} s")
+        await conn.execute(f"ANALYZE {postgres.TABLE}")
+    finally:
+        await conn.close()
+    for i in range(5):
+        db = PostgresRecords(url, days, writer=False)
+        t1 = time.perf_counter()
+        await db._connection()          # connect + schema check
+        t2 = time.perf_counter()
+        at = time.time() - DAY * (i + 1)
+        await db.find(at, at + 600, None, "12025550123", None, 1000)
+        t3 = time.perf_counter()
+        await db.find(at - DAY * 8, at - DAY * 8 + 600, None, "12025550123", None, 1000)
+        t4 = time.perf_counter()
+        await db.aclose()
+        print(f"fresh connection: connect {1e3 * (t2 - t1):.1f} ms, first look-up {1e3 * (t3 - t2):.1f} ms, "
+              f"second {1e3 * (t4 - t3):.2f} ms")
+
+
+def bench_partitions(server: str, days: int) -> None:
+    url = make_db(server)
+    try:
+        asyncio.run(_migrate(url))
+        asyncio.run(_partitions(url, days))
+    finally:
+        drop_db(server, url)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("insert", "drivers", "lookup"))
+    ap.add_argument("what", choices=("insert", "drivers", "lookup", "partitions"))
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432", help="server, without a database")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--rows", type=int, default=10_000_000)
-    ap.add_argument("--days", type=int, default=1)
+    ap.add_argument("--days", type=int, default=None, help="lookup: 1; partitions: 549")
     ap.add_argument("--callers", type=int, default=2_000_000)
     ap.add_argument("--lookups", type=int, default=500)
     args = ap.parse_args()
@@ -323,8 +363,10 @@ def main() -> None:
         bench_insert(args.url, args.n or 200_000, args.writers, args.batch)
     elif args.what == "drivers":
         bench_drivers(args.url, args.n or 50_000)
+    elif args.what == "partitions":
+        bench_partitions(args.url, args.days or 549)
     else:
-        bench_lookup(args.url, args.rows, args.days, args.callers, args.lookups)
+        bench_lookup(args.url, args.rows, args.days or 1, args.callers, args.lookups)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from typing import Any
 from sipguard.records.record import CallRecord, from_row, to_row
 from sipguard.records.spool import Entry
 
+log = logging.getLogger("sipguard.records")
 TABLE = "sipguard_records"
 VERSION_TABLE = "sipguard_schema_version"
 PARTITION = re.compile(r"^sipguard_records_p(\d{4})(\d{2})(\d{2})$")
@@ -254,7 +256,10 @@ class PostgresRecords:
         conn = await self._connection()
         today = day_of(now)
         await ensure_partitions(conn, [today + datetime.timedelta(days=n) for n in range(AHEAD + 1)])
-        _, rows = await drop_expired(conn, now, self.retention_days)
+        dropped, rows = await drop_expired(conn, now, self.retention_days)
+        if dropped:    # expiry is logged (R6.5), by name: the row count is the planner's estimate
+            log.info("records: dropped %s (older than %d days: about %d records)", ", ".join(dropped),
+                     self.retention_days, rows)
         self._days = set(await partitions(conn))
         return rows
 

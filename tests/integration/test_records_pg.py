@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +84,9 @@ def test_partitions_made_ahead_by_several_writers_at_once(pg_url: str) -> None:
     assert names == [postgres.partition_name(today + datetime.timedelta(days=n)) for n in range(postgres.AHEAD + 1)]
 
 
-def test_retention_drops_whole_day_partitions_and_never_readds_expired_records(pg_url: str) -> None:
+def test_retention_drops_whole_day_partitions_and_never_readds_expired_records(
+        pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "sipguard.records")
     retention = 10
 
     async def scenario() -> tuple[int, list[float], int]:
@@ -91,7 +94,7 @@ def test_retention_drops_whole_day_partitions_and_never_readds_expired_records(p
         try:
             # records on 15 consecutive days, written while all were within retention
             entries = [("w1", d + 1, make_record(int(d * DAY), call_id=f"day-{d}")) for d in range(15)]
-            await db.write(entries, BASE_TIME + 14 * DAY)
+            assert await db.write(entries, BASE_TIME + 5 * DAY) == 15
             later = BASE_TIME + 20 * DAY      # days 0..9 are now wholly older than 10 days
             dropped = await db.trim(later)
             kept = [r.time for r in await db.find(None, None, None, None, None, 100)]
@@ -110,6 +113,8 @@ def test_retention_drops_whole_day_partitions_and_never_readds_expired_records(p
                 " WHERE i.inhparent = $1::regclass", postgres.TABLE)))
     base_day = datetime.datetime.fromtimestamp(BASE_TIME, datetime.UTC).date()
     assert days[0] == postgres.partition_name(base_day + datetime.timedelta(days=10))
+    expired = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]   # expiry is logged
+    assert len(expired) == 1 and postgres.partition_name(base_day) in expired[0] and "10 days" in expired[0]
 
 
 def test_each_writer_seq_kept_once_whatever_the_order(pg_url: str) -> None:

@@ -222,3 +222,45 @@ def test_a_database_without_records_is_a_clear_query_error(pg_url: str, tmp_path
         run(query.find("memory", cfg, caller="2025550123", at=BASE_TIME))
     assert "no sipguard_records table" in str(err.value)
     assert "s3cret" not in str(err.value)
+
+
+def test_http_traceback_and_answer_read_postgresql_and_an_outage_is_503(pg_url: str, tmp_path: Path) -> None:
+    from sipguard.observe.http import HttpServer
+
+    cfg = TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "spool"), store=pg_url)
+    down = TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "spool"),
+                           store="postgresql://postgres:pw@127.0.0.1:1/none")
+
+    async def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+        writer.close()
+        return int(head.split()[1]), json.loads(body)
+
+    async def scenario() -> None:
+        writer = open_records("memory", cfg, clock=ManualClock(BASE_TIME))
+        await writer.start()
+        for i in range(5):
+            writer.submit(make_record(i * 100, caller=f"1202555000{i}"))
+        await writer.aclose()
+        servers = [HttpServer("memory", c, ready=lambda: (True, {})) for c in (cfg, down)]
+        for server in servers:
+            await server.start("127.0.0.1", 0)
+        try:
+            port = servers[0].port
+            status, doc = await get(port, f"/traceback?caller=%2B12025550003&at={BASE_TIME + 250}")
+            assert status == 200 and doc["count"] == 1
+            assert doc["records"][0]["time_utc"] == "2023-11-14T22:18:20.000Z"
+            status, doc = await get(port, f"/traceback/answer?caller=%2B12025550003&at={BASE_TIME + 250}")
+            assert status == 200 and doc["answer"] == "found"
+            status, doc = await get(port, "/traceback?top=trunks&since=0")
+            assert status == 200 and doc["rows"] == []
+            status, doc = await get(servers[1].port, f"/traceback?caller=%2B12025550003&at={BASE_TIME}")
+            assert status == 503 and "postgres:***@" in doc["error"] and "pw@" not in doc["error"]
+        finally:
+            for server in servers:
+                await server.aclose()
+
+    run(scenario())

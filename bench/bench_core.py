@@ -148,10 +148,7 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> 
         assert len(flows) == calls
 
         async def one_round(tag: int) -> float:
-            core.invites.clear()
-            core._old_invites.clear()
-            core.clients.clear()
-            core._old_clients.clear()
+            core.txs.clear()
             cap.sent.clear()
             receive = core.receive
             t0 = time.process_time()

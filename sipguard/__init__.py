@@ -4,4 +4,4 @@ from sipguard.native import check as _check
 
 __version__ = "0.1.0"
 
-_check()  # a compiled hot-path module older than its source must not run (sipguard.native)
+_check()  # a compiled hot-path module not built from the source beside it must not run (sipguard.native)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sipguard import yamlconf
 from sipguard.errors import ConfigError
+from sipguard.observe.http_wire import HttpLimits
 from sipguard.proxy.tls import TlsConfig
 from sipguard.yamlconf import Section
 
@@ -33,6 +34,7 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
             "proxy", "log", "workers", "tls")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering", "secret_file", "drain_timeout")
+HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
 PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
@@ -113,6 +115,7 @@ class Config:
     log: LogSettings
     workers: int = 1
     tls: TlsConfig = field(default_factory=TlsConfig)
+    http_limits: HttpLimits = field(default_factory=HttpLimits)   # http.max_connections, max_body, read_timeout
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -161,7 +164,7 @@ def _load_config(path: str) -> Config:
         if problems:
             raise problems[0]
     http = root.section("http")
-    http.check_keys(("listen", "token_file"))
+    http.check_keys(HTTP_KEYS)
     datasets = root.section("datasets")
     config = Config(
         path=path,
@@ -188,6 +191,7 @@ def _load_config(path: str) -> Config:
         log=_log(root.section("log")),
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
         tls=TlsConfig.from_section(root.section("tls"), base_dir),
+        http_limits=HttpLimits.from_section(http),
         raw=dict(root.data),
     )
     if any(a.transport == "tls" for a in config.listen) and config.tls.cert is None:

@@ -2,10 +2,14 @@
 
     python -m sipguard.demo --config config/sipguard.demo.yaml
 
-Starts a certificate repository (HTTP on the config's signing x5u address), sipguard
-itself (``sipguard serve``, the memory store), a sipp UAS behind it and, per call, a sipp
-UAC in front of it; then reads sipguard's own call records (the traceback store) and prints
-each call's decision. Everything it started is stopped at the end, also on Ctrl-C.
+Starts a certificate repository (HTTP, serving the demo certificates), sipguard itself
+(``sipguard serve``, the memory store), a sipp UAS behind it and, per call, a sipp UAC in
+front of it; then reads sipguard's own call records (the traceback store) and prints each
+call's decision. Everything it started is stopped at the end, also on Ctrl-C.
+
+The ports in the config (5060, 5070, 8089, 9090) may be taken on a busy machine: the demo
+runs a copy of the config on free loopback ports (written beside it, so its relative paths
+still hold, and removed at the end), and if its own sipguard exits it says why at once.
 
 The demo STI PKI in ``config/demo/`` (a root, sipguard's signing certificate, an upstream
 carrier's certificate) holds throwaway keys made by ``python -m sipguard.demo --make-pki``:
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -191,13 +196,15 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _wait_options(host: str, port: int, timeout: float) -> bool:
+def _wait_options(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
+    """True once ``proc`` (our sipguard) answers OPTIONS on host:port; False at once when it
+    exits (a 200 from another program on the port must not count)."""
     end = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(0.3)
         local = sock.getsockname()
-        while time.monotonic() < end:
+        while time.monotonic() < end and proc.poll() is None:
             msg = (f"OPTIONS sip:{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local[0]}:{local[1]};"
                    f"branch=z9hG4bKdemo{time.time_ns()}\r\nFrom: <sip:demo@{local[0]}>;tag=d\r\n"
                    f"To: <sip:{host}>\r\nCall-ID: demo-probe-{time.time_ns()}\r\nCSeq: 1 OPTIONS\r\n"
@@ -205,7 +212,7 @@ def _wait_options(host: str, port: int, timeout: float) -> bool:
             sock.sendto(msg.encode(), (host, port))
             try:
                 if sock.recv(65535).startswith(b"SIP/2.0 200"):
-                    return True
+                    return proc.poll() is None
             except TimeoutError:
                 continue
     return False
@@ -215,6 +222,77 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _free_sip_port() -> int:
+    """A loopback port free for both UDP and TCP (sipguard listens on both)."""
+    for _ in range(50):
+        port = _free_udp_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise OSError("no loopback port is free for both UDP and TCP")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPorts:
+    sip: int          # sipguard, UDP and TCP
+    uas: int          # the sipp UAS: sipguard's next hop
+    repository: int   # the certificate repository (x5u)
+    http: int | None  # sipguard's /metrics, when the config has an http section
+
+
+def demo_config(config_path: str) -> tuple[Path, DemoPorts]:
+    """A copy of ``config_path`` on free loopback ports, written beside it (its relative
+    paths stay right): the listening addresses, the next hop, the signing x5u and HTTP."""
+    import yaml
+
+    source = Path(config_path)
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    http = raw.get("http") if isinstance(raw.get("http"), dict) else None
+    ports = DemoPorts(_free_sip_port(), _free_udp_port(), _free_tcp_port(),
+                      _free_tcp_port() if http and http.get("listen") else None)
+    raw["listen"] = [f"udp://127.0.0.1:{ports.sip}", f"tcp://127.0.0.1:{ports.sip}"]
+    raw["next_hop"] = f"sip:127.0.0.1:{ports.uas}"
+    signing = (raw.get("shaken") or {}).get("signing")
+    if isinstance(signing, dict) and signing.get("x5u"):
+        signing["x5u"] = f"http://127.0.0.1:{ports.repository}{urlparse(signing['x5u']).path}"
+    if http is not None and ports.http is not None:
+        http["listen"] = f"127.0.0.1:{ports.http}"
+    path = source.with_name(f".{source.stem}.run-{os.getpid()}.yaml")
+    path.write_text(f"# written by `python -m sipguard.demo` from {source.name} on free ports; "
+                    "removed when the demo ends\n" + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path, ports
+
+
+def sipguard_command() -> str:
+    """How to run ``sipguard`` from here: the script beside this Python (``.venv/bin/sipguard``
+    after ``make demo``, which is not on PATH), else ``python -m sipguard``."""
+    script = Path(sys.executable).parent / "sipguard"
+    if shutil.which("sipguard") == str(script):
+        return "sipguard"
+    if script.exists():
+        try:
+            return str(script.relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return f"{sys.executable} -m sipguard"
+
+
+def display(number: str | None) -> str:
+    """A recorded number as ``sipguard traceback`` shows it (E.164 with its +)."""
+    from sipguard.records.answer import plus
+
+    return plus(number) or "-"
 
 
 def final_response(trace: str) -> str | None:
@@ -230,13 +308,13 @@ def final_response(trace: str) -> str | None:
     return final
 
 
-def _calls(config_dir: Path, now: float) -> list[tuple[str, str, str, str]]:
+def _calls(config_dir: Path, now: float, repository: int) -> list[tuple[str, str, str, str]]:
     """(description, caller, callee, Identity header value or "" for an unsigned call)."""
     from sipguard.shaken.sign import Signer, SigningConfig
 
     upstream = Signer.load(SigningConfig(key=str(config_dir / "demo/upstream.key"),
                                          cert=str(config_dir / "demo/upstream.pem"),
-                                         x5u="http://127.0.0.1:8089/upstream.pem", attest="A"), now)
+                                         x5u=f"http://127.0.0.1:{repository}/upstream.pem", attest="A"), now)
     good = upstream.sign("12024561111", ["13036231000"], now, upstream.origid_for("demo"))
     token, _, params = good.partition(";")
     head, payload, sig = token.split(".")
@@ -245,7 +323,7 @@ def _calls(config_dir: Path, now: float) -> list[tuple[str, str, str, str]]:
     none = ""
     return [
         ("signed by the upstream carrier (A)", "+12024561111", "+13036231000", good),
-        ("signature tampered with", "+12024561111", "+13036231000", tampered),
+        ("signature tampered with (tagged, not blocked)", "+12024561111", "+13036231000", tampered),
         ("signed 10 minutes ago (stale iat)", "+12024561111", "+13036231000", stale),
         ("unsigned, US caller ID", "+12127363100", "+13036231000", none),
         ("unsigned, caller on the DNO list", "+18002223333", "+13036231000", none),
@@ -256,41 +334,60 @@ def _calls(config_dir: Path, now: float) -> list[tuple[str, str, str, str]]:
 
 
 def run(config_path: str) -> int:
-    from sipguard.config import load_config, next_hop_address
-
     sipp = shutil.which("sipp")
     if sipp is None:
         print("sipp is not installed: `make demo` installs it (Debian package sip-tester)", file=sys.stderr)
         return 1
-    config = load_config(config_path)
+    from sipguard.errors import SipguardError
+
+    try:
+        run_path, ports = demo_config(config_path)
+    except (OSError, SipguardError) as exc:
+        print(f"demo: {config_path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run(config_path, str(run_path), ports, sipp)
+    finally:
+        run_path.unlink(missing_ok=True)
+
+
+def _run(config_path: str, run_path: str, ports: DemoPorts, sipp: str) -> int:
+    from sipguard.config import load_config
+
+    config = load_config(run_path)
     config_dir = Path(config.base_dir)
-    udp = next(a for a in config.listen if a.transport == "udp")
-    uas_host, uas_port, _ = next_hop_address(config.next_hop)
-    x5u = urlparse(config.signing.x5u if config.signing else "http://127.0.0.1:8089/")
     started = time.time()
     procs: list[subprocess.Popen[bytes]] = []
     work = Path(tempfile.mkdtemp(prefix="sipguard-demo-"))
     try:
-        with _Repository(config_dir / "demo", x5u.hostname or "127.0.0.1", x5u.port or 80):
+        with _Repository(config_dir / "demo", "127.0.0.1", ports.repository):
             log = open(work / "sipguard.log", "wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "sipguard", "serve", "-c", config_path],
-                                          stdout=log, stderr=subprocess.STDOUT))
-            print(f"sipguard: serve -c {config_path} ({config.mode} mode, {config.store} store), "
-                  f"log in {work / 'sipguard.log'}")
-            procs.append(subprocess.Popen([sipp, "-sn", "uas", "-i", uas_host, "-p", str(uas_port), "-nostdin"],
-                                          cwd=work,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            print(f"sipp UAS: next hop {uas_host}:{uas_port}")
-            if not _wait_options(udp.host, udp.port, 20):
-                print("sipguard did not start:\n" + (work / "sipguard.log").read_text()[-3000:], file=sys.stderr)
+            sipguard = subprocess.Popen([sys.executable, "-m", "sipguard", "serve", "-c", run_path],
+                                        stdout=log, stderr=subprocess.STDOUT)
+            procs.append(sipguard)
+            print(f"sipguard: serve -c {config_path} on udp/tcp 127.0.0.1:{ports.sip} ({config.mode} mode, "
+                  f"{config.store} store), log in {work / 'sipguard.log'}")
+            uas = subprocess.Popen([sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(ports.uas), "-nostdin"],
+                                   cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(uas)
+            print(f"sipp UAS: next hop 127.0.0.1:{ports.uas}; certificates on http://127.0.0.1:{ports.repository}/")
+            if not _wait_options("127.0.0.1", ports.sip, 20, sipguard):
+                why = "exited" if sipguard.poll() is not None else "did not answer OPTIONS within 20 s"
+                print(f"demo: sipguard on 127.0.0.1:{ports.sip} {why}; its log:\n"
+                      + (work / "sipguard.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+                return 1
+            if uas.poll() is not None:
+                print(f"demo: the sipp UAS on 127.0.0.1:{ports.uas} exited (exit {uas.returncode}): "
+                      "is the port taken?", file=sys.stderr)
                 return 1
             # sipp's CSV separator is ';', which an Identity value contains: the token and the
             # x5u go in fields of their own and the scenario puts the header back together
             (work / "signed.xml").write_text(SCENARIO.replace(
                 "IDENTITY_LINE", "Identity: [field2];info=<[field4]>;alg=ES256;ppt=shaken"))
             (work / "unsigned.xml").write_text(SCENARIO.replace("IDENTITY_LINE", "X-Demo: unsigned"))
-            calls = _calls(config_dir, time.time())
-            print(f"\n{len(calls)} calls, sipp UAC -> sipguard {udp.host}:{udp.port} -> sipp UAS\n")
+            calls = _calls(config_dir, time.time(), ports.repository)
+            print(f"\n{len(calls)} calls, sipp UAC -> sipguard 127.0.0.1:{ports.sip} -> sipp UAS\n")
+            print(f"  {'':54s} what the caller got")
             for index, (description, caller, callee, identity) in enumerate(calls):
                 call_id = f"demo-{int(started)}-{index}"
                 token, _, params = identity.partition(";")
@@ -298,7 +395,7 @@ def run(config_path: str) -> int:
                 (work / "call.csv").write_text(f"SEQUENTIAL\n{caller};{callee};{token};-;{x5u_url};\n")
                 trace = work / f"call-{index}.msg"
                 result = subprocess.run(
-                    [sipp, f"{udp.host}:{udp.port}", "-sf", "signed.xml" if token else "unsigned.xml",
+                    [sipp, f"127.0.0.1:{ports.sip}", "-sf", "signed.xml" if token else "unsigned.xml",
                      "-inf", "call.csv", "-m", "1", "-i", "127.0.0.1", "-p", str(_free_udp_port()),
                      "-cid_str", f"{call_id}-%u", "-nostdin", "-timeout", "15s", "-timeout_error",
                      "-trace_msg", "-message_file", str(trace)],
@@ -307,10 +404,15 @@ def run(config_path: str) -> int:
                 if result.returncode != 0:
                     outcome = f"sipp failed (exit {result.returncode})"
                 elif final is None or final.startswith("2"):
-                    outcome = "answered"
+                    outcome = f"forwarded, answered ({final or '200 OK'})"
                 else:
                     outcome = f"rejected: {final}"
-                print(f"  call {index + 1}: {description:40s} {outcome}")
+                print(f"  call {index + 1}: {description:46s} {outcome}")
+                if sipguard.poll() is not None:
+                    print(f"demo: sipguard exited (exit {sipguard.returncode}); its log:\n"
+                          + (work / "sipguard.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+                    return 1
+            print("\nA forwarded call may still be tagged: the verstat column below is what the callee was shown.")
             time.sleep(1.5)  # let the record writer flush its batch
     finally:
         for proc in reversed(procs):
@@ -321,16 +423,16 @@ def run(config_path: str) -> int:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return _report(config_path, started)
+    return _report(config_path, run_path, started)
 
 
-def _report(config_path: str, since: float) -> int:
+def _report(config_path: str, run_path: str, since: float) -> int:
     import asyncio
 
     from sipguard.config import load_config
     from sipguard.records.query import find
 
-    config = load_config(config_path)
+    config = load_config(run_path)
     records = asyncio.run(find(config.store, config.traceback, since=since, until=time.time() + 5))
     records = [r for r in records if r.call_id.startswith(f"demo-{int(since)}")]
     records.sort(key=lambda r: r.call_id)
@@ -343,10 +445,11 @@ def _report(config_path: str, since: float) -> int:
             why += f" (would {r.shadow_action}: not applied, emergency call)"
         if r.reasons and r.reasons != ("no-identity",):
             why += " / " + ",".join(r.reasons)
-        print(f"  {r.caller or '-':15s} {r.callee or '-':12s} {r.verstat:22s} {r.attest or '-':3s} "
+        print(f"  {display(r.caller):15s} {display(r.callee):12s} {r.verstat:22s} {r.attest or '-':3s} "
               f"{r.action:8s} {str(r.status or '-'):6s} {'yes' if r.signed else 'no':6s} {why}")
-    print(f"\n{len(records)} calls recorded. Try: sipguard traceback -c {config_path} --caller +18002223333")
-    print(f"The ITG answer for one of them: sipguard traceback answer -c {config_path} --caller +18002223333")
+    command = sipguard_command()
+    print(f"\n{len(records)} calls recorded. Try: {command} traceback -c {config_path} --caller +18002223333")
+    print(f"The ITG answer for one of them: {command} traceback answer -c {config_path} --caller +18002223333")
     return 0 if records else 1
 
 

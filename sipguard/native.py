@@ -2,21 +2,28 @@
 
 The SIP layer and the proxy core are plain, fully typed Python. mypyc (part of mypy) can
 translate such modules into C extension modules with the same behaviour, about a third
-less CPU per call on the hot path (bench/RESULTS.md). ``make venv`` (and so ``make demo``
-and ``make test``) runs ``python sipguard/native.py build``, which compiles ``MODULES``
-in place: ``sipguard/sip/parser.py`` gets a ``parser.cpython-311-...so`` beside it, which
-Python imports in its place. Nothing else changes: without a C compiler the build says so
-and sipguard runs as Python.
+less CPU per call on the hot path (bench/RESULTS.md). Two builds use ``MODULES``:
 
-A compiled module older than its source would run the old code, so ``check()`` (called
-when ``sipguard`` is imported) refuses to start with a stale one and says how to rebuild;
-``python sipguard/native.py clean`` removes them all. This file is run by its path, so
-that it never imports the package it rebuilds (``import sipguard`` runs ``check()``).
+- the wheel: ``setup.py`` compiles them into it (``pip install .``, ``pip wheel .``); with
+  ``SIPGUARD_COMPILE=0``, or when no C compiler works, the wheel is pure Python;
+- development: ``make native`` runs ``python sipguard/native.py ensure``, which compiles
+  them in place (``sipguard/sip/parser.py`` gets a ``parser.cpython-311-...so`` beside it,
+  which Python imports in its place) when a source changed.
+
+Either way the build records a hash of each compiled source (``native_stamp.json`` beside
+this file). A compiled module built from another source would run the old code, so
+``check()`` (called when ``sipguard`` is imported) refuses to start when a source no longer
+matches its stamp and says how to rebuild; file times are not compared, as pip rewrites
+them on install. ``python sipguard/native.py clean`` removes every compiled module. This
+file is run by its path (and loaded by path from setup.py), so that it never imports the
+package it builds (``import sipguard`` runs ``check()``).
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import sys
 import sysconfig
@@ -33,7 +40,11 @@ MODULES = (
     "sipguard/sip/message.py",
     "sipguard/sip/parser.py",
     "sipguard/sip/relay.py",
+    "sipguard/sip/transaction.py",
     "sipguard/proxy/act.py",
+    "sipguard/proxy/messages.py",
+    "sipguard/proxy/transactions.py",
+    "sipguard/proxy/stateless.py",
     "sipguard/proxy/core.py",
     "sipguard/pipeline.py",
     "sipguard/proxy/transport.py",
@@ -42,6 +53,7 @@ MODULES = (
     "sipguard/trunks.py",
 )
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+STAMP = "native_stamp.json"         # beside this file: {source path: blake2b of its bytes}
 
 
 def _extension(source: str) -> str:
@@ -69,18 +81,62 @@ def _built() -> list[str]:
     return out
 
 
+def source_hashes() -> dict[str, str]:
+    """The hash of each source of MODULES under ROOT, as the build stamp records it."""
+    out = {}
+    for module in MODULES:
+        with open(os.path.join(ROOT, module), "rb") as f:
+            out[module] = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+    return out
+
+
+def write_stamp(package_dir: str) -> None:
+    """Record the hash of every compiled source in ``package_dir/native_stamp.json``
+    (``package_dir`` is the sipguard folder being built: in place, or the wheel's)."""
+    with open(os.path.join(package_dir, STAMP), "w", encoding="utf-8") as f:
+        json.dump(source_hashes(), f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def _stamp() -> dict[str, str]:
+    try:
+        with open(os.path.join(ROOT, "sipguard", STAMP), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def stale() -> list[str]:
-    """Compiled modules whose source changed after they were built."""
-    return [module for module in _built()
-            if os.path.getmtime(os.path.join(ROOT, module)) > os.path.getmtime(_extension(module))]
+    """Compiled modules not built from their present source: the hash recorded when they
+    were built differs, or there is no record."""
+    built = _built()
+    if not built:
+        return []
+    stamp = _stamp()
+    out = []
+    for module in built:
+        with open(os.path.join(ROOT, module), "rb") as f:
+            digest = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+        if stamp.get(module) != digest:
+            out.append(module)
+    return out
+
+
+def describe() -> str:
+    """Which hot path runs, for ``sipguard --version`` and the worker's log."""
+    names = compiled()
+    if names:
+        return f"compiled (mypyc): {len(names)} of {len(MODULES)} hot-path modules"
+    return "Python (not compiled: pip install a compiled wheel, or make native)"
 
 
 def check() -> None:
     old = stale()
     if old:
-        raise ImportError(f"sipguard: the compiled {', '.join(old)} is older than its source; "
-                          "run `make native` to rebuild, or `python sipguard/native.py clean` "
-                          "to run as Python")
+        raise ImportError(f"sipguard: the compiled {', '.join(old)} was not built from its present "
+                          "source (its build stamp differs); run `make native` to rebuild, or "
+                          "`python sipguard/native.py clean` to run as Python")
 
 
 def clean() -> int:
@@ -88,6 +144,8 @@ def clean() -> int:
     found = _extensions()
     for ext in found:
         os.remove(ext)
+    if os.path.exists(os.path.join(ROOT, "sipguard", STAMP)):
+        os.remove(os.path.join(ROOT, "sipguard", STAMP))
     return len(found)
 
 
@@ -115,9 +173,7 @@ def build() -> tuple[bool, str]:
         return False, f"not compiled ({exc}); sipguard runs as Python"
     finally:
         os.chdir(cwd)
-    for module in MODULES:  # the copy keeps the build's times: stamp them as built now
-        if os.path.exists(_extension(module)):
-            os.utime(_extension(module))
+    write_stamp(os.path.join(ROOT, "sipguard"))
     return True, f"compiled {len(compiled())} modules in place"
 
 
@@ -133,7 +189,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv == ["status"]:
         names = compiled()
-        print("compiled: " + (", ".join(names) if names else "none (Python)"))
+        print(describe() + (": " + ", ".join(names) if names else ""))
         return 0
     print("usage: python sipguard/native.py build|ensure|clean|status", file=sys.stderr)
     return 2

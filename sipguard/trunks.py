@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Final
 
 from sipguard.config import Trunk
 
@@ -62,15 +63,16 @@ class Peers:
     Known peers are the trunks' sources, the trusted front proxies and the next hops (the
     global one and each trunk's, where given as an IP literal: a next hop named by a DNS name
     is listed in ``trusted_proxies`` to be known). The remote ends of dialogs sipguard itself
-    relayed are known by the signed Record-Route they carry (``proxy/core.py``), not by
+    relayed are known by the signed Record-Route they carry (``proxy/stateless.py``), not by
     address. ``kind`` is memoised per address and bounded like ``TrunkTable``'s memo."""
 
     __slots__ = ("trunks", "_trusted", "_hops", "_memo", "_limit")
 
-    TRUNK = "trunk"   # a trunk's source: its requests go to its next hop
-    PROXY = "proxy"   # a trusted front proxy (Kamailio): requests on behalf of trunks
-    HOP = "hop"       # a next hop: only in-dialog requests of our dialogs go back from it
-    UNKNOWN = ""
+    # Final: constants of the class, not instance attributes (mypyc compiles this module)
+    TRUNK: Final = "trunk"   # a trunk's source: its requests go to its next hop
+    PROXY: Final = "proxy"   # a trusted front proxy (Kamailio): requests on behalf of trunks
+    HOP: Final = "hop"       # a next hop: only in-dialog requests of our dialogs go back from it
+    UNKNOWN: Final = ""
 
     def __init__(self, trunks: TrunkTable, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
                  next_hops: Sequence[str], memo_limit: int = 65536) -> None:

@@ -13,18 +13,26 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from sipguard import __version__
+from sipguard import __version__, native
 from sipguard.errors import SipguardError
 
 COMMANDS = ("serve", "check_config", "policy", "replay", "rmd", "dno", "lists", "notice",
-            "traceback", "numbers", "trust", "db")
+            "traceback", "numbers", "trust", "schema", "db")
+
+
+class _Version(argparse.Action):
+    """``--version`` as one line (argparse's own wraps it to the terminal's width)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"sipguard {__version__}, hot path {native.describe()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sipguard",
         description="SIP edge proxy that verifies STIR/SHAKEN and stops illegal robocalls.")
-    parser.add_argument("--version", action="version", version=f"sipguard {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and which hot path runs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"sipguard.cli.{name}")

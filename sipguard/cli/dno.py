@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("dno", help="Do-Not-Originate list")
     sub = parser.add_subparsers(dest="dno_command", metavar="ACTION", required=True)
     imp = sub.add_parser("import", help="replace the DNO list (one number/NPA/NPA-NXX/block per line, # comments)")
-    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("file", metavar="FILE", help="the DNO list: one number, NPA, NPA-NXX or block per line")
     imp.add_argument("--force", action="store_true",
                      help="import even if many lines are invalid or the list shrinks by more than 20%%")
     add_store_args(imp)

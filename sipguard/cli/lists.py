@@ -23,16 +23,18 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="list_command", metavar="ACTION", required=True)
     for name, text in (("add", "add or change an entry"), ("remove", "remove an entry")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("kind", choices=LIST_KINDS)
-        p.add_argument("value")
+        p.add_argument("kind", choices=LIST_KINDS, help="what the entry matches: a number, a number prefix, a trunk id or an SPC")
+        p.add_argument("value", help="the number, prefix, trunk id or SPC")
         if name == "add":
             which = p.add_mutually_exclusive_group(required=True)
-            which.add_argument("--allow", dest="list_name", action="store_const", const="allow")
-            which.add_argument("--block", dest="list_name", action="store_const", const="block")
+            which.add_argument("--allow", dest="list_name", action="store_const", const="allow",
+                               help="put it on the allow list")
+            which.add_argument("--block", dest="list_name", action="store_const", const="block",
+                               help="put it on the block list")
             p.add_argument("--note", help="free text kept with the entry (who, why, ticket)")
         add_store_args(p)
     show = sub.add_parser("show", help="show the entries (optionally of one kind)")
-    show.add_argument("kind", nargs="?", choices=LIST_KINDS)
+    show.add_argument("kind", nargs="?", choices=LIST_KINDS, help="only entries of this kind")
     add_store_args(show)
     parser.set_defaults(func=run)
 

@@ -73,8 +73,23 @@ def _fill(table: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
     return out
 
 
+NO_PHONENUMBERS = ("libphonenumber's metadata is not installed (the optional `phonenumbers` "
+                   "package): run `pip install 'sipguard[numbers]'`, or give a NANPA report with "
+                   "--from-nanpa FILE.csv")
+
+
+def have_phonenumbers() -> bool:
+    try:
+        import phonenumbers  # noqa: F401  (an optional extra: sipguard[numbers])
+    except ImportError:
+        return False
+    return True
+
+
 def table_from_phonenumbers() -> dict[str, tuple[str, str]]:
     """npa -> (region, status) from libphonenumber: which region's patterns cover the NPA."""
+    if not have_phonenumbers():
+        raise SipguardError(NO_PHONENUMBERS)
     from phonenumbers import PhoneMetadata
     from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
@@ -215,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out()
     try:
         _write_atomically(out, format_table(table))
-        if not args.out:
+        if not args.out and have_phonenumbers():   # the country list comes from libphonenumber only
             _write_atomically(os.path.join(os.path.dirname(out), "country_codes.txt"), country_codes())
     except OSError as exc:
         raise SipguardError(f"{out}: cannot write: {exc.strerror}") from None

@@ -2,7 +2,9 @@
 
 ``check`` prints every problem as ``FILE:LINE: key: message`` and exits 1, or prints
 ``ok: N rules`` and exits 0. With ``-c CONFIG`` it also reads ``blocking.redress`` from
-the config, so a 603+ rule without a redress contact is reported.
+the config, so a 603+ rule without a redress contact is reported, and the trunk ids and
+limiter names the config defines, so a rule naming another one is reported
+(``policy/names.py``).
 
 ``eval FILE fact=value ...`` evaluates the policy on hand-written facts and prints the
 decision as JSON: what would this policy do to a call that looks like this?
@@ -33,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmds = p.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     check = cmds.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", help="policy file (YAML)")
-    check.add_argument("-c", "--config", help="config file whose blocking.redress 603+ rules need")
+    check.add_argument("-c", "--config", help="config file: also check that the trunks and limiters the "
+                       "rules name exist, and that 603+ rejections have a redress contact")
     check.set_defaults(func=run)
     ev = cmds.add_parser("eval", help="print the decision the policy takes on the given facts")
     ev.add_argument("file", help="policy file (YAML)")
@@ -55,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if args.policy_command == "eval":
         return _eval(args.file, args.facts, redress or _PLACEHOLDER)
     problems = check_policy(args.file, redress)
+    if args.config:
+        from sipguard.policy.names import check_names, config_names
+
+        problems = sorted(problems + check_names(args.file, *config_names(args.config)), key=lambda e: e.line or 0)
     for problem in problems:
         print(problem)
     if problems:

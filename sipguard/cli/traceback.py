@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from sipguard.config import Config
 
 NOT_FOUND = 3
+# --help text: the module docstring's paragraph without its reStructuredText quotes
+DESCRIPTION = ("A request names one time: --at searches --window seconds (default 300) either side. "
+               "Times are ISO 8601 or epoch seconds; a time without a zone is UTC, and every output "
+               "is in UTC. The table names the upstream (trunk, provider name, FRN, RMD number, "
+               "country), the verification result and what sipguard did: what the ITG portal asks. "
+               "Exit 0 with records found, 1 on errors, 3 when nothing matched.")
 TABLE = (("time (UTC)", 24), ("caller", 15), ("callee", 15), ("trunk", 12), ("provider", 18),
          ("FRN", 10), ("RMD", 12), ("ctry", 4), ("verstat", 22), ("att", 3), ("origid", 36),
          ("action", 7), ("status", 6))
@@ -42,24 +48,24 @@ TABLE = (("time (UTC)", 24), ("caller", 15), ("callee", 15), ("trunk", 12), ("pr
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("traceback", help="find call records (ITG traceback, campaign view)",
-                              description=__doc__.split("\n\n")[2] if __doc__ else None)
+                              description=DESCRIPTION)
     p.add_argument("what", nargs="?", choices=("answer",),
                    help="answer: the ITG answer for one hop (text, or JSON with --format jsonl)")
-    p.add_argument("-c", "--config", required=True, metavar="CONFIG")
+    p.add_argument("-c", "--config", required=True, metavar="CONFIG", help="sipguard config file (names the records)")
     p.add_argument("--caller", metavar="TN", help="calling number, any usual spelling")
     p.add_argument("--callee", metavar="TN", help="called number")
     p.add_argument("--at", metavar="T", help="the time of the call in the request (ISO 8601 or epoch; UTC "
                                               "when no zone is given)")
-    p.add_argument("--window", type=float, default=query.DEFAULT_WINDOW, metavar="S",
-                   help="seconds either side of --at (default 300)")
-    p.add_argument("--since", metavar="T")
-    p.add_argument("--until", metavar="T")
-    p.add_argument("--call-id", metavar="ID")
+    p.add_argument("--window", metavar="S", help="seconds either side of --at (default 300, at most 31 days)")
+    p.add_argument("--since", metavar="T", help="records from this time on (--at wins when given)")
+    p.add_argument("--until", metavar="T", help="records before this time (default: no end)")
+    p.add_argument("--call-id", metavar="ID", help="the record of this Call-ID")
     p.add_argument("--top", choices=query.TOP_BY,
                    help="campaign view: heaviest sources of rejected or C-attested calls")
-    p.add_argument("-n", "--limit", type=int, default=None, metavar="N",
+    p.add_argument("-n", "--limit", metavar="N",
                    help="at most N records (default 1000) or N rows with --top (default 20)")
-    p.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    p.add_argument("--format", choices=("table", "jsonl", "csv"), default="table",
+                   help="table (default), jsonl (one JSON record per line) or csv")
     p.set_defaults(func=run)
 
 
@@ -67,38 +73,41 @@ def run(args: argparse.Namespace) -> int:
     from sipguard.config import load_config
 
     config = load_config(args.config)
-    times = {k: query.parse_time(getattr(args, k)) if getattr(args, k) else None
-             for k in ("at", "since", "until")}
+    # the same checks as the HTTP /traceback: a bad value is one line naming its option, exit 1
+    try:
+        q = query.question({"caller": args.caller, "callee": args.callee, "at": args.at, "window": args.window,
+                            "since": args.since, "until": args.until, "call_id": args.call_id, "top": args.top,
+                            ("n" if args.top else "limit"): args.limit}, max_limit=query.CLI_MAX_LIMIT)
+    except query.BadParameter as exc:
+        option = "--limit" if exc.name == "n" else "--" + exc.name.replace("_", "-")
+        raise query.BadParameter(option, exc.detail) from None
     if args.what == "answer" and (args.top or args.format == "csv"):
         raise query.QueryError("traceback answer: --top and --format csv do not apply "
                                "(text by default, JSON with --format jsonl)")
-    if args.top:
-        rows = asyncio.run(query.top(config.store, config.traceback, args.top, times["since"], times["until"],
-                                     args.limit or 20))
-        write_top(rows, args.top, args.format, sys.stdout)
+    if q.top:
+        rows = asyncio.run(query.top(config.store, config.traceback, q.top, q.since, q.until, q.n))
+        write_top(rows, q.top, args.format, sys.stdout)
         return 0 if rows else NOT_FOUND
     records = asyncio.run(query.find(
-        config.store, config.traceback, caller=args.caller, callee=args.callee, since=times["since"],
-        until=times["until"], call_id=args.call_id, at=times["at"], window=args.window,
-        limit=args.limit or 1000))
+        config.store, config.traceback, caller=q.caller, callee=q.callee, since=q.since,
+        until=q.until, call_id=q.call_id, at=q.at, window=q.window, limit=q.limit))
     if args.what == "answer":
-        write_answer(args, config, records, times, sys.stdout)
+        write_answer(config, records, q, args.format, sys.stdout)
         return 0 if records else NOT_FOUND
     write_records(records, args.format, sys.stdout)
     if not records:
-        low, high = query.time_range(times["since"], times["until"], times["at"], args.window)
+        low, high = q.range()
         print(f"sipguard traceback: no record found (searched {query.iso_utc(low) or 'the beginning'} to "
               f"{query.iso_utc(high) or 'now'} UTC)", file=sys.stderr)
         return NOT_FOUND
     return 0
 
 
-def write_answer(args: argparse.Namespace, config: Config, records: list[CallRecord],
-                 times: dict[str, float | None], out: IO[str]) -> None:
-    low, high = query.time_range(times["since"], times["until"], times["at"], args.window)
-    request = answer.Request(args.caller, args.callee, args.at, times["at"], args.call_id, low, high)
+def write_answer(config: Config, records: list[CallRecord], q: query.Question, fmt: str, out: IO[str]) -> None:
+    low, high = q.range()
+    request = answer.Request(q.caller, q.callee, q.at_text, q.at, q.call_id, low, high)
     doc = answer.build(request, records, answer.context_of(config), time.time())
-    out.write(json.dumps(doc) + "\n" if args.format == "jsonl" else answer.render(doc))
+    out.write(json.dumps(doc) + "\n" if fmt == "jsonl" else answer.render(doc))
 
 
 def write_records(records: list[CallRecord], fmt: str, out: IO[str]) -> None:

@@ -6,79 +6,148 @@
 
 Notices live in the store, so with Redis every instance applies them at its next lookup
 (the memory store: this process only). Same conditions as ``sipguard notice add``.
+
+Every field and query parameter is checked here, before the store sees it: a bad one is a
+400 whose JSON names it (``{"error": ..., "parameter": "start"}``); a store that cannot
+answer is a 503. Nothing a client sends makes a 500.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sipguard.errors import SipguardError
 from sipguard.store.base import Notice
+from sipguard.store.keys import frn10
+from sipguard.store.tables import NOTICE_TIME_MAX, normalise_notice
 
 Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, str, bytes]]]
 FIELDS = tuple(f.name for f in dataclasses.fields(Notice))
 _NUMBER_FIELDS = ("start", "end")
+MAX_TEXT = 256        # a reference, number, trunk or SPC longer than this is not one
+
+
+class FieldError(ValueError):
+    """A bad field of the body or parameter of the query; ``name`` says which."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
 
 
 def _json(status: int, value: Any) -> tuple[int, str, bytes]:
     return status, "application/json", (json.dumps(value, sort_keys=True) + "\n").encode()
 
 
+def _bad(exc: FieldError) -> tuple[int, str, bytes]:
+    return _json(400, {"error": str(exc), "parameter": exc.name})
+
+
 def notice_from_json(body: bytes) -> Notice:
-    """Parse and check a notice; ValueError with a message a person can act on."""
+    """Parse and check a notice; FieldError (a ValueError) naming the field, with a message a
+    person can act on."""
     try:
         data = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise ValueError(f"body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:     # RecursionError: [[[[... nested past the stack
+        raise FieldError("body", f"body is not JSON: {str(exc)[:80]}") from None
     if not isinstance(data, dict):
-        raise ValueError("body must be a JSON object")
+        raise FieldError("body", "body must be a JSON object")
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; expected: {', '.join(FIELDS)}")
+        raise FieldError(unknown[0][:40], f"unknown field(s) {', '.join(u[:40] for u in unknown[:5])}; "
+                                          f"expected: {', '.join(FIELDS)}")
     ref = data.get("ref")
     if not isinstance(ref, str) or not ref.strip():
-        raise ValueError("'ref' (the notice reference, e.g. the FCC notice number) is required")
+        raise FieldError("ref", "'ref' (the notice reference, e.g. the FCC notice number) is required")
     values: dict[str, Any] = {}
     for name in FIELDS:
         value = data.get(name)
         if value is None:
             continue
         if name in _NUMBER_FIELDS:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"'{name}' must be epoch seconds")
-        elif not isinstance(value, str):
-            raise ValueError(f"'{name}' must be a string")
-        values[name] = value.strip() if isinstance(value, str) else float(value)
+            values[name] = _epoch(name, value)
+            continue
+        if not isinstance(value, str):
+            raise FieldError(name, f"'{name}' must be a string")
+        if len(value) > MAX_TEXT or not value.isprintable():
+            raise FieldError(name, f"'{name}' must be printable and at most {MAX_TEXT} characters")
+        values[name] = value.strip()
     if name_digits := [n for n in ("caller", "caller_prefix", "callee", "callee_prefix") if n in values]:
         for n in name_digits:
             values[n] = values[n].lstrip("+")
-            if not values[n].isdigit():
-                raise ValueError(f"'{n}' must be digits (E.164 without '+')")
+            if not (values[n].isascii() and values[n].isdigit()):
+                raise FieldError(n, f"'{n}' must be digits (E.164 without '+')")
+    if "frn" in values and frn10(values["frn"]) is None:
+        raise FieldError("frn", "'frn' must be up to 10 digits (the provider's FCC Registration Number)")
+    if "start" in values and "end" in values and values["end"] <= values["start"]:
+        raise FieldError("end", "'end' must be after 'start'")
     notice = Notice(**values)
     if not notice.has_condition():
-        raise ValueError("a notice needs at least one condition (caller, callee, trunk, frn, spc ...)")
+        raise FieldError("body", "a notice needs at least one condition (caller, callee, trunk, frn, spc ...)")
+    try:
+        normalise_notice(notice)        # what the store would refuse: checked above, kept in step here
+    except SipguardError as exc:
+        raise FieldError("body", str(exc)) from None
     return notice
+
+
+def _epoch(name: str, value: Any) -> float:
+    """Epoch seconds, finite, from 1970 to 2100 (NaN and 1e999 parse as JSON numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldError(name, f"'{name}' must be epoch seconds")
+    try:
+        seconds = float(value)
+    except OverflowError:           # an integer of 400 digits
+        seconds = math.inf
+    if not (math.isfinite(seconds) and 0 <= seconds <= NOTICE_TIME_MAX):
+        raise FieldError(name, f"'{name}' must be epoch seconds from 0 to {NOTICE_TIME_MAX:.0f} (2100)")
+    return seconds
+
+
+def _params(query: dict[str, str], allowed: tuple[str, ...]) -> None:
+    for name in query:
+        if name not in allowed:
+            expected = ", ".join(allowed) if allowed else "none"
+            raise FieldError(name[:40], f"unknown parameter {name[:40]!r}; expected: {expected}")
 
 
 def notice_routes(store: Any) -> dict[tuple[str, str], Handler]:
     async def list_notices(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
-        return _json(200, [dataclasses.asdict(n) for n in await store.notice_list()])
+        try:
+            _params(query, ())
+            return _json(200, [dataclasses.asdict(n) for n in await store.notice_list()])
+        except FieldError as exc:
+            return _bad(exc)
+        except SipguardError as exc:    # the store cannot answer
+            return _json(503, {"error": str(exc)})
 
     async def add_notice(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
         try:
+            _params(query, ())
             notice = notice_from_json(body)
-        except ValueError as exc:
-            return _json(400, {"error": str(exc)})
-        await store.notice_add(notice)
+            await store.notice_add(notice)
+        except FieldError as exc:
+            return _bad(exc)
+        except SipguardError as exc:
+            return _json(503, {"error": str(exc)})
         return _json(201, dataclasses.asdict(notice))
 
     async def remove_notice(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
-        ref = query.get("ref")
-        if not ref:
-            return _json(400, {"error": "give the notice with ?ref=REF"})
-        if not await store.notice_remove(ref):
+        try:
+            _params(query, ("ref",))
+            ref = query.get("ref", "")
+            if not ref or len(ref) > MAX_TEXT:
+                raise FieldError("ref", f"give the notice with ?ref=REF (at most {MAX_TEXT} characters)")
+            removed = await store.notice_remove(ref)
+        except FieldError as exc:
+            return _bad(exc)
+        except SipguardError as exc:
+            return _json(503, {"error": str(exc)})
+        if not removed:
             return _json(404, {"error": f"no notice {ref!r}"})
         return _json(200, {"removed": ref})
 

@@ -1,12 +1,16 @@
 """The admin HTTP listener (``http.listen``): /metrics, /healthz, /readyz, /traceback,
 /traceback/answer (the ITG answer for our hop, JSON or ``format=text``), admin API.
 
-A deliberately small HTTP/1.1 server on ``asyncio.start_server`` (no new dependency):
-one request per connection (``Connection: close``), request head at most
-``MAX_HEAD`` bytes, body at most ``MAX_BODY``, a read deadline, GET for the built-in
-endpoints. Other modules plug in their own endpoints (the notice admin API ...)
-through ``routes``: ``{(method, path): async handler(query, body) -> (status,
-content_type, bytes)}``.
+A deliberately small HTTP/1.1 server (no new dependency): one request per connection
+(``Connection: close``), taken by observe/http_wire.py, which bounds connections, head
+size and read time and asks ``HttpServer.admit`` about method, path, token and body size
+before it reads any body. GET for the built-in endpoints. Other modules plug in their own
+endpoints (the notice admin API ...) through ``routes``: ``{(method, path): async
+handler(query, body) -> (status, content_type, bytes)}``; POST, PUT and PATCH routes take a
+body of at most ``http.max_body`` bytes, the others none.
+
+Every query parameter is checked before use (records/query.py ``question``): a bad one is
+a 400 whose JSON names it (``{"error": ..., "parameter": ...}``), never a 500.
 
 With several workers only the supervisor runs this server: /metrics then aggregates
 every worker (prometheus_client multiprocess mode, see observe/metrics.py) and
@@ -15,40 +19,37 @@ every worker (prometheus_client multiprocess mode, see observe/metrics.py) and
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl
 
 from sipguard.observe import health, metrics
+from sipguard.observe.http_wire import JSON, Head, HttpLimits, Listener, Reply, error
 from sipguard.records import answer, query
 from sipguard.records.record import TracebackConfig
 
 log = logging.getLogger("sipguard.http")
 
-MAX_HEAD = 8192
-MAX_BODY = 1 << 20
-READ_TIMEOUT = 5.0
-JSON = "application/json"
 Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, str, bytes]]]
 Routes = dict[tuple[str, str], Handler]
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-           413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           503: "Service Unavailable"}
-TRACEBACK_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "top", "n")
-ANSWER_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "format")
+TRACEBACK_PARAMS = query.PARAMS
+ANSWER_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit")
+FORMATS = ("json", "text")
 TEXT = "text/plain; charset=utf-8"
 OPEN = frozenset(("/metrics", "/healthz", "/readyz"))   # for scrapers and load balancers: no token
+BUILTIN = frozenset(("/metrics", "/healthz", "/readyz", "/traceback", "/traceback/answer"))
+BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 
 
 class HttpServer:
     def __init__(self, store_url: str, traceback: TracebackConfig, ready: health.ReadyFn | None = None,
                  routes: Routes | None = None, registry: Any = None,
-                 answer_context: answer.Context = ({}, None), token: str | None = None) -> None:
+                 answer_context: answer.Context = ({}, None), token: str | None = None,
+                 limits: HttpLimits | None = None) -> None:
         self.store_url = store_url
         self.token = token  # when set: /admin and /traceback need "Authorization: Bearer <token>"
         self.traceback = traceback
@@ -56,74 +57,46 @@ class HttpServer:
         self.ready = ready
         self.routes: Routes = dict(routes or {})
         self.registry = registry
-        self.server: asyncio.Server | None = None
+        self.limits = limits or HttpLimits()
+        self.listener = Listener(self)
 
     async def start(self, host: str, port: int) -> None:
-        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_HEAD + 2)
+        await self.listener.start(host, port)
 
     @property
     def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
+        return self.listener.port
 
     async def aclose(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
+        await self.listener.aclose()
 
-    # -- one connection, one request ------------------------------------------------------------
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            status, ctype, body = await asyncio.wait_for(self._request(reader), READ_TIMEOUT)
-        except TimeoutError:
-            status, ctype, body = 400, JSON, _error("request not received in time")
-        except Exception:
-            log.exception("HTTP handler failed")
-            status, ctype, body = 500, JSON, _error("internal error")
-        challenge = 'WWW-Authenticate: Bearer realm="sipguard"\r\n' if status == 401 else ""
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {ctype}\r\n"
-                f"{challenge}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-        try:
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
+    # -- before the body: who may send what ------------------------------------------------------
+    def admit(self, head: Head) -> Reply | None:
+        """Token, method and path, then body size: all known from the head alone."""
+        if self.token is not None and head.path not in OPEN \
+                and not hmac.compare_digest(head.bearer.encode(), self.token.encode()):
+            return 401, JSON, error("this endpoint needs Authorization: Bearer <the token of http.token_file>")
+        methods = {m for m, p in self.routes if p == head.path}
+        if head.path in BUILTIN:
+            methods |= {"GET", "HEAD"}
+        if not methods:
+            return 404, JSON, error(f"no such endpoint: {head.path[:100]}")
+        if head.method not in methods:
+            return 405, JSON, error(f"{head.method} not allowed on {head.path}; allowed: "
+                                    + ", ".join(sorted(methods)))
+        allowed = self.limits.max_body if head.method in BODY_METHODS else 0
+        if head.length > allowed:
+            if not allowed:
+                return 413, JSON, error(f"{head.method} {head.path} takes no body")
+            return 413, JSON, error(f"body over {allowed} bytes (http.max_body)")
+        return None
 
-    async def _request(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+    async def handle(self, head: Head, body: bytes) -> Reply:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            return 431, JSON, _error(f"request head over {MAX_HEAD} bytes")
-        except asyncio.IncompleteReadError:
-            return 400, JSON, _error("incomplete request")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return 400, JSON, _error("malformed request line")
-        method, target = parts[0], parts[1]
-        length = 0
-        bearer = ""
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                if not value.strip().isdigit():
-                    return 400, JSON, _error("bad Content-Length")
-                length = int(value.strip())
-            elif name == "authorization" and value.strip()[:7].lower() == "bearer ":
-                bearer = value.strip()[7:].strip()
-        if length > MAX_BODY:
-            return 413, JSON, _error(f"body over {MAX_BODY} bytes")
-        body = await reader.readexactly(length) if length else b""
-        url = urlsplit(target)
-        if self.token is not None and url.path not in OPEN \
-                and not hmac.compare_digest(bearer.encode(), self.token.encode()):
-            return 401, JSON, _error("this endpoint needs Authorization: Bearer <the token of http.token_file>")
-        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        return await self.dispatch(method, url.path, params, body)
+            params = parse_query(head.query)
+        except query.BadParameter as exc:
+            return 400, JSON, error(str(exc), exc.name)
+        return await self.dispatch(head.method, head.path, params, body)
 
     async def dispatch(self, method: str, path: str, params: dict[str, str],
                        body: bytes = b"") -> tuple[int, str, bytes]:
@@ -134,10 +107,10 @@ class HttpServer:
                    "/traceback": self._traceback, "/traceback/answer": self._answer}.get(path)
         if builtin is None:
             if any(p == path for _, p in self.routes):
-                return 405, JSON, _error(f"{method} not allowed on {path}")
-            return 404, JSON, _error(f"no such endpoint: {path}")
+                return 405, JSON, error(f"{method} not allowed on {path}")
+            return 404, JSON, error(f"no such endpoint: {path}")
         if method not in ("GET", "HEAD"):
-            return 405, JSON, _error(f"{path} answers GET only")
+            return 405, JSON, error(f"{path} answers GET only")
         return await builtin(params)
 
     async def _metrics(self, params: dict[str, str]) -> tuple[int, str, bytes]:
@@ -153,76 +126,66 @@ class HttpServer:
         return status, JSON, body
 
     async def _traceback(self, params: dict[str, str]) -> tuple[int, str, bytes]:
-        unknown = sorted(set(params) - set(TRACEBACK_PARAMS))
-        if unknown:
-            return 400, JSON, _error(f"unknown parameter(s) {', '.join(unknown)}; expected "
-                                     + ", ".join(TRACEBACK_PARAMS))
         try:
-            return 200, JSON, await traceback_json(self.store_url, self.traceback, params)
-        except (query.QueryError, ValueError) as exc:
+            q = query.question(params, TRACEBACK_PARAMS)
+            return 200, JSON, await traceback_json(self.store_url, self.traceback, q)
+        except query.QueryError as exc:
             return _query_failure(exc)
-
 
     async def _answer(self, params: dict[str, str]) -> tuple[int, str, bytes]:
         """The ITG answer for our hop (records.answer): 200 with "found" or "not found"."""
-        unknown = sorted(set(params) - set(ANSWER_PARAMS))
-        if unknown or params.get("format", "json") not in ("json", "text"):
-            return 400, JSON, _error(f"expected parameters {', '.join(ANSWER_PARAMS)} (format: json | text)")
+        fmt = params.pop("format", "") or "json"
+        if fmt not in FORMATS:
+            return 400, JSON, error(f"format: {fmt[:40]!r}: expected one of {', '.join(FORMATS)}", "format")
         try:
-            since, until, at, window = _times(params)
-            records = await _find(self.store_url, self.traceback, params, since, until, at, window)
-        except (query.QueryError, ValueError) as exc:
+            q = query.question(params, ANSWER_PARAMS + ("format",))
+            records = await _find(self.store_url, self.traceback, q)
+        except query.QueryError as exc:
             return _query_failure(exc)
-        low, high = query.time_range(since, until, at, window)
-        request = answer.Request(params.get("caller") or None, params.get("callee") or None,
-                                 params.get("at") or None, at, params.get("call_id") or None, low, high)
+        low, high = q.range()
+        request = answer.Request(q.caller, q.callee, q.at_text, q.at, q.call_id, low, high)
         doc = answer.build(request, records, self.answer_context, time.time())
-        if params.get("format") == "text":
+        if fmt == "text":
             return 200, TEXT, answer.render(doc).encode()
         return 200, JSON, json.dumps(doc).encode()
 
 
-def _query_failure(exc: query.QueryError | ValueError) -> tuple[int, str, bytes]:
-    """A bad parameter is the client's (400); a store that cannot answer is ours (503)."""
-    text = str(exc)
-    unavailable = isinstance(exc, query.QueryError) and "time" not in text and "--top" not in text
-    return 503 if unavailable else 400, JSON, _error(text)
+def parse_query(text: str) -> dict[str, str]:
+    """The query string as name -> value; a name given twice is ambiguous, so refused."""
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        if name in params:
+            raise query.BadParameter(name[:40], "given twice")
+        params[name] = value
+    return params
 
 
-def _times(params: dict[str, str]) -> tuple[float | None, float | None, float | None, float]:
-    def when(key: str) -> float | None:
-        return query.parse_time(params[key]) if params.get(key) else None
-
-    return when("since"), when("until"), when("at"), float(params.get("window") or query.DEFAULT_WINDOW)
-
-
-async def _find(store_url: str, cfg: TracebackConfig, params: dict[str, str], since: float | None,
-                until: float | None, at: float | None, window: float) -> list[Any]:
-    return await query.find(store_url, cfg, caller=params.get("caller") or None,
-                            callee=params.get("callee") or None, since=since, until=until,
-                            call_id=params.get("call_id") or None, at=at, window=window,
-                            limit=int(params.get("limit") or 1000))
+def _query_failure(exc: query.QueryError) -> tuple[int, str, bytes]:
+    """A bad parameter is the client's (400, naming it); a store that cannot answer is ours (503)."""
+    if isinstance(exc, query.BadParameter):
+        return 400, JSON, error(str(exc), exc.name)
+    return 503, JSON, error(str(exc))
 
 
-async def traceback_json(store_url: str, cfg: TracebackConfig, params: dict[str, str]) -> bytes:
+async def _find(store_url: str, cfg: TracebackConfig, q: query.Question) -> list[Any]:
+    return await query.find(store_url, cfg, caller=q.caller, callee=q.callee, since=q.since, until=q.until,
+                            call_id=q.call_id, at=q.at, window=q.window, limit=q.limit)
+
+
+async def traceback_json(store_url: str, cfg: TracebackConfig, q: query.Question) -> bytes:
     """The answer of /traceback: records (or the campaign view with ``top=``), in UTC."""
-    since, until, at, window = _times(params)
-    if params.get("top"):
-        rows = await query.top(store_url, cfg, params["top"], since, until, int(params.get("n") or 20))
-        return json.dumps({"top": params["top"], "since": query.iso_utc(since), "until": query.iso_utc(until),
+    if q.top:
+        rows = await query.top(store_url, cfg, q.top, q.since, q.until, q.n)
+        return json.dumps({"top": q.top, "since": query.iso_utc(q.since), "until": query.iso_utc(q.until),
                            "rows": [{"key": k, "rejected": r, "attest_c": c} for k, r, c in rows]}).encode()
-    records = await _find(store_url, cfg, params, since, until, at, window)
-    low, high = query.time_range(since, until, at, window)
-    out = {"query": {"caller": params.get("caller"), "callee": params.get("callee"),
-                     "call_id": params.get("call_id"), "from": query.iso_utc(low), "to": query.iso_utc(high),
+    records = await _find(store_url, cfg, q)
+    low, high = q.range()
+    out = {"query": {"caller": q.caller, "callee": q.callee,
+                     "call_id": q.call_id, "from": query.iso_utc(low), "to": query.iso_utc(high),
                      "timezone": "UTC"},
            "count": len(records),
            "records": [{"time_utc": query.iso_utc(r.time), **r.to_dict()} for r in records]}
     return json.dumps(out).encode()
-
-
-def _error(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
 
 
 async def start_http(config: Any, ready: health.ReadyFn | None = None, store: Any = None,
@@ -236,7 +199,7 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
 
     host, port = split_hostport(listen)
     server = HttpServer(config.store, config.traceback, ready, routes, registry,
-                        answer.context_of(config), config.http_token)
+                        answer.context_of(config), config.http_token, config.http_limits)
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)
     return server

@@ -6,181 +6,98 @@ Rules (RFC 3261 sections 16 and 17, RFC 3581):
    wait: ``sipguard.aio.start_eagerly``; with a network store, in a task).
    At most ``max_pending`` INVITEs wait; past that a new one gets ``503`` + Retry-After
    at once, and everything else (responses, ACK, BYE, CANCEL) keeps flowing.
-2. A retransmitted INVITE (same top Via branch) is never evaluated twice: it gets the
-   last response sent, or nothing while the decision is pending.
+2. A retransmitted INVITE (same top Via branch and sent-by: ``sip.transaction.server_key``)
+   is never evaluated twice: it gets the last response sent, or nothing while the decision
+   is pending.
 3. An accepted INVITE is forwarded statefully: our Via on top, Max-Forwards - 1 (``483``
    at 0), optional Record-Route; over UDP it is retransmitted (Timer A) until a response
    comes, and a non-2xx final response is ACKed downstream by us.
 4. Responses are routed back by Via: ours is popped, the next one names the previous hop.
 5. Every other request (BYE, ACK for 2xx, in-dialog requests, OPTIONS not for us) is
    forwarded statelessly with a branch derived from the incoming one, so retransmissions
-   take the same path; routed by Route, else by the Request-URI.
+   take the same path; routed by our signed Record-Route, else to its trunk's next hop
+   (``stateless.py``).
 6. CANCEL of a pending or forwarded INVITE: ``200`` to the CANCEL, then ``487`` for a
    pending INVITE, or a CANCEL downstream for a forwarded one.
 7. Our own final responses carry a To tag starting with ``TAG_PREFIX``; an ACK with such a
    tag acknowledges one of them and is absorbed.
 
-The core owns no sockets: it is given a ``Sender`` and called with received bytes.
+The core owns no sockets and reads no clock of its own: it is given a ``Sender`` and a
+``Clock`` and called with received bytes. It is the glue of three modules: the INVITE
+transactions and their timers (``transactions.py``: the core arms one event-loop timer at
+their ``next_timer()``), the stateless relay and its routing (``stateless.py``), and what
+sipguard writes itself (``messages.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
-import hashlib
-import hmac
-import ipaddress
 import logging
-import os
-import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from sipguard.aio import start_eagerly
-from sipguard.config import Config, next_hop_address
-from sipguard.numbers import parse_tn
+from sipguard.clock import Clock, SystemClock
+from sipguard.config import Config
 from sipguard.proxy import act
-from sipguard.sip import (
-    Request,
-    Response,
-    SipParseError,
-    Via,
-    build_response,
-    parse,
-    parse_name_addr,
-    parse_uri,
-    parse_via,
-    relay,
+from sipguard.proxy.messages import (
+    BRANCH_PREFIX,
+    COUNTER_NAMES,
+    SERVER_HEADER,
+    Answers,
+    Counters,
+    Hop,
+    Sender,
+    local_request,
+    reparse,
+    response,
+    tag,
+    warning_response,
 )
-from sipguard.sip.message import ENC, ERRORS
-from sipguard.sip.relay import FastRequest, FastResponse
-from sipguard.trunks import Peers
+from sipguard.proxy.stateless import StatelessRelay, stateless_branch
+from sipguard.proxy.transactions import Due, InviteTx, Reply, State, Transactions
+from sipguard.sip import Request, Response, SipParseError, build_response, parse, parse_via, relay
+from sipguard.sip.relay import FastResponse
+from sipguard.sip.transaction import server_key
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
 
 log = logging.getLogger("sipguard.proxy")
-_RPORT = re.compile(r";\s*rport(?=\s*(;|$))", re.IGNORECASE)
 
-BRANCH_PREFIX = "z9hG4bKsg"
-TAG_PREFIX = "sg"
-RR_MARK = "sgrr"
-ROUTED_SCHEMES = ("sip", "sips", "tel")   # Request-URI schemes relayed (others: 416)
-T1 = 0.5
 DRAIN_LINGER = 1.0  # s after the last final response a drain still relays (ACK of a 2xx, early BYE)
-SERVER_HEADER = ("Server", "sipguard")
-# The key of our Record-Route tokens and stateless branches when proxy.secret_file is not
-# set: made at import, so the workers forked from one supervisor share it.
-_START_SECRET = os.urandom(32)
-_SGRR = re.compile(RR_MARK + r"=([A-Za-z0-9_-]+)\.([0-9a-f]{24})")
-# What a refused request gets (RFC 3261 16.3, 21.4): status, phrase, Warning text.
-REFUSALS = {
-    "unknown_source": (403, "Forbidden", "unknown source"),
-    "forged_route": (403, "Forbidden", "Route not signed by this proxy"),
-    "no_route": (404, "Not Found", "no dialog of this proxy to route it in"),
-}
-
-
-class Sender(Protocol):
-    """What the core needs from the transport layer."""
-
-    def send_to_source(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
-        """Send back towards where a request came from (on its TCP connection when there is one)."""
-
-    def send_to(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
-        """Send to a next hop (our own socket, so responses come back to this process)."""
-
-    def via_sent_by(self, transport: str) -> str:
-        """host:port to put in our Via for this transport."""
-
-    def is_local(self, host: str, port: int) -> bool:
-        """Is host:port one of our own listening addresses?"""
-
-
-@dataclass(slots=True)
-class InviteTx:
-    """One INVITE server transaction and, once forwarded, its client transaction.
-
-    A transaction lives 32-64 s, most of it after its decision: it then keeps bytes, not
-    the parsed request (dozens of objects the cyclic collector would walk on every pass,
-    for nothing), and parses them again on the rare paths that need a header: Timer B's
-    408, a CANCEL, the ACK of a non-2xx response."""
-
-    key: str
-    source: tuple[str, int]
-    transport: str
-    conn: Any                      # the connection it came on (Any, not object: mypyc's dataclasses refuse that)
-    raw: bytes                     # the INVITE as received (our own responses are built from it)
-    state: str = "deciding"        # deciding | proceeding | completed | done
-    last: bytes | None = None      # last response sent upstream (for retransmitted INVITEs)
-    cancelled: bool = False
-    to_tag: str = ""
-    client_branch: str | None = None
-    dest: tuple[str, int, str] | None = None
-    sent: bytes | None = None      # the INVITE as forwarded (CANCEL and ACK copy its headers)
-    forwarded: bytes | None = None  # what Timer A / a retransmitted final response resends
-    timer: asyncio.TimerHandle | None = None
-    interval: float = T1
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass(slots=True)
-class Counters:
-    received: int = 0
-    invites: int = 0
-    retransmissions: int = 0
-    overload_503: int = 0
-    malformed_answered: int = 0
-    malformed_dropped: int = 0
-    forwarded: int = 0
-    rejected: int = 0
-    redirected: int = 0
-    responses_relayed: int = 0
-    decide_errors: int = 0
-    refused_unknown_source: int = 0   # requests from a source that is no known peer
-    refused_forged_route: int = 0     # our Route with a signature that does not verify
-    refused_no_route: int = 0         # a known peer's request that no dialog of ours routes
-    dropped_forged_response: int = 0  # a response whose branch we did not make
-
-
-COUNTER_NAMES = tuple(f.name for f in fields(Counters))
 
 
 class ProxyCore:
     def __init__(self, config: Config, pipeline: Pipeline, sender: Sender,
-                 on_outcome: Callable[[Outcome, int | None, str | None, float], None] | None = None) -> None:
-        self.config = config
+                 on_outcome: Callable[[Outcome, int | None, str | None, float], None] | None = None,
+                 clock: Clock | None = None) -> None:
         self.pipeline = pipeline
-        self.sender = sender
+        self._sender = sender
         self.on_outcome = on_outcome
-        self.redirect = config.mode == "redirect"
-        self.max_pending = config.proxy.max_pending
-        self.max_size = config.proxy.max_message_size
-        self.retry_after = str(config.proxy.retry_after)
-        self.tx_lifetime = config.proxy.transaction_timeout
-        self.next_hop = config.next_hop
-        self._next_hop_addr = next_hop_address(config.next_hop)
-        self._hop_cache: dict[str, tuple[str, int, str]] = {config.next_hop: self._next_hop_addr}
-        self.pending = 0
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.counters = Counters()
-        self.invites: dict[str, InviteTx] = {}      # current generation
-        self._old_invites: dict[str, InviteTx] = {}  # previous generation (expiry by rotation)
-        self.clients: dict[str, InviteTx] = {}       # our branch -> tx
-        self._old_clients: dict[str, InviteTx] = {}
+        self.answers = Answers(sender, self.counters, self.clock)
+        self.stateless = StatelessRelay(sender, self.answers, pipeline.upstream_of)
+        self.txs = Transactions(config.proxy.transaction_timeout, self.clock.monotonic())
+        self._absorbed = self.txs.ack_absorbed
+        self.reconfigure(config)
+        self.pending = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rotated = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None   # the one event-loop timer, at _timer_at
+        self._timer_at = 0.0
         self.draining = False
-        self._last_final = 0.0  # monotonic time of the last final response of an INVITE transaction
-        self.secret = config.proxy.secret or _START_SECRET
-        self.peers = Peers(pipeline.trunks, config.trusted_proxies,
-                           [next_hop_address(h)[0] for h in (config.next_hop, *(t.next_hop for t in config.trunks))
-                            if h])
-        self._warned: dict[str, tuple[float, int]] = {}  # refusal -> (last warning, since then)
         # the relay fast path (sipguard.sip.relay); off only to compare both paths in tests
         self.fast_path = True
+
+    @property
+    def sender(self) -> Sender:
+        return self._sender
+
+    @sender.setter
+    def sender(self, sender: Sender) -> None:
+        """Another transport (a benchmark's capture): for the relay and the answers too."""
+        self._sender = self.answers.sender = self.stateless.sender = sender
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: every proxy setting takes effect for the messages that follow; transactions
@@ -191,15 +108,9 @@ class ProxyCore:
         self.max_pending = config.proxy.max_pending
         self.max_size = config.proxy.max_message_size
         self.retry_after = str(config.proxy.retry_after)
-        self.tx_lifetime = config.proxy.transaction_timeout
+        self.txs.lifetime = config.proxy.transaction_timeout
         self.next_hop = config.next_hop
-        self._next_hop_addr = next_hop_address(config.next_hop)
-        self._hop_cache = {config.next_hop: self._next_hop_addr}
-        if config.proxy.secret is not None:
-            self.secret = config.proxy.secret
-        self.peers = Peers(self.pipeline.trunks, config.trusted_proxies,
-                           [next_hop_address(h)[0] for h in (config.next_hop, *(t.next_hop for t in config.trunks))
-                            if h])
+        self.stateless.configure(config, self.pipeline.trunks)
 
     # -- entry point -----------------------------------------------------------------------
     def receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object = None) -> None:
@@ -209,23 +120,24 @@ class ProxyCore:
         try:
             msg = parse(data, self.max_size)
         except SipParseError as exc:
-            self._malformed(exc, source, transport, conn)
+            self.answers.malformed(exc, source, transport, conn)
             return
         try:
             if isinstance(msg, Response):
                 self._response(msg)
-            elif msg.method != "ACK" and self._unacceptable(msg, source, transport, conn):
+            elif msg.method != "ACK" and self.answers.unacceptable(msg, source, transport, conn):
                 return
             elif msg.method == "INVITE" and not msg.to.tag:
                 self._invite(msg, source, transport, conn)
             elif msg.method == "ACK":
-                self._ack(msg, source, transport, conn)
+                if not self.txs.ack_absorbed(msg.to.tag or "", msg.top_via):
+                    self.stateless.forward(msg, source, transport, conn)
             elif msg.method == "CANCEL":
                 self._cancel(msg, source, transport, conn)
             else:
                 self._other(msg, source, transport, conn)
         except SipParseError as exc:  # a lazily-parsed header was bad
-            self._malformed(exc, source, transport, conn, msg if isinstance(msg, Request) else None)
+            self.answers.malformed(exc, source, transport, conn, msg if isinstance(msg, Request) else None)
 
     def _fast(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
         """Responses and in-dialog requests of the common shape, relayed from their lines
@@ -240,66 +152,34 @@ class ProxyCore:
             if data[:7] in (b"INVITE ", b"CANCEL ", b"OPTIONS"):
                 return False
             req = relay.request(data, self.max_size)
-            return req is not None and self._fast_request(req, source, transport, conn)
+            return req is not None and self.stateless.fast_request(req, source, self.redirect, self._absorbed)
         except SipParseError:
             return False  # read before anything changed: the full path reports it
 
-    def _unacceptable(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> bool:
-        """RFC 3261 16.3: a scheme we cannot route (416), an extension a proxy must
-        understand (420 + Unsupported). Answered here; True when answered."""
-        scheme = req.uri.split(":", 1)[0].lower()
-        emergency = scheme == "urn" and req.uri.lower().startswith("urn:service:sos")
-        if scheme not in ROUTED_SCHEMES and not emergency:  # RFC 5031 emergency URNs route on
-            self._reply(req, 416, source, transport, conn)
-            return True
-        required = req.headers("Proxy-Require") if req.method != "CANCEL" and req.has("proxy-require") else []
-        if required:
-            self._reply(req, 420, source, transport, conn, ("Unsupported", ", ".join(required)))
-            return True
-        return False
-
-    def _malformed(self, exc: SipParseError, source: tuple[str, int], transport: str, conn: object,
-                   req: Request | None = None) -> None:
-        partial = req if req is not None else exc.partial
-        if partial is None or partial.method == "ACK":
-            self.counters.malformed_dropped += 1
-            log.debug("dropped malformed message from %s:%s: %s", source[0], source[1], exc.reason)
-            return
-        self.counters.malformed_answered += 1
-        warning = exc.reason.replace('"', "'")
-        try:
-            data = build_response(partial, exc.status_hint, act.PHRASES.get(exc.status_hint, "Bad Request"),
-                                  [("Warning", f'399 sipguard "{warning}"'), SERVER_HEADER],
-                                  to_tag=self._tag(source, exc.reason))
-        except SipParseError:
-            self.counters.malformed_dropped += 1
-            return
-        self.sender.send_to_source(data, source, transport, conn)
-
     # -- INVITE --------------------------------------------------------------------------------
     def _invite(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        key = _server_key(req.top_via)
-        tx = self._server_tx(key)
-        if tx is not None:
+        key = server_key(req.top_via)
+        tx = self.txs.server(key)
+        if tx is not None:  # a retransmission: the last response again, never a second decision
             self.counters.retransmissions += 1
             if tx.last is not None:
-                self.sender.send_to_source(tx.last, source, transport, conn)
+                self._sender.send_to_source(tx.last, source, transport, conn)
             return
         self.counters.invites += 1
         # what the pipeline and the relay read, parsed (and cached) now: a bad one is a 400 here
         req.vias, req.from_, req.to, req.call_id, req.pai  # noqa: B018
         mf = req.max_forwards
         if mf is not None and mf <= 0:
-            self._reply(req, 483, source, transport, conn)
+            self.answers.reply(req, 483, source, transport, conn)
             return
         if self.pending >= self.max_pending or self.draining:
             self.counters.overload_503 += 1
-            self._reply(req, 503, source, transport, conn, ("Retry-After", self.retry_after))
+            self.answers.reply(req, 503, source, transport, conn, ("Retry-After", self.retry_after))
             return
-        tx = InviteTx(key, source, transport, conn, req.raw, to_tag=self._tag(source, key))
-        self.invites[key] = tx
+        tx = InviteTx(key, source, transport, conn, req.raw, to_tag=tag(source, key), started=self.clock.monotonic())
+        self.txs.start(tx)
         tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
-        self.sender.send_to_source(tx.last, source, transport, conn)
+        self._sender.send_to_source(tx.last, source, transport, conn)
         self.pending += 1
         # decided here and now when the pipeline has nothing to wait for (sipguard.aio)
         decision = self._decide(tx, req)
@@ -310,26 +190,23 @@ class ProxyCore:
             task.add_done_callback(self._tasks.discard)
 
     async def _decide(self, tx: InviteTx, req: Request) -> None:
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         try:
             outcome = await self.pipeline.decide(req, tx.source, tx.transport)
         except SipParseError as exc:  # a header only the pipeline reads was malformed
             self.counters.malformed_answered += 1
-            warning = exc.reason.replace('"', "'")
-            self._final(tx, build_response(req, 400, "Bad Request", [("Warning", f'399 sipguard "{warning}"'),
-                                                                    SERVER_HEADER], to_tag=tx.to_tag))
+            self._final(tx, warning_response(req, 400, "Bad Request", exc.reason, tx.to_tag))
             return
         except Exception:
             self.counters.decide_errors += 1
             log.exception("decision failed for Call-ID %s", req.call_id)
-            self._final(tx, build_response(req, 500, "Server Internal Error", [SERVER_HEADER],
-                                           to_tag=tx.to_tag))
+            self._final(tx, response(req, 500, tx.to_tag))
             return
         finally:
             self.pending -= 1
-        latency = time.perf_counter() - started
+        latency = self.clock.monotonic() - started
         if tx.cancelled:
-            self._final(tx, build_response(req, 487, "Request Terminated", [SERVER_HEADER], to_tag=tx.to_tag))
+            self._final(tx, response(req, 487, tx.to_tag))
             self._report(outcome, 487, None, latency)
             return
         decision = outcome.decision
@@ -357,166 +234,75 @@ class ProxyCore:
                 log.exception("recording the decision failed")
 
     def _forward_invite(self, tx: InviteTx, req: Request, outcome: Outcome, hop: str) -> None:
-        dest = self._hop(hop)
+        dest = self.stateless.hop(hop)
         act.apply_forward(req, outcome)
         # the stateless rule with our key: a response that outlives its transaction is still ours
-        branch = _stateless_branch(self.secret, req.top_via, "INVITE", req.cseq[0])
-        token = self._rr_token(req, (tx.source[0], tx.source[1], tx.transport), dest) \
+        branch = stateless_branch(self.stateless.secret, req.top_via, "INVITE", req.cseq[0])
+        token = self.stateless.rr_token(req, Hop(tx.source[0], tx.source[1], tx.transport), dest) \
             if self.config.proxy.record_route else None
-        self._prepare_relay(req, tx.source, tx.transport, dest[2], branch, token)
+        self.stateless.prepare(req, tx.source, tx.transport, dest.transport, branch, token)
         data = req.serialize()
-        tx.state, tx.client_branch, tx.dest, tx.forwarded, tx.sent = "proceeding", branch, dest, data, data
-        tx.last = None  # our 100 is not resent after forwarding: downstream answers now
-        self.clients[branch] = tx
-        self.sender.send_to(data, (dest[0], dest[1]), dest[2])
-        if dest[2] == "udp":
-            tx.timer = asyncio.get_running_loop().call_later(T1, self._timer_a, tx)
-
-    def _timer_a(self, tx: InviteTx) -> None:
-        """RFC 3261 17.1.1.2: retransmit the INVITE over UDP until a response; Timer B -> 408."""
-        tx.timer = None
-        if tx.state != "proceeding" or tx.forwarded is None or tx.dest is None:
-            return
-        if time.monotonic() - tx.started >= 64 * T1:
-            req = self._reparse(tx.raw)
-            if req is not None:
-                self._final(tx, build_response(req, 408, "Request Timeout", [SERVER_HEADER], to_tag=tx.to_tag))
-            return
-        self.sender.send_to(tx.forwarded, (tx.dest[0], tx.dest[1]), tx.dest[2])
-        tx.interval = min(tx.interval * 2, 4.0)
-        tx.timer = asyncio.get_running_loop().call_later(tx.interval, self._timer_a, tx)
+        self.txs.forward(tx, branch, dest, data, self.clock.monotonic())
+        self._sender.send_to(data, (dest.host, dest.port), dest.transport)
+        self._arm(tx.timer_at)
 
     def _final(self, tx: InviteTx, data: bytes) -> None:
         """Send a final response we generated; keep it for retransmitted INVITEs (Timer G)."""
-        tx.state, tx.last, tx.forwarded = "completed", data, None
-        self._last_final = time.monotonic()
-        self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
-        if tx.timer is not None:
-            tx.timer.cancel()
-            tx.timer = None
-        if tx.transport == "udp":
-            tx.interval = T1
-            tx.timer = asyncio.get_running_loop().call_later(T1, self._timer_g, tx)
+        self.txs.answer(tx, data, self.clock.monotonic())
+        self._sender.send_to_source(data, tx.source, tx.transport, tx.conn)
+        self._arm(tx.timer_at)
 
-    def _timer_g(self, tx: InviteTx) -> None:
-        tx.timer = None
-        if tx.state != "completed" or tx.last is None or time.monotonic() - tx.started >= 64 * T1:
+    # -- timers: one event-loop timer at the transactions' next_timer() ----------------------------
+    def _arm(self, at: float | None) -> None:
+        if at is None or (self._timer is not None and self._timer_at <= at):
             return
-        self.sender.send_to_source(tx.last, tx.source, tx.transport, tx.conn)
-        tx.interval = min(tx.interval * 2, 4.0)
-        tx.timer = asyncio.get_running_loop().call_later(tx.interval, self._timer_g, tx)
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = at
+        self._timer = loop.call_at(loop.time() + (at - self.clock.monotonic()), self.on_timer)
 
-    # -- relay helpers --------------------------------------------------------------------------
-    def _prepare_relay(self, req: Request, source: tuple[str, int], in_transport: str, out_transport: str,
-                       branch: str, rr_token: str | None = None) -> None:
-        """RFC 3261 16.6: received/rport on the previous Via, Max-Forwards - 1, RR (given a
-        token: only the initial INVITE of a dialog is record-routed), our Via."""
-        prev = _rewritten_via(req.top_via, source)
-        if prev is not None:
-            req.pop_first_value("Via")
-            req.prepend_header("Via", prev)
-        mf = req.max_forwards
-        req.set_header("Max-Forwards", str((mf if mf is not None else 70) - 1))
-        if rr_token is not None:
-            # RFC 5658: changing transport, we record both of our sides; the callee reads the top
-            # one (ours facing it), the caller the lower one (ours facing the caller)
-            if in_transport != out_transport:
-                req.prepend_header("Record-Route", self._record_route(in_transport, rr_token))
-            req.prepend_header("Record-Route", self._record_route(out_transport, rr_token))
-        req.prepend_header("Via", self._via_value(out_transport, branch))
+    def on_timer(self) -> None:
+        """Run the transaction timers that are due on the clock, then arm for the next one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for tx, due in self.txs.on_timer(self.clock.monotonic()):
+            if due is Due.RESEND_REQUEST:
+                self._downstream(tx, tx.forwarded)
+            elif due is Due.RESEND_RESPONSE and tx.last is not None:
+                self._sender.send_to_source(tx.last, tx.source, tx.transport, tx.conn)
+            elif due is Due.TIMEOUT and (req := reparse(tx.raw, self.max_size)) is not None:
+                self._final(tx, response(req, 408, tx.to_tag))
+        self._arm(self.txs.next_timer())
 
-    def _record_route(self, transport: str, token: str) -> str:
-        param = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{self.sender.via_sent_by(transport)}{param};lr;{RR_MARK}={token}>"
-
-    def _rr_token(self, req: Request, up: tuple[str, int, str], down: tuple[str, int, str]) -> str:
-        """Our Record-Route's parameter: the dialog's two ends as this proxy saw them (where the
-        INVITE came from, where it went) and a MAC over them, the Call-ID and the caller's tag.
-        An in-dialog request carrying it goes to the other end and nowhere else; a stranger
-        cannot make one for another destination or another dialog."""
-        ends = f"{up[2]}/{up[0]}/{up[1]}/{down[2]}/{down[0]}/{down[1]}"
-        payload = base64.urlsafe_b64encode(_bytes(ends)).rstrip(b"=").decode("ascii")
-        return f"{payload}.{self._mac(req.call_id, req.from_.tag or '', payload)}"
-
-    def _mac(self, call_id: str, tag: str, payload: str) -> str:
-        return hashlib.blake2b(_bytes(f"{call_id}\n{tag}\n{payload}"), digest_size=12, key=self.secret).hexdigest()
-
-    def _dialog_end(self, req: Request, route: str) -> tuple[str, int, str] | None:
-        """The end of our dialog a request carrying our Record-Route goes to: the callee's side
-        when it comes from the caller (its From tag signed the token), the caller's side when
-        it comes from the callee (its To tag did). None: not a token we made."""
-        found = _SGRR.search(route)
-        if found is None:
-            return None
-        payload, mac = found.group(1), found.group(2)
-        for tag, first in ((req.from_.tag or "", 3), (req.to.tag or "", 0)):
-            if hmac.compare_digest(mac, self._mac(req.call_id, tag, payload)):
-                parts = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode(ENC, ERRORS).split("/")
-                if len(parts) != 6 or not parts[first + 2].isdigit():
-                    return None  # pragma: no cover - we signed it
-                return parts[first + 1], int(parts[first + 2]), parts[first]
-        return None
-
-    def _via_value(self, transport: str, branch: str) -> str:
-        return f"SIP/2.0/{transport.upper()} {self.sender.via_sent_by(transport)};branch={branch};rport"
-
-    def _server_tx(self, key: str) -> InviteTx | None:
-        """The INVITE server transaction of this key, in either generation."""
-        return self.invites.get(key) or self._old_invites.get(key)
-
-    def _client_tx(self, branch: str) -> InviteTx | None:
-        """The transaction whose forwarded INVITE carries our ``branch``, in either generation."""
-        return self.clients.get(branch) or self._old_clients.get(branch)
-
-    def _reparse(self, data: bytes | None) -> Request | None:
-        """A request this core accepted (or built) before, parsed again; None if absent."""
-        if data is None:
-            return None
-        try:
-            msg = parse(data, self.max_size)
-        except SipParseError:  # pragma: no cover - it parsed the first time
-            return None
-        return msg if isinstance(msg, Request) else None
-
-    def _hop(self, uri: str) -> tuple[str, int, str]:
-        hop = self._hop_cache.get(uri)
-        if hop is None:
-            hop = next_hop_address(uri)
-            if len(self._hop_cache) > 1024:
-                self._hop_cache.clear()
-            self._hop_cache[uri] = hop
-        return hop
-
-    def _reply(self, req: Request, status: int, source: tuple[str, int], transport: str, conn: object,
-               *headers: tuple[str, str]) -> None:
-        data = build_response(req, status, act.PHRASES.get(status, "Error"), [*headers, SERVER_HEADER],
-                              to_tag=self._tag(source, req.top_via.branch or req.call_id))
-        self.sender.send_to_source(data, source, transport, conn)
-
-    @staticmethod
-    def _tag(source: tuple[str, int], key: str) -> str:
-        return TAG_PREFIX + hashlib.blake2b(_bytes(f"{source}{key}"), digest_size=6).hexdigest()
+    def close(self) -> None:
+        """Stop the timer (the transactions' timers stay due, for another ``on_timer``)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # -- responses -----------------------------------------------------------------------------
     def _response(self, resp: Response) -> None:
         branch = resp.top_via.branch or ""
         if not branch.startswith(BRANCH_PREFIX):
             return  # not ours: drop (RFC 3261 16.7 step 1)
-        tx = self._client_tx(branch)
-        if tx is None:
-            if resp.via_count() < 2:
-                return  # nowhere to send it
-            prev = resp.via(1)  # the previous hop, read before our Via is popped
-            if not self._branch_ours(branch, prev, resp.cseq[1], resp.cseq[0]):
-                return
-            resp.pop_first_value("Via")
-            self._relay_stateless_response(resp.serialize(), prev)
+        tx = self.txs.client(branch)
+        if tx is None:  # relayed statelessly (or it outlived its transaction)
+            self.stateless.response(resp, branch)
             return
         method = resp.cseq[1]
         if method == "CANCEL":
             return  # answers the CANCEL we sent downstream; upstream got its own 200
-        if method == "INVITE" and not self._invite_response(tx, resp.status, resp):
-            return
+        if method == "INVITE":
+            reply = self.txs.response(tx, resp.status, self.clock.monotonic())
+            if reply is Reply.ACK_AND_RELAY:  # RFC 3261 17.1.1.3: the client transaction ACKs it
+                tx.forwarded = local_request(tx, "ACK", resp.header("To"), self._sender, self.max_size)
+                self._downstream(tx, tx.forwarded)
+            elif reply is not Reply.RELAY:
+                if reply is Reply.ACK_AGAIN:  # retransmitted final: ACK again, relay nothing
+                    self._downstream(tx, tx.forwarded)
+                return
         resp.pop_first_value("Via")
         self._relay_tx_response(tx, resp.status, resp.serialize())
 
@@ -526,274 +312,54 @@ class ProxyCore:
         branch = parse_via(resp.top).branch or ""
         if not branch.startswith(BRANCH_PREFIX):
             return True
-        tx = self._client_tx(branch)
+        tx = self.txs.client(branch)
         if tx is None:
-            if resp.second is not None:
-                prev = parse_via(resp.second)
-                if self._branch_ours(branch, prev, resp.method, resp.cseq):
-                    self._relay_stateless_response(resp.relayed, prev)
+            self.stateless.fast_response(resp, branch)
             return True
         if resp.method == "CANCEL":
             return True
         if resp.method == "INVITE":
             if resp.status >= 300:
                 return False
-            if not self._invite_response(tx, resp.status, None):
+            if self.txs.response(tx, resp.status, self.clock.monotonic()) is Reply.DROP:
                 return True
         self._relay_tx_response(tx, resp.status, resp.relayed)
         return True
-
-    def _invite_response(self, tx: InviteTx, status: int, resp: Response | None) -> bool:
-        """The client transaction's part (RFC 3261 17.1.1); True when the response goes on
-        upstream. ``resp`` is needed for a final non-2xx response (we ACK it)."""
-        if tx.timer is not None and tx.state == "proceeding":
-            tx.timer.cancel()
-            tx.timer = None
-        if status == 100:
-            return False  # hop-by-hop
-        if status >= 300:
-            if tx.state == "completed":
-                if tx.forwarded is not None:  # retransmitted final: ACK again, relay nothing
-                    self.sender.send_to(tx.forwarded, (tx.dest[0], tx.dest[1]), tx.dest[2])  # type: ignore[index]
-                return False
-            assert resp is not None
-            tx.forwarded = self._ack_downstream(tx, resp)
-            tx.state = "completed"
-            self._last_final = time.monotonic()
-        elif status >= 200:
-            tx.state = "done"
-            self._last_final = time.monotonic()
-        return True
-
-    def _branch_ours(self, branch: str, prev: Via, method: str, cseq: int) -> bool:
-        """A response with no transaction here is relayed only when its branch is the one we
-        made for the request it answers (a keyed hash of the previous hop's Via): a forged
-        response cannot send bytes to an address it names. CANCEL: only ours have one,
-        answered hop by hop, never relayed."""
-        if method == "CANCEL":
-            return False
-        # as bytes: compare_digest refuses str with non-ASCII characters, and a peer writes the branch
-        if hmac.compare_digest(_bytes(branch), _bytes(_stateless_branch(self.secret, prev, method, cseq))):
-            return True
-        self.counters.dropped_forged_response += 1
-        return False
 
     def _relay_tx_response(self, tx: InviteTx, status: int, data: bytes) -> None:
         self.counters.responses_relayed += 1
         if status >= 300:
             tx.last = data
-        self.sender.send_to_source(data, tx.source, tx.transport, tx.conn)
+        self._sender.send_to_source(data, tx.source, tx.transport, tx.conn)
 
-    def _relay_stateless_response(self, data: bytes, prev: Via) -> None:
-        self.counters.responses_relayed += 1
-        addr = prev.sent_by_addr()
-        if not _routable(addr[0]):
-            return  # RFC 4475 bcast: never send to broadcast, multicast or unspecified
-        self.sender.send_to_source(data, addr, prev.transport.lower(), None)
+    def _downstream(self, tx: InviteTx, data: bytes | None) -> None:
+        """Send to where ``tx`` forwarded its INVITE (the INVITE again, our ACK or CANCEL)."""
+        if data is not None and tx.dest is not None:
+            self._sender.send_to(data, (tx.dest.host, tx.dest.port), tx.dest.transport)
 
-    def _ack_downstream(self, tx: InviteTx, resp: Response) -> bytes | None:
-        """RFC 3261 17.1.1.3: the client transaction ACKs a non-2xx final response itself.
-        Returns the ACK so a retransmitted final response can be ACKed again."""
-        req = self._reparse(tx.sent)
-        if tx.dest is None or tx.client_branch is None or req is None:
-            return None
-        lines = [
-            f"ACK {req.uri} SIP/2.0",
-            f"Via: SIP/2.0/{tx.dest[2].upper()} {self.sender.via_sent_by(tx.dest[2])};branch={tx.client_branch}",
-            "Max-Forwards: 70",
-            f"From: {req.header('From')}",
-            f"To: {resp.header('To')}",
-            f"Call-ID: {req.call_id}",
-            f"CSeq: {req.cseq[0]} ACK",
-        ]
-        lines.extend(f"Route: {r}" for r in req.headers("Route"))
-        lines.append("Content-Length: 0")
-        ack = _bytes("\r\n".join(lines)) + b"\r\n\r\n"
-        self.sender.send_to(ack, (tx.dest[0], tx.dest[1]), tx.dest[2])
-        return ack
-
-    # -- ACK, CANCEL, everything else --------------------------------------------------------------
-    def _ack(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        if not self._ack_absorbed(req.to.tag or "", req.top_via):
-            self._stateless(req, source, transport, conn)
-
-    def _ack_absorbed(self, to_tag: str, via: Via) -> bool:
-        """An ACK of a non-2xx final response we sent (our To tag, or its transaction is
-        completed) is hop-by-hop: absorbed, Timer G stopped."""
-        tx = self._server_tx(_server_key(via))
-        if to_tag.startswith(TAG_PREFIX) or (tx is not None and tx.state == "completed"):
-            if tx is not None and tx.timer is not None:
-                tx.timer.cancel()
-                tx.timer = None
-            return True
-        return False
-
+    # -- CANCEL, everything else ---------------------------------------------------------------
     def _cancel(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        tx = self._server_tx(_server_key(req.top_via))
+        tx = self.txs.server(server_key(req.top_via))
         if tx is None or tx.source[0] != source[0]:  # only the INVITE's sender may cancel it
-            if tx is None and self._refused(req, source, transport, conn, self._source_refusal(req, source)):
+            refusal = self.stateless.source_refusal(req, source) if tx is None else ""
+            if self.answers.refused(req, source, transport, conn, refusal):
                 return
-            self._reply(req, 481, source, transport, conn)
+            self.answers.reply(req, 481, source, transport, conn)
             return
-        self.sender.send_to_source(build_response(req, 200, "OK", [SERVER_HEADER], to_tag=tx.to_tag),
-                                   source, transport, conn)
-        if tx.state == "deciding":
+        self._sender.send_to_source(response(req, 200, tx.to_tag), source, transport, conn)
+        if tx.state is State.DECIDING:
             tx.cancelled = True
-        elif tx.state == "proceeding" and tx.dest is not None and (inv := self._reparse(tx.sent)) is not None:
-            lines = [
-                f"CANCEL {inv.uri} SIP/2.0",
-                f"Via: SIP/2.0/{tx.dest[2].upper()} {self.sender.via_sent_by(tx.dest[2])};branch={tx.client_branch}",
-                "Max-Forwards: 70",
-                f"From: {inv.header('From')}",
-                f"To: {inv.header('To')}",
-                f"Call-ID: {inv.call_id}",
-                f"CSeq: {inv.cseq[0]} CANCEL",
-            ]
-            lines.extend(f"Route: {r}" for r in inv.headers("Route"))
-            lines.append("Content-Length: 0")
-            self.sender.send_to(_bytes("\r\n".join(lines)) + b"\r\n\r\n", (tx.dest[0], tx.dest[1]), tx.dest[2])
+        elif tx.state is State.PROCEEDING:
+            self._downstream(tx, local_request(tx, "CANCEL", None, self._sender, self.max_size))
 
     def _other(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        if req.method == "OPTIONS" and self._for_us(req) and not req.route:
-            if self._refused(req, source, transport, conn, self._source_refusal(req, source)):
-                return
-            self._reply(req, 200, source, transport, conn, ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
-                        ("Accept", "application/sdp"))
-            return
-        if self.redirect:
-            if self._refused(req, source, transport, conn, self._source_refusal(req, source)):
-                return
-            if req.method == "OPTIONS":
-                self._reply(req, 200, source, transport, conn)
-            else:
-                self._reply(req, 405, source, transport, conn, ("Allow", "INVITE, ACK, CANCEL, OPTIONS"))
-            return
-        self._stateless(req, source, transport, conn)
-
-    def _for_us(self, req: Request) -> bool:
-        mf = req.max_forwards
-        if mf is not None and mf <= 0:
-            return True
-        uri = parse_uri(req.uri)
-        return not uri.user or self.sender.is_local(uri.host.strip("[]"), uri.port or 5060)
-
-    def _stateless(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        """RFC 3261 16.11: forward without a transaction; the branch is a hash of the incoming one."""
-        mf = req.max_forwards
-        if mf is not None and mf <= 0:
-            if req.method != "ACK":
-                self._reply(req, 483, source, transport, conn)
-            return
-        dest = self._route(req, source)
-        if isinstance(dest, str):
-            self._refused(req, source, transport, conn, dest)
-            return
-        branch = _stateless_branch(self.secret, req.top_via, req.method, req.cseq[0])
-        self._prepare_relay(req, source, transport, dest[2], branch)
-        self.sender.send_to(req.serialize(), (dest[0], dest[1]), dest[2])
-
-    def _fast_request(self, req: FastRequest, source: tuple[str, int], transport: str, conn: object) -> bool:
-        """ACK, BYE and the other requests ``_other`` relays statelessly, on the fast path's
-        view, when they come straight from a trunk (to its next hop); False (nothing changed)
-        for whatever is answered or refused here or needs the full parse (Route,
-        Proxy-Require, another scheme, Max-Forwards 0, any other source)."""
-        method, msg = req.method, req.msg  # never INVITE, CANCEL or OPTIONS (``_fast``)
-        if (self.redirect and method != "ACK") or "route" in msg.keys:
-            return False
-        if method != "ACK" and ("proxy-require" in msg.keys
-                                or req.uri.split(":", 1)[0].lower() not in ROUTED_SCHEMES):
-            return False
-        via = parse_via(msg.value(req.via))
-        if method == "ACK":
-            to = msg.only("to")
-            if to is None:
-                return False
-            if self._ack_absorbed(parse_name_addr(msg.value(to)).tag or "", via):
-                return True
-        if req.max_forwards <= 0:
-            return False
-        trunk = self.peers.trunks.classify(source[0])
-        if trunk is None:
-            return False
-        dest = self._hop(trunk.next_hop or self.next_hop)
-        prev = _rewritten_via(via, source)
-        our = self._via_value(dest[2], _stateless_branch(self.secret, via, method, req.cseq))
-        self.sender.send_to(relay.forwarded(req, _bytes("Via: " + our), prev), (dest[0], dest[1]), dest[2])
-        return True
-
-    def _route(self, req: Request, source: tuple[str, int]) -> tuple[str, int, str] | str:
-        """Where a request other than an initial INVITE goes; a refusal (a key of REFUSALS)
-        when nowhere. Never to the host of the Request-URI or of a Route a peer wrote.
-        1. Our signed Record-Route on top: the other end of the dialog it was signed for (our
-           entries dropped, loose routing); one that does not verify is refused.
-        2. Else from a trunk, from a trusted front proxy speaking for one, or from any source
-           under ``unknown_source: allow``: that trunk's next hop (else the global one).
-        3. Else refused: an unknown source, or a known peer (a next hop) outside our dialogs."""
-        routes = req.route
-        if routes and RR_MARK in routes[0].uri:
-            dest = self._dialog_end(req, routes[0].uri)
-            if dest is None:
-                return "forged_route"
-            while routes and RR_MARK in routes[0].uri:
-                req.pop_first_value("Route")
-                routes = routes[1:]
-            return dest
-        refusal = self._source_refusal(req, source)
-        if refusal:
-            return refusal
-        kind = self.peers.kind(source[0])
-        if kind == Peers.PROXY:
-            trunk = self.peers.trunks.classify(self.pipeline.upstream_of(req, source)[0])
-        elif kind == Peers.HOP:
-            return "no_route"
-        else:
-            trunk = self.peers.trunks.classify(source[0])
-        return self._hop(trunk.next_hop if trunk is not None and trunk.next_hop else self.next_hop)
-
-    def _source_refusal(self, req: Request, source: tuple[str, int]) -> str:
-        """"unknown_source" when ``unknown_source: reject`` refuses this request's sender;
-        an emergency call's requests are never refused for their source (the INVITE was not)."""
-        if self.config.unknown_source != "reject" or self.peers.kind(source[0]) != Peers.UNKNOWN:
-            return ""
-        if parse_tn(req.to.uri).emergency or parse_tn(req.uri).emergency:
-            return ""
-        return "unknown_source"
-
-    def _refused(self, req: Request, source: tuple[str, int], transport: str, conn: object, refusal: str) -> bool:
-        """Answer (never an ACK), count and log, at most one warning per kind every 10 s;
-        False when ``refusal`` is empty (nothing refused)."""
-        if not refusal:
-            return False
-        counter = "refused_" + refusal
-        setattr(self.counters, counter, getattr(self.counters, counter) + 1)
-        status, phrase, text = REFUSALS[refusal]
-        if req.method != "ACK":
-            data = build_response(req, status, phrase, [("Warning", f'399 sipguard "{text}"'), SERVER_HEADER],
-                                  to_tag=req.to.tag or self._tag(source, req.top_via.branch or req.call_id))
-            self.sender.send_to_source(data, source, transport, conn)
-        now = time.monotonic()
-        last, since = self._warned.get(refusal, (0.0, 0))
-        if now - last >= 10.0:
-            log.warning("refused %s from %s:%s (%s, Request-URI %s)%s", req.method, source[0], source[1], text,
-                        req.uri[:200], f"; {since} more refused since the last warning" if since else "")
-            self._warned[refusal] = (now, 0)
-        else:
-            self._warned[refusal] = (last, since + 1)
-        return True
+        if not self.answers.here(req, source, transport, conn, self.redirect, self.stateless.source_refusal):
+            self.stateless.forward(req, source, transport, conn)
 
     # -- housekeeping ---------------------------------------------------------------------------
     def rotate(self, now: float | None = None) -> None:
-        """Expire transactions by generations: a tx lives between one and two lifetimes.
-        Unfinished ones (deciding/proceeding) are carried into the new generation."""
-        now = time.monotonic() if now is None else now
-        if now - self._rotated < self.tx_lifetime:
-            return
-        self._rotated = now
-        carried = {k: tx for k, tx in self.invites.items() if tx.state in ("deciding", "proceeding")
-                   and now - tx.started < 4 * self.tx_lifetime}
-        self._old_invites, self.invites = self.invites, carried
-        carried_clients = {tx.client_branch: tx for tx in carried.values() if tx.client_branch}
-        self._old_clients, self.clients = self.clients, carried_clients
+        """Expire transactions by generations (``Transactions.rotate``), at ``now`` or the clock's."""
+        self.txs.rotate(self.clock.monotonic() if now is None else now)
 
     async def drain(self, deadline: float) -> None:
         """SIGTERM: new INVITEs get 503 + Retry-After (the upstream tries elsewhere) while the
@@ -805,68 +371,16 @@ class ProxyCore:
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         while loop.time() < end:
-            if not self._tasks and not self.in_progress() and time.monotonic() - self._last_final >= DRAIN_LINGER:
+            if not self._tasks and not self.txs.in_progress() \
+                    and self.clock.monotonic() - self.txs.last_final >= DRAIN_LINGER:
                 return
             await asyncio.sleep(0.05)
         log.warning("drain timeout (%.0f s): %d INVITE transaction(s) still in progress", deadline,
-                    self.in_progress())
-
-    def in_progress(self) -> int:
-        """INVITE transactions deciding or forwarded and waiting for their final response."""
-        return sum(1 for gen in (self.invites, self._old_invites) for tx in gen.values()
-                   if tx.state == "deciding" or tx.state == "proceeding")
+                    self.txs.in_progress())
 
     def stats(self) -> dict[str, float]:
         counters = self.counters
         out = {k: float(getattr(counters, k)) for k in COUNTER_NAMES}
         out["pending"] = float(self.pending)
-        out["transactions"] = float(len(self.invites) + len(self._old_invites))
+        out["transactions"] = float(len(self.txs))
         return out
-
-
-def _bytes(text: str) -> bytes:
-    """Text read from a message back to bytes: any byte survives (a non-UTF-8 byte in a
-    branch or a From read with surrogateescape must not raise here)."""
-    return text.encode(ENC, ERRORS)
-
-
-def _server_key(via: Via) -> str:
-    """RFC 3261 17.2.3: a server transaction is its top Via's branch and sent-by."""
-    return f"{via.branch}|{via.host}|{via.port}"
-
-
-def _rewritten_via(via: Via, source: tuple[str, int]) -> str | None:
-    """RFC 3261 18.2.1 / RFC 3581: the previous hop's Via value with received and rport filled
-    in; None when it needs neither. ``via.raw`` is the value as it stands in the message (what
-    ``pop_first_value`` removes)."""
-    received = via.host.strip("[]") != source[0]
-    if via.rport != "" and not received:
-        return None
-    value = via.raw
-    if via.rport == "":  # fill in the rport the request asked for
-        value = _RPORT.sub(f";rport={source[1]}", value, count=1)
-    if received:
-        value += f";received={source[0]}"
-    return value
-
-
-def _stateless_branch(secret: bytes, via: Via, method: str, cseq: int) -> str:
-    """RFC 3261 16.11: a stateless relay's branch is a function of the incoming request, so
-    a retransmission takes the same branch (and path). Keyed: the response that comes back
-    with the previous hop's Via below ours proves we relayed its request (``_branch_ours``).
-    ACK and CANCEL take the INVITE's (RFC 3261 17.1.3, 9.1)."""
-    if method == "ACK" or method == "CANCEL":
-        method = "INVITE"
-    seed = f"{via.branch}|{via.host}|{via.port}|{method}|{cseq}"
-    return BRANCH_PREFIX + hashlib.blake2b(_bytes(seed), digest_size=8, key=secret).hexdigest()
-
-
-@functools.lru_cache(maxsize=4096)
-def _routable(host: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return True  # a name: resolved by the transport
-    if addr.is_multicast or addr.is_unspecified:
-        return False
-    return not (addr.version == 4 and str(addr) == "255.255.255.255")

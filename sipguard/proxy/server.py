@@ -10,6 +10,7 @@ decisions in flight finish (bounded), records are flushed, then the process exit
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -258,10 +259,8 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     await worker.start()
     tune_gc()
     http = await _start_http(config, worker) if serve_http else None
-    compiled = len(native.compiled())
     log.info("sipguard worker %d listening on %s (mode %s, store %s, hot path %s)", index,
-             ", ".join(str(addr) for addr in config.listen), config.mode, config.store,
-             f"compiled: {compiled} modules" if compiled else "Python (not compiled: make native)")
+             ", ".join(str(addr) for addr in config.listen), config.mode, config.store, native.describe())
     if workers == 1:
         sd_notify("READY=1\nSTATUS=listening")
     watchdog = loop.create_task(_watchdog(worker.stopping)) if workers == 1 else None
@@ -328,6 +327,38 @@ def serve(config: Config, workers: int | None = None) -> int:
     if workers == 1:
         return asyncio.run(run_worker(config, 0, 1, serve_http=True))
     return _supervise(config, workers)
+
+
+def check_addresses_free(config: Config) -> None:
+    """Refuse to start when a listening address (SIP or HTTP) is taken, in one line naming it.
+
+    The workers bind with SO_REUSEPORT (several share a port), which would let a second
+    sipguard, or a restarted one whose old process still runs, share the port silently
+    and take half the traffic. A probe socket without SO_REUSEPORT cannot bind where any
+    socket is bound, reuseport or not; it is closed before the workers bind."""
+    from sipguard.config import split_hostport
+
+    probes = [("listen", str(addr), addr.host, addr.port, socket.SOCK_DGRAM if addr.transport == "udp"
+               else socket.SOCK_STREAM) for addr in config.listen]
+    if config.http_listen:
+        host, port = split_hostport(config.http_listen)
+        probes.append(("http.listen", f"http://{config.http_listen}", host, port or 9090, socket.SOCK_STREAM))
+    for key, name, host, port, kind in probes:
+        try:
+            infos = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {name}: {exc}", config.path, key=key) from None
+        family, _, _, _, sockaddr = infos[0]
+        with socket.socket(family, kind) as probe:
+            if kind == socket.SOCK_STREAM:   # as asyncio binds: connections in TIME_WAIT do not count
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                why = ("already in use: another sipguard or SIP server listens there; stop it, or "
+                       "change the address in the config" if exc.errno == errno.EADDRINUSE
+                       else (exc.strerror or str(exc)))
+                raise ConfigError(f"cannot listen on {name}: {why}", config.path, key=key) from None
 
 
 def _use_uvloop() -> None:

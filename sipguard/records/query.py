@@ -6,15 +6,22 @@ One function for each question, used by ``sipguard traceback`` and by the HTTP
 normalisation the records were written with (``sipguard.numbers.parse_tn``), so
 ``+1 (202) 555-0123``, ``2025550123`` and ``tel:+12025550123`` find the same calls.
 A traceback request gives one time: ``at`` searches ``window`` seconds either side.
+
+``question`` turns the parameters of a request (HTTP query string or command line) into
+a checked ``Question``: every time finite and between 1970 and 2100, the window, limit
+and row count whole and bounded, so no value can ask the store for everything or make
+the answer unprintable; a bad one is a ``BadParameter`` naming it (HTTP 400, exit 1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sipguard.errors import SipguardError
@@ -24,21 +31,118 @@ from sipguard.records.record import CallRecord, TracebackConfig, normalise_tn
 TopBy = Literal["callers", "trunks", "spc"]
 TOP_BY: tuple[str, ...] = ("callers", "trunks", "spc")
 DEFAULT_WINDOW = 300.0
+DEFAULT_LIMIT = 1000
+DEFAULT_TOP = 20
+# Bounds of what a request may ask. Times: no call record is older than the epoch or later
+# than 2100, and every bound a window adds stays a printable date. The window reaches a month
+# either side; a limit of 10,000 records is a few MB of JSON, the most one answer may cost.
+MAX_TIME = 4102444800.0            # 2100-01-01T00:00:00Z
+MAX_WINDOW = 31 * 86400.0
+MAX_LIMIT = 10_000
+CLI_MAX_LIMIT = 100_000_000
+MAX_TOP = 1_000
+PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id", "limit", "top", "n")
+MAX_TEXT = 256                     # numbers and Call-IDs: longer ones were never recorded
 
 
 class QueryError(SipguardError):
     """A query the store cannot answer (no record file yet, store unreachable)."""
 
 
-def parse_time(text: str) -> float:
+class BadParameter(QueryError):
+    """A parameter that cannot be used as given; ``name`` is the parameter (HTTP 400, exit 1)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        self.detail = message
+        super().__init__(f"{name}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A checked traceback request; ``at_text`` is ``at`` as written (its zone goes in answers)."""
+
+    caller: str | None = None
+    callee: str | None = None
+    call_id: str | None = None
+    at: float | None = None
+    at_text: str | None = None
+    since: float | None = None
+    until: float | None = None
+    window: float = DEFAULT_WINDOW
+    limit: int = DEFAULT_LIMIT
+    top: str | None = None
+    n: int = DEFAULT_TOP
+
+    def range(self) -> tuple[float | None, float | None]:
+        return time_range(self.since, self.until, self.at, self.window)
+
+
+def question(params: Mapping[str, str | None], allowed: Sequence[str] = PARAMS,
+             max_limit: int = MAX_LIMIT) -> Question:
+    """Check every parameter of a request; empty ones count as not given. BadParameter names
+    the first that is unknown or unusable. ``max_limit``: the HTTP API answers at most
+    MAX_LIMIT records a request; the CLI, which exports, takes up to CLI_MAX_LIMIT."""
+    for name in params:
+        if name not in allowed:
+            raise BadParameter(name, f"unknown parameter; expected one of {', '.join(allowed)}")
+    given = {k: v.strip() for k, v in params.items() if v is not None and v.strip()}
+    for name in ("caller", "callee", "call_id", "top"):
+        if len(given.get(name, "")) > MAX_TEXT:
+            raise BadParameter(name, f"longer than {MAX_TEXT} characters")
+    top = given.get("top")
+    if top is not None and top not in TOP_BY:
+        raise BadParameter("top", f"{top!r}: expected one of {', '.join(TOP_BY)}")
+    times = {k: parse_time(given[k], k) if k in given else None for k in ("at", "since", "until")}
+    since, until = times["since"], times["until"]
+    if since is not None and until is not None and until < since:
+        raise BadParameter("until", "is before since")
+    window = parse_number(given["window"], "window", 0, MAX_WINDOW) if "window" in given else DEFAULT_WINDOW
+    return Question(given.get("caller"), given.get("callee"), given.get("call_id"), times["at"], given.get("at"),
+                    since, until, window,
+                    parse_count(given["limit"], "limit", max_limit) if "limit" in given else DEFAULT_LIMIT,
+                    top, parse_count(given["n"], "n", MAX_TOP) if "n" in given else DEFAULT_TOP)
+
+
+def parse_number(text: str, name: str, low: float, high: float) -> float:
+    """A finite number from ``low`` to ``high`` (seconds); nan, inf and 1e400 are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise BadParameter(name, f"{text[:40]!r}: expected a number of seconds from {low:.0f} to {high:.0f}")
+    return value
+
+
+def parse_count(text: str, name: str, maximum: int) -> int:
+    """A whole number from 1 to ``maximum``, ASCII digits only (no sign, no exponent)."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 9 and 1 <= int(digits) <= maximum):
+        raise BadParameter(name, f"{text[:40]!r}: expected a whole number from 1 to {maximum}")
+    return int(digits)
+
+
+def parse_time(text: str, name: str = "time") -> float:
     """ISO 8601 (``2025-08-06T14:03:00Z``, ``2025-08-06 14:03``, ``...-04:00``) or epoch
-    seconds. A time without a zone is taken as UTC (say so to the user)."""
-    when = read_time(text)
-    if isinstance(when, float):
-        return when
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
+    seconds. A time without a zone is taken as UTC (say so to the user). BadParameter for
+    anything else, and for times that are not finite or not between 1970 and 2100."""
+    try:
+        when = read_time(text)
+    except QueryError:
+        raise BadParameter(name, f"{text.strip()[:40]!r}: expected ISO 8601 (2025-08-06T14:03:00Z; no zone = "
+                                 "UTC) or epoch seconds") from None
+    if isinstance(when, datetime.datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        try:
+            when = when.timestamp()
+        except (OverflowError, ValueError):
+            when = math.nan
+    if not (math.isfinite(when) and 0 <= when <= MAX_TIME):
+        raise BadParameter(name, f"{text.strip()[:40]!r}: expected a time from 1970-01-01T00:00:00Z to "
+                                 "2100-01-01T00:00:00Z (ISO 8601 or epoch seconds)")
+    return when
 
 
 def read_time(text: str) -> float | datetime.datetime:
@@ -111,7 +215,7 @@ async def top(store_url: str, cfg: TracebackConfig, by: str, since: float | None
     """The heaviest sources of rejected or C-attested calls: (key, rejected, attest_c),
     heaviest first. ``by``: callers (caller number), trunks, spc (signer)."""
     if by not in TOP_BY:
-        raise QueryError(f"--top {by!r}: expected one of {', '.join(TOP_BY)}")
+        raise BadParameter("top", f"{by!r}: expected one of {', '.join(TOP_BY)}")
     store_url = cfg.store_for(store_url)
     if store_url == "memory":
         db = _sqlite(cfg)

@@ -45,13 +45,24 @@ def _action(d: ReplayDecision) -> str:
     return f"reject {d.status}" if d.action == "reject" else ("forward+sign" if d.signed else "forward")
 
 
+def _rule(d: ReplayDecision) -> str:
+    """The rule that decided, or why there was none: "(default)" is the default decision of a
+    call the policy saw; a call refused before it (a 400 for a message that does not parse)
+    shows its reason."""
+    if d.rule:
+        return d.rule
+    if d.action == "reject" and d.reasons:
+        return f"({d.reasons[0]})"
+    return "(default)"
+
+
 def table_header() -> str:
     return _row(name for name, _ in _COLUMNS)
 
 
 def table_row(d: ReplayDecision) -> str:
     return _row((_ts(d.time), d.call_id or "-", d.source, d.trunk or "-", d.caller or "-",
-                 d.callee or "-", d.verstat, d.attest or "-", d.rule or "(default)", _action(d)))
+                 d.callee or "-", d.verstat, d.attest or "-", _rule(d), _action(d)))
 
 
 @dataclass(slots=True)
@@ -69,7 +80,7 @@ class Summary:
         self.action[_action(d)] += 1
         self.verstat[d.verstat] += 1
         self.reason.update(d.reasons or ("(none)",))
-        self.rule[d.rule or "(default)"] += 1
+        self.rule[_rule(d)] += 1
 
     def lines(self) -> list[str]:
         out = [f"{self.total} INVITE transaction(s)"]
@@ -100,7 +111,7 @@ class CompareSummary:
 
 
 def _describe(d: ReplayDecision) -> str:
-    return f"{_action(d)} [{d.rule or '(default)'}]"
+    return f"{_action(d)} [{_rule(d)}]"
 
 
 def compare_line(old: ReplayDecision, new: ReplayDecision, fmt: str) -> str:

@@ -1,13 +1,15 @@
 """Feed the INVITEs of a capture through the real pipeline, at the capture's time.
 
 For every SIP message read from the capture: parse it with ``sipguard.sip.parse`` (the
-parser ``serve`` uses), keep INVITE requests only, skip retransmissions (same Call-ID
-and top Via branch), set the clock, and ask ``Pipeline.decide``. Nothing in the pipeline
+parser ``serve`` uses), keep INVITE requests only, skip retransmissions (the same
+transaction as serve sees it, ``sipguard.sip.transaction.server_key``, and the same
+Call-ID), set the clock, and ask ``Pipeline.decide``. Nothing in the pipeline
 knows it is a replay except the clock. This module never imports ``sipguard.proxy``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sipguard.clock import Clock, ManualClock, SystemClock
 from sipguard.errors import SipguardError
 from sipguard.replay.capture import CapturedMessage, CaptureReport, iter_sip
+from sipguard.sip.transaction import server_key
 
 if TYPE_CHECKING:
     from sipguard.config import Config
@@ -124,7 +127,8 @@ class Replayer:
 
     def __init__(self, pipeline: Decider, clock: Clock, mode: str = "capture",
                  parse: Callable[[bytes], Any] | None = None,
-                 parse_error: type[Exception] | None = None) -> None:
+                 parse_error: type[Exception] | None = None,
+                 source: tuple[str, int] | None = None) -> None:
         if parse is None or parse_error is None:
             from sipguard.sip import SipParseError
             from sipguard.sip import parse as sip_parse
@@ -135,6 +139,7 @@ class Replayer:
         self._parse = parse
         self._parse_error: type[Exception] = parse_error
         self._seen: dict[tuple[str, ...], None] = {}
+        self._source = source   # the pipeline sees every INVITE from here (replay --trunk)
         self.invites = 0
         self.retransmissions = 0
         self.malformed = 0
@@ -162,7 +167,9 @@ class Replayer:
             return None
         source = hostport(msg.src)
         try:
-            key = (req.call_id, req.top_via.branch or "", source)
+            # serve's transaction key (RFC 3261 17.2.3); the Call-ID keeps apart calls whose
+            # INVITEs carry no branch (RFC 2543 senders), which that key would merge
+            key = (req.call_id, server_key(req.top_via))
         except self._parse_error:
             return self._malformed(msg, None)
         if not self._first_time(key):
@@ -170,7 +177,7 @@ class Replayer:
         if self._set_time is not None:
             self._set_time(msg.time)
         try:
-            outcome = await self.pipeline.decide(req, msg.src, msg.transport)
+            outcome = await self.pipeline.decide(req, self._source or msg.src, msg.transport)
         except self._parse_error:
             # Headers are parsed lazily: a bad one the pipeline reads (P-Asserted-Identity,
             # From ...) surfaces here, and serve answers it with a 400 too.
@@ -217,6 +224,28 @@ class Replayer:
                               (MALFORMED,), None, None, "reject", 400, False, msg.transport, msg.packet)
 
 
+def trunk_source(config: Config, trunk_id: str) -> tuple[str, int]:
+    """An address the config classifies as trunk ``trunk_id`` (``replay --trunk``): a capture
+    taken elsewhere then replays as that trunk's traffic."""
+    from sipguard.trunks import TrunkTable
+
+    ids = [t.id for t in config.trunks]
+    if trunk_id not in ids:
+        import difflib
+
+        near = difflib.get_close_matches(trunk_id, ids, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else f"; the config has: {', '.join(ids) or 'no trunks'}"
+        raise ReplayError(f"--trunk {trunk_id!r}: no such trunk in {config.path}{hint}")
+    table = TrunkTable(config.trunks)
+    trunk = table.by_id[trunk_id]
+    for net in trunk.sources:
+        for addr in (net.network_address, *itertools.islice(net.hosts(), 2)):
+            found = table.classify(str(addr))
+            if found is not None and found.id == trunk_id:
+                return str(addr), 5060
+    raise ReplayError(f"--trunk {trunk_id!r}: its sources are all inside other trunks' networks")
+
+
 def decision_of(outcome: Any, msg: CapturedMessage, source: str | None = None) -> ReplayDecision:
     """A pipeline Outcome as a replay line (time is the capture time, whatever the clock)."""
     ver, dec, call = outcome.verification, outcome.decision, outcome.call
@@ -241,17 +270,19 @@ async def replay(capture: str | Path, config: Config, *, policy: str | None = No
                  clock: str | float | None = "capture", x5u_map: dict[str, bytes] | None = None,
                  ports: Collection[int] | None = None, report: CaptureReport | None = None,
                  pipeline: Decider | None = None, parse: Callable[[bytes], Any] | None = None,
-                 parse_error: type[Exception] | None = None) -> AsyncIterator[ReplayDecision]:
+                 parse_error: type[Exception] | None = None,
+                 source: tuple[str, int] | None = None) -> AsyncIterator[ReplayDecision]:
     """Decisions for every INVITE transaction of ``capture``, in capture order.
 
     ``pipeline``: use this one (the caller closes it) instead of building one from ``config``.
     ``parse``/``parse_error``: another SIP parser (tests); default ``sipguard.sip.parse``.
+    ``source``: decide every INVITE as sent from this address (``trunk_source``).
     """
     mode, clk = parse_clock(clock)
     own = pipeline is None
     pipe = pipeline if pipeline is not None else await open_pipeline(config, clk, policy, x5u_map)
     try:
-        replayer = Replayer(pipe, clk, mode, parse, parse_error)
+        replayer = Replayer(pipe, clk, mode, parse, parse_error, source)
         for msg in iter_sip(capture, ports, report):
             decision = await replayer.decide(msg)
             if decision is not None:
@@ -263,7 +294,8 @@ async def replay(capture: str | Path, config: Config, *, policy: str | None = No
 
 async def compare(capture: str | Path, config: Config, new_policy: str | None, old_policy: str,
                   *, clock: str | float | None = "capture", x5u_map: dict[str, bytes] | None = None,
-                  ports: Collection[int] | None = None, report: CaptureReport | None = None
+                  ports: Collection[int] | None = None, report: CaptureReport | None = None,
+                  source: tuple[str, int] | None = None
                   ) -> AsyncIterator[tuple[ReplayDecision, ReplayDecision]]:
     """(old, new) decision pairs for every INVITE, each policy with its own pipeline and state."""
     mode, clk_old = parse_clock(clock)
@@ -272,7 +304,8 @@ async def compare(capture: str | Path, config: Config, new_policy: str | None, o
     try:
         new = await open_pipeline(config, clk_new, new_policy, x5u_map)
         try:
-            r_old, r_new = Replayer(old, clk_old, mode), Replayer(new, clk_new, mode)
+            r_old = Replayer(old, clk_old, mode, source=source)
+            r_new = Replayer(new, clk_new, mode, source=source)
             for msg in iter_sip(capture, ports, report):
                 a = await r_old.decide(msg)
                 b = await r_new.decide(msg)

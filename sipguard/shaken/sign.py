@@ -47,6 +47,7 @@ class SigningConfig:
     sign_failed: bool = False   # also sign calls whose arriving signature failed
     path: str | None = field(default=None, compare=False)  # config file, for error messages
     spc: str | None = None      # the operator's own SPC: the certificate must carry it (FCC 24-120)
+    lines: tuple[int | None, int | None] = field(default=(None, None), compare=False)  # of key, cert
 
     @classmethod
     def from_section(cls, sec: Section) -> SigningConfig:
@@ -71,6 +72,7 @@ class SigningConfig:
             origid=sec.choice("origid", ORIGID_MODES, default="trunk"),
             sign_failed=sec.bool("sign_failed", default=False),
             path=sec.path,
+            lines=(sec.line_of("key"), sec.line_of("cert")),
         )
 
 
@@ -140,7 +142,19 @@ class Signer:
 
     @classmethod
     def load(cls, cfg: SigningConfig, now: float) -> Signer:
-        """Read and check key and certificate; ConfigError says which file and what is wrong."""
+        """Read and check key and certificate; ConfigError names the config file, line and key
+        (shaken.signing.key or .cert), then the key or certificate file and what is wrong."""
+        try:
+            return cls._load(cfg, now)
+        except ConfigError as exc:
+            if cfg.path is None or exc.path not in (cfg.key, cfg.cert):
+                raise
+            line = cfg.lines[0] if exc.path == cfg.key else cfg.lines[1]
+            message = exc.message if exc.path in exc.message else f"{exc.path}: {exc.message}"
+            raise ConfigError(message, cfg.path, line, exc.key) from None
+
+    @classmethod
+    def _load(cls, cfg: SigningConfig, now: float) -> Signer:
         key = load_signing_key(cfg.key)
         leaf = load_certificates(cfg.cert)[0]
 

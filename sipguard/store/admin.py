@@ -39,7 +39,7 @@ class Target:
 
 def add_store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", metavar="CONFIG", help="sipguard config file (names the store)")
-    parser.add_argument("--store", metavar="URL", help="store URL, overriding the config's `store:`")
+    parser.add_argument("--store", metavar="URL", help="store to change (redis://HOST:PORT/DB), instead of the config's store key")
 
 
 def target_of(args: argparse.Namespace) -> Target:

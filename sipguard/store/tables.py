@@ -7,6 +7,7 @@ Redis store cannot drift apart on what ``listed``/``removed`` means or how value
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
@@ -110,7 +111,16 @@ def parse_list_field(field: str, value: str) -> ListEntry:
     return ListEntry(kind, name, what, note or None)
 
 
+NOTICE_TIME_MAX = 4102444800.0    # 2100-01-01T00:00:00Z: start and end are epoch seconds up to it
+
+
 def normalise_notice(notice: Notice) -> Notice:
+    for name, when in (("start", notice.start), ("end", notice.end)):
+        # NaN compares false with every time (a NaN end never ends) and is not JSON, which the
+        # Redis lookup script decodes for every call; refuse it, the infinities and far dates
+        if when is not None and not (math.isfinite(when) and 0 <= when <= NOTICE_TIME_MAX):
+            raise SipguardError(f"notice {notice.ref}: {name} {when!r} is not a time from 1970 to 2100 "
+                                "(epoch seconds or ISO 8601)")
     if not notice.ref.strip():
         raise SipguardError("a notice needs a reference (--ref)")
     if not notice.has_condition():

@@ -129,7 +129,8 @@ def test_rmd_import_changes_the_upstream_decision(instance: Any, tmp_path: Path)
     assert wait_for(lambda: sg.status("+12127363101") == 200, timeout=3)
 
     dropped = _rmd_csv(tmp_path / "rmd2.csv", [("RMD0005678", "0023456789", "Carrier B SA")])
-    out = sg.sipguard("rmd", "import", str(dropped), "--snapshot", "2026-11-15")
+    # a provider leaving the RMD is a fall of 50 % in this two-row file: refused without --force
+    out = sg.sipguard("rmd", "import", str(dropped), "--snapshot", "2026-11-15", "--force")
     assert "carrier-a" in out      # the import warns that a configured upstream is now removed
     assert wait_for(lambda: sg.status("+12127363102") == 603, timeout=3)
 

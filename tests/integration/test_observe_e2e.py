@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -119,3 +120,61 @@ def test_notice_added_through_the_admin_api_blocks_calls(observed: Any) -> None:
     assert http(f"{base}/admin/notices?ref=EB-2026-42", "DELETE")[0] == 200
     final, _ = client.call(sg.addr, caller="+12127363100", callee="+13036231000")
     assert final is not None and final.status == 200
+
+
+def test_admin_http_judges_the_head_before_the_body(sipguard: Any, tmp_path: Path) -> None:
+    """A running sipguard (uvloop, the config's http limits): an unauthenticated 1 MiB POST is
+    a 401 before its body is sent, connections past http.max_connections a 503, bad numbers a
+    400 naming the parameter."""
+    uas = MiniUas()
+    port = free_port()
+    token = "s3cret-0123456789abcdef"
+    sg = sipguard(base_config(uas.port, http={"listen": f"127.0.0.1:{port}", "token_file": "admin.token",
+                                              "max_connections": 4, "read_timeout": 30},
+                              traceback={"path": str(tmp_path / "traceback.db"), "spool": str(tmp_path / "spool")}),
+                  run=False)
+    (sg.workdir / "admin.token").write_text(token + "\n")
+    sg.start()
+
+    def exchange(raw: bytes, sock: socket.socket | None = None) -> tuple[int, dict[str, Any]]:
+        sock = sock or socket.create_connection(("127.0.0.1", port), timeout=10)
+        with sock:
+            sock.sendall(raw)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), json.loads(body)
+
+    auth = f"Authorization: Bearer {token}\r\n"
+    try:
+        assert wait_for(lambda: _healthz(port) == 200)    # the listener starts after the SIP side
+        for _ in range(10):
+            status, doc = exchange(b"POST /admin/notices HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n")
+            assert status == 401 and "Bearer" in doc["error"]
+        for target, parameter in (("/traceback?at=1700000000&window=inf", "window"),
+                                  ("/traceback?limit=-1", "limit"), ("/traceback?limit=1e30", "limit"),
+                                  ("/traceback?at=9999-12-31", "at"), ("/traceback/answer?format=pdf", "format")):
+            status, doc = exchange(f"GET {target} HTTP/1.1\r\n{auth}\r\n".encode())
+            assert status == 400 and doc["parameter"] == parameter, doc
+        body = b'{"ref": "n", "caller": "1202", "start": NaN}'
+        status, doc = exchange(f"POST /admin/notices HTTP/1.1\r\n{auth}Content-Length: {len(body)}\r\n\r\n".encode()
+                               + body)
+        assert status == 400 and doc["parameter"] == "start", doc
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+        try:
+            status, doc = exchange(b"")
+            assert status == 503 and "too many connections" in doc["error"]
+        finally:
+            for sock in idle:
+                sock.close()
+        assert wait_for(lambda: _healthz(port) == 200)
+    finally:
+        uas.close()
+
+
+def _healthz(port: int) -> int:
+    try:
+        return http(f"http://127.0.0.1:{port}/healthz")[0]
+    except OSError:
+        return 0

@@ -115,3 +115,42 @@ def test_compare_prints_only_changed_decisions(setup: dict[str, Any]) -> None:
     ids = sorted(json.dumps(c) for c in changed)
     assert len(changed) == 2, out.stdout   # the two failed verifications: rejected before, forwarded now
     assert all("replay-2" in i or "replay-3" in i for i in ids)
+
+
+def _replay_cli(setup: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sipguard", "replay", str(setup["capture"]), "-c",
+                           str(setup["config"]), "--x5u-map", str(setup["map"]), *extra],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_capture_from_elsewhere_replays_as_a_trunk_or_from_any_source(setup: dict[str, Any]) -> None:
+    """The capture's source (198.51.100.7) is no trunk of a config whose only trunk is
+    127.0.0.1: every call is 403 unknown-source unless the user says whose traffic it is."""
+    config = yaml.safe_load(setup["config"].read_text())
+    config["trunks"] = [{"id": "carrier-a", "role": "foreign", "sources": ["127.0.0.1/32"]},
+                        {"id": "carrier-b", "role": "foreign", "sources": ["203.0.113.0/24"]}]
+    config["unknown_source"] = "reject"
+    setup["config"].write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def decisions(*extra: str) -> list[dict[str, Any]]:
+        out = _replay_cli(setup, *extra)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+    assert {(d["status"], d["rule"]) for d in decisions()[:4]} == {(403, "unknown-source")}
+    as_trunk = decisions("--trunk", "carrier-b")
+    assert [(d["call_id"], d["action"], d["status"]) for d in as_trunk] == [(e[0], e[3], e[4]) for e in EXPECTED]
+    assert {d["trunk"] for d in as_trunk[:4]} == {"carrier-b"}
+    assert as_trunk[0]["source"] == "198.51.100.7:5060"       # the capture's own address is still shown
+    anywhere = decisions("--any-source")
+    assert [(d["action"], d["status"]) for d in anywhere] == [(e[3], e[4]) for e in EXPECTED]
+    assert anywhere[0]["trunk"] is None
+    wrong = _replay_cli(setup, "--trunk", "carier-b")
+    assert wrong.returncode == 1 and "no such trunk" in wrong.stderr and "did you mean 'carrier-b'" in wrong.stderr
+
+
+def test_the_table_labels_a_parse_error_by_its_reason_not_as_the_default(setup: dict[str, Any]) -> None:
+    out = _replay_cli(setup, "--format", "table")
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if "replay-5" in line)
+    assert "(malformed-sip)" in row and "(default)" not in row and "reject 400" in row

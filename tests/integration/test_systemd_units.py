@@ -3,6 +3,7 @@ settings the deployment issue promises (notify + watchdog, unprivileged, hardene
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ REQUIRED = {
     "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE", "ProtectSystem": "strict", "ProtectHome": "yes",
     "PrivateTmp": "yes", "NoNewPrivileges": "yes", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
     "SystemCallFilter": "@system-service", "Restart": "on-failure", "NotifyAccess": "main",
-    "ExecReload": "/bin/kill -HUP $MAINPID",
+    "ExecReload": "/bin/kill -HUP $MAINPID", "ProtectProc": "invisible", "ProcSubset": "pid", "UMask": "0077",
 }
 
 
@@ -72,6 +73,26 @@ def test_verify_catches_a_bad_setting(tmp_path: Path) -> None:
     text = (UNITS / "sipguard.service").read_text().replace("NotifyAccess=main", "NotifyAccess=bogus")
     result = verify(tmp_path, "sipguard.service", text)
     assert "ignoring" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["sipguard.service", "sipguard@.service", "sipguard-trust-update.service"])
+def test_systemd_analyze_security_exposure_stays_at_or_below_2(tmp_path: Path, name: str) -> None:
+    """The units' exposure score (systemd-analyze security: 0 best, 10 worst) was 2.0 when the
+    hardening issue closed; it may only go down."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None or not Path(sys.executable).with_name("sipguard").exists():
+        pytest.skip("systemd-analyze or the sipguard entry point is not available")
+    unit = tmp_path / name.replace("@", "@edge1")
+    unit.write_text((UNITS / name).read_text().replace("/usr/local/bin/sipguard",
+                                                        str(Path(sys.executable).with_name("sipguard"))))
+    run = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(unit)], capture_output=True,
+                         text=True, timeout=60, env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", run.stdout)
+    assert found, run.stdout + run.stderr
+    assert float(found.group(1)) < 2.0, run.stdout     # 2.0 before ProtectProc, ProcSubset, UMask=0077; 1.8 after
+    # the trust list it writes is public (UMask=0022); sipguard's records are not
+    for setting in ("ProtectProc=", "ProcSubset=") + (("UMask=",) if "trust" not in name else ()):
+        assert not any(line.startswith("✗ " + setting) for line in run.stdout.splitlines()), setting
 
 
 def test_trust_update_units(tmp_path: Path) -> None:

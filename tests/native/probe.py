@@ -87,7 +87,9 @@ def answer(request: bytes, status: str) -> bytes:
 
 
 async def proxy_lines(folder: Path, captured: list[tuple[str, bytes]]) -> list[str]:
-    config = proxy_config(folder, ("127.0.0.1", 5060), UAS)
+    # one key on both trees: our branches and Record-Route tokens are keyed (proxy.secret_file)
+    (folder / "secret").write_text("probe-secret-the-same-on-both-trees")
+    config = proxy_config(folder, ("127.0.0.1", 5060), UAS, proxy={"secret_file": str(folder / "secret")})
     pipeline = await Pipeline.create(config, SystemClock())
     cap = Capture()
     core = ProxyCore(config, pipeline, cap)
@@ -114,9 +116,7 @@ async def proxy_lines(folder: Path, captured: list[tuple[str, bytes]]) -> list[s
             feed(name, data, UAC)
             await asyncio.gather(*core._tasks)
     finally:
-        for tx in (*core.invites.values(), *core.clients.values()):
-            if tx.timer is not None:
-                tx.timer.cancel()
+        core.close()
         await pipeline.aclose()
     return out
 

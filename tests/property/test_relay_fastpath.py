@@ -20,7 +20,10 @@ from hypothesis import strategies as st
 from sipguard.clock import SystemClock
 from sipguard.config import Config
 from sipguard.pipeline import Pipeline
-from sipguard.proxy.core import BRANCH_PREFIX, TAG_PREFIX, InviteTx, ProxyCore, _stateless_branch
+from sipguard.proxy.core import ProxyCore
+from sipguard.proxy.messages import BRANCH_PREFIX, TAG_PREFIX, Hop
+from sipguard.proxy.stateless import stateless_branch
+from sipguard.proxy.transactions import InviteTx, State
 from sipguard.sip import SipParseError, parse_via, relay
 from tests.proxy_fixtures import Capture, proxy_config
 
@@ -54,17 +57,17 @@ def make_core(config: Setup, fast: bool, redirect: bool = False) -> ProxyCore:
            + CLIENT_BRANCH.encode() + b";rport\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=" + SERVER_BRANCH.encode()
            + b"\r\nFrom: <sip:+12127363100@127.0.0.1>;tag=a\r\nTo: <sip:+13036231000@127.0.0.1>\r\n"
            b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n")
-    for branch, state, table in ((CLIENT_BRANCH, "proceeding", core.clients),
-                                 (OLD_CLIENT_BRANCH, "done", core._old_clients)):
+    for branch, state, table in ((CLIENT_BRANCH, State.PROCEEDING, core.txs.clients),
+                                 (OLD_CLIENT_BRANCH, State.DONE, core.txs.old_clients)):
         tx = InviteTx(f"{SERVER_BRANCH}|127.0.0.1|5061", UAC, "udp", None, inv, state=state,
-                      to_tag=TAG_PREFIX + "1", client_branch=branch, dest=(UAS[0], UAS[1], "udp"), sent=inv)
+                      to_tag=TAG_PREFIX + "1", client_branch=branch, dest=Hop(UAS[0], UAS[1], "udp"), sent=inv)
         table[branch] = tx
-        core.invites[tx.key] = tx
+        core.txs.invites[tx.key] = tx
     return core
 
 
 def outcome(core: ProxyCore) -> tuple[Any, ...]:
-    txs = tuple((tx.state, tx.last, tx.forwarded) for tx in (*core.clients.values(), *core._old_clients.values()))
+    txs = tuple((tx.state, tx.last, tx.forwarded) for tx in (*core.txs.clients.values(), *core.txs.old_clients.values()))
     return core.sender.sent, core.stats(), txs  # type: ignore[attr-defined]
 
 
@@ -255,7 +258,7 @@ def test_the_fast_path_takes_the_common_call_flow(config: Any) -> None:
     assert check_same(config, SIPP_BYE, UAC)
     ack = SIPP_BYE.replace(b"BYE sip", b"ACK sip").replace(b"2 BYE", b"1 ACK")
     assert check_same(config, ack, UAC)
-    ours = _stateless_branch(make_core(config, True).secret, parse_via("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2"),
+    ours = stateless_branch(make_core(config, True).stateless.secret, parse_via("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2"),
                              "BYE", 2)
     bye_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + ours.encode()
                + b";rport=5060\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"

@@ -70,6 +70,23 @@ def test_http_token_file(tmp_path: Path) -> None:
     assert load_config(str(path)).http_token is None
 
 
+def test_http_limits(tmp_path: Path) -> None:
+    from sipguard.observe.http_wire import HttpLimits
+
+    path = tmp_path / "sipguard.yaml"
+    path.write_text("http: {listen: '127.0.0.1:9090'}\n")
+    assert load_config(str(path)).http_limits == HttpLimits(max_connections=64, max_body=65536, read_timeout=5.0)
+    path.write_text("http:\n  listen: '127.0.0.1:9090'\n  max_connections: 8\n  max_body: 4096\n"
+                    "  read_timeout: 0.5\n")
+    assert load_config(str(path)).http_limits == HttpLimits(8, 4096, 0.5)
+    for line, text in (("max_connections: 0", "http.max_connections"), ("max_body: 100", "http.max_body"),
+                       ("read_timeout: 1000", "http.read_timeout"), ("max_head: 9", "http.max_head")):
+        path.write_text(f"http:\n  listen: '127.0.0.1:9090'\n  {line}\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(str(path))
+        assert (info.value.line, info.value.key) == (3, text)
+
+
 def test_tls_next_hops_and_listen_defaults() -> None:
     from sipguard.config import next_hop_address, parse_listen
 

@@ -24,23 +24,43 @@ def test_every_compiled_module_is_the_one_python_imports() -> None:
         assert (module.__file__ or "").endswith(native.SUFFIX), f"{name} runs as Python from {module.__file__}"
 
 
-def test_a_stale_compiled_module_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_compiled_module_is_checked_by_its_build_stamp_not_by_file_times(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip rewrites file times on install: a compiled module is refused only when its
+    source's hash differs from the one recorded at build time (or none was recorded)."""
+    monkeypatch.setattr(native, "ROOT", str(tmp_path))
+    for module in native.MODULES:
+        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / module).write_text(f"# {module}\n")
     src = tmp_path / "sipguard" / "sip" / "parser.py"
-    src.parent.mkdir(parents=True)
-    src.write_text("# source\n")
     ext = src.with_name("parser" + native.SUFFIX)
     ext.write_bytes(b"\x7fELF")
-    monkeypatch.setattr(native, "ROOT", str(tmp_path))
-    os.utime(ext, (1_000_000, 1_000_000))       # built, then the source changed
     assert native.compiled() == ["sipguard.sip.parser"]
-    assert native.stale() == ["sipguard/sip/parser.py"]
-    with pytest.raises(ImportError, match=r"sipguard/sip/parser.py is older than its source; run `make native`"):
-        native.check()
-    os.utime(src, (1_000_000, 1_000_000))
-    os.utime(ext, (2_000_000, 2_000_000))       # rebuilt
+    assert native.stale() == ["sipguard/sip/parser.py"]          # no stamp: not known to match
+    native.write_stamp(str(tmp_path / "sipguard"))
+    os.utime(ext, (1_000_000, 1_000_000))       # installed: the module looks older than its source
     assert native.stale() == []
     native.check()
+    src.write_text("# changed after the build\n")
+    assert native.stale() == ["sipguard/sip/parser.py"]
+    with pytest.raises(ImportError, match=r"sipguard/sip/parser.py was not built from its present source"
+                                          r" \(its build stamp differs\); run `make native`"):
+        native.check()
     assert native.clean() == 1 and not ext.exists() and native.compiled() == []
+    assert not (tmp_path / "sipguard" / native.STAMP).exists()
+    assert native.describe().startswith("Python (not compiled")
+
+
+def test_version_says_which_hot_path_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from sipguard.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("sipguard 0.1.0, hot path ")
+    assert (f"compiled (mypyc): {len(native.MODULES)} of {len(native.MODULES)}" in out) == bool(native.compiled())
+    assert ("Python (not compiled" in out) == (not native.compiled())
 
 
 @pytest.mark.skipif(not native.compiled(), reason="the hot path is not compiled here (make native)")

@@ -94,3 +94,19 @@ def test_subcommand_wiring(tmp_path: Path) -> None:
     assert args.func is refresh.run and args.from_nanpa == "r.csv"
     with pytest.raises(SystemExit):
         parser.parse_args(["numbers"])  # an action is required
+
+
+def test_without_phonenumbers_the_refresh_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """phonenumbers is an optional extra (sipguard[numbers]): its absence is one clear line."""
+    import sys
+
+    from sipguard.cli import main
+
+    monkeypatch.setitem(sys.modules, "phonenumbers", None)   # `import phonenumbers` raises ImportError
+    assert main(["numbers", "refresh", "--out", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'sipguard[numbers]'" in err and "--from-nanpa" in err and "Traceback" not in err
+    report = tmp_path / "r.csv"
+    report.write_text(nanpa_report(full_report()))
+    assert refresh.run(argparse.Namespace(from_nanpa=str(report), out=str(tmp_path / "n.csv"))) == 0

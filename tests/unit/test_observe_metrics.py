@@ -208,3 +208,61 @@ def test_the_cached_process_id_follows_a_fork() -> None:
     os.waitpid(child, 0)
     seen, real = os.read(read, 64).decode().split()
     assert seen == real == str(child)
+
+
+def test_build_info_process_series_and_no_created_series() -> None:
+    from sipguard import __version__, native
+
+    text = Metrics().render()[0].decode()
+    got = samples(text.encode())
+    hot_path = "compiled" if native.compiled() else "python"
+    info = [k for k in got if k[0] == "sipguard_build_info"]
+    assert info == [("sipguard_build_info", (("hot_path", hot_path), ("python", sys.version.split()[0]),
+                                             ("version", __version__)))]
+    assert got[info[0]] == 1
+    for name in metrics.PROCESS_SERIES:
+        assert (name, ()) in got, name
+    assert got[("process_resident_memory_bytes", ())] > 1e6 and got[("process_open_fds", ())] >= 3
+    assert "_created" not in text
+
+
+def test_process_series_sum_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several workers: their memory, CPU and descriptors count in the one scrape."""
+    worker = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "up\n"   # a Python running
+        folder = tmp_path / "prom"
+        folder.mkdir()
+        (folder / f"counter_{worker.pid}.db").write_bytes(b"")
+        (folder / "counter_999999999.db").write_bytes(b"")     # a worker long gone: not counted
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+        own = {f.samples[0].name: f.samples[0].value for f in metrics.AllProcesses().collect()}
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+        total = {f.samples[0].name: f.samples[0].value for f in metrics.AllProcesses().collect()}
+        assert total["process_resident_memory_bytes"] > own["process_resident_memory_bytes"] + 1e6
+        assert total["process_open_fds"] >= own["process_open_fds"] + 3
+        assert total["process_max_fds"] == own["process_max_fds"]
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_process_series_need_only_proc_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The units set ProcSubset=pid: /proc/stat and /proc/uptime are not there."""
+    import builtins
+
+    real_open = builtins.open
+
+    def hidden(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path) in ("/proc/stat", "/proc/uptime"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", hidden)
+    got = {f.samples[0].name: f.samples[0].value for f in metrics.AllProcesses().collect()}
+    assert set(got) == set(metrics.PROCESS_SERIES)
+    import time
+
+    assert abs(got["process_start_time_seconds"] - time.time()) < 24 * 3600 * 365

@@ -43,8 +43,46 @@ def test_check_with_config_reads_the_redress(tmp_path: Path, capsys: pytest.Capt
     config = write_policy(tmp_path, "blocking: {redress: {}}\n", "config.yaml")
     assert run("check", str(EXAMPLE), "-c", config) == 1
     assert "603+ carries the operator's redress contact" in capsys.readouterr().out
-    good = write_policy(tmp_path, "blocking: {redress: {url: 'https://e.net/r'}}\n", "good.yaml")
+    good = write_policy(tmp_path, "blocking: {redress: {url: 'https://e.net/r'}}\n" + LIMITS, "good.yaml")
     assert run("check", str(EXAMPLE), "--config", good) == 0
+
+
+# the limiters the example policy's rules name
+LIMITS = "limits: {per_caller: {key: caller, rate: 10/min}, per_trunk: {key: trunk, rate: 5/s}}\n"
+
+
+def test_check_with_config_finds_names_the_config_does_not_define(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule naming a trunk or a limiter the config lacks can never fire: reported on its
+    line with the name it probably meant."""
+    policy = write_policy(tmp_path, """\
+        version: 1
+        rules:
+          - name: slow-down
+            when: {limited: [per_calller]}
+            action: reject
+            status: 503
+          - name: carrier
+            when:
+              any:
+                - trunk: carier-a
+                - trunk: {in: [carrier-b, nobody]}
+            action: forward
+          - name: fine
+            when: {trunk: carrier-a, limited: per_trunk, trunk.role: foreign}
+            action: forward
+        """)
+    config = write_policy(tmp_path, "trunks: [{id: carrier-a}, {id: carrier-b}]\n" + LIMITS, "config.yaml")
+    assert run("check", policy, "-c", config) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{policy}:4: rules[0].when.limited: no limiter named 'per_calller' in the config, so this condition "
+        "never matches; did you mean 'per_caller'?",
+        f"{policy}:10: rules[1].when.any[0].trunk: no trunk named 'carier-a' in the config, so this condition "
+        "never matches; did you mean 'carrier-a'?",
+        f"{policy}:11: rules[1].when.any[1].trunk.in: no trunk named 'nobody' in the config, so this "
+        "condition never matches; the config has: carrier-a, carrier-b",
+    ]
+    assert run("check", policy) == 0        # without the config there is nothing to compare with
 
 
 def test_eval_prints_the_decision(capsys: pytest.CaptureFixture[str]) -> None:

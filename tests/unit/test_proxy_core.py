@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sipguard.clock import SystemClock
+from sipguard.clock import Clock, ManualClock, SystemClock
 from sipguard.pipeline import Pipeline
-from sipguard.proxy.core import BRANCH_PREFIX, ProxyCore
+from sipguard.proxy.core import ProxyCore
+from sipguard.proxy.messages import BRANCH_PREFIX
+from sipguard.proxy.transactions import State
 from sipguard.sip import Message, parse
 from tests.proxy_fixtures import Capture, proxy_config
 
@@ -32,18 +33,16 @@ INVITE = (b"INVITE sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
           b"Contact: <sip:uac@127.0.0.1:5061>\r\nContent-Length: 0\r\n\r\n")
 
 
-def run(tmp_path: Path, scenario: Any) -> None:
+def run(tmp_path: Path, scenario: Any, clock: Clock | None = None) -> None:
     async def main() -> None:
         config = proxy_config(tmp_path, OURS, UAS)
         pipeline = await Pipeline.create(config, SystemClock())
         cap = Capture()
-        core = ProxyCore(config, pipeline, cap)
+        core = ProxyCore(config, pipeline, cap, clock=clock)
         try:
             await scenario(core, cap)
         finally:
-            for tx in (*core.invites.values(), *core.clients.values()):
-                if tx.timer is not None:
-                    tx.timer.cancel()
+            core.close()
             await pipeline.aclose()
 
     asyncio.run(main())
@@ -82,8 +81,8 @@ def answer(forwarded: bytes, status: str) -> bytes:
 def test_a_decided_transaction_keeps_bytes_not_a_parsed_request(tmp_path: Path) -> None:
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         await forward(core, cap)
-        [tx] = core.invites.values()
-        assert tx.state == "proceeding" and tx.raw == INVITE and tx.sent is not None
+        [tx] = core.txs.invites.values()
+        assert tx.state is State.PROCEEDING and tx.raw == INVITE and tx.sent is not None
         assert not [obj for obj in gc.get_referents(tx) if isinstance(obj, Message)]
 
     run(tmp_path, scenario)
@@ -137,20 +136,75 @@ def test_cancel_after_forwarding_goes_downstream_with_the_forwarded_headers(tmp_
 
 
 def test_timer_b_answers_408_upstream_and_keeps_it_for_retransmissions(tmp_path: Path) -> None:
+    """Time is the clock's: Timer A resends the INVITE at 0.5, 1.5, 3.5, 7.5 s ... (doubling up
+    to T2 = 4 s), nothing before it is due; Timer B answers 408 at the first timer 32 s on."""
+    clock = ManualClock(1000.0)
+
     async def scenario(core: ProxyCore, cap: Capture) -> None:
-        await forward(core, cap)
-        [tx] = core.invites.values()
-        tx.started = time.monotonic() - 64 * 0.5  # Timer B has run out
-        core._timer_a(tx)
-        [(timeout, addr)] = cap.take()
-        assert addr == UAC and timeout.startswith(b"SIP/2.0 408 Request Timeout")
+        fwd = await forward(core, cap)
+        [tx] = core.txs.invites.values()
+        clock.advance(0.4)
+        core.on_timer()
+        assert cap.take() == []
+        resent_at = []
+        while True:
+            at = core.txs.next_timer()
+            assert at is not None
+            clock.set(at)
+            core.on_timer()
+            sent = cap.take()
+            if sent != [(fwd, UAS)]:
+                break
+            resent_at.append(at - 1000.0)
+        assert resent_at == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+        [(timeout, addr)] = sent
+        assert clock.now == 1035.5 and addr == UAC and timeout.startswith(b"SIP/2.0 408 Request Timeout")
         resp = parse(timeout)
         assert resp.to.tag == tx.to_tag and resp.cseq == (7, "INVITE")
         assert resp.top_via.branch == "z9hG4bK-uac-1"
         core.receive(INVITE, UAC, "udp", None)
         assert cap.take() == [(timeout, UAC)]
+        # Timer G ends with the transaction's 64*T1: the 408 is not resent
+        clock.advance(10.0)
+        core.on_timer()
+        assert cap.take() == [] and core.txs.next_timer() is None
 
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, clock)
+
+
+def test_a_response_stops_timer_a(tmp_path: Path) -> None:
+    clock = ManualClock()
+
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        fwd = await forward(core, cap)
+        core.receive(answer(fwd, "180 Ringing"), UAS, "udp", None)
+        assert [addr for _, addr in cap.take()] == [UAC]
+        clock.advance(40.0)
+        core.on_timer()
+        assert cap.take() == [] and core.txs.next_timer() is None
+
+    run(tmp_path, scenario, clock)
+
+
+def test_timer_g_resends_our_final_response_until_the_ack(tmp_path: Path) -> None:
+    """A final response of ours over UDP (here a 302) is resent at 0.5, 1, 2, 4, 4 s intervals
+    until the upstream's ACK, which is absorbed and stops it."""
+    clock = ManualClock()
+
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.redirect = True
+        core.receive(INVITE, UAC, "udp", None)
+        [(_, _), (moved, addr)] = cap.take()
+        assert addr == UAC and moved.startswith(b"SIP/2.0 302")
+        for step in (0.5, 1.0, 2.0, 4.0, 4.0):
+            assert core.txs.next_timer() == clock.now + step
+            clock.advance(step)
+            core.on_timer()
+            assert cap.take() == [(moved, UAC)]
+        core.receive(from_uac("ACK", parse(moved).to.tag or ""), UAC, "udp", None)
+        assert cap.take() == [] and core.txs.next_timer() is None
+
+    run(tmp_path, scenario, clock)
 
 
 def test_a_memory_store_decision_is_made_inside_receive(tmp_path: Path) -> None:
@@ -239,9 +293,7 @@ def run_with(tmp_path: Path, scenario: Any, **config: Any) -> None:
         try:
             await scenario(core, cap)
         finally:
-            for tx in (*core.invites.values(), *core.clients.values()):
-                if tx.timer is not None:
-                    tx.timer.cancel()
+            core.close()
             await pipeline.aclose()
 
     asyncio.run(main())
@@ -381,7 +433,7 @@ def test_only_the_invites_sender_may_cancel_it(tmp_path: Path) -> None:
         core.receive(from_uac("CANCEL"), ("127.0.0.2", 5061), "udp", None)
         [(data, addr)] = cap.take()
         assert addr == ("127.0.0.2", 5061) and status_of(data) in (403, 481)
-        assert not core.invites[next(iter(core.invites))].cancelled
+        assert not core.txs.invites[next(iter(core.txs.invites))].cancelled
         await asyncio.gather(*core._tasks)
 
     run_with(tmp_path, scenario, sources="127.0.0.0/8")
@@ -408,3 +460,19 @@ def test_a_transport_we_do_not_speak_is_counted_not_sent_over_tcp() -> None:
         assert sender.dropped == 2 and not any(sender.streams.values())
 
     asyncio.run(main())
+
+
+def test_a_sender_set_later_carries_everything(tmp_path: Path) -> None:
+    """``core.sender = ...`` (bench_core.py's capture) reaches the relay and the answers too:
+    a relayed request, a refusal and a response of the core's own all go through it."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        other = Capture()
+        core.sender = other
+        core.receive(request("MESSAGE", "sip:x@192.0.2.1"), UAC, "udp", None)
+        core.receive(request("MESSAGE", REDIS, via="198.51.100.9:5060"), STRANGER, "udp", None)
+        core.receive(INVITE, UAC, "udp", None)
+        assert cap.sent == [] and core.sender is other
+        assert [(addr, data[:8]) for data, addr, _ in other.sent] == [
+            (HOP, b"MESSAGE "), (STRANGER, b"SIP/2.0 "), (UAC, b"SIP/2.0 "), (HOP, b"INVITE s")]
+
+    run_with(tmp_path, scenario, unknown_source="reject")

@@ -82,10 +82,20 @@ def test_nothing_found_exits_3_and_says_where_it_looked(config: str, capsys: pyt
 @pytest.mark.parametrize("argv, message", [
     (["--at", "noon-ish"], "expected ISO 8601"),
     (["--since", "2023-13-01"], "expected ISO 8601"),
+    (["--at", "9999-12-31"], "--at: '9999-12-31': expected a time from 1970"),
+    (["--at", "nan"], "--at: 'nan': expected a time"),
+    (["--since", "2024-01-01", "--until", "2023-01-01"], "--until: is before since"),
+    (["--at", str(BASE_TIME), "--window", "inf"], "--window: 'inf': expected a number of seconds"),
+    (["--at", str(BASE_TIME), "--window", "nan"], "--window: 'nan'"),
+    (["--limit", "-1"], "--limit: '-1': expected a whole number from 1 to 100000000"),
+    (["--limit", "1e30"], "--limit: '1e30'"),
+    (["--top", "callers", "--limit", "0"], "--limit: '0': expected a whole number from 1 to 1000"),
+    (["answer", "--at", str(BASE_TIME), "--window", "1e400"], "--window: '1e400'"),
 ])
 def test_bad_input_is_one_clear_line(config: str, argv: list[str], message: str,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["traceback", "-c", config, *argv]) == 1
+    what = [argv.pop(0)] if argv[0] == "answer" else []
+    assert main(["traceback", *what, "-c", config, *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback (most recent call last)" not in err
 

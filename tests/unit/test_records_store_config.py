@@ -62,3 +62,12 @@ def test_redis_named_explicitly_with_long_retention_is_refused_at_the_store_key(
     sec = yamlconf.section_of(yamlconf.parse("store: redis\nretention_days: 30\n"), "c.yaml", "traceback")
     with pytest.raises(ConfigError, match="c.yaml:1: traceback.store: 30 days"):
         TracebackConfig.from_section(sec, str(tmp_path), REDIS)
+
+
+def test_check_config_reports_the_redis_retention_beside_the_other_errors(tmp_path: Path) -> None:
+    from sipguard.config_check import check_config
+
+    path = config_of(tmp_path, f"store: {REDIS}\nmode: sideways\ntraceback: {{retention_days: 30}}\n")
+    errors = [str(e) for e in check_config(str(path), 0.0)]
+    assert any(":2: mode" in e for e in errors)
+    assert any(":3: traceback.retention_days: 30 days of call records would be kept in Redis" in e for e in errors)

@@ -37,6 +37,8 @@ class FakeParseError(Exception):
 @dataclass
 class FakeVia:
     branch: str | None
+    host: str = "192.0.2.1"   # the sent-by of every test message's Via
+    port: int | None = None
 
 
 @dataclass
@@ -153,6 +155,31 @@ def test_invites_only_and_retransmissions_once() -> None:
     assert [(d.call_id, d.action, d.status, d.rule) for d in decisions] == [
         ("c1", "forward", None, None), ("c1", "forward", None, None), ("bad-2", "reject", 603, "blocked")]
     assert rep.retransmissions == 1 and rep.invites == 3
+
+
+def invite(call_id: str, sent_by: str, branch: str = "z9hG4bK1") -> bytes:
+    return (f"INVITE sip:+12025550100@example.net SIP/2.0\r\nVia: SIP/2.0/UDP {sent_by};branch={branch}\r\n"
+            "From: <sip:+442071234567@a.example>;tag=1\r\nTo: <sip:+12025550100@example.net>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def test_a_retransmission_is_the_transaction_serve_sees() -> None:
+    """Replay and serve share one definition of the same transaction (RFC 3261 17.2.3,
+    ``sip.transaction.server_key``): the INVITE again from another source port (a NAT
+    rebinding) is a retransmission; the same branch and Call-ID from another Via sent-by is
+    another transaction. With the real parser."""
+    clock = ManualClock(0.0)
+    rep = Replayer(FakePipeline(clock), clock, "capture")
+    msgs = [cm(invite("c1", "192.0.2.1:5060"), 1.0, ("192.0.2.1", 5060)),
+            cm(invite("c1", "192.0.2.1:5060"), 1.5, ("192.0.2.1", 40000)),
+            cm(invite("c1", "192.0.2.2:5060"), 2.0, ("192.0.2.2", 5060))]
+
+    async def go() -> list[ReplayDecision | None]:
+        return [await rep.decide(m) for m in msgs]
+
+    decisions = asyncio.run(go())
+    assert [d is not None for d in decisions] == [True, False, True]
+    assert rep.retransmissions == 1 and rep.invites == 2
 
 
 def test_capture_clock_is_set_before_each_decision() -> None:

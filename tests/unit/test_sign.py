@@ -131,6 +131,22 @@ def test_missing_files(tmp_path: Path) -> None:
     assert "none.key" in str(err.value)
 
 
+def test_a_missing_key_is_named_by_the_config_file_line_and_key(tmp_path: Path, creds) -> None:  # type: ignore[no-untyped-def]
+    """As every other config error: file:line: key first, then the file that is missing."""
+    path = str(tmp_path / "sipguard.yaml")
+    cfg = _signing(f"# config\nshaken:\n  signing:\n    key: none.key\n    cert: {creds.cert_path}\n"
+                   f"    x5u: {X5U}\n", path)
+    with pytest.raises(ConfigError) as err:
+        Signer.load(cfg, NOW)
+    assert str(err.value).startswith(f"{path}:4: shaken.signing.key: cannot read {tmp_path / 'none.key'}")
+    (tmp_path / "bad.pem").write_text("garbage")
+    cfg = _signing(f"shaken:\n  signing:\n    key: {creds.key_path}\n    cert: bad.pem\n    x5u: {X5U}\n", path)
+    with pytest.raises(ConfigError) as err:
+        Signer.load(cfg, NOW)
+    assert str(err.value) == (f"{path}:4: shaken.signing.cert: {tmp_path / 'bad.pem'}: no PEM certificate found "
+                              "(expected '-----BEGIN CERTIFICATE-----')")
+
+
 def test_key_of_the_wrong_kind(tmp_path: Path, creds) -> None:  # type: ignore[no-untyped-def]
     pem = serialization.Encoding.PEM
     rsa_path = tmp_path / "rsa.key"

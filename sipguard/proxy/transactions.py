@@ -1,0 +1,278 @@
+"""INVITE transactions (RFC 3261 17.1.1 and 17.2.1) as one state table; time is an input.
+
+Rules:
+1. Every state change of an ``InviteTx`` is a row of ``TRANSITIONS``; any other is a bug and
+   raises ``TransactionError`` (h11's ``_state.py``).
+2. Nothing here reads a clock, sends or schedules: ``now`` comes in as an argument,
+   ``next_timer()`` says when the next timer is due and ``on_timer(now)`` says what is due
+   then (aioquic's ``get_timer``/``handle_timer``); the core arms one event-loop timer from it.
+3. Timer A retransmits a forwarded INVITE over UDP (T1, doubling up to T2) until a response
+   comes; Timer B (64*T1 after the INVITE arrived) answers 408; Timer G retransmits our final
+   response over UDP until the ACK. Any response stops Timers A and B; the ACK stops G.
+4. Expiry by generations (``rotate``): a transaction lives between one and two lifetimes;
+   one still deciding or forwarded is carried into the next generation, for at most four
+   lifetimes.
+
+"The same transaction" is ``sipguard.sip.transaction.server_key``, which replay uses too.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any
+
+from sipguard.proxy.messages import TAG_PREFIX, Hop
+from sipguard.sip import Via
+from sipguard.sip.transaction import server_key
+
+T1 = 0.5
+T2 = 4.0
+TIMER_B = 64 * T1
+
+
+# StrEnum: a member hashes as its (cached) string does, so a row of the table is found
+# without a call to Enum.__hash__; states still read as the strings logs and tests know
+class State(StrEnum):
+    DECIDING = "deciding"        # the pipeline has the INVITE
+    PROCEEDING = "proceeding"    # forwarded, no final response yet
+    COMPLETED = "completed"      # a non-2xx final response: ours, or downstream's (ACKed by us)
+    DONE = "done"                # a 2xx went upstream: the dialog is the UAs' now
+
+
+class Event(StrEnum):
+    FORWARD = "forward"          # the decision: relay it downstream
+    ANSWER = "answer"            # a final response of ours (reject, redirect, 487, 408 ...)
+    PROVISIONAL = "provisional"  # 101-199 from downstream (100 is hop-by-hop: no event)
+    SUCCESS = "success"          # 2xx from downstream
+    FAILURE = "failure"          # 300-699 from downstream
+
+
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (State.DECIDING, Event.FORWARD): State.PROCEEDING,
+    (State.DECIDING, Event.ANSWER): State.COMPLETED,
+    (State.PROCEEDING, Event.ANSWER): State.COMPLETED,         # Timer B: 408
+    (State.PROCEEDING, Event.PROVISIONAL): State.PROCEEDING,
+    (State.PROCEEDING, Event.SUCCESS): State.DONE,
+    (State.PROCEEDING, Event.FAILURE): State.COMPLETED,        # ACKed downstream by us
+    (State.COMPLETED, Event.PROVISIONAL): State.COMPLETED,     # late, after our 408: relayed
+    (State.COMPLETED, Event.SUCCESS): State.DONE,              # late 2xx: relayed (16.7 step 5)
+    (State.COMPLETED, Event.FAILURE): State.COMPLETED,         # retransmitted: ACKed again
+    (State.DONE, Event.PROVISIONAL): State.DONE,
+    (State.DONE, Event.SUCCESS): State.DONE,                   # 2xx retransmissions pass
+    (State.DONE, Event.FAILURE): State.COMPLETED,              # a non-2xx after a 2xx: ACKed
+}
+
+
+class TransactionError(Exception):
+    """A transition that is not in ``TRANSITIONS``: a bug in the caller, never the network's doing."""
+
+
+class Reply(Enum):
+    """What becomes of a response to a forwarded INVITE."""
+
+    DROP = "drop"                    # 100 (hop-by-hop), or a retransmitted final with nothing to resend
+    RELAY = "relay"                  # upstream
+    ACK_AND_RELAY = "ack_and_relay"  # a first non-2xx final: we ACK it, then it goes upstream
+    ACK_AGAIN = "ack_again"          # a retransmitted non-2xx final: our ACK again, nothing upstream
+
+
+class Due(Enum):
+    """What a timer that ran out asks the core to do."""
+
+    RESEND_REQUEST = "resend_request"    # Timer A: send ``forwarded`` to ``dest`` again
+    TIMEOUT = "timeout"                  # Timer B: answer 408 upstream
+    RESEND_RESPONSE = "resend_response"  # Timer G: send ``last`` upstream again
+
+
+@dataclass(slots=True)
+class InviteTx:
+    """One INVITE server transaction and, once forwarded, its client transaction.
+
+    A transaction lives 32-64 s, most of it after its decision: it then keeps bytes, not
+    the parsed request (dozens of objects the cyclic collector would walk on every pass,
+    for nothing), and parses them again on the rare paths that need a header: Timer B's
+    408, a CANCEL, the ACK of a non-2xx response."""
+
+    key: str
+    source: tuple[str, int]
+    transport: str
+    conn: Any                      # the connection it came on (Any, not object: mypyc's dataclasses refuse that)
+    raw: bytes                     # the INVITE as received (our own responses are built from it)
+    state: State = State.DECIDING
+    last: bytes | None = None      # last response sent upstream (for retransmitted INVITEs)
+    cancelled: bool = False
+    to_tag: str = ""
+    client_branch: str | None = None
+    dest: Hop | None = None
+    sent: bytes | None = None      # the INVITE as forwarded (CANCEL and ACK copy its headers)
+    forwarded: bytes | None = None  # what Timer A / a retransmitted final response resends
+    timer_at: float | None = None  # when its timer runs out (None: no timer)
+    timer_seq: int = 0             # which entry of the timer heap is the live one
+    interval: float = T1
+    started: float = 0.0           # when the INVITE came, on the core's clock (Timer B counts from it)
+
+    def advance(self, event: Event) -> None:
+        """Take the transition ``event`` makes from this state; TransactionError when none."""
+        new = TRANSITIONS.get((self.state, event))
+        if new is None:
+            raise TransactionError(f"INVITE transaction {self.key}: no transition from {self.state.value} "
+                                   f"on {event.value}")
+        self.state = new
+
+
+class Transactions:
+    """The INVITE transactions of one core: by server key and by our client branch, each in
+    two generations, and their timers in one heap (an entry whose ``timer_seq`` is no longer
+    the transaction's is stale and skipped)."""
+
+    def __init__(self, lifetime: float, now: float) -> None:
+        self.lifetime = lifetime
+        self.invites: dict[str, InviteTx] = {}      # current generation
+        self.old_invites: dict[str, InviteTx] = {}  # previous generation (expiry by rotation)
+        self.clients: dict[str, InviteTx] = {}      # our branch -> tx
+        self.old_clients: dict[str, InviteTx] = {}
+        self.last_final = 0.0  # when the last INVITE transaction got its final response
+        self._rotated = now
+        self._timers: list[tuple[float, int, InviteTx]] = []
+        self._seq = 0
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def server(self, key: str) -> InviteTx | None:
+        """The INVITE server transaction of this key, in either generation."""
+        return self.invites.get(key) or self.old_invites.get(key)
+
+    def client(self, branch: str) -> InviteTx | None:
+        """The transaction whose forwarded INVITE carries our ``branch``, in either generation."""
+        return self.clients.get(branch) or self.old_clients.get(branch)
+
+    # -- transitions ----------------------------------------------------------------------------
+    def start(self, tx: InviteTx) -> None:
+        self.invites[tx.key] = tx
+
+    def forward(self, tx: InviteTx, branch: str, dest: Hop, data: bytes, now: float) -> None:
+        """The INVITE went downstream as ``data`` with our ``branch``: Timer A over UDP."""
+        tx.advance(Event.FORWARD)
+        tx.client_branch, tx.dest, tx.forwarded, tx.sent = branch, dest, data, data
+        tx.last = None  # our 100 is not resent after forwarding: downstream answers now
+        self.clients[branch] = tx
+        if dest.transport == "udp":
+            self._schedule(tx, now + tx.interval)
+
+    def answer(self, tx: InviteTx, data: bytes, now: float) -> None:
+        """We sent the final response ``data`` upstream: kept for retransmitted INVITEs, and
+        over UDP resent (Timer G) until the ACK."""
+        tx.advance(Event.ANSWER)
+        tx.last, tx.forwarded = data, None
+        self.last_final = now
+        tx.timer_at = None
+        if tx.transport == "udp":
+            tx.interval = T1
+            self._schedule(tx, now + T1)
+
+    def response(self, tx: InviteTx, status: int, now: float) -> Reply:
+        """The client transaction's part (RFC 3261 17.1.1) for a response to our INVITE."""
+        if tx.state is State.PROCEEDING:
+            tx.timer_at = None  # any response ends Timers A and B
+        if status == 100:
+            return Reply.DROP
+        if status >= 300:
+            first = tx.state is not State.COMPLETED
+            tx.advance(Event.FAILURE)
+            if first:
+                self.last_final = now
+                return Reply.ACK_AND_RELAY
+            return Reply.ACK_AGAIN if tx.forwarded is not None else Reply.DROP
+        if status >= 200:
+            tx.advance(Event.SUCCESS)
+            self.last_final = now
+        else:
+            tx.advance(Event.PROVISIONAL)
+        return Reply.RELAY
+
+    def ack_absorbed(self, to_tag: str, via: Via) -> bool:
+        """An ACK of a non-2xx final response we sent (our To tag, or its transaction is
+        completed) is hop-by-hop: absorbed, Timer G stopped."""
+        tx = self.server(server_key(via))
+        if to_tag.startswith(TAG_PREFIX) or (tx is not None and tx.state is State.COMPLETED):
+            if tx is not None:
+                tx.timer_at = None
+            return True
+        return False
+
+    # -- time -----------------------------------------------------------------------------------
+    def _schedule(self, tx: InviteTx, at: float) -> None:
+        self._seq += 1
+        tx.timer_at, tx.timer_seq = at, self._seq
+        heapq.heappush(self._timers, (at, self._seq, tx))
+
+    def next_timer(self) -> float | None:
+        """When ``on_timer`` has something to do next; None: no timer runs."""
+        heap = self._timers
+        while heap:
+            at, seq, tx = heap[0]
+            if tx.timer_at is not None and tx.timer_seq == seq:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    def on_timer(self, now: float) -> list[tuple[InviteTx, Due]]:
+        """The timers due at ``now``, each run: what the core must do for each."""
+        heap, out = self._timers, []
+        while heap and heap[0][0] <= now:
+            _, seq, tx = heapq.heappop(heap)
+            if tx.timer_at is None or tx.timer_seq != seq:
+                continue
+            tx.timer_at = None
+            due = self._run(tx, now)
+            if due is not None:
+                out.append((tx, due))
+        return out
+
+    def _run(self, tx: InviteTx, now: float) -> Due | None:
+        if tx.state is State.PROCEEDING:         # Timers A and B
+            if tx.forwarded is None or tx.dest is None:
+                return None
+            if now - tx.started >= TIMER_B:
+                return Due.TIMEOUT
+            tx.interval = min(tx.interval * 2, T2)
+            self._schedule(tx, now + tx.interval)
+            return Due.RESEND_REQUEST
+        if tx.state is State.COMPLETED:          # Timer G
+            if tx.last is None or now - tx.started >= TIMER_B:
+                return None
+            tx.interval = min(tx.interval * 2, T2)
+            self._schedule(tx, now + tx.interval)
+            return Due.RESEND_RESPONSE
+        return None
+
+    # -- expiry ---------------------------------------------------------------------------------
+    def rotate(self, now: float) -> None:
+        """Expire transactions by generations: a tx lives between one and two lifetimes.
+        Unfinished ones (deciding/proceeding) are carried into the new generation."""
+        if now - self._rotated < self.lifetime:
+            return
+        self._rotated = now
+        carried = {k: tx for k, tx in self.invites.items()
+                   if (tx.state is State.DECIDING or tx.state is State.PROCEEDING)
+                   and now - tx.started < 4 * self.lifetime}
+        self.old_invites, self.invites = self.invites, carried
+        carried_clients = {tx.client_branch: tx for tx in carried.values() if tx.client_branch}
+        self.old_clients, self.clients = self.clients, carried_clients
+
+    def in_progress(self) -> int:
+        """INVITE transactions deciding or forwarded and waiting for their final response."""
+        return sum(1 for gen in (self.invites, self.old_invites) for tx in gen.values()
+                   if tx.state is State.DECIDING or tx.state is State.PROCEEDING)
+
+    def __len__(self) -> int:
+        return len(self.invites) + len(self.old_invites)
+
+    def clear(self) -> None:
+        """Forget every transaction and timer (benchmarks replaying the same calls)."""
+        self.invites.clear()
+        self.old_invites.clear()
+        self.clients.clear()
+        self.old_clients.clear()
+        self._timers.clear()

@@ -1,0 +1,142 @@
+"""The INVITE transaction table (sipguard.proxy.transactions) without a loop, a socket or a
+clock: every (state, event) pair, what a response does, retransmission and ACK matching,
+the timers stepped by ``now``, expiry by generations."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from sipguard.proxy.messages import TAG_PREFIX, Hop
+from sipguard.proxy.transactions import (
+    T1,
+    Due,
+    Event,
+    InviteTx,
+    Reply,
+    State,
+    TransactionError,
+    Transactions,
+)
+from sipguard.sip import parse_via
+from sipguard.sip.transaction import server_key
+
+D, P, C, X = State.DECIDING, State.PROCEEDING, State.COMPLETED, State.DONE
+# state -> what each event leads to; "-" : not a transition (a bug in the caller)
+TABLE = {
+    #    FORWARD  ANSWER  PROVISIONAL  SUCCESS  FAILURE
+    D: (P,       C,      "-",         "-",     "-"),
+    P: ("-",     C,      P,           X,       C),
+    C: ("-",     "-",    C,           X,       C),
+    X: ("-",     "-",    X,           X,       C),
+}
+EVENTS = (Event.FORWARD, Event.ANSWER, Event.PROVISIONAL, Event.SUCCESS, Event.FAILURE)
+VIA = parse_via("SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bK-1")
+UAS = Hop("192.0.2.9", 5060, "udp")
+
+
+def tx(state: State = State.DECIDING, transport: str = "udp", started: float = 100.0) -> InviteTx:
+    return InviteTx(server_key(VIA), ("192.0.2.1", 5061), transport, None, b"INVITE ...", state=state,
+                    to_tag=TAG_PREFIX + "1", started=started)
+
+
+def test_the_table_covers_every_state_and_event() -> None:
+    assert set(TABLE) == set(State) and set(EVENTS) == set(Event)
+
+
+@pytest.mark.parametrize("state, event", list(itertools.product(State, Event)))
+def test_every_state_and_event(state: State, event: Event) -> None:
+    expected = TABLE[state][EVENTS.index(event)]
+    t = tx(state)
+    if expected == "-":
+        with pytest.raises(TransactionError, match=f"no transition from {state.value} on {event.value}"):
+            t.advance(event)
+        assert t.state is state
+    else:
+        t.advance(event)
+        assert t.state is expected
+
+
+@pytest.mark.parametrize("state, status, reply, after", [
+    (P, 100, Reply.DROP, P),            # hop-by-hop
+    (P, 180, Reply.RELAY, P),
+    (P, 200, Reply.RELAY, X),
+    (P, 486, Reply.ACK_AND_RELAY, C),   # RFC 3261 17.1.1.3: the client transaction ACKs it
+    (C, 486, Reply.ACK_AGAIN, C),       # retransmitted: our ACK again, nothing upstream
+    (C, 200, Reply.RELAY, X),
+    (X, 200, Reply.RELAY, X),
+    (X, 603, Reply.ACK_AND_RELAY, C),
+])
+def test_a_response_to_the_forwarded_invite(state: State, status: int, reply: Reply, after: State) -> None:
+    txs, t = Transactions(32.0, 0.0), tx(state)
+    t.forwarded = b"ACK ..."  # what a completed transaction resends
+    assert txs.response(t, status, 5.0) is reply and t.state is after
+    assert txs.last_final == (5.0 if reply is Reply.ACK_AND_RELAY or (status >= 200 and status < 300) else 0.0)
+
+
+def test_a_retransmitted_final_with_nothing_to_resend_is_dropped() -> None:
+    assert Transactions(32.0, 0.0).response(tx(C), 486, 1.0) is Reply.DROP  # completed by our own 408
+
+
+def test_retransmissions_and_acks_find_the_transaction_by_the_rfc_3261_key() -> None:
+    txs, t = Transactions(32.0, 0.0), tx()
+    txs.start(t)
+    assert txs.server(server_key(parse_via("SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bK-1;rport"))) is t
+    assert txs.server(server_key(parse_via("SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK-1"))) is None
+    assert txs.server(server_key(parse_via("SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bK-2"))) is None
+    assert not txs.ack_absorbed("uas-tag", VIA)           # an ACK of a 2xx: relayed, not ours
+    assert txs.ack_absorbed(TAG_PREFIX + "abc", VIA)      # our tag: hop-by-hop
+    t.state = State.COMPLETED
+    assert txs.ack_absorbed("uas-tag", VIA)               # the ACK of a non-2xx we ACKed downstream
+
+
+def test_timers_are_stepped_by_now_alone() -> None:
+    txs, t = Transactions(32.0, 0.0), tx(started=100.0)
+    txs.start(t)
+    assert txs.next_timer() is None and txs.on_timer(1e9) == []
+    txs.forward(t, "z9hG4bKsg1", UAS, b"INVITE fwd", 100.0)
+    assert txs.client("z9hG4bKsg1") is t and t.state is State.PROCEEDING and txs.next_timer() == 100.0 + T1
+    assert txs.on_timer(100.4) == []                                  # not yet
+    assert txs.on_timer(100.5) == [(t, Due.RESEND_REQUEST)]           # Timer A
+    assert txs.next_timer() == 101.5
+    assert txs.response(t, 100, 101.0) is Reply.DROP                  # any response stops A and B
+    assert txs.next_timer() is None and txs.on_timer(200.0) == []
+
+
+def test_timer_b_then_timer_g() -> None:
+    txs, t = Transactions(32.0, 0.0), tx(started=0.0)
+    txs.forward(t, "z9hG4bKsg1", UAS, b"INVITE fwd", 0.0)
+    due = []
+    while (at := txs.next_timer()) is not None and at < 40:
+        due += [(at, d) for _, d in txs.on_timer(at)]
+        if due[-1][1] is Due.TIMEOUT:
+            break
+    assert due[-1] == (35.5, Due.TIMEOUT) and {d for _, d in due[:-1]} == {Due.RESEND_REQUEST}
+    txs.answer(t, b"SIP/2.0 408", 35.5)                                # the core's 408
+    assert t.state is State.COMPLETED and t.last == b"SIP/2.0 408" and t.forwarded is None
+    assert txs.on_timer(36.0) == [] and txs.next_timer() is None      # past 64*T1: not resent
+
+
+def test_timer_g_only_over_udp() -> None:
+    txs = Transactions(32.0, 0.0)
+    udp, tcp = tx(started=0.0), tx(transport="tcp", started=0.0)
+    txs.answer(udp, b"SIP/2.0 603", 0.0)
+    txs.answer(tcp, b"SIP/2.0 603", 0.0)
+    assert udp.timer_at == T1 and tcp.timer_at is None
+    assert txs.on_timer(0.5) == [(udp, Due.RESEND_RESPONSE)] and txs.next_timer() == 1.5
+
+
+def test_rotation_keeps_unfinished_transactions_for_up_to_four_lifetimes() -> None:
+    txs = Transactions(10.0, 0.0)
+    done, deciding, stuck = tx(State.DONE), tx(State.DECIDING, started=0.0), tx(State.PROCEEDING, started=-35.0)
+    done.key, stuck.key, stuck.client_branch = "done", "stuck", "z9hG4bKsg-stuck"
+    for t in (done, deciding, stuck):
+        txs.start(t)
+    txs.clients[stuck.client_branch] = stuck
+    txs.rotate(5.0)                       # not a lifetime yet: nothing moves
+    assert len(txs.invites) == 3 and not txs.old_invites
+    txs.rotate(10.0)
+    assert set(txs.invites) == {deciding.key} and txs.server("done") is done and len(txs) == 4
+    txs.rotate(20.0)
+    assert txs.server("done") is None and txs.server("stuck") is None and txs.server(deciding.key) is deciding

@@ -95,6 +95,16 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
+def column_text(value: str | None) -> str | None:
+    """``value`` as a text column takes it. A header's undecodable bytes (the SIP parser keeps
+    them as lone surrogates) and NUL are refused by PostgreSQL, and one such Call-ID would
+    fail its batch again at every retry, holding every later record in the spool: they
+    become U+FFFD here. The record itself (``data``: JSON, ASCII escapes) keeps every byte."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 def utc(t: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(t, datetime.UTC)
 
@@ -286,8 +296,9 @@ class PostgresRecords:
             if when.date() < oldest:
                 continue           # retention would drop it: never re-add an expired record
             days.add(when.date())
-            rows.append((when, r.call_id, r.caller, r.callee, r.trunk, r.spc, r.action, r.attest, w, s,
-                         to_row(r)))
+            rows.append((when, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
+                         column_text(r.trunk), column_text(r.spc), column_text(r.action), column_text(r.attest),
+                         column_text(w), s, to_row(r)))
             if n % CHUNK == 0:
                 await asyncio.sleep(0)     # a big batch must not hold calls back
         if not rows:
@@ -311,7 +322,7 @@ class PostgresRecords:
         where, args = _where(since, until)
         for column, value in (("call_id", call_id), ("caller", caller), ("callee", callee)):
             if value is not None:
-                args.append(value)
+                args.append(column_text(value))     # as it was stored
                 where.append(f"{column} = ${len(args)}")
         sql = f"SELECT data FROM {TABLE}"
         if where:

@@ -264,3 +264,24 @@ def test_http_traceback_and_answer_read_postgresql_and_an_outage_is_503(pg_url: 
                 await server.aclose()
 
     run(scenario())
+
+
+def test_a_call_id_with_raw_bytes_or_nul_is_stored_whole_and_found(pg_url: str) -> None:
+    """A hostile Call-ID (an undecodable byte, kept by the SIP parser as a lone surrogate, and
+    NUL) must not fail its batch: that batch would be retried forever and hold every later
+    record in the spool."""
+    odd = "a\udcffb\x00c@198.51.100.7"
+
+    async def scenario() -> tuple[int, list[Any], list[Any]]:
+        db = PostgresRecords(pg_url, 548)
+        try:
+            new = await db.write([("w", 1, make_record(0, call_id=odd)), ("w", 2, make_record(1))], BASE_TIME)
+            return new, await db.find(None, None, odd, None, None, 10), await db.find(None, None, None, None,
+                                                                                      None, 10)
+        finally:
+            await db.aclose()
+
+    new, by_call_id, every = run(scenario())
+    assert new == 2
+    assert [r.call_id for r in by_call_id] == [odd]          # the record keeps every byte
+    assert len(every) == 2

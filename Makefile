@@ -1,6 +1,6 @@
 # sipguard: two commands set everything up on a fresh Debian/Ubuntu machine.
 #   make demo   venv + sipguard + sipp, then a few real calls through sipguard (memory store)
-#   make test   everything the tests need (redis-server, sipp, kamailio, secsipidx), then the suite
+#   make test   everything the tests need (redis-server, sipp, kamailio, secsipidx, postgresql), then the suite
 #   make native the hot path compiled with mypyc (both of the above run it; rebuilds what changed)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DEMO_PKGS := sip-tester
-TEST_PKGS := redis-server sip-tester kamailio kamailio-secsipid-modules secsipidx iproute2
+TEST_PKGS := redis-server sip-tester kamailio kamailio-secsipid-modules secsipidx iproute2 postgresql
 
 .PHONY: demo test venv native os-demo os-test lint typecheck unit bench clean
 
@@ -37,8 +37,13 @@ endef
 os-demo:
 	$(call apt_install,$(DEMO_PKGS))
 
+# The PostgreSQL tests use the server on 127.0.0.1:5432 (user postgres, trust) when it answers
+# and skip saying why when not; a Debian cluster on that port that is installed but stopped is started.
 os-test:
 	$(call apt_install,$(TEST_PKGS))
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || for c in $$(pg_lsclusters -h 2>/dev/null | \
+	  awk '$$3 == 5432 && $$4 != "online" {print $$1 "/" $$2}'); do \
+	  $(SUDO) pg_ctlcluster $${c%/*} $${c#*/} start || true; done
 
 demo: os-demo venv native
 	$(PY) -m sipguard.demo --config config/sipguard.demo.yaml

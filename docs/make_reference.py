@@ -104,7 +104,10 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "traceback": ("{}", "call records for traceback"),
     "traceback.retention_days": ("548", "days records are kept (47 CFR 42.6: 18 months)"),
     "traceback.path": ("var/traceback.db", "the SQLite file of the memory store's records"),
-    "traceback.spool": ("var/spool", "folder holding records while Redis is unreachable"),
+    "traceback.spool": ("var/spool", "folder holding records while the record store is unreachable"),
+    "traceback.store": ("the top-level store", "where records go: `sqlite` (the file `traceback.path`), `redis` "
+                        "(the store's Stream: at most 7 days of retention), or a `postgresql://` URL (one table "
+                        "partitioned by day; `sipguard db migrate`)"),
     "traceback.queue": ("10000", "records waiting to be written before the oldest are spooled"),
     "traceback.batch": ("500", "records written per batch"),
     "http": ("none", "the admin HTTP server"),

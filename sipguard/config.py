@@ -184,7 +184,7 @@ def _load_config(path: str) -> Config:
         redress=Redress.from_section(blocking.section("redress")),
         limits=limits,
         policy=policy,
-        traceback=TracebackConfig.from_section(root.section("traceback"), base_dir),
+        traceback=TracebackConfig.from_section(root.section("traceback"), base_dir, _store(root)),
         http_listen=http.str("listen", default=None),
         http_token=_http_token(http, base_dir),
         proxy=_proxy(root.section("proxy"), base_dir),

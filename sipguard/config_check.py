@@ -117,7 +117,11 @@ def _limits(root: Section, trunks: list[cfg.Trunk]) -> Any:
 def _traceback(root: Section, base_dir: str) -> Any:
     from sipguard.records.record import TracebackConfig
 
-    return TracebackConfig.from_section(root.section("traceback"), base_dir)
+    try:
+        store = cfg._store(root)
+    except ConfigError:
+        store = "memory"        # the store's own step reports it; records are checked as if local
+    return TracebackConfig.from_section(root.section("traceback"), base_dir, store)
 
 
 def _http(root: Section, base_dir: str) -> Any:

@@ -1,7 +1,8 @@
 """Find traceback records again: by number, time window or Call-ID; and the campaign view.
 
 One function for each question, used by ``sipguard traceback`` and by the HTTP
-``/traceback`` endpoint so both answer alike. Numbers are matched after the same
+``/traceback`` endpoint so both answer alike, from the store records go to
+(``TracebackConfig.store_for``: SQLite, a Redis Stream or PostgreSQL). Numbers are matched after the same
 normalisation the records were written with (``sipguard.numbers.parse_tn``), so
 ``+1 (202) 555-0123``, ``2025550123`` and ``tel:+12025550123`` find the same calls.
 A traceback request gives one time: ``at`` searches ``window`` seconds either side.
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sipguard.errors import SipguardError
+from sipguard.records.postgres import PostgresRecords, is_url, redact
 from sipguard.records.record import CallRecord, TracebackConfig, normalise_tn
 
 TopBy = Literal["callers", "trunks", "spc"]
@@ -183,12 +185,21 @@ async def find(store_url: str, cfg: TracebackConfig, caller: str | None = None, 
     callee_n = normalise_tn(callee) if callee else None
     if (caller and caller_n is None) or (callee and callee_n is None):
         return []      # not a number: nothing was recorded under it
+    store_url = cfg.store_for(store_url)
     if store_url == "memory":
         db = _sqlite(cfg)
         try:
             return await asyncio.to_thread(db.find, low, high, call_id, caller_n, callee_n, limit)
         finally:
             db.close()
+    if is_url(store_url):
+        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
+        try:
+            return await pg.find(low, high, call_id, caller_n, callee_n, limit)
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
+        finally:
+            await pg.aclose()
     rs = _redis(store_url, redis_client_factory)
     try:
         return await rs.find(low, high, call_id, caller_n, callee_n, limit)
@@ -205,12 +216,21 @@ async def top(store_url: str, cfg: TracebackConfig, by: str, since: float | None
     heaviest first. ``by``: callers (caller number), trunks, spc (signer)."""
     if by not in TOP_BY:
         raise BadParameter("top", f"{by!r}: expected one of {', '.join(TOP_BY)}")
+    store_url = cfg.store_for(store_url)
     if store_url == "memory":
         db = _sqlite(cfg)
         try:
             return await asyncio.to_thread(db.top, by, since, until, n)
         finally:
             db.close()
+    if is_url(store_url):
+        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
+        try:
+            return await pg.top(by, since, until, n)
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
+        finally:
+            await pg.aclose()
     rs = _redis(store_url, redis_client_factory)
     try:
         return await _top_stream(rs, by, since, until, n)

@@ -129,12 +129,18 @@ def from_row(text: str | bytes) -> CallRecord:
     return CallRecord.from_dict(dict(zip(names, value[1:], strict=True)))
 
 
+REDIS_MAX_DAYS = 7          # the longest a Redis Stream may keep records (RAM, not an archive)
+STORES = ("sqlite", "redis")
+
+
 @dataclass(frozen=True)
 class TracebackConfig:
-    """``traceback: {retention_days, path, spool, queue, batch}`` (CONTRACT.md).
+    """``traceback: {store, retention_days, path, spool, queue, batch}`` (CONTRACT.md).
 
-    ``path``: the SQLite file used with ``store: memory``; ``spool``: the folder where
-    records wait while the store cannot take them (Redis outage, full queue).
+    ``store``: where records go -- None follows the top-level ``store`` (memory: the SQLite
+    file, Redis: its Stream), ``sqlite`` the SQLite file whatever the top-level store,
+    ``postgresql://...`` a PostgreSQL database (records/postgres.py). ``path``: the SQLite
+    file; ``spool``: the folder where records wait while the store cannot take them.
     """
 
     retention_days: int = 548         # 18 months: 47 CFR 42.6
@@ -142,22 +148,49 @@ class TracebackConfig:
     spool: str = "var/spool"
     queue: int = 10000                # records held in memory before spilling to the spool
     batch: int = 500                  # records per write
+    store: str | None = None
 
     @classmethod
-    def from_section(cls, sec: Section, base_dir: str) -> TracebackConfig:
-        sec.check_keys(("retention_days", "path", "spool", "queue", "batch"))
+    def from_section(cls, sec: Section, base_dir: str, store: str = "memory") -> TracebackConfig:
+        """``store``: the top-level store URL, which records follow unless ``traceback.store`` says."""
+        sec.check_keys(("store", "retention_days", "path", "spool", "queue", "batch"))
 
         def resolve(key: str, default: str) -> str:
             value = str(sec.str(key, default=default))
             return value if os.path.isabs(value) else os.path.join(base_dir, value)
 
+        records_store = sec.str("store", default=None)
+        if records_store is not None and records_store not in STORES and not records_store.startswith(
+                ("postgresql://", "postgres://")):
+            raise sec.error("store", f"{records_store!r}: expected sqlite, redis (the top-level store's "
+                                     "Stream) or a postgresql:// URL")
+        if records_store == "redis" and not store.startswith(("redis", "unix://")):
+            raise sec.error("store", "redis: the top-level store is not Redis; records go to sqlite or a "
+                                     "postgresql:// URL")
+        retention = int(sec.int("retention_days", default=548, minimum=1, maximum=36500))
+        in_redis = records_store == "redis" or (records_store is None and store != "memory")
+        if in_redis and retention > REDIS_MAX_DAYS:
+            # 200 calls/s for 548 days is 9.5 billion records, about 3 TB of RAM in one Stream
+            key = "store" if records_store == "redis" else "retention_days"
+            raise sec.error(key, f"{retention} days of call records would be kept in Redis (in RAM: at "
+                                 "200 calls/s, 548 days is about 3 TB); Redis keeps records for at most "
+                                 f"{REDIS_MAX_DAYS} days. Set traceback.store to a postgresql:// URL (or "
+                                 "sqlite: the local file) to keep them 18 months (47 CFR 42.6)")
         return cls(
-            retention_days=int(sec.int("retention_days", default=548, minimum=1, maximum=36500)),
+            retention_days=retention,
             path=resolve("path", "var/traceback.db"),
             spool=resolve("spool", "var/spool"),
             queue=int(sec.int("queue", default=10000, minimum=1)),
             batch=int(sec.int("batch", default=500, minimum=1, maximum=100000)),
+            store=records_store,
         )
+
+    def store_for(self, store: str) -> str:
+        """Where records go given the top-level ``store``: "memory" (the SQLite file), a Redis
+        URL (its Stream) or a PostgreSQL URL."""
+        if self.store is None or self.store == "redis":
+            return store
+        return "memory" if self.store == "sqlite" else self.store
 
     @property
     def retention_seconds(self) -> float:

@@ -4,7 +4,7 @@
 bounded in-memory queue (past the bound, to an overflow list the writer task takes
 after the queue; counted as ``spilled``). A writer task wakes every
 ``INTERVAL`` seconds (or when a batch is full), numbers each record (writer id, seq)
-and writes the batch to the backend: SQLite (in a thread) or a Redis Stream.
+and writes the batch to the backend: SQLite (in a thread), a Redis Stream or PostgreSQL.
 
 When the backend fails, the batch goes to the spool (fsync'd) and so does every batch
 after it until the spool has been flushed, so each writer's records reach the store in
@@ -310,13 +310,44 @@ class RedisSink:
         await self.db.aclose()
 
 
+class PostgresSink:
+    """A PostgreSQL database (records/postgres.py). Each write is one INSERT of the whole
+    batch; the maintenance pass (``trim``, hourly) makes the partitions ahead and drops the
+    expired ones. An unreachable server at start means spooling, not failing: ``open``
+    tries once (migrations, partitions) and the first write tries again."""
+
+    def __init__(self, url: str, cfg: TracebackConfig) -> None:
+        from sipguard.records.postgres import PostgresRecords
+
+        self.db = PostgresRecords(url, cfg.retention_days)
+        self.cfg = cfg
+
+    async def open(self) -> None:
+        return None       # RecordWriter.start runs trim (the maintenance pass) right after
+
+    async def write(self, entries: Sequence[Entry], now: float) -> None:
+        await self.db.write(entries, now)
+
+    async def trim(self, now: float) -> int:
+        return await self.db.trim(now)
+
+    async def aclose(self) -> None:
+        await self.db.aclose()
+
+
 def open_records(store_url: str, traceback_cfg: TracebackConfig,
                  redis_client_factory: Callable[[str], Any] | None = None,
                  clock: Clock | None = None, metrics: Any = None) -> RecordWriter:
-    """The writer for a config's ``store``: memory -> SQLite file, redis URL -> Redis Stream."""
+    """The writer for a config's ``store`` and ``traceback.store``: memory or sqlite -> SQLite
+    file, redis URL -> Redis Stream, postgresql URL -> PostgreSQL."""
+    from sipguard.records.postgres import is_url
+
+    store_url = traceback_cfg.store_for(store_url)
     sink: Sink
     if store_url == "memory":
         sink = SqliteSink(traceback_cfg)
+    elif is_url(store_url):
+        sink = PostgresSink(store_url, traceback_cfg)
     else:
         sink = RedisSink(store_url, traceback_cfg, redis_client_factory)
     return RecordWriter(sink, traceback_cfg, clock=clock, metrics=metrics)

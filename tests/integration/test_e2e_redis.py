@@ -85,7 +85,8 @@ def instance(tmp_path: Path, redis: RedisProcess) -> Iterator[Any]:
         directory.mkdir()
         policy = write_policy(directory / "policy.yaml", BASE_RULES if rules is None else rules)
         config = base_config(uas.port, store=redis.url, policy=policy, limits=LIMIT,
-                             traceback={"path": str(directory / "tb.db"), "spool": str(directory / "spool")},
+                             traceback={"path": str(directory / "tb.db"), "spool": str(directory / "spool"),
+                                        "retention_days": 7},
                              **extra)
         sg = SipguardProcess(config, directory)
         made.append(sg)
@@ -256,7 +257,8 @@ def test_redis_cluster_store_end_to_end(sipguard: Any, tmp_path: Path) -> None:
     uas = MiniUas()
     try:
         policy = write_policy(tmp_path / "policy.yaml", BASE_RULES)
-        config = base_config(uas.port, store=cluster.url, policy=policy, limits=LIMIT, store_timeout=0.5)
+        config = base_config(uas.port, store=cluster.url, policy=policy, limits=LIMIT, store_timeout=0.5,
+                             traceback={"path": str(tmp_path / "tb.db"), "retention_days": 7})
         first = Instance(sipguard(dict(config)), uas)
         second = Instance(sipguard(dict(config)), uas)
         dno = tmp_path / "dno.txt"
@@ -277,7 +279,8 @@ def test_redis_sentinel_store_end_to_end(sipguard: Any, tmp_path: Path, redis: R
     try:
         policy = write_policy(tmp_path / "policy.yaml", BASE_RULES)
         url = f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0"
-        sg = Instance(sipguard(base_config(uas.port, store=url, policy=policy, limits=LIMIT)), uas)
+        sg = Instance(sipguard(base_config(uas.port, store=url, policy=policy, limits=LIMIT,
+                                           traceback={"path": str(tmp_path / "tb.db"), "retention_days": 7})), uas)
         dno = tmp_path / "dno.txt"
         dno.write_text(f"{DNO_CALLER}\n")
         sg.sipguard("dno", "import", str(dno))

@@ -65,7 +65,7 @@ def test_two_workers_and_a_redis_kill_leave_every_answered_call_one_record(sipgu
     try:
         config = base_config(uas_port, store=redis.url, store_failure="fail-open",
                              traceback={"path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool"),
-                                        "batch": 50})
+                                        "batch": 50, "retention_days": 7})
         sg = sipguard(config, workers=2)
         uac = subprocess.Popen([sipp, f"{sg.addr[0]}:{sg.addr[1]}", "-sf", str(_logged_uac(tmp_path)),
                                 "-i", "127.0.0.1", "-p", str(free_port()), "-t", "u1", "-m", str(CALLS),

@@ -48,7 +48,7 @@ def lookup(url: str, keys: LookupKeys) -> object:
 def test_admin_commands_against_redis(redis_server: RedisProcess, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "sipguard.yaml"
-    config.write_text(f"store: {redis_server.url}\ntrunks:\n  - id: carrier-a\n    role: foreign\n"
+    config.write_text(f"store: {redis_server.url}\ntraceback: {{retention_days: 7}}\ntrunks:\n  - id: carrier-a\n    role: foreign\n"
                       "    sources: [198.51.100.0/24]\n    provider: {rmd: RMD0000002}\n"
                       "  - id: carrier-b\n    role: foreign\n    sources: [203.0.113.0/24]\n"
                       "    provider: {frn: '0034567890'}\n")

@@ -1,0 +1,370 @@
+"""Records in PostgreSQL (``traceback.store: postgresql://...``): one table partitioned by day.
+
+``sipguard_records`` is partitioned by range on ``at`` (the record's time, UTC), one
+partition per day named ``sipguard_records_pYYYYMMDD``. Retention drops whole partitions
+(``DROP TABLE``: no row-by-row DELETE, no vacuum debt): a record is kept at least
+``retention_days`` and at most one day more. Partitions are created ``AHEAD`` days in
+advance by the maintenance pass, and for any day a batch needs (a spool flushed after an
+outage), always under one advisory lock so several workers and instances create each
+partition once.
+
+Idempotence: a spool file may be flushed twice and out of order (spool.py, rule 2).
+PostgreSQL wants the partition key in every unique index, so the key is
+``(writer, seq, at)``: a (writer, seq) always carries the same record, hence the same time,
+so the same row lands in the same partition and ``ON CONFLICT DO NOTHING`` keeps it once.
+A batch is COPYed into a temporary staging table and moved with one INSERT ... SELECT.
+A record older than what retention keeps is not written (its partition is gone, or about to go).
+
+Indexes (created on the parent, so every partition has them): caller, callee and trunk,
+each with ``at``; Call-ID; and a BRIN on ``at`` for time-only scans. Partition pruning
+narrows a time window to its days first.
+
+Schema changes are numbered migrations (``MIGRATIONS``), recorded in
+``sipguard_schema_version`` and run under an advisory lock by ``sipguard db migrate`` and
+at every start, so a new version's first worker migrates and the others wait, then see it done.
+
+Driver: asyncpg (measured against psycopg 3: bench/RESULTS.md). This module does network
+I/O only; the writer (writer.PostgresSink) decides when, and query.py when to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sipguard.records.record import CallRecord, from_row, to_row
+from sipguard.records.spool import Entry
+
+log = logging.getLogger("sipguard.records")
+TABLE = "sipguard_records"
+VERSION_TABLE = "sipguard_schema_version"
+PARTITION = re.compile(r"^sipguard_records_p(\d{4})(\d{2})(\d{2})$")
+AHEAD = 2                   # days of partitions made beyond today
+LOCK_KEY = 0x5347_7462      # pg_advisory_lock key ("SGtb"): migrations and partition DDL
+CHUNK = 64                  # rows encoded between two yields to the event loop
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 10.0      # a write a hung server does not answer fails over to the spool
+DAY = 86400.0
+# Creating or dropping a partition locks the parent table: behind a long query on it, the DDL
+# would queue every insert behind itself. It gives up instead and is tried again next pass.
+DDL_LOCK_TIMEOUT = "2s"
+
+# (version, what it does, SQL). Append only: a released migration is never edited.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "records table partitioned by day, look-up indexes", f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    at timestamptz NOT NULL,
+    call_id text NOT NULL,
+    caller text,
+    callee text,
+    trunk text,
+    spc text,
+    action text NOT NULL,
+    attest text,
+    writer text NOT NULL,
+    seq bigint NOT NULL,
+    data text NOT NULL
+) PARTITION BY RANGE (at);
+CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_writer_seq ON {TABLE} (writer, seq, at);
+CREATE INDEX IF NOT EXISTS {TABLE}_caller ON {TABLE} (caller, at);
+CREATE INDEX IF NOT EXISTS {TABLE}_callee ON {TABLE} (callee, at);
+CREATE INDEX IF NOT EXISTS {TABLE}_trunk ON {TABLE} (trunk, at);
+CREATE INDEX IF NOT EXISTS {TABLE}_call_id ON {TABLE} (call_id);
+CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} USING brin (at);
+"""),
+)
+LATEST = MIGRATIONS[-1][0]
+
+STAGE = "sipguard_records_stage"   # per connection (TEMP), emptied at each commit
+COLUMNS = ("at", "call_id", "caller", "callee", "trunk", "spc", "action", "attest", "writer", "seq", "data")
+INSERT = f"INSERT INTO {TABLE} SELECT * FROM {STAGE} ON CONFLICT DO NOTHING"
+TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
+
+
+def is_url(url: str | None) -> bool:
+    return url is not None and url.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (error messages and logs)."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def column_text(value: str | None) -> str | None:
+    """``value`` as a text column takes it. A header's undecodable bytes (the SIP parser keeps
+    them as lone surrogates) and NUL are refused by PostgreSQL, and one such Call-ID would
+    fail its batch again at every retry, holding every later record in the spool: they
+    become U+FFFD here. The record itself (``data``: JSON, ASCII escapes) keeps every byte."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def utc(t: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC)
+
+
+def day_of(t: float) -> datetime.date:
+    return utc(t).date()
+
+
+def partition_name(day: datetime.date) -> str:
+    return f"{TABLE}_p{day:%Y%m%d}"
+
+
+def day_start(day: datetime.date) -> float:
+    return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    before: int
+    after: int
+
+
+async def connect(url: str) -> Any:
+    """One asyncpg connection; ImportError turned into a message saying what to install."""
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - the extra is part of the test install
+        from sipguard.errors import ConfigError
+
+        raise ConfigError("traceback.store is a PostgreSQL URL but asyncpg is not installed: "
+                          "pip install 'sipguard[postgres]'", key="traceback.store") from None
+    return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
+
+
+async def migrate(conn: Any) -> Migrated:
+    """Bring the schema to ``LATEST``; safe to run from many processes at once (advisory lock)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer PRIMARY KEY,"
+                           " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        before = int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"))
+        if before > LATEST:
+            raise RuntimeError(f"{TABLE}: schema version {before} is newer than this sipguard knows "
+                               f"({LATEST}): upgrade sipguard")
+        for version, description, sql in MIGRATIONS:
+            if version > before:
+                await conn.execute(sql)
+                await conn.execute(f"INSERT INTO {VERSION_TABLE} (version, description) VALUES ($1, $2)",
+                                   version, description)
+    return Migrated(before, max(before, LATEST))
+
+
+async def schema_version(conn: Any) -> int:
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", VERSION_TABLE)
+    if not exists:
+        return 0
+    return int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"))
+
+
+async def partitions(conn: Any) -> dict[datetime.date, str]:
+    """The day partitions that exist: day -> table name."""
+    rows = await conn.fetch("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                            " WHERE i.inhparent = $1::regclass", TABLE)
+    out: dict[datetime.date, str] = {}
+    for row in rows:
+        m = PARTITION.match(row[0])
+        if m:
+            out[datetime.date(int(m[1]), int(m[2]), int(m[3]))] = row[0]
+    return out
+
+
+async def ensure_partitions(conn: Any, days: Sequence[datetime.date]) -> list[str]:
+    """Create the partitions of ``days`` that are missing (under the advisory lock: two
+    workers never race on one CREATE); returns the names created."""
+    created: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+        have = await partitions(conn)
+        for day in sorted(set(days)):
+            if day in have:
+                continue
+            name = partition_name(day)
+            low, high = day, day + datetime.timedelta(days=1)
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {TABLE}"
+                               f" FOR VALUES FROM ('{low.isoformat()} 00:00:00+00') TO ('{high.isoformat()} 00:00:00+00')")
+            created.append(name)
+    return created
+
+
+def keep_from(now: float, retention_days: int) -> datetime.date:
+    """The oldest day retention keeps: a day goes once all of it is older than retention."""
+    return day_of(now - retention_days * DAY)
+
+
+async def drop_expired(conn: Any, now: float, retention_days: int) -> tuple[list[str], int]:
+    """Drop the day partitions wholly older than ``retention_days``: (names, rows they held,
+    as the planner's estimate -- counting them would read them)."""
+    oldest = keep_from(now, retention_days)
+    dropped: list[str] = []
+    rows = 0
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+        for day, name in sorted((await partitions(conn)).items()):
+            if day >= oldest:
+                break
+            rows += max(0, int(await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", name)))
+            await conn.execute(f"DROP TABLE IF EXISTS {name}")
+            dropped.append(name)
+    return dropped, rows
+
+
+class PostgresRecords:
+    """One connection, reconnected after a failure; calls are serialised (one writer task)."""
+
+    def __init__(self, url: str, retention_days: int, writer: bool = True) -> None:
+        self.url = url
+        self.retention_days = retention_days
+        self.writer = writer        # False: reads only, never migrates (a replica is read-only)
+        self._conn: Any = None
+        self._days: set[datetime.date] = set()     # partitions known to exist
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.is_closed():
+            conn = await connect(self.url)
+            try:
+                if self.writer:
+                    await migrate(conn)
+                    self._days = set(await partitions(conn))
+                    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {TABLE}) ON COMMIT DELETE ROWS")
+                elif await schema_version(conn) == 0:
+                    raise RuntimeError(f"no {TABLE} table in this database: no sipguard has written "
+                                       "records to it yet (sipguard db migrate creates it)")
+            except BaseException:
+                await conn.close(timeout=1.0)
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close(timeout=1.0)
+            except Exception:
+                conn.terminate()
+
+    async def open(self, now: float) -> None:
+        async with self._lock:
+            try:
+                await self._maintain(now)
+            except BaseException:
+                await self._drop_connection()
+                raise
+
+    async def _maintain(self, now: float) -> int:
+        conn = await self._connection()
+        today = day_of(now)
+        await ensure_partitions(conn, [today + datetime.timedelta(days=n) for n in range(AHEAD + 1)])
+        dropped, rows = await drop_expired(conn, now, self.retention_days)
+        if dropped:    # expiry is logged (R6.5), by name: the row count is the planner's estimate
+            log.info("records: dropped %s (older than %d days: about %d records)", ", ".join(dropped),
+                     self.retention_days, rows)
+        self._days = set(await partitions(conn))
+        return rows
+
+    async def trim(self, now: float) -> int:
+        """Partitions ahead, expired ones dropped; rows dropped (estimate)."""
+        async with self._lock:
+            try:
+                return await self._maintain(now)
+            except BaseException:
+                await self._drop_connection()
+                raise
+
+    async def write(self, entries: Sequence[Entry], now: float) -> int:
+        """Insert the batch, once per (writer, seq); returns the rows new to the store.
+
+        COPY into a per-connection staging table, then one INSERT ... SELECT ... ON CONFLICT
+        DO NOTHING, in one transaction: half the client CPU of a multi-row INSERT from
+        arrays for the same rate (bench/RESULTS.md), and the client is a SIP worker."""
+        oldest = keep_from(now, self.retention_days)
+        rows: list[tuple[Any, ...]] = []
+        days: set[datetime.date] = set()
+        for n, (w, s, r) in enumerate(entries, 1):
+            when = utc(r.time)
+            if when.date() < oldest:
+                continue           # retention would drop it: never re-add an expired record
+            days.add(when.date())
+            rows.append((when, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
+                         column_text(r.trunk), column_text(r.spc), column_text(r.action), column_text(r.attest),
+                         column_text(w), s, to_row(r)))
+            if n % CHUNK == 0:
+                await asyncio.sleep(0)     # a big batch must not hold calls back
+        if not rows:
+            return 0
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                if not days <= self._days:
+                    await ensure_partitions(conn, sorted(days - self._days))
+                    self._days |= days
+                async with conn.transaction():
+                    await conn.copy_records_to_table(STAGE, records=rows, columns=COLUMNS)
+                    status = await conn.execute(INSERT)
+            except BaseException:
+                await self._drop_connection()
+                raise
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def find(self, since: float | None, until: float | None, call_id: str | None,
+                   caller: str | None, callee: str | None, limit: int) -> list[CallRecord]:
+        where, args = _where(since, until)
+        for column, value in (("call_id", call_id), ("caller", caller), ("callee", callee)):
+            if value is not None:
+                args.append(column_text(value))     # as it was stored
+                where.append(f"{column} = ${len(args)}")
+        sql = f"SELECT data FROM {TABLE}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        args.append(limit)
+        sql += f" ORDER BY at, writer, seq LIMIT ${len(args)}"
+        async with self._lock:
+            conn = await self._connection()
+            rows = await conn.fetch(sql, *args)
+        return [from_row(row[0]) for row in rows]
+
+    async def top(self, by: str, since: float | None, until: float | None, n: int) -> list[tuple[str, int, int]]:
+        column = TOP_COLUMNS[by]
+        where, args = _where(since, until)
+        where.append(f"{column} IS NOT NULL")
+        where.append("(action = 'reject' OR attest = 'C')")
+        args.append(n)
+        rejected, attest_c = "count(*) FILTER (WHERE action = 'reject')", "count(*) FILTER (WHERE attest = 'C')"
+        sql = (f"SELECT {column}, {rejected}, {attest_c} FROM {TABLE} WHERE {' AND '.join(where)}"
+               f" GROUP BY {column} ORDER BY {rejected} + {attest_c} DESC, 1 LIMIT ${len(args)}")
+        async with self._lock:
+            conn = await self._connection()
+            rows = await conn.fetch(sql, *args)
+        return [(str(key), int(rejected), int(attest_c)) for key, rejected, attest_c in rows]
+
+    async def count(self) -> int:
+        async with self._lock:
+            conn = await self._connection()
+            return int(await conn.fetchval(f"SELECT count(*) FROM {TABLE}"))
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            await self._drop_connection()
+
+
+def _where(since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        args.append(utc(since))
+        where.append(f"at >= ${len(args)}")
+    if until is not None:
+        args.append(utc(until))
+        where.append(f"at <= ${len(args)}")
+    return where, args

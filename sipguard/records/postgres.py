@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sipguard.records.record import CallRecord, from_row, to_row
+from sipguard.records.record import CallRecord, column_text, from_row, to_row
 from sipguard.records.spool import Entry
 
 log = logging.getLogger("sipguard.records")
@@ -93,16 +93,6 @@ def is_url(url: str | None) -> bool:
 def redact(url: str) -> str:
     """``url`` without its password (error messages and logs)."""
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-
-
-def column_text(value: str | None) -> str | None:
-    """``value`` as a text column takes it. A header's undecodable bytes (the SIP parser keeps
-    them as lone surrogates) and NUL are refused by PostgreSQL, and one such Call-ID would
-    fail its batch again at every retry, holding every later record in the spool: they
-    become U+FFFD here. The record itself (``data``: JSON, ASCII escapes) keeps every byte."""
-    if value is None or (value.isascii() and "\x00" not in value):
-        return value
-    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def utc(t: float) -> datetime.datetime:

@@ -112,6 +112,17 @@ _values = operator.attrgetter(*FIELDS)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def column_text(value: str | None) -> str | None:
+    """``value`` as a database's text column takes it. A header's undecodable bytes (the SIP
+    parser keeps them as lone surrogates) cannot be encoded for SQLite and, like NUL, are
+    refused by PostgreSQL: one such Call-ID would fail its batch again at every retry,
+    holding every later record in the spool. They become U+FFFD in the indexed columns; the
+    record itself (``to_row``: JSON with ASCII escapes) keeps every byte."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 def to_row(record: CallRecord) -> str:
     """``record`` as stored: ``[ROW_VERSION, value, ...]`` (JSON text)."""
     return _encode((ROW_VERSION, *_values(record)))

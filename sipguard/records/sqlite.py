@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sipguard.records.record import CallRecord, from_row, to_row
+from sipguard.records.record import CallRecord, column_text, from_row, to_row
 from sipguard.records.spool import Entry
 
 SCHEMA = """
@@ -90,8 +90,8 @@ class SqliteRecords:
     def write(self, entries: Sequence[Entry]) -> None:
         params: list[object] = []
         for n, (w, s, r) in enumerate(entries, 1):
-            params += (r.time, r.call_id, r.caller, r.callee, r.trunk, r.spc, r.action, r.attest, w, s,
-                       to_row(r))
+            params += (r.time, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
+                       column_text(r.trunk), column_text(r.spc), r.action, r.attest, w, s, to_row(r))
             if n % CHUNK == 0:
                 time.sleep(0)  # drops the GIL: a waiting event loop runs now, not after the batch
         with self._lock:
@@ -118,7 +118,7 @@ class SqliteRecords:
         for column, value in (("call_id", call_id), ("caller", caller), ("callee", callee)):
             if value is not None:
                 where.append(f"{column} = ?")
-                args.append(value)
+                args.append(column_text(value))  # as it was stored
         sql = "SELECT data FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -3,10 +3,10 @@
     sipguard db migrate -c CONFIG      # schema to the latest version, partitions ahead
     sipguard db status -c CONFIG       # schema version, day partitions, what retention keeps
 
-``migrate`` is what every worker also does at start, under the same advisory lock, so it
-is safe beside running instances; run it by hand before a rolling upgrade to see the
-migration happen once. Only for ``traceback.store: postgresql://...``: SQLite and Redis
-need no migration. Exit 0 on success, 1 on errors.
+Migrate is what every worker also does at start, under the same advisory lock, so it is
+safe beside running instances; run it by hand before a rolling upgrade to see the migration
+happen once. Only for traceback.store: postgresql://...; SQLite and Redis need no
+migration. Exit 0 on success, 1 on errors.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from sipguard.errors import SipguardError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("db", help="PostgreSQL record store: migrate the schema, show partitions",
                               description=__doc__.split("\n\n")[2] if __doc__ else None)
-    p.add_argument("action", choices=("migrate", "status"))
-    p.add_argument("-c", "--config", required=True, metavar="CONFIG")
+    p.add_argument("action", choices=("migrate", "status"),
+                   help="migrate: schema to the latest version and partitions ahead; status: what is there")
+    p.add_argument("-c", "--config", required=True, metavar="CONFIG",
+                   help="the sipguard config whose traceback.store names the database")
     p.set_defaults(func=run)
 
 

@@ -8,7 +8,9 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
 TLS: the same connection objects over asyncio's TLS transport (``proxy/tls.py`` makes the
-contexts); a message for any other transport (SCTP, WebSocket) is dropped and counted.
+contexts); an inbound one starts TLS only once admitted. A message for any other transport
+(SCTP, WebSocket) is dropped and counted.
+Stream connections are admitted and timed out by ``proxy/connlimits.py``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sipguard.config import Listen
+from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.tls import TlsConfig, client_context, server_context
 from sipguard.sip import SipParseError, StreamFramer
 
@@ -61,9 +65,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP or TLS connection (``name``: "tcp" | "tls"), inbound or outbound."""
+    """One TCP or TLS connection (``name``: "tcp" | "tls"), inbound or outbound.
 
-    def __init__(self, registry: Transports, max_size: int, name: str = "tcp") -> None:
+    An inbound one is admitted (``Transports.limits``) when accepted, before any byte is read;
+    an inbound TLS one then makes its handshake (``loop.start_tls``), so a refused source costs
+    no handshake. ``active`` and ``head_since`` are what the timeouts read (proxy/connlimits.py)."""
+
+    def __init__(self, registry: Transports, max_size: int, name: str = "tcp", inbound: bool = False) -> None:
         self.registry = registry
         self.name = name
         self.pool = registry.streams[name]
@@ -72,11 +80,60 @@ class TcpConnection(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.ready = asyncio.get_running_loop().create_future()
         self.backlog: list[bytes] = []
+        self.inbound = inbound
+        self.counted = False          # holds a place in the limits (released once, when it ends)
+        self.active = time.monotonic()
+        self.head_since = 0.0         # when the unfinished message (or TLS handshake) began; 0: none
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def connection_made(self, made: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, made)
         peer = transport.get_extra_info("peername")
+        if not self.inbound:
+            self._made(transport, peer)
+            return
+        limits = self.registry.limits
+        if limits is not None:
+            if not limits.admit(peer[0], self.name, time.monotonic()):
+                transport.abort()
+                return
+            self.counted = True
         self.peer = (peer[0], peer[1])
+        if self.name == "tls":
+            self.head_since = time.monotonic()
+            self._handshake(transport)
+        else:
+            self._made(transport, peer)
+
+    def _handshake(self, raw: asyncio.Transport) -> None:
+        """TLS after admission: the handshake runs under the head timeout."""
+        loop = asyncio.get_running_loop()
+        ctx = self.registry._tls_server()
+        timeout = self.registry.limits.settings.head_timeout if self.registry.limits is not None else 60.0
+
+        async def handshake() -> None:
+            try:
+                tls = await loop.start_tls(raw, self, ctx, server_side=True,  # type: ignore[arg-type]
+                                           ssl_handshake_timeout=timeout)
+            except Exception as exc:  # a refused certificate, a timeout, a reset: this peer only
+                log.info("TLS handshake with %s:%s failed: %s", self.peer[0], self.peer[1], exc or type(exc).__name__)
+                raw.abort()
+                self._release()
+                return
+            if tls is None:
+                raw.abort()
+                self._release()
+                return
+            self.head_since = 0.0
+            self._made(tls, raw.get_extra_info("peername"))
+
+        task = loop.create_task(handshake())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def _made(self, transport: asyncio.BaseTransport, peer: Any) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = (peer[0], peer[1])
+        self.active = time.monotonic()
         self.pool[self.peer] = self
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -88,6 +145,7 @@ class TcpConnection(asyncio.Protocol):
             self.ready.set_result(True)
 
     def data_received(self, data: bytes) -> None:
+        now = self.active = time.monotonic()
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -95,6 +153,11 @@ class TcpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        # the head timeout runs from the first byte of a message; any message completed is progress
+        if not self.framer.buffered:
+            self.head_since = 0.0
+        elif messages or not self.head_since:
+            self.head_since = now
         for message in messages:
             self.registry.receive(message, self.peer, self.name, self)
         error = self.framer.error
@@ -106,8 +169,22 @@ class TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.pool.get(self.peer) is self:
             del self.pool[self.peer]
+        self._release()
         if not self.ready.done():
             self.ready.set_result(False)
+
+    def _release(self) -> None:
+        if self.counted and self.registry.limits is not None:
+            self.counted = False
+            self.registry.limits.release(self.peer[0])
+
+    def expire(self, limit: str) -> None:
+        """A timeout passed (proxy/connlimits.py): close now, without waiting for the peer."""
+        if self.pool.get(self.peer) is self:
+            del self.pool[self.peer]
+        if self.transport is not None:
+            self.transport.abort()
+        self._release()
 
     def write(self, data: bytes) -> None:
         if self.transport is None:
@@ -117,6 +194,7 @@ class TcpConnection(asyncio.Protocol):
                 log.warning("%s peer %s:%s is not reading; closing", self.name, *self.peer)
                 self.transport.close()
                 return
+            self.active = time.monotonic()
             self.transport.write(data)
 
 
@@ -125,8 +203,10 @@ class Transports:
 
     def __init__(self, listen: tuple[Listen, ...], receive: Receive, max_size: int,
                  advertise: str | None = None, udp_socks: dict[int, socket.socket] | None = None,
-                 tls: TlsConfig | None = None) -> None:
+                 tls: TlsConfig | None = None, limits: ConnectionLimits | None = None) -> None:
         self.listen = listen
+        self.limits = limits                 # admission and timeouts of stream connections (None: none)
+        self._sweeper: asyncio.TimerHandle | None = None
         self.udp_socks = udp_socks or {}   # listen index -> a UDP socket made (and bound) for us
         self.receive = receive
         self.max_size = max_size
@@ -166,15 +246,32 @@ class Transports:
                     port = out.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
                     self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
             else:  # tcp or tls: TLS is the same stream server over asyncio's TLS transport
+                if addr.transport == "tls":
+                    self._tls_server()  # made (and checked) now; each connection's handshake uses it
+                # no ssl= here: a connection is admitted first, then TLS is started on it (TcpConnection)
                 server = await loop.create_server(
-                    functools.partial(TcpConnection, self, self.max_size, addr.transport), addr.host, addr.port,
-                    family=family, reuse_port=reuse_port, backlog=1024,
-                    ssl=self._tls_server() if addr.transport == "tls" else None)
+                    functools.partial(TcpConnection, self, self.max_size, addr.transport, True), addr.host,
+                    addr.port, family=family, reuse_port=reuse_port, backlog=1024)
                 self.servers.append(server)
                 if addr.transport not in self._sent_by:
                     self._sent_by[addr.transport] = _hostport(self._advertised(addr.host), addr.port)
         if "tcp" not in self._sent_by:
             self._sent_by["tcp"] = next(iter(self.out_sent_by.values()), "127.0.0.1:5060")
+        if self.limits is not None:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Close the stream connections a timeout has passed for, a few times a second."""
+        assert self.limits is not None
+        self.limits.sweep([c for pool in self.streams.values() for c in pool.values()], time.monotonic())
+        self._sweeper = asyncio.get_running_loop().call_later(self.limits.interval(), self._sweep)
+
+    def connection_stats(self) -> dict[str, float]:
+        """Open stream connections, and the ones refused or closed by each limit (cumulative)."""
+        out = {f"{name}_connections": float(len(pool)) for name, pool in self.streams.items()}
+        if self.limits is not None:
+            out.update({f"limit.{k}": float(v) for k, v in self.limits.counts.items()})
+        return out
 
     def _tls_server(self) -> ssl.SSLContext:
         """The context the TLS servers are made with. Each handshake switches to the current
@@ -291,6 +388,8 @@ class Transports:
         return conn
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for server in self.servers:
             server.close()
         for endpoint in [*self.udp, *self.udp_out.values()]:

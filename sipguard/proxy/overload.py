@@ -1,0 +1,192 @@
+"""Overload: when a worker falls behind, new INVITEs get a cheap ``503`` + Retry-After.
+
+With a store that answers from memory a decision runs inline, so the admission bound
+(``proxy.max_pending``, counted in the core) is never reached: the excess waits in the
+kernel's socket buffer instead, for seconds, and dies there when the buffer is full; the
+upstream retransmits and multiplies the load. So shedding goes by the age of the work, not
+its count. Measured here, each cheaply:
+
+- the event loop's lag: a tick is scheduled every ``TICK`` seconds; how late it runs, and,
+  for every message received, how overdue the next tick already is (a loop stalled for a
+  while sees the first message after the stall as late, before the tick has run again);
+- the age of the oldest datagram waiting in each listening UDP socket (and the steering
+  inbox): its kernel receive timestamp, peeked at once per tick (``QueueProbe``). This is
+  the signal of a flood: the loop turns every few milliseconds while the queue grows.
+
+``ShedState`` decides, with time as an input: shed when the age passes ``proxy.shed_delay``,
+stop when it falls below half of it. While shedding, an initial INVITE is answered from its
+lines (``sip.relay.overload_answer``: no parse, no verification, no transaction) and
+everything else (responses, ACK, BYE, CANCEL, re-INVITEs) takes the normal path. The ACK of
+such a 503 is recognised by its To tag and absorbed here, whenever it comes.
+
+This module owns no policy and no transaction; it never delays a message, it only answers
+one earlier than the full path would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipguard.sip import relay
+
+log = logging.getLogger("sipguard.overload")
+
+TICK = 0.01              # seconds between two measurements
+SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
+SO_TIMESTAMPNS = 35      # Linux; not in the socket module
+_TIMESPEC = struct.Struct("@qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+_PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
+
+SendBack = Callable[[bytes, tuple[str, int], str, object], None]
+
+
+@dataclass(slots=True)
+class ShedState:
+    """Shed or not, from the measured age of the work (seconds); ``threshold`` 0: never."""
+
+    threshold: float
+    shedding: bool = False
+    delay: float = 0.0          # the last age measured
+    episodes: int = 0           # times shedding started
+
+    def update(self, delay: float) -> bool:
+        self.delay = delay
+        if self.shedding:
+            if delay < self.threshold / 2:
+                self.shedding = False
+        elif self.threshold > 0 and delay > self.threshold:
+            self.shedding = True
+            self.episodes += 1
+        return self.shedding
+
+
+class QueueProbe:
+    """The age of the oldest datagram waiting in one socket: its kernel receive timestamp
+    (SO_TIMESTAMPNS, wall clock), read with MSG_PEEK on a duplicate of the descriptor, so
+    the datagram stays for the event loop to read. One system call, about 2 µs."""
+
+    def __init__(self, fileno: int) -> None:
+        self.sock = socket.socket(fileno=os.dup(fileno))
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    def age(self, wall_now: float) -> float:
+        try:
+            _, ancillary, _, _ = self.sock.recvmsg(1, _CMSG_SPACE, _PEEK)
+        except OSError:  # empty (BlockingIOError), or a pending ICMP error: nothing waits
+            return 0.0
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(data)
+                return max(0.0, wall_now - (sec + nsec / 1e9))
+        return 0.0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class OverloadGuard:
+    """One worker's shedding: measures, decides, and answers new INVITEs while behind."""
+
+    def __init__(self, shed_delay: float, retry_after: int, max_size: int, send_back: SendBack) -> None:
+        self.state = ShedState(shed_delay)
+        self.max_size = max_size
+        self.send_back = send_back
+        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
+        self.probes: list[QueueProbe] = []
+        self.due = time.monotonic() + TICK      # when the next tick should run
+        self.answered = 0                       # INVITEs answered 503 here
+        self.acks = 0                           # ACKs of those absorbed
+        self.max_delay = 0.0                    # the largest age measured since the last stats()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, sockets: list[int]) -> None:
+        """Measure from now on; ``sockets``: descriptors of the UDP sockets to watch."""
+        if self.state.threshold <= 0:
+            return
+        if sys.platform == "linux":
+            for fileno in sockets:
+                try:
+                    self.probes.append(QueueProbe(fileno))
+                except OSError as exc:
+                    log.warning("no queue age for socket %d (shedding by loop lag only): %s", fileno, exc)
+        self._schedule(time.monotonic())
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for probe in self.probes:
+            probe.close()
+        self.probes.clear()
+
+    def _schedule(self, now: float) -> None:
+        self.due = now + TICK
+        self._timer = asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        delay = now - self.due
+        if self.probes:
+            wall = time.time()
+            for probe in self.probes:
+                age = probe.age(wall)
+                if age > delay:
+                    delay = age
+        self._measured(delay)
+        self._schedule(now)
+
+    def _measured(self, delay: float) -> None:
+        was = self.state.shedding
+        if self.state.update(delay) != was:
+            if was:
+                log.info("overload over: new INVITEs decided again (work waited %.0f ms)", delay * 1e3)
+            else:
+                log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms); new INVITEs "
+                            "get 503 + Retry-After until it catches up", delay * 1e3, self.state.threshold * 1e3)
+        if delay > self.max_delay:
+            self.max_delay = delay
+
+    # -- per message (the worker's receive path) ------------------------------------------------
+    def intercept(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
+        """True when this message was handled here: a new INVITE answered 503 while behind,
+        or the ACK of such an answer."""
+        head = data[:4]
+        if head == b"ACK ":
+            if relay.overload_ack(data, SHED_TAG):
+                self.acks += 1
+                return True
+            return False
+        if head != b"INVI":
+            return False
+        state = self.state
+        if not state.shedding:
+            late = time.monotonic() - self.due   # the loop has not turned for this long
+            if state.threshold <= 0 or late <= state.threshold:
+                return False
+            self._measured(late)
+        answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size)
+        if answer is None:
+            return False  # a re-INVITE, or a shape only the full path reads
+        self.answered += 1
+        self.send_back(answer, source, transport, conn)
+        return True
+
+    def stats(self) -> dict[str, float]:
+        """Cumulative counts, exported as sip_events{event=...}."""
+        return {"shed_503": float(self.answered), "shed_ack_absorbed": float(self.acks),
+                "overload_episodes": float(self.state.episodes)}
+
+    def gauges(self) -> tuple[bool, float]:
+        """Shedding now, and the largest age measured since the last call."""
+        delay, self.max_delay = self.max_delay, 0.0
+        return self.state.shedding, delay

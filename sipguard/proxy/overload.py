@@ -6,12 +6,16 @@ kernel's socket buffer instead, for seconds, and dies there when the buffer is f
 upstream retransmits and multiplies the load. So shedding goes by the age of the work, not
 its count. Measured here, each cheaply:
 
-- the event loop's lag: a tick is scheduled every ``TICK`` seconds; how late it runs, and,
-  for every message received, how overdue the next tick already is (a loop stalled for a
-  while sees the first message after the stall as late, before the tick has run again);
-- the age of the oldest datagram waiting in each listening UDP socket (and the steering
-  inbox): its kernel receive timestamp, peeked at once per tick (``QueueProbe``). This is
-  the signal of a flood: the loop turns every few milliseconds while the queue grows.
+- the age of the oldest datagram waiting in each of the worker's UDP sockets (and the
+  steering inbox): its kernel receive timestamp, peeked at once per tick (``QueueProbe``).
+  This is the signal of a flood: the loop still turns every few milliseconds (it reads a
+  few dozen datagrams per turn) while the queue behind grows by seconds;
+- the event loop's lag: a tick is scheduled every ``TICK`` seconds and runs late when
+  callbacks hog the loop (the only signal for TCP and TLS). One late tick is a preemption
+  on a busy host or one slow callback, so the lag counts when two ticks in a row are late;
+- a stall: every INVITE received checks how overdue the next tick is; past the threshold
+  (a loop that stopped, then woke up to a full queue, before its tick could run) the queue
+  ages are read at once, at most once per tick.
 
 ``ShedState`` decides, with time as an input: shed when the age passes ``proxy.shed_delay``,
 stop when it falls below half of it. While shedding, an initial INVITE is answered from its
@@ -103,10 +107,12 @@ class OverloadGuard:
         self.send_back = send_back
         self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
         self.probes: list[QueueProbe] = []
-        self.due = time.monotonic() + TICK      # when the next tick should run
+        self.due = float("inf")                 # when the next tick should run (none yet)
         self.answered = 0                       # INVITEs answered 503 here
         self.acks = 0                           # ACKs of those absorbed
-        self.max_delay = 0.0                    # the largest age measured since the last stats()
+        self.max_delay = 0.0                    # the largest age measured since the last gauges()
+        self._last_lag = 0.0                    # the previous tick's lateness
+        self._checked = 0.0                     # no stall check on the receive path before this
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self, sockets: list[int]) -> None:
@@ -119,6 +125,11 @@ class OverloadGuard:
                     self.probes.append(QueueProbe(fileno))
                 except OSError as exc:
                     log.warning("no queue age for socket %d (shedding by loop lag only): %s", fileno, exc)
+        # the first tick only starts the measuring: what runs before it is start-up, not load
+        self.due = float("inf")
+        self._timer = asyncio.get_running_loop().call_later(TICK, self._schedule_now)
+
+    def _schedule_now(self) -> None:
         self._schedule(time.monotonic())
 
     def close(self) -> None:
@@ -135,17 +146,21 @@ class OverloadGuard:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        delay = now - self.due
-        if self.probes:
-            wall = time.time()
-            for probe in self.probes:
-                age = probe.age(wall)
-                if age > delay:
-                    delay = age
-        self._measured(delay)
+        lag = now - self.due
+        # one late tick is a preemption or one slow callback; two in a row, a loop behind
+        self._measured(max(self._queue_age(), min(lag, self._last_lag)))
+        self._last_lag = lag
         self._schedule(now)
 
-    def _measured(self, delay: float) -> None:
+    def _queue_age(self) -> float:
+        wall, oldest = time.time(), 0.0
+        for probe in self.probes:
+            age = probe.age(wall)
+            if age > oldest:
+                oldest = age
+        return oldest
+
+    def _measured(self, delay: float) -> bool:
         was = self.state.shedding
         if self.state.update(delay) != was:
             if was:
@@ -155,6 +170,7 @@ class OverloadGuard:
                             "get 503 + Retry-After until it catches up", delay * 1e3, self.state.threshold * 1e3)
         if delay > self.max_delay:
             self.max_delay = delay
+        return self.state.shedding
 
     # -- per message (the worker's receive path) ------------------------------------------------
     def intercept(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
@@ -170,10 +186,14 @@ class OverloadGuard:
             return False
         state = self.state
         if not state.shedding:
-            late = time.monotonic() - self.due   # the loop has not turned for this long
-            if state.threshold <= 0 or late <= state.threshold:
+            now = time.monotonic()
+            late = now - self.due   # the loop has not turned for this long
+            if state.threshold <= 0 or late <= state.threshold or now < self._checked:
                 return False
-            self._measured(late)
+            # a stall: shed if work waits behind this message (at most one look per tick)
+            self._checked = now + TICK
+            if not self._measured(self._queue_age() if self.probes else late):
+                return False
         answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size)
         if answer is None:
             return False  # a re-INVITE, or a shape only the full path reads

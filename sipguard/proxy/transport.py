@@ -8,9 +8,10 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
 TLS: the same connection objects over asyncio's TLS transport (``proxy/tls.py`` makes the
-contexts); an inbound one starts TLS only once admitted. A message for any other transport
-(SCTP, WebSocket) is dropped and counted.
-Stream connections are admitted and timed out by ``proxy/connlimits.py``.
+contexts). A message for any other transport (SCTP, WebSocket) is dropped and counted.
+Stream listeners are accepted here (``Acceptor``), so a connection is admitted by
+``proxy/connlimits.py`` before anything is made for it (TLS: before the handshake); the
+same module times out the ones that stop making progress.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from sipguard.config import Listen
 from sipguard.proxy.connlimits import ConnectionLimits
@@ -65,13 +66,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP or TLS connection (``name``: "tcp" | "tls"), inbound or outbound.
+    """One TCP or TLS connection (``name``: "tcp" | "tls"), inbound or outbound. An inbound
+    one was admitted by the ``Acceptor`` and holds a place in ``Transports.limits`` until it
+    ends; ``active`` and ``head_since`` are what the timeouts read (proxy/connlimits.py)."""
 
-    An inbound one is admitted (``Transports.limits``) when accepted, before any byte is read;
-    an inbound TLS one then makes its handshake (``loop.start_tls``), so a refused source costs
-    no handshake. ``active`` and ``head_since`` are what the timeouts read (proxy/connlimits.py)."""
-
-    def __init__(self, registry: Transports, max_size: int, name: str = "tcp", inbound: bool = False) -> None:
+    def __init__(self, registry: Transports, max_size: int, name: str = "tcp") -> None:
         self.registry = registry
         self.name = name
         self.pool = registry.streams[name]
@@ -80,55 +79,12 @@ class TcpConnection(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.ready = asyncio.get_running_loop().create_future()
         self.backlog: list[bytes] = []
-        self.inbound = inbound
         self.counted = False          # holds a place in the limits (released once, when it ends)
         self.active = time.monotonic()
         self.head_since = 0.0         # when the unfinished message (or TLS handshake) began; 0: none
 
-    def connection_made(self, made: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, made)
-        peer = transport.get_extra_info("peername")
-        if not self.inbound:
-            self._made(transport, peer)
-            return
-        limits = self.registry.limits
-        if limits is not None:
-            if not limits.admit(peer[0], self.name, time.monotonic()):
-                transport.abort()
-                return
-            self.counted = True
-        self.peer = (peer[0], peer[1])
-        if self.name == "tls":
-            self.head_since = time.monotonic()
-            self._handshake(transport)
-        else:
-            self._made(transport, peer)
-
-    def _handshake(self, raw: asyncio.Transport) -> None:
-        """TLS after admission: the handshake runs under the head timeout."""
-        loop = asyncio.get_running_loop()
-        ctx = self.registry._tls_server()
-        timeout = self.registry.limits.settings.head_timeout if self.registry.limits is not None else 60.0
-
-        async def handshake() -> None:
-            try:
-                tls = await loop.start_tls(raw, self, ctx, server_side=True,  # type: ignore[arg-type]
-                                           ssl_handshake_timeout=timeout)
-            except Exception as exc:  # a refused certificate, a timeout, a reset: this peer only
-                log.info("TLS handshake with %s:%s failed: %s", self.peer[0], self.peer[1], exc or type(exc).__name__)
-                raw.abort()
-                self._release()
-                return
-            if tls is None:
-                raw.abort()
-                self._release()
-                return
-            self.head_since = 0.0
-            self._made(tls, raw.get_extra_info("peername"))
-
-        task = loop.create_task(handshake())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._made(transport, transport.get_extra_info("peername"))
 
     def _made(self, transport: asyncio.BaseTransport, peer: Any) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -198,6 +154,48 @@ class TcpConnection(asyncio.Protocol):
             self.transport.write(data)
 
 
+class Acceptor:
+    """One TCP or TLS listening socket, accepted from here rather than by ``create_server``,
+    so a connection is admitted (``Transports.limits``) before a transport, a protocol or a
+    TLS handshake is made for it: a refused source costs an accept and a close."""
+
+    BATCH = 64   # connections accepted per loop turn (the other sockets get their turn)
+
+    def __init__(self, registry: Transports, sock: socket.socket, name: str) -> None:
+        self.registry = registry
+        self.sock = sock
+        self.name = name
+        self.paused: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self.ready)
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.paused is not None:
+            self.paused.cancel()
+        loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def ready(self) -> None:
+        registry, limits = self.registry, self.registry.limits
+        for _ in range(self.BATCH):
+            try:
+                sock, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors (EMFILE, ENFILE), or memory: try again in a second
+                log.warning("%s accept failed: %s; accepting again in 1 s", self.name.upper(), exc)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self.sock.fileno())
+                self.paused = loop.call_later(1.0, self.start)
+                return
+            if limits is not None and not limits.admit(peer[0], self.name, time.monotonic()):
+                sock.close()
+                continue
+            registry.accepted(sock, (peer[0], peer[1]), self.name, counted=limits is not None)
+
+
 class Transports:
     """The Sender the ProxyCore talks to, plus the listening sockets of one process."""
 
@@ -219,7 +217,7 @@ class Transports:
         self.tls_config = tls or TlsConfig()
         self._client_ctx: ssl.SSLContext | None = None   # made at the first TLS next hop
         self._server_ctx: ssl.SSLContext | None = None   # the current one (reload_tls swaps it)
-        self.servers: list[asyncio.AbstractServer] = []
+        self.acceptors: list[Acceptor] = []
         self.local: set[tuple[str, int]] = set()
         self._sent_by: dict[str, str] = {}               # tcp | tls -> our first listener of it
         self.dropped = 0                                  # messages for a transport we do not speak
@@ -247,18 +245,37 @@ class Transports:
                     self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
             else:  # tcp or tls: TLS is the same stream server over asyncio's TLS transport
                 if addr.transport == "tls":
-                    self._tls_server()  # made (and checked) now; each connection's handshake uses it
-                # no ssl= here: a connection is admitted first, then TLS is started on it (TcpConnection)
-                server = await loop.create_server(
-                    functools.partial(TcpConnection, self, self.max_size, addr.transport, True), addr.host,
-                    addr.port, family=family, reuse_port=reuse_port, backlog=1024)
-                self.servers.append(server)
+                    self._tls_server()  # made (and checked) now, not at the first connection
+                acceptor = Acceptor(self, _stream_listener(addr, family, reuse_port), addr.transport)
+                acceptor.start()
+                self.acceptors.append(acceptor)
                 if addr.transport not in self._sent_by:
                     self._sent_by[addr.transport] = _hostport(self._advertised(addr.host), addr.port)
         if "tcp" not in self._sent_by:
             self._sent_by["tcp"] = next(iter(self.out_sent_by.values()), "127.0.0.1:5060")
         if self.limits is not None:
             self._sweep()
+
+    def accepted(self, sock: socket.socket, peer: tuple[str, int], name: str, counted: bool) -> None:
+        """An admitted connection: its transport (TLS after a handshake under the head timeout)."""
+        loop = asyncio.get_running_loop()
+        conn = TcpConnection(self, self.max_size, name)
+        conn.peer, conn.counted = peer, counted
+        ctx = self._tls_server() if name == "tls" else None
+        timeout = self.limits.settings.head_timeout if self.limits is not None and ctx is not None else None
+
+        async def made() -> None:
+            try:
+                await loop.connect_accepted_socket(lambda: conn, sock, ssl=ctx, ssl_handshake_timeout=timeout)
+            except Exception as exc:  # a refused certificate, a handshake timeout, a reset: this peer only
+                log.info("%s connection from %s:%s failed: %s", name.upper(), peer[0], peer[1],
+                         exc or type(exc).__name__)
+                sock.close()
+                conn._release()
+
+        task = loop.create_task(made())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     def _sweep(self) -> None:
         """Close the stream connections a timeout has passed for, a few times a second."""
@@ -390,16 +407,14 @@ class Transports:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for server in self.servers:
-            server.close()
+        for acceptor in self.acceptors:
+            acceptor.close()
         for endpoint in [*self.udp, *self.udp_out.values()]:
             if endpoint.transport is not None:
                 endpoint.transport.close()
         for conn in [c for pool in self.streams.values() for c in pool.values()]:
             if conn.transport is not None:
                 conn.transport.close()
-        for server in self.servers:
-            await server.wait_closed()
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -412,6 +427,24 @@ def _grow_receive_buffer(endpoint: UdpEndpoint) -> None:
     sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
     if sock is not None:
         grow_buffer(sock, (socket.SO_RCVBUF,), UDP_RCVBUF)
+
+
+def _stream_listener(addr: Listen, family: int, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket (what ``create_server`` would make), accepted by an ``Acceptor``."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((addr.host, addr.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def family_of(host: str) -> int:

@@ -73,7 +73,7 @@ class KnownPeers:
         nets = [net for trunk in config.trunks for net in trunk.sources]
         nets.extend(config.trusted_proxies)
         self._nets = tuple(nets)
-        hops = [config.next_hop, *(t.next_hop for t in config.trunks if t.next_hop)]
+        hops = [config.next_hop, *[t.next_hop for t in config.trunks if t.next_hop]]
         hosts: set[str] = set()
         for hop in hops:
             try:

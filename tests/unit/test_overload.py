@@ -3,6 +3,7 @@ the 503 built from the raw lines, the ACK of it absorbed, and the guard on the r
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -129,6 +130,22 @@ def test_guard_sheds_when_the_next_tick_is_overdue() -> None:
     off = OverloadGuard(0.0, 5, 65535, sent)  # shed_delay 0: off
     off.due = time.monotonic() - 1.0
     assert not off.intercept(INVITE, ("192.0.2.7", 5070), "udp", None)
+
+
+def test_one_late_tick_is_a_preemption_two_in_a_row_are_a_loop_behind() -> None:
+    async def main() -> tuple[bool, bool]:
+        guard = OverloadGuard(0.02, 5, 65535, Sent())
+        try:
+            guard.due = time.monotonic() - 0.05
+            guard._tick()
+            once = guard.state.shedding
+            guard.due = time.monotonic() - 0.05
+            guard._tick()
+            return once, guard.state.shedding
+        finally:
+            guard.close()
+
+    assert asyncio.run(main()) == (False, True)
 
 
 def test_queue_probe_reads_the_age_of_the_oldest_datagram() -> None:

@@ -126,6 +126,8 @@ def read_rtds(d: Path) -> dict[str, list[float]]:
     """rtd number -> sorted samples (ms) from the sipp *_rtt.csv files of the UACs."""
     out: dict[str, list[float]] = {}
     for f in sorted(d.glob("*_rtt.csv")):
+        if f.name.startswith("warm"):
+            continue
         with open(f) as fh:
             for line in fh:
                 parts = line.strip().split(";")
@@ -209,8 +211,9 @@ class Run:
                                                 f"1{301 + (i * 7) % 600:03d}555{(i * 13) % 10000:04d}\n"
                                                 for i in range(5000)))
         # warm-up: a few calls through every worker, then the idle figure
-        warm = [self.spawn(self.uac(port, csv, 20, 20, f"warm{i}"), self.out / f"warm{i}.out")
-                for i in range(a.workers)]
+        (self.out / "warm").mkdir(exist_ok=True)   # sipp names its rtt files by scenario and pid: apart
+        warm = [self.spawn(self.uac(port, csv, 20, 20, f"warm{i}"), self.out / "warm" / f"warm{i}.out",
+                           cwd=self.out / "warm") for i in range(a.workers)]
         for w in warm:
             w.wait(60)
         time.sleep(2.0)

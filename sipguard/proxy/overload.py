@@ -210,3 +210,45 @@ class OverloadGuard:
         """Shedding now, and the largest age measured since the last call."""
         delay, self.max_delay = self.max_delay, 0.0
         return self.state.shedding, delay
+
+
+class MemoryTrim:
+    """After a burst, give the freed heap back to the system.
+
+    A burst's transactions are freed when they expire (one to two transaction lifetimes), but
+    glibc keeps the pages of the chunks they held (most are bytes of 0.5-2 KB: malloc, not
+    Python's small-object arenas), so the worker's RSS stays at its peak. Once the live
+    transactions have fallen to half of the peak seen since the last trim, ``malloc_trim(0)``
+    returns the free pages (a few ms for a few hundred MB, at most once per fall)."""
+
+    def __init__(self, minimum: int = 2000) -> None:
+        self.minimum = minimum      # a peak below this many transactions is not worth a trim
+        self.peak = 0
+        self.trims = 0
+        self._trim = _malloc_trim()
+
+    def tick(self, transactions: int) -> bool:
+        """Called with the live transaction count (housekeeping); True when it trimmed."""
+        if transactions > self.peak:
+            self.peak = transactions
+            return False
+        if self.peak < self.minimum or transactions * 2 > self.peak:
+            return False
+        self.peak = transactions
+        self.trims += 1
+        if self._trim is not None:
+            self._trim(0)
+        return True
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl): nothing to give back this way
+        return None
+    return trim

@@ -26,7 +26,7 @@ from sipguard.errors import ConfigError
 from sipguard.observe.logs import log_decision
 from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.core import ProxyCore
-from sipguard.proxy.overload import OverloadGuard
+from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Channels, Steering
 from sipguard.proxy.transport import Transports, UdpEndpoint
 from sipguard.trunks import KnownPeers
@@ -78,6 +78,7 @@ class Worker:
         self.gc = GcPacer()
         self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
         self._peers: tuple[Config, KnownPeers] | None = None
+        self.trim = MemoryTrim()                          # RSS back after a burst (overload.py)
 
     async def start(self) -> None:
         from sipguard.observe.metrics import Metrics
@@ -126,6 +127,7 @@ class Worker:
         return self._peers[1].known(ip)
 
     def _edge_metrics(self, stats: dict[str, float]) -> None:
+        self.trim.tick(int(stats.get("transactions", 0)))
         if self.guard is not None and self.transports is not None:
             stats.update(self.guard.stats())
             self.metrics.set_edge(*self.guard.gauges(), self.transports.connection_stats())

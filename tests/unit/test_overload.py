@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sipguard.proxy.overload import SHED_TAG, OverloadGuard, QueueProbe, ShedState
+from sipguard.proxy.overload import SHED_TAG, MemoryTrim, OverloadGuard, QueueProbe, ShedState
 from sipguard.sip import parse
 from sipguard.sip.relay import overload_ack, overload_answer
 from tests.sipclient import invite, parse_msg
@@ -174,3 +174,13 @@ def test_queue_probe_reads_the_age_of_the_oldest_datagram() -> None:
             assert rx.recv(2048, socket.MSG_DONTWAIT) == b"kept"
         finally:
             probe.close()
+
+
+def test_memory_trim_once_the_transactions_of_a_burst_have_halved() -> None:
+    trim = MemoryTrim(minimum=1000)
+    counts = [10, 500, 900, 400, 100]          # a peak under the minimum: never
+    counts += [5000, 12000, 11000, 7000, 6100]  # a burst, expiring: not yet half
+    counts += [5900, 5800]                      # half of the peak: once
+    counts += [4000, 2900]                      # half of the new reference: again
+    assert [trim.tick(c) for c in counts] == [False] * 10 + [True, False, False, True]
+    assert trim.trims == 2

@@ -18,7 +18,8 @@ its count. Measured here, each cheaply:
   ages are read at once, at most once per tick.
 
 ``ShedState`` decides, with time as an input: shed when the age passes ``proxy.shed_delay``,
-stop when it falls below half of it. While shedding, an initial INVITE is answered from its
+stop when it falls below half of it (one warning a minute at most: under sustained overload
+this happens many times a second; the gauge sipguard_overload_shedding follows it). While shedding, an initial INVITE is answered from its
 lines (``sip.relay.overload_answer``: no parse, no verification, no transaction) and
 everything else (responses, ACK, BYE, CANCEL, re-INVITEs) takes the normal path. The ACK of
 such a 503 is recognised by its To tag and absorbed here, whenever it comes.
@@ -44,6 +45,7 @@ from sipguard.sip import relay
 log = logging.getLogger("sipguard.overload")
 
 TICK = 0.01              # seconds between two measurements
+WARN_EVERY = 60.0        # seconds between two overload warnings
 SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
 SO_TIMESTAMPNS = 35      # Linux; not in the socket module
 _TIMESPEC = struct.Struct("@qq")
@@ -113,6 +115,7 @@ class OverloadGuard:
         self.max_delay = 0.0                    # the largest age measured since the last gauges()
         self._last_lag = 0.0                    # the previous tick's lateness
         self._checked = 0.0                     # no stall check on the receive path before this
+        self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self, sockets: list[int]) -> None:
@@ -162,12 +165,15 @@ class OverloadGuard:
 
     def _measured(self, delay: float) -> bool:
         was = self.state.shedding
-        if self.state.update(delay) != was:
-            if was:
-                log.info("overload over: new INVITEs decided again (work waited %.0f ms)", delay * 1e3)
-            else:
-                log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms); new INVITEs "
-                            "get 503 + Retry-After until it catches up", delay * 1e3, self.state.threshold * 1e3)
+        if self.state.update(delay) and not was:
+            # under sustained overload shedding starts and stops many times a second: one line a minute
+            now = time.monotonic()
+            if now - self._warned >= WARN_EVERY:
+                self._warned = now
+                log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms); new INVITEs get 503 "
+                            "+ Retry-After while it does (%d times so far, %d INVITEs answered 503; this "
+                            "warning at most once a minute, sipguard_overload_shedding says when)",
+                            delay * 1e3, self.state.threshold * 1e3, self.state.episodes, self.answered)
         if delay > self.max_delay:
             self.max_delay = delay
         return self.state.shedding

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +186,22 @@ def test_memory_trim_once_the_transactions_of_a_burst_have_halved() -> None:
     counts += [4000, 2900]                      # half of the new reference: again
     assert [trim.tick(c) for c in counts] == [False] * 10 + [True, False, False, True]
     assert trim.trims == 2
+
+
+def test_a_transaction_past_its_2xx_holds_no_message_bytes(tmp_path: Path) -> None:
+    """What a burst leaves in memory for 32-64 s: a forwarded INVITE answered 200 keeps no copy
+    of the INVITE (as received or as forwarded); a retransmitted INVITE is still absorbed."""
+    from tests.unit.test_proxy_core import INVITE as CORE_INVITE
+    from tests.unit.test_proxy_core import UAC, UAS, answer, forward, run
+
+    async def scenario(core: Any, cap: Any) -> None:
+        fwd = await forward(core, cap)
+        core.receive(answer(fwd, "200 OK"), UAS, "udp", None)
+        [(ok, to_uac)] = cap.take()
+        assert ok.startswith(b"SIP/2.0 200 OK") and to_uac == UAC
+        [tx] = core.invites.values()
+        assert tx.state == "done" and (tx.raw, tx.sent, tx.forwarded) == (b"", None, None)
+        core.receive(CORE_INVITE, UAC, "udp", None)
+        assert cap.take() == []
+
+    run(tmp_path, scenario)

@@ -21,7 +21,8 @@ Usage (from the repo root):
   .venv/bin/python bench/bench_overload.py --rate 1000 --factor 1 --duration 15 --tail 0   # the clean rate
   .venv/bin/python bench/bench_overload.py --rate 1000 --store redis
 Options: --workers N (default 2), --uacs K (split the offered load over K sipp UACs),
---tail S (seconds watched after the burst, default: transaction_timeout + 5),
+--tail S (seconds watched after the burst, default: transaction_timeout + 5), --bursts B (B bursts
+in a row, each followed by its tail: the RSS of each shows whether memory is reused),
 --shed-delay S (proxy.shed_delay), --out DIR.
 """
 
@@ -91,6 +92,7 @@ class Result:
     core_503: int = 0
     episodes: int = 0
     load1: float = 0.0
+    rss_bursts: list[tuple[float, float, float]] = field(default_factory=list)  # --bursts: peak, +32 s, end
     rss_series: list[tuple[float, float]] = field(default_factory=list)
 
     def row(self) -> str:
@@ -220,36 +222,41 @@ class Run:
         result = Result(a.store, a.rate, int(rate), a.duration, load1=os.getloadavg()[0])
         result.rss_idle_mb = rss_mb(workers)
         before = sip_events(http_port)
-        drops0, t0 = udp_rcvbuf_errors(), time.monotonic()
+        drops0, start = udp_rcvbuf_errors(), time.monotonic()
         per = [calls // a.uacs + (1 if i < calls % a.uacs else 0) for i in range(a.uacs)]
-        uacs = [self.spawn(self.uac(port, csv, rate / a.uacs, n, f"uac{i}"), self.out / f"uac{i}.out")
-                for i, n in enumerate(per)]
-        end_burst, deadline = t0 + a.duration, t0 + a.duration + a.tail
-        after_at = end_burst + TX_LIFETIME
-        while time.monotonic() < deadline or any(u.poll() is None for u in uacs):
-            now = time.monotonic()
-            rss = rss_mb(workers)
-            result.rss_series.append((round(now - t0, 1), round(rss, 1)))
-            if now <= end_burst + 1.0:
-                result.rss_peak_mb = max(result.rss_peak_mb, rss)
-            if not result.rss_after_mb and now >= after_at:
-                result.rss_after_mb = rss
-            if now > deadline + 60:
-                break
-            time.sleep(0.5)
-        result.rss_end_mb = rss_mb(workers)
+        for burst in range(a.bursts):   # each burst: its own UACs (stat files), then the tail
+            t0 = time.monotonic()
+            uacs = [self.spawn(self.uac(port, csv, rate / a.uacs, n, f"uac{i}" + (f"b{burst}" if burst else "")),
+                               self.out / f"uac{i}b{burst}.out") for i, n in enumerate(per)]
+            end_burst, deadline = t0 + a.duration, t0 + a.duration + a.tail
+            after_at, peak, after = end_burst + TX_LIFETIME, 0.0, 0.0
+            while time.monotonic() < deadline or any(u.poll() is None for u in uacs):
+                now = time.monotonic()
+                rss = rss_mb(workers)
+                result.rss_series.append((round(now - start, 1), round(rss, 1)))
+                if now <= end_burst + 1.0:
+                    peak = max(peak, rss)
+                if not after and now >= after_at:
+                    after = rss
+                if now > deadline + 60:
+                    break
+                time.sleep(0.5)
+            for u in uacs:
+                if u.poll() is None:
+                    stop_pid(u)
+            result.rss_bursts.append((peak, after, rss_mb(workers)))
+        result.rss_peak_mb = max(p for p, _, _ in result.rss_bursts)
+        result.rss_after_mb, result.rss_end_mb = result.rss_bursts[0][1], result.rss_bursts[-1][2]
         result.udp_drops = udp_rcvbuf_errors() - drops0
-        for u in uacs:
-            if u.poll() is None:
-                stop_pid(u)
         after = sip_events(http_port)
         result.shed_503 = after.get("shed_503", 0) - before.get("shed_503", 0)
         result.core_503 = after.get("overload_503", 0) - before.get("overload_503", 0)
         result.episodes = after.get("overload_episodes", 0) - before.get("overload_episodes", 0)
-        stats = [read_stat(self.out / f"uac{i}_stat.csv") for i in range(a.uacs)]
+        stats = [read_stat(self.out / (f"uac{i}" + (f"b{b}" if b else "") + "_stat.csv"))
+                 for i in range(a.uacs) for b in range(a.bursts)]
         result.retrans = sum(s["retrans"] for s in stats)
         result.failed = sum(s["failed"] for s in stats)
-        result.offered = sum(per)
+        result.offered = sum(per) * a.bursts
         rtds = read_rtds(self.out)
         ok, shed = rtds.get("1", []), rtds.get("2", [])
         result.answered_200, result.answered_503 = len(ok), len(shed)
@@ -281,6 +288,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--uacs", type=int, default=2)
     p.add_argument("--store", choices=("memory", "redis"), default="memory")
+    p.add_argument("--bursts", type=int, default=1,
+                   help="bursts in a row (each with its tail): is the memory of one reused by the next?")
     p.add_argument("--shed-delay", type=float, default=0.02)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -297,6 +306,9 @@ def main() -> int:
         result = run.run()
         print(Result.header())
         print(result.row())
+        if args.bursts > 1:
+            print("# worker RSS MB per burst (peak, +32 s, end of tail): "
+                  + "; ".join(f"{p:.0f}, {a:.0f}, {e:.0f}" for p, a, e in result.rss_bursts))
         (out / "result.json").write_text(json.dumps(asdict(result)) + "\n")
         return 0 if math.isfinite(result.answered_pct) else 1
     except KeyboardInterrupt:

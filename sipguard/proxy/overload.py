@@ -11,12 +11,15 @@ its count. Measured here, each cheaply:
   This is the signal of a flood: the loop still turns every few milliseconds (it reads a
   few dozen datagrams per turn) while the queue behind grows by seconds;
 - the event loop's lag: a tick is scheduled every ``TICK`` seconds and runs late when
-  callbacks hog the loop (the only signal for TCP and TLS). One late tick is a preemption
-  on a busy host or one slow callback, so the lag counts when two ticks in a row are late;
+  callbacks hog the loop (the only signal for TCP and TLS);
 - a stall: every INVITE received checks how overdue the next tick is; past the threshold
   (a loop that stopped, then woke up to a full queue, before its tick could run) the queue
   ages are read at once, at most once per tick.
 
+A tick's measurement is the larger of the two; one over the threshold is a preemption on a
+busy host or one slow callback, so a tick passes on the smaller of its measurement and the
+previous one (the work must have waited too long at two ticks in a row), unless it is four
+times the threshold: a stall, which one measurement shows.
 ``ShedState`` decides, with time as an input: shed when the age passes ``proxy.shed_delay``,
 stop when it falls below half of it (one warning a minute at most: under sustained overload
 this happens many times a second; the gauge sipguard_overload_shedding follows it). While shedding, an initial INVITE is answered from its
@@ -113,7 +116,7 @@ class OverloadGuard:
         self.answered = 0                       # INVITEs answered 503 here
         self.acks = 0                           # ACKs of those absorbed
         self.max_delay = 0.0                    # the largest age measured since the last gauges()
-        self._last_lag = 0.0                    # the previous tick's lateness
+        self._last = 0.0                        # the previous tick's measurement
         self._checked = 0.0                     # no stall check on the receive path before this
         self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
@@ -149,10 +152,11 @@ class OverloadGuard:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        lag = now - self.due
-        # one late tick is a preemption or one slow callback; two in a row, a loop behind
-        self._measured(max(self._queue_age(), min(lag, self._last_lag)))
-        self._last_lag = lag
+        waited = max(self._queue_age(), now - self.due)
+        # one measurement over the threshold is a preemption on a busy host or one slow
+        # callback; two in a row, a worker behind; four times over, a stall, alone
+        self._measured(waited if waited > 4 * self.state.threshold else min(waited, self._last))
+        self._last = waited
         self._schedule(now)
 
     def _queue_age(self) -> float:

@@ -134,20 +134,22 @@ def test_guard_sheds_when_the_next_tick_is_overdue() -> None:
     assert not off.intercept(INVITE, ("192.0.2.7", 5070), "udp", None)
 
 
-def test_one_late_tick_is_a_preemption_two_in_a_row_are_a_loop_behind() -> None:
-    async def main() -> tuple[bool, bool]:
+def test_one_late_tick_is_a_preemption_two_in_a_row_are_a_loop_behind_and_a_stall_is_one() -> None:
+    async def main(lates: list[float]) -> list[bool]:
         guard = OverloadGuard(0.02, 5, 65535, Sent())
+        seen = []
         try:
-            guard.due = time.monotonic() - 0.05
-            guard._tick()
-            once = guard.state.shedding
-            guard.due = time.monotonic() - 0.05
-            guard._tick()
-            return once, guard.state.shedding
+            for late in lates:
+                guard.due = time.monotonic() - late
+                guard._tick()
+                seen.append(guard.state.shedding)
+            return seen
         finally:
             guard.close()
 
-    assert asyncio.run(main()) == (False, True)
+    assert asyncio.run(main([0.05, 0.0, 0.05])) == [False, False, False]   # preemptions
+    assert asyncio.run(main([0.05, 0.05, 0.0])) == [False, True, False]    # behind, then caught up
+    assert asyncio.run(main([0.3])) == [True]                             # a stall: 4x the threshold
 
 
 def test_queue_probe_reads_the_age_of_the_oldest_datagram() -> None:

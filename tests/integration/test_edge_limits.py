@@ -198,3 +198,32 @@ def test_unknown_source_is_closed_at_accept(sipguard: Any) -> None:
     finally:
         stranger.close()
         known.close()
+
+
+def test_descriptors_stay_reserved_for_health_and_fetches_when_connections_pile_up(sipguard: Any) -> None:
+    """A worker with a small open-file limit: connections past its budget are closed at accept,
+    so /healthz (and x5u fetches, the store, records) still find a descriptor."""
+    import resource
+
+    http = free_port()
+    config = base_config(free_port(), http={"listen": f"127.0.0.1:{http}"},
+                         proxy={"tcp": {"max_per_source": 5000, "max_connections": 5000, "fd_reserve": 64}})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))   # inherited by the sipguard started now
+    try:
+        sg = sipguard(config)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    held: list[socket.socket] = []
+    try:
+        for _ in range(300):                  # more than 256 descriptors' worth
+            held.append(connect(sg.port))
+        assert wait_for(lambda: metric(http, "sipguard_connection_limits_total", 'limit="total"') >= 1), sg.logs()
+        open_now = metric(http, "sipguard_connections", 'transport="tcp"')
+        assert 0 < open_now <= 256 - 64
+        body = urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=BOUND).read()
+        assert body
+        assert options_over(held[0], sg.port)   # the first ones, admitted, still work
+    finally:
+        for sock in held:
+            sock.close()

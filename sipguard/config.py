@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sipguard import yamlconf
 from sipguard.errors import ConfigError
 from sipguard.observe.http_wire import HttpLimits
+from sipguard.proxy.connlimits import ConnectionSettings
 from sipguard.proxy.tls import TlsConfig
 from sipguard.yamlconf import Section
 
@@ -33,8 +34,9 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
             "proxy", "log", "workers", "tls")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
-              "instance", "advertise", "steering", "secret_file", "drain_timeout")
+              "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp")
 HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
+TCP_KEYS = ("head_timeout", "idle_timeout", "max_connections", "max_per_source", "fd_reserve")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
 PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
@@ -81,6 +83,8 @@ class ProxySettings:
     steering: str = "transaction"     # workers > 1: transaction (spread by Via branch) | peer (kernel's 4-tuple)
     secret: bytes | None = None       # proxy.secret_file: signs our Record-Route and branches (None: per start)
     drain_timeout: float = 15.0       # SIGTERM: how long transactions in progress may take to end
+    shed_delay: float = 0.02          # seconds work may wait (loop lag, UDP queue) before new INVITEs get 503; 0: off
+    tcp: ConnectionSettings = ConnectionSettings()   # stream connection limits (TLS too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +394,20 @@ def _proxy(sec: Section, base_dir: str) -> ProxySettings:
         steering=sec.choice("steering", ("transaction", "peer"), default="transaction"),
         secret=_secret(sec, base_dir),
         drain_timeout=float(sec.number("drain_timeout", default=15.0, minimum=0, maximum=3600)),
+        shed_delay=float(sec.number("shed_delay", default=0.02, minimum=0, maximum=10)),
+        tcp=_tcp(sec.section("tcp")),
+    )
+
+
+def _tcp(sec: Section) -> ConnectionSettings:
+    sec.check_keys(TCP_KEYS)
+    default = ConnectionSettings()
+    return ConnectionSettings(
+        head_timeout=float(sec.number("head_timeout", default=default.head_timeout, minimum=0.01, maximum=3600)),
+        idle_timeout=float(sec.number("idle_timeout", default=default.idle_timeout, minimum=0.01, maximum=86400)),
+        max_connections=sec.int("max_connections", default=default.max_connections, minimum=1),
+        max_per_source=sec.int("max_per_source", default=default.max_per_source, minimum=1),
+        fd_reserve=sec.int("fd_reserve", default=default.fd_reserve, minimum=0),
     )
 
 

@@ -119,6 +119,7 @@ _SECTIONS: dict[str, Any] = {
     "traceback": {"traceback": {}},
     "http": {"http": {}},
     "proxy": {"proxy": {}},
+    "proxy.tcp": {"proxy": {"tcp": {}}},
     "log": {"log": {}},
     "tls": {"tls": {}},
 }

@@ -1,12 +1,17 @@
-"""Which trunk a packet came from: source address -> configured trunk (longest prefix wins)."""
+"""Which trunk a packet came from: source address -> configured trunk (longest prefix wins);
+and whether an address is a peer at all (``Peers``)."""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import socket
 from collections.abc import Sequence
 from typing import Final
 
-from sipguard.config import Trunk
+from sipguard.config import Config, Trunk, next_hop_address
+
+log = logging.getLogger("sipguard.trunks")
 
 
 class TrunkTable:
@@ -61,8 +66,8 @@ class Peers:
     """Who may send sipguard a request, by source address, and where such a request may go.
 
     Known peers are the trunks' sources, the trusted front proxies and the next hops (the
-    global one and each trunk's, where given as an IP literal: a next hop named by a DNS name
-    is listed in ``trusted_proxies`` to be known). The remote ends of dialogs sipguard itself
+    global one and each trunk's; a next hop given as a name is resolved once, when made: at
+    start and SIGHUP; one that does not resolve then is left out and logged). The remote ends of dialogs sipguard itself
     relayed are known by the signed Record-Route they carry (``proxy/stateless.py``), not by
     address. ``kind`` is memoised per address and bounded like ``TrunkTable``'s memo."""
 
@@ -78,15 +83,27 @@ class Peers:
                  next_hops: Sequence[str], memo_limit: int = 65536) -> None:
         self.trunks = trunks
         self._trusted = tuple(trusted)
-        hops = set()
+        hops: set[str] = set()
         for host in next_hops:
-            try:
-                hops.add(_canonical(host))
-            except ValueError:
-                continue  # a name: not known by address
+            hops.update(_addresses(host))
         self._hops = frozenset(hops)
         self._memo: dict[str, str] = {}
         self._limit = memo_limit
+
+    @classmethod
+    def of(cls, config: Config) -> Peers:
+        """The peers a config names (its own trunk table)."""
+        hops = (config.next_hop, *(t.next_hop for t in config.trunks))
+        return cls(TrunkTable(config.trunks), config.trusted_proxies,
+                   [next_hop_address(h)[0] for h in hops if h])
+
+    def known(self, ip: str) -> bool:
+        """A trunk source, a trusted proxy or a next hop: what a connection from an unknown
+        source is refused by at accept (``unknown_source: reject``)."""
+        return self.kind(ip) != self.UNKNOWN
+
+    def __contains__(self, ip: object) -> bool:
+        return isinstance(ip, str) and self.known(ip)
 
     def kind(self, ip: str) -> str:
         try:
@@ -114,3 +131,17 @@ def _canonical(host: str) -> str:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)
     return str(addr)
+
+
+def _addresses(host: str) -> set[str]:
+    """The addresses of a next hop's host: itself when an IP, else what it resolves to now."""
+    try:
+        return {_canonical(host)}
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)
+    except OSError as exc:
+        log.warning("next hop %s does not resolve (%s): its connections count as unknown sources", host, exc)
+        return set()
+    return {_canonical(str(info[4][0])) for info in infos}

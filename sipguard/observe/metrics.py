@@ -91,6 +91,14 @@ SPECS: tuple[Spec, ...] = (
     Spec("sipguard_records_write_seconds", "histogram", "Traceback batch write time",
          buckets=LATENCY_BUCKETS),
     Spec("sipguard_records_queue", "gauge", "Traceback records waiting to be written"),
+    Spec("sipguard_overload_shedding", "gauge",
+         "1 while new INVITEs get 503 because work waits longer than proxy.shed_delay", mode="max"),
+    Spec("sipguard_overload_delay_seconds", "gauge",
+         "Longest wait of work (event-loop lag, oldest datagram in a UDP queue) in the last half second",
+         mode="max"),
+    Spec("sipguard_connections", "gauge", "Open TCP and TLS connections", ("transport",)),
+    Spec("sipguard_connection_limits", "counter",
+         "TCP/TLS connections refused at accept or closed by a limit (proxy.tcp)", ("limit",)),
 )
 
 
@@ -312,6 +320,18 @@ class Metrics:
                                 ("rmd_remembered", "rmd_remembered")):
                 if key in stats:
                     self._bump(self.child("sipguard_store_requests", result), "store." + key, stats[key])
+
+    def set_edge(self, shedding: bool, delay: float, connections: dict[str, float]) -> None:
+        """The overload guard's state and the stream connections (proxy/overload.py,
+        proxy/connlimits.py): ``connections`` from ``Transports.connection_stats``."""
+        self.m["sipguard_overload_shedding"].set(1.0 if shedding else 0.0)
+        self.m["sipguard_overload_delay_seconds"].set(delay)
+        for key, value in connections.items():
+            if key.startswith("limit."):
+                limit = key[6:]
+                self._bump(self.child("sipguard_connection_limits", limit), key, value)
+            elif key.endswith("_connections"):
+                self.child("sipguard_connections", key[:-12]).set(value)
 
     def _verifier(self, verifier: Any, now: float | None) -> None:
         stats = verifier.stats()

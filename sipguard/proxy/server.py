@@ -25,9 +25,12 @@ from sipguard.clock import SystemClock
 from sipguard.config import Config, load_config
 from sipguard.errors import ConfigError
 from sipguard.observe.logs import log_decision
+from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.core import ProxyCore
+from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Channels, Steering
 from sipguard.proxy.transport import Transports, UdpEndpoint
+from sipguard.trunks import Peers
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -73,6 +76,9 @@ class Worker:
         self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
         self._watcher: asyncio.Task[None] | None = None
         self.gc = GcPacer()
+        self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
+        self._peers: tuple[Config, Peers] | None = None
+        self.trim = MemoryTrim()                          # RSS back after a burst (overload.py)
 
     async def start(self) -> None:
         from sipguard.observe.metrics import Metrics
@@ -88,12 +94,43 @@ class Worker:
 
             watcher = DatasetWatcher(self.pipeline.store, self.config.datasets)
             self._watcher = asyncio.get_running_loop().create_task(watcher.watch())
-        self.transports = Transports(self.config.listen, self._receive, self.config.proxy.max_message_size,
-                                     self.config.proxy.advertise, self.udp_socks, self.config.tls)
+        proxy = self.config.proxy
+        self.transports = Transports(self.config.listen, self._receive, proxy.max_message_size,
+                                     proxy.advertise, self.udp_socks, self.config.tls,
+                                     ConnectionLimits(proxy.tcp, self._known_peer))
+        self.guard = OverloadGuard(proxy.shed_delay, proxy.retry_after, proxy.max_message_size,
+                                   self.transports.send_to_source)
         self.core = ProxyCore(self.config, self.pipeline, self.transports, self._on_outcome)
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
         if self.steering is not None:
             await self.steering.start(self._steered_in)
+        self.guard.start(self._queues())
+
+    # -- overload and connection limits (proxy/overload.py, proxy/connlimits.py) ---------------
+    def _queues(self) -> list[int]:
+        """The UDP sockets whose oldest datagram tells how far behind this worker is."""
+        assert self.transports is not None
+        endpoints = [*self.transports.udp, *self.transports.udp_out.values()]
+        socks = [ep.transport.get_extra_info("socket") for ep in endpoints if ep.transport is not None]
+        fds = [sock.fileno() for sock in socks if sock is not None]
+        if self.steering is not None:
+            fds.append(self.steering.inbox.fileno())
+        return fds
+
+    def _known_peer(self, ip: str) -> bool:
+        """May a TCP/TLS connection from ``ip`` stay (at accept)? Follows a reloaded config."""
+        config = self.config
+        if config.unknown_source != "reject":
+            return True
+        if self._peers is None or self._peers[0] is not config:
+            self._peers = (config, Peers.of(config))
+        return self._peers[1].known(ip)
+
+    def _edge_metrics(self, stats: dict[str, float]) -> None:
+        self.trim.tick(int(stats.get("transactions", 0)))
+        if self.guard is not None and self.transports is not None:
+            stats.update(self.guard.stats())
+            self.metrics.set_edge(*self.guard.gauges(), self.transports.connection_stats())
 
     def begin_stop(self) -> None:
         """SIGTERM/SIGINT: from this moment new INVITEs get 503 + Retry-After; the drain itself
@@ -104,6 +141,9 @@ class Worker:
 
     def _receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
         assert self.core is not None
+        guard = self.guard
+        if guard is not None and guard.intercept(data, source, transport, conn):
+            return  # a new INVITE answered 503 while behind, or the ACK of such an answer
         steering = self.steering
         # a request that reached a listening UDP socket may belong to another worker's transaction
         if steering is not None and type(conn) is UdpEndpoint and conn.index >= 0 \
@@ -117,6 +157,8 @@ class Worker:
         assert self.core is not None and self.transports is not None
         udp = self.transports.udp
         conn = udp[listen_index] if 0 <= listen_index < len(udp) else None
+        if self.guard is not None and self.guard.intercept(data, source, "udp", conn):
+            return
         self.core.receive(data, source, "udp", conn)
 
     def _on_outcome(self, outcome: Outcome, status: int | None, hop: str | None, latency: float) -> None:
@@ -146,6 +188,7 @@ class Worker:
                 stats["unsupported_transport"] = float(self.transports.dropped)
             if self.steering is not None:
                 stats.update(self.steering.stats())
+            self._edge_metrics(stats)
             self.metrics.set_gauges(stats, self.pipeline, records=self.records)
 
     async def _poll_policy(self) -> None:
@@ -186,6 +229,8 @@ class Worker:
             self._watcher.cancel()
         if self.core is not None:
             await self.core.drain(self.config.proxy.drain_timeout)
+        if self.guard is not None:
+            self.guard.close()
         if self.steering is not None:
             self.steering.close()
         if self.transports is not None:

@@ -8,7 +8,10 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
 TLS: the same connection objects over asyncio's TLS transport (``proxy/tls.py`` makes the
-contexts); a message for any other transport (SCTP, WebSocket) is dropped and counted.
+contexts). A message for any other transport (SCTP, WebSocket) is dropped and counted.
+Stream listeners are accepted here (``Acceptor``), so a connection is admitted by
+``proxy/connlimits.py`` before anything is made for it (TLS: before the handshake); the
+same module times out the ones that stop making progress.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sipguard.config import Listen
+from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.tls import TlsConfig, client_context, server_context
 from sipguard.sip import SipParseError, StreamFramer
 
@@ -61,7 +66,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP or TLS connection (``name``: "tcp" | "tls"), inbound or outbound."""
+    """One TCP or TLS connection (``name``: "tcp" | "tls"), inbound or outbound. An inbound
+    one was admitted by the ``Acceptor`` and holds a place in ``Transports.limits`` until it
+    ends; ``active`` and ``head_since`` are what the timeouts read (proxy/connlimits.py)."""
 
     def __init__(self, registry: Transports, max_size: int, name: str = "tcp") -> None:
         self.registry = registry
@@ -72,11 +79,17 @@ class TcpConnection(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.ready = asyncio.get_running_loop().create_future()
         self.backlog: list[bytes] = []
+        self.counted = False          # holds a place in the limits (released once, when it ends)
+        self.active = time.monotonic()
+        self.head_since = 0.0         # when the unfinished message (or TLS handshake) began; 0: none
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._made(transport, transport.get_extra_info("peername"))
+
+    def _made(self, transport: asyncio.BaseTransport, peer: Any) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        self.active = time.monotonic()
         self.pool[self.peer] = self
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -88,6 +101,7 @@ class TcpConnection(asyncio.Protocol):
             self.ready.set_result(True)
 
     def data_received(self, data: bytes) -> None:
+        now = self.active = time.monotonic()
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -95,6 +109,11 @@ class TcpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        # the head timeout runs from the first byte of a message; any message completed is progress
+        if not self.framer.buffered:
+            self.head_since = 0.0
+        elif messages or not self.head_since:
+            self.head_since = now
         for message in messages:
             self.registry.receive(message, self.peer, self.name, self)
         error = self.framer.error
@@ -106,8 +125,22 @@ class TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.pool.get(self.peer) is self:
             del self.pool[self.peer]
+        self._release()
         if not self.ready.done():
             self.ready.set_result(False)
+
+    def _release(self) -> None:
+        if self.counted and self.registry.limits is not None:
+            self.counted = False
+            self.registry.limits.release(self.peer[0])
+
+    def expire(self, limit: str) -> None:
+        """A timeout passed (proxy/connlimits.py): close now, without waiting for the peer."""
+        if self.pool.get(self.peer) is self:
+            del self.pool[self.peer]
+        if self.transport is not None:
+            self.transport.abort()
+        self._release()
 
     def write(self, data: bytes) -> None:
         if self.transport is None:
@@ -117,7 +150,50 @@ class TcpConnection(asyncio.Protocol):
                 log.warning("%s peer %s:%s is not reading; closing", self.name, *self.peer)
                 self.transport.close()
                 return
+            self.active = time.monotonic()
             self.transport.write(data)
+
+
+class Acceptor:
+    """One TCP or TLS listening socket, accepted from here rather than by ``create_server``,
+    so a connection is admitted (``Transports.limits``) before a transport, a protocol or a
+    TLS handshake is made for it: a refused source costs an accept and a close."""
+
+    BATCH = 64   # connections accepted per loop turn (the other sockets get their turn)
+
+    def __init__(self, registry: Transports, sock: socket.socket, name: str) -> None:
+        self.registry = registry
+        self.sock = sock
+        self.name = name
+        self.paused: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self.ready)
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.paused is not None:
+            self.paused.cancel()
+        loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def ready(self) -> None:
+        registry, limits = self.registry, self.registry.limits
+        for _ in range(self.BATCH):
+            try:
+                sock, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors (EMFILE, ENFILE), or memory: try again in a second
+                log.warning("%s accept failed: %s; accepting again in 1 s", self.name.upper(), exc)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self.sock.fileno())
+                self.paused = loop.call_later(1.0, self.start)
+                return
+            if limits is not None and not limits.admit(peer[0], self.name, time.monotonic()):
+                sock.close()
+                continue
+            registry.accepted(sock, (peer[0], peer[1]), self.name, counted=limits is not None)
 
 
 class Transports:
@@ -125,8 +201,10 @@ class Transports:
 
     def __init__(self, listen: tuple[Listen, ...], receive: Receive, max_size: int,
                  advertise: str | None = None, udp_socks: dict[int, socket.socket] | None = None,
-                 tls: TlsConfig | None = None) -> None:
+                 tls: TlsConfig | None = None, limits: ConnectionLimits | None = None) -> None:
         self.listen = listen
+        self.limits = limits                 # admission and timeouts of stream connections (None: none)
+        self._sweeper: asyncio.TimerHandle | None = None
         self.udp_socks = udp_socks or {}   # listen index -> a UDP socket made (and bound) for us
         self.receive = receive
         self.max_size = max_size
@@ -139,7 +217,7 @@ class Transports:
         self.tls_config = tls or TlsConfig()
         self._client_ctx: ssl.SSLContext | None = None   # made at the first TLS next hop
         self._server_ctx: ssl.SSLContext | None = None   # the current one (reload_tls swaps it)
-        self.servers: list[asyncio.AbstractServer] = []
+        self.acceptors: list[Acceptor] = []
         self.local: set[tuple[str, int]] = set()
         self._sent_by: dict[str, str] = {}               # tcp | tls -> our first listener of it
         self.dropped = 0                                  # messages for a transport we do not speak
@@ -171,15 +249,51 @@ class Transports:
                 _grow_receive_buffer(proto)
                 self.udp.append(proto)
             else:  # tcp or tls: TLS is the same stream server over asyncio's TLS transport
-                server = await loop.create_server(
-                    functools.partial(TcpConnection, self, self.max_size, addr.transport), addr.host, addr.port,
-                    family=family, reuse_port=reuse_port, backlog=1024,
-                    ssl=self._tls_server() if addr.transport == "tls" else None)
-                self.servers.append(server)
+                if addr.transport == "tls":
+                    self._tls_server()  # made (and checked) now, not at the first connection
+                acceptor = Acceptor(self, _stream_listener(addr, family, reuse_port), addr.transport)
+                acceptor.start()
+                self.acceptors.append(acceptor)
                 if addr.transport not in self._sent_by:
                     self._sent_by[addr.transport] = _hostport(self._advertised(addr.host), addr.port)
         if "tcp" not in self._sent_by:
             self._sent_by["tcp"] = next(iter(self.out_sent_by.values()), "127.0.0.1:5060")
+        if self.limits is not None:
+            self._sweep()
+
+    def accepted(self, sock: socket.socket, peer: tuple[str, int], name: str, counted: bool) -> None:
+        """An admitted connection: its transport (TLS after a handshake under the head timeout)."""
+        loop = asyncio.get_running_loop()
+        conn = TcpConnection(self, self.max_size, name)
+        conn.peer, conn.counted = peer, counted
+        ctx = self._tls_server() if name == "tls" else None
+        timeout = self.limits.settings.head_timeout if self.limits is not None and ctx is not None else None
+
+        async def made() -> None:
+            try:
+                await loop.connect_accepted_socket(lambda: conn, sock, ssl=ctx, ssl_handshake_timeout=timeout)
+            except Exception as exc:  # a refused certificate, a handshake timeout, a reset: this peer only
+                log.info("%s connection from %s:%s failed: %s", name.upper(), peer[0], peer[1],
+                         exc or type(exc).__name__)
+                sock.close()
+                conn._release()
+
+        task = loop.create_task(made())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def _sweep(self) -> None:
+        """Close the stream connections a timeout has passed for, a few times a second."""
+        assert self.limits is not None
+        self.limits.sweep([c for pool in self.streams.values() for c in pool.values()], time.monotonic())
+        self._sweeper = asyncio.get_running_loop().call_later(self.limits.interval(), self._sweep)
+
+    def connection_stats(self) -> dict[str, float]:
+        """Open stream connections, and the ones refused or closed by each limit (cumulative)."""
+        out = {f"{name}_connections": float(len(pool)) for name, pool in self.streams.items()}
+        if self.limits is not None:
+            out.update({f"limit.{k}": float(v) for k, v in self.limits.counts.items()})
+        return out
 
     def _tls_server(self) -> ssl.SSLContext:
         """The context the TLS servers are made with. Each handshake switches to the current
@@ -296,16 +410,16 @@ class Transports:
         return conn
 
     async def close(self) -> None:
-        for server in self.servers:
-            server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for acceptor in self.acceptors:
+            acceptor.close()
         for endpoint in [*self.udp, *self.udp_out.values()]:
             if endpoint.transport is not None:
                 endpoint.transport.close()
         for conn in [c for pool in self.streams.values() for c in pool.values()]:
             if conn.transport is not None:
                 conn.transport.close()
-        for server in self.servers:
-            await server.wait_closed()
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -318,6 +432,24 @@ def _grow_receive_buffer(endpoint: UdpEndpoint) -> None:
     sock = endpoint.transport.get_extra_info("socket") if endpoint.transport else None
     if sock is not None:
         grow_buffer(sock, (socket.SO_RCVBUF,), UDP_RCVBUF)
+
+
+def _stream_listener(addr: Listen, family: int, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket (what ``create_server`` would make), accepted by an ``Acceptor``."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((addr.host, addr.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def family_of(host: str) -> int:

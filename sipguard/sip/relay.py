@@ -18,11 +18,16 @@ which also answers or drops what is malformed. The proxy core must send the same
 the same place on either path: ``tests/property/test_relay_fastpath.py`` runs both on
 generated and mutated messages and compares them.
 
+The same way of reading serves an overloaded worker (``overload_answer``): a 503 for a new
+INVITE built from its lines, so shedding costs a fraction of a decision (proxy/overload.py).
+
 Sans-I/O like the rest of ``sipguard.sip``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 from sipguard.sip.address import split_list
@@ -198,3 +203,62 @@ def forwarded(req: FastRequest, our_via: bytes, prev_via: str | None) -> bytes:
         lines.insert(0, b"Via: " + prev_via.encode(ENC, ERRORS))
     lines.insert(0, our_via)
     return req.msg.join(lines)
+
+
+# -- answers under overload ----------------------------------------------------------------------
+# An overloaded worker answers new INVITEs from their lines: no parse, no verification, no
+# transaction (a stateless 503, RFC 3261 16.11 / 8.2.6.2). The To tag is a hash of the top Via
+# and Call-ID lines, so a retransmission gets the same answer; its ACK is recognised by the tag.
+_SHED_SLOTS = {b"via": 0, b"v": 0, b"from": 1, b"f": 1, b"to": 2, b"t": 2, b"call-id": 3, b"i": 3, b"cseq": 4}
+_TAG_PARAM = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
+_ACK_TO_TAG = re.compile(rb"\r\n(?:to|t)[ \t]*:[^\r\n]*?;[ \t]*tag[ \t]*=[ \t]*([^;,\s>]+)", re.IGNORECASE)
+
+
+def overload_answer(data: bytes, headers: bytes, tag_prefix: bytes, max_size: int) -> bytes | None:
+    """``503 Service Unavailable`` for an initial INVITE, read from its lines: every Via line in
+    order, From, To with a tag of ours, Call-ID, CSeq, then ``headers`` (whole CRLF-ended lines:
+    Retry-After, Server). None for anything else: not an INVITE, an INVITE with a To tag (a
+    re-INVITE: in-dialog traffic keeps flowing), a bare-LF or folded head, a missing or repeated
+    From/To/Call-ID/CSeq; the caller then takes the full path, which answers or refuses it."""
+    if data[:7] != b"INVITE ":
+        return None
+    end = data.find(b"\r\n\r\n", 0, max_size)
+    if end < 0:
+        return None
+    lines = data[:end].split(CRLF)
+    if len(lines) > MAX_LINES:
+        return None
+    vias: list[bytes] = []
+    found: list[bytes | None] = [None, None, None, None]   # From, To, Call-ID, CSeq
+    for line in lines[1:]:
+        colon = line.find(b":")
+        if colon <= 0 or line[0] in b" \t":
+            return None  # folded or not a header line: the full parse decides
+        slot = _SHED_SLOTS.get(line[:colon].rstrip(b" \t").lower())
+        if slot is None:
+            continue
+        if slot == 0:
+            vias.append(line)
+        elif found[slot - 1] is not None:
+            return None
+        else:
+            found[slot - 1] = line.rstrip(b" \t")
+    from_, to, call_id, cseq = found
+    if not vias or from_ is None or to is None or call_id is None or cseq is None:
+        return None
+    value = to[to.find(b":") + 1:]
+    if _TAG_PARAM.search(value, value.rfind(b">") + 1 if b"<" in value else 0):
+        return None
+    tag = tag_prefix + hashlib.blake2b(vias[0] + call_id, digest_size=6).hexdigest().encode()
+    return b"".join((b"SIP/2.0 503 Service Unavailable\r\n", CRLF.join(vias), CRLF, from_, CRLF,
+                     to, b";tag=", tag, CRLF, call_id, CRLF, cseq, CRLF, headers, b"Content-Length: 0\r\n\r\n"))
+
+
+def overload_ack(data: bytes, tag_prefix: bytes) -> bool:
+    """Is this the ACK of an ``overload_answer`` (its To tag starts with ``tag_prefix``)? Such
+    an ACK is hop-by-hop (RFC 3261 17.2.1) and there is no transaction to stop: absorbed."""
+    end = data.find(b"\r\n\r\n") if data[:4] == b"ACK " else -1
+    if end < 0:
+        return False
+    m = _ACK_TO_TAG.search(data, 0, end)
+    return m is not None and m.group(1).startswith(tag_prefix)

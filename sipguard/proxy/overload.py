@@ -1,0 +1,264 @@
+"""Overload: when a worker falls behind, new INVITEs get a cheap ``503`` + Retry-After.
+
+With a store that answers from memory a decision runs inline, so the admission bound
+(``proxy.max_pending``, counted in the core) is never reached: the excess waits in the
+kernel's socket buffer instead, for seconds, and dies there when the buffer is full; the
+upstream retransmits and multiplies the load. So shedding goes by the age of the work, not
+its count. Measured here, each cheaply:
+
+- the age of the oldest datagram waiting in each of the worker's UDP sockets (and the
+  steering inbox): its kernel receive timestamp, peeked at once per tick (``QueueProbe``).
+  This is the signal of a flood: the loop still turns every few milliseconds (it reads a
+  few dozen datagrams per turn) while the queue behind grows by seconds;
+- the event loop's lag: a tick is scheduled every ``TICK`` seconds and runs late when
+  callbacks hog the loop (the only signal for TCP and TLS);
+- a stall: every INVITE received checks how overdue the next tick is; past the threshold
+  (a loop that stopped, then woke up to a full queue, before its tick could run) the queue
+  ages are read at once, at most once per tick.
+
+A tick's measurement is the larger of the two; one over the threshold is a preemption on a
+busy host or one slow callback, so a tick passes on the smaller of its measurement and the
+previous one (the work must have waited too long at two ticks in a row), unless it is four
+times the threshold: a stall, which one measurement shows.
+``ShedState`` decides, with time as an input: shed when the age passes ``proxy.shed_delay``,
+stop when it falls below half of it (one warning a minute at most: under sustained overload
+this happens many times a second; the gauge sipguard_overload_shedding follows it). While shedding, an initial INVITE is answered from its
+lines (``sip.relay.overload_answer``: no parse, no verification, no transaction) and
+everything else (responses, ACK, BYE, CANCEL, re-INVITEs) takes the normal path. The ACK of
+such a 503 is recognised by its To tag and absorbed here, whenever it comes.
+
+This module owns no policy and no transaction; it never delays a message, it only answers
+one earlier than the full path would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipguard.sip import relay
+
+log = logging.getLogger("sipguard.overload")
+
+TICK = 0.01              # seconds between two measurements
+WARN_EVERY = 60.0        # seconds between two overload warnings
+SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
+SO_TIMESTAMPNS = 35      # Linux; not in the socket module
+_TIMESPEC = struct.Struct("@qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+_PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
+
+SendBack = Callable[[bytes, tuple[str, int], str, object], None]
+
+
+@dataclass(slots=True)
+class ShedState:
+    """Shed or not, from the measured age of the work (seconds); ``threshold`` 0: never."""
+
+    threshold: float
+    shedding: bool = False
+    delay: float = 0.0          # the last age measured
+    episodes: int = 0           # times shedding started
+
+    def update(self, delay: float) -> bool:
+        self.delay = delay
+        if self.shedding:
+            if delay < self.threshold / 2:
+                self.shedding = False
+        elif self.threshold > 0 and delay > self.threshold:
+            self.shedding = True
+            self.episodes += 1
+        return self.shedding
+
+
+class QueueProbe:
+    """The age of the oldest datagram waiting in one socket: its kernel receive timestamp
+    (SO_TIMESTAMPNS, wall clock), read with MSG_PEEK on a duplicate of the descriptor, so
+    the datagram stays for the event loop to read. One system call, about 2 µs."""
+
+    def __init__(self, fileno: int) -> None:
+        self.sock = socket.socket(fileno=os.dup(fileno))
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    def age(self, wall_now: float) -> float:
+        try:
+            _, ancillary, _, _ = self.sock.recvmsg(1, _CMSG_SPACE, _PEEK)
+        except OSError:  # empty (BlockingIOError), or a pending ICMP error: nothing waits
+            return 0.0
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(data)
+                return max(0.0, wall_now - (sec + nsec / 1e9))
+        return 0.0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class OverloadGuard:
+    """One worker's shedding: measures, decides, and answers new INVITEs while behind."""
+
+    def __init__(self, shed_delay: float, retry_after: int, max_size: int, send_back: SendBack) -> None:
+        self.state = ShedState(shed_delay)
+        self.max_size = max_size
+        self.send_back = send_back
+        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
+        self.probes: list[QueueProbe] = []
+        self.due = float("inf")                 # when the next tick should run (none yet)
+        self.answered = 0                       # INVITEs answered 503 here
+        self.acks = 0                           # ACKs of those absorbed
+        self.max_delay = 0.0                    # the largest age measured since the last gauges()
+        self._last = 0.0                        # the previous tick's measurement
+        self._checked = 0.0                     # no stall check on the receive path before this
+        self._warned = -WARN_EVERY
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, sockets: list[int]) -> None:
+        """Measure from now on; ``sockets``: descriptors of the UDP sockets to watch."""
+        if self.state.threshold <= 0:
+            return
+        if sys.platform == "linux":
+            for fileno in sockets:
+                try:
+                    self.probes.append(QueueProbe(fileno))
+                except OSError as exc:
+                    log.warning("no queue age for socket %d (shedding by loop lag only): %s", fileno, exc)
+        # the first tick only starts the measuring: what runs before it is start-up, not load
+        self.due = float("inf")
+        self._timer = asyncio.get_running_loop().call_later(TICK, self._schedule_now)
+
+    def _schedule_now(self) -> None:
+        self._schedule(time.monotonic())
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for probe in self.probes:
+            probe.close()
+        self.probes.clear()
+
+    def _schedule(self, now: float) -> None:
+        self.due = now + TICK
+        self._timer = asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        waited = max(self._queue_age(), now - self.due)
+        # one measurement over the threshold is a preemption on a busy host or one slow
+        # callback; two in a row, a worker behind; four times over, a stall, alone
+        self._measured(waited if waited > 4 * self.state.threshold else min(waited, self._last))
+        self._last = waited
+        self._schedule(now)
+
+    def _queue_age(self) -> float:
+        wall, oldest = time.time(), 0.0
+        for probe in self.probes:
+            age = probe.age(wall)
+            if age > oldest:
+                oldest = age
+        return oldest
+
+    def _measured(self, delay: float) -> bool:
+        was = self.state.shedding
+        if self.state.update(delay) and not was:
+            # under sustained overload shedding starts and stops many times a second: one line a minute
+            now = time.monotonic()
+            if now - self._warned >= WARN_EVERY:
+                self._warned = now
+                log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms); new INVITEs get 503 "
+                            "+ Retry-After while it does (%d times so far, %d INVITEs answered 503; this "
+                            "warning at most once a minute, sipguard_overload_shedding says when)",
+                            delay * 1e3, self.state.threshold * 1e3, self.state.episodes, self.answered)
+        if delay > self.max_delay:
+            self.max_delay = delay
+        return self.state.shedding
+
+    # -- per message (the worker's receive path) ------------------------------------------------
+    def intercept(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
+        """True when this message was handled here: a new INVITE answered 503 while behind,
+        or the ACK of such an answer."""
+        head = data[:4]
+        if head == b"ACK ":
+            if relay.overload_ack(data, SHED_TAG):
+                self.acks += 1
+                return True
+            return False
+        if head != b"INVI":
+            return False
+        state = self.state
+        if not state.shedding:
+            now = time.monotonic()
+            late = now - self.due   # the loop has not turned for this long
+            if state.threshold <= 0 or late <= state.threshold or now < self._checked:
+                return False
+            # a stall: shed if work waits behind this message (at most one look per tick)
+            self._checked = now + TICK
+            if not self._measured(self._queue_age() if self.probes else late):
+                return False
+        answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size)
+        if answer is None:
+            return False  # a re-INVITE, or a shape only the full path reads
+        self.answered += 1
+        self.send_back(answer, source, transport, conn)
+        return True
+
+    def stats(self) -> dict[str, float]:
+        """Cumulative counts, exported as sip_events{event=...}."""
+        return {"shed_503": float(self.answered), "shed_ack_absorbed": float(self.acks),
+                "overload_episodes": float(self.state.episodes)}
+
+    def gauges(self) -> tuple[bool, float]:
+        """Shedding now, and the largest age measured since the last call."""
+        delay, self.max_delay = self.max_delay, 0.0
+        return self.state.shedding, delay
+
+
+class MemoryTrim:
+    """After a burst, give the freed heap back to the system.
+
+    A burst's transactions are freed when they expire (one to two transaction lifetimes), but
+    glibc keeps the pages of the chunks they held (most are bytes of 0.5-2 KB: malloc, not
+    Python's small-object arenas), so the worker's RSS stays at its peak. Once the live
+    transactions have fallen to half of the peak seen since the last trim, ``malloc_trim(0)``
+    returns the free pages (a few ms for a few hundred MB, at most once per fall)."""
+
+    def __init__(self, minimum: int = 2000) -> None:
+        self.minimum = minimum      # a peak below this many transactions is not worth a trim
+        self.peak = 0
+        self.trims = 0
+        self._trim = _malloc_trim()
+
+    def tick(self, transactions: int) -> bool:
+        """Called with the live transaction count (housekeeping); True when it trimmed."""
+        if transactions > self.peak:
+            self.peak = transactions
+            return False
+        if self.peak < self.minimum or transactions * 2 > self.peak:
+            return False
+        self.peak = transactions
+        self.trims += 1
+        if self._trim is not None:
+            self._trim(0)
+        return True
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl): nothing to give back this way
+        return None
+    return trim

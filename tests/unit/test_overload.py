@@ -1,0 +1,209 @@
+"""Overload shedding (issue "Hold the edge", item 3): the decision with time as an input,
+the 503 built from the raw lines, the ACK of it absorbed, and the guard on the receive path."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sipguard.proxy.overload import SHED_TAG, MemoryTrim, OverloadGuard, QueueProbe, ShedState
+from sipguard.sip import parse
+from sipguard.sip.relay import overload_ack, overload_answer
+from tests.sipclient import invite, parse_msg
+
+HEADERS = b"Retry-After: 5\r\nServer: sipguard\r\n"
+INVITE = invite(("127.0.0.1", 5060), ("192.0.2.7", 5070), call_id="c1", branch="z9hG4bKone")
+
+
+# -- the decision ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("delays", "expected"), [
+    ([0.001, 0.005, 0.019], [False, False, False]),          # under the threshold: decided as usual
+    ([0.021], [True]),                                       # past it: shed
+    ([0.03, 0.015, 0.011, 0.009], [True, True, True, False]),  # stops below half of it (hysteresis)
+    ([0.03, 0.001, 0.015, 0.025], [True, False, False, True]),  # and starts again past it
+])
+def test_shed_state_follows_the_age_of_the_work(delays: list[float], expected: list[bool]) -> None:
+    state = ShedState(threshold=0.02)
+    assert [state.update(d) for d in delays] == expected
+    assert state.episodes == sum(1 for a, b in zip([False, *expected], expected, strict=False) if b and not a)
+
+
+def test_shed_state_threshold_zero_never_sheds() -> None:
+    state = ShedState(threshold=0.0)
+    assert not any(state.update(d) for d in (0.0, 1.0, 60.0))
+
+
+# -- the cheap answer ------------------------------------------------------------------------------
+def test_overload_answer_copies_the_transaction_lines_and_adds_retry_after() -> None:
+    data = INVITE.replace(b"\r\nFrom:", b"\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKup\r\nFrom:", 1)
+    answer = overload_answer(data, HEADERS, SHED_TAG, 65535)
+    assert answer is not None
+    msg, req = parse(answer), parse(data)
+    assert msg.status == 503 and msg.header("Retry-After") == "5"  # type: ignore[union-attr]
+    assert msg.headers("Via") == req.headers("Via") and len(msg.headers("Via")) == 2
+    for name in ("From", "Call-ID", "CSeq"):
+        assert msg.header(name) == req.header(name)
+    assert msg.to.tag.startswith(SHED_TAG.decode())  # type: ignore[union-attr]
+    assert msg.header("Content-Length") == "0" and msg.body == b""
+    # a retransmission gets the same answer (the To tag is a function of the request)
+    assert overload_answer(data, HEADERS, SHED_TAG, 65535) == answer
+
+
+def test_overload_answer_reads_compact_and_lower_case_names() -> None:
+    data = (b"INVITE sip:+13035550100@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bKc\r\n"
+            b"f: <sip:a@192.0.2.7>;tag=1\r\nt: <sip:b@127.0.0.1>\r\ni: compact\r\ncseq: 7 INVITE\r\n"
+            b"Max-Forwards: 70\r\nl: 0\r\n\r\n")
+    answer = overload_answer(data, HEADERS, SHED_TAG, 65535)
+    assert answer is not None
+    msg = parse_msg(answer)
+    assert msg.status == 503 and msg.header("Call-ID") == "compact" and msg.header("CSeq") == "7 INVITE"
+    assert "tag=sgx" in (msg.header("To") or "")
+
+
+@pytest.mark.parametrize("data", [
+    INVITE.replace(b"To: <sip:+13035550100@127.0.0.1;user=phone>",
+                   b"To: <sip:+13035550100@127.0.0.1;user=phone>;tag=dialog"),      # re-INVITE: in-dialog
+    INVITE.replace(b"To: <sip:+13035550100@127.0.0.1;user=phone>",
+                   b"To: <sip:+13035550100@127.0.0.1;user=phone> ; TAG = x"),        # any spelling of it
+    INVITE.replace(b"INVITE ", b"OPTIONS ", 1),                                     # not an INVITE
+    INVITE.replace(b"\r\nCall-ID:", b"\r\n continued\r\nCall-ID:", 1),               # folded line
+    INVITE.replace(b"\r\nCSeq: 1 INVITE", b"", 1),                                  # no CSeq
+    INVITE.replace(b"\r\nCall-ID: c1", b"\r\nCall-ID: c1\r\ni: c2", 1),               # two Call-IDs
+    INVITE.replace(b"\r\n", b"\n"),                                                 # bare LF: the full path's
+    INVITE.split(b"\r\n\r\n")[0],                                                   # no end of head
+])
+def test_overload_answer_leaves_everything_else_to_the_full_path(data: bytes) -> None:
+    assert overload_answer(data, HEADERS, SHED_TAG, 65535) is None
+
+
+def test_overload_ack_is_recognised_by_our_tag_in_to_only() -> None:
+    ack = (b"ACK sip:b@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKone\r\n"
+           b"From: <sip:a@192.0.2.7>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=sgx0011\r\nCall-ID: c1\r\n"
+           b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+    assert overload_ack(ack, SHED_TAG)
+    assert not overload_ack(ack.replace(b"tag=sgx0011", b"tag=uas1"), SHED_TAG)
+    assert not overload_ack(ack.replace(b"tag=1", b"tag=sgx1").replace(b"tag=sgx0011", b"tag=uas"), SHED_TAG)
+    assert not overload_ack(ack.replace(b"ACK ", b"BYE ", 1), SHED_TAG)
+    assert not overload_ack(ack[:-4], SHED_TAG)
+
+
+# -- the guard on the receive path -----------------------------------------------------------------
+class Sent(list[tuple[bytes, tuple[str, int], str]]):
+    def __call__(self, data: bytes, addr: tuple[str, int], transport: str, conn: object) -> None:
+        self.append((data, addr, transport))
+
+
+def test_guard_answers_new_invites_only_while_shedding() -> None:
+    sent = Sent()
+    guard = OverloadGuard(0.02, 7, 65535, sent)
+    guard.due = time.monotonic() + 3600       # the loop is not late: shedding is the state's word only
+    src = ("192.0.2.7", 5070)
+    assert not guard.intercept(INVITE, src, "udp", None) and sent == []
+    guard.state.update(0.5)
+    bye = INVITE.replace(b"INVITE sip", b"BYE sip", 1).replace(b"1 INVITE", b"2 BYE")
+    response = b"SIP/2.0 200 OK\r\n" + INVITE.split(b"\r\n", 1)[1]
+    reinvite = INVITE.replace(b"user=phone>\r\nCall-ID", b"user=phone>;tag=d\r\nCall-ID", 1)
+    assert reinvite != INVITE
+    for other in (bye, response, reinvite):
+        assert not guard.intercept(other, src, "udp", None)
+    assert guard.intercept(INVITE, src, "udp", None)
+    assert len(sent) == 1 and sent[0][1:] == (src, "udp")
+    answer = parse_msg(sent[0][0])
+    assert answer.status == 503 and answer.header("Retry-After") == "7"
+    ack = (b"ACK sip:b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKone\r\n"
+           b"To: " + (answer.header("To") or "").encode() + b"\r\n\r\n")
+    guard.state.update(0.0)                   # over: the ACK of an earlier answer is still absorbed
+    assert guard.intercept(ack, src, "udp", None)
+    assert guard.stats() == {"shed_503": 1.0, "shed_ack_absorbed": 1.0, "overload_episodes": 1.0}
+
+
+def test_guard_sheds_when_the_next_tick_is_overdue() -> None:
+    """A loop stalled longer than shed_delay: the first message after the stall sees it."""
+    sent = Sent()
+    guard = OverloadGuard(0.02, 5, 65535, sent)
+    guard.due = time.monotonic() - 1.0       # the tick should have run a second ago
+    assert guard.intercept(INVITE, ("192.0.2.7", 5070), "udp", None)
+    assert guard.state.shedding and guard.gauges()[1] >= 1.0
+    off = OverloadGuard(0.0, 5, 65535, sent)  # shed_delay 0: off
+    off.due = time.monotonic() - 1.0
+    assert not off.intercept(INVITE, ("192.0.2.7", 5070), "udp", None)
+
+
+def test_one_late_tick_is_a_preemption_two_in_a_row_are_a_loop_behind_and_a_stall_is_one() -> None:
+    async def main(lates: list[float]) -> list[bool]:
+        guard = OverloadGuard(0.02, 5, 65535, Sent())
+        seen = []
+        try:
+            for late in lates:
+                guard.due = time.monotonic() - late
+                guard._tick()
+                seen.append(guard.state.shedding)
+            return seen
+        finally:
+            guard.close()
+
+    assert asyncio.run(main([0.05, 0.0, 0.05])) == [False, False, False]   # preemptions
+    assert asyncio.run(main([0.05, 0.05, 0.0])) == [False, True, False]    # behind, then caught up
+    assert asyncio.run(main([0.3])) == [True]                             # a stall: 4x the threshold
+
+
+def test_queue_probe_reads_the_age_of_the_oldest_datagram() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        probe = QueueProbe(rx.fileno())
+        try:
+            assert probe.age(time.time()) == 0.0   # nothing waits
+            # the kernel starts stamping a little after the first socket asks for it: retry
+            end, age = time.monotonic() + 10, 0.0
+            while time.monotonic() < end and age < 0.05:
+                tx.sendto(b"x" * 100, rx.getsockname())
+                time.sleep(0.1)
+                age = probe.age(time.time())
+                while True:  # empty the queue for the next try
+                    try:
+                        rx.recv(2048, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+            assert age >= 0.05
+            tx.sendto(b"kept", rx.getsockname())   # peeked at, not taken: the event loop reads it
+            end = time.monotonic() + 10
+            while time.monotonic() < end and probe.age(time.time()) == 0.0:
+                time.sleep(0.01)
+            assert rx.recv(2048, socket.MSG_DONTWAIT) == b"kept"
+        finally:
+            probe.close()
+
+
+def test_memory_trim_once_the_transactions_of_a_burst_have_halved() -> None:
+    trim = MemoryTrim(minimum=1000)
+    counts = [10, 500, 900, 400, 100]          # a peak under the minimum: never
+    counts += [5000, 12000, 11000, 7000, 6100]  # a burst, expiring: not yet half
+    counts += [5900, 5800]                      # half of the peak: once
+    counts += [4000, 2900]                      # half of the new reference: again
+    assert [trim.tick(c) for c in counts] == [False] * 10 + [True, False, False, True]
+    assert trim.trims == 2
+
+
+def test_a_transaction_past_its_2xx_holds_no_message_bytes(tmp_path: Path) -> None:
+    """What a burst leaves in memory for 32-64 s: a forwarded INVITE answered 200 keeps no copy
+    of the INVITE (as received or as forwarded); a retransmitted INVITE is still absorbed."""
+    from tests.unit.test_proxy_core import INVITE as CORE_INVITE
+    from tests.unit.test_proxy_core import UAC, UAS, answer, forward, run
+
+    async def scenario(core: Any, cap: Any) -> None:
+        fwd = await forward(core, cap)
+        core.receive(answer(fwd, "200 OK"), UAS, "udp", None)
+        [(ok, to_uac)] = cap.take()
+        assert ok.startswith(b"SIP/2.0 200 OK") and to_uac == UAC
+        [tx] = core.txs.invites.values()
+        assert tx.state == "done" and (tx.raw, tx.sent, tx.forwarded) == (b"", None, None)
+        core.receive(CORE_INVITE, UAC, "udp", None)
+        assert cap.take() == []
+
+    run(tmp_path, scenario)

@@ -84,7 +84,15 @@ class TcpConnection(asyncio.Protocol):
         self.head_since = 0.0         # when the unfinished message (or TLS handshake) began; 0: none
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._made(transport, transport.get_extra_info("peername"))
+        # a peer that reset before we looked has no peername: an accepted connection knows its
+        # peer from accept(); anything else has nobody to talk to and is closed quietly (it
+        # used to raise here, a traceback in the log for every such connection)
+        peer = transport.get_extra_info("peername") or (self.peer if self.peer[0] else None)
+        if peer is None:
+            transport.close()
+            self.connection_lost(None)
+            return
+        self._made(transport, peer)
 
     def _made(self, transport: asyncio.BaseTransport, peer: Any) -> None:
         self.transport = transport  # type: ignore[assignment]

@@ -32,8 +32,6 @@ def test_live_fuzz_leaves_every_worker_serving(sipguard: Any, tmp_path: Path) ->
         uas.close()
 
 
-@pytest.mark.xfail(strict=True, reason="proxy/transport.py:79 TcpConnection.connection_made reads peername, "
-                   "None when the peer has already reset: TypeError logged with a traceback per connection")
 def test_a_connection_reset_at_once_logs_no_traceback(sipguard: Any) -> None:
     """Found by the live fuzz: a TCP peer that connects and resets at once (SO_LINGER 0) makes
     the event loop log "Exception in callback" with a traceback, one per connection: cheap

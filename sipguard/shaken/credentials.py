@@ -81,8 +81,10 @@ class CredentialCache:
         """The credential of ``url`` and what is wrong with it for this PASSporT: no credential,
         validity at ``iat`` and ``now``, revocation, the ES256 signature (unless the credential is
         the very object that ``verified`` these bytes before) and, given ``orig_tn``, whether a
-        delegate certificate covers it. The warm path awaits nothing that suspends."""
-        entry = await self._entry(url, now)
+        delegate certificate covers it. The warm path (L1, CRL state known) awaits nothing."""
+        entry = self._l1.get(url)
+        if entry is None or now >= entry.expires:
+            entry = await self._miss(url, now, entry)
         cred = entry.cred
         if cred is None:
             return None, [entry.reason or Reason.X5U_FETCH_FAILED]
@@ -131,10 +133,8 @@ class CredentialCache:
         await self.fetcher.aclose()
 
     # -- L1 -> single flight -> L2 -> breaker -> fetch ------------------------------------------
-    async def _entry(self, url: str, now: float) -> CertEntry:
-        entry = self._l1.get(url)
-        if entry is not None and now < entry.expires:
-            return entry
+    async def _miss(self, url: str, now: float, entry: CertEntry | None) -> CertEntry:
+        """``entry``: what L1 holds for ``url``, past its lifetime (or None)."""
         failed = self._failed.get(url) if entry is None else None
         if failed is not None and now < failed.expires:
             self.counters["x5u_failed_hits"] += 1

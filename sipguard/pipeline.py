@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sipguard.clock import Clock, SystemClock
 from sipguard.numbers import TN, parse_tn
+from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.policy.decision import FORWARD, Decision, reject
 from sipguard.policy.facts import Facts
 from sipguard.shaken.passport import tn_matches
@@ -187,7 +188,9 @@ class Pipeline:
 
     @classmethod
     async def create(cls, config: Config, clock: Clock, *, policy_path: str | None = None,
-                     x5u_map: dict[str, bytes] | None = None, store: Store | None = None) -> Pipeline:
+                     x5u_map: dict[str, bytes] | None = None, store: Store | None = None,
+                     metrics: MetricHooks = NO_METRICS) -> Pipeline:
+        """``metrics``: where the store and the verifier report their round trips and downloads."""
         from sipguard.policy.engine import PolicyHolder
         from sipguard.shaken.fetchers import make_fetcher
         from sipguard.shaken.sign import Signer
@@ -196,12 +199,13 @@ class Pipeline:
         from sipguard.store.datasets import load_datasets
 
         if store is None:
-            store = open_store(config.store, config.limits, config.store_timeout)
+            store = open_store(config.store, config.limits, config.store_timeout, metrics=metrics)
             await store.start()
             if config.datasets:
                 await load_datasets(store, config.datasets)
         fetcher = make_fetcher(config.shaken.x5u, x5u_map=x5u_map)
-        verifier = Verifier(config.shaken, fetcher, l2=store if config.store != "memory" else None)
+        verifier = Verifier(config.shaken, fetcher, l2=store if config.store != "memory" else None,
+                            metrics=metrics)
         path = policy_path or config.policy
         policy = PolicyHolder(path, config.redress) if path else None
         # the key and certificate are checked against the real time, also when replaying an

@@ -86,7 +86,7 @@ class Worker:
         from sipguard.records.writer import open_records
 
         self.metrics = Metrics()
-        self.pipeline = await Pipeline.create(self.config, self.clock)
+        self.pipeline = await Pipeline.create(self.config, self.clock, metrics=self.metrics)
         self.records = open_records(self.config.store, self.config.traceback, metrics=self.metrics)
         await self.records.start()
         if self.config.store == "memory" and self.config.datasets:

@@ -1,7 +1,7 @@
-"""Bounded caches, the per-host circuit breaker and the per-trunk fetch budget behind
-certificate and CRL lookups.
+"""Bounded caches, single flight, the per-host circuit breaker and the per-trunk fetch budget
+behind certificate and CRL lookups.
 
-Every cache here has an owner (the Verifier), a bound (LRU size) and counters (hits, misses,
+Every cache here has an owner (the CredentialCache), a bound (LRU size) and counters (hits, misses,
 evictions) exported through `Verifier.stats()`. `CertStore` is the shared second-level cache
 (Redis) that the store package implements; the in-process LRU sits in front of it.
 Time is passed in (`now`), never read here.
@@ -9,7 +9,9 @@ Time is passed in (`now`), never read here.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -63,6 +65,43 @@ class LruCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class SingleFlight(Generic[K, V]):
+    """One run of a load per key, however many callers ask while it runs (one download per
+    x5u or CRL URL). The key is free again once the run ends; an exception reaches every
+    waiter, and ``on_error`` hears of it too, as nobody may be waiting (stale-while-revalidate)."""
+
+    __slots__ = ("_runs", "on_error")
+
+    def __init__(self, on_error: Callable[[K, BaseException], None] | None = None) -> None:
+        self._runs: dict[K, asyncio.Future[V]] = {}
+        self.on_error = on_error
+
+    def start(self, key: K, load: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
+        """The run of ``key`` under way, else a new one of ``load()``."""
+        run = self._runs.get(key)
+        if run is None:
+            run = self._runs[key] = asyncio.ensure_future(load())
+            run.add_done_callback(lambda done: self._ended(key, done))
+        return run
+
+    async def join(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        # shield: a caller that gives up (call cancelled) must not cancel everyone's download
+        return await asyncio.shield(self.start(key, load))
+
+    def _ended(self, key: K, done: asyncio.Future[V]) -> None:
+        self._runs.pop(key, None)
+        exc = None if done.cancelled() else done.exception()
+        if exc is not None and self.on_error is not None:
+            self.on_error(key, exc)
+
+    def cancel(self) -> None:
+        for run in list(self._runs.values()):
+            run.cancel()
+
+    def __len__(self) -> int:
+        return len(self._runs)
 
 
 @dataclass(slots=True)

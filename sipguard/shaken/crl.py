@@ -18,12 +18,13 @@ remembered for `negative_ttl` seconds so a dead CRL server costs no I/O per call
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 
 from cryptography import x509
 
+from sipguard.shaken.cache import SingleFlight
 from sipguard.shaken.certs import Credential, TrustStore, crl_urls
 from sipguard.shaken.config import CrlConfig
 from sipguard.shaken.reasons import Reason
@@ -49,7 +50,7 @@ class CrlChecker:
         self.store = store
         self.negative_ttl = negative_ttl
         self._crls: dict[str, CrlEntry] = {}
-        self._inflight: dict[str, asyncio.Future[CrlEntry]] = {}
+        self.flights: SingleFlight[str, CrlEntry] = SingleFlight(_load_failed)
         self.fetches = 0
         self.failures = 0
 
@@ -77,19 +78,11 @@ class CrlChecker:
         if entry is not None and now < entry.until:
             return entry
         usable = entry if entry is not None and entry.revoked is not None and now < entry.valid_until else None
-        waiting = self._inflight.get(url)
-        if waiting is None:
-            waiting = asyncio.ensure_future(self._load(url, issuer, now, usable))
-            self._inflight[url] = waiting
-            waiting.add_done_callback(lambda done: self._loaded(url, done))
+        load = partial(self._load, url, issuer, now, usable)
         if usable is not None:
+            self.flights.start(url, load)
             return usable  # still before its nextUpdate: no call waits for the new one
-        return await asyncio.shield(waiting)
-
-    def _loaded(self, url: str, done: asyncio.Future[CrlEntry]) -> None:
-        self._inflight.pop(url, None)
-        if not done.cancelled() and done.exception() is not None:  # nobody may be waiting: say it
-            log.error("CRL %s: loading failed internally", url, exc_info=done.exception())
+        return await self.flights.join(url, load)
 
     async def _load(self, url: str, issuer: x509.Certificate, now: float,
                     usable: CrlEntry | None = None) -> CrlEntry:
@@ -133,3 +126,7 @@ class CrlChecker:
         if self.store is not None:
             out += self.store.by_subject.get(crl.issuer.public_bytes(), ())
         return out
+
+
+def _load_failed(url: str, exc: BaseException) -> None:
+    log.error("CRL %s: loading failed internally", url, exc_info=exc)

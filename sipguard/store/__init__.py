@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.store.base import LimitSpec, LookupKeys, Lookups, Store, parse_limits
 
 
 def open_store(url: str, limits: Sequence[LimitSpec] = (), timeout: float = 0.05,
-               prefix: str = "sg") -> Store:
-    """``memory`` -> MemoryStore; a Redis URL -> RedisStore. ConfigError on a bad URL."""
+               prefix: str = "sg", metrics: MetricHooks = NO_METRICS) -> Store:
+    """``memory`` -> MemoryStore; a Redis URL -> RedisStore (which reports its round trips to
+    ``metrics``). ConfigError on a bad URL."""
     if url == "memory" or url == "memory://":
         from sipguard.store.memory import MemoryStore
 
@@ -28,7 +30,7 @@ def open_store(url: str, limits: Sequence[LimitSpec] = (), timeout: float = 0.05
     from sipguard.store.connect import parse_url
     from sipguard.store.redis import RedisStore
 
-    return RedisStore(parse_url(url), limits, timeout, prefix)
+    return RedisStore(parse_url(url), limits, timeout, prefix, metrics)
 
 
 __all__ = ["LimitSpec", "LookupKeys", "Lookups", "Store", "open_store", "parse_limits"]

@@ -8,7 +8,8 @@ background task reconnects with backoff (50 ms doubling to 400 ms), so the store
 within a second of Redis being back. A degraded answer still carries the RMD answers Redis
 gave for the same upstream provider and signer within the last day (``REMEMBER_RMD``): the
 RMD is published daily, so "this trunk's provider is not in the RMD" keeps being enforced
-through an outage; what is per call (DNO, lists, notices, limits) is unknown. In Redis
+through an outage; what is per call (DNO, lists, notices, limits) is unknown. Every round trip
+(lookup, cert_get, cert_put) reports its time and failure to ``metrics``. In Redis
 Cluster, see the package docstring for the per-slot fan-out. The admin methods (imports,
 lists, notices; they may raise ``SipguardError``) are in redis_admin.py.
 """
@@ -18,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
+from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.store.base import DEGRADED, LimitSpec, LookupKeys, Lookups
 from sipguard.store.batch import Autopipe
 from sipguard.store.connect import RedisTarget, client_factory
@@ -43,8 +45,9 @@ class RedisStore(RedisAdmin):
     healthy: bool
 
     def __init__(self, target: RedisTarget, limits: Sequence[LimitSpec] = (), timeout: float = 0.05,
-                 prefix: str = "sg") -> None:
+                 prefix: str = "sg", metrics: MetricHooks = NO_METRICS) -> None:
         self.target = target
+        self.metrics = metrics
         self.limits = tuple(limits)
         self.timeout = timeout
         self.keys = KeySchema(prefix)
@@ -138,6 +141,7 @@ class RedisStore(RedisAdmin):
             async with asyncio.timeout(self.timeout):
                 result = await self._lookup(keys, now)
         except TimeoutError:
+            self.metrics.observe_store("lookup", loop.time() - started, error=True)
             self._counts["timeouts"] += 1
             self._counts["degraded"] += 1
             self._timeouts_in_row += 1
@@ -145,6 +149,7 @@ class RedisStore(RedisAdmin):
                 self._mark_down()
             return self._remembered(keys, now)
         except Exception as exc:  # noqa: BLE001 - the hot path never raises (bugs are logged)
+            self.metrics.observe_store("lookup", loop.time() - started, error=True)
             self._counts["errors"] += 1
             self._counts["degraded"] += 1
             if not isinstance(exc, _FAILURES):
@@ -152,7 +157,9 @@ class RedisStore(RedisAdmin):
             self._mark_down()
             return self._remembered(keys, now)
         self._timeouts_in_row = 0
-        self._latency_sum += loop.time() - started
+        elapsed = loop.time() - started
+        self._latency_sum += elapsed
+        self.metrics.observe_store("lookup", elapsed)
         self._remember(keys, result, now)
         return result
 
@@ -241,7 +248,7 @@ class RedisStore(RedisAdmin):
         if not self.healthy or self._client is None:
             return None
         try:
-            raw = await asyncio.wait_for(self._client.get(self.keys.cert(url)), max(self.timeout, 0.2))
+            raw = await self._timed("cert_get", self._client.get(self.keys.cert(url)))
         except _FAILURES:
             return None
         if not raw:
@@ -257,10 +264,22 @@ class RedisStore(RedisAdmin):
             return
         ms = int(expires_at * 1000)
         try:
-            await asyncio.wait_for(self._client.set(self.keys.cert(url), repr(float(expires_at)).encode()
-                                                    + b"\n" + pem, pxat=ms), max(self.timeout, 0.2))
+            await self._timed("cert_put", self._client.set(
+                self.keys.cert(url), repr(float(expires_at)).encode() + b"\n" + pem, pxat=ms))
         except _FAILURES:
             return
+
+    async def _timed(self, op: str, request: Awaitable[Any]) -> Any:
+        """A round trip off the hot path: bounded, timed and its failure counted, then raised."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            reply = await asyncio.wait_for(request, max(self.timeout, 0.2))
+        except _FAILURES:
+            self.metrics.observe_store(op, loop.time() - started, error=True)
+            raise
+        self.metrics.observe_store(op, loop.time() - started)
+        return reply
 
 
 def _provider_key(keys: LookupKeys) -> tuple[str, str] | None:

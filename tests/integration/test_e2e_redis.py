@@ -289,3 +289,23 @@ def test_redis_sentinel_store_end_to_end(sipguard: Any, tmp_path: Path, redis: R
     finally:
         uas.close()
         sentinel.stop()
+
+
+def test_store_round_trips_reach_the_running_instances_metrics(instance: Any) -> None:
+    """The worker hands its metrics to the store: /metrics shows the lookups' round trips."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from sipclient import free_port
+
+    port = free_port()
+    sg = instance(http={"listen": f"127.0.0.1:{port}"})
+    assert all(sg.status(f"+1212736320{n}") is not None for n in range(3))
+
+    def lookups() -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            body = resp.read().decode()
+        return sum(s.value for family in text_string_to_metric_families(body) for s in family.samples
+                   if s.name == "sipguard_store_seconds_count" and s.labels.get("op") == "lookup")
+
+    assert wait_for(lambda: lookups() >= 3, timeout=3)

@@ -393,3 +393,40 @@ def test_datasets_in_config_are_not_reimported_into_redis(redis_server: RedisPro
         await store.aclose()
 
     asyncio.run(main())
+
+
+def test_round_trips_reach_the_metrics() -> None:
+    """sipguard_store_seconds{op} and sipguard_store_errors_total{op} from real round trips: three
+    lookups, a certificate put and get, then a lookup on a connection Redis has dropped."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sipguard.observe.metrics import Metrics
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = start_redis()
+    metrics = Metrics()
+
+    async def main() -> None:
+        store = open_store(server.url, timeout=2.0, prefix="metered", metrics=metrics)
+        await store.start()
+        for _ in range(3):
+            assert not (await store.lookup(call(), NOW)).degraded
+        url = "https://certs.example.net/metered.pem"
+        await store.put_cert(url, b"PEM", time.time() + 60)
+        assert await store.get_cert(url) is not None
+        server.stop()
+        assert (await store.lookup(call(), NOW)).degraded
+        await store.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+    got = {(s.name, tuple(s.labels.items())): s.value
+           for family in text_string_to_metric_families(metrics.render()[0].decode()) for s in family.samples}
+    assert got[("sipguard_store_seconds_count", (("op", "lookup"),))] == 4
+    assert got[("sipguard_store_seconds_count", (("op", "cert_put"),))] == 1
+    assert got[("sipguard_store_seconds_count", (("op", "cert_get"),))] == 1
+    assert got[("sipguard_store_errors_total", (("op", "lookup"),))] == 1
+    assert ("sipguard_store_errors_total", (("op", "cert_get"),)) not in got

@@ -172,7 +172,7 @@ def test_missing_urls_cannot_poison_the_host_for_good_calls(servers: tuple[CertS
     assert all(r.reasons == (Reason.X5U_FETCH_FAILED,) for r in poison)
     assert https.hits("/missing-0.pem") == 1 and https.hits("/gone.pem") == 1
     assert good.verstat is Verstat.PASSED
-    assert v.breaker.state("127.0.0.1", now + 1) == "closed"
+    assert v.creds.breaker.state("127.0.0.1", now + 1) == "closed"
     assert v.stats()["x5u_not_found"] == 6
 
     https.route("/down.pem", b"", status=503)
@@ -187,6 +187,36 @@ def test_missing_urls_cannot_poison_the_host_for_good_calls(servers: tuple[CertS
 
     assert set(asyncio.run(down()).values()) == {"open"}
     assert https.hits("/down.pem") == 5
+
+
+def test_downloads_reach_the_metrics(servers: tuple[CertServer, CertServer, StiPki]) -> None:
+    """sipguard_x5u_fetch_seconds and sipguard_x5u_fetches_total{outcome="ok"} count the real
+    downloads that gave a certificate: not the cached second call, not a 404 (which the
+    verifier's own stats count as not_found)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sipguard.observe.metrics import Metrics
+
+    https, _, pki = servers
+    https.route("/metered.pem", pki.chain_pem("good"))
+    now = time.time()
+    cfg = pki.config(https)
+    metrics = Metrics()
+    v = Verifier(cfg, HttpFetcher(cfg.x5u), metrics=metrics)
+
+    async def go() -> list[Any]:
+        return [await v.verify([shaken_identity(pki.key("good"), https.url(path), orig=ORIG, dest=[DEST],
+                                                iat=int(now))], [ORIG], [DEST], now)
+                for path in ("/metered.pem", "/metered.pem", "/metered-missing.pem")]
+
+    first, cached, missing = asyncio.run(go())
+    assert first.passed and cached.passed and missing.reasons == (Reason.X5U_FETCH_FAILED,)
+    assert https.hits("/metered.pem") == 1 and v.stats()["x5u_not_found"] == 1
+    got = {(s.name, tuple(s.labels.items())): s.value
+           for family in text_string_to_metric_families(metrics.render()[0].decode()) for s in family.samples}
+    assert got[("sipguard_x5u_fetch_seconds_count", ())] == 1
+    assert got[("sipguard_x5u_fetch_seconds_sum", ())] > 0
+    assert got[("sipguard_x5u_fetches_total", (("outcome", "ok"),))] == 1
 
 
 # -- secsipidx interop ----------------------------------------------------------------------------

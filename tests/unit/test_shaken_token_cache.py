@@ -54,7 +54,7 @@ def _check(v: Verifier, ident: str, now: float = NOW) -> Any:
     async def call() -> Any:
         result = await v.verify([ident], (ORIG,), (DEST,), now)
         for _ in range(100):  # downloads the call started in the background end in this loop,
-            if not v._inflight and not v.crl._inflight:  # as they would in a running worker
+            if not v.creds.flights and not v.creds.crl.flights:  # as they would in a running worker
                 break
             await asyncio.sleep(0)
         return result

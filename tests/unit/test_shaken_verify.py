@@ -257,7 +257,7 @@ def test_crl_server_down_at_the_daily_re_read_keeps_the_valid_crl(pki: StiPki) -
     async def call(at: float) -> Any:
         result = await _verify(v, [_ident(pki, iat=int(at))], now=at)
         for _ in range(100):
-            if not v.crl._inflight and not v._inflight:
+            if not v.creds.crl.flights and not v.creds.flights:
                 break
             await asyncio.sleep(0)
         return result
@@ -334,7 +334,7 @@ def test_cache_expires_at_ttl(pki: StiPki) -> None:
 async def _settle(v: Verifier) -> None:
     """Until the background refreshes have finished."""
     for _ in range(100):
-        if not v._inflight:
+        if not v.creds.flights:
             return
         await asyncio.sleep(0)
     raise AssertionError("a refresh never finished")
@@ -352,7 +352,7 @@ def test_expired_entry_served_while_one_refresh_runs(pki: StiPki) -> None:
         results = [await _verify(v, [_ident(pki, iat=int(later))], now=later + i) for i in range(10)]
         for _ in range(5):
             await asyncio.sleep(0)       # the one refresh has started and waits at the gate
-        assert fetcher.calls[url] == 2 and len(v._inflight) == 1
+        assert fetcher.calls[url] == 2 and len(v.creds.flights) == 1
         results += [await _verify(v, [_ident(pki, iat=int(later))], now=later + i) for i in range(10, 20)]
         assert all(r.passed for r in results)
         assert fetcher.calls[url] == 2 and v.stats()["stale_served"] == 20
@@ -416,7 +416,7 @@ def test_stale_certificate_never_outlives_its_validity(pki: StiPki) -> None:
     async def go() -> None:
         assert (await _verify(v, [_ident(pki)])).passed
         fetcher.bodies[url] = FetchError(Reason.X5U_FETCH_FAILED, "timed out")
-        entry = v._l1.get(url)
+        entry = v.creds._l1.get(url)
         assert entry is not None and entry.cred is not None
         gone = entry.cred.not_after + 10
         result = await _verify(v, [_ident(pki, iat=int(gone))], now=gone)

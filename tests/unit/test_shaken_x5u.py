@@ -178,13 +178,13 @@ def test_missing_urls_do_not_open_the_breaker_host_failures_do(pki: StiPki) -> N
         assert (await v.verify([_ident(pki, f"{BASE}/gone.pem")], [ORIG], [DEST], NOW)).reasons
         assert (await v.verify([_ident(pki, f"{BASE}/gone.pem")], [ORIG], [DEST], NOW + 1)).reasons
         assert fetcher.calls[f"{BASE}/gone.pem"] == 1      # remembered per URL for negative_ttl
-        assert v.breaker.state("certs.example.net", NOW) == "closed"
+        assert v.creds.breaker.state("certs.example.net", NOW) == "closed"
         assert (await v.verify([_ident(pki, f"{BASE}/good.pem")], [ORIG], [DEST], NOW)).passed
         for n in range(5):                                # the host itself fails: the breaker opens
             url = f"https://down.example.net/{n}.pem"
             fetcher.bodies[url] = FetchError(Reason.X5U_FETCH_FAILED, "HTTP status 503", host_down=True, status=503)
             await v.verify([_ident(pki, url)], [ORIG], [DEST], NOW)
-        assert v.breaker.state("down.example.net", NOW) == "open"
+        assert v.creds.breaker.state("down.example.net", NOW) == "open"
 
     asyncio.run(go())
     stats = v.stats()
@@ -206,7 +206,7 @@ def test_failures_cannot_evict_good_certificates(pki: StiPki) -> None:
 
         long = f"{BASE}/{'x' * 3000}.pem"                  # a huge URL's failure is not remembered
         assert (await v.verify([_ident(pki, long)], [ORIG], [DEST], NOW)).reasons == (Reason.X5U_FETCH_FAILED,)
-        assert long not in v._failed._data
+        assert long not in v.creds._failed._data
 
     asyncio.run(go())
     assert fetcher.calls[f"{BASE}/good.pem"] == 1
@@ -256,12 +256,12 @@ def test_budget_is_not_spent_on_an_open_breaker_nor_takes_its_half_open_attempt(
     async def go() -> None:
         for n in range(5):
             await call(f"{down}/{n}.pem", NOW, None)
-        assert v.breaker.state("down.example.net", NOW) == "open"
+        assert v.creds.breaker.state("down.example.net", NOW) == "open"
         await call(f"{down}/5.pem", NOW, "t")                  # skipped by the breaker: no token spent
         assert v.stats()["x5u_budget_skips"] == 0
         assert (await call(f"{BASE}/good.pem", NOW, "t")).passed  # t's only token
         await call(f"{down}/6.pem", NOW + 31, "t")             # over budget at half-open ...
-        assert v.breaker.state("down.example.net", NOW + 31) == "half-open"
+        assert v.creds.breaker.state("down.example.net", NOW + 31) == "half-open"
         await call(f"{down}/7.pem", NOW + 31, "u")             # ... so u's call is the attempt
         assert f"{down}/6.pem" not in fetcher.calls and fetcher.calls[f"{down}/7.pem"] == 1
 

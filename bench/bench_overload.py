@@ -195,7 +195,7 @@ class Run:
             "trunks": [{"id": "bench", "role": "foreign", "sources": ["127.0.0.1/32"],
                         "provider": {"name": "Bench Carrier", "frn": "0012345678", "rmd": "RMD0001234",
                                      "country": "GB"}}],
-            "store": store, "traceback": {"path": "traceback.db"},
+            "store": store, "traceback": {"store": "sqlite", "path": "traceback.db"},
             "log": {"level": "warning", "decisions": "off"}, "http": {"listen": f"127.0.0.1:{http_port}"},
             "proxy": {"shed_delay": a.shed_delay, "transaction_timeout": TX_LIFETIME},
         }

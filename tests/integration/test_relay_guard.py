@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import base_config
-from sipclient import Msg, parse_msg
+from sipclient import Msg, UdpClient
 
 from tests.redis_fixtures import redis_server  # noqa: F401 (fixture)
 
@@ -27,24 +27,11 @@ pytestmark = pytest.mark.integration
 TRUNK_IP, STRANGER_IP, HOP_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 
 
-class Peer:
-    """One UDP endpoint that sends what the test writes and reads what comes back."""
+class Peer(UdpClient):
+    """One UDP endpoint on ``host`` that sends what the test writes and reads what comes back."""
 
-    def __init__(self, host: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.addr: tuple[str, int] = self.sock.getsockname()
-
-    def send(self, data: str | bytes, to: tuple[str, int]) -> None:
-        self.sock.sendto(data.encode() if isinstance(data, str) else data, to)
-
-    def recv(self, timeout: float = 5.0) -> Msg | None:
-        self.sock.settimeout(timeout)
-        try:
-            data, _ = self.sock.recvfrom(65535)
-        except TimeoutError:
-            return None
-        return parse_msg(data)
+    def send(self, data: str | bytes, target: tuple[str, int]) -> None:  # type: ignore[override]
+        super().send(data.encode() if isinstance(data, str) else data, target)
 
     def expect(self, what: str, timeout: float = 5.0) -> Msg:
         """The next message that is not a 100 Trying; ``what`` is a method or a status."""
@@ -62,9 +49,6 @@ class Peer:
 
     def quiet(self, timeout: float = 0.5) -> bool:
         return self.recv(timeout) is None
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def request(method: str, uri: str, via: tuple[str, int], *, call_id: str = "", cseq: int = 1,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import threading
 import time
@@ -26,29 +25,18 @@ from sipclient import MiniUas, UdpClient, invite, parse_msg
 pytestmark = pytest.mark.integration
 
 
-class SlowUas:
+class SlowUas(MiniUas):
     """A UDP UAS that answers every INVITE 100 at once and 200 after ``delay`` seconds."""
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.settimeout(0.2)
-        self.invites = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _answer(self, msg: Any, status: str, addr: tuple[str, int]) -> None:
-        to = msg.header("To") or ""
-        lines = [f"SIP/2.0 {status}", *[f"Via: {v}" for v in msg.all("Via")], f"From: {msg.header('From')}",
-                 f"To: {to if 'tag=' in to else to + ';tag=slow'}", f"Call-ID: {msg.header('Call-ID')}",
-                 f"CSeq: {msg.header('CSeq')}", f"Contact: <sip:uas@127.0.0.1:{self.port}>", "Content-Length: 0"]
+    def _answer(self, msg: Any, status: int, addr: tuple[str, int]) -> None:
         try:
-            self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), addr)
+            self.sock.sendto(self._response(msg, status), addr)
         except OSError:
-            pass
+            pass  # closed at the end of the test
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -57,15 +45,10 @@ class SlowUas:
             except (TimeoutError, OSError):
                 continue
             msg = parse_msg(data)
+            self.received.append(msg)
             if msg.method == "INVITE":
-                self.invites += 1
-                self._answer(msg, "100 Trying", addr)
-                threading.Timer(self.delay, self._answer, (msg, "200 OK", addr)).start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1)
-        self.sock.close()
+                self._answer(msg, 100, addr)
+                threading.Timer(self.delay, self._answer, (msg, 200, addr)).start()
 
 
 def finals(client: UdpClient, expected: int, timeout: float = 10.0) -> dict[str, int]:
@@ -92,9 +75,9 @@ def test_sigterm_lets_calls_in_progress_finish_and_answers_new_invites_503(sipgu
         for call_id in before:
             client.send(invite(sg.addr, client.addr, call_id=call_id), sg.addr)
         deadline = time.monotonic() + 5
-        while uas.invites < len(before) and time.monotonic() < deadline:
+        while len(uas.invites()) < len(before) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert uas.invites == len(before)  # all forwarded, none answered yet
+        assert len(uas.invites()) == len(before)  # all forwarded, none answered yet
         sg.signal(signal.SIGTERM)
         time.sleep(0.1)
         after = [f"after-{i}" for i in range(10)]
@@ -104,7 +87,7 @@ def test_sigterm_lets_calls_in_progress_finish_and_answers_new_invites_503(sipgu
         assert {c: got.get(c) for c in before} == dict.fromkeys(before, 200)
         assert {c: got.get(c) for c in after} == dict.fromkeys(after, 503)
         assert sg.proc.wait(15) == 0
-        assert uas.invites == len(before)
+        assert len(uas.invites()) == len(before)
         with sqlite3.connect(sg.workdir / "var" / "traceback.db") as db:
             recorded = {row[0] for row in db.execute("SELECT call_id FROM records")}
         assert set(before) <= recorded, sg.logs()

@@ -33,9 +33,10 @@ INVITE = (b"INVITE sip:+13036231000@127.0.0.1:5060;user=phone SIP/2.0\r\n"
           b"Contact: <sip:uac@127.0.0.1:5061>\r\nContent-Length: 0\r\n\r\n")
 
 
-def run(tmp_path: Path, scenario: Any, clock: Clock | None = None) -> None:
+def run(tmp_path: Path, scenario: Any, clock: Clock | None = None, next_hop: tuple[str, int] = UAS,
+        **extra: Any) -> None:
     async def main() -> None:
-        config = proxy_config(tmp_path, OURS, UAS)
+        config = proxy_config(tmp_path, OURS, next_hop, **extra)
         pipeline = await Pipeline.create(config, SystemClock())
         cap = Capture()
         core = ProxyCore(config, pipeline, cap, clock=clock)
@@ -285,18 +286,7 @@ def test_record_route_records_both_sides_when_the_transport_changes(tmp_path: Pa
 
 def run_with(tmp_path: Path, scenario: Any, **config: Any) -> None:
     """``run`` with a config of one's own: the trunk at 127.0.0.1, the next hop elsewhere."""
-    async def main() -> None:
-        conf = proxy_config(tmp_path, OURS, HOP, **config)
-        pipeline = await Pipeline.create(conf, SystemClock())
-        cap = Capture()
-        core = ProxyCore(conf, pipeline, cap)
-        try:
-            await scenario(core, cap)
-        finally:
-            core.close()
-            await pipeline.aclose()
-
-    asyncio.run(main())
+    run(tmp_path, scenario, next_hop=HOP, **config)
 
 
 HOP = ("192.0.2.70", 5070)

@@ -358,8 +358,9 @@ class ProxyCore:
 
     # -- housekeeping ---------------------------------------------------------------------------
     def rotate(self, now: float | None = None) -> None:
-        """Expire transactions by generations (``Transactions.rotate``), at ``now`` or the clock's."""
-        self.txs.rotate(self.clock.monotonic() if now is None else now)
+        """End the transactions whose lifetime has passed (``Transactions.expire``), at ``now``
+        or the clock's."""
+        self.txs.expire(self.clock.monotonic() if now is None else now)
 
     async def drain(self, deadline: float) -> None:
         """SIGTERM: new INVITEs get 503 + Retry-After (the upstream tries elsewhere) while the

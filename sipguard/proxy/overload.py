@@ -225,16 +225,22 @@ class OverloadGuard:
 class MemoryTrim:
     """After a burst, give the freed heap back to the system.
 
-    A burst's transactions are freed when they expire (one to two transaction lifetimes), but
-    glibc keeps the pages of the chunks they held (most are bytes of 0.5-2 KB: malloc, not
-    Python's small-object arenas), so the worker's RSS stays at its peak. Once the live
-    transactions have fallen to half of the peak seen since the last trim, ``malloc_trim(0)``
-    returns the free pages (a few ms for a few hundred MB, at most once per fall)."""
+    A burst's transactions are freed when they expire (one transaction lifetime), but glibc
+    keeps the pages of the chunks they held (bytes of 0.5-2 KB: malloc), so the worker's RSS
+    stays at its peak; and Python's small-object allocator gives an arena (1 MiB) back only
+    when nothing in it lives, so the entries a burst added to the parse caches (a few MB, made
+    among its transactions' objects) keep tens of MB of arenas. Once the live transactions have
+    fallen to half of the peak seen since the last trim, the caches are emptied (``release``:
+    refilled by the next calls) and ``malloc_trim(0)`` returns the free pages (a few ms for a
+    few hundred MB, at most once per halving), and once more when the burst is all but gone
+    (what its last transactions held)."""
 
-    def __init__(self, minimum: int = 2000) -> None:
+    def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = ()) -> None:
         self.minimum = minimum      # a peak below this many transactions is not worth a trim
+        self.release = release      # caches to empty when a burst is over
         self.peak = 0
         self.trims = 0
+        self._falling = False       # trimmed since the last peak: trim once more when it is over
         self._trim = _malloc_trim()
 
     def tick(self, transactions: int) -> bool:
@@ -242,10 +248,18 @@ class MemoryTrim:
         if transactions > self.peak:
             self.peak = transactions
             return False
-        if self.peak < self.minimum or transactions * 2 > self.peak:
+        if self.peak >= self.minimum:
+            if transactions * 2 > self.peak:
+                return False
+            self._falling = True
+        elif self._falling and transactions * 16 <= self.minimum:
+            self._falling = False   # the burst is all but gone: its last trim
+        else:
             return False
         self.peak = transactions
         self.trims += 1
+        for release in self.release:
+            release()
         if self._trim is not None:
             self._trim(0)
         return True

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from sipguard import native
+from sipguard import native, numbers
 from sipguard.clock import SystemClock
 from sipguard.config import Config, load_config
 from sipguard.errors import ConfigError
@@ -78,7 +78,7 @@ class Worker:
         self.gc = GcPacer()
         self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
         self._peers: tuple[Config, Peers] | None = None
-        self.trim = MemoryTrim()                          # RSS back after a burst (overload.py)
+        self.trim = MemoryTrim(release=(numbers.clear_cache,))  # RSS back after a burst (overload.py)
 
     async def start(self) -> None:
         from sipguard.observe.metrics import Metrics

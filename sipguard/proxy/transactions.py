@@ -9,9 +9,11 @@ Rules:
 3. Timer A retransmits a forwarded INVITE over UDP (T1, doubling up to T2) until a response
    comes; Timer B (64*T1 after the INVITE arrived) answers 408; Timer G retransmits our final
    response over UDP until the ACK. Any response stops Timers A and B; the ACK stops G.
-4. Expiry by generations (``rotate``): a transaction lives between one and two lifetimes;
-   one still deciding or forwarded is carried into the next generation, for at most four
-   lifetimes.
+4. Expiry in arrival order (``expire``): a transaction ends one lifetime after it started
+   (to the housekeeping tick), so a burst's memory is free one lifetime after the burst, not
+   two; one still deciding or forwarded gets another lifetime, while it is younger than four.
+   A dict never shrinks: once the table has fallen to a quarter of its peak it is rebuilt,
+   or a burst's hash table (megabytes) would stay for good.
 
 "The same transaction" is ``sipguard.sip.transaction.server_key``, which replay uses too.
 """
@@ -19,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
@@ -90,9 +93,9 @@ class Due(Enum):
 class InviteTx:
     """One INVITE server transaction and, once forwarded, its client transaction.
 
-    A transaction lives 32-64 s, most of it after its decision: it then keeps bytes, not
-    the parsed request (dozens of objects the cyclic collector would walk on every pass,
-    for nothing), and parses them again on the rare paths that need a header: Timer B's
+    A transaction lives 32 s (``proxy.transaction_timeout``), most of it after its decision:
+    it then keeps bytes, not the parsed request (dozens of objects the cyclic collector would
+    walk on every pass, for nothing), and parses them again on the rare paths that need a header: Timer B's
     408, a CANCEL, the ACK of a non-2xx response."""
 
     key: str
@@ -123,33 +126,35 @@ class InviteTx:
 
 
 class Transactions:
-    """The INVITE transactions of one core: by server key and by our client branch, each in
-    two generations, and their timers in one heap (an entry whose ``timer_seq`` is no longer
-    the transaction's is stale and skipped)."""
+    """The INVITE transactions of one core: by server key and by our client branch, in the
+    order they end (``expire``), and their timers in one heap (an entry whose ``timer_seq`` is
+    no longer the transaction's is stale and skipped)."""
 
     def __init__(self, lifetime: float, now: float) -> None:
         self.lifetime = lifetime
-        self.invites: dict[str, InviteTx] = {}      # current generation
-        self.old_invites: dict[str, InviteTx] = {}  # previous generation (expiry by rotation)
+        self.invites: dict[str, InviteTx] = {}      # server key -> tx
         self.clients: dict[str, InviteTx] = {}      # our branch -> tx
-        self.old_clients: dict[str, InviteTx] = {}
         self.last_final = 0.0  # when the last INVITE transaction got its final response
-        self._rotated = now
+        # in arrival order, so in the order they end (started + lifetime); one slot each
+        self._ends: deque[InviteTx] = deque()
+        self._again: deque[tuple[float, InviteTx]] = deque()  # (when, tx): unfinished, another lifetime
+        self._peak = 0  # the most transactions since the tables were last rebuilt
         self._timers: list[tuple[float, int, InviteTx]] = []
         self._seq = 0
 
     # -- lookup ---------------------------------------------------------------------------------
     def server(self, key: str) -> InviteTx | None:
-        """The INVITE server transaction of this key, in either generation."""
-        return self.invites.get(key) or self.old_invites.get(key)
+        """The INVITE server transaction of this key."""
+        return self.invites.get(key)
 
     def client(self, branch: str) -> InviteTx | None:
-        """The transaction whose forwarded INVITE carries our ``branch``, in either generation."""
-        return self.clients.get(branch) or self.old_clients.get(branch)
+        """The transaction whose forwarded INVITE carries our ``branch``."""
+        return self.clients.get(branch)
 
     # -- transitions ----------------------------------------------------------------------------
     def start(self, tx: InviteTx) -> None:
         self.invites[tx.key] = tx
+        self._ends.append(tx)
 
     def forward(self, tx: InviteTx, branch: str, dest: Hop, data: bytes, now: float) -> None:
         """The INVITE went downstream as ``data`` with our ``branch``: Timer A over UDP."""
@@ -251,31 +256,51 @@ class Transactions:
         return None
 
     # -- expiry ---------------------------------------------------------------------------------
-    def rotate(self, now: float) -> None:
-        """Expire transactions by generations: a tx lives between one and two lifetimes.
-        Unfinished ones (deciding/proceeding) are carried into the new generation."""
-        if now - self._rotated < self.lifetime:
-            return
-        self._rotated = now
-        carried = {k: tx for k, tx in self.invites.items()
-                   if (tx.state is State.DECIDING or tx.state is State.PROCEEDING)
-                   and now - tx.started < 4 * self.lifetime}
-        self.old_invites, self.invites = self.invites, carried
-        carried_clients = {tx.client_branch: tx for tx in carried.values() if tx.client_branch}
-        self.old_clients, self.clients = self.clients, carried_clients
+    def expire(self, now: float) -> int:
+        """End the transactions whose lifetime has passed at ``now``; an unfinished one
+        (deciding/proceeding) younger than four lifetimes gets another. Returns how many ended."""
+        if len(self.invites) > self._peak:
+            self._peak = len(self.invites)
+        ended = 0
+        ends, again, lifetime = self._ends, self._again, self.lifetime
+        while ends and now - ends[0].started >= lifetime:
+            ended += self._end(ends.popleft(), now)
+        while again and again[0][0] <= now:
+            ended += self._end(again.popleft()[1], now)
+        if self._peak >= 1024 and len(self.invites) * 4 < self._peak:
+            self._shrink()
+        return ended
+
+    def _end(self, tx: InviteTx, now: float) -> int:
+        if self.invites.get(tx.key) is not tx:
+            return 0  # forgotten already (clear)
+        if (tx.state is State.DECIDING or tx.state is State.PROCEEDING) and now - tx.started < 4 * self.lifetime:
+            self._again.append((now + self.lifetime, tx))
+            return 0
+        del self.invites[tx.key]
+        branch = tx.client_branch
+        if branch is not None and self.clients.get(branch) is tx:
+            del self.clients[branch]
+        return 1
+
+    def _shrink(self) -> None:
+        """New tables sized for what is left: a dict keeps the hash table of its peak."""
+        self.invites = {k: tx for k, tx in self.invites.items()}
+        self.clients = {k: tx for k, tx in self.clients.items()}
+        self._peak = len(self.invites)
 
     def in_progress(self) -> int:
         """INVITE transactions deciding or forwarded and waiting for their final response."""
-        return sum(1 for gen in (self.invites, self.old_invites) for tx in gen.values()
+        return sum(1 for tx in self.invites.values()
                    if tx.state is State.DECIDING or tx.state is State.PROCEEDING)
 
     def __len__(self) -> int:
-        return len(self.invites) + len(self.old_invites)
+        return len(self.invites)
 
     def clear(self) -> None:
         """Forget every transaction and timer (benchmarks replaying the same calls)."""
         self.invites.clear()
-        self.old_invites.clear()
         self.clients.clear()
-        self.old_clients.clear()
+        self._ends.clear()
+        self._again.clear()
         self._timers.clear()

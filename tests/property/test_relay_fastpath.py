@@ -58,7 +58,7 @@ def make_core(config: Setup, fast: bool, redirect: bool = False) -> ProxyCore:
            + b"\r\nFrom: <sip:+12127363100@127.0.0.1>;tag=a\r\nTo: <sip:+13036231000@127.0.0.1>\r\n"
            b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n")
     for branch, state, table in ((CLIENT_BRANCH, State.PROCEEDING, core.txs.clients),
-                                 (OLD_CLIENT_BRANCH, State.DONE, core.txs.old_clients)):
+                                 (OLD_CLIENT_BRANCH, State.DONE, core.txs.clients)):
         tx = InviteTx(f"{SERVER_BRANCH}|127.0.0.1|5061", UAC, "udp", None, inv, state=state,
                       to_tag=TAG_PREFIX + "1", client_branch=branch, dest=Hop(UAS[0], UAS[1], "udp"), sent=inv)
         table[branch] = tx
@@ -67,7 +67,7 @@ def make_core(config: Setup, fast: bool, redirect: bool = False) -> ProxyCore:
 
 
 def outcome(core: ProxyCore) -> tuple[Any, ...]:
-    txs = tuple((tx.state, tx.last, tx.forwarded) for tx in (*core.txs.clients.values(), *core.txs.old_clients.values()))
+    txs = tuple((tx.state, tx.last, tx.forwarded) for tx in core.txs.clients.values())
     return core.sender.sent, core.stats(), txs  # type: ignore[attr-defined]
 
 

@@ -188,6 +188,25 @@ def test_memory_trim_once_the_transactions_of_a_burst_have_halved() -> None:
     counts += [4000, 2900]                      # half of the new reference: again
     assert [trim.tick(c) for c in counts] == [False] * 10 + [True, False, False, True]
     assert trim.trims == 2
+    counts = [1400, 700]                        # the fall goes on: at each halving
+    counts += [300, 100, 62, 10, 0]             # under the minimum: once more when all but gone
+    assert [trim.tick(c) for c in counts] == [True, True, False, False, True, False, False]
+    assert [trim.tick(c) for c in (900, 400, 20)] == [False] * 3  # a peak under the minimum: never
+
+
+def test_memory_trim_empties_the_parse_cache_when_a_burst_is_over() -> None:
+    """The entries a burst adds to numbers' parse cache would keep the burst's arenas: emptied
+    with each trim, never while the transactions still grow."""
+    from sipguard import numbers
+
+    trim = MemoryTrim(minimum=1000, release=(numbers.clear_cache,))
+    numbers.parse_tn("+13036231000")
+    for count in (3000, 8000, 5000):      # a burst, then expiry not yet at half
+        assert not trim.tick(count)
+        assert numbers.cache_info()[2] > 0
+    assert trim.tick(4000)                  # half of the peak: trimmed, cache emptied
+    assert numbers.cache_info()[2] == 0
+    assert numbers.parse_tn("+13036231000").e164 == "13036231000" and numbers.cache_info()[2] == 1  # refilled
 
 
 def test_a_transaction_past_its_2xx_holds_no_message_bytes(tmp_path: Path) -> None:

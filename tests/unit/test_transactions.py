@@ -5,6 +5,7 @@ the timers stepped by ``now``, expiry by generations."""
 from __future__ import annotations
 
 import itertools
+import sys
 
 import pytest
 
@@ -127,16 +128,44 @@ def test_timer_g_only_over_udp() -> None:
     assert txs.on_timer(0.5) == [(udp, Due.RESEND_RESPONSE)] and txs.next_timer() == 1.5
 
 
-def test_rotation_keeps_unfinished_transactions_for_up_to_four_lifetimes() -> None:
+def test_expiry_one_lifetime_after_start_keeps_unfinished_ones_up_to_four() -> None:
     txs = Transactions(10.0, 0.0)
-    done, deciding, stuck = tx(State.DONE), tx(State.DECIDING, started=0.0), tx(State.PROCEEDING, started=-35.0)
-    done.key, stuck.key, stuck.client_branch = "done", "stuck", "z9hG4bKsg-stuck"
-    for t in (done, deciding, stuck):
+    done, deciding, stuck = tx(State.DONE, started=0.0), tx(State.DECIDING, started=0.0), \
+        tx(State.PROCEEDING, started=-35.0)
+    late = tx(State.DONE, started=6.0)
+    done.key, stuck.key, late.key, stuck.client_branch = "done", "stuck", "late", "z9hG4bKsg-stuck"
+    done.client_branch = "z9hG4bKsg-done"
+    for t in (stuck, done, deciding, late):
         txs.start(t)
     txs.clients[stuck.client_branch] = stuck
-    txs.rotate(5.0)                       # not a lifetime yet: nothing moves
-    assert len(txs.invites) == 3 and not txs.old_invites
-    txs.rotate(10.0)
-    assert set(txs.invites) == {deciding.key} and txs.server("done") is done and len(txs) == 4
-    txs.rotate(20.0)
-    assert txs.server("done") is None and txs.server("stuck") is None and txs.server(deciding.key) is deciding
+    txs.clients[done.client_branch] = done
+    assert txs.expire(9.5) == 1          # only the stuck one: past four lifetimes
+    assert txs.server("stuck") is None and txs.client("z9hG4bKsg-stuck") is None and len(txs) == 3
+    assert txs.expire(10.0) == 1         # exactly one lifetime after it started, not two
+    assert txs.server("done") is None and txs.client("z9hG4bKsg-done") is None
+    assert txs.server(deciding.key) is deciding and txs.server("late") is late
+    assert txs.expire(16.0) == 1 and txs.server("late") is None
+    assert txs.expire(19.9) == 0 and txs.expire(20.0) == 0 and txs.expire(30.0) == 0  # unfinished:
+    assert txs.server(deciding.key) is deciding                                     # another lifetime
+    assert txs.expire(40.0) == 1 and len(txs) == 0   # four lifetimes old: ended even undecided
+
+
+def test_tables_are_rebuilt_once_they_fall_far_below_their_peak() -> None:
+    """A dict keeps the hash table of its largest size: after a burst, new ones sized for what is left."""
+    txs = Transactions(10.0, 0.0)
+    burst = []
+    for i in range(4000):
+        t = tx(State.DONE, started=0.0 if i < 3500 else 5.0)
+        t.key, t.client_branch = f"k{i}", f"z9hG4bKsg-{i}"
+        txs.start(t)
+        txs.clients[t.client_branch] = t
+        burst.append(t)
+    invites, clients = txs.invites, txs.clients
+    txs.expire(1.0)
+    assert txs.invites is invites       # nothing ended: the same tables
+    txs.expire(10.0)                    # 3,500 of 4,000 ended: an eighth left
+    assert len(txs) == 500 and txs.invites is not invites and txs.clients is not clients
+    assert txs.server("k3999") is burst[3999] and txs.client("z9hG4bKsg-3999") is burst[3999]
+    assert sys.getsizeof(txs.invites) * 4 < sys.getsizeof(invites)
+
+

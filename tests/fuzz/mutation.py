@@ -2,7 +2,7 @@
 
 Seeds are real messages: the RFC 4475 torture tests, messages shaped as trunks send them,
 and every SIP message of the public captures in ``tests/data/captures`` (and in
-``/work/shared/corpus`` when that folder is present). Mutators are seeded ``random.Random``
+``../shared/corpus`` beside the repository when that folder is present). Mutators are seeded ``random.Random``
 loops, so a failure names its seed and index and reproduces exactly.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1]
 RFC4475 = TESTS / "data" / "sip" / "rfc4475"
 CAPTURES = TESTS / "data" / "captures"
-SHARED_CORPUS = Path("/work/shared/corpus")
+SHARED_CORPUS = TESTS.parent.parent / "shared" / "corpus"  # ../shared beside the repository, when present
 SEED_FILES = ("wsinv", "intmeth", "esc01", "longreq", "mpart01", "transports", "unreason", "inv2543",
               "lwsdisp", "regescrt")
 TRUNK_INVITE = (

@@ -5,7 +5,7 @@ capture.py's promise: a damaged capture is reported, not raised. Whatever the by
 ``CaptureError`` (not a capture at all); ``decode_frame`` returns a segment, a fragment or
 None, or raises ``DecodeError``; the reassemblers take any sequence of fragments and segments.
 Seeds: captures built here (every link type and format, IPv4/IPv6, fragments, TCP cut into
-segments) and the public captures (tests/data/captures, /work/shared/corpus when present).
+segments) and the public captures (tests/data/captures, ../shared/corpus when present).
 """
 
 from __future__ import annotations

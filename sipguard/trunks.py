@@ -91,10 +91,10 @@ class Peers:
         self._limit = memo_limit
 
     @classmethod
-    def of(cls, config: Config) -> Peers:
-        """The peers a config names (its own trunk table)."""
+    def of(cls, config: Config, trunks: TrunkTable | None = None) -> Peers:
+        """The peers a config names; ``trunks``: the trunk table to share (else its own)."""
         hops = (config.next_hop, *(t.next_hop for t in config.trunks))
-        return cls(TrunkTable(config.trunks), config.trusted_proxies,
+        return cls(trunks if trunks is not None else TrunkTable(config.trunks), config.trusted_proxies,
                    [next_hop_address(h)[0] for h in hops if h])
 
     def known(self, ip: str) -> bool:

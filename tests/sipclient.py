@@ -152,11 +152,13 @@ class UdpClient:
 
 @dataclass
 class MiniUas:
-    """A UDP UAS that answers every INVITE with ``status`` and keeps what it received."""
+    """A UDP UAS that answers every INVITE with ``status`` and keeps what it received; with
+    ``delay``, an INVITE gets 100 at once and ``status`` that many seconds later."""
 
     host: str = "127.0.0.1"
     port: int = 0
     status: int = 200
+    delay: float = 0.0
     received: list[Msg] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -183,12 +185,21 @@ class MiniUas:
                 continue
             msg = parse_msg(data)
             self.received.append(msg)
-            if msg.method in ("INVITE", "BYE", "OPTIONS", "CANCEL"):
+            if msg.method == "INVITE" and self.delay:
+                self._send(self._response(msg, 100), addr)
+                threading.Timer(self.delay, self._send, (self._response(msg, self.status), addr)).start()
+            elif msg.method in ("INVITE", "BYE", "OPTIONS", "CANCEL"):
                 status = self.status if msg.method == "INVITE" else 200
-                self.sock.sendto(self._response(msg, status), addr)
+                self._send(self._response(msg, status), addr)
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except OSError:
+            pass  # closed at the end of the test
 
     def _response(self, req: Msg, status: int) -> bytes:
-        phrase = {200: "OK", 486: "Busy Here", 603: "Decline"}.get(status, "Whatever")
+        phrase = {100: "Trying", 200: "OK", 486: "Busy Here", 603: "Decline"}.get(status, "Whatever")
         lines = [f"SIP/2.0 {status} {phrase}"]
         lines += [f"Via: {v}" for v in req.all("Via")]
         to = req.header("To") or ""

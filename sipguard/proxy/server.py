@@ -30,7 +30,6 @@ from sipguard.proxy.core import ProxyCore
 from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Channels, Steering
 from sipguard.proxy.transport import Transports, UdpEndpoint
-from sipguard.trunks import Peers
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -77,7 +76,6 @@ class Worker:
         self._watcher: asyncio.Task[None] | None = None
         self.gc = GcPacer()
         self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
-        self._peers: tuple[Config, Peers] | None = None
         self.trim = MemoryTrim(release=(numbers.clear_cache,))  # RSS back after a burst (overload.py)
 
     async def start(self) -> None:
@@ -119,12 +117,10 @@ class Worker:
 
     def _known_peer(self, ip: str) -> bool:
         """May a TCP/TLS connection from ``ip`` stay (at accept)? Follows a reloaded config."""
-        config = self.config
-        if config.unknown_source != "reject":
+        if self.config.unknown_source != "reject":
             return True
-        if self._peers is None or self._peers[0] is not config:
-            self._peers = (config, Peers.of(config))
-        return self._peers[1].known(ip)
+        peers = self.core.stateless.peers if self.core is not None else None
+        return peers is not None and peers.known(ip)
 
     def _edge_metrics(self, stats: dict[str, float]) -> None:
         self.trim.tick(int(stats.get("transactions", 0)))

@@ -68,8 +68,7 @@ class StatelessRelay:
     def configure(self, config: Config, trunks: TrunkTable) -> None:
         """Settings for the messages that follow; without a secret of its own the key stays.
         Known peers: the trunks, the trusted proxies and the next hops (``trunks.Peers``)."""
-        hops = (config.next_hop, *(t.next_hop for t in config.trunks))
-        self.peers = Peers(trunks, config.trusted_proxies, [next_hop_address(h)[0] for h in hops if h])
+        self.peers = Peers.of(config, trunks)
         self.next_hop = config.next_hop
         self._hops = {config.next_hop: Hop(*next_hop_address(config.next_hop))}
         self.reject_unknown = config.unknown_source == "reject"

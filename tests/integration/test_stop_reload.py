@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,35 +19,9 @@ from typing import Any
 import pytest
 import yaml
 from conftest import base_config
-from sipclient import MiniUas, UdpClient, invite, parse_msg
+from sipclient import MiniUas, UdpClient, invite
 
 pytestmark = pytest.mark.integration
-
-
-class SlowUas(MiniUas):
-    """A UDP UAS that answers every INVITE 100 at once and 200 after ``delay`` seconds."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        super().__init__()
-
-    def _answer(self, msg: Any, status: int, addr: tuple[str, int]) -> None:
-        try:
-            self.sock.sendto(self._response(msg, status), addr)
-        except OSError:
-            pass  # closed at the end of the test
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(65535)
-            except (TimeoutError, OSError):
-                continue
-            msg = parse_msg(data)
-            self.received.append(msg)
-            if msg.method == "INVITE":
-                self._answer(msg, 100, addr)
-                threading.Timer(self.delay, self._answer, (msg, 200, addr)).start()
 
 
 def finals(client: UdpClient, expected: int, timeout: float = 10.0) -> dict[str, int]:
@@ -67,7 +40,7 @@ def finals(client: UdpClient, expected: int, timeout: float = 10.0) -> dict[str,
 
 
 def test_sigterm_lets_calls_in_progress_finish_and_answers_new_invites_503(sipguard: Any) -> None:
-    uas = SlowUas(delay=1.0)
+    uas = MiniUas(delay=1.0)
     client = UdpClient()
     try:
         sg = sipguard(base_config(uas.port, proxy={"drain_timeout": 10}))

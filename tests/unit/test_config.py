@@ -87,6 +87,30 @@ def test_http_limits(tmp_path: Path) -> None:
         assert (info.value.line, info.value.key) == (3, text)
 
 
+def test_proxy_secret_file(tmp_path: Path) -> None:
+    """proxy.secret_file: at least 16 bytes (a short or empty file is refused on its line);
+    a huge or endless file is read only as far as its first 4 KiB; a missing one is named."""
+    path = tmp_path / "sipguard.yaml"
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    path.write_text("proxy: {secret_file: secret}\n")
+    assert load_config(str(path)).proxy.secret == b"0123456789abcdef0123456789abcdef"
+    secret.write_bytes(b"A" * (64 << 20))  # hostile: 64 MiB
+    assert load_config(str(path)).proxy.secret == b"A" * 4096
+    path.write_text("proxy: {secret_file: /dev/zero}\n")  # endless: read is bounded too
+    assert load_config(str(path)).proxy.secret == b"\0" * 4096
+    for content in (b"", b"short\n"):
+        secret.write_bytes(content)
+        path.write_text("proxy:\n  secret_file: secret\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(str(path))
+        assert (info.value.line, info.value.key) == (2, "proxy.secret_file") and "at least 16" in str(info.value)
+    path.write_text("proxy:\n  secret_file: nowhere\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.key == "proxy.secret_file"
+
+
 def test_tls_next_hops_and_listen_defaults() -> None:
     from sipguard.config import next_hop_address, parse_listen
 

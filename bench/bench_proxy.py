@@ -6,6 +6,13 @@ DURATION seconds; then stops everything it started, by PID. Per step it reports 
 failed calls, INVITE -> final response p50/p99 (every call's sipp "rtd 1", with a clock shim
 so sipp's 4 ms coarse clock does not quantise them) and CPU of the system under test.
 
+Both relay the same work: with --routing rr (the default) Kamailio runs record_route() and
+sipguard runs with proxy.record_route: true, so each relays the whole call (INVITE, 100, 200, ACK,
+BYE, 200) and adds its Record-Route; with --routing plain neither record-routes (ACK and BYE still
+come to the proxy, as sipp sends everything to its remote address, and are relayed by their
+Request-URI); --routing "rr plain" runs both. sipguard runs as shipped: decision log lines at their
+default (log.decisions: info, to the step's sut.log) and traceback records on (SQLite).
+
 Systems (--systems, default all):
   kam-relay            Kamailio 5.6 stateful relay (bench/kamailio-relay.cfg), no verification
   kam-verify           the same + secsipid_check_identity on every INVITE
@@ -21,7 +28,15 @@ worker's certificate cache is warmed by a short warm-up run before the timed ste
 Usage (from the repo root):
   .venv/bin/python bench/bench_proxy.py --rates "500 1000 2000 3000 4000" --duration 15
   .venv/bin/python bench/bench_proxy.py --systems "sg-proxy" --rates 2000 --profile
-Options: --workers N (sipguard workers and Kamailio UDP children, default 2), --uacs K (split the
+  .venv/bin/python bench/bench_proxy.py --rates "1000 1000 1000" --duration 10 --fixed-rate 1000
+Steps run rate by rate, every system at one rate before the next rate, so a system and its
+Kamailio counterpart run back to back; a rate given twice runs twice. After the steps a summary
+pairs each sipguard system with its Kamailio counterpart (sg-proxy / kam-relay, sg-verify /
+kam-verify, sg-redirect-verify / kam-redirect-verify): CPU per call at --fixed-rate (default
+1000 calls/s; every run of it, and the median) and the highest clean rate offered, with the
+capacity ratio (Kamailio's CPU per call / sipguard's: >= 1.0 means sipguard costs no more).
+Options: --routing "rr" | "plain" | "rr plain" (above), --fixed-rate R (the summary's rate),
+--sg-decisions off|info|debug (experiment: sipguard's log.decisions instead of its default), --workers N (sipguard workers and Kamailio UDP children, default 2), --uacs K (split the
 offered load over K sipp UACs on K source ports), --keep-going (do not skip the rates above a
 collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P --quiet-wait S (before each step wait
 at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-rcvbuf BYTES / --sg-no-records (experiments through
@@ -40,6 +55,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -158,7 +174,7 @@ class Bench:
         return time.monotonic() - t0
 
     # -- systems under test ---------------------------------------------------------------------
-    def start_sut(self, sysm: System, d: Path, port: int, uas_port: int) -> subprocess.Popen[bytes]:
+    def start_sut(self, sysm: System, d: Path, port: int, uas_port: int, routing: str) -> subprocess.Popen[bytes]:
         log = open(d / "sut.log", "wb")
         if sysm.kind == "kamailio":
             cmd = ["kamailio", "-f", str(KAM_CFG), "-DD", "-E", "-n", str(self.args.workers), "-m", "512",
@@ -168,9 +184,12 @@ class Bench:
                 cmd += ["-A", f'VERIFY_CERT="{self.cert_file}"']
             if sysm.redirect:
                 cmd += ["-A", "REDIRECT"]
+            if routing == "plain":
+                cmd += ["-A", "NO_RR"]
         else:
             cfg_path = d / "sipguard.yaml"
-            cfg_path.write_text(yaml.safe_dump(self.sipguard_config(sysm, port, uas_port), sort_keys=False))
+            cfg = self.sipguard_config(sysm, port, uas_port, routing)
+            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             plain = not (self.args.sg_rcvbuf or self.args.sg_no_records or self.args.sg_gc_threshold
                          or self.args.sg_lag or self.args.sg_pin)
             head = [sys.executable, "-m", "sipguard"] if plain else \
@@ -187,7 +206,9 @@ class Bench:
         self.procs.append(proc)
         return proc
 
-    def sipguard_config(self, sysm: System, port: int, uas_port: int) -> dict[str, Any]:
+    def sipguard_config(self, sysm: System, port: int, uas_port: int, routing: str) -> dict[str, Any]:
+        """sipguard as shipped (decision lines and traceback records at their defaults), with
+        Record-Route exactly when Kamailio's config runs record_route()."""
         cfg: dict[str, Any] = {
             "listen": [f"udp://127.0.0.1:{port}"],
             "mode": "redirect" if sysm.redirect else "proxy",
@@ -198,9 +219,12 @@ class Bench:
                                      "country": "GB"}}],
             "store": "memory",
             "traceback": {"path": "traceback.db"},
-            "log": {"level": "warning", "decisions": "off"},
             "http": {"listen": f"127.0.0.1:{self.http_port}"},
         }
+        if not sysm.redirect:
+            cfg["proxy"] = {"record_route": routing == "rr"}
+        if self.args.sg_decisions:
+            cfg["log"] = {"decisions": self.args.sg_decisions}
         if sysm.verify:
             cfg["shaken"] = {"trust_anchors": self.pki.anchors, "iat_max_age": 120,
                              "x5u": {"allow_http": True, "allow_networks": ["127.0.0.0/8"],
@@ -231,20 +255,21 @@ class Bench:
         self.procs.clear()
 
     # -- one step -----------------------------------------------------------------------------
-    def step(self, sysm: System, rate: int) -> Step:
+    def step(self, sysm: System, rate: int, routing: str) -> Step:
         a = self.args
-        d, rep = self.out / sysm.name / f"r{rate}", 2
+        base = self.out / (sysm.name if routing == "rr" else f"{sysm.name}-plain")
+        d, rep = base / f"r{rate}", 2
         while d.exists():  # a rate given twice runs twice, each in its own folder
-            d, rep = self.out / sysm.name / f"r{rate}-rep{rep}", rep + 1
+            d, rep = base / f"r{rate}-rep{rep}", rep + 1
         d.mkdir(parents=True)
         port, uas_port, self.http_port = free_port(), free_port(), free_port()
         foreign = wait_quiet(a.quiet_pct, a.quiet_wait) if a.quiet_wait > 0 else 0.0
         try:
             if not sysm.redirect:
                 self.start_uas(d, uas_port)
-            sut = self.start_sut(sysm, d, port, uas_port)
+            sut = self.start_sut(sysm, d, port, uas_port, routing)
             if not wait_answering(port, sut, 30.0):
-                return Step(sysm.name, rate, error=f"did not start: {(d / 'sut.log').read_text()[-500:]}")
+                return Step(sysm.name, rate, routing=routing, error=f"did not start: {(d / 'sut.log').read_text()[-500:]}")
             calls = rate * a.duration
             per = [calls // a.uacs + (1 if i < calls % a.uacs else 0) for i in range(a.uacs)]
             csvs = [d / f"tokens{i}.csv" for i in range(a.uacs)]
@@ -295,7 +320,7 @@ class Bench:
             # sipp's ElapsedTime has 1 s resolution: use the span of the INVITE answers instead
             elapsed = max(span + 1.0 / rate, max((s["elapsed"] for s in stats), default=0.0) - 1.0) or wall
             sut_cpu = (cpu1 - cpu0) / 1e9
-            return Step(sysm.name, rate, achieved=ok / elapsed if elapsed else 0.0, ok=ok, failed=failed,
+            return Step(sysm.name, rate, routing=routing, achieved=ok / elapsed if elapsed else 0.0, ok=ok, failed=failed,
                           failed_pct=100.0 * failed / max(1, ok + failed),
                           retrans=sum(s["retrans"] for s in stats), rcvbuf_drops=drops1 - drops0,
                           p50=percentile(rtts, 50), p99=percentile(rtts, 99), max_ms=max(rtts, default=0.0),
@@ -322,19 +347,23 @@ class Bench:
         self.setup()
         info = machine()
         print(f"# bench_proxy {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  {info}")
-        print(f"# systems {self.args.systems}  rates {self.args.rates}  duration {self.args.duration}s  "
-              f"workers {self.args.workers}  uacs {self.args.uacs}  out {self.out}")
+        print(f"# systems {self.args.systems}  rates {self.args.rates}  routing {self.args.routing}  "
+              f"duration {self.args.duration}s  workers {self.args.workers}  uacs {self.args.uacs}  out {self.out}")
         print(Step.header())
-        for name in self.args.systems.split():
-            sysm = system(name)
-            for rate in [int(r) for r in self.args.rates.split()]:
-                res = self.step(sysm, rate)
-                self.results.append(res)
-                print(res.row(), flush=True)
-                with open(self.out / "results.jsonl", "a") as fh:
-                    fh.write(json.dumps(res.as_dict()) + "\n")
-                if res.collapsed() and not self.args.keep_going:
-                    break
+        collapsed: set[tuple[str, str]] = set()
+        for rate in [int(r) for r in self.args.rates.split()]:
+            for routing in self.args.routing.split():
+                for name in self.args.systems.split():
+                    if (name, routing) in collapsed or (routing == "plain" and "redirect" in name):
+                        continue  # a redirect relays nothing: one row, whatever the routing
+                    res = self.step(system(name), rate, routing)
+                    self.results.append(res)
+                    print(res.row(), flush=True)
+                    with open(self.out / "results.jsonl", "a") as fh:
+                        fh.write(json.dumps(res.as_dict()) + "\n")
+                    if res.collapsed() and not self.args.keep_going:
+                        collapsed.add((name, routing))
+        print(summary(self.results, self.args.fixed_rate))
         print(f"# results: {self.out / 'results.jsonl'}")
         return 0
 
@@ -342,6 +371,39 @@ class Bench:
         self.stop_all()
         if self.server is not None:
             self.server.__exit__(None, None, None)
+
+
+PAIRS = (("sg-proxy", "kam-relay"), ("sg-verify", "kam-verify"), ("sg-redirect-verify", "kam-redirect-verify"))
+
+
+def summary(steps: list[Step], fixed: int) -> str:
+    """sipguard against its Kamailio counterpart, same run: CPU per call at the fixed rate
+    (each run, median) and the highest clean offered rate, with the ratios."""
+    def us(sysname: str, routing: str) -> list[float]:
+        return [s.sut_us_per_call for s in steps
+                if s.system == sysname and s.routing == routing and s.rate == fixed and not s.error and s.ok]
+
+    def best(sysname: str, routing: str) -> int:
+        return max((s.rate for s in steps if s.system == sysname and s.routing == routing and s.clean()),
+                   default=0)
+
+    def runs(vals: list[float]) -> str:
+        return ", ".join(f"{v:.0f}" for v in vals) or "-"
+
+    lines = [f"\n## Same-run summary: CPU per call at {fixed} calls/s, highest clean rate offered",
+             "| sipguard | Kamailio | routing | sipguard us/call (runs) | median | Kamailio us/call (runs) | median "
+             "| capacity ratio (Kamailio / sipguard) | sipguard max clean | Kamailio max clean |",
+             "|---|---|---|---|--:|---|--:|--:|--:|--:|"]
+    for sg, kam in PAIRS:
+        for routing in ("rr", "plain"):
+            a, b = us(sg, routing), us(kam, routing)
+            if not a and not b:
+                continue
+            ma, mb = (statistics.median(a) if a else 0.0), (statistics.median(b) if b else 0.0)
+            ratio = f"{mb / ma:.2f}" if ma and mb else "-"
+            lines.append(f"| {sg} | {kam} | {routing} | {runs(a)} | {ma:.0f} | {runs(b)} | {mb:.0f} | {ratio} "
+                         f"| {best(sg, routing) or '-'} | {best(kam, routing) or '-'} |")
+    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -358,6 +420,12 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--uacs", type=int, default=1)
     p.add_argument("--keep-going", action="store_true")
+    p.add_argument("--routing", default="rr",
+                   help='"rr" (both record-route), "plain" (neither does) or "rr plain" (each rate both ways)')
+    p.add_argument("--fixed-rate", type=int, default=1000,
+                   help="the rate at which the summary compares CPU per call (include it in --rates)")
+    p.add_argument("--sg-decisions", choices=("off", "info", "debug"), default=None,
+                   help="experiment: sipguard's log.decisions (default: as shipped, info)")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--quiet-pct", type=float, default=30.0,
                    help="before each step wait until other processes use < this %% of one core")
@@ -378,12 +446,17 @@ def main() -> int:
     args = p.parse_args()
     if args.report is not None:
         print(Step.header())
+        steps = []
         for line in args.report.read_text().splitlines():
             fields = json.loads(line)
             fields.pop("clean", None)
             fields.pop("target", None)
-            print(Step(**fields).row())
+            steps.append(Step(**fields))
+            print(steps[-1].row())
+        print(summary(steps, args.fixed_rate))
         return 0
+    if not args.routing.split() or set(args.routing.split()) - {"rr", "plain"}:
+        p.error(f"--routing {args.routing!r}: give rr, plain or both")
     bad = [s for s in args.systems.split() if s not in SYSTEMS]
     if bad:
         p.error(f"unknown system(s) {bad}; choose from {' '.join(SYSTEMS)}")

@@ -24,6 +24,7 @@ CLEAN_FAILED_PCT, CLEAN_P99_MS, TARGET_P99_MS, MIN_ACHIEVED = 0.1, 50.0, 10.0, 0
 class Step:
     system: str
     rate: int
+    routing: str = "rr"        # rr: both systems record-route; plain: neither does
     achieved: float = 0.0
     ok: int = 0
     failed: int = 0
@@ -63,9 +64,10 @@ class Step:
 
     def row(self) -> str:
         if self.error:
-            return f"| {self.system} | {self.rate} | ERROR: {self.error.splitlines()[0][:120]} |"
+            return f"| {self.system} ({self.routing}) | {self.rate} | ERROR: {self.error.splitlines()[0][:120]} |"
         yes = {True: "yes", False: "**no**"}
-        return (f"| {self.system} | {self.rate} | {self.achieved:.0f} | {self.failed} ({self.failed_pct:.3f}) "
+        name = self.system if self.routing == "rr" or "redirect" in self.system else f"{self.system} (no RR)"
+        return (f"| {name} | {self.rate} | {self.achieved:.0f} | {self.failed} ({self.failed_pct:.3f}) "
                 f"| {self.retrans} | {self.rcvbuf_drops} | {self.p50:.2f} | {self.p99:.1f} | {self.max_ms:.0f} | {self.sut_cpu_pct:.0f} ({self.busiest_pct:.0f}) "
                 f"| {self.sut_us_per_call:.0f} | {self.foreign_pct:.0f} | {self.load1:.2f} "
                 f"| {yes[self.clean()]} | {yes[self.target()]} | {self.verstat} |")

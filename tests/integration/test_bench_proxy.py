@@ -1,5 +1,6 @@
 """bench/bench_proxy.py end to end at a trickle: the harness still drives real calls through
-Kamailio and sipguard (relay and verifying redirect) and reads sipp's results back."""
+Kamailio and sipguard (relay and verifying redirect) and reads sipp's results back, with both
+relays doing the same work (Record-Route on both, or on neither) and sipguard as shipped."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -22,18 +24,33 @@ def test_bench_proxy_runs_calls_through_every_kind_of_system(tmp_path: Path) -> 
     systems = ["kam-relay", "sg-proxy", "sg-redirect-verify"]
     run = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_proxy.py"), "--systems", " ".join(systems),
-         "--rates", "40", "--duration", "2", "--quiet-wait", "0", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=REPO, check=False)
+         "--rates", "40", "--duration", "2", "--quiet-wait", "0", "--routing", "rr plain", "--fixed-rate", "40",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    steps = {r["system"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
-    assert sorted(steps) == sorted(systems), run.stdout
+    steps = {(r["system"], r["routing"]): r
+             for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
+    # a redirect relays nothing: it runs once, whatever the routing
+    assert sorted(steps) == sorted([("kam-relay", "rr"), ("kam-relay", "plain"), ("sg-proxy", "rr"),
+                                    ("sg-proxy", "plain"), ("sg-redirect-verify", "rr")]), run.stdout
     for name, step in steps.items():
         assert step["error"] == "", (name, step)
         assert (step["ok"], step["failed"]) == (80, 0), (name, step)
         assert step["samples"] == 80 and 0 < step["p50"] <= step["p99"], (name, step)
     # 80 timed calls + the 2 x 20 warm-up calls, every one verified
-    assert steps["sg-redirect-verify"]["verstat"] == "TN-Validation-Passed:120"
-    assert steps["sg-proxy"]["verstat"] == "No-TN-Validation:120"
+    assert steps[("sg-redirect-verify", "rr")]["verstat"] == "TN-Validation-Passed:120"
+    assert steps[("sg-proxy", "rr")]["verstat"] == "No-TN-Validation:120"
+    # the same routing on both sides: Record-Route exactly when Kamailio runs record_route()
+    for routing, rr in (("rr", True), ("plain", False)):
+        folder = tmp_path / ("sg-proxy" if routing == "rr" else "sg-proxy-plain") / "r40"
+        cfg = yaml.safe_load((folder / "sipguard.yaml").read_text())
+        assert cfg["proxy"]["record_route"] is rr
+        assert "log" not in cfg, "sipguard runs with its shipped decision logging"
+        decisions = [ln for ln in (folder / "sut.log").read_text().splitlines() if '"sipguard.decisions"' in ln]
+        assert len(decisions) == 120, routing
+        kam = (tmp_path / ("kam-relay" if routing == "rr" else "kam-relay-plain") / "r40" / "sut.cmd").read_text()
+        assert ("NO_RR" in kam) is not rr
+    assert "| sg-proxy | kam-relay | rr |" in run.stdout and "| sg-proxy | kam-relay | plain |" in run.stdout
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False).stdout
     assert left.strip() == "", f"processes left running: {left}"
 

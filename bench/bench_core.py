@@ -2,12 +2,16 @@
 
 The same five datagrams a sipp UAC and UAS send through a relaying sipguard per call
 (INVITE, 200, ACK, BYE, 200) are handed to ``ProxyCore.receive`` of a real ``Worker``
-(pipeline, records, metrics as ``serve`` builds them, config as bench_proxy's sg-proxy);
+(pipeline, records, metrics and decision log lines as ``serve`` builds them, config as
+bench_proxy's sg-proxy: Record-Route on, decision lines at their default, to a file);
 what it sends (100, INVITE, 200, ACK, BYE, 200) is captured instead of written to a
 socket. The figure is CPU per call without the socket system calls, which bench_proxy.py
 measures end to end: the budget of the Python side of the relay.
 
     .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile]
+        [--decisions off|info|debug] [--no-record-route]
+
+(``--decisions off --no-record-route`` is the configuration of the figures before session 7.)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_proxy_lib import free_port  # noqa: E402
 
 from sipguard.config import load_config  # noqa: E402
+from sipguard.observe.logs import setup_logging  # noqa: E402
 from sipguard.proxy.server import Worker, tune_gc  # noqa: E402
 
 UAC = ("127.0.0.1", 5061)
@@ -108,8 +113,9 @@ def uas_bye_200(bye: bytes) -> bytes:
     return "\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0"]).encode() + b"\r\n\r\n"
 
 
-async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", decisions: str = "info",
+              record_route: bool = True) -> None:
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "sut.log", "w") as log_file:
         port = free_port()
         cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
                "unknown_source": "reject",
@@ -117,10 +123,12 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> 
                            "provider": {"name": "Bench Carrier", "frn": "0012345678", "rmd": "RMD0001234",
                                         "country": "GB"}}],
                "store": "memory", "traceback": {"path": f"{tmp}/traceback.db"},
-               "log": {"level": "warning", "decisions": "off"}}
+               "proxy": {"record_route": record_route}, "log": {"decisions": decisions}}
         path = Path(tmp) / "sg.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        worker = Worker(load_config(str(path)))
+        config = load_config(str(path))
+        setup_logging(config.log.level, json=True, decisions=config.log.decisions, stream=log_file)
+        worker = Worker(config)
         await worker.start()
         tune_gc()  # the collector settings ``serve`` runs with
         core = worker.core
@@ -176,7 +184,8 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> 
             best = min(best, await one_round(r))
             if prof is not None:
                 prof.disable()
-        print(f"calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}")
+        print(f"calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}; "
+              f"record_route: {record_route}; log.decisions: {decisions}")
         print(f"best round: {best * 1e6 / calls:.1f} us CPU per call ({calls / best:,.0f} calls/s on one core, "
               f"no socket I/O)")
         if prof is not None:
@@ -190,8 +199,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative)")
+    ap.add_argument("--decisions", choices=("off", "info", "debug"), default="info",
+                    help="log.decisions (default info, as shipped; lines go to a temporary file)")
+    ap.add_argument("--no-record-route", action="store_true", help="proxy.record_route: false")
     args = ap.parse_args()
-    asyncio.run(run(args.calls, args.rounds, args.profile, args.sort))
+    asyncio.run(run(args.calls, args.rounds, args.profile, args.sort, args.decisions, not args.no_record_route))
 
 
 if __name__ == "__main__":

@@ -144,16 +144,24 @@ class StatelessRelay:
     def fast_request(self, req: FastRequest, source: tuple[str, int], redirect: bool,
                      absorbed: Callable[[str, Via], bool]) -> bool:
         """``forward`` on the fast path's view, for ACK, BYE and the other requests relayed
-        statelessly when they come straight from a trunk (to its next hop); ``absorbed``: does
-        an INVITE transaction take this ACK. False (nothing changed) for whatever is answered
-        or refused or needs the full parse (Route, Proxy-Require, another scheme, Max-Forwards
-        0, any other source)."""
+        statelessly: along our signed Record-Route when one Route line holds just that entry
+        (to the other end of the dialog), else when they come straight from a trunk (to its
+        next hop); ``absorbed``: does an INVITE transaction take this ACK. False (nothing
+        changed) for whatever is answered or refused or needs the full parse (other Routes,
+        a token that does not verify, Proxy-Require, another scheme, Max-Forwards 0, any other
+        source)."""
         method, msg = req.method, req.msg  # never INVITE, CANCEL or OPTIONS (the core's ``_fast``)
-        if (redirect and method != "ACK") or "route" in msg.keys:
+        if redirect and method != "ACK":
             return False
         if method != "ACK" and ("proxy-require" in msg.keys
                                 or req.uri.split(":", 1)[0].lower() not in ROUTED_SCHEMES):
             return False
+        route = -1
+        if "route" in msg.keys:
+            found = msg.only("route")
+            if found is None or b"," in msg.lines[found]:
+                return False
+            route = found
         via = parse_via(msg.value(req.via))
         if method == "ACK":
             to = msg.only("to")
@@ -163,17 +171,37 @@ class StatelessRelay:
                 return True
         if req.max_forwards <= 0:
             return False
-        assert self.peers is not None
-        trunk = self.peers.trunks.classify(source[0])
-        if trunk is None:
-            return False
-        dest = self.hop(trunk.next_hop or self.next_hop)
+        if route >= 0:
+            dest = self._fast_dialog_end(req, route)
+            if dest is None:
+                return False
+        else:
+            assert self.peers is not None
+            trunk = self.peers.trunks.classify(source[0])
+            if trunk is None:
+                return False
+            dest = self.hop(trunk.next_hop or self.next_hop)
         prev = rewritten_via(via, source)
         our = via_value(self.sender.via_sent_by(dest.transport), dest.transport,
                         stateless_branch(self.secret, via, method, req.cseq))
-        self.sender.send_to(relay.forwarded(req, to_bytes("Via: " + our), prev), (dest.host, dest.port),
+        self.sender.send_to(relay.forwarded(req, to_bytes("Via: " + our), prev, route), (dest.host, dest.port),
                             dest.transport)
         return True
+
+    def _fast_dialog_end(self, req: FastRequest, route: int) -> Hop | None:
+        """``dialog_end`` for the one Route line ``route`` of a fast-path request: None (the
+        full path decides) unless it is our entry and its token verifies."""
+        msg = req.msg
+        uri = parse_name_addr(msg.value(route)).uri
+        found = _SGRR.search(uri) if RR_MARK in uri else None
+        from_, to, cid = msg.only("from"), msg.only("to"), msg.only("call-id")
+        if found is None or from_ is None or to is None or cid is None:
+            return None
+        call_id = msg.value(cid)
+        if not call_id or " " in call_id or "," in call_id:
+            return None  # the full path's Call-ID check refuses it
+        return self._end(found, parse_name_addr(msg.value(from_)).tag or "",
+                         parse_name_addr(msg.value(to)).tag or "", call_id)
 
     def prepare(self, req: Request, source: tuple[str, int], in_transport: str, out_transport: str,
                 branch: str, rr_token: str | None = None) -> None:
@@ -217,9 +245,13 @@ class StatelessRelay:
         found = _SGRR.search(route)
         if found is None:
             return None
+        return self._end(found, req.from_.tag or "", req.to.tag or "", req.call_id)
+
+    def _end(self, found: re.Match[str], from_tag: str, to_tag: str, call_id: str) -> Hop | None:
+        """``dialog_end`` from the values it reads (the token found in the Route)."""
         payload, mac = found.group(1), found.group(2)
-        for tag, first in ((req.from_.tag or "", 3), (req.to.tag or "", 0)):
-            if hmac.compare_digest(mac, self._mac(req.call_id, tag, payload)):
+        for tag, first in ((from_tag, 3), (to_tag, 0)):
+            if hmac.compare_digest(mac, self._mac(call_id, tag, payload)):
                 parts = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode(ENC, ERRORS).split("/")
                 if len(parts) != 6 or not parts[first + 2].isdigit():
                     return None  # pragma: no cover - we signed it

@@ -192,14 +192,20 @@ def request(data: bytes, max_size: int) -> FastRequest | None:
     return FastRequest(msg, method, uri, cseq[0], via, max_forwards_value(msg.value(mf_line)), mf_line)
 
 
-def forwarded(req: FastRequest, our_via: bytes, prev_via: str | None) -> bytes:
+def forwarded(req: FastRequest, our_via: bytes, prev_via: str | None, drop: int = -1) -> bytes:
     """RFC 3261 16.6 on the lines: our Via on top, the previous hop's Via rewritten
     (``prev_via``: with received/rport, moved to the top as the full path's pop and prepend
-    do) or left as it is (None), Max-Forwards less one."""
+    do) or left as it is (None), Max-Forwards less one; header line ``drop`` (a Route line
+    holding only our entry, popped by loose routing) left out."""
     lines = list(req.msg.lines)
     lines[req.mf_line] = b"Max-Forwards: %d" % (req.max_forwards - 1)
     if prev_via is not None:
-        del lines[req.via]
+        lines[req.via] = b""
+    if drop >= 0:
+        lines[drop] = b""
+    if prev_via is not None or drop >= 0:
+        lines = [line for line in lines if line]  # a header line is never empty (``split``)
+    if prev_via is not None:
         lines.insert(0, b"Via: " + prev_via.encode(ENC, ERRORS))
     lines.insert(0, our_via)
     return req.msg.join(lines)

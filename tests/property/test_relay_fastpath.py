@@ -22,9 +22,9 @@ from sipguard.config import Config
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import ProxyCore
 from sipguard.proxy.messages import BRANCH_PREFIX, TAG_PREFIX, Hop
-from sipguard.proxy.stateless import stateless_branch
+from sipguard.proxy.stateless import StatelessRelay, stateless_branch
 from sipguard.proxy.transactions import InviteTx, State
-from sipguard.sip import SipParseError, parse_via, relay
+from sipguard.sip import Request, SipParseError, parse, parse_via, relay
 from tests.proxy_fixtures import Capture, proxy_config
 
 OURS = ("127.0.0.1", 5060)
@@ -84,6 +84,24 @@ def check_same(config: Any, data: bytes, source: tuple[str, int], redirect: bool
     return took is not None
 
 
+def signed_route(tag: str, down: tuple[str, int, str] = (*UAS, "udp"), call_id: str = "c1@127.0.0.1") -> str:
+    """Our Record-Route as the INVITE of dialog ``call_id`` got it, signed for ``tag`` (the
+    From tag "a": requests from the caller go to ``down``; the To tag "b": from the callee, to
+    the caller), with the key both cores use (no proxy.secret_file: the start-up key)."""
+    inv = parse(b"INVITE sip:+13036231000@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKr\r\n"
+                b"From: <sip:+12127363100@127.0.0.1>;tag=" + tag.encode() + b"\r\nTo: <sip:+13036231000@127.0.0.1>\r\n"
+                b"Call-ID: " + call_id.encode() + b"\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", 65535)
+    assert isinstance(inv, Request)
+    token = StatelessRelay(Capture(), None, None).rr_token(inv, Hop(*UAC, "udp"), Hop(*down))  # type: ignore[arg-type]
+    return f"<sip:127.0.0.1:5060;lr;sgrr={token}>"
+
+
+ROUTES = [signed_route("a"), signed_route("b"), signed_route("a", ("192.0.2.7", 5071, "tcp")),
+          signed_route("zz"), signed_route("a").replace("sgrr=", "sgrr=A"), "<sip:127.0.0.1:5060;lr;sgrr>",
+          "<sip:proxy.example.com;lr>", signed_route("a") + ", <sip:proxy.example.com;lr>",
+          '"x" ' + signed_route("b"), signed_route("a").replace("<sip:", "<sips:")]
+
+
 # -- generators ------------------------------------------------------------------------------
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, max_size=8)
 SPELL = {"Via": ["Via", "v", "VIA", "via"], "From": ["From", "f"], "To": ["To", "t", "TO"],
@@ -139,7 +157,7 @@ def message_lines(draw: st.DrawFn, vias: list[str], method: str, cseq_method: st
     for extra in draw(st.lists(st.sampled_from(["Route", "Proxy-Require", "Contact", "Record-Route", "Subject",
                                                 "X-Custom", "Via", "Contact", "Subject", "X-Custom"]),
                                max_size=draw(st.sampled_from([0, 0, 1, 3])))):
-        value = {"Route": "<sip:127.0.0.1:5060;lr;sgrr>", "Proxy-Require": "foo",
+        value = {"Route": draw(st.sampled_from(ROUTES)), "Proxy-Require": "foo",
                  "Contact": "<sip:uas@127.0.0.1:5070>", "Record-Route": "<sip:127.0.0.1:5060;lr;sgrr>",
                  "Via": "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKlate"}.get(extra, draw(TOKEN))
         lines.insert(draw(st.integers(0, len(lines))), header(draw, extra, value))
@@ -258,6 +276,34 @@ def test_the_fast_path_takes_the_common_call_flow(config: Any) -> None:
     assert check_same(config, SIPP_BYE, UAC)
     ack = SIPP_BYE.replace(b"BYE sip", b"ACK sip").replace(b"2 BYE", b"1 ACK")
     assert check_same(config, ack, UAC)
+
+
+def test_the_fast_path_follows_our_record_route(config: Any) -> None:
+    """With proxy.record_route on, the caller's ACK and BYE and the callee's BYE carry our
+    signed Route: the fast path relays them (to the other end, our Route line gone) and
+    sends what the full path sends; a token that does not verify, or a Route line with
+    another entry after ours, goes the full way."""
+    route = b"Route: " + signed_route("a", call_id="c1").encode() + b"\r\n"
+    bye = SIPP_BYE.replace(b"CSeq: 2 BYE\r\n", b"CSeq: 2 BYE\r\n" + route)
+    ack = bye.replace(b"BYE sip", b"ACK sip").replace(b"2 BYE", b"1 ACK")
+    back = (SIPP_BYE.replace(b"BYE sip:uas@127.0.0.1:5070;transport=UDP", b"BYE sip:+12127363100@127.0.0.1:5061")
+            .replace(b"127.0.0.1:5061;branch=z9hG4bK-2", b"127.0.0.1:5070;branch=z9hG4bK-back")
+            .replace(b"CSeq: 2 BYE\r\n", b"CSeq: 7 BYE\r\nRoute: " + signed_route("b", call_id="c1").encode() + b"\r\n"))
+    def fast(data: bytes, source: tuple[str, int]) -> tuple[bool, list[Any]]:
+        core = make_core(config, True)
+        req = relay.request(data, 65535)
+        assert req is not None
+        return core.stateless.fast_request(req, source, False, core._absorbed), core.sender.sent  # type: ignore[attr-defined]
+
+    for data, source, to in ((bye, UAC, UAS), (ack, UAC, UAS), (back, UAS, UAC)):
+        assert check_same(config, data, source)
+        took, sent = fast(data, source)
+        assert took and len(sent) == 1 and sent[0][1] == to and b"sgrr" not in sent[0][0], sent
+    forged = bye.replace(b"sgrr=", b"sgrr=A")
+    listed = bye.replace(b"sgrr=", b"x=1, <sip:proxy.example.com;lr>;sgrr=")
+    for data in (forged, listed):
+        assert check_same(config, data, UAC)
+        assert fast(data, UAC) == (False, [])
     ours = stateless_branch(make_core(config, True).stateless.secret, parse_via("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2"),
                              "BYE", 2)
     bye_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + ours.encode()

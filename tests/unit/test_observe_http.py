@@ -139,6 +139,52 @@ def test_decision_logs_are_json_with_call_id_and_can_be_switched_off() -> None:
         root.setLevel(logging.WARNING)
 
 
+def test_decision_lines_written_directly_are_the_lines_logging_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only sipguard's handler on the way, a decision line skips the logging module: the
+    same bytes at the same instant; another handler or a filter (a log capture) gets the line
+    through logging again."""
+    records = [make_record(3, action="reject", status=603),
+               make_record(4).__class__(**{**make_record(4).to_dict(), "call_id": "caf\u00e9\"x\\y",
+                                           "reasons": ("a", "b"), "signed": True, "caller": None})]
+    monkeypatch.setattr(logs.time, "time", lambda: 1765000000.0429)
+    out = io.StringIO()
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # pytest's own capture handlers, back after the test
+    try:
+        for level in ("info", "debug"):
+            logs.setup_logging(level, json=True, decisions=level, stream=out)
+            with monkeypatch.context() as m:  # prove the direct path: logging is not called
+                m.setattr(logs._decisions, "log", lambda *a, **k: pytest.fail("went through logging"))
+                for r in records:
+                    logs.log_decision(r)
+            direct = out.getvalue()
+            out.truncate(0)
+            out.seek(0)
+            for extra in (logging.Filter(), None):
+                if extra is not None:
+                    root.addFilter(extra)
+                else:
+                    other = logging.NullHandler()
+                    root.addHandler(other)
+                for r in records:
+                    logs.log_decision(r)
+                assert out.getvalue() == direct and direct.count("\n") == 2, (out.getvalue(), direct)
+                out.truncate(0)
+                out.seek(0)
+                if extra is not None:
+                    root.removeFilter(extra)
+                else:
+                    root.removeHandler(other)
+        line = json.loads(direct.splitlines()[1])
+        assert line["ts"] == "2025-12-06T05:46:40.042Z" and line["level"] == "debug"
+        assert line["msg"] == "forward caf\u00e9\"x\\y" and line["reasons"] == ["a", "b"]
+    finally:
+        for h in list(root.handlers):
+            if getattr(h, "_sipguard", False):
+                root.removeHandler(h)
+        root.setLevel(logging.WARNING)
+
+
 @pytest.mark.parametrize("decisions", ["info", "off"])
 def test_log_decision_never_raises(decisions: str) -> None:
     logs.set_decisions(decisions)

@@ -194,7 +194,9 @@ def _unquote(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NameAddr:
-    """A From/To/Contact/Route/PAI value: display name, URI and header parameters."""
+    """A From/To/Contact/Route/PAI value: display name, URI and header parameters. Shared
+    between the messages that carry the same value (``parse_name_addr``): never change
+    ``params``."""
 
     display: str | None
     uri: str
@@ -214,7 +216,28 @@ _NAME_ADDR = re.compile(
     re.DOTALL)
 
 
+# The name-addrs parsed last, by value: a call's From, To (with its tag) and our Route come
+# back in its ACK, BYE and their retransmissions, and the fast path reads To twice in an ACK.
+# Bounded: values up to NAME_ADDR_CACHE_VALUE characters, emptied at NAME_ADDR_CACHE entries.
+NAME_ADDR_CACHE, NAME_ADDR_CACHE_VALUE = 4096, 512
+_name_addrs: dict[str, NameAddr] = {}
+
+
 def parse_name_addr(value: str) -> NameAddr:
+    """``value`` parsed (the same object for the same text while it is remembered), or
+    SipParseError."""
+    found = _name_addrs.get(value)
+    if found is not None:
+        return found
+    parsed = _parse_name_addr(value)
+    if len(value) <= NAME_ADDR_CACHE_VALUE:
+        if len(_name_addrs) >= NAME_ADDR_CACHE:
+            _name_addrs.clear()
+        _name_addrs[value] = parsed
+    return parsed
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     m = _NAME_ADDR.match(value)
     if m is not None:  # common case: ["display"] <uri> ;params
         quoted, token_display, uri, params = m.groups()

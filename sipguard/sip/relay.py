@@ -37,6 +37,8 @@ from sipguard.sip.parser import _METHODS, _REQUIRED, MAX_LINES, known_keys
 CRLF = b"\r\n"
 
 
+# The classes below write their own __init__ (dataclass keeps it): compiled, the one
+# dataclasses generates would run as interpreted Python for every message.
 @dataclass(slots=True)
 class Lines:
     """A message of the common shape, split: what both fast paths start from."""
@@ -45,6 +47,9 @@ class Lines:
     lines: list[bytes]      # header lines, raw, in order
     keys: list[str]         # the lookup key of each line (``headers.key``)
     body: bytes
+
+    def __init__(self, start: bytes, lines: list[bytes], keys: list[str], body: bytes) -> None:
+        self.start, self.lines, self.keys, self.body = start, lines, keys, body
 
     def value(self, index: int) -> str:
         """The value of header line ``index`` as the full path reads it (decoded, stripped)."""
@@ -107,6 +112,11 @@ class FastResponse:
     relayed: bytes          # the response without its top Via line
     cseq: int = 0           # the CSeq number (a stateless relay checks its branch with it)
 
+    def __init__(self, status: int, method: str, top: str, second: str | None, relayed: bytes,
+                 cseq: int = 0) -> None:
+        self.status, self.method, self.top, self.second, self.relayed, self.cseq = \
+            status, method, top, second, relayed, cseq
+
 
 def response(data: bytes, max_size: int) -> FastResponse | None:
     if data[:8] != b"SIP/2.0 ":
@@ -164,6 +174,11 @@ class FastRequest:
     via: int                # index of the top Via line
     max_forwards: int       # its one Max-Forwards, validated (0..255)
     mf_line: int            # index of that line
+
+    def __init__(self, msg: Lines, method: str, uri: str, cseq: int, via: int, max_forwards: int,
+                 mf_line: int) -> None:
+        self.msg, self.method, self.uri, self.cseq, self.via, self.max_forwards, self.mf_line = \
+            msg, method, uri, cseq, via, max_forwards, mf_line
 
 
 def request(data: bytes, max_size: int) -> FastRequest | None:

@@ -378,3 +378,22 @@ def test_lf_only_headers_end_at_the_first_blank_line_even_with_crlfcrlf_in_the_b
            b"Content-Length: 4\n\n\r\n\r\n")
     msg = parse(raw)
     assert msg.cseq == (0, "INVITE") and msg.body == b"\r\n\r\n" and msg.serialize() == raw
+
+
+def test_name_addrs_are_remembered_by_value_within_bounds() -> None:
+    """A call's From/To/Route come back in its ACK and BYE: the same text gives the same
+    object; a long value is parsed every time; the memory is bounded; a bad value still raises
+    every time."""
+    from sipguard.sip import address
+
+    value = '"Alice" <sip:+12125551212@192.0.2.1;user=phone>;tag=77x'
+    first = parse_name_addr(value)
+    assert parse_name_addr(value) is first and first.tag == "77x" and first.display == "Alice"
+    long = "<sip:" + "a" * address.NAME_ADDR_CACHE_VALUE + "@192.0.2.1>"
+    assert parse_name_addr(long) is not parse_name_addr(long) and parse_name_addr(long) == parse_name_addr(long)
+    for _ in range(2):
+        with pytest.raises(SipParseError):
+            parse_name_addr("<sip:a@b c>")
+    for i in range(address.NAME_ADDR_CACHE + 10):
+        parse_name_addr(f"<sip:{i}@192.0.2.1>;tag={i}")
+    assert len(address._name_addrs) <= address.NAME_ADDR_CACHE

@@ -203,6 +203,14 @@ class NameAddr:
     params: Params
     raw: str
 
+    def __init__(self, display: str | None, uri: str, params: Params, raw: str) -> None:
+        # written out (dataclass keeps it): compiled, this is a few stores; the generated
+        # __init__ runs as interpreted Python (bench/RESULTS.md, session 7)
+        object.__setattr__(self, "display", display)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "raw", raw)
+
     @property
     def tag(self) -> str | None:
         return self.params.get("tag")
@@ -293,6 +301,13 @@ class Via:
     port: int | None
     params: Params
     raw: str
+
+    def __init__(self, transport: str, host: str, port: int | None, params: Params, raw: str) -> None:
+        object.__setattr__(self, "transport", transport)  # as NameAddr's
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "raw", raw)
 
     @property
     def branch(self) -> str | None:

@@ -63,10 +63,10 @@ class Step:
                 "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|:-:|---|")
 
     def row(self) -> str:
-        if self.error:
-            return f"| {self.system} ({self.routing}) | {self.rate} | ERROR: {self.error.splitlines()[0][:120]} |"
-        yes = {True: "yes", False: "**no**"}
         name = self.system if self.routing == "rr" or "redirect" in self.system else f"{self.system} (no RR)"
+        if self.error:
+            return f"| {name} | {self.rate} | ERROR: {self.error.splitlines()[0][:120]} |"
+        yes = {True: "yes", False: "**no**"}
         return (f"| {name} | {self.rate} | {self.achieved:.0f} | {self.failed} ({self.failed_pct:.3f}) "
                 f"| {self.retrans} | {self.rcvbuf_drops} | {self.p50:.2f} | {self.p99:.1f} | {self.max_ms:.0f} | {self.sut_cpu_pct:.0f} ({self.busiest_pct:.0f}) "
                 f"| {self.sut_us_per_call:.0f} | {self.foreign_pct:.0f} | {self.load1:.2f} "

@@ -72,3 +72,23 @@ def test_step_verdicts(fields: dict[str, object], clean: bool, target: bool, col
     step = Step("sg-proxy", 2000, **fields)  # type: ignore[arg-type]
     assert (step.clean(), step.target(), step.collapsed()) == (clean, target, collapsed)
     assert step.row().startswith("| sg-proxy | 2000 |")
+
+
+def test_rows_and_summary_say_which_routing_and_pair_the_same_work() -> None:
+    """A plain step (neither system record-routes) is labelled as such; the summary pairs each
+    sipguard system with its Kamailio counterpart at the fixed rate, per routing, with the
+    capacity ratio (Kamailio's CPU per call over sipguard's) and the best clean rate."""
+    import bench_proxy
+
+    ok = {"achieved": 1000.0, "failed_pct": 0.0, "p99": 2.0, "ok": 10000}
+    assert Step("sg-proxy", 2000, routing="plain").row().startswith("| sg-proxy (no RR) | 2000 |")
+    assert Step("sg-redirect-verify", 2000, routing="plain").row().startswith("| sg-redirect-verify | 2000 |")
+    steps = [Step("kam-relay", 1000, sut_us_per_call=100.0, **ok),  # type: ignore[arg-type]
+             Step("sg-proxy", 1000, sut_us_per_call=400.0, **ok),  # type: ignore[arg-type]
+             Step("sg-proxy", 1000, sut_us_per_call=500.0, **ok),  # type: ignore[arg-type]
+             Step("kam-relay", 1000, routing="plain", sut_us_per_call=80.0, **ok),  # type: ignore[arg-type]
+             Step("sg-proxy", 1000, routing="plain", sut_us_per_call=320.0, **ok)]  # type: ignore[arg-type]
+    text = bench_proxy.summary(steps, 1000)
+    assert "| sg-proxy | kam-relay | rr | 400, 500 | 450 | 100 | 100 | 0.22 | 1000 | 1000 |" in text, text
+    assert "| sg-proxy | kam-relay | plain | 320 | 320 | 80 | 80 | 0.25 | 1000 | 1000 |" in text, text
+    assert "sg-verify" not in text

@@ -15,7 +15,7 @@ TEST_PKGS := redis-server sip-tester kamailio kamailio-secsipid-modules secsipid
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	SIPGUARD_COMPILE=0 $(PY) -m pip install -q -e '.[test]'   # compiled in place by `make native`
+	SIPGUARD_COMPILE=0 $(PY) -m pip install -q -e '.[test,bench]'   # compiled in place by `make native`
 	touch $@
 
 venv: $(VENV)/.installed

@@ -7,8 +7,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-DEMO_PKGS := sip-tester
-TEST_PKGS := redis-server sip-tester kamailio kamailio-secsipid-modules secsipidx iproute2 postgresql
+DEMO_PKGS := sip-tester libjemalloc2
+TEST_PKGS := redis-server sip-tester libjemalloc2 kamailio kamailio-secsipid-modules secsipidx iproute2 postgresql
 
 .PHONY: demo test venv native os-demo os-test lint typecheck unit bench clean
 

@@ -23,7 +23,7 @@ Usage (from the repo root):
 Options: --workers N (default 2), --uacs K (split the offered load over K sipp UACs),
 --tail S (seconds watched after the burst, default: transaction_timeout + 5), --bursts B (B bursts
 in a row, each followed by its tail: the RSS of each shows whether memory is reused),
---shed-delay S (proxy.shed_delay), --out DIR.
+--shed-delay S (proxy.shed_delay), --allocator auto|jemalloc|python (proxy.allocator), --out DIR.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class Run:
                                      "country": "GB"}}],
             "store": store, "traceback": {"store": "sqlite", "path": "traceback.db"},
             "log": {"level": "warning", "decisions": "off"}, "http": {"listen": f"127.0.0.1:{http_port}"},
-            "proxy": {"shed_delay": a.shed_delay, "transaction_timeout": TX_LIFETIME},
+            "proxy": {"shed_delay": a.shed_delay, "transaction_timeout": TX_LIFETIME, "allocator": a.allocator},
         }
         (self.out / "sipguard.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         sut = self.spawn([sys.executable, "-m", "sipguard", "serve", "-c", str(self.out / "sipguard.yaml"),
@@ -291,6 +291,8 @@ def main() -> int:
     p.add_argument("--bursts", type=int, default=1,
                    help="bursts in a row (each with its tail): is the memory of one reused by the next?")
     p.add_argument("--shed-delay", type=float, default=0.02)
+    p.add_argument("--allocator", choices=("auto", "jemalloc", "python"), default="auto",
+                   help="proxy.allocator of the workers (python: pymalloc, the default before jemalloc)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     for tool in ("sipp", "gcc") + (("redis-server",) if args.store == "redis" else ()):

@@ -131,6 +131,9 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     # ahead of their merge; the reference lists a key only once its reader accepts it
     "proxy.shed_delay": ("0.02", "seconds work may wait (event-loop lag, the oldest queued datagram) before "
                                  "new INVITEs get 503 + Retry-After; 0: off"),
+    "proxy.allocator": ("auto", "where serve's memory comes from: auto (jemalloc when installed, so a burst's "
+                                "memory goes back; serve starts itself again on it, same PID), jemalloc (the "
+                                "same, warns when missing), python (Python's own allocator); restart to change"),
     "proxy.tcp": ("{}", "TCP and TLS connection limits, per worker"),
     "proxy.tcp.head_timeout": ("10", "seconds a message or TLS handshake may take to arrive"),
     "proxy.tcp.idle_timeout": ("60", "seconds a connection may stay silent"),

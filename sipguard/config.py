@@ -34,7 +34,8 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
             "proxy", "log", "workers", "tls")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
-              "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp")
+              "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp",
+              "allocator")
 HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
 TCP_KEYS = ("head_timeout", "idle_timeout", "max_connections", "max_per_source", "fd_reserve")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
@@ -85,6 +86,7 @@ class ProxySettings:
     drain_timeout: float = 15.0       # SIGTERM: how long transactions in progress may take to end
     shed_delay: float = 0.02          # seconds work may wait (loop lag, UDP queue) before new INVITEs get 503; 0: off
     tcp: ConnectionSettings = ConnectionSettings()   # stream connection limits (TLS too)
+    allocator: str = "auto"           # auto | jemalloc | python: where serve's memory comes from (proxy/allocator.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +398,7 @@ def _proxy(sec: Section, base_dir: str) -> ProxySettings:
         drain_timeout=float(sec.number("drain_timeout", default=15.0, minimum=0, maximum=3600)),
         shed_delay=float(sec.number("shed_delay", default=0.02, minimum=0, maximum=10)),
         tcp=_tcp(sec.section("tcp")),
+        allocator=sec.choice("allocator", ("auto", "jemalloc", "python"), default="auto"),
     )
 
 

@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from sipguard.observe.logs import setup_logging
 
     setup_logging(config.log.level, json=True, decisions=config.log.decisions)
+    from sipguard.proxy.allocator import prepare
+
+    prepare(config.proxy.allocator)   # on jemalloc: starts again (same PID) before binding anything
     log = logging.getLogger("sipguard")
     log.info("starting sipguard with %s", config.path)
     if config.policy:

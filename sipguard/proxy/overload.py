@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sipguard.proxy import allocator
 from sipguard.sip import relay
 
 log = logging.getLogger("sipguard.overload")
@@ -231,9 +232,9 @@ class MemoryTrim:
     when nothing in it lives, so the entries a burst added to the parse caches (a few MB, made
     among its transactions' objects) keep tens of MB of arenas. Once the live transactions have
     fallen to half of the peak seen since the last trim, the caches are emptied (``release``:
-    refilled by the next calls) and ``malloc_trim(0)`` returns the free pages (a few ms for a
-    few hundred MB, at most once per halving), and once more when the burst is all but gone
-    (what its last transactions held)."""
+    refilled by the next calls) and the free pages are given back (``allocator.release``:
+    jemalloc's purge, else ``malloc_trim(0)``; a few ms for a few hundred MB, at most once per
+    halving), and once more when the burst is all but gone (what its last transactions held)."""
 
     def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = ()) -> None:
         self.minimum = minimum      # a peak below this many transactions is not worth a trim
@@ -241,7 +242,7 @@ class MemoryTrim:
         self.peak = 0
         self.trims = 0
         self._falling = False       # trimmed since the last peak: trim once more when it is over
-        self._trim = _malloc_trim()
+        self._release = allocator.release
 
     def tick(self, transactions: int) -> bool:
         """Called with the live transaction count (housekeeping); True when it trimmed."""
@@ -260,19 +261,5 @@ class MemoryTrim:
         self.trims += 1
         for release in self.release:
             release()
-        if self._trim is not None:
-            self._trim(0)
+        self._release()
         return True
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl): nothing to give back this way
-        return None
-    return trim

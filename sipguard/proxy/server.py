@@ -25,6 +25,7 @@ from sipguard.clock import SystemClock
 from sipguard.config import Config, load_config
 from sipguard.errors import ConfigError
 from sipguard.observe.logs import log_decision
+from sipguard.proxy import allocator
 from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.core import ProxyCore
 from sipguard.proxy.overload import MemoryTrim, OverloadGuard
@@ -246,6 +247,7 @@ def restart_keys(old: Config, new: Config) -> list[str]:
               ("proxy.steering", old.proxy.steering != new.proxy.steering),
               ("proxy.max_message_size", old.proxy.max_message_size != new.proxy.max_message_size),
               ("proxy.advertise", old.proxy.advertise != new.proxy.advertise),
+              ("proxy.allocator", old.proxy.allocator != new.proxy.allocator),
               ("http.listen", old.http_listen != new.http_listen),
               ("http.token_file", old.http_token != new.http_token),
               ("traceback", old.traceback != new.traceback))
@@ -300,8 +302,9 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     await worker.start()
     tune_gc()
     http = await _start_http(config, worker) if serve_http else None
-    log.info("sipguard worker %d listening on %s (mode %s, store %s, hot path %s)", index,
-             ", ".join(str(addr) for addr in config.listen), config.mode, config.store, native.describe())
+    log.info("sipguard worker %d listening on %s (mode %s, store %s, hot path %s, allocator %s)", index,
+             ", ".join(str(addr) for addr in config.listen), config.mode, config.store, native.describe(),
+             allocator.describe())
     if workers == 1:
         sd_notify("READY=1\nSTATUS=listening")
     watchdog = loop.create_task(_watchdog(worker.stopping)) if workers == 1 else None

@@ -11,7 +11,10 @@ on, housekeeping runs, and the worker's memory is read:
 - with ``--trace``, the blocks allocated during the burst that are still alive, grouped by
   traceback (tracemalloc started at the burst): what pins the burst's arenas.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_rss_burst.py [CALLS] [--trace] [--numbers N]
+    PYTHONPATH=. .venv/bin/python bench/bench_rss_burst.py [CALLS] [--trace] [--numbers N] [--wait S]
+
+Run it under another allocator by its environment, e.g. ``PYTHONMALLOC=malloc
+LD_PRELOAD=libjemalloc.so.2`` (what ``proxy.allocator: auto`` gives ``serve``).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def rss_mb() -> float:
 
 
 def arenas() -> tuple[int, int]:
-    """(arenas in use now, arenas allocated in total) from pymalloc's own statistics."""
+    """(arenas in use now, arenas allocated in total) from pymalloc's own statistics; -1 when
+    pymalloc is not the allocator (PYTHONMALLOC=malloc)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
@@ -75,10 +79,8 @@ def arenas() -> tuple[int, int]:
             os.close(saved)
         tmp.seek(0)
         text = tmp.read().decode(errors="replace")
-    used = re.search(r"# arenas highwater mark\s*=\s*([\d,]+)", text)
     now = re.search(r"# arenas allocated current\s*=\s*([\d,]+)", text)
     total = re.search(r"# arenas allocated total\s*=\s*([\d,]+)", text)
-    del used
     return (int(now.group(1).replace(",", "")) if now else -1, int(total.group(1).replace(",", "")) if total else -1)
 
 

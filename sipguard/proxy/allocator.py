@@ -118,7 +118,10 @@ def prepare(choice: str) -> None:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
+    try:
+        os.execve(sys.executable, argv, env)
+    except OSError as exc:   # returns only on failure
+        log.warning("proxy.allocator: could not start again on jemalloc (%s); running on Python's allocator", exc)
 
 
 def release() -> bool:

@@ -69,3 +69,51 @@ def test_memory_trim_gives_pages_back_through_the_allocator(monkeypatch: pytest.
     trim = MemoryTrim(minimum=1000)
     assert [trim.tick(c) for c in (5000, 4000, 2400)] == [False, False, True]
     assert released == [True]
+
+
+def test_prepare_starts_again_with_the_same_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(allocator, "find_jemalloc", lambda: LIB)
+    monkeypatch.setattr(allocator, "_mallctl", lambda: None)
+    monkeypatch.delenv(MARK, raising=False)
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    monkeypatch.setattr(sys, "orig_argv", ["python3", "-m", "sipguard", "serve", "-c", "sg.yaml"])
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    allocator.prepare("auto")
+    [(path, argv, env)] = calls
+    assert path == sys.executable and argv == [sys.executable, "-m", "sipguard", "serve", "-c", "sg.yaml"]
+    assert env["PYTHONMALLOC"] == "malloc" and env["LD_PRELOAD"].endswith(LIB) and env[MARK] == "jemalloc"
+    calls.clear()
+    allocator.prepare("python")
+    assert calls == []
+
+
+def test_prepare_runs_on_when_starting_again_fails(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    def refuse(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(allocator, "find_jemalloc", lambda: LIB)
+    monkeypatch.setattr(allocator, "_mallctl", lambda: None)
+    monkeypatch.delenv(MARK, raising=False)
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    monkeypatch.setattr(os, "execve", refuse)
+    allocator.prepare("auto")   # no exception: serve goes on
+    assert "could not start again on jemalloc" in caplog.text
+
+
+def test_prepare_warns_when_jemalloc_is_asked_for_but_missing(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(allocator, "find_jemalloc", lambda: None)
+    monkeypatch.setattr(allocator, "_mallctl", lambda: None)
+    monkeypatch.delenv(MARK, raising=False)
+    allocator.prepare("jemalloc")
+    assert "apt install libjemalloc2" in caplog.text
+    caplog.clear()
+    allocator.prepare("auto")
+    assert caplog.text == ""

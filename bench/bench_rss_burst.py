@@ -97,7 +97,7 @@ def invite(n: int, port: int, numbers: int) -> bytes:
             f"Content-Length: {len(SDP)}\r\n\r\n").encode() + SDP
 
 
-async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: float) -> None:
+async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: float, compact: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
@@ -178,6 +178,22 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
         after = (rss_mb(), arenas(), len(core.txs))
         print(f"+{LIFETIME:.0f} s: RSS {after[0]:.1f} MB, arenas {after[1][0]}, transactions {after[2]}, "
               f"trims {worker.trim.trims}")
+        if compact:   # what a full collection (frozen cyclic garbage too) and a release give back
+            import gc
+
+            from sipguard.proxy import allocator
+
+            allocator.release()
+            print(f"released again: RSS {rss_mb():.1f} MB, arenas {arenas()[0]}")
+            import time
+
+            started = time.perf_counter()
+            found = gc.collect()   # frozen objects stay frozen (not walked); the free lists are emptied
+            took = (time.perf_counter() - started) * 1e3
+            print(f"full collection: RSS {rss_mb():.1f} MB, arenas {arenas()[0]} ({found} unreachable objects, "
+                  f"{took:.1f} ms)")
+            allocator.release()
+            print(f"released: RSS {rss_mb():.1f} MB, arenas {arenas()[0]}")
         if trace:
             snap = tracemalloc.take_snapshot()
             tracemalloc.stop()
@@ -198,8 +214,9 @@ def main() -> None:
     ap.add_argument("--numbers", type=int, default=10_000, help="distinct numbers per side")
     ap.add_argument("--tick-every", type=int, default=750, help="calls between two housekeeping ticks")
     ap.add_argument("--wait", type=float, default=0.0, help="real seconds to wait before the last reading")
+    ap.add_argument("--compact", action="store_true", help="then a full collection and a release: what they add")
     args = ap.parse_args()
-    asyncio.run(run(args.calls, args.trace, args.numbers, args.tick_every, args.wait))
+    asyncio.run(run(args.calls, args.trace, args.numbers, args.tick_every, args.wait, args.compact))
 
 
 if __name__ == "__main__":

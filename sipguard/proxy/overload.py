@@ -34,6 +34,7 @@ one earlier than the full path would.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -226,26 +227,41 @@ class OverloadGuard:
 class MemoryTrim:
     """After a burst, give the freed heap back to the system.
 
-    A burst's transactions are freed when they expire (one transaction lifetime), but glibc
-    keeps the pages of the chunks they held (bytes of 0.5-2 KB: malloc), so the worker's RSS
-    stays at its peak; and Python's small-object allocator gives an arena (1 MiB) back only
-    when nothing in it lives, so the entries a burst added to the parse caches (a few MB, made
-    among its transactions' objects) keep tens of MB of arenas. Once the live transactions have
-    fallen to half of the peak seen since the last trim, the caches are emptied (``release``:
-    refilled by the next calls) and the free pages are given back (``allocator.release``:
-    jemalloc's purge, else ``malloc_trim(0)``; a few ms for a few hundred MB, at most once per
-    halving), and once more when the burst is all but gone (what its last transactions held)."""
+    A burst's transactions are freed when they expire (one transaction lifetime), but the
+    allocator keeps the pages they used unless told: glibc keeps the chunks' pages, jemalloc
+    gives back dirty pages only after its decay time, and Python's small-object allocator gives
+    an arena (1 MiB) back only when nothing in it lives, so a few objects made during the burst
+    and still alive keep tens of MB (proxy/allocator.py: serve runs on jemalloc when it can).
+    Once the live transactions have fallen to half of the peak seen since the last trim, a
+    compaction runs (a few ms, at most once per halving): the caches are emptied (``release``:
+    refilled by the next calls), a full collection (``gc.collect()``: what the collector froze
+    is not walked, about 2 ms; it also empties the interpreter's free lists of tuples, lists,
+    dicts and floats, whose burst-made objects pin pymalloc arenas: 17 of 48 in
+    bench/bench_rss_burst.py) and the free pages are given back (``allocator.release``:
+    jemalloc's purge, else ``malloc_trim(0)``). Once more when the burst is all but gone
+    (what its last transactions held), and a last time ``SETTLE_TICKS`` ticks later, for what
+    was freed after it (records written, their batches, the last timers)."""
 
-    def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = ()) -> None:
+    SETTLE_TICKS = 10           # housekeeping ticks (0.5 s each) after a burst's last trim
+
+    def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = (),
+                 collect: Callable[[], int] = gc.collect) -> None:
         self.minimum = minimum      # a peak below this many transactions is not worth a trim
         self.release = release      # caches to empty when a burst is over
         self.peak = 0
         self.trims = 0
         self._falling = False       # trimmed since the last peak: trim once more when it is over
+        self._settle = 0            # ticks left before the burst's very last compaction
+        self._collect = collect
         self._release = allocator.release
 
     def tick(self, transactions: int) -> bool:
         """Called with the live transaction count (housekeeping); True when it trimmed."""
+        if self._settle and transactions * 16 <= self.minimum:
+            self._settle -= 1
+            if not self._settle:
+                self._compact()
+                return True
         if transactions > self.peak:
             self.peak = transactions
             return False
@@ -254,12 +270,17 @@ class MemoryTrim:
                 return False
             self._falling = True
         elif self._falling and transactions * 16 <= self.minimum:
-            self._falling = False   # the burst is all but gone: its last trim
+            self._falling = False   # the burst is all but gone: its last trim, and one after it settled
+            self._settle = self.SETTLE_TICKS
         else:
             return False
         self.peak = transactions
+        self._compact()
+        return True
+
+    def _compact(self) -> None:
         self.trims += 1
         for release in self.release:
             release()
+        self._collect()
         self._release()
-        return True

@@ -226,3 +226,28 @@ def test_a_transaction_past_its_2xx_holds_no_message_bytes(tmp_path: Path) -> No
         assert cap.take() == []
 
     run(tmp_path, scenario)
+
+
+def test_memory_trim_compacts_at_each_trim_and_once_more_when_the_burst_has_settled() -> None:
+    """Each trim empties the caches, runs a full collection (it also empties the interpreter's
+    free lists, whose burst-made tuples and dicts pin pymalloc arenas) and gives the pages
+    back; SETTLE_TICKS ticks after the burst's last trim, once more (what was freed after it:
+    records written, their batches); a new rise pauses that count."""
+    steps: list[str] = []
+    trim = MemoryTrim(minimum=1000, release=(lambda: steps.append("caches"),),
+                      collect=lambda: steps.append("collect") or 0)
+    trim._release = lambda: steps.append("release") or True
+    assert [trim.tick(c) for c in (5000, 2400)] == [False, True]
+    assert steps == ["caches", "collect", "release"]
+    steps.clear()
+    assert [trim.tick(c) for c in (1000, 60, 0)] == [True, True, True]   # halved, halved, all but gone
+    assert steps == ["caches", "collect", "release"] * 3 and trim.trims == 4
+    steps.clear()
+    ticks = [trim.tick(0) for _ in range(MemoryTrim.SETTLE_TICKS - 3)]
+    ticks += [trim.tick(300)] * 2                                   # calls again: the count waits
+    ticks += [trim.tick(10) for _ in range(3)]
+    assert ticks == [False] * (MemoryTrim.SETTLE_TICKS + 1) + [True]
+    assert steps == ["caches", "collect", "release"] and trim.trims == 5
+    steps.clear()
+    assert [trim.tick(0) for _ in range(3 * MemoryTrim.SETTLE_TICKS)] == [False] * (3 * MemoryTrim.SETTLE_TICKS)
+    assert steps == []                                              # once per burst

@@ -242,7 +242,7 @@ class MemoryTrim:
     (what its last transactions held), and a last time ``SETTLE_TICKS`` ticks later, for what
     was freed after it (records written, their batches, the last timers)."""
 
-    SETTLE_TICKS = 10           # housekeeping ticks (0.5 s each) after a burst's last trim
+    SETTLE_TICKS = 4            # housekeeping ticks (0.5 s each) after a burst's last trim
 
     def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = (),
                  collect: Callable[[], int] = gc.collect) -> None:

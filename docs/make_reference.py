@@ -142,6 +142,11 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "http.read_timeout": ("5.0", "seconds for a whole request to arrive (408)"),
     "shaken.identity": ("{}", "how strictly Identity headers are read"),
     "shaken.identity.lenient": ("[]", "Identity parameters that may be absent: `alg` (then ES256), `ppt`"),
+    "shaken.identity.max_headers": ("8", "Identity header values a call may carry (1-32); more: "
+                                         "`too-many-identity`, nothing verified"),
+    "shaken.replay": ("{}", "PASSporT replay detection"),
+    "shaken.replay.enabled": ("true", "remember each verified PASSporT signature until it goes stale; "
+                                      "on another Call-ID it sets `passport.replayed`"),
     "shaken.trust_list": ("none", "the STI-PA's list of approved STI-CAs, installed as `trust_anchors` by "
                                   "`sipguard trust update`"),
     "shaken.trust_list.url": ("required", "where the signed list is published"),
@@ -183,6 +188,13 @@ FACT_HELP: dict[str, str] = {
     "limited": "names of the limits the call exceeds",
     "notice": "reference of a matching Commission-notice rule",
     "store.degraded": "the store did not answer (fail-open)",
+    "div.count": "div PASSporTs on the call (RFC 8946)",
+    "div.verstat": "the div chain: Passed when every div verified and links to the shaken PASSporT, "
+                   "the div before and the History-Info/Diversion; Failed otherwise; No-TN-Validation without div",
+    "rcd.present": "an rcd PASSporT (RFC 9795) came with the call",
+    "rcd.verified": "every rcd PASSporT verified, inline `rcdi` digests included (null: no rcd)",
+    "passport.replayed": "the verified PASSporT's signature was seen on another call while fresh "
+                         "(null: the store did not answer)",
 }
 
 OPERATOR_HELP: dict[str, str] = {
@@ -314,7 +326,8 @@ def policy_section() -> list[str]:
               "`status` or `class`, the RFC 8224 response of the call's first reason code (below).",
               "- `reason`: text of the Reason header; `retry_after`: seconds, with 503 only.",
               "- `sign`: sign the call (gateway attestation, `shaken.signing`); `tag`: `display_prefix` and "
-              "`headers` to add; `to`: a `sip:` URI to send this call to instead of the next hop.", ""]
+              "`headers` to add, `passports: true` for the div/rcd/replay results as X-Sipguard-Div, "
+              "X-Sipguard-Rcd, X-Sipguard-Replayed (also on redirect mode's 302); `to`: a `sip:` URI to send this call to instead of the next hop.", ""]
     return lines
 
 

@@ -45,7 +45,7 @@ def policy_schema() -> dict[str, Any]:
         "retry_after": {"type": "integer", "minimum": 0, "maximum": 86400},
         "sign": {"type": "boolean"},
         "tag": {"type": "object", "additionalProperties": False,
-                "properties": {"display_prefix": {"type": "string"},
+                "properties": {"display_prefix": {"type": "string"}, "passports": {"type": "boolean"},
                                "headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
         "to": {"type": "string", "description": "next hop for this call: a sip: URI"},
     }
@@ -82,6 +82,8 @@ def _fact(kind: Any, operators: tuple[str, ...]) -> dict[str, Any]:
         value = {"enum": list(kind.choices)}
     elif kind.kind == "digits":
         value = {"type": ["string", "integer"]}
+    elif kind.kind == "int":
+        value = {"type": "integer"}
     elif kind.kind == "list":
         value = {"enum": list(kind.choices)} if kind.choices else {"type": "string"}
     else:   # text, ip
@@ -90,7 +92,9 @@ def _fact(kind: Any, operators: tuple[str, ...]) -> dict[str, Any]:
         value = {"anyOf": [value, {"type": "null"}]}
     values = {"type": "array", "minItems": 1, "items": value}
     ops: dict[str, Any] = {"in": values, "not": {"anyOf": [value, values]}}
-    if kind.kind != "bool":
+    if kind.kind == "int":
+        ops.update({op: value for op in ("gt", "gte", "lt", "lte")})
+    elif kind.kind != "bool":
         ops["prefix"] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
         ops["matches"] = {"type": "string"}
         if kind.kind not in ("ip", "list"):
@@ -113,6 +117,7 @@ _SECTIONS: dict[str, Any] = {
     "shaken.signing": {"shaken": {"signing": {}}},
     "shaken.identity": {"shaken": {"identity": {}}},
     "shaken.trust_list": {"shaken": {"trust_list": {}}},
+    "shaken.replay": {"shaken": {"replay": {}}},
     "blocking": {"blocking": {}},
     "blocking.redress": {"blocking": {"redress": {}}},
     "limits.*": {"limits": {"probe": {"key": "caller", "rate": "1/s"}}},
@@ -156,6 +161,7 @@ CONFIG_TYPES: dict[str, Any] = {
     "shaken.signing.attest": {"enum": ["A", "B", "C"]}, "shaken.signing.origid": {"enum": ["trunk", "call"]},
     "shaken.signing.sign_failed": _BOOL, "shaken.signing.spc": _STR,
     "shaken.identity.lenient": {"type": "array", "items": {"enum": ["alg", "ppt"]}},
+    "shaken.identity.max_headers": _INT, "shaken.replay.enabled": _BOOL,
     "shaken.trust_list.url": _STR, "shaken.trust_list.sti_pa_root": _STR,
     "http.max_connections": _INT, "http.max_body": _INT, "http.read_timeout": _NUM,
     "blocking.redress.url": _STR, "blocking.redress.tel": _STR, "blocking.redress.email": _STR,

@@ -23,6 +23,7 @@ from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, Verification
 from sipguard.store.base import LookupKeys, Lookups
+from sipguard.store.replay import call_key, replay_ttl
 from sipguard.trunks import TrunkTable
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from sipguard.store.base import Store
 
 log = logging.getLogger("sipguard.pipeline")
+MAX_HISTORY = 32   # History-Info / Diversion entries read per header (a div check needs a few)
 
 UNKNOWN_SOURCE = reject(403, "Forbidden", ("Reason", 'SIP;cause=403;text="unknown source"'),
                         rule="unknown-source")
@@ -156,6 +158,7 @@ class Outcome:
             next_hop=next_hop, instance=instance,
             signed_attest=self.signed_attest if self.signed else None,
             signed_rule=(dec.rule or "(default)") if self.signed else None,
+            passports=ver.report(),
         )
 
 
@@ -273,17 +276,25 @@ class Pipeline:
             return self._outcome(now, source, transport, call, None, NOT_VERIFIED, Lookups(),
                                  Facts(source_ip=source[0]), UNKNOWN_SOURCE)
 
-        verification = await self.verifier.verify(call.identities, call.orig_candidates(),
+        identities = call.identities
+        # History-Info / Diversion are read only for a call with several Identity values (div)
+        history = call_history(req) if len(identities) > 1 or (identities and "," in identities[0]) else None
+        verification = await self.verifier.verify(identities, call.orig_candidates(),
                                                   call.dest_candidates(), now,
-                                                  trunk=trunk.id if trunk else "")
+                                                  trunk=trunk.id if trunk else "", history=history)
         if verification.verstat is Verstat.PASSED:
             call = call.vouched_for(verification.orig_tn)
+        replay_key = verification.replay_key
         lookups = await self.store.lookup(LookupKeys(
             trunk=trunk.id if trunk else None,
             trunk_frn=trunk.provider.frn if trunk else None,
             trunk_rmd=trunk.provider.rmd if trunk else None,
             source_ip=source[0], caller=call.caller.e164, callee=call.callee.e164,
-            spc=verification.spc), now)
+            spc=verification.spc,
+            passport=replay_key,
+            passport_call=call_key(call.call_id) if replay_key else "",
+            passport_ttl=replay_ttl(verification.iat or 0, now, self.config.shaken.iat_max_age,
+                                    self.config.shaken.iat_max_future) if replay_key else 0.0), now)
         facts = build_facts(trunk, call, verification, lookups, source[0])
 
         if lookups.degraded and self._fail_closed and not facts.emergency:
@@ -355,4 +366,34 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         notice=lookups.notice,
         store_degraded=lookups.degraded,
         emergency=call.emergency,
+        div_count=len(ver.div),
+        div_verstat=str(ver.div_verstat),
+        rcd_present=ver.rcd is not None,
+        rcd_verified=ver.rcd,
+        # no verified signature: nothing to replay; else the seen-set's answer (None: store down)
+        passport_replayed=lookups.passport_replayed if ver.replay_key else False,
     )
+
+
+def call_history(req: Request) -> tuple[str, ...]:
+    """The canonical forms of every number the call's History-Info (RFC 7044) and Diversion
+    (RFC 5806) headers name: where a div PASSporT's retarget must appear. A value that does not
+    parse names nothing."""
+    from sipguard.sip import parse_name_addr
+    from sipguard.sip.errors import SipParseError
+
+    out: list[str] = []
+    for name in ("History-Info", "Diversion"):
+        try:
+            values = req.headers(name)
+        except SipParseError:
+            continue
+        for value in values[:MAX_HISTORY]:
+            try:
+                uri = parse_name_addr(value).uri
+            except (SipParseError, ValueError):
+                continue
+            for form in parse_tn(uri).forms:
+                if form not in out:
+                    out.append(form)
+    return tuple(out)

@@ -36,6 +36,11 @@ class Facts:
     notice: str | None = None
     store_degraded: bool = False
     emergency: bool = False               # not a policy fact: the engine never rejects these
+    div_count: int = 0                    # div PASSporTs on the call (RFC 8946)
+    div_verstat: str = "No-TN-Validation"  # the div chain: Passed (every link), Failed, No- (none)
+    rcd_present: bool = False             # an rcd PASSporT (RFC 9795) came with the call
+    rcd_verified: bool | None = None      # every rcd PASSporT verified; None without one
+    passport_replayed: bool | None = False  # the PASSporT's signature was seen on another call
 
 
 FACT_NAMES: dict[str, str] = {
@@ -62,4 +67,9 @@ FACT_NAMES: dict[str, str] = {
     "limited": "limited",
     "notice": "notice",
     "store.degraded": "store_degraded",
+    "div.count": "div_count",
+    "div.verstat": "div_verstat",
+    "rcd.present": "rcd_present",
+    "rcd.verified": "rcd_verified",
+    "passport.replayed": "passport_replayed",
 }

@@ -6,6 +6,7 @@ takes. A test keeps the two tables in step. The kinds:
 * ``bool``: true/false (``caller.us``);
 * ``enum``: one of ``choices`` (``trunk.rmd``: listed|removed|absent);
 * ``text``: a string; numbers are refused so YAML cannot eat a leading zero (``trunk.frn``);
+* ``int``: a whole number (``div.count``); compared with ``gt``, ``lt`` ... or equality;
 * ``digits``: a telephone number, E.164 digits; a leading '+' is dropped, ints accepted;
 * ``ip``: an address; a policy value may be an address or a CIDR network;
 * ``list``: the fact is a list (``reasons``, ``limited``); equality and any-of mean
@@ -24,7 +25,7 @@ from sipguard.shaken.reasons import Reason, Verstat
 
 @dataclass(frozen=True, slots=True)
 class FactKind:
-    kind: str                        # bool | enum | text | digits | ip | list
+    kind: str                        # bool | enum | text | int | digits | ip | list
     choices: tuple[str, ...] = ()
     nullable: bool = False
 
@@ -34,6 +35,8 @@ class FactKind:
             return "true/false"
         if self.kind == "enum":
             return "one of: " + ", ".join(self.choices)
+        if self.kind == "int":
+            return "a whole number"
         if self.kind == "digits":
             return "a telephone number (E.164 digits)"
         if self.kind == "ip":
@@ -69,4 +72,9 @@ FACT_KINDS: dict[str, FactKind] = {
     "limited": FactKind("list"),
     "notice": FactKind("text", nullable=True),
     "store.degraded": FactKind("bool"),
+    "div.count": FactKind("int"),
+    "div.verstat": FactKind("enum", tuple(v.value for v in Verstat)),
+    "rcd.present": FactKind("bool"),
+    "rcd.verified": FactKind("bool", nullable=True),
+    "passport.replayed": FactKind("bool", nullable=True),
 }

@@ -89,6 +89,23 @@ def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
         out.append(("Reason", f'SIP;cause={code};text="{ver.reasons[0]}"'))
     if decision.tag is not None:
         out.extend(decision.tag.headers)
+        if decision.tag.passports:
+            out.extend(passport_headers(outcome))
+    return out
+
+
+def passport_headers(outcome: Outcome) -> list[tuple[str, str]]:
+    """A rule's ``tag: {passports: true}``: what the div, rcd and replay checks found, for the
+    policy downstream (only what the call carried): ``X-Sipguard-Div: <div.verstat>;count=N``,
+    ``X-Sipguard-Rcd: verified|failed``, ``X-Sipguard-Replayed: yes|unknown``."""
+    facts = outcome.facts
+    out: list[tuple[str, str]] = []
+    if facts.div_count:
+        out.append(("X-Sipguard-Div", f"{facts.div_verstat};count={facts.div_count}"))
+    if facts.rcd_present:
+        out.append(("X-Sipguard-Rcd", "verified" if facts.rcd_verified else "failed"))
+    if facts.passport_replayed is not False:
+        out.append(("X-Sipguard-Replayed", "yes" if facts.passport_replayed else "unknown"))
     return out
 
 

@@ -60,10 +60,14 @@ class CallRecord:
     # (FCC 24-120: the signer makes the attestation decision itself and keeps the record)
     signed_attest: str | None = None
     signed_rule: str | None = None
+    # each Identity header's result, in the order received: "shaken:passed",
+    # "div:failed:div-no-history", "rcd:failed:rcdi-mismatch", "rph:ignored" (verify.py)
+    passports: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {name: getattr(self, name) for name in FIELDS}
         out["reasons"] = list(self.reasons)
+        out["passports"] = list(self.passports)
         return out
 
     @classmethod
@@ -72,7 +76,7 @@ class CallRecord:
         values: dict[str, Any] = {}
         for name in FIELDS:
             value = d.get(name)
-            if name == "reasons":
+            if name in ("reasons", "passports"):
                 value = tuple(str(r) for r in (value or ()))
             elif name in ("signed", "identity_dropped"):
                 value = bool(value)
@@ -107,7 +111,8 @@ ROW_FIELDS: dict[int, tuple[str, ...]] = {
         "next_hop", "instance"),
 }
 ROW_FIELDS[2] = (*ROW_FIELDS[1], "signed_attest", "signed_rule")
-ROW_VERSION = 2
+ROW_FIELDS[3] = (*ROW_FIELDS[2], "passports")
+ROW_VERSION = 3
 _values = operator.attrgetter(*FIELDS)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 

@@ -108,6 +108,10 @@ class LookupKeys:
     caller: str | None           # E.164 digits (a leading + is tolerated)
     callee: str | None
     spc: str | None              # SPC of the signing certificate, None if none
+    # PASSporT replay (store/replay.py): the verified signature's key, None when there is none
+    passport: str | None = None
+    passport_call: str = ""      # replay.call_key(Call-ID)
+    passport_ttl: float = 0.0    # seconds the PASSporT stays fresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +127,12 @@ class Lookups:
     notice: str | None = None
     degraded: bool = False
     rmd_snapshot: str | None = None
+    passport_replayed: bool | None = False    # None: unknown (the store did not answer)
 
 
 # The store did not answer: nothing is known (unknown facts match no rule). The Redis store
 # fills in the RMD answers it had for the same provider and signer (redis.py, _remembered).
-DEGRADED = Lookups(trunk_rmd=None, degraded=True)
+DEGRADED = Lookups(trunk_rmd=None, degraded=True, passport_replayed=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ has its own tag, ``{<name>:<value>}``, so limits spread over the cluster's nodes
     sg:{sg}:notices              hash: ref -> JSON of the Notice
     sg:l:{<limiter>:<value>}     string: GCRA theoretical arrival time (server seconds)
     sg:x5u:<sha256(url)>         string: "<expires_at>\\n" + PEM, expiring at expires_at
+    sg:pp:{<key>}                string: the Call-ID hash of the first call that carried a verified
+                                 PASSporT signature (key: verify.signature_key), expiring with it
 
 The Lua script derives the generation keys from ``KEYS[1]`` (the meta key) by the same rule
 as ``KeySchema``, so the two must change together.
@@ -62,6 +64,10 @@ class KeySchema:
 
     def cert(self, url: str) -> str:
         return f"{self.prefix}:x5u:" + hashlib.sha256(url.encode()).hexdigest()
+
+    def passport(self, key: str) -> str:
+        """The seen-set entry of a PASSporT signature (store/replay.py); its own slot."""
+        return f"{self.prefix}:pp:{{{key}}}"
 
     def dataset_keys(self) -> list[str]:
         """KEYS[1..4] of lookup.lua, in order."""

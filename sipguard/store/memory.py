@@ -24,6 +24,7 @@ from sipguard.store.base import (
 )
 from sipguard.store.keys import digits, frn10, nanp10, split_record
 from sipguard.store.limits import Gcra, applicable
+from sipguard.store.replay import SeenSet
 from sipguard.store.tables import (
     build_rmd,
     listed_filings,
@@ -52,6 +53,7 @@ class MemoryStore:
         self._notices: dict[str, Notice] = {}
         self._certs: dict[str, tuple[bytes, float]] = {}
         self._gcra = Gcra()
+        self._seen = SeenSet()
         self._lookups = 0
 
     async def start(self) -> None:
@@ -88,10 +90,13 @@ class MemoryStore:
         limited = tuple(self.limits[i].name for i, value, interval, burst in applicable(self.limits, keys)
                         if self._gcra.hit(f"{self.limits[i].name}:{value}", interval, burst, now)
                         ) if self.limits else ()
+        replayed = self._seen.check(keys.passport, keys.passport_call, keys.passport_ttl, now) \
+            if keys.passport else False
         # positional, in field order: trunk_rmd, trunk_implementation, signer_rmd, signer_frn,
-        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot
+        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot, passport_replayed
         return Lookups(trunk[0] if trunk else "absent", (trunk[1] or None) if trunk else None,
-                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot)
+                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot,
+                       replayed)
 
     def _rmd_find(self, rmd: str, frn: str) -> tuple[str, str, str, str] | None:
         value = (self._ids.get(rmd) if rmd else None) or (self._frns.get(frn) if frn else None)
@@ -209,4 +214,5 @@ class MemoryStore:
         return {"lookups": float(self._lookups), "errors": 0.0, "timeouts": 0.0, "degraded": 0.0,
                 "reconnects": 0.0, "latency_avg_s": 0.0, "healthy": 1.0,
                 "limit_buckets": float(len(self._gcra)), "dno_entries": float(len(self._dno)),
-                "rmd_records": float(len(self._ids))}
+                "rmd_records": float(len(self._ids)), "passport_replays": float(self._seen.replays),
+                "passport_seen": float(len(self._seen))}

@@ -61,7 +61,7 @@ class RedisStore(RedisAdmin):
         self._reconnect: asyncio.Task[None] | None = None
         self._timeouts_in_row = 0
         self._counts = {"lookups": 0, "errors": 0, "timeouts": 0, "degraded": 0, "reconnects": 0,
-                        "rmd_remembered": 0}
+                        "rmd_remembered": 0, "passport_replays": 0}
         self._latency_sum = 0.0
         # the last RMD answers, for degraded answers: provider (RMD number, FRN) and signer SPC
         self._rmd_by_provider: dict[tuple[str, str], tuple[float, str | None, str | None, str | None]] = {}
@@ -189,7 +189,7 @@ class RedisStore(RedisAdmin):
         self._counts["rmd_remembered"] += 1
         return Lookups(trunk_rmd=known[1] if known else None, trunk_implementation=known[2] if known else None,
                        signer_rmd=signer[1] if signer else None, signer_frn=signer[2] if signer else None,
-                       rmd_snapshot=known[3] if known else None, degraded=True)
+                       rmd_snapshot=known[3] if known else None, degraded=True, passport_replayed=None)
 
     async def _lookup(self, keys: LookupKeys, now: float) -> Lookups:
         spc = keys.spc.upper() if keys.spc else ""
@@ -199,29 +199,39 @@ class RedisStore(RedisAdmin):
         limiters = applicable(self.limits, keys)
         limit_keys = [self.keys.limit(self.limits[i].name, value) for i, value, _, _ in limiters]
         limit_args = [(repr(interval), burst) for _, _, interval, burst in limiters]
+        # PASSporT replay (replay.py): the last KEYS and the last three ARGV of the script
+        seen = [self.keys.passport(keys.passport)] if keys.passport else []
+        tail = [str(len(seen)), keys.passport_call, str(int(keys.passport_ttl * 1000))]
         if not self.target.cluster:
             flat = [str(a) for pair in limit_args for a in pair]
-            reply = await self._evalsha([*self._dataset_keys, *limit_keys], [str(a) for a in args] + flat)
+            reply = await self._evalsha([*self._dataset_keys, *limit_keys, *seen],
+                                        [str(a) for a in args] + flat + tail)
             flags = _s(reply[9])
-        elif not limiters:
-            reply = await self._script(keys=self._dataset_keys, args=args)
-            flags = ""
+            replayed = _s(reply[10]) if len(reply) > 10 else ""
         else:
+            # in a cluster every limiter key and the seen-set key have their own slot: one
+            # script call each, sent together (no extra round trip in sequence)
             limits_only = [0, *args[1:]]
+            none = ["0", "", "0"]
             replies = await asyncio.gather(
-                self._script(keys=self.keys.dataset_keys(), args=args),
-                *(self._script(keys=[k], args=[*limits_only, *a]) for k, a in zip(limit_keys, limit_args,
-                                                                                  strict=True)))
+                self._script(keys=self.keys.dataset_keys(), args=[*args, *none]),
+                *(self._script(keys=[k], args=[*limits_only, *a, *none]) for k, a in zip(limit_keys, limit_args,
+                                                                                         strict=True)),
+                *(self._script(keys=seen, args=[*limits_only, *tail]) for _ in seen[:1]))
             reply = replies[0]
-            flags = "".join(_s(r[9]) for r in replies[1:])
+            flags = "".join(_s(r[9]) for r in replies[1:1 + len(limiters)])
+            replayed = _s(replies[-1][10]) if seen else ""
         out = [_s(v) for v in reply[:9]]
         limited = tuple(self.limits[lim[0]].name for lim, flag in zip(limiters, flags, strict=False)
                         if flag == "1")
+        if replayed == "1":
+            self._counts["passport_replays"] += 1
         return Lookups(
             trunk_rmd=out[0] or "absent", trunk_implementation=out[1] or None,
             signer_rmd=(out[2] or "absent") if spc else None, signer_frn=out[3] or None,
             caller_dno=out[4] == "1", list=out[5] or None, list_entry=out[6] or None,
-            notice=out[7] or None, limited=limited, rmd_snapshot=out[8] or None)
+            notice=out[7] or None, limited=limited, rmd_snapshot=out[8] or None,
+            passport_replayed=replayed == "1")
 
     async def _evalsha(self, keys: list[str], args: list[str]) -> Any:
         """EVALSHA, encoded here and sent through the auto-pipeline (batch.py)."""

@@ -1,9 +1,12 @@
 -- lookup.lua: every store lookup and every rate-limit update of one call, atomically.
--- KEYS: [1..nd] = meta, lists, ocn, notices (nd = ARGV[1], 4 or 0), then one key per limiter.
+-- KEYS: [1..nd] = meta, lists, ocn, notices (nd = ARGV[1], 4 or 0), then one key per limiter,
+--       then np PASSporT seen-set keys (0 or 1).
 -- ARGV: nd, trunk_rmd, trunk_frn, caller digits, caller nanp10, trunk, spc, callee digits, now,
---       then (emission interval, burst) per limiter key.
+--       then (emission interval, burst) per limiter key,
+--       then the last three: np, call hash, PASSporT time to live in ms.
 -- Returns {trunk_status, trunk_impl, signer_status, signer_frn, dno "0|1", list, list_entry,
---          notice, rmd_snapshot, limited "0|1" per limiter}; "" stands for none.
+--          notice, rmd_snapshot, limited "0|1" per limiter, replayed "0|1" per seen-set key};
+--          "" stands for none.
 -- Dataset key names derive from KEYS[1] ("<p>:{<p>}:meta"), see sipguard/store/keys.py.
 -- With nd = 0 (Redis Cluster, limiter keys in their own slots) only the limits run.
 
@@ -12,6 +15,8 @@ local trunk_rmd, trunk_frn = ARGV[2], ARGV[3]
 local caller, caller10, trunk, spc, callee = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local now_call = tonumber(ARGV[9])
 local out = {"", "", "", "", "0", "", "", "", ""}
+-- (PASSporT replay: the seen-set keys are the last np KEYS, see the block at the end)
+local np = tonumber(ARGV[#ARGV - 2])
 
 local function split(value)
   local parts = {}
@@ -95,7 +100,7 @@ if nd > 0 then
 end
 
 -- GCRA per limiter, on the server's clock (offset epoch keeps sub-ms precision in a double)
-local nl = #KEYS - nd
+local nl = #KEYS - nd - np
 if nl > 0 then
   local t = redis.call("TIME")
   local now = (tonumber(t[1]) - 1700000000) + tonumber(t[2]) / 1000000
@@ -118,4 +123,25 @@ if nl > 0 then
 else
   out[10] = ""
 end
+
+-- ---- PASSporT replay (sipguard/store/replay.py) ---------------------------------------------
+-- The seen-set: key -> the hash of the Call-ID that first carried this verified signature,
+-- expiring when the PASSporT goes stale. Another Call-ID within that time is a replay; the
+-- same Call-ID (a retransmission) is not.
+local replayed = {}
+if np > 0 then
+  local call, ttl = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
+  for i = 1, np do
+    local key = KEYS[#KEYS - np + i]
+    local first = redis.call("GET", key)
+    if first then
+      if first == call then replayed[i] = "0" else replayed[i] = "1" end
+    else
+      redis.call("SET", key, call, "PX", ttl)
+      replayed[i] = "0"
+    end
+  end
+end
+out[11] = table.concat(replayed)
+-- ---- end of PASSporT replay -----------------------------------------------------------------
 return out

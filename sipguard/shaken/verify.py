@@ -253,25 +253,24 @@ class Verifier:
         links: dict[int, list[Reason]] = {i: [] for i in range(len(decoded))}
         current = shaken.dest_tns if shaken is not None else ()
         pending = [i for i, (claims, _, own) in enumerate(decoded) if claims is not None and not own]
-        while pending:
-            nxt = next((i for i in pending if any(pp.tn_matches(decoded[i][0].div_tn, (tn,))  # type: ignore[union-attr]
-                                                  for tn in current)), None)
+        last: int | None = None
+        while pending and shaken is not None:
+            nxt = next((i for i in pending if pp.tn_matches(decoded[i][0].div_tn, current)  # type: ignore[union-attr]
+                        ), None)
             if nxt is None:
                 break
             pending.remove(nxt)
             claims = decoded[nxt][0]
-            assert claims is not None and shaken is not None
+            assert claims is not None
             if not pp.tn_matches(claims.orig_tn, (shaken.orig_tn,)):
                 links[nxt].append(Reason.DIV_CHAIN_BROKEN)
             if history is not None and not pp.tn_matches(claims.div_tn, history):
                 links[nxt].append(Reason.DIV_NO_HISTORY)
-            current = claims.dest_tns
+            current, last = claims.dest_tns, nxt
         for i in pending:
             links[i].append(Reason.DIV_CHAIN_BROKEN)  # links to nothing: no shaken, or a dest mismatch
-        if current and shaken is not None and not pending and not any(pp.tn_matches(tn, dest) for tn in current):
-            last = max((i for i, d in enumerate(decoded) if d[0] is not None), default=None)
-            if last is not None:
-                links[last].append(Reason.DIV_CHAIN_BROKEN)  # the call is not where the chain ends
+        if last is not None and not any(pp.tn_matches(tn, dest) for tn in current):
+            links[last].append(Reason.DIV_CHAIN_BROKEN)  # the call is not where the chain ends
         out = []
         for i, (claims, x5u, own) in enumerate(decoded):
             reasons = tuple(sorted(set(own + links[i]), key=REASON_ORDER.__getitem__))

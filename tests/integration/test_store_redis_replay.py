@@ -129,3 +129,28 @@ def test_outage_makes_replay_unknown() -> None:
         assert asyncio.run(main()) == (False, None)
     finally:
         server.stop()
+
+
+def test_lookup_lua_replay_contract(redis_server: RedisProcess) -> None:
+    """lookup.lua's replay tail on its own: KEYS end with the seen-set key, ARGV with
+    (np, call hash, ttl ms); the reply gains an 11th field; without the tail it has 10."""
+    import redis.asyncio as aioredis
+
+    from sipguard.store.redis import LOOKUP_LUA
+
+    async def main() -> None:
+        client = aioredis.from_url(redis_server.url, decode_responses=True)
+        script = client.register_script(LOOKUP_LUA)
+        base = ["", "", "12025550123", "2025550123", "t1", "", "13035550100", str(NOW)]
+        limiter = ["60", 5]
+        seen_key = "c:pp:{abc}"
+        first = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, 1, "call-a", 5000])
+        again = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, 1, "call-a", 5000])
+        other = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, 1, "call-b", 5000])
+        assert (first[9], first[10], again[10], other[10]) == ("0", "0", "0", "1")
+        assert await client.get(seen_key) == "call-a" and 0 < await client.pttl(seen_key) <= 5000
+        plain = await script(keys=["c:l:{a:1}"], args=[0, *base, *limiter])
+        assert len(plain) == 10
+        await client.aclose()
+
+    asyncio.run(main())

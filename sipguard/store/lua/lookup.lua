@@ -3,9 +3,10 @@
 --       then np PASSporT seen-set keys (0 or 1).
 -- ARGV: nd, trunk_rmd, trunk_frn, caller digits, caller nanp10, trunk, spc, callee digits, now,
 --       then (emission interval, burst) per limiter key,
---       then the last three: np, call hash, PASSporT time to live in ms.
+--       then (optional) the last three: np, call hash, PASSporT time to live in ms.
 -- Returns {trunk_status, trunk_impl, signer_status, signer_frn, dno "0|1", list, list_entry,
---          notice, rmd_snapshot, limited "0|1" per limiter, replayed "0|1" per seen-set key};
+--          notice, rmd_snapshot, limited "0|1" per limiter, and with np > 0 replayed "0|1" per
+--          seen-set key};
 --          "" stands for none.
 -- Dataset key names derive from KEYS[1] ("<p>:{<p>}:meta"), see sipguard/store/keys.py.
 -- With nd = 0 (Redis Cluster, limiter keys in their own slots) only the limits run.
@@ -15,8 +16,10 @@ local trunk_rmd, trunk_frn = ARGV[2], ARGV[3]
 local caller, caller10, trunk, spc, callee = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local now_call = tonumber(ARGV[9])
 local out = {"", "", "", "", "0", "", "", "", ""}
--- (PASSporT replay: the seen-set keys are the last np KEYS, see the block at the end)
-local np = tonumber(ARGV[#ARGV - 2])
+-- (PASSporT replay: the seen-set keys are the last np KEYS, see the block at the end; the
+-- three-value tail is optional: 9 + 2 per limiter ARGV without it, an odd count beyond with it)
+local np = 0
+if (#ARGV - 9) % 2 == 1 then np = tonumber(ARGV[#ARGV - 2]) end
 
 local function split(value)
   local parts = {}
@@ -128,8 +131,8 @@ end
 -- The seen-set: key -> the hash of the Call-ID that first carried this verified signature,
 -- expiring when the PASSporT goes stale. Another Call-ID within that time is a replay; the
 -- same Call-ID (a retransmission) is not.
-local replayed = {}
 if np > 0 then
+  local replayed = {}
   local call, ttl = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
   for i = 1, np do
     local key = KEYS[#KEYS - np + i]
@@ -141,7 +144,7 @@ if np > 0 then
       replayed[i] = "0"
     end
   end
+  out[11] = table.concat(replayed)
 end
-out[11] = table.concat(replayed)
 -- ---- end of PASSporT replay -----------------------------------------------------------------
 return out

@@ -367,7 +367,7 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         store_degraded=lookups.degraded,
         emergency=call.emergency,
         div_count=len(ver.div),
-        div_verstat=str(ver.div_verstat),
+        div_verstat=str(ver.div_verstat) if ver.div else "No-TN-Validation",
         rcd_present=ver.rcd is not None,
         rcd_verified=ver.rcd,
         # no verified signature: nothing to replay; else the seen-set's answer (None: store down)

@@ -235,10 +235,7 @@ class Verifier:
                         self._tokens.put(hdr.token, _Token(passport, claims, cred, replay_key))
         if claims is not None:
             reasons += _number_reasons(claims, orig, dest)
-        result = _result(reasons, claims, x5u, spc)
-        if replay_key is not None and self.cfg.replay:
-            result = replace(result, replay_key=replay_key)
-        return result, claims
+        return _result(reasons, claims, x5u, spc, replay_key if self.cfg.replay else None), claims
 
     # -- div PASSporTs (RFC 8946) ----------------------------------------------------------------
     async def _divs(self, hdrs: list[IdentityHeader], shaken: pp.ShakenClaims | None, dest: tuple[str, ...],
@@ -338,9 +335,11 @@ def _report(ppt: str, verstat: Verstat, reasons: tuple[Reason, ...]) -> Passport
 
 
 def signature_key(signature: bytes) -> str:
-    """The seen-set key of a PASSporT: 16 bytes of BLAKE2b over its signature, as hex (an
-    ECDSA signature is random per signing, so two calls share it only by replay)."""
-    return hashlib.blake2b(signature, digest_size=16).hexdigest()
+    """The seen-set key of a PASSporT: 16 bytes of BLAKE2b over ``r``, the first half of its
+    ES256 signature, as hex. ``r`` comes from the signer's random nonce, so two calls share it
+    only by replay; ``s`` is left out because anyone can turn (r, s) into the equally valid
+    (r, n - s) (ECDSA malleability), which would make a replayed token look new."""
+    return hashlib.blake2b(signature[:32], digest_size=16).hexdigest()
 
 
 def _ppt_of(hdr: IdentityHeader | None, lenient: bool) -> str | None:
@@ -374,11 +373,13 @@ def _number_reasons(claims: pp.ShakenClaims, orig: tuple[str, ...], dest: tuple[
 
 
 def _result(reasons: list[Reason], claims: pp.ShakenClaims | None, x5u: object,
-            spc: str | None) -> Verification:
+            spc: str | None, replay_key: str | None) -> Verification:
     ordered = tuple(sorted(set(reasons), key=REASON_ORDER.__getitem__)) if reasons else ()
     verstat = Verstat.FAILED if ordered else Verstat.PASSED
     if claims is None:
         return Verification(verstat, x5u=x5u if isinstance(x5u, str) else None, spc=spc, reasons=ordered)
-    # positional: verstat, attest, orig_tn, dest_tns, origid, x5u, spc, iat, reasons
+    # positional: verstat, attest, orig_tn, dest_tns, origid, x5u, spc, iat, reasons, div, rcd,
+    # passports, replay_key (keywords cost more: this is every signed call's path)
     return Verification(verstat, claims.attest, claims.orig_tn, claims.dest_tns, claims.origid,
-                        x5u if isinstance(x5u, str) else None, spc, claims.iat, ordered)
+                        x5u if isinstance(x5u, str) else None, spc, claims.iat, ordered, (), None, (),
+                        replay_key)

@@ -190,3 +190,23 @@ def test_replay_key_only_for_a_verified_signature(pki: StiPki) -> None:
     forged = verify(v, [f"{head}.{payload}.{other};info=<{X5U}>;alg=ES256;ppt=shaken"])
     assert forged.reasons == (Reason.BAD_SIGNATURE,) and forged.replay_key is None
     assert verify(verifier(pki, replay=False), [ident]).replay_key is None
+
+
+def test_replay_key_survives_ecdsa_malleability(pki: StiPki) -> None:
+    """(r, s) -> (r, n - s) is a second valid signature over the same bytes: a replayer's cheapest
+    way to look new. The key is made from r, so both forms give the same key."""
+    import base64
+
+    from tests.shaken_pki import b64url
+
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order
+    ident = shaken(pki)
+    token, params = ident.split(";", 1)
+    head, payload, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    flipped = raw[:32] + (n - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    malleated = f"{head}.{payload}.{b64url(flipped)};{params}"
+    v = verifier(pki)
+    first, second = verify(v, [ident]), verify(v, [malleated])
+    assert first.passed and second.passed  # both verify: ECDSA accepts either s
+    assert first.replay_key == second.replay_key is not None

@@ -94,6 +94,9 @@ def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
     return out
 
 
+PASSPORT_HEADERS = ("X-Sipguard-Div", "X-Sipguard-Rcd", "X-Sipguard-Replayed")
+
+
 def passport_headers(outcome: Outcome) -> list[tuple[str, str]]:
     """A rule's ``tag: {passports: true}``: what the div, rcd and replay checks found, for the
     policy downstream (only what the call carried): ``X-Sipguard-Div: <div.verstat>;count=N``,
@@ -114,6 +117,9 @@ def apply_forward(req: Request, outcome: Outcome) -> None:
     decision = outcome.decision
     headers = _identity_headers(req, outcome)
     req.remove_header("X-Sipguard-Source")  # between Kamailio and us only
+    for name in PASSPORT_HEADERS:  # ours only: an upstream's claim of them goes
+        if req.has(name):
+            req.remove_header(name)
     pai_present = req.has("P-Asserted-Identity")
     if pai_present:
         req.remove_header("P-Asserted-Identity")

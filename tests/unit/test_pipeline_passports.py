@@ -121,7 +121,8 @@ def test_rcd_on_foreign_trunk_flagged_in_forward_and_302(tmp_path: Path, pki: St
                         rcd={"nam": "Example Bank", "jcd": jcard}, rcdi={"/jcd": integrity(jcard)})
     tampered = rcd_identity(pki.key("good"), X5U, orig=A, dest=[B], iat=int(NOW),
                             rcd={"nam": "Example Bank", "jcd": jcard}, rcdi={"/jcd": integrity(["other"])})
-    calls = [invite([shaken(pki), good], "r1"), invite([shaken(pki), tampered], "r2")]
+    forged = ("X-Sipguard-Rcd: verified", "X-Sipguard-Replayed: no")
+    calls = [invite([shaken(pki), good], "r1", extra=forged), invite([shaken(pki), tampered], "r2", extra=forged)]
     verified, failed = decide_all(tmp_path, pki, calls)
     assert (verified.facts.rcd_present, verified.facts.rcd_verified) == (True, True)
     assert (failed.facts.rcd_present, failed.facts.rcd_verified) == (True, False)
@@ -130,8 +131,9 @@ def test_rcd_on_foreign_trunk_flagged_in_forward_and_302(tmp_path: Path, pki: St
         moved = parse(redirect_response(parse(data), outcome, "sip:10.0.0.1:5060", "t1"))
         forwarded = parse(data)
         apply_forward(forwarded, outcome)
+        assert forwarded.headers("X-Sipguard-Replayed") == []             # an upstream's claim goes
         for msg in (moved, forwarded):
-            assert msg.header("X-Sipguard-Rcd") == value
+            assert msg.headers("X-Sipguard-Rcd") == [value]
             assert msg.header("X-Call-Screen") == "rcd-foreign"
             assert msg.header("X-Sipguard-Div") is None            # no div on the call: no header
         # every Identity header the caller sent goes on unaltered

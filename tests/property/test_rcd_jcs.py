@@ -121,3 +121,19 @@ def test_unfinite_and_huge_values_are_mismatches_not_errors() -> None:
     assert check_rcdi({"x": float("nan")}, {"/x": integrity(0)}).mismatched == 1
     assert check_rcdi({"x": 10**400}, {"/x": integrity(0)}).mismatched == 1
     assert check_rcdi({}, {f"/{n}": "sha256-" for n in range(40)}).mismatched == 40
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(["rcd", "rcdi", "orig", "dest", "iat", "x"]), values, max_size=6), st.data())
+def test_rcd_claims_and_rcdi_are_total_on_any_claims(claims: dict[str, Any], data: st.DataObject) -> None:
+    """Whatever a stranger signs (or fails to), reading it never raises."""
+    from sipguard.shaken.passport import Passport
+    from sipguard.shaken.rcd import rcd_claims
+
+    if data.draw(st.booleans()):
+        claims["rcd"] = data.draw(st.dictionaries(st.sampled_from(["nam", "jcd", "icn"]), values))
+        claims["rcdi"] = data.draw(st.dictionaries(st.text(max_size=8).map(lambda t: "/" + t), st.text(max_size=20)))
+    got = rcd_claims(Passport({}, claims, b"", b""))
+    if got is not None:
+        result = check_rcdi(got.rcd, got.rcdi)
+        assert result.matched + result.mismatched + result.unchecked == len(got.rcdi or {})

@@ -285,3 +285,23 @@ def test_a_call_id_with_raw_bytes_or_nul_is_stored_whole_and_found(pg_url: str) 
     assert new == 2
     assert [r.call_id for r in by_call_id] == [odd]          # the record keeps every byte
     assert len(every) == 2
+
+
+def test_each_identity_headers_result_is_stored_without_a_schema_change(pg_url: str) -> None:
+    """The record's `passports` (one result per Identity header) lives in the row's JSON
+    (`data`), a new row version: no migration, and the schema version is unchanged."""
+    from sipguard.records.postgres import LATEST
+
+    results = ("shaken:passed", "div:failed:div-no-history", "rcd:failed:rcdi-mismatch")
+
+    async def scenario() -> list[Any]:
+        db = PostgresRecords(pg_url, 548)
+        try:
+            await db.write([("pp", 1, make_record(0, call_id="pp-1@x", passports=results))], BASE_TIME)
+            return await db.find(None, None, "pp-1@x", None, None, 10)
+        finally:
+            await db.aclose()
+
+    found = run(scenario())
+    assert [r.passports for r in found] == [results]
+    assert LATEST == 1

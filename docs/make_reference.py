@@ -144,6 +144,9 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "shaken.identity.lenient": ("[]", "Identity parameters that may be absent: `alg` (then ES256), `ppt`"),
     "shaken.identity.max_headers": ("8", "Identity header values a call may carry (1-32); more: "
                                          "`too-many-identity`, nothing verified"),
+    "shaken.rcd": ("{}", "rich call data (RFC 9795) content"),
+    "shaken.rcd.fetch": ("false", "download what an rcd PASSporT's `rcdi` names by URL (logo, jCard) to check "
+                                  "its digest, with the x5u rules; only after its signature verified"),
     "shaken.replay": ("{}", "PASSporT replay detection"),
     "shaken.replay.enabled": ("true", "remember each verified PASSporT signature until it goes stale; "
                                       "on another Call-ID it sets `passport.replayed`"),

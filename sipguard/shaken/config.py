@@ -66,13 +66,16 @@ class ShakenConfig:
     max_identity: int = 8
     # PASSporT replay detection (shaken.replay.enabled): the seen-set of verified signatures
     replay: bool = True
+    # download content an rcd PASSporT names by URL (shaken.rcd.fetch) to check its rcdi digest:
+    # off by default (a stranger's URL); on, with the x5u rules (SSRF guard, ports, size, timeout)
+    rcd_fetch: bool = False
     trust_list: TrustListConfig = field(default_factory=TrustListConfig)
 
     @classmethod
     def from_section(cls, sec: Section, base_dir: str) -> ShakenConfig:
         """Build from the `shaken:` section; relative paths are resolved against base_dir."""
         sec.check_keys(("trust_anchors", "iat_max_age", "iat_max_future", "x5u", "crl", "signing", "identity",
-                        "trust_list", "replay"))
+                        "trust_list", "replay", "rcd"))
         anchors = sec.str("trust_anchors", default=None)
         if anchors is not None:
             anchors = _resolve(base_dir, anchors)
@@ -86,6 +89,7 @@ class ShakenConfig:
             identity_lenient=_identity_lenient(sec.section("identity")),
             max_identity=sec.section("identity").int("max_headers", default=8, minimum=1, maximum=32),
             replay=_replay(sec.section("replay")),
+            rcd_fetch=_rcd_fetch(sec.section("rcd")),
             trust_list=trust_list_config(sec.section("trust_list"), base_dir),
         )
 
@@ -165,6 +169,11 @@ def trust_list_config(sec: Section, base_dir: str) -> TrustListConfig:
         raise sec.error("url", "a list fetched from a URL must be signed: set shaken.trust_list.sti_pa_root "
                                "(the STI-PA root certificate, PEM)")
     return TrustListConfig(url, root)
+
+
+def _rcd_fetch(sec: Section) -> bool:
+    sec.check_keys(("fetch",))
+    return bool(sec.bool("fetch", default=False))
 
 
 def _replay(sec: Section) -> bool:

@@ -7,7 +7,9 @@ digest of the content they reference, written as `<alg>-<base64 digest>` (sha256
 sha512). Content inline in the PASSporT is hashed in its JSON Canonicalization Scheme form
 (RFC 8785); content a pointer names by URL (an `icn` logo, a `jcl` jCard, a URI inside a
 jCard) is only named here: sipguard does not fetch it (a stranger's URL), so such an entry is
-counted as unchecked, never as verified.
+counted as unchecked, never as verified, unless the operator sets `shaken.rcd.fetch` (then
+verify.py downloads it with the x5u rules, SSRF guard and size bound, and checks it with
+`content_matches`).
 
 Rule 1: pure functions, nothing raises on hostile input: a claim that is not what RFC 9795
 says is None (bad-claims), a pointer or digest that cannot be evaluated is a mismatch.
@@ -50,6 +52,7 @@ class RcdiCheck:
     matched: int = 0
     mismatched: int = 0
     unchecked: int = 0
+    urls: tuple[tuple[str, str, bytes], ...] = ()   # the unchecked ones: (url, alg, digest)
 
     @property
     def ok(self) -> bool:
@@ -77,13 +80,15 @@ def check_rcdi(rcd: dict[str, Any], rcdi: dict[str, Any] | None) -> RcdiCheck:
     if len(rcdi) > MAX_RCDI:
         return RcdiCheck(mismatched=len(rcdi))
     matched = mismatched = unchecked = 0
+    urls: list[tuple[str, str, bytes]] = []
     for pointer, integrity in rcdi.items():
         target = json_pointer(rcd, pointer)
         parsed = parse_integrity(integrity)
         if target is _MISSING or parsed is None:
             mismatched += 1
         elif isinstance(target, str) and target.startswith(("https://", "http://")):
-            unchecked += 1  # referenced by URL: not fetched
+            unchecked += 1  # referenced by URL: not fetched here (verify.py may, shaken.rcd.fetch)
+            urls.append((target, *parsed))
         else:
             alg, expected = parsed
             try:
@@ -95,7 +100,21 @@ def check_rcdi(rcd: dict[str, Any], rcdi: dict[str, Any] | None) -> RcdiCheck:
                 matched += 1
             else:
                 mismatched += 1
-    return RcdiCheck(matched, mismatched, unchecked)
+    return RcdiCheck(matched, mismatched, unchecked, tuple(urls))
+
+
+def content_matches(body: bytes, alg: str, digest: bytes) -> bool:
+    """Whether downloaded content is what an `rcdi` entry names: its digest over the bytes as
+    served (a logo), or, for JSON (a `jcl` jCard), over their RFC 8785 canonical form."""
+    hasher = DIGESTS[alg]
+    if hasher(body).digest() == digest:
+        return True
+    if body.lstrip()[:1] not in (b"{", b"["):
+        return False
+    try:
+        return hasher(jcs(json.loads(body))).digest() == digest
+    except (ValueError, RecursionError):
+        return False
 
 
 def integrity(value: Any, alg: str = "sha256") -> str:

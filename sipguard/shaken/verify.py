@@ -32,15 +32,17 @@ from sipguard.shaken.certs import Credential, TrustStore
 from sipguard.shaken.config import ShakenConfig
 from sipguard.shaken.credentials import DEFAULT_CERT_TTL, TRUNK, CredentialCache
 from sipguard.shaken.identity import IdentityHeader, parse_identity, split_values
-from sipguard.shaken.rcd import check_rcdi, rcd_claims
+from sipguard.shaken.rcd import check_rcdi, content_matches, rcd_claims
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, DivInfo, PassportResult, Verification
-from sipguard.shaken.x5u import CertFetcher
+from sipguard.shaken.x5u import CertFetcher, FetchError
 
 log = logging.getLogger("sipguard.shaken.verify")
 
 __all__ = ["Verifier", "CertStore", "DEFAULT_CERT_TTL", "REASON_ORDER"]
 
+MAX_RCD_FETCHES = 4      # URL-referenced rcdi entries checked per rcd PASSporT (shaken.rcd.fetch)
+RCD_CONTENT_TTL = 300.0  # seconds a downloaded logo's / jCard's verdict is reused
 DEFAULT_TOKEN_CACHE = 4096  # verified PASSporTs kept (~2.5 KB each): forks, re-INVITEs, replays
 
 # Most fundamental first: the first reason of a failed Verification decides the response.
@@ -75,6 +77,8 @@ class Verifier:
         # token bytes -> verified PASSporT; 0 turns it off (benchmarks of the full path)
         self._tokens: LruCache[str, _Token] | None = LruCache(token_cache_size) if token_cache_size > 0 else None
         self._token_hits = 0
+        # shaken.rcd.fetch: (url, alg, digest) -> (verdict, until)
+        self._rcd_seen: LruCache[tuple[str, str, bytes], tuple[Reason | None, float]] = LruCache(1024)
         self.counters: dict[str, float] = dict.fromkeys(("internal_errors", "passed", "failed", "none"), 0.0)
 
     # -- public ------------------------------------------------------------------------------
@@ -306,12 +310,43 @@ class Verifier:
                 reasons.append(Reason.ORIG_MISMATCH)
             if not any(pp.tn_matches(tn, dest) for tn in claims.dest_tns):
                 reasons.append(Reason.DEST_MISMATCH)
-            if not check_rcdi(claims.rcd, claims.rcdi).ok:
+            rcdi = check_rcdi(claims.rcd, claims.rcdi)
+            if not rcdi.ok:
                 reasons.append(Reason.RCDI_MISMATCH)
         x5u = passport.header.get("x5u")
         if claims is not None and isinstance(x5u, str) and not reasons:
             reasons += (await self.creds.check(x5u, passport, claims.iat, None, now))[1]
+            if not reasons and rcdi.urls and self.cfg.rcd_fetch:
+                # only for a PASSporT whose signature verified: a stranger cannot make us fetch
+                reasons += await self._rcd_content(rcdi.urls, now)
         return tuple(sorted(set(reasons), key=REASON_ORDER.__getitem__))
+
+    async def _rcd_content(self, urls: tuple[tuple[str, str, bytes], ...], now: float) -> list[Reason]:
+        """shaken.rcd.fetch: download what rcdi names by URL (the x5u fetcher: its SSRF guard,
+        ports, size bound, timeout), at most MAX_RCD_FETCHES per PASSporT, each URL's verdict
+        cached for RCD_CONTENT_TTL seconds; a failed download or a wrong digest fails the rcd."""
+        reasons: list[Reason] = []
+        for url, alg, digest in urls[:MAX_RCD_FETCHES]:
+            cached = self._rcd_seen.get((url, alg, digest))
+            if cached is not None and cached[1] > now:
+                if cached[0] is not None:
+                    reasons.append(cached[0])
+                continue
+            verdict: Reason | None
+            try:
+                fetched = await self.creds.fetcher.fetch(url)
+                verdict = None if content_matches(fetched.body, alg, digest) else Reason.RCDI_MISMATCH
+            except FetchError as exc:
+                verdict = exc.reason
+            except Exception:  # noqa: BLE001 - a downloader bug fails this rcd, not the call
+                log.exception("rcd content %s: fetcher error", url)
+                verdict = Reason.X5U_FETCH_FAILED
+            self._rcd_seen.put((url, alg, digest), (verdict, now + RCD_CONTENT_TTL))
+            if verdict is not None:
+                reasons.append(verdict)
+        if len(urls) > MAX_RCD_FETCHES:
+            reasons.append(Reason.RCDI_MISMATCH)  # more than we check: not verified
+        return reasons
 
     def _own_checks(self, hdr: IdentityHeader, passport: pp.Passport, ppt: str, iat: int | None,
                     now: float) -> list[Reason]:

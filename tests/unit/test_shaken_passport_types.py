@@ -210,3 +210,57 @@ def test_replay_key_survives_ecdsa_malleability(pki: StiPki) -> None:
     first, second = verify(v, [ident]), verify(v, [malleated])
     assert first.passed and second.passed  # both verify: ECDSA accepts either s
     assert first.replay_key == second.replay_key is not None
+
+
+# -- shaken.rcd.fetch ----------------------------------------------------------------------------
+
+LOGO_URL = "https://logo.example.com/bank.png"
+LOGO = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+
+
+def _sri(body: bytes) -> str:
+    import base64
+    import hashlib
+
+    return "sha256-" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+
+def test_rcd_fetch_checks_url_content_when_turned_on(pki: StiPki) -> None:
+    from sipguard.shaken.x5u import FetchError
+
+    jcl = ["vcard", [["fn", {}, "text", "Example Bank"]]]
+    bodies: dict[str, Any] = {X5U: pki.chain_pem("good"), LOGO_URL: LOGO,
+                              "https://logo.example.com/card.json": b'[ "vcard",[["fn", {},"text","Example Bank"]]]',
+                              "https://10.0.0.1/x.png": FetchError(Reason.X5U_REFUSED, "private address")}
+    fetcher = MapFetcher(bodies)
+    v = Verifier(pki.config(rcd_fetch=True), fetcher)
+    claim = {"nam": "Example Bank", "icn": LOGO_URL}
+    good = verify(v, [shaken(pki), rcd(pki, claim, {"/icn": _sri(LOGO)})])
+    assert good.rcd is True and fetcher.calls[LOGO_URL] == 1
+    assert verify(v, [shaken(pki), rcd(pki, claim, {"/icn": _sri(LOGO)})]).rcd is True
+    assert fetcher.calls[LOGO_URL] == 1  # the verdict is kept
+    wrong = verify(v, [shaken(pki), rcd(pki, claim, {"/icn": _sri(b"another logo")})])
+    assert wrong.rcd is False and wrong.passports[1].reasons == (Reason.RCDI_MISMATCH,)
+    # a jCard by URL: digest over its canonical JSON, however the server spaced it
+    card = verify(v, [shaken(pki), rcd(pki, {"nam": "Example Bank", "jcl": "https://logo.example.com/card.json"},
+                                       {"/jcl": integrity(jcl)})])
+    assert card.rcd is True
+    refused = verify(v, [shaken(pki), rcd(pki, {"nam": "X", "icn": "https://10.0.0.1/x.png"},
+                                          {"/icn": _sri(LOGO)})])
+    assert refused.rcd is False and refused.passports[1].reasons == (Reason.X5U_REFUSED,)
+
+
+def test_rcd_fetch_never_for_a_passport_that_did_not_verify(pki: StiPki) -> None:
+    fetcher = MapFetcher({X5U: pki.chain_pem("good"), LOGO_URL: LOGO})
+    v = Verifier(pki.config(rcd_fetch=True), fetcher)
+    ident = rcd(pki, {"nam": "Example Bank", "icn": LOGO_URL}, {"/icn": _sri(LOGO)})
+    token, params = ident.split(";", 1)
+    head, payload, _ = token.split(".")
+    other = rcd(pki, {"nam": "Other"}).split(";", 1)[0].split(".")[2]
+    res = verify(v, [shaken(pki), f"{head}.{payload}.{other};{params}"])
+    assert res.rcd is False and res.passports[1].reasons == (Reason.BAD_SIGNATURE,)
+    assert LOGO_URL not in fetcher.calls
+    # nor with the switch off (the default), for a good one
+    off = MapFetcher({X5U: pki.chain_pem("good"), LOGO_URL: LOGO})
+    assert asyncio.run(Verifier(pki.config(), off).verify([shaken(pki), ident], (A,), (B,), NOW)).rcd is True
+    assert LOGO_URL not in off.calls

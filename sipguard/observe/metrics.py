@@ -79,6 +79,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("sipguard_cert_cache_entries", "gauge", "Certificates held in the in-process cache"),
     Spec("sipguard_store_requests", "counter", "State store lookups", ("result",)),
     Spec("sipguard_store_errors", "counter", "State store operations that failed", ("op",)),
+    Spec("sipguard_passport_replays", "counter",
+         "Calls whose verified PASSporT the seen-set had on another call (passport.replayed)"),
     Spec("sipguard_store_seconds", "histogram", "State store operation time", ("op",),
          buckets=LATENCY_BUCKETS),
     Spec("sipguard_store_healthy", "gauge", "1 when the state store answers, 0 in its failure mode",
@@ -322,6 +324,8 @@ class Metrics:
                                 ("rmd_remembered", "rmd_remembered")):
                 if key in stats:
                     self._bump(self.child("sipguard_store_requests", result), "store." + key, stats[key])
+            if "passport_replays" in stats:
+                self._bump(self.m["sipguard_passport_replays"], "store.passport_replays", stats["passport_replays"])
 
     def set_edge(self, shedding: bool, delay: float, connections: dict[str, float]) -> None:
         """The overload guard's state and the stream connections (proxy/overload.py,

@@ -68,7 +68,7 @@ class FakeStore:
     healthy = False
 
     def stats(self) -> dict[str, float]:
-        return {"lookups": 10.0, "degraded": 4.0, "errors": 2.0}
+        return {"lookups": 10.0, "degraded": 4.0, "errors": 2.0, "passport_replays": 3.0}
 
 
 class FakePipeline:
@@ -101,6 +101,7 @@ def test_set_gauges_exports_deltas_of_cumulative_stats() -> None:
     assert got[("sipguard_x5u_breaker_state", (("host", "certs.ok.example"),))] == 0
     assert got[("sipguard_store_healthy", ())] == 0
     assert got[("sipguard_store_requests_total", (("result", "degraded"),))] == 4
+    assert got[("sipguard_passport_replays_total", ())] == 3
 
 
 def test_hooks_for_fetch_store_limits_and_records() -> None:

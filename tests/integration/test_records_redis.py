@@ -319,3 +319,25 @@ def test_unreachable_redis_query_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(query.QueryError, match="cannot read records"):
         run(query.find(f"redis://127.0.0.1:{free_port()}/0", TracebackConfig()))
+
+
+def test_find_keeps_the_earliest_matches_within_limit_late_ones_included(redis_aof: RedisProcess) -> None:
+    """``find`` over the stream keeps only ``limit`` records while the window streams by; the
+    ones it keeps are the earliest matches by record time, a late delivery (from a spool, found
+    through the late index) and same-time records in stream order included."""
+    async def scenario() -> None:
+        rs = RedisRecords(redis_aof.url)
+        await rs.client.delete(STREAM, LATE)
+        now = BASE_TIME + 2 * 86400
+        on_time = [("w", i, make_record(i * 10, call_id=f"c{i}")) for i in range(1, 40)]
+        on_time.append(("w", 40, make_record(50, call_id="c5-twin")))      # same time as c5, later in the stream
+        assert await rs.write(on_time, minid=0, now=BASE_TIME + 400) == 40
+        assert await rs.write([("v", 1, make_record(15, call_id="late"))], minid=0, now=now) == 1
+        found = await rs.find(BASE_TIME, None, None, None, None, limit=7)
+        assert [r.call_id for r in found] == ["c1", "late", "c2", "c3", "c4", "c5", "c5-twin"]
+        assert [r.call_id for r in await rs.find(BASE_TIME + 385, None, None, None, None, limit=7)] \
+            == ["c39"]
+        assert await rs.find(BASE_TIME, None, None, None, None, limit=0) == []
+        await rs.aclose()
+
+    run(scenario())

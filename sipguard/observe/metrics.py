@@ -67,6 +67,15 @@ disable_created_metrics()   # process-wide: no <name>_created series
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 BREAKER_VALUE = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
+# Label values known in advance: their series start at 0 with the process, so a panel shows a
+# flat line (not "no data") until the first event, and rate() sees the first one.
+KNOWN_LABELS: dict[str, tuple[str, ...]] = {
+    "sipguard_x5u_cache": ("hit", "miss", "l2_hit", "stale", "negative"),
+    "sipguard_x5u_fetches": ("ok", "failed", "refused", "breaker_skip", "not_found", "budget_skip"),
+    "sipguard_store_requests": ("lookup", "degraded", "error", "rmd_remembered"),
+    "sipguard_store_errors": ("lookup", "cert_get", "cert_put"),
+    "sipguard_connection_limits": ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +273,9 @@ class Metrics:
         self._last: dict[str, float] = {}   # previous value of each cumulative stat, for deltas
         self._decision = self.m["sipguard_decision_seconds"]
         self._signed = self.m["sipguard_signed"]
+        for name, values in KNOWN_LABELS.items():
+            for value in values:
+                self.child(name, value)
 
     def child(self, name: str, *labels: str) -> Any:
         key = (name, labels)

@@ -304,3 +304,45 @@ def test_process_series_need_only_proc_pid(monkeypatch: pytest.MonkeyPatch) -> N
     import time
 
     assert abs(got["process_start_time_seconds"] - time.time()) < 24 * 3600 * 365
+
+
+def test_known_label_values_start_at_zero() -> None:
+    """A panel over a labelled counter shows a line from the first scrape, not 'no data'."""
+    from sipguard.proxy.connlimits import LIMITS
+
+    assert metrics.KNOWN_LABELS["sipguard_connection_limits"] == LIMITS
+    got = samples(Metrics().render()[0])
+    for name, values in metrics.KNOWN_LABELS.items():
+        spec = next(s for s in SPECS if s.name == name)
+        for value in values:
+            assert got[(name + "_total", ((spec.labels[0], value),))] == 0, (name, value)
+
+
+def test_dashboard_is_valid_for_grafana_import() -> None:
+    """What Grafana's import needs (dashboard JSON model): a title, a stable uid, a schemaVersion,
+    the datasource as a variable that every panel and target uses, and panels that have an id,
+    a known type, a grid position inside the 24 columns and targets with distinct refIds."""
+    dash = json.loads((ROOT / "config/grafana/sipguard.json").read_text())
+    assert isinstance(dash["title"], str) and dash["title"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", dash["uid"])
+    assert isinstance(dash["schemaVersion"], int) and dash["schemaVersion"] >= 36
+    assert "id" not in dash or dash["id"] is None      # an id would overwrite another dashboard
+    assert {"from", "to"} <= set(dash["time"])
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    source = {"type": "prometheus", "uid": "${datasource}"}
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)) and all(isinstance(i, int) for i in ids)
+    for panel in dash["panels"]:
+        assert panel["type"] in {"timeseries", "piechart", "bargauge", "stat", "gauge", "table"}, panel["title"]
+        assert panel["title"] and panel["datasource"] == source, panel["title"]
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[k], int) for k in "xywh") and grid["x"] + grid["w"] <= 24, panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"] and target.get("datasource", source) == source, panel["title"]
+    # panels do not overlap on the grid
+    cells = [(x, y) for p in dash["panels"] for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+             for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])]
+    assert len(cells) == len(set(cells))

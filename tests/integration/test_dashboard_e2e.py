@@ -1,6 +1,6 @@
 """Every Grafana panel has data (issue 20): a running sipguard (two workers, Redis store, x5u
 downloads from a loopback repository) takes real calls, and its /metrics has samples for every
-metric the dashboard (config/grafana/sipguard.json) queries.
+metric the dashboard (config/grafana/sipguard.json) queries, and for every metric declared.
 
 The calls: a signed call (one x5u download, timed), a signed call whose x5u host refuses
 connections (a breaker entry), and unsigned calls from one caller past its limit (a rule hit
@@ -21,6 +21,7 @@ from conftest import SipguardProcess, base_config
 from prometheus_client.parser import text_string_to_metric_families
 from sipclient import MiniUas, free_port
 
+from sipguard.observe.metrics import SPECS, Spec
 from tests.e2e_helpers import CALLEE, CALLER, ROOT, E2eShaken, call_through, wait_for, write_policy
 from tests.redis_fixtures import REDIS_SERVER, RedisProcess, start_redis
 
@@ -34,6 +35,11 @@ def dashboard_metrics() -> set[str]:
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     exprs += [v["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
     return {name for e in exprs for name in re.findall(r"\bsipguard_[a-z0-9_]+", e)}
+
+
+def exposed(spec: Spec) -> str:
+    """The series name that has samples once the metric is fed."""
+    return spec.name + {"counter": "_total", "histogram": "_count"}.get(spec.kind, "")
 
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -76,7 +82,9 @@ def test_every_dashboard_metric_has_samples_after_real_calls(tmp_path: Path, red
             statuses = [call_through(sg, uas, "+12127363301")[0] for _ in range(3)]
             assert 486 in [f.status for f in statuses if f is not None]   # the limit's rule hit
 
-            wanted = dashboard_metrics()
+            # every metric the dashboard queries, and every metric sipguard declares (fed, or
+            # not declared at all: a metric nothing feeds is a panel that never shows data)
+            wanted = dashboard_metrics() | {exposed(spec) for spec in SPECS}
 
             def missing() -> set[str]:
                 got = scrape(http_port)

@@ -305,7 +305,7 @@ class Metrics:
 
     # -- hooks (observe/hooks.MetricHooks): the verifier and the Redis store call them ---------
     def observe_x5u_fetch(self, seconds: float, outcome: str = "ok") -> None:
-        """A download that gave a certificate; the failed ones come from the verifier's stats."""
+        """A download that gave a certificate; the failed ones come from VerifierCounters."""
         self.m["sipguard_x5u_fetch_seconds"].observe(seconds)
         self.child("sipguard_x5u_fetches", outcome).inc()
 

@@ -36,7 +36,6 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f5f5f5}
 svg text{font:11px sans-serif;fill:#424242}
 .cols{display:flex;flex-wrap:wrap;gap:32px}
-.warn{color:#c62828}
 """
 
 
@@ -150,8 +149,6 @@ def render(s: Summary, title: str = "sipguard daily report", generated: float | 
         sub += f" \u00b7 {esc(instance)}"
     if generated is not None:
         sub += f" \u00b7 made {utc(generated)} UTC"
-    warn = ('<p class="warn">More records share one instant than a page holds: the counts stop '
-            'there.</p>') if s.truncated else ""
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -160,7 +157,7 @@ def render(s: Summary, title: str = "sipguard daily report", generated: float | 
         "style-src 'unsafe-inline'\">",
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{esc(title, 200)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{esc(title, 200)}</h1><p class=sub>{sub}</p>{warn}",
+        f"<h1>{esc(title, 200)}</h1><p class=sub>{sub}</p>",
         '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>'
                                         for k, v in cards) + "</div>",
         "<h2>Calls per hour (UTC)</h2>", hourly_chart(s),

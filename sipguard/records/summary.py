@@ -4,7 +4,7 @@ and the per-upstream pages show, computed once here.
 ``summary(records, since, until)`` folds records into a ``Summary``: calls by action and by
 verification result, the attestation mix, the rules that decided calls, the upstreams (trunks)
 by rejects, and the same per hour. ``Summary.add`` takes one record at a time, so a caller that
-pages through a store (``collect``) never holds more than a page. Everything is counted by the
+reads a store (``collect``, through ``query.each``) never holds more than a page. Everything is counted by the
 values the records hold; nothing here formats or escapes (the renderers do).
 """
 
@@ -51,7 +51,6 @@ class Summary:
     reasons: Counter[str] = field(default_factory=Counter)
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     hours: dict[int, Counter[str]] = field(default_factory=dict)    # hour start (epoch) -> action -> calls
-    truncated: bool = False     # the store held more records at one instant than a page
 
     def add(self, r: CallRecord) -> bool:
         """Count one record; False (not counted) when it lies outside [since, until)."""
@@ -107,25 +106,11 @@ def summary(records: Iterable[CallRecord], since: float, until: float) -> Summar
 async def collect(store_url: str, cfg: TracebackConfig, since: float, until: float, page: int = PAGE,
                   redis_client_factory: Callable[[str], Any] | None = None) -> Summary:
     """The summary of the records between ``since`` and ``until`` in the configured store,
-    read ``page`` records at a time in time order (``query.find``), so memory stays bounded."""
+    read a page at a time (``query.each``), so memory stays bounded whatever the day held."""
     out = Summary(since, until)
-    low = since
-    seen_at_low: set[str] = set()      # call ids already counted at time == low
-    while True:
-        batch = await query.find(store_url, cfg, since=low, until=until, limit=page,
-                                 redis_client_factory=redis_client_factory)
-        for r in batch:
-            if r.time == low and r.call_id in seen_at_low:
-                continue
-            out.add(r)
-        if len(batch) < page:
-            return out
-        last = batch[-1].time
-        if last == low:                 # a whole page at one instant: cannot page past it
-            out.truncated = True
-            return out
-        seen_at_low = {r.call_id for r in batch if r.time == last}
-        low = last
+    async for record in query.each(store_url, cfg, since, until, page, redis_client_factory):
+        out.add(record)
+    return out
 
 
 __all__ = ["NO_ATTEST", "NO_TRUNK", "Summary", "Upstream", "collect", "summary"]

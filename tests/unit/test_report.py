@@ -114,14 +114,15 @@ def test_collect_pages_through_the_store_without_losing_or_doubling(tmp_path: Pa
     records += [make_record(500 + i, time=START + 4 * 3600) for i in range(5)]
     write(cfg, records)
     s = asyncio.run(collect("memory", cfg, START, START + 6 * 3600, page=page))
-    assert s.calls == 65 and s.actions["forward"] == 51 and not s.truncated
+    assert s.calls == 65 and s.actions["forward"] == 51
     assert s == summary(records, START, START + 6 * 3600)
 
 
-def test_collect_says_when_one_instant_holds_more_than_a_page(tmp_path: Path) -> None:
+def test_collect_refuses_when_one_instant_holds_more_than_a_page(tmp_path: Path) -> None:
     cfg = cfg_for(tmp_path)
     write(cfg, [make_record(i, time=START) for i in range(5)])
-    assert asyncio.run(collect("memory", cfg, START, START + 60, page=3)).truncated
+    with pytest.raises(query.QueryError, match="more than 3 records at"):
+        asyncio.run(collect("memory", cfg, START, START + 60, page=3))
 
 
 def test_the_cli_writes_the_file(tmp_path: Path) -> None:

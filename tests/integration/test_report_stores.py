@@ -14,9 +14,9 @@ from sipguard.records.record import CallRecord, TracebackConfig
 from sipguard.records.summary import collect, summary
 from sipguard.records.writer import open_records
 from tests import pg_fixtures
-from tests.records_fixtures import make_record
+from tests.records_fixtures import START, make_record
+from tests.records_fixtures import report_day as day
 from tests.redis_fixtures import REDIS_SERVER, RedisProcess, start_redis
-from tests.unit.test_report import START, day
 
 pytestmark = pytest.mark.integration
 pg_url = pg_fixtures.pg_url       # the fixture: a database of this test's own

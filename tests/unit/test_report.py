@@ -17,30 +17,8 @@ from sipguard.records.report import render
 from sipguard.records.summary import NO_ATTEST, collect, summary
 from sipguard.records.writer import open_records
 from tests.e2e_helpers import cli
-from tests.records_fixtures import BASE_TIME, make_record
-
-HOSTILE = '<script>alert("x")</script><img src=https://evil.example/p.gif onerror=alert(1)>'
-START = BASE_TIME - BASE_TIME % 3600          # an hour boundary: the stretch is 06:00 to 12:00
-
-
-def day() -> list[CallRecord]:
-    """60 calls over six hours: 40 forwarded (unsigned), 12 rejected by dno on carrier-b (A attested,
-    failed verification), 6 forwarded and B attested, 2 rejected by a rule with a hostile name on a
-    trunk with a hostile name."""
-    out = []
-    for i in range(40):
-        out.append(make_record(i, time=START + i * 300))
-    for i in range(12):
-        out.append(make_record(100 + i, time=START + 3600 + i * 60, action="reject", status=603, rule="dno",
-                               rule_class="deterministic", trunk="carrier-b", attest="A",
-                               verstat="TN-Validation-Failed", reasons=("bad-signature",)))
-    for i in range(6):
-        out.append(make_record(200 + i, time=START + 7200 + i, attest="B", verstat="TN-Validation-Passed",
-                               reasons=()))
-    for i in range(2):
-        out.append(make_record(300 + i, time=START + 5 * 3600 + i, action="reject", status=608, rule=HOSTILE,
-                               trunk=HOSTILE, caller=HOSTILE, reasons=(HOSTILE,), verstat=HOSTILE))
-    return out
+from tests.records_fixtures import HOSTILE, START, make_record
+from tests.records_fixtures import report_day as day
 
 
 def test_summary_counts_by_action_verstat_attestation_rule_upstream_and_hour() -> None:

@@ -273,7 +273,7 @@ class Connection(asyncio.BufferedProtocol):
 
     @property
     def idle(self) -> bool:
-        """Nothing of a request received yet (RFC 9112 9.6: such a connection may be closed
+        """Nothing of a request received yet (RFC 9112 9.5: a server may close a connection
         at any time; a request begun and not finished in time gets its 408, RFC 9110 15.5.9)."""
         return self.head is None and self.filled == 0 and not self.answered
 

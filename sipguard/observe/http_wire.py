@@ -6,7 +6,8 @@ port can talk to it. So a request is taken in this order, every step bounded:
 
 1. a connection beyond ``http.max_connections`` is answered 503 and closed, nothing read;
 2. the request head (at most ``MAX_HEAD`` bytes, 431 past that) must arrive within
-   ``http.read_timeout`` (408), so a slow sender cannot hold a slot;
+   ``http.read_timeout`` (408), so a slow sender cannot hold a slot; a connection that sent
+   nothing by then is closed without an answer (nothing stale for a client to read later);
 3. the ``Gate`` (observe/http.py) checks method, path, bearer token and how much body the
    route takes (404 / 405 / 401 / 413) while the body still sits in the client's socket;
 4. only then is the body read, into a buffer of exactly its announced length;
@@ -262,7 +263,19 @@ class Connection(asyncio.BufferedProtocol):
         self.reply(reply)
 
     def _expired(self) -> None:
+        if self.idle:
+            # not one byte of a request: closed without a word. An answer written here would
+            # sit in the socket, and a client that sends its next request on this connection
+            # (a browser's preconnect, a keep-alive pool) would read it as that request's answer
+            self.close()
+            return
         self.reply((408, JSON, error("request not received in time (http.read_timeout)")))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of a request received yet (RFC 9112 9.5: a server may close a connection
+        at any time; a request begun and not finished in time gets its 408, RFC 9110 15.5.9)."""
+        return self.head is None and self.filled == 0 and not self.answered
 
     def reply(self, reply: Reply, linger: bool = True) -> None:
         """Answer, then linger: half-close and drop what the client still sends (at most
@@ -297,8 +310,8 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.abort()
 
     def eof_received(self) -> bool:
-        if self.answered:
-            self.close()
+        if self.answered or self.idle:
+            self.close()            # done, or a client that leaves without asking anything
         elif self.task is None:
             self.reply((400, JSON, error("incomplete request")))
         return True        # keep the socket open for the answer of a request already complete

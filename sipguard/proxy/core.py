@@ -42,7 +42,6 @@ from sipguard.config import Config
 from sipguard.proxy import act
 from sipguard.proxy.messages import (
     BRANCH_PREFIX,
-    COUNTER_NAMES,
     SERVER_HEADER,
     Answers,
     Counters,
@@ -378,10 +377,3 @@ class ProxyCore:
             await asyncio.sleep(0.05)
         log.warning("drain timeout (%.0f s): %d INVITE transaction(s) still in progress", deadline,
                     self.txs.in_progress())
-
-    def stats(self) -> dict[str, float]:
-        counters = self.counters
-        out = {k: float(getattr(counters, k)) for k in COUNTER_NAMES}
-        out["pending"] = float(self.pending)
-        out["transactions"] = float(len(self.txs))
-        return out

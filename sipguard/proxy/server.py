@@ -122,12 +122,6 @@ class Worker:
         peers = self.core.stateless.peers if self.core is not None else None
         return peers is not None and peers.known(ip)
 
-    def _edge_metrics(self, stats: dict[str, float]) -> None:
-        self.trim.tick(int(stats.get("transactions", 0)))
-        if self.guard is not None and self.transports is not None:
-            stats.update(self.guard.stats())
-            self.metrics.set_edge(*self.guard.gauges(), self.transports.connection_stats())
-
     def begin_stop(self) -> None:
         """SIGTERM/SIGINT: from this moment new INVITEs get 503 + Retry-After; the drain itself
         (``stop``) runs once the housekeeping loop has seen ``stopping``."""
@@ -179,13 +173,9 @@ class Worker:
                 self.reload_requested = False
                 await self.reload()
             await self._poll_policy()
-            stats = self.core.stats()
-            if self.transports is not None:
-                stats["unsupported_transport"] = float(self.transports.dropped)
-            if self.steering is not None:
-                stats.update(self.steering.stats())
-            self._edge_metrics(stats)
-            self.metrics.set_gauges(stats, self.pipeline, records=self.records)
+            self.trim.tick(len(self.core.txs))
+            self.metrics.export(core=self.core, transports=self.transports, guard=self.guard,
+                                steering=self.steering, pipeline=self.pipeline, records=self.records)
 
     async def _poll_policy(self) -> None:
         assert self.pipeline is not None

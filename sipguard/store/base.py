@@ -198,8 +198,21 @@ class Notice:
                     self.frn, self.spc))
 
 
+@dataclass(slots=True)
+class StoreCounters:
+    """What a store counts, cumulative, whatever the backend (exported as sipguard_store_requests)."""
+
+    lookups: int = 0
+    errors: int = 0           # lookups that failed (answered degraded)
+    timeouts: int = 0         # lookups past store_timeout (answered degraded)
+    degraded: int = 0         # lookups answered in the failure mode
+    reconnects: int = 0
+    rmd_remembered: int = 0   # degraded answers that used a remembered RMD answer
+
+
 class Store(Protocol):
     healthy: bool
+    counters: StoreCounters
 
     async def start(self) -> None: ...
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups: ...
@@ -219,7 +232,6 @@ class Store(Protocol):
     async def rmd_show(self, ident: str) -> dict[str, str] | None: ...
     async def get_cert(self, url: str) -> tuple[bytes, float] | None: ...
     async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None: ...
-    def stats(self) -> dict[str, float]: ...
 
 
 def check_list_args(kind: str, list_name: str | None = None) -> None:
@@ -232,4 +244,4 @@ def check_list_args(kind: str, list_name: str | None = None) -> None:
 
 __all__ = ["DEGRADED", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
            "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdRecord",
-           "Store", "parse_limits", "parse_rate"]
+           "Store", "StoreCounters", "parse_limits", "parse_rate"]

@@ -20,6 +20,7 @@ from sipguard.store.base import (
     Notice,
     OcnMapping,
     RmdRecord,
+    StoreCounters,
     check_list_args,
 )
 from sipguard.store.keys import digits, frn10, nanp10, split_record
@@ -52,7 +53,7 @@ class MemoryStore:
         self._notices: dict[str, Notice] = {}
         self._certs: dict[str, tuple[bytes, float]] = {}
         self._gcra = Gcra()
-        self._lookups = 0
+        self.counters = StoreCounters()     # lookups only: memory does not fail
 
     async def start(self) -> None:
         return None
@@ -62,7 +63,7 @@ class MemoryStore:
 
     # -- the hot path ------------------------------------------------------------------------
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
-        self._lookups += 1
+        self.counters.lookups += 1
         caller = digits(keys.caller) or ""
         trunk_frn = frn10(keys.trunk_frn) or ""
         spc = keys.spc.upper() if keys.spc else None
@@ -204,9 +205,3 @@ class MemoryStore:
             self._certs.clear()
         self._certs[url] = (pem, expires_at)
 
-    def stats(self) -> dict[str, float]:
-        # same names as RedisStore.stats(), so the metrics do not depend on the backend
-        return {"lookups": float(self._lookups), "errors": 0.0, "timeouts": 0.0, "degraded": 0.0,
-                "reconnects": 0.0, "latency_avg_s": 0.0, "healthy": 1.0,
-                "limit_buckets": float(len(self._gcra)), "dno_entries": float(len(self._dno)),
-                "rmd_records": float(len(self._ids))}

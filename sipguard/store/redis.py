@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import NoScriptError, RedisError
 
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
-from sipguard.store.base import DEGRADED, LimitSpec, LookupKeys, Lookups
+from sipguard.store.base import DEGRADED, LimitSpec, LookupKeys, Lookups, StoreCounters
 from sipguard.store.batch import Autopipe
 from sipguard.store.connect import RedisTarget, client_factory
 from sipguard.store.keys import KeySchema, digits, frn10, nanp10
@@ -60,9 +60,7 @@ class RedisStore(RedisAdmin):
         self._pipe: Autopipe | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._timeouts_in_row = 0
-        self._counts = {"lookups": 0, "errors": 0, "timeouts": 0, "degraded": 0, "reconnects": 0,
-                        "rmd_remembered": 0}
-        self._latency_sum = 0.0
+        self.counters = StoreCounters()
         # the last RMD answers, for degraded answers: provider (RMD number, FRN) and signer SPC
         self._rmd_by_provider: dict[tuple[str, str], tuple[float, str | None, str | None, str | None]] = {}
         self._rmd_by_signer: dict[str, tuple[float, str | None, str | None]] = {}
@@ -110,7 +108,7 @@ class RedisStore(RedisAdmin):
         delay = 0.05
         while True:
             await asyncio.sleep(delay)
-            self._counts["reconnects"] += 1
+            self.counters.reconnects += 1
             try:
                 # drop every pooled connection: after a restart they are all dead
                 if not self.target.cluster:
@@ -130,9 +128,9 @@ class RedisStore(RedisAdmin):
 
     # -- the hot path ------------------------------------------------------------------------
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
-        self._counts["lookups"] += 1
+        self.counters.lookups += 1
         if not self.healthy or self._client is None:
-            self._counts["degraded"] += 1
+            self.counters.degraded += 1
             return self._remembered(keys, now)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -142,24 +140,22 @@ class RedisStore(RedisAdmin):
                 result = await self._lookup(keys, now)
         except TimeoutError:
             self.metrics.observe_store("lookup", loop.time() - started, error=True)
-            self._counts["timeouts"] += 1
-            self._counts["degraded"] += 1
+            self.counters.timeouts += 1
+            self.counters.degraded += 1
             self._timeouts_in_row += 1
             if self._timeouts_in_row >= 3:
                 self._mark_down()
             return self._remembered(keys, now)
         except Exception as exc:  # noqa: BLE001 - the hot path never raises (bugs are logged)
             self.metrics.observe_store("lookup", loop.time() - started, error=True)
-            self._counts["errors"] += 1
-            self._counts["degraded"] += 1
+            self.counters.errors += 1
+            self.counters.degraded += 1
             if not isinstance(exc, _FAILURES):
                 log.exception("store lookup failed")
             self._mark_down()
             return self._remembered(keys, now)
         self._timeouts_in_row = 0
-        elapsed = loop.time() - started
-        self._latency_sum += elapsed
-        self.metrics.observe_store("lookup", elapsed)
+        self.metrics.observe_store("lookup", loop.time() - started)
         self._remember(keys, result, now)
         return result
 
@@ -186,7 +182,7 @@ class RedisStore(RedisAdmin):
             signer = None
         if known is None and signer is None:
             return DEGRADED
-        self._counts["rmd_remembered"] += 1
+        self.counters.rmd_remembered += 1
         return Lookups(trunk_rmd=known[1] if known else None, trunk_implementation=known[2] if known else None,
                        signer_rmd=signer[1] if signer else None, signer_frn=signer[2] if signer else None,
                        rmd_snapshot=known[3] if known else None, degraded=True)
@@ -235,13 +231,6 @@ class RedisStore(RedisAdmin):
         if isinstance(reply, Exception):
             raise reply
         return reply
-
-    def stats(self) -> dict[str, float]:
-        out = {k: float(v) for k, v in self._counts.items()}
-        answered = self._counts["lookups"] - self._counts["degraded"]
-        out["latency_avg_s"] = self._latency_sum / answered if answered > 0 else 0.0
-        out["healthy"] = 1.0 if self.healthy else 0.0
-        return out
 
     # -- shared x5u cache (L2): a miss on any failure, never an exception -------------------
     async def get_cert(self, url: str) -> tuple[bytes, float] | None:

@@ -148,7 +148,7 @@ def test_lookups_by_caller_callee_call_id_trunk_and_top(pg_url: str, tmp_path: P
                                       action="reject" if i % 5 == 0 else "forward", status=608 if i % 5 == 0 else None))
         writer.submit(make_record(99_000, call_id="the-one"))
         await writer.aclose()
-        assert writer.stats.written == 51
+        assert writer.counters.written == 51
         got = await query.find("memory", cfg, caller="+1 (202) 555-0007", callee="tel:+1-312-555-0188",
                                at=BASE_TIME + 7 * 60 + 30)
         assert [r.call_id for r in got] == [f"call-{7 * 60}@198.51.100.7"]

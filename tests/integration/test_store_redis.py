@@ -119,7 +119,7 @@ def test_outage_degrades_then_recovers() -> None:
         assert other.signer_rmd == answers[0].signer_rmd   # its signer (938K) was asked before
         late = await store.lookup(call(), NOW + 86400 + 1)
         assert late.degraded and late.trunk_rmd is None and late.signer_rmd is None  # a day old: unused
-        assert store.stats()["rmd_remembered"] == 21
+        assert store.counters.rmd_remembered == 21
         assert store.healthy is False
         server.start()                                   # same port, empty (no persistence)
         restarted = time.monotonic()
@@ -131,7 +131,7 @@ def test_outage_degrades_then_recovers() -> None:
             await asyncio.sleep(0.02)
         assert got.trunk_rmd == "absent"                 # the restarted Redis is empty: a real answer
         assert store.healthy is True
-        assert store.stats()["degraded"] >= 20
+        assert store.counters.degraded >= 20
         await store.aclose()
 
     try:

@@ -447,7 +447,7 @@ def test_a_transport_we_do_not_speak_is_counted_not_sent_over_tcp() -> None:
         sender = Transports((), lambda *a: None, 65535)
         sender.send_to_source(b"SIP/2.0 200 OK\r\n\r\n", ("192.0.2.9", 5060), "sctp", None)
         sender.send_to(b"BYE sip:x SIP/2.0\r\n\r\n", ("192.0.2.9", 5060), "ws")
-        assert sender.dropped == 2 and not any(sender.streams.values())
+        assert sender.counters.unsupported_transport == 2 and not any(sender.streams.values())
 
     asyncio.run(main())
 

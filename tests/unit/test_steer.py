@@ -92,8 +92,8 @@ def test_hand_over_through_the_socketpair(workers: int) -> None:
                 assert got[i], f"worker {i} got nothing"
                 for msg, source, index in got[i]:
                     assert owner_of(msg, workers) == i and source == ("2001:db8::7", 5062) and index == 1
-            assert sides[0].handed_over == len(data) - local and sides[0].dropped == 0
-            assert sum(side.received for side in sides) == len(data) - local
+            assert sides[0].counters.steered_out == len(data) - local and sides[0].counters.steer_dropped == 0
+            assert sum(side.counters.steered_in for side in sides) == len(data) - local
             for side in sides:
                 side.close()
         finally:

@@ -32,6 +32,7 @@ from sipguard.errors import ConfigError, SipguardError
 from sipguard.observe.http_wire import Head, Reply
 from sipguard.records import answer, query
 from sipguard.records.record import CallRecord
+from sipguard.store.base import LIST_KINDS, LIST_NAMES
 
 log = logging.getLogger("sipguard.console")
 HTML = "text/html; charset=utf-8"
@@ -45,7 +46,7 @@ STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascri
 PAGES_GET = frozenset(("/console", "/console/now", "/console/find", "/console/call", "/console/policy",
                        "/console/notices", "/console/upstreams", "/console/api/now", "/console/login"))
 PAGES_POST = frozenset(("/console/login", "/console/logout", "/console/policy", "/console/notices/add",
-                        "/console/notices/remove"))
+                        "/console/notices/remove", "/console/lists/add", "/console/lists/remove"))
 NOTICE_FIELDS = (("ref", "Reference", "FCC notice number or your ticket"),
                  ("caller_prefix", "Caller prefix", "E.164 digits, e.g. 1202555"),
                  ("caller", "Caller", "one number"), ("callee_prefix", "Callee prefix", ""),
@@ -174,9 +175,9 @@ class Console:
                 return 303, HTML, b"", (("Location", "/console/login"), ("Set-Cookie", sess.clear_cookie()))
             if path == "/console/policy":
                 return 200, HTML, await self.policy_page(csrf, who, form)
-            if path == "/console/notices/add":
-                return await self.notice_add(csrf, who, form)
-            return await self.notice_remove(csrf, who, form)
+            change = {"/console/notices/add": self.notice_add, "/console/notices/remove": self.notice_remove,
+                      "/console/lists/add": self.list_add}.get(path, self.list_remove)
+            return await change(csrf, who, form)
         if path == "/console":
             return 303, HTML, b"", (("Location", "/console/now"),)
         if path == "/console/api/now":
@@ -413,12 +414,31 @@ class Console:
                   [field(label, name, hint=hint, required=name == "ref") for name, label, hint in NOTICE_FIELDS],
                   field("From (UTC)", "start", kind="datetime-local"), field("Until (UTC)", "end", kind="datetime-local"),
                   tag("button", {"type": "submit"}, "Review…"))
+        code, _, raw = await self.dispatch("GET", "/admin/lists", {}, b"")
+        if code == 200:
+            entries = [[e["list"], e["kind"], e["value"], e.get("note") or "",
+                        _post_form("/console/lists/remove", csrf, {"kind": e["kind"], "value": e["value"]}, "Remove…")]
+                       for e in json.loads(raw)]
+            lists: Any = table(["List", "Kind", "Value", "Note", ""], entries) if entries else \
+                tag("p", {"class": "muted"}, "No list entries.")
+        else:
+            lists = tag("p", {"class": "muted"}, "Lists need a shared store (several workers on memory stores).") \
+                if code == 404 else tag("p", {"class": "error"}, _error_text(raw))
+        add_entry = tag("form", {"method": "post", "action": "/console/lists/add", "class": "notice list-entry"},
+                        tag("h2", None, "Add a list entry"),
+                        tag("input", {"type": "hidden", "name": "csrf", "value": csrf}),
+                        _select("List", "list", LIST_NAMES), _select("Kind", "kind", LIST_KINDS),
+                        field("Value", "value", placeholder="+12025550123, 1202555, a trunk id or an SPC",
+                              required=True),
+                        field("Note", "note", placeholder="who, why, ticket"),
+                        tag("button", {"type": "submit"}, "Review…"))
         recent = self.changes()
         body = [note, tag("h2", None, "Notice rules in force"), listing, add,
+                tag("h2", None, "Allow and block lists"), lists, add_entry,
                 tag("h2", None, "Recent changes (this process)"),
                 tag("ul", {"class": "audit"}, [tag("li", None, line) for line in recent]) if recent else
                 tag("p", {"class": "muted"}, "none since start")]
-        return status, HTML, page("Notices", "notices", body, csrf=csrf, who=who)
+        return status, HTML, page("Notices and lists", "notices", body, csrf=csrf, who=who)
 
     async def notice_add(self, csrf: str, who: str, form: dict[str, str]) -> Reply:
         doc: dict[str, Any] = {name: form[name].strip() for name, _, _ in NOTICE_FIELDS if form.get(name, "").strip()}
@@ -436,13 +456,11 @@ class Console:
             except FieldError as exc:
                 return await self.notices_page(csrf, who, {}, tag("p", {"class": "error"}, str(exc)), 400)
             hidden = {k: form.get(k, "") for k in [n for n, _, _ in NOTICE_FIELDS] + ["start", "end"]}
-            confirm = tag("section", {"class": "confirm"},
-                          tag("h2", None, "Add this notice rule?"),
-                          tag("p", None, "Calls matching every condition will be rejected from now on: ",
-                              tag("strong", None, _conditions(doc)), f" (reference {doc.get('ref', '')})"),
-                          _post_form("/console/notices/add", csrf, {**hidden, "confirm": "yes"}, "Confirm: add"),
-                          tag("a", {"href": "/console/notices"}, "Cancel"))
-            return 200, HTML, page("Notices", "notices", confirm, csrf=csrf, who=who)
+            return _confirm("Add this notice rule?", tag("p", None, "Calls matching every condition will be "
+                                                                    "rejected from now on: ",
+                                                         tag("strong", None, _conditions(doc)),
+                                                         f" (reference {doc.get('ref', '')})"),
+                            "/console/notices/add", csrf, who, hidden, "Confirm: add")
         code, _, raw = await self.dispatch("POST", "/admin/notices", {}, body)
         if code == 201:
             self.audit(who, f"notice add {_short(doc)}")
@@ -454,16 +472,49 @@ class Console:
         if not ref:
             return await self.notices_page(csrf, who, {}, tag("p", {"class": "error"}, "which notice? (ref)"), 400)
         if form.get("confirm") != "yes":
-            confirm = tag("section", {"class": "confirm"},
-                          tag("h2", None, f"Remove notice rule {ref}?"),
-                          tag("p", None, "Calls it blocks will be decided by the policy again."),
-                          _post_form("/console/notices/remove", csrf, {"ref": ref, "confirm": "yes"}, "Confirm: remove"),
-                          tag("a", {"href": "/console/notices"}, "Cancel"))
-            return 200, HTML, page("Notices", "notices", confirm, csrf=csrf, who=who)
+            return _confirm(f"Remove notice rule {ref}?", tag("p", None, "Calls it blocks will be decided by the "
+                                                                         "policy again."),
+                            "/console/notices/remove", csrf, who, {"ref": ref}, "Confirm: remove")
         code, _, raw = await self.dispatch("DELETE", "/admin/notices", {"ref": ref}, b"")
         if code == 200:
             self.audit(who, f"notice remove {ref!r}")
             return await self.notices_page(csrf, who, {}, tag("p", {"class": "ok"}, f"Removed notice {ref}."))
+        return await self.notices_page(csrf, who, {}, tag("p", {"class": "error"}, _error_text(raw)), code)
+
+    async def list_add(self, csrf: str, who: str, form: dict[str, str]) -> Reply:
+        from sipguard.observe.admin import FieldError, list_entry_from_json
+
+        doc = {k: form.get(k, "").strip() for k in ("kind", "list", "value", "note")}
+        body = json.dumps({k: v for k, v in doc.items() if v or k != "note"}).encode()
+        try:
+            entry = list_entry_from_json(body)          # the API's checks, before asking to confirm
+        except FieldError as exc:
+            return await self.notices_page(csrf, who, {}, tag("p", {"class": "error"}, f"{exc.name}: {exc}"), 400)
+        if form.get("confirm") != "yes":
+            effect = ("Calls it matches will be rejected (block list), whatever else the policy says."
+                      if entry.list_name == "block" else "Calls it matches will be forwarded (allow list) "
+                                                         "unless a block entry matches too.")
+            return _confirm(f"Put {entry.kind} {entry.value} on the {entry.list_name} list?", tag("p", None, effect),
+                            "/console/lists/add", csrf, who, doc, "Confirm: add")
+        code, _, raw = await self.dispatch("POST", "/admin/lists", {}, body)
+        if code == 201:
+            self.audit(who, f"list add {entry.list_name} {entry.kind} {entry.value}"
+                       + (f" ({entry.note})" if entry.note else ""))
+            return await self.notices_page(csrf, who, {}, tag("p", {"class": "ok"},
+                                                             f"Added {entry.kind} {entry.value} to the "
+                                                             f"{entry.list_name} list."))
+        return await self.notices_page(csrf, who, {}, tag("p", {"class": "error"}, _error_text(raw)), code)
+
+    async def list_remove(self, csrf: str, who: str, form: dict[str, str]) -> Reply:
+        kind, value = form.get("kind", ""), form.get("value", "")
+        if form.get("confirm") != "yes":
+            return _confirm(f"Remove {kind} {value} from the lists?", tag("p", None, "Calls it matches will be "
+                                                                                      "decided by the policy."),
+                            "/console/lists/remove", csrf, who, {"kind": kind, "value": value}, "Confirm: remove")
+        code, _, raw = await self.dispatch("DELETE", "/admin/lists", {"kind": kind, "value": value}, b"")
+        if code == 200:
+            self.audit(who, f"list remove {kind} {value}")
+            return await self.notices_page(csrf, who, {}, tag("p", {"class": "ok"}, f"Removed {kind} {value}."))
         return await self.notices_page(csrf, who, {}, tag("p", {"class": "error"}, _error_text(raw)), code)
 
     # -- Upstreams ----------------------------------------------------------------------------
@@ -508,6 +559,20 @@ def record_view(record: CallRecord) -> Markup:
         sections.append(tag("section", {"class": "card"}, tag("h2", None, "Other"),
                             tag("table", {"class": "record"}, tag("tbody", None, rest))))
     return tag("div", {"class": "grid record-view"}, sections)
+
+
+def _confirm(title: str, text: Markup, action: str, csrf: str, who: str, values: dict[str, str],
+             label: str) -> Reply:
+    """The second step of a change: what it will do, a button that does it, a way out."""
+    section = tag("section", {"class": "confirm"}, tag("h2", None, title), text,
+                  _post_form(action, csrf, {**values, "confirm": "yes"}, label),
+                  tag("a", {"href": "/console/notices"}, "Cancel"))
+    return 200, HTML, page("Notices and lists", "notices", section, csrf=csrf, who=who)
+
+
+def _select(label: str, name: str, options: tuple[str, ...]) -> Markup:
+    return tag("label", None, tag("span", None, label),
+               tag("select", {"name": name}, [tag("option", {"value": o}, o) for o in options]))
 
 
 def _post_form(action: str, csrf: str, values: dict[str, str], label: str) -> Markup:

@@ -74,7 +74,7 @@ def field(label: str, name: str, value: str = "", placeholder: str = "", kind: s
 
 
 NAV = (("now", "Now"), ("upstreams", "Upstreams"), ("find", "Find a call"), ("policy", "Policy"),
-       ("notices", "Notices"))
+       ("notices", "Notices and lists"))
 
 
 def page(title: str, current: str, body: Child, *, csrf: str = "", who: str = "", script: bool = True,

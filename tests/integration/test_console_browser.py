@@ -184,6 +184,13 @@ def test_adding_a_notice_blocks_the_next_call(page: Any, env: Env) -> None:
     page.click("section.confirm button[type=submit]")
     page.wait_for_selector("text=Added notice FCC-DA-26-0001")
     assert "Alice Ops" in page.inner_text("ul.audit") and "notice add" in page.inner_text("ul.audit")
+    # a list entry, through its confirmation too
+    page.select_option("form.list-entry select[name=list]", "allow")
+    page.fill("form.list-entry input[name=value]", "+1 911 555 0100")
+    page.fill("form.list-entry input[name=note]", "PSAP callback, ticket 42")
+    page.click("form.list-entry button[type=submit]")
+    page.click("section.confirm button[type=submit]")
+    page.wait_for_selector("text=Added number 19115550100 to the allow list.")
     env.shot(page, "notices")
     call_ids = env.calls(1)
     assert call_ids
@@ -191,7 +198,7 @@ def test_adding_a_notice_blocks_the_next_call(page: Any, env: Env) -> None:
     assert (record["action"], record["notice"], record["rule"]) == ("reject", "FCC-DA-26-0001", "commission-notice")
     assert "audit" in env.sg.logs() and "Alice Ops" in env.sg.logs()
     # and removed again, through the confirmation
-    page.click("form.inline button:has-text('Remove')")
+    page.click("form.inline:has(input[value=FCC-DA-26-0001]) button")
     page.wait_for_selector("section.confirm")
     page.click("section.confirm button[type=submit]")
     page.wait_for_selector("text=Removed notice FCC-DA-26-0001")

@@ -20,6 +20,7 @@ every worker (prometheus_client multiprocess mode, see observe/metrics.py) and
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -119,7 +120,15 @@ class HttpServer:
         loopback listener)."""
         if head.method not in SAFE_METHODS and head.origin and not _same_origin(head.origin, head.host):
             return 403, JSON, error("cross-origin request refused (Origin does not match Host)")
-        if self.token is None or head.path in OPEN or console_app.is_public(head.path):
+        if head.path in OPEN:
+            return None
+        if self.token is None:
+            if head.host and not _loopback_host(head.host):
+                return 403, JSON, error("without http.token_file this listener answers only requests to a "
+                                        "loopback name (Host: 127.0.0.1, localhost): a page elsewhere cannot "
+                                        "reach it by rebinding its own name")
+            return None
+        if console_app.is_public(head.path):
             return None
         if hmac.compare_digest(head.bearer.encode(), self.token.encode()):
             return None
@@ -203,6 +212,22 @@ class HttpServer:
         if fmt == "text":
             return 200, TEXT, answer.render(doc).encode()
         return 200, JSON, json.dumps(doc).encode()
+
+
+def _loopback_host(host: str) -> bool:
+    """A Host header naming this machine's loopback: localhost, 127.0.0.0/8, [::1] (any port)."""
+    if host.startswith("["):
+        name = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        name = host.partition(":")[0]
+    else:
+        name = host                      # a bare IPv6 address, or a name without a port
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _same_origin(origin: str, host: str) -> bool:

@@ -204,6 +204,17 @@ def test_a_browser_post_from_another_origin_is_refused_even_without_a_token() ->
                               Authorization=f"Bearer {TOKEN}")) is None
 
 
+@pytest.mark.parametrize(("host", "ok"), [("127.0.0.1:9090", True), ("localhost:9090", True), ("[::1]:9090", True),
+                                          ("127.0.0.2", True), ("evil.example:9090", False), ("10.0.0.1:9090", False),
+                                          ("[2001:db8::1]:9090", False)])
+def test_without_a_token_only_loopback_names_reach_the_listener(host: str, ok: bool) -> None:
+    """DNS rebinding: a page whose name now points at 127.0.0.1 is same-origin with itself."""
+    srv = server(token=None)
+    h = parse_head(f"GET /traceback HTTP/1.1\r\nHost: {host}".encode())
+    assert (srv.admit(h) is None) is ok
+    assert srv.admit(parse_head(f"GET /metrics HTTP/1.1\r\nHost: {host}".encode())) is None
+
+
 def test_every_answer_carries_the_security_headers_and_no_split_header() -> None:
     raw = response((303, "text/html", b"", (("Location", "/x\r\nSet-Cookie: evil=1"), ("Set-Cookie", "a=1"))))
     text = raw.decode()

@@ -12,22 +12,25 @@ goes through records/query.py ``question`` like /traceback, so its limits apply.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from prometheus_client.core import Metric
+
 from sipguard.console import session as sess
 from sipguard.console import whatif
 from sipguard.console.html import Markup, field, number, page, table, tag
-from sipguard.console.live import Live
+from sipguard.console.live import SAMPLE_EVERY, Live, snapshot
 from sipguard.errors import ConfigError, SipguardError
 from sipguard.observe.http_wire import Head, Reply
 from sipguard.records import answer, query
@@ -130,18 +133,27 @@ def local_time(text: str, zone: str) -> str:
 
 class Console:
     def __init__(self, config: Any, sessions: sess.Sessions, dispatch: Dispatch, audit: Audit,
-                 metrics_text: Callable[[], str], changes: Callable[[], list[str]],
+                 metrics: Callable[[], Iterable[Metric]], changes: Callable[[], list[str]],
                  workers: Callable[[], int]) -> None:
         self.config = config
         self.sessions = sessions
         self.dispatch = dispatch
         self.audit = audit
-        self.metrics_text = metrics_text
+        self.metrics = metrics
         self.changes = changes
         self.workers = workers
         self.live = Live()
         self.static = {name: resources.files("sipguard.console").joinpath("static", name).read_bytes()
                        for name in STATIC}
+
+    async def sample_forever(self) -> None:
+        """The live view's history while no page polls (started with the listener)."""
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY)
+            try:
+                self.live.sample(self.metrics())
+            except Exception:           # a metric family we cannot read must not end the sampler
+                log.exception("console: cannot read the metrics")
 
     # -- who ----------------------------------------------------------------------------------
     def session_of(self, head: Head) -> sess.Session | None:
@@ -181,7 +193,7 @@ class Console:
         if path == "/console":
             return 303, HTML, b"", (("Location", "/console/now"),)
         if path == "/console/api/now":
-            doc = self.live.now(self.metrics_text(), self.workers())
+            doc = self.live.now(self.metrics(), self.workers())
             return 200, JSONT, json.dumps(doc).encode()
         render = {"/console/now": self.now_page, "/console/find": self.find_page, "/console/call": self.call_page,
                   "/console/notices": self.notices_page, "/console/upstreams": self.upstreams_page}.get(path)
@@ -301,7 +313,7 @@ class Console:
     async def policy_page(self, csrf: str, who: str, form: dict[str, str] | None) -> bytes:
         cfg = self.config
         path = cfg.policy
-        hits = _rule_hits(self.metrics_text())
+        hits = _rule_hits(self.metrics())
         parts: list[Any] = []
         if path is None:
             parts.append(tag("p", None, "No policy file (config key policy): the built-in default decides."))
@@ -601,9 +613,8 @@ def _error_text(raw: bytes) -> str:
         return raw[:200].decode("utf-8", "replace")
 
 
-def _rule_hits(exposition: str) -> dict[str, float]:
-    from sipguard.console.live import snapshot
-    return dict(snapshot(exposition)["by"].get("rules", {}))
+def _rule_hits(families: Iterable[Metric]) -> dict[str, float]:
+    return dict(snapshot(families)["by"].get("rules", {}))
 
 
 def login_redirect(path: str, query_text: str) -> Reply:

@@ -1,32 +1,33 @@
 """The "Now" page's numbers, from the metrics the service already exports.
 
-``snapshot`` reads the Prometheus exposition (``observe.metrics.render``: this process, or
+``snapshot`` reads the metric families (``observe.metrics.families``: this process, or
 every worker in multiprocess mode) into totals; ``Live`` keeps the last ``KEEP`` snapshots
-(one a second at most, taken when the page asks) and turns them into rates: calls per
-second by action and by verstat. Nothing runs while no one looks.
+(one every ``SAMPLE_EVERY`` seconds from the listener's sampler, one a second at most while
+a page polls) and turns them into rates: calls per second by action and by verstat. So the
+page shows the last minutes as soon as it opens.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.core import Metric
 
-KEEP = 300          # samples: 5 to 10 minutes at one poll every 1-2 s
+KEEP = 300          # samples: 10 to 25 minutes
 MIN_STEP = 1.0      # seconds between two samples kept
+SAMPLE_EVERY = 5.0  # the listener's sampler (observe/http.py)
 TOP = 10
 
 
-def snapshot(exposition: str) -> dict[str, Any]:
-    """Totals since start from the exposition text: counts by label, the gauges that say
-    how the service is."""
+def snapshot(families: Iterable[Metric]) -> dict[str, Any]:
+    """Totals since start: counts by label, the gauges that say how the service is."""
     by: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     gauges: dict[str, float] = {}
     breakers: dict[str, float] = {}
-    pids = 0.0
-    for family in text_string_to_metric_families(exposition):
+    for family in families:
         for s in family.samples:
             name, labels, value = s.name, s.labels, float(s.value)
             if name == "sipguard_invites_total":
@@ -50,8 +51,6 @@ def snapshot(exposition: str) -> dict[str, Any]:
                 breakers[labels.get("host", "")] = value
             elif name in _GAUGES:
                 gauges[_GAUGES[name]] = value
-            elif name == "sipguard_build_info":
-                pids += 1
     return {"by": {k: dict(v) for k, v in by.items()}, "gauges": gauges, "breakers": breakers}
 
 
@@ -70,12 +69,17 @@ class Live:
     def __init__(self) -> None:
         self.samples: deque[tuple[float, dict[str, Any]]] = deque(maxlen=KEEP)
 
-    def now(self, exposition: str, workers: int, at: float | None = None) -> dict[str, Any]:
-        """The document of /console/api/now."""
+    def sample(self, families: Iterable[Metric], at: float | None = None) -> dict[str, Any]:
         at = time.time() if at is None else at
-        snap = snapshot(exposition)
+        snap = snapshot(families)
         if not self.samples or at - self.samples[-1][0] >= MIN_STEP:
             self.samples.append((at, snap))
+        return snap
+
+    def now(self, families: Iterable[Metric], workers: int, at: float | None = None) -> dict[str, Any]:
+        """The document of /console/api/now."""
+        at = time.time() if at is None else at
+        snap = self.sample(families, at)
         series = []
         items = list(self.samples)
         for (t0, a), (t1, b) in zip(items, items[1:], strict=False):

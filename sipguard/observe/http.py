@@ -19,6 +19,7 @@ every worker (prometheus_client multiprocess mode, see observe/metrics.py) and
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -70,6 +71,7 @@ class HttpServer:
         self.sessions = Sessions(token)
         self.console: console_app.Console | None = None     # set by start_http
         self.changes: deque[str] = deque(maxlen=AUDIT_KEEP)
+        self.sampler: asyncio.Task[None] | None = None
 
     def audit(self, who: str, what: str) -> None:
         """One line per change made through the listener: who (the operator's name and the
@@ -80,12 +82,16 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> None:
         await self.listener.start(host, port)
+        if self.console is not None:
+            self.sampler = asyncio.get_running_loop().create_task(self.console.sample_forever())
 
     @property
     def port(self) -> int:
         return self.listener.port
 
     async def aclose(self) -> None:
+        if self.sampler is not None:
+            self.sampler.cancel()
         await self.listener.aclose()
 
     # -- before the body: who may send what ------------------------------------------------------
@@ -288,7 +294,7 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
                         answer.context_of(config), config.http_token, config.http_limits)
     server.console = console_app.Console(
         config, server.sessions, server.dispatch, server.audit,
-        lambda: metrics.render(registry)[0].decode("utf-8", "replace"), lambda: list(server.changes),
+        lambda: metrics.families(registry), lambda: list(server.changes),
         lambda: len(metrics._worker_pids() - {os.getpid()}) or 1)
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)

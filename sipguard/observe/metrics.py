@@ -27,7 +27,7 @@ import platform
 import resource
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,18 +213,28 @@ _current: CollectorRegistry | None = None   # the registry of this process's lat
 def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
     """The /metrics body: every worker's samples in multiprocess mode, else ``registry``
     (default: the registry of the ``Metrics`` this process made last)."""
+    return generate_latest(_exported(registry)), CONTENT_TYPE
+
+
+def families(registry: CollectorRegistry | None = None) -> Iterable[Metric]:
+    """What ``render`` exports, as metric families (the console reads them: no text made
+    and parsed again)."""
+    return _exported(registry).collect()
+
+
+def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)
         merged.register(AllProcesses())
-        return generate_latest(merged), CONTENT_TYPE
+        return merged
     if registry is None:
         from prometheus_client import REGISTRY
 
         registry = _current or REGISTRY
-    return generate_latest(registry), CONTENT_TYPE
+    return registry
 
 
 class Metrics:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from sipguard.console import app, whatif
 from sipguard.console import session as sess
@@ -24,6 +25,7 @@ from sipguard.observe.admin import list_routes, notice_routes
 from sipguard.observe.http import HttpServer
 from sipguard.observe.http_wire import Head, parse_head, response
 from sipguard.observe.metrics import Metrics
+from sipguard.observe.metrics import families as metrics_families
 from sipguard.policy.loader import load_policy
 from sipguard.policy.model import Redress
 from sipguard.records import query
@@ -157,7 +159,7 @@ def server(token: str | None = TOKEN, store: Any = None) -> HttpServer:
     srv = HttpServer("memory", TracebackConfig(), routes=routes, token=token)
     config = SimpleNamespace(store="memory", traceback=TracebackConfig(), policy=None, redress=None, path=None,
                              trunks=[], signing=None)
-    srv.console = app.Console(config, srv.sessions, srv.dispatch, srv.audit, lambda: "", lambda: list(srv.changes),
+    srv.console = app.Console(config, srv.sessions, srv.dispatch, srv.audit, lambda: [], lambda: list(srv.changes),
                               lambda: 1)
     return srv
 
@@ -330,14 +332,18 @@ def test_live_numbers_come_from_the_metrics() -> None:
         metrics.observe_decision(make_record(i, action="reject", status=603, rule="robocall", attest="C"), 0.001)
     metrics.observe_decision(make_record(9), 0.001)
     live = Live()
-    first = live.now(metrics.render()[0].decode(), workers=1, at=NOW)
+    first = live.now(metrics_families(metrics.registry), workers=1, at=NOW)
     assert first["totals"]["action"] == {"reject": 4.0, "forward": 1.0} and first["series"] == []
     assert first["rules"] == [["robocall", 4.0]] and first["rejects_by_trunk"] == [["carrier-a", 4.0]]
     assert first["totals"]["attest"] == {"C": 4.0, "none": 1.0}
     metrics.observe_decision(make_record(10, action="reject", status=603, rule="robocall"), 0.001)
-    second = live.now(metrics.render()[0].decode(), workers=1, at=NOW + 2)
-    assert second["series"][-1]["action"] == {"reject": 0.5, "forward": 0.0}
-    assert snapshot("")["by"] == {}
+    live.sample(metrics_families(metrics.registry), at=NOW + 0.5)      # too soon after the last: not kept
+    second = live.now(metrics_families(metrics.registry), workers=1, at=NOW + 2)
+    assert second["series"][-1]["action"] == {"reject": 0.5, "forward": 0.0} and len(live.samples) == 2
+    assert snapshot([])["by"] == {}
+    # what the page reads is what /metrics exports
+    exported = snapshot(text_string_to_metric_families(metrics.render()[0].decode()))
+    assert exported["by"] == snapshot(metrics_families(metrics.registry))["by"]
 
 
 def test_whatif_shows_the_calls_a_candidate_decides_otherwise(tmp_path: Path) -> None:

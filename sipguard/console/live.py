@@ -61,6 +61,11 @@ _GAUGES = {"sipguard_store_healthy": "store_healthy", "sipguard_pending_decision
            "process_open_fds": "open_fds"}
 
 
+COUNTERS = ("sipguard_invites_total", "sipguard_rule_hits_total", "sipguard_x5u_fetches_total",
+            "sipguard_x5u_cache_total", "sipguard_store_requests_total", "sipguard_store_errors_total")
+WANTED = frozenset((*COUNTERS, "sipguard_x5u_breaker_state", *_GAUGES))   # what snapshot reads
+
+
 def top(counts: dict[str, float], n: int = TOP) -> list[list[Any]]:
     return [[k, v] for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n] if v > 0]
 

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from sipguard.console import app as console_app
+from sipguard.console import live as console_live
 from sipguard.console.session import Sessions
 from sipguard.observe import health, metrics
 from sipguard.observe.http_wire import JSON, Head, HttpLimits, Listener, Reply, error
@@ -294,7 +295,7 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
                         answer.context_of(config), config.http_token, config.http_limits)
     server.console = console_app.Console(
         config, server.sessions, server.dispatch, server.audit,
-        lambda: metrics.families(registry), lambda: list(server.changes),
+        lambda: metrics.families(registry, console_live.WANTED), lambda: list(server.changes),
         lambda: len(metrics._worker_pids() - {os.getpid()}) or 1)
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)

@@ -216,10 +216,12 @@ def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
     return generate_latest(_exported(registry)), CONTENT_TYPE
 
 
-def families(registry: CollectorRegistry | None = None) -> Iterable[Metric]:
-    """What ``render`` exports, as metric families (the console reads them: no text made
-    and parsed again)."""
-    return _exported(registry).collect()
+def families(registry: CollectorRegistry | None = None, names: Iterable[str] = ()) -> Iterable[Metric]:
+    """What ``render`` exports, as metric families, only the samples ``names`` (all when
+    empty): the console reads them, with no text made and parsed again, and without the
+    histograms it does not show."""
+    exported = _exported(registry)
+    return exported.restricted_registry(names).collect() if names else exported.collect()
 
 
 def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import SipguardProcess, base_config, free_port, need
+from e2e_helpers import wait_for
 
 pytestmark = pytest.mark.integration
 playwright = pytest.importorskip("playwright.sync_api")
@@ -60,6 +61,14 @@ class Env:
                         "-cid_str", prefix + "-%u", "-nostdin", "-timeout", "30s"],
                        cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
         return [f"{prefix}-{n}" for n in range(1, count + 1)]
+
+    def record(self, call_id: str) -> dict[str, Any]:
+        """The record of a call, once the writer has stored it (it writes in the background)."""
+        def stored() -> list[dict[str, Any]]:
+            return list(json.loads(_get(self, "/traceback?call_id=" + call_id))["records"])
+        found = wait_for(stored, timeout=15)
+        assert found, f"no record of {call_id}"
+        return found[0]
 
     def shot(self, page: Any, name: str) -> Path:
         path = self.shots / f"{name}.png"
@@ -140,7 +149,7 @@ def test_now_changes_as_calls_arrive(page: Any, env: Env) -> None:
 
 def test_find_the_call_just_made_and_its_record(page: Any, env: Env) -> None:
     call_ids = env.calls(1)
-    assert call_ids, "sipp made no call"
+    env.record(call_ids[0])
     page.goto(env.base + "/console/find")
     page.fill("input[name=caller]", CALLER)
     page.fill("input[name=call_id]", call_ids[0])
@@ -157,7 +166,7 @@ def test_find_the_call_just_made_and_its_record(page: Any, env: Env) -> None:
 
 
 def test_whatif_shows_the_rule_that_would_change(page: Any, env: Env) -> None:
-    env.calls(2)
+    env.record(env.calls(2)[-1])
     page.goto(env.base + "/console/policy")
     page.wait_for_selector("text=commission-notice")
     page.fill("textarea[name=candidate]", "version: 1\nrules: [{name: x}]\n")
@@ -192,9 +201,7 @@ def test_adding_a_notice_blocks_the_next_call(page: Any, env: Env) -> None:
     page.click("section.confirm button[type=submit]")
     page.wait_for_selector("text=Added number 19115550100 to the allow list.")
     env.shot(page, "notices")
-    call_ids = env.calls(1)
-    assert call_ids
-    record = json.loads(_get(env, "/traceback?call_id=" + call_ids[0]))["records"][0]
+    record = env.record(env.calls(1)[0])
     assert (record["action"], record["notice"], record["rule"]) == ("reject", "FCC-DA-26-0001", "commission-notice")
     assert "audit" in env.sg.logs() and "Alice Ops" in env.sg.logs()
     # and removed again, through the confirmation

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sipguard.console import app, whatif
 from sipguard.console import session as sess
 from sipguard.console.html import Markup, page, tag
-from sipguard.console.live import Live, snapshot
+from sipguard.console.live import WANTED, Live, snapshot
 from sipguard.observe.admin import list_routes, notice_routes
 from sipguard.observe.http import HttpServer
 from sipguard.observe.http_wire import Head, parse_head, response
@@ -344,6 +344,7 @@ def test_live_numbers_come_from_the_metrics() -> None:
     # what the page reads is what /metrics exports
     exported = snapshot(text_string_to_metric_families(metrics.render()[0].decode()))
     assert exported["by"] == snapshot(metrics_families(metrics.registry))["by"]
+    assert snapshot(metrics_families(metrics.registry, WANTED))["by"] == exported["by"]   # only what it reads
 
 
 def test_whatif_shows_the_calls_a_candidate_decides_otherwise(tmp_path: Path) -> None:

@@ -170,7 +170,8 @@ class Console:
         if path == "/console/login":
             return await self.login(head, params, body)
         session = self.session_of(head)
-        if self.sessions.needs_login and session is None:      # the gate let only signed-in ones by
+        bearer = bool(head.bearer) and self.sessions.check_token(head.bearer)   # a script, not a browser
+        if self.sessions.needs_login and session is None and not bearer:     # the gate let only these by
             return 303, HTML, b"", (("Location", "/console/login"),)
         csrf = self.sessions.csrf(session)
         who = self.sessions.who(session)
@@ -179,7 +180,8 @@ class Console:
                 form = parse_form(body, big=("candidate",))
             except FormError as exc:
                 return 400, HTML, page("Bad request", "", tag("p", {"class": "error"}, str(exc)), csrf=csrf, who=who)
-            if not (self.sessions.csrf_ok(session, form.get("csrf", "")) or self.sessions.csrf_ok(session, head.csrf)):
+            if not (bearer or self.sessions.csrf_ok(session, form.get("csrf", ""))
+                    or self.sessions.csrf_ok(session, head.csrf)):
                 return 403, HTML, page("Forbidden", "", tag("p", {"class": "error"},
                                                             "This form is stale or from elsewhere (CSRF token); "
                                                             "reload the page and try again."), csrf=csrf, who=who)

@@ -129,6 +129,12 @@ class AllProcesses:
     where prometheus_client's own ProcessCollector looks for the boot time (and, not
     finding it, reports nothing). The boot time comes from CLOCK_BOOTTIME instead."""
 
+    def describe(self) -> Iterator[Metric]:
+        """The names, without reading /proc (so a restricted registry finds this collector)."""
+        yield CounterMetricFamily("process_cpu_seconds", "")
+        for name in PROCESS_SERIES[1:]:
+            yield GaugeMetricFamily(name, "")
+
     def collect(self) -> Iterator[Metric]:
         me = os.getpid()
         totals = {"cpu": 0.0, "rss": 0.0, "vsize": 0.0, "fds": 0.0}
@@ -221,7 +227,9 @@ def families(registry: CollectorRegistry | None = None, names: Iterable[str] = (
     empty): the console reads them, with no text made and parsed again, and without the
     histograms it does not show."""
     exported = _exported(registry)
-    return exported.restricted_registry(names).collect() if names else exported.collect()
+    if not names or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return exported.collect()      # the multiprocess collector names nothing: all of it
+    return exported.restricted_registry(names).collect()
 
 
 def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:

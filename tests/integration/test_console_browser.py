@@ -235,11 +235,13 @@ def test_without_a_session_the_console_and_its_data_are_refused(env: Env) -> Non
 
 
 def test_no_token_beyond_loopback_is_refused_at_start(tmp_path: Path) -> None:
+    """Without http.token_file a listener beyond loopback would serve the console (and the
+    records, and the admin API) to anyone: sipguard does not start."""
     config = base_config(free_port(), http={"listen": f"0.0.0.0:{free_port()}"})
     (tmp_path / "sg.yaml").write_text(json.dumps(config))
-    run = subprocess.run([sys.executable, "-m", "sipguard", "check-config", str(tmp_path / "sg.yaml")],
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert run.returncode != 0 and "token_file" in run.stdout + run.stderr
+    run = subprocess.run([sys.executable, "-m", "sipguard", "serve", "-c", str(tmp_path / "sg.yaml")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode != 0 and "http.token_file" in run.stdout + run.stderr, run
 
 
 def _expected(message: Any) -> bool:

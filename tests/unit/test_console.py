@@ -317,6 +317,14 @@ def test_list_api_refuses_what_it_cannot_use(method: str, target: str, body: byt
         assert __import__("json").loads(reply[2])["parameter"] == parameter
 
 
+def test_the_bearer_token_opens_the_console_too() -> None:
+    srv = server()
+    reply = run(srv.handle(head("GET", "/console/api/now", Authorization=f"Bearer {TOKEN}"), b""))
+    assert reply[0] == 200 and b'"workers": 1' in reply[2]
+    reply = run(srv.handle(head("GET", "/console/api/now", Authorization="Bearer not-the-token-0123456789"), b""))
+    assert reply[0] == 303
+
+
 def test_api_changes_with_the_bearer_token_are_audited() -> None:
     srv = server()
     reply = run(srv.handle(head("POST", "/admin/notices", Authorization=f"Bearer {TOKEN}"),
@@ -344,7 +352,8 @@ def test_live_numbers_come_from_the_metrics() -> None:
     # what the page reads is what /metrics exports
     exported = snapshot(text_string_to_metric_families(metrics.render()[0].decode()))
     assert exported["by"] == snapshot(metrics_families(metrics.registry))["by"]
-    assert snapshot(metrics_families(metrics.registry, WANTED))["by"] == exported["by"]   # only what it reads
+    restricted = snapshot(metrics_families(metrics.registry, WANTED))     # only the series it reads
+    assert restricted["by"] == exported["by"] and restricted["gauges"]["memory_bytes"] > 0
 
 
 def test_whatif_shows_the_calls_a_candidate_decides_otherwise(tmp_path: Path) -> None:

@@ -144,6 +144,8 @@ class Console:
         self.workers = workers
         self.live = Live()
         self.busy = asyncio.Lock()      # one what-if at a time
+        self.failed_logins = 0
+        self.warned = -1e9
         self.static = {name: resources.files("sipguard.console").joinpath("static", name).read_bytes()
                        for name in STATIC}
 
@@ -159,9 +161,6 @@ class Console:
     # -- who ----------------------------------------------------------------------------------
     def session_of(self, head: Head) -> sess.Session | None:
         return self.sessions.read(head.cookie) if head.cookie else None
-
-    def signed_in(self, head: Head) -> bool:
-        return not self.sessions.needs_login or self.session_of(head) is not None
 
     async def handle(self, head: Head, params: dict[str, str], body: bytes) -> Reply:
         path = head.path
@@ -221,7 +220,10 @@ class Console:
                 self.audit(self.sessions.who(session), "console login")
                 return 303, HTML, b"", (("Location", target), ("Set-Cookie", sess.set_cookie(value)))
             if form:
-                log.warning("console: a login with a wrong token")
+                self.failed_logins += 1
+                if time.monotonic() - self.warned > 60:     # a flood of guesses must not flood the log
+                    self.warned = time.monotonic()
+                    log.warning("console: a login with a wrong token (%d since start)", self.failed_logins)
                 message, status = "That is not the token of http.token_file.", 401
         body_html = tag("form", {"method": "post", "action": "/console/login", "class": "login"},
                         tag("p", None, "Paste the admin token (the content of http.token_file). The console "

@@ -235,6 +235,8 @@ def test_login_logout_and_a_notice_through_the_confirmation() -> None:
     async def go() -> None:
         body = urlencode({"token": "wrong-token-0123456789", "next": "/console/notices"}).encode()
         assert (await srv.handle(head("POST", "/console/login"), body))[0] == 401
+        assert (await srv.handle(head("POST", "/console/login"), body))[0] == 401
+        assert srv.console is not None and srv.console.failed_logins == 2
         body = urlencode({"token": TOKEN, "name": "Dan <admin>", "next": "https://evil.example/"}).encode()
         reply = await srv.handle(head("POST", "/console/login"), body)
         headers = dict(reply[3])  # type: ignore[misc]

@@ -1,5 +1,6 @@
 """The admin HTTP listener (``http.listen``): /metrics, /healthz, /readyz, /traceback,
-/traceback/answer (the ITG answer for our hop, JSON or ``format=text``), admin API.
+/traceback/answer (the ITG answer for our hop, JSON or ``format=text``), admin API, and
+the operator console (/console, sipguard/console/).
 
 A deliberately small HTTP/1.1 server (no new dependency): one request per connection
 (``Connection: close``), taken by observe/http_wire.py, which bounds connections, head
@@ -8,6 +9,12 @@ before it reads any body. GET for the built-in endpoints. Other modules plug in 
 endpoints (the notice admin API ...) through ``routes``: ``{(method, path): async
 handler(query, body) -> (status, content_type, bytes)}``; POST, PUT and PATCH routes take a
 body of at most ``http.max_body`` bytes, the others none.
+
+Who may ask (``_authorize``): /metrics and the health checks are open; everything else
+needs the bearer token of ``http.token_file`` or a console session cookie (with its CSRF
+token for changes). A browser's POST or DELETE from another origin is refused, and a
+token-less listener (loopback only) answers only requests naming a loopback Host. Each
+change is an audit line (``sipguard.audit``: when, who, what).
 
 Every query parameter is checked before use (records/query.py ``question``): a bad one is
 a 400 whose JSON names it (``{"error": ..., "parameter": ...}``), never a 500.

@@ -217,6 +217,27 @@ def test_upstreams_page_renders_or_says_no_data(page: Any, env: Env) -> None:
     env.shot(page, "upstreams")
 
 
+def test_upstreams_table_from_the_contract_with_hostile_names(page: Any, env: Env) -> None:
+    """/upstreams as the contract says (served here by the browser's request interception until
+    the endpoint is merged): columns from the keys, numbers formatted, names as text only."""
+    doc = {"since": "2026-11-29T00:00:00Z", "until": "2026-12-06T00:00:00Z",
+           "upstreams": [{"trunk": "<img src=x id=pwned>", "calls": 1234567, "rejected": 12,
+                          "attest": {"A": 3, "C": 9}},
+                         {"trunk": "carrier-b", "calls": 5, "share_c": 0.125}],
+           "signers": [{"spc": "1234\"><script>", "calls": 42}]}
+    page.route("**/upstreams?since=7d", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(doc)))
+    page.goto(env.base + "/console/upstreams")
+    page.wait_for_selector("#upstreams table")
+    heads = page.locator("#upstreams table").first.locator("th").all_inner_texts()
+    assert heads == ["trunk", "calls", "rejected", "attest", "share_c"]
+    text = page.inner_text("#upstreams")
+    assert "<img src=x id=pwned>" in text and "1,234,567" in text and "A 3, C 9" in text and "0.13" in text
+    assert page.locator("#pwned").count() == 0 and page.locator("#upstreams script").count() == 0
+    assert '1234"><script>' in page.locator("#upstreams table").nth(1).inner_text()
+    env.shot(page, "upstreams-data")
+
+
 def test_without_a_session_the_console_and_its_data_are_refused(env: Env) -> None:
     for path in ("/console/api/now", "/traceback?call_id=x", "/console/notices"):
         req = urllib.request.Request(env.base + path)

@@ -40,9 +40,11 @@ LINGER_TIME = 2.0             # after answering: how long, and how many bytes, w
 LINGER_BYTES = 65536          # client still sends before closing (see Connection.reply)
 _SCRATCH = bytearray(4096)    # where dropped bytes go, shared: never read back
 JSON = "application/json"
-Reply = tuple[int, str, bytes]
-REASONS = {100: "Continue", 200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
+Headers = tuple[tuple[str, str], ...]
+# (status, content type, body) or with extra headers (Set-Cookie, Location: the console)
+Reply = tuple[int, str, bytes] | tuple[int, str, bytes, Headers]
+REASONS = {100: "Continue", 200: "OK", 201: "Created", 303: "See Other", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
            413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
@@ -71,6 +73,10 @@ class Head:
     length: int               # Content-Length, 0 when absent
     bearer: str               # the token of "Authorization: Bearer <token>", "" when none
     expect_continue: bool
+    cookie: str = ""          # the Cookie header (the console's session), "" when none
+    origin: str = ""          # the Origin header a browser sends with POST and DELETE
+    host: str = ""            # the Host header (compared with Origin)
+    csrf: str = ""            # X-Sipguard-CSRF: the console's scripts send their session's token
 
 
 class HeadError(Exception):
@@ -96,6 +102,7 @@ def parse_head(data: bytes) -> Head:
     lengths: set[int] = set()
     bearer = ""
     expect = False
+    single: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
@@ -112,9 +119,23 @@ def parse_head(data: bytes) -> Head:
             bearer = value[7:].strip()
         elif name == "expect" and value.lower() == "100-continue":
             expect = True
+        elif name in SINGLE:
+            if name in single:          # two Cookie or Origin headers: which one counts is ambiguous
+                raise HeadError(400, f"{name} header given twice")
+            single[name] = value
     if len(lengths) > 1:
         raise HeadError(400, "conflicting Content-Length headers")
-    return Head(method, path, query, lengths.pop() if lengths else 0, bearer, expect)
+    return Head(method, path, query, lengths.pop() if lengths else 0, bearer, expect,
+                single.get("cookie", ""), single.get("origin", ""), single.get("host", ""),
+                single.get("x-sipguard-csrf", ""))
+
+
+SINGLE = frozenset(("cookie", "origin", "host", "x-sipguard-csrf"))
+# On every answer: nothing of the admin listener is framed, sniffed, cached or runs a
+# script from anywhere but itself (the console's pages, but the JSON answers too).
+SECURITY_HEADERS = ("X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+                    "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                    "form-action 'self'\r\nReferrer-Policy: same-origin\r\nCache-Control: no-store\r\n")
 
 
 def error(message: str, parameter: str | None = None) -> bytes:
@@ -123,11 +144,16 @@ def error(message: str, parameter: str | None = None) -> bytes:
 
 
 def response(reply: Reply, head_only: bool = False) -> bytes:
-    status, ctype, body = reply
+    status, ctype, body = reply[0], reply[1], reply[2]
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (reply[3] if len(reply) == 4 else ())
+                    if not _BREAKS.intersection(name + value))
     challenge = 'WWW-Authenticate: Bearer realm="sipguard"\r\n' if status == 401 else ""
     head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {ctype}\r\n"
-            f"{challenge}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            f"{challenge}{extra}{SECURITY_HEADERS}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode() + (b"" if head_only else body)
+
+
+_BREAKS = frozenset("\r\n\0")     # a header value never splits the answer
 
 
 class Gate(Protocol):

@@ -33,7 +33,7 @@ import platform
 import resource
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +156,12 @@ class AllProcesses:
     where prometheus_client's own ProcessCollector looks for the boot time (and, not
     finding it, reports nothing). The boot time comes from CLOCK_BOOTTIME instead."""
 
+    def describe(self) -> Iterator[Metric]:
+        """The names, without reading /proc (so a restricted registry finds this collector)."""
+        yield CounterMetricFamily("process_cpu_seconds", "")
+        for name in PROCESS_SERIES[1:]:
+            yield GaugeMetricFamily(name, "")
+
     def collect(self) -> Iterator[Metric]:
         me = os.getpid()
         totals = {"cpu": 0.0, "rss": 0.0, "vsize": 0.0, "fds": 0.0}
@@ -240,18 +246,32 @@ _current: CollectorRegistry | None = None   # the registry of this process's lat
 def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
     """The /metrics body: every worker's samples in multiprocess mode, else ``registry``
     (default: the registry of the ``Metrics`` this process made last)."""
+    return generate_latest(_exported(registry)), CONTENT_TYPE
+
+
+def families(registry: CollectorRegistry | None = None, names: Iterable[str] = ()) -> Iterable[Metric]:
+    """What ``render`` exports, as metric families, only the samples ``names`` (all when
+    empty): the console reads them, with no text made and parsed again, and without the
+    histograms it does not show."""
+    exported = _exported(registry)
+    if not names or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return exported.collect()      # the multiprocess collector names nothing: all of it
+    return exported.restricted_registry(names).collect()
+
+
+def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)
         merged.register(AllProcesses())
-        return generate_latest(merged), CONTENT_TYPE
+        return merged
     if registry is None:
         from prometheus_client import REGISTRY
 
         registry = _current or REGISTRY
-    return generate_latest(registry), CONTENT_TYPE
+    return registry
 
 
 class Metrics:

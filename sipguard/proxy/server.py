@@ -321,7 +321,7 @@ async def _watchdog(stopping: asyncio.Event) -> None:
 async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no-untyped-def]
     if not config.http_listen:
         return None
-    from sipguard.observe.admin import notice_routes
+    from sipguard.observe.admin import list_routes, notice_routes
     from sipguard.observe.http import start_http
 
     def ready() -> tuple[bool, dict[str, object]]:
@@ -338,16 +338,16 @@ async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no
 
     if worker is not None and worker.pipeline is not None:
         store = worker.pipeline.store
-        routes = notice_routes(store)
+        routes = {**notice_routes(store), **list_routes(store)}
     elif config.store != "memory":  # the supervisor of several workers: its own store client
         from sipguard.store import open_store
 
         store = open_store(config.store, config.limits, config.store_timeout)
         await store.start()
-        routes = notice_routes(store)
+        routes = {**notice_routes(store), **list_routes(store)}
     else:  # several workers on memory stores: nothing shared to put notices in
         store, routes = None, {}
-        log.warning("admin notices need a shared store (Redis) when running several workers")
+        log.warning("admin notices and lists need a shared store (Redis) when running several workers")
     return await start_http(config, ready=ready, store=store, routes=routes)
 
 

@@ -233,7 +233,7 @@ def test_http_traceback_and_answer_read_postgresql_and_an_outage_is_503(pg_url: 
 
     async def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         await writer.drain()
         head, _, body = (await reader.read()).partition(b"\r\n\r\n")
         writer.close()

@@ -254,7 +254,7 @@ class Pipeline:
             return source
         claimed = req.header("X-Sipguard-Source")
         if claimed:
-            from sipguard.config import split_hostport
+            from sipguard.addresses import split_hostport
 
             try:
                 host, port = split_hostport(claimed.strip())

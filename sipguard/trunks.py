@@ -9,7 +9,8 @@ import socket
 from collections.abc import Sequence
 from typing import Final
 
-from sipguard.config import Config, Trunk, next_hop_address
+from sipguard.addresses import next_hop_address
+from sipguard.config import Config, Trunk
 
 log = logging.getLogger("sipguard.trunks")
 

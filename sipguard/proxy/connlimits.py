@@ -26,24 +26,14 @@ import logging
 import os
 import resource
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
+
+from sipguard.config import ConnectionSettings
 
 log = logging.getLogger("sipguard.transport")
 
 WARN_EVERY = 60.0   # seconds between two warnings for the same limit
 LIMITS = ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout")
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionSettings:
-    """``proxy.tcp`` in the config (TLS connections are TCP connections here)."""
-
-    head_timeout: float = 10.0      # seconds an unfinished message (or TLS handshake) may take
-    idle_timeout: float = 60.0      # seconds without a byte either way before the connection is closed
-    max_connections: int = 1000     # inbound connections per worker
-    max_per_source: int = 32        # inbound connections per source address
-    fd_reserve: int = 64            # descriptors never taken by inbound connections
 
 
 class Timed(Protocol):

@@ -377,7 +377,7 @@ def check_addresses_free(config: Config) -> None:
     sipguard, or a restarted one whose old process still runs, share the port silently
     and take half the traffic. A probe socket without SO_REUSEPORT cannot bind where any
     socket is bound, reuseport or not; it is closed before the workers bind."""
-    from sipguard.config import split_hostport
+    from sipguard.addresses import split_hostport
 
     probes = [("listen", str(addr), addr.host, addr.port, socket.SOCK_DGRAM if addr.transport == "udp"
                else socket.SOCK_STREAM) for addr in config.listen]

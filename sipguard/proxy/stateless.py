@@ -27,7 +27,8 @@ import os
 import re
 from collections.abc import Callable
 
-from sipguard.config import Config, next_hop_address
+from sipguard.addresses import next_hop_address
+from sipguard.config import Config
 from sipguard.numbers import parse_tn
 from sipguard.proxy.messages import (
     BRANCH_PREFIX,

@@ -123,6 +123,52 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """What the proxy core reads (proxy/core.py, stateless.py), built by ``of``; each SIGHUP
+    hands it a new one (``ProxyCore.reconfigure``)."""
+
+    mode: str
+    next_hop: str
+    unknown_source: str
+    trunks: tuple[Trunk, ...]                  # their next hops and sources: who is a known peer
+    trusted_proxies: tuple[IPNetwork, ...]
+    record_route: bool
+    max_pending: int
+    max_message_size: int
+    retry_after: int
+    transaction_timeout: float
+    secret: bytes | None
+
+    @classmethod
+    def of(cls, config: Config) -> CoreSettings:
+        p = config.proxy
+        return cls(config.mode, config.next_hop, config.unknown_source, config.trunks, config.trusted_proxies,
+                   p.record_route, p.max_pending, p.max_message_size, p.retry_after, p.transaction_timeout,
+                   p.secret)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """What ``Pipeline`` reads once it is built (the store and the verifier are made from the
+    whole config by ``Pipeline.create``); each SIGHUP hands it a new one (``reconfigure``)."""
+
+    trunks: tuple[Trunk, ...]
+    trusted_proxies: tuple[IPNetwork, ...]
+    unknown_source: str
+    store_failure: str
+    retry_after: int                           # in the 503 of fail-closed
+    shaken: ShakenConfig
+    signing: SigningConfig | None
+    policy: str | None
+    redress: Redress
+
+    @classmethod
+    def of(cls, config: Config) -> PipelineSettings:
+        return cls(config.trunks, config.trusted_proxies, config.unknown_source, config.store_failure,
+                   config.proxy.retry_after, config.shaken, config.signing, config.policy, config.redress)
+
+
 def load_config(path: str) -> Config:
     """Read and validate a config file; ConfigError names file:line:key on the first problem.
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sipguard.clock import Clock, SystemClock
+from sipguard.config import PipelineSettings
 from sipguard.numbers import TN, parse_tn
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.policy.decision import FORWARD, Decision, reject
@@ -171,19 +172,22 @@ def default_decision(facts: Facts) -> Decision:
 class Pipeline:
     """Owns the verifier, the store, the policy and the signer of one process."""
 
-    def __init__(self, config: Config, clock: Clock, verifier: Verifier, store: Store,
+    def __init__(self, settings: PipelineSettings, clock: Clock, verifier: Verifier, store: Store,
                  policy: PolicyHolder | None, signer: Signer | None) -> None:
-        self.config = config
         self.clock = clock
-        self.trunks = TrunkTable(config.trunks)
         self.verifier = verifier
         self.store = store
         self.policy = policy
         self.signer = signer
-        self._fail_closed = config.store_failure == "fail-closed"
-        self._trusted = config.trusted_proxies
+        self._settings(settings)
+
+    def _settings(self, settings: PipelineSettings) -> None:
+        self.settings = settings
+        self.trunks = TrunkTable(settings.trunks)
+        self._fail_closed = settings.store_failure == "fail-closed"
+        self._trusted = settings.trusted_proxies
         self._store_unavailable = reject(
-            503, "Service Unavailable", ("Retry-After", str(config.proxy.retry_after)),
+            503, "Service Unavailable", ("Retry-After", str(settings.retry_after)),
             ("Reason", 'SIP;cause=503;text="state store unavailable"'), rule="store-failure")
 
     @classmethod
@@ -211,29 +215,26 @@ class Pipeline:
         # the key and certificate are checked against the real time, also when replaying an
         # old capture on a capture clock: it is today's deployment being validated
         signer = Signer.load(config.signing, SystemClock().time()) if config.signing else None
-        return cls(config, clock, verifier, store, policy, signer)
+        return cls(PipelineSettings.of(config), clock, verifier, store, policy, signer)
 
-    def reconfigure(self, config: Config) -> None:
-        """SIGHUP: take the parts of a new config that can change at run time.
-        The caller has validated ``config``; on a signing key problem the old signer stays."""
+    def reconfigure(self, settings: PipelineSettings) -> None:
+        """SIGHUP: take the settings that can change at run time (the store cannot).
+        The caller has validated them; on a signing key problem the old signer stays."""
         from sipguard.errors import ConfigError
         from sipguard.policy.engine import PolicyHolder
         from sipguard.shaken.sign import Signer
 
-        self.trunks = TrunkTable(config.trunks)
-        self.verifier.reconfigure(config.shaken)
-        if config.policy != self.config.policy or config.redress != self.config.redress:
-            self.policy = PolicyHolder(config.policy, config.redress) if config.policy else None
-        if config.signing is not None:
+        self.verifier.reconfigure(settings.shaken)
+        if settings.policy != self.settings.policy or settings.redress != self.settings.redress:
+            self.policy = PolicyHolder(settings.policy, settings.redress) if settings.policy else None
+        if settings.signing is not None:
             try:
-                self.signer = Signer.load(config.signing, SystemClock().time())
+                self.signer = Signer.load(settings.signing, SystemClock().time())
             except ConfigError as exc:
                 log.error("signing key not reloaded, the old one stays: %s", exc)
         else:
             self.signer = None
-        self.config = config
-        self._fail_closed = config.store_failure == "fail-closed"
-        self._trusted = config.trusted_proxies
+        self._settings(settings)
 
     async def aclose(self) -> None:
         await self.verifier.aclose()
@@ -269,7 +270,7 @@ class Pipeline:
         source = self.upstream_of(req, source)
         trunk = self.trunks.classify(source[0])
         call = Call.of(req)
-        if trunk is None and self.config.unknown_source == "reject" and not call.emergency:
+        if trunk is None and self.settings.unknown_source == "reject" and not call.emergency:
             return self._outcome(now, source, transport, call, None, NOT_VERIFIED, Lookups(),
                                  Facts(source_ip=source[0]), UNKNOWN_SOURCE)
 
@@ -304,11 +305,11 @@ class Pipeline:
               now: float) -> tuple[str | None, str | None]:
         from sipguard.shaken.sign import should_sign
 
-        assert self.signer is not None and self.config.signing is not None
+        assert self.signer is not None and self.settings.signing is not None
         if trunk is None or trunk.role != "foreign" or not call.caller_shown:
             return None, None  # the orig signed is the number the callee is shown (ATIS-1000074)
         if not should_sign(bool(call.identities), call.caller,
-                           verification.verstat is Verstat.FAILED, self.config.signing):
+                           verification.verstat is Verstat.FAILED, self.settings.signing):
             return None, None
         dest = call.callee.e164 or call.to_tn.e164
         if call.caller.e164 is None or dest is None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sipguard import native, numbers
 from sipguard.clock import SystemClock
-from sipguard.config import Config, load_config
+from sipguard.config import Config, CoreSettings, PipelineSettings, load_config
 from sipguard.errors import ConfigError
 from sipguard.observe.logs import log_decision
 from sipguard.proxy.connlimits import ConnectionLimits
@@ -98,7 +98,7 @@ class Worker:
                                      ConnectionLimits(proxy.tcp, self._known_peer))
         self.guard = OverloadGuard(proxy.shed_delay, proxy.retry_after, proxy.max_message_size,
                                    self.transports.send_to_source)
-        self.core = ProxyCore(self.config, self.pipeline, self.transports, self._on_outcome)
+        self.core = ProxyCore(CoreSettings.of(self.config), self.pipeline, self.transports, self._on_outcome)
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
         if self.steering is not None:
             await self.steering.start(self._steered_in)
@@ -210,9 +210,9 @@ class Worker:
         later = restart_keys(self.config, config)
         if later:
             log.warning("config reloaded, but these keys take effect only after a restart: %s", ", ".join(later))
-        self.pipeline.reconfigure(config)
-        if self.core is not None:
-            self.core.reconfigure(config)
+        self.pipeline.reconfigure(PipelineSettings.of(config))
+        if self.core is not None:   # after the pipeline: it shares the pipeline's trunk table
+            self.core.reconfigure(CoreSettings.of(config))
         if self.transports is not None:  # files renewed in place (same paths) count too
             self.transports.reload_tls(config.tls)
             if config.tls.cert is not None:

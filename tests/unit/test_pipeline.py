@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sipguard.clock import ManualClock
-from sipguard.config import load_config
+from sipguard.config import PipelineSettings, load_config
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.act import apply_forward, redirect_response
 from sipguard.shaken.reasons import Reason, Verstat
@@ -118,6 +118,32 @@ def test_store_failure_modes(tmp_path: Path, mode: str, status: int | None) -> N
     assert out.decision.status == status
     if status == 503:
         assert ("Retry-After", "5") in out.decision.headers
+
+
+def test_reconfigure_takes_the_new_settings_for_the_next_invite(tmp_path: Path) -> None:
+    """SIGHUP: the pipeline's own settings (PipelineSettings.of) replace the old ones whole:
+    the trunks, unknown_source, and the fail-closed 503's Retry-After (proxy.retry_after)."""
+    async def run() -> None:
+        old = make_config(tmp_path, store_failure="fail-closed")
+        pipeline = await Pipeline.create(old, ManualClock(NOW))
+
+        async def down(keys: Any, now: float) -> Lookups:
+            return DEGRADED
+        pipeline.store.lookup = down  # type: ignore[method-assign]
+        try:
+            out = await pipeline.decide(parse(invite()), ("192.0.2.10", 5060), "udp")
+            assert ("Retry-After", "5") in out.decision.headers
+            new = make_config(tmp_path / "new", store_failure="fail-closed", unknown_source="allow",
+                              proxy={"retry_after": 30})
+            pipeline.reconfigure(PipelineSettings.of(new))
+            out = await pipeline.decide(parse(invite()), ("192.0.2.10", 5060), "udp")
+            assert out.decision.status == 503 and ("Retry-After", "30") in out.decision.headers
+            out = await pipeline.decide(parse(invite()), ("203.0.113.9", 5060), "udp")
+            assert out.trunk is None and out.decision.rule != "unknown-source"
+        finally:
+            await pipeline.aclose()
+    (tmp_path / "new").mkdir()
+    asyncio.run(run())
 
 
 def test_store_down_leaves_rmd_facts_unknown_unless_remembered(tmp_path: Path) -> None:

@@ -1,23 +1,15 @@
-"""``sipguard serve``: event loop, worker processes, signals, reload, readiness.
-
-One worker: everything in this process. ``--workers N``: the parent forks N workers that
-each bind the listening ports with SO_REUSEPORT and run their own pipeline; the parent
-serves HTTP (/metrics aggregated over workers, /healthz, /readyz, admin), forwards SIGHUP
-and SIGTERM, and restarts a worker that dies. SIGTERM drains: new INVITEs get 503 while
-decisions in flight finish (bounded), records are flushed, then the process exits.
+"""One worker process: transports, proxy core, pipeline, records and metrics assembled,
+housekeeping twice a second, SIGHUP reload, SIGTERM drain (``run_worker``). With one worker
+it is the whole of ``sipguard serve``; with several, ``supervisor.py`` forks them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import gc
 import logging
-import os
 import signal
 import socket
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 from sipguard import native, numbers
@@ -27,31 +19,16 @@ from sipguard.errors import ConfigError
 from sipguard.observe.logs import log_decision
 from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.core import ProxyCore
+from sipguard.proxy.gcpacing import GcPacer, tune_gc
 from sipguard.proxy.overload import MemoryTrim, OverloadGuard
-from sipguard.proxy.steer import Channels, Steering
+from sipguard.proxy.steer import Steering
+from sipguard.proxy.systemd import ping_watchdog, sd_notify
 from sipguard.proxy.transport import Transports, UdpEndpoint
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
 
 log = logging.getLogger("sipguard.serve")
-
-
-def sd_notify(message: str) -> bool:
-    """systemd readiness/watchdog: one datagram to $NOTIFY_SOCKET (no dependency needed)."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(path)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.warning("sd_notify failed: %s", exc)
-        return False
-    return True
 
 
 class Worker:
@@ -252,44 +229,6 @@ def restart_keys(old: Config, new: Config) -> list[str]:
     return [key for key, changed in checks if changed]
 
 
-class GcPacer:
-    """The cyclic collector on the worker's schedule, not the allocator's.
-
-    Left to itself the collector starts a young-generation pass every 50,000 net allocations;
-    under load that pass walks every transaction still alive (~10-15 ms, in every worker at
-    once since they allocate alike), and the older generations' passes walk far more. Here,
-    twice a second, the young generation is collected (half a second of survivors: well
-    under a millisecond) and what survives is frozen, so no automatic pass ever walks it
-    again; those objects are still freed by reference counting when their transaction ends.
-    Every ``full_every`` seconds everything is unfrozen and collected once, so cyclic
-    garbage that reached a frozen object is not kept for ever."""
-
-    def __init__(self, full_every: float = 600.0, now: float | None = None) -> None:
-        self.full_every = full_every
-        self._last_full = time.monotonic() if now is None else now
-
-    def tick(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if now - self._last_full >= self.full_every:
-            self._last_full = now
-            gc.unfreeze()
-            gc.collect()
-        else:
-            gc.collect(0)
-        gc.freeze()
-
-
-def tune_gc() -> None:
-    """Everything made at start-up (config, policy code, tables, caches) lives as long as the
-    process: move it out of the collector's sight, and collect the young generation less
-    often. The per-call objects are short-lived and acyclic, and a transaction keeps bytes,
-    not objects, once decided; measured under load this cut the p99 INVITE response time
-    several-fold (bench/RESULTS.md, "Proxy load")."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
 async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
                      steering: Steering | None = None, udp_socks: dict[int, socket.socket] | None = None) -> int:
     loop = asyncio.get_running_loop()
@@ -299,12 +238,12 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     loop.add_signal_handler(signal.SIGHUP, lambda: setattr(worker, "reload_requested", True))
     await worker.start()
     tune_gc()
-    http = await _start_http(config, worker) if serve_http else None
+    http = await start_http(config, worker) if serve_http else None
     log.info("sipguard worker %d listening on %s (mode %s, store %s, hot path %s)", index,
              ", ".join(str(addr) for addr in config.listen), config.mode, config.store, native.describe())
     if workers == 1:
         sd_notify("READY=1\nSTATUS=listening")
-    watchdog = loop.create_task(_watchdog(worker.stopping)) if workers == 1 else None
+    watchdog = loop.create_task(ping_watchdog(worker.stopping)) if workers == 1 else None
     await worker.housekeeping()
     log.info("sipguard worker %d stopping: draining (new INVITEs get 503, calls in progress finish, "
              "at most %.0f s)", index, config.proxy.drain_timeout)
@@ -317,22 +256,13 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     return 0
 
 
-async def _watchdog(stopping: asyncio.Event) -> None:
-    """WATCHDOG=1 at half the interval systemd asked for: sent only while the loop runs."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    if not usec or not usec.isdigit():
-        return
-    interval = int(usec) / 2e6
-    while not stopping.is_set():
-        sd_notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
-
-
-async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no-untyped-def]
+async def start_http(config: Config, worker: Worker | None):  # type: ignore[no-untyped-def]
+    """The HTTP listener (/metrics, /healthz, /readyz, admin) of one worker, or of the supervisor
+    of several (``worker`` None); None when http.listen is not set."""
     if not config.http_listen:
         return None
     from sipguard.observe.admin import notice_routes
-    from sipguard.observe.http import start_http
+    from sipguard.observe.http import start_http as listen
 
     def ready() -> tuple[bool, dict[str, object]]:
         if worker is None:
@@ -358,167 +288,4 @@ async def _start_http(config: Config, worker: Worker | None):  # type: ignore[no
     else:  # several workers on memory stores: nothing shared to put notices in
         store, routes = None, {}
         log.warning("admin notices need a shared store (Redis) when running several workers")
-    return await start_http(config, ready=ready, store=store, routes=routes)
-
-
-def serve(config: Config, workers: int | None = None) -> int:
-    """Entry point of ``sipguard serve``."""
-    workers = workers or config.workers
-    _use_uvloop()
-    if workers == 1:
-        return asyncio.run(run_worker(config, 0, 1, serve_http=True))
-    return _supervise(config, workers)
-
-
-def check_addresses_free(config: Config) -> None:
-    """Refuse to start when a listening address (SIP or HTTP) is taken, in one line naming it.
-
-    The workers bind with SO_REUSEPORT (several share a port), which would let a second
-    sipguard, or a restarted one whose old process still runs, share the port silently
-    and take half the traffic. A probe socket without SO_REUSEPORT cannot bind where any
-    socket is bound, reuseport or not; it is closed before the workers bind."""
-    from sipguard.addresses import split_hostport
-
-    probes = [("listen", str(addr), addr.host, addr.port, socket.SOCK_DGRAM if addr.transport == "udp"
-               else socket.SOCK_STREAM) for addr in config.listen]
-    if config.http_listen:
-        host, port = split_hostport(config.http_listen)
-        probes.append(("http.listen", f"http://{config.http_listen}", host, port or 9090, socket.SOCK_STREAM))
-    for key, name, host, port, kind in probes:
-        try:
-            infos = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {name}: {exc}", config.path, key=key) from None
-        family, _, _, _, sockaddr = infos[0]
-        with socket.socket(family, kind) as probe:
-            if kind == socket.SOCK_STREAM:   # as asyncio binds: connections in TIME_WAIT do not count
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as exc:
-                why = ("already in use: another sipguard or SIP server listens there; stop it, or "
-                       "change the address in the config" if exc.errno == errno.EADDRINUSE
-                       else (exc.strerror or str(exc)))
-                raise ConfigError(f"cannot listen on {name}: {why}", config.path, key=key) from None
-
-
-def _use_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio's loop works too
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def _steering_groups(config: Config, workers: int) -> dict[int, list[socket.socket]]:
-    """For each UDP listening address, the workers' sockets as one reuseport group with the
-    steering program attached (proxy/reuseport.py); made before the first fork and kept by
-    the parent, so a restarted worker reads its own socket again. {} where the kernel
-    refuses the program: each worker then binds its own socket and steering stays in the
-    workers."""
-    from sipguard.proxy.reuseport import attach
-    from sipguard.proxy.transport import reuseport_group
-
-    groups: dict[int, list[socket.socket]] = {}
-    for position, listen in enumerate(config.listen):
-        if listen.transport != "udp":
-            continue
-        try:
-            groups[position] = group = reuseport_group(listen, workers)
-        except OSError as exc:  # the workers bind it themselves and report it as before
-            log.warning("no kernel steering for udp://%s:%s: %s", listen.host, listen.port, exc)
-            group = []
-        if not group or not attach(group[0], workers):
-            for made in groups.values():
-                for sock in made:
-                    sock.close()
-            return {}
-    if groups:
-        log.info("transaction steering in the kernel for %d UDP address(es)", len(groups))
-    return groups
-
-
-def _supervise(config: Config, workers: int) -> int:
-    """Parent of N workers: fork them, restart the ones that die, forward signals."""
-    from sipguard.observe.metrics import prepare_multiprocess
-
-    prepare_multiprocess(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-                         or os.path.join(config.base_dir, "var", f"metrics-{os.getpid()}"))
-    children: dict[int, int] = {}
-    # made before the first fork and kept by the parent, so a restarted worker gets its pair back
-    channels = Channels(workers) if config.proxy.steering == "transaction" else None
-    groups = _steering_groups(config, workers) if channels is not None else {}
-
-    def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
-            code = 1
-            try:
-                steering = channels.for_worker(index) if channels is not None else None
-                socks = {position: group[index] for position, group in groups.items()}
-                code = asyncio.run(run_worker(config, index, workers, serve_http=False, steering=steering,
-                                              udp_socks=socks))
-            except Exception:
-                log.exception("worker %d failed", index)
-            finally:
-                os._exit(code)
-        children[pid] = index
-
-    for index in range(workers):
-        spawn(index)
-
-    async def parent() -> int:
-        from sipguard.observe.metrics import mark_process_dead
-
-        loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stopping.set)
-        loop.add_signal_handler(signal.SIGINT, stopping.set)
-        def forward_hup() -> None:
-            for pid in children:
-                os.kill(pid, signal.SIGHUP)
-
-        loop.add_signal_handler(signal.SIGHUP, forward_hup)
-        http = await _start_http(config, None)
-        sd_notify(f"READY=1\nSTATUS={workers} workers")
-        watchdog = loop.create_task(_watchdog(stopping))
-        while not stopping.is_set():
-            try:
-                await asyncio.wait_for(stopping.wait(), 0.5)
-            except TimeoutError:
-                pass
-            while True:
-                try:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                index = children.pop(pid, None)
-                mark_process_dead(pid)
-                if index is not None and not stopping.is_set():
-                    log.error("worker %d (pid %d) exited with %s; restarting", index, pid, status)
-                    spawn(index)
-        sd_notify("STOPPING=1")
-        watchdog.cancel()
-        for pid in children:
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + config.proxy.drain_timeout + 5
-        while children and time.monotonic() < deadline:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid:
-                children.pop(pid, None)
-            else:
-                await asyncio.sleep(0.05)
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
-        if http is not None:
-            await http.aclose()
-        return 0
-
-    return asyncio.run(parent())
+    return await listen(config, ready=ready, store=store, routes=routes)

@@ -23,7 +23,7 @@ from sipguard.proxy.gcpacing import GcPacer, tune_gc
 from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Steering
 from sipguard.proxy.systemd import ping_watchdog, sd_notify
-from sipguard.proxy.transport import Transports, UdpEndpoint
+from sipguard.proxy.transport import Receive, Transports
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
@@ -47,6 +47,7 @@ class Worker:
         self.pipeline: Pipeline | None = None
         self.core: ProxyCore | None = None
         self.transports: Transports | None = None
+        self._deliver: Receive | None = None       # the core's receive, steered (start)
         self.records: Any = None
         self.metrics: Any = None
         self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
@@ -76,6 +77,8 @@ class Worker:
         self.guard = OverloadGuard(proxy.shed_delay, proxy.retry_after, proxy.max_message_size,
                                    self.transports.send_to_source)
         self.core = ProxyCore(CoreSettings.of(self.config), self.pipeline, self.transports, self._on_outcome)
+        # a request on a listening UDP socket may belong to another worker's transaction (steer.py)
+        self._deliver = self.steering.wrap(self.core.receive) if self.steering is not None else self.core.receive
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
         if self.steering is not None:
             await self.steering.start(self._steered_in)
@@ -113,16 +116,10 @@ class Worker:
         self.stopping.set()
 
     def _receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
-        assert self.core is not None
-        guard = self.guard
-        if guard is not None and guard.intercept(data, source, transport, conn):
+        if self.guard is not None and self.guard.intercept(data, source, transport, conn):
             return  # a new INVITE answered 503 while behind, or the ACK of such an answer
-        steering = self.steering
-        # a request that reached a listening UDP socket may belong to another worker's transaction
-        if steering is not None and type(conn) is UdpEndpoint and conn.index >= 0 \
-                and not data.startswith(b"SIP/") and steering.hand_over(data, source, conn.index):
-            return
-        self.core.receive(data, source, transport, conn)
+        assert self._deliver is not None
+        self._deliver(data, source, transport, conn)
 
     def _steered_in(self, data: bytes, source: tuple[str, int], listen_index: int) -> None:
         """A request another worker received for a transaction this one owns: handled as if

@@ -29,7 +29,6 @@ from sipguard.trunks import TrunkTable
 if TYPE_CHECKING:
     from sipguard.config import Config, Trunk
     from sipguard.policy.engine import PolicyHolder
-    from sipguard.records.record import CallRecord
     from sipguard.shaken.sign import Signer
     from sipguard.shaken.verify import Verifier
     from sipguard.sip import Request
@@ -131,33 +130,6 @@ class Outcome:
     @property
     def signed(self) -> bool:
         return self.identity_added is not None
-
-    def record(self, status: int | None, next_hop: str | None, instance: str | None) -> CallRecord:
-        from sipguard.records.record import CallRecord
-
-        trunk, ver, dec = self.trunk, self.verification, self.decision
-        provider = trunk.provider if trunk is not None else None
-        shadow = dec.would.action if dec.would is not None else None
-        return CallRecord(
-            time=self.time, call_id=self.call.call_id, source_ip=self.source[0],
-            source_port=self.source[1], transport=self.transport,
-            trunk=trunk.id if trunk else None, trunk_role=trunk.role if trunk else None,
-            provider_name=provider.name if provider else None,
-            provider_frn=provider.frn if provider else None,
-            provider_rmd=provider.rmd if provider else None,
-            provider_country=provider.country if provider else None,
-            rmd_snapshot=self.lookups.rmd_snapshot,
-            caller_raw=self.call.caller.raw, caller=self.call.caller.e164,
-            callee_raw=self.call.callee.raw, callee=self.call.callee.e164,
-            verstat=str(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
-            reasons=tuple(str(r) for r in ver.reasons),
-            rule=dec.rule, rule_class=dec.rule_class, notice=dec.notice,
-            action=dec.action, status=status, shadow_action=shadow,
-            signed=self.signed, signed_origid=self.signed_origid, identity_dropped=False,
-            next_hop=next_hop, instance=instance,
-            signed_attest=self.signed_attest if self.signed else None,
-            signed_rule=(dec.rule or "(default)") if self.signed else None,
-        )
 
 
 def default_decision(facts: Facts) -> Decision:

@@ -16,7 +16,7 @@ from sipguard import native, numbers
 from sipguard.clock import SystemClock
 from sipguard.config import Config, CoreSettings, PipelineSettings, load_config
 from sipguard.errors import ConfigError
-from sipguard.observe.logs import log_decision
+from sipguard.observe.decisions import DecisionSink
 from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.core import ProxyCore
 from sipguard.proxy.gcpacing import GcPacer, tune_gc
@@ -26,7 +26,7 @@ from sipguard.proxy.systemd import ping_watchdog, sd_notify
 from sipguard.proxy.transport import Receive, Transports
 
 if TYPE_CHECKING:
-    from sipguard.pipeline import Outcome, Pipeline
+    from sipguard.pipeline import Pipeline
 
 log = logging.getLogger("sipguard.serve")
 
@@ -76,7 +76,8 @@ class Worker:
                                      ConnectionLimits(proxy.tcp, self._known_peer))
         self.guard = OverloadGuard(proxy.shed_delay, proxy.retry_after, proxy.max_message_size,
                                    self.transports.send_to_source)
-        self.core = ProxyCore(CoreSettings.of(self.config), self.pipeline, self.transports, self._on_outcome)
+        sink = DecisionSink(self.records, self.metrics, self.instance)
+        self.core = ProxyCore(CoreSettings.of(self.config), self.pipeline, self.transports, sink.on_outcome)
         # a request on a listening UDP socket may belong to another worker's transaction (steer.py)
         self._deliver = self.steering.wrap(self.core.receive) if self.steering is not None else self.core.receive
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
@@ -130,14 +131,6 @@ class Worker:
         if self.guard is not None and self.guard.intercept(data, source, "udp", conn):
             return
         self.core.receive(data, source, "udp", conn)
-
-    def _on_outcome(self, outcome: Outcome, status: int | None, hop: str | None, latency: float) -> None:
-        record = outcome.record(status, hop if status is None or status == 302 else None, self.instance)
-        self.records.submit(record)
-        self.metrics.observe_decision(record, latency)
-        for name in outcome.lookups.limited:
-            self.metrics.rate_limited(name)
-        log_decision(record)
 
     async def housekeeping(self) -> None:
         """Once every 0.5 s: expire transactions, pick up policy changes, export gauges."""

@@ -25,6 +25,8 @@ FORBIDDEN = {
     "sipguard/config.py": ("sipguard.proxy", "sipguard.pipeline"),
     "sipguard/addresses.py": ("asyncio", "socket", "sipguard.proxy", "sipguard.config"),
     "sipguard/tls.py": ("sipguard.proxy", "sipguard.config"),
+    # the pipeline decides; what a decision becomes (record, metrics, log) is observe/decisions.py's
+    "sipguard/pipeline.py": ("sipguard.proxy", "sipguard.records", "sipguard.observe.metrics", "sipguard.observe.logs"),
 }
 
 

@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_proxy_lib import free_port  # noqa: E402
 
 from sipguard.config import load_config  # noqa: E402
-from sipguard.proxy.server import Worker, tune_gc  # noqa: E402
+from sipguard.proxy.gcpacing import tune_gc  # noqa: E402
+from sipguard.proxy.worker import Worker  # noqa: E402
 
 UAC = ("127.0.0.1", 5061)
 UAS = ("127.0.0.1", 5070)

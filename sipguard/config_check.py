@@ -135,7 +135,7 @@ def _http(root: Section, base_dir: str) -> Any:
 
 
 def _tls(root: Section, base_dir: str) -> Any:
-    from sipguard.proxy.tls import TlsConfig
+    from sipguard.tls import TlsConfig
 
     return TlsConfig.from_section(root.section("tls"), base_dir)
 

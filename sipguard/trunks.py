@@ -9,7 +9,8 @@ import socket
 from collections.abc import Sequence
 from typing import Final
 
-from sipguard.config import Config, Trunk, next_hop_address
+from sipguard.addresses import next_hop_address
+from sipguard.config import Config, CoreSettings, Trunk
 
 log = logging.getLogger("sipguard.trunks")
 
@@ -91,8 +92,8 @@ class Peers:
         self._limit = memo_limit
 
     @classmethod
-    def of(cls, config: Config, trunks: TrunkTable | None = None) -> Peers:
-        """The peers a config names; ``trunks``: the trunk table to share (else its own)."""
+    def of(cls, config: Config | CoreSettings, trunks: TrunkTable | None = None) -> Peers:
+        """The peers a config (or the core's settings) names; ``trunks``: the trunk table to share (else its own)."""
         hops = (config.next_hop, *(t.next_hop for t in config.trunks))
         return cls(trunks if trunks is not None else TrunkTable(config.trunks), config.trusted_proxies,
                    [next_hop_address(h)[0] for h in hops if h])

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from sipguard.proxy.server import check_addresses_free, serve
+    from sipguard.proxy.supervisor import check_addresses_free, serve
 
     config = load_config(args.config)
     if not args.shared_port:

@@ -295,7 +295,7 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
     listen = getattr(config, "http_listen", None)
     if not listen:
         return None
-    from sipguard.config import split_hostport
+    from sipguard.addresses import split_hostport
 
     host, port = split_hostport(listen)
     server = HttpServer(config.store, config.traceback, ready, routes, registry,

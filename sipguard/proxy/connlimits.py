@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+from sipguard.config import ConnectionSettings
+
 log = logging.getLogger("sipguard.transport")
 
 WARN_EVERY = 60.0   # seconds between two warnings for the same limit
@@ -45,17 +47,6 @@ class LimitCounters:
 
 
 LIMITS = tuple(f.name for f in fields(LimitCounters))
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionSettings:
-    """``proxy.tcp`` in the config (TLS connections are TCP connections here)."""
-
-    head_timeout: float = 10.0      # seconds an unfinished message (or TLS handshake) may take
-    idle_timeout: float = 60.0      # seconds without a byte either way before the connection is closed
-    max_connections: int = 1000     # inbound connections per worker
-    max_per_source: int = 32        # inbound connections per source address
-    fd_reserve: int = 64            # descriptors never taken by inbound connections
 
 
 class Timed(Protocol):

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sipguard.proxy.transport import grow_buffer
+from sipguard.proxy.transport import Receive, UdpEndpoint, grow_buffer
 
 log = logging.getLogger("sipguard.steer")
 
@@ -145,6 +145,10 @@ class Steering:
             log.warning("handing a request to worker %d failed: %s", owner, exc)
         return True
 
+    def wrap(self, receive: Receive) -> Steered:
+        """``receive`` with this worker's steering in front of it."""
+        return Steered(self, receive)
+
     async def start(self, deliver: Deliver) -> None:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(lambda: _Inbox(self, deliver), sock=self.inbox)
@@ -152,6 +156,24 @@ class Steering:
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+class Steered:
+    """The receive callback of a worker that steers: a request that reached a listening UDP
+    socket and that another worker owns is handed over; everything else goes on to ``inner``
+    (responses, TCP and TLS, what the worker's own private sockets receive)."""
+
+    __slots__ = ("steering", "inner")
+
+    def __init__(self, steering: Steering, inner: Receive) -> None:
+        self.steering = steering
+        self.inner = inner
+
+    def __call__(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
+        if type(conn) is UdpEndpoint and conn.index >= 0 and not data.startswith(b"SIP/") \
+                and self.steering.hand_over(data, source, conn.index):
+            return
+        self.inner(data, source, transport, conn)
 
 
 class _Inbox(asyncio.DatagramProtocol):

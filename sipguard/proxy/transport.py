@@ -7,7 +7,7 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 4-tuple, which would otherwise hand a response to another worker).
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
-TLS: the same connection objects over asyncio's TLS transport (``proxy/tls.py`` makes the
+TLS: the same connection objects over asyncio's TLS transport (``sipguard/tls.py`` makes the
 contexts). A message for any other transport (SCTP, WebSocket) is dropped and counted.
 Stream listeners are accepted here (``Acceptor``), so a connection is admitted by
 ``proxy/connlimits.py`` before anything is made for it (TLS: before the handshake); the
@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sipguard.config import Listen
+from sipguard.addresses import Listen
 from sipguard.proxy.connlimits import ConnectionLimits
-from sipguard.proxy.tls import TlsConfig, client_context, server_context
 from sipguard.sip import SipParseError, StreamFramer
+from sipguard.tls import TlsConfig, client_context, server_context
 
 log = logging.getLogger("sipguard.transport")
 

@@ -189,7 +189,7 @@ def test_worker_reloads_off_the_event_loop_and_survives_hostile_files(tmp_path: 
     counts); a hostile policy or config is refused, logged, and what runs stays."""
     from sipguard.clock import SystemClock
     from sipguard.pipeline import Pipeline
-    from sipguard.proxy.server import Worker
+    from sipguard.proxy.worker import Worker
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(GOOD)

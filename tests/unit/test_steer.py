@@ -128,7 +128,7 @@ def test_steered_receive_hands_over_only_requests_on_listening_udp_sockets() -> 
                 if arrived:
                     break
                 await asyncio.sleep(0.01)
-            assert arrived == [theirs] and mine.handed_over == 1
+            assert arrived == [theirs] and mine.counters.steered_out == 1
             assert inner == [(ours, "udp"), (response, "udp"), (theirs, "udp"), (theirs, "tcp")]
             other.close()
         finally:

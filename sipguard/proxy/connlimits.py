@@ -64,13 +64,20 @@ class ConnectionLimits:
 
     def __init__(self, settings: ConnectionSettings, known: Callable[[str], bool] | None = None,
                  open_fds: int | None = None, fd_limit: int | None = None) -> None:
-        self.settings = settings
         self.known = known                      # None: every source may connect (unknown_source: allow)
-        self.cap = min(settings.max_connections, _fd_budget(settings.fd_reserve, open_fds, fd_limit))
+        self._fd_room = _fd_budget(0, open_fds, fd_limit)   # descriptors free when the worker started
+        self.reconfigure(settings)
         self.total = 0
         self.per_source: dict[str, int] = {}
         self.counters = LimitCounters()
         self._warned: dict[str, float] = {}
+
+    def reconfigure(self, settings: ConnectionSettings) -> None:
+        """``proxy.tcp`` at start and after SIGHUP. Connections already held stay; a lower cap
+        or per-source limit refuses new ones until enough have ended. The descriptor budget
+        is the one measured at start (the connections held now are not counted twice)."""
+        self.settings = settings
+        self.cap = min(settings.max_connections, max(0, self._fd_room - settings.fd_reserve))
 
     def admit(self, ip: str, transport: str, now: float) -> bool:
         """At accept: may a connection from ``ip`` stay? Counted when it may (``release`` it)."""

@@ -117,7 +117,8 @@ class OverloadGuard:
         self.state = ShedState(shed_delay)
         self.max_size = max_size
         self.send_back = send_back
-        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
+        self.headers = b""
+        self.reconfigure(shed_delay, retry_after)
         self.probes: list[QueueProbe] = []
         self.due = float("inf")                 # when the next tick should run (none yet)
         self.counters = OverloadCounters()
@@ -126,6 +127,11 @@ class OverloadGuard:
         self._checked = 0.0                     # no stall check on the receive path before this
         self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
+
+    def reconfigure(self, shed_delay: float, retry_after: int) -> None:
+        """``proxy.shed_delay`` and ``proxy.retry_after``, at start and after SIGHUP."""
+        self.state.threshold = shed_delay
+        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
 
     def start(self, sockets: list[int]) -> None:
         """Measure from now on; ``sockets``: descriptors of the UDP sockets to watch."""

@@ -170,7 +170,12 @@ class Worker:
         self.pipeline.reconfigure(PipelineSettings.of(config))
         if self.core is not None:   # after the pipeline: it shares the pipeline's trunk table
             self.core.reconfigure(CoreSettings.of(config))
+        self.pipeline.store.limits = config.limits   # counts so far stay: keyed by limit name
+        if self.guard is not None:
+            self.guard.reconfigure(config.proxy.shed_delay, config.proxy.retry_after)
         if self.transports is not None:  # files renewed in place (same paths) count too
+            if self.transports.limits is not None:
+                self.transports.limits.reconfigure(config.proxy.tcp)
             self.transports.reload_tls(config.tls)
             if config.tls.cert is not None:
                 log.info("TLS certificates reloaded from %s", config.tls.cert)
@@ -197,7 +202,8 @@ class Worker:
 def restart_keys(old: Config, new: Config) -> list[str]:
     """The changed keys a running process cannot apply (each is named in the reload warning);
     everything else (next_hop, mode, trunks, trusted_proxies, unknown_source, every other
-    proxy.* key, policy, shaken, limits, TLS certificates) applies to the messages that follow."""
+    proxy.* key incl. shed_delay, retry_after and proxy.tcp, policy, shaken, limits, TLS
+    certificates) applies to the messages and connections that follow."""
     checks = (("listen", old.listen != new.listen), ("store", old.store != new.store),
               ("workers", old.workers != new.workers),
               ("proxy.steering", old.proxy.steering != new.proxy.steering),
@@ -205,6 +211,9 @@ def restart_keys(old: Config, new: Config) -> list[str]:
               ("proxy.advertise", old.proxy.advertise != new.proxy.advertise),
               ("http.listen", old.http_listen != new.http_listen),
               ("http.token_file", old.http_token != new.http_token),
+              ("http.max_connections", old.http_limits.max_connections != new.http_limits.max_connections),
+              ("http.max_body", old.http_limits.max_body != new.http_limits.max_body),
+              ("http.read_timeout", old.http_limits.read_timeout != new.http_limits.read_timeout),
               ("traceback", old.traceback != new.traceback))
     return [key for key, changed in checks if changed]
 

@@ -213,6 +213,7 @@ class StoreCounters:
 class Store(Protocol):
     healthy: bool
     counters: StoreCounters
+    limits: tuple[LimitSpec, ...]    # the ``limits:`` in force; SIGHUP replaces it
 
     async def start(self) -> None: ...
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups: ...

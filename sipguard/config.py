@@ -139,13 +139,14 @@ class CoreSettings:
     retry_after: int
     transaction_timeout: float
     secret: bytes | None
+    hop_addresses: frozenset[str] | None = None   # the next hops resolved (trunks.hop_addresses); None: at use
 
     @classmethod
-    def of(cls, config: Config) -> CoreSettings:
+    def of(cls, config: Config, hop_addresses: frozenset[str] | None = None) -> CoreSettings:
         p = config.proxy
         return cls(config.mode, config.next_hop, config.unknown_source, config.trunks, config.trusted_proxies,
                    p.record_route, p.max_pending, p.max_message_size, p.retry_after, p.transaction_timeout,
-                   p.secret)
+                   p.secret, hop_addresses)
 
 
 @dataclass(frozen=True, slots=True)

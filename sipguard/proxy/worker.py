@@ -24,6 +24,7 @@ from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Steering
 from sipguard.proxy.systemd import ping_watchdog, sd_notify
 from sipguard.proxy.transport import Receive, Transports
+from sipguard.trunks import hop_addresses
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Pipeline
@@ -167,9 +168,12 @@ class Worker:
         later = restart_keys(self.config, config)
         if later:
             log.warning("config reloaded, but these keys take effect only after a restart: %s", ", ".join(later))
+        # next hops given as names are resolved here, off the loop (a slow DNS answer must not
+        # stop calls), and before anything is swapped, so no message sees half a reload
+        hops = await asyncio.to_thread(hop_addresses, config)
         self.pipeline.reconfigure(PipelineSettings.of(config))
         if self.core is not None:   # after the pipeline: it shares the pipeline's trunk table
-            self.core.reconfigure(CoreSettings.of(config))
+            self.core.reconfigure(CoreSettings.of(config, hops))
         self.pipeline.store.limits = config.limits   # counts so far stay: keyed by limit name
         if self.guard is not None:
             self.guard.reconfigure(config.proxy.shed_delay, config.proxy.retry_after)

@@ -81,3 +81,41 @@ def test_connection_cap_keeps_the_descriptor_budget_measured_at_start() -> None:
     assert limits.cap == 1024 - 36 - 100
     limits.reconfigure(ConnectionSettings(max_connections=20, fd_reserve=100))
     assert limits.cap == 20
+
+
+def test_sighup_resolves_named_next_hops_off_the_event_loop(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A next hop given as a name is resolved in a thread on SIGHUP (a slow DNS answer must not
+    stop the loop), and the core's peers take the answer without resolving again."""
+    import socket
+    import threading
+
+    from sipguard import trunks
+    from sipguard.trunks import Peers
+
+    asked: list[tuple[str, bool]] = []
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        asked.append((host, threading.current_thread() is threading.main_thread()))
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("192.0.2.9", 0))]
+
+    monkeypatch.setattr(trunks.socket, "getaddrinfo", getaddrinfo)
+    path = tmp_path / "sipguard.yaml"
+    path.write_text("next_hop: sip:127.0.0.1:5070\n")
+
+    async def main() -> None:
+        cfg = load_config(str(path))
+        worker = Worker(cfg)
+        worker.pipeline = await Pipeline.create(cfg, SystemClock())
+        handed: list[object] = []
+        worker.core = SimpleNamespace(reconfigure=handed.append)  # type: ignore[assignment]
+        path.write_text("next_hop: sip:hop.example.net:5070\n")
+        await worker.reload()
+        (settings,) = handed
+        assert asked == [("hop.example.net", False)]             # resolved, and not on the loop's thread
+        assert settings.hop_addresses == frozenset({"192.0.2.9"})  # type: ignore[attr-defined]
+        peers = Peers.of(settings)  # type: ignore[arg-type]
+        assert peers.kind("192.0.2.9") == Peers.HOP and len(asked) == 1   # no second lookup
+        await worker.pipeline.aclose()
+
+    asyncio.run(main())

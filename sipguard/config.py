@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sipguard import yamlconf
+from sipguard.detectors import Detectors
 from sipguard.errors import ConfigError
 from sipguard.observe.http_wire import HttpLimits
 from sipguard.proxy.connlimits import ConnectionSettings
@@ -32,7 +33,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "trunks", "store", "store_failure",
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
-            "proxy", "log", "workers", "tls")
+            "proxy", "log", "workers", "tls", "analytics")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp")
 HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
@@ -120,6 +121,7 @@ class Config:
     workers: int = 1
     tls: TlsConfig = field(default_factory=TlsConfig)
     http_limits: HttpLimits = field(default_factory=HttpLimits)   # http.max_connections, max_body, read_timeout
+    detectors: Detectors = field(default_factory=Detectors)       # analytics.campaign (detectors.py)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -196,6 +198,7 @@ def _load_config(path: str) -> Config:
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
         tls=TlsConfig.from_section(root.section("tls"), base_dir),
         http_limits=HttpLimits.from_section(http),
+        detectors=Detectors.from_section(root.section("analytics")),
         raw=dict(root.data),
     )
     if any(a.transport == "tls" for a in config.listen) and config.tls.cert is None:

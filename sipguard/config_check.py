@@ -68,6 +68,7 @@ def check_config(path: str, now: float) -> list[ConfigError]:
     step(lambda: cfg._log(root.section("log")))
     step(lambda: root.int("workers", default=1, minimum=1, maximum=64))
     step(lambda: _tls(root, base_dir))
+    step(lambda: _analytics(root))
     policy_errors = _policy(root, base_dir, redress, [t.id for t in trunks],
                             [spec.name for spec in limits or ()], step)
     config_errors = sorted(errors, key=lambda e: e.line or 0)
@@ -132,6 +133,12 @@ def _http(root: Section, base_dir: str) -> Any:
     http.str("listen", default=None)
     HttpLimits.from_section(http)
     return cfg._http_token(http, base_dir)
+
+
+def _analytics(root: Section) -> Any:
+    from sipguard.detectors import Detectors
+
+    return Detectors.from_section(root.section("analytics"))
 
 
 def _tls(root: Section, base_dir: str) -> Any:

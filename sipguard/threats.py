@@ -63,7 +63,7 @@ MAX_THREATS = 200_000                      # entries per source (a threat list, 
 MAX_THREAT_BYTES = 32 * 1024 * 1024
 MAX_FIELD = 300                            # characters in a value, ref or note
 _SPC = re.compile(r"^[0-9A-Z]{4}$")
-_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_NON_ALNUM = re.compile(r"[\W_]+")          # letters of any script and digits stay
 _SUFFIXES = frozenset(("llc", "inc", "incorporated", "ltd", "limited", "corp", "corporation", "co",
                        "company", "plc", "gmbh", "sa", "srl", "bv", "pvt", "pte", "lp", "llp", "the"))
 _WIDE = ("frn", "name", "ip", "spc")

@@ -203,7 +203,7 @@ class ThreatIndex:
                 self._nets.append((ipaddress.ip_network(entry.value), entry))
             else:
                 self._by.setdefault((entry.kind, entry.value), entry)
-        self._trunks: dict[Trunk, ThreatEntry | None] = {}
+        self._trunks: dict[str, tuple[Trunk, ThreatEntry | None]] = {}   # id -> (the trunk, answer)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -219,14 +219,13 @@ class ThreatIndex:
         """The entry naming this trunk's provider (FRN, name) or overlapping its sources."""
         if trunk is None or not self.entries:
             return None
-        try:
-            return self._trunks[trunk]
-        except KeyError:
-            pass
+        cached = self._trunks.get(trunk.id)
+        if cached is not None and cached[0] is trunk:     # the same config's trunk: no re-hash of it
+            return cached[1]
         found = self._match_trunk(trunk)
         if len(self._trunks) >= 10_000:
             self._trunks.clear()
-        self._trunks[trunk] = found
+        self._trunks[trunk.id] = (trunk, found)
         return found
 
     def _match_trunk(self, trunk: Trunk) -> ThreatEntry | None:

@@ -54,6 +54,11 @@ class RedisStore(RedisAdmin):
         self.metrics = metrics
         self.limits = tuple(limits)
         self.detectors = detectors
+        # the constant script arguments of each detector, made once: (kind, threshold, window ms)
+        self._fanout_args = ["f", str(detectors.fanout.callees), str(int(detectors.fanout.window * 1000))] \
+            if detectors.fanout is not None else None
+        self._burst_args = ["b", str(detectors.burst.calls), str(int(detectors.burst.window * 1000)), ""] \
+            if detectors.burst is not None else None
         self.threats = NO_THREATS          # threat lists in force: a copy, refreshed off the call path
         self._threat_gen: str | None = None
         self._threat_checked = float("-inf")
@@ -237,7 +242,7 @@ class RedisStore(RedisAdmin):
         limiters = applicable(self.limits, keys)
         limit_keys = [self.keys.limit(self.limits[i].name, value) for i, value, _, _ in limiters]
         limit_args = [(repr(interval), burst) for _, _, interval, burst in limiters]
-        camp_keys, camp_args = self._campaign(keys)
+        camp_keys, camp_args = self._campaign(keys) if self.detectors.active else ([], [])
         nc = len(camp_keys)
         if not self.target.cluster:
             flat = [str(a) for pair in limit_args for a in pair]
@@ -277,16 +282,17 @@ class RedisStore(RedisAdmin):
         out_keys: list[str] = []
         out_args: list[str] = []
         caller = digits(keys.caller)
-        if cfg.fanout is not None:
+        if self._fanout_args is not None:
             member = callee_member(keys.callee)
             if caller and caller.isdigit() and member is not None:
                 out_keys.append(self.keys.campaign("f", caller))
-                out_args += ["f", str(cfg.fanout.callees), str(int(cfg.fanout.window * 1000)), str(member)]
-        if cfg.burst is not None:
+                out_args += self._fanout_args
+                out_args.append(str(member))
+        if self._burst_args is not None and cfg.burst is not None:
             prefix = burst_key(caller, cfg.burst)
             if prefix is not None:
                 out_keys.append(self.keys.campaign("b", prefix))
-                out_args += ["b", str(cfg.burst.calls), str(int(cfg.burst.window * 1000)), ""]
+                out_args += self._burst_args
         return out_keys, out_args
 
     def _flag(self, cflags: str, kind: str, args: list[str]) -> bool | None:

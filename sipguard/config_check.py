@@ -155,5 +155,8 @@ def _policy(root: Section, base_dir: str, redress: Any, trunks: list[str], limit
     policy = step(lambda: cfg._path(root, "policy", base_dir))
     if policy is None:
         return []
+    from sipguard.policy.names import configured_detectors
+
     problems = check_policy(policy, redress)
-    return sorted(problems + check_names(policy, trunks, limiters), key=lambda e: e.line or 0)
+    detectors = configured_detectors(root.raw("analytics"))
+    return sorted(problems + check_names(policy, trunks, limiters, detectors), key=lambda e: e.line or 0)

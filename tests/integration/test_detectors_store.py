@@ -31,6 +31,7 @@ redis_server = redis_fixtures.redis_server
 redis_cluster = redis_fixtures.redis_cluster
 
 NOW = 1_800_000_000.0
+ROOT = str(Path(__file__).resolve().parents[2])   # `python -m sipguard` runs this tree's code
 _prefixes = itertools.count()
 
 
@@ -230,12 +231,12 @@ def test_cli_imports_into_redis_and_refuses_a_bad_file(redis_server: Any, tmp_pa
     store = f"redis://127.0.0.1:{redis_server.port}/4"
     cmd = [sys.executable, "-m", "sipguard", "threats"]
     run = subprocess.run([*cmd, "import", str(good), "--source", "c-cist", "--store", store],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert "c-cist threat list in force: 4 entries" in run.stdout
     run = subprocess.run([*cmd, "import", str(bad), "--source", "c-cist", "--store", store],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 1
     assert "6 of 26 rows are invalid" in run.stderr and "kept" in run.stderr, run.stderr
-    show = subprocess.run([*cmd, "show", "--store", store], capture_output=True, text=True, timeout=60)
+    show = subprocess.run([*cmd, "show", "--store", store], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert show.returncode == 0 and "4 entries" in show.stdout and "royal tiger" in show.stdout, show.stdout

@@ -242,3 +242,21 @@ def test_config_example_loads_with_analytics(tmp_path: Path) -> None:
     data.pop("http", None)
     path.write_text(yaml.safe_dump(data))
     assert load_config(str(path)).detectors.active
+
+
+def test_a_rule_on_a_detector_that_is_off_is_a_config_problem(tmp_path: Path) -> None:
+    from sipguard.config_check import check_config
+    from sipguard.policy.names import check_names, config_names
+
+    (tmp_path / "policy.yaml").write_text(
+        "version: 1\nrules:\n  - name: a\n    when: {campaign.fanout: true}\n    action: reject\n"
+        "  - name: b\n    when: {not: {campaign.burst: true}}\n    action: forward\n")
+    config = tmp_path / "sipguard.yaml"
+    config.write_text("policy: policy.yaml\nanalytics: {campaign: {fanout: {window: 60, callees: 5}}}\n")
+    problems = [str(p) for p in check_config(str(config), NOW)]
+    assert problems == [f"{tmp_path / 'policy.yaml'}:7: rules[1].when.not.campaign.burst: analytics.campaign.burst "
+                        "is not in the config, so campaign.burst is always null and this condition never matches"]
+    assert [p.line for p in check_names(str(tmp_path / "policy.yaml"), *config_names(str(config)))] == [7]
+    config.write_text("policy: policy.yaml\nanalytics: {campaign: {fanout: {window: 60, callees: 5},"
+                      " burst: {window: 60, calls: 9}}}\n")
+    assert check_config(str(config), NOW) == []

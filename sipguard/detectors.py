@@ -122,8 +122,8 @@ class CampaignWindows:
 
     def __init__(self, cfg: Detectors) -> None:
         self.cfg = cfg
-        self._fanout: dict[str, tuple[float, array[int]]] = {}
-        self._burst: dict[str, list[float]] = {}   # prefix -> [start, count]
+        self._fanout: dict[str, list[Any]] = {}   # caller -> [start, array of callees or None]
+        self._burst: dict[str, list[Any]] = {}    # prefix -> [start, calls]
 
     def __len__(self) -> int:
         return len(self._fanout) + len(self._burst)
@@ -135,16 +135,10 @@ class CampaignWindows:
         member = callee_member(callee)
         if not caller or member is None or not caller.isdigit():
             return False
-        windows = self._fanout
-        got = windows.get(caller)
-        if got is None or now - got[0] >= cfg.window:
-            if got is not None:
-                del windows[caller]
-            else:
-                self._make_room(windows, cfg.window, now)
-            got = (now, array("q"))
-            windows[caller] = got
+        got = self._window(self._fanout, caller, cfg.window, now, None)
         seen = got[1]
+        if seen is None:
+            seen = got[1] = array("q")
         if len(seen) < cfg.callees and member not in seen:
             seen.append(member)
         return len(seen) >= cfg.callees
@@ -156,17 +150,23 @@ class CampaignWindows:
         key = burst_key(caller, cfg)
         if key is None:
             return False
-        windows = self._burst
+        got = self._window(self._burst, key, cfg.window, now, 0)
+        got[1] += 1
+        return bool(got[1] >= cfg.calls)
+
+    def _window(self, windows: dict[str, list[Any]], key: str, window: float, now: float,
+                empty: Any) -> list[Any]:
+        """The key's window in force at ``now``: [start, payload], a new one (``empty``
+        payload, re-inserted last) when there is none or it has ended."""
         got = windows.get(key)
-        if got is None or now - got[0] >= cfg.window:
+        if got is None or now - got[0] >= window:
             if got is not None:
                 del windows[key]
             else:
-                self._make_room(windows, cfg.window, now)
-            got = [now, 0.0]
+                self._make_room(windows, window, now)
+            got = [now, empty]
             windows[key] = got
-        got[1] += 1
-        return got[1] >= cfg.calls
+        return got
 
     def _make_room(self, windows: dict[str, Any], window: float, now: float) -> None:
         """Before adding a key: drop ended windows from the front, and the oldest when full."""

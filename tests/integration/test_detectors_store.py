@@ -41,6 +41,7 @@ _prefixes = itertools.count()
     pytest.param("cluster", marks=pytest.mark.integration),
 ])
 def url(request: pytest.FixtureRequest) -> str:
+    """Each test here runs on the memory store, standalone Redis and Redis Cluster."""
     if request.param == "memory":
         return "memory"
     return str(request.getfixturevalue("redis_server" if request.param == "redis" else "redis_cluster").url)

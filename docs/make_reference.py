@@ -172,7 +172,7 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "analytics.campaign.burst.window": ("required", "seconds (1 to 86400); opened by the prefix's first call"),
     "analytics.campaign.burst.calls": ("required", "calls in one window that make the fact true (2 or more)"),
     "analytics.campaign.burst.prefix": ("7", "leading digits of the caller's E.164 number counted together "
-                                             "(1 to 15; 7 = 1 + NPA + N, 4 = a whole NPA)"),
+                                             "(1 to 15; 7 = 1 + NPA-NXX, 8 = a thousands block, 4 = a whole NPA)"),
 }
 
 FACT_HELP: dict[str, str] = {

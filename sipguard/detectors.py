@@ -22,8 +22,8 @@ rule in lua/lookup.lua for Redis, in the call's single round trip):
   stops growing at ``callees`` (so its memory is bounded by the threshold). True from the
   call that brings the count to ``callees`` until the window closes.
 * ``campaign.burst``: ``calls`` calls or more within ``window`` seconds from one caller prefix
-  (the first ``prefix`` digits of the caller's E.164 number: 7 is country code 1 + NPA + N,
-  a thousands block's neighbourhood; 4 is a whole NANP area code). Tumbling window per
+  (the first ``prefix`` digits of the caller's E.164 number: 7 is country code 1 + NPA-NXX,
+  an exchange of 10,000 numbers; 8 a thousands block; 4 a whole NANP area code). Tumbling window per
   prefix, opened by its first call. True from the ``calls``-th call of the window.
 
 A detector that is not configured gives null (unknown) facts, as does a store that did not

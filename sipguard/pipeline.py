@@ -225,6 +225,8 @@ class Pipeline:
 
         self.trunks = TrunkTable(config.trunks)
         self.verifier.reconfigure(config.shaken)
+        if config.detectors != self.config.detectors:
+            self.store.set_detectors(config.detectors)   # thresholds tuned in shadow mode: no restart
         if config.policy != self.config.policy or config.redress != self.config.redress:
             self.policy = PolicyHolder(config.policy, config.redress) if config.policy else None
         if config.signing is not None:

@@ -26,6 +26,7 @@ from sipguard.errors import SipguardError
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
+    from sipguard.detectors import Detectors
     from sipguard.threats import ThreatEntry, ThreatIndex
 
 LIMIT_FIELDS = ("trunk", "source", "caller", "callee", "spc")
@@ -223,6 +224,7 @@ class Store(Protocol):
     async def notice_remove(self, ref: str) -> bool: ...
     async def notice_list(self) -> list[Notice]: ...
     async def rmd_show(self, ident: str) -> dict[str, str] | None: ...
+    def set_detectors(self, detectors: Detectors) -> None: ...   # SIGHUP: new analytics.campaign
     # threat lists (sipguard/threats.py): the index in force, read on every call without I/O
     threats: ThreatIndex
     async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int: ...

@@ -43,8 +43,7 @@ class MemoryStore:
 
     def __init__(self, limits: Sequence[LimitSpec] = (), detectors: Detectors = NO_DETECTORS) -> None:
         self.limits = tuple(limits)
-        self.detectors = detectors
-        self._campaign = CampaignWindows(detectors) if detectors.active else None
+        self.set_detectors(detectors)
         self.threats = NO_THREATS
         self.healthy = True
         self._ids: dict[str, str] = {}
@@ -58,6 +57,12 @@ class MemoryStore:
         self._certs: dict[str, tuple[bytes, float]] = {}
         self._gcra = Gcra()
         self._lookups = 0
+
+    def set_detectors(self, detectors: Detectors) -> None:
+        """New campaign detectors: their windows start empty (counts under old thresholds
+        would not mean the same)."""
+        self.detectors = detectors
+        self._campaign = CampaignWindows(detectors) if detectors.active else None
 
     async def start(self) -> None:
         return None

@@ -53,12 +53,7 @@ class RedisStore(RedisAdmin):
         self.target = target
         self.metrics = metrics
         self.limits = tuple(limits)
-        self.detectors = detectors
-        # the constant script arguments of each detector, made once: (kind, threshold, window ms)
-        self._fanout_args = ["f", str(detectors.fanout.callees), str(int(detectors.fanout.window * 1000))] \
-            if detectors.fanout is not None else None
-        self._burst_args = ["b", str(detectors.burst.calls), str(int(detectors.burst.window * 1000)), ""] \
-            if detectors.burst is not None else None
+        self.set_detectors(detectors)
         self.threats = NO_THREATS          # threat lists in force: a copy, refreshed off the call path
         self._threat_gen: str | None = None
         self._threat_checked = float("-inf")
@@ -80,6 +75,16 @@ class RedisStore(RedisAdmin):
         # the last RMD answers, for degraded answers: provider (RMD number, FRN) and signer SPC
         self._rmd_by_provider: dict[tuple[str, str], tuple[float, str | None, str | None, str | None]] = {}
         self._rmd_by_signer: dict[str, tuple[float, str | None, str | None]] = {}
+
+    def set_detectors(self, detectors: Detectors) -> None:
+        """The campaign detectors (also on SIGHUP). Windows already open in Redis keep their
+        TTL and count; the new threshold applies from the next call."""
+        self.detectors = detectors
+        # the constant script arguments of each detector, made once: (kind, threshold, window ms)
+        self._fanout_args = ["f", str(detectors.fanout.callees), str(int(detectors.fanout.window * 1000))] \
+            if detectors.fanout is not None else None
+        self._burst_args = ["b", str(detectors.burst.calls), str(int(detectors.burst.window * 1000)), ""] \
+            if detectors.burst is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:

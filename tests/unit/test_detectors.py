@@ -260,3 +260,30 @@ def test_a_rule_on_a_detector_that_is_off_is_a_config_problem(tmp_path: Path) ->
     config.write_text("policy: policy.yaml\nanalytics: {campaign: {fanout: {window: 60, callees: 5},"
                       " burst: {window: 60, calls: 9}}}\n")
     assert check_config(str(config), NOW) == []
+
+
+def test_sighup_takes_new_thresholds(tmp_path: Path) -> None:
+    first = make_config(tmp_path, analytics={"campaign": {"fanout": {"window": 300, "callees": 5}}})
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    clock = ManualClock(NOW)
+
+    async def run() -> list[bool | None]:
+        pipeline = await Pipeline.create(first, clock)
+        out = []
+        try:
+            async def one(i: int) -> None:
+                got = await pipeline.decide(parse(invite("+12127363100", f"+1303623{1001 + i}")),
+                                            ("192.0.2.10", 5060), "udp")
+                out.append(got.facts.campaign_fanout)
+            for i in range(2):
+                await one(i)
+            pipeline.reconfigure(make_config(tmp_path, analytics={"campaign": {"fanout": {"window": 300,
+                                                                                         "callees": 2}}}))
+            for i in range(2, 4):
+                await one(i)
+            pipeline.reconfigure(make_config(tmp_path, analytics={}))   # no detector: the fact is unknown
+            await one(5)
+        finally:
+            await pipeline.aclose()
+        return out
+    assert asyncio.run(run()) == [False, False, False, True, None]

@@ -241,3 +241,37 @@ def test_cli_imports_into_redis_and_refuses_a_bad_file(redis_server: Any, tmp_pa
     assert "6 of 26 rows are invalid" in run.stderr and "kept" in run.stderr, run.stderr
     show = subprocess.run([*cmd, "show", "--store", store], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert show.returncode == 0 and "4 entries" in show.stdout and "royal tiger" in show.stdout, show.stdout
+
+
+@pytest.mark.integration
+def test_a_fanout_campaign_is_rejected_through_redis_end_to_end(redis_server: Any, tmp_path: Path) -> None:
+    """The whole decision with the config's Redis store: seven callees from one caller, the
+    rule on campaign.fanout rejects from the fifth; a second pipeline (another worker) sharing
+    the Redis sees the same window."""
+    from sipguard.clock import ManualClock
+    from sipguard.pipeline import Pipeline
+    from sipguard.sip import parse
+    from tests.unit.test_pipeline import invite, make_config
+
+    config = make_config(tmp_path, store=f"redis://127.0.0.1:{redis_server.port}/6",
+                         traceback={"store": "sqlite", "path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool")},
+                         analytics={"campaign": {"fanout": {"window": 300, "callees": 5}}})
+    (tmp_path / "policy.yaml").write_text(
+        "version: 1\nrules:\n  - name: fanout\n    when: {campaign.fanout: true}\n    action: reject\n"
+        "    class: analytics\n")
+    caller = f"+1212736{int(time.time() * 1000) % 10000:04d}"       # a caller no earlier run used
+
+    async def main() -> list[str]:
+        workers = [await Pipeline.create(config, ManualClock(NOW)) for _ in range(2)]
+        out = []
+        try:
+            for i in range(7):
+                got = await workers[i % 2].decide(parse(invite(caller, f"+1303623{1001 + i}")),
+                                                  ("192.0.2.10", 5060), "udp")
+                assert not got.facts.store_degraded
+                out.append(f"{got.decision.action}:{got.decision.status or ''}")
+        finally:
+            for w in workers:
+                await w.aclose()
+        return out
+    assert asyncio.run(main()) == ["forward:"] * 4 + ["reject:603"] * 3

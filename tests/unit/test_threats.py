@@ -151,3 +151,15 @@ def test_trunk_threat_is_a_fact_a_policy_decides_on(tmp_path: Path) -> None:
     assert out.facts.trunk_threat == "c-cist" and out.facts.signer_threat is None
     assert out.decision.action == "reject" and out.decision.rule == "c-cist"
     assert out.facts.spoof_us_cid_foreign_trunk is True      # unsigned US caller on a foreign trunk
+
+
+def test_show_lists_the_entries_and_the_trunks_they_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sipguard.cli import main
+
+    (tmp_path / "c.csv").write_text("kind,value,ref\nname,Carrier B S.A.,DA-24-388\n")
+    config = make_config(tmp_path, datasets={"c_cist": str(tmp_path / "c.csv")})
+    assert main(["threats", "show", "-c", config.path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["c-cist\tname\tcarrier b\tDA-24-388\t", "1 entries", "trunk carrier-b matches c-cist name carrier b (DA-24-388)"]
+    assert main(["threats", "import", str(tmp_path / "c.csv"), "--source", "c-cist", "-c", config.path]) == 0
+    assert "nothing was written" in capsys.readouterr().out           # memory store: validated only

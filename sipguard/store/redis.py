@@ -191,25 +191,25 @@ class RedisStore(RedisAdmin):
         return result
 
     async def _refresh_threats(self) -> None:
-        """Reload the threat lists when ``threat_gen`` moved (an import). Off the call path;
-        on any failure the lists in force stay (they change a few times a year)."""
+        """Reload the threat lists when ``threat_gen`` moved (an import). Off the call path
+        (the parse runs in a thread: a list may hold 400,000 entries); on any failure the lists
+        in force stay."""
         try:
             gen = await self._timed("threats", self._client.hget(self.keys.meta, "threat_gen"))
             gen = _s(gen) if gen is not None else None
             if gen == self._threat_gen:
                 return
             raw = await self._timed("threats", self._client.hgetall(self.keys.threats))
+            index = await asyncio.to_thread(_threat_index, {_s(k): _s(v) for k, v in raw.items()})
         except _FAILURES as exc:
             log.warning("threat lists not refreshed (%s); the lists in force stay", exc)
             return
         except Exception:  # noqa: BLE001 - a background refresh must not die silently or kill others
             log.exception("threat lists: unexpected error on refresh")
             return
-        entries = [e for source, text in ((_s(k), _s(v)) for k, v in raw.items()) if source in THREAT_SOURCES
-                   for e in entries_from_json(text, source)]
-        self.threats = ThreatIndex(entries)
+        self.threats = index
         self._threat_gen = gen
-        log.info("threat lists loaded: %d entries (generation %s)", len(entries), gen)
+        log.info("threat lists loaded: %d entries (generation %s)", len(index), gen)
 
     def _remember(self, keys: LookupKeys, got: Lookups, now: float) -> None:
         provider = _provider_key(keys)
@@ -366,6 +366,12 @@ class RedisStore(RedisAdmin):
             raise
         self.metrics.observe_store(op, loop.time() - started)
         return reply
+
+
+def _threat_index(stored: dict[str, str]) -> ThreatIndex:
+    """The stored lists (source -> JSON) as one index; unknown sources are ignored."""
+    return ThreatIndex([e for source, text in stored.items() if source in THREAT_SOURCES
+                        for e in entries_from_json(text, source)])
 
 
 def _provider_key(keys: LookupKeys) -> tuple[str, str] | None:

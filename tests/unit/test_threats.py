@@ -163,3 +163,15 @@ def test_show_lists_the_entries_and_the_trunks_they_match(tmp_path: Path, capsys
     assert out == ["c-cist\tname\tcarrier b\tDA-24-388\t", "1 entries", "trunk carrier-b matches c-cist name carrier b (DA-24-388)"]
     assert main(["threats", "import", str(tmp_path / "c.csv"), "--source", "c-cist", "-c", config.path]) == 0
     assert "nothing was written" in capsys.readouterr().out           # memory store: validated only
+
+
+def test_the_stored_copy_round_trips_and_garbage_reads_as_nothing() -> None:
+    from sipguard.threats import entries_from_json, entries_to_json
+
+    entries, _ = parse_threats("kind,value,ref,note\nname,Royal Tiger,DA-24-388,x\nip,203.0.113.0/24,,\n", "<t>",
+                               "c-cist")
+    assert entries_from_json(entries_to_json(entries), "c-cist") == entries
+    assert entries_from_json("not json", "c-cist") == [] and entries_from_json("{}", "c-cist") == []
+    mixed = json.dumps([["spc", "938K", "", "", 1], ["spc", "toolong", "", "", 2], ["what", "x", "", "", 3],
+                        ["frn", 5, "", "", 4], "x", ["ip", "10.0.0.0/8", "", "", "5"]])
+    assert [(e.kind, e.value) for e in entries_from_json(mixed, "operator")] == [("spc", "938K")]

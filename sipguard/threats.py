@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 THREAT_SOURCES = ("c-cist", "operator")    # priority order: the FCC's designation first
 THREAT_KINDS = ("frn", "name", "ip", "spc")
 MAX_THREATS = 200_000                      # entries per source (a threat list, not a DNO list)
-MAX_THREAT_BYTES = 32 * 1024 * 1024
 MAX_FIELD = 300                            # characters in a value, ref or note
 _SPC = re.compile(r"^[0-9A-Z]{4}$")
 _NON_ALNUM = re.compile(r"[\W_]+")          # letters of any script and digits stay

@@ -15,7 +15,7 @@ from typing import Any
 from sipguard.errors import ConfigError
 from sipguard.store.admin import MEMORY_NOTE, add_store_args, report_lines, target_of, with_store
 from sipguard.store.base import Store
-from sipguard.store.datasets import import_refusal, parse_file
+from sipguard.store.datasets import MAX_THREAT_BYTES, import_refusal, parse_file
 from sipguard.threats import THREAT_SOURCES, ThreatEntry, ThreatIndex, parse_threats
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 def load_threat_file(path: str, source: str, force: bool = False) -> tuple[list[ThreatEntry], list[str]]:
     """Parse and check one threat file: (entries, report lines); ConfigError when refused."""
-    entries, report = parse_file(lambda text, name: parse_threats(text, name, source), path)
+    entries, report = parse_file(lambda text, name: parse_threats(text, name, source), path, MAX_THREAT_BYTES)
     lines = report_lines(report)
     why = import_refusal(report, len(entries), 0)
     if why is not None and not force:

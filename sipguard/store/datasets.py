@@ -111,8 +111,8 @@ def _yes(value: str) -> bool | None:
     return True if v in ("yes", "y", "true", "1") else False if v in ("no", "n", "false", "0") else None
 
 
-def read_text(path: str) -> str:
-    data = read_bounded(path, MAX_DATASET_BYTES)
+def read_text(path: str, limit: int = MAX_DATASET_BYTES) -> str:
+    data = read_bounded(path, limit)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -363,10 +363,11 @@ async def check_import(store: Store, report: ImportReport, entries: Sequence[Rmd
                           "anyway with --force", path)
 
 
-def parse_file(parse: Callable[[str, str], _T], path: str) -> _T:
-    """Read and parse one dataset file; a file that exhausts memory is refused like a bad one."""
+def parse_file(parse: Callable[[str, str], _T], path: str, limit: int = MAX_DATASET_BYTES) -> _T:
+    """Read (at most ``limit`` bytes) and parse one dataset file; a file that exhausts memory
+    is refused like a bad one."""
     try:
-        return parse(read_text(path), path)
+        return parse(read_text(path, limit), path)
     except (RecursionError, MemoryError, UnicodeError) as exc:
         raise input_failure(exc, path) from None
 
@@ -419,7 +420,8 @@ async def load_datasets(store: Store, datasets_cfg: Mapping[str, str],
     threats = {}
     for name, source in THREAT_DATASETS.items():
         if name in paths:
-            threats[source], reports[name] = await asyncio.to_thread(parse_file, _threat_parser(source), paths[name])
+            threats[source], reports[name] = await asyncio.to_thread(parse_file, _threat_parser(source), paths[name],
+                                                                     MAX_THREAT_BYTES)
             why = import_refusal(reports[name], len(threats[source]), 0)
             if why is not None:
                 raise ConfigError(f"{why}; the {source} threat list in force is kept", paths[name])
@@ -441,6 +443,9 @@ async def load_datasets(store: Store, datasets_cfg: Mapping[str, str],
             log.warning("dataset %s: %d line(s) skipped, first at line %d: %s", name, len(rep.skipped),
                         rep.skipped[0][0], rep.skipped[0][1])
     return reports
+
+
+MAX_THREAT_BYTES = 32 * 1024 * 1024     # a threat list: 200,000 entries of ~100 bytes is 20 MB
 
 
 def _threat_parser(source: str) -> Callable[[str, str], tuple[list[ThreatEntry], ImportReport]]:

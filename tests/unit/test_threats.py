@@ -175,3 +175,17 @@ def test_the_stored_copy_round_trips_and_garbage_reads_as_nothing() -> None:
     mixed = json.dumps([["spc", "938K", "", "", 1], ["spc", "toolong", "", "", 2], ["what", "x", "", "", 3],
                         ["frn", 5, "", "", 4], "x", ["ip", "10.0.0.0/8", "", "", "5"]])
     assert [(e.kind, e.value) for e in entries_from_json(mixed, "operator")] == [("spc", "938K")]
+
+
+def test_a_file_beyond_the_threat_bound_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sipguard.cli.threats as cli
+
+    path = tmp_path / "big.csv"
+    path.write_text("kind,value\n" + "frn,1\n" * 2000)          # 12 kB, over a 4 kB bound
+    monkeypatch.setattr(cli, "MAX_THREAT_BYTES", 4096)
+    with pytest.raises(ConfigError) as err:
+        load_threat_file(str(path), "operator")
+    assert "larger than" in str(err.value)
+    for device in ("/dev/zero", "/dev/urandom"):
+        with pytest.raises(ConfigError):
+            load_threat_file(device, "operator")

@@ -287,3 +287,16 @@ def test_sighup_takes_new_thresholds(tmp_path: Path) -> None:
             await pipeline.aclose()
         return out
     assert asyncio.run(run()) == [False, False, False, True, None]
+
+
+def test_policy_eval_takes_the_detector_facts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from sipguard.cli import main
+
+    (tmp_path / "p.yaml").write_text(POLICY)
+    assert main(["policy", "eval", str(tmp_path / "p.yaml"), "campaign.fanout=true"]) == 0
+    assert json.loads(capsys.readouterr().out)["rule"] == "fanout"
+    assert main(["policy", "eval", str(tmp_path / "p.yaml"), "campaign.fanout=null", "spoof.neighbor=true",
+                 "trunk.role=foreign"]) == 0
+    assert json.loads(capsys.readouterr().out)["rule"] == "neighbor"

@@ -163,6 +163,7 @@ class Worker:
         self.metrics.observe_decision(record, latency)
         for name in outcome.lookups.limited:
             self.metrics.rate_limited(name)
+        self.metrics.detectors_hit(outcome.facts)
         log_decision(record)
 
     async def housekeeping(self) -> None:

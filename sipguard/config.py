@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sipguard import yamlconf
 from sipguard.addresses import Listen, next_hop_address, parse_listen, split_hostport
+from sipguard.detectors import Detectors
 from sipguard.errors import ConfigError
 from sipguard.observe.http_wire import HttpLimits
 from sipguard.tls import TlsConfig
@@ -32,7 +33,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "trunks", "store", "store_failure",
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
-            "proxy", "log", "workers", "tls")
+            "proxy", "log", "workers", "tls", "analytics")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp")
 HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
@@ -120,6 +121,7 @@ class Config:
     workers: int = 1
     tls: TlsConfig = field(default_factory=TlsConfig)
     http_limits: HttpLimits = field(default_factory=HttpLimits)   # http.max_connections, max_body, read_timeout
+    detectors: Detectors = field(default_factory=Detectors)       # analytics.campaign (detectors.py)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -163,11 +165,13 @@ class PipelineSettings:
     signing: SigningConfig | None
     policy: str | None
     redress: Redress
+    detectors: Detectors
 
     @classmethod
     def of(cls, config: Config) -> PipelineSettings:
         return cls(config.trunks, config.trusted_proxies, config.unknown_source, config.store_failure,
-                   config.proxy.retry_after, config.shaken, config.signing, config.policy, config.redress)
+                   config.proxy.retry_after, config.shaken, config.signing, config.policy, config.redress,
+                   config.detectors)
 
 
 def load_config(path: str) -> Config:
@@ -243,6 +247,7 @@ def _load_config(path: str) -> Config:
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
         tls=TlsConfig.from_section(root.section("tls"), base_dir),
         http_limits=HttpLimits.from_section(http),
+        detectors=Detectors.from_section(root.section("analytics")),
         raw=dict(root.data),
     )
     if any(a.transport == "tls" for a in config.listen) and config.tls.cert is None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sipguard.clock import Clock, SystemClock
 from sipguard.config import PipelineSettings
+from sipguard.detectors import spoof_facts
 from sipguard.numbers import TN, parse_tn
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.policy.decision import FORWARD, Decision, reject
@@ -24,6 +25,7 @@ from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, Verification
 from sipguard.store.base import LookupKeys, Lookups
+from sipguard.threats import NO_THREATS, ThreatIndex
 from sipguard.trunks import TrunkTable
 
 if TYPE_CHECKING:
@@ -175,7 +177,8 @@ class Pipeline:
         from sipguard.store.datasets import load_datasets
 
         if store is None:
-            store = open_store(config.store, config.limits, config.store_timeout, metrics=metrics)
+            store = open_store(config.store, config.limits, config.store_timeout, metrics=metrics,
+                               detectors=config.detectors)
             await store.start()
             if config.datasets:
                 await load_datasets(store, config.datasets)
@@ -197,6 +200,8 @@ class Pipeline:
         from sipguard.shaken.sign import Signer
 
         self.verifier.reconfigure(settings.shaken)
+        if settings.detectors != self.settings.detectors:
+            self.store.set_detectors(settings.detectors)   # thresholds tuned in shadow mode: no restart
         if settings.policy != self.settings.policy or settings.redress != self.settings.redress:
             self.policy = PolicyHolder(settings.policy, settings.redress) if settings.policy else None
         if settings.signing is not None:
@@ -257,7 +262,7 @@ class Pipeline:
             trunk_rmd=trunk.provider.rmd if trunk else None,
             source_ip=source[0], caller=call.caller.e164, callee=call.callee.e164,
             spc=verification.spc), now)
-        facts = build_facts(trunk, call, verification, lookups, source[0])
+        facts = build_facts(trunk, call, verification, lookups, source[0], self.store.threats)
 
         if lookups.degraded and self._fail_closed and not facts.emergency:
             decision = self._store_unavailable
@@ -299,8 +304,14 @@ class Pipeline:
 
 
 def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Lookups,
-                source_ip: str) -> Facts:
+                source_ip: str, threats: ThreatIndex = NO_THREATS) -> Facts:
     caller = call.caller
+    passed = ver.verstat is Verstat.PASSED
+    neighbor, same, us_foreign, a_bad = spoof_facts(
+        caller.e164, call.callee.e164, caller.us, caller.valid, ver.attest, passed, bool(call.identities),
+        trunk is not None and trunk.role == "foreign", None if lookups.degraded else lookups.caller_dno)
+    trunk_threat = threats.trunk(trunk) if threats.entries else None
+    signer_threat = threats.signer(ver.spc, lookups.signer_frn) if threats.entries and ver.spc else None
     return Facts(
         verstat=str(ver.verstat),
         attest=ver.attest,
@@ -327,5 +338,13 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         limited=lookups.limited,
         notice=lookups.notice,
         store_degraded=lookups.degraded,
+        campaign_fanout=lookups.campaign_fanout,
+        campaign_burst=lookups.campaign_burst,
+        spoof_neighbor=neighbor,
+        spoof_same=same,
+        spoof_us_cid_foreign_trunk=us_foreign,
+        spoof_a_on_bad_number=a_bad,
+        trunk_threat=trunk_threat.source if trunk_threat is not None else None,
+        signer_threat=signer_threat.source if signer_threat is not None else None,
         emergency=call.emergency,
     )

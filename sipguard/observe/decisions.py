@@ -42,4 +42,5 @@ class DecisionSink:
         self.metrics.observe_decision(record, latency)
         for name in outcome.lookups.limited:
             self.metrics.rate_limited(name)
+        self.metrics.detectors_hit(outcome.facts)
         log_decision(record)

@@ -48,6 +48,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from sipguard.policy.facts import Facts
 from sipguard.records.record import CallRecord
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ KNOWN_LABELS: dict[str, tuple[str, ...]] = {
     "sipguard_store_errors": ("lookup", "cert_get", "cert_put"),
     "sipguard_connection_limits": ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout"),
 }
+DETECTOR_FACTS = (("campaign.fanout", "campaign_fanout"), ("campaign.burst", "campaign_burst"),
+                  ("spoof.neighbor", "spoof_neighbor"), ("spoof.same", "spoof_same"),
+                  ("spoof.us_cid_foreign_trunk", "spoof_us_cid_foreign_trunk"),
+                  ("spoof.a_on_bad_number", "spoof_a_on_bad_number"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("sipguard_invite_reasons", "counter", "Verification reason codes seen on INVITEs", ("reason",)),
     Spec("sipguard_rule_hits", "counter", "Policy rules that decided a call", ("rule", "rule_class")),
     Spec("sipguard_rate_limit_hits", "counter", "Calls over a configured limit", ("limiter",)),
+    Spec("sipguard_detector_hits", "counter", "Calls on which a detector fact held (campaign.*, spoof.*; "
+         "trunk.threat and signer.threat with their source)", ("fact", "source")),
     Spec("sipguard_signed", "counter", "Calls sipguard signed (gateway attestation)"),
     Spec("sipguard_decision_seconds", "histogram", "Time from INVITE received to decision sent",
          buckets=LATENCY_BUCKETS),
@@ -322,6 +329,16 @@ class Metrics:
 
     def rate_limited(self, limiter: str) -> None:
         self.child("sipguard_rate_limit_hits", limiter).inc()
+
+    def detectors_hit(self, facts: Facts) -> None:
+        """One count per detector fact that held on this call (sipguard/detectors.py, threats.py)."""
+        for name, field in DETECTOR_FACTS:
+            if getattr(facts, field) is True:
+                self.child("sipguard_detector_hits", name, "").inc()
+        if facts.trunk_threat is not None:
+            self.child("sipguard_detector_hits", "trunk.threat", facts.trunk_threat).inc()
+        if facts.signer_threat is not None:
+            self.child("sipguard_detector_hits", "signer.threat", facts.signer_threat).inc()
 
     # -- hooks (observe/hooks.MetricHooks): the verifier and the Redis store call them ---------
     def observe_x5u_fetch(self, seconds: float, outcome: str = "ok") -> None:

@@ -15,22 +15,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sipguard.detectors import NO_DETECTORS, Detectors
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.store.base import LimitSpec, LookupKeys, Lookups, Store, parse_limits
 
 
 def open_store(url: str, limits: Sequence[LimitSpec] = (), timeout: float = 0.05,
-               prefix: str = "sg", metrics: MetricHooks = NO_METRICS) -> Store:
+               prefix: str = "sg", metrics: MetricHooks = NO_METRICS,
+               detectors: Detectors = NO_DETECTORS) -> Store:
     """``memory`` -> MemoryStore; a Redis URL -> RedisStore (which reports its round trips to
-    ``metrics``). ConfigError on a bad URL."""
+    ``metrics``). ConfigError on a bad URL. ``detectors``: the campaign windows the store keeps."""
     if url == "memory" or url == "memory://":
         from sipguard.store.memory import MemoryStore
 
-        return MemoryStore(limits)
+        return MemoryStore(limits, detectors)
     from sipguard.store.connect import parse_url
     from sipguard.store.redis import RedisStore
 
-    return RedisStore(parse_url(url), limits, timeout, prefix, metrics)
+    return RedisStore(parse_url(url), limits, timeout, prefix, metrics, detectors)
 
 
 __all__ = ["LimitSpec", "LookupKeys", "Lookups", "Store", "open_store", "parse_limits"]

@@ -20,10 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sipguard.errors import SipguardError
 from sipguard.yamlconf import Section
+
+if TYPE_CHECKING:
+    from sipguard.detectors import Detectors
+    from sipguard.threats import ThreatEntry, ThreatIndex
 
 LIMIT_FIELDS = ("trunk", "source", "caller", "callee", "spc")
 LIST_KINDS = ("number", "prefix", "trunk", "spc")
@@ -123,6 +127,9 @@ class Lookups:
     notice: str | None = None
     degraded: bool = False
     rmd_snapshot: str | None = None
+    # campaign detectors (sipguard/detectors.py): None when off or the store did not answer
+    campaign_fanout: bool | None = None
+    campaign_burst: bool | None = None
 
 
 # The store did not answer: nothing is known (unknown facts match no rule). The Redis store
@@ -231,6 +238,10 @@ class Store(Protocol):
     async def notice_remove(self, ref: str) -> bool: ...
     async def notice_list(self) -> list[Notice]: ...
     async def rmd_show(self, ident: str) -> dict[str, str] | None: ...
+    def set_detectors(self, detectors: Detectors) -> None: ...   # SIGHUP: new analytics.campaign
+    # threat lists (sipguard/threats.py): the index in force, read on every call without I/O
+    threats: ThreatIndex
+    async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int: ...
     async def get_cert(self, url: str) -> tuple[bytes, float] | None: ...
     async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None: ...
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from sipguard.detectors import NO_DETECTORS, CampaignWindows, Detectors
 from sipguard.store.base import (
     ImportReport,
     LimitSpec,
@@ -32,6 +33,7 @@ from sipguard.store.tables import (
     normalise_notice,
     notice_matches,
 )
+from sipguard.threats import NO_THREATS, ThreatEntry
 
 
 class MemoryStore:
@@ -40,8 +42,10 @@ class MemoryStore:
     # asyncio.timeout in it), so the proxy runs it at once (Pipeline.decides_inline)
     lookup_inline = True
 
-    def __init__(self, limits: Sequence[LimitSpec] = ()) -> None:
+    def __init__(self, limits: Sequence[LimitSpec] = (), detectors: Detectors = NO_DETECTORS) -> None:
         self.limits = tuple(limits)
+        self.set_detectors(detectors)
+        self.threats = NO_THREATS
         self.healthy = True
         self._ids: dict[str, str] = {}
         self._frns: dict[str, str] = {}
@@ -54,6 +58,12 @@ class MemoryStore:
         self._certs: dict[str, tuple[bytes, float]] = {}
         self._gcra = Gcra()
         self.counters = StoreCounters()     # lookups only: memory does not fail
+
+    def set_detectors(self, detectors: Detectors) -> None:
+        """New campaign detectors: their windows start empty (counts under old thresholds
+        would not mean the same)."""
+        self.detectors = detectors
+        self._campaign = CampaignWindows(detectors) if detectors.active else None
 
     async def start(self) -> None:
         return None
@@ -89,10 +99,17 @@ class MemoryStore:
         limited = tuple(self.limits[i].name for i, value, interval, burst in applicable(self.limits, keys)
                         if self._gcra.hit(f"{self.limits[i].name}:{value}", interval, burst, now)
                         ) if self.limits else ()
+        fanout = burst = None
+        campaign = self._campaign
+        if campaign is not None:
+            fanout = campaign.fanout(caller or None, digits(keys.callee), now)
+            burst = campaign.burst(caller or None, now)
         # positional, in field order: trunk_rmd, trunk_implementation, signer_rmd, signer_frn,
-        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot
+        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot, campaign_fanout,
+        # campaign_burst
         return Lookups(trunk[0] if trunk else "absent", (trunk[1] or None) if trunk else None,
-                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot)
+                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot,
+                       fanout, burst)
 
     def _rmd_find(self, rmd: str, frn: str) -> tuple[str, str, str, str] | None:
         value = (self._ids.get(rmd) if rmd else None) or (self._frns.get(frn) if frn else None)
@@ -160,6 +177,10 @@ class MemoryStore:
         if dataset == "rmd":
             return listed_filings(self._ids, self._frns)
         return len(self._dno) if dataset == "dno" else 0
+
+    async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int:
+        self.threats = self.threats.replaced(source, entries)   # one assignment: old or new
+        return len(entries)
 
     # -- lists and notices -------------------------------------------------------------------
     async def list_add(self, kind: str, list_name: str, value: str, note: str | None = None) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
+from sipguard.detectors import NO_DETECTORS, Detectors, burst_key, callee_member
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.store.base import DEGRADED, LimitSpec, LookupKeys, Lookups, StoreCounters
 from sipguard.store.batch import Autopipe
@@ -32,7 +33,9 @@ from sipguard.store.connect import RedisTarget, client_factory
 from sipguard.store.keys import KeySchema, digits, frn10, nanp10
 from sipguard.store.limits import applicable
 from sipguard.store.redis_admin import RedisAdmin, _pack, _s
+from sipguard.threats import NO_THREATS, THREAT_SOURCES, ThreatIndex, entries_from_json
 
+THREAT_REFRESH = 30.0          # seconds between checks of threat_gen (an import reaches calls within this)
 REMEMBER_RMD = 86400.0           # seconds an RMD answer serves degraded answers (the RMD is daily)
 MAX_REMEMBERED_SIGNERS = 20000   # signer SPCs remembered per worker (providers: one per trunk)
 
@@ -45,10 +48,16 @@ class RedisStore(RedisAdmin):
     healthy: bool
 
     def __init__(self, target: RedisTarget, limits: Sequence[LimitSpec] = (), timeout: float = 0.05,
-                 prefix: str = "sg", metrics: MetricHooks = NO_METRICS) -> None:
+                 prefix: str = "sg", metrics: MetricHooks = NO_METRICS,
+                 detectors: Detectors = NO_DETECTORS) -> None:
         self.target = target
         self.metrics = metrics
         self.limits = tuple(limits)
+        self.set_detectors(detectors)
+        self.threats = NO_THREATS          # threat lists in force: a copy, refreshed off the call path
+        self._threat_gen: str | None = None
+        self._threat_checked = float("-inf")
+        self._threat_task: asyncio.Task[None] | None = None
         self.timeout = timeout
         self.keys = KeySchema(prefix)
         self.healthy = False
@@ -65,6 +74,16 @@ class RedisStore(RedisAdmin):
         self._rmd_by_provider: dict[tuple[str, str], tuple[float, str | None, str | None, str | None]] = {}
         self._rmd_by_signer: dict[str, tuple[float, str | None, str | None]] = {}
 
+    def set_detectors(self, detectors: Detectors) -> None:
+        """The campaign detectors (also on SIGHUP). Windows already open in Redis keep their
+        TTL and count; the new threshold applies from the next call."""
+        self.detectors = detectors
+        # the constant script arguments of each detector, made once: (kind, threshold, window ms)
+        self._fanout_args = ["f", str(detectors.fanout.callees), str(int(detectors.fanout.window * 1000))] \
+            if detectors.fanout is not None else None
+        self._burst_args = ["b", str(detectors.burst.calls), str(int(detectors.burst.window * 1000)), ""] \
+            if detectors.burst is not None else None
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Connect; if Redis is not there yet, keep trying in the background (calls degrade)."""
@@ -76,12 +95,16 @@ class RedisStore(RedisAdmin):
             # load the script now, so the first calls do not pay for NOSCRIPT + SCRIPT LOAD
             await asyncio.wait_for(self._client.script_load(LOOKUP_LUA), max(1.0, self.timeout))
             self.healthy = True
+            await self._refresh_threats()
         except _FAILURES as exc:
             log.warning("store %s not reachable at start (%s); retrying in the background",
                         self.target.redacted(), exc)
             self._mark_down()
 
     async def aclose(self) -> None:
+        if self._threat_task is not None:
+            self._threat_task.cancel()
+            self._threat_task = None
         if self._reconnect is not None:
             self._reconnect.cancel()
             try:
@@ -129,10 +152,14 @@ class RedisStore(RedisAdmin):
     # -- the hot path ------------------------------------------------------------------------
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
         self.counters.lookups += 1
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._threat_checked >= THREAT_REFRESH and self.healthy:
+            self._threat_checked = loop.time()
+            if self._threat_task is None or self._threat_task.done():
+                self._threat_task = loop.create_task(self._refresh_threats())
         if not self.healthy or self._client is None:
             self.counters.degraded += 1
             return self._remembered(keys, now)
-        loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             # asyncio.timeout, not wait_for: no extra task per call (measured: ~150 µs less)
@@ -158,6 +185,27 @@ class RedisStore(RedisAdmin):
         self.metrics.observe_store("lookup", loop.time() - started)
         self._remember(keys, result, now)
         return result
+
+    async def _refresh_threats(self) -> None:
+        """Reload the threat lists when ``threat_gen`` moved (an import). Off the call path
+        (the parse runs in a thread: a list may hold 400,000 entries); on any failure the lists
+        in force stay."""
+        try:
+            gen = await self._timed("threats", self._client.hget(self.keys.meta, "threat_gen"))
+            gen = _s(gen) if gen is not None else None
+            if gen == self._threat_gen:
+                return
+            raw = await self._timed("threats", self._client.hgetall(self.keys.threats))
+            index = await asyncio.to_thread(_threat_index, {_s(k): _s(v) for k, v in raw.items()})
+        except _FAILURES as exc:
+            log.warning("threat lists not refreshed (%s); the lists in force stay", exc)
+            return
+        except Exception:  # noqa: BLE001 - a background refresh must not die silently or kill others
+            log.exception("threat lists: unexpected error on refresh")
+            return
+        self.threats = index
+        self._threat_gen = gen
+        log.info("threat lists loaded: %d entries (generation %s)", len(index), gen)
 
     def _remember(self, keys: LookupKeys, got: Lookups, now: float) -> None:
         provider = _provider_key(keys)
@@ -195,21 +243,28 @@ class RedisStore(RedisAdmin):
         limiters = applicable(self.limits, keys)
         limit_keys = [self.keys.limit(self.limits[i].name, value) for i, value, _, _ in limiters]
         limit_args = [(repr(interval), burst) for _, _, interval, burst in limiters]
+        camp_keys, camp_args = self._campaign(keys) if self.detectors.active else ([], [])
+        nc = len(camp_keys)
         if not self.target.cluster:
             flat = [str(a) for pair in limit_args for a in pair]
-            reply = await self._evalsha([*self._dataset_keys, *limit_keys], [str(a) for a in args] + flat)
-            flags = _s(reply[9])
-        elif not limiters:
-            reply = await self._script(keys=self._dataset_keys, args=args)
-            flags = ""
+            reply = await self._evalsha([*self._dataset_keys, *limit_keys, *camp_keys],
+                                        [str(a) for a in args] + flat + camp_args + [str(nc)])
+            flags, cflags = _s(reply[9]), _s(reply[10])
+        elif not limiters and not nc:
+            reply = await self._script(keys=self._dataset_keys, args=[*args, 0])
+            flags = cflags = ""
         else:
-            limits_only = [0, *args[1:]]
+            # Cluster: each limiter and detector key is in its own slot, one script call each
+            only = [0, *args[1:]]
             replies = await asyncio.gather(
-                self._script(keys=self.keys.dataset_keys(), args=args),
-                *(self._script(keys=[k], args=[*limits_only, *a]) for k, a in zip(limit_keys, limit_args,
-                                                                                  strict=True)))
+                self._script(keys=self.keys.dataset_keys(), args=[*args, 0]),
+                *(self._script(keys=[k], args=[*only, *a, 0]) for k, a in zip(limit_keys, limit_args,
+                                                                             strict=True)),
+                *(self._script(keys=[k], args=[*only, *camp_args[4 * i:4 * i + 4], 1])
+                  for i, k in enumerate(camp_keys)))
             reply = replies[0]
-            flags = "".join(_s(r[9]) for r in replies[1:])
+            flags = "".join(_s(r[9]) for r in replies[1:1 + len(limiters)])
+            cflags = "".join(_s(r[10]) for r in replies[1 + len(limiters):])
         out = [_s(v) for v in reply[:9]]
         limited = tuple(self.limits[lim[0]].name for lim, flag in zip(limiters, flags, strict=False)
                         if flag == "1")
@@ -217,7 +272,38 @@ class RedisStore(RedisAdmin):
             trunk_rmd=out[0] or "absent", trunk_implementation=out[1] or None,
             signer_rmd=(out[2] or "absent") if spc else None, signer_frn=out[3] or None,
             caller_dno=out[4] == "1", list=out[5] or None, list_entry=out[6] or None,
-            notice=out[7] or None, limited=limited, rmd_snapshot=out[8] or None)
+            notice=out[7] or None, limited=limited, rmd_snapshot=out[8] or None,
+            campaign_fanout=self._flag(cflags, "f", camp_args),
+            campaign_burst=self._flag(cflags, "b", camp_args))
+
+    # -- campaign detectors (detectors.py; the Lua side is the campaign block of lookup.lua) -
+    def _campaign(self, keys: LookupKeys) -> tuple[list[str], list[str]]:
+        """The detector keys of a call and their 4 script arguments each (fanout first)."""
+        cfg = self.detectors
+        out_keys: list[str] = []
+        out_args: list[str] = []
+        caller = digits(keys.caller)
+        if self._fanout_args is not None:
+            member = callee_member(keys.callee)
+            if caller and caller.isdigit() and member is not None:
+                out_keys.append(self.keys.campaign("f", caller))
+                out_args += self._fanout_args
+                out_args.append(str(member))
+        if self._burst_args is not None and cfg.burst is not None:
+            prefix = burst_key(caller, cfg.burst)
+            if prefix is not None:
+                out_keys.append(self.keys.campaign("b", prefix))
+                out_args += self._burst_args
+        return out_keys, out_args
+
+    def _flag(self, cflags: str, kind: str, args: list[str]) -> bool | None:
+        """Detector ``kind`` ("f" fanout, "b" burst) from the script's flags: None when it is
+        off, False when the call has no value for it (no key was sent)."""
+        cfg = self.detectors
+        if (cfg.fanout if kind == "f" else cfg.burst) is None:
+            return None
+        kinds = args[0::4]
+        return kind in kinds and cflags[kinds.index(kind):kinds.index(kind) + 1] == "1"
 
     async def _evalsha(self, keys: list[str], args: list[str]) -> Any:
         """EVALSHA, encoded here and sent through the auto-pipeline (batch.py)."""
@@ -269,6 +355,12 @@ class RedisStore(RedisAdmin):
             raise
         self.metrics.observe_store(op, loop.time() - started)
         return reply
+
+
+def _threat_index(stored: dict[str, str]) -> ThreatIndex:
+    """The stored lists (source -> JSON) as one index; unknown sources are ignored."""
+    return ThreatIndex([e for source, text in stored.items() if source in THREAT_SOURCES
+                        for e in entries_from_json(text, source)])
 
 
 def _provider_key(keys: LookupKeys) -> tuple[str, str] | None:

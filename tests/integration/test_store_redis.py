@@ -361,11 +361,11 @@ def test_lookup_lua_contract(redis_server: RedisProcess) -> None:
         client = aioredis.from_url(redis_server.url, decode_responses=True)
         script = client.register_script(LOOKUP_LUA)
         base = ["", "", "12025550123", "2025550123", "t1", "", "13035550100", str(NOW)]
-        # datasets only, nothing loaded: 9 fields + an empty limiter string
-        reply = await script(keys=["c:{c}:meta", "c:{c}:lists", "c:{c}:ocn", "c:{c}:notices"], args=[4, *base])
-        assert reply == ["absent", "", "", "", "0", "", "", "", "", ""]
+        # datasets only, nothing loaded: 9 fields + an empty limiter string + no detector (nc = 0)
+        reply = await script(keys=["c:{c}:meta", "c:{c}:lists", "c:{c}:ocn", "c:{c}:notices"], args=[4, *base, 0])
+        assert reply == ["absent", "", "", "", "0", "", "", "", "", "", ""]
         # limits only (nd = 0, as in Cluster): burst 2, one flag per limiter key
-        flags = [(await script(keys=["c:l:{a:1}", "c:l:{b:1}"], args=[0, *base, "60", 2, "60", 1]))[9]
+        flags = [(await script(keys=["c:l:{a:1}", "c:l:{b:1}"], args=[0, *base, "60", 2, "60", 1, 0]))[9]
                  for _ in range(3)]
         assert flags == ["00", "01", "11"]
         ttl = await client.pttl("c:l:{a:1}")

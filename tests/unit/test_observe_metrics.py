@@ -156,6 +156,20 @@ def test_hooks_for_fetch_store_limits_and_records() -> None:
     assert got[("sipguard_records_errors_total", ())] == 1
 
 
+def test_detector_facts_are_counted() -> None:
+    from sipguard.policy.facts import Facts
+
+    m = Metrics()
+    m.detectors_hit(Facts(campaign_fanout=True, spoof_same=True, spoof_a_on_bad_number=None, trunk_threat="c-cist"))
+    m.detectors_hit(Facts(campaign_fanout=True, campaign_burst=False))
+    got = samples(m.render()[0])
+    assert got[("sipguard_detector_hits_total", (("fact", "campaign.fanout"), ("source", "")))] == 2
+    assert got[("sipguard_detector_hits_total", (("fact", "spoof.same"), ("source", "")))] == 1
+    assert got[("sipguard_detector_hits_total", (("fact", "trunk.threat"), ("source", "c-cist")))] == 1
+    assert not [k for k in got if k[0] == "sipguard_detector_hits_total"
+                and dict(k[1])["fact"] in ("campaign.burst", "spoof.a_on_bad_number", "signer.threat")]
+
+
 def test_every_spec_is_exposed_under_its_name() -> None:
     m = Metrics()
     text = m.render()[0].decode()

@@ -226,6 +226,7 @@ class WaitingStore:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.healthy = True
+        self.threats = inner.threats
 
     async def lookup(self, keys: Any, now: float) -> Any:
         async with asyncio.timeout(1.0):

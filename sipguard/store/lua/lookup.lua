@@ -1,9 +1,12 @@
 -- lookup.lua: every store lookup and every rate-limit update of one call, atomically.
--- KEYS: [1..nd] = meta, lists, ocn, notices (nd = ARGV[1], 4 or 0), then one key per limiter.
+-- KEYS: [1..nd] = meta, lists, ocn, notices (nd = ARGV[1], 4 or 0), then one key per limiter,
+--       then nc campaign-detector keys (see the campaign block at the end).
 -- ARGV: nd, trunk_rmd, trunk_frn, caller digits, caller nanp10, trunk, spc, callee digits, now,
---       then (emission interval, burst) per limiter key.
+--       then (emission interval, burst) per limiter key, then 4 values per detector key,
+--       and last nc (always present, 0 when no detector runs).
 -- Returns {trunk_status, trunk_impl, signer_status, signer_frn, dno "0|1", list, list_entry,
---          notice, rmd_snapshot, limited "0|1" per limiter}; "" stands for none.
+--          notice, rmd_snapshot, limited "0|1" per limiter, campaign "0|1" per detector key};
+--          "" stands for none.
 -- Dataset key names derive from KEYS[1] ("<p>:{<p>}:meta"), see sipguard/store/keys.py.
 -- With nd = 0 (Redis Cluster, limiter keys in their own slots) only the limits run.
 
@@ -11,6 +14,7 @@ local nd = tonumber(ARGV[1])
 local trunk_rmd, trunk_frn = ARGV[2], ARGV[3]
 local caller, caller10, trunk, spc, callee = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local now_call = tonumber(ARGV[9])
+local nc = tonumber(ARGV[#ARGV])   -- campaign-detector keys, the last KEYS (campaign block below)
 local out = {"", "", "", "", "0", "", "", "", ""}
 
 local function split(value)
@@ -95,7 +99,7 @@ if nd > 0 then
 end
 
 -- GCRA per limiter, on the server's clock (offset epoch keeps sub-ms precision in a double)
-local nl = #KEYS - nd
+local nl = #KEYS - nd - nc
 if nl > 0 then
   local t = redis.call("TIME")
   local now = (tonumber(t[1]) - 1700000000) + tonumber(t[2]) / 1000000
@@ -118,4 +122,35 @@ if nl > 0 then
 else
   out[10] = ""
 end
+
+-- ==== campaign detectors (sipguard/detectors.py) ==========================================
+-- KEYS[#KEYS-nc+1 .. #KEYS], each with 4 ARGV before the final nc: kind, threshold,
+-- window (ms), member. Windows are tumbling, opened by a key's first call (PEXPIRE then).
+--   kind "f" (campaign.fanout): a set of distinct callees (integers: an intset, 8 bytes
+--        each), not grown past the threshold; "1" once it holds `threshold` callees.
+--   kind "b" (campaign.burst): a counter of calls (member unused); "1" from the
+--        `threshold`-th call of the window.
+local cflags = {}
+if nc > 0 then
+  local base = #ARGV - 1 - 4 * nc
+  for i = 1, nc do
+    local key = KEYS[#KEYS - nc + i]
+    local at = base + 4 * (i - 1)
+    local kind, limit, window = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+    local n
+    if kind == "f" then
+      n = redis.call("SCARD", key)
+      if n < limit and redis.call("SADD", key, ARGV[at + 4]) == 1 then
+        n = n + 1
+        if n == 1 then redis.call("PEXPIRE", key, window) end
+      end
+    else
+      n = redis.call("INCR", key)
+      if n == 1 then redis.call("PEXPIRE", key, window) end
+    end
+    cflags[i] = (n >= limit) and "1" or "0"
+  end
+end
+out[11] = table.concat(cflags)
+-- ==== end of campaign detectors ===========================================================
 return out

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sipguard.clock import ManualClock
-from sipguard.config import load_config
+from sipguard.config import PipelineSettings, load_config
 from sipguard.detectors import Burst, CampaignWindows, Detectors, Fanout, spoof_facts
 from sipguard.errors import ConfigError
 from sipguard.pipeline import Pipeline
@@ -277,11 +277,12 @@ def test_sighup_takes_new_thresholds(tmp_path: Path) -> None:
                 out.append(got.facts.campaign_fanout)
             for i in range(2):
                 await one(i)
-            pipeline.reconfigure(make_config(tmp_path, analytics={"campaign": {"fanout": {"window": 300,
-                                                                                         "callees": 2}}}))
+            tighter = make_config(tmp_path, analytics={"campaign": {"fanout": {"window": 300, "callees": 2}}})
+            pipeline.reconfigure(PipelineSettings.of(tighter))
             for i in range(2, 4):
                 await one(i)
-            pipeline.reconfigure(make_config(tmp_path, analytics={}))   # no detector: the fact is unknown
+            off = make_config(tmp_path, analytics={})
+            pipeline.reconfigure(PipelineSettings.of(off))   # no detector: the fact is unknown
             await one(5)
         finally:
             await pipeline.aclose()

@@ -186,6 +186,9 @@ def test_each_decision_fans_out_once_to_records_metrics_and_the_log(tmp_path: Pa
         def rate_limited(self, limiter: str) -> None:
             self.calls.append(("limited", limiter))
 
+        def detectors_hit(self, facts: object) -> None:
+            self.calls.append(("detectors", facts))
+
     out = decide(tmp_path, invite(caller="+18002223333"))
     out = replace(out, lookups=replace(out.lookups, limited=("per-trunk",)))
     seen = Seen()
@@ -194,7 +197,8 @@ def test_each_decision_fans_out_once_to_records_metrics_and_the_log(tmp_path: Pa
         logs.set_decisions("info")
         sink.on_outcome(out, 603, "sip:10.0.0.9", 0.004)
     record = CallRecord.of(out, 603, None, "host/1")
-    assert seen.calls == [("record", record), ("decision", ("c1", 0.004)), ("limited", "per-trunk")]
+    assert seen.calls == [("record", record), ("decision", ("c1", 0.004)), ("limited", "per-trunk"),
+                          ("detectors", out.facts)]
     assert [(r.name, r.getMessage()) for r in caplog.records] == [("sipguard.decisions", "reject c1")]
     seen.calls.clear()
     sink.on_outcome(out, 302, "sip:10.0.0.9", 0.0)

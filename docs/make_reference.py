@@ -57,7 +57,9 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "datasets": ("{}", "data files loaded at start and reloaded on change (memory store): `rmd` (FCC RMD CSV "
                        "export), `rmd_removed` (providers removed from it), `dno` (Do-Not-Originate numbers and "
                        "prefixes), `ocn_map` (OCN/SPC to FRN/RMD), `lists` (allow/block lists: "
-                       "`allow|block KIND VALUE [note]`). With Redis use the `rmd`, `dno`, `list` commands"),
+                       "`allow|block KIND VALUE [note]`), `c_cist` and `threats` (threat lists of the FCC's C-CIST designations "
+                       "and the operator's own: `kind,value,ref,note`). With Redis use the `rmd`, `dno`, `list`, "
+                       "`threats` commands"),
     "shaken": ("{}", "STIR/SHAKEN verification and signing"),
     "shaken.trust_anchors": ("null", "STI-CA roots: a PEM file or a folder of them; re-read on SIGHUP"),
     "shaken.iat_max_age": ("60", "seconds a PASSporT's iat may lie in the past (else `stale-iat`)"),
@@ -165,6 +167,20 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "tls.verify_client": ("false", "mutual TLS: a trunk must present a certificate from `ca`"),
     "tls.verify_server": ("true", "check the next hop's certificate"),
     "tls.server_name": ("the next hop's host", "the name the next hop's certificate must carry (SNI)"),
+    "analytics": ("{}", "detectors on live traffic (README, \"Detectors and threat lists\")"),
+    "analytics.campaign": ("{}", "the windowed detectors, kept in the store (Redis: in the call's one round trip)"),
+    "analytics.campaign.max_keys": ("100000", "memory store: callers (fanout) and prefixes (burst) tracked at "
+                                              "once, each; the oldest window goes first when full"),
+    "analytics.campaign.fanout": ("off", "fact `campaign.fanout`: one caller reaching many distinct callees"),
+    "analytics.campaign.fanout.window": ("required", "seconds (1 to 86400); the window opens at the caller's "
+                                                     "first call"),
+    "analytics.campaign.fanout.callees": ("required", "distinct callees in one window that make the fact true "
+                                                      "(2 to 512)"),
+    "analytics.campaign.burst": ("off", "fact `campaign.burst`: many calls from one caller prefix"),
+    "analytics.campaign.burst.window": ("required", "seconds (1 to 86400); opened by the prefix's first call"),
+    "analytics.campaign.burst.calls": ("required", "calls in one window that make the fact true (2 or more)"),
+    "analytics.campaign.burst.prefix": ("7", "leading digits of the caller's E.164 number counted together "
+                                             "(1 to 15; 7 = 1 + NPA-NXX, 8 = a thousands block, 4 = a whole NPA)"),
 }
 
 FACT_HELP: dict[str, str] = {
@@ -191,6 +207,16 @@ FACT_HELP: dict[str, str] = {
     "limited": "names of the limits the call exceeds",
     "notice": "reference of a matching Commission-notice rule",
     "store.degraded": "the store did not answer (fail-open)",
+    "campaign.fanout": "the caller reached `analytics.campaign.fanout.callees` distinct callees in its window "
+                       "(null: detector off or store down)",
+    "campaign.burst": "the caller's prefix reached `analytics.campaign.burst.calls` calls in its window "
+                      "(null: detector off or store down)",
+    "spoof.neighbor": "caller and callee are NANP numbers with the same NPA-NXX (not the same number)",
+    "spoof.same": "caller == callee",
+    "spoof.us_cid_foreign_trunk": "a US caller without Identity on a trunk of role `foreign`",
+    "spoof.a_on_bad_number": "attestation A verified on an invalid or DNO caller (null: DNO unknown)",
+    "trunk.threat": "the trunk's provider (FRN, name, source network) is on a threat list: its source",
+    "signer.threat": "the signer (SPC, or its FRN through `ocn_map`) is on a threat list: its source",
     "div.count": "div PASSporTs on the call (RFC 8946)",
     "div.verstat": "the div chain: Passed when every div verified and links to the shaken PASSporT, "
                    "the div before and the History-Info/Diversion; Failed otherwise; No-TN-Validation without div",

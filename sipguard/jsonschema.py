@@ -128,6 +128,10 @@ _SECTIONS: dict[str, Any] = {
     "proxy.tcp": {"proxy": {"tcp": {}}},
     "log": {"log": {}},
     "tls": {"tls": {}},
+    "analytics": {"analytics": {}},
+    "analytics.campaign": {"analytics": {"campaign": {}}},
+    "analytics.campaign.fanout": {"analytics": {"campaign": {"fanout": {}}}},
+    "analytics.campaign.burst": {"analytics": {"campaign": {"burst": {}}}},
 }
 
 _STR = {"type": "string"}
@@ -173,6 +177,10 @@ CONFIG_TYPES: dict[str, Any] = {
     "proxy.retry_after": _INT, "proxy.instance": _STR, "proxy.advertise": _STR,
     "proxy.steering": {"enum": ["transaction", "peer"]},
     "log.level": {"enum": ["debug", "info", "warning", "error"]},
+    "analytics.campaign.max_keys": _INT,
+    "analytics.campaign.fanout.window": _NUM, "analytics.campaign.fanout.callees": _INT,
+    "analytics.campaign.burst.window": _NUM, "analytics.campaign.burst.calls": _INT,
+    "analytics.campaign.burst.prefix": _INT,
 }
 
 

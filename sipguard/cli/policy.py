@@ -93,12 +93,12 @@ def _fact(pair: str) -> tuple[str, Any]:
         raise ConfigError(f"unknown fact; facts are: {', '.join(FACT_NAMES)}", "command line", key=name)
     kind = FACT_KINDS[name]
     value: Any
-    if kind.kind == "bool":
+    if text in ("", "null") and kind.nullable and kind.kind != "list":
+        value = None                  # unknown (e.g. campaign.fanout with its detector off)
+    elif kind.kind == "bool":
         value = _bool(name, text)
     elif kind.kind == "list":
         value = tuple(item for item in text.split(",") if item)
-    elif text in ("", "null") and kind.nullable:
-        value = None
     else:
         value = text.lstrip("+") if kind.kind == "digits" else text
     return FACT_NAMES[name], value

@@ -35,6 +35,15 @@ class Facts:
     limited: tuple[str, ...] = ()
     notice: str | None = None
     store_degraded: bool = False
+    # detectors (sipguard/detectors.py) and threat lists (sipguard/threats.py); None: unknown
+    campaign_fanout: bool | None = None
+    campaign_burst: bool | None = None
+    spoof_neighbor: bool = False
+    spoof_same: bool = False
+    spoof_us_cid_foreign_trunk: bool = False
+    spoof_a_on_bad_number: bool | None = False
+    trunk_threat: str | None = None       # c-cist | operator | None (not on a threat list)
+    signer_threat: str | None = None
     emergency: bool = False               # not a policy fact: the engine never rejects these
     div_count: int = 0                    # div PASSporTs on the call (RFC 8946)
     div_verstat: str = "No-TN-Validation"  # the div chain: Passed (every link), Failed, No- (none)
@@ -67,6 +76,14 @@ FACT_NAMES: dict[str, str] = {
     "limited": "limited",
     "notice": "notice",
     "store.degraded": "store_degraded",
+    "campaign.fanout": "campaign_fanout",
+    "campaign.burst": "campaign_burst",
+    "spoof.neighbor": "spoof_neighbor",
+    "spoof.same": "spoof_same",
+    "spoof.us_cid_foreign_trunk": "spoof_us_cid_foreign_trunk",
+    "spoof.a_on_bad_number": "spoof_a_on_bad_number",
+    "trunk.threat": "trunk_threat",
+    "signer.threat": "signer_threat",
     "div.count": "div_count",
     "div.verstat": "div_verstat",
     "rcd.present": "rcd_present",

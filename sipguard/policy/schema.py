@@ -47,6 +47,7 @@ class FactKind:
 
 
 _RMD = ("listed", "removed", "absent")
+THREAT_SOURCES = ("c-cist", "operator")   # sipguard/threats.py
 
 FACT_KINDS: dict[str, FactKind] = {
     "verstat": FactKind("enum", tuple(v.value for v in Verstat)),
@@ -72,6 +73,14 @@ FACT_KINDS: dict[str, FactKind] = {
     "limited": FactKind("list"),
     "notice": FactKind("text", nullable=True),
     "store.degraded": FactKind("bool"),
+    "campaign.fanout": FactKind("bool", nullable=True),
+    "campaign.burst": FactKind("bool", nullable=True),
+    "spoof.neighbor": FactKind("bool"),
+    "spoof.same": FactKind("bool"),
+    "spoof.us_cid_foreign_trunk": FactKind("bool"),
+    "spoof.a_on_bad_number": FactKind("bool", nullable=True),
+    "trunk.threat": FactKind("enum", THREAT_SOURCES, nullable=True),
+    "signer.threat": FactKind("enum", THREAT_SOURCES, nullable=True),
     "div.count": FactKind("int"),
     "div.verstat": FactKind("enum", tuple(v.value for v in Verstat)),
     "rcd.present": FactKind("bool"),

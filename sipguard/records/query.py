@@ -20,7 +20,7 @@ import datetime
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -238,6 +238,41 @@ async def top(store_url: str, cfg: TracebackConfig, by: str, since: float | None
         raise QueryError(f"cannot read records from {store_url}: {exc}") from None
     finally:
         await rs.aclose()
+
+
+async def each(store_url: str, cfg: TracebackConfig, since: float, until: float, page: int = 20_000,
+               redis_client_factory: Callable[[str], Any] | None = None) -> AsyncIterator[CallRecord]:
+    """Every record with ``since <= time < until``, once each, holding at most ``page`` records:
+    SQLite and PostgreSQL are read ``page`` at a time in time order (``find``, each page from the
+    last time of the one before), a Redis Stream in one pass (``scan``). Raises QueryError when a
+    single instant holds more than a page (the reader cannot page past it)."""
+    store_url = cfg.store_for(store_url)
+    if store_url != "memory" and not is_url(store_url):
+        rs = _redis(store_url, redis_client_factory)
+        try:
+            async for r in rs.scan(since, until):
+                if since <= r.time < until:
+                    yield r
+        except QueryError:
+            raise
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+        finally:
+            await rs.aclose()
+        return
+    low, seen_at_low = since, set[str]()        # call ids already given at time == low
+    while True:
+        batch = await find(store_url, cfg, since=low, until=until, limit=page)
+        for r in batch:
+            if r.time < until and not (r.time == low and r.call_id in seen_at_low):
+                yield r
+        if len(batch) < page:
+            return
+        last = batch[-1].time
+        if last == low:
+            raise QueryError(f"more than {page} records at {iso_utc(low)}: cannot page past that instant")
+        seen_at_low = {r.call_id for r in batch if r.time == last}
+        low = last
 
 
 async def _top_stream(rs: Any, by: str, since: float | None, until: float | None,

@@ -7,7 +7,8 @@ verification concluded, which rule decided, what sipguard sent back or forwarded
 and whether sipguard signed it. Field names are user-facing (JSONL/CSV columns, the
 HTTP endpoint): ``FIELDS`` is their one source of truth.
 
-This module is pure: values and their (de)serialisation only, no I/O.
+This module is pure: values and their (de)serialisation only, no I/O. ``CallRecord.of``
+maps a pipeline ``Outcome`` to a record, so the pipeline does not know this format.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import json
 import operator
 import os
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipguard.yamlconf import Section
+
+if TYPE_CHECKING:
+    from sipguard.pipeline import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,37 @@ class CallRecord:
         out["reasons"] = list(self.reasons)
         out["passports"] = list(self.passports)
         return out
+
+    @classmethod
+    def of(cls, outcome: Outcome, status: int | None, next_hop: str | None, instance: str | None) -> CallRecord:
+        """The record of one decided INVITE: ``status`` sent upstream (None: forwarded to
+        ``next_hop``), ``instance`` the sipguard that decided."""
+        trunk, ver, dec = outcome.trunk, outcome.verification, outcome.decision
+        call = outcome.call
+        provider = trunk.provider if trunk is not None else None
+        shadow = dec.would.action if dec.would is not None else None
+        signed = outcome.signed
+        return cls(
+            time=outcome.time, call_id=call.call_id, source_ip=outcome.source[0],
+            source_port=outcome.source[1], transport=outcome.transport,
+            trunk=trunk.id if trunk else None, trunk_role=trunk.role if trunk else None,
+            provider_name=provider.name if provider else None,
+            provider_frn=provider.frn if provider else None,
+            provider_rmd=provider.rmd if provider else None,
+            provider_country=provider.country if provider else None,
+            rmd_snapshot=outcome.lookups.rmd_snapshot,
+            caller_raw=call.caller.raw, caller=call.caller.e164,
+            callee_raw=call.callee.raw, callee=call.callee.e164,
+            verstat=str(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
+            reasons=tuple(str(r) for r in ver.reasons),
+            rule=dec.rule, rule_class=dec.rule_class, notice=dec.notice,
+            action=dec.action, status=status, shadow_action=shadow,
+            signed=signed, signed_origid=outcome.signed_origid, identity_dropped=False,
+            next_hop=next_hop, instance=instance,
+            signed_attest=outcome.signed_attest if signed else None,
+            signed_rule=(dec.rule or "(default)") if signed else None,
+            passports=ver.report(),
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CallRecord:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.shaken import passport as pp
-from sipguard.shaken.cache import CertStore, LruCache
+from sipguard.shaken.cache import CertStore, LruCache, VerifierCounters
 from sipguard.shaken.certs import Credential, TrustStore
 from sipguard.shaken.config import ShakenConfig
 from sipguard.shaken.credentials import DEFAULT_CERT_TTL, TRUNK, CredentialCache
@@ -73,13 +73,12 @@ class Verifier:
                  trust: TrustStore | None = None, token_cache_size: int = DEFAULT_TOKEN_CACHE,
                  metrics: MetricHooks = NO_METRICS) -> None:
         self.cfg = cfg
-        self.creds = CredentialCache(cfg, fetcher, l2, trust, metrics)
+        self.counters = VerifierCounters()
+        self.creds = CredentialCache(cfg, fetcher, l2, trust, metrics, self.counters)
         # token bytes -> verified PASSporT; 0 turns it off (benchmarks of the full path)
-        self._tokens: LruCache[str, _Token] | None = LruCache(token_cache_size) if token_cache_size > 0 else None
-        self._token_hits = 0
+        self.tokens: LruCache[str, _Token] | None = LruCache(token_cache_size) if token_cache_size > 0 else None
         # shaken.rcd.fetch: (url, alg, digest) -> (verdict, until)
         self._rcd_seen: LruCache[tuple[str, str, bytes], tuple[Reason | None, float]] = LruCache(1024)
-        self.counters: dict[str, float] = dict.fromkeys(("internal_errors", "passed", "failed", "none"), 0.0)
 
     # -- public ------------------------------------------------------------------------------
     async def verify(self, identities: Sequence[str], orig: Sequence[str], dest: Sequence[str],
@@ -90,7 +89,7 @@ class Verifier:
         ``history``: the canonical forms of the numbers the call's History-Info and Diversion
         headers name (div PASSporTs must find their retarget there); None: not checked."""
         if not identities:  # an unsigned call (half of a US gateway's traffic): nothing to check
-            self.counters["none"] += 1
+            self.counters.none += 1
             return NOT_VERIFIED
         TRUNK.set(trunk)
         try:
@@ -98,11 +97,14 @@ class Verifier:
                                         tuple(history) if history is not None else None)
         except Exception:  # a bug must not drop the call: no verdict, and a loud log line
             log.exception("verification failed internally")
-            self.counters["internal_errors"] += 1
+            self.counters.internal_errors += 1
             return Verification(Verstat.NONE)
-        key = "passed" if result.verstat is Verstat.PASSED else (
-            "failed" if result.verstat is Verstat.FAILED else "none")
-        self.counters[key] += 1
+        if result.verstat is Verstat.PASSED:
+            self.counters.passed += 1
+        elif result.verstat is Verstat.FAILED:
+            self.counters.failed += 1
+        else:
+            self.counters.none += 1
         return result
 
     def reconfigure(self, cfg: ShakenConfig) -> None:
@@ -111,21 +113,9 @@ class Verifier:
         certificate judged against the old ones is dropped and judged again at its next use.
         The download rules (timeout, ports, networks, CA bundle, size) and the cache size take
         effect after a restart: the downloads in flight use them."""
-        if self.creds.reconfigure(cfg) and self._tokens is not None:
-            self._tokens.clear()
+        if self.creds.reconfigure(cfg) and self.tokens is not None:
+            self.tokens.clear()
         self.cfg = self.creds.cfg
-
-    def stats(self) -> dict[str, float]:
-        out = self.creds.stats()
-        out.update({key: out.get(key, 0.0) + value for key, value in self.counters.items()})
-        tokens = self._tokens
-        # hits = ES256 checks answered from the cache; a lookup that found the token but with
-        # another credential (certificate re-fetched) verified again and counts as a miss
-        out.update(token_cache_hits=self._token_hits,
-                   token_cache_misses=(tokens.hits + tokens.misses - self._token_hits) if tokens else 0,
-                   token_cache_evictions=tokens.evictions if tokens else 0,
-                   token_cache_size=len(tokens) if tokens else 0)
-        return out
 
     def breaker_states(self, now: float) -> dict[str, str]:
         """x5u host -> closed | open | half-open (hosts with recent failures only)."""
@@ -194,7 +184,7 @@ class Verifier:
     # -- one shaken PASSporT -------------------------------------------------------------------
     async def _verify_one(self, hdr: IdentityHeader, orig: tuple[str, ...], dest: tuple[str, ...],
                           now: float) -> tuple[Verification, pp.ShakenClaims | None]:
-        token = self._tokens.get(hdr.token) if self._tokens is not None else None
+        token = self.tokens.get(hdr.token) if self.tokens is not None else None
         claims: pp.ShakenClaims | None
         if token is None:
             passport = pp.decode(hdr.token)  # None for compact form (empty payload) and garbage
@@ -231,12 +221,12 @@ class Verifier:
                 spc = cred.spc
                 if cred is known:
                     assert token is not None
-                    self._token_hits += 1  # same bytes, same key: the same verdict
+                    self.counters.token_cache_hits += 1  # same bytes, same key: the same verdict
                     replay_key = token.replay_key
                 elif Reason.BAD_SIGNATURE not in found:
                     replay_key = signature_key(passport.signature)
-                    if self._tokens is not None:
-                        self._tokens.put(hdr.token, _Token(passport, claims, cred, replay_key))
+                    if self.tokens is not None:
+                        self.tokens.put(hdr.token, _Token(passport, claims, cred, replay_key))
         if claims is not None:
             reasons += _number_reasons(claims, orig, dest)
         return _result(reasons, claims, x5u, spc, replay_key if self.cfg.replay else None), claims

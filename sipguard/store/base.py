@@ -20,10 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sipguard.errors import SipguardError
 from sipguard.yamlconf import Section
+
+if TYPE_CHECKING:
+    from sipguard.detectors import Detectors
+    from sipguard.threats import ThreatEntry, ThreatIndex
 
 LIMIT_FIELDS = ("trunk", "source", "caller", "callee", "spc")
 LIST_KINDS = ("number", "prefix", "trunk", "spc")
@@ -127,7 +131,10 @@ class Lookups:
     notice: str | None = None
     degraded: bool = False
     rmd_snapshot: str | None = None
-    passport_replayed: bool | None = False    # None: unknown (the store did not answer)
+    # campaign detectors (sipguard/detectors.py): None when off or the store did not answer
+    campaign_fanout: bool | None = None
+    campaign_burst: bool | None = None
+    passport_replayed: bool | None = False    # PASSporT replay (replay.py); None: the store did not answer
 
 
 # The store did not answer: nothing is known (unknown facts match no rule). The Redis store
@@ -203,8 +210,23 @@ class Notice:
                     self.frn, self.spc))
 
 
+@dataclass(slots=True)
+class StoreCounters:
+    """What a store counts, cumulative, whatever the backend (exported as sipguard_store_requests)."""
+
+    lookups: int = 0
+    errors: int = 0           # lookups that failed (answered degraded)
+    timeouts: int = 0         # lookups past store_timeout (answered degraded)
+    degraded: int = 0         # lookups answered in the failure mode
+    reconnects: int = 0
+    rmd_remembered: int = 0   # degraded answers that used a remembered RMD answer
+    passport_replays: int = 0  # lookups whose PASSporT the seen-set had from another call (replay.py)
+
+
 class Store(Protocol):
     healthy: bool
+    counters: StoreCounters
+    limits: tuple[LimitSpec, ...]    # the ``limits:`` in force; SIGHUP replaces it
 
     async def start(self) -> None: ...
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups: ...
@@ -222,9 +244,12 @@ class Store(Protocol):
     async def notice_remove(self, ref: str) -> bool: ...
     async def notice_list(self) -> list[Notice]: ...
     async def rmd_show(self, ident: str) -> dict[str, str] | None: ...
+    def set_detectors(self, detectors: Detectors) -> None: ...   # SIGHUP: new analytics.campaign
+    # threat lists (sipguard/threats.py): the index in force, read on every call without I/O
+    threats: ThreatIndex
+    async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int: ...
     async def get_cert(self, url: str) -> tuple[bytes, float] | None: ...
     async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None: ...
-    def stats(self) -> dict[str, float]: ...
 
 
 def check_list_args(kind: str, list_name: str | None = None) -> None:
@@ -237,4 +262,4 @@ def check_list_args(kind: str, list_name: str | None = None) -> None:
 
 __all__ = ["DEGRADED", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
            "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdRecord",
-           "Store", "parse_limits", "parse_rate"]
+           "Store", "StoreCounters", "parse_limits", "parse_rate"]

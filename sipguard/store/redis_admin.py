@@ -30,6 +30,7 @@ from sipguard.store.tables import (
     notice_json,
     parse_list_field,
 )
+from sipguard.threats import ThreatEntry, entries_to_json
 
 T = TypeVar("T")
 BATCH = 1000          # field/value pairs (or set members) per command on import
@@ -247,6 +248,21 @@ class RedisAdmin:
 
     async def notice_remove(self, ref: str) -> bool:
         return bool(await self._admin("notice remove", lambda: self._client.hdel(self.keys.notices, ref)))
+
+    async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int:
+        """Replace ``source``'s threat entries (one HSET), then bump ``threat_gen`` so every
+        worker reloads the lists within ``THREAT_REFRESH`` (redis.py)."""
+        async def run() -> int:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(self.keys.threats, source, entries_to_json(entries))
+            pipe.hincrby(self.keys.meta, "threat_gen", 1)
+            await pipe.execute()
+            return len(entries)
+        return await self._admin("threat import", run)
+
+    async def threat_entries(self) -> dict[str, str]:
+        """The stored threat lists, source -> JSON (what the workers load)."""
+        return await self._admin("threat list", lambda: self._hgetall(self.keys.threats))
 
     async def notice_list(self) -> list[Notice]:
         raw = await self._admin("notice list", lambda: self._hgetall(self.keys.notices))

@@ -47,7 +47,6 @@ class SeenSet:
     def __init__(self, limit: int = MAX_SEEN) -> None:
         self.limit = limit
         self._seen: dict[str, tuple[str, float]] = {}
-        self.replays = 0
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -58,10 +57,7 @@ class SeenSet:
         seen = self._seen
         got = seen.get(key)
         if got is not None and got[1] > now:
-            if got[0] != call:
-                self.replays += 1
-                return True
-            return False  # the same call again
+            return got[0] != call  # the same call again (a retransmission) is not a replay
         if got is not None:
             del seen[key]  # expired: this is a first sighting again
         if len(seen) >= self.limit:

@@ -204,5 +204,5 @@ def test_verifier_never_falls_back_to_its_internal_error(pki: StiPki) -> None:
         return verdicts
 
     verdicts = asyncio.run(run())
-    assert verifier.stats()["internal_errors"] == 0
+    assert verifier.counters.internal_errors == 0
     assert {"FAILED", "good:PASSED"} <= verdicts, verdicts

@@ -41,7 +41,7 @@ def test_second_call_with_the_same_passport_is_a_replay_across_instances(redis_s
                (await b.lookup(keys("call-2"), NOW)).passport_replayed,     # another call: replay
                (await a.lookup(keys("call-3", key="77" * 16), NOW)).passport_replayed,  # other PASSporT
                (await a.lookup(dataclasses.replace(keys("x"), passport=None), NOW)).passport_replayed]
-        assert b.stats()["passport_replays"] == 1
+        assert b.counters.passport_replays == 1
         # the limiter still counts (the seen-set key sits after the limiter keys)
         assert (await a.lookup(keys("call-1"), NOW)).limited == ()
         await a.aclose()
@@ -132,8 +132,9 @@ def test_outage_makes_replay_unknown() -> None:
 
 
 def test_lookup_lua_replay_contract(redis_server: RedisProcess) -> None:
-    """lookup.lua's replay tail on its own: KEYS end with the seen-set key, ARGV with
-    (np, call hash, ttl ms); the reply gains an 11th field; without the tail it has 10."""
+    """lookup.lua's replay block on its own, as the script's header describes it: the seen-set
+    key is the last of KEYS, its 2 ARGV (call hash, ttl ms) come before the counts (nc, np);
+    its flags are the 12th reply slot, after the limiters' (10th) and the detectors' (11th)."""
     import redis.asyncio as aioredis
 
     from sipguard.store.redis import LOOKUP_LUA
@@ -144,13 +145,22 @@ def test_lookup_lua_replay_contract(redis_server: RedisProcess) -> None:
         base = ["", "", "12025550123", "2025550123", "t1", "", "13035550100", str(NOW)]
         limiter = ["60", 5]
         seen_key = "c:pp:{abc}"
-        first = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, 1, "call-a", 5000])
-        again = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, 1, "call-a", 5000])
-        other = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, 1, "call-b", 5000])
-        assert (first[9], first[10], again[10], other[10]) == ("0", "0", "0", "1")
+        first = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, "call-a", 5000, 0, 1])
+        again = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, "call-a", 5000, 0, 1])
+        other = await script(keys=["c:l:{a:1}", seen_key], args=[0, *base, *limiter, "call-b", 5000, 0, 1])
+        assert (first[9], first[10], first[11], again[11], other[11]) == ("0", "", "0", "0", "1")
         assert await client.get(seen_key) == "call-a" and 0 < await client.pttl(seen_key) <= 5000
-        plain = await script(keys=["c:l:{a:1}"], args=[0, *base, *limiter])
-        assert len(plain) == 10
+        plain = await script(keys=["c:l:{a:1}"], args=[0, *base, *limiter, 0, 0])
+        assert len(plain) == 12 and plain[11] == ""
+        # every block in one call, in the contract's order: limiter, burst detector (threshold
+        # 2), seen-set; the second call flips the burst and is a replay
+        keys = ["c:l:{b:1}", "c:cb:{1212}", "c:pp:{def}"]
+        burst = ["b", 2, 60000, ""]
+        one = await script(keys=keys, args=[0, *base, *limiter, *burst, "call-y", 5000, 1, 1])
+        two = await script(keys=keys, args=[0, *base, *limiter, *burst, "call-z", 5000, 1, 1])
+        assert (one[9], one[10], one[11]) == ("0", "0", "0")
+        assert (two[9], two[10], two[11]) == ("0", "1", "1")
+        assert await client.get("c:cb:{1212}") == "2" and await client.get("c:pp:{def}") == "call-y"
         await client.aclose()
 
     asyncio.run(main())

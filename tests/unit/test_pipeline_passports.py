@@ -14,6 +14,7 @@ from sipguard.clock import ManualClock
 from sipguard.config import load_config
 from sipguard.pipeline import Pipeline, call_history
 from sipguard.proxy.act import apply_forward, redirect_response
+from sipguard.records.record import CallRecord
 from sipguard.shaken.rcd import integrity
 from sipguard.sip import parse
 from tests.shaken_pki import StiPki, div_identity, rcd_identity, shaken_identity
@@ -103,9 +104,9 @@ def test_div_chain_with_history_info_facts_and_record(tmp_path: Path, pki: StiPk
                                                        invite([shaken(pki), div], "c2", ruri=C)])
     assert with_history.facts.div_count == 1 and with_history.facts.div_verstat == "TN-Validation-Passed"
     assert without.facts.div_verstat == "TN-Validation-Failed"
-    record = with_history.record(None, "sip:core", "i1")
+    record = CallRecord.of(with_history, None, "sip:core", "i1")
     assert record.passports == ("shaken:passed", "div:passed")
-    assert without.record(None, None, None).passports == ("shaken:passed", "div:failed:div-no-history")
+    assert CallRecord.of(without, None, None, None).passports == ("shaken:passed", "div:failed:div-no-history")
 
 
 def test_call_history_reads_diversion_and_history_info() -> None:

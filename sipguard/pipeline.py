@@ -18,7 +18,7 @@ from sipguard.clock import Clock, SystemClock
 from sipguard.numbers import TN, parse_tn
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.policy.decision import FORWARD, Decision, reject
-from sipguard.policy.facts import Facts
+from sipguard.policy.facts import Facts, extra_facts
 from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, Verification
@@ -132,9 +132,9 @@ class Outcome:
         return self.identity_added is not None
 
     def record(self, status: int | None, next_hop: str | None, instance: str | None) -> CallRecord:
-        from sipguard.records.record import CallRecord
+        from sipguard.records.record import CallRecord, caller_check, spc_owner
 
-        trunk, ver, dec = self.trunk, self.verification, self.decision
+        trunk, ver, dec, facts = self.trunk, self.verification, self.decision, self.facts
         provider = trunk.provider if trunk is not None else None
         shadow = dec.would.action if dec.would is not None else None
         return CallRecord(
@@ -156,6 +156,10 @@ class Outcome:
             next_hop=next_hop, instance=instance,
             signed_attest=self.signed_attest if self.signed else None,
             signed_rule=(dec.rule or "(default)") if self.signed else None,
+            caller_check=caller_check(facts.caller_dno, facts.caller_valid, facts.caller_invalid_reason),
+            spc_owner=spc_owner(ver.spc, self.lookups.signer_frn, provider.frn if provider else None),
+            trunk_rmd=facts.trunk_rmd, trunk_implementation=facts.trunk_implementation,
+            facts=extra_facts(facts),
         )
 
 
@@ -180,6 +184,9 @@ class Pipeline:
         self.store = store
         self.policy = policy
         self.signer = signer
+        # trunk id -> trunk.score, replaced whole by the analytics refresher (records/upstreams.py
+        # ScoreRefresher) every ``analytics.score_interval``: a dict lookup per call, no round trip
+        self.scores: dict[str, int] = {}
         self._fail_closed = config.store_failure == "fail-closed"
         self._trusted = config.trusted_proxies
         self._store_unavailable = reject(
@@ -284,7 +291,8 @@ class Pipeline:
             trunk_rmd=trunk.provider.rmd if trunk else None,
             source_ip=source[0], caller=call.caller.e164, callee=call.callee.e164,
             spc=verification.spc), now)
-        facts = build_facts(trunk, call, verification, lookups, source[0])
+        facts = build_facts(trunk, call, verification, lookups, source[0],
+                            self.scores.get(trunk.id) if trunk is not None else None)
 
         if lookups.degraded and self._fail_closed and not facts.emergency:
             decision = self._store_unavailable
@@ -326,7 +334,7 @@ class Pipeline:
 
 
 def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Lookups,
-                source_ip: str) -> Facts:
+                source_ip: str, score: int | None = None) -> Facts:
     caller = call.caller
     return Facts(
         verstat=str(ver.verstat),
@@ -339,6 +347,7 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         trunk_rmd=lookups.trunk_rmd,
         trunk_implementation=lookups.trunk_implementation,
         trunk_frn=trunk.provider.frn if trunk else None,
+        trunk_score=score,
         signer_spc=ver.spc,
         signer_rmd=lookups.signer_rmd,
         source_ip=source_ip,

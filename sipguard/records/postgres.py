@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sipguard.records.record import CallRecord, column_text, from_row, to_row
+from sipguard.records.record import VERSTAT_INDEX, CallRecord, column_text, from_row, to_row
 from sipguard.records.spool import Entry
 
 log = logging.getLogger("sipguard.records")
@@ -77,12 +77,22 @@ CREATE INDEX IF NOT EXISTS {TABLE}_trunk ON {TABLE} (trunk, at);
 CREATE INDEX IF NOT EXISTS {TABLE}_call_id ON {TABLE} (call_id);
 CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} USING brin (at);
 """),
+    # nullable columns without a default: a catalogue change, no partition is rewritten. Rows
+    # written before keep NULL (the analytics read their verstat from ``data``). Aggregations
+    # over a window read every row of it: partition pruning keeps that to the window's days.
+    (2, "analytics columns: verstat, caller_check, spc_owner, trunk_rmd, implementation", f"""
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS verstat text, ADD COLUMN IF NOT EXISTS caller_check text,
+    ADD COLUMN IF NOT EXISTS spc_owner text, ADD COLUMN IF NOT EXISTS trunk_rmd text,
+    ADD COLUMN IF NOT EXISTS implementation text;
+"""),
 )
 LATEST = MIGRATIONS[-1][0]
 
 STAGE = "sipguard_records_stage"   # per connection (TEMP), emptied at each commit
-COLUMNS = ("at", "call_id", "caller", "callee", "trunk", "spc", "action", "attest", "writer", "seq", "data")
-INSERT = f"INSERT INTO {TABLE} SELECT * FROM {STAGE} ON CONFLICT DO NOTHING"
+COLUMNS = ("at", "call_id", "caller", "callee", "trunk", "spc", "action", "attest", "writer", "seq", "data",
+           "verstat", "caller_check", "spc_owner", "trunk_rmd", "implementation")
+INSERT = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {STAGE}"
+          " ON CONFLICT DO NOTHING")
 TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
 
 
@@ -288,7 +298,8 @@ class PostgresRecords:
             days.add(when.date())
             rows.append((when, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
                          column_text(r.trunk), column_text(r.spc), column_text(r.action), column_text(r.attest),
-                         column_text(w), s, to_row(r)))
+                         column_text(w), s, to_row(r), column_text(r.verstat), r.caller_check, r.spc_owner,
+                         column_text(r.trunk_rmd), column_text(r.trunk_implementation)))
             if n % CHUNK == 0:
                 await asyncio.sleep(0)     # a big batch must not hold calls back
         if not rows:
@@ -337,6 +348,42 @@ class PostgresRecords:
             conn = await self._connection()
             rows = await conn.fetch(sql, *args)
         return [(str(key), int(rejected), int(attest_c)) for key, rejected, attest_c in rows]
+
+    async def page(self, since: float, until: float, after: tuple[Any, ...] | None,
+                   size: int) -> list[tuple[tuple[Any, ...], CallRecord]]:
+        """Up to ``size`` records of [since, until] after the key ``after`` (at, writer, seq),
+        in that order (the unique index's order): a keyset page."""
+        args: list[Any]
+        if after is None:
+            where, args = "at >= $1 AND at <= $2", [utc(since), utc(until)]
+        else:
+            where, args = "at <= $1 AND (at, writer, seq) > ($2, $3, $4)", [utc(until), *after]
+        args.append(size)
+        sql = (f"SELECT at, writer, seq, data FROM {TABLE} WHERE {where}"
+               f" ORDER BY at, writer, seq LIMIT ${len(args)}")
+        async with self._lock:
+            conn = await self._connection()
+            rows = await conn.fetch(sql, *args)
+        return [((row[0], row[1], row[2]), from_row(row[3])) for row in rows]
+
+    async def measure_rows(self, by: str, since: float, until: float,
+                           timeout: float = 120.0) -> list[tuple[Any, ...]]:
+        """The groups records/measures.py folds, for trunks or spc, in [since, until].
+        Partition pruning keeps the scan to the window's days; within them every row is read
+        (an aggregate over all of a window's calls cannot use the look-up indexes to skip any),
+        in parallel workers when the planner sees fit. Rows from before migration 2 give their
+        verstat from ``data`` (COALESCE reads it only for those)."""
+        key = TOP_COLUMNS[by]
+        verstat = f"coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX})"
+        extra = "trunk_rmd, implementation" if by == "trunks" else "NULL, NULL"
+        groups = "1, 2, 3, 4, 5, 6, 7" if by == "trunks" else "1, 2, 3, 4, 5"
+        sql = (f"SELECT {key}, attest, {verstat}, caller_check, spc_owner, {extra}, count(*),"
+               f" extract(epoch FROM max(at))::float8 FROM {TABLE} WHERE at >= $1 AND at <= $2"
+               f" AND {key} IS NOT NULL GROUP BY {groups}")
+        async with self._lock:
+            conn = await self._connection()
+            rows = await conn.fetch(sql, utc(since), utc(until), timeout=timeout)
+        return [tuple(row) for row in rows]
 
     async def count(self) -> int:
         async with self._lock:

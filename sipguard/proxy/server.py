@@ -74,6 +74,8 @@ class Worker:
         self.metrics: Any = None
         self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
         self._watcher: asyncio.Task[None] | None = None
+        self._scores: asyncio.Task[None] | None = None      # trunk.score refresh (records/upstreams.py)
+        self._scores_stop = asyncio.Event()
         self.gc = GcPacer()
         self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
         self.trim = MemoryTrim(release=(numbers.clear_cache,))  # RSS back after a burst (overload.py)
@@ -87,6 +89,7 @@ class Worker:
         self.pipeline = await Pipeline.create(self.config, self.clock, metrics=self.metrics)
         self.records = open_records(self.config.store, self.config.traceback, metrics=self.metrics)
         await self.records.start()
+        self._start_scores()
         if self.config.store == "memory" and self.config.datasets:
             from sipguard.store.datasets import DatasetWatcher
 
@@ -103,6 +106,27 @@ class Worker:
         if self.steering is not None:
             await self.steering.start(self._steered_in)
         self.guard.start(self._queues())
+
+    def _start_scores(self) -> None:
+        """The background refresh of trunk.score into ``pipeline.scores`` (none at interval 0)."""
+        from sipguard.records.upstreams import ScoreRefresher
+
+        assert self.pipeline is not None
+        pipeline = self.pipeline
+
+        def install(table: dict[str, int]) -> None:
+            pipeline.scores = table
+
+        if self._scores is not None:
+            self._scores_stop.set()
+            self._scores_stop = asyncio.Event()
+        if self.config.upstreams.score_interval <= 0:
+            pipeline.scores = {}
+            self._scores = None
+            return
+        refresher = ScoreRefresher(self.config.store, self.config.traceback, self.config.upstreams, install,
+                                   self.metrics)
+        self._scores = asyncio.get_running_loop().create_task(refresher.run(self._scores_stop))
 
     # -- overload and connection limits (proxy/overload.py, proxy/connlimits.py) ---------------
     def _queues(self) -> list[int]:
@@ -217,12 +241,16 @@ class Worker:
             self.transports.reload_tls(config.tls)
             if config.tls.cert is not None:
                 log.info("TLS certificates reloaded from %s", config.tls.cert)
+        scores_changed = config.upstreams != self.config.upstreams
         self.config = config
+        if scores_changed:
+            self._start_scores()
         log.info("config reloaded from %s", config.path)
 
     async def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        self._scores_stop.set()
         if self.core is not None:
             await self.core.drain(self.config.proxy.drain_timeout)
         if self.guard is not None:

@@ -1,0 +1,234 @@
+"""Know your upstream against real stores: the same generated records give the same measures
+from SQLite (GROUP BY), PostgreSQL (GROUP BY over day partitions) and a Redis Stream (scan);
+records from before the analytics columns still count; GET /upstreams and the CLI answer them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sipguard.records import postgres, upstreams
+from sipguard.records.measures import fold
+from sipguard.records.postgres import PostgresRecords
+from sipguard.records.record import CallRecord, TracebackConfig, to_row
+from sipguard.records.redis_stream import RedisRecords
+from sipguard.records.sqlite import SqliteRecords
+from sipguard.records.upstreams import Window
+from tests import pg_fixtures
+from tests.records_fixtures import BASE_TIME, make_record
+from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.integration
+pg_url = pg_fixtures.pg_url
+ROOT = Path(__file__).resolve().parents[2]
+VERSTATS = ("TN-Validation-Passed", "TN-Validation-Failed", "No-TN-Validation")
+
+
+def generated(n: int, seed: int = 7, start: float = BASE_TIME) -> list[CallRecord]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        verstat = rnd.choice(VERSTATS)
+        attest = rnd.choice("ABC") if verstat == VERSTATS[0] else None
+        spc = rnd.choice(["123A", "456B", None]) if attest else None
+        out.append(make_record(i, time=start + i * 7.0, trunk=rnd.choice(["carrier-a", "carrier-b", "carrier-c"]),
+                               verstat=verstat, attest=attest, spc=spc,
+                               caller_check=rnd.choice(["valid", "valid", "invalid", "unallocated", "dno", "withheld"]),
+                               spc_owner=(rnd.choice(["own", "other", "unknown"]) if spc else None),
+                               trunk_rmd=rnd.choice(["listed", "listed", "removed"]),
+                               trunk_implementation=rnd.choice(["complete", "partial"]), facts={}))
+    return out
+
+
+def expected(records: list[CallRecord], since: float, until: float) -> dict[str, Any]:
+    """The reference: one row per record, folded in Python."""
+    inside = [r for r in records if since <= r.time <= until]
+    trunks = fold((r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation,
+                   1, r.time) for r in inside if r.trunk)
+    spcs = fold((r.spc, r.attest, r.verstat, r.caller_check, r.spc_owner, None, None, 1, r.time)
+                for r in inside if r.spc)
+    return {"upstreams": sorted((m.to_json("trunk", 10) for m in trunks.values()), key=lambda d: d["trunk"]),
+            "signers": sorted((m.to_json("spc", 10) for m in spcs.values()), key=lambda d: d["spc"])}
+
+
+def comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"upstreams": sorted(doc["upstreams"], key=lambda d: d["trunk"]),
+            "signers": sorted(doc["signers"], key=lambda d: d["spc"])}
+
+
+RECORDS = generated(400)
+WINDOW = Window(BASE_TIME + 700.0, BASE_TIME + 2100.0, 100)    # a part of them, both ends inside
+
+
+def test_sqlite_group_by_gives_the_reference(tmp_path: Path) -> None:
+    cfg = TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "spool"))
+    db = SqliteRecords(cfg.path)
+    db.write([("w", i, r) for i, r in enumerate(RECORDS)])
+    plan = " ".join(str(r) for r in db._conn().execute(
+        "EXPLAIN QUERY PLAN SELECT trunk, COUNT(*) FROM records WHERE time >= 1 AND time <= 2 GROUP BY trunk"))
+    db.close()
+    doc = asyncio.run(upstreams.report("memory", cfg, WINDOW, 10))
+    assert comparable(doc) == expected(RECORDS, WINDOW.since, WINDOW.until)
+    assert doc["upstreams"] and doc["signers"] and doc["since"].endswith("Z")
+    assert "records_time" in plan          # the window is found by the time index
+
+
+def test_a_sqlite_file_from_before_the_columns_is_upgraded_and_its_rows_count(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = make_record(1, time=BASE_TIME + 1000, verstat="TN-Validation-Failed")
+    v2 = json.dumps([2, *(getattr(old, name) for name in CallRecord.__dataclass_fields__
+                          if name in postgres_v2_fields())])
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE records (id INTEGER PRIMARY KEY, time REAL NOT NULL, call_id TEXT NOT NULL,
+        caller TEXT, callee TEXT, trunk TEXT, spc TEXT, action TEXT NOT NULL, attest TEXT, writer TEXT NOT NULL,
+        seq INTEGER NOT NULL, data TEXT NOT NULL, UNIQUE (writer, seq));""")
+    db.execute("INSERT INTO records (time, call_id, trunk, action, writer, seq, data) VALUES (?,?,?,?,?,?,?)",
+               (old.time, old.call_id, old.trunk, old.action, "w", 1, v2))
+    db.commit()
+    db.close()
+    new = SqliteRecords(str(path))
+    new.write([("w", 2, make_record(2, time=BASE_TIME + 1001, caller_check="dno"))])
+    new.close()
+    cfg = TracebackConfig(path=str(path))
+    doc = asyncio.run(upstreams.report("memory", cfg, WINDOW, 1))
+    (row,) = doc["upstreams"]
+    assert row["calls"] == 2 and row["failed"] == 1 and row["unknown_caller"] == 1 and row["dno_share"] == 1.0
+
+
+def postgres_v2_fields() -> tuple[str, ...]:
+    from sipguard.records.record import ROW_FIELDS
+    return ROW_FIELDS[2]
+
+
+def test_postgresql_group_by_gives_the_reference_and_migration_2_keeps_old_rows(pg_url: str, tmp_path: Path) -> None:
+    cfg = TracebackConfig(store=pg_url, retention_days=30000, path=str(tmp_path / "x.db"))
+
+    async def scenario() -> dict[str, Any]:
+        conn = await postgres.connect(pg_url)
+        try:   # a database at schema 1, with a row written then
+            async with conn.transaction():
+                await conn.execute(f"CREATE TABLE {postgres.VERSION_TABLE} (version integer PRIMARY KEY,"
+                                   " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+                await conn.execute(postgres.MIGRATIONS[0][2])
+                await conn.execute(f"INSERT INTO {postgres.VERSION_TABLE} (version, description) VALUES (1, 'x')")
+            await postgres.ensure_partitions(conn, [postgres.day_of(BASE_TIME)])
+            old = make_record(0, time=BASE_TIME + 800, trunk="legacy", verstat="TN-Validation-Passed", attest="B")
+            v2 = json.dumps([2, *(getattr(old, name) for name in postgres_v2_fields())])
+            await conn.execute(f"INSERT INTO {postgres.TABLE} VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                               postgres.utc(old.time), old.call_id, None, None, "legacy", None, "forward", "B",
+                               "old", 1, v2)
+            assert (await postgres.migrate(conn)) == postgres.Migrated(1, 2)
+        finally:
+            await conn.close()
+        pg = PostgresRecords(pg_url, 30000)
+        await pg.write([("w", i, r) for i, r in enumerate(RECORDS)], BASE_TIME)
+        await pg.aclose()
+        return await upstreams.report("postgresql", cfg, WINDOW, 10)
+
+    doc = asyncio.run(scenario())
+    legacy = next(r for r in doc["upstreams"] if r["trunk"] == "legacy")
+    assert legacy["verified"] == 1 and legacy["attest"]["B"] == 1 and legacy["unknown_caller"] == 1
+    doc["upstreams"] = [r for r in doc["upstreams"] if r["trunk"] != "legacy"]
+    assert comparable(doc) == expected(RECORDS, WINDOW.since, WINDOW.until)
+
+
+def test_redis_stream_scan_gives_the_reference(redis_server: RedisProcess) -> None:  # noqa: F811
+    url = redis_server.url.rsplit("/", 1)[0] + "/9"
+    cfg = TracebackConfig(retention_days=7)
+
+    async def scenario() -> dict[str, Any]:
+        rs = RedisRecords(url)
+        await rs.client.flushdb()
+        for start in range(0, len(RECORDS), 100):
+            await rs.write([("w", i + 1, RECORDS[i]) for i in range(start, start + 100)], 0, BASE_TIME)
+        await rs.aclose()
+        return await upstreams.report(url, cfg, WINDOW, 10)
+
+    assert comparable(asyncio.run(scenario())) == expected(RECORDS, WINDOW.since, WINDOW.until)
+
+
+# -- the endpoint and the command -----------------------------------------------------------
+
+def _config(tmp_path: Path, records: list[CallRecord], token: bool = False) -> Path:
+    import shutil
+
+    import yaml
+    shutil.copytree(ROOT / "config/demo", tmp_path / "demo", dirs_exist_ok=True)
+    data = yaml.safe_load((ROOT / "config/sipguard.example.yaml").read_text())
+    data.pop("policy", None)
+    data["traceback"] = {"path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool")}
+    data["upstreams"] = {"score_min_calls": 10}
+    path = tmp_path / "sipguard.yaml"
+    path.write_text(yaml.safe_dump(data))
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    db.write([("w", i, r) for i, r in enumerate(records)])
+    db.close()
+    return path
+
+
+def test_get_upstreams_contract_token_and_bad_parameters(tmp_path: Path) -> None:
+    import time
+
+    from sipguard.config import load_config
+    from sipguard.observe.http import HttpServer
+    from tests.unit.test_observe_http import request
+
+    now = time.time()
+    config = load_config(str(_config(tmp_path, generated(300, start=now - 3000))))
+    token = "t" * 20
+
+    async def scenario() -> list[tuple[int, Any]]:
+        server = HttpServer(config.store, config.traceback, token=token, upstreams=config.upstreams)
+        await server.start("127.0.0.1", 0)
+        out = []
+        try:
+            for path, auth in (("/upstreams?since=1h", True), ("/upstreams", False), ("/upstreams?since=900d", True),
+                               ("/upstreams?n=abc", True), ("/upstreams?since=1h&since=2h", True),
+                               ("/upstreams?since=1h&n=1", True)):
+                head = f"GET {path} HTTP/1.1\r\nHost: x\r\n" + (f"Authorization: Bearer {token}\r\n" if auth else "")
+                status, _, body = await request(server.port, (head + "\r\n").encode())
+                out.append((status, json.loads(body)))
+        finally:
+            await server.aclose()
+        return out
+
+    ok, no_token, too_old, bad_n, twice, one = asyncio.run(scenario())
+    assert ok[0] == 200 and set(ok[1]) >= {"since", "until", "upstreams", "signers"}
+    assert {r["trunk"] for r in ok[1]["upstreams"]} == {"carrier-a", "carrier-b", "carrier-c"}
+    row = ok[1]["upstreams"][0]
+    assert isinstance(row["calls"], int) and 0 <= row["score"] <= 100 and row["rmd"] in ("listed", "removed")
+    assert all(isinstance(s["spc"], str) and isinstance(s["calls"], int) for s in ok[1]["signers"])
+    assert no_token[0] == 401
+    assert too_old[0] == 400 and too_old[1]["parameter"] == "since" and "retention" in too_old[1]["error"]
+    assert bad_n[0] == 400 and bad_n[1]["parameter"] == "n"
+    assert twice[0] == 400
+    assert one[0] == 200 and len(one[1]["upstreams"]) == 1 and one[1]["upstreams_total"] == 3
+
+
+def test_cli_upstreams_table_jsonl_and_nothing_found(tmp_path: Path) -> None:
+    import time
+    path = _config(tmp_path, generated(200, start=time.time() - 2000))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sipguard", "upstreams", "-c", str(path), *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60,
+                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+    table = cli("--since", "1h")
+    assert table.returncode == 0, table.stderr
+    assert "upstreams (3 of 3)" in table.stdout and "carrier-a" in table.stdout and "score" in table.stdout
+    lines = [json.loads(line) for line in cli("--since", "1h", "--format", "jsonl").stdout.splitlines()]
+    assert {line.get("trunk") for line in lines} >= {"carrier-a", "carrier-b", "carrier-c"}
+    assert any("spc" in line for line in lines)
+    empty = cli("--since", "1h", "--until", "2020-01-01T00:00:00Z")
+    assert empty.returncode in (1, 3)
+    bad = cli("--since", "tomorrow")
+    assert bad.returncode == 1 and "since" in bad.stderr

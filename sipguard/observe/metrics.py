@@ -98,6 +98,10 @@ SPECS: tuple[Spec, ...] = (
          mode="max"),
     Spec("sipguard_connections", "gauge", "Open TCP and TLS connections", ("transport",)),
     # every worker computes the same figures from the shared records: max, not sum
+    Spec("sipguard_rmd_changes", "counter", "RMD filings whose status or implementation changed at an import "
+         "(counted by worker 0)", ("change",)),
+    Spec("sipguard_rmd_upstream_changes", "counter", "RMD changes of the filing of a configured trunk's provider",
+         ("trunk", "change")),
     Spec("sipguard_upstream_score", "gauge", "trunk.score per trunk (upstreams.score_window; absent: too few calls)",
          ("trunk",), mode="max"),
     Spec("sipguard_upstream_calls", "gauge", "Calls per trunk in the last upstreams.score_window", ("trunk",),
@@ -344,6 +348,13 @@ class Metrics:
                 self.m["sipguard_upstream_share"].labels(trunk, measure).set(share)
             if trunk in scores:
                 self.m["sipguard_upstream_score"].labels(trunk).set(scores[trunk])
+
+    def rmd_changes(self, changes: Any, upstream: Any) -> None:
+        """From the RMD watch (proxy/server.py): every change, and (trunk, change) of upstreams."""
+        for c in changes:
+            self.child("sipguard_rmd_changes", c.change).inc()
+        for trunk, c in upstream:
+            self.child("sipguard_rmd_upstream_changes", trunk, c.change).inc()
 
     def set_edge(self, shedding: bool, delay: float, connections: dict[str, float]) -> None:
         """The overload guard's state and the stream connections (proxy/overload.py,

@@ -34,6 +34,7 @@ from sipguard.proxy.transport import Transports, UdpEndpoint
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome, Pipeline
 
+RMD_WATCH_INTERVAL = 30.0     # seconds between two looks at the store's RMD change log
 log = logging.getLogger("sipguard.serve")
 
 
@@ -76,6 +77,7 @@ class Worker:
         self._watcher: asyncio.Task[None] | None = None
         self._scores: asyncio.Task[None] | None = None      # trunk.score refresh (records/upstreams.py)
         self._scores_stop = asyncio.Event()
+        self._rmd_watch: asyncio.Task[None] | None = None
         self.gc = GcPacer()
         self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
         self.trim = MemoryTrim(release=(numbers.clear_cache,))  # RSS back after a burst (overload.py)
@@ -90,6 +92,8 @@ class Worker:
         self.records = open_records(self.config.store, self.config.traceback, metrics=self.metrics)
         await self.records.start()
         self._start_scores()
+        if self.index == 0:     # one counter of each change per instance, not one per worker
+            self._rmd_watch = asyncio.get_running_loop().create_task(self._watch_rmd())
         if self.config.store == "memory" and self.config.datasets:
             from sipguard.store.datasets import DatasetWatcher
 
@@ -127,6 +131,38 @@ class Worker:
         refresher = ScoreRefresher(self.config.store, self.config.traceback, self.config.upstreams, install,
                                    self.metrics)
         self._scores = asyncio.get_running_loop().create_task(refresher.run(self._scores_stop))
+
+    async def _watch_rmd(self, interval: float = RMD_WATCH_INTERVAL) -> None:
+        """RMD watch: every ``interval`` read the changes the store logged since the last look
+        (an import by ``sipguard rmd import`` into Redis, or this process's reload of the
+        datasets file), count them, and log those of configured upstreams."""
+        from sipguard.store.tables import upstream_changes
+
+        assert self.pipeline is not None
+        since = time.time()
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                changes = await self.pipeline.store.rmd_changes(since, 100_000)
+            except Exception as exc:   # noqa: BLE001 - the store may be down; the next look retries
+                log.debug("RMD watch: cannot read the change log: %s", exc)
+                continue
+            if not changes:
+                continue
+            since = max(c.time for c in changes)
+            upstreams = [(t.id, t.provider.rmd, t.provider.frn) for t in self.config.trunks]
+            mine = upstream_changes(changes, upstreams)
+            self.metrics.rmd_changes(changes, mine)
+            log.info("RMD import %s: %d filing(s) changed since %s", changes[-1].snapshot, len(changes),
+                     changes[0].previous or "-")
+            for trunk, c in mine:
+                log.warning("RMD watch: upstream trunk %s (%s, FRN %s) %s: %s/%s -> %s/%s in snapshot %s", trunk,
+                            c.rmd, c.frn or "-", c.change, c.old_status, c.old_implementation or "-", c.new_status,
+                            c.new_implementation or "-", c.snapshot)
 
     # -- overload and connection limits (proxy/overload.py, proxy/connlimits.py) ---------------
     def _queues(self) -> list[int]:
@@ -251,6 +287,8 @@ class Worker:
         if self._watcher is not None:
             self._watcher.cancel()
         self._scores_stop.set()
+        if self._rmd_watch is not None:
+            self._rmd_watch.cancel()
         if self.core is not None:
             await self.core.drain(self.config.proxy.drain_timeout)
         if self.guard is not None:

@@ -18,7 +18,7 @@ import pytest
 from sipguard.records import postgres, upstreams
 from sipguard.records.measures import fold
 from sipguard.records.postgres import PostgresRecords
-from sipguard.records.record import CallRecord, TracebackConfig, to_row
+from sipguard.records.record import CallRecord, TracebackConfig
 from sipguard.records.redis_stream import RedisRecords
 from sipguard.records.sqlite import SqliteRecords
 from sipguard.records.upstreams import Window

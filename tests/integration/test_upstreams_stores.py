@@ -48,15 +48,15 @@ def generated(n: int, seed: int = 7, start: float = BASE_TIME) -> list[CallRecor
     return out
 
 
-def expected(records: list[CallRecord], since: float, until: float) -> dict[str, Any]:
+def expected(records: list[CallRecord], since: float, until: float, min_calls: int = 10) -> dict[str, Any]:
     """The reference: one row per record, folded in Python."""
     inside = [r for r in records if since <= r.time <= until]
     trunks = fold((r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation,
                    1, r.time) for r in inside if r.trunk)
     spcs = fold((r.spc, r.attest, r.verstat, r.caller_check, r.spc_owner, None, None, 1, r.time)
                 for r in inside if r.spc)
-    return {"upstreams": sorted((m.to_json("trunk", 10) for m in trunks.values()), key=lambda d: d["trunk"]),
-            "signers": sorted((m.to_json("spc", 10) for m in spcs.values()), key=lambda d: d["spc"])}
+    return {"upstreams": sorted((m.to_json("trunk", min_calls) for m in trunks.values()), key=lambda d: d["trunk"]),
+            "signers": sorted((m.to_json("spc", min_calls) for m in spcs.values()), key=lambda d: d["spc"])}
 
 
 def comparable(doc: dict[str, Any]) -> dict[str, Any]:
@@ -232,3 +232,78 @@ def test_cli_upstreams_table_jsonl_and_nothing_found(tmp_path: Path) -> None:
     assert empty.returncode in (1, 3)
     bad = cli("--since", "tomorrow")
     assert bad.returncode == 1 and "since" in bad.stderr
+
+
+# -- every record of a window, page by page (policy whatif reads them so) ---------------------
+
+def _iterated(url: str, cfg: TracebackConfig, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from sipguard.records import query
+    monkeypatch.setattr(query, "PAGE", 7)       # many pages, and records sharing a time across pages
+
+    async def collect() -> list[str]:
+        return [r.call_id async for r in query.iterate(url, cfg, WINDOW.since, WINDOW.until)]
+    return asyncio.run(collect())
+
+
+SAME_TIME = [make_record(1000 + i, time=BASE_TIME + 1400.0) for i in range(10)]   # one instant, 10 calls
+
+
+def test_iterate_pages_sqlite_and_postgresql_and_scans_redis(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                             redis_server: RedisProcess) -> None:  # noqa: F811
+    everything = RECORDS + SAME_TIME
+    want = sorted(r.call_id for r in everything if WINDOW.since <= r.time <= WINDOW.until)
+    cfg = TracebackConfig(path=str(tmp_path / "tb.db"))
+    db = SqliteRecords(cfg.path)
+    db.write([("w", i, r) for i, r in enumerate(everything)])
+    db.close()
+    got = _iterated("memory", cfg, monkeypatch)
+    assert sorted(got) == want and len(got) == len(set(got))
+
+    async def to_pg() -> None:
+        pg = PostgresRecords(pg_url, 30000)
+        await pg.write([("w", i, r) for i, r in enumerate(everything)], BASE_TIME)
+        await pg.aclose()
+    asyncio.run(to_pg())
+    got = _iterated(pg_url, TracebackConfig(store=pg_url, retention_days=30000), monkeypatch)
+    assert sorted(got) == want and len(got) == len(set(got))
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/10"
+
+    async def to_redis() -> None:
+        rs = RedisRecords(url)
+        await rs.client.flushdb()
+        await rs.write([("w", i + 1, r) for i, r in enumerate(sorted(everything, key=lambda r: r.time))], 0, BASE_TIME)
+        await rs.aclose()
+    asyncio.run(to_redis())
+    got = _iterated(url, TracebackConfig(retention_days=7), monkeypatch)
+    assert sorted(got) == want
+
+
+def test_get_upstreams_reads_postgresql_and_an_outage_is_503(pg_url: str, tmp_path: Path) -> None:
+    import time
+
+    from sipguard.observe.http import HttpServer
+    from tests.unit.test_observe_http import get, request
+
+    now = time.time()
+    records = generated(120, start=now - 1000)
+
+    async def scenario() -> list[tuple[int, Any]]:
+        pg = PostgresRecords(pg_url, 548)
+        await pg.write([("w", i, r) for i, r in enumerate(records)], now)
+        await pg.aclose()
+        out = []
+        for url in (pg_url, "postgresql://postgres@127.0.0.1:1/none"):
+            server = HttpServer(url, TracebackConfig(store=url, retention_days=548))
+            await server.start("127.0.0.1", 0)
+            try:
+                status, _, body = await request(server.port, get(server.port, "/upstreams?since=1h"))
+                out.append((status, json.loads(body)))
+            finally:
+                await server.aclose()
+        return out
+
+    (ok, body), (down, error) = asyncio.run(scenario())
+    assert ok == 200 and sum(r["calls"] for r in body["upstreams"]) == 120
+    assert comparable(body) == expected(records, now - 3600, now + 1, min_calls=50)
+    assert down == 503 and "cannot read records from postgresql://postgres@127.0.0.1:1/none" in error["error"]

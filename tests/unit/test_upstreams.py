@@ -158,13 +158,18 @@ def test_grouped_rows_fold_like_one_row_per_record(records: list[measures.Row]) 
 
 
 @given(ROWS, st.sampled_from(["dno", "invalid", "unallocated"]), st.sampled_from(["A", None]))
-def test_a_bad_call_more_never_raises_the_score(records: list[measures.Row], check: str, attest: str | None) -> None:
+def test_one_more_call_moves_the_score_by_at_most_its_weight(records: list[measures.Row], check: str,
+                                                            attest: str | None) -> None:
+    """The score is bounded and smooth: one call more changes every share by at most 1/n, so
+    the score by at most 100 * (sum of weights) / n (+1 for rounding); a bad caller on a trunk
+    of otherwise clean, verified calls lowers it."""
     base = fold([("t", *r[1:]) for r in records] + [row(n=1)])["t"]
     worse = fold([("t", *r[1:]) for r in records] + [row(n=1), row(attest=attest, check=check)])["t"]
     before, after = score(base, 1), score(worse, 1)
     assert before is not None and after is not None and 0 <= after <= 100
-    # a bad call adds its weight to the penalty; the shares of the rest shrink by at most 1/n
-    assert after <= before + 100 * sum(measures.WEIGHTS.values()) / worse.calls
+    assert abs(after - before) <= 100 * sum(measures.WEIGHTS.values()) / base.calls + 1
+    clean = [row(attest="A", verstat=PASSED)] * max(1, len(records))
+    assert score(fold(clean + [row(attest=attest, verstat=PASSED, check=check)])["t"], 1) < score(fold(clean)["t"], 1)
 
 
 # -- the window of a report -------------------------------------------------------------------

@@ -19,6 +19,13 @@ Indexes (created on the parent, so every partition has them): caller, callee and
 each with ``at``; Call-ID; and a BRIN on ``at`` for time-only scans. Partition pruning
 narrows a time window to its days first.
 
+Upstream analytics (records/upstreams.py) read hourly roll-ups, ``sipguard_upstream_hours``:
+per hour, the groups ``measure_rows`` returns, made by the first report that needs an hour
+(``measure_rows_rolled``); ``sipguard_rolled_hours`` lists the hours done. A batch holding a
+record of an hour that may already be rolled up removes that hour from both in its own
+transaction, so the next report rolls it again with the record. Retention deletes roll-ups
+with the partitions they came from.
+
 Schema changes are numbered migrations (``MIGRATIONS``), recorded in
 ``sipguard_schema_version`` and run under an advisory lock by ``sipguard db migrate`` and
 at every start, so a new version's first worker migrates and the others wait, then see it done.
@@ -32,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,10 +50,19 @@ from sipguard.records.spool import Entry
 
 log = logging.getLogger("sipguard.records")
 TABLE = "sipguard_records"
+HOURS = "sipguard_upstream_hours"       # roll-ups: one row per hour and group (records/measures.py)
+ROLLED = "sipguard_rolled_hours"        # the hours HOURS holds, complete
+HOUR = 3600.0
+# An hour is rolled up once it ended this long ago. A writer that stores a record of an hour
+# that ended longer ago than this (a spool flushed after an outage) marks it to be rolled
+# again, in the same transaction; a record of a more recent hour commits (COMMAND_TIMEOUT)
+# long before its hour can be rolled. The margin also covers clock skew between hosts.
+ROLL_GRACE = 300.0
 VERSION_TABLE = "sipguard_schema_version"
 PARTITION = re.compile(r"^sipguard_records_p(\d{4})(\d{2})(\d{2})$")
 AHEAD = 2                   # days of partitions made beyond today
 LOCK_KEY = 0x5347_7462      # pg_advisory_lock key ("SGtb"): migrations and partition DDL
+ROLLUP_LOCK = LOCK_KEY + 1  # and the hourly roll-ups
 CHUNK = 64                  # rows encoded between two yields to the event loop
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 10.0      # a write a hung server does not answer fails over to the spool
@@ -84,6 +101,24 @@ CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} USING brin (at);
 ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS verstat text, ADD COLUMN IF NOT EXISTS caller_check text,
     ADD COLUMN IF NOT EXISTS spc_owner text, ADD COLUMN IF NOT EXISTS trunk_rmd text,
     ADD COLUMN IF NOT EXISTS implementation text;
+"""),
+    # hourly roll-ups of what records/measures.py folds (see ``measure_rows_rolled``)
+    (3, "upstream roll-ups: sipguard_upstream_hours, sipguard_rolled_hours", f"""
+CREATE TABLE IF NOT EXISTS {HOURS} (
+    hour timestamptz NOT NULL,
+    view text NOT NULL,
+    key text NOT NULL,
+    attest text,
+    verstat text,
+    caller_check text,
+    spc_owner text,
+    trunk_rmd text,
+    implementation text,
+    calls bigint NOT NULL,
+    last_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {HOURS}_hour ON {HOURS} (view, hour);
+CREATE TABLE IF NOT EXISTS {ROLLED} (hour timestamptz PRIMARY KEY, rolled_at timestamptz NOT NULL DEFAULT now());
 """),
 )
 LATEST = MIGRATIONS[-1][0]
@@ -267,6 +302,10 @@ class PostgresRecords:
         today = day_of(now)
         await ensure_partitions(conn, [today + datetime.timedelta(days=n) for n in range(AHEAD + 1)])
         dropped, rows = await drop_expired(conn, now, self.retention_days)
+        if dropped:
+            oldest = utc(day_start(keep_from(now, self.retention_days)))
+            await conn.execute(f"DELETE FROM {HOURS} WHERE hour < $1", oldest)
+            await conn.execute(f"DELETE FROM {ROLLED} WHERE hour < $1", oldest)
         if dropped:    # expiry is logged (R6.5), by name: the row count is the planner's estimate
             log.info("records: dropped %s (older than %d days: about %d records)", ", ".join(dropped),
                      self.retention_days, rows)
@@ -291,11 +330,15 @@ class PostgresRecords:
         oldest = keep_from(now, self.retention_days)
         rows: list[tuple[Any, ...]] = []
         days: set[datetime.date] = set()
+        rolled_before = now - ROLL_GRACE - HOUR     # hours starting before this may be rolled up
+        late_hours: set[float] = set()
         for n, (w, s, r) in enumerate(entries, 1):
             when = utc(r.time)
             if when.date() < oldest:
                 continue           # retention would drop it: never re-add an expired record
             days.add(when.date())
+            if r.time < rolled_before:
+                late_hours.add(r.time - r.time % HOUR)
             rows.append((when, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
                          column_text(r.trunk), column_text(r.spc), column_text(r.action), column_text(r.attest),
                          column_text(w), s, to_row(r), column_text(r.verstat), r.caller_check, r.spc_owner,
@@ -304,6 +347,7 @@ class PostgresRecords:
                 await asyncio.sleep(0)     # a big batch must not hold calls back
         if not rows:
             return 0
+        late = [utc(h) for h in sorted(late_hours)]
         async with self._lock:
             try:
                 conn = await self._connection()
@@ -313,6 +357,9 @@ class PostgresRecords:
                 async with conn.transaction():
                     await conn.copy_records_to_table(STAGE, records=rows, columns=COLUMNS)
                     status = await conn.execute(INSERT)
+                    if late:     # hours already rolled up get this record too: roll them again
+                        await conn.execute(f"DELETE FROM {ROLLED} WHERE hour = ANY($1::timestamptz[])", late)
+                        await conn.execute(f"DELETE FROM {HOURS} WHERE hour = ANY($1::timestamptz[])", late)
             except BaseException:
                 await self._drop_connection()
                 raise
@@ -384,6 +431,68 @@ class PostgresRecords:
             conn = await self._connection()
             rows = await conn.fetch(sql, utc(since), utc(until), timeout=timeout)
         return [tuple(row) for row in rows]
+
+    async def measure_rows_rolled(self, since: float, until: float, now: float, timeout: float = 120.0
+                                  ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+        """(trunk rows, spc rows, hours rolled now) for [since, until], as ``measure_rows`` gives
+        them, from the hourly roll-ups wherever a whole hour of the window ended ROLL_GRACE ago,
+        and from the records for the rest (the partial hours at either end, the last hour).
+
+        Hours not rolled up yet are rolled first (one GROUP BY over them, under an advisory lock
+        so two reports never roll one hour twice). Where that cannot be written (a read-only
+        replica, a user without INSERT), the whole window is read from the records."""
+        first = math.ceil(since / HOUR) * HOUR
+        last = min(math.floor((until + 1e-6) / HOUR) * HOUR, math.floor((now - ROLL_GRACE) / HOUR) * HOUR)
+        if last - first < HOUR:          # no whole hour: nothing to gain
+            return (await self.measure_rows("trunks", since, until, timeout),
+                    await self.measure_rows("spc", since, until, timeout), 0)
+        try:
+            rolled = await self._roll(first, last, timeout)
+        except Exception as exc:   # noqa: BLE001 - any refusal to write: read the records instead
+            log.info("records: hourly roll-ups not written (%s); reading the records", exc)
+            return (await self.measure_rows("trunks", since, until, timeout),
+                    await self.measure_rows("spc", since, until, timeout), 0)
+        out: list[list[tuple[Any, ...]]] = []
+        for by, view in (("trunks", "t"), ("spc", "s")):
+            rows = await self._rolled_rows(view, first, last, timeout)
+            if since < first:
+                rows += await self.measure_rows(by, since, first - 1e-6, timeout)
+            if last < until:
+                rows += await self.measure_rows(by, last, until, timeout)
+            out.append(rows)
+        return out[0], out[1], rolled
+
+    async def _roll(self, first: float, last: float, timeout: float) -> int:
+        """Roll up the hours of [first, last) not rolled yet; how many were."""
+        verstat = f"coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX})"
+        async with self._lock:
+            conn = await self._connection()
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
+                have = {r[0].timestamp() for r in await conn.fetch(
+                    f"SELECT hour FROM {ROLLED} WHERE hour >= $1 AND hour < $2", utc(first), utc(last))}
+                missing = [h for h in range(int(first), int(last), int(HOUR)) if float(h) not in have]
+                if not missing:
+                    return 0
+                hours = [utc(h) for h in missing]
+                for view, key, extra in (("t", "trunk", "trunk_rmd, implementation"), ("s", "spc", "NULL, NULL")):
+                    await conn.execute(
+                        f"INSERT INTO {HOURS} SELECT date_trunc('hour', at, 'UTC'), '{view}', {key}, attest, {verstat},"
+                        f" caller_check, spc_owner, {extra}, count(*), max(at) FROM {TABLE}"
+                        f" WHERE at >= $1 AND at < $2 AND {key} IS NOT NULL"
+                        f" AND date_trunc('hour', at, 'UTC') = ANY($3::timestamptz[])"
+                        " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9", utc(missing[0]), utc(missing[-1] + HOUR), hours,
+                        timeout=timeout)
+                await conn.execute(f"INSERT INTO {ROLLED} (hour) SELECT unnest($1::timestamptz[])", hours)
+                return len(missing)
+
+    async def _rolled_rows(self, view: str, first: float, last: float, timeout: float) -> list[tuple[Any, ...]]:
+        sql = (f"SELECT key, attest, verstat, caller_check, spc_owner, trunk_rmd, implementation, sum(calls)::bigint,"
+               f" extract(epoch FROM max(last_at))::float8 FROM {HOURS} WHERE view = $1 AND hour >= $2 AND hour < $3"
+               " GROUP BY 1, 2, 3, 4, 5, 6, 7")
+        async with self._lock:
+            conn = await self._connection()
+            return [tuple(r) for r in await conn.fetch(sql, view, utc(first), utc(last), timeout=timeout)]
 
     async def count(self) -> int:
         async with self._lock:

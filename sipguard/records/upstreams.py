@@ -3,10 +3,13 @@ the background refresh of ``trunk.score``.
 
 Where the work happens:
 
-* SQLite and PostgreSQL: one GROUP BY per view (trunks, signers) over the time window, in the
-  database (``SqliteRecords.measure_rows``, ``PostgresRecords.measure_rows``); what comes back
-  is one row per distinct (key, attest, verstat, caller class, SPC owner, RMD status,
-  implementation): a few hundred rows for a few dozen trunks, whatever the call count;
+* SQLite: one GROUP BY per view (trunks, signers) over the time window, in the database
+  (``SqliteRecords.measure_rows``); what comes back is one row per distinct (key, attest,
+  verstat, caller class, SPC owner, RMD status, implementation): a few hundred rows for a
+  few dozen trunks, whatever the call count;
+* PostgreSQL: the same groups, summed from hourly roll-ups for the window's whole hours and
+  grouped from the records for the partial ones (``PostgresRecords.measure_rows_rolled``); the
+  score refresh (an hour or so) groups the records directly;
 * Redis (a Stream of at most 7 days): one streaming scan of the window, each record folded as
   it comes (nothing held but the counters), trunks and signers in the same pass.
 
@@ -97,7 +100,11 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
     elif is_url(store_url):
         pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
         try:
-            rows = [await pg.measure_rows(by, since, until) for by in views]
+            if signers:     # a report: whole hours from the roll-ups (rolled now if need be)
+                trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
+                rows = [trunk_rows, spc_rows]
+            else:           # the score refresh: the last hour or so, from the records
+                rows = [await pg.measure_rows(by, since, until) for by in views]
         except Exception as exc:
             raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:

@@ -125,7 +125,7 @@ def test_postgresql_group_by_gives_the_reference_and_migration_2_keeps_old_rows(
             await conn.execute(f"INSERT INTO {postgres.TABLE} VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
                                postgres.utc(old.time), old.call_id, None, None, "legacy", None, "forward", "B",
                                "old", 1, v2)
-            assert (await postgres.migrate(conn)) == postgres.Migrated(1, 2)
+            assert (await postgres.migrate(conn)) == postgres.Migrated(1, postgres.LATEST)
         finally:
             await conn.close()
         pg = PostgresRecords(pg_url, 30000)
@@ -307,3 +307,70 @@ def test_get_upstreams_reads_postgresql_and_an_outage_is_503(pg_url: str, tmp_pa
     assert ok == 200 and sum(r["calls"] for r in body["upstreams"]) == 120
     assert comparable(body) == expected(records, now - 3600, now + 1, min_calls=50)
     assert down == 503 and "cannot read records from postgresql://postgres@127.0.0.1:1/none" in error["error"]
+
+
+def test_postgresql_hourly_rollups_match_the_records_late_records_roll_again_read_only_reads_records(
+        pg_url: str) -> None:
+    import time as clock
+    records = generated(3000, seed=11)                        # 7 s apart: about 5.8 hours
+    since, until = BASE_TIME + 1000.0, BASE_TIME + 20000.0     # partial hours at both ends
+    cfg = TracebackConfig(store=pg_url, retention_days=30000)
+    late = make_record(5000, time=BASE_TIME + 9000.0, trunk="carrier-a", verstat="TN-Validation-Failed",
+                       caller_check="dno", trunk_rmd="removed", trunk_implementation="none", facts={})
+
+    async def scenario() -> list[Any]:
+        pg = PostgresRecords(pg_url, 30000)
+        await pg.write([("w", i, r) for i, r in enumerate(records)], BASE_TIME + 30000)
+        first = await pg.measure_rows_rolled(since, until, clock.time())
+        second = await pg.measure_rows_rolled(since, until, clock.time())
+        doc1 = await upstreams.report("postgresql", cfg, Window(since, until, 100), 10)
+        await pg.write([("w2", 1, late)], clock.time())        # a spool flushed long after its hour
+        third = await pg.measure_rows_rolled(since, until, clock.time())
+        doc2 = await upstreams.report("postgresql", cfg, Window(since, until, 100), 10)
+        await pg.aclose()
+        conn = await postgres.connect(pg_url)
+        try:
+            await conn.execute(f"DELETE FROM {postgres.ROLLED}")
+            await conn.execute(f"DELETE FROM {postgres.HOURS}")
+            name = pg_url.rsplit("/", 1)[1]
+            await conn.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        finally:
+            await conn.close()
+        doc3 = await upstreams.report(pg_url, cfg, Window(since, until, 100), 10)
+        conn = await postgres.connect(pg_url)
+        try:
+            rolled = await conn.fetchval(f"SELECT count(*) FROM {postgres.ROLLED}")
+            await conn.execute("SET default_transaction_read_only = off")
+            await conn.execute(f"ALTER DATABASE {name} RESET default_transaction_read_only")
+        finally:
+            await conn.close()
+        return [first[2], second[2], third[2], doc1, doc2, doc3, rolled]
+
+    rolled1, rolled2, rolled3, doc1, doc2, doc3, rolled_read_only = asyncio.run(scenario())
+    whole = int((until // 3600) - -(-since // 3600))            # hours wholly inside the window: 4
+    assert whole == 4 and rolled1 == whole and rolled2 == 0 and rolled3 == 1    # then only the late one's hour
+    assert comparable(doc1) == expected(records, since, until)
+    assert comparable(doc2) == expected([*records, late], since, until)
+    assert comparable(doc3) == expected([*records, late], since, until) and rolled_read_only == 0
+
+
+def test_retention_drops_the_rollups_with_their_partitions(pg_url: str) -> None:
+    import time as clock
+
+    async def scenario() -> tuple[int, int, int]:
+        pg = PostgresRecords(pg_url, 30000)
+        await pg.write([("w", i, r) for i, r in enumerate(generated(1500, seed=3))], BASE_TIME + 30000)
+        _, _, rolled = await pg.measure_rows_rolled(BASE_TIME, BASE_TIME + 10000, clock.time())
+        await pg.aclose()
+        short = PostgresRecords(pg_url, 30)          # 2023's days are now older than retention
+        await short.trim(clock.time())
+        await short.aclose()
+        conn = await postgres.connect(pg_url)
+        try:
+            return (rolled, await conn.fetchval(f"SELECT count(*) FROM {postgres.HOURS}"),
+                    await conn.fetchval(f"SELECT count(*) FROM {postgres.ROLLED}"))
+        finally:
+            await conn.close()
+
+    rolled, hours, marks = asyncio.run(scenario())
+    assert rolled == 2 and hours == 0 and marks == 0

@@ -117,12 +117,22 @@ CREATE TABLE IF NOT EXISTS {HOURS} (
     calls bigint NOT NULL,
     last_at timestamptz NOT NULL
 );
-CREATE INDEX IF NOT EXISTS {HOURS}_hour ON {HOURS} (view, hour);
+CREATE INDEX IF NOT EXISTS {HOURS}_hour ON {HOURS} (hour);
 CREATE TABLE IF NOT EXISTS {ROLLED} (hour timestamptz PRIMARY KEY, rolled_at timestamptz NOT NULL DEFAULT now());
 """),
 )
 LATEST = MIGRATIONS[-1][0]
 
+# The roll-up of a range of hours: per hour, the groups of both views (t: trunk, s: spc) in one
+# scan of the records; rows without a trunk (spc) are no group of that view.
+ROLLUP = (f"INSERT INTO {HOURS} SELECT h, CASE WHEN GROUPING(trunk) = 0 THEN 't' ELSE 's' END, coalesce(trunk, spc),"
+          " attest, vs, caller_check, spc_owner, trunk_rmd, implementation, count(*), max(at)"
+          f" FROM (SELECT date_trunc('hour', at, 'UTC') AS h, trunk, spc, attest,"
+          f" coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX}) AS vs, caller_check, spc_owner, trunk_rmd,"
+          f" implementation, at FROM {TABLE} WHERE at >= $1 AND at < $2")
+ROLLUP_GROUPS = (") r GROUP BY GROUPING SETS ((h, trunk, attest, vs, caller_check, spc_owner, trunk_rmd, implementation),"
+                 " (h, spc, attest, vs, caller_check, spc_owner))"
+                 " HAVING (GROUPING(trunk) = 0 AND trunk IS NOT NULL) OR (GROUPING(spc) = 0 AND spc IS NOT NULL)")
 STAGE = "sipguard_records_stage"   # per connection (TEMP), emptied at each commit
 COLUMNS = ("at", "call_id", "caller", "callee", "trunk", "spc", "action", "attest", "writer", "seq", "data",
            "verstat", "caller_check", "spc_owner", "trunk_rmd", "implementation")
@@ -462,9 +472,14 @@ class PostgresRecords:
             out.append(rows)
         return out[0], out[1], rolled
 
+    async def roll_recent(self, now: float, hours: int = 3, timeout: float = 120.0) -> int:
+        """Roll up the last ``hours`` whole hours that ended ROLL_GRACE ago, if not done yet (the
+        score refresh calls it every minute, so a report rarely has to roll up anything)."""
+        last = math.floor((now - ROLL_GRACE) / HOUR) * HOUR
+        return await self._roll(last - hours * HOUR, last, timeout)
+
     async def _roll(self, first: float, last: float, timeout: float) -> int:
         """Roll up the hours of [first, last) not rolled yet; how many were."""
-        verstat = f"coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX})"
         async with self._lock:
             conn = await self._connection()
             async with conn.transaction():
@@ -475,14 +490,12 @@ class PostgresRecords:
                 if not missing:
                     return 0
                 hours = [utc(h) for h in missing]
-                for view, key, extra in (("t", "trunk", "trunk_rmd, implementation"), ("s", "spc", "NULL, NULL")):
-                    await conn.execute(
-                        f"INSERT INTO {HOURS} SELECT date_trunc('hour', at, 'UTC'), '{view}', {key}, attest, {verstat},"
-                        f" caller_check, spc_owner, {extra}, count(*), max(at) FROM {TABLE}"
-                        f" WHERE at >= $1 AND at < $2 AND {key} IS NOT NULL"
-                        f" AND date_trunc('hour', at, 'UTC') = ANY($3::timestamptz[])"
-                        " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9", utc(missing[0]), utc(missing[-1] + HOUR), hours,
-                        timeout=timeout)
+                # one scan for both views (GROUPING SETS); the hour filter only when the missing
+                # hours are not one run (usually they are: all of a window, or the latest ones)
+                run = missing[-1] - missing[0] == HOUR * (len(missing) - 1)
+                args: list[Any] = [utc(missing[0]), utc(missing[-1] + HOUR)] + ([] if run else [hours])
+                await conn.execute(ROLLUP + ("" if run else " AND date_trunc('hour', at, 'UTC') = ANY($3::timestamptz[])")
+                                   + ROLLUP_GROUPS, *args, timeout=timeout)
                 await conn.execute(f"INSERT INTO {ROLLED} (hour) SELECT unnest($1::timestamptz[])", hours)
                 return len(missing)
 

@@ -172,9 +172,25 @@ class ScoreRefresher:
                  if (s := score(m, self.upstreams.score_min_calls)) is not None}
         self.install(table)
         self.refreshed = now
+        await self._roll_recent(now)
         if self.metrics is not None and hasattr(self.metrics, "set_upstreams"):
             self.metrics.set_upstreams(trunks, table)
         return table
+
+    async def _roll_recent(self, now: float) -> None:
+        """PostgreSQL: keep the hourly roll-ups of the reports up to date as hours end (a few
+        thousand records an hour's worth of grouping, once per hour; a no-op the other minutes).
+        A read-only replica cannot: the reports then read the records."""
+        url = self.cfg.store_for(self.store_url)
+        if not is_url(url):
+            return
+        pg = PostgresRecords(url, self.cfg.retention_days, writer=False)
+        try:
+            await pg.roll_recent(now)
+        except Exception as exc:   # noqa: BLE001 - roll-ups are an optimisation of the reports
+            log.debug("hourly roll-ups not made: %s", redact(str(exc)))
+        finally:
+            await pg.aclose()
 
     async def run(self, stopping: asyncio.Event) -> None:
         interval = self.upstreams.score_interval

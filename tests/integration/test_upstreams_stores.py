@@ -317,6 +317,8 @@ def test_postgresql_hourly_rollups_match_the_records_late_records_roll_again_rea
     cfg = TracebackConfig(store=pg_url, retention_days=30000)
     late = make_record(5000, time=BASE_TIME + 9000.0, trunk="carrier-a", verstat="TN-Validation-Failed",
                        caller_check="dno", trunk_rmd="removed", trunk_implementation="none", facts={})
+    late2 = make_record(5001, time=BASE_TIME + 16000.0, trunk="carrier-z", attest="A", spc="999Z",
+                        verstat="TN-Validation-Passed", caller_check="invalid", spc_owner="other", facts={})
 
     async def scenario() -> list[Any]:
         pg = PostgresRecords(pg_url, 30000)
@@ -324,7 +326,7 @@ def test_postgresql_hourly_rollups_match_the_records_late_records_roll_again_rea
         first = await pg.measure_rows_rolled(since, until, clock.time())
         second = await pg.measure_rows_rolled(since, until, clock.time())
         doc1 = await upstreams.report("postgresql", cfg, Window(since, until, 100), 10)
-        await pg.write([("w2", 1, late)], clock.time())        # a spool flushed long after its hour
+        await pg.write([("w2", 1, late), ("w2", 2, late2)], clock.time())   # a spool flushed long after
         third = await pg.measure_rows_rolled(since, until, clock.time())
         doc2 = await upstreams.report("postgresql", cfg, Window(since, until, 100), 10)
         await pg.aclose()
@@ -348,10 +350,11 @@ def test_postgresql_hourly_rollups_match_the_records_late_records_roll_again_rea
 
     rolled1, rolled2, rolled3, doc1, doc2, doc3, rolled_read_only = asyncio.run(scenario())
     whole = int((until // 3600) - -(-since // 3600))            # hours wholly inside the window: 4
-    assert whole == 4 and rolled1 == whole and rolled2 == 0 and rolled3 == 1    # then only the late one's hour
+    assert whole == 4 and rolled1 == whole and rolled2 == 0 and rolled3 == 2    # then the late ones' 2 hours
     assert comparable(doc1) == expected(records, since, until)
-    assert comparable(doc2) == expected([*records, late], since, until)
-    assert comparable(doc3) == expected([*records, late], since, until) and rolled_read_only == 0
+    assert comparable(doc2) == expected([*records, late, late2], since, until)
+    assert comparable(doc3) == expected([*records, late, late2], since, until) and rolled_read_only == 0
+    assert any(r["trunk"] == "carrier-z" for r in doc2["upstreams"]) and any(r["spc"] == "999Z" for r in doc2["signers"])
 
 
 def test_retention_drops_the_rollups_with_their_partitions(pg_url: str) -> None:
@@ -374,3 +377,31 @@ def test_retention_drops_the_rollups_with_their_partitions(pg_url: str) -> None:
 
     rolled, hours, marks = asyncio.run(scenario())
     assert rolled == 2 and hours == 0 and marks == 0
+
+
+def test_the_score_refresh_over_postgresql_scores_and_rolls_the_hours_that_ended(pg_url: str) -> None:
+    import time as clock
+
+    from sipguard.records.measures import UpstreamsConfig
+    from sipguard.records.upstreams import ScoreRefresher
+    now = clock.time()
+    records = generated(600, seed=5, start=now - 3 * 3600)      # 7 s apart: the last 70 minutes are empty
+    cfg = TracebackConfig(store=pg_url, retention_days=548)
+    installed: list[dict[str, int]] = []
+
+    async def scenario() -> int:
+        pg = PostgresRecords(pg_url, 548)
+        await pg.write([("w", i, r) for i, r in enumerate(records)], now)
+        await pg.aclose()
+        refresher = ScoreRefresher("x", cfg, UpstreamsConfig(score_window=4 * 3600, score_min_calls=10),
+                                   installed.append, clock=lambda: now)
+        await refresher.refresh()
+        conn = await postgres.connect(pg_url)
+        try:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {postgres.ROLLED}"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(scenario()) == 3
+    want = {m["trunk"]: m["score"] for m in expected(records, now - 4 * 3600, now)["upstreams"]}
+    assert installed == [want] and set(want) == {"carrier-a", "carrier-b", "carrier-c"}

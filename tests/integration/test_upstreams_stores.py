@@ -405,3 +405,25 @@ def test_the_score_refresh_over_postgresql_scores_and_rolls_the_hours_that_ended
     assert asyncio.run(scenario()) == 3
     want = {m["trunk"]: m["score"] for m in expected(records, now - 4 * 3600, now)["upstreams"]}
     assert installed == [want] and set(want) == {"carrier-a", "carrier-b", "carrier-c"}
+
+
+def test_a_report_with_many_hours_not_rolled_groups_the_records_instead(pg_url: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as clock
+    monkeypatch.setattr(postgres, "ROLL_INLINE", 3)             # the window below has 4 whole hours
+    records = generated(3000, seed=13)
+    since, until = BASE_TIME + 1000.0, BASE_TIME + 20000.0
+
+    async def scenario() -> tuple[int, int, Any]:
+        pg = PostgresRecords(pg_url, 30000)
+        await pg.write([("w", i, r) for i, r in enumerate(records)], BASE_TIME + 30000)
+        trunks, spcs, rolled = await pg.measure_rows_rolled(since, until, clock.time())
+        conn = await pg._connection()
+        marks = int(await conn.fetchval(f"SELECT count(*) FROM {postgres.ROLLED}"))
+        await pg.aclose()
+        return rolled, marks, fold(trunks)
+
+    rolled, marks, trunks = asyncio.run(scenario())
+    assert rolled == 0 and marks == 0
+    assert sorted((m.to_json("trunk", 10) for m in trunks.values()), key=lambda d: d["trunk"]) == \
+        expected(records, since, until)["upstreams"]

@@ -153,6 +153,9 @@ class Pipeline:
         self.store = store
         self.policy = policy
         self.signer = signer
+        # trunk id -> trunk.score, replaced whole by the analytics refresher (records/upstreams.py
+        # ScoreRefresher) every ``upstreams.score_interval``: a dict lookup per call, no round trip
+        self.scores: dict[str, int] = {}
         self._settings(settings)
 
     def _settings(self, settings: PipelineSettings) -> None:
@@ -262,7 +265,8 @@ class Pipeline:
             trunk_rmd=trunk.provider.rmd if trunk else None,
             source_ip=source[0], caller=call.caller.e164, callee=call.callee.e164,
             spc=verification.spc), now)
-        facts = build_facts(trunk, call, verification, lookups, source[0], self.store.threats)
+        facts = build_facts(trunk, call, verification, lookups, source[0], self.store.threats,
+                            self.scores.get(trunk.id) if trunk is not None else None)
 
         if lookups.degraded and self._fail_closed and not facts.emergency:
             decision = self._store_unavailable
@@ -304,7 +308,7 @@ class Pipeline:
 
 
 def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Lookups,
-                source_ip: str, threats: ThreatIndex = NO_THREATS) -> Facts:
+                source_ip: str, threats: ThreatIndex = NO_THREATS, score: int | None = None) -> Facts:
     caller = call.caller
     passed = ver.verstat is Verstat.PASSED
     neighbor, same, us_foreign, a_bad = spoof_facts(
@@ -323,6 +327,7 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         trunk_rmd=lookups.trunk_rmd,
         trunk_implementation=lookups.trunk_implementation,
         trunk_frn=trunk.provider.frn if trunk else None,
+        trunk_score=score,
         signer_spc=ver.spc,
         signer_rmd=lookups.signer_rmd,
         source_ip=source_ip,

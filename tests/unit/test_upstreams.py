@@ -19,7 +19,7 @@ from sipguard.policy.facts import EXTRA, IN_RECORD, Facts, extra_facts
 from sipguard.records import measures
 from sipguard.records.measures import Measures, UpstreamsConfig, fold, parse_duration, score
 from sipguard.records.query import BadParameter
-from sipguard.records.record import ROW_FIELDS, caller_check, from_row, spc_owner, to_row
+from sipguard.records.record import ROW_FIELDS, CallRecord, caller_check, from_row, spc_owner, to_row
 from sipguard.records.upstreams import ScoreRefresher, window
 from sipguard.sip import parse
 from tests.records_fixtures import make_record
@@ -84,7 +84,7 @@ def test_a_decision_record_holds_the_analytics_fields_and_its_facts(tmp_path: Pa
             return await pipeline.decide(parse(invite(caller="+18002223333")), ("192.0.2.10", 5060), "udp")
         finally:
             await pipeline.aclose()
-    record = asyncio.run(run()).record(603, None, "test")
+    record = CallRecord.of(asyncio.run(run()), 603, None, "test")
     assert record.caller_check == "dno" and record.spc_owner is None
     assert record.trunk_rmd == "listed" and record.trunk_implementation is not None
     assert record.facts is not None and record.facts["caller_dno"] is True
@@ -237,7 +237,7 @@ def test_the_score_refreshed_from_records_decides_in_the_policy(tmp_path: Path) 
     assert table == {"carrier-a": 0, "carrier-b": 75}
     assert before.facts.trunk_score is None and before.decision.action == "forward"
     assert after.facts.trunk_score == 0 and after.decision.rule == "low-score" and after.decision.status == 403
-    assert after.record(403, None, "t").facts["trunk_score"] == 0
+    assert CallRecord.of(after, 403, None, "t").facts["trunk_score"] == 0
 
 
 def test_a_score_rule_compares_numbers_and_refuses_text(tmp_path: Path) -> None:

@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sipguard.clock import ManualClock
 from sipguard.pipeline import Pipeline
 from sipguard.policy.loader import load_policy
-from sipguard.records.record import from_row, to_row
+from sipguard.records.record import CallRecord, from_row, to_row
 from sipguard.records.sqlite import SqliteRecords
 from sipguard.records.whatif import facts_of, whatif
 from sipguard.sip import parse
@@ -51,18 +52,18 @@ def records_of(tmp_path: Path, config: Any, callers: list[str], source: str = "1
 def test_stored_records_give_back_the_facts_the_policy_saw(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     for o in records_of(tmp_path, config, CALLERS):
-        stored = from_row(to_row(o.record(None, None, "t")))
+        stored = from_row(to_row(CallRecord.of(o, None, None, "t")))
         assert facts_of(stored) == o.facts
 
 
 def test_whatif_counts_rules_changes_and_samples_and_says_what_it_cannot_redecide(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     outcomes = records_of(tmp_path, config, CALLERS * 3)
-    records = [from_row(to_row(o.record(603 if o.decision.action == "reject" else None, None, "t")))
+    records = [from_row(to_row(CallRecord.of(o, 603 if o.decision.action == "reject" else None, None, "t")))
                for o in outcomes]
     old = records[0].__class__(**{**{n: getattr(records[0], n) for n in records[0].__dataclass_fields__},
                                   "facts": None})
-    unknown = records_of(tmp_path, config, CALLERS[:1], source="10.9.9.9")[0].record(403, None, "t")
+    unknown = CallRecord.of(records_of(tmp_path, config, CALLERS[:1], source="10.9.9.9")[0], 403, None, "t")
     (tmp_path / "new.yaml").write_text(CANDIDATE)
     current = load_policy(config.policy, config.redress)
     candidate = load_policy(str(tmp_path / "new.yaml"), config.redress)
@@ -87,9 +88,8 @@ def test_cli_policy_whatif_reads_the_records_store(tmp_path: Path) -> None:
     now = time.time()
     outcomes = records_of(tmp_path, config, CALLERS * 2)
     db = SqliteRecords(config.traceback.path)
-    db.write([("w", i + 1, o.record(None, None, "t").__class__(
-        **{**{n: getattr(o.record(None, None, "t"), n) for n in o.record(None, None, "t").__dataclass_fields__},
-           "time": now - 600 + i})) for i, o in enumerate(outcomes)])
+    db.write([("w", i + 1, replace(CallRecord.of(o, None, None, "t"), time=now - 600 + i))
+              for i, o in enumerate(outcomes)])
     db.close()
     (tmp_path / "new.yaml").write_text(CANDIDATE)
 

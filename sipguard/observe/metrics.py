@@ -50,6 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from sipguard.policy.facts import Facts
 from sipguard.records.record import CallRecord
+from sipguard.store.base import RMD_CHANGES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -76,6 +77,7 @@ KNOWN_LABELS: dict[str, tuple[str, ...]] = {
     "sipguard_store_requests": ("lookup", "degraded", "error", "rmd_remembered"),
     "sipguard_store_errors": ("lookup", "cert_get", "cert_put"),
     "sipguard_connection_limits": ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout"),
+    "sipguard_rmd_changes": RMD_CHANGES,
 }
 DETECTOR_FACTS = (("campaign.fanout", "campaign_fanout"), ("campaign.burst", "campaign_burst"),
                   ("spoof.neighbor", "spoof_neighbor"), ("spoof.same", "spoof_same"),
@@ -424,6 +426,13 @@ class Metrics:
                 self.m["sipguard_upstream_share"].labels(trunk, measure).set(share)
             if trunk in scores:
                 self.m["sipguard_upstream_score"].labels(trunk).set(scores[trunk])
+
+    def watch_upstreams(self, trunks: Iterable[str]) -> None:
+        """The RMD watch starts (worker 0): each configured trunk's change series at 0, so a
+        panel or an alert on them has a line before the first change."""
+        for trunk in trunks:
+            for change in RMD_CHANGES:
+                self.child("sipguard_rmd_upstream_changes", trunk, change)
 
     def rmd_changes(self, changes: Any, upstream: Any) -> None:
         """From the RMD watch (proxy/worker.py): every change, and (trunk, change) of upstreams."""

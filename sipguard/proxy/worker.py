@@ -73,6 +73,7 @@ class Worker:
         await self.records.start()
         self._start_scores()
         if self.index == 0:     # one counter of each change per instance, not one per worker
+            self.metrics.watch_upstreams(t.id for t in self.config.trunks)
             self._rmd_watch = asyncio.get_running_loop().create_task(self._watch_rmd())
         if self.config.store == "memory" and self.config.datasets:
             from sipguard.store.datasets import DatasetWatcher

@@ -112,8 +112,13 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
                         "partitioned by day; `sipguard db migrate`)"),
     "traceback.queue": ("10000", "records waiting to be written before the oldest are spooled"),
     "traceback.batch": ("500", "records written per batch"),
+    "upstreams": ("{}", "know your upstream: the refresh of `trunk.score` (README: Know your upstream)"),
+    "upstreams.score_interval": ("60", "seconds between two computations of `trunk.score` in each worker, from "
+                                       "the records; 0: off (the fact stays null)"),
+    "upstreams.score_window": ("3600", "seconds of records the score is computed over (60 .. 31 days)"),
+    "upstreams.score_min_calls": ("50", "calls a trunk needs in the window to have a score (fewer: null)"),
     "http": ("none", "the admin HTTP server"),
-    "http.listen": ("none", "`HOST:PORT` of /metrics, /healthz, /readyz, /traceback, /admin"),
+    "http.listen": ("none", "`HOST:PORT` of /metrics, /healthz, /readyz, /traceback, /upstreams, /admin"),
     "http.token_file": ("none", "a file holding the bearer token (16+ characters) /traceback and /admin require; "
                                 "required when listen is not loopback"),
     "proxy": ("{}", "proxy tuning"),
@@ -192,6 +197,8 @@ FACT_HELP: dict[str, str] = {
     "trunk.rmd": "its provider in the Robocall Mitigation Database",
     "trunk.implementation": "the provider's RMD implementation status text",
     "trunk.frn": "the provider's FRN",
+    "trunk.score": "the trunk's reputation 0..100 over its recent records (README: Know your upstream); "
+                   "null: too few calls or no records yet",
     "signer.spc": "the SPC of the certificate that signed",
     "signer.rmd": "the signer in the RMD (through `ocn_map`)",
     "source.ip": "the upstream address",

@@ -24,6 +24,7 @@ from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
     from sipguard.policy.model import Redress
+    from sipguard.records.measures import UpstreamsConfig
     from sipguard.records.record import TracebackConfig
     from sipguard.shaken.config import ShakenConfig
     from sipguard.shaken.sign import SigningConfig
@@ -33,7 +34,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "trunks", "store", "store_failure",
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
-            "proxy", "log", "workers", "tls", "analytics")
+            "proxy", "log", "workers", "tls", "analytics", "upstreams")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp")
 HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
@@ -122,7 +123,14 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     http_limits: HttpLimits = field(default_factory=HttpLimits)   # http.max_connections, max_body, read_timeout
     detectors: Detectors = field(default_factory=Detectors)       # analytics.campaign (detectors.py)
+    upstreams: UpstreamsConfig = field(default_factory=lambda: _upstreams_default())  # trunk.score refresh
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _upstreams_default() -> UpstreamsConfig:
+    from sipguard.records.measures import UpstreamsConfig
+
+    return UpstreamsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +206,7 @@ def _load_config(path: str) -> Config:
 
     from sipguard.policy.loader import check_policy
     from sipguard.policy.model import Redress
+    from sipguard.records.measures import UpstreamsConfig
     from sipguard.records.record import TracebackConfig
     from sipguard.shaken.config import ShakenConfig
     from sipguard.shaken.sign import SigningConfig
@@ -248,6 +257,7 @@ def _load_config(path: str) -> Config:
         tls=TlsConfig.from_section(root.section("tls"), base_dir),
         http_limits=HttpLimits.from_section(http),
         detectors=Detectors.from_section(root.section("analytics")),
+        upstreams=UpstreamsConfig.from_section(root.section("upstreams")),
         raw=dict(root.data),
     )
     if any(a.transport == "tls" for a in config.listen) and config.tls.cert is None:

@@ -69,6 +69,7 @@ def check_config(path: str, now: float) -> list[ConfigError]:
     step(lambda: root.int("workers", default=1, minimum=1, maximum=64))
     step(lambda: _tls(root, base_dir))
     step(lambda: _analytics(root))
+    step(lambda: _upstreams(root))
     policy_errors = _policy(root, base_dir, redress, [t.id for t in trunks],
                             [spec.name for spec in limits or ()], step)
     config_errors = sorted(errors, key=lambda e: e.line or 0)
@@ -139,6 +140,12 @@ def _analytics(root: Section) -> Any:
     from sipguard.detectors import Detectors
 
     return Detectors.from_section(root.section("analytics"))
+
+
+def _upstreams(root: Section) -> Any:
+    from sipguard.records.measures import UpstreamsConfig
+
+    return UpstreamsConfig.from_section(root.section("upstreams"))
 
 
 def _tls(root: Section, base_dir: str) -> Any:

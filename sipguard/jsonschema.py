@@ -82,7 +82,7 @@ def _fact(kind: Any, operators: tuple[str, ...]) -> dict[str, Any]:
         value = {"enum": list(kind.choices)}
     elif kind.kind == "digits":
         value = {"type": ["string", "integer"]}
-    elif kind.kind == "int":
+    elif kind.kind == "number":
         value = {"type": "integer"}
     elif kind.kind == "list":
         value = {"enum": list(kind.choices)} if kind.choices else {"type": "string"}
@@ -92,7 +92,7 @@ def _fact(kind: Any, operators: tuple[str, ...]) -> dict[str, Any]:
         value = {"anyOf": [value, {"type": "null"}]}
     values = {"type": "array", "minItems": 1, "items": value}
     ops: dict[str, Any] = {"in": values, "not": {"anyOf": [value, values]}}
-    if kind.kind == "int":
+    if kind.kind == "number":
         ops.update({op: value for op in ("gt", "gte", "lt", "lte")})
     elif kind.kind != "bool":
         ops["prefix"] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
@@ -123,6 +123,7 @@ _SECTIONS: dict[str, Any] = {
     "blocking.redress": {"blocking": {"redress": {}}},
     "limits.*": {"limits": {"probe": {"key": "caller", "rate": "1/s"}}},
     "traceback": {"traceback": {}},
+    "upstreams": {"upstreams": {}},
     "http": {"http": {}},
     "proxy": {"proxy": {}},
     "proxy.tcp": {"proxy": {"tcp": {}}},
@@ -173,6 +174,7 @@ CONFIG_TYPES: dict[str, Any] = {
     "limits.*.key": {"anyOf": [_STR, _STRINGS]}, "limits.*.rate": _STR, "limits.*.burst": _INT,
     "traceback.retention_days": _NUM, "traceback.path": _STR, "traceback.spool": _STR, "traceback.store": _STR,
     "http.listen": _STR, "http.token_file": _STR,
+    "upstreams.score_interval": _NUM, "upstreams.score_window": _NUM, "upstreams.score_min_calls": _INT,
     "proxy.record_route": _BOOL, "proxy.max_pending": _INT, "proxy.max_message_size": _INT,
     "proxy.retry_after": _INT, "proxy.instance": _STR, "proxy.advertise": _STR,
     "proxy.steering": {"enum": ["transaction", "peer"]},

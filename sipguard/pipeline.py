@@ -155,6 +155,9 @@ class Pipeline:
         self.store = store
         self.policy = policy
         self.signer = signer
+        # trunk id -> trunk.score, replaced whole by the analytics refresher (records/upstreams.py
+        # ScoreRefresher) every ``upstreams.score_interval``: a dict lookup per call, no round trip
+        self.scores: dict[str, int] = {}
         self._settings(settings)
 
     def _settings(self, settings: PipelineSettings) -> None:
@@ -272,7 +275,8 @@ class Pipeline:
             passport_call=call_key(call.call_id) if replay_key else "",
             passport_ttl=replay_ttl(verification.iat or 0, now, self.settings.shaken.iat_max_age,
                                     self.settings.shaken.iat_max_future) if replay_key else 0.0), now)
-        facts = build_facts(trunk, call, verification, lookups, source[0], self.store.threats)
+        facts = build_facts(trunk, call, verification, lookups, source[0], self.store.threats,
+                            self.scores.get(trunk.id) if trunk is not None else None)
 
         if lookups.degraded and self._fail_closed and not facts.emergency:
             decision = self._store_unavailable
@@ -314,7 +318,7 @@ class Pipeline:
 
 
 def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Lookups,
-                source_ip: str, threats: ThreatIndex = NO_THREATS) -> Facts:
+                source_ip: str, threats: ThreatIndex = NO_THREATS, score: int | None = None) -> Facts:
     caller = call.caller
     passed = ver.verstat is Verstat.PASSED
     neighbor, same, us_foreign, a_bad = spoof_facts(
@@ -333,6 +337,7 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         trunk_rmd=lookups.trunk_rmd,
         trunk_implementation=lookups.trunk_implementation,
         trunk_frn=trunk.provider.frn if trunk else None,
+        trunk_score=score,
         signer_spc=ver.spc,
         signer_rmd=lookups.signer_rmd,
         source_ip=source_ip,

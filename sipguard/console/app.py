@@ -28,12 +28,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from prometheus_client.core import Metric
 
 from sipguard.console import session as sess
-from sipguard.console import whatif
 from sipguard.console.html import Markup, field, number, page, table, tag
 from sipguard.console.live import SAMPLE_EVERY, Live, snapshot
 from sipguard.errors import ConfigError, SipguardError
 from sipguard.observe.http_wire import Head, Reply
-from sipguard.records import answer, query
+from sipguard.records import answer, query, whatif
 from sipguard.records.record import CallRecord
 from sipguard.store.base import LIST_KINDS, LIST_NAMES
 
@@ -44,6 +43,7 @@ MAX_FIELD = 256
 MAX_FIELDS = 32
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "1d": 86400, "7d": 7 * 86400}
 WHATIF_LIMIT = 10_000          # records a what-if reads at most (query.MAX_LIMIT)
+WHATIF_SAMPLES = 10            # example calls shown per kind of change
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8",
           "favicon.svg": "image/svg+xml"}
 PAGES_GET = frozenset(("/console", "/console/now", "/console/find", "/console/call", "/console/policy",
@@ -397,23 +397,38 @@ class Console:
         if self.busy.locked():
             return tag("p", {"class": "error"}, "Another what-if is running; try again in a moment.")
         async with self.busy:   # about 0.7 s of CPU per 10,000 calls: in a thread, one at a time,
-            report = await asyncio.to_thread(whatif.changes, records, current, cand)   # so SIP goes on
-        log.info("console: what-if over %s (%d calls) by %s", window, report.examined, who)
+            report = await asyncio.to_thread(whatif.whatif, records, current, cand, WHATIF_SAMPLES)  # SIP goes on
+        log.info("console: what-if over %s (%d calls) by %s", window, report.records, who)
+        notes = [f"{report.redecided} of {report.records} call(s) re-decided on the facts they had."]
+        if report.no_facts:
+            notes.append(f"{report.no_facts} record(s) from before records kept their facts: not re-decided.")
+        if report.not_policy:
+            notes.append(f"{report.not_policy} decision(s) the policy did not take (unknown source, store "
+                         "failure): kept.")
+        if report.drift:
+            notes.append(f"{report.drift} call(s) the policy in force decides otherwise than recorded (it "
+                         "changed within the window).")
+        if len(records) >= WHATIF_LIMIT:
+            notes.append(f"Only the latest {WHATIF_LIMIT} calls were read.")
+        rules = sorted(set(report.current_rules) | set(report.candidate_rules),
+                       key=lambda r: -(report.current_rules[r] + report.candidate_rules[r]))
+        samples = [s for name, _ in report.transitions.most_common() for s in report.samples.get(name, [])]
         return tag("div", {"id": "whatif-result"},
-                   tag("h2", None, f"What if: {sum(n for _, _, n in report.summary)} of {report.examined} "
-                                   f"call(s) of the last {window} decided otherwise"),
-                   tag("p", {"class": "muted"}, "Facts a record does not keep are unknown here (a rule on them "
-                                                "does not match): " + ", ".join(whatif.UNKNOWN_FACTS)
-                       + (f". Only the latest {WHATIF_LIMIT} calls were read." if len(records) >= WHATIF_LIMIT
-                          else "")),
-                   table(["In force", "Candidate", "Calls"], [[b, a, number(n)] for b, a, n in report.summary])
-                   if report.summary else tag("p", None, "No call would be decided otherwise."),
-                   tag("h2", None, f"The calls (the first {len(report.changes)})") if report.changes else None,
+                   tag("h2", None, f"What if: {report.changed} of {report.records} call(s) of the last {window} "
+                                   "decided otherwise"),
+                   tag("p", {"class": "muted"}, " ".join(notes)),
+                   table(["In force -> candidate", "Calls"],
+                         [[name, number(n)] for name, n in report.transitions.most_common()])
+                   if report.transitions else tag("p", None, "No call would be decided otherwise."),
+                   table(["Rule", "In force", "Candidate"],
+                         [[r, number(report.current_rules[r]), number(report.candidate_rules[r])] for r in rules])
+                   if rules else None,
+                   tag("h2", None, f"Examples ({len(samples)})") if samples else None,
                    table(["Time (UTC)", "Caller", "Callee", "Trunk", "In force", "Candidate"],
-                         [[tag("a", {"href": "/console/call?" + urlencode({"call_id": c.record.call_id,
-                                                                          "t": f"{c.record.time:.3f}"})},
-                               query.iso_utc(c.record.time)), c.record.caller, c.record.callee, c.record.trunk,
-                           c.before, c.after] for c in report.changes]) if report.changes else None)
+                         [[tag("a", {"href": "/console/call?" + urlencode({"call_id": c.call_id,
+                                                                          "t": f"{c.time:.3f}"})},
+                               query.iso_utc(c.time)), c.caller, c.callee, c.trunk,
+                           c.current, c.candidate] for c in samples]) if samples else None)
 
     # -- Notices ------------------------------------------------------------------------------
     async def notices_page(self, csrf: str, who: str, params: dict[str, str], note: Any = None,

@@ -1,6 +1,7 @@
 """The admin HTTP listener (``http.listen``): /metrics, /healthz, /readyz, /traceback,
-/traceback/answer (the ITG answer for our hop, JSON or ``format=text``), admin API, and
-the operator console (/console, sipguard/console/).
+/traceback/answer (the ITG answer for our hop, JSON or ``format=text``), /upstreams (the
+per trunk and per signer measures, records/upstreams.py), admin API, and the operator
+console (/console, sipguard/console/).
 
 A deliberately small HTTP/1.1 server (no new dependency): one request per connection
 (``Connection: close``), taken by observe/http_wire.py, which bounds connections, head
@@ -43,7 +44,8 @@ from sipguard.console import live as console_live
 from sipguard.console.session import Sessions
 from sipguard.observe import health, metrics
 from sipguard.observe.http_wire import JSON, Head, HttpLimits, Listener, Reply, error
-from sipguard.records import answer, query
+from sipguard.records import answer, query, upstreams
+from sipguard.records.measures import UpstreamsConfig
 from sipguard.records.record import TracebackConfig
 
 log = logging.getLogger("sipguard.http")
@@ -56,7 +58,7 @@ ANSWER_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id"
 FORMATS = ("json", "text")
 TEXT = "text/plain; charset=utf-8"
 OPEN = frozenset(("/metrics", "/healthz", "/readyz"))   # for scrapers and load balancers: no token
-BUILTIN = frozenset(("/metrics", "/healthz", "/readyz", "/traceback", "/traceback/answer"))
+BUILTIN = frozenset(("/metrics", "/healthz", "/readyz", "/traceback", "/traceback/answer", "/upstreams"))
 BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 SAFE_METHODS = frozenset(("GET", "HEAD"))
 AUDIT_KEEP = 50        # audit lines the console shows (all of them go to the log)
@@ -66,8 +68,9 @@ class HttpServer:
     def __init__(self, store_url: str, traceback: TracebackConfig, ready: health.ReadyFn | None = None,
                  routes: Routes | None = None, registry: Any = None,
                  answer_context: answer.Context = ({}, None), token: str | None = None,
-                 limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None, upstreams: UpstreamsConfig | None = None) -> None:
         self.store_url = store_url
+        self.upstreams = upstreams or UpstreamsConfig()
         self.token = token  # when set: /admin and /traceback need "Authorization: Bearer <token>"
         self.traceback = traceback
         self.answer_context = answer_context
@@ -182,7 +185,8 @@ class HttpServer:
         if handler is not None:
             return await handler(params, body)
         builtin = {"/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz,
-                   "/traceback": self._traceback, "/traceback/answer": self._answer}.get(path)
+                   "/traceback": self._traceback, "/traceback/answer": self._answer,
+                   "/upstreams": self._upstreams}.get(path)
         if builtin is None:
             if any(p == path for _, p in self.routes):
                 return 405, JSON, error(f"{method} not allowed on {path}")
@@ -209,6 +213,15 @@ class HttpServer:
             return 200, JSON, await traceback_json(self.store_url, self.traceback, q)
         except query.QueryError as exc:
             return _query_failure(exc)
+
+    async def _upstreams(self, params: dict[str, str]) -> tuple[int, str, bytes]:
+        """``GET /upstreams?since=7d&until=...&n=100``: measures per trunk and per signer."""
+        try:
+            win = upstreams.window(params, time.time(), self.traceback.retention_days)
+            doc = await upstreams.report(self.store_url, self.traceback, win, self.upstreams.score_min_calls)
+        except query.QueryError as exc:
+            return _query_failure(exc)
+        return 200, JSON, json.dumps(doc).encode()
 
     async def _answer(self, params: dict[str, str]) -> tuple[int, str, bytes]:
         """The ITG answer for our hop (records.answer): 200 with "found" or "not found"."""
@@ -299,7 +312,7 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
 
     host, port = split_hostport(listen)
     server = HttpServer(config.store, config.traceback, ready, routes, registry,
-                        answer.context_of(config), config.http_token, config.http_limits)
+                        answer.context_of(config), config.http_token, config.http_limits, config.upstreams)
     server.console = console_app.Console(
         config, server.sessions, server.dispatch, server.audit,
         lambda: metrics.families(registry, console_live.WANTED), lambda: list(server.changes),

@@ -50,6 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from sipguard.policy.facts import Facts
 from sipguard.records.record import CallRecord
+from sipguard.store.base import RMD_CHANGES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -76,6 +77,7 @@ KNOWN_LABELS: dict[str, tuple[str, ...]] = {
     "sipguard_store_requests": ("lookup", "degraded", "error", "rmd_remembered"),
     "sipguard_store_errors": ("lookup", "cert_get", "cert_put"),
     "sipguard_connection_limits": ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout"),
+    "sipguard_rmd_changes": RMD_CHANGES,
 }
 DETECTOR_FACTS = (("campaign.fanout", "campaign_fanout"), ("campaign.burst", "campaign_burst"),
                   ("spoof.neighbor", "spoof_neighbor"), ("spoof.same", "spoof_same"),
@@ -133,6 +135,17 @@ SPECS: tuple[Spec, ...] = (
          "Longest wait of work (event-loop lag, oldest datagram in a UDP queue) in the last half second",
          mode="max"),
     Spec("sipguard_connections", "gauge", "Open TCP and TLS connections", ("transport",)),
+    # every worker computes the same figures from the shared records: max, not sum
+    Spec("sipguard_rmd_changes", "counter", "RMD filings whose status or implementation changed at an import "
+         "(counted by worker 0)", ("change",)),
+    Spec("sipguard_rmd_upstream_changes", "counter", "RMD changes of the filing of a configured trunk's provider",
+         ("trunk", "change")),
+    Spec("sipguard_upstream_score", "gauge", "trunk.score per trunk (upstreams.score_window; absent: too few calls)",
+         ("trunk",), mode="max"),
+    Spec("sipguard_upstream_calls", "gauge", "Calls per trunk in the last upstreams.score_window", ("trunk",),
+         mode="max"),
+    Spec("sipguard_upstream_share", "gauge", "Share (0..1) of a trunk's calls in the last upstreams.score_window "
+         "per measure of trunk.score", ("trunk", "measure"), mode="max"),
     Spec("sipguard_connection_limits", "counter",
          "TCP/TLS connections refused at accept or closed by a limit (proxy.tcp)", ("limit",)),
 )
@@ -283,6 +296,9 @@ def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:
     return registry
 
 
+MAX_UPSTREAM_SERIES = 1000    # trunks exported by set_upstreams (labels come from the records)
+
+
 class Metrics:
     """One process's metrics. Own registry, so tests and replay can make several."""
 
@@ -400,6 +416,32 @@ class Metrics:
         """Every field of a component's counters is an event of sipguard_sip_events."""
         for event, total in _fields(counters):
             self._bump(self.child("sipguard_sip_events", event), "event." + event, total)
+
+    def set_upstreams(self, measures: dict[str, Any], scores: dict[str, int]) -> None:
+        """From the trunk.score refresh (records/upstreams.py), once per upstreams.score_interval."""
+        for name in ("sipguard_upstream_score", "sipguard_upstream_calls", "sipguard_upstream_share"):
+            self.m[name].clear()      # a trunk gone from the window goes from the series too
+        self._children = {k: v for k, v in self._children.items() if not k[0].startswith("sipguard_upstream_")}
+        for trunk, m in list(measures.items())[:MAX_UPSTREAM_SERIES]:
+            self.m["sipguard_upstream_calls"].labels(trunk).set(m.calls)
+            for measure, share in m.shares().items():
+                self.m["sipguard_upstream_share"].labels(trunk, measure).set(share)
+            if trunk in scores:
+                self.m["sipguard_upstream_score"].labels(trunk).set(scores[trunk])
+
+    def watch_upstreams(self, trunks: Iterable[str]) -> None:
+        """The RMD watch starts (worker 0): each configured trunk's change series at 0, so a
+        panel or an alert on them has a line before the first change."""
+        for trunk in trunks:
+            for change in RMD_CHANGES:
+                self.child("sipguard_rmd_upstream_changes", trunk, change)
+
+    def rmd_changes(self, changes: Any, upstream: Any) -> None:
+        """From the RMD watch (proxy/worker.py): every change, and (trunk, change) of upstreams."""
+        for c in changes:
+            self.child("sipguard_rmd_changes", c.change).inc()
+        for trunk, c in upstream:
+            self.child("sipguard_rmd_upstream_changes", trunk, c.change).inc()
 
     def _verifier(self, verifier: Verifier, now: float) -> None:
         c, certs = verifier.counters, verifier.creds.certs

@@ -7,7 +7,8 @@ one source of truth for policy validation, docs and tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class Facts:
     trunk_rmd: str | None = "absent"      # listed | removed | absent | None (store unavailable)
     trunk_implementation: str | None = None
     trunk_frn: str | None = None
+    trunk_score: int | None = None        # 0..100 from the trunk's recent records (records/upstreams.py); None: too few
     signer_spc: str | None = None
     signer_rmd: str | None = None         # listed | removed | absent | None (no signer)
     source_ip: str | None = None
@@ -61,6 +63,7 @@ FACT_NAMES: dict[str, str] = {
     "trunk.rmd": "trunk_rmd",
     "trunk.implementation": "trunk_implementation",
     "trunk.frn": "trunk_frn",
+    "trunk.score": "trunk_score",
     "signer.spc": "signer_spc",
     "signer.rmd": "signer_rmd",
     "source.ip": "source_ip",
@@ -90,3 +93,27 @@ FACT_NAMES: dict[str, str] = {
     "rcd.verified": "rcd_verified",
     "passport.replayed": "passport_replayed",
 }
+
+
+# Facts a call record holds in a field of its own (Facts field -> CallRecord field). The
+# others go into the record's ``facts`` (``extra_facts``), so records/whatif.py can rebuild
+# the Facts of a stored call, including facts added after this list was written.
+IN_RECORD: dict[str, str] = {
+    "verstat": "verstat", "attest": "attest", "reasons": "reasons", "trunk": "trunk",
+    "trunk_role": "trunk_role", "trunk_frn": "provider_frn", "signer_spc": "spc",
+    "source_ip": "source_ip", "caller": "caller", "callee": "callee", "trunk_rmd": "trunk_rmd",
+    "trunk_implementation": "trunk_implementation",
+}
+EXTRA: tuple[tuple[str, Any], ...] = tuple((f.name, f.default) for f in fields(Facts) if f.name not in IN_RECORD)
+TUPLE_FACTS = frozenset(f.name for f in fields(Facts) if isinstance(f.default, tuple))
+
+
+def extra_facts(facts: Facts) -> dict[str, Any]:
+    """The facts the record has no field for, those that differ from the default (a typical
+    call: a handful). Tuples stay tuples here; JSON stores them as lists."""
+    out: dict[str, Any] = {}
+    for name, default in EXTRA:
+        value = getattr(facts, name)
+        if value != default:
+            out[name] = value
+    return out

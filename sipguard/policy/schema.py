@@ -6,9 +6,9 @@ takes. A test keeps the two tables in step. The kinds:
 * ``bool``: true/false (``caller.us``);
 * ``enum``: one of ``choices`` (``trunk.rmd``: listed|removed|absent);
 * ``text``: a string; numbers are refused so YAML cannot eat a leading zero (``trunk.frn``);
-* ``int``: a whole number (``div.count``); compared with ``gt``, ``lt`` ... or equality;
 * ``digits``: a telephone number, E.164 digits; a leading '+' is dropped, ints accepted;
 * ``ip``: an address; a policy value may be an address or a CIDR network;
+* ``number``: a whole number (``trunk.score``, ``div.count``); gt/gte/lt/lte compare numerically;
 * ``list``: the fact is a list (``reasons``, ``limited``); equality and any-of mean
   "contains"; ``choices`` (when set) checks the items.
 
@@ -25,7 +25,7 @@ from sipguard.shaken.reasons import Reason, Verstat
 
 @dataclass(frozen=True, slots=True)
 class FactKind:
-    kind: str                        # bool | enum | text | int | digits | ip | list
+    kind: str                        # bool | enum | text | digits | ip | number | list
     choices: tuple[str, ...] = ()
     nullable: bool = False
 
@@ -35,12 +35,12 @@ class FactKind:
             return "true/false"
         if self.kind == "enum":
             return "one of: " + ", ".join(self.choices)
-        if self.kind == "int":
-            return "a whole number"
         if self.kind == "digits":
             return "a telephone number (E.164 digits)"
         if self.kind == "ip":
             return "an IP address or network (CIDR)"
+        if self.kind == "number":
+            return "a whole number"
         if self.kind == "list":
             return "a list of " + ("names: " + ", ".join(self.choices) if self.choices else "names")
         return "a text value"
@@ -58,6 +58,7 @@ FACT_KINDS: dict[str, FactKind] = {
     "trunk.rmd": FactKind("enum", _RMD),
     "trunk.implementation": FactKind("text", nullable=True),
     "trunk.frn": FactKind("text", nullable=True),
+    "trunk.score": FactKind("number", nullable=True),
     "signer.spc": FactKind("text", nullable=True),
     "signer.rmd": FactKind("enum", _RMD, nullable=True),
     "source.ip": FactKind("ip", nullable=True),
@@ -81,7 +82,7 @@ FACT_KINDS: dict[str, FactKind] = {
     "spoof.a_on_bad_number": FactKind("bool", nullable=True),
     "trunk.threat": FactKind("enum", THREAT_SOURCES, nullable=True),
     "signer.threat": FactKind("enum", THREAT_SOURCES, nullable=True),
-    "div.count": FactKind("int"),
+    "div.count": FactKind("number"),
     "div.verstat": FactKind("enum", tuple(v.value for v in Verstat)),
     "rcd.present": FactKind("bool"),
     "rcd.verified": FactKind("bool", nullable=True),

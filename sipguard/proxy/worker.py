@@ -10,6 +10,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from sipguard import native, numbers
@@ -29,6 +30,7 @@ from sipguard.trunks import hop_addresses
 if TYPE_CHECKING:
     from sipguard.pipeline import Pipeline
 
+RMD_WATCH_INTERVAL = 30.0     # seconds between two looks at the store's RMD change log
 log = logging.getLogger("sipguard.serve")
 
 
@@ -53,6 +55,9 @@ class Worker:
         self.metrics: Any = None
         self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
         self._watcher: asyncio.Task[None] | None = None
+        self._scores: asyncio.Task[None] | None = None      # trunk.score refresh (records/upstreams.py)
+        self._scores_stop = asyncio.Event()
+        self._rmd_watch: asyncio.Task[None] | None = None
         self.gc = GcPacer()
         self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
         self.trim = MemoryTrim(release=(numbers.clear_cache,))  # RSS back after a burst (overload.py)
@@ -66,6 +71,10 @@ class Worker:
         self.pipeline = await Pipeline.create(self.config, self.clock, metrics=self.metrics)
         self.records = open_records(self.config.store, self.config.traceback, metrics=self.metrics)
         await self.records.start()
+        self._start_scores()
+        if self.index == 0:     # one counter of each change per instance, not one per worker
+            self.metrics.watch_upstreams(t.id for t in self.config.trunks)
+            self._rmd_watch = asyncio.get_running_loop().create_task(self._watch_rmd())
         if self.config.store == "memory" and self.config.datasets:
             from sipguard.store.datasets import DatasetWatcher
 
@@ -85,6 +94,59 @@ class Worker:
         if self.steering is not None:
             await self.steering.start(self._steered_in)
         self.guard.start(self._queues())
+
+    def _start_scores(self) -> None:
+        """The background refresh of trunk.score into ``pipeline.scores`` (none at interval 0)."""
+        from sipguard.records.upstreams import ScoreRefresher
+
+        assert self.pipeline is not None
+        pipeline = self.pipeline
+
+        def install(table: dict[str, int]) -> None:
+            pipeline.scores = table
+
+        if self._scores is not None:
+            self._scores_stop.set()
+            self._scores_stop = asyncio.Event()
+        if self.config.upstreams.score_interval <= 0:
+            pipeline.scores = {}
+            self._scores = None
+            return
+        refresher = ScoreRefresher(self.config.store, self.config.traceback, self.config.upstreams, install,
+                                   self.metrics)
+        self._scores = asyncio.get_running_loop().create_task(refresher.run(self._scores_stop))
+
+    async def _watch_rmd(self, interval: float = RMD_WATCH_INTERVAL) -> None:
+        """RMD watch: every ``interval`` read the changes the store logged since the last look
+        (an import by ``sipguard rmd import`` into Redis, or this process's reload of the
+        datasets file), count them, and log those of configured upstreams."""
+        from sipguard.store.tables import upstream_changes
+
+        assert self.pipeline is not None
+        since = time.time()
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                changes = await self.pipeline.store.rmd_changes(since, 100_000)
+            except Exception as exc:   # noqa: BLE001 - the store may be down; the next look retries
+                log.debug("RMD watch: cannot read the change log: %s", exc)
+                continue
+            if not changes:
+                continue
+            since = max(c.time for c in changes)
+            upstreams = [(t.id, t.provider.rmd, t.provider.frn) for t in self.config.trunks]
+            mine = upstream_changes(changes, upstreams)
+            self.metrics.rmd_changes(changes, mine)
+            log.info("RMD import %s: %d filing(s) changed since %s", changes[-1].snapshot, len(changes),
+                     changes[0].previous or "-")
+            for trunk, c in mine:
+                log.warning("RMD watch: upstream trunk %s (%s, FRN %s) %s: %s/%s -> %s/%s in snapshot %s", trunk,
+                            c.rmd, c.frn or "-", c.change, c.old_status, c.old_implementation or "-", c.new_status,
+                            c.new_implementation or "-", c.snapshot)
 
     # -- overload and connection limits (proxy/overload.py, proxy/connlimits.py) ---------------
     def _queues(self) -> list[int]:
@@ -183,12 +245,18 @@ class Worker:
             self.transports.reload_tls(config.tls)
             if config.tls.cert is not None:
                 log.info("TLS certificates reloaded from %s", config.tls.cert)
+        scores_changed = config.upstreams != self.config.upstreams
         self.config = config
+        if scores_changed:
+            self._start_scores()
         log.info("config reloaded from %s", config.path)
 
     async def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        self._scores_stop.set()
+        if self._rmd_watch is not None:
+            self._rmd_watch.cancel()
         if self.core is not None:
             await self.core.drain(self.config.proxy.drain_timeout)
         if self.guard is not None:

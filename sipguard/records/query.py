@@ -209,6 +209,55 @@ async def find(store_url: str, cfg: TracebackConfig, caller: str | None = None, 
         await rs.aclose()
 
 
+PAGE = 2000
+
+
+async def iterate(store_url: str, cfg: TracebackConfig, since: float, until: float,
+                  redis_client_factory: Callable[[str], Any] | None = None) -> AsyncIterator[CallRecord]:
+    """Every record of [since, until], oldest first for SQLite and PostgreSQL (keyset pages of
+    PAGE records: memory stays bounded whatever the window), in Stream order for Redis."""
+    store_url = cfg.store_for(store_url)
+    if store_url == "memory":
+        db = _sqlite(cfg)
+        try:
+            after: Any = None
+            while True:
+                page = await asyncio.to_thread(db.page, since, until, after, PAGE)
+                for _, _, record in page:
+                    yield record
+                if len(page) < PAGE:
+                    return
+                after = page[-1][:2]
+        finally:
+            db.close()
+    elif is_url(store_url):
+        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
+        try:
+            key: Any = None
+            while True:
+                try:
+                    rows = await pg.page(since, until, key, PAGE)
+                except Exception as exc:
+                    raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
+                for _, record in rows:
+                    yield record
+                if len(rows) < PAGE:
+                    return
+                key = rows[-1][0]
+        finally:
+            await pg.aclose()
+    else:
+        rs = _redis(store_url, redis_client_factory)
+        try:
+            async for record in rs.scan(since, until):
+                if since <= record.time <= until:
+                    yield record
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+        finally:
+            await rs.aclose()
+
+
 async def top(store_url: str, cfg: TracebackConfig, by: str, since: float | None,
               until: float | None = None, n: int = 20,
               redis_client_factory: Callable[[str], Any] | None = None) -> list[tuple[str, int, int]]:

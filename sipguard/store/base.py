@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sipguard.errors import SipguardError
 from sipguard.yamlconf import Section
@@ -157,6 +157,45 @@ class RmdRecord:
     line: int = 0
 
 
+RMD_CHANGES = ("added", "removed", "relisted", "implementation")
+MAX_RMD_CHANGES = 100_000      # changes a store keeps (the oldest go first): years of daily imports
+
+
+@dataclass(frozen=True, slots=True)
+class RmdChange:
+    """One filing whose status or implementation changed between two RMD imports (RMD watch).
+
+    ``change``: added (absent before, listed now), removed (listed or absent before, removed
+    now), relisted (removed before, listed now), implementation (listed in both, its
+    implementation changed). ``time`` is when the import ran (epoch seconds)."""
+
+    time: float
+    snapshot: str
+    previous: str
+    rmd: str
+    frn: str
+    change: str
+    old_status: str
+    new_status: str
+    old_implementation: str
+    new_implementation: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RMD_CHANGE_FIELDS}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RmdChange:
+        """A stored change; ValueError when it is not one."""
+        try:
+            return cls(float(d["time"]), *(str(d[name]) for name in RMD_CHANGE_FIELDS[1:]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a stored RMD change: {exc}") from None
+
+
+RMD_CHANGE_FIELDS = ("time", "snapshot", "previous", "rmd", "frn", "change", "old_status", "new_status",
+                     "old_implementation", "new_implementation")
+
+
 @dataclass(slots=True)
 class ImportReport:
     """What an import did; printed by the CLI, never silently dropped."""
@@ -173,6 +212,7 @@ class ImportReport:
     by_implementation: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
     warnings: list[str] = field(default_factory=list)
+    changes: list[RmdChange] = field(default_factory=list)   # since the previous snapshot (none on a first import)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +288,7 @@ class Store(Protocol):
     # threat lists (sipguard/threats.py): the index in force, read on every call without I/O
     threats: ThreatIndex
     async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int: ...
+    async def rmd_changes(self, since: float | None = None, limit: int = 1000) -> list[RmdChange]: ...
     async def get_cert(self, url: str) -> tuple[bytes, float] | None: ...
     async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None: ...
 
@@ -261,5 +302,5 @@ def check_list_args(kind: str, list_name: str | None = None) -> None:
 
 
 __all__ = ["DEGRADED", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
-           "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdRecord",
+           "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdChange", "RmdRecord",
            "Store", "StoreCounters", "parse_limits", "parse_rate"]

@@ -48,6 +48,11 @@ class KeySchema:
     def rmd_frn(self, gen: str) -> str:
         return f"{self.base}rmd:{gen}:frn"
 
+    @property
+    def rmd_changes(self) -> str:
+        # not under "rmd:": an import sweeps every rmd:* key but the generation in force
+        return self.base + "rmdlog"
+
     def dno(self, gen: str) -> str:
         return f"{self.base}dno:{gen}"
 

@@ -9,10 +9,12 @@ Nothing here awaits I/O; the methods are async only to share the ``Store`` proto
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from sipguard.detectors import NO_DETECTORS, CampaignWindows, Detectors
 from sipguard.store.base import (
+    MAX_RMD_CHANGES,
     ImportReport,
     LimitSpec,
     ListEntry,
@@ -20,6 +22,7 @@ from sipguard.store.base import (
     Lookups,
     Notice,
     OcnMapping,
+    RmdChange,
     RmdRecord,
     StoreCounters,
     check_list_args,
@@ -29,6 +32,7 @@ from sipguard.store.limits import Gcra, applicable
 from sipguard.store.replay import SeenSet
 from sipguard.store.tables import (
     build_rmd,
+    changes_since,
     listed_filings,
     normalise_list_value,
     normalise_notice,
@@ -60,6 +64,7 @@ class MemoryStore:
         self._gcra = Gcra()
         self._seen = SeenSet()
         self.counters = StoreCounters()     # lookups and replays only: memory does not fail
+        self._changes: deque[RmdChange] = deque(maxlen=MAX_RMD_CHANGES)   # RMD watch, oldest first
 
     def set_detectors(self, detectors: Detectors) -> None:
         """New campaign detectors: their windows start empty (counts under old thresholds
@@ -158,10 +163,14 @@ class MemoryStore:
     # -- datasets --------------------------------------------------------------------------
     async def import_rmd(self, records: Sequence[RmdRecord], snapshot: str,
                          removed: Sequence[RmdRecord] = ()) -> ImportReport:
-        ids, frns, report = build_rmd(records, removed, self._ids, self._frns, snapshot)
+        ids, frns, report = build_rmd(records, removed, self._ids, self._frns, snapshot, self._snapshot or "")
         # one assignment each: a lookup sees the old tables or the new ones, never a mix
         self._ids, self._frns, self._snapshot = ids, frns, snapshot
+        self._changes.extend(report.changes)
         return report
+
+    async def rmd_changes(self, since: float | None = None, limit: int = 1000) -> list[RmdChange]:
+        return changes_since(self._changes, since, limit)
 
     async def rmd_show(self, ident: str) -> dict[str, str] | None:
         value = self._ids.get(ident.strip().upper()) or self._frns.get(frn10(ident) or "")

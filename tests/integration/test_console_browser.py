@@ -178,7 +178,7 @@ def test_whatif_shows_the_rule_that_would_change(page: Any, env: Env) -> None:
     page.click("button[value=whatif]")
     page.wait_for_selector("#whatif-result")
     result = page.inner_text("#whatif-result")
-    assert "no-new-york-callers" in result and "forward (default)" in result, result
+    assert "no-new-york-callers" in result and "forward [default]" in result, result
     env.shot(page, "policy")
 
 
@@ -211,15 +211,24 @@ def test_adding_a_notice_blocks_the_next_call(page: Any, env: Env) -> None:
     page.wait_for_selector("text=Removed notice FCC-DA-26-0001")
 
 
-def test_upstreams_page_renders_or_says_no_data(page: Any, env: Env) -> None:
+def test_upstreams_page_shows_the_trunk_that_just_sent_calls(page: Any, env: Env) -> None:
+    """The page renders the real GET /upstreams (records/upstreams.py) over the calls made here."""
+    env.record(env.calls(3)[-1])
     page.goto(env.base + "/console/upstreams")
-    page.wait_for_selector("#upstreams table, #no-data")
+    page.wait_for_selector("#upstreams table")
+    first = page.locator("#upstreams table").first
+    heads = first.locator("th").all_inner_texts()
+    assert heads[:2] == ["trunk", "calls"], heads
+    row = first.locator("tr", has_text="carrier-a")
+    assert row.count() == 1, page.inner_text("#upstreams")
+    calls = int(row.locator("td").nth(1).inner_text().replace(",", ""))
+    assert calls >= 3
     env.shot(page, "upstreams")
 
 
 def test_upstreams_table_from_the_contract_with_hostile_names(page: Any, env: Env) -> None:
-    """/upstreams as the contract says (served here by the browser's request interception until
-    the endpoint is merged): columns from the keys, numbers formatted, names as text only."""
+    """/upstreams as the contract says, with names no configured trunk could have (served by the
+    browser's request interception): columns from the keys, numbers formatted, names as text only."""
     doc = {"since": "2026-11-29T00:00:00Z", "until": "2026-12-06T00:00:00Z",
            "upstreams": [{"trunk": "<img src=x id=pwned>", "calls": 1234567, "rejected": 12,
                           "attest": {"A": 3, "C": 9}},

@@ -72,7 +72,8 @@ def test_every_dashboard_metric_has_samples_after_real_calls(tmp_path: Path, red
                              limits={"per_caller": {"key": "caller", "rate": "1/min", "burst": 1}},
                              http={"listen": f"127.0.0.1:{http_port}"},
                              traceback={"path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool"),
-                                        "retention_days": 7})
+                                        "retention_days": 7},
+                             upstreams={"score_interval": 1, "score_min_calls": 1})   # the per-trunk gauges
         sg = SipguardProcess(config, tmp_path / "sg", workers=2).start()
         try:
             final, _ = call_through(sg, uas, CALLER, identity=[shaken.identity()])

@@ -39,6 +39,7 @@ BAD = {
     "workers": "workers: 0",
     "tls": "tls: {cert_file: x}",
     "analytics": "analytics: {campaign: {fanout: {window: 0, callees: 50}}}",
+    "upstreams": "upstreams: {score_window: 5}",
 }
 
 

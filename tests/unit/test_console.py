@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from sipguard.console import app, whatif
+from sipguard.console import app
 from sipguard.console import session as sess
 from sipguard.console.html import Markup, page, tag
 from sipguard.console.live import WANTED, Live, snapshot
@@ -359,6 +359,9 @@ def test_live_numbers_come_from_the_metrics() -> None:
 
 
 def test_whatif_shows_the_calls_a_candidate_decides_otherwise(tmp_path: Path) -> None:
+    """The console's what-if is records/whatif.py, the function of ``sipguard policy whatif``."""
+    from sipguard.records import whatif
+
     redress = Redress(url="https://example.net/redress")
     current = tmp_path / "current.yaml"
     current.write_text("version: 1\ndefault: {action: forward}\nrules: []\n")
@@ -366,9 +369,10 @@ def test_whatif_shows_the_calls_a_candidate_decides_otherwise(tmp_path: Path) ->
     candidate.write_text("version: 1\ndefault: {action: forward}\nrules:\n"
                          "  - name: no-202\n    when: {caller: {prefix: '1202'}}\n    action: reject\n"
                          "    class: deterministic\n")
-    records = [make_record(0), make_record(1, caller_raw="sip:+13125550100@x", caller="13125550100")]
-    report = whatif.changes(records, load_policy(str(current), redress), load_policy(str(candidate), redress))
-    assert report.examined == 2 and [c.record.call_id for c in report.changes] == ["call-0@198.51.100.7"]
-    assert report.summary == [("forward (default)", "reject 603 (rule no-202)", 1)]
-    facts = whatif.facts_of(records[0])
-    assert facts.caller == "12025550123" and facts.caller_us and facts.trunk_rmd is None
+    facts = {"caller_dno": False, "list": None, "limited": []}
+    records = [make_record(0, facts=facts),
+               make_record(1, caller_raw="sip:+13125550100@x", caller="13125550100", facts=facts)]
+    report = whatif.whatif(records, load_policy(str(current), redress), load_policy(str(candidate), redress))
+    assert (report.records, report.redecided, report.changed) == (2, 2, 1)
+    assert dict(report.transitions) == {"forward [default] -> reject 603 [no-202]": 1}
+    assert [s.call_id for s in report.samples["forward [default] -> reject 603 [no-202]"]] == ["call-0@198.51.100.7"]

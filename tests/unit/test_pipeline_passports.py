@@ -14,7 +14,8 @@ from sipguard.clock import ManualClock
 from sipguard.config import load_config
 from sipguard.pipeline import Pipeline, call_history
 from sipguard.proxy.act import apply_forward, redirect_response
-from sipguard.records.record import CallRecord
+from sipguard.records.record import CallRecord, from_row, to_row
+from sipguard.records.whatif import facts_of
 from sipguard.shaken.rcd import integrity
 from sipguard.sip import parse
 from tests.shaken_pki import StiPki, div_identity, rcd_identity, shaken_identity
@@ -74,6 +75,10 @@ def test_replayed_passport_on_a_second_call(tmp_path: Path, pki: StiPki) -> None
     assert replayed.facts.passport_replayed is True
     assert replayed.verification.passed                              # the signature itself is fine...
     assert replayed.decision.rule == "passport-replayed" and replayed.decision.action == "reject"
+    # the stored record keeps the fact: policy whatif re-decides the call on it
+    stored = from_row(to_row(CallRecord.of(replayed, 603, None, "i1")))
+    again = facts_of(stored)
+    assert again is not None and again.passport_replayed is True and again == replayed.facts
 
 
 def test_replay_unknown_when_the_store_is_down(tmp_path: Path, pki: StiPki) -> None:
@@ -107,6 +112,8 @@ def test_div_chain_with_history_info_facts_and_record(tmp_path: Path, pki: StiPk
     record = CallRecord.of(with_history, None, "sip:core", "i1")
     assert record.passports == ("shaken:passed", "div:passed")
     assert CallRecord.of(without, None, None, None).passports == ("shaken:passed", "div:failed:div-no-history")
+    again = facts_of(from_row(to_row(record)))
+    assert again is not None and (again.div_count, again.div_verstat) == (1, "TN-Validation-Passed")
 
 
 def test_call_history_reads_diversion_and_history_info() -> None:

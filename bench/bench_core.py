@@ -7,7 +7,7 @@ what it sends (100, INVITE, 200, ACK, BYE, 200) is captured instead of written t
 socket. The figure is CPU per call without the socket system calls, which bench_proxy.py
 measures end to end: the budget of the Python side of the relay.
 
-    .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile]
+    .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile] [--detectors]
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_proxy_lib import free_port  # noqa: E402
 
 from sipguard.config import load_config  # noqa: E402
-from sipguard.proxy.server import Worker, tune_gc  # noqa: E402
+from sipguard.proxy.gcpacing import tune_gc  # noqa: E402
+from sipguard.proxy.worker import Worker  # noqa: E402
 
 UAC = ("127.0.0.1", 5061)
 UAS = ("127.0.0.1", 5070)
@@ -108,7 +109,7 @@ def uas_bye_200(bye: bytes) -> bytes:
     return "\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0"]).encode() + b"\r\n\r\n"
 
 
-async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> None:
+async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", detectors: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
@@ -118,6 +119,9 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime") -> 
                                         "country": "GB"}}],
                "store": "memory", "traceback": {"path": f"{tmp}/traceback.db"},
                "log": {"level": "warning", "decisions": "off"}}
+        if detectors:       # both campaign detectors on (the spoof facts are always computed)
+            cfg["analytics"] = {"campaign": {"fanout": {"window": 300, "callees": 50},
+                                             "burst": {"window": 60, "calls": 1000000, "prefix": 7}}}
         path = Path(tmp) / "sg.yaml"
         path.write_text(yaml.safe_dump(cfg))
         worker = Worker(load_config(str(path)))
@@ -190,8 +194,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative)")
+    ap.add_argument("--detectors", action="store_true", help="turn on analytics.campaign fanout and burst")
     args = ap.parse_args()
-    asyncio.run(run(args.calls, args.rounds, args.profile, args.sort))
+    asyncio.run(run(args.calls, args.rounds, args.profile, args.sort, args.detectors))
 
 
 if __name__ == "__main__":

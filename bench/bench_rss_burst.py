@@ -38,7 +38,8 @@ from bench_core import SDP, UAC, UAS, Capture, uac_in_dialog, uas_200, uas_bye_2
 from bench_proxy_lib import free_port  # noqa: E402
 
 from sipguard.config import load_config  # noqa: E402
-from sipguard.proxy.server import Worker, tune_gc  # noqa: E402
+from sipguard.proxy.gcpacing import tune_gc  # noqa: E402
+from sipguard.proxy.worker import Worker  # noqa: E402
 
 LIFETIME = 32.0
 

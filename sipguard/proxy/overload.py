@@ -67,7 +67,6 @@ class ShedState:
     threshold: float
     shedding: bool = False
     delay: float = 0.0          # the last age measured
-    episodes: int = 0           # times shedding started
 
     def update(self, delay: float) -> bool:
         self.delay = delay
@@ -76,7 +75,6 @@ class ShedState:
                 self.shedding = False
         elif self.threshold > 0 and delay > self.threshold:
             self.shedding = True
-            self.episodes += 1
         return self.shedding
 
 
@@ -105,6 +103,15 @@ class QueueProbe:
         self.sock.close()
 
 
+@dataclass(slots=True)
+class OverloadCounters:
+    """Cumulative, exported as sipguard_sip_events{event=<field>}."""
+
+    shed_503: int = 0            # new INVITEs answered 503 here
+    shed_ack_absorbed: int = 0   # ACKs of those answers, absorbed
+    overload_episodes: int = 0   # times shedding started
+
+
 class OverloadGuard:
     """One worker's shedding: measures, decides, and answers new INVITEs while behind."""
 
@@ -112,16 +119,21 @@ class OverloadGuard:
         self.state = ShedState(shed_delay)
         self.max_size = max_size
         self.send_back = send_back
-        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
+        self.headers = b""
+        self.reconfigure(shed_delay, retry_after)
         self.probes: list[QueueProbe] = []
         self.due = float("inf")                 # when the next tick should run (none yet)
-        self.answered = 0                       # INVITEs answered 503 here
-        self.acks = 0                           # ACKs of those absorbed
+        self.counters = OverloadCounters()
         self.max_delay = 0.0                    # the largest age measured since the last gauges()
         self._last = 0.0                        # the previous tick's measurement
         self._checked = 0.0                     # no stall check on the receive path before this
         self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
+
+    def reconfigure(self, shed_delay: float, retry_after: int) -> None:
+        """``proxy.shed_delay`` and ``proxy.retry_after``, at start and after SIGHUP."""
+        self.state.threshold = shed_delay
+        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
 
     def start(self, sockets: list[int]) -> None:
         """Measure from now on; ``sockets``: descriptors of the UDP sockets to watch."""
@@ -157,7 +169,7 @@ class OverloadGuard:
         waited = max(self._queue_age(), now - self.due)
         # one measurement over the threshold is a preemption on a busy host or one slow
         # callback; two in a row, a worker behind; four times over, a stall, alone
-        self._measured(waited if waited > 4 * self.state.threshold else min(waited, self._last))
+        self.measure(waited if waited > 4 * self.state.threshold else min(waited, self._last))
         self._last = waited
         self._schedule(now)
 
@@ -169,9 +181,11 @@ class OverloadGuard:
                 oldest = age
         return oldest
 
-    def _measured(self, delay: float) -> bool:
+    def measure(self, delay: float) -> bool:
+        """A measured age of the work: shed or not from now on (True: shedding)."""
         was = self.state.shedding
         if self.state.update(delay) and not was:
+            self.counters.overload_episodes += 1
             # under sustained overload shedding starts and stops many times a second: one line a minute
             now = time.monotonic()
             if now - self._warned >= WARN_EVERY:
@@ -179,7 +193,8 @@ class OverloadGuard:
                 log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms); new INVITEs get 503 "
                             "+ Retry-After while it does (%d times so far, %d INVITEs answered 503; this "
                             "warning at most once a minute, sipguard_overload_shedding says when)",
-                            delay * 1e3, self.state.threshold * 1e3, self.state.episodes, self.answered)
+                            delay * 1e3, self.state.threshold * 1e3, self.counters.overload_episodes,
+                            self.counters.shed_503)
         if delay > self.max_delay:
             self.max_delay = delay
         return self.state.shedding
@@ -191,7 +206,7 @@ class OverloadGuard:
         head = data[:4]
         if head == b"ACK ":
             if relay.overload_ack(data, SHED_TAG):
-                self.acks += 1
+                self.counters.shed_ack_absorbed += 1
                 return True
             return False
         if head != b"INVI":
@@ -204,19 +219,14 @@ class OverloadGuard:
                 return False
             # a stall: shed if work waits behind this message (at most one look per tick)
             self._checked = now + TICK
-            if not self._measured(self._queue_age() if self.probes else late):
+            if not self.measure(self._queue_age() if self.probes else late):
                 return False
         answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size)
         if answer is None:
             return False  # a re-INVITE, or a shape only the full path reads
-        self.answered += 1
+        self.counters.shed_503 += 1
         self.send_back(answer, source, transport, conn)
         return True
-
-    def stats(self) -> dict[str, float]:
-        """Cumulative counts, exported as sip_events{event=...}."""
-        return {"shed_503": float(self.answered), "shed_ack_absorbed": float(self.acks),
-                "overload_episodes": float(self.state.episodes)}
 
     def gauges(self) -> tuple[bool, float]:
         """Shedding now, and the largest age measured since the last call."""

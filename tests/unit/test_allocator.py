@@ -13,7 +13,7 @@ from sipguard.errors import ConfigError
 from sipguard.proxy import allocator
 from sipguard.proxy.allocator import MARK, plan
 from sipguard.proxy.overload import MemoryTrim
-from sipguard.proxy.server import restart_keys
+from sipguard.proxy.worker import restart_keys
 
 LIB = "libjemalloc.so.2"
 

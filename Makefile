@@ -1,14 +1,14 @@
 # sipguard: two commands set everything up on a fresh Debian/Ubuntu machine.
 #   make demo   venv + sipguard + sipp, then a few real calls through sipguard (memory store)
-#   make test   everything the tests need (redis-server, sipp, kamailio, secsipidx, postgresql), then the suite
+#   make test   everything the tests need (redis-server, sipp, kamailio, secsipidx, postgresql, chromium), then the suite
 #   make native the hot path compiled with mypyc (both of the above run it; rebuilds what changed)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-DEMO_PKGS := sip-tester
-TEST_PKGS := redis-server sip-tester kamailio kamailio-secsipid-modules secsipidx iproute2 postgresql
+DEMO_PKGS := sip-tester libjemalloc2
+TEST_PKGS := redis-server sip-tester libjemalloc2 kamailio kamailio-secsipid-modules secsipidx iproute2 postgresql chromium
 
 .PHONY: demo test venv native os-demo os-test lint typecheck unit bench clean
 

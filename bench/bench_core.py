@@ -8,7 +8,7 @@ what it sends (100, INVITE, 200, ACK, BYE, 200) is captured instead of written t
 socket. The figure is CPU per call without the socket system calls, which bench_proxy.py
 measures end to end: the budget of the Python side of the relay.
 
-    .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile]
+    .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile] [--detectors]
         [--decisions off|info|debug] [--no-record-route]
 
 (``--decisions off --no-record-route`` is the configuration of the figures before session 7.)
@@ -36,7 +36,8 @@ from bench_proxy_lib import free_port  # noqa: E402
 
 from sipguard.config import load_config  # noqa: E402
 from sipguard.observe.logs import setup_logging  # noqa: E402
-from sipguard.proxy.server import Worker, tune_gc  # noqa: E402
+from sipguard.proxy.gcpacing import tune_gc  # noqa: E402
+from sipguard.proxy.worker import Worker  # noqa: E402
 
 UAC = ("127.0.0.1", 5061)
 UAS = ("127.0.0.1", 5070)
@@ -114,7 +115,7 @@ def uas_bye_200(bye: bytes) -> bytes:
 
 
 async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", decisions: str = "info",
-              record_route: bool = True) -> None:
+              record_route: bool = True, detectors: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "sut.log", "w") as log_file:
         port = free_port()
         cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
@@ -124,6 +125,9 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
                                         "country": "GB"}}],
                "store": "memory", "traceback": {"path": f"{tmp}/traceback.db"},
                "proxy": {"record_route": record_route}, "log": {"decisions": decisions}}
+        if detectors:       # both campaign detectors on (the spoof facts are always computed)
+            cfg["analytics"] = {"campaign": {"fanout": {"window": 300, "callees": 50},
+                                             "burst": {"window": 60, "calls": 1000000, "prefix": 7}}}
         path = Path(tmp) / "sg.yaml"
         path.write_text(yaml.safe_dump(cfg))
         config = load_config(str(path))
@@ -202,8 +206,10 @@ def main() -> None:
     ap.add_argument("--decisions", choices=("off", "info", "debug"), default="info",
                     help="log.decisions (default info, as shipped; lines go to a temporary file)")
     ap.add_argument("--no-record-route", action="store_true", help="proxy.record_route: false")
+    ap.add_argument("--detectors", action="store_true", help="turn on analytics.campaign fanout and burst")
     args = ap.parse_args()
-    asyncio.run(run(args.calls, args.rounds, args.profile, args.sort, args.decisions, not args.no_record_route))
+    asyncio.run(run(args.calls, args.rounds, args.profile, args.sort, args.decisions, not args.no_record_route,
+                    args.detectors))
 
 
 if __name__ == "__main__":

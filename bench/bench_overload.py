@@ -23,7 +23,7 @@ Usage (from the repo root):
 Options: --workers N (default 2), --uacs K (split the offered load over K sipp UACs),
 --tail S (seconds watched after the burst, default: transaction_timeout + 5), --bursts B (B bursts
 in a row, each followed by its tail: the RSS of each shows whether memory is reused),
---shed-delay S (proxy.shed_delay), --out DIR.
+--shed-delay S (proxy.shed_delay), --allocator auto|jemalloc|python (proxy.allocator), --out DIR.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class Result:
     core_503: int = 0
     episodes: int = 0
     load1: float = 0.0
+    worker_cpu_s: float = 0.0     # CPU time of the workers (user + system) from the burst's start to the end
     rss_bursts: list[tuple[float, float, float]] = field(default_factory=list)  # --bursts: peak, +32 s, end
     rss_series: list[tuple[float, float]] = field(default_factory=list)
 
@@ -122,6 +123,18 @@ def rss_mb(pids: list[int]) -> float:
         except OSError:
             pass
     return total / 1024.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def read_rtds(d: Path) -> dict[str, list[float]]:
@@ -197,7 +210,7 @@ class Run:
                                      "country": "GB"}}],
             "store": store, "traceback": {"store": "sqlite", "path": "traceback.db"},
             "log": {"level": "warning", "decisions": "off"}, "http": {"listen": f"127.0.0.1:{http_port}"},
-            "proxy": {"shed_delay": a.shed_delay, "transaction_timeout": TX_LIFETIME},
+            "proxy": {"shed_delay": a.shed_delay, "transaction_timeout": TX_LIFETIME, "allocator": a.allocator},
         }
         (self.out / "sipguard.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         sut = self.spawn([sys.executable, "-m", "sipguard", "serve", "-c", str(self.out / "sipguard.yaml"),
@@ -222,7 +235,7 @@ class Run:
         result = Result(a.store, a.rate, int(rate), a.duration, load1=os.getloadavg()[0])
         result.rss_idle_mb = rss_mb(workers)
         before = sip_events(http_port)
-        drops0, start = udp_rcvbuf_errors(), time.monotonic()
+        drops0, start, cpu0 = udp_rcvbuf_errors(), time.monotonic(), cpu_seconds(workers)
         per = [calls // a.uacs + (1 if i < calls % a.uacs else 0) for i in range(a.uacs)]
         for burst in range(a.bursts):   # each burst: its own UACs (stat files), then the tail
             t0 = time.monotonic()
@@ -248,6 +261,7 @@ class Run:
         result.rss_peak_mb = max(p for p, _, _ in result.rss_bursts)
         result.rss_after_mb, result.rss_end_mb = result.rss_bursts[0][1], result.rss_bursts[-1][2]
         result.udp_drops = udp_rcvbuf_errors() - drops0
+        result.worker_cpu_s = cpu_seconds(workers) - cpu0
         after = sip_events(http_port)
         result.shed_503 = after.get("shed_503", 0) - before.get("shed_503", 0)
         result.core_503 = after.get("overload_503", 0) - before.get("overload_503", 0)
@@ -291,6 +305,8 @@ def main() -> int:
     p.add_argument("--bursts", type=int, default=1,
                    help="bursts in a row (each with its tail): is the memory of one reused by the next?")
     p.add_argument("--shed-delay", type=float, default=0.02)
+    p.add_argument("--allocator", choices=("auto", "jemalloc", "python"), default="auto",
+                   help="proxy.allocator of the workers (python: pymalloc, the default before jemalloc)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     for tool in ("sipp", "gcc") + (("redis-server",) if args.store == "redis" else ()):
@@ -306,6 +322,8 @@ def main() -> int:
         result = run.run()
         print(Result.header())
         print(result.row())
+        print(f"# worker CPU {result.worker_cpu_s:.1f} s, {1e6 * result.worker_cpu_s / max(1, result.answered_200):.0f} us "
+              f"per call completed (503s included in the CPU), load1 at the end {os.getloadavg()[0]:.2f}")
         if args.bursts > 1:
             print("# worker RSS MB per burst (peak, +32 s, end of tail): "
                   + "; ".join(f"{p:.0f}, {a:.0f}, {e:.0f}" for p, a, e in result.rss_bursts))

@@ -44,7 +44,7 @@ if os.environ.get("SG_BENCH_LAG") == "1":
     import asyncio
     import time
 
-    from sipguard.proxy.server import Worker
+    from sipguard.proxy.worker import Worker
 
     _start = Worker.start
 
@@ -103,16 +103,17 @@ if os.environ.get("SG_BENCH_LAG") == "1":
 
     Worker.start = start  # type: ignore[method-assign]
 if os.environ.get("SG_BENCH_PIN") == "1":  # experiment: worker i on CPU i
-    import sipguard.proxy.server as _server
+    import sipguard.proxy.supervisor as _supervisor
 
-    _run_worker = _server.run_worker
+    _run_worker = _supervisor.run_worker
 
-    async def _pinned(config: Any, index: int, workers: int, serve_http: bool, steering: Any = None) -> int:
+    async def _pinned(config: Any, index: int, workers: int, serve_http: bool, steering: Any = None,
+                      udp_socks: Any = None) -> int:
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[index % len(cpus)]})
-        return await _run_worker(config, index, workers, serve_http, steering)
+        return await _run_worker(config, index, workers, serve_http, steering, udp_socks)
 
-    _server.run_worker = _pinned  # type: ignore[assignment]
+    _supervisor.run_worker = _pinned  # type: ignore[assignment]
 if os.environ.get("SG_BENCH_NO_RECORDS") == "1":
     RecordWriter.submit = lambda self, record: None  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))

@@ -35,7 +35,7 @@ async def run(store: str, n: int, folder: str) -> tuple[float, float]:
     t1 = time.perf_counter()
     await w.aclose()                  # drains everything to the backend
     t_write = time.perf_counter() - t1
-    assert w.stats.written + w.stats.flushed == n, w.stats
+    assert w.counters.written + w.counters.flushed == n, w.counters
     return t_submit / n * 1e6, n / t_write
 
 

@@ -83,7 +83,7 @@ def _writer_process(url: str, n: int, batch: int, folder: str, start_at: float, 
                 writer.submit(r)
             await asyncio.sleep(0)
         await writer.aclose()
-        out.put((time.perf_counter() - t0, writer.stats.written + writer.stats.flushed, writer.stats.spooled))
+        out.put((time.perf_counter() - t0, writer.counters.written + writer.counters.flushed, writer.counters.spooled))
 
     asyncio.run(go())
 

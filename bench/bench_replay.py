@@ -64,6 +64,8 @@ class Impl:
         self.name = name
         mod = lambda m: importlib.import_module(pkg + m)  # noqa: E731
         self.load_config = mod(".config").load_config
+        # a baseline from before PipelineSettings took the whole config
+        self.settings = getattr(mod(".config"), "PipelineSettings", None)
         self.Pipeline = mod(".pipeline").Pipeline
         self.replay = mod(".replay.runner").replay
         self.Verifier = mod(".shaken.verify").Verifier
@@ -76,7 +78,8 @@ class Impl:
         await store.start()
         kw = {} if token_cache or not self.has_token_cache else {"token_cache_size": 0}
         verifier = self.Verifier(pki.config(), MapFetcher({X5U: pki.chain_pem("good")}), **kw)
-        return cfg, self.Pipeline(cfg, ManualClock(START), verifier, store, None, None)
+        settings = self.settings.of(cfg) if self.settings is not None else cfg
+        return cfg, self.Pipeline(settings, ManualClock(START), verifier, store, None, None)
 
     async def run(self, cap: Path, cfg: Any, pipe: Any) -> tuple[float, dict[str, int]]:
         verstats: dict[str, int] = {}

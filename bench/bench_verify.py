@@ -137,7 +137,7 @@ def main() -> None:
     if base_hit:
         print(f"  same, baseline {args.baseline}:{base_hit:13.0f} /s  {1e6 / base_hit:.1f} us/verification")
     print(f"cold burst: 1000 concurrent verifies of a new x5u -> {fetches} fetch, {passed} passed")
-    print(f"cache stats (re-presented token): {again.stats()}")
+    print(f"cache stats (re-presented token): {again.counters} {again.tokens.counters if again.tokens else ''}")
 
 
 if __name__ == "__main__":

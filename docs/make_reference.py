@@ -57,7 +57,9 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "datasets": ("{}", "data files loaded at start and reloaded on change (memory store): `rmd` (FCC RMD CSV "
                        "export), `rmd_removed` (providers removed from it), `dno` (Do-Not-Originate numbers and "
                        "prefixes), `ocn_map` (OCN/SPC to FRN/RMD), `lists` (allow/block lists: "
-                       "`allow|block KIND VALUE [note]`). With Redis use the `rmd`, `dno`, `list` commands"),
+                       "`allow|block KIND VALUE [note]`), `c_cist` and `threats` (threat lists of the FCC's C-CIST designations "
+                       "and the operator's own: `kind,value,ref,note`). With Redis use the `rmd`, `dno`, `list`, "
+                       "`threats` commands"),
     "shaken": ("{}", "STIR/SHAKEN verification and signing"),
     "shaken.trust_anchors": ("null", "STI-CA roots: a PEM file or a folder of them; re-read on SIGHUP"),
     "shaken.iat_max_age": ("60", "seconds a PASSporT's iat may lie in the past (else `stale-iat`)"),
@@ -110,8 +112,13 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
                         "partitioned by day; `sipguard db migrate`)"),
     "traceback.queue": ("10000", "records waiting to be written before the oldest are spooled"),
     "traceback.batch": ("500", "records written per batch"),
+    "upstreams": ("{}", "know your upstream: the refresh of `trunk.score` (README: Know your upstream)"),
+    "upstreams.score_interval": ("60", "seconds between two computations of `trunk.score` in each worker, from "
+                                       "the records; 0: off (the fact stays null)"),
+    "upstreams.score_window": ("3600", "seconds of records the score is computed over (60 .. 31 days)"),
+    "upstreams.score_min_calls": ("50", "calls a trunk needs in the window to have a score (fewer: null)"),
     "http": ("none", "the admin HTTP server"),
-    "http.listen": ("none", "`HOST:PORT` of /metrics, /healthz, /readyz, /traceback, /admin"),
+    "http.listen": ("none", "`HOST:PORT` of /metrics, /healthz, /readyz, /traceback, /upstreams, /admin"),
     "http.token_file": ("none", "a file holding the bearer token (16+ characters) /traceback and /admin require; "
                                 "required when listen is not loopback"),
     "proxy": ("{}", "proxy tuning"),
@@ -131,6 +138,9 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     # ahead of their merge; the reference lists a key only once its reader accepts it
     "proxy.shed_delay": ("0.02", "seconds work may wait (event-loop lag, the oldest queued datagram) before "
                                  "new INVITEs get 503 + Retry-After; 0: off"),
+    "proxy.allocator": ("auto", "where serve's memory comes from: auto (jemalloc when installed, so a burst's "
+                                "memory goes back; serve starts itself again on it, same PID), jemalloc (the "
+                                "same, warns when missing), python (Python's own allocator); restart to change"),
     "proxy.tcp": ("{}", "TCP and TLS connection limits, per worker"),
     "proxy.tcp.head_timeout": ("10", "seconds a message or TLS handshake may take to arrive"),
     "proxy.tcp.idle_timeout": ("60", "seconds a connection may stay silent"),
@@ -142,6 +152,14 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "http.read_timeout": ("5.0", "seconds for a whole request to arrive (408)"),
     "shaken.identity": ("{}", "how strictly Identity headers are read"),
     "shaken.identity.lenient": ("[]", "Identity parameters that may be absent: `alg` (then ES256), `ppt`"),
+    "shaken.identity.max_headers": ("8", "Identity header values a call may carry (1-32); more: "
+                                         "`too-many-identity`, nothing verified"),
+    "shaken.rcd": ("{}", "rich call data (RFC 9795) content"),
+    "shaken.rcd.fetch": ("false", "download what an rcd PASSporT's `rcdi` names by URL (logo, jCard) to check "
+                                  "its digest, with the x5u rules; only after its signature verified"),
+    "shaken.replay": ("{}", "PASSporT replay detection"),
+    "shaken.replay.enabled": ("true", "remember each verified PASSporT signature until it goes stale; "
+                                      "on another Call-ID it sets `passport.replayed`"),
     "shaken.trust_list": ("none", "the STI-PA's list of approved STI-CAs, installed as `trust_anchors` by "
                                   "`sipguard trust update`"),
     "shaken.trust_list.url": ("required", "where the signed list is published"),
@@ -157,6 +175,20 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "tls.verify_client": ("false", "mutual TLS: a trunk must present a certificate from `ca`"),
     "tls.verify_server": ("true", "check the next hop's certificate"),
     "tls.server_name": ("the next hop's host", "the name the next hop's certificate must carry (SNI)"),
+    "analytics": ("{}", "detectors on live traffic (README, \"Detectors and threat lists\")"),
+    "analytics.campaign": ("{}", "the windowed detectors, kept in the store (Redis: in the call's one round trip)"),
+    "analytics.campaign.max_keys": ("100000", "memory store: callers (fanout) and prefixes (burst) tracked at "
+                                              "once, each; the oldest window goes first when full"),
+    "analytics.campaign.fanout": ("off", "fact `campaign.fanout`: one caller reaching many distinct callees"),
+    "analytics.campaign.fanout.window": ("required", "seconds (1 to 86400); the window opens at the caller's "
+                                                     "first call"),
+    "analytics.campaign.fanout.callees": ("required", "distinct callees in one window that make the fact true "
+                                                      "(2 to 512)"),
+    "analytics.campaign.burst": ("off", "fact `campaign.burst`: many calls from one caller prefix"),
+    "analytics.campaign.burst.window": ("required", "seconds (1 to 86400); opened by the prefix's first call"),
+    "analytics.campaign.burst.calls": ("required", "calls in one window that make the fact true (2 or more)"),
+    "analytics.campaign.burst.prefix": ("7", "leading digits of the caller's E.164 number counted together "
+                                             "(1 to 15; 7 = 1 + NPA-NXX, 8 = a thousands block, 4 = a whole NPA)"),
 }
 
 FACT_HELP: dict[str, str] = {
@@ -168,6 +200,8 @@ FACT_HELP: dict[str, str] = {
     "trunk.rmd": "its provider in the Robocall Mitigation Database",
     "trunk.implementation": "the provider's RMD implementation status text",
     "trunk.frn": "the provider's FRN",
+    "trunk.score": "the trunk's reputation 0..100 over its recent records (README: Know your upstream); "
+                   "null: too few calls or no records yet",
     "signer.spc": "the SPC of the certificate that signed",
     "signer.rmd": "the signer in the RMD (through `ocn_map`)",
     "source.ip": "the upstream address",
@@ -183,6 +217,23 @@ FACT_HELP: dict[str, str] = {
     "limited": "names of the limits the call exceeds",
     "notice": "reference of a matching Commission-notice rule",
     "store.degraded": "the store did not answer (fail-open)",
+    "campaign.fanout": "the caller reached `analytics.campaign.fanout.callees` distinct callees in its window "
+                       "(null: detector off or store down)",
+    "campaign.burst": "the caller's prefix reached `analytics.campaign.burst.calls` calls in its window "
+                      "(null: detector off or store down)",
+    "spoof.neighbor": "caller and callee are NANP numbers with the same NPA-NXX (not the same number)",
+    "spoof.same": "caller == callee",
+    "spoof.us_cid_foreign_trunk": "a US caller without Identity on a trunk of role `foreign`",
+    "spoof.a_on_bad_number": "attestation A verified on an invalid or DNO caller (null: DNO unknown)",
+    "trunk.threat": "the trunk's provider (FRN, name, source network) is on a threat list: its source",
+    "signer.threat": "the signer (SPC, or its FRN through `ocn_map`) is on a threat list: its source",
+    "div.count": "div PASSporTs on the call (RFC 8946)",
+    "div.verstat": "the div chain: Passed when every div verified and links to the shaken PASSporT, "
+                   "the div before and the History-Info/Diversion; Failed otherwise; No-TN-Validation without div",
+    "rcd.present": "an rcd PASSporT (RFC 9795) came with the call",
+    "rcd.verified": "every rcd PASSporT verified, inline `rcdi` digests included (null: no rcd)",
+    "passport.replayed": "the verified PASSporT's signature was seen on another call while fresh "
+                         "(null: the store did not answer)",
 }
 
 OPERATOR_HELP: dict[str, str] = {
@@ -314,7 +365,8 @@ def policy_section() -> list[str]:
               "`status` or `class`, the RFC 8224 response of the call's first reason code (below).",
               "- `reason`: text of the Reason header; `retry_after`: seconds, with 503 only.",
               "- `sign`: sign the call (gateway attestation, `shaken.signing`); `tag`: `display_prefix` and "
-              "`headers` to add; `to`: a `sip:` URI to send this call to instead of the next hop.", ""]
+              "`headers` to add, `passports: true` for the div/rcd/replay results as X-Sipguard-Div, "
+              "X-Sipguard-Rcd, X-Sipguard-Replayed (also on redirect mode's 302); `to`: a `sip:` URI to send this call to instead of the next hop.", ""]
     return lines
 
 

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sipguard import yamlconf
+from sipguard.addresses import Listen, next_hop_address, parse_listen, split_hostport
+from sipguard.detectors import Detectors
 from sipguard.errors import ConfigError
 from sipguard.observe.http_wire import HttpLimits
-from sipguard.proxy.connlimits import ConnectionSettings
-from sipguard.proxy.tls import TlsConfig
+from sipguard.tls import TlsConfig
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
     from sipguard.policy.model import Redress
+    from sipguard.records.measures import UpstreamsConfig
     from sipguard.records.record import TracebackConfig
     from sipguard.shaken.config import ShakenConfig
     from sipguard.shaken.sign import SigningConfig
@@ -32,9 +34,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "trunks", "store", "store_failure",
             "store_timeout", "datasets", "shaken", "blocking", "limits", "policy", "traceback", "http",
-            "proxy", "log", "workers", "tls")
+            "proxy", "log", "workers", "tls", "analytics", "upstreams")
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
-              "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp")
+              "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp",
+              "allocator")
 HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
 TCP_KEYS = ("head_timeout", "idle_timeout", "max_connections", "max_per_source", "fd_reserve")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
@@ -42,14 +45,14 @@ PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
 
 
 @dataclass(frozen=True, slots=True)
-class Listen:
-    transport: str   # udp | tcp | tls
-    host: str
-    port: int
+class ConnectionSettings:
+    """``proxy.tcp`` in the config (TLS connections are TCP connections here)."""
 
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}://{host}:{self.port}"
+    head_timeout: float = 10.0      # seconds an unfinished message (or TLS handshake) may take
+    idle_timeout: float = 60.0      # seconds without a byte either way before the connection is closed
+    max_connections: int = 1000     # inbound connections per worker
+    max_per_source: int = 32        # inbound connections per source address
+    fd_reserve: int = 64            # descriptors never taken by inbound connections
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,7 @@ class ProxySettings:
     drain_timeout: float = 15.0       # SIGTERM: how long transactions in progress may take to end
     shed_delay: float = 0.02          # seconds work may wait (loop lag, UDP queue) before new INVITEs get 503; 0: off
     tcp: ConnectionSettings = ConnectionSettings()   # stream connection limits (TLS too)
+    allocator: str = "auto"           # auto | jemalloc | python: where serve's memory comes from (proxy/allocator.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,64 @@ class Config:
     workers: int = 1
     tls: TlsConfig = field(default_factory=TlsConfig)
     http_limits: HttpLimits = field(default_factory=HttpLimits)   # http.max_connections, max_body, read_timeout
+    detectors: Detectors = field(default_factory=Detectors)       # analytics.campaign (detectors.py)
+    upstreams: UpstreamsConfig = field(default_factory=lambda: _upstreams_default())  # trunk.score refresh
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _upstreams_default() -> UpstreamsConfig:
+    from sipguard.records.measures import UpstreamsConfig
+
+    return UpstreamsConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """What the proxy core reads (proxy/core.py, stateless.py), built by ``of``; each SIGHUP
+    hands it a new one (``ProxyCore.reconfigure``)."""
+
+    mode: str
+    next_hop: str
+    unknown_source: str
+    trunks: tuple[Trunk, ...]                  # their next hops and sources: who is a known peer
+    trusted_proxies: tuple[IPNetwork, ...]
+    record_route: bool
+    max_pending: int
+    max_message_size: int
+    retry_after: int
+    transaction_timeout: float
+    secret: bytes | None
+    hop_addresses: frozenset[str] | None = None   # the next hops resolved (trunks.hop_addresses); None: at use
+
+    @classmethod
+    def of(cls, config: Config, hop_addresses: frozenset[str] | None = None) -> CoreSettings:
+        p = config.proxy
+        return cls(config.mode, config.next_hop, config.unknown_source, config.trunks, config.trusted_proxies,
+                   p.record_route, p.max_pending, p.max_message_size, p.retry_after, p.transaction_timeout,
+                   p.secret, hop_addresses)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """What ``Pipeline`` reads once it is built (the store and the verifier are made from the
+    whole config by ``Pipeline.create``); each SIGHUP hands it a new one (``reconfigure``)."""
+
+    trunks: tuple[Trunk, ...]
+    trusted_proxies: tuple[IPNetwork, ...]
+    unknown_source: str
+    store_failure: str
+    retry_after: int                           # in the 503 of fail-closed
+    shaken: ShakenConfig
+    signing: SigningConfig | None
+    policy: str | None
+    redress: Redress
+    detectors: Detectors
+
+    @classmethod
+    def of(cls, config: Config) -> PipelineSettings:
+        return cls(config.trunks, config.trusted_proxies, config.unknown_source, config.store_failure,
+                   config.proxy.retry_after, config.shaken, config.signing, config.policy, config.redress,
+                   config.detectors)
 
 
 def load_config(path: str) -> Config:
@@ -147,6 +208,7 @@ def _load_config(path: str) -> Config:
 
     from sipguard.policy.loader import check_policy
     from sipguard.policy.model import Redress
+    from sipguard.records.measures import UpstreamsConfig
     from sipguard.records.record import TracebackConfig
     from sipguard.shaken.config import ShakenConfig
     from sipguard.shaken.sign import SigningConfig
@@ -196,6 +258,8 @@ def _load_config(path: str) -> Config:
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),
         tls=TlsConfig.from_section(root.section("tls"), base_dir),
         http_limits=HttpLimits.from_section(http),
+        detectors=Detectors.from_section(root.section("analytics")),
+        upstreams=UpstreamsConfig.from_section(root.section("upstreams")),
         raw=dict(root.data),
     )
     if any(a.transport == "tls" for a in config.listen) and config.tls.cert is None:
@@ -272,34 +336,6 @@ def _listen(root: Section) -> list[Listen]:
     return out
 
 
-def parse_listen(value: str) -> Listen:
-    scheme, sep, rest = value.partition("://")
-    if not sep or scheme not in ("udp", "tcp", "tls"):
-        raise ValueError(f"{value!r}: expected udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT")
-    host, port = split_hostport(rest)
-    if port is None:
-        port = 5061 if scheme == "tls" else 5060
-    return Listen(scheme, host, port)
-
-
-def split_hostport(text: str) -> tuple[str, int | None]:
-    """'1.2.3.4:5060', '[::1]:5060', 'host' -> (host, port). IPv6 hosts come back bare."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ValueError(f"{text!r}: no host")
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"{text!r}: bad port {port_text!r}")
-        return host, int(port_text)
-    return host, None
-
-
 def _next_hop(sec: Section, key: str, required: bool = True) -> Any:
     value = sec.str(key, default=None if not required else "sip:127.0.0.1:5070")
     if value is None:
@@ -309,29 +345,6 @@ def _next_hop(sec: Section, key: str, required: bool = True) -> Any:
     except ValueError as exc:
         raise sec.error(key, str(exc)) from None
     return value
-
-
-def next_hop_address(uri: str) -> tuple[str, int, str]:
-    """'sip:10.0.0.1:5070;transport=tcp' -> ('10.0.0.1', 5070, 'udp'|'tcp'|'tls'); a sips: URI
-    is TLS (port 5061 unless given). Only literal IPs and names resolvable at start; SIP URIs
-    with a user part are accepted (the user is ignored)."""
-    if not uri.startswith(("sip:", "sips:")):
-        raise ValueError(f"{uri!r}: next hop must be a sip: URI, e.g. sip:10.0.0.5:5060")
-    scheme, rest = uri.split(":", 1)
-    rest, _, params = rest.partition(";")
-    if "@" in rest:
-        rest = rest.rsplit("@", 1)[1]
-    host, port = split_hostport(rest)
-    transport = "tls" if scheme == "sips" else "udp"
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.lower() == "transport" and value:
-            transport = value.lower()
-    if transport not in ("udp", "tcp", "tls"):
-        raise ValueError(f"{uri!r}: transport must be udp, tcp or tls")
-    if scheme == "sips" and transport != "tls":
-        raise ValueError(f"{uri!r}: a sips: URI is reached over TLS only")
-    return host, port or (5061 if transport == "tls" else 5060), transport
 
 
 def _networks(sec: Section, key: str, default: list[str] | None = None) -> tuple[IPNetwork, ...]:
@@ -396,6 +409,7 @@ def _proxy(sec: Section, base_dir: str) -> ProxySettings:
         drain_timeout=float(sec.number("drain_timeout", default=15.0, minimum=0, maximum=3600)),
         shed_delay=float(sec.number("shed_delay", default=0.02, minimum=0, maximum=10)),
         tcp=_tcp(sec.section("tcp")),
+        allocator=sec.choice("allocator", ("auto", "jemalloc", "python"), default="auto"),
     )
 
 

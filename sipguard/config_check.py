@@ -68,6 +68,8 @@ def check_config(path: str, now: float) -> list[ConfigError]:
     step(lambda: cfg._log(root.section("log")))
     step(lambda: root.int("workers", default=1, minimum=1, maximum=64))
     step(lambda: _tls(root, base_dir))
+    step(lambda: _analytics(root))
+    step(lambda: _upstreams(root))
     policy_errors = _policy(root, base_dir, redress, [t.id for t in trunks],
                             [spec.name for spec in limits or ()], step)
     config_errors = sorted(errors, key=lambda e: e.line or 0)
@@ -134,8 +136,20 @@ def _http(root: Section, base_dir: str) -> Any:
     return cfg._http_token(http, base_dir)
 
 
+def _analytics(root: Section) -> Any:
+    from sipguard.detectors import Detectors
+
+    return Detectors.from_section(root.section("analytics"))
+
+
+def _upstreams(root: Section) -> Any:
+    from sipguard.records.measures import UpstreamsConfig
+
+    return UpstreamsConfig.from_section(root.section("upstreams"))
+
+
 def _tls(root: Section, base_dir: str) -> Any:
-    from sipguard.proxy.tls import TlsConfig
+    from sipguard.tls import TlsConfig
 
     return TlsConfig.from_section(root.section("tls"), base_dir)
 
@@ -148,5 +162,8 @@ def _policy(root: Section, base_dir: str, redress: Any, trunks: list[str], limit
     policy = step(lambda: cfg._path(root, "policy", base_dir))
     if policy is None:
         return []
+    from sipguard.policy.names import configured_detectors
+
     problems = check_policy(policy, redress)
-    return sorted(problems + check_names(policy, trunks, limiters), key=lambda e: e.line or 0)
+    detectors = configured_detectors(root.raw("analytics"))
+    return sorted(problems + check_names(policy, trunks, limiters, detectors), key=lambda e: e.line or 0)

@@ -45,7 +45,7 @@ def policy_schema() -> dict[str, Any]:
         "retry_after": {"type": "integer", "minimum": 0, "maximum": 86400},
         "sign": {"type": "boolean"},
         "tag": {"type": "object", "additionalProperties": False,
-                "properties": {"display_prefix": {"type": "string"},
+                "properties": {"display_prefix": {"type": "string"}, "passports": {"type": "boolean"},
                                "headers": {"type": "object", "additionalProperties": {"type": "string"}}}},
         "to": {"type": "string", "description": "next hop for this call: a sip: URI"},
     }
@@ -82,6 +82,8 @@ def _fact(kind: Any, operators: tuple[str, ...]) -> dict[str, Any]:
         value = {"enum": list(kind.choices)}
     elif kind.kind == "digits":
         value = {"type": ["string", "integer"]}
+    elif kind.kind == "number":
+        value = {"type": "integer"}
     elif kind.kind == "list":
         value = {"enum": list(kind.choices)} if kind.choices else {"type": "string"}
     else:   # text, ip
@@ -90,7 +92,9 @@ def _fact(kind: Any, operators: tuple[str, ...]) -> dict[str, Any]:
         value = {"anyOf": [value, {"type": "null"}]}
     values = {"type": "array", "minItems": 1, "items": value}
     ops: dict[str, Any] = {"in": values, "not": {"anyOf": [value, values]}}
-    if kind.kind != "bool":
+    if kind.kind == "number":
+        ops.update({op: value for op in ("gt", "gte", "lt", "lte")})
+    elif kind.kind != "bool":
         ops["prefix"] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
         ops["matches"] = {"type": "string"}
         if kind.kind not in ("ip", "list"):
@@ -113,15 +117,22 @@ _SECTIONS: dict[str, Any] = {
     "shaken.signing": {"shaken": {"signing": {}}},
     "shaken.identity": {"shaken": {"identity": {}}},
     "shaken.trust_list": {"shaken": {"trust_list": {}}},
+    "shaken.replay": {"shaken": {"replay": {}}},
+    "shaken.rcd": {"shaken": {"rcd": {}}},
     "blocking": {"blocking": {}},
     "blocking.redress": {"blocking": {"redress": {}}},
     "limits.*": {"limits": {"probe": {"key": "caller", "rate": "1/s"}}},
     "traceback": {"traceback": {}},
+    "upstreams": {"upstreams": {}},
     "http": {"http": {}},
     "proxy": {"proxy": {}},
     "proxy.tcp": {"proxy": {"tcp": {}}},
     "log": {"log": {}},
     "tls": {"tls": {}},
+    "analytics": {"analytics": {}},
+    "analytics.campaign": {"analytics": {"campaign": {}}},
+    "analytics.campaign.fanout": {"analytics": {"campaign": {"fanout": {}}}},
+    "analytics.campaign.burst": {"analytics": {"campaign": {"burst": {}}}},
 }
 
 _STR = {"type": "string"}
@@ -156,16 +167,22 @@ CONFIG_TYPES: dict[str, Any] = {
     "shaken.signing.attest": {"enum": ["A", "B", "C"]}, "shaken.signing.origid": {"enum": ["trunk", "call"]},
     "shaken.signing.sign_failed": _BOOL, "shaken.signing.spc": _STR,
     "shaken.identity.lenient": {"type": "array", "items": {"enum": ["alg", "ppt"]}},
+    "shaken.identity.max_headers": _INT, "shaken.replay.enabled": _BOOL, "shaken.rcd.fetch": _BOOL,
     "shaken.trust_list.url": _STR, "shaken.trust_list.sti_pa_root": _STR,
     "http.max_connections": _INT, "http.max_body": _INT, "http.read_timeout": _NUM,
     "blocking.redress.url": _STR, "blocking.redress.tel": _STR, "blocking.redress.email": _STR,
     "limits.*.key": {"anyOf": [_STR, _STRINGS]}, "limits.*.rate": _STR, "limits.*.burst": _INT,
     "traceback.retention_days": _NUM, "traceback.path": _STR, "traceback.spool": _STR, "traceback.store": _STR,
     "http.listen": _STR, "http.token_file": _STR,
+    "upstreams.score_interval": _NUM, "upstreams.score_window": _NUM, "upstreams.score_min_calls": _INT,
     "proxy.record_route": _BOOL, "proxy.max_pending": _INT, "proxy.max_message_size": _INT,
     "proxy.retry_after": _INT, "proxy.instance": _STR, "proxy.advertise": _STR,
     "proxy.steering": {"enum": ["transaction", "peer"]},
     "log.level": {"enum": ["debug", "info", "warning", "error"]},
+    "analytics.campaign.max_keys": _INT,
+    "analytics.campaign.fanout.window": _NUM, "analytics.campaign.fanout.callees": _INT,
+    "analytics.campaign.burst.window": _NUM, "analytics.campaign.burst.calls": _INT,
+    "analytics.campaign.burst.prefix": _INT,
 }
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sipguard.clock import Clock, SystemClock
+from sipguard.config import PipelineSettings
+from sipguard.detectors import spoof_facts
 from sipguard.numbers import TN, parse_tn
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.policy.decision import FORWARD, Decision, reject
@@ -23,18 +25,20 @@ from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, Verification
 from sipguard.store.base import LookupKeys, Lookups
+from sipguard.store.replay import call_key, replay_ttl
+from sipguard.threats import NO_THREATS, ThreatIndex
 from sipguard.trunks import TrunkTable
 
 if TYPE_CHECKING:
     from sipguard.config import Config, Trunk
     from sipguard.policy.engine import PolicyHolder
-    from sipguard.records.record import CallRecord
     from sipguard.shaken.sign import Signer
     from sipguard.shaken.verify import Verifier
     from sipguard.sip import Request
     from sipguard.store.base import Store
 
 log = logging.getLogger("sipguard.pipeline")
+MAX_HISTORY = 32   # History-Info / Diversion entries read per header (a div check needs a few)
 
 UNKNOWN_SOURCE = reject(403, "Forbidden", ("Reason", 'SIP;cause=403;text="unknown source"'),
                         rule="unknown-source")
@@ -131,33 +135,6 @@ class Outcome:
     def signed(self) -> bool:
         return self.identity_added is not None
 
-    def record(self, status: int | None, next_hop: str | None, instance: str | None) -> CallRecord:
-        from sipguard.records.record import CallRecord
-
-        trunk, ver, dec = self.trunk, self.verification, self.decision
-        provider = trunk.provider if trunk is not None else None
-        shadow = dec.would.action if dec.would is not None else None
-        return CallRecord(
-            time=self.time, call_id=self.call.call_id, source_ip=self.source[0],
-            source_port=self.source[1], transport=self.transport,
-            trunk=trunk.id if trunk else None, trunk_role=trunk.role if trunk else None,
-            provider_name=provider.name if provider else None,
-            provider_frn=provider.frn if provider else None,
-            provider_rmd=provider.rmd if provider else None,
-            provider_country=provider.country if provider else None,
-            rmd_snapshot=self.lookups.rmd_snapshot,
-            caller_raw=self.call.caller.raw, caller=self.call.caller.e164,
-            callee_raw=self.call.callee.raw, callee=self.call.callee.e164,
-            verstat=str(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
-            reasons=tuple(str(r) for r in ver.reasons),
-            rule=dec.rule, rule_class=dec.rule_class, notice=dec.notice,
-            action=dec.action, status=status, shadow_action=shadow,
-            signed=self.signed, signed_origid=self.signed_origid, identity_dropped=False,
-            next_hop=next_hop, instance=instance,
-            signed_attest=self.signed_attest if self.signed else None,
-            signed_rule=(dec.rule or "(default)") if self.signed else None,
-        )
-
 
 def default_decision(facts: Facts) -> Decision:
     """Without a policy file: reject failed verification with its RFC 8224 code, else forward."""
@@ -171,19 +148,25 @@ def default_decision(facts: Facts) -> Decision:
 class Pipeline:
     """Owns the verifier, the store, the policy and the signer of one process."""
 
-    def __init__(self, config: Config, clock: Clock, verifier: Verifier, store: Store,
+    def __init__(self, settings: PipelineSettings, clock: Clock, verifier: Verifier, store: Store,
                  policy: PolicyHolder | None, signer: Signer | None) -> None:
-        self.config = config
         self.clock = clock
-        self.trunks = TrunkTable(config.trunks)
         self.verifier = verifier
         self.store = store
         self.policy = policy
         self.signer = signer
-        self._fail_closed = config.store_failure == "fail-closed"
-        self._trusted = config.trusted_proxies
+        # trunk id -> trunk.score, replaced whole by the analytics refresher (records/upstreams.py
+        # ScoreRefresher) every ``upstreams.score_interval``: a dict lookup per call, no round trip
+        self.scores: dict[str, int] = {}
+        self._settings(settings)
+
+    def _settings(self, settings: PipelineSettings) -> None:
+        self.settings = settings
+        self.trunks = TrunkTable(settings.trunks)
+        self._fail_closed = settings.store_failure == "fail-closed"
+        self._trusted = settings.trusted_proxies
         self._store_unavailable = reject(
-            503, "Service Unavailable", ("Retry-After", str(config.proxy.retry_after)),
+            503, "Service Unavailable", ("Retry-After", str(settings.retry_after)),
             ("Reason", 'SIP;cause=503;text="state store unavailable"'), rule="store-failure")
 
     @classmethod
@@ -199,7 +182,8 @@ class Pipeline:
         from sipguard.store.datasets import load_datasets
 
         if store is None:
-            store = open_store(config.store, config.limits, config.store_timeout, metrics=metrics)
+            store = open_store(config.store, config.limits, config.store_timeout, metrics=metrics,
+                               detectors=config.detectors)
             await store.start()
             if config.datasets:
                 await load_datasets(store, config.datasets)
@@ -211,29 +195,28 @@ class Pipeline:
         # the key and certificate are checked against the real time, also when replaying an
         # old capture on a capture clock: it is today's deployment being validated
         signer = Signer.load(config.signing, SystemClock().time()) if config.signing else None
-        return cls(config, clock, verifier, store, policy, signer)
+        return cls(PipelineSettings.of(config), clock, verifier, store, policy, signer)
 
-    def reconfigure(self, config: Config) -> None:
-        """SIGHUP: take the parts of a new config that can change at run time.
-        The caller has validated ``config``; on a signing key problem the old signer stays."""
+    def reconfigure(self, settings: PipelineSettings) -> None:
+        """SIGHUP: take the settings that can change at run time (the store cannot).
+        The caller has validated them; on a signing key problem the old signer stays."""
         from sipguard.errors import ConfigError
         from sipguard.policy.engine import PolicyHolder
         from sipguard.shaken.sign import Signer
 
-        self.trunks = TrunkTable(config.trunks)
-        self.verifier.reconfigure(config.shaken)
-        if config.policy != self.config.policy or config.redress != self.config.redress:
-            self.policy = PolicyHolder(config.policy, config.redress) if config.policy else None
-        if config.signing is not None:
+        self.verifier.reconfigure(settings.shaken)
+        if settings.detectors != self.settings.detectors:
+            self.store.set_detectors(settings.detectors)   # thresholds tuned in shadow mode: no restart
+        if settings.policy != self.settings.policy or settings.redress != self.settings.redress:
+            self.policy = PolicyHolder(settings.policy, settings.redress) if settings.policy else None
+        if settings.signing is not None:
             try:
-                self.signer = Signer.load(config.signing, SystemClock().time())
+                self.signer = Signer.load(settings.signing, SystemClock().time())
             except ConfigError as exc:
                 log.error("signing key not reloaded, the old one stays: %s", exc)
         else:
             self.signer = None
-        self.config = config
-        self._fail_closed = config.store_failure == "fail-closed"
-        self._trusted = config.trusted_proxies
+        self._settings(settings)
 
     async def aclose(self) -> None:
         await self.verifier.aclose()
@@ -254,7 +237,7 @@ class Pipeline:
             return source
         claimed = req.header("X-Sipguard-Source")
         if claimed:
-            from sipguard.config import split_hostport
+            from sipguard.addresses import split_hostport
 
             try:
                 host, port = split_hostport(claimed.strip())
@@ -269,22 +252,31 @@ class Pipeline:
         source = self.upstream_of(req, source)
         trunk = self.trunks.classify(source[0])
         call = Call.of(req)
-        if trunk is None and self.config.unknown_source == "reject" and not call.emergency:
+        if trunk is None and self.settings.unknown_source == "reject" and not call.emergency:
             return self._outcome(now, source, transport, call, None, NOT_VERIFIED, Lookups(),
                                  Facts(source_ip=source[0]), UNKNOWN_SOURCE)
 
-        verification = await self.verifier.verify(call.identities, call.orig_candidates(),
+        identities = call.identities
+        # History-Info / Diversion are read only for a call with several Identity values (div)
+        history = call_history(req) if len(identities) > 1 or (identities and "," in identities[0]) else None
+        verification = await self.verifier.verify(identities, call.orig_candidates(),
                                                   call.dest_candidates(), now,
-                                                  trunk=trunk.id if trunk else "")
+                                                  trunk=trunk.id if trunk else "", history=history)
         if verification.verstat is Verstat.PASSED:
             call = call.vouched_for(verification.orig_tn)
+        replay_key = verification.replay_key
         lookups = await self.store.lookup(LookupKeys(
             trunk=trunk.id if trunk else None,
             trunk_frn=trunk.provider.frn if trunk else None,
             trunk_rmd=trunk.provider.rmd if trunk else None,
             source_ip=source[0], caller=call.caller.e164, callee=call.callee.e164,
-            spc=verification.spc), now)
-        facts = build_facts(trunk, call, verification, lookups, source[0])
+            spc=verification.spc,
+            passport=replay_key,
+            passport_call=call_key(call.call_id) if replay_key else "",
+            passport_ttl=replay_ttl(verification.iat or 0, now, self.settings.shaken.iat_max_age,
+                                    self.settings.shaken.iat_max_future) if replay_key else 0.0), now)
+        facts = build_facts(trunk, call, verification, lookups, source[0], self.store.threats,
+                            self.scores.get(trunk.id) if trunk is not None else None)
 
         if lookups.degraded and self._fail_closed and not facts.emergency:
             decision = self._store_unavailable
@@ -304,11 +296,11 @@ class Pipeline:
               now: float) -> tuple[str | None, str | None]:
         from sipguard.shaken.sign import should_sign
 
-        assert self.signer is not None and self.config.signing is not None
+        assert self.signer is not None and self.settings.signing is not None
         if trunk is None or trunk.role != "foreign" or not call.caller_shown:
             return None, None  # the orig signed is the number the callee is shown (ATIS-1000074)
         if not should_sign(bool(call.identities), call.caller,
-                           verification.verstat is Verstat.FAILED, self.config.signing):
+                           verification.verstat is Verstat.FAILED, self.settings.signing):
             return None, None
         dest = call.callee.e164 or call.to_tn.e164
         if call.caller.e164 is None or dest is None:
@@ -326,8 +318,14 @@ class Pipeline:
 
 
 def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Lookups,
-                source_ip: str) -> Facts:
+                source_ip: str, threats: ThreatIndex = NO_THREATS, score: int | None = None) -> Facts:
     caller = call.caller
+    passed = ver.verstat is Verstat.PASSED
+    neighbor, same, us_foreign, a_bad = spoof_facts(
+        caller.e164, call.callee.e164, caller.us, caller.valid, ver.attest, passed, bool(call.identities),
+        trunk is not None and trunk.role == "foreign", None if lookups.degraded else lookups.caller_dno)
+    trunk_threat = threats.trunk(trunk) if threats.entries else None
+    signer_threat = threats.signer(ver.spc, lookups.signer_frn) if threats.entries and ver.spc else None
     return Facts(
         verstat=str(ver.verstat),
         attest=ver.attest,
@@ -339,6 +337,7 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         trunk_rmd=lookups.trunk_rmd,
         trunk_implementation=lookups.trunk_implementation,
         trunk_frn=trunk.provider.frn if trunk else None,
+        trunk_score=score,
         signer_spc=ver.spc,
         signer_rmd=lookups.signer_rmd,
         source_ip=source_ip,
@@ -354,5 +353,43 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
         limited=lookups.limited,
         notice=lookups.notice,
         store_degraded=lookups.degraded,
+        campaign_fanout=lookups.campaign_fanout,
+        campaign_burst=lookups.campaign_burst,
+        spoof_neighbor=neighbor,
+        spoof_same=same,
+        spoof_us_cid_foreign_trunk=us_foreign,
+        spoof_a_on_bad_number=a_bad,
+        trunk_threat=trunk_threat.source if trunk_threat is not None else None,
+        signer_threat=signer_threat.source if signer_threat is not None else None,
         emergency=call.emergency,
+        div_count=len(ver.div),
+        div_verstat=str(ver.div_verstat) if ver.div else "No-TN-Validation",
+        rcd_present=ver.rcd is not None,
+        rcd_verified=ver.rcd,
+        # no verified signature: nothing to replay; else the seen-set's answer (None: store down)
+        passport_replayed=lookups.passport_replayed if ver.replay_key else False,
     )
+
+
+def call_history(req: Request) -> tuple[str, ...]:
+    """The canonical forms of every number the call's History-Info (RFC 7044) and Diversion
+    (RFC 5806) headers name: where a div PASSporT's retarget must appear. A value that does not
+    parse names nothing."""
+    from sipguard.sip import parse_name_addr
+    from sipguard.sip.errors import SipParseError
+
+    out: list[str] = []
+    for name in ("History-Info", "Diversion"):
+        try:
+            values = req.headers(name)
+        except SipParseError:
+            continue
+        for value in values[:MAX_HISTORY]:
+            try:
+                uri = parse_name_addr(value).uri
+            except (SipParseError, ValueError):
+                continue
+            for form in parse_tn(uri).forms:
+                if form not in out:
+                    out.append(form)
+    return tuple(out)

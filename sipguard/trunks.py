@@ -9,7 +9,8 @@ import socket
 from collections.abc import Sequence
 from typing import Final
 
-from sipguard.config import Config, Trunk, next_hop_address
+from sipguard.addresses import next_hop_address
+from sipguard.config import Config, CoreSettings, Trunk
 
 log = logging.getLogger("sipguard.trunks")
 
@@ -80,22 +81,19 @@ class Peers:
     UNKNOWN: Final = ""
 
     def __init__(self, trunks: TrunkTable, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
-                 next_hops: Sequence[str], memo_limit: int = 65536) -> None:
+                 hops: frozenset[str], memo_limit: int = 65536) -> None:
         self.trunks = trunks
         self._trusted = tuple(trusted)
-        hops: set[str] = set()
-        for host in next_hops:
-            hops.update(_addresses(host))
-        self._hops = frozenset(hops)
+        self._hops = hops
         self._memo: dict[str, str] = {}
         self._limit = memo_limit
 
     @classmethod
-    def of(cls, config: Config, trunks: TrunkTable | None = None) -> Peers:
-        """The peers a config names; ``trunks``: the trunk table to share (else its own)."""
-        hops = (config.next_hop, *(t.next_hop for t in config.trunks))
+    def of(cls, config: Config | CoreSettings, trunks: TrunkTable | None = None) -> Peers:
+        """The peers a config (or the core's settings) names; ``trunks``: the trunk table to share (else its own)."""
+        hops = config.hop_addresses if isinstance(config, CoreSettings) else None
         return cls(trunks if trunks is not None else TrunkTable(config.trunks), config.trusted_proxies,
-                   [next_hop_address(h)[0] for h in hops if h])
+                   hops if hops is not None else hop_addresses(config))
 
     def known(self, ip: str) -> bool:
         """A trunk source, a trusted proxy or a next hop: what a connection from an unknown
@@ -123,6 +121,17 @@ class Peers:
             self._memo.clear()
         self._memo[ip] = found
         return found
+
+
+def hop_addresses(config: Config | CoreSettings) -> frozenset[str]:
+    """The addresses of every next hop a config names (the global one and each trunk's). A
+    name is resolved now, which blocks: a running worker calls this off its event loop
+    (``Worker.reload``) and hands the answer in ``CoreSettings.hop_addresses``."""
+    found: set[str] = set()
+    for hop in (config.next_hop, *(t.next_hop for t in config.trunks)):
+        if hop:
+            found.update(_addresses(next_hop_address(hop)[0]))
+    return frozenset(found)
 
 
 def _canonical(host: str) -> str:

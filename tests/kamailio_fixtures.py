@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.shaken_pki import CertServer, StiPki, shaken_identity
+from tests.shaken_pki import CertServer, StiPki, rcd_identity, shaken_identity
 from tests.sign_fixtures import make_credentials
 from tests.sipclient import UdpClient, free_port
 
@@ -49,6 +49,10 @@ rules:
   - name: failed-verification
     when: {verstat: TN-Validation-Failed}
     action: reject
+  - name: flag-rcd-from-foreign-trunk
+    when: {trunk.role: foreign, rcd.present: true}
+    action: forward
+    tag: {headers: {X-Call-Screen: rcd-foreign}, passports: true}
   - name: sign-unsigned
     when: {verstat: No-TN-Validation, caller.us: true}
     action: forward
@@ -185,6 +189,15 @@ class Screening:
         return shaken_identity(self.pki.key("good"), self.server.url("/good.pem"),
                                orig=(signed_orig or orig).lstrip("+"), dest=[dest.lstrip("+")],
                                iat=int(time.time()))
+
+    def rcd(self, *, orig: str = CALLER, dest: str = CALLEE, rcdi: str = "good") -> str:
+        """An rcd PASSporT (RFC 9795) with an inline jCard and its rcdi digest ("good" or "tampered")."""
+        from sipguard.shaken.rcd import integrity
+
+        jcard = ["vcard", [["version", {}, "text", "4.0"], ["fn", {}, "text", "Example Bank"]]]
+        return rcd_identity(self.pki.key("good"), self.server.url("/good.pem"), orig=orig.lstrip("+"),
+                            dest=[dest.lstrip("+")], iat=int(time.time()), rcd={"nam": "Example Bank", "jcd": jcard},
+                            rcdi={"/jcd": integrity(jcard if rcdi == "good" else ["tampered"])})
 
     def close(self) -> None:
         self.server.__exit__(None, None, None)

@@ -25,3 +25,18 @@ def one_rule(tmp_path: Path, when: str, action: str = "action: reject\nclass: de
     body = "".join(f"    {line}\n" for line in action.splitlines())
     text = f"version: 1\nrules:\n  - name: hit\n    when: {when}\n{body}"
     return load_policy(write_policy(tmp_path, text), REDRESS)
+
+
+def nested_not(depth: int) -> str:
+    """A hostile policy: one rule whose condition is ``not:`` inside ``not:``, ``depth`` times."""
+    return ("version: 1\nrules:\n  - name: deep\n    action: forward\n    when: "
+            + "{not: " * depth + "{caller.us: true}" + "}" * depth + "\n")
+
+
+def laughs(levels: int) -> str:
+    """A "billion laughs" policy: each anchor is a list of nine aliases of the one before."""
+    lines = ["version: 1", "x0: &a0 {caller.us: true}"]
+    for i in range(1, levels):
+        lines.append(f"x{i}: &a{i} " + "{any: [" + ", ".join([f"*a{i - 1}"] * 9) + "]}")
+    lines += ["rules:", "  - name: boom", "    action: forward", f"    when: *a{levels - 1}"]
+    return "\n".join(lines) + "\n"

@@ -21,3 +21,27 @@ def make_record(i: int = 0, **over: Any) -> CallRecord:
         identity_dropped=False, next_hop="sip:127.0.0.1:5070", instance="test/0")
     values.update(over)
     return CallRecord(**values)
+
+
+HOSTILE = '<script>alert("x")</script><img src=https://evil.example/p.gif onerror=alert(1)>'
+START = BASE_TIME - BASE_TIME % 3600          # an hour boundary: a report's stretch starts here
+
+
+def report_day() -> list[CallRecord]:
+    """60 calls over six hours: 40 forwarded (unsigned), 12 rejected by dno on carrier-b (A attested,
+    failed verification), 6 forwarded and B attested, 2 rejected by a rule with a hostile name on a
+    trunk with a hostile name."""
+    out = []
+    for i in range(40):
+        out.append(make_record(i, time=START + i * 300))
+    for i in range(12):
+        out.append(make_record(100 + i, time=START + 3600 + i * 60, action="reject", status=603, rule="dno",
+                               rule_class="deterministic", trunk="carrier-b", attest="A",
+                               verstat="TN-Validation-Failed", reasons=("bad-signature",)))
+    for i in range(6):
+        out.append(make_record(200 + i, time=START + 7200 + i, attest="B", verstat="TN-Validation-Passed",
+                               reasons=()))
+    for i in range(2):
+        out.append(make_record(300 + i, time=START + 5 * 3600 + i, action="reject", status=608, rule=HOSTILE,
+                               trunk=HOSTILE, caller=HOSTILE, reasons=(HOSTILE,), verstat=HOSTILE))
+    return out

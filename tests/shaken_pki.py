@@ -198,6 +198,23 @@ def shaken_identity(key: Any, x5u: str, *, orig: str, dest: list[str], iat: int,
     return identity_header(shaken_token(key, x5u, orig=orig, dest=dest, iat=iat, **kw), x5u)
 
 
+def div_identity(key: Any, x5u: str, *, orig: str, dest: list[str], div: str, iat: int) -> str:
+    """An RFC 8946 div PASSporT's Identity value: the call to ``div`` retargeted to ``dest``."""
+    header = {"alg": "ES256", "ppt": "div", "typ": "passport", "x5u": x5u}
+    claims = {"dest": {"tn": dest}, "div": {"tn": div}, "iat": iat, "orig": {"tn": orig}}
+    return identity_header(sign_passport(key, header, claims), x5u, ppt="div")
+
+
+def rcd_identity(key: Any, x5u: str, *, orig: str, dest: list[str], iat: int, rcd: dict[str, Any],
+                 rcdi: dict[str, str] | None = None) -> str:
+    """An RFC 9795 rcd PASSporT's Identity value (``rcdi`` as given: a test may tamper it)."""
+    header = {"alg": "ES256", "ppt": "rcd", "typ": "passport", "x5u": x5u}
+    claims: dict[str, Any] = {"dest": {"tn": dest}, "iat": iat, "orig": {"tn": orig}, "rcd": rcd}
+    if rcdi is not None:
+        claims["rcdi"] = rcdi
+    return identity_header(sign_passport(key, header, claims), x5u, ppt="rcd")
+
+
 # -- loopback certificate repository ---------------------------------------------------------------
 
 class CertServer:

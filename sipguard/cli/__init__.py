@@ -17,7 +17,7 @@ from sipguard import __version__, native
 from sipguard.errors import SipguardError
 
 COMMANDS = ("serve", "check_config", "policy", "replay", "rmd", "dno", "lists", "notice",
-            "traceback", "numbers", "trust", "schema", "db")
+            "traceback", "report", "upstreams", "numbers", "trust", "schema", "db", "threats")
 
 
 class _Version(argparse.Action):

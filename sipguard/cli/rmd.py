@@ -1,4 +1,9 @@
-"""``sipguard rmd import|map-ocn|show``: the FCC Robocall Mitigation Database in the store.
+"""``sipguard rmd import|map-ocn|show|changes``: the FCC Robocall Mitigation Database in the store.
+
+``import`` diffs the new snapshot against the one in force: every filing whose status or
+implementation changed is kept in the store's change log (RMD watch), and those of the
+configured upstreams are printed. ``changes`` lists the log (``--upstreams``: only theirs);
+the serving process counts them in metrics and logs the upstreams' (proxy/worker.py).
 
 ``import`` refuses (exit 1, the snapshot in force stays) a file with too many invalid rows
 or with far fewer filings than the snapshot in force (``datasets.check_import``), unless
@@ -9,9 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import time
 from typing import Any
 
 from sipguard.errors import SipguardError
+from sipguard.records.measures import parse_duration
+from sipguard.records.query import iso_utc, parse_time
 from sipguard.store.admin import (
     MEMORY_NOTE,
     add_store_args,
@@ -20,7 +29,7 @@ from sipguard.store.admin import (
     upstream_lines,
     with_store,
 )
-from sipguard.store.base import RmdRecord, Store
+from sipguard.store.base import RmdChange, RmdRecord, Store
 from sipguard.store.datasets import (
     check_import,
     parse_file,
@@ -31,6 +40,7 @@ from sipguard.store.datasets import (
     snapshot_of,
 )
 from sipguard.store.memory import MemoryStore
+from sipguard.store.tables import upstream_changes
 
 
 def register(subparsers: Any) -> None:
@@ -46,6 +56,13 @@ def register(subparsers: Any) -> None:
     ocn = sub.add_parser("map-ocn", help="load the operator's SPC/OCN -> RMD/FRN map (CSV: spc,rmd,frn)")
     ocn.add_argument("file", metavar="FILE.csv", help="CSV with the columns spc,rmd,frn")
     add_store_args(ocn)
+    changes = sub.add_parser("changes", help="filings whose RMD status or implementation changed at an import")
+    changes.add_argument("--since", metavar="T", help="changes imported after this: a duration (30d, 24h) or a time "
+                         "(ISO 8601, epoch); default: all kept")
+    changes.add_argument("--upstreams", action="store_true", help="only the filings of the config's trunks")
+    changes.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N changes (default 1000)")
+    changes.add_argument("--format", choices=("table", "jsonl"), default="table", help="table (default) or jsonl")
+    add_store_args(changes)
     show = sub.add_parser("show", help="show one provider's status by RMD number or FRN")
     show.add_argument("ident", metavar="RMD|FRN", help="an RMD number (RMD0001234) or a 10-digit FRN")
     add_store_args(show)
@@ -57,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         return _import(args)
     if args.rmd_command == "map-ocn":
         return _map_ocn(args)
+    if args.rmd_command == "changes":
+        return _changes(args)
     return _show(args)
 
 
@@ -85,6 +104,11 @@ def _import(args: argparse.Namespace) -> int:
         report.warnings = parsed.warnings
         for line in report_lines(report) + await upstream_lines(store, target):
             print(line)
+        if report.changes:
+            print(f"{len(report.changes)} filing(s) changed since snapshot {report.changes[0].previous or '-'} "
+                  "(sipguard rmd changes lists them)")
+        for trunk, c in upstream_changes(report.changes, target.upstreams):
+            print(f"  upstream trunk {trunk}: {_describe(c)}")
 
     if target.is_memory:
         # validate only: load into a throw-away memory store to report what the server would see
@@ -108,6 +132,42 @@ def _map_ocn(args: argparse.Namespace) -> int:
         return await store.map_ocn(rows)
 
     print(f"OCN map in force: {asyncio.run(with_store(target, work))} SPC(s)")
+    return 0
+
+
+def _describe(c: RmdChange) -> str:
+    return (f"{c.rmd} (FRN {c.frn or '-'}) {c.change}: {c.old_status}/{c.old_implementation or '-'} -> "
+            f"{c.new_status}/{c.new_implementation or '-'} in snapshot {c.snapshot} (imported {iso_utc(c.time)})")
+
+
+def _changes(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    if not 1 <= args.limit <= 1_000_000:
+        raise SipguardError(f"--limit {args.limit}: expected 1 to 1000000")
+    since = None
+    if args.since:
+        seconds = parse_duration(args.since)
+        since = time.time() - seconds if seconds is not None else parse_time(args.since, "--since")
+    if target.is_memory:
+        raise SipguardError("store is `memory`: the changes live in the serving process, which counts them "
+                            "(sipguard_rmd_changes_total) and logs those of its upstreams; a Redis store keeps "
+                            "them for this command")
+
+    async def work(store: Store) -> list[RmdChange]:
+        return await store.rmd_changes(since, args.limit)
+
+    changes = asyncio.run(with_store(target, work))
+    pairs = upstream_changes(changes, target.upstreams)
+    trunk_of = {id(c): trunk for trunk, c in pairs}
+    rows = pairs if args.upstreams else [(trunk_of.get(id(c)), c) for c in changes]
+    for trunk, c in rows:
+        if args.format == "jsonl":
+            print(json.dumps({**c.to_json(), "trunk": trunk}))
+        else:
+            print((f"[trunk {trunk}] " if trunk else "") + _describe(c))
+    if args.format == "table":
+        print(f"{len(rows)} change(s)" + (" of configured upstreams" if args.upstreams else "")
+              + (f" since {iso_utc(since)}" if since is not None else ""))
     return 0
 
 

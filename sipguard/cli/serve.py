@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from sipguard.proxy.server import check_addresses_free, serve
+    from sipguard.proxy.supervisor import check_addresses_free, serve
 
     config = load_config(args.config)
     if not args.shared_port:
@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from sipguard.observe.logs import setup_logging
 
     setup_logging(config.log.level, json=True, decisions=config.log.decisions)
+    from sipguard.proxy.allocator import prepare
+
+    prepare(config.proxy.allocator)   # on jemalloc: starts again (same PID) before binding anything
     log = logging.getLogger("sipguard")
     log.info("starting sipguard with %s", config.path)
     if config.policy:
@@ -35,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
         # a rule naming a trunk or limiter the config lacks never fires: said, not refused
         # (check-config and policy check -c refuse it)
-        for problem in check_names(config.policy, [t.id for t in config.trunks], [s.name for s in config.limits]):
+        detectors = [d for d in ("fanout", "burst") if getattr(config.detectors, d) is not None]
+        for problem in check_names(config.policy, [t.id for t in config.trunks], [s.name for s in config.limits],
+                                   detectors):
             log.warning("%s", problem)
     if args.workers is not None and args.workers < 1:
         raise SystemExit("sipguard serve: --workers must be >= 1")

@@ -120,6 +120,7 @@ def write_records(records: list[CallRecord], fmt: str, out: IO[str]) -> None:
         for r in records:
             d = r.to_dict()
             d["reasons"] = " ".join(r.reasons)
+            d["passports"] = " ".join(r.passports)
             w.writerow((query.iso_utc(r.time), *("" if d[k] is None else d[k] for k in FIELDS)))
     elif records:
         out.write(_row([name for name, _ in TABLE]) + "\n")

@@ -1,11 +1,16 @@
-"""The admin API on the HTTP listener: Commission-notice block rules at run time.
+"""The admin API on the HTTP listener: Commission-notice block rules and the operator's
+allow/block lists at run time.
 
     GET    /admin/notices                    -> [{"ref": ..., "caller": ...}, ...]
     POST   /admin/notices   {"ref": "...", "caller_prefix": "1202555", "start": ..., ...}
     DELETE /admin/notices?ref=REF
+    GET    /admin/lists[?kind=number]        -> [{"kind": ..., "list": ..., "value": ..., "note": ...}]
+    POST   /admin/lists     {"kind": "number", "list": "block", "value": "+12025550123", "note": "..."}
+    DELETE /admin/lists?kind=number&value=12025550123
 
-Notices live in the store, so with Redis every instance applies them at its next lookup
-(the memory store: this process only). Same conditions as ``sipguard notice add``.
+Notices and lists live in the store, so with Redis every instance applies them at its next
+lookup (the memory store: this process only, and a ``datasets: lists:`` file replaces the
+lists when it is reloaded). Same conditions as ``sipguard notice add`` and ``sipguard list``.
 
 Every field and query parameter is checked here, before the store sees it: a bad one is a
 400 whose JSON names it (``{"error": ..., "parameter": "start"}``); a store that cannot
@@ -21,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sipguard.errors import SipguardError
-from sipguard.store.base import Notice
+from sipguard.store.base import LIST_KINDS, LIST_NAMES, ListEntry, Notice
 from sipguard.store.keys import frn10
-from sipguard.store.tables import NOTICE_TIME_MAX, normalise_notice
+from sipguard.store.tables import NOTICE_TIME_MAX, normalise_list_value, normalise_notice
 
 Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, str, bytes]]]
 FIELDS = tuple(f.name for f in dataclasses.fields(Notice))
@@ -153,3 +158,93 @@ def notice_routes(store: Any) -> dict[tuple[str, str], Handler]:
 
     return {("GET", "/admin/notices"): list_notices, ("POST", "/admin/notices"): add_notice,
             ("DELETE", "/admin/notices"): remove_notice}
+
+
+LIST_FIELDS = ("kind", "list", "value", "note")
+
+
+def list_entry_from_json(body: bytes) -> ListEntry:
+    """Parse and check a list entry; FieldError naming the field."""
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, RecursionError) as exc:
+        raise FieldError("body", f"body is not JSON: {str(exc)[:80]}") from None
+    if not isinstance(data, dict):
+        raise FieldError("body", "body must be a JSON object")
+    unknown = sorted(set(data) - set(LIST_FIELDS))
+    if unknown:
+        raise FieldError(unknown[0][:40], f"unknown field(s) {', '.join(u[:40] for u in unknown[:5])}; "
+                                          f"expected: {', '.join(LIST_FIELDS)}")
+    for name in LIST_FIELDS:
+        value = data.get(name)
+        if value is None and name == "note":
+            continue
+        if not isinstance(value, str) or len(value) > MAX_TEXT or not value.isprintable():
+            raise FieldError(name, f"'{name}' must be a printable string of at most {MAX_TEXT} characters")
+    if data["kind"] not in LIST_KINDS:
+        raise FieldError("kind", f"'kind' is one of {', '.join(LIST_KINDS)}")
+    if data["list"] not in LIST_NAMES:
+        raise FieldError("list", f"'list' is one of {', '.join(LIST_NAMES)}")
+    return ListEntry(data["kind"], data["list"], _list_value(data["kind"], data["value"]),
+                     (data.get("note") or "").strip() or None)
+
+
+_NUMBER_CHARS = frozenset("0123456789+-.() ")
+
+
+def _list_value(kind: str, value: str) -> str:
+    """As the store keeps it; a number or prefix may be written with + - . ( ) and spaces, but
+    a letter in it is a mistake, not something to drop."""
+    if kind in ("number", "prefix") and not set(value) <= _NUMBER_CHARS:
+        raise FieldError("value", f"{kind} {value[:40]!r}: expected digits (E.164, e.g. +12025550123)")
+    try:
+        return normalise_list_value(kind, value)
+    except SipguardError as exc:
+        raise FieldError("value", str(exc)) from None
+
+
+def list_routes(store: Any) -> dict[tuple[str, str], Handler]:
+    async def show(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        try:
+            _params(query, ("kind",))
+            kind = query.get("kind") or None
+            if kind is not None and kind not in LIST_KINDS:
+                raise FieldError("kind", f"'kind' is one of {', '.join(LIST_KINDS)}")
+            entries = await store.list_show(kind)
+        except FieldError as exc:
+            return _bad(exc)
+        except SipguardError as exc:
+            return _json(503, {"error": str(exc)})
+        return _json(200, [{"kind": e.kind, "list": e.list_name, "value": e.value, "note": e.note} for e in entries])
+
+    async def add(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        try:
+            _params(query, ())
+            entry = list_entry_from_json(body)
+            await store.list_add(entry.kind, entry.list_name, entry.value, entry.note)
+        except FieldError as exc:
+            return _bad(exc)
+        except SipguardError as exc:
+            return _json(503, {"error": str(exc)})
+        return _json(201, {"kind": entry.kind, "list": entry.list_name, "value": entry.value, "note": entry.note})
+
+    async def remove(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        try:
+            _params(query, ("kind", "value"))
+            kind = query.get("kind", "")
+            if kind not in LIST_KINDS:
+                raise FieldError("kind", f"give ?kind= one of {', '.join(LIST_KINDS)}")
+            text = query.get("value", "")
+            if not text or len(text) > MAX_TEXT:
+                raise FieldError("value", f"give the entry with ?value=... (at most {MAX_TEXT} characters)")
+            value = _list_value(kind, text)
+            removed = await store.list_remove(kind, value)
+        except FieldError as exc:
+            return _bad(exc)
+        except SipguardError as exc:
+            return _json(503, {"error": str(exc)})
+        if not removed:
+            return _json(404, {"error": f"{kind} {value!r} is on no list"})
+        return _json(200, {"removed": {"kind": kind, "value": value}})
+
+    return {("GET", "/admin/lists"): show, ("POST", "/admin/lists"): add, ("DELETE", "/admin/lists"): remove}

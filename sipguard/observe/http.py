@@ -1,5 +1,7 @@
 """The admin HTTP listener (``http.listen``): /metrics, /healthz, /readyz, /traceback,
-/traceback/answer (the ITG answer for our hop, JSON or ``format=text``), admin API.
+/traceback/answer (the ITG answer for our hop, JSON or ``format=text``), /upstreams (the
+per trunk and per signer measures, records/upstreams.py), admin API, and the operator
+console (/console, sipguard/console/).
 
 A deliberately small HTTP/1.1 server (no new dependency): one request per connection
 (``Connection: close``), taken by observe/http_wire.py, which bounds connections, head
@@ -8,6 +10,12 @@ before it reads any body. GET for the built-in endpoints. Other modules plug in 
 endpoints (the notice admin API ...) through ``routes``: ``{(method, path): async
 handler(query, body) -> (status, content_type, bytes)}``; POST, PUT and PATCH routes take a
 body of at most ``http.max_body`` bytes, the others none.
+
+Who may ask (``_authorize``): /metrics and the health checks are open; everything else
+needs the bearer token of ``http.token_file`` or a console session cookie (with its CSRF
+token for changes). A browser's POST or DELETE from another origin is refused, and a
+token-less listener (loopback only) answers only requests naming a loopback Host. Each
+change is an audit line (``sipguard.audit``: when, who, what).
 
 Every query parameter is checked before use (records/query.py ``question``): a bad one is
 a 400 whose JSON names it (``{"error": ..., "parameter": ...}``), never a 500.
@@ -19,20 +27,29 @@ every worker (prometheus_client multiprocess mode, see observe/metrics.py) and
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import ipaddress
 import json
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from sipguard.console import app as console_app
+from sipguard.console import live as console_live
+from sipguard.console.session import Sessions
 from sipguard.observe import health, metrics
 from sipguard.observe.http_wire import JSON, Head, HttpLimits, Listener, Reply, error
-from sipguard.records import answer, query
+from sipguard.records import answer, query, upstreams
+from sipguard.records.measures import UpstreamsConfig
 from sipguard.records.record import TracebackConfig
 
 log = logging.getLogger("sipguard.http")
+audit_log = logging.getLogger("sipguard.audit")
 
 Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, str, bytes]]]
 Routes = dict[tuple[str, str], Handler]
@@ -41,16 +58,19 @@ ANSWER_PARAMS = ("caller", "callee", "at", "window", "since", "until", "call_id"
 FORMATS = ("json", "text")
 TEXT = "text/plain; charset=utf-8"
 OPEN = frozenset(("/metrics", "/healthz", "/readyz"))   # for scrapers and load balancers: no token
-BUILTIN = frozenset(("/metrics", "/healthz", "/readyz", "/traceback", "/traceback/answer"))
+BUILTIN = frozenset(("/metrics", "/healthz", "/readyz", "/traceback", "/traceback/answer", "/upstreams"))
 BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+SAFE_METHODS = frozenset(("GET", "HEAD"))
+AUDIT_KEEP = 50        # audit lines the console shows (all of them go to the log)
 
 
 class HttpServer:
     def __init__(self, store_url: str, traceback: TracebackConfig, ready: health.ReadyFn | None = None,
                  routes: Routes | None = None, registry: Any = None,
                  answer_context: answer.Context = ({}, None), token: str | None = None,
-                 limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None, upstreams: UpstreamsConfig | None = None) -> None:
         self.store_url = store_url
+        self.upstreams = upstreams or UpstreamsConfig()
         self.token = token  # when set: /admin and /traceback need "Authorization: Bearer <token>"
         self.traceback = traceback
         self.answer_context = answer_context
@@ -59,26 +79,44 @@ class HttpServer:
         self.registry = registry
         self.limits = limits or HttpLimits()
         self.listener = Listener(self)
+        self.sessions = Sessions(token)
+        self.console: console_app.Console | None = None     # set by start_http
+        self.changes: deque[str] = deque(maxlen=AUDIT_KEEP)
+        self.sampler: asyncio.Task[None] | None = None
+
+    def audit(self, who: str, what: str) -> None:
+        """One line per change made through the listener: who (the operator's name and the
+        token's fingerprint), when, what; in the log (sipguard.audit) and on the console."""
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {who}: {what}"
+        audit_log.info("audit: %s", line)
+        self.changes.appendleft(line)
 
     async def start(self, host: str, port: int) -> None:
         await self.listener.start(host, port)
+        if self.console is not None:
+            self.sampler = asyncio.get_running_loop().create_task(self.console.sample_forever())
 
     @property
     def port(self) -> int:
         return self.listener.port
 
     async def aclose(self) -> None:
+        if self.sampler is not None:
+            self.sampler.cancel()
         await self.listener.aclose()
 
     # -- before the body: who may send what ------------------------------------------------------
     def admit(self, head: Head) -> Reply | None:
-        """Token, method and path, then body size: all known from the head alone."""
-        if self.token is not None and head.path not in OPEN \
-                and not hmac.compare_digest(head.bearer.encode(), self.token.encode()):
-            return 401, JSON, error("this endpoint needs Authorization: Bearer <the token of http.token_file>")
+        """Token (or console session), method and path, then body size: all known from the
+        head alone."""
+        refusal = self._authorize(head)
+        if refusal is not None:
+            return refusal
         methods = {m for m, p in self.routes if p == head.path}
         if head.path in BUILTIN:
             methods |= {"GET", "HEAD"}
+        if self.console is not None and head.path.startswith("/console"):
+            methods |= console_app.allowed(head.path) or set()
         if not methods:
             return 404, JSON, error(f"no such endpoint: {head.path[:100]}")
         if head.method not in methods:
@@ -91,12 +129,55 @@ class HttpServer:
             return 413, JSON, error(f"body over {allowed} bytes (http.max_body)")
         return None
 
+    def _authorize(self, head: Head) -> Reply | None:
+        """Who may ask: /metrics and the health checks are open; the rest needs the bearer
+        token, or a console session cookie (console/session.py) whose requests that change
+        something carry its CSRF token. A browser's request from another origin that would
+        change something is refused even without a token (a page elsewhere posting to a
+        loopback listener)."""
+        if head.method not in SAFE_METHODS and head.origin and not _same_origin(head.origin, head.host):
+            return 403, JSON, error("cross-origin request refused (Origin does not match Host)")
+        if head.path in OPEN:
+            return None
+        if self.token is None:
+            if head.host and not _loopback_host(head.host):
+                return 403, JSON, error("without http.token_file this listener answers only requests to a "
+                                        "loopback name (Host: 127.0.0.1, localhost): a page elsewhere cannot "
+                                        "reach it by rebinding its own name")
+            return None
+        if console_app.is_public(head.path):
+            return None
+        if hmac.compare_digest(head.bearer.encode(), self.token.encode()):
+            return None
+        session = self.sessions.read(head.cookie) if head.cookie else None
+        if session is None:
+            if head.path.startswith("/console") and not head.path.startswith("/console/api/") \
+                    and head.method in SAFE_METHODS:
+                return console_app.login_redirect(head.path, head.query)
+            return 401, JSON, error("this endpoint needs Authorization: Bearer <the token of http.token_file>")
+        if head.method not in SAFE_METHODS and not head.path.startswith("/console") \
+                and not self.sessions.csrf_ok(session, head.csrf):
+            return 403, JSON, error("a console session changing something must send its X-Sipguard-CSRF token")
+        return None
+
+    def who(self, head: Head) -> str:
+        if self.token is not None and head.bearer and hmac.compare_digest(head.bearer.encode(), self.token.encode()):
+            return self.sessions.who_token
+        return self.sessions.who(self.sessions.read(head.cookie) if head.cookie else None)
+
     async def handle(self, head: Head, body: bytes) -> Reply:
         try:
             params = parse_query(head.query)
         except query.BadParameter as exc:
             return 400, JSON, error(str(exc), exc.name)
-        return await self.dispatch(head.method, head.path, params, body)
+        if self.console is not None and head.path.startswith("/console"):
+            return await self.console.handle(head, params, body)
+        reply = await self.dispatch(head.method, head.path, params, body)
+        if head.method not in SAFE_METHODS and reply[0] < 300:
+            shown = body[:300].decode("utf-8", "replace")
+            self.audit(self.who(head), f"{head.method} {head.path}"
+                       + (f"?{head.query[:200]}" if head.query else "") + (f" {shown}" if shown else ""))
+        return reply
 
     async def dispatch(self, method: str, path: str, params: dict[str, str],
                        body: bytes = b"") -> tuple[int, str, bytes]:
@@ -104,7 +185,8 @@ class HttpServer:
         if handler is not None:
             return await handler(params, body)
         builtin = {"/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz,
-                   "/traceback": self._traceback, "/traceback/answer": self._answer}.get(path)
+                   "/traceback": self._traceback, "/traceback/answer": self._answer,
+                   "/upstreams": self._upstreams}.get(path)
         if builtin is None:
             if any(p == path for _, p in self.routes):
                 return 405, JSON, error(f"{method} not allowed on {path}")
@@ -132,6 +214,15 @@ class HttpServer:
         except query.QueryError as exc:
             return _query_failure(exc)
 
+    async def _upstreams(self, params: dict[str, str]) -> tuple[int, str, bytes]:
+        """``GET /upstreams?since=7d&until=...&n=100``: measures per trunk and per signer."""
+        try:
+            win = upstreams.window(params, time.time(), self.traceback.retention_days)
+            doc = await upstreams.report(self.store_url, self.traceback, win, self.upstreams.score_min_calls)
+        except query.QueryError as exc:
+            return _query_failure(exc)
+        return 200, JSON, json.dumps(doc).encode()
+
     async def _answer(self, params: dict[str, str]) -> tuple[int, str, bytes]:
         """The ITG answer for our hop (records.answer): 200 with "found" or "not found"."""
         fmt = params.pop("format", "") or "json"
@@ -148,6 +239,28 @@ class HttpServer:
         if fmt == "text":
             return 200, TEXT, answer.render(doc).encode()
         return 200, JSON, json.dumps(doc).encode()
+
+
+def _loopback_host(host: str) -> bool:
+    """A Host header naming this machine's loopback: localhost, 127.0.0.0/8, [::1] (any port)."""
+    if host.startswith("["):
+        name = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        name = host.partition(":")[0]
+    else:
+        name = host                      # a bare IPv6 address, or a name without a port
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """``Origin: http://host:port`` names the listener the request came to (its Host)."""
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and bool(host) and rest.lower() == host.lower()
 
 
 def parse_query(text: str) -> dict[str, str]:
@@ -195,11 +308,15 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
     listen = getattr(config, "http_listen", None)
     if not listen:
         return None
-    from sipguard.config import split_hostport
+    from sipguard.addresses import split_hostport
 
     host, port = split_hostport(listen)
     server = HttpServer(config.store, config.traceback, ready, routes, registry,
-                        answer.context_of(config), config.http_token, config.http_limits)
+                        answer.context_of(config), config.http_token, config.http_limits, config.upstreams)
+    server.console = console_app.Console(
+        config, server.sessions, server.dispatch, server.audit,
+        lambda: metrics.families(registry, console_live.WANTED), lambda: list(server.changes),
+        lambda: len(metrics._worker_pids() - {os.getpid()}) or 1)
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)
     return server

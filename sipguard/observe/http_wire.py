@@ -6,7 +6,8 @@ port can talk to it. So a request is taken in this order, every step bounded:
 
 1. a connection beyond ``http.max_connections`` is answered 503 and closed, nothing read;
 2. the request head (at most ``MAX_HEAD`` bytes, 431 past that) must arrive within
-   ``http.read_timeout`` (408), so a slow sender cannot hold a slot;
+   ``http.read_timeout`` (408), so a slow sender cannot hold a slot; a connection that sent
+   nothing by then is closed without an answer (nothing stale for a client to read later);
 3. the ``Gate`` (observe/http.py) checks method, path, bearer token and how much body the
    route takes (404 / 405 / 401 / 413) while the body still sits in the client's socket;
 4. only then is the body read, into a buffer of exactly its announced length;
@@ -39,9 +40,11 @@ LINGER_TIME = 2.0             # after answering: how long, and how many bytes, w
 LINGER_BYTES = 65536          # client still sends before closing (see Connection.reply)
 _SCRATCH = bytearray(4096)    # where dropped bytes go, shared: never read back
 JSON = "application/json"
-Reply = tuple[int, str, bytes]
-REASONS = {100: "Continue", 200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
+Headers = tuple[tuple[str, str], ...]
+# (status, content type, body) or with extra headers (Set-Cookie, Location: the console)
+Reply = tuple[int, str, bytes] | tuple[int, str, bytes, Headers]
+REASONS = {100: "Continue", 200: "OK", 201: "Created", 303: "See Other", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
            413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
@@ -70,6 +73,10 @@ class Head:
     length: int               # Content-Length, 0 when absent
     bearer: str               # the token of "Authorization: Bearer <token>", "" when none
     expect_continue: bool
+    cookie: str = ""          # the Cookie header (the console's session), "" when none
+    origin: str = ""          # the Origin header a browser sends with POST and DELETE
+    host: str = ""            # the Host header (compared with Origin)
+    csrf: str = ""            # X-Sipguard-CSRF: the console's scripts send their session's token
 
 
 class HeadError(Exception):
@@ -95,6 +102,7 @@ def parse_head(data: bytes) -> Head:
     lengths: set[int] = set()
     bearer = ""
     expect = False
+    single: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
@@ -111,9 +119,23 @@ def parse_head(data: bytes) -> Head:
             bearer = value[7:].strip()
         elif name == "expect" and value.lower() == "100-continue":
             expect = True
+        elif name in SINGLE:
+            if name in single:          # two Cookie or Origin headers: which one counts is ambiguous
+                raise HeadError(400, f"{name} header given twice")
+            single[name] = value
     if len(lengths) > 1:
         raise HeadError(400, "conflicting Content-Length headers")
-    return Head(method, path, query, lengths.pop() if lengths else 0, bearer, expect)
+    return Head(method, path, query, lengths.pop() if lengths else 0, bearer, expect,
+                single.get("cookie", ""), single.get("origin", ""), single.get("host", ""),
+                single.get("x-sipguard-csrf", ""))
+
+
+SINGLE = frozenset(("cookie", "origin", "host", "x-sipguard-csrf"))
+# On every answer: nothing of the admin listener is framed, sniffed, cached or runs a
+# script from anywhere but itself (the console's pages, but the JSON answers too).
+SECURITY_HEADERS = ("X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+                    "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                    "form-action 'self'\r\nReferrer-Policy: same-origin\r\nCache-Control: no-store\r\n")
 
 
 def error(message: str, parameter: str | None = None) -> bytes:
@@ -122,11 +144,16 @@ def error(message: str, parameter: str | None = None) -> bytes:
 
 
 def response(reply: Reply, head_only: bool = False) -> bytes:
-    status, ctype, body = reply
+    status, ctype, body = reply[0], reply[1], reply[2]
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (reply[3] if len(reply) == 4 else ())
+                    if not _BREAKS.intersection(name + value))
     challenge = 'WWW-Authenticate: Bearer realm="sipguard"\r\n' if status == 401 else ""
     head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {ctype}\r\n"
-            f"{challenge}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            f"{challenge}{extra}{SECURITY_HEADERS}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode() + (b"" if head_only else body)
+
+
+_BREAKS = frozenset("\r\n\0")     # a header value never splits the answer
 
 
 class Gate(Protocol):
@@ -262,7 +289,19 @@ class Connection(asyncio.BufferedProtocol):
         self.reply(reply)
 
     def _expired(self) -> None:
+        if self.idle:
+            # not one byte of a request: closed without a word. An answer written here would
+            # sit in the socket, and a client that sends its next request on this connection
+            # (a browser's preconnect, a keep-alive pool) would read it as that request's answer
+            self.close()
+            return
         self.reply((408, JSON, error("request not received in time (http.read_timeout)")))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of a request received yet (RFC 9112 9.5: a server may close a connection
+        at any time; a request begun and not finished in time gets its 408, RFC 9110 15.5.9)."""
+        return self.head is None and self.filled == 0 and not self.answered
 
     def reply(self, reply: Reply, linger: bool = True) -> None:
         """Answer, then linger: half-close and drop what the client still sends (at most
@@ -297,8 +336,8 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.abort()
 
     def eof_received(self) -> bool:
-        if self.answered:
-            self.close()
+        if self.answered or self.idle:
+            self.close()            # done, or a client that leaves without asking anything
         elif self.task is None:
             self.reply((400, JSON, error("incomplete request")))
         return True        # keep the socket open for the answer of a request already complete

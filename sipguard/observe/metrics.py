@@ -13,6 +13,12 @@ processes, or the max for breaker states). When a worker dies the supervisor cal
 Hot path: ``observe_decision`` does a dict lookup for pre-bound label children and a
 few increments; nothing is formatted per call.
 
+Components never import this module. Each counts in one shape, a slotted dataclass of
+cumulative ints named ``counters`` (proxy core, transports, connection limits, overload
+guard, steering, verifier and its caches, store, records writer), incremented in place on
+the hot path; ``export`` reads them by their declared fields every half second. What needs
+a duration comes through ``observe/hooks.MetricHooks``, injected with a do-nothing default.
+
 Conventions: ``sipguard_build_info`` (always 1) carries the version, the Python version and
 which hot path runs (compiled or python) as labels; the standard ``process_*`` series
 (CPU seconds, resident memory, open and max file descriptors, start time) cover every
@@ -27,9 +33,9 @@ import platform
 import resource
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import astuple, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
@@ -42,13 +48,41 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from sipguard.policy.facts import Facts
 from sipguard.records.record import CallRecord
+from sipguard.store.base import RMD_CHANGES
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from sipguard.pipeline import Pipeline
+    from sipguard.proxy.core import ProxyCore
+    from sipguard.proxy.overload import OverloadGuard
+    from sipguard.proxy.steer import Steering
+    from sipguard.proxy.transport import Transports
+    from sipguard.records.writer import RecordWriter
+    from sipguard.shaken.verify import Verifier
+    from sipguard.store.base import Store
 
 disable_created_metrics()   # process-wide: no <name>_created series
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 BREAKER_VALUE = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
+# Label values known in advance: their series start at 0 with the process, so a panel shows a
+# flat line (not "no data") until the first event, and rate() sees the first one.
+KNOWN_LABELS: dict[str, tuple[str, ...]] = {
+    "sipguard_x5u_cache": ("hit", "miss", "l2_hit", "stale", "negative"),
+    "sipguard_x5u_fetches": ("ok", "failed", "refused", "breaker_skip", "not_found", "budget_skip"),
+    "sipguard_store_requests": ("lookup", "degraded", "error", "rmd_remembered"),
+    "sipguard_store_errors": ("lookup", "cert_get", "cert_put"),
+    "sipguard_connection_limits": ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout"),
+    "sipguard_rmd_changes": RMD_CHANGES,
+}
+DETECTOR_FACTS = (("campaign.fanout", "campaign_fanout"), ("campaign.burst", "campaign_burst"),
+                  ("spoof.neighbor", "spoof_neighbor"), ("spoof.same", "spoof_same"),
+                  ("spoof.us_cid_foreign_trunk", "spoof_us_cid_foreign_trunk"),
+                  ("spoof.a_on_bad_number", "spoof_a_on_bad_number"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +102,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("sipguard_invite_reasons", "counter", "Verification reason codes seen on INVITEs", ("reason",)),
     Spec("sipguard_rule_hits", "counter", "Policy rules that decided a call", ("rule", "rule_class")),
     Spec("sipguard_rate_limit_hits", "counter", "Calls over a configured limit", ("limiter",)),
+    Spec("sipguard_detector_hits", "counter", "Calls on which a detector fact held (campaign.*, spoof.*; "
+         "trunk.threat and signer.threat with their source)", ("fact", "source")),
     Spec("sipguard_signed", "counter", "Calls sipguard signed (gateway attestation)"),
     Spec("sipguard_decision_seconds", "histogram", "Time from INVITE received to decision sent",
          buckets=LATENCY_BUCKETS),
@@ -79,6 +115,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("sipguard_cert_cache_entries", "gauge", "Certificates held in the in-process cache"),
     Spec("sipguard_store_requests", "counter", "State store lookups", ("result",)),
     Spec("sipguard_store_errors", "counter", "State store operations that failed", ("op",)),
+    Spec("sipguard_passport_replays", "counter",
+         "Calls whose verified PASSporT the seen-set had on another call (passport.replayed)"),
     Spec("sipguard_store_seconds", "histogram", "State store operation time", ("op",),
          buckets=LATENCY_BUCKETS),
     Spec("sipguard_store_healthy", "gauge", "1 when the state store answers, 0 in its failure mode",
@@ -97,6 +135,17 @@ SPECS: tuple[Spec, ...] = (
          "Longest wait of work (event-loop lag, oldest datagram in a UDP queue) in the last half second",
          mode="max"),
     Spec("sipguard_connections", "gauge", "Open TCP and TLS connections", ("transport",)),
+    # every worker computes the same figures from the shared records: max, not sum
+    Spec("sipguard_rmd_changes", "counter", "RMD filings whose status or implementation changed at an import "
+         "(counted by worker 0)", ("change",)),
+    Spec("sipguard_rmd_upstream_changes", "counter", "RMD changes of the filing of a configured trunk's provider",
+         ("trunk", "change")),
+    Spec("sipguard_upstream_score", "gauge", "trunk.score per trunk (upstreams.score_window; absent: too few calls)",
+         ("trunk",), mode="max"),
+    Spec("sipguard_upstream_calls", "gauge", "Calls per trunk in the last upstreams.score_window", ("trunk",),
+         mode="max"),
+    Spec("sipguard_upstream_share", "gauge", "Share (0..1) of a trunk's calls in the last upstreams.score_window "
+         "per measure of trunk.score", ("trunk", "measure"), mode="max"),
     Spec("sipguard_connection_limits", "counter",
          "TCP/TLS connections refused at accept or closed by a limit (proxy.tcp)", ("limit",)),
 )
@@ -128,6 +177,12 @@ class AllProcesses:
     It reads /proc/PID only: the systemd units set ProcSubset=pid, which hides /proc/stat,
     where prometheus_client's own ProcessCollector looks for the boot time (and, not
     finding it, reports nothing). The boot time comes from CLOCK_BOOTTIME instead."""
+
+    def describe(self) -> Iterator[Metric]:
+        """The names, without reading /proc (so a restricted registry finds this collector)."""
+        yield CounterMetricFamily("process_cpu_seconds", "")
+        for name in PROCESS_SERIES[1:]:
+            yield GaugeMetricFamily(name, "")
 
     def collect(self) -> Iterator[Metric]:
         me = os.getpid()
@@ -213,18 +268,35 @@ _current: CollectorRegistry | None = None   # the registry of this process's lat
 def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
     """The /metrics body: every worker's samples in multiprocess mode, else ``registry``
     (default: the registry of the ``Metrics`` this process made last)."""
+    return generate_latest(_exported(registry)), CONTENT_TYPE
+
+
+def families(registry: CollectorRegistry | None = None, names: Iterable[str] = ()) -> Iterable[Metric]:
+    """What ``render`` exports, as metric families, only the samples ``names`` (all when
+    empty): the console reads them, with no text made and parsed again, and without the
+    histograms it does not show."""
+    exported = _exported(registry)
+    if not names or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return exported.collect()      # the multiprocess collector names nothing: all of it
+    return exported.restricted_registry(names).collect()
+
+
+def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)
         merged.register(AllProcesses())
-        return generate_latest(merged), CONTENT_TYPE
+        return merged
     if registry is None:
         from prometheus_client import REGISTRY
 
         registry = _current or REGISTRY
-    return generate_latest(registry), CONTENT_TYPE
+    return registry
+
+
+MAX_UPSTREAM_SERIES = 1000    # trunks exported by set_upstreams (labels come from the records)
 
 
 class Metrics:
@@ -246,6 +318,9 @@ class Metrics:
         self._last: dict[str, float] = {}   # previous value of each cumulative stat, for deltas
         self._decision = self.m["sipguard_decision_seconds"]
         self._signed = self.m["sipguard_signed"]
+        for name, values in KNOWN_LABELS.items():
+            for value in values:
+                self.child(name, value)
 
     def child(self, name: str, *labels: str) -> Any:
         key = (name, labels)
@@ -273,9 +348,19 @@ class Metrics:
     def rate_limited(self, limiter: str) -> None:
         self.child("sipguard_rate_limit_hits", limiter).inc()
 
+    def detectors_hit(self, facts: Facts) -> None:
+        """One count per detector fact that held on this call (sipguard/detectors.py, threats.py)."""
+        for name, field in DETECTOR_FACTS:
+            if getattr(facts, field) is True:
+                self.child("sipguard_detector_hits", name, "").inc()
+        if facts.trunk_threat is not None:
+            self.child("sipguard_detector_hits", "trunk.threat", facts.trunk_threat).inc()
+        if facts.signer_threat is not None:
+            self.child("sipguard_detector_hits", "signer.threat", facts.signer_threat).inc()
+
     # -- hooks (observe/hooks.MetricHooks): the verifier and the Redis store call them ---------
     def observe_x5u_fetch(self, seconds: float, outcome: str = "ok") -> None:
-        """A download that gave a certificate; the failed ones come from the verifier's stats."""
+        """A download that gave a certificate; the failed ones come from VerifierCounters."""
         self.m["sipguard_x5u_fetch_seconds"].observe(seconds)
         self.child("sipguard_x5u_fetches", outcome).inc()
 
@@ -296,61 +381,88 @@ class Metrics:
         self.m["sipguard_records_errors"].inc()
 
     # -- periodic (the worker's housekeeping, every 0.5 s) ------------------------------------
-    def set_gauges(self, core_stats: dict[str, float], pipeline: Any = None, records: Any = None,
-                   now: float | None = None) -> None:
-        """Export what the proxy core, the verifier, the store and the writer count themselves."""
-        if "pending" in core_stats:
-            self.m["sipguard_pending_decisions"].set(core_stats["pending"])
-        for event, value in core_stats.items():
-            if event not in ("pending", "transactions"):
-                self._bump(self.child("sipguard_sip_events", event), "core." + event, value)
+    def export(self, *, core: ProxyCore | None = None, transports: Transports | None = None,
+               guard: OverloadGuard | None = None, steering: Steering | None = None,
+               pipeline: Pipeline | None = None, records: RecordWriter | None = None,
+               now: float | None = None) -> None:
+        """Export what the components count themselves: each keeps a ``counters`` slotted
+        dataclass of cumulative ints, read here by its declared fields (their deltas go to the
+        Prometheus counters), and a few levels (queue depths, cache sizes, health)."""
+        if core is not None:
+            self.m["sipguard_pending_decisions"].set(core.pending)
+            self._events(core.counters)
+        if transports is not None:
+            self._events(transports.counters)
+            for transport, count in transports.open_connections().items():
+                self.child("sipguard_connections", transport).set(count)
+            if transports.limits is not None:
+                for limit, total in _fields(transports.limits.counters):
+                    self._bump(self.child("sipguard_connection_limits", limit), "limit." + limit, total)
+        if guard is not None:
+            self._events(guard.counters)
+            shedding, delay = guard.gauges()
+            self.m["sipguard_overload_shedding"].set(1.0 if shedding else 0.0)
+            self.m["sipguard_overload_delay_seconds"].set(delay)
+        if steering is not None:
+            self._events(steering.counters)
         if records is not None:
-            self.m["sipguard_records_queue"].set(getattr(records, "pending", 0))
-        if pipeline is None:
-            return
-        verifier = getattr(pipeline, "verifier", None)
-        if verifier is not None and hasattr(verifier, "stats"):
-            clock = getattr(pipeline, "clock", None)
-            if now is None and clock is not None:
-                now = clock.time()          # the breaker runs on the verifier's wall clock
-            self._verifier(verifier, now)
-        store = getattr(pipeline, "store", None)
-        if store is not None and hasattr(store, "stats"):
-            stats = store.stats()
-            self.m["sipguard_store_healthy"].set(1.0 if getattr(store, "healthy", True) else 0.0)
-            for result, key in (("lookup", "lookups"), ("degraded", "degraded"), ("error", "errors"),
-                                ("rmd_remembered", "rmd_remembered")):
-                if key in stats:
-                    self._bump(self.child("sipguard_store_requests", result), "store." + key, stats[key])
+            self.m["sipguard_records_queue"].set(records.pending)
+        if pipeline is not None:
+            # the breaker runs on the verifier's wall clock
+            self._verifier(pipeline.verifier, pipeline.clock.time() if now is None else now)
+            self._store(pipeline.store)
 
-    def set_edge(self, shedding: bool, delay: float, connections: dict[str, float]) -> None:
-        """The overload guard's state and the stream connections (proxy/overload.py,
-        proxy/connlimits.py): ``connections`` from ``Transports.connection_stats``."""
-        self.m["sipguard_overload_shedding"].set(1.0 if shedding else 0.0)
-        self.m["sipguard_overload_delay_seconds"].set(delay)
-        for key, value in connections.items():
-            if key.startswith("limit."):
-                limit = key[6:]
-                self._bump(self.child("sipguard_connection_limits", limit), key, value)
-            elif key.endswith("_connections"):
-                self.child("sipguard_connections", key[:-12]).set(value)
+    def _events(self, counters: DataclassInstance) -> None:
+        """Every field of a component's counters is an event of sipguard_sip_events."""
+        for event, total in _fields(counters):
+            self._bump(self.child("sipguard_sip_events", event), "event." + event, total)
 
-    def _verifier(self, verifier: Any, now: float | None) -> None:
-        stats = verifier.stats()
-        for result, key in (("hit", "cert_cache_hits"), ("miss", "cert_cache_misses"), ("l2_hit", "l2_hits"),
-                            ("stale", "stale_served"), ("negative", "x5u_failed_hits")):
-            if key in stats:
-                self._bump(self.child("sipguard_x5u_cache", result), "ver." + key, stats[key])
-        for outcome, key in (("failed", "x5u_fetch_failures"), ("refused", "x5u_refused"),
-                             ("breaker_skip", "x5u_breaker_skips"), ("not_found", "x5u_not_found"),
-                             ("budget_skip", "x5u_budget_skips")):
-            if key in stats:
-                self._bump(self.child("sipguard_x5u_fetches", outcome), "ver." + key, stats[key])
-        if "cert_cache_size" in stats:
-            self.m["sipguard_cert_cache_entries"].set(stats["cert_cache_size"])
-        if now is not None and hasattr(verifier, "breaker_states"):
-            for host, state in verifier.breaker_states(now).items():
-                self.child("sipguard_x5u_breaker_state", host).set(BREAKER_VALUE.get(state, 0.0))
+    def set_upstreams(self, measures: dict[str, Any], scores: dict[str, int]) -> None:
+        """From the trunk.score refresh (records/upstreams.py), once per upstreams.score_interval."""
+        for name in ("sipguard_upstream_score", "sipguard_upstream_calls", "sipguard_upstream_share"):
+            self.m[name].clear()      # a trunk gone from the window goes from the series too
+        self._children = {k: v for k, v in self._children.items() if not k[0].startswith("sipguard_upstream_")}
+        for trunk, m in list(measures.items())[:MAX_UPSTREAM_SERIES]:
+            self.m["sipguard_upstream_calls"].labels(trunk).set(m.calls)
+            for measure, share in m.shares().items():
+                self.m["sipguard_upstream_share"].labels(trunk, measure).set(share)
+            if trunk in scores:
+                self.m["sipguard_upstream_score"].labels(trunk).set(scores[trunk])
+
+    def watch_upstreams(self, trunks: Iterable[str]) -> None:
+        """The RMD watch starts (worker 0): each configured trunk's change series at 0, so a
+        panel or an alert on them has a line before the first change."""
+        for trunk in trunks:
+            for change in RMD_CHANGES:
+                self.child("sipguard_rmd_upstream_changes", trunk, change)
+
+    def rmd_changes(self, changes: Any, upstream: Any) -> None:
+        """From the RMD watch (proxy/worker.py): every change, and (trunk, change) of upstreams."""
+        for c in changes:
+            self.child("sipguard_rmd_changes", c.change).inc()
+        for trunk, c in upstream:
+            self.child("sipguard_rmd_upstream_changes", trunk, c.change).inc()
+
+    def _verifier(self, verifier: Verifier, now: float) -> None:
+        c, certs = verifier.counters, verifier.creds.certs
+        for result, total in (("hit", certs.counters.hits), ("miss", certs.counters.misses),
+                              ("l2_hit", c.l2_hits), ("stale", c.stale_served), ("negative", c.x5u_failed_hits)):
+            self._bump(self.child("sipguard_x5u_cache", result), "x5u_cache." + result, total)
+        for outcome, total in (("failed", c.x5u_fetch_failures), ("refused", c.x5u_refused),
+                               ("breaker_skip", c.x5u_breaker_skips), ("not_found", c.x5u_not_found),
+                               ("budget_skip", c.x5u_budget_skips)):
+            self._bump(self.child("sipguard_x5u_fetches", outcome), "x5u_fetches." + outcome, total)
+        self.m["sipguard_cert_cache_entries"].set(len(certs))
+        for host, state in verifier.breaker_states(now).items():
+            self.child("sipguard_x5u_breaker_state", host).set(BREAKER_VALUE.get(state, 0.0))
+
+    def _store(self, store: Store) -> None:
+        c = store.counters
+        self.m["sipguard_store_healthy"].set(1.0 if store.healthy else 0.0)
+        for result, total in (("lookup", c.lookups), ("degraded", c.degraded), ("error", c.errors),
+                              ("rmd_remembered", c.rmd_remembered)):
+            self._bump(self.child("sipguard_store_requests", result), "store." + result, total)
+        self._bump(self.m["sipguard_passport_replays"], "store.passport_replays", c.passport_replays)
 
     def _bump(self, counter: Any, key: str, total: float) -> None:
         last = self._last.get(key, 0.0)
@@ -360,6 +472,11 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         return render(self.registry)
+
+
+def _fields(counters: DataclassInstance) -> Iterator[tuple[str, int]]:
+    """(field name, value) of a component's counters, in declaration order."""
+    return zip((f.name for f in fields(counters)), astuple(counters), strict=True)
 
 
 def _make(spec: Spec, registry: CollectorRegistry) -> Any:

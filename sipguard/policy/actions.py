@@ -170,7 +170,8 @@ def _tag(sec: Section) -> Tag | None:
     if "tag" not in sec:
         return None
     tag = sec.section("tag")
-    tag.check_keys(("display_prefix", "headers"))
+    tag.check_keys(("display_prefix", "headers", "passports"))
+    passports = bool(tag.bool("passports", default=False))
     prefix = tag.str("display_prefix", default=None)
     if prefix is not None and not safe_text(prefix):
         raise tag.error("display_prefix", "display_prefix may not contain quotes, backslashes or "
@@ -186,9 +187,9 @@ def _tag(sec: Section) -> Tag | None:
         if any(ch in value for ch in "\r\n\0"):
             raise headers.error(header, "header values may not contain line breaks")
         pairs.append((header, value))
-    if prefix is None and not pairs:
-        raise sec.error("tag", "tag needs display_prefix or headers")
-    return Tag(display_prefix=prefix, headers=tuple(pairs))
+    if prefix is None and not pairs and not passports:
+        raise sec.error("tag", "tag needs display_prefix, headers or passports: true")
+    return Tag(display_prefix=prefix, headers=tuple(pairs), passports=passports)
 
 
 def _to(sec: Section) -> str | None:

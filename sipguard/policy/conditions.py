@@ -201,6 +201,8 @@ def _compile_op(ops: Section, op: str, fact: str, kind: FactKind, attr: str) -> 
         env: dict[str, Any] = {}
         name = _bind(env, value)
         return Cond(f"({attr} is not None and {attr} {_ORDER_OPS[op]} {name})", env)
+    if kind.kind == "number":
+        raise ops.error(op, f"{op} does not apply to {fact} (a number); use gt, gte, lt, lte, in or not")
     if op == "prefix":
         texts = raw if isinstance(raw, list) else [raw]
         prefixes = tuple(_prefix(ops, op, fact, kind, t) for t in texts)
@@ -270,6 +272,10 @@ def _convert(fact: str, kind: FactKind, raw: Any) -> Any:
     if k == "bool":
         if not isinstance(raw, bool):
             raise ValueError(f"{fact} is true/false, got {raw!r}")
+        return raw
+    if k == "number":
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError(f"{fact} is {kind.describe()}, got {raw!r}")
         return raw
     if k == "digits":
         text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw

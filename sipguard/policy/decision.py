@@ -14,6 +14,9 @@ class Tag:
 
     display_prefix: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # the div/rcd/replay results as headers (X-Sipguard-Div, -Rcd, -Replayed: proxy/act.py),
+    # on the forwarded INVITE and on redirect mode's 302 (which Kamailio copies onto it)
+    passports: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ one source of truth for policy validation, docs and tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class Facts:
     trunk_rmd: str | None = "absent"      # listed | removed | absent | None (store unavailable)
     trunk_implementation: str | None = None
     trunk_frn: str | None = None
+    trunk_score: int | None = None        # 0..100 from the trunk's recent records (records/upstreams.py); None: too few
     signer_spc: str | None = None
     signer_rmd: str | None = None         # listed | removed | absent | None (no signer)
     source_ip: str | None = None
@@ -35,7 +37,21 @@ class Facts:
     limited: tuple[str, ...] = ()
     notice: str | None = None
     store_degraded: bool = False
+    # detectors (sipguard/detectors.py) and threat lists (sipguard/threats.py); None: unknown
+    campaign_fanout: bool | None = None
+    campaign_burst: bool | None = None
+    spoof_neighbor: bool = False
+    spoof_same: bool = False
+    spoof_us_cid_foreign_trunk: bool = False
+    spoof_a_on_bad_number: bool | None = False
+    trunk_threat: str | None = None       # c-cist | operator | None (not on a threat list)
+    signer_threat: str | None = None
     emergency: bool = False               # not a policy fact: the engine never rejects these
+    div_count: int = 0                    # div PASSporTs on the call (RFC 8946)
+    div_verstat: str = "No-TN-Validation"  # the div chain: Passed (every link), Failed, No- (none)
+    rcd_present: bool = False             # an rcd PASSporT (RFC 9795) came with the call
+    rcd_verified: bool | None = None      # every rcd PASSporT verified; None without one
+    passport_replayed: bool | None = False  # the PASSporT's signature was seen on another call
 
 
 FACT_NAMES: dict[str, str] = {
@@ -47,6 +63,7 @@ FACT_NAMES: dict[str, str] = {
     "trunk.rmd": "trunk_rmd",
     "trunk.implementation": "trunk_implementation",
     "trunk.frn": "trunk_frn",
+    "trunk.score": "trunk_score",
     "signer.spc": "signer_spc",
     "signer.rmd": "signer_rmd",
     "source.ip": "source_ip",
@@ -62,4 +79,41 @@ FACT_NAMES: dict[str, str] = {
     "limited": "limited",
     "notice": "notice",
     "store.degraded": "store_degraded",
+    "campaign.fanout": "campaign_fanout",
+    "campaign.burst": "campaign_burst",
+    "spoof.neighbor": "spoof_neighbor",
+    "spoof.same": "spoof_same",
+    "spoof.us_cid_foreign_trunk": "spoof_us_cid_foreign_trunk",
+    "spoof.a_on_bad_number": "spoof_a_on_bad_number",
+    "trunk.threat": "trunk_threat",
+    "signer.threat": "signer_threat",
+    "div.count": "div_count",
+    "div.verstat": "div_verstat",
+    "rcd.present": "rcd_present",
+    "rcd.verified": "rcd_verified",
+    "passport.replayed": "passport_replayed",
 }
+
+
+# Facts a call record holds in a field of its own (Facts field -> CallRecord field). The
+# others go into the record's ``facts`` (``extra_facts``), so records/whatif.py can rebuild
+# the Facts of a stored call, including facts added after this list was written.
+IN_RECORD: dict[str, str] = {
+    "verstat": "verstat", "attest": "attest", "reasons": "reasons", "trunk": "trunk",
+    "trunk_role": "trunk_role", "trunk_frn": "provider_frn", "signer_spc": "spc",
+    "source_ip": "source_ip", "caller": "caller", "callee": "callee", "trunk_rmd": "trunk_rmd",
+    "trunk_implementation": "trunk_implementation",
+}
+EXTRA: tuple[tuple[str, Any], ...] = tuple((f.name, f.default) for f in fields(Facts) if f.name not in IN_RECORD)
+TUPLE_FACTS = frozenset(f.name for f in fields(Facts) if isinstance(f.default, tuple))
+
+
+def extra_facts(facts: Facts) -> dict[str, Any]:
+    """The facts the record has no field for, those that differ from the default (a typical
+    call: a handful). Tuples stay tuples here; JSON stores them as lists."""
+    out: dict[str, Any] = {}
+    for name, default in EXTRA:
+        value = getattr(facts, name)
+        if value != default:
+            out[name] = value
+    return out

@@ -1,4 +1,5 @@
-"""Names a policy shares with the config: trunk ids (``trunk``) and limiter names (``limited``).
+"""Names a policy shares with the config: trunk ids (``trunk``) and limiter names (``limited``),
+and the campaign detectors a ``campaign.*`` fact needs (``analytics.campaign``).
 
 The policy file alone cannot tell ``trunk: carier-a`` from a real trunk, or
 ``limited: [per_calller]`` from a real limiter: both load, and the rule never fires. With
@@ -21,12 +22,19 @@ from typing import Any
 from sipguard.errors import ConfigError
 from sipguard.yamlconf import Section, load
 
+CAMPAIGN_DETECTORS = ("fanout", "burst")   # analytics.campaign.<name> -> fact campaign.<name>
 MAX_NODES = 100_000   # a hostile file's width is bounded by the loader; this walk bounds its own
 
 
-def check_names(path: str, trunks: Sequence[str], limiters: Sequence[str]) -> list[ConfigError]:
-    """Problems with the trunk ids and limiter names the rules of ``path`` compare with."""
+def check_names(path: str, trunks: Sequence[str], limiters: Sequence[str],
+                detectors: Sequence[str] | None = None) -> list[ConfigError]:
+    """Problems with the trunk ids and limiter names the rules of ``path`` compare with, and
+    (``detectors`` given: the campaign detectors the config turns on) ``campaign.*`` facts
+    whose detector is off: always null, so the condition never matches."""
     known = {"trunk": ("trunk", tuple(trunks)), "limited": ("limiter", tuple(limiters))}
+    if detectors is not None:
+        known.update({f"campaign.{d}": ("detector", tuple(detectors)) for d in CAMPAIGN_DETECTORS
+                      if d not in detectors})
     out: list[ConfigError] = []
     try:
         root = load(path)
@@ -55,6 +63,10 @@ def _walk(sec: Section, known: dict[str, tuple[str, tuple[str, ...]]], out: list
                     _walk(sub, known, out, budget, depth + 1)
             elif key == "not" and isinstance(raw, dict):
                 _walk(sec.section(key), known, out, budget, depth + 1)
+            elif key.startswith("campaign.") and key in known:
+                out.append(ConfigError(f"analytics.campaign.{key[9:]} is not in the config, so {key} is "
+                                       "always null and this condition never matches", sec.path,
+                                       sec.line_of(key), sec.dotted(key)))
             elif key in known:
                 if isinstance(raw, dict):
                     ops = sec.section(key)
@@ -86,12 +98,21 @@ def _values(sec: Section, key: str, raw: Any, kind: tuple[str, tuple[str, ...]],
                                f"matches; {hint}", sec.path, line, sec.dotted(key)))
 
 
-def config_names(config_path: str) -> tuple[list[str], list[str]]:
-    """The trunk ids and limiter names ``config_path`` defines, read as written (the config's
-    own problems are check-config's to report)."""
+def config_names(config_path: str) -> tuple[list[str], list[str], list[str]]:
+    """The trunk ids, limiter names and campaign detectors ``config_path`` defines, read as
+    written (the config's own problems are check-config's to report)."""
     root = load(config_path)
     trunks = []
     if isinstance(root.raw("trunks"), list):
         trunks = [str(t.get("id")) for t in root.raw("trunks") if isinstance(t, dict) and t.get("id") is not None]
     limits = root.raw("limits")
-    return trunks, [str(name) for name in limits] if isinstance(limits, dict) else []
+    return (trunks, [str(name) for name in limits] if isinstance(limits, dict) else [],
+            configured_detectors(root.raw("analytics")))
+
+
+def configured_detectors(analytics: Any) -> list[str]:
+    """The campaign detectors an ``analytics:`` value (as written) turns on."""
+    campaign = analytics.get("campaign") if isinstance(analytics, dict) else None
+    if not isinstance(campaign, dict):
+        return []
+    return [d for d in CAMPAIGN_DETECTORS if campaign.get(d)]

@@ -89,6 +89,26 @@ def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
         out.append(("Reason", f'SIP;cause={code};text="{ver.reasons[0]}"'))
     if decision.tag is not None:
         out.extend(decision.tag.headers)
+        if decision.tag.passports:
+            out.extend(passport_headers(outcome))
+    return out
+
+
+PASSPORT_HEADERS = ("X-Sipguard-Div", "X-Sipguard-Rcd", "X-Sipguard-Replayed")
+
+
+def passport_headers(outcome: Outcome) -> list[tuple[str, str]]:
+    """A rule's ``tag: {passports: true}``: what the div, rcd and replay checks found, for the
+    policy downstream (only what the call carried): ``X-Sipguard-Div: <div.verstat>;count=N``,
+    ``X-Sipguard-Rcd: verified|failed``, ``X-Sipguard-Replayed: yes|unknown``."""
+    facts = outcome.facts
+    out: list[tuple[str, str]] = []
+    if facts.div_count:
+        out.append(("X-Sipguard-Div", f"{facts.div_verstat};count={facts.div_count}"))
+    if facts.rcd_present:
+        out.append(("X-Sipguard-Rcd", "verified" if facts.rcd_verified else "failed"))
+    if facts.passport_replayed is not False:
+        out.append(("X-Sipguard-Replayed", "yes" if facts.passport_replayed else "unknown"))
     return out
 
 
@@ -97,6 +117,9 @@ def apply_forward(req: Request, outcome: Outcome) -> None:
     decision = outcome.decision
     headers = _identity_headers(req, outcome)
     req.remove_header("X-Sipguard-Source")  # between Kamailio and us only
+    for name in PASSPORT_HEADERS:  # ours only: an upstream's claim of them goes
+        if req.has(name):
+            req.remove_header(name)
     pai_present = req.has("P-Asserted-Identity")
     if pai_present:
         req.remove_header("P-Asserted-Identity")

@@ -26,24 +26,27 @@ import logging
 import os
 import resource
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
+
+from sipguard.config import ConnectionSettings
 
 log = logging.getLogger("sipguard.transport")
 
 WARN_EVERY = 60.0   # seconds between two warnings for the same limit
-LIMITS = ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout")
+@dataclass(slots=True)
+class LimitCounters:
+    """Connections refused at accept or closed, by limit; exported as
+    sipguard_connection_limits{limit=<field>}."""
+
+    unknown_source: int = 0
+    per_source: int = 0
+    total: int = 0
+    head_timeout: int = 0
+    idle_timeout: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionSettings:
-    """``proxy.tcp`` in the config (TLS connections are TCP connections here)."""
-
-    head_timeout: float = 10.0      # seconds an unfinished message (or TLS handshake) may take
-    idle_timeout: float = 60.0      # seconds without a byte either way before the connection is closed
-    max_connections: int = 1000     # inbound connections per worker
-    max_per_source: int = 32        # inbound connections per source address
-    fd_reserve: int = 64            # descriptors never taken by inbound connections
+LIMITS = tuple(f.name for f in fields(LimitCounters))
 
 
 class Timed(Protocol):
@@ -61,26 +64,34 @@ class ConnectionLimits:
 
     def __init__(self, settings: ConnectionSettings, known: Callable[[str], bool] | None = None,
                  open_fds: int | None = None, fd_limit: int | None = None) -> None:
-        self.settings = settings
         self.known = known                      # None: every source may connect (unknown_source: allow)
-        self.cap = min(settings.max_connections, _fd_budget(settings.fd_reserve, open_fds, fd_limit))
+        self._fd_room = _fd_budget(0, open_fds, fd_limit)   # descriptors free when the worker started
+        self.reconfigure(settings)
         self.total = 0
         self.per_source: dict[str, int] = {}
-        self.counts = dict.fromkeys(LIMITS, 0)  # connections refused or closed, by limit
+        self.counters = LimitCounters()
         self._warned: dict[str, float] = {}
+
+    def reconfigure(self, settings: ConnectionSettings) -> None:
+        """``proxy.tcp`` at start and after SIGHUP. Connections already held stay; a lower cap
+        or per-source limit refuses new ones until enough have ended. The descriptor budget
+        is the one measured at start (the connections held now are not counted twice)."""
+        self.settings = settings
+        self.cap = min(settings.max_connections, max(0, self._fd_room - settings.fd_reserve))
 
     def admit(self, ip: str, transport: str, now: float) -> bool:
         """At accept: may a connection from ``ip`` stay? Counted when it may (``release`` it)."""
         limit = None
         held = self.per_source.get(ip, 0)
+        counters = self.counters
         if self.known is not None and not self.known(ip):
-            limit = "unknown_source"
+            limit, counters.unknown_source = "unknown_source", counters.unknown_source + 1
         elif held >= self.settings.max_per_source:
-            limit = "per_source"
+            limit, counters.per_source = "per_source", counters.per_source + 1
         elif self.total >= self.cap:
-            limit = "total"
+            limit, counters.total = "total", counters.total + 1
         if limit is not None:
-            self._hit(limit, now, f"{transport.upper()} connection from {ip} closed at accept: " + {
+            self._warn(limit, now, f"{transport.upper()} connection from {ip} closed at accept: " + {
                 "unknown_source": "not a trunk, trusted proxy or next hop (unknown_source: reject)",
                 "per_source": f"it holds proxy.tcp.max_per_source ({self.settings.max_per_source}) already",
                 "total": f"the worker holds {self.cap} connections (proxy.tcp.max_connections, "
@@ -103,13 +114,16 @@ class ConnectionLimits:
         """Close what outlived a timeout; returns how many."""
         head, idle = self.settings.head_timeout, self.settings.idle_timeout
         expired: list[tuple[Timed, str]] = []
+        counters = self.counters
         for conn in connections:
             if conn.head_since and now - conn.head_since > head:
                 expired.append((conn, "head_timeout"))
+                counters.head_timeout += 1
             elif now - conn.active > idle:
                 expired.append((conn, "idle_timeout"))
+                counters.idle_timeout += 1
         for conn, limit in expired:   # closing changes the tables being walked: after the walk
-            self._hit(limit, now, f"connection closed: {limit.replace('_', ' ')} "
+            self._warn(limit, now, f"connection closed: {limit.replace('_', ' ')} "
                                   f"(proxy.tcp.{limit}: {head if limit == 'head_timeout' else idle:g} s)")
             conn.expire(limit)
         return len(expired)
@@ -118,12 +132,13 @@ class ConnectionLimits:
         """How often to sweep: a quarter of the shorter timeout, between 50 ms and 1 s."""
         return max(0.05, min(1.0, self.settings.head_timeout / 4, self.settings.idle_timeout / 4))
 
-    def _hit(self, limit: str, now: float, message: str) -> None:
-        self.counts[limit] += 1
+    def _warn(self, limit: str, now: float, message: str) -> None:
+        """A limit hit (counted by the caller): logged at most once a minute per limit."""
         last = self._warned.get(limit)
         if last is None or now - last >= WARN_EVERY:
             self._warned[limit] = now
-            log.warning("%s (%d so far; this warning at most once a minute)", message, self.counts[limit])
+            log.warning("%s (this warning at most once a minute; sipguard_connection_limits_total counts "
+                        "them)", message)
 
 
 def _fd_budget(reserve: int, open_fds: int | None, fd_limit: int | None) -> int:

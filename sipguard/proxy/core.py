@@ -38,11 +38,10 @@ from typing import TYPE_CHECKING
 
 from sipguard.aio import start_eagerly
 from sipguard.clock import Clock, SystemClock
-from sipguard.config import Config
+from sipguard.config import CoreSettings
 from sipguard.proxy import act
 from sipguard.proxy.messages import (
     BRANCH_PREFIX,
-    COUNTER_NAMES,
     SERVER_HEADER,
     Answers,
     Counters,
@@ -69,7 +68,7 @@ DRAIN_LINGER = 1.0  # s after the last final response a drain still relays (ACK 
 
 
 class ProxyCore:
-    def __init__(self, config: Config, pipeline: Pipeline, sender: Sender,
+    def __init__(self, settings: CoreSettings, pipeline: Pipeline, sender: Sender,
                  on_outcome: Callable[[Outcome, int | None, str | None, float], None] | None = None,
                  clock: Clock | None = None) -> None:
         self.pipeline = pipeline
@@ -79,9 +78,9 @@ class ProxyCore:
         self.counters = Counters()
         self.answers = Answers(sender, self.counters, self.clock)
         self.stateless = StatelessRelay(sender, self.answers, pipeline.upstream_of)
-        self.txs = Transactions(config.proxy.transaction_timeout, self.clock.monotonic())
+        self.txs = Transactions(settings.transaction_timeout, self.clock.monotonic())
         self._absorbed = self.txs.ack_absorbed
-        self.reconfigure(config)
+        self.reconfigure(settings)
         self.pending = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None   # the one event-loop timer, at _timer_at
@@ -99,18 +98,19 @@ class ProxyCore:
         """Another transport (a benchmark's capture): for the relay and the answers too."""
         self._sender = self.answers.sender = self.stateless.sender = sender
 
-    def reconfigure(self, config: Config) -> None:
+    def reconfigure(self, settings: CoreSettings) -> None:
         """SIGHUP: every proxy setting takes effect for the messages that follow; transactions
         in progress keep their destinations. The listening addresses need a restart
         (``Worker.reload`` says so)."""
-        self.config = config
-        self.redirect = config.mode == "redirect"
-        self.max_pending = config.proxy.max_pending
-        self.max_size = config.proxy.max_message_size
-        self.retry_after = str(config.proxy.retry_after)
-        self.txs.lifetime = config.proxy.transaction_timeout
-        self.next_hop = config.next_hop
-        self.stateless.configure(config, self.pipeline.trunks)
+        self.settings = settings
+        self.redirect = settings.mode == "redirect"
+        self.record_route = settings.record_route
+        self.max_pending = settings.max_pending
+        self.max_size = settings.max_message_size
+        self.retry_after = str(settings.retry_after)
+        self.txs.lifetime = settings.transaction_timeout
+        self.next_hop = settings.next_hop
+        self.stateless.configure(settings, self.pipeline.trunks)
 
     # -- entry point -----------------------------------------------------------------------
     def receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object = None) -> None:
@@ -239,7 +239,7 @@ class ProxyCore:
         # the stateless rule with our key: a response that outlives its transaction is still ours
         branch = stateless_branch(self.stateless.secret, req.top_via, "INVITE", req.cseq[0])
         token = self.stateless.rr_token(req, Hop(tx.source[0], tx.source[1], tx.transport), dest) \
-            if self.config.proxy.record_route else None
+            if self.record_route else None
         self.stateless.prepare(req, tx.source, tx.transport, dest.transport, branch, token)
         data = req.serialize()
         self.txs.forward(tx, branch, dest, data, self.clock.monotonic())
@@ -378,10 +378,3 @@ class ProxyCore:
             await asyncio.sleep(0.05)
         log.warning("drain timeout (%.0f s): %d INVITE transaction(s) still in progress", deadline,
                     self.txs.in_progress())
-
-    def stats(self) -> dict[str, float]:
-        counters = self.counters
-        out = {k: float(getattr(counters, k)) for k in COUNTER_NAMES}
-        out["pending"] = float(self.pending)
-        out["transactions"] = float(len(self.txs))
-        return out

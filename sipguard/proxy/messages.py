@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from sipguard.clock import Clock
@@ -64,7 +64,8 @@ class Sender(Protocol):
 
 @dataclass(slots=True)
 class Counters:
-    """What the proxy core counts (``ProxyCore.stats``), its answers and its relay included."""
+    """What the proxy core counts, its answers and its relay included: cumulative, exported as
+    sipguard_sip_events{event=<field>} (observe/metrics.py)."""
 
     received: int = 0
     invites: int = 0
@@ -81,9 +82,6 @@ class Counters:
     refused_forged_route: int = 0     # our Route with a signature that does not verify
     refused_no_route: int = 0         # a known peer's request that no dialog of ours routes
     dropped_forged_response: int = 0  # a response whose branch we did not make
-
-
-COUNTER_NAMES = tuple(f.name for f in fields(Counters))
 
 
 def to_bytes(text: str) -> bytes:

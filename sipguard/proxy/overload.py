@@ -34,6 +34,7 @@ one earlier than the full path would.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -43,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sipguard.proxy import allocator
 from sipguard.sip import relay
 
 log = logging.getLogger("sipguard.overload")
@@ -65,7 +67,6 @@ class ShedState:
     threshold: float
     shedding: bool = False
     delay: float = 0.0          # the last age measured
-    episodes: int = 0           # times shedding started
 
     def update(self, delay: float) -> bool:
         self.delay = delay
@@ -74,7 +75,6 @@ class ShedState:
                 self.shedding = False
         elif self.threshold > 0 and delay > self.threshold:
             self.shedding = True
-            self.episodes += 1
         return self.shedding
 
 
@@ -103,6 +103,15 @@ class QueueProbe:
         self.sock.close()
 
 
+@dataclass(slots=True)
+class OverloadCounters:
+    """Cumulative, exported as sipguard_sip_events{event=<field>}."""
+
+    shed_503: int = 0            # new INVITEs answered 503 here
+    shed_ack_absorbed: int = 0   # ACKs of those answers, absorbed
+    overload_episodes: int = 0   # times shedding started
+
+
 class OverloadGuard:
     """One worker's shedding: measures, decides, and answers new INVITEs while behind."""
 
@@ -110,16 +119,21 @@ class OverloadGuard:
         self.state = ShedState(shed_delay)
         self.max_size = max_size
         self.send_back = send_back
-        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
+        self.headers = b""
+        self.reconfigure(shed_delay, retry_after)
         self.probes: list[QueueProbe] = []
         self.due = float("inf")                 # when the next tick should run (none yet)
-        self.answered = 0                       # INVITEs answered 503 here
-        self.acks = 0                           # ACKs of those absorbed
+        self.counters = OverloadCounters()
         self.max_delay = 0.0                    # the largest age measured since the last gauges()
         self._last = 0.0                        # the previous tick's measurement
         self._checked = 0.0                     # no stall check on the receive path before this
         self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
+
+    def reconfigure(self, shed_delay: float, retry_after: int) -> None:
+        """``proxy.shed_delay`` and ``proxy.retry_after``, at start and after SIGHUP."""
+        self.state.threshold = shed_delay
+        self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
 
     def start(self, sockets: list[int]) -> None:
         """Measure from now on; ``sockets``: descriptors of the UDP sockets to watch."""
@@ -155,7 +169,7 @@ class OverloadGuard:
         waited = max(self._queue_age(), now - self.due)
         # one measurement over the threshold is a preemption on a busy host or one slow
         # callback; two in a row, a worker behind; four times over, a stall, alone
-        self._measured(waited if waited > 4 * self.state.threshold else min(waited, self._last))
+        self.measure(waited if waited > 4 * self.state.threshold else min(waited, self._last))
         self._last = waited
         self._schedule(now)
 
@@ -167,9 +181,11 @@ class OverloadGuard:
                 oldest = age
         return oldest
 
-    def _measured(self, delay: float) -> bool:
+    def measure(self, delay: float) -> bool:
+        """A measured age of the work: shed or not from now on (True: shedding)."""
         was = self.state.shedding
         if self.state.update(delay) and not was:
+            self.counters.overload_episodes += 1
             # under sustained overload shedding starts and stops many times a second: one line a minute
             now = time.monotonic()
             if now - self._warned >= WARN_EVERY:
@@ -177,7 +193,8 @@ class OverloadGuard:
                 log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms); new INVITEs get 503 "
                             "+ Retry-After while it does (%d times so far, %d INVITEs answered 503; this "
                             "warning at most once a minute, sipguard_overload_shedding says when)",
-                            delay * 1e3, self.state.threshold * 1e3, self.state.episodes, self.answered)
+                            delay * 1e3, self.state.threshold * 1e3, self.counters.overload_episodes,
+                            self.counters.shed_503)
         if delay > self.max_delay:
             self.max_delay = delay
         return self.state.shedding
@@ -189,7 +206,7 @@ class OverloadGuard:
         head = data[:4]
         if head == b"ACK ":
             if relay.overload_ack(data, SHED_TAG):
-                self.acks += 1
+                self.counters.shed_ack_absorbed += 1
                 return True
             return False
         if head != b"INVI":
@@ -202,19 +219,14 @@ class OverloadGuard:
                 return False
             # a stall: shed if work waits behind this message (at most one look per tick)
             self._checked = now + TICK
-            if not self._measured(self._queue_age() if self.probes else late):
+            if not self.measure(self._queue_age() if self.probes else late):
                 return False
         answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size)
         if answer is None:
             return False  # a re-INVITE, or a shape only the full path reads
-        self.answered += 1
+        self.counters.shed_503 += 1
         self.send_back(answer, source, transport, conn)
         return True
-
-    def stats(self) -> dict[str, float]:
-        """Cumulative counts, exported as sip_events{event=...}."""
-        return {"shed_503": float(self.answered), "shed_ack_absorbed": float(self.acks),
-                "overload_episodes": float(self.state.episodes)}
 
     def gauges(self) -> tuple[bool, float]:
         """Shedding now, and the largest age measured since the last call."""
@@ -225,26 +237,41 @@ class OverloadGuard:
 class MemoryTrim:
     """After a burst, give the freed heap back to the system.
 
-    A burst's transactions are freed when they expire (one transaction lifetime), but glibc
-    keeps the pages of the chunks they held (bytes of 0.5-2 KB: malloc), so the worker's RSS
-    stays at its peak; and Python's small-object allocator gives an arena (1 MiB) back only
-    when nothing in it lives, so the entries a burst added to the parse caches (a few MB, made
-    among its transactions' objects) keep tens of MB of arenas. Once the live transactions have
-    fallen to half of the peak seen since the last trim, the caches are emptied (``release``:
-    refilled by the next calls) and ``malloc_trim(0)`` returns the free pages (a few ms for a
-    few hundred MB, at most once per halving), and once more when the burst is all but gone
-    (what its last transactions held)."""
+    A burst's transactions are freed when they expire (one transaction lifetime), but the
+    allocator keeps the pages they used unless told: glibc keeps the chunks' pages, jemalloc
+    gives back dirty pages only after its decay time, and Python's small-object allocator gives
+    an arena (1 MiB) back only when nothing in it lives, so a few objects made during the burst
+    and still alive keep tens of MB (proxy/allocator.py: serve runs on jemalloc when it can).
+    Once the live transactions have fallen to half of the peak seen since the last trim, a
+    compaction runs (a few ms, at most once per halving): the caches are emptied (``release``:
+    refilled by the next calls), a full collection (``gc.collect()``: what the collector froze
+    is not walked, about 2 ms; it also empties the interpreter's free lists of tuples, lists,
+    dicts and floats, whose burst-made objects pin pymalloc arenas: 17 of 48 in
+    bench/bench_rss_burst.py) and the free pages are given back (``allocator.release``:
+    jemalloc's purge, else ``malloc_trim(0)``). Once more when the burst is all but gone
+    (what its last transactions held), and a last time ``SETTLE_TICKS`` ticks later, for what
+    was freed after it (records written, their batches, the last timers)."""
 
-    def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = ()) -> None:
+    SETTLE_TICKS = 4            # housekeeping ticks (0.5 s each) after a burst's last trim
+
+    def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = (),
+                 collect: Callable[[], int] = gc.collect) -> None:
         self.minimum = minimum      # a peak below this many transactions is not worth a trim
         self.release = release      # caches to empty when a burst is over
         self.peak = 0
         self.trims = 0
         self._falling = False       # trimmed since the last peak: trim once more when it is over
-        self._trim = _malloc_trim()
+        self._settle = 0            # ticks left before the burst's very last compaction
+        self._collect = collect
+        self._release = allocator.release
 
     def tick(self, transactions: int) -> bool:
         """Called with the live transaction count (housekeeping); True when it trimmed."""
+        if self._settle and transactions * 16 <= self.minimum:
+            self._settle -= 1
+            if not self._settle:
+                self._compact()
+                return True
         if transactions > self.peak:
             self.peak = transactions
             return False
@@ -253,26 +280,17 @@ class MemoryTrim:
                 return False
             self._falling = True
         elif self._falling and transactions * 16 <= self.minimum:
-            self._falling = False   # the burst is all but gone: its last trim
+            self._falling = False   # the burst is all but gone: its last trim, and one after it settled
+            self._settle = self.SETTLE_TICKS
         else:
             return False
         self.peak = transactions
+        self._compact()
+        return True
+
+    def _compact(self) -> None:
         self.trims += 1
         for release in self.release:
             release()
-        if self._trim is not None:
-            self._trim(0)
-        return True
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl): nothing to give back this way
-        return None
-    return trim
+        self._collect()
+        self._release()

@@ -27,7 +27,8 @@ import os
 import re
 from collections.abc import Callable
 
-from sipguard.config import Config, next_hop_address
+from sipguard.addresses import next_hop_address
+from sipguard.config import CoreSettings
 from sipguard.numbers import parse_tn
 from sipguard.proxy.messages import (
     BRANCH_PREFIX,
@@ -65,15 +66,15 @@ class StatelessRelay:
         self.peers: Peers | None = None
         self._hops: dict[str, Hop] = {}
 
-    def configure(self, config: Config, trunks: TrunkTable) -> None:
+    def configure(self, settings: CoreSettings, trunks: TrunkTable) -> None:
         """Settings for the messages that follow; without a secret of its own the key stays.
         Known peers: the trunks, the trusted proxies and the next hops (``trunks.Peers``)."""
-        self.peers = Peers.of(config, trunks)
-        self.next_hop = config.next_hop
-        self._hops = {config.next_hop: Hop(*next_hop_address(config.next_hop))}
-        self.reject_unknown = config.unknown_source == "reject"
-        if config.proxy.secret is not None:
-            self.secret = config.proxy.secret
+        self.peers = Peers.of(settings, trunks)
+        self.next_hop = settings.next_hop
+        self._hops = {settings.next_hop: Hop(*next_hop_address(settings.next_hop))}
+        self.reject_unknown = settings.unknown_source == "reject"
+        if settings.secret is not None:
+            self.secret = settings.secret
 
     def hop(self, uri: str) -> Hop:
         hop = self._hops.get(uri)

@@ -36,9 +36,10 @@ import re
 import socket
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sipguard.proxy.transport import grow_buffer
+from sipguard.proxy.transport import Receive, UdpEndpoint, grow_buffer
 
 log = logging.getLogger("sipguard.steer")
 
@@ -108,6 +109,16 @@ class Channels:
             inbox.close()
 
 
+@dataclass(slots=True)
+class SteerCounters:
+    """Cumulative, exported as sipguard_sip_events{event=<field>}."""
+
+    steered_out: int = 0        # requests handed to the worker that owns their transaction
+    steered_in: int = 0         # requests other workers handed to this one
+    steer_dropped: int = 0      # hand-overs that failed (the owner's inbox was full)
+    steer_bad_frames: int = 0   # frames in the inbox that did not unpack
+
+
 class Steering:
     """One worker's side: decide, hand over, and read what the others hand over."""
 
@@ -116,10 +127,7 @@ class Steering:
         self.workers = len(outboxes)
         self.outboxes = outboxes
         self.inbox = inbox
-        self.handed_over = 0
-        self.received = 0
-        self.dropped = 0
-        self.bad_frames = 0
+        self.counters = SteerCounters()
         self._transport: asyncio.BaseTransport | None = None
 
     def hand_over(self, data: bytes, source: tuple[str, int], listen_index: int) -> bool:
@@ -129,13 +137,17 @@ class Steering:
             return False
         try:
             self.outboxes[owner].send(pack(data, source, listen_index))
-            self.handed_over += 1
+            self.counters.steered_out += 1
         except (BlockingIOError, InterruptedError):
-            self.dropped += 1  # the owner is not keeping up: as a full UDP buffer would
+            self.counters.steer_dropped += 1  # the owner is not keeping up: as a full UDP buffer would
         except OSError as exc:
-            self.dropped += 1
+            self.counters.steer_dropped += 1
             log.warning("handing a request to worker %d failed: %s", owner, exc)
         return True
+
+    def wrap(self, receive: Receive) -> Steered:
+        """``receive`` with this worker's steering in front of it."""
+        return Steered(self, receive)
 
     async def start(self, deliver: Deliver) -> None:
         loop = asyncio.get_running_loop()
@@ -145,9 +157,23 @@ class Steering:
         if self._transport is not None:
             self._transport.close()
 
-    def stats(self) -> dict[str, float]:
-        return {"steered_out": float(self.handed_over), "steered_in": float(self.received),
-                "steer_dropped": float(self.dropped), "steer_bad_frames": float(self.bad_frames)}
+
+class Steered:
+    """The receive callback of a worker that steers: a request that reached a listening UDP
+    socket and that another worker owns is handed over; everything else goes on to ``inner``
+    (responses, TCP and TLS, what the worker's own private sockets receive)."""
+
+    __slots__ = ("steering", "inner")
+
+    def __init__(self, steering: Steering, inner: Receive) -> None:
+        self.steering = steering
+        self.inner = inner
+
+    def __call__(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
+        if type(conn) is UdpEndpoint and conn.index >= 0 and not data.startswith(b"SIP/") \
+                and self.steering.hand_over(data, source, conn.index):
+            return
+        self.inner(data, source, transport, conn)
 
 
 class _Inbox(asyncio.DatagramProtocol):
@@ -161,7 +187,7 @@ class _Inbox(asyncio.DatagramProtocol):
         try:
             data, source, listen_index = unpack(frame)
         except (ValueError, UnicodeDecodeError):
-            self.steering.bad_frames += 1
+            self.steering.counters.steer_bad_frames += 1
             return
-        self.steering.received += 1
+        self.steering.counters.steered_in += 1
         self.deliver(data, source, listen_index)

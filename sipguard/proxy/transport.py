@@ -7,7 +7,7 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 4-tuple, which would otherwise hand a response to another worker).
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
-TLS: the same connection objects over asyncio's TLS transport (``proxy/tls.py`` makes the
+TLS: the same connection objects over asyncio's TLS transport (``sipguard/tls.py`` makes the
 contexts). A message for any other transport (SCTP, WebSocket) is dropped and counted.
 Stream listeners are accepted here (``Acceptor``), so a connection is admitted by
 ``proxy/connlimits.py`` before anything is made for it (TLS: before the handshake); the
@@ -24,12 +24,13 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sipguard.config import Listen
+from sipguard.addresses import Listen
 from sipguard.proxy.connlimits import ConnectionLimits
-from sipguard.proxy.tls import TlsConfig, client_context, server_context
 from sipguard.sip import SipParseError, StreamFramer
+from sipguard.tls import TlsConfig, client_context, server_context
 
 log = logging.getLogger("sipguard.transport")
 
@@ -204,6 +205,13 @@ class Acceptor:
             registry.accepted(sock, (peer[0], peer[1]), self.name, counted=limits is not None)
 
 
+@dataclass(slots=True)
+class TransportCounters:
+    """Cumulative, exported as sipguard_sip_events{event=<field>}."""
+
+    unsupported_transport: int = 0   # messages for a transport we do not speak (SCTP, WS...)
+
+
 class Transports:
     """The Sender the ProxyCore talks to, plus the listening sockets of one process."""
 
@@ -228,7 +236,7 @@ class Transports:
         self.acceptors: list[Acceptor] = []
         self.local: set[tuple[str, int]] = set()
         self._sent_by: dict[str, str] = {}               # tcp | tls -> our first listener of it
-        self.dropped = 0                                  # messages for a transport we do not speak
+        self.counters = TransportCounters()
 
     async def start(self, reuse_port: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -296,12 +304,9 @@ class Transports:
         self.limits.sweep([c for pool in self.streams.values() for c in pool.values()], time.monotonic())
         self._sweeper = asyncio.get_running_loop().call_later(self.limits.interval(), self._sweep)
 
-    def connection_stats(self) -> dict[str, float]:
-        """Open stream connections, and the ones refused or closed by each limit (cumulative)."""
-        out = {f"{name}_connections": float(len(pool)) for name, pool in self.streams.items()}
-        if self.limits is not None:
-            out.update({f"limit.{k}": float(v) for k, v in self.limits.counts.items()})
-        return out
+    def open_connections(self) -> dict[str, int]:
+        """Open stream connections by transport (tcp, tls)."""
+        return {name: len(pool) for name, pool in self.streams.items()}
 
     def _tls_server(self) -> ssl.SSLContext:
         """The context the TLS servers are made with. Each handshake switches to the current
@@ -376,7 +381,7 @@ class Transports:
         conn.write(data)
 
     def _drop(self, transport: str, addr: tuple[str, int]) -> None:
-        self.dropped += 1  # counted (metric sip_events{event="unsupported_transport"}), not logged each
+        self.counters.unsupported_transport += 1  # counted (sip_events), not logged each
         log.debug("not sent to %s:%s: transport %r is not one sipguard speaks (udp, tcp, tls)",
                   addr[0], addr[1], transport)
 

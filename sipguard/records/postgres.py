@@ -19,6 +19,13 @@ Indexes (created on the parent, so every partition has them): caller, callee and
 each with ``at``; Call-ID; and a BRIN on ``at`` for time-only scans. Partition pruning
 narrows a time window to its days first.
 
+Upstream analytics (records/upstreams.py) read hourly roll-ups, ``sipguard_upstream_hours``:
+per hour, the groups ``measure_rows`` returns, made by the first report that needs an hour
+(``measure_rows_rolled``); ``sipguard_rolled_hours`` lists the hours done. A batch holding a
+record of an hour that may already be rolled up removes that hour from both in its own
+transaction, so the next report rolls it again with the record. Retention deletes roll-ups
+with the partitions they came from.
+
 Schema changes are numbered migrations (``MIGRATIONS``), recorded in
 ``sipguard_schema_version`` and run under an advisory lock by ``sipguard db migrate`` and
 at every start, so a new version's first worker migrates and the others wait, then see it done.
@@ -32,20 +39,31 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sipguard.records.record import CallRecord, column_text, from_row, to_row
+from sipguard.records.record import VERSTAT_INDEX, CallRecord, column_text, from_row, to_row
 from sipguard.records.spool import Entry
 
 log = logging.getLogger("sipguard.records")
 TABLE = "sipguard_records"
+HOURS = "sipguard_upstream_hours"       # roll-ups: one row per hour and group (records/measures.py)
+ROLLED = "sipguard_rolled_hours"        # the hours HOURS holds, complete
+HOUR = 3600.0
+# An hour is rolled up once it ended this long ago. A writer that stores a record of an hour
+# that ended longer ago than this (a spool flushed after an outage) marks it to be rolled
+# again, in the same transaction; a record of a more recent hour commits (COMMAND_TIMEOUT)
+# long before its hour can be rolled. The margin also covers clock skew between hosts.
+ROLL_GRACE = 300.0
+ROLL_INLINE = 6             # hours a report rolls up itself; with more missing it groups the records
 VERSION_TABLE = "sipguard_schema_version"
 PARTITION = re.compile(r"^sipguard_records_p(\d{4})(\d{2})(\d{2})$")
 AHEAD = 2                   # days of partitions made beyond today
 LOCK_KEY = 0x5347_7462      # pg_advisory_lock key ("SGtb"): migrations and partition DDL
+ROLLUP_LOCK = LOCK_KEY + 1  # and the hourly roll-ups
 CHUNK = 64                  # rows encoded between two yields to the event loop
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 10.0      # a write a hung server does not answer fails over to the spool
@@ -77,12 +95,50 @@ CREATE INDEX IF NOT EXISTS {TABLE}_trunk ON {TABLE} (trunk, at);
 CREATE INDEX IF NOT EXISTS {TABLE}_call_id ON {TABLE} (call_id);
 CREATE INDEX IF NOT EXISTS {TABLE}_at ON {TABLE} USING brin (at);
 """),
+    # nullable columns without a default: a catalogue change, no partition is rewritten. Rows
+    # written before keep NULL (the analytics read their verstat from ``data``). Aggregations
+    # over a window read every row of it: partition pruning keeps that to the window's days.
+    (2, "analytics columns: verstat, caller_check, spc_owner, trunk_rmd, implementation", f"""
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS verstat text, ADD COLUMN IF NOT EXISTS caller_check text,
+    ADD COLUMN IF NOT EXISTS spc_owner text, ADD COLUMN IF NOT EXISTS trunk_rmd text,
+    ADD COLUMN IF NOT EXISTS implementation text;
+"""),
+    # hourly roll-ups of what records/measures.py folds (see ``measure_rows_rolled``)
+    (3, "upstream roll-ups: sipguard_upstream_hours, sipguard_rolled_hours", f"""
+CREATE TABLE IF NOT EXISTS {HOURS} (
+    hour timestamptz NOT NULL,
+    view text NOT NULL,
+    key text NOT NULL,
+    attest text,
+    verstat text,
+    caller_check text,
+    spc_owner text,
+    trunk_rmd text,
+    implementation text,
+    calls bigint NOT NULL,
+    last_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {HOURS}_hour ON {HOURS} (hour);
+CREATE TABLE IF NOT EXISTS {ROLLED} (hour timestamptz PRIMARY KEY, rolled_at timestamptz NOT NULL DEFAULT now());
+"""),
 )
 LATEST = MIGRATIONS[-1][0]
 
+# The roll-up of a range of hours: per hour, the groups of both views (t: trunk, s: spc) in one
+# scan of the records; rows without a trunk (spc) are no group of that view.
+ROLLUP = (f"INSERT INTO {HOURS} SELECT h, CASE WHEN GROUPING(trunk) = 0 THEN 't' ELSE 's' END, coalesce(trunk, spc),"
+          " attest, vs, caller_check, spc_owner, trunk_rmd, implementation, count(*), max(at)"
+          f" FROM (SELECT date_trunc('hour', at, 'UTC') AS h, trunk, spc, attest,"
+          f" coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX}) AS vs, caller_check, spc_owner, trunk_rmd,"
+          f" implementation, at FROM {TABLE} WHERE at >= $1 AND at < $2")
+ROLLUP_GROUPS = (") r GROUP BY GROUPING SETS ((h, trunk, attest, vs, caller_check, spc_owner, trunk_rmd, implementation),"
+                 " (h, spc, attest, vs, caller_check, spc_owner))"
+                 " HAVING (GROUPING(trunk) = 0 AND trunk IS NOT NULL) OR (GROUPING(spc) = 0 AND spc IS NOT NULL)")
 STAGE = "sipguard_records_stage"   # per connection (TEMP), emptied at each commit
-COLUMNS = ("at", "call_id", "caller", "callee", "trunk", "spc", "action", "attest", "writer", "seq", "data")
-INSERT = f"INSERT INTO {TABLE} SELECT * FROM {STAGE} ON CONFLICT DO NOTHING"
+COLUMNS = ("at", "call_id", "caller", "callee", "trunk", "spc", "action", "attest", "writer", "seq", "data",
+           "verstat", "caller_check", "spc_owner", "trunk_rmd", "implementation")
+INSERT = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {STAGE}"
+          " ON CONFLICT DO NOTHING")
 TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
 
 
@@ -257,6 +313,10 @@ class PostgresRecords:
         today = day_of(now)
         await ensure_partitions(conn, [today + datetime.timedelta(days=n) for n in range(AHEAD + 1)])
         dropped, rows = await drop_expired(conn, now, self.retention_days)
+        if dropped:
+            oldest = utc(day_start(keep_from(now, self.retention_days)))
+            await conn.execute(f"DELETE FROM {HOURS} WHERE hour < $1", oldest)
+            await conn.execute(f"DELETE FROM {ROLLED} WHERE hour < $1", oldest)
         if dropped:    # expiry is logged (R6.5), by name: the row count is the planner's estimate
             log.info("records: dropped %s (older than %d days: about %d records)", ", ".join(dropped),
                      self.retention_days, rows)
@@ -281,18 +341,24 @@ class PostgresRecords:
         oldest = keep_from(now, self.retention_days)
         rows: list[tuple[Any, ...]] = []
         days: set[datetime.date] = set()
+        rolled_before = now - ROLL_GRACE - HOUR     # hours starting before this may be rolled up
+        late_hours: set[float] = set()
         for n, (w, s, r) in enumerate(entries, 1):
             when = utc(r.time)
             if when.date() < oldest:
                 continue           # retention would drop it: never re-add an expired record
             days.add(when.date())
+            if r.time < rolled_before:
+                late_hours.add(r.time - r.time % HOUR)
             rows.append((when, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
                          column_text(r.trunk), column_text(r.spc), column_text(r.action), column_text(r.attest),
-                         column_text(w), s, to_row(r)))
+                         column_text(w), s, to_row(r), column_text(r.verstat), r.caller_check, r.spc_owner,
+                         column_text(r.trunk_rmd), column_text(r.trunk_implementation)))
             if n % CHUNK == 0:
                 await asyncio.sleep(0)     # a big batch must not hold calls back
         if not rows:
             return 0
+        late = [utc(h) for h in sorted(late_hours)]
         async with self._lock:
             try:
                 conn = await self._connection()
@@ -302,6 +368,9 @@ class PostgresRecords:
                 async with conn.transaction():
                     await conn.copy_records_to_table(STAGE, records=rows, columns=COLUMNS)
                     status = await conn.execute(INSERT)
+                    if late:     # hours already rolled up get this record too: roll them again
+                        await conn.execute(f"DELETE FROM {ROLLED} WHERE hour = ANY($1::timestamptz[])", late)
+                        await conn.execute(f"DELETE FROM {HOURS} WHERE hour = ANY($1::timestamptz[])", late)
             except BaseException:
                 await self._drop_connection()
                 raise
@@ -337,6 +406,118 @@ class PostgresRecords:
             conn = await self._connection()
             rows = await conn.fetch(sql, *args)
         return [(str(key), int(rejected), int(attest_c)) for key, rejected, attest_c in rows]
+
+    async def page(self, since: float, until: float, after: tuple[Any, ...] | None,
+                   size: int) -> list[tuple[tuple[Any, ...], CallRecord]]:
+        """Up to ``size`` records of [since, until] after the key ``after`` (at, writer, seq),
+        in that order (the unique index's order): a keyset page."""
+        args: list[Any]
+        if after is None:
+            where, args = "at >= $1 AND at <= $2", [utc(since), utc(until)]
+        else:
+            where, args = "at <= $1 AND (at, writer, seq) > ($2, $3, $4)", [utc(until), *after]
+        args.append(size)
+        sql = (f"SELECT at, writer, seq, data FROM {TABLE} WHERE {where}"
+               f" ORDER BY at, writer, seq LIMIT ${len(args)}")
+        async with self._lock:
+            conn = await self._connection()
+            rows = await conn.fetch(sql, *args)
+        return [((row[0], row[1], row[2]), from_row(row[3])) for row in rows]
+
+    async def measure_rows(self, by: str, since: float, until: float,
+                           timeout: float = 120.0) -> list[tuple[Any, ...]]:
+        """The groups records/measures.py folds, for trunks or spc, in [since, until].
+        Partition pruning keeps the scan to the window's days; within them every row is read
+        (an aggregate over all of a window's calls cannot use the look-up indexes to skip any),
+        in parallel workers when the planner sees fit. Rows from before migration 2 give their
+        verstat from ``data`` (COALESCE reads it only for those)."""
+        key = TOP_COLUMNS[by]
+        verstat = f"coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX})"
+        extra = "trunk_rmd, implementation" if by == "trunks" else "NULL, NULL"
+        groups = "1, 2, 3, 4, 5, 6, 7" if by == "trunks" else "1, 2, 3, 4, 5"
+        sql = (f"SELECT {key}, attest, {verstat}, caller_check, spc_owner, {extra}, count(*),"
+               f" extract(epoch FROM max(at))::float8 FROM {TABLE} WHERE at >= $1 AND at <= $2"
+               f" AND {key} IS NOT NULL GROUP BY {groups}")
+        async with self._lock:
+            conn = await self._connection()
+            rows = await conn.fetch(sql, utc(since), utc(until), timeout=timeout)
+        return [tuple(row) for row in rows]
+
+    async def measure_rows_rolled(self, since: float, until: float, now: float, timeout: float = 120.0
+                                  ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+        """(trunk rows, spc rows, hours rolled now) for [since, until], as ``measure_rows`` gives
+        them, from the hourly roll-ups wherever a whole hour of the window ended ROLL_GRACE ago,
+        and from the records for the rest (the partial hours at either end, the last hour).
+
+        Up to ROLL_INLINE hours not rolled up yet are rolled first (one GROUP BY over them, under
+        an advisory lock so two reports never roll one hour twice); the score refresh rolls each
+        hour as it ends, so that is the usual case. With more missing (hours from before this
+        version, or after the refresh was off), and where roll-ups cannot be written (a read-only
+        replica, a user without INSERT), the whole window is grouped from the records: one
+        parallel scan, several times faster than rolling that many hours up (bench/RESULTS.md)."""
+        first = math.ceil(since / HOUR) * HOUR
+        last = min(math.floor((until + 1e-6) / HOUR) * HOUR, math.floor((now - ROLL_GRACE) / HOUR) * HOUR)
+
+        async def from_records() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+            return (await self.measure_rows("trunks", since, until, timeout),
+                    await self.measure_rows("spc", since, until, timeout), 0)
+
+        if last - first < HOUR:          # no whole hour: nothing to gain
+            return await from_records()
+        try:
+            rolled = await self._roll(first, last, timeout, ROLL_INLINE)
+        except Exception as exc:   # noqa: BLE001 - any refusal to write: read the records instead
+            log.info("records: hourly roll-ups not written (%s); reading the records", exc)
+            return await from_records()
+        if rolled < 0:
+            return await from_records()
+        out: list[list[tuple[Any, ...]]] = []
+        for by, view in (("trunks", "t"), ("spc", "s")):
+            rows = await self._rolled_rows(view, first, last, timeout)
+            if since < first:
+                rows += await self.measure_rows(by, since, first - 1e-6, timeout)
+            if last < until:
+                rows += await self.measure_rows(by, last, until, timeout)
+            out.append(rows)
+        return out[0], out[1], rolled
+
+    async def roll_recent(self, now: float, hours: int = 3, timeout: float = 120.0) -> int:
+        """Roll up the last ``hours`` whole hours that ended ROLL_GRACE ago, if not done yet (the
+        score refresh calls it every minute, so a report rarely has to roll up anything)."""
+        last = math.floor((now - ROLL_GRACE) / HOUR) * HOUR
+        return await self._roll(last - hours * HOUR, last, timeout)
+
+    async def _roll(self, first: float, last: float, timeout: float, at_most: int | None = None) -> int:
+        """Roll up the hours of [first, last) not rolled yet; how many were, or -1 (nothing done)
+        when more than ``at_most`` are missing."""
+        async with self._lock:
+            conn = await self._connection()
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
+                have = {r[0].timestamp() for r in await conn.fetch(
+                    f"SELECT hour FROM {ROLLED} WHERE hour >= $1 AND hour < $2", utc(first), utc(last))}
+                missing = [h for h in range(int(first), int(last), int(HOUR)) if float(h) not in have]
+                if not missing:
+                    return 0
+                if at_most is not None and len(missing) > at_most:
+                    return -1
+                hours = [utc(h) for h in missing]
+                # one scan for both views (GROUPING SETS); the hour filter only when the missing
+                # hours are not one run (usually they are: all of a window, or the latest ones)
+                run = missing[-1] - missing[0] == HOUR * (len(missing) - 1)
+                args: list[Any] = [utc(missing[0]), utc(missing[-1] + HOUR)] + ([] if run else [hours])
+                await conn.execute(ROLLUP + ("" if run else " AND date_trunc('hour', at, 'UTC') = ANY($3::timestamptz[])")
+                                   + ROLLUP_GROUPS, *args, timeout=timeout)
+                await conn.execute(f"INSERT INTO {ROLLED} (hour) SELECT unnest($1::timestamptz[])", hours)
+                return len(missing)
+
+    async def _rolled_rows(self, view: str, first: float, last: float, timeout: float) -> list[tuple[Any, ...]]:
+        sql = (f"SELECT key, attest, verstat, caller_check, spc_owner, trunk_rmd, implementation, sum(calls)::bigint,"
+               f" extract(epoch FROM max(last_at))::float8 FROM {HOURS} WHERE view = $1 AND hour >= $2 AND hour < $3"
+               " GROUP BY 1, 2, 3, 4, 5, 6, 7")
+        async with self._lock:
+            conn = await self._connection()
+            return [tuple(r) for r in await conn.fetch(sql, view, utc(first), utc(last), timeout=timeout)]
 
     async def count(self) -> int:
         async with self._lock:

@@ -20,7 +20,7 @@ import datetime
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -209,6 +209,55 @@ async def find(store_url: str, cfg: TracebackConfig, caller: str | None = None, 
         await rs.aclose()
 
 
+PAGE = 2000
+
+
+async def iterate(store_url: str, cfg: TracebackConfig, since: float, until: float,
+                  redis_client_factory: Callable[[str], Any] | None = None) -> AsyncIterator[CallRecord]:
+    """Every record of [since, until], oldest first for SQLite and PostgreSQL (keyset pages of
+    PAGE records: memory stays bounded whatever the window), in Stream order for Redis."""
+    store_url = cfg.store_for(store_url)
+    if store_url == "memory":
+        db = _sqlite(cfg)
+        try:
+            after: Any = None
+            while True:
+                page = await asyncio.to_thread(db.page, since, until, after, PAGE)
+                for _, _, record in page:
+                    yield record
+                if len(page) < PAGE:
+                    return
+                after = page[-1][:2]
+        finally:
+            db.close()
+    elif is_url(store_url):
+        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
+        try:
+            key: Any = None
+            while True:
+                try:
+                    rows = await pg.page(since, until, key, PAGE)
+                except Exception as exc:
+                    raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
+                for _, record in rows:
+                    yield record
+                if len(rows) < PAGE:
+                    return
+                key = rows[-1][0]
+        finally:
+            await pg.aclose()
+    else:
+        rs = _redis(store_url, redis_client_factory)
+        try:
+            async for record in rs.scan(since, until):
+                if since <= record.time <= until:
+                    yield record
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+        finally:
+            await rs.aclose()
+
+
 async def top(store_url: str, cfg: TracebackConfig, by: str, since: float | None,
               until: float | None = None, n: int = 20,
               redis_client_factory: Callable[[str], Any] | None = None) -> list[tuple[str, int, int]]:
@@ -238,6 +287,41 @@ async def top(store_url: str, cfg: TracebackConfig, by: str, since: float | None
         raise QueryError(f"cannot read records from {store_url}: {exc}") from None
     finally:
         await rs.aclose()
+
+
+async def each(store_url: str, cfg: TracebackConfig, since: float, until: float, page: int = 20_000,
+               redis_client_factory: Callable[[str], Any] | None = None) -> AsyncIterator[CallRecord]:
+    """Every record with ``since <= time < until``, once each, holding at most ``page`` records:
+    SQLite and PostgreSQL are read ``page`` at a time in time order (``find``, each page from the
+    last time of the one before), a Redis Stream in one pass (``scan``). Raises QueryError when a
+    single instant holds more than a page (the reader cannot page past it)."""
+    store_url = cfg.store_for(store_url)
+    if store_url != "memory" and not is_url(store_url):
+        rs = _redis(store_url, redis_client_factory)
+        try:
+            async for r in rs.scan(since, until):
+                if since <= r.time < until:
+                    yield r
+        except QueryError:
+            raise
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+        finally:
+            await rs.aclose()
+        return
+    low, seen_at_low = since, set[str]()        # call ids already given at time == low
+    while True:
+        batch = await find(store_url, cfg, since=low, until=until, limit=page)
+        for r in batch:
+            if r.time < until and not (r.time == low and r.call_id in seen_at_low):
+                yield r
+        if len(batch) < page:
+            return
+        last = batch[-1].time
+        if last == low:
+            raise QueryError(f"more than {page} records at {iso_utc(low)}: cannot page past that instant")
+        seen_at_low = {r.call_id for r in batch if r.time == last}
+        low = last
 
 
 async def _top_stream(rs: Any, by: str, since: float | None, until: float | None,

@@ -7,7 +7,8 @@ verification concluded, which rule decided, what sipguard sent back or forwarded
 and whether sipguard signed it. Field names are user-facing (JSONL/CSV columns, the
 HTTP endpoint): ``FIELDS`` is their one source of truth.
 
-This module is pure: values and their (de)serialisation only, no I/O.
+This module is pure: values and their (de)serialisation only, no I/O. ``CallRecord.of``
+maps a pipeline ``Outcome`` to a record, so the pipeline does not know this format.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import json
 import operator
 import os
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sipguard.policy.facts import extra_facts
 from sipguard.yamlconf import Section
+
+if TYPE_CHECKING:
+    from sipguard.pipeline import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +65,61 @@ class CallRecord:
     # (FCC 24-120: the signer makes the attestation decision itself and keeps the record)
     signed_attest: str | None = None
     signed_rule: str | None = None
+    # what the analytics group by (records/upstreams.py), known at decision time:
+    caller_check: str | None = None           # CALLER_CHECKS: the caller ID valid, withheld, invalid, unallocated, DNO
+    spc_owner: str | None = None              # SPC_OWNERS: whose SPC signed it, against the trunk's FRN; None: unsigned
+    trunk_rmd: str | None = None              # the trunk's RMD status then: listed | removed | absent
+    trunk_implementation: str | None = None   # what its RMD filing claimed then: complete | partial | none | unknown
+    # the other policy facts of the decision, those not in a field above (non-default values
+    # only; records.whatif re-decides a call from them). None: a record from before version 3
+    facts: dict[str, Any] | None = None
+    # each Identity header's result, in the order received: "shaken:passed",
+    # "div:failed:div-no-history", "rcd:failed:rcdi-mismatch", "rph:ignored" (verify.py)
+    passports: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:     # ``facts`` is a dict: hash what identifies a record
+        return hash((self.time, self.call_id, self.instance))
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {name: getattr(self, name) for name in FIELDS}
         out["reasons"] = list(self.reasons)
+        out["passports"] = list(self.passports)
         return out
+
+    @classmethod
+    def of(cls, outcome: Outcome, status: int | None, next_hop: str | None, instance: str | None) -> CallRecord:
+        """The record of one decided INVITE: ``status`` sent upstream (None: forwarded to
+        ``next_hop``), ``instance`` the sipguard that decided."""
+        trunk, ver, dec, facts = outcome.trunk, outcome.verification, outcome.decision, outcome.facts
+        call = outcome.call
+        provider = trunk.provider if trunk is not None else None
+        shadow = dec.would.action if dec.would is not None else None
+        signed = outcome.signed
+        return cls(
+            time=outcome.time, call_id=call.call_id, source_ip=outcome.source[0],
+            source_port=outcome.source[1], transport=outcome.transport,
+            trunk=trunk.id if trunk else None, trunk_role=trunk.role if trunk else None,
+            provider_name=provider.name if provider else None,
+            provider_frn=provider.frn if provider else None,
+            provider_rmd=provider.rmd if provider else None,
+            provider_country=provider.country if provider else None,
+            rmd_snapshot=outcome.lookups.rmd_snapshot,
+            caller_raw=call.caller.raw, caller=call.caller.e164,
+            callee_raw=call.callee.raw, callee=call.callee.e164,
+            verstat=str(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
+            reasons=tuple(str(r) for r in ver.reasons),
+            rule=dec.rule, rule_class=dec.rule_class, notice=dec.notice,
+            action=dec.action, status=status, shadow_action=shadow,
+            signed=signed, signed_origid=outcome.signed_origid, identity_dropped=False,
+            next_hop=next_hop, instance=instance,
+            signed_attest=outcome.signed_attest if signed else None,
+            signed_rule=(dec.rule or "(default)") if signed else None,
+            caller_check=caller_check(facts.caller_dno, facts.caller_valid, facts.caller_invalid_reason),
+            spc_owner=spc_owner(ver.spc, outcome.lookups.signer_frn, provider.frn if provider else None),
+            trunk_rmd=facts.trunk_rmd, trunk_implementation=facts.trunk_implementation,
+            facts=extra_facts(facts),
+            passports=ver.report(),
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CallRecord:
@@ -72,7 +127,7 @@ class CallRecord:
         values: dict[str, Any] = {}
         for name in FIELDS:
             value = d.get(name)
-            if name == "reasons":
+            if name in ("reasons", "passports"):
                 value = tuple(str(r) for r in (value or ()))
             elif name in ("signed", "identity_dropped"):
                 value = bool(value)
@@ -84,6 +139,8 @@ class CallRecord:
                 value = int(value)
             elif name in ("call_id", "source_ip", "transport", "verstat", "action"):
                 value = "" if value is None else str(value)
+            elif name == "facts" and value is not None and not isinstance(value, dict):
+                raise ValueError(f"facts: expected an object, not {type(value).__name__}")
             values[name] = value
         return cls(**values)
 
@@ -107,7 +164,10 @@ ROW_FIELDS: dict[int, tuple[str, ...]] = {
         "next_hop", "instance"),
 }
 ROW_FIELDS[2] = (*ROW_FIELDS[1], "signed_attest", "signed_rule")
-ROW_VERSION = 2
+ROW_FIELDS[3] = (*ROW_FIELDS[2], "caller_check", "spc_owner", "trunk_rmd", "trunk_implementation", "facts")
+ROW_FIELDS[4] = (*ROW_FIELDS[3], "passports")
+ROW_VERSION = 4
+VERSTAT_INDEX = ROW_FIELDS[1].index("verstat") + 1    # its place in a stored row of every version
 _values = operator.attrgetter(*FIELDS)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -138,6 +198,39 @@ def from_row(text: str | bytes) -> CallRecord:
     if names is None or len(value) != len(names) + 1:
         raise ValueError(f"not a stored record: {str(text)[:60]!r}")
     return CallRecord.from_dict(dict(zip(names, value[1:], strict=True)))
+
+
+# ``caller_check``: the caller ID as the policy saw it, one class each, the first that applies
+CALLER_CHECKS = ("dno", "withheld", "unallocated", "invalid", "valid")
+# invalid_reason codes (sipguard.numbers) of a number no provider was allocated: an area code
+# not in service or reserved, or the 555-01XX fiction range. Unallocated exchanges and
+# thousands-blocks are not in the NPA table; they reach a call as DNO entries (the DNO list
+# covers invalid, unallocated and unused numbers), so count under ``dno``.
+UNALLOCATED = frozenset(("unassigned-npa", "reserved-npa", "fictional"))
+WITHHELD = frozenset(("anonymous", "no-number"))
+# ``spc_owner``: own (the signer's SPC maps, by the OCN map, to the trunk provider's FRN),
+# other (to another FRN), unknown (the SPC or the trunk has no FRN to compare)
+SPC_OWNERS = ("own", "other", "unknown")
+
+
+def caller_check(dno: bool, valid: bool, invalid_reason: str | None) -> str:
+    """The ``caller_check`` class of a caller ID (CALLER_CHECKS, in that precedence)."""
+    if dno:
+        return "dno"
+    if invalid_reason in WITHHELD:
+        return "withheld"
+    if invalid_reason in UNALLOCATED:
+        return "unallocated"
+    return "valid" if valid else "invalid"
+
+
+def spc_owner(spc: str | None, signer_frn: str | None, trunk_frn: str | None) -> str | None:
+    """Whose SPC signed the call, as ``spc_owner`` holds it; None for an unsigned call."""
+    if not spc:
+        return None
+    if not signer_frn or not trunk_frn:
+        return "unknown"
+    return "own" if signer_frn.lstrip("0") == trunk_frn.lstrip("0") else "other"
 
 
 REDIS_MAX_DAYS = 7          # the longest a Redis Stream may keep records (RAM, not an archive)

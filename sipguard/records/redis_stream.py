@@ -24,6 +24,7 @@ without a time scans the whole stream in chunks, which is slower and documented 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -86,9 +87,22 @@ class RedisRecords:
                     and (caller is None or r.caller == caller)
                     and (callee is None or r.callee == callee))
 
-        found = [r async for r in self.scan(since, until) if wanted(r)]
-        found.sort(key=lambda r: r.time)
-        return found[:limit]
+        # the ``limit`` earliest matches, kept in a bounded heap while the window streams by: a
+        # caller lookup over days of records holds ``limit`` records, not the window's matches
+        if limit <= 0:
+            return []
+        kept: list[tuple[float, int, CallRecord]] = []   # (-time, -arrival, record): the root is the latest
+        arrival = 0
+        async for r in self.scan(since, until):
+            if not wanted(r):
+                continue
+            arrival += 1
+            item = (-r.time, -arrival, r)
+            if len(kept) < limit:
+                heapq.heappush(kept, item)
+            elif item > kept[0]:                          # earlier than the latest kept
+                heapq.heapreplace(kept, item)
+        return [r for _, _, r in sorted(kept, reverse=True)]   # by time, ties in stream order
 
     async def scan(self, since: float | None, until: float | None) -> Any:
         """Every record whose time may be in [since, until] (callers filter exactly)."""

@@ -22,8 +22,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from sipguard.records.record import CallRecord, column_text, from_row, to_row
+from sipguard.records.record import VERSTAT_INDEX, CallRecord, column_text, from_row, to_row
 from sipguard.records.spool import Entry
 
 SCHEMA = """
@@ -40,6 +41,11 @@ CREATE TABLE IF NOT EXISTS records (
     writer TEXT NOT NULL,
     seq INTEGER NOT NULL,
     data TEXT NOT NULL,
+    verstat TEXT,
+    caller_check TEXT,
+    spc_owner TEXT,
+    trunk_rmd TEXT,
+    implementation TEXT,
     UNIQUE (writer, seq)
 );
 CREATE INDEX IF NOT EXISTS records_time ON records (time);
@@ -48,18 +54,20 @@ CREATE INDEX IF NOT EXISTS records_caller ON records (caller, time);
 CREATE INDEX IF NOT EXISTS records_callee ON records (callee, time);
 """
 
+# the analytics columns (records/upstreams.py), added to files made before them (``_upgrade``)
+ADDED = ("verstat", "caller_check", "spc_owner", "trunk_rmd", "implementation")
 TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
-COLUMNS = 11
-ROWS = 32               # rows per INSERT statement (32 x 11 parameters, far below SQLite's limit)
+COLUMNS = 16
+ROWS = 32               # rows per INSERT statement (32 x 16 parameters, below SQLite's oldest limit of 999)
 CHUNK = 16              # rows encoded between two offers of the GIL to the event loop
 
 
 @functools.lru_cache(maxsize=ROWS)
 def _insert(rows: int) -> str:
     """INSERT of ``rows`` rows (one text per group size: SQLite's statement cache keeps them)."""
-    values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * rows)
+    values = ",".join(["(" + ",".join("?" * COLUMNS) + ")"] * rows)
     return ("INSERT OR IGNORE INTO records (time, call_id, caller, callee, trunk, spc, action, attest, writer,"
-            f" seq, data) VALUES {values}")
+            f" seq, data, {', '.join(ADDED)}) VALUES {values}")
 
 
 class SqliteRecords:
@@ -79,6 +87,7 @@ class SqliteRecords:
             _wal(db)
             db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoint, fast
             db.executescript(SCHEMA)
+            _upgrade(db)
             self._db = db
 
     def _conn(self) -> sqlite3.Connection:
@@ -91,7 +100,8 @@ class SqliteRecords:
         params: list[object] = []
         for n, (w, s, r) in enumerate(entries, 1):
             params += (r.time, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
-                       column_text(r.trunk), column_text(r.spc), r.action, r.attest, w, s, to_row(r))
+                       column_text(r.trunk), column_text(r.spc), r.action, r.attest, w, s, to_row(r),
+                       r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation)
             if n % CHUNK == 0:
                 time.sleep(0)  # drops the GIL: a waiting event loop runs now, not after the batch
         with self._lock:
@@ -141,6 +151,33 @@ class SqliteRecords:
             rows = self._conn().execute(sql, args).fetchall()
         return [(str(key), int(rejected), int(attest_c)) for key, rejected, attest_c in rows]
 
+    def page(self, since: float, until: float, after: tuple[float, int] | None,
+             size: int) -> list[tuple[float, int, CallRecord]]:
+        """Up to ``size`` records of [since, until] after the key ``after`` (time, id), in
+        (time, id) order: a keyset page, so a long window is read in bounded pieces."""
+        if after is None:
+            sql, args = "time >= ? AND time <= ?", [since, until]
+        else:
+            sql, args = "time <= ? AND (time > ? OR (time = ? AND id > ?))", [until, after[0], after[0], after[1]]
+        with self._lock:
+            rows = self._conn().execute(f"SELECT time, id, data FROM records WHERE {sql} ORDER BY time, id LIMIT ?",
+                                        (*args, size)).fetchall()
+        return [(t, i, from_row(data)) for t, i, data in rows]
+
+    def measure_rows(self, by: str, since: float, until: float) -> list[tuple[Any, ...]]:
+        """The groups records/measures.py folds (``measures.Row``), for trunks or spc, in
+        [since, until]. The time index narrows the window; every row of it is then read (an
+        aggregate over all of a window's calls cannot skip any), one pass, no sort beyond
+        the grouping. Rows written before the analytics columns give their verstat from ``data``."""
+        key = TOP_COLUMNS[by]
+        verstat = f"COALESCE(verstat, json_extract(data, '$[{VERSTAT_INDEX}]'))"
+        extra = "trunk_rmd, implementation" if by == "trunks" else "NULL, NULL"
+        groups = "1, 2, 3, 4, 5, 6, 7" if by == "trunks" else "1, 2, 3, 4, 5"
+        sql = (f"SELECT {key}, attest, {verstat}, caller_check, spc_owner, {extra}, COUNT(*), MAX(time)"
+               f" FROM records WHERE time >= ? AND time <= ? AND {key} IS NOT NULL GROUP BY {groups}")
+        with self._lock:
+            return self._conn().execute(sql, (since, until)).fetchall()
+
     def count(self) -> int:
         with self._lock:
             return int(self._conn().execute("SELECT COUNT(*) FROM records").fetchone()[0])
@@ -150,6 +187,20 @@ class SqliteRecords:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Add the ``ADDED`` columns a file made by an earlier version lacks (NULL in its rows: the
+    analytics read ``verstat`` of those from ``data`` and count the rest as unknown). Adding a
+    nullable column rewrites nothing. Two workers may race: the loser's "duplicate column" is fine."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    for column in ADDED:
+        if column not in have:
+            try:
+                db.execute(f"ALTER TABLE records ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def _wal(db: sqlite3.Connection, attempts: int = 200) -> None:

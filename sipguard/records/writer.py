@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sipguard.clock import Clock, SystemClock
+from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.records.record import CallRecord, TracebackConfig
 from sipguard.records.spool import Entry, Spool
 
-__all__ = ["RecordWriter", "TracebackConfig", "open_records", "WriterStats"]
+__all__ = ["RecordWriter", "TracebackConfig", "open_records", "WriterCounters"]
 
 log = logging.getLogger("sipguard.records")
 INTERVAL = 0.2          # seconds between writes when traffic is light
@@ -52,7 +53,9 @@ class Sink(Protocol):
 
 
 @dataclass(slots=True)
-class WriterStats:
+class WriterCounters:
+    """Cumulative; the metrics come from the hooks (``records_written``...), with the write time."""
+
     submitted: int = 0
     written: int = 0
     spooled: int = 0       # records that went to disk because the store failed or the queue was full
@@ -64,13 +67,13 @@ class WriterStats:
 
 class RecordWriter:
     def __init__(self, sink: Sink, cfg: TracebackConfig, clock: Clock | None = None,
-                 writer_id: str | None = None, metrics: Any = None) -> None:
+                 writer_id: str | None = None, metrics: MetricHooks = NO_METRICS) -> None:
         self.sink = sink
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.writer_id = writer_id or _writer_id()
         self.spool = Spool(cfg.spool, self.writer_id)
-        self.stats = WriterStats()
+        self.counters = WriterCounters()
         self.metrics = metrics
         self._queue: deque[CallRecord] = deque()
         self._overflow: list[CallRecord] = []
@@ -87,14 +90,14 @@ class RecordWriter:
     # -- hot path ---------------------------------------------------------------------------
     def submit(self, record: CallRecord) -> None:
         try:
-            self.stats.submitted += 1
+            self.counters.submitted += 1
             if len(self._queue) < self.cfg.queue:
                 self._queue.append(record)
                 if len(self._queue) >= self.cfg.batch:
                     self._wake.set()
             else:
                 self._overflow.append(record)
-                self.stats.spilled += 1
+                self.counters.spilled += 1
                 self._wake.set()
         except Exception:  # pragma: no cover - must never break call handling
             log.exception("record dropped")
@@ -170,10 +173,10 @@ class RecordWriter:
             try:
                 await self.sink.write(entries, self.clock.time())
             except Exception as exc:
-                self.stats.errors += 1
+                self.counters.errors += 1
                 self._note_failure(exc)
             else:
-                self.stats.written += len(entries)
+                self.counters.written += len(entries)
                 self._note_ok(len(entries), time.perf_counter() - started)
                 return
         await self._to_spool(entries)
@@ -181,10 +184,9 @@ class RecordWriter:
 
     async def _to_spool(self, entries: list[Entry]) -> None:
         await asyncio.to_thread(self.spool.append, entries)
-        self.stats.spooled += len(entries)
+        self.counters.spooled += len(entries)
         self._spool_pending = True
-        if self.metrics is not None:
-            self.metrics.records_spooled(len(entries))
+        self.metrics.records_spooled(len(entries))
 
     async def _flush_spool(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -199,11 +201,11 @@ class RecordWriter:
                     for start in range(0, len(entries), self.cfg.batch):
                         await self.sink.write(entries[start:start + self.cfg.batch], self.clock.time())
                 except Exception as exc:
-                    self.stats.errors += 1
+                    self.counters.errors += 1
                     self._note_failure(exc)
                     return
                 await asyncio.to_thread(Spool.done, item)
-                self.stats.flushed += len(entries)
+                self.counters.flushed += len(entries)
                 if entries:
                     log.info("records: %d spooled records delivered from %s", len(entries), item.path)
         finally:
@@ -224,7 +226,7 @@ class RecordWriter:
         except Exception as exc:
             log.warning("records: retention pass failed: %s", exc)
             return
-        self.stats.trimmed += removed
+        self.counters.trimmed += removed
         if removed:
             log.info("records: %d records older than %d days expired", removed, self.cfg.retention_days)
 
@@ -232,12 +234,10 @@ class RecordWriter:
         if not self._degraded:
             log.warning("records: store write failed, spooling to %s: %s", self.cfg.spool, exc)
         self._degraded = True
-        if self.metrics is not None:
-            self.metrics.records_write_failed()
+        self.metrics.records_write_failed()
 
     def _note_ok(self, count: int, seconds: float) -> None:
-        if self.metrics is not None:
-            self.metrics.records_written(count, seconds)
+        self.metrics.records_written(count, seconds)
 
 
 def _writer_id() -> str:
@@ -337,7 +337,7 @@ class PostgresSink:
 
 def open_records(store_url: str, traceback_cfg: TracebackConfig,
                  redis_client_factory: Callable[[str], Any] | None = None,
-                 clock: Clock | None = None, metrics: Any = None) -> RecordWriter:
+                 clock: Clock | None = None, metrics: MetricHooks = NO_METRICS) -> RecordWriter:
     """The writer for a config's ``store`` and ``traceback.store``: memory or sqlite -> SQLite
     file, redis URL -> Redis Stream, postgresql URL -> PostgreSQL."""
     from sipguard.records.postgres import is_url

@@ -1,8 +1,9 @@
 """Bounded caches, single flight, the per-host circuit breaker and the per-trunk fetch budget
 behind certificate and CRL lookups.
 
-Every cache here has an owner (the CredentialCache), a bound (LRU size) and counters (hits, misses,
-evictions) exported through `Verifier.stats()`. `CertStore` is the shared second-level cache
+Every cache here has an owner (the CredentialCache), a bound (LRU size) and its ``CacheCounters``
+(hits, misses, evictions); the verifier's own counts are one ``VerifierCounters``, shared by the
+credential cache and the CRL checker (observe/metrics.py exports both). `CertStore` is the shared second-level cache
 (Redis) that the store package implements; the in-process LRU sits in front of it.
 Time is passed in (`now`), never read here.
 """
@@ -19,6 +20,36 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+@dataclass(slots=True)
+class CacheCounters:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+
+@dataclass(slots=True)
+class VerifierCounters:
+    """What the verifier counts, cumulative (the credential cache and the CRL checker add theirs)."""
+
+    passed: int = 0               # calls by verification outcome (none: unsigned or no verdict)
+    failed: int = 0
+    none: int = 0
+    internal_errors: int = 0      # a bug caught: no verdict, a loud log line
+    token_cache_hits: int = 0     # ES256 checks answered from the token cache
+    x5u_fetches: int = 0          # downloads attempted
+    x5u_fetch_failures: int = 0
+    x5u_refused: int = 0          # URL refused before any connection (scheme, port, network)
+    x5u_breaker_skips: int = 0    # not tried: the host's breaker is open
+    x5u_not_found: int = 0        # 404 / 410
+    x5u_budget_skips: int = 0     # not tried: the trunk's download budget is spent
+    x5u_failed_hits: int = 0      # answered from the list of URLs that gave no credential
+    l2_hits: int = 0              # certificates found in the shared (Redis) cache
+    l2_errors: int = 0
+    stale_served: int = 0         # expired credentials used while being fetched again
+    crl_fetches: int = 0
+    crl_failures: int = 0
+
+
 class CertStore(Protocol):
     """Shared certificate cache (L2), keyed by x5u URL. Implemented by the Redis store."""
 
@@ -32,21 +63,19 @@ class CertStore(Protocol):
 class LruCache(Generic[K, V]):
     """A dict with a size bound: the least recently used entry goes first."""
 
-    __slots__ = ("_data", "maxsize", "hits", "misses", "evictions")
+    __slots__ = ("_data", "maxsize", "counters")
 
     def __init__(self, maxsize: int) -> None:
         self._data: OrderedDict[K, V] = OrderedDict()
         self.maxsize = max(1, maxsize)
-        self.hits = 0
-        self.misses = 0
-        self.evictions = 0
+        self.counters = CacheCounters()
 
     def get(self, key: K) -> V | None:
         value = self._data.get(key)
         if value is None:
-            self.misses += 1
+            self.counters.misses += 1
             return None
-        self.hits += 1
+        self.counters.hits += 1
         self._data.move_to_end(key)
         return value
 
@@ -55,7 +84,7 @@ class LruCache(Generic[K, V]):
         self._data.move_to_end(key)
         while len(self._data) > self.maxsize:
             self._data.popitem(last=False)
-            self.evictions += 1
+            self.counters.evictions += 1
 
     def pop(self, key: K) -> None:
         self._data.pop(key, None)

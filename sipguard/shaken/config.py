@@ -61,13 +61,21 @@ class ShakenConfig:
     # Identity header parameters whose absence is tolerated (shaken.identity.lenient): none by
     # default, as ATIS-1000074 requires `alg` and `ppt` on a SHAKEN Identity header
     identity_lenient: frozenset[str] = frozenset()
+    # Identity header values a call may carry (shaken.identity.max_headers): a SHAKEN one, a
+    # div per retarget, an rcd; a call with more fails with too-many-identity, unverified
+    max_identity: int = 8
+    # PASSporT replay detection (shaken.replay.enabled): the seen-set of verified signatures
+    replay: bool = True
+    # download content an rcd PASSporT names by URL (shaken.rcd.fetch) to check its rcdi digest:
+    # off by default (a stranger's URL); on, with the x5u rules (SSRF guard, ports, size, timeout)
+    rcd_fetch: bool = False
     trust_list: TrustListConfig = field(default_factory=TrustListConfig)
 
     @classmethod
     def from_section(cls, sec: Section, base_dir: str) -> ShakenConfig:
         """Build from the `shaken:` section; relative paths are resolved against base_dir."""
         sec.check_keys(("trust_anchors", "iat_max_age", "iat_max_future", "x5u", "crl", "signing", "identity",
-                        "trust_list"))
+                        "trust_list", "replay", "rcd"))
         anchors = sec.str("trust_anchors", default=None)
         if anchors is not None:
             anchors = _resolve(base_dir, anchors)
@@ -79,6 +87,9 @@ class ShakenConfig:
             x5u=x5u_config(sec.section("x5u"), base_dir),
             crl=_crl_config(sec.section("crl")),
             identity_lenient=_identity_lenient(sec.section("identity")),
+            max_identity=sec.section("identity").int("max_headers", default=8, minimum=1, maximum=32),
+            replay=_replay(sec.section("replay")),
+            rcd_fetch=_rcd_fetch(sec.section("rcd")),
             trust_list=trust_list_config(sec.section("trust_list"), base_dir),
         )
 
@@ -160,8 +171,18 @@ def trust_list_config(sec: Section, base_dir: str) -> TrustListConfig:
     return TrustListConfig(url, root)
 
 
+def _rcd_fetch(sec: Section) -> bool:
+    sec.check_keys(("fetch",))
+    return bool(sec.bool("fetch", default=False))
+
+
+def _replay(sec: Section) -> bool:
+    sec.check_keys(("enabled",))
+    return bool(sec.bool("enabled", default=True))
+
+
 def _identity_lenient(sec: Section) -> frozenset[str]:
-    sec.check_keys(("lenient",))
+    sec.check_keys(("lenient", "max_headers"))
     names: list[str] = sec.list("lenient", default=[], item=str)
     for index, name in enumerate(names):
         if name not in LENIENT_PARAMS:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.shaken import certs
 from sipguard.shaken import passport as pp
-from sipguard.shaken.cache import Breaker, CertStore, FetchBudget, LruCache, SingleFlight
+from sipguard.shaken.cache import Breaker, CertStore, FetchBudget, LruCache, SingleFlight, VerifierCounters
 from sipguard.shaken.certs import Credential, TrustStore
 from sipguard.shaken.config import ShakenConfig
 from sipguard.shaken.crl import CrlChecker
@@ -59,22 +59,21 @@ class CertEntry:
 
 class CredentialCache:
     def __init__(self, cfg: ShakenConfig, fetcher: CertFetcher, l2: CertStore | None = None,
-                 trust: TrustStore | None = None, metrics: MetricHooks = NO_METRICS) -> None:
+                 trust: TrustStore | None = None, metrics: MetricHooks = NO_METRICS,
+                 counters: VerifierCounters | None = None) -> None:
         self.cfg, self.fetcher, self.l2, self.metrics = cfg, fetcher, l2, metrics
+        self.counters = counters if counters is not None else VerifierCounters()
         if trust is None and cfg.trust_anchors:
             trust = certs.load_trust_anchors(cfg.trust_anchors)
         # No anchors configured: nothing can be trusted, every credential is cert-untrusted.
         self.trust = trust or TrustStore({}, 0)
-        self._l1: LruCache[str, CertEntry] = LruCache(cfg.x5u.cache_size)
+        self.certs: LruCache[str, CertEntry] = LruCache(cfg.x5u.cache_size)   # L1
         self._failed: LruCache[str, CertEntry] = LruCache(cfg.x5u.cache_size)  # URLs that gave no credential
         self.budget = FetchBudget(cfg.x5u.trunk_fetch_rate, cfg.x5u.trunk_fetch_burst)
         self.flights: SingleFlight[str, CertEntry] = SingleFlight(self._load_failed)
         self.breaker = Breaker()
         self._anchors = 0  # generation of the trust anchors, one more at each change (SIGHUP)
-        self.crl = CrlChecker(fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl)
-        self.counters: dict[str, float] = dict.fromkeys((
-            "x5u_fetches", "x5u_fetch_failures", "x5u_refused", "x5u_breaker_skips", "l2_hits", "l2_errors",
-            "internal_errors", "stale_served", "x5u_not_found", "x5u_budget_skips", "x5u_failed_hits"), 0.0)
+        self.crl = CrlChecker(fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl, self.counters)
 
     async def check(self, url: str, passport: pp.Passport, iat: float, orig_tn: str | None, now: float,
                     verified: Credential | None = None) -> tuple[Credential | None, list[Reason]]:
@@ -82,7 +81,7 @@ class CredentialCache:
         validity at ``iat`` and ``now``, revocation, the ES256 signature (unless the credential is
         the very object that ``verified`` these bytes before) and, given ``orig_tn``, whether a
         delegate certificate covers it. The warm path (L1, CRL state known) awaits nothing."""
-        entry = self._l1.get(url)
+        entry = self.certs.get(url)
         if entry is None or now >= entry.expires:
             entry = await self._miss(url, now, entry)
         cred = entry.cred
@@ -110,7 +109,7 @@ class CredentialCache:
         if changed:
             self.trust = trust
             self._anchors += 1
-            self._l1.clear()
+            self.certs.clear()
             self._failed.clear()  # certificate-untrusted verdicts included
             log.info("trust anchors reloaded: %d certificates from %s", trust.count, cfg.trust_anchors)
         if any(getattr(cfg.x5u, name) != getattr(self.cfg.x5u, name) for name in _FIXED):
@@ -118,15 +117,14 @@ class CredentialCache:
             cfg = replace(cfg, x5u=replace(self.cfg.x5u, negative_ttl=cfg.x5u.negative_ttl,
                                            stale_grace=cfg.x5u.stale_grace))
         if changed or cfg.crl != self.cfg.crl or cfg.x5u.negative_ttl != self.cfg.x5u.negative_ttl:
-            self.crl = CrlChecker(self.fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl)
+            self.crl = CrlChecker(self.fetcher, cfg.crl, self.trust, cfg.x5u.negative_ttl, self.counters)
         self.cfg = cfg
         return changed
 
-    def stats(self) -> dict[str, float]:
-        return {**self.counters, "cert_cache_hits": self._l1.hits, "cert_cache_misses": self._l1.misses,
-                "cert_cache_evictions": self._l1.evictions, "cert_cache_size": len(self._l1),
-                "crl_fetches": self.crl.fetches, "crl_failures": self.crl.failures,
-                "x5u_failed_size": len(self._failed)}
+    @property
+    def failed_urls(self) -> int:
+        """URLs held in the negative cache (they gave no credential)."""
+        return len(self._failed)
 
     async def aclose(self) -> None:
         self.flights.cancel()
@@ -137,18 +135,18 @@ class CredentialCache:
         """``entry``: what L1 holds for ``url``, past its lifetime (or None)."""
         failed = self._failed.get(url) if entry is None else None
         if failed is not None and now < failed.expires:
-            self.counters["x5u_failed_hits"] += 1
+            self.counters.x5u_failed_hits += 1
             return failed
         stale = entry if entry is not None and entry.cred is not None and now < entry.stale_until else None
         load = partial(self._load, url, now, stale)
         if stale is None:
             return await self.flights.join(url, load)
         self.flights.start(url, load)
-        self.counters["stale_served"] += 1
+        self.counters.stale_served += 1
         return stale
 
     def _load_failed(self, url: str, exc: BaseException) -> None:
-        self.counters["internal_errors"] += 1
+        self.counters.internal_errors += 1
         log.error("x5u %s: loading failed internally", url, exc_info=exc)
 
     async def _load(self, url: str, now: float, stale: CertEntry | None = None) -> CertEntry:
@@ -166,10 +164,10 @@ class CredentialCache:
         elif entry.cred is not None:
             entry.crl_reason, entry.crl_until = await self.crl.status(entry.cred, now)
         if entry.cred is not None:
-            self._l1.put(url, entry)
+            self.certs.put(url, entry)
             self._failed.pop(url)
         else:
-            self._l1.pop(url)
+            self.certs.pop(url)
             # a budget refusal is not a fact about the URL; a huge URL would cost memory
             if entry.expires > now and len(url) <= MAX_URL_LENGTH:
                 self._failed.put(url, entry)
@@ -181,7 +179,7 @@ class CredentialCache:
         try:
             got = await self.l2.get_cert(url)
         except Exception as exc:  # the shared cache is an optimisation: never fail a call on it
-            self.counters["l2_errors"] += 1
+            self.counters.l2_errors += 1
             log.warning("shared certificate cache unavailable: %s", exc)
             return None
         if got is None or got[1] <= now:
@@ -189,7 +187,7 @@ class CredentialCache:
         result = certs.build_credential(got[0], self.trust, now)
         if isinstance(result, Reason):
             return None  # trust anchors may differ per instance: fetch and judge ourselves
-        self.counters["l2_hits"] += 1
+        self.counters.l2_hits += 1
         expires = min(got[1], max(result.not_after, now + self.cfg.x5u.negative_ttl))
         return CertEntry(result, None, expires, stale_until=expires + self.cfg.x5u.stale_grace,
                          anchors=self._anchors)
@@ -204,21 +202,24 @@ class CredentialCache:
         # half-open attempt of a recovering host; none is spent on an open breaker either
         if budgeted and trunk is not None and self.breaker.state(host, now) != "open" \
                 and not self.budget.take(trunk, now):
-            self.counters["x5u_budget_skips"] += 1
+            self.counters.x5u_budget_skips += 1
             log.debug("x5u %s: trunk %s is over its budget of new downloads", url, trunk or "(none)")
             return CertEntry(None, Reason.X5U_FETCH_FAILED, now)
         if not self.breaker.allow(host, now):
-            self.counters["x5u_breaker_skips"] += 1
+            self.counters.x5u_breaker_skips += 1
             return CertEntry(None, Reason.X5U_FETCH_FAILED, negative)
-        self.counters["x5u_fetches"] += 1
+        self.counters.x5u_fetches += 1
         started = time.perf_counter()
         try:
             fetched = await self.fetcher.fetch(url)
         except FetchError as exc:
             if exc.reason is Reason.X5U_REFUSED:
-                self.counters["x5u_refused"] += 1
+                self.counters.x5u_refused += 1
             else:
-                self.counters["x5u_not_found" if exc.gone else "x5u_fetch_failures"] += 1
+                if exc.gone:
+                    self.counters.x5u_not_found += 1
+                else:
+                    self.counters.x5u_fetch_failures += 1
                 if exc.host_down:
                     self.breaker.failure(host, now)
                 else:  # it answered: the host is up, whatever it says about this URL
@@ -226,11 +227,11 @@ class CredentialCache:
             log.info("x5u %s: %s", url, exc.detail)
             return CertEntry(None, exc.reason, negative)
         except Exception:
-            self.counters["x5u_fetch_failures"] += 1
+            self.counters.x5u_fetch_failures += 1
             self.breaker.failure(host, now)
             log.exception("x5u %s: fetcher error", url)
             return CertEntry(None, Reason.X5U_FETCH_FAILED, negative)
-        # failures are counted above, by outcome (Verifier.stats -> sipguard_x5u_fetches_total)
+        # failures are counted above, by outcome (VerifierCounters -> sipguard_x5u_fetches_total)
         self.metrics.observe_x5u_fetch(time.perf_counter() - started)
         self.breaker.success(host)
         result = certs.build_credential(fetched.body, self.trust, now)
@@ -243,7 +244,7 @@ class CredentialCache:
             try:
                 await self.l2.put_cert(url, fetched.body, expires)
             except Exception as exc:
-                self.counters["l2_errors"] += 1
+                self.counters.l2_errors += 1
                 log.warning("shared certificate cache: put failed: %s", exc)
         return CertEntry(result, None, expires, stale_until=expires + self.cfg.x5u.stale_grace,
                          anchors=self._anchors)

@@ -24,7 +24,7 @@ from functools import partial
 
 from cryptography import x509
 
-from sipguard.shaken.cache import SingleFlight
+from sipguard.shaken.cache import SingleFlight, VerifierCounters
 from sipguard.shaken.certs import Credential, TrustStore, crl_urls
 from sipguard.shaken.config import CrlConfig
 from sipguard.shaken.reasons import Reason
@@ -44,15 +44,14 @@ class CrlEntry:
 
 class CrlChecker:
     def __init__(self, fetcher: CertFetcher, cfg: CrlConfig, store: TrustStore | None,
-                 negative_ttl: float = 30.0) -> None:
+                 negative_ttl: float = 30.0, counters: VerifierCounters | None = None) -> None:
         self.fetcher = fetcher
         self.cfg = cfg
         self.store = store
         self.negative_ttl = negative_ttl
         self._crls: dict[str, CrlEntry] = {}
         self.flights: SingleFlight[str, CrlEntry] = SingleFlight(_load_failed)
-        self.fetches = 0
-        self.failures = 0
+        self.counters = counters if counters is not None else VerifierCounters()   # crl_* are ours
 
     async def status(self, cred: Credential, now: float) -> tuple[Reason | None, float]:
         """(cert-revoked or None, time until which this answer holds)."""
@@ -86,7 +85,7 @@ class CrlChecker:
 
     async def _load(self, url: str, issuer: x509.Certificate, now: float,
                     usable: CrlEntry | None = None) -> CrlEntry:
-        self.fetches += 1
+        self.counters.crl_fetches += 1
         try:
             fetched = await self.fetcher.fetch(url, crl=True)
             entry = self._parse(fetched.body, issuer, now)
@@ -94,7 +93,7 @@ class CrlChecker:
             log.warning("CRL %s: %s", url, exc.detail)
             entry = None
         if entry is None:
-            self.failures += 1
+            self.counters.crl_failures += 1
             if usable is not None:  # the one we have is valid to its nextUpdate: keep it till then
                 entry = replace(usable, until=min(now + self.negative_ttl, usable.valid_until))
             else:

@@ -132,12 +132,12 @@ def normalize_tn(value: Any) -> str | None:
     return digits if _TN_RE.fullmatch(digits) else None
 
 
-def _tn_of(claims: dict[str, Any], name: str) -> str | None:
+def tn_of(claims: dict[str, Any], name: str) -> str | None:
     obj = claims.get(name)
     return normalize_tn(obj.get("tn")) if isinstance(obj, dict) else None
 
 
-def _dest_tns(claims: dict[str, Any]) -> tuple[str, ...] | None:
+def dest_tns(claims: dict[str, Any]) -> tuple[str, ...] | None:
     dest = claims.get("dest")
     if not isinstance(dest, dict):
         return None
@@ -155,7 +155,7 @@ def _dest_tns(claims: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def _iat(claims: dict[str, Any]) -> int | None:
+def iat_of(claims: dict[str, Any]) -> int | None:
     iat = claims.get("iat")
     return iat if isinstance(iat, int) and not isinstance(iat, bool) else None
 
@@ -170,10 +170,10 @@ def shaken_claims(passport: Passport) -> ShakenClaims | None:
     iat = claims.get("iat")
     if not isinstance(iat, int) or isinstance(iat, bool):
         return None
-    orig = _tn_of(claims, "orig")
+    orig = tn_of(claims, "orig")
     if orig is None:
         return None
-    dest = _dest_tns(claims)
+    dest = dest_tns(claims)
     if dest is None:
         return None
     return ShakenClaims(attest, orig, dest, iat, origid)
@@ -184,9 +184,9 @@ def div_claims(passport: Passport) -> DivClaims | None:
     claims = passport.claims
     div = claims.get("div")
     div_tn = normalize_tn(div.get("tn")) if isinstance(div, dict) else None
-    orig = _tn_of(claims, "orig")
-    dest = _dest_tns(claims)
-    iat = _iat(claims)
+    orig = tn_of(claims, "orig")
+    dest = dest_tns(claims)
+    iat = iat_of(claims)
     if div_tn is None or orig is None or dest is None or iat is None:
         return None
     return DivClaims(orig_tn=orig, dest_tns=dest, div_tn=div_tn, iat=iat)

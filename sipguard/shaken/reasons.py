@@ -37,6 +37,12 @@ class Reason(enum.StrEnum):
     ORIG_MISMATCH = "orig-mismatch"
     DEST_MISMATCH = "dest-mismatch"
     BAD_CLAIMS = "bad-claims"
+    # more Identity header values than shaken.identity.max_headers (the call fails: 438)
+    TOO_MANY_IDENTITY = "too-many-identity"
+    # div and rcd PASSporTs only (their PassportResult, never the call's verstat):
+    DIV_CHAIN_BROKEN = "div-chain-broken"  # orig/div.tn do not link to the shaken PASSporT or the div before
+    DIV_NO_HISTORY = "div-no-history"  # the retarget is in no History-Info / Diversion of the call
+    RCDI_MISMATCH = "rcdi-mismatch"  # an rcdi digest does not match the inline content it names
 
 
 # The Identity header parameters a SHAKEN verifier may be told to do without
@@ -65,4 +71,8 @@ RFC8224_RESPONSE: dict[Reason, tuple[int, str]] = {
     Reason.ORIG_MISMATCH: (438, "Invalid Identity Header"),
     Reason.DEST_MISMATCH: (438, "Invalid Identity Header"),
     Reason.BAD_CLAIMS: (438, "Invalid Identity Header"),
+    Reason.TOO_MANY_IDENTITY: (438, "Invalid Identity Header"),
+    Reason.DIV_CHAIN_BROKEN: (438, "Invalid Identity Header"),
+    Reason.DIV_NO_HISTORY: (438, "Invalid Identity Header"),
+    Reason.RCDI_MISMATCH: (438, "Invalid Identity Header"),
 }

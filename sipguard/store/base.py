@@ -20,10 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sipguard.errors import SipguardError
 from sipguard.yamlconf import Section
+
+if TYPE_CHECKING:
+    from sipguard.detectors import Detectors
+    from sipguard.threats import ThreatEntry, ThreatIndex
 
 LIMIT_FIELDS = ("trunk", "source", "caller", "callee", "spc")
 LIST_KINDS = ("number", "prefix", "trunk", "spc")
@@ -108,6 +112,10 @@ class LookupKeys:
     caller: str | None           # E.164 digits (a leading + is tolerated)
     callee: str | None
     spc: str | None              # SPC of the signing certificate, None if none
+    # PASSporT replay (store/replay.py): the verified signature's key, None when there is none
+    passport: str | None = None
+    passport_call: str = ""      # replay.call_key(Call-ID)
+    passport_ttl: float = 0.0    # seconds the PASSporT stays fresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +131,15 @@ class Lookups:
     notice: str | None = None
     degraded: bool = False
     rmd_snapshot: str | None = None
+    # campaign detectors (sipguard/detectors.py): None when off or the store did not answer
+    campaign_fanout: bool | None = None
+    campaign_burst: bool | None = None
+    passport_replayed: bool | None = False    # PASSporT replay (replay.py); None: the store did not answer
 
 
 # The store did not answer: nothing is known (unknown facts match no rule). The Redis store
 # fills in the RMD answers it had for the same provider and signer (redis.py, _remembered).
-DEGRADED = Lookups(trunk_rmd=None, degraded=True)
+DEGRADED = Lookups(trunk_rmd=None, degraded=True, passport_replayed=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,45 @@ class RmdRecord:
     gateway: bool | None = None
     last_updated: str = ""
     line: int = 0
+
+
+RMD_CHANGES = ("added", "removed", "relisted", "implementation")
+MAX_RMD_CHANGES = 100_000      # changes a store keeps (the oldest go first): years of daily imports
+
+
+@dataclass(frozen=True, slots=True)
+class RmdChange:
+    """One filing whose status or implementation changed between two RMD imports (RMD watch).
+
+    ``change``: added (absent before, listed now), removed (listed or absent before, removed
+    now), relisted (removed before, listed now), implementation (listed in both, its
+    implementation changed). ``time`` is when the import ran (epoch seconds)."""
+
+    time: float
+    snapshot: str
+    previous: str
+    rmd: str
+    frn: str
+    change: str
+    old_status: str
+    new_status: str
+    old_implementation: str
+    new_implementation: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RMD_CHANGE_FIELDS}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RmdChange:
+        """A stored change; ValueError when it is not one."""
+        try:
+            return cls(float(d["time"]), *(str(d[name]) for name in RMD_CHANGE_FIELDS[1:]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a stored RMD change: {exc}") from None
+
+
+RMD_CHANGE_FIELDS = ("time", "snapshot", "previous", "rmd", "frn", "change", "old_status", "new_status",
+                     "old_implementation", "new_implementation")
 
 
 @dataclass(slots=True)
@@ -161,6 +212,7 @@ class ImportReport:
     by_implementation: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
     warnings: list[str] = field(default_factory=list)
+    changes: list[RmdChange] = field(default_factory=list)   # since the previous snapshot (none on a first import)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +250,23 @@ class Notice:
                     self.frn, self.spc))
 
 
+@dataclass(slots=True)
+class StoreCounters:
+    """What a store counts, cumulative, whatever the backend (exported as sipguard_store_requests)."""
+
+    lookups: int = 0
+    errors: int = 0           # lookups that failed (answered degraded)
+    timeouts: int = 0         # lookups past store_timeout (answered degraded)
+    degraded: int = 0         # lookups answered in the failure mode
+    reconnects: int = 0
+    rmd_remembered: int = 0   # degraded answers that used a remembered RMD answer
+    passport_replays: int = 0  # lookups whose PASSporT the seen-set had from another call (replay.py)
+
+
 class Store(Protocol):
     healthy: bool
+    counters: StoreCounters
+    limits: tuple[LimitSpec, ...]    # the ``limits:`` in force; SIGHUP replaces it
 
     async def start(self) -> None: ...
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups: ...
@@ -217,9 +284,13 @@ class Store(Protocol):
     async def notice_remove(self, ref: str) -> bool: ...
     async def notice_list(self) -> list[Notice]: ...
     async def rmd_show(self, ident: str) -> dict[str, str] | None: ...
+    def set_detectors(self, detectors: Detectors) -> None: ...   # SIGHUP: new analytics.campaign
+    # threat lists (sipguard/threats.py): the index in force, read on every call without I/O
+    threats: ThreatIndex
+    async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int: ...
+    async def rmd_changes(self, since: float | None = None, limit: int = 1000) -> list[RmdChange]: ...
     async def get_cert(self, url: str) -> tuple[bytes, float] | None: ...
     async def put_cert(self, url: str, pem: bytes, expires_at: float) -> None: ...
-    def stats(self) -> dict[str, float]: ...
 
 
 def check_list_args(kind: str, list_name: str | None = None) -> None:
@@ -231,5 +302,5 @@ def check_list_args(kind: str, list_name: str | None = None) -> None:
 
 
 __all__ = ["DEGRADED", "ImportReport", "LIMIT_FIELDS", "LIST_KINDS",
-           "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdRecord",
-           "Store", "parse_limits", "parse_rate"]
+           "LimitSpec", "ListEntry", "LookupKeys", "Lookups", "Notice", "OcnMapping", "RmdChange", "RmdRecord",
+           "Store", "StoreCounters", "parse_limits", "parse_rate"]

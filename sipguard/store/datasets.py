@@ -8,7 +8,7 @@ a file that cannot be an RMD export at all (no ``number`` and no ``frn`` column)
 ``ConfigError`` so the snapshot in force stays.
 
 ``load_datasets(store, cfg)`` loads the files named in the config's ``datasets:`` section
-(rmd, rmd_removed, dno, ocn_map, lists); ``DatasetWatcher`` reloads them when they change.
+(rmd, rmd_removed, dno, ocn_map, lists, and the threat lists c_cist and threats: threats.py); ``DatasetWatcher`` reloads them when they change.
 
 A file that parses is still refused (``check_import``) when more than ``MAX_INVALID_SHARE``
 of its rows are invalid, or when its valid entries fall more than ``MAX_DROP`` below what
@@ -34,7 +34,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sipguard.errors import ConfigError, SipguardError
 from sipguard.store.base import (
@@ -48,10 +48,14 @@ from sipguard.store.base import (
 from sipguard.store.keys import frn10
 from sipguard.yamlconf import input_failure, read_bounded
 
+if TYPE_CHECKING:
+    from sipguard.threats import ThreatEntry
+
 log = logging.getLogger("sipguard.store")
 _T = TypeVar("_T")
 
-DATASET_NAMES = ("rmd", "rmd_removed", "dno", "ocn_map", "lists")
+DATASET_NAMES = ("rmd", "rmd_removed", "dno", "ocn_map", "lists", "c_cist", "threats")
+THREAT_DATASETS = {"c_cist": "c-cist", "threats": "operator"}   # dataset name -> threat source
 _ALIASES = {"frn_str": "frn", "rmd_number": "number", "rmd": "number", "rmd number": "number",
             "fcc registration number (frn)": "frn", "ocn": "spc", "tn": "number", "phone": "number"}
 _EMPTY = {"", "none", "n/a", "na", "null", "-"}
@@ -107,8 +111,8 @@ def _yes(value: str) -> bool | None:
     return True if v in ("yes", "y", "true", "1") else False if v in ("no", "n", "false", "0") else None
 
 
-def read_text(path: str) -> str:
-    data = read_bounded(path, MAX_DATASET_BYTES)
+def read_text(path: str, limit: int = MAX_DATASET_BYTES) -> str:
+    data = read_bounded(path, limit)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -359,10 +363,11 @@ async def check_import(store: Store, report: ImportReport, entries: Sequence[Rmd
                           "anyway with --force", path)
 
 
-def parse_file(parse: Callable[[str, str], _T], path: str) -> _T:
-    """Read and parse one dataset file; a file that exhausts memory is refused like a bad one."""
+def parse_file(parse: Callable[[str, str], _T], path: str, limit: int = MAX_DATASET_BYTES) -> _T:
+    """Read (at most ``limit`` bytes) and parse one dataset file; a file that exhausts memory
+    is refused like a bad one."""
     try:
-        return parse(read_text(path), path)
+        return parse(read_text(path, limit), path)
     except (RecursionError, MemoryError, UnicodeError) as exc:
         raise input_failure(exc, path) from None
 
@@ -412,6 +417,14 @@ async def load_datasets(store: Store, datasets_cfg: Mapping[str, str],
         await check_import(store, reports["dno"], entries, paths["dno"])
     if "lists" in paths:
         lists = await asyncio.to_thread(parse_file, parse_lists, paths["lists"])
+    threats = {}
+    for name, source in THREAT_DATASETS.items():
+        if name in paths:
+            threats[source], reports[name] = await asyncio.to_thread(parse_file, _threat_parser(source), paths[name],
+                                                                     MAX_THREAT_BYTES)
+            why = import_refusal(reports[name], len(threats[source]), 0)
+            if why is not None:
+                raise ConfigError(f"{why}; the {source} threat list in force is kept", paths[name])
     if "rmd" in paths:
         report = await store.import_rmd(records, parsed.snapshot or "", removed)
         report.rows, report.skipped, report.duplicates = parsed.rows, parsed.skipped, parsed.duplicates
@@ -423,11 +436,22 @@ async def load_datasets(store: Store, datasets_cfg: Mapping[str, str],
         await store.import_dno(entries)
     if "lists" in paths:
         reports["lists"] = ImportReport("lists", rows=len(lists), imported=await store.list_replace(lists))
+    for source, entries_of in threats.items():
+        await store.threats_import(entries_of, source)
     for name, rep in reports.items():
         if rep.skipped:
             log.warning("dataset %s: %d line(s) skipped, first at line %d: %s", name, len(rep.skipped),
                         rep.skipped[0][0], rep.skipped[0][1])
     return reports
+
+
+MAX_THREAT_BYTES = 32 * 1024 * 1024     # a threat list: 200,000 entries of ~100 bytes is 20 MB
+
+
+def _threat_parser(source: str) -> Callable[[str, str], tuple[list[ThreatEntry], ImportReport]]:
+    from sipguard.threats import parse_threats
+
+    return lambda text, path: parse_threats(text, path, source)
 
 
 @dataclass(slots=True)

@@ -11,8 +11,14 @@ has its own tag, ``{<name>:<value>}``, so limits spread over the cluster's nodes
     sg:{sg}:ocn                  hash: SPC -> "rmd|frn"
     sg:{sg}:lists                hash: "<kind>:<value>" -> "allow|block" TAB note
     sg:{sg}:notices              hash: ref -> JSON of the Notice
+    sg:{sg}:threats              hash: source (c-cist|operator) -> JSON of its entries (threats.py);
+                                 meta field threat_gen counts imports (workers reload on change)
     sg:l:{<limiter>:<value>}     string: GCRA theoretical arrival time (server seconds)
+    sg:c:{f:<caller digits>}     set: callees of a caller in its fanout window (expires with it)
+    sg:c:{b:<caller prefix>}     string: calls from a prefix in its burst window (expires with it)
     sg:x5u:<sha256(url)>         string: "<expires_at>\\n" + PEM, expiring at expires_at
+    sg:pp:{<key>}                string: the Call-ID hash of the first call that carried a verified
+                                 PASSporT signature (key: verify.signature_key), expiring with it
 
 The Lua script derives the generation keys from ``KEYS[1]`` (the meta key) by the same rule
 as ``KeySchema``, so the two must change together.
@@ -42,6 +48,11 @@ class KeySchema:
     def rmd_frn(self, gen: str) -> str:
         return f"{self.base}rmd:{gen}:frn"
 
+    @property
+    def rmd_changes(self) -> str:
+        # not under "rmd:": an import sweeps every rmd:* key but the generation in force
+        return self.base + "rmdlog"
+
     def dno(self, gen: str) -> str:
         return f"{self.base}dno:{gen}"
 
@@ -57,11 +68,23 @@ class KeySchema:
     def notices(self) -> str:
         return self.base + "notices"
 
+    @property
+    def threats(self) -> str:
+        return self.base + "threats"
+
     def limit(self, name: str, value: str) -> str:
         return f"{self.prefix}:l:{{{name}:{value}}}"
 
+    def campaign(self, kind: str, value: str) -> str:
+        """A campaign-detector window (detectors.py): kind ``f`` fanout, ``b`` burst."""
+        return f"{self.prefix}:c:{{{kind}:{value}}}"
+
     def cert(self, url: str) -> str:
         return f"{self.prefix}:x5u:" + hashlib.sha256(url.encode()).hexdigest()
+
+    def passport(self, key: str) -> str:
+        """The seen-set entry of a PASSporT signature (store/replay.py); its own slot."""
+        return f"{self.prefix}:pp:{{{key}}}"
 
     def dataset_keys(self) -> list[str]:
         """KEYS[1..4] of lookup.lua, in order."""

@@ -9,9 +9,12 @@ Nothing here awaits I/O; the methods are async only to share the ``Store`` proto
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 
+from sipguard.detectors import NO_DETECTORS, CampaignWindows, Detectors
 from sipguard.store.base import (
+    MAX_RMD_CHANGES,
     ImportReport,
     LimitSpec,
     ListEntry,
@@ -19,18 +22,23 @@ from sipguard.store.base import (
     Lookups,
     Notice,
     OcnMapping,
+    RmdChange,
     RmdRecord,
+    StoreCounters,
     check_list_args,
 )
 from sipguard.store.keys import digits, frn10, nanp10, split_record
 from sipguard.store.limits import Gcra, applicable
+from sipguard.store.replay import SeenSet
 from sipguard.store.tables import (
     build_rmd,
+    changes_since,
     listed_filings,
     normalise_list_value,
     normalise_notice,
     notice_matches,
 )
+from sipguard.threats import NO_THREATS, ThreatEntry
 
 
 class MemoryStore:
@@ -39,8 +47,10 @@ class MemoryStore:
     # asyncio.timeout in it), so the proxy runs it at once (Pipeline.decides_inline)
     lookup_inline = True
 
-    def __init__(self, limits: Sequence[LimitSpec] = ()) -> None:
+    def __init__(self, limits: Sequence[LimitSpec] = (), detectors: Detectors = NO_DETECTORS) -> None:
         self.limits = tuple(limits)
+        self.set_detectors(detectors)
+        self.threats = NO_THREATS
         self.healthy = True
         self._ids: dict[str, str] = {}
         self._frns: dict[str, str] = {}
@@ -52,7 +62,15 @@ class MemoryStore:
         self._notices: dict[str, Notice] = {}
         self._certs: dict[str, tuple[bytes, float]] = {}
         self._gcra = Gcra()
-        self._lookups = 0
+        self._seen = SeenSet()
+        self.counters = StoreCounters()     # lookups and replays only: memory does not fail
+        self._changes: deque[RmdChange] = deque(maxlen=MAX_RMD_CHANGES)   # RMD watch, oldest first
+
+    def set_detectors(self, detectors: Detectors) -> None:
+        """New campaign detectors: their windows start empty (counts under old thresholds
+        would not mean the same)."""
+        self.detectors = detectors
+        self._campaign = CampaignWindows(detectors) if detectors.active else None
 
     async def start(self) -> None:
         return None
@@ -62,7 +80,7 @@ class MemoryStore:
 
     # -- the hot path ------------------------------------------------------------------------
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
-        self._lookups += 1
+        self.counters.lookups += 1
         caller = digits(keys.caller) or ""
         trunk_frn = frn10(keys.trunk_frn) or ""
         spc = keys.spc.upper() if keys.spc else None
@@ -88,10 +106,21 @@ class MemoryStore:
         limited = tuple(self.limits[i].name for i, value, interval, burst in applicable(self.limits, keys)
                         if self._gcra.hit(f"{self.limits[i].name}:{value}", interval, burst, now)
                         ) if self.limits else ()
+        fanout = burst = None
+        campaign = self._campaign
+        if campaign is not None:
+            fanout = campaign.fanout(caller or None, digits(keys.callee), now)
+            burst = campaign.burst(caller or None, now)
+        replayed = False
+        if keys.passport and self._seen.check(keys.passport, keys.passport_call, keys.passport_ttl, now):
+            replayed = True
+            self.counters.passport_replays += 1
         # positional, in field order: trunk_rmd, trunk_implementation, signer_rmd, signer_frn,
-        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot
+        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot, campaign_fanout,
+        # campaign_burst, passport_replayed
         return Lookups(trunk[0] if trunk else "absent", (trunk[1] or None) if trunk else None,
-                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot)
+                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot,
+                       fanout, burst, replayed)
 
     def _rmd_find(self, rmd: str, frn: str) -> tuple[str, str, str, str] | None:
         value = (self._ids.get(rmd) if rmd else None) or (self._frns.get(frn) if frn else None)
@@ -134,10 +163,14 @@ class MemoryStore:
     # -- datasets --------------------------------------------------------------------------
     async def import_rmd(self, records: Sequence[RmdRecord], snapshot: str,
                          removed: Sequence[RmdRecord] = ()) -> ImportReport:
-        ids, frns, report = build_rmd(records, removed, self._ids, self._frns, snapshot)
+        ids, frns, report = build_rmd(records, removed, self._ids, self._frns, snapshot, self._snapshot or "")
         # one assignment each: a lookup sees the old tables or the new ones, never a mix
         self._ids, self._frns, self._snapshot = ids, frns, snapshot
+        self._changes.extend(report.changes)
         return report
+
+    async def rmd_changes(self, since: float | None = None, limit: int = 1000) -> list[RmdChange]:
+        return changes_since(self._changes, since, limit)
 
     async def rmd_show(self, ident: str) -> dict[str, str] | None:
         value = self._ids.get(ident.strip().upper()) or self._frns.get(frn10(ident) or "")
@@ -159,6 +192,10 @@ class MemoryStore:
         if dataset == "rmd":
             return listed_filings(self._ids, self._frns)
         return len(self._dno) if dataset == "dno" else 0
+
+    async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int:
+        self.threats = self.threats.replaced(source, entries)   # one assignment: old or new
+        return len(entries)
 
     # -- lists and notices -------------------------------------------------------------------
     async def list_add(self, kind: str, list_name: str, value: str, note: str | None = None) -> None:
@@ -203,10 +240,3 @@ class MemoryStore:
         if len(self._certs) > 10_000:
             self._certs.clear()
         self._certs[url] = (pem, expires_at)
-
-    def stats(self) -> dict[str, float]:
-        # same names as RedisStore.stats(), so the metrics do not depend on the backend
-        return {"lookups": float(self._lookups), "errors": 0.0, "timeouts": 0.0, "degraded": 0.0,
-                "reconnects": 0.0, "latency_avg_s": 0.0, "healthy": 1.0,
-                "limit_buckets": float(len(self._gcra)), "dno_entries": float(len(self._dno)),
-                "rmd_records": float(len(self._ids))}

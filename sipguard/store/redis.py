@@ -1,7 +1,8 @@
 """The Redis store: one EVALSHA per call on the hot path, bounded by a timeout, never raising.
 
-``lookup`` runs lua/lookup.lua (datasets + every GCRA limiter, atomically, on the server's
-clock) under ``asyncio.timeout(timeout)``. A timeout or a lost connection returns
+``lookup`` runs lua/lookup.lua (datasets, every GCRA limiter on the server's clock, the
+campaign detectors' windows and the PASSporT seen-set, atomically; the KEYS/ARGV/reply
+contract is in the script's header) under ``asyncio.timeout(timeout)``. A timeout or a lost connection returns
 ``Lookups(degraded=True)`` and is counted; a lost connection (or three timeouts in a row)
 marks the store unhealthy: calls then get a degraded answer at once, without waiting, while a
 background task reconnects with backoff (50 ms doubling to 400 ms), so the store is back well
@@ -25,14 +26,17 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
+from sipguard.detectors import NO_DETECTORS, Detectors, burst_key, callee_member
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
-from sipguard.store.base import DEGRADED, LimitSpec, LookupKeys, Lookups
+from sipguard.store.base import DEGRADED, LimitSpec, LookupKeys, Lookups, StoreCounters
 from sipguard.store.batch import Autopipe
 from sipguard.store.connect import RedisTarget, client_factory
 from sipguard.store.keys import KeySchema, digits, frn10, nanp10
 from sipguard.store.limits import applicable
 from sipguard.store.redis_admin import RedisAdmin, _pack, _s
+from sipguard.threats import NO_THREATS, THREAT_SOURCES, ThreatIndex, entries_from_json
 
+THREAT_REFRESH = 30.0          # seconds between checks of threat_gen (an import reaches calls within this)
 REMEMBER_RMD = 86400.0           # seconds an RMD answer serves degraded answers (the RMD is daily)
 MAX_REMEMBERED_SIGNERS = 20000   # signer SPCs remembered per worker (providers: one per trunk)
 
@@ -45,10 +49,16 @@ class RedisStore(RedisAdmin):
     healthy: bool
 
     def __init__(self, target: RedisTarget, limits: Sequence[LimitSpec] = (), timeout: float = 0.05,
-                 prefix: str = "sg", metrics: MetricHooks = NO_METRICS) -> None:
+                 prefix: str = "sg", metrics: MetricHooks = NO_METRICS,
+                 detectors: Detectors = NO_DETECTORS) -> None:
         self.target = target
         self.metrics = metrics
         self.limits = tuple(limits)
+        self.set_detectors(detectors)
+        self.threats = NO_THREATS          # threat lists in force: a copy, refreshed off the call path
+        self._threat_gen: str | None = None
+        self._threat_checked = float("-inf")
+        self._threat_task: asyncio.Task[None] | None = None
         self.timeout = timeout
         self.keys = KeySchema(prefix)
         self.healthy = False
@@ -60,12 +70,20 @@ class RedisStore(RedisAdmin):
         self._pipe: Autopipe | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._timeouts_in_row = 0
-        self._counts = {"lookups": 0, "errors": 0, "timeouts": 0, "degraded": 0, "reconnects": 0,
-                        "rmd_remembered": 0}
-        self._latency_sum = 0.0
+        self.counters = StoreCounters()
         # the last RMD answers, for degraded answers: provider (RMD number, FRN) and signer SPC
         self._rmd_by_provider: dict[tuple[str, str], tuple[float, str | None, str | None, str | None]] = {}
         self._rmd_by_signer: dict[str, tuple[float, str | None, str | None]] = {}
+
+    def set_detectors(self, detectors: Detectors) -> None:
+        """The campaign detectors (also on SIGHUP). Windows already open in Redis keep their
+        TTL and count; the new threshold applies from the next call."""
+        self.detectors = detectors
+        # the constant script arguments of each detector, made once: (kind, threshold, window ms)
+        self._fanout_args = ["f", str(detectors.fanout.callees), str(int(detectors.fanout.window * 1000))] \
+            if detectors.fanout is not None else None
+        self._burst_args = ["b", str(detectors.burst.calls), str(int(detectors.burst.window * 1000)), ""] \
+            if detectors.burst is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -78,12 +96,16 @@ class RedisStore(RedisAdmin):
             # load the script now, so the first calls do not pay for NOSCRIPT + SCRIPT LOAD
             await asyncio.wait_for(self._client.script_load(LOOKUP_LUA), max(1.0, self.timeout))
             self.healthy = True
+            await self._refresh_threats()
         except _FAILURES as exc:
             log.warning("store %s not reachable at start (%s); retrying in the background",
                         self.target.redacted(), exc)
             self._mark_down()
 
     async def aclose(self) -> None:
+        if self._threat_task is not None:
+            self._threat_task.cancel()
+            self._threat_task = None
         if self._reconnect is not None:
             self._reconnect.cancel()
             try:
@@ -110,7 +132,7 @@ class RedisStore(RedisAdmin):
         delay = 0.05
         while True:
             await asyncio.sleep(delay)
-            self._counts["reconnects"] += 1
+            self.counters.reconnects += 1
             try:
                 # drop every pooled connection: after a restart they are all dead
                 if not self.target.cluster:
@@ -130,11 +152,15 @@ class RedisStore(RedisAdmin):
 
     # -- the hot path ------------------------------------------------------------------------
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
-        self._counts["lookups"] += 1
-        if not self.healthy or self._client is None:
-            self._counts["degraded"] += 1
-            return self._remembered(keys, now)
+        self.counters.lookups += 1
         loop = asyncio.get_running_loop()
+        if loop.time() - self._threat_checked >= THREAT_REFRESH and self.healthy:
+            self._threat_checked = loop.time()
+            if self._threat_task is None or self._threat_task.done():
+                self._threat_task = loop.create_task(self._refresh_threats())
+        if not self.healthy or self._client is None:
+            self.counters.degraded += 1
+            return self._remembered(keys, now)
         started = loop.time()
         try:
             # asyncio.timeout, not wait_for: no extra task per call (measured: ~150 µs less)
@@ -142,26 +168,45 @@ class RedisStore(RedisAdmin):
                 result = await self._lookup(keys, now)
         except TimeoutError:
             self.metrics.observe_store("lookup", loop.time() - started, error=True)
-            self._counts["timeouts"] += 1
-            self._counts["degraded"] += 1
+            self.counters.timeouts += 1
+            self.counters.degraded += 1
             self._timeouts_in_row += 1
             if self._timeouts_in_row >= 3:
                 self._mark_down()
             return self._remembered(keys, now)
         except Exception as exc:  # noqa: BLE001 - the hot path never raises (bugs are logged)
             self.metrics.observe_store("lookup", loop.time() - started, error=True)
-            self._counts["errors"] += 1
-            self._counts["degraded"] += 1
+            self.counters.errors += 1
+            self.counters.degraded += 1
             if not isinstance(exc, _FAILURES):
                 log.exception("store lookup failed")
             self._mark_down()
             return self._remembered(keys, now)
         self._timeouts_in_row = 0
-        elapsed = loop.time() - started
-        self._latency_sum += elapsed
-        self.metrics.observe_store("lookup", elapsed)
+        self.metrics.observe_store("lookup", loop.time() - started)
         self._remember(keys, result, now)
         return result
+
+    async def _refresh_threats(self) -> None:
+        """Reload the threat lists when ``threat_gen`` moved (an import). Off the call path
+        (the parse runs in a thread: a list may hold 400,000 entries); on any failure the lists
+        in force stay."""
+        try:
+            gen = await self._timed("threats", self._client.hget(self.keys.meta, "threat_gen"))
+            gen = _s(gen) if gen is not None else None
+            if gen == self._threat_gen:
+                return
+            raw = await self._timed("threats", self._client.hgetall(self.keys.threats))
+            index = await asyncio.to_thread(_threat_index, {_s(k): _s(v) for k, v in raw.items()})
+        except _FAILURES as exc:
+            log.warning("threat lists not refreshed (%s); the lists in force stay", exc)
+            return
+        except Exception:  # noqa: BLE001 - a background refresh must not die silently or kill others
+            log.exception("threat lists: unexpected error on refresh")
+            return
+        self.threats = index
+        self._threat_gen = gen
+        log.info("threat lists loaded: %d entries (generation %s)", len(index), gen)
 
     def _remember(self, keys: LookupKeys, got: Lookups, now: float) -> None:
         provider = _provider_key(keys)
@@ -186,10 +231,10 @@ class RedisStore(RedisAdmin):
             signer = None
         if known is None and signer is None:
             return DEGRADED
-        self._counts["rmd_remembered"] += 1
+        self.counters.rmd_remembered += 1
         return Lookups(trunk_rmd=known[1] if known else None, trunk_implementation=known[2] if known else None,
                        signer_rmd=signer[1] if signer else None, signer_frn=signer[2] if signer else None,
-                       rmd_snapshot=known[3] if known else None, degraded=True)
+                       rmd_snapshot=known[3] if known else None, degraded=True, passport_replayed=None)
 
     async def _lookup(self, keys: LookupKeys, now: float) -> Lookups:
         spc = keys.spc.upper() if keys.spc else ""
@@ -199,29 +244,81 @@ class RedisStore(RedisAdmin):
         limiters = applicable(self.limits, keys)
         limit_keys = [self.keys.limit(self.limits[i].name, value) for i, value, _, _ in limiters]
         limit_args = [(repr(interval), burst) for _, _, interval, burst in limiters]
+        camp_keys, camp_args = self._campaign(keys) if self.detectors.active else ([], [])
+        nc = len(camp_keys)
+        # PASSporT replay (replay.py): the seen-set key and its 2 arguments (call hash, ttl in ms)
+        seen = [self.keys.passport(keys.passport)] if keys.passport else []
+        seen_args = [keys.passport_call, str(int(keys.passport_ttl * 1000))] if seen else []
+        # lookup.lua's contract (its header comment): KEYS = datasets, limiters, detectors,
+        # seen-set; ARGV = the call's 9, 2 per limiter, 4 per detector, 2 with a seen-set key,
+        # then nc and np; reply[9] limited, reply[10] campaign, reply[11] replayed flags
         if not self.target.cluster:
             flat = [str(a) for pair in limit_args for a in pair]
-            reply = await self._evalsha([*self._dataset_keys, *limit_keys], [str(a) for a in args] + flat)
-            flags = _s(reply[9])
-        elif not limiters:
-            reply = await self._script(keys=self._dataset_keys, args=args)
-            flags = ""
+            argv = [str(a) for a in args] + flat + camp_args + seen_args
+            argv += (str(nc), str(len(seen)))
+            reply = await self._evalsha([*self._dataset_keys, *limit_keys, *camp_keys, *seen], argv)
+            flags, cflags, replayed = _s(reply[9]), _s(reply[10]), _s(reply[11])
+        elif not limiters and not nc and not seen:
+            reply = await self._script(keys=self._dataset_keys, args=[*args, 0, 0])
+            flags = cflags = replayed = ""
         else:
-            limits_only = [0, *args[1:]]
+            # Cluster: each limiter, detector and seen-set key is in its own slot: one script
+            # call each (nd = 0), sent together (no extra round trip in sequence)
+            only = [0, *args[1:]]
             replies = await asyncio.gather(
-                self._script(keys=self.keys.dataset_keys(), args=args),
-                *(self._script(keys=[k], args=[*limits_only, *a]) for k, a in zip(limit_keys, limit_args,
-                                                                                  strict=True)))
+                self._script(keys=self.keys.dataset_keys(), args=[*args, 0, 0]),
+                *(self._script(keys=[k], args=[*only, *a, 0, 0]) for k, a in zip(limit_keys, limit_args,
+                                                                                strict=True)),
+                *(self._script(keys=[k], args=[*only, *camp_args[4 * i:4 * i + 4], 1, 0])
+                  for i, k in enumerate(camp_keys)),
+                *(self._script(keys=[k], args=[*only, *seen_args, 0, 1]) for k in seen))
             reply = replies[0]
-            flags = "".join(_s(r[9]) for r in replies[1:])
+            nl = len(limiters)
+            flags = "".join(_s(r[9]) for r in replies[1:1 + nl])
+            cflags = "".join(_s(r[10]) for r in replies[1 + nl:1 + nl + nc])
+            replayed = "".join(_s(r[11]) for r in replies[1 + nl + nc:])
         out = [_s(v) for v in reply[:9]]
         limited = tuple(self.limits[lim[0]].name for lim, flag in zip(limiters, flags, strict=False)
                         if flag == "1")
+        if replayed == "1":
+            self.counters.passport_replays += 1
         return Lookups(
             trunk_rmd=out[0] or "absent", trunk_implementation=out[1] or None,
             signer_rmd=(out[2] or "absent") if spc else None, signer_frn=out[3] or None,
             caller_dno=out[4] == "1", list=out[5] or None, list_entry=out[6] or None,
-            notice=out[7] or None, limited=limited, rmd_snapshot=out[8] or None)
+            notice=out[7] or None, limited=limited, rmd_snapshot=out[8] or None,
+            campaign_fanout=self._flag(cflags, "f", camp_args),
+            campaign_burst=self._flag(cflags, "b", camp_args),
+            passport_replayed=replayed == "1")
+
+    # -- campaign detectors (detectors.py; the Lua side is the campaign block of lookup.lua) -
+    def _campaign(self, keys: LookupKeys) -> tuple[list[str], list[str]]:
+        """The detector keys of a call and their 4 script arguments each (fanout first)."""
+        cfg = self.detectors
+        out_keys: list[str] = []
+        out_args: list[str] = []
+        caller = digits(keys.caller)
+        if self._fanout_args is not None:
+            member = callee_member(keys.callee)
+            if caller and caller.isdigit() and member is not None:
+                out_keys.append(self.keys.campaign("f", caller))
+                out_args += self._fanout_args
+                out_args.append(str(member))
+        if self._burst_args is not None and cfg.burst is not None:
+            prefix = burst_key(caller, cfg.burst)
+            if prefix is not None:
+                out_keys.append(self.keys.campaign("b", prefix))
+                out_args += self._burst_args
+        return out_keys, out_args
+
+    def _flag(self, cflags: str, kind: str, args: list[str]) -> bool | None:
+        """Detector ``kind`` ("f" fanout, "b" burst) from the script's flags: None when it is
+        off, False when the call has no value for it (no key was sent)."""
+        cfg = self.detectors
+        if (cfg.fanout if kind == "f" else cfg.burst) is None:
+            return None
+        kinds = args[0::4]
+        return kind in kinds and cflags[kinds.index(kind):kinds.index(kind) + 1] == "1"
 
     async def _evalsha(self, keys: list[str], args: list[str]) -> Any:
         """EVALSHA, encoded here and sent through the auto-pipeline (batch.py)."""
@@ -235,13 +332,6 @@ class RedisStore(RedisAdmin):
         if isinstance(reply, Exception):
             raise reply
         return reply
-
-    def stats(self) -> dict[str, float]:
-        out = {k: float(v) for k, v in self._counts.items()}
-        answered = self._counts["lookups"] - self._counts["degraded"]
-        out["latency_avg_s"] = self._latency_sum / answered if answered > 0 else 0.0
-        out["healthy"] = 1.0 if self.healthy else 0.0
-        return out
 
     # -- shared x5u cache (L2): a miss on any failure, never an exception -------------------
     async def get_cert(self, url: str) -> tuple[bytes, float] | None:
@@ -280,6 +370,12 @@ class RedisStore(RedisAdmin):
             raise
         self.metrics.observe_store(op, loop.time() - started)
         return reply
+
+
+def _threat_index(stored: dict[str, str]) -> ThreatIndex:
+    """The stored lists (source -> JSON) as one index; unknown sources are ignored."""
+    return ThreatIndex([e for source, text in stored.items() if source in THREAT_SOURCES
+                        for e in entries_from_json(text, source)])
 
 
 def _provider_key(keys: LookupKeys) -> tuple[str, str] | None:

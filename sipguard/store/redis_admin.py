@@ -9,6 +9,7 @@ aside and RENAME it over the live one. ``RedisStore`` (redis.py) inherits these 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -16,7 +17,16 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from sipguard.errors import SipguardError
-from sipguard.store.base import ImportReport, ListEntry, Notice, OcnMapping, RmdRecord, check_list_args
+from sipguard.store.base import (
+    MAX_RMD_CHANGES,
+    ImportReport,
+    ListEntry,
+    Notice,
+    OcnMapping,
+    RmdChange,
+    RmdRecord,
+    check_list_args,
+)
 from sipguard.store.connect import RedisTarget
 from sipguard.store.keys import KeySchema, frn10, split_record
 from sipguard.store.tables import (
@@ -30,6 +40,7 @@ from sipguard.store.tables import (
     notice_json,
     parse_list_field,
 )
+from sipguard.threats import ThreatEntry, entries_to_json
 
 T = TypeVar("T")
 BATCH = 1000          # field/value pairs (or set members) per command on import
@@ -142,10 +153,11 @@ class RedisAdmin:
                          removed: Sequence[RmdRecord] = ()) -> ImportReport:
         async def run() -> ImportReport:
             old = _s(await self._client.hget(self.keys.meta, "rmd_gen") or b"")
+            previous = _s(await self._client.hget(self.keys.meta, "rmd_snapshot") or b"")
             await self._sweep("rmd", old)
             prev_ids = await self._hgetall(self.keys.rmd_id(old)) if old else {}
             prev_frns = await self._hgetall(self.keys.rmd_frn(old)) if old else {}
-            ids, frns, report = build_rmd(records, removed, prev_ids, prev_frns, snapshot)
+            ids, frns, report = build_rmd(records, removed, prev_ids, prev_frns, snapshot, previous)
             gen = await self._new_gen()
             try:
                 await self._hset_batches(self.keys.rmd_id(gen), ids)
@@ -156,8 +168,37 @@ class RedisAdmin:
             await self._client.hset(self.keys.meta, mapping={"rmd_gen": gen, "rmd_snapshot": snapshot})
             if old:
                 await self._client.unlink(self.keys.rmd_id(old), self.keys.rmd_frn(old))
+            await self._log_changes(report.changes)
             return report
         return await self._admin("RMD import", lambda: self._exclusive("rmd", run))
+
+    async def _log_changes(self, changes: Sequence[RmdChange]) -> None:
+        """Append to the change log (a Stream in Redis's time order, trimmed to about
+        MAX_RMD_CHANGES entries), in pipelined batches."""
+        for start in range(0, len(changes), BATCH):
+            pipe = self._client.pipeline(transaction=False)
+            for c in changes[start:start + BATCH]:
+                pipe.xadd(self.keys.rmd_changes, {"c": json.dumps(c.to_json())},
+                          maxlen=MAX_RMD_CHANGES, approximate=True)
+            await pipe.execute()
+
+    async def rmd_changes(self, since: float | None = None, limit: int = 1000) -> list[RmdChange]:
+        async def run() -> list[RmdChange]:
+            # entry IDs are Redis's clock, the changes carry the importer's: a minute of slack,
+            # then the exact filter on the change's own time
+            start = "-" if since is None else str(max(0, int((since - 60) * 1000)))
+            out: list[RmdChange] = []
+            while len(out) < limit:
+                entries = await self._client.xrange(self.keys.rmd_changes, start, "+", count=BATCH)
+                for _, fields in entries:
+                    change = RmdChange.from_json(json.loads(fields[b"c"]))
+                    if since is None or change.time > since:
+                        out.append(change)
+                if len(entries) < BATCH:
+                    break
+                start = "(" + _s(entries[-1][0])
+            return out[:limit]
+        return await self._admin("RMD changes", run)
 
     async def rmd_show(self, ident: str) -> dict[str, str] | None:
         async def run() -> dict[str, str] | None:
@@ -247,6 +288,21 @@ class RedisAdmin:
 
     async def notice_remove(self, ref: str) -> bool:
         return bool(await self._admin("notice remove", lambda: self._client.hdel(self.keys.notices, ref)))
+
+    async def threats_import(self, entries: Sequence[ThreatEntry], source: str) -> int:
+        """Replace ``source``'s threat entries (one HSET), then bump ``threat_gen`` so every
+        worker reloads the lists within ``THREAT_REFRESH`` (redis.py)."""
+        async def run() -> int:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(self.keys.threats, source, entries_to_json(entries))
+            pipe.hincrby(self.keys.meta, "threat_gen", 1)
+            await pipe.execute()
+            return len(entries)
+        return await self._admin("threat import", run)
+
+    async def threat_entries(self) -> dict[str, str]:
+        """The stored threat lists, source -> JSON (what the workers load)."""
+        return await self._admin("threat list", lambda: self._hgetall(self.keys.threats))
 
     async def notice_list(self) -> list[Notice]:
         raw = await self._admin("notice list", lambda: self._hgetall(self.keys.notices))

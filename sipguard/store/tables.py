@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 from sipguard.errors import SipguardError
-from sipguard.store.base import ImportReport, ListEntry, Notice, RmdRecord, check_list_args
+from sipguard.store.base import ImportReport, ListEntry, Notice, RmdChange, RmdRecord, check_list_args
 from sipguard.store.keys import digits, frn10, record_value, split_record
 
 
@@ -24,11 +25,14 @@ def listed_filings(ids: Mapping[str, str], frns: Mapping[str, str]) -> int:
 
 def build_rmd(records: Sequence[RmdRecord], removed: Sequence[RmdRecord],
               previous_ids: Mapping[str, str], previous_frns: Mapping[str, str],
-              snapshot: str) -> tuple[dict[str, str], dict[str, str], ImportReport]:
+              snapshot: str, previous_snapshot: str = "",
+              now: float | None = None) -> tuple[dict[str, str], dict[str, str], ImportReport]:
     """New (by RMD number, by FRN) tables from an export, the removed list and the old snapshot.
 
     Filings absent from the new export stay known as ``removed`` (the FCC drops removed
     filings from the listing); the separately published removed list always wins.
+    ``report.changes`` lists every filing (by RMD number) whose status or implementation
+    differs from the previous snapshot, stamped ``now``; none on a first import.
     """
     report = ImportReport("rmd", rows=len(records), snapshot=snapshot)
     ids: dict[str, str] = {}
@@ -63,23 +67,32 @@ def build_rmd(records: Sequence[RmdRecord], removed: Sequence[RmdRecord],
             ids[rec.rmd] = value
         for f in rec.frns:
             frns[f] = value
-    _diff(ids, previous_ids, report)
+    _diff(ids, previous_ids, report, previous_snapshot, time.time() if now is None else now)
     return ids, frns, report
 
 
-def _diff(ids: Mapping[str, str], previous: Mapping[str, str], report: ImportReport) -> None:
+def _diff(ids: Mapping[str, str], previous: Mapping[str, str], report: ImportReport, previous_snapshot: str,
+          now: float) -> None:
     """Filings added, newly removed and with a changed implementation since the last snapshot."""
+    keep = bool(previous)            # a first import changes nothing: every filing is new to us
     for key, value in ids.items():
-        status, impl = split_record(value)[:2]
+        status, impl, _, frn = split_record(value)
         old = previous.get(key)
         old_status, old_impl = split_record(old)[:2] if old else ("absent", "")
+        change = None
         if status == "removed" and old_status != "removed":
             report.removed += 1
             report.removed_ids.append(key)
+            change = "removed"
         elif status == "listed" and old_status != "listed":
             report.added += 1
+            change = "relisted" if old_status == "removed" else "added"
         elif status == "listed" and impl != old_impl:
             report.changed += 1
+            change = "implementation"
+        if change is not None and keep:
+            report.changes.append(RmdChange(now, report.snapshot or "", previous_snapshot, key, frn, change,
+                                            old_status, status, old_impl, impl))
 
 
 def normalise_list_value(kind: str, value: str) -> str:
@@ -163,3 +176,28 @@ def notice_matches(n: Notice, caller: str, callee: str, trunk: str, frn: str, sp
         or (n.spc is not None and n.spc != spc)
         or (n.start is not None and now < n.start)
         or (n.end is not None and now >= n.end))
+
+
+def changes_since(changes: Sequence[RmdChange], since: float | None, limit: int) -> list[RmdChange]:
+    """The oldest ``limit`` changes made after ``since`` (all when None), oldest first."""
+    out = [c for c in changes if since is None or c.time > since]
+    return out[:limit]
+
+
+def upstream_changes(changes: Sequence[RmdChange], upstreams: Sequence[tuple[str, str | None, str | None]]
+                     ) -> list[tuple[str, RmdChange]]:
+    """(trunk id, change) for each change of a configured upstream's filing, matched by RMD
+    number or FRN (``upstreams``: (trunk id, RMD number, FRN) as the config gives them)."""
+    by_rmd: dict[str, list[str]] = {}
+    by_frn: dict[str, list[str]] = {}
+    for trunk, rmd, frn in upstreams:
+        if rmd:
+            by_rmd.setdefault(rmd.strip().upper(), []).append(trunk)
+        f = frn10(frn)
+        if f:
+            by_frn.setdefault(f, []).append(trunk)
+    out: list[tuple[str, RmdChange]] = []
+    for c in changes:
+        trunks = by_rmd.get(c.rmd) or by_frn.get(c.frn) or []
+        out.extend((trunk, c) for trunk in trunks)
+    return out

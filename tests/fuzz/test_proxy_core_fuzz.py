@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 
 from sipguard.clock import SystemClock
+from sipguard.config import CoreSettings
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import ProxyCore
 from sipguard.sip import parse
@@ -87,7 +88,7 @@ def run(tmp_path: Path, scenario: object) -> None:
     async def main() -> None:
         config = proxy_config(tmp_path, OURS, UAS)
         pipeline = await Pipeline.create(config, SystemClock())
-        core = ProxyCore(config, pipeline, Capture())
+        core = ProxyCore(CoreSettings.of(config), pipeline, Capture())
         try:
             await scenario(core)  # type: ignore[operator]
         finally:

@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 
 from sipguard.shaken import passport as pp
 from sipguard.shaken.identity import MAX_IDENTITY_LEN, IdentityHeader, parse_identity, split_values
+from sipguard.shaken.rcd import integrity
 from sipguard.shaken.reasons import Reason
 from sipguard.shaken.verify import Verification, Verifier
 from tests.fuzz.mutation import mutate
-from tests.shaken_pki import MapFetcher, StiPki, b64url, shaken_identity, sign_passport
+from tests.shaken_pki import MapFetcher, StiPki, b64url, rcd_identity, shaken_identity, sign_passport
 
 NOW = 1_790_000_000.0
 X5U = "https://certs.example.net/good.pem"
@@ -164,7 +165,10 @@ def real_identities(pki: StiPki) -> list[str]:
                          "iat": int(NOW)})
     text = LIBSTIRSHAKEN.read_text().splitlines()
     lib = text[text.index("SIP Identity Header with PASSporT is:") + 1]
-    return [good, f"{div};info=<{X5U}>;ppt=div", lib, f'{good.split(";")[0]} ; PPT="SHAKEN" ; info=<{X5U}>']
+    jcard = ["vcard", [["version", {}, "text", "4.0"], ["fn", {}, "text", "Example"]]]
+    rcd = rcd_identity(pki.key("good"), X5U, orig=ORIG, dest=[DEST], iat=int(NOW), rcd={"nam": "Example", "jcd": jcard},
+                       rcdi={"/jcd": integrity(jcard), "/icn": "sha256-" + "A" * 43 + "="})
+    return [good, f"{div};info=<{X5U}>;ppt=div", lib, f'{good.split(";")[0]} ; PPT="SHAKEN" ; info=<{X5U}>', rcd]
 
 
 def test_mutated_identity_headers_give_typed_results(pki: StiPki) -> None:
@@ -190,8 +194,9 @@ def test_verifier_never_falls_back_to_its_internal_error(pki: StiPki) -> None:
         verdicts = set()
         for _ in range(VERIFY_MUTANTS):
             values = [mutate(rng, rng.choice(base)).decode("utf-8", "replace")
-                      for _ in range(rng.choice((1, 1, 2)))]
-            result = await verifier.verify(values, [ORIG], [DEST], NOW)
+                      for _ in range(rng.choice((1, 1, 2, 3)))]
+            result = await verifier.verify(values, [ORIG], [DEST], NOW,
+                                           history=rng.choice((None, (), (DEST, "13035550199"))))
             assert isinstance(result, Verification)
             verdicts.add(result.verstat.name)
         good = await verifier.verify([base[0].decode()], [ORIG], [DEST], NOW)
@@ -199,5 +204,5 @@ def test_verifier_never_falls_back_to_its_internal_error(pki: StiPki) -> None:
         return verdicts
 
     verdicts = asyncio.run(run())
-    assert verifier.stats()["internal_errors"] == 0
+    assert verifier.counters.internal_errors == 0
     assert {"FAILED", "good:PASSED"} <= verdicts, verdicts

@@ -10,21 +10,9 @@ import pytest
 
 from tests.e2e_helpers import wait_for
 from tests.integration.test_e2e_gateway import DNO_CALLER, RULES, fresh  # noqa: F401 - fresh is a fixture
+from tests.policy_fixtures import laughs, nested_not
 
 pytestmark = pytest.mark.integration
-
-
-def nested_not(depth: int) -> str:
-    return ("version: 1\nrules:\n  - name: deep\n    action: forward\n    when: "
-            + "{not: " * depth + "{caller.us: true}" + "}" * depth + "\n")
-
-
-def laughs(levels: int) -> str:
-    lines = ["version: 1", "x0: &a0 {caller.us: true}"]
-    for i in range(1, levels):
-        lines.append(f"x{i}: &a{i} " + "{any: [" + ", ".join([f"*a{i - 1}"] * 9) + "]}")
-    lines += ["rules:", "  - name: boom", "    action: forward", f"    when: *a{levels - 1}"]
-    return "\n".join(lines) + "\n"
 
 
 def test_hostile_policy_files_never_stop_calls(fresh: Any) -> None:  # noqa: F811

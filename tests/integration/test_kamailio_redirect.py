@@ -152,3 +152,23 @@ def test_identity_without_ppt_is_refused_through_kamailio(redirect: dict[str, An
     assert final is not None and final.status == 438, kam.log()
     assert 'text="missing-ppt"' in (final.header("Reason") or "")
     assert redirect["uas"].invites() == []
+
+
+@pytest.mark.parametrize(("rcdi", "found"), [("good", "verified"), ("tampered", "failed")])
+def test_rcd_results_reach_the_core_through_the_302(redirect: dict[str, Any], rcdi: str, found: str) -> None:
+    """A rule tags rcd from a foreign trunk (tag passports: true): the 302 carries
+    X-Sipguard-Rcd, Kamailio copies it onto the INVITE, and both Identity headers the caller
+    sent (shaken and rcd) leave Kamailio unaltered; a forged X-Sipguard-Rcd is dropped."""
+    kam = redirect["kamailio"]()
+    screening = redirect["screening"]
+    identities = [screening.identity(), screening.rcd(rcdi=rcdi)]
+    final, _ = redirect["client"].call(kam.addr, caller=CALLER, callee=CALLEE, identity=identities,
+                                       pai=f"<sip:{CALLER}@127.0.0.1;user=phone>",
+                                       extra=["X-Sipguard-Rcd: verified"])
+    assert final is not None and final.status == 200, kam.log()
+    invite = redirect["uas"].wait_invites(1)[-1]
+    assert invite.all("X-Sipguard-Rcd") == [found]
+    assert invite.header("X-Call-Screen") == "rcd-foreign"
+    assert invite.header("X-Sipguard-Rule") == "flag-rcd-from-foreign-trunk"
+    assert invite.all("X-Sipguard-Div") == []
+    assert [v.split(";")[0] for v in invite.all("Identity")] == [v.split(";")[0] for v in identities]

@@ -21,6 +21,7 @@ from conftest import ROOT, SipguardProcess, base_config, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+CONSOLE_STATIC = ("console.js", "console.css", "favicon.svg")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -102,6 +103,7 @@ def test_the_wheel_carries_the_compiled_hot_path_and_its_build_stamp(compiled_wh
     assert "sipguard/sip/parser" + SUFFIX in names and "sipguard/proxy/core" + SUFFIX in names
     assert "sipguard/native_stamp.json" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert {f"sipguard/console/static/{n}" for n in CONSOLE_STATIC} <= set(names)
     assert not any("pyjwt" in n.lower() or "phonenumbers" in n.lower() for n in names)
 
 
@@ -147,3 +149,11 @@ def test_the_pure_python_wheel_installs_and_says_so(tmp_path: Path) -> None:
     venv = fresh_venv(tmp_path, wheel)
     run = sipguard(venv, "--version", cwd=tmp_path)
     assert run.returncode == 0 and "hot path Python (not compiled" in run.stdout, run
+    # the console's static files come with the package: read as the listener reads them
+    read = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "from importlib import resources; import sipguard.console.app as a; "
+                           "print(a.__file__); print(sum(len(resources.files('sipguard.console')"
+                           ".joinpath('static', n).read_bytes()) for n in a.STATIC))"],
+                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
+    where, size = read.stdout.split()
+    assert read.returncode == 0 and where.startswith(str(venv)) and int(size) > 5000, read

@@ -148,7 +148,7 @@ def test_lookups_by_caller_callee_call_id_trunk_and_top(pg_url: str, tmp_path: P
                                       action="reject" if i % 5 == 0 else "forward", status=608 if i % 5 == 0 else None))
         writer.submit(make_record(99_000, call_id="the-one"))
         await writer.aclose()
-        assert writer.stats.written == 51
+        assert writer.counters.written == 51
         got = await query.find("memory", cfg, caller="+1 (202) 555-0007", callee="tel:+1-312-555-0188",
                                at=BASE_TIME + 7 * 60 + 30)
         assert [r.call_id for r in got] == [f"call-{7 * 60}@198.51.100.7"]
@@ -233,7 +233,7 @@ def test_http_traceback_and_answer_read_postgresql_and_an_outage_is_503(pg_url: 
 
     async def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         await writer.drain()
         head, _, body = (await reader.read()).partition(b"\r\n\r\n")
         writer.close()
@@ -285,3 +285,20 @@ def test_a_call_id_with_raw_bytes_or_nul_is_stored_whole_and_found(pg_url: str) 
     assert new == 2
     assert [r.call_id for r in by_call_id] == [odd]          # the record keeps every byte
     assert len(every) == 2
+
+
+def test_each_identity_headers_result_is_stored_without_a_schema_change(pg_url: str) -> None:
+    """The record's `passports` (one result per Identity header) lives in the row's JSON
+    (`data`), a new row version: no migration."""
+    results = ("shaken:passed", "div:failed:div-no-history", "rcd:failed:rcdi-mismatch")
+
+    async def scenario() -> list[Any]:
+        db = PostgresRecords(pg_url, 548)
+        try:
+            await db.write([("pp", 1, make_record(0, call_id="pp-1@x", passports=results))], BASE_TIME)
+            return await db.find(None, None, "pp-1@x", None, None, 10)
+        finally:
+            await db.aclose()
+
+    found = run(scenario())
+    assert [r.passports for r in found] == [results]

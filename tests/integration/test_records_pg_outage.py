@@ -74,7 +74,7 @@ def test_crash_mid_traffic_and_sigterm_while_down_lose_and_duplicate_nothing(
 
     writers = asyncio.run(scenario())
     rows = asyncio.run(_rows(url))
-    assert sum(w.stats.spooled for w in writers[:2]) > 0          # the outages were felt
+    assert sum(w.counters.spooled for w in writers[:2]) > 0          # the outages were felt
     assert sorted(r["call_id"] for r in rows) == sorted(sent)    # every record, exactly once
     assert len({(r["writer"], r["seq"]) for r in rows}) == len(rows)
     assert [name for name in os.listdir(cfg.spool) if name.endswith(".jsonl")] == []

@@ -6,17 +6,12 @@ record, read back with ``sipguard traceback`` from PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import base_config, need
-from sipclient import free_port
+from conftest import base_config
+from outage_traffic import Outage, every_answered_call_has_one_record
 
 from tests import pg_fixtures
 from tests.pg_fixtures import PgCluster
@@ -24,70 +19,15 @@ from tests.pg_fixtures import PgCluster
 pytestmark = pytest.mark.integration
 pg_cluster = pg_fixtures.pg_cluster      # the fixture: a cluster this test may crash
 
-CALLS = 1500
-RATE = 100                # calls per second: 15 s of traffic
-BEFORE_CRASH = 5.0
-OUTAGE = 4.0
-SCENARIOS = Path(__file__).parent / "scenarios"
-
-
-def _logged_uac(folder: Path) -> Path:
-    """uac.xml, writing the Call-ID of every call answered 200 to sipp's log file."""
-    text = (SCENARIOS / "uac.xml").read_text()
-    logged = text.replace('<recv response="200" rrs="true"/>',
-                          '<recv response="200" rrs="true"><action><log message="[call_id]"/></action></recv>', 1)
-    assert logged != text
-    path = folder / "uac_logged.xml"
-    path.write_text(logged)
-    return path
-
-
-def _records(config: Path) -> Counter[str]:
-    """Call-ID -> how many records ``sipguard traceback`` finds for it."""
-    out = subprocess.run([sys.executable, "-m", "sipguard", "traceback", "-c", str(config), "--since", "0",
-                          "--format", "jsonl", "-n", "100000"], capture_output=True, text=True, timeout=120,
-                         check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return Counter(json.loads(line)["call_id"] for line in out.stdout.splitlines() if line.strip())
-
 
 def test_two_workers_and_a_postgresql_crash_leave_every_answered_call_one_record(
         sipguard: Any, pg_cluster: PgCluster, tmp_path: Path) -> None:
-    sipp = need("sipp")
     url = pg_fixtures.create_database(pg_cluster.admin_url)
-    uas_port = free_port()
-    uas = subprocess.Popen([sipp, "-sf", str(SCENARIOS / "uas.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
-                            "-t", "u1", "-nostdin", "-timeout", "120s"],
-                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log_file = tmp_path / "answered.log"
-    uac: subprocess.Popen[bytes] | None = None
-    try:
-        config = base_config(uas_port, traceback={"store": url, "path": str(tmp_path / "tb.db"),
-                                                  "spool": str(tmp_path / "spool"), "batch": 50})
-        sg = sipguard(config, workers=2)
-        uac = subprocess.Popen([sipp, f"{sg.addr[0]}:{sg.addr[1]}", "-sf", str(_logged_uac(tmp_path)),
-                                "-i", "127.0.0.1", "-p", str(free_port()), "-t", "u1", "-m", str(CALLS),
-                                "-r", str(RATE), "-nostdin", "-timeout", "120s", "-trace_logs",
-                                "-log_file", str(log_file)],
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(BEFORE_CRASH)
-        pg_cluster.stop()                              # a crash mid-traffic: what it committed survives
-        time.sleep(OUTAGE)
-        pg_cluster.start()
-        assert uac.wait(150) is not None
-        assert sg.stop() == 0, sg.logs()               # SIGTERM: each worker drains to PostgreSQL
-        spooled = sg.log_path.read_text(errors="replace").count("spooled records delivered")
-        assert spooled > 0, "the outage sent no record to the spool: the test did not test anything"
-        answered = {line.strip() for line in log_file.read_text().splitlines() if line.strip()}
-        assert len(answered) >= CALLS // 2, f"only {len(answered)} of {CALLS} calls answered"
-        records = _records(sg.path)
-        missing = sorted(answered - set(records))
-        doubled = sorted(call_id for call_id, n in records.items() if n > 1)
-        assert not missing, f"{len(missing)} of {len(answered)} answered calls have no record: {missing[:5]}"
-        assert not doubled, f"{len(doubled)} calls have more than one record: {doubled[:5]}"
-        assert not [p.name for p in (tmp_path / "spool").glob("*.jsonl")]
-    finally:
-        for proc in (uac, uas):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+
+    def config_of(uas_port: int) -> dict[str, Any]:
+        return base_config(uas_port, traceback={"store": url, "path": str(tmp_path / "tb.db"),
+                                                "spool": str(tmp_path / "spool"), "batch": 50})
+    # 15 s of traffic; the cluster crashed (pg_ctl -m immediate) after 5 s: what it committed
+    # survives; started again after 4 s
+    every_answered_call_has_one_record(sipguard, tmp_path, config_of, Outage(
+        calls=1500, rate=100, before=5.0, length=4.0, down=pg_cluster.stop, up=pg_cluster.start))

@@ -203,7 +203,7 @@ def test_two_workers_flushing_crossed_spool_files_lose_no_record(redis_aof: Redi
         for i in range(10, 20):
             a.submit(make_record(i))
         await a._drain()                                   # seq 11..20 to the spool
-        assert a.stats.spooled == 20
+        assert a.counters.spooled == 20
         redis_aof.start()
         sink_b.hold_next = True
         b_flush = asyncio.get_running_loop().create_task(b._flush_spool(force=True))
@@ -247,7 +247,7 @@ def test_a_crash_after_redis_took_a_spool_file_replays_it_without_duplicates(red
             Spool.release(c)
         again = open_records(redis_aof.url, cfg, clock=ManualClock(BASE_TIME + 1000))
         await again.start()
-        assert again.stats.flushed == 30
+        assert again.counters.flushed == 30
         await again.aclose()
         assert await rs.count() == 30
         ids = [r.call_id for r in await rs.find(None, None, None, None, None, 100)]
@@ -269,18 +269,18 @@ def test_redis_restart_mid_writing_loses_and_duplicates_nothing(redis_aof: Redis
         await w.start()
         for i in range(100):
             w.submit(make_record(i))
-        await until(lambda: w.stats.written == 100, "first 100 records in Redis")
+        await until(lambda: w.counters.written == 100, "first 100 records in Redis")
         redis_aof.stop()                                   # kill -9 while the proxy keeps deciding
         for i in range(100, 200):
             w.submit(make_record(i))
             if i % 25 == 0:
                 await asyncio.sleep(0.01)
-        await until(lambda: w.stats.spooled == 100, "100 records spooled")
+        await until(lambda: w.counters.spooled == 100, "100 records spooled")
         assert os.listdir(cfg.spool)
         redis_aof.start()
         for i in range(200, 250):
             w.submit(make_record(i))
-        await until(lambda: w.stats.flushed + w.stats.written == 250 and not w.degraded, "spool flushed")
+        await until(lambda: w.counters.flushed + w.counters.written == 250 and not w.degraded, "spool flushed")
         await w.aclose()
         records = await query.find(redis_aof.url, cfg, limit=10_000)
         ids = [r.call_id for r in records]
@@ -303,11 +303,11 @@ def test_sigterm_during_outage_then_restart_flushes_leftovers(redis_aof: RedisPr
         for i in range(40):
             w.submit(make_record(i))
         await w.aclose()                                   # the SIGTERM drain
-        assert w.stats.spooled == 40
+        assert w.counters.spooled == 40
         redis_aof.start()
         again = open_records(redis_aof.url, cfg, clock=ManualClock(BASE_TIME + 1000))
         await again.start()
-        assert again.stats.flushed == 40
+        assert again.counters.flushed == 40
         await again.aclose()
         assert len(await query.find(redis_aof.url, cfg, limit=1000)) == 40
 
@@ -319,3 +319,25 @@ def test_unreachable_redis_query_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(query.QueryError, match="cannot read records"):
         run(query.find(f"redis://127.0.0.1:{free_port()}/0", TracebackConfig()))
+
+
+def test_find_keeps_the_earliest_matches_within_limit_late_ones_included(redis_aof: RedisProcess) -> None:
+    """``find`` over the stream keeps only ``limit`` records while the window streams by; the
+    ones it keeps are the earliest matches by record time, a late delivery (from a spool, found
+    through the late index) and same-time records in stream order included."""
+    async def scenario() -> None:
+        rs = RedisRecords(redis_aof.url)
+        await rs.client.delete(STREAM, LATE)
+        now = BASE_TIME + 2 * 86400
+        on_time = [("w", i, make_record(i * 10, call_id=f"c{i}")) for i in range(1, 40)]
+        on_time.append(("w", 40, make_record(50, call_id="c5-twin")))      # same time as c5, later in the stream
+        assert await rs.write(on_time, minid=0, now=BASE_TIME + 400) == 40
+        assert await rs.write([("v", 1, make_record(15, call_id="late"))], minid=0, now=now) == 1
+        found = await rs.find(BASE_TIME, None, None, None, None, limit=7)
+        assert [r.call_id for r in found] == ["c1", "late", "c2", "c3", "c4", "c5", "c5-twin"]
+        assert [r.call_id for r in await rs.find(BASE_TIME + 385, None, None, None, None, limit=7)] \
+            == ["c39"]
+        assert await rs.find(BASE_TIME, None, None, None, None, limit=0) == []
+        await rs.aclose()
+
+    run(scenario())

@@ -20,6 +20,7 @@ from conftest import SipguardProcess, base_config
 from cryptography.hazmat.primitives.asymmetric import ec
 from sipclient import MiniUas, UdpClient
 
+from sipguard.shaken.rcd import integrity, json_pointer
 from tests.e2e_helpers import E2eShaken, reason_text, write_policy
 from tests.shaken_pki import _cert, _pem, sign_passport, tnauthlist_der
 
@@ -48,17 +49,39 @@ class Matrix:
         params = spec.get("params", "info=<{x5u}>;alg=ES256;ppt=shaken").replace("{x5u}", x5u)
         return f"{sign_passport(key, jose, claims)};{params}"
 
+    def more(self, spec: dict[str, Any], callee: str) -> str:
+        """A div or rcd PASSporT of a case's `more` list (cases.yaml)."""
+        pki = self.shaken.pki
+        assert pki is not None
+        x5u = self.shaken.server.url(f"/{spec['cert']}.pem")
+        jose = {"alg": "ES256", "ppt": spec["ppt"], "typ": "passport", "x5u": x5u}
+        claims: dict[str, Any] = {"iat": int(time.time()), "orig": {"tn": spec["orig"]}}
+        if spec["ppt"] == "div":
+            claims.update(dest={"tn": [spec["dest"].replace("{callee}", callee).lstrip("+")]}, div={"tn": spec["div"]})
+        else:
+            claims.update(dest={"tn": [callee.lstrip("+")]}, rcd=spec["rcd"])
+            claims["rcdi"] = {pointer: integrity(json_pointer(spec["rcd"], pointer) if how == "good" else ["x"])
+                              for pointer, how in spec.get("rcdi", {}).items()}
+        return f"{sign_passport(pki.key(spec['cert']), jose, claims)};info=<{x5u}>;alg=ES256;ppt={spec['ppt']}"
+
     def call(self, case: dict[str, Any], callee: str) -> tuple[Any, list[Any]]:
         client = UdpClient()
         host, port = client.addr
         call_id = uuid.uuid4().hex
+        to = case.get("to", callee)  # retargeted: To is the number first called
         lines = [f"INVITE sip:{callee}@{self.sg.addr[0]}:{self.sg.addr[1]};user=phone SIP/2.0",
                  f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport",
-                 *(h.replace("{host}", host) for h in case["headers"]),
-                 f"To: <sip:{callee}@{self.sg.addr[0]};user=phone>", f"Call-ID: {call_id}", "CSeq: 1 INVITE",
+                 *(h.replace("{host}", host).replace("{callee}", callee) for h in case["headers"]),
+                 f"To: <sip:{to}@{self.sg.addr[0]};user=phone>", f"Call-ID: {call_id}", "CSeq: 1 INVITE",
                  f"Contact: <sip:caller@{host}:{port}>", "Max-Forwards: 70"]
+        if "identity" in case:  # a given Identity value (a replay)
+            lines.append(f"Identity: {case['identity']}")
         if "passport" in case:
-            lines.append(f"Identity: {self.identity(case['passport'], callee)}")
+            shaken = self.identity(case["passport"], to)
+            lines.append(f"Identity: {shaken}")
+            for spec in case.get("more", ()):
+                lines += [f"Identity: {shaken}"] * spec["copies"] if "copies" in spec else \
+                    [f"Identity: {self.more(spec, callee)}"]
         try:
             client.send(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode(), self.sg.addr)
             final, _ = client.final()
@@ -81,7 +104,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         shaken.server.route("/ca-leaf.pem", _pem(leaf) + _pem(pki.int))
         policy = write_policy(tmp / "policy.yaml", [
             {"name": "failed", "when": {"verstat": "TN-Validation-Failed", "callee": REJECTING.lstrip("+")},
-             "action": "reject"}])
+             "action": "reject"},
+            {"name": "tag-passports", "when": {"callee": FORWARDING.lstrip("+")},
+             "action": "forward", "tag": {"passports": True}}])
         (tmp / "sg").mkdir()
         sg = SipguardProcess(base_config(uas.port, shaken=shaken.section(crl={"enabled": False}), policy=policy),
                              tmp / "sg")
@@ -126,5 +151,20 @@ def test_case_forwarded_verstat(matrix: Matrix, name: str) -> None:
     want = case["expect"]["verstat"]
     assert _verstats(fwd.all("P-Asserted-Identity")) == want["pai"], fwd.all("P-Asserted-Identity")
     assert _verstats([fwd.header("From") or ""]) == [want["from"]], fwd.header("From")
-    if "passport" in case:  # the Identity received goes on byte for byte, whatever the verdict
-        assert len(fwd.all("Identity")) == 1
+    if "passport" in case:  # the Identity received goes on, every header, whatever the verdict
+        more = sum(spec.get("copies", 1) for spec in case.get("more", ()))
+        assert len(fwd.all("Identity")) == 1 + more
+    tags = case["expect"].get("tags", {})
+    for name in ("X-Sipguard-Div", "X-Sipguard-Rcd", "X-Sipguard-Replayed"):
+        assert fwd.header(name) == tags.get(name), (name, fwd.header(name))
+
+
+def test_replayed_passport_on_a_second_call(matrix: Matrix) -> None:
+    """The same signed Identity on a second call (another Call-ID): flagged; the first is not."""
+    case = {"headers": ["From: <sip:+12125551234@{host};user=phone>;tag=1"]}
+    identity = matrix.identity({"cert": "good", "orig": "12125551234"}, FORWARDING)
+    first, first_fwd = matrix.call({**case, "identity": identity}, FORWARDING)
+    second, second_fwd = matrix.call({**case, "identity": identity}, FORWARDING)
+    assert first is not None and second is not None and first.status == second.status == 200
+    assert first_fwd[0].header("X-Sipguard-Replayed") is None
+    assert second_fwd[0].header("X-Sipguard-Replayed") == "yes"

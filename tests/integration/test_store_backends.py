@@ -272,7 +272,6 @@ def test_cert_cache(backend: Backend) -> None:
 def test_stats_and_health(backend: Backend) -> None:
     async def body(st: Store) -> None:
         await st.lookup(keys(), NOW)
-        stats = st.stats()
-        assert stats["lookups"] == 1 and stats["degraded"] == 0
+        assert st.counters.lookups == 1 and st.counters.degraded == 0
         assert st.healthy is True
     run(backend, body)

@@ -60,7 +60,9 @@ def test_admin_commands_against_redis(redis_server: RedisProcess, tmp_path: Path
                     "--removed", str(DATA / "removed.txt")) == 0
     out = capsys.readouterr().out
     assert "line 4: 'not-an-id'" in out and "1 added, 1 changed implementation, 4 newly removed" in out
-    assert "upstream trunk carrier-a (RMD0000002) is REMOVED" in out and "carrier-b" not in out
+    assert "upstream trunk carrier-a (RMD0000002) is REMOVED" in out and "carrier-b (" not in out
+    # RMD watch: carrier-b stays listed, but its filing's implementation changed
+    assert "upstream trunk carrier-b: RMD0000003 (FRN 0034567890) implementation: listed/none -> listed/partial" in out
     assert sipguard("rmd", "show", "RMD0000002", "--store", url) == 0
     assert "RMD0000002: removed" in capsys.readouterr().out
     assert sipguard("rmd", "show", "RMD0009999", "--store", url) == 1

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ResponseError
 
 from sipguard.store import open_store
 from sipguard.store.base import LimitSpec, LookupKeys
@@ -119,7 +120,7 @@ def test_outage_degrades_then_recovers() -> None:
         assert other.signer_rmd == answers[0].signer_rmd   # its signer (938K) was asked before
         late = await store.lookup(call(), NOW + 86400 + 1)
         assert late.degraded and late.trunk_rmd is None and late.signer_rmd is None  # a day old: unused
-        assert store.stats()["rmd_remembered"] == 21
+        assert store.counters.rmd_remembered == 21
         assert store.healthy is False
         server.start()                                   # same port, empty (no persistence)
         restarted = time.monotonic()
@@ -131,7 +132,7 @@ def test_outage_degrades_then_recovers() -> None:
             await asyncio.sleep(0.02)
         assert got.trunk_rmd == "absent"                 # the restarted Redis is empty: a real answer
         assert store.healthy is True
-        assert store.stats()["degraded"] >= 20
+        assert store.counters.degraded >= 20
         await store.aclose()
 
     try:
@@ -361,13 +362,23 @@ def test_lookup_lua_contract(redis_server: RedisProcess) -> None:
         client = aioredis.from_url(redis_server.url, decode_responses=True)
         script = client.register_script(LOOKUP_LUA)
         base = ["", "", "12025550123", "2025550123", "t1", "", "13035550100", str(NOW)]
-        # datasets only, nothing loaded: 9 fields + an empty limiter string
-        reply = await script(keys=["c:{c}:meta", "c:{c}:lists", "c:{c}:ocn", "c:{c}:notices"], args=[4, *base])
-        assert reply == ["absent", "", "", "", "0", "", "", "", "", ""]
+        # datasets only, nothing loaded: 9 fields + empty limiter, campaign and replay strings
+        # (ARGV ends with nc = 0 detector keys, np = 0 seen-set keys)
+        reply = await script(keys=["c:{c}:meta", "c:{c}:lists", "c:{c}:ocn", "c:{c}:notices"],
+                             args=[4, *base, 0, 0])
+        assert reply == ["absent", "", "", "", "0", "", "", "", "", "", "", ""]
         # limits only (nd = 0, as in Cluster): burst 2, one flag per limiter key
-        flags = [(await script(keys=["c:l:{a:1}", "c:l:{b:1}"], args=[0, *base, "60", 2, "60", 1]))[9]
+        flags = [(await script(keys=["c:l:{a:1}", "c:l:{b:1}"], args=[0, *base, "60", 2, "60", 1, 0, 0]))[9]
                  for _ in range(3)]
         assert flags == ["00", "01", "11"]
+        # ARGV that do not fit the KEYS (a caller out of step with the script): refused, nothing written
+        for bad_keys, bad_args in ((["c:l:{z:1}"], [0, *base, "60", 2, 0]),              # the counts cut short
+                                   (["c:l:{z:1}"], [0, *base, "60", 2, "x", 0, 0]),      # one ARGV too many
+                                   (["c:l:{z:1}"], [0, *base, "60", 2, 1, 0]),           # nc beyond the KEYS
+                                   (["c:l:{z:1}"], [0, *base, "60", 2, "c-1", 5000, 0, 1])):  # np: no limiter ARGV
+            with pytest.raises(ResponseError, match="do not fit the contract"):
+                await script(keys=bad_keys, args=bad_args)
+        assert await client.exists("c:l:{z:1}") == 0
         ttl = await client.pttl("c:l:{a:1}")
         assert 0 < ttl <= 120_001                       # buckets expire when they would be full again
         await client.aclose()
@@ -429,4 +440,4 @@ def test_round_trips_reach_the_metrics() -> None:
     assert got[("sipguard_store_seconds_count", (("op", "cert_put"),))] == 1
     assert got[("sipguard_store_seconds_count", (("op", "cert_get"),))] == 1
     assert got[("sipguard_store_errors_total", (("op", "lookup"),))] == 1
-    assert ("sipguard_store_errors_total", (("op", "cert_get"),)) not in got
+    assert got[("sipguard_store_errors_total", (("op", "cert_get"),))] == 0   # a known label: starts at 0

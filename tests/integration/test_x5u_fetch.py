@@ -173,7 +173,7 @@ def test_missing_urls_cannot_poison_the_host_for_good_calls(servers: tuple[CertS
     assert https.hits("/missing-0.pem") == 1 and https.hits("/gone.pem") == 1
     assert good.verstat is Verstat.PASSED
     assert v.creds.breaker.state("127.0.0.1", now + 1) == "closed"
-    assert v.stats()["x5u_not_found"] == 6
+    assert v.counters.x5u_not_found == 6
 
     https.route("/down.pem", b"", status=503)
     v2 = _verifier(https, pki)
@@ -211,7 +211,7 @@ def test_downloads_reach_the_metrics(servers: tuple[CertServer, CertServer, StiP
 
     first, cached, missing = asyncio.run(go())
     assert first.passed and cached.passed and missing.reasons == (Reason.X5U_FETCH_FAILED,)
-    assert https.hits("/metered.pem") == 1 and v.stats()["x5u_not_found"] == 1
+    assert https.hits("/metered.pem") == 1 and v.counters.x5u_not_found == 1
     got = {(s.name, tuple(s.labels.items())): s.value
            for family in text_string_to_metric_families(metrics.render()[0].decode()) for s in family.samples}
     assert got[("sipguard_x5u_fetch_seconds_count", ())] == 1

@@ -19,6 +19,7 @@ from typing import Any
 
 import sipguard.sip.parser as parser_module
 from sipguard.clock import SystemClock
+from sipguard.config import CoreSettings
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import ProxyCore
 from sipguard.replay.capture import read_sip
@@ -92,7 +93,7 @@ async def proxy_lines(folder: Path, captured: list[tuple[str, bytes]]) -> list[s
     config = proxy_config(folder, ("127.0.0.1", 5060), UAS, proxy={"secret_file": str(folder / "secret")})
     pipeline = await Pipeline.create(config, SystemClock())
     cap = Capture()
-    core = ProxyCore(config, pipeline, cap)
+    core = ProxyCore(CoreSettings.of(config), pipeline, cap)
     out: list[str] = []
 
     def feed(name: str, data: bytes, source: tuple[str, int]) -> None:

@@ -17,25 +17,10 @@ from sipguard.errors import ConfigError
 from sipguard.policy import PolicyHolder, check_policy, load_policy
 from sipguard.policy.facts import Facts
 from sipguard.yamlconf import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES
-from tests.policy_fixtures import REDRESS
+from tests.policy_fixtures import REDRESS, laughs, nested_not
 
 GOOD = ("version: 1\nrules:\n  - name: us-caller\n    when: {caller.us: true}\n    action: reject\n"
         "    class: deterministic\n")
-
-
-def nested_not(depth: int) -> str:
-    """The issue's policy: one rule whose condition is ``not:`` inside ``not:``, ``depth`` times."""
-    return ("version: 1\nrules:\n  - name: deep\n    action: forward\n    when: "
-            + "{not: " * depth + "{caller.us: true}" + "}" * depth + "\n")
-
-
-def laughs(levels: int) -> str:
-    """A "billion laughs" policy: each anchor is a list of nine aliases of the one before."""
-    lines = ["version: 1", "x0: &a0 {caller.us: true}"]
-    for i in range(1, levels):
-        lines.append(f"x{i}: &a{i} " + "{any: [" + ", ".join([f"*a{i - 1}"] * 9) + "]}")
-    lines += ["rules:", "  - name: boom", "    action: forward", f"    when: *a{levels - 1}"]
-    return "\n".join(lines) + "\n"
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> str:
@@ -204,7 +189,7 @@ def test_worker_reloads_off_the_event_loop_and_survives_hostile_files(tmp_path: 
     counts); a hostile policy or config is refused, logged, and what runs stays."""
     from sipguard.clock import SystemClock
     from sipguard.pipeline import Pipeline
-    from sipguard.proxy.server import Worker
+    from sipguard.proxy.worker import Worker
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(GOOD)

@@ -112,7 +112,7 @@ def test_proxy_secret_file(tmp_path: Path) -> None:
 
 
 def test_tls_next_hops_and_listen_defaults() -> None:
-    from sipguard.config import next_hop_address, parse_listen
+    from sipguard.addresses import next_hop_address, parse_listen
 
     assert next_hop_address("sips:10.0.0.5") == ("10.0.0.5", 5061, "tls")
     assert next_hop_address("sip:10.0.0.5;transport=TLS") == ("10.0.0.5", 5061, "tls")

@@ -38,6 +38,8 @@ BAD = {
     "log": "log: {colour: 1}",
     "workers": "workers: 0",
     "tls": "tls: {cert_file: x}",
+    "analytics": "analytics: {campaign: {fanout: {window: 0, callees: 50}}}",
+    "upstreams": "upstreams: {score_window: 5}",
 }
 
 

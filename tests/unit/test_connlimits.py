@@ -28,13 +28,13 @@ def test_per_source_cap_then_release() -> None:
     assert lim.admit("192.0.2.2", "tls", 0.0)           # another source has its own share
     lim.release("192.0.2.1")
     assert lim.admit("192.0.2.1", "tcp", 0.0)
-    assert lim.counts["per_source"] == 1 and lim.total == 3
+    assert lim.counters.per_source == 1 and lim.total == 3
 
 
 def test_total_cap_and_descriptor_reserve() -> None:
     lim = limits(max_connections=3, max_per_source=10)
     assert all(lim.admit(f"192.0.2.{i}", "tcp", 0.0) for i in range(3))
-    assert not lim.admit("192.0.2.9", "tcp", 0.0) and lim.counts["total"] == 1
+    assert not lim.admit("192.0.2.9", "tcp", 0.0) and lim.counters.total == 1
     # the descriptor limit leaves less room than max_connections: the reserve wins
     tight = ConnectionLimits(ConnectionSettings(max_connections=1000, fd_reserve=64), None, open_fds=20,
                              fd_limit=1024)
@@ -51,7 +51,7 @@ def test_unknown_source_refused_and_warned_once_a_minute(caplog: pytest.LogCaptu
     assert not lim.admit("203.0.113.9", "tcp", 61.0)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2 and "unknown_source: reject" in warnings[0]
-    assert lim.counts["unknown_source"] == 3
+    assert lim.counters.unknown_source == 3
 
 
 @dataclass
@@ -72,7 +72,7 @@ def test_sweep_closes_unfinished_heads_and_idle_connections() -> None:
     idle = Conn(active=30.0)
     assert lim.sweep([busy, slow_head, fresh_head, idle], now=100.0) == 2
     assert (busy.closed, slow_head.closed, fresh_head.closed, idle.closed) == ("", "head_timeout", "", "idle_timeout")
-    assert lim.counts["head_timeout"] == 1 and lim.counts["idle_timeout"] == 1
+    assert lim.counters.head_timeout == 1 and lim.counters.idle_timeout == 1
     assert 0.05 <= limits(head_timeout=0.1, idle_timeout=0.2).interval() <= 0.05 + 1e-9
     assert lim.interval() == 1.0
 

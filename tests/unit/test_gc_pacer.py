@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from sipguard.proxy.server import GcPacer
+from sipguard.proxy.gcpacing import GcPacer
 
 
 class Node:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,12 @@ FORBIDDEN = {
     "sipguard/replay/": ("sipguard.proxy",),
     "sipguard/store/": ("sipguard.sip", "sipguard.proxy"),
     "sipguard/shaken/": ("sipguard.proxy", "sipguard.store", "sipguard.policy"),
+    # config flows one way: the config is read below the proxy, the proxy reads the config
+    "sipguard/config.py": ("sipguard.proxy", "sipguard.pipeline"),
+    "sipguard/addresses.py": ("asyncio", "socket", "sipguard.proxy", "sipguard.config"),
+    "sipguard/tls.py": ("sipguard.proxy", "sipguard.config"),
+    # the pipeline decides; what a decision becomes (record, metrics, log) is observe/decisions.py's
+    "sipguard/pipeline.py": ("sipguard.proxy", "sipguard.records", "sipguard.observe.metrics", "sipguard.observe.logs"),
 }
 
 
@@ -49,6 +58,19 @@ def test_layer_rules(prefix: str) -> None:
                 assert not (module == banned or module.startswith(banned + ".")), \
                     f"{rel} imports {module}, which {prefix} must not use"
     assert checked, f"no files under {prefix}: the rule checks nothing"
+
+
+def test_loading_a_config_loads_no_proxy_module() -> None:
+    """The AST rule above sees config.py's own imports; this sees what they import in turn
+    (records, shaken, store, policy), when every example config is loaded."""
+    examples = sorted(str(p) for p in (PKG.parent / "config").glob("sipguard.*.yaml"))
+    assert examples
+    code = ("import sys\nfrom sipguard.config import load_config\n"
+            f"for path in {examples!r}:\n    load_config(path)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('sipguard.proxy', 'sipguard.pipeline'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(PKG.parent)}, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_no_print_in_the_package_outside_cli() -> None:

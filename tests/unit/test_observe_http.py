@@ -32,7 +32,7 @@ async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 def get(port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 
 
 def test_endpoints(tmp_path: Path) -> None:

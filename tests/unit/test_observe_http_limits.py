@@ -190,6 +190,44 @@ def test_connections_beyond_the_cap_get_503_and_slow_heads_are_cut_off(tmp_path:
     LOOPS[loop](scenario())
 
 
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_an_idle_connection_is_closed_without_a_word(tmp_path: Path, loop: str) -> None:
+    """Issue 20: a connection that sends nothing gets no stale 408 (a browser would read it as the
+    answer to the request it sends next); the one request of a connection gets exactly its
+    answer, and nothing is written after it however long the client waits."""
+    cfg = TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "spool"))
+
+    async def scenario() -> None:
+        server = HttpServer("memory", cfg, limits=HttpLimits(read_timeout=0.2))
+        await server.start("127.0.0.1", 0)
+        loop_ = asyncio.get_running_loop()
+        try:
+            answered = socket.create_connection(("127.0.0.1", server.port))
+            idle = socket.create_connection(("127.0.0.1", server.port))
+            for sock in (answered, idle):
+                sock.setblocking(False)
+            await loop_.sock_sendall(answered, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while chunk := await loop_.sock_recv(answered, 65536):   # read until the server's EOF
+                data += chunk
+            assert status_of(data) == 200 and data.count(b"HTTP/1.1 ") == 1
+            # past read_timeout (the server's timer decides; the recv waits for it)
+            assert await asyncio.wait_for(loop_.sock_recv(idle, 65536), 30) == b""
+            await wait_until(lambda: not server.listener.connections)
+            answered.close()
+            idle.close()
+            # a client that connects and half-closes without a byte gets no "incomplete request"
+            leaving = socket.create_connection(("127.0.0.1", server.port))
+            leaving.setblocking(False)
+            leaving.shutdown(socket.SHUT_WR)
+            assert await asyncio.wait_for(loop_.sock_recv(leaving, 65536), 30) == b""
+            leaving.close()
+        finally:
+            await server.aclose()
+
+    LOOPS[loop](scenario())
+
+
 async def _echo(query: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
     return 200, "application/json", body
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -52,55 +53,90 @@ def test_observe_decision_counts_by_labels() -> None:
     assert got[("sipguard_decision_seconds_bucket", (("le", "0.0025"),))] == 4
 
 
-class FakeVerifier:
-    def __init__(self) -> None:
-        self.s = {"cert_cache_hits": 0.0, "cert_cache_misses": 0.0, "x5u_fetch_failures": 0.0,
-                  "cert_cache_size": 0.0}
+def test_export_reads_each_components_counters_as_deltas(tmp_path: Path) -> None:
+    """The real components, their counters moved as their hot paths move them: /metrics shows
+    every declared field under its metric and label, and a later export adds only the delta."""
+    from sipguard.clock import ManualClock
+    from sipguard.proxy.connlimits import ConnectionLimits, ConnectionSettings
+    from sipguard.proxy.overload import OverloadGuard
+    from sipguard.proxy.steer import Steering
+    from sipguard.records.writer import open_records
+    from sipguard.shaken.config import ShakenConfig
+    from sipguard.shaken.verify import Verifier
+    from sipguard.store.memory import MemoryStore
 
-    def stats(self) -> dict[str, float]:
-        return dict(self.s)
+    class Core:                       # the two things export reads of a ProxyCore
+        def __init__(self) -> None:
+            from sipguard.proxy.messages import Counters
 
-    def breaker_states(self, now: float) -> dict[str, str]:
-        return {"certs.bad.example": "open", "certs.ok.example": "closed"}
+            self.counters, self.pending = Counters(), 12
 
+    class Transports:
+        def __init__(self) -> None:
+            from sipguard.proxy.transport import TransportCounters
 
-class FakeStore:
-    healthy = False
+            self.counters = TransportCounters()
+            self.limits = ConnectionLimits(ConnectionSettings())
 
-    def stats(self) -> dict[str, float]:
-        return {"lookups": 10.0, "degraded": 4.0, "errors": 2.0}
+        def open_connections(self) -> dict[str, int]:
+            return {"tcp": 3, "tls": 1}
 
+    class Pipeline:
+        def __init__(self) -> None:
+            self.verifier = Verifier(ShakenConfig(), fetcher=None)  # type: ignore[arg-type]
+            self.store = MemoryStore()
+            self.clock = ManualClock(0.0)
 
-class FakePipeline:
-    def __init__(self) -> None:
-        self.verifier = FakeVerifier()
-        self.store = FakeStore()
-
-
-class FakeWriter:
-    pending = 7
-
-
-def test_set_gauges_exports_deltas_of_cumulative_stats() -> None:
     m = Metrics()
-    pipeline = FakePipeline()
-    pipeline.verifier.s.update(cert_cache_hits=5, cert_cache_misses=2, cert_cache_size=3)
-    m.set_gauges({"pending": 12, "invites": 9, "overload_503": 1}, pipeline, FakeWriter(), now=0.0)
-    pipeline.verifier.s.update(cert_cache_hits=8, x5u_fetch_failures=1)
-    m.set_gauges({"pending": 4, "invites": 11, "overload_503": 1}, pipeline, FakeWriter(), now=0.0)
+    core, transports, pipeline = Core(), Transports(), Pipeline()
+    guard = OverloadGuard(0.02, 5, 65535, lambda *a: None)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    steering = Steering(0, [a], b)
+    from sipguard.records.record import TracebackConfig
+
+    records = open_records("memory", TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "sp")))
+    core.counters.invites, core.counters.overload_503 = 9, 1
+    transports.counters.unsupported_transport = 2
+    transports.limits.counters.per_source = 4
+    guard.counters.shed_503 = 5
+    guard.measure(0.5)
+    steering.counters.steered_out = 6
+    verifier = pipeline.verifier
+    verifier.counters.x5u_fetch_failures, verifier.counters.l2_hits = 1, 2
+    verifier.creds.certs.counters.hits, verifier.creds.certs.counters.misses = 5, 2
+    for _ in range(verifier.creds.breaker.threshold):
+        verifier.creds.breaker.failure("certs.bad.example", 0.0)
+    pipeline.store.counters.lookups = 10
+    pipeline.store.counters.passport_replays = 3
+    pipeline.store.healthy = False
+    kw: Any = dict(core=core, transports=transports, guard=guard, steering=steering, pipeline=pipeline,
+                   records=records)
+    m.export(**kw)
+    core.counters.invites, core.pending = 11, 4
+    verifier.creds.certs.counters.hits = 8
+    m.export(**kw)
     got = samples(m.render()[0])
+    a.close()
+    b.close()
+    events = {labels[0][1]: v for (name, labels), v in got.items() if name == "sipguard_sip_events_total"}
+    assert events["invites"] == 11 and events["overload_503"] == 1 and events["received"] == 0
+    assert events["unsupported_transport"] == 2 and events["shed_503"] == 5 and events["overload_episodes"] == 1
+    assert events["steered_out"] == 6 and events["steer_dropped"] == 0
     assert got[("sipguard_pending_decisions", ())] == 4
-    assert got[("sipguard_records_queue", ())] == 7
-    assert got[("sipguard_sip_events_total", (("event", "invites"),))] == 11
-    assert got[("sipguard_sip_events_total", (("event", "overload_503"),))] == 1
+    assert got[("sipguard_records_queue", ())] == 0
+    assert got[("sipguard_connections", (("transport", "tcp"),))] == 3
+    assert got[("sipguard_connection_limits_total", (("limit", "per_source"),))] == 4
+    assert got[("sipguard_connection_limits_total", (("limit", "idle_timeout"),))] == 0
+    assert got[("sipguard_overload_shedding", ())] == 1
     assert got[("sipguard_x5u_cache_total", (("result", "hit"),))] == 8
     assert got[("sipguard_x5u_cache_total", (("result", "miss"),))] == 2
+    assert got[("sipguard_x5u_cache_total", (("result", "l2_hit"),))] == 2
     assert got[("sipguard_x5u_fetches_total", (("outcome", "failed"),))] == 1
-    assert got[("sipguard_cert_cache_entries", ())] == 3
+    assert got[("sipguard_cert_cache_entries", ())] == 0
     assert got[("sipguard_x5u_breaker_state", (("host", "certs.bad.example"),))] == 2
-    assert got[("sipguard_x5u_breaker_state", (("host", "certs.ok.example"),))] == 0
     assert got[("sipguard_store_healthy", ())] == 0
-    assert got[("sipguard_store_requests_total", (("result", "degraded"),))] == 4
+    assert got[("sipguard_store_requests_total", (("result", "lookup"),))] == 10
+    assert got[("sipguard_passport_replays_total", ())] == 3
 
 
 def test_hooks_for_fetch_store_limits_and_records() -> None:
@@ -120,6 +156,20 @@ def test_hooks_for_fetch_store_limits_and_records() -> None:
     assert got[("sipguard_records_written_total", ())] == 500
     assert got[("sipguard_records_spooled_total", ())] == 20
     assert got[("sipguard_records_errors_total", ())] == 1
+
+
+def test_detector_facts_are_counted() -> None:
+    from sipguard.policy.facts import Facts
+
+    m = Metrics()
+    m.detectors_hit(Facts(campaign_fanout=True, spoof_same=True, spoof_a_on_bad_number=None, trunk_threat="c-cist"))
+    m.detectors_hit(Facts(campaign_fanout=True, campaign_burst=False))
+    got = samples(m.render()[0])
+    assert got[("sipguard_detector_hits_total", (("fact", "campaign.fanout"), ("source", "")))] == 2
+    assert got[("sipguard_detector_hits_total", (("fact", "spoof.same"), ("source", "")))] == 1
+    assert got[("sipguard_detector_hits_total", (("fact", "trunk.threat"), ("source", "c-cist")))] == 1
+    assert not [k for k in got if k[0] == "sipguard_detector_hits_total"
+                and dict(k[1])["fact"] in ("campaign.burst", "spoof.a_on_bad_number", "signer.threat")]
 
 
 def test_every_spec_is_exposed_under_its_name() -> None:
@@ -153,7 +203,11 @@ from tests.records_fixtures import make_record
 m = metrics.Metrics()
 for _ in range(int(sys.argv[1])):
     m.observe_decision(make_record(), 0.001)
-m.set_gauges({"pending": float(sys.argv[1])})
+class Core:
+    def __init__(self):
+        from sipguard.proxy.messages import Counters
+        self.counters, self.pending = Counters(), float(sys.argv[1])
+m.export(core=Core())
 """
 
 
@@ -266,3 +320,45 @@ def test_process_series_need_only_proc_pid(monkeypatch: pytest.MonkeyPatch) -> N
     import time
 
     assert abs(got["process_start_time_seconds"] - time.time()) < 24 * 3600 * 365
+
+
+def test_known_label_values_start_at_zero() -> None:
+    """A panel over a labelled counter shows a line from the first scrape, not 'no data'."""
+    from sipguard.proxy.connlimits import LIMITS
+
+    assert metrics.KNOWN_LABELS["sipguard_connection_limits"] == LIMITS
+    got = samples(Metrics().render()[0])
+    for name, values in metrics.KNOWN_LABELS.items():
+        spec = next(s for s in SPECS if s.name == name)
+        for value in values:
+            assert got[(name + "_total", ((spec.labels[0], value),))] == 0, (name, value)
+
+
+def test_dashboard_is_valid_for_grafana_import() -> None:
+    """What Grafana's import needs (dashboard JSON model): a title, a stable uid, a schemaVersion,
+    the datasource as a variable that every panel and target uses, and panels that have an id,
+    a known type, a grid position inside the 24 columns and targets with distinct refIds."""
+    dash = json.loads((ROOT / "config/grafana/sipguard.json").read_text())
+    assert isinstance(dash["title"], str) and dash["title"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", dash["uid"])
+    assert isinstance(dash["schemaVersion"], int) and dash["schemaVersion"] >= 36
+    assert "id" not in dash or dash["id"] is None      # an id would overwrite another dashboard
+    assert {"from", "to"} <= set(dash["time"])
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    source = {"type": "prometheus", "uid": "${datasource}"}
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)) and all(isinstance(i, int) for i in ids)
+    for panel in dash["panels"]:
+        assert panel["type"] in {"timeseries", "piechart", "bargauge", "stat", "gauge", "table"}, panel["title"]
+        assert panel["title"] and panel["datasource"] == source, panel["title"]
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[k], int) for k in "xywh") and grid["x"] + grid["w"] <= 24, panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"] and target.get("datasource", source) == source, panel["title"]
+    # panels do not overlap on the grid
+    cells = [(x, y) for p in dash["panels"] for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+             for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])]
+    assert len(cells) == len(set(cells))

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from sipguard.proxy.overload import SHED_TAG, MemoryTrim, OverloadGuard, QueueProbe, ShedState
+from sipguard.proxy.overload import (
+    SHED_TAG,
+    MemoryTrim,
+    OverloadCounters,
+    OverloadGuard,
+    QueueProbe,
+    ShedState,
+)
 from sipguard.sip import parse
 from sipguard.sip.relay import overload_ack, overload_answer
 from tests.sipclient import invite, parse_msg
@@ -30,7 +37,6 @@ INVITE = invite(("127.0.0.1", 5060), ("192.0.2.7", 5070), call_id="c1", branch="
 def test_shed_state_follows_the_age_of_the_work(delays: list[float], expected: list[bool]) -> None:
     state = ShedState(threshold=0.02)
     assert [state.update(d) for d in delays] == expected
-    assert state.episodes == sum(1 for a, b in zip([False, *expected], expected, strict=False) if b and not a)
 
 
 def test_shed_state_threshold_zero_never_sheds() -> None:
@@ -104,7 +110,7 @@ def test_guard_answers_new_invites_only_while_shedding() -> None:
     guard.due = time.monotonic() + 3600       # the loop is not late: shedding is the state's word only
     src = ("192.0.2.7", 5070)
     assert not guard.intercept(INVITE, src, "udp", None) and sent == []
-    guard.state.update(0.5)
+    guard.measure(0.5)
     bye = INVITE.replace(b"INVITE sip", b"BYE sip", 1).replace(b"1 INVITE", b"2 BYE")
     response = b"SIP/2.0 200 OK\r\n" + INVITE.split(b"\r\n", 1)[1]
     reinvite = INVITE.replace(b"user=phone>\r\nCall-ID", b"user=phone>;tag=d\r\nCall-ID", 1)
@@ -117,9 +123,11 @@ def test_guard_answers_new_invites_only_while_shedding() -> None:
     assert answer.status == 503 and answer.header("Retry-After") == "7"
     ack = (b"ACK sip:b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKone\r\n"
            b"To: " + (answer.header("To") or "").encode() + b"\r\n\r\n")
-    guard.state.update(0.0)                   # over: the ACK of an earlier answer is still absorbed
+    guard.measure(0.0)                        # over: the ACK of an earlier answer is still absorbed
     assert guard.intercept(ack, src, "udp", None)
-    assert guard.stats() == {"shed_503": 1.0, "shed_ack_absorbed": 1.0, "overload_episodes": 1.0}
+    assert guard.counters == OverloadCounters(shed_503=1, shed_ack_absorbed=1, overload_episodes=1)
+    guard.measure(0.5)                        # a second episode
+    assert guard.counters.overload_episodes == 2
 
 
 def test_guard_sheds_when_the_next_tick_is_overdue() -> None:
@@ -226,3 +234,28 @@ def test_a_transaction_past_its_2xx_holds_no_message_bytes(tmp_path: Path) -> No
         assert cap.take() == []
 
     run(tmp_path, scenario)
+
+
+def test_memory_trim_compacts_at_each_trim_and_once_more_when_the_burst_has_settled() -> None:
+    """Each trim empties the caches, runs a full collection (it also empties the interpreter's
+    free lists, whose burst-made tuples and dicts pin pymalloc arenas) and gives the pages
+    back; SETTLE_TICKS ticks after the burst's last trim, once more (what was freed after it:
+    records written, their batches); a new rise pauses that count."""
+    steps: list[str] = []
+    trim = MemoryTrim(minimum=1000, release=(lambda: steps.append("caches"),),
+                      collect=lambda: steps.append("collect") or 0)
+    trim._release = lambda: steps.append("release") or True
+    assert [trim.tick(c) for c in (5000, 2400)] == [False, True]
+    assert steps == ["caches", "collect", "release"]
+    steps.clear()
+    assert [trim.tick(c) for c in (1000, 60, 0)] == [True, True, True]   # halved, halved, all but gone
+    assert steps == ["caches", "collect", "release"] * 3 and trim.trims == 4
+    steps.clear()
+    ticks = [trim.tick(0) for _ in range(MemoryTrim.SETTLE_TICKS - 3)]
+    ticks += [trim.tick(300)] * 2                                   # calls again: the count waits
+    ticks += [trim.tick(10) for _ in range(3)]
+    assert ticks == [False] * (MemoryTrim.SETTLE_TICKS + 1) + [True]
+    assert steps == ["caches", "collect", "release"] and trim.trims == 5
+    steps.clear()
+    assert [trim.tick(0) for _ in range(3 * MemoryTrim.SETTLE_TICKS)] == [False] * (3 * MemoryTrim.SETTLE_TICKS)
+    assert steps == []                                              # once per burst

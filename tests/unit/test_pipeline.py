@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from sipguard.clock import ManualClock
-from sipguard.config import load_config
+from sipguard.config import PipelineSettings, load_config
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.act import apply_forward, redirect_response
+from sipguard.records.record import CallRecord
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.sip import parse
 from sipguard.store.base import DEGRADED, Lookups
@@ -120,6 +121,32 @@ def test_store_failure_modes(tmp_path: Path, mode: str, status: int | None) -> N
         assert ("Retry-After", "5") in out.decision.headers
 
 
+def test_reconfigure_takes_the_new_settings_for_the_next_invite(tmp_path: Path) -> None:
+    """SIGHUP: the pipeline's own settings (PipelineSettings.of) replace the old ones whole:
+    the trunks, unknown_source, and the fail-closed 503's Retry-After (proxy.retry_after)."""
+    async def run() -> None:
+        old = make_config(tmp_path, store_failure="fail-closed")
+        pipeline = await Pipeline.create(old, ManualClock(NOW))
+
+        async def down(keys: Any, now: float) -> Lookups:
+            return DEGRADED
+        pipeline.store.lookup = down  # type: ignore[method-assign]
+        try:
+            out = await pipeline.decide(parse(invite()), ("192.0.2.10", 5060), "udp")
+            assert ("Retry-After", "5") in out.decision.headers
+            new = make_config(tmp_path / "new", store_failure="fail-closed", unknown_source="allow",
+                              proxy={"retry_after": 30})
+            pipeline.reconfigure(PipelineSettings.of(new))
+            out = await pipeline.decide(parse(invite()), ("192.0.2.10", 5060), "udp")
+            assert out.decision.status == 503 and ("Retry-After", "30") in out.decision.headers
+            out = await pipeline.decide(parse(invite()), ("203.0.113.9", 5060), "udp")
+            assert out.trunk is None and out.decision.rule != "unknown-source"
+        finally:
+            await pipeline.aclose()
+    (tmp_path / "new").mkdir()
+    asyncio.run(run())
+
+
 def test_store_down_leaves_rmd_facts_unknown_unless_remembered(tmp_path: Path) -> None:
     out = decide(tmp_path, invite(), degraded=True)
     assert out.facts.trunk_rmd is None and out.facts.signer_rmd is None and out.facts.store_degraded
@@ -131,10 +158,51 @@ def test_store_down_leaves_rmd_facts_unknown_unless_remembered(tmp_path: Path) -
 
 def test_record_carries_the_provider_and_decision(tmp_path: Path) -> None:
     out = decide(tmp_path, invite(caller="+18002223333"))
-    record = out.record(603, None, "test")
+    record = CallRecord.of(out, 603, None, "test")
     assert (record.provider_frn, record.provider_rmd, record.trunk_role) == ("0012345678", "RMD0001234", "foreign")
     assert record.caller == "18002223333" and record.action == "reject" and record.rule == "do-not-originate"
     assert record.rmd_snapshot is not None
+
+
+def test_each_decision_fans_out_once_to_records_metrics_and_the_log(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """observe/decisions.py: one outcome, one record queued (the next hop only when forwarded
+    or redirected), one metrics observation, a rate-limit hit per limiter, one log line."""
+    from dataclasses import replace
+
+    from sipguard.observe import logs
+    from sipguard.observe.decisions import DecisionSink
+
+    class Seen:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, object]] = []
+
+        def submit(self, record: CallRecord) -> None:
+            self.calls.append(("record", record))
+
+        def observe_decision(self, record: CallRecord, latency: float) -> None:
+            self.calls.append(("decision", (record.call_id, latency)))
+
+        def rate_limited(self, limiter: str) -> None:
+            self.calls.append(("limited", limiter))
+
+        def detectors_hit(self, facts: object) -> None:
+            self.calls.append(("detectors", facts))
+
+    out = decide(tmp_path, invite(caller="+18002223333"))
+    out = replace(out, lookups=replace(out.lookups, limited=("per-trunk",)))
+    seen = Seen()
+    sink = DecisionSink(seen, seen, "host/1")  # type: ignore[arg-type]
+    with caplog.at_level("INFO"):
+        logs.set_decisions("info")
+        sink.on_outcome(out, 603, "sip:10.0.0.9", 0.004)
+    record = CallRecord.of(out, 603, None, "host/1")
+    assert seen.calls == [("record", record), ("decision", ("c1", 0.004)), ("limited", "per-trunk"),
+                          ("detectors", out.facts)]
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("sipguard.decisions", "reject c1")]
+    seen.calls.clear()
+    sink.on_outcome(out, 302, "sip:10.0.0.9", 0.0)
+    assert seen.calls[0] == ("record", CallRecord.of(out, 302, "sip:10.0.0.9", "host/1"))
 
 
 # -- the identity checked and marked: P-Asserted-Identity when present, else From ----------------
@@ -322,9 +390,9 @@ def test_record_of_a_signed_call_names_the_attestation_and_the_rule(tmp_path: Pa
     """FCC 24-120: the signer decides attestation itself and keeps the record of it."""
     out = decide(tmp_path, invite())
     assert out.signed
-    rec = out.record(None, "sip:127.0.0.1:5070", "test/0")
+    rec = CallRecord.of(out, None, "sip:127.0.0.1:5070", "test/0")
     assert (rec.signed_attest, rec.signed_rule) == ("C", "sign-unsigned")
     from sipguard.records.record import from_row, to_row
     assert from_row(to_row(rec)) == rec
-    unsigned = decide(tmp_path, invite(caller="+442071838750")).record(None, None, None)
+    unsigned = CallRecord.of(decide(tmp_path, invite(caller="+442071838750")), None, None, None)
     assert (unsigned.signed_attest, unsigned.signed_rule) == (None, None)

@@ -28,7 +28,7 @@ def run(*argv: str) -> int:
 
 def test_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("check", str(EXAMPLE)) == 0
-    assert capsys.readouterr().out == "ok: 11 rules\n"
+    assert capsys.readouterr().out == "ok: 13 rules\n"
 
 
 def test_check_prints_every_problem_as_file_line_key_message(capsys: pytest.CaptureFixture[str]) -> None:

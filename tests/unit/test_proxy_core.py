@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sipguard.clock import Clock, ManualClock, SystemClock
+from sipguard.config import CoreSettings
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import ProxyCore
 from sipguard.proxy.messages import BRANCH_PREFIX
@@ -39,7 +40,7 @@ def run(tmp_path: Path, scenario: Any, clock: Clock | None = None, next_hop: tup
         config = proxy_config(tmp_path, OURS, next_hop, **extra)
         pipeline = await Pipeline.create(config, SystemClock())
         cap = Capture()
-        core = ProxyCore(config, pipeline, cap, clock=clock)
+        core = ProxyCore(CoreSettings.of(config), pipeline, cap, clock=clock)
         try:
             await scenario(core, cap)
         finally:
@@ -225,6 +226,7 @@ class WaitingStore:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.healthy = True
+        self.threats = inner.threats
 
     async def lookup(self, keys: Any, now: float) -> Any:
         async with asyncio.timeout(1.0):
@@ -264,7 +266,7 @@ def test_record_route_records_both_sides_when_the_transport_changes(tmp_path: Pa
     callee's BYE routed through both goes back to the caller over TLS with neither, whatever
     its Request-URI names; the caller's goes to the callee's side over UDP."""
     async def scenario(core: ProxyCore, cap: Capture) -> None:
-        core.config = replace(core.config, proxy=replace(core.config.proxy, record_route=True))
+        core.reconfigure(replace(core.settings, record_route=True))
         core.receive(INVITE.replace(b"SIP/2.0/UDP", b"SIP/2.0/TLS"), UAC, "tls", None)
         await asyncio.gather(*core._tasks)
         fwd = parse(cap.take()[1][0])
@@ -344,7 +346,7 @@ def test_a_trunk_request_goes_to_the_next_hop_whatever_it_names(tmp_path: Path) 
 def test_a_forged_route_is_refused(tmp_path: Path) -> None:
     """Our Route mark with a token we did not sign (or signed for another dialog) is 403."""
     async def scenario(core: ProxyCore, cap: Capture) -> None:
-        core.config = replace(core.config, proxy=replace(core.config.proxy, record_route=True))
+        core.reconfigure(replace(core.settings, record_route=True))
         core.receive(INVITE, UAC, "udp", None)
         await asyncio.gather(*core._tasks)
         rr = parse(cap.take()[1][0]).headers("Record-Route")[0]
@@ -447,7 +449,7 @@ def test_a_transport_we_do_not_speak_is_counted_not_sent_over_tcp() -> None:
         sender = Transports((), lambda *a: None, 65535)
         sender.send_to_source(b"SIP/2.0 200 OK\r\n\r\n", ("192.0.2.9", 5060), "sctp", None)
         sender.send_to(b"BYE sip:x SIP/2.0\r\n\r\n", ("192.0.2.9", 5060), "ws")
-        assert sender.dropped == 2 and not any(sender.streams.values())
+        assert sender.counters.unsupported_transport == 2 and not any(sender.streams.values())
 
     asyncio.run(main())
 

@@ -33,6 +33,19 @@ def test_version_1_rows_still_read() -> None:
     assert from_row(v1) == record and from_row(v1).signed_rule is None
 
 
+def test_version_2_and_3_rows_read_with_no_passports() -> None:
+    """Rows written before each Identity header's result was recorded (version 4): passports empty."""
+    record = make_record(6, signed=True, signed_attest="C", signed_rule="sign-unsigned")
+    v2 = json.dumps([2, *(getattr(record, name) for name in ROW_FIELDS[2])])
+    assert from_row(v2) == record and from_row(v2).passports == ()
+    record = make_record(8, caller_check="valid", facts={"div_count": 1})
+    v3 = json.dumps([3, *(getattr(record, name) for name in ROW_FIELDS[3])])
+    assert from_row(v3) == record and from_row(v3).passports == ()
+    with_results = make_record(7, passports=("shaken:passed", "div:failed:div-no-history"))
+    assert from_row(to_row(with_results)).passports == ("shaken:passed", "div:failed:div-no-history")
+    assert with_results.to_dict()["passports"] == ["shaken:passed", "div:failed:div-no-history"]
+
+
 def test_rows_stored_as_dicts_before_versions_still_read() -> None:
     record = make_record(5)
     assert from_row(json.dumps(record.to_dict())) == record
@@ -54,6 +67,7 @@ OPT = st.none() | TEXT
                  verstat=TEXT, attest=OPT, origid=OPT, x5u=OPT, spc=OPT, reasons=st.lists(TEXT, max_size=3).map(tuple),
                  rule=OPT, rule_class=OPT, notice=OPT, action=TEXT, status=st.none() | st.integers(100, 699),
                  shadow_action=OPT, signed=st.booleans(), signed_origid=OPT, identity_dropped=st.booleans(),
-                 next_hop=OPT, instance=OPT, signed_attest=OPT, signed_rule=OPT))
+                 next_hop=OPT, instance=OPT, signed_attest=OPT, signed_rule=OPT,
+                 passports=st.lists(TEXT, max_size=3).map(tuple)))
 def test_any_record_round_trips(record: CallRecord) -> None:
     assert from_row(to_row(record)) == record

@@ -41,7 +41,7 @@ def test_written_and_found_by_caller_callee_time_and_call_id(tmp_path: Path) -> 
             writer.submit(make_record(i * 60, caller=f"1202555{i:04d}", callee="13125550188"))
         writer.submit(make_record(99_000, call_id="the-one"))
         await writer.aclose()
-        assert writer.stats.written == 51
+        assert writer.counters.written == 51
         # an ITG request: one time, both numbers, in another spelling
         got = await query.find("memory", cfg, caller="+1 (202) 555-0007", callee="tel:+1-312-555-0188",
                                at=BASE_TIME + 7 * 60 + 30)
@@ -69,7 +69,7 @@ def test_retention_trims_old_records(tmp_path: Path) -> None:
         later = open_records("memory", cfg, clock=ManualClock(BASE_TIME + 2 * 86400))
         await later.start()                                 # a retention pass runs at start
         await later.aclose()
-        assert later.stats.trimmed == 1
+        assert later.counters.trimmed == 1
         left = await query.find("memory", cfg)
         assert [r.time for r in left] == [BASE_TIME + 86400 + 3600]
 
@@ -141,7 +141,7 @@ def test_outage_spools_then_flushes_in_order_without_loss(tmp_path: Path) -> Non
         for i in range(35):
             w.submit(make_record(i))
         await w._drain()
-        assert w.degraded and w.stats.spooled == 35 and not sink.rows
+        assert w.degraded and w.counters.spooled == 35 and not sink.rows
         assert os.listdir(cfg.spool)
         sink.down = False
         for i in range(35, 40):
@@ -167,7 +167,7 @@ def test_aclose_while_store_down_spools_everything_and_next_start_flushes(tmp_pa
         for i in range(25):
             w.submit(make_record(i))
         await w.aclose()                                    # SIGTERM during the outage
-        assert w.stats.spooled == 25 and not sink.rows
+        assert w.counters.spooled == 25 and not sink.rows
         sink.down = False
         again = RecordWriter(sink, cfg, writer_id="second")
         await again.start()                                 # leftovers flushed before anything else
@@ -186,7 +186,7 @@ def test_full_queue_spills_instead_of_dropping(tmp_path: Path) -> None:
         await w.start()
         for i in range(12):
             w.submit(make_record(i))
-        assert w.pending == 12 and w.stats.spilled == 7
+        assert w.pending == 12 and w.counters.spilled == 7
         await w.aclose()
         assert len(sink.rows) == 12
 
@@ -345,7 +345,7 @@ def test_a_live_writers_spool_files_are_flushed_by_it_alone_in_sequence_order(tm
         for i in range(10, 20):
             a.submit(make_record(i))
         await a._drain()                                    # seq 11..20 to the spool
-        assert a.stats.spooled == 20 and not sink.rows
+        assert a.counters.spooled == 20 and not sink.rows
         sink.down = False
         b = RecordWriter(sink, cfg, writer_id="b")
         sink.hold_next = True

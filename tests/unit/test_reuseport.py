@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipguard.config import Listen
+from sipguard.addresses import Listen
 from sipguard.proxy.reuseport import MAX_INSNS, NOT_FOUND, SCAN, attach, program
 from sipguard.proxy.steer import branch_hash, owner_of
 from sipguard.proxy.transport import reuseport_group

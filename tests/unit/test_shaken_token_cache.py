@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from sipguard.shaken.cache import CacheCounters
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.verify import Verifier
 from sipguard.shaken.x5u import Fetched
@@ -67,24 +68,22 @@ def test_re_presented_token_is_answered_from_the_cache(pki: StiPki) -> None:
     ident = _ident(pki)
     first, second = _check(v, ident), _check(v, ident)
     assert first == second and second.passed and second.spc == "1234"
-    stats = v.stats()
-    assert (stats["token_cache_hits"], stats["token_cache_misses"], stats["token_cache_size"]) == (1, 1, 1)
+    assert v.counters.token_cache_hits == 1 and v.tokens is not None and len(v.tokens) == 1
+    assert v.tokens.counters == CacheCounters(hits=1, misses=1, evictions=0)
 
 
 def test_cache_off_reports_zeros(pki: StiPki) -> None:
     v = _verifier(pki, cached=False)
     ident = _ident(pki)
     assert _check(v, ident).passed and _check(v, ident).passed
-    stats = v.stats()
-    assert (stats["token_cache_hits"], stats["token_cache_misses"], stats["token_cache_size"]) == (0, 0, 0)
+    assert v.counters.token_cache_hits == 0 and v.tokens is None
 
 
 def test_cache_is_bounded(pki: StiPki) -> None:
     v = Verifier(pki.config(), LongLived({X5U: pki.chain_pem("good"), CRL: pki.crl_der}), token_cache_size=3)
     for i in range(5):
         assert _check(v, _ident(pki, iat=NOW - i)).passed
-    stats = v.stats()
-    assert stats["token_cache_size"] == 3 and stats["token_cache_evictions"] == 2
+    assert v.tokens is not None and len(v.tokens) == 3 and v.tokens.counters.evictions == 2
 
 
 def _tamper_signature(ident: str) -> str:
@@ -143,7 +142,7 @@ def test_certificate_expired_at_a_later_clock(tmp_path: Path, cached: bool) -> N
     res = _check(v, ident, now=end + 5)
     assert res.verstat is Verstat.FAILED and res.reasons == (Reason.CERT_EXPIRED,)
     if cached:
-        assert v.stats()["token_cache_hits"] == 1 and v.stats()["x5u_fetches"] == 1
+        assert v.counters.token_cache_hits == 1 and v.counters.x5u_fetches == 1
 
 
 @pytest.mark.parametrize("cached", [True, False])
@@ -161,7 +160,7 @@ def test_certificate_revoked_after_the_token_was_cached(pki: StiPki, cached: boo
     res = _check(v, ident, now=later + 1)
     assert res.verstat is Verstat.FAILED and res.reasons == (Reason.CERT_REVOKED,)
     if cached:
-        assert v.stats()["token_cache_hits"] == 3 and v.stats()["x5u_fetches"] == 1
+        assert v.counters.token_cache_hits == 3 and v.counters.x5u_fetches == 1
 
 
 def test_new_credential_for_the_same_url_is_checked_again(pki: StiPki) -> None:
@@ -176,4 +175,4 @@ def test_new_credential_for_the_same_url_is_checked_again(pki: StiPki) -> None:
     res = _check(v, ident, now=NOW + DAY + 1)  # past the 24 h certificate TTL: fetched again
     assert fetcher.calls[X5U] == 2
     assert res.reasons == (Reason.BAD_SIGNATURE,)
-    assert v.stats()["token_cache_hits"] == 0
+    assert v.counters.token_cache_hits == 0

@@ -296,8 +296,7 @@ def test_warm_cache_fetches_once(pki: StiPki) -> None:
 
     assert run(many()) == [True] * 5
     assert fetcher.calls[f"{BASE}/good.pem"] == 1 and fetcher.calls[CRL] == 1
-    stats = v.stats()
-    assert stats["cert_cache_hits"] == 4 and stats["passed"] == 5
+    assert v.creds.certs.counters.hits == 4 and v.counters.passed == 5
 
 
 def test_single_flight_1000_concurrent(pki: StiPki) -> None:
@@ -328,7 +327,7 @@ def test_cache_expires_at_ttl(pki: StiPki) -> None:
 
     run(go())
     assert fetcher.calls[f"{BASE}/good.pem"] == 2
-    assert v.stats()["stale_served"] == 0
+    assert v.counters.stale_served == 0
 
 
 async def _settle(v: Verifier) -> None:
@@ -355,14 +354,14 @@ def test_expired_entry_served_while_one_refresh_runs(pki: StiPki) -> None:
         assert fetcher.calls[url] == 2 and len(v.creds.flights) == 1
         results += [await _verify(v, [_ident(pki, iat=int(later))], now=later + i) for i in range(10, 20)]
         assert all(r.passed for r in results)
-        assert fetcher.calls[url] == 2 and v.stats()["stale_served"] == 20
+        assert fetcher.calls[url] == 2 and v.counters.stale_served == 20
         fetcher.gate.set()
         await _settle(v)
         # refreshed: a fresh entry again, no stale serving
         assert (await _verify(v, [_ident(pki, iat=int(later) + 30)], now=later + 30)).passed
 
     run(go())
-    assert fetcher.calls[url] == 2 and v.stats()["stale_served"] == 20
+    assert fetcher.calls[url] == 2 and v.counters.stale_served == 20
 
 
 def test_unreachable_host_keeps_the_certificate_for_the_grace_only(pki: StiPki) -> None:
@@ -416,7 +415,7 @@ def test_stale_certificate_never_outlives_its_validity(pki: StiPki) -> None:
     async def go() -> None:
         assert (await _verify(v, [_ident(pki)])).passed
         fetcher.bodies[url] = FetchError(Reason.X5U_FETCH_FAILED, "timed out")
-        entry = v.creds._l1.get(url)
+        entry = v.creds.certs.get(url)
         assert entry is not None and entry.cred is not None
         gone = entry.cred.not_after + 10
         result = await _verify(v, [_ident(pki, iat=int(gone))], now=gone)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sipguard.errors import ConfigError
-from sipguard.shaken.cache import FetchBudget
+from sipguard.shaken.cache import FetchBudget, VerifierCounters
 from sipguard.shaken.config import ShakenConfig, X5uConfig
 from sipguard.shaken.reasons import Reason
 from sipguard.shaken.verify import Verifier
@@ -187,8 +187,8 @@ def test_missing_urls_do_not_open_the_breaker_host_failures_do(pki: StiPki) -> N
         assert v.creds.breaker.state("down.example.net", NOW) == "open"
 
     asyncio.run(go())
-    stats = v.stats()
-    assert stats["x5u_not_found"] == 21 and stats["x5u_fetch_failures"] == 5 and stats["x5u_failed_hits"] == 1
+    stats = v.counters
+    assert stats.x5u_not_found == 21 and stats.x5u_fetch_failures == 5 and stats.x5u_failed_hits == 1
 
 
 def test_failures_cannot_evict_good_certificates(pki: StiPki) -> None:
@@ -210,7 +210,7 @@ def test_failures_cannot_evict_good_certificates(pki: StiPki) -> None:
 
     asyncio.run(go())
     assert fetcher.calls[f"{BASE}/good.pem"] == 1
-    assert v.stats()["x5u_failed_size"] == 4
+    assert v.creds.failed_urls == 4
 
 
 def test_new_url_budget_is_per_trunk(pki: StiPki) -> None:
@@ -237,7 +237,7 @@ def test_new_url_budget_is_per_trunk(pki: StiPki) -> None:
         assert fetcher.calls[f"{BASE}/spray-99.pem"] == 1  # refilled with time
 
     asyncio.run(go())
-    assert v.stats()["x5u_budget_skips"] == 26
+    assert v.counters.x5u_budget_skips == 26
 
 
 def test_budget_is_not_spent_on_an_open_breaker_nor_takes_its_half_open_attempt(pki: StiPki) -> None:
@@ -258,7 +258,7 @@ def test_budget_is_not_spent_on_an_open_breaker_nor_takes_its_half_open_attempt(
             await call(f"{down}/{n}.pem", NOW, None)
         assert v.creds.breaker.state("down.example.net", NOW) == "open"
         await call(f"{down}/5.pem", NOW, "t")                  # skipped by the breaker: no token spent
-        assert v.stats()["x5u_budget_skips"] == 0
+        assert v.counters.x5u_budget_skips == 0
         assert (await call(f"{BASE}/good.pem", NOW, "t")).passed  # t's only token
         await call(f"{down}/6.pem", NOW + 31, "t")             # over budget at half-open ...
         assert v.creds.breaker.state("down.example.net", NOW + 31) == "half-open"
@@ -266,7 +266,7 @@ def test_budget_is_not_spent_on_an_open_breaker_nor_takes_its_half_open_attempt(
         assert f"{down}/6.pem" not in fetcher.calls and fetcher.calls[f"{down}/7.pem"] == 1
 
     asyncio.run(go())
-    assert v.stats()["x5u_budget_skips"] == 1
+    assert v.counters.x5u_budget_skips == 1
 
 
 def test_budget_follows_each_call_when_started_eagerly(pki: StiPki) -> None:
@@ -383,14 +383,15 @@ def test_pipeline_spends_the_budget_of_the_calls_trunk(tmp_path: Path, pki: StiP
                 f"Call-ID: c{n}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nIdentity: {ident}\r\n"
                 "Content-Length: 0\r\n\r\n").encode()
 
-    async def go() -> dict[str, float]:
+    async def go() -> VerifierCounters:
         pipeline = await Pipeline.create(load_config(str(tmp_path / "sipguard.yaml")), ManualClock(NOW))
         try:
             for n, source in enumerate(("203.0.113.5", "203.0.113.6", "198.51.100.7")):  # a, a, b
                 await pipeline.decide(parse_sip(invite(n, source)), (source, 5060), "udp")
-            return pipeline.verifier.stats()
+            assert pipeline.verifier is not None
+            return pipeline.verifier.counters
         finally:
             await pipeline.aclose()
 
     stats = asyncio.run(go())
-    assert stats["x5u_refused"] == 2 and stats["x5u_budget_skips"] == 1   # a's second, not b's first
+    assert stats.x5u_refused == 2 and stats.x5u_budget_skips == 1   # a's second, not b's first

@@ -92,11 +92,45 @@ def test_hand_over_through_the_socketpair(workers: int) -> None:
                 assert got[i], f"worker {i} got nothing"
                 for msg, source, index in got[i]:
                     assert owner_of(msg, workers) == i and source == ("2001:db8::7", 5062) and index == 1
-            assert sides[0].handed_over == len(data) - local and sides[0].dropped == 0
-            assert sum(side.received for side in sides) == len(data) - local
+            assert sides[0].counters.steered_out == len(data) - local and sides[0].counters.steer_dropped == 0
+            assert sum(side.counters.steered_in for side in sides) == len(data) - local
             for side in sides:
                 side.close()
         finally:
             channels.close()
 
+    asyncio.run(run())
+
+
+def test_steered_receive_hands_over_only_requests_on_listening_udp_sockets() -> None:
+    """Steering.wrap: in front of the core's receive, a request that arrived on a listening
+    UDP socket and that the other worker owns goes to it; a response, a request this worker
+    owns, one on a private socket (index -1) or over TCP goes on to the inner receive."""
+    from sipguard.proxy.transport import UdpEndpoint
+
+    async def run() -> None:
+        channels = Channels(2)
+        try:
+            mine, other = channels.for_worker(0), channels.for_worker(1)
+            arrived: list[bytes] = []
+            await other.start(lambda d, s, x: arrived.append(d))
+            inner: list[tuple[bytes, str]] = []
+            receive = mine.wrap(lambda d, s, t, c: inner.append((d, t)))
+            theirs = next(r for n in range(50) if owner_of(r := request("INVITE", f"z9hG4bK-{n}"), 2) == 1)
+            ours = next(r for n in range(50) if owner_of(r := request("INVITE", f"z9hG4bK-{n}"), 2) == 0)
+            response = b"SIP/2.0 200 OK\r\n" + theirs.split(b"\r\n", 1)[1]
+            listening, private = UdpEndpoint(receive, 0), UdpEndpoint(receive, -1)
+            receive(theirs, ("10.0.0.1", 5060), "udp", listening)
+            for data, conn, transport in ((ours, listening, "udp"), (response, listening, "udp"),
+                                          (theirs, private, "udp"), (theirs, None, "tcp")):
+                receive(data, ("10.0.0.1", 5060), transport, conn)
+            for _ in range(50):
+                if arrived:
+                    break
+                await asyncio.sleep(0.01)
+            assert arrived == [theirs] and mine.counters.steered_out == 1
+            assert inner == [(ours, "udp"), (response, "udp"), (theirs, "udp"), (theirs, "tcp")]
+            other.close()
+        finally:
+            channels.close()
     asyncio.run(run())

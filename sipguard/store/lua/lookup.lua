@@ -1,17 +1,41 @@
--- lookup.lua: every store lookup and every rate-limit update of one call, atomically.
--- KEYS: [1..nd] = meta, lists, ocn, notices (nd = ARGV[1], 4 or 0), then one key per limiter.
--- ARGV: nd, trunk_rmd, trunk_frn, caller digits, caller nanp10, trunk, spc, callee digits, now,
---       then (emission interval, burst) per limiter key.
--- Returns {trunk_status, trunk_impl, signer_status, signer_frn, dno "0|1", list, list_entry,
---          notice, rmd_snapshot, limited "0|1" per limiter}; "" stands for none.
+-- lookup.lua: every store lookup, rate-limit update, campaign-detector window and PASSporT
+-- seen-set check of one call, atomically, in one EVALSHA.
+--
+-- The contract (sipguard/store/redis.py is its only caller; the blocks run in this order):
+-- KEYS:  [1..nd]        meta, lists, ocn, notices (nd = ARGV[1]: 4, or 0 in a Redis Cluster
+--                       call that carries keys of other slots only)
+--        next nl        one GCRA key per limiter                            (limits block)
+--        next nc        one key per campaign detector                       (campaign block)
+--        last np        the PASSporT seen-set key, 0 or 1                   (replay block)
+--        nl = #KEYS - nd - nc - np
+-- ARGV:  [1..9]         nd, trunk_rmd, trunk_frn, caller digits, caller nanp10, trunk, spc,
+--                       callee digits, now
+--        then 2 per limiter key: emission interval, burst
+--        then 4 per detector key: kind, threshold, window (ms), member
+--        then 2 when np > 0: the call's hash, the PASSporT's time to live (ms)
+--        then, always the last two: nc, np
+--        #ARGV = 9 + 2*nl + 4*nc + (np > 0 and 2 or 0) + 2; any other count is refused with an
+--        error before anything is written (a caller out of step with this file).
+-- Returns 12 strings, every slot always present ("" stands for none):
+--        {1 trunk_status, 2 trunk_impl, 3 signer_status, 4 signer_frn, 5 dno "0|1", 6 list,
+--         7 list_entry, 8 notice, 9 rmd_snapshot, 10 limited "0|1" per limiter key,
+--         11 campaign "0|1" per detector key, 12 replayed "0|1" per seen-set key}
 -- Dataset key names derive from KEYS[1] ("<p>:{<p>}:meta"), see sipguard/store/keys.py.
--- With nd = 0 (Redis Cluster, limiter keys in their own slots) only the limits run.
+-- With nd = 0 (Redis Cluster: limiter, detector and seen-set keys each in their own slot, one
+-- call per key) only that key's block runs.
 
 local nd = tonumber(ARGV[1])
 local trunk_rmd, trunk_frn = ARGV[2], ARGV[3]
 local caller, caller10, trunk, spc, callee = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local now_call = tonumber(ARGV[9])
-local out = {"", "", "", "", "0", "", "", "", ""}
+local nc, np = tonumber(ARGV[#ARGV - 1]) or -1, tonumber(ARGV[#ARGV]) or -1
+local nl = #KEYS - nd - nc - np
+local replay_at = #ARGV - 2 - ((np > 0) and 2 or 0)   -- the replay block's 2 ARGV follow this index
+local camp_at = replay_at - 4 * nc                    -- the detectors' 4 ARGV each follow this one
+if nc < 0 or np < 0 or nl < 0 or camp_at ~= 9 + 2 * nl then
+  return redis.error_reply("lookup.lua: " .. #KEYS .. " KEYS and " .. #ARGV .. " ARGV do not fit the contract")
+end
+local out = {"", "", "", "", "0", "", "", "", "", "", "", ""}
 
 local function split(value)
   local parts = {}
@@ -95,7 +119,6 @@ if nd > 0 then
 end
 
 -- GCRA per limiter, on the server's clock (offset epoch keeps sub-ms precision in a double)
-local nl = #KEYS - nd
 if nl > 0 then
   local t = redis.call("TIME")
   local now = (tonumber(t[1]) - 1700000000) + tonumber(t[2]) / 1000000
@@ -115,7 +138,55 @@ if nl > 0 then
     end
   end
   out[10] = table.concat(flags)
-else
-  out[10] = ""
 end
+
+-- ==== campaign detectors (sipguard/detectors.py) ==========================================
+-- KEYS[nd+nl+1 .. nd+nl+nc], each with 4 ARGV after camp_at: kind, threshold, window (ms),
+-- member. Windows are tumbling, opened by a key's first call (PEXPIRE then).
+--   kind "f" (campaign.fanout): a set of distinct callees (integers: an intset, 8 bytes
+--        each), not grown past the threshold; "1" once it holds `threshold` callees.
+--   kind "b" (campaign.burst): a counter of calls (member unused); "1" from the
+--        `threshold`-th call of the window.
+local cflags = {}
+for i = 1, nc do
+  local key = KEYS[nd + nl + i]
+  local at = camp_at + 4 * (i - 1)
+  local kind, limit, window = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local n
+  if kind == "f" then
+    n = redis.call("SCARD", key)
+    if n < limit and redis.call("SADD", key, ARGV[at + 4]) == 1 then
+      n = n + 1
+      if n == 1 then redis.call("PEXPIRE", key, window) end
+    end
+  else
+    n = redis.call("INCR", key)
+    if n == 1 then redis.call("PEXPIRE", key, window) end
+  end
+  cflags[i] = (n >= limit) and "1" or "0"
+end
+out[11] = table.concat(cflags)
+-- ==== end of campaign detectors ===========================================================
+
+-- ==== PASSporT replay (sipguard/store/replay.py) ==========================================
+-- KEYS[#KEYS-np+1 .. #KEYS], with the 2 ARGV after replay_at: the call's hash, ttl (ms).
+-- The seen-set: key -> the hash of the Call-ID that first carried this verified signature,
+-- expiring when the PASSporT goes stale. Another Call-ID within that time is a replay; the
+-- same Call-ID (a retransmission) is not.
+local replayed = {}
+if np > 0 then
+  local call, ttl = ARGV[replay_at + 1], ARGV[replay_at + 2]
+  for i = 1, np do
+    local key = KEYS[nd + nl + nc + i]
+    local first = redis.call("GET", key)
+    if first then
+      replayed[i] = (first == call) and "0" or "1"
+    else
+      redis.call("SET", key, call, "PX", ttl)
+      replayed[i] = "0"
+    end
+  end
+end
+out[12] = table.concat(replayed)
+-- ==== end of PASSporT replay ==============================================================
 return out

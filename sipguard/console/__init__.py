@@ -1,0 +1,1 @@
+"""The operator console served by the admin HTTP listener (see app.py)."""

@@ -1,0 +1,198 @@
+// sipguard operator console: the live view, the upstreams table, the copy button.
+// Data goes into the page with textContent and createElement only (never innerHTML), and
+// every request stays on this origin (Content-Security-Policy: default-src 'self').
+"use strict";
+
+(function () {
+  const SVG = "http://www.w3.org/2000/svg";
+  const POLL_MS = 2000;
+  const COLORS = ["#2b6cb0", "#c53030", "#2f855a", "#b7791f", "#6b46c1", "#2c7a7b", "#97266d", "#4a5568"];
+
+  function el(name, attrs, ...children) {
+    const node = document.createElement(name);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return node;
+  }
+
+  function fmt(value) {
+    if (typeof value !== "number" || !isFinite(value)) return String(value);
+    return Number.isInteger(value) ? value.toLocaleString("en-US")
+      : value.toLocaleString("en-US", { maximumFractionDigits: 2 });
+  }
+
+  function replace(id, ...nodes) {
+    const box = document.getElementById(id);
+    if (box) box.replaceChildren(...nodes);
+  }
+
+  function pairs(rows, empty) {
+    if (!rows.length) return el("p", { class: "muted" }, empty || "none yet");
+    const table = el("table", { class: "data" });
+    for (const [k, v] of rows) table.append(el("tr", {}, el("th", {}, k || "(none)"), el("td", {}, fmt(v))));
+    return table;
+  }
+
+  function sorted(obj) {
+    return Object.entries(obj || {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+  }
+
+  // A line per key over time, as SVG (no library: a few polylines and labels).
+  function chart(id, series, key) {
+    const box = document.getElementById(id);
+    if (!box) return;
+    const W = 560, H = 160, L = 40, B = 18;
+    const keys = [...new Set(series.flatMap((s) => Object.keys(s[key] || {})))].sort();
+    const max = Math.max(1, ...series.flatMap((s) => Object.values(s[key] || {})));
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("class", "plot");
+    const line = (x1, y1, x2, y2, cls) => {
+      const l = document.createElementNS(SVG, "line");
+      for (const [a, v] of Object.entries({ x1, y1, x2, y2, class: cls })) l.setAttribute(a, v);
+      svg.append(l);
+    };
+    const text = (x, y, s, cls) => {
+      const t = document.createElementNS(SVG, "text");
+      t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("class", cls || "axis");
+      t.textContent = s;
+      svg.append(t);
+    };
+    line(L, H - B, W, H - B, "axis"); line(L, 0, L, H - B, "axis");
+    text(2, 10, fmt(max) + "/s"); text(2, H - B, "0");
+    const n = Math.max(series.length - 1, 1);
+    keys.forEach((k, i) => {
+      const pts = series.map((s, j) => {
+        const x = L + (W - L) * (j / n);
+        const y = (H - B) - (H - B - 4) * ((s[key] || {})[k] || 0) / max;
+        return `${x.toFixed(1)},${y.toFixed(1)}`;
+      });
+      const p = document.createElementNS(SVG, "polyline");
+      p.setAttribute("points", pts.join(" "));
+      p.setAttribute("fill", "none");
+      p.setAttribute("stroke", COLORS[i % COLORS.length]);
+      p.setAttribute("stroke-width", "2");
+      svg.append(p);
+    });
+    if (series.length) {
+      const span = Math.round(series[series.length - 1].t - series[0].t);
+      text(L, H - 2, `last ${span} s`);
+    }
+    const legend = el("div", { class: "legend" });
+    keys.forEach((k, i) => {
+      const last = series.length ? (series[series.length - 1][key] || {})[k] || 0 : 0;
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.background = COLORS[i % COLORS.length];
+      legend.append(el("span", { class: "item" }, swatch, `${k || "(none)"} ${fmt(last)}/s`));
+    });
+    box.replaceChildren(svg, legend);
+  }
+
+  function renderNow(doc) {
+    chart("chart-action", doc.series, "action");
+    chart("chart-verstat", doc.series, "verstat");
+    replace("totals", pairs(sorted(doc.totals.action)), pairs(sorted(doc.totals.verstat)));
+    replace("attest", pairs(sorted(doc.totals.attest)));
+    replace("rules", pairs(doc.rules, "no rule has decided a call yet"));
+    replace("rejects", pairs(doc.rejects_by_trunk, "no rejects"));
+    const st = doc.store;
+    replace("store", el("p", { class: st.healthy ? "ok" : "error" }, st.healthy ? "answers" : "FAILING"),
+      pairs(sorted(st.requests)), pairs(sorted(st.errors), "no errors"));
+    const x = doc.x5u;
+    replace("x5u", pairs(sorted(x.fetches), "no downloads"), pairs(sorted(x.cache), "no lookups"),
+      el("p", { class: x.breakers_open.length ? "error" : "muted" },
+        x.breakers_open.length ? "open breakers: " + x.breakers_open.join(", ") : "no open breaker"));
+    const g = doc.gauges;
+    replace("service", pairs([["workers", doc.workers], ["pending decisions", g.pending || 0],
+      ["shedding", g.shedding ? "yes" : "no"], ["records queued", g.records_queue || 0],
+      ["record write errors", g.records_errors || 0], ["memory MB", Math.round((g.memory_bytes || 0) / 1048576)]]));
+    const total = Object.values(doc.totals.action || {}).reduce((a, b) => a + b, 0);
+    replace("updated", `updated ${new Date(doc.time * 1000).toISOString()} · ${fmt(total)} calls since start`);
+    document.body.dataset.calls = String(total);
+  }
+
+  async function poll() {
+    try {
+      const resp = await fetch("/console/api/now", { credentials: "same-origin", cache: "no-store" });
+      if (resp.status === 401) { location.assign("/console/login?next=/console/now"); return; }
+      if (resp.ok) renderNow(await resp.json());
+      else replace("updated", `the service answered ${resp.status}`);
+    } catch (err) {
+      replace("updated", "cannot reach the service; retrying");
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  // The /upstreams answer as tables: columns are the keys present, numbers formatted.
+  function genericTable(rows) {
+    const cols = [];
+    for (const r of rows) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
+    const table = el("table", { class: "data" });
+    table.append(el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", {}, c)))));
+    const body = el("tbody");
+    for (const r of rows) {
+      body.append(el("tr", {}, ...cols.map((c) => {
+        const v = r[c];
+        if (v === null || v === undefined) return el("td", {}, "");
+        if (typeof v === "object") {
+          return el("td", {}, Object.entries(v).map(([k, x]) => `${k} ${fmt(x)}`).join(", "));
+        }
+        return el("td", { class: typeof v === "number" ? "num" : "" }, fmt(v));
+      })));
+    }
+    table.append(body);
+    return table;
+  }
+
+  async function upstreams(box) {
+    let resp;
+    try {
+      resp = await fetch(box.dataset.source, { credentials: "same-origin", cache: "no-store" });
+    } catch (err) {
+      box.replaceChildren(el("p", { class: "error" }, "cannot reach the service"));
+      return;
+    }
+    if (resp.status === 404) {
+      box.replaceChildren(el("p", { class: "muted", id: "no-data" }, "no data: this sipguard does not serve /upstreams"));
+      return;
+    }
+    if (!resp.ok) {
+      box.replaceChildren(el("p", { class: "error" }, `the service answered ${resp.status}`));
+      return;
+    }
+    const doc = await resp.json();
+    const parts = [el("p", { class: "muted" }, `from ${doc.since} to ${doc.until}`)];
+    for (const [key, title] of [["upstreams", "Upstreams"], ["signers", "Signers"]]) {
+      const rows = Array.isArray(doc[key]) ? doc[key] : [];
+      parts.push(el("h2", {}, title), rows.length ? genericTable(rows) : el("p", { class: "muted" }, "no data"));
+    }
+    box.replaceChildren(...parts);
+  }
+
+  function copyButtons() {
+    for (const button of document.querySelectorAll("button[data-copy]")) {
+      button.addEventListener("click", async () => {
+        const source = document.getElementById(button.dataset.copy);
+        if (!source) return;
+        try {
+          await navigator.clipboard.writeText(source.textContent);
+        } catch (err) {   // not a secure context (plain http beyond localhost): select it instead
+          const range = document.createRange();
+          range.selectNodeContents(source);
+          const sel = window.getSelection();
+          sel.removeAllRanges();
+          sel.addRange(range);
+          document.execCommand("copy");
+        }
+        button.textContent = "Copied";
+      });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    copyButtons();
+    if (document.body.dataset.page === "now") poll();
+    const box = document.getElementById("upstreams");
+    if (box) upstreams(box);
+  });
+})();

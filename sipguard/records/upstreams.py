@@ -1,0 +1,211 @@
+"""Know your upstream, from the stored records: ``sipguard upstreams``, ``GET /upstreams``, and
+the background refresh of ``trunk.score``.
+
+Where the work happens:
+
+* SQLite: one GROUP BY per view (trunks, signers) over the time window, in the database
+  (``SqliteRecords.measure_rows``); what comes back is one row per distinct (key, attest,
+  verstat, caller class, SPC owner, RMD status, implementation): a few hundred rows for a
+  few dozen trunks, whatever the call count;
+* PostgreSQL: the same groups, summed from hourly roll-ups for the window's whole hours and
+  grouped from the records for the partial ones (``PostgresRecords.measure_rows_rolled``); the
+  score refresh (an hour or so) groups the records directly;
+* Redis (a Stream of at most 7 days): one streaming scan of the window, each record folded as
+  it comes (nothing held but the counters), trunks and signers in the same pass.
+
+measures.py folds the rows; the arithmetic and definitions live there.
+
+``window`` checks a request's parameters (``since``: a duration such as ``7d`` or a time;
+``until``; ``n``: rows per list) and refuses, naming the parameter, anything unusable or
+older than the records are kept (``traceback.retention_days``): HTTP 400, exit 1.
+
+``ScoreRefresher`` runs in each worker: every ``upstreams.score_interval`` seconds it
+computes the trunk measures of the last ``score_window`` seconds and replaces the pipeline's
+``scores`` dict in one assignment. A decision reads ``scores.get(trunk)``: no store round
+trip, no lock. A refresh that fails keeps the previous table (logged, counted); the
+gauges ``sipguard_upstream_*`` are set from the same measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sipguard.records.measures import Measures, UpstreamsConfig, fold, parse_duration, ranked, score
+from sipguard.records.postgres import PostgresRecords, is_url, redact
+from sipguard.records.query import BadParameter, QueryError, _redis, _sqlite, iso_utc, parse_count, parse_time
+from sipguard.records.record import TracebackConfig
+
+log = logging.getLogger("sipguard.upstreams")
+
+PARAMS = ("since", "until", "n")
+DEFAULT_SINCE = "7d"
+DEFAULT_N = 100
+MAX_N = 1000                # trunks and signers per list: a JSON answer of a few hundred kB at most
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    since: float
+    until: float
+    n: int = DEFAULT_N
+
+
+def window(params: Mapping[str, str | None], now: float, retention_days: int, max_n: int = MAX_N) -> Window:
+    """A checked report window; BadParameter names the first parameter that is unusable."""
+    for name in params:
+        if name not in PARAMS:
+            raise BadParameter(name, f"unknown parameter; expected one of {', '.join(PARAMS)}")
+    given = {k: v.strip() for k, v in params.items() if v is not None and v.strip()}
+    until = parse_time(given["until"], "until") if "until" in given else now
+    text = given.get("since", DEFAULT_SINCE)
+    seconds = parse_duration(text)
+    since = until - seconds if seconds is not None else _time(text)
+    if since > until:
+        raise BadParameter("since", "is after until")
+    oldest = now - retention_days * 86400.0
+    if since < oldest - 86400.0:    # a day of slack: PostgreSQL keeps whole days
+        raise BadParameter("since", f"{text[:40]!r} reaches before the oldest record kept "
+                                    f"(traceback.retention_days: {retention_days}); ask for at most "
+                                    f"{retention_days}d")
+    n = parse_count(given["n"], "n", max_n) if "n" in given else min(DEFAULT_N, max_n)
+    return Window(since, until, n)
+
+
+def _time(text: str) -> float:
+    try:
+        return parse_time(text, "since")
+    except BadParameter:
+        raise BadParameter("since", f"{text[:40]!r}: expected a duration (7d, 24h, 90m, 3600s, 2w) or a time "
+                                    "(ISO 8601, epoch seconds)") from None
+
+
+async def measures(store_url: str, cfg: TracebackConfig, since: float, until: float, signers: bool = True,
+                   redis_client_factory: Callable[[str], Any] | None = None
+                   ) -> tuple[dict[str, Measures], dict[str, Measures]]:
+    """(per trunk, per SPC) over [since, until], from the store records go to."""
+    store_url = cfg.store_for(store_url)
+    views = ("trunks", "spc") if signers else ("trunks",)
+    if store_url == "memory":
+        db = _sqlite(cfg)
+        try:
+            rows = [await asyncio.to_thread(db.measure_rows, by, since, until) for by in views]
+        finally:
+            db.close()
+    elif is_url(store_url):
+        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
+        try:
+            if signers:     # a report: whole hours from the roll-ups (rolled now if need be)
+                trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
+                rows = [trunk_rows, spc_rows]
+            else:           # the score refresh: the last hour or so, from the records
+                rows = [await pg.measure_rows(by, since, until) for by in views]
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
+        finally:
+            await pg.aclose()
+    else:
+        rs = _redis(store_url, redis_client_factory)
+        try:
+            return await _scan(rs, since, until, signers)
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+        finally:
+            await rs.aclose()
+    return fold(rows[0]), (fold(rows[1]) if signers else {})
+
+
+async def _scan(rs: Any, since: float, until: float, signers: bool) -> tuple[dict[str, Measures], dict[str, Measures]]:
+    trunks: dict[str, Measures] = {}
+    spcs: dict[str, Measures] = {}
+    async for r in rs.scan(since, until):
+        if not since <= r.time <= until:
+            continue
+        if r.trunk is not None:
+            m = trunks.get(r.trunk) or trunks.setdefault(r.trunk, Measures(r.trunk))
+            m.add(r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation, 1, r.time)
+        if signers and r.spc is not None:
+            s = spcs.get(r.spc) or spcs.setdefault(r.spc, Measures(r.spc))
+            s.add(r.attest, r.verstat, r.caller_check, r.spc_owner, None, None, 1, r.time)
+    return trunks, spcs
+
+
+async def report(store_url: str, cfg: TracebackConfig, win: Window, min_calls: int,
+                 redis_client_factory: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The answer of ``GET /upstreams`` and ``sipguard upstreams --format jsonl`` (the contract:
+    ``{"since", "until", "upstreams": [{"trunk", "calls", ...}], "signers": [{"spc", "calls", ...}]}``)."""
+    trunks, spcs = await measures(store_url, cfg, win.since, win.until, True, redis_client_factory)
+    return {"since": iso_utc(win.since), "until": iso_utc(win.until), "timezone": "UTC",
+            "upstreams": [m.to_json("trunk", min_calls) for m in ranked(trunks, win.n)],
+            "signers": [m.to_json("spc", min_calls) for m in ranked(spcs, win.n)],
+            "upstreams_total": len(trunks), "signers_total": len(spcs)}
+
+
+class ScoreRefresher:
+    """Recompute ``trunk.score`` in the background (module doc); ``install`` takes the new table."""
+
+    def __init__(self, store_url: str, cfg: TracebackConfig, upstreams: UpstreamsConfig,
+                 install: Callable[[dict[str, int]], None], metrics: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store_url = store_url
+        self.cfg = cfg
+        self.upstreams = upstreams
+        self.install = install
+        self.metrics = metrics
+        self.clock = clock
+        self.refreshed: float | None = None     # when the table in force was computed
+        self.failures = 0
+
+    async def refresh(self) -> dict[str, int]:
+        now = self.clock()
+        if self.cfg.store_for(self.store_url) == "memory" and not os.path.exists(self.cfg.path):
+            self.install({})          # nothing recorded yet: no scores, quietly
+            self.refreshed = now
+            return {}
+        trunks, _ = await measures(self.store_url, self.cfg, now - self.upstreams.score_window, now, signers=False)
+        table = {key: s for key, m in trunks.items()
+                 if (s := score(m, self.upstreams.score_min_calls)) is not None}
+        self.install(table)
+        self.refreshed = now
+        await self._roll_recent(now)
+        if self.metrics is not None and hasattr(self.metrics, "set_upstreams"):
+            self.metrics.set_upstreams(trunks, table)
+        return table
+
+    async def _roll_recent(self, now: float) -> None:
+        """PostgreSQL: keep the hourly roll-ups of the reports up to date as hours end (a few
+        thousand records an hour's worth of grouping, once per hour; a no-op the other minutes).
+        A read-only replica cannot: the reports then read the records."""
+        url = self.cfg.store_for(self.store_url)
+        if not is_url(url):
+            return
+        pg = PostgresRecords(url, self.cfg.retention_days, writer=False)
+        try:
+            await pg.roll_recent(now)
+        except Exception as exc:   # noqa: BLE001 - roll-ups are an optimisation of the reports
+            log.debug("hourly roll-ups not made: %s", redact(str(exc)))
+        finally:
+            await pg.aclose()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        interval = self.upstreams.score_interval
+        if interval <= 0:
+            return
+        while not stopping.is_set():
+            try:
+                await self.refresh()
+            except QueryError as exc:
+                self.failures += 1
+                log.warning("trunk.score not refreshed, the previous scores stay: %s", exc)
+            except Exception:   # noqa: BLE001 - a refresh must never end the worker
+                self.failures += 1
+                log.exception("trunk.score refresh failed, the previous scores stay")
+            try:
+                await asyncio.wait_for(stopping.wait(), interval)
+            except TimeoutError:
+                pass

@@ -108,7 +108,9 @@ def test_mutated_policy_files_load_or_raise_config_error(tmp_path: Path) -> None
         path.write_bytes(mutate(rng, rng.choice(base)))
         label = outcome(str(path))
         seen[label] = seen.get(label, 0) + 1
-    assert seen.get("ok", 0) > 50 and seen.get("config-error", 0) > 500, seen
+    # both kinds of outcome are exercised (a mutant of a longer example policy breaks more
+    # often: 44 of 600 still loaded with the 13-rule example of session 7)
+    assert seen.get("ok", 0) > 25 and seen.get("config-error", 0) > 500, seen
 
 
 # Deep nesting is a few bytes of YAML (or of JSON, which is YAML). PyYAML composes and

@@ -65,6 +65,20 @@ class Call:
     identities: tuple[str, ...]
     caller_shown: bool    # caller is a value of identity (not From standing in for a PAI without a number)
 
+    def __init__(self, call_id: str, caller: TN, callee: TN, from_tn: TN, to_tn: TN,
+                 identity: tuple[TN, ...], ruri_tn: TN, identities: tuple[str, ...], caller_shown: bool) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        # (bench/RESULTS.md, session 7)
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "caller", caller)
+        object.__setattr__(self, "callee", callee)
+        object.__setattr__(self, "from_tn", from_tn)
+        object.__setattr__(self, "to_tn", to_tn)
+        object.__setattr__(self, "identity", identity)
+        object.__setattr__(self, "ruri_tn", ruri_tn)
+        object.__setattr__(self, "identities", identities)
+        object.__setattr__(self, "caller_shown", caller_shown)
+
     @classmethod
     def of(cls, req: Request) -> Call:
         from_tn = parse_tn(req.from_.uri)
@@ -130,6 +144,24 @@ class Outcome:
     identity_added: str | None = None   # the Identity header value sipguard signed, if any
     signed_origid: str | None = None
     signed_attest: str | None = None    # the attestation it gave (decided by decision.rule)
+
+    def __init__(self, time: float, source: tuple[str, int], transport: str, call: Call, trunk: Trunk | None,
+                 verification: Verification, lookups: Lookups, facts: Facts, decision: Decision,
+                 identity_added: str | None = None, signed_origid: str | None = None,
+                 signed_attest: str | None = None) -> None:
+        # written out, as Call's
+        object.__setattr__(self, "time", time)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "call", call)
+        object.__setattr__(self, "trunk", trunk)
+        object.__setattr__(self, "verification", verification)
+        object.__setattr__(self, "lookups", lookups)
+        object.__setattr__(self, "facts", facts)
+        object.__setattr__(self, "decision", decision)
+        object.__setattr__(self, "identity_added", identity_added)
+        object.__setattr__(self, "signed_origid", signed_origid)
+        object.__setattr__(self, "signed_attest", signed_attest)
 
     @property
     def signed(self) -> bool:

@@ -7,6 +7,7 @@ one source of truth for policy validation, docs and tests.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -108,12 +109,12 @@ EXTRA: tuple[tuple[str, Any], ...] = tuple((f.name, f.default) for f in fields(F
 TUPLE_FACTS = frozenset(f.name for f in fields(Facts) if isinstance(f.default, tuple))
 
 
+_extra_values = operator.attrgetter(*(name for name, _ in EXTRA))   # one C call per record, not 26 getattr
+
+
 def extra_facts(facts: Facts) -> dict[str, Any]:
     """The facts the record has no field for, those that differ from the default (a typical
     call: a handful). Tuples stay tuples here; JSON stores them as lists."""
-    out: dict[str, Any] = {}
-    for name, default in EXTRA:
-        value = getattr(facts, name)
-        if value != default:
-            out[name] = value
-    return out
+    # ``is not`` first: most values are the default's own None/False/"..." object
+    return {name: value for (name, default), value in zip(EXTRA, _extra_values(facts), strict=True)
+            if value is not default and value != default}

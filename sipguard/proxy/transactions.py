@@ -116,6 +116,18 @@ class InviteTx:
     interval: float = T1
     started: float = 0.0           # when the INVITE came, on the core's clock (Timer B counts from it)
 
+    def __init__(self, key: str, source: tuple[str, int], transport: str, conn: Any, raw: bytes,
+                 state: State = State.DECIDING, last: bytes | None = None, cancelled: bool = False,
+                 to_tag: str = "", client_branch: str | None = None, dest: Hop | None = None,
+                 sent: bytes | None = None, forwarded: bytes | None = None, timer_at: float | None = None,
+                 timer_seq: int = 0, interval: float = T1, started: float = 0.0) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        # (bench/RESULTS.md, session 7)
+        self.key, self.source, self.transport, self.conn, self.raw = key, source, transport, conn, raw
+        self.state, self.last, self.cancelled, self.to_tag = state, last, cancelled, to_tag
+        self.client_branch, self.dest, self.sent, self.forwarded = client_branch, dest, sent, forwarded
+        self.timer_at, self.timer_seq, self.interval, self.started = timer_at, timer_seq, interval, started
+
     def advance(self, event: Event) -> None:
         """Take the transition ``event`` makes from this state; TransactionError when none."""
         new = TRANSITIONS.get((self.state, event))

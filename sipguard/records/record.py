@@ -77,6 +77,31 @@ class CallRecord:
     # "div:failed:div-no-history", "rcd:failed:rcdi-mismatch", "rph:ignored" (verify.py)
     passports: tuple[str, ...] = ()
 
+    def __init__(self, time: float, call_id: str, source_ip: str, source_port: int, transport: str,
+                 trunk: str | None, trunk_role: str | None, provider_name: str | None,
+                 provider_frn: str | None, provider_rmd: str | None, provider_country: str | None,
+                 rmd_snapshot: str | None, caller_raw: str | None, caller: str | None,
+                 callee_raw: str | None, callee: str | None, verstat: str, attest: str | None,
+                 origid: str | None, x5u: str | None, spc: str | None, reasons: tuple[str, ...],
+                 rule: str | None, rule_class: str | None, notice: str | None, action: str,
+                 status: int | None, shadow_action: str | None, signed: bool, signed_origid: str | None,
+                 identity_dropped: bool, next_hop: str | None, instance: str | None,
+                 signed_attest: str | None = None, signed_rule: str | None = None,
+                 caller_check: str | None = None, spc_owner: str | None = None,
+                 trunk_rmd: str | None = None, trunk_implementation: str | None = None,
+                 facts: dict[str, Any] | None = None, passports: tuple[str, ...] = ()) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        # (43 interpreted object.__setattr__ calls per record; bench/RESULTS.md, session 7)
+        values = (time, call_id, source_ip, source_port, transport, trunk, trunk_role, provider_name,
+                  provider_frn, provider_rmd, provider_country, rmd_snapshot, caller_raw, caller,
+                  callee_raw, callee, verstat, attest, origid, x5u, spc, reasons, rule, rule_class, notice,
+                  action, status, shadow_action, signed, signed_origid, identity_dropped, next_hop,
+                  instance, signed_attest, signed_rule, caller_check, spc_owner, trunk_rmd,
+                  trunk_implementation, facts, passports)
+        for name, value in zip(FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+
     def __hash__(self) -> int:     # ``facts`` is a dict: hash what identifies a record
         return hash((self.time, self.call_id, self.instance))
 

@@ -223,6 +223,12 @@ def test_upstreams_page_shows_the_trunk_that_just_sent_calls(page: Any, env: Env
     assert row.count() == 1, page.inner_text("#upstreams")
     calls = int(row.locator("td").nth(1).inner_text().replace(",", ""))
     assert calls >= 3
+    assert "unsigned %" in heads and heads[-1] == "all measures", heads     # the measures read first
+    unsigned = row.locator("td").nth(heads.index("unsigned %")).inner_text()
+    assert unsigned == "100 %", unsigned                                   # these calls carry no Identity
+    row.locator("summary").click()                                         # every other measure, written out
+    more = row.locator("details").inner_text()
+    assert "callers_by_attest" in more and "none (" in more and "[object" not in page.inner_text("#upstreams")
     env.shot(page, "upstreams")
 
 

@@ -123,22 +123,46 @@
     setTimeout(poll, POLL_MS);
   }
 
-  // The /upstreams answer as tables: columns are the keys present, numbers formatted.
+  // The /upstreams answer as tables. When the answer carries the measures of
+  // records/measures.py, the table shows the ones an operator reads first (shares as
+  // percentages) and each row keeps every other measure under "all measures"; any other
+  // answer is shown as it comes (columns from the keys present). Numbers formatted, nested
+  // values written out, never as markup.
+  const FIRST = ["trunk", "spc", "calls", "score", "attest", "verified_share", "failed_share", "unsigned_share",
+                 "invalid_share", "unallocated_share", "dno_share", "a_bad", "other_spc_complete_share", "rmd",
+                 "implementation"];
+
+  function text(key, value) {
+    if (value === null || value === undefined) return "";
+    if (typeof value === "object") {
+      return Object.entries(value).map(([k, x]) =>
+        typeof x === "object" && x !== null ? `${k} (${text(k, x)})` : `${k} ${fmt(x)}`).join(", ");
+    }
+    if (typeof value === "number" && key.endsWith("_share")) {
+      return (100 * value).toLocaleString("en-US", { maximumFractionDigits: 1 }) + " %";
+    }
+    return fmt(value);
+  }
+
   function genericTable(rows) {
-    const cols = [];
-    for (const r of rows) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
+    const keys = [];
+    for (const r of rows) for (const k of Object.keys(r)) if (!keys.includes(k)) keys.push(k);
+    const first = FIRST.filter((k) => keys.includes(k));
+    const curated = first.length > 4;
+    const cols = curated ? first : keys;
     const table = el("table", { class: "data" });
-    table.append(el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", {}, c)))));
+    const heads = cols.map((c) => el("th", {}, c.replace(/_share$/, " %")));
+    if (curated) heads.push(el("th", {}, "all measures"));
+    table.append(el("thead", {}, el("tr", {}, ...heads)));
     const body = el("tbody");
     for (const r of rows) {
-      body.append(el("tr", {}, ...cols.map((c) => {
-        const v = r[c];
-        if (v === null || v === undefined) return el("td", {}, "");
-        if (typeof v === "object") {
-          return el("td", {}, Object.entries(v).map(([k, x]) => `${k} ${fmt(x)}`).join(", "));
-        }
-        return el("td", { class: typeof v === "number" ? "num" : "" }, fmt(v));
-      })));
+      const cells = cols.map((c) => el("td", { class: typeof r[c] === "number" ? "num" : "" }, text(c, r[c])));
+      if (curated) {
+        const list = el("dl", {});
+        for (const k of keys) if (!first.includes(k)) list.append(el("dt", {}, k), el("dd", {}, text(k, r[k])));
+        cells.push(el("td", {}, el("details", {}, el("summary", {}, "more"), list)));
+      }
+      body.append(el("tr", {}, ...cells));
     }
     table.append(body);
     return table;

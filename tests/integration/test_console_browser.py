@@ -231,13 +231,13 @@ def test_upstreams_page_shows_the_trunk_that_just_sent_calls(page: Any, env: Env
     assert "callers_by_attest" in more and "none (" in more and "[object" not in page.inner_text("#upstreams")
     assert heads[-2:] == ["calls, 24 h", "unsigned, 24 h"]                 # the last 24 hours per trunk
     assert row.locator("svg.spark polyline, svg.spark circle").count() >= 1
+    env.shot(page, "upstreams")
     row.locator("a", has_text="carrier-a").click()                          # the trunk's own page
     page.wait_for_selector("#upstream dl.measures")
     assert "Upstream carrier-a" in page.inner_text("h1") and "Carrier A" in page.inner_text("main")
     assert page.locator("#upstream svg.plot").count() == 4                  # calls and shares, 24 h and 7 d
     assert page.locator("#upstream svg.plot polyline[stroke], #upstream svg.plot circle").count() >= 4
     env.shot(page, "upstream")
-    env.shot(page, "upstreams")
 
 
 def test_upstreams_table_from_the_contract_with_hostile_names(page: Any, env: Env) -> None:

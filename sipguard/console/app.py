@@ -407,14 +407,7 @@ class Console:
             report = await asyncio.to_thread(whatif.whatif, records, current, cand, WHATIF_SAMPLES)  # SIP goes on
         log.info("console: what-if over %s (%d calls) by %s", window, report.records, who)
         notes = [f"{report.redecided} of {report.records} call(s) re-decided on the facts they had."]
-        if report.no_facts:
-            notes.append(f"{report.no_facts} record(s) from before records kept their facts: not re-decided.")
-        if report.not_policy:
-            notes.append(f"{report.not_policy} decision(s) the policy did not take (unknown source, store "
-                         "failure): kept.")
-        if report.drift:
-            notes.append(f"{report.drift} call(s) the policy in force decides otherwise than recorded (it "
-                         "changed within the window).")
+        notes += [note + "." for note in report.notes()]
         if len(records) >= WHATIF_LIMIT:
             notes.append(f"Only the latest {WHATIF_LIMIT} calls were read.")
         rules = sorted(set(report.current_rules) | set(report.candidate_rules),

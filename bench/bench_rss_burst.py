@@ -14,7 +14,11 @@ on, housekeeping runs, and the worker's memory is read:
     PYTHONPATH=. .venv/bin/python bench/bench_rss_burst.py [CALLS] [--trace] [--numbers N] [--wait S]
 
 Run it under another allocator by its environment, e.g. ``PYTHONMALLOC=malloc
-LD_PRELOAD=libjemalloc.so.2`` (what ``proxy.allocator: auto`` gives ``serve``).
+LD_PRELOAD=libjemalloc.so.2`` (what ``proxy.allocator: auto`` gives ``serve``). On jemalloc
+each reading adds its counters (allocated: live blocks; active: the pages holding them, so
+active - allocated is what partly used pages waste; resident), SQLite's own heap and
+/proc/self/smaps_rollup; ``RSS_JE_STATS=1`` prints jemalloc's full statistics (per size
+class: slabs, how full) at the end, with ``--compact``.
 """
 
 from __future__ import annotations
@@ -64,6 +68,41 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def memory() -> str:
+    """Where the RSS is: jemalloc's counters (allocated = live blocks, resident = its pages
+    mapped in), SQLite's own heap (sqlite3_memory_used), and the process's anonymous and file
+    pages (/proc/self/smaps_rollup)."""
+    from sipguard.proxy import allocator
+
+    parts = []
+    je = allocator.stats()
+    if je:
+        parts.append("jemalloc " + " ".join(f"{k} {v / 2**20:.1f}" for k, v in je.items()))
+    used = sqlite_memory()
+    if used is not None:
+        parts.append(f"sqlite {used / 2**20:.1f}")
+    rollup = Path("/proc/self/smaps_rollup").read_text()
+    for key in ("Anonymous", "Private_Clean", "Shared_Clean"):
+        m = re.search(rf"^{key}:\s+(\d+) kB", rollup, re.M)
+        if m:
+            parts.append(f"{key} {int(m.group(1)) / 1024:.1f}")
+    return "; ".join(parts) + " (MB)"
+
+
+def sqlite_memory() -> int | None:
+    """Bytes SQLite has allocated, from the library this process's sqlite3 module uses."""
+    import ctypes
+    import sqlite3
+
+    del sqlite3   # imported so that the library is loaded: CDLL below finds the same instance
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        return None
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(lib.sqlite3_memory_used())
 
 
 def arenas() -> tuple[int, int]:
@@ -126,9 +165,9 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
             assert core is not None and worker.pipeline is not None
             worker.gc.tick()
             core.rotate()
-            stats = core.stats()
-            worker._edge_metrics(stats)
-            worker.metrics.set_gauges(stats, worker.pipeline, records=worker.records)
+            worker.trim.tick(len(core.txs))
+            worker.metrics.export(core=core, transports=worker.transports, guard=worker.guard,
+                                  steering=worker.steering, pipeline=worker.pipeline, records=worker.records)
             await asyncio.sleep(0.001)
 
         async def call(n: int) -> None:
@@ -165,6 +204,7 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
         idle = (rss_mb(), arenas())
         print(f"idle:  RSS {idle[0]:.1f} MB, arenas {idle[1][0]} (total made {idle[1][1]}), "
               f"transactions {len(core.txs)}")
+        print(f"       {memory()}")
         if trace:
             tracemalloc.start(8)
         for n in range(calls):
@@ -174,11 +214,13 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
                 await housekeeping()
         peak = (rss_mb(), arenas(), len(core.txs))
         print(f"peak:  RSS {peak[0]:.1f} MB, arenas {peak[1][0]}, transactions {peak[2]}")
+        print(f"       {memory()}")
         await settle(LIFETIME)
         await asyncio.sleep(wait)   # real time: allocators that give pages back on a delay
         after = (rss_mb(), arenas(), len(core.txs))
         print(f"+{LIFETIME:.0f} s: RSS {after[0]:.1f} MB, arenas {after[1][0]}, transactions {after[2]}, "
               f"trims {worker.trim.trims}")
+        print(f"       {memory()}")
         if compact:   # what a full collection (frozen cyclic garbage too) and a release give back
             import gc
 
@@ -195,6 +237,11 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
                   f"{took:.1f} ms)")
             allocator.release()
             print(f"released: RSS {rss_mb():.1f} MB, arenas {arenas()[0]}")
+            print(f"       {memory()}")
+            if os.environ.get("RSS_JE_STATS"):
+                import ctypes
+                sys.stdout.flush()
+                ctypes.CDLL(None).malloc_stats_print(None, None, b"")
         if trace:
             snap = tracemalloc.take_snapshot()
             tracemalloc.stop()

@@ -32,7 +32,7 @@ from sipguard.console.html import Markup, field, number, page, table, tag
 from sipguard.console.live import SAMPLE_EVERY, Live, snapshot
 from sipguard.errors import ConfigError, SipguardError
 from sipguard.observe.http_wire import Head, Reply
-from sipguard.records import answer, query, whatif
+from sipguard.records import answer, query, upstreams, whatif
 from sipguard.records.record import CallRecord
 from sipguard.store.base import LIST_KINDS, LIST_NAMES
 
@@ -44,10 +44,13 @@ MAX_FIELDS = 32
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "1d": 86400, "7d": 7 * 86400}
 WHATIF_LIMIT = 10_000          # records a what-if reads at most (query.MAX_LIMIT)
 WHATIF_SAMPLES = 10            # example calls shown per kind of change
+SERIES = {"24h": (24, 3600.0), "7d": (28, 6 * 3600.0)}   # plots over time: buckets x width
+SERIES_TTL = 60.0              # seconds a series answer is reused (one measure query per bucket)
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8",
           "favicon.svg": "image/svg+xml"}
 PAGES_GET = frozenset(("/console", "/console/now", "/console/find", "/console/call", "/console/policy",
-                       "/console/notices", "/console/upstreams", "/console/api/now", "/console/login"))
+                       "/console/notices", "/console/upstreams", "/console/api/now", "/console/api/upstreams",
+                       "/console/login"))
 PAGES_POST = frozenset(("/console/login", "/console/logout", "/console/policy", "/console/notices/add",
                         "/console/notices/remove", "/console/lists/add", "/console/lists/remove"))
 NOTICE_FIELDS = (("ref", "Reference", "FCC notice number or your ticket"),
@@ -144,6 +147,8 @@ class Console:
         self.workers = workers
         self.live = Live()
         self.busy = asyncio.Lock()      # one what-if at a time
+        self.series_lock = asyncio.Lock()
+        self.series_cache: dict[str, tuple[float, bytes]] = {}
         self.failed_logins = 0
         self.warned = -1e9
         self.static = {name: resources.files("sipguard.console").joinpath("static", name).read_bytes()
@@ -197,6 +202,8 @@ class Console:
         if path == "/console/api/now":
             doc = self.live.now(self.metrics(), self.workers())
             return 200, JSONT, json.dumps(doc).encode()
+        if path == "/console/api/upstreams":
+            return await self.upstream_series(params)
         render = {"/console/now": self.now_page, "/console/find": self.find_page, "/console/call": self.call_page,
                   "/console/notices": self.notices_page, "/console/upstreams": self.upstreams_page}.get(path)
         if render is not None:
@@ -400,14 +407,7 @@ class Console:
             report = await asyncio.to_thread(whatif.whatif, records, current, cand, WHATIF_SAMPLES)  # SIP goes on
         log.info("console: what-if over %s (%d calls) by %s", window, report.records, who)
         notes = [f"{report.redecided} of {report.records} call(s) re-decided on the facts they had."]
-        if report.no_facts:
-            notes.append(f"{report.no_facts} record(s) from before records kept their facts: not re-decided.")
-        if report.not_policy:
-            notes.append(f"{report.not_policy} decision(s) the policy did not take (unknown source, store "
-                         "failure): kept.")
-        if report.drift:
-            notes.append(f"{report.drift} call(s) the policy in force decides otherwise than recorded (it "
-                         "changed within the window).")
+        notes += [note + "." for note in report.notes()]
         if len(records) >= WHATIF_LIMIT:
             notes.append(f"Only the latest {WHATIF_LIMIT} calls were read.")
         rules = sorted(set(report.current_rules) | set(report.candidate_rules),
@@ -555,11 +555,53 @@ class Console:
 
     # -- Upstreams ----------------------------------------------------------------------------
     async def upstreams_page(self, csrf: str, who: str, params: dict[str, str]) -> Reply:
+        trunk = params.get("trunk")
+        if trunk is not None:
+            return await self.upstream_page(csrf, who, trunk)
         body = [tag("p", {"class": "muted"}, "Per upstream and per signer over the last 7 days, from GET "
-                                              "/upstreams?since=7d."),
-                tag("div", {"id": "upstreams", "data-source": "/upstreams?since=7d"},
+                                              "/upstreams?since=7d; the plots: calls and unsigned share per "
+                                              "hour over the last 24 hours. A trunk's name opens its page."),
+                tag("div", {"id": "upstreams", "data-source": "/upstreams?since=7d",
+                            "data-series": "/console/api/upstreams?window=24h"},
                     tag("p", {"class": "muted"}, "loading"))]
         return 200, HTML, page("Upstreams", "upstreams", body, csrf=csrf, who=who)
+
+    async def upstream_page(self, csrf: str, who: str, trunk: str) -> Reply:
+        """One upstream: its measures over 7 days and its plots over 24 hours and 7 days."""
+        if not trunk or len(trunk) > MAX_FIELD or not trunk.isprintable():
+            return 400, HTML, page("Bad request", "upstreams", tag("p", {"class": "error"}, "trunk: not a trunk id"),
+                                   csrf=csrf, who=who)
+        known = [t for t in self.config.trunks if t.id == trunk]
+        about = (f"{known[0].provider.name or '-'} (FRN {known[0].provider.frn or '-'}, RMD "
+                 f"{known[0].provider.rmd or '-'}), role {known[0].role}") if known else "not in the config now"
+        body = [tag("p", {"class": "muted"}, about),
+                tag("p", None, tag("a", {"href": "/console/upstreams"}, "All upstreams")),
+                tag("div", {"id": "upstream", "data-trunk": trunk, "data-source": "/upstreams?since=7d&n=1000",
+                            "data-series": "/console/api/upstreams?window=24h",
+                            "data-series-week": "/console/api/upstreams?window=7d"},
+                    tag("p", {"class": "muted"}, "loading"))]
+        return 200, HTML, page(f"Upstream {trunk}", "upstreams", body, csrf=csrf, who=who)
+
+    async def upstream_series(self, params: dict[str, str]) -> Reply:
+        """``/console/api/upstreams?window=24h|7d``: records/upstreams.series, computed at most
+        once a minute per window (each answer is one measure query per bucket) and one at a time."""
+        window = params.get("window", "24h")
+        if window not in SERIES or set(params) - {"window"}:
+            return 400, JSONT, json.dumps({"error": f"window: expected one of {', '.join(SERIES)}"}).encode()
+        async with self.series_lock:
+            now = time.time()
+            cached = self.series_cache.get(window)
+            if cached is not None and now - cached[0] < SERIES_TTL:
+                return 200, JSONT, cached[1]
+            buckets, width = SERIES[window]
+            try:
+                doc = await upstreams.series(self.config.store, self.config.traceback, now, buckets, width,
+                                             self.config.upstreams.score_min_calls)
+            except SipguardError as exc:
+                return 503, JSONT, json.dumps({"error": str(exc)}).encode()
+            raw = json.dumps(doc).encode()
+            self.series_cache[window] = (now, raw)
+            return 200, JSONT, raw
 
 
 # -- pieces ---------------------------------------------------------------------------------------

@@ -154,6 +154,28 @@ def dirty_bytes() -> int | None:
     return pages.value * page.value
 
 
+STATS = ("allocated", "active", "metadata", "resident", "mapped", "retained")
+
+
+def stats() -> dict[str, int] | None:
+    """jemalloc's global counters in bytes (``stats.allocated``: live blocks; ``active``: pages
+    holding them; ``resident``: pages mapped in, free ones included; ``retained``: address
+    space kept unmapped), refreshed first (``epoch``); None on another allocator."""
+    mallctl = _mallctl()
+    if mallctl is None:
+        return None
+    epoch = ctypes.c_uint64(1)
+    size = ctypes.c_size_t(ctypes.sizeof(epoch))
+    mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size)
+    out: dict[str, int] = {}
+    for name in STATS:
+        value = ctypes.c_size_t(0)
+        size = ctypes.c_size_t(ctypes.sizeof(value))
+        if mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size), None, 0) == 0:
+            out[name] = value.value
+    return out
+
+
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):

@@ -26,12 +26,17 @@ from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Steering
 from sipguard.proxy.systemd import ping_watchdog, sd_notify
 from sipguard.proxy.transport import Receive, Transports
+from sipguard.sip import address
 from sipguard.trunks import hop_addresses
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Pipeline
 
 RMD_WATCH_INTERVAL = 30.0     # seconds between two looks at the store's RMD change log
+# The parse caches a compaction empties after a burst (overload.MemoryTrim): what they hold
+# then was made among the burst's transactions, and would keep their pages from the system.
+CACHES = (numbers.clear_cache, address.clear_cache)
+
 log = logging.getLogger("sipguard.serve")
 
 
@@ -61,7 +66,7 @@ class Worker:
         self._rmd_watch: asyncio.Task[None] | None = None
         self.gc = GcPacer()
         self.guard: OverloadGuard | None = None          # overload: new INVITEs answered 503 (overload.py)
-        self.trim = MemoryTrim(release=(numbers.clear_cache,))  # RSS back after a burst (overload.py)
+        self.trim = MemoryTrim(release=CACHES)   # RSS back after a burst (overload.py)
 
     async def start(self) -> None:
         from sipguard.observe.metrics import Metrics
@@ -72,6 +77,7 @@ class Worker:
         self.pipeline = await Pipeline.create(self.config, self.clock, metrics=self.metrics)
         self.records = open_records(self.config.store, self.config.traceback, metrics=self.metrics)
         await self.records.start()
+        self.trim.release = (*CACHES, self.records.release)   # and the records' SQLite page cache
         self._start_scores()
         if self.index == 0:     # one counter of each change per instance, not one per worker
             self.metrics.watch_upstreams(t.id for t in self.config.trunks)

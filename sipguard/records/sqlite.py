@@ -182,6 +182,14 @@ class SqliteRecords:
         with self._lock:
             return int(self._conn().execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
+    def shrink_memory(self) -> None:
+        """Give back the connection's page cache (``PRAGMA shrink_memory``): after a burst it
+        holds up to ``cache_size`` (2 MB) of pages a quiet worker does not need; refilled from
+        the file by the next writes or queries."""
+        with self._lock:
+            if self._db is not None:
+                self._db.execute("PRAGMA shrink_memory")
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

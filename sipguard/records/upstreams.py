@@ -146,6 +146,50 @@ async def report(store_url: str, cfg: TracebackConfig, win: Window, min_calls: i
             "upstreams_total": len(trunks), "signers_total": len(spcs)}
 
 
+SERIES_SHARES = ("unsigned", "failed", "invalid", "dno")   # the shares a series carries per bucket
+MAX_SERIES_TRUNKS = 50      # trunks in one series answer, most calls first
+MAX_BUCKETS = 48
+
+
+async def series(store_url: str, cfg: TracebackConfig, until: float, buckets: int, width: float,
+                 min_calls: int, n: int = MAX_SERIES_TRUNKS,
+                 redis_client_factory: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Per trunk, its measures in each of ``buckets`` windows of ``width`` seconds ending at
+    ``until`` (the console's plots over time): ``{"starts": [ISO...], "width": s, "trunks":
+    {trunk: {"calls": [...], "score": [...], "unsigned": [...], ...}}}``, the ``n`` trunks with
+    most calls over the whole span. One measure query per bucket (``measures`` without the
+    signers), so the cost is bounded by ``buckets`` (at most MAX_BUCKETS)."""
+    if not 1 <= buckets <= MAX_BUCKETS or width <= 0:
+        raise BadParameter("buckets", f"1 to {MAX_BUCKETS} buckets of a positive width")
+    starts = [until - (buckets - i) * width for i in range(buckets)]
+    per_bucket = []
+    for start in starts:    # a record on a boundary belongs to the later bucket
+        trunks, _ = await measures(store_url, cfg, start, start + width - 0.001, False, redis_client_factory)
+        per_bucket.append(trunks)
+    totals: dict[str, int] = {}
+    for trunks in per_bucket:
+        for name, m in trunks.items():
+            totals[name] = totals.get(name, 0) + m.calls
+    chosen = sorted(totals, key=lambda name: (-totals[name], name))[:n]
+    out: dict[str, dict[str, list[Any]]] = {}
+    for name in chosen:
+        row: dict[str, list[Any]] = {"calls": [], "score": [], **{k: [] for k in SERIES_SHARES}}
+        for trunks in per_bucket:
+            found = trunks.get(name)
+            if found is None or not found.calls:        # no call in that bucket: no share to plot
+                row["calls"].append(0)
+                for k in ("score", *SERIES_SHARES):
+                    row[k].append(None)
+                continue
+            shares = found.shares()
+            row["calls"].append(found.calls)
+            row["score"].append(score(found, min_calls))
+            for k in SERIES_SHARES:
+                row[k].append(round(shares[k], 4))
+        out[name] = row
+    return {"starts": [iso_utc(t) for t in starts], "width": width, "until": iso_utc(until), "trunks": out}
+
+
 class ScoreRefresher:
     """Recompute ``trunk.score`` in the background (module doc); ``install`` takes the new table."""
 

@@ -101,8 +101,9 @@ class Report:
                                  "samples": [_sample(s) for s in self.samples.get(name, [])]}
                                 for name, count in self.transitions.most_common()]}
 
-    def lines(self) -> list[str]:
-        out = [f"{self.records} record(s) read, {self.redecided} re-decided, {self.changed} decided differently"]
+    def notes(self) -> list[str]:
+        """What the comparison could not re-decide, or found changed: one sentence each."""
+        out = []
         if self.no_facts:
             out.append(f"{self.no_facts} record(s) from before sipguard kept their facts (record version 3): "
                        "not re-decided")
@@ -112,6 +113,11 @@ class Report:
         if self.drift:
             out.append(f"{self.drift} call(s) the current policy decides otherwise than recorded (the policy "
                        "changed within the window)")
+        return out
+
+    def lines(self) -> list[str]:
+        out = [f"{self.records} record(s) read, {self.redecided} re-decided, {self.changed} decided differently"]
+        out += self.notes()
         out.append("")
         out.append(f"{'rule':<32} {'current':>10} {'candidate':>10} {'change':>10}")
         for rule in sorted(set(self.current_rules) | set(self.candidate_rules),

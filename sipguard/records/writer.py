@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,6 +101,13 @@ class RecordWriter:
                 self._wake.set()
         except Exception:  # pragma: no cover - must never break call handling
             log.exception("record dropped")
+
+    def release(self) -> None:
+        """After a burst (``proxy.overload.MemoryTrim``): the sink gives back the memory it
+        keeps for speed (SQLite's page cache), off the event loop; a no-op for the others."""
+        release = getattr(self.sink, "release", None)
+        if release is not None:
+            release()
 
     @property
     def pending(self) -> int:
@@ -275,9 +282,19 @@ class SqliteSink:
     async def trim(self, now: float) -> int:
         return int(await self._run(self.db.trim, now - self.cfg.retention_seconds))
 
+    def release(self) -> None:
+        """PRAGMA shrink_memory in the sink's own thread, queued behind its writes (not waited
+        for: the caller is the event loop)."""
+        self._thread.submit(self.db.shrink_memory).add_done_callback(_log_failure)
+
     async def aclose(self) -> None:
         await self._run(self.db.close)
         self._thread.shutdown(wait=False)
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("records: SQLite page cache not released: %s", future.exception())
 
 
 def _lower_priority(nice: int) -> None:

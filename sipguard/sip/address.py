@@ -245,6 +245,18 @@ def parse_name_addr(value: str) -> NameAddr:
     return parsed
 
 
+def clear_cache() -> None:
+    """Empty the name-addr cache (after a burst, ``proxy.overload.MemoryTrim``): its last
+    entries are the burst's own From and To values, each made among a dead transaction's
+    objects, and a few thousand of them keep that many allocator pages from the system."""
+    _name_addrs.clear()
+
+
+def cache_size() -> int:
+    """How many name-addrs the cache holds."""
+    return len(_name_addrs)
+
+
 def _parse_name_addr(value: str) -> NameAddr:
     m = _NAME_ADDR.match(value)
     if m is not None:  # common case: ["display"] <uri> ;params

@@ -223,7 +223,21 @@ def test_upstreams_page_shows_the_trunk_that_just_sent_calls(page: Any, env: Env
     assert row.count() == 1, page.inner_text("#upstreams")
     calls = int(row.locator("td").nth(1).inner_text().replace(",", ""))
     assert calls >= 3
+    assert "unsigned %" in heads and "all measures" in heads, heads        # the measures read first
+    unsigned = row.locator("td").nth(heads.index("unsigned %")).inner_text()
+    assert unsigned == "100 %", unsigned                                   # these calls carry no Identity
+    row.locator("summary").click()                                         # every other measure, written out
+    more = row.locator("details").inner_text()
+    assert "callers_by_attest" in more and "none (" in more and "[object" not in page.inner_text("#upstreams")
+    assert heads[-2:] == ["calls, 24 h", "unsigned, 24 h"]                 # the last 24 hours per trunk
+    assert row.locator("svg.spark polyline, svg.spark circle").count() >= 1
     env.shot(page, "upstreams")
+    row.locator("a", has_text="carrier-a").click()                          # the trunk's own page
+    page.wait_for_selector("#upstream dl.measures")
+    assert "Upstream carrier-a" in page.inner_text("h1") and "Carrier A" in page.inner_text("main")
+    assert page.locator("#upstream svg.plot").count() == 4                  # calls and shares, 24 h and 7 d
+    assert page.locator("#upstream svg.plot polyline[stroke], #upstream svg.plot circle").count() >= 4
+    env.shot(page, "upstream")
 
 
 def test_upstreams_table_from_the_contract_with_hostile_names(page: Any, env: Env) -> None:
@@ -239,7 +253,7 @@ def test_upstreams_table_from_the_contract_with_hostile_names(page: Any, env: En
     page.goto(env.base + "/console/upstreams")
     page.wait_for_selector("#upstreams table")
     heads = page.locator("#upstreams table").first.locator("th").all_inner_texts()
-    assert heads == ["trunk", "calls", "rejected", "attest", "share_c"]
+    assert heads[:5] == ["trunk", "calls", "rejected", "attest", "share_c"], heads
     text = page.inner_text("#upstreams")
     assert "<img src=x id=pwned>" in text and "1,234,567" in text and "A 3, C 9" in text and "0.13" in text
     assert page.locator("#pwned").count() == 0 and page.locator("#upstreams script").count() == 0

@@ -29,6 +29,7 @@ from sipguard.observe.metrics import families as metrics_families
 from sipguard.policy.loader import load_policy
 from sipguard.policy.model import Redress
 from sipguard.records import query
+from sipguard.records.measures import UpstreamsConfig
 from sipguard.records.record import TracebackConfig
 from sipguard.store.memory import MemoryStore
 from tests.records_fixtures import make_record
@@ -158,7 +159,7 @@ def server(token: str | None = TOKEN, store: Any = None) -> HttpServer:
     routes = {**notice_routes(store), **list_routes(store)}
     srv = HttpServer("memory", TracebackConfig(), routes=routes, token=token)
     config = SimpleNamespace(store="memory", traceback=TracebackConfig(), policy=None, redress=None, path=None,
-                             trunks=[], signing=None)
+                             trunks=[], signing=None, upstreams=UpstreamsConfig())
     srv.console = app.Console(config, srv.sessions, srv.dispatch, srv.audit, lambda: [], lambda: list(srv.changes),
                               lambda: 1)
     return srv
@@ -376,3 +377,33 @@ def test_whatif_shows_the_calls_a_candidate_decides_otherwise(tmp_path: Path) ->
     assert (report.records, report.redecided, report.changed) == (2, 2, 1)
     assert dict(report.transitions) == {"forward [default] -> reject 603 [no-202]": 1}
     assert [s.call_id for s in report.samples["forward [default] -> reject 603 [no-202]"]] == ["call-0@198.51.100.7"]
+
+
+@pytest.mark.parametrize(("target", "status"), [
+    ("/console/api/upstreams?window=1y", 400), ("/console/api/upstreams?window=24h&x=1", 400),
+    ("/console/upstreams?trunk=" + "x" * 300, 400), ("/console/upstreams?trunk=a%0Ab", 400),
+])
+def test_upstream_pages_refuse_what_they_cannot_use(target: str, status: int) -> None:
+    srv = server()
+    reply = run(srv.handle(head("GET", target, Authorization=f"Bearer {TOKEN}"), b""))
+    assert reply[0] == status, reply[:2]
+
+
+def test_upstream_series_is_computed_once_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each series answer is one measure query per bucket: a second page within the minute
+    reuses the first answer."""
+    from sipguard.records import upstreams
+
+    asked: list[tuple[int, float]] = []
+
+    async def fake_series(store: str, cfg: object, until: float, buckets: int, width: float,
+                          min_calls: int) -> dict[str, object]:
+        asked.append((buckets, width))
+        return {"starts": [], "width": width, "until": "", "trunks": {}}
+
+    monkeypatch.setattr(upstreams, "series", fake_series)
+    srv = server()
+    for _ in range(3):
+        reply = run(srv.handle(head("GET", "/console/api/upstreams?window=7d", Authorization=f"Bearer {TOKEN}"), b""))
+        assert reply[0] == 200, reply[:2]
+    assert asked == [(28, 6 * 3600.0)]

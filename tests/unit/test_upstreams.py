@@ -257,3 +257,33 @@ def test_a_score_rule_compares_numbers_and_refuses_text(tmp_path: Path) -> None:
     bad.write_text("version: 1\ndefault: {action: forward}\nrules:\n  - name: r\n"
                    "    when: {trunk.score: {prefix: \"9\"}}\n    action: reject\n    status: 403\n")
     assert any("does not apply" in p.message for p in check_policy(str(bad), Redress(url="https://x.example")))
+
+
+def test_series_gives_each_trunk_its_measures_per_bucket(tmp_path: Path) -> None:
+    """The console's plots over time (records/upstreams.series): one value per bucket and trunk,
+    the buckets in time order ending now, gaps (no call) as None, trunks by calls, bounded."""
+    from sipguard.records.sqlite import SqliteRecords
+    from sipguard.records.upstreams import MAX_BUCKETS, series
+
+    config = make_config(tmp_path)
+    now = NOW
+    db = SqliteRecords(config.traceback.path)
+    rows = [make_record(i, time=now - 3 * 3600 + 60 + i, trunk="carrier-a", caller_check="valid") for i in range(4)]
+    rows += [make_record(10 + i, time=now - 1800 + i, trunk="carrier-a", attest="A", verstat=PASSED,
+                         caller_check="dno") for i in range(2)]
+    rows += [make_record(20, time=now - 1800, trunk="carrier-b", caller_check="valid")]
+    rows += [make_record(30, time=now - 5 * 3600, trunk="carrier-c", caller_check="valid")]  # before the span
+    db.write([("w", n, r) for n, r in enumerate(rows)])
+    db.close()
+    doc = asyncio.run(series("memory", config.traceback, now, 3, 3600.0, min_calls=1))
+    assert len(doc["starts"]) == 3 and doc["starts"] == sorted(doc["starts"])
+    assert list(doc["trunks"]) == ["carrier-a", "carrier-b"]           # most calls first; carrier-c is older
+    a = doc["trunks"]["carrier-a"]
+    assert a["calls"] == [4, 0, 2]
+    assert a["unsigned"] == [1.0, None, 0.0] and a["dno"] == [0.0, None, 1.0]
+    assert a["score"][1] is None and a["score"][0] is not None
+    assert doc["trunks"]["carrier-b"]["calls"] == [0, 0, 1]
+    one = asyncio.run(series("memory", config.traceback, now, 3, 3600.0, min_calls=1, n=1))
+    assert list(one["trunks"]) == ["carrier-a"]
+    with pytest.raises(BadParameter):
+        asyncio.run(series("memory", config.traceback, now, MAX_BUCKETS + 1, 3600.0, min_calls=1))

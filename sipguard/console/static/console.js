@@ -123,25 +123,141 @@
     setTimeout(poll, POLL_MS);
   }
 
-  // The /upstreams answer as tables: columns are the keys present, numbers formatted.
-  function genericTable(rows) {
-    const cols = [];
-    for (const r of rows) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
+  // The /upstreams answer as tables. When the answer carries the measures of
+  // records/measures.py, the table shows the ones an operator reads first (shares as
+  // percentages) and each row keeps every other measure under "all measures"; any other
+  // answer is shown as it comes (columns from the keys present). Numbers formatted, nested
+  // values written out, never as markup.
+  const FIRST = ["trunk", "spc", "calls", "score", "attest", "verified_share", "failed_share", "unsigned_share",
+                 "invalid_share", "unallocated_share", "dno_share", "a_bad", "other_spc_complete_share", "rmd",
+                 "implementation"];
+
+  function text(key, value) {
+    if (value === null || value === undefined) return "";
+    if (typeof value === "object") {
+      return Object.entries(value).map(([k, x]) =>
+        typeof x === "object" && x !== null ? `${k} (${text(k, x)})` : `${k} ${fmt(x)}`).join(", ");
+    }
+    if (typeof value === "number" && key.endsWith("_share")) {
+      return (100 * value).toLocaleString("en-US", { maximumFractionDigits: 1 }) + " %";
+    }
+    return fmt(value);
+  }
+
+  function genericTable(rows, extra) {
+    const keys = [];
+    for (const r of rows) for (const k of Object.keys(r)) if (!keys.includes(k)) keys.push(k);
+    const first = FIRST.filter((k) => keys.includes(k));
+    const curated = first.length > 4;
+    const cols = curated ? first : keys;
     const table = el("table", { class: "data" });
-    table.append(el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", {}, c)))));
+    const heads = cols.map((c) => el("th", {}, c.replace(/_share$/, " %")));
+    if (curated) heads.push(el("th", {}, "all measures"));
+    if (extra) heads.push(...extra.heads.map((h) => el("th", {}, h)));
+    table.append(el("thead", {}, el("tr", {}, ...heads)));
     const body = el("tbody");
     for (const r of rows) {
-      body.append(el("tr", {}, ...cols.map((c) => {
-        const v = r[c];
-        if (v === null || v === undefined) return el("td", {}, "");
-        if (typeof v === "object") {
-          return el("td", {}, Object.entries(v).map(([k, x]) => `${k} ${fmt(x)}`).join(", "));
-        }
-        return el("td", { class: typeof v === "number" ? "num" : "" }, fmt(v));
-      })));
+      const cells = cols.map((c) => el("td", { class: typeof r[c] === "number" ? "num" : "" }, text(c, r[c])));
+      if (curated) {
+        const list = el("dl", {});
+        for (const k of keys) if (!first.includes(k)) list.append(el("dt", {}, k), el("dd", {}, text(k, r[k])));
+        cells.push(el("td", {}, el("details", {}, el("summary", {}, "more"), list)));
+      }
+      if (extra) cells.push(...extra.cells(r));
+      body.append(el("tr", {}, ...cells));
     }
     table.append(body);
     return table;
+  }
+
+  // One run of points: a line, or a dot when the run is one point (a lone bucket with calls).
+  function trace(points, color, width) {
+    if (points.length === 1) {
+      const [x, y] = points[0].split(",");
+      const c = document.createElementNS(SVG, "circle");
+      for (const [a, v] of Object.entries({ cx: x, cy: y, r: width + 1, fill: color })) c.setAttribute(a, v);
+      return c;
+    }
+    const p = document.createElementNS(SVG, "polyline");
+    p.setAttribute("points", points.join(" "));
+    p.setAttribute("fill", "none");
+    p.setAttribute("stroke", color);
+    p.setAttribute("stroke-width", String(width));
+    return p;
+  }
+
+  // A small line of one series (null: no call in that bucket, a gap), as SVG.
+  function spark(values, label) {
+    const W = 120, H = 26;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("class", "spark");
+    const nums = values.filter((v) => typeof v === "number");
+    const max = Math.max(1e-9, ...nums);
+    const n = Math.max(values.length - 1, 1);
+    let run = [];
+    const flush = () => {
+      if (run.length) svg.append(trace(run, COLORS[0], 1.5));
+      run = [];
+    };
+    values.forEach((v, i) => {
+      if (typeof v !== "number") { flush(); return; }
+      run.push(`${(W * i / n).toFixed(1)},${(H - 2 - (H - 4) * v / max).toFixed(1)}`);
+    });
+    flush();
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = label;
+    svg.append(title);
+    return svg;
+  }
+
+  // Lines over time buckets, one per key of ``lines`` (values may be null: gaps), as SVG.
+  function plot(title, starts, lines, unit) {
+    const W = 560, H = 160, L = 48, B = 18;
+    const keys = Object.keys(lines);
+    const nums = keys.flatMap((k) => lines[k].filter((v) => typeof v === "number"));
+    const max = Math.max(unit === "%" ? 0.01 : 1, ...nums);
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("class", "plot");
+    const label = (x, y, s) => {
+      const t = document.createElementNS(SVG, "text");
+      t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("class", "axis");
+      t.textContent = s;
+      svg.append(t);
+    };
+    for (const [x1, y1, x2, y2] of [[L, 0, L, H - B], [L, H - B, W, H - B]]) {
+      const l = document.createElementNS(SVG, "line");
+      for (const [a, v] of Object.entries({ x1, y1, x2, y2, class: "axis" })) l.setAttribute(a, v);
+      svg.append(l);
+    }
+    label(2, 10, unit === "%" ? `${(100 * max).toFixed(1)} %` : fmt(max));
+    label(2, H - B, "0");
+    if (starts.length) { label(L, H - 2, starts[0].slice(5, 16).replace("T", " ")); label(W - 90, H - 2, "now (UTC)"); }
+    const n = Math.max(starts.length - 1, 1);
+    const legend = el("div", { class: "legend" });
+    keys.forEach((k, i) => {
+      let run = [];
+      const flush = () => {
+        if (run.length) svg.append(trace(run, COLORS[i % COLORS.length], 2));
+        run = [];
+      };
+      lines[k].forEach((v, j) => {
+        if (typeof v !== "number") { flush(); return; }
+        run.push(`${(L + (W - L) * j / n).toFixed(1)},${((H - B) - (H - B - 4) * v / max).toFixed(1)}`);
+      });
+      flush();
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.background = COLORS[i % COLORS.length];      // CSSOM, allowed by the CSP
+      legend.append(el("span", { class: "item" }, swatch, k));
+    });
+    return el("section", { class: "card chart" }, el("h2", {}, title), svg, legend);
+  }
+
+  async function getJson(url) {
+    const resp = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+    if (!resp.ok) throw new Error(`the service answered ${resp.status} for ${url}`);
+    return resp.json();
   }
 
   async function upstreams(box) {
@@ -161,10 +277,57 @@
       return;
     }
     const doc = await resp.json();
+    let series = null;
+    if (box.dataset.series) {
+      try { series = await getJson(box.dataset.series); } catch (err) { series = null; }
+    }
+    const perTrunk = {
+      heads: ["calls, 24 h", "unsigned, 24 h"],
+      cells: (r) => {
+        const s = series && typeof r.trunk === "string" ? series.trunks[r.trunk] : null;
+        if (!s) return [el("td", {}, ""), el("td", {}, "")];
+        return [el("td", {}, spark(s.calls, "calls per hour")), el("td", {}, spark(s.unsigned, "unsigned share per hour"))];
+      },
+    };
     const parts = [el("p", { class: "muted" }, `from ${doc.since} to ${doc.until}`)];
     for (const [key, title] of [["upstreams", "Upstreams"], ["signers", "Signers"]]) {
       const rows = Array.isArray(doc[key]) ? doc[key] : [];
-      parts.push(el("h2", {}, title), rows.length ? genericTable(rows) : el("p", { class: "muted" }, "no data"));
+      const table = rows.length ? genericTable(rows, key === "upstreams" && series ? perTrunk : null) : null;
+      if (table && key === "upstreams") {       // each trunk's name opens its page
+        for (const cell of table.querySelectorAll("tbody tr td:first-child")) {
+          const name = cell.textContent;
+          const link = el("a", { href: "/console/upstreams?trunk=" + encodeURIComponent(name) }, name);
+          cell.replaceChildren(link);
+        }
+      }
+      parts.push(el("h2", {}, title), table || el("p", { class: "muted" }, "no data"));
+    }
+    box.replaceChildren(...parts);
+  }
+
+  async function upstream(box) {
+    const trunk = box.dataset.trunk;
+    const parts = [];
+    try {
+      const doc = await getJson(box.dataset.source);
+      const row = (doc.upstreams || []).find((r) => r.trunk === trunk);
+      if (row) {
+        const list = el("dl", { class: "measures" });
+        for (const [k, v] of Object.entries(row)) list.append(el("dt", {}, k), el("dd", {}, text(k, v)));
+        parts.push(el("h2", {}, `Last 7 days (${doc.since} to ${doc.until})`), list);
+      } else {
+        parts.push(el("p", { class: "muted", id: "no-data" }, "no call from this upstream in the last 7 days"));
+      }
+      for (const [url, span] of [[box.dataset.series, "24 hours, per hour"], [box.dataset.seriesWeek, "7 days, per 6 hours"]]) {
+        const s = await getJson(url);
+        const t = s.trunks[trunk];
+        if (!t) continue;
+        parts.push(plot(`Calls, last ${span}`, s.starts, { calls: t.calls }, ""),
+                   plot(`Shares, last ${span}`, s.starts,
+                        { unsigned: t.unsigned, failed: t.failed, invalid: t.invalid, dno: t.dno }, "%"));
+      }
+    } catch (err) {
+      parts.push(el("p", { class: "error" }, String(err.message || err)));
     }
     box.replaceChildren(...parts);
   }
@@ -194,5 +357,7 @@
     if (document.body.dataset.page === "now") poll();
     const box = document.getElementById("upstreams");
     if (box) upstreams(box);
+    const one = document.getElementById("upstream");
+    if (one) upstream(one);
   });
 })();

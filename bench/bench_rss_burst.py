@@ -44,6 +44,7 @@ from bench_proxy_lib import free_port  # noqa: E402
 from sipguard.config import load_config  # noqa: E402
 from sipguard.proxy.gcpacing import tune_gc  # noqa: E402
 from sipguard.proxy.worker import Worker  # noqa: E402
+from sipguard.records.sqlite import memory_used  # noqa: E402
 
 LIFETIME = 32.0
 
@@ -80,7 +81,7 @@ def memory() -> str:
     je = allocator.stats()
     if je:
         parts.append("jemalloc " + " ".join(f"{k} {v / 2**20:.1f}" for k, v in je.items()))
-    used = sqlite_memory()
+    used = memory_used()
     if used is not None:
         parts.append(f"sqlite {used / 2**20:.1f}")
     rollup = Path("/proc/self/smaps_rollup").read_text()
@@ -91,18 +92,6 @@ def memory() -> str:
     return "; ".join(parts) + " (MB)"
 
 
-def sqlite_memory() -> int | None:
-    """Bytes SQLite has allocated, from the library this process's sqlite3 module uses."""
-    import ctypes
-    import sqlite3
-
-    del sqlite3   # imported so that the library is loaded: CDLL below finds the same instance
-    try:
-        lib = ctypes.CDLL("libsqlite3.so.0")
-    except OSError:
-        return None
-    lib.sqlite3_memory_used.restype = ctypes.c_int64
-    return int(lib.sqlite3_memory_used())
 
 
 def arenas() -> tuple[int, int]:

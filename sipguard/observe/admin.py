@@ -52,19 +52,25 @@ def _bad(exc: FieldError) -> tuple[int, str, bytes]:
     return _json(400, {"error": str(exc), "parameter": exc.name})
 
 
-def notice_from_json(body: bytes) -> Notice:
-    """Parse and check a notice; FieldError (a ValueError) naming the field, with a message a
-    person can act on."""
+def _json_object(body: bytes, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A request body that must be a JSON object of ``fields`` only; FieldError otherwise."""
     try:
         data = json.loads(body or b"{}")
     except (ValueError, RecursionError) as exc:     # RecursionError: [[[[... nested past the stack
         raise FieldError("body", f"body is not JSON: {str(exc)[:80]}") from None
     if not isinstance(data, dict):
         raise FieldError("body", "body must be a JSON object")
-    unknown = sorted(set(data) - set(FIELDS))
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise FieldError(unknown[0][:40], f"unknown field(s) {', '.join(u[:40] for u in unknown[:5])}; "
-                                          f"expected: {', '.join(FIELDS)}")
+                                          f"expected: {', '.join(fields)}")
+    return data
+
+
+def notice_from_json(body: bytes) -> Notice:
+    """Parse and check a notice; FieldError (a ValueError) naming the field, with a message a
+    person can act on."""
+    data = _json_object(body, FIELDS)
     ref = data.get("ref")
     if not isinstance(ref, str) or not ref.strip():
         raise FieldError("ref", "'ref' (the notice reference, e.g. the FCC notice number) is required")
@@ -165,16 +171,7 @@ LIST_FIELDS = ("kind", "list", "value", "note")
 
 def list_entry_from_json(body: bytes) -> ListEntry:
     """Parse and check a list entry; FieldError naming the field."""
-    try:
-        data = json.loads(body or b"{}")
-    except (ValueError, RecursionError) as exc:
-        raise FieldError("body", f"body is not JSON: {str(exc)[:80]}") from None
-    if not isinstance(data, dict):
-        raise FieldError("body", "body must be a JSON object")
-    unknown = sorted(set(data) - set(LIST_FIELDS))
-    if unknown:
-        raise FieldError(unknown[0][:40], f"unknown field(s) {', '.join(u[:40] for u in unknown[:5])}; "
-                                          f"expected: {', '.join(LIST_FIELDS)}")
+    data = _json_object(body, LIST_FIELDS)
     for name in LIST_FIELDS:
         value = data.get(name)
         if value is None and name == "note":

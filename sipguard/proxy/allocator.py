@@ -136,14 +136,19 @@ def release() -> bool:
     return True
 
 
+def _refresh(mallctl: Callable[..., int]) -> None:
+    """jemalloc's statistics are a snapshot: writing ``epoch`` takes a new one."""
+    epoch = ctypes.c_uint64(1)
+    size = ctypes.c_size_t(ctypes.sizeof(epoch))
+    mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size)
+
+
 def dirty_bytes() -> int | None:
     """jemalloc: bytes in free pages not yet given back (all arenas); None on another allocator."""
     mallctl = _mallctl()
     if mallctl is None:
         return None
-    epoch = ctypes.c_uint64(1)
-    size = ctypes.c_size_t(ctypes.sizeof(epoch))
-    mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size)
+    _refresh(mallctl)
     pages, page = ctypes.c_size_t(0), ctypes.c_size_t(0)
     size = ctypes.c_size_t(ctypes.sizeof(pages))
     if mallctl(f"stats.arenas.{_ARENAS_ALL}.pdirty".encode(), ctypes.byref(pages), ctypes.byref(size), None, 0):
@@ -164,9 +169,7 @@ def stats() -> dict[str, int] | None:
     mallctl = _mallctl()
     if mallctl is None:
         return None
-    epoch = ctypes.c_uint64(1)
-    size = ctypes.c_size_t(ctypes.sizeof(epoch))
-    mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size)
+    _refresh(mallctl)
     out: dict[str, int] = {}
     for name in STATS:
         value = ctypes.c_size_t(0)

@@ -235,3 +235,16 @@ def _where(since: float | None, until: float | None) -> tuple[list[str], list[ob
         where.append("time <= ?")
         args.append(until)
     return where, args
+
+
+def memory_used() -> int | None:
+    """SQLite's own count of the bytes it holds (page caches included), from the library
+    Python's sqlite3 module runs on; None where that library cannot be opened by name."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")   # the instance sqlite3 already loaded
+    except OSError:
+        return None
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(lib.sqlite3_memory_used())

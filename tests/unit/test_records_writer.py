@@ -17,6 +17,7 @@ from sipguard.clock import ManualClock
 from sipguard.records import query
 from sipguard.records.record import TracebackConfig
 from sipguard.records.spool import Entry
+from sipguard.records.sqlite import memory_used
 from sipguard.records.writer import RecordWriter, open_records
 from tests.records_fixtures import BASE_TIME, make_record
 
@@ -364,24 +365,13 @@ def test_a_live_writers_spool_files_are_flushed_by_it_alone_in_sequence_order(tm
     run(scenario())
 
 
-def _sqlite_memory_used() -> int | None:
-    """SQLite's own count of the bytes it holds (page caches included), from the library
-    Python's sqlite3 module runs on."""
-    import ctypes
-
-    try:
-        lib = ctypes.CDLL("libsqlite3.so.0")
-    except OSError:
-        return None
-    lib.sqlite3_memory_used.restype = ctypes.c_int64
-    return int(lib.sqlite3_memory_used())
 
 
 def test_release_gives_the_sqlite_page_cache_back(tmp_path: Path) -> None:
     """After a burst the record file's connection keeps up to cache_size (2 MB) of pages per
     worker: the compaction after a burst (MemoryTrim) calls the writer's release, which
     runs PRAGMA shrink_memory in the SQLite thread. Counted by SQLite itself, not by RSS."""
-    if _sqlite_memory_used() is None:
+    if memory_used() is None:
         pytest.skip("libsqlite3.so.0 not loadable: SQLite's memory count is not readable here")
     cfg = cfg_for(tmp_path, batch=500)
 
@@ -394,10 +384,10 @@ def test_release_gives_the_sqlite_page_cache_back(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         sink: Any = writer.sink
         await sink._run(lambda: None)      # the SQLite thread has written every batch
-        before = _sqlite_memory_used()
+        before = memory_used()
         writer.release()
         await sink._run(lambda: None)      # queued behind it: the shrink is done
-        after = _sqlite_memory_used()
+        after = memory_used()
         assert before is not None and after is not None
         assert before - after > 512 * 1024, (before, after)
         writer.submit(make_record(5000, call_id="after-the-burst"))   # still writes afterwards

@@ -80,6 +80,7 @@ from bench_proxy_lib import (  # noqa: E402
     read_rtts,
     read_stat,
     stop_pid,
+    switches,
     udp_rcvbuf_errors,
     wait_answering,
     wait_quiet,
@@ -292,6 +293,7 @@ class Bench:
             tree = descendants(sut.pid)
             load = os.getloadavg()[0]
             per0 = {pid: cpu_ns([pid]) for pid in tree}
+            sw0 = {pid: switches(pid) for pid in tree}
             cpu0, host0, drops0, t0 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors(), time.monotonic()
             prof = self.profile(sysm, d, tree[1:] or tree) if a.profile and sysm.kind == "sipguard" else []
             self.procs.extend(prof)
@@ -306,14 +308,20 @@ class Bench:
                     stop_pid(u)
             wall = time.monotonic() - t0
             cpu1, host1, drops1 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors()
-            busiest = max((cpu_ns([pid]) - c for pid, c in per0.items()), default=0)
+            per = {pid: cpu_ns([pid]) - c for pid, c in per0.items()}
+            busiest = max(per.values(), default=0)
+            # each process's share (supervisor, workers) and wake-ups, for a look afterwards
+            (d / "procs.json").write_text(json.dumps({pid: {
+                "cpu_s": ns / 1e9, "supervisor": pid == sut.pid and len(tree) > 1,
+                "switches": [b - a for a, b in zip(sw0[pid], switches(pid), strict=True)]}
+                for pid, ns in per.items()}, indent=1) + "\n")
             for p in prof:
                 try:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     stop_pid(p)
             stats = [read_stat(d / f"uac{i}_stat.csv") for i in range(a.uacs)]
-            verstats = metrics_verstat(self.http_port) if sysm.kind == "sipguard" else {}
+            verstats = metrics_verstat(self.http_port, d / "metrics.txt") if sysm.kind == "sipguard" else {}
             rtts, span = read_rtts(d)
             ok = sum(s["ok"] for s in stats)
             failed = sum(s["failed"] for s in stats)

@@ -44,7 +44,8 @@ bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), 
 (experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --sg-lag (each sipguard
 worker logs its event-loop stalls over 2 ms to lag-PID.txt, collector passes to gc-PID.txt and the main
 thread's stack during stalls over 20 ms to stall-PID.txt, in the step's folder), --sg-pin (experiment:
-worker i pinned to CPU i), --profile (py-spy record the
+worker i pinned to CPU i), --sg-shed-delay S (experiment: proxy.shed_delay S; 0 turns overload shedding
+off, so a host busy with other work does not turn calls away), --profile (py-spy record the
 sipguard workers during each sipguard step; needs `pip install py-spy`).
 """
 
@@ -224,6 +225,8 @@ class Bench:
         }
         if not sysm.redirect:
             cfg["proxy"] = {"record_route": routing == "rr"}
+        if self.args.sg_shed_delay is not None:
+            cfg.setdefault("proxy", {})["shed_delay"] = self.args.sg_shed_delay
         if self.args.sg_decisions:
             cfg["log"] = {"decisions": self.args.sg_decisions}
         if sysm.verify:
@@ -448,6 +451,8 @@ def main() -> int:
                    help="diagnostic: each sipguard worker logs event-loop stalls over 2 ms to lag-PID.txt")
     p.add_argument("--sg-pin", action="store_true",
                    help="experiment: pin sipguard worker i to CPU i")
+    p.add_argument("--sg-shed-delay", type=float, default=None,
+                   help="experiment: sipguard's proxy.shed_delay (0: no overload shedding; default as shipped)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--report", type=Path, default=None,
                    help="only print the table of an earlier run's results.jsonl")

@@ -9,9 +9,10 @@ socket. The figure is CPU per call without the socket system calls, which bench_
 measures end to end: the budget of the Python side of the relay.
 
     .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile] [--detectors]
-        [--decisions off|info|debug] [--no-record-route]
+        [--decisions off|info|debug] [--no-record-route] [--redirect [--no-identity]]
 
 (``--decisions off --no-record-route`` is the configuration of the figures before session 7.)
+``--redirect``: the verifying 302 of bench_proxy's sg-redirect-verify instead (``run_redirect``).
 """
 
 from __future__ import annotations
@@ -197,6 +198,95 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
         await worker.stop()
 
 
+async def run_redirect(calls: int, rounds: int, profile: bool, sort: str = "tottime", decisions: str = "info",
+                       identity: bool = True) -> None:
+    """bench_proxy's sg-redirect-verify in process: a worker in ``mode: redirect`` verifying
+    every INVITE; per call INVITE in (a valid SHAKEN Identity of its own, signed by a test PKI
+    whose x5u is served from memory) -> what the worker sends (302) -> sipp's ACK in. The
+    verified-token cache is off, so each replayed INVITE pays decoding and ES256 as distinct
+    live calls do."""
+    from tests.shaken_pki import MapFetcher, StiPki, shaken_identity
+
+    x5u = "https://certs.bench.example/good.pem"
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "sut.log", "w") as log_file:
+        port = free_port()
+        pki = StiPki(Path(tmp) / "pki")
+        cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "redirect", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
+               "unknown_source": "reject",
+               "trunks": [{"id": "bench", "role": "foreign", "sources": ["127.0.0.1/32"],
+                           "provider": {"name": "Bench Carrier", "frn": "0012345678", "rmd": "RMD0001234",
+                                        "country": "GB"}}],
+               "store": "memory", "traceback": {"path": f"{tmp}/traceback.db"}, "log": {"decisions": decisions},
+               "shaken": {"trust_anchors": pki.anchors, "iat_max_age": 120, "crl": {"enabled": False}}}
+        path = Path(tmp) / "sg.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        config = load_config(str(path))
+        setup_logging(config.log.level, json=True, decisions=config.log.decisions, stream=log_file)
+        worker = Worker(config)
+        await worker.start()
+        tune_gc()
+        core, pipeline = worker.core, worker.pipeline
+        assert core is not None and pipeline is not None and worker.transports is not None
+        cap = Capture(worker.transports)
+        core.sender = cap
+        pipeline.verifier.creds.fetcher = MapFetcher({x5u: pki.chain_pem("good")})
+        pipeline.verifier.tokens = None
+        now = int(time.time())
+        flows = []
+        for n in range(calls):   # as bench_proxy's CSV and uac_redirect_identity.xml
+            caller = f"1{201 + n % 700:03d}555{n % 10000:04d}"
+            callee = f"1{301 + (n * 7) % 600:03d}555{(n * 13) % 10000:04d}"
+            ident = shaken_identity(pki.key("good"), x5u, orig=caller, dest=[callee], iat=now,
+                                    origid=f"00000000-0000-4000-8000-{n:012d}") if identity else None
+            inv = invite(n, port).replace(b"+12127363100", caller.encode()).replace(b"+13036231000", callee.encode())
+            if ident is not None:
+                inv = inv.replace(b"Subject: shaken anchor", f"Identity: {ident}".encode())
+            core.receive(inv, UAC, "udp", None)
+            await asyncio.gather(*core._tasks)
+            moved = cap.sent[-1][0]
+            assert moved.startswith(b"SIP/2.0 302") and (not identity or b"TN-Validation-Passed" in moved), moved
+            hs = headers_of(moved)
+            keep = [h for h in hs if h.split(":", 1)[0] in ("Via", "From", "To", "Call-ID")]
+            ack = "\r\n".join([f"ACK sip:{callee}@127.0.0.1:{port} SIP/2.0", *keep, "CSeq: 1 ACK",
+                                "Max-Forwards: 70", "Content-Length: 0"]).encode() + b"\r\n\r\n"
+            flows.append((inv, ack))
+            cap.sent.clear()
+
+        async def one_round() -> float:
+            core.txs.clear()
+            cap.sent.clear()
+            receive = core.receive
+            t0 = time.process_time()
+            for inv, ack in flows:
+                receive(inv, UAC, "udp", None)
+                for task in list(core._tasks):
+                    await task
+                receive(ack, UAC, "udp", None)
+                if len(cap.sent) > 6000:
+                    cap.sent.clear()
+            return time.process_time() - t0
+
+        cap.count = 0
+        await one_round()
+        sent_per_call = cap.count / calls
+        best = float("inf")
+        prof = cProfile.Profile() if profile else None
+        gc.collect()
+        for _ in range(rounds):
+            if prof is not None:
+                prof.enable()
+            best = min(best, await one_round())
+            if prof is not None:
+                prof.disable()
+        print(f"redirect; calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}; "
+              f"identity: {identity}; log.decisions: {decisions}")
+        print(f"best round: {best * 1e6 / calls:.1f} us CPU per call ({calls / best:,.0f} calls/s on one core, "
+              f"no socket I/O)")
+        if prof is not None:
+            pstats.Stats(prof).sort_stats(sort).print_stats(40)
+        await worker.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("calls", nargs="?", type=int, default=2000)
@@ -207,7 +297,13 @@ def main() -> None:
                     help="log.decisions (default info, as shipped; lines go to a temporary file)")
     ap.add_argument("--no-record-route", action="store_true", help="proxy.record_route: false")
     ap.add_argument("--detectors", action="store_true", help="turn on analytics.campaign fanout and burst")
+    ap.add_argument("--redirect", action="store_true", help="the verifying 302 (bench_proxy's sg-redirect-verify)")
+    ap.add_argument("--no-identity", action="store_true", help="with --redirect: INVITEs without Identity")
     args = ap.parse_args()
+    if args.redirect:
+        asyncio.run(run_redirect(args.calls, args.rounds, args.profile, args.sort, args.decisions,
+                                 not args.no_identity))
+        return
     asyncio.run(run(args.calls, args.rounds, args.profile, args.sort, args.decisions, not args.no_record_route,
                     args.detectors))
 

@@ -1,7 +1,8 @@
 """The proxy core: SIP transaction and relay rules around the pipeline.
 
 Rules (RFC 3261 sections 16 and 17, RFC 3581):
-1. A new INVITE (no To tag) gets ``100 Trying`` at once, then waits for ``Pipeline.decide``
+1. A new INVITE (no To tag) gets ``100 Trying`` at once (in redirect mode only when its
+   302 or rejection does not go at once: RFC 3261 17.2.1), then waits for ``Pipeline.decide``
    (with a store that answers from memory it runs at once, in a task only if it has to
    wait: ``sipguard.aio.start_eagerly``; with a network store, in a task).
    At most ``max_pending`` INVITEs wait; past that a new one gets ``503`` + Retry-After
@@ -201,8 +202,8 @@ class ProxyCore:
             return
         tx = InviteTx(key, source, transport, conn, req.raw, to_tag=tag(source, key), started=self.clock.monotonic())
         self.txs.start(tx)
-        tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
-        self._sender.send_to_source(tx.last, source, transport, conn)
+        if not self.redirect:
+            self._trying(tx, req)
         self.pending += 1
         # decided here and now when the pipeline has nothing to wait for (sipguard.aio)
         decision = self._decide(tx, req)
@@ -211,6 +212,14 @@ class ProxyCore:
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if self.redirect and tx.last is None:  # the final response is not out yet
+            self._trying(tx, req)
+
+    def _trying(self, tx: InviteTx, req: Request) -> None:
+        """RFC 3261 17.2.1: ``100 Trying`` unless the final response goes at once, as a
+        redirect server's does when it decides inline (Kamailio's sl_send_reply sends none)."""
+        tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
+        self._sender.send_to_source(tx.last, tx.source, tx.transport, tx.conn)
 
     async def _decide(self, tx: InviteTx, req: Request) -> None:
         started = self.clock.monotonic()

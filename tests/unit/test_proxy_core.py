@@ -196,7 +196,7 @@ def test_timer_g_resends_our_final_response_until_the_ack(tmp_path: Path) -> Non
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         core.redirect = True
         core.receive(INVITE, UAC, "udp", None)
-        [(_, _), (moved, addr)] = cap.take()
+        [(moved, addr)] = cap.take()
         assert addr == UAC and moved.startswith(b"SIP/2.0 302")
         for step in (0.5, 1.0, 2.0, 4.0, 4.0):
             assert core.txs.next_timer() == clock.now + step
@@ -248,6 +248,25 @@ def test_a_store_that_waits_gets_its_decision_in_a_task(tmp_path: Path) -> None:
         assert [addr for _, addr in sent] == [UAC, UAS]
         assert sent[1][0].startswith(b"INVITE ")  # forwarded: the lookup was not degraded
         assert b"verstat=No-TN-Validation" in sent[1][0]
+
+    run(tmp_path, scenario)
+
+
+def test_a_redirect_decided_at_once_sends_its_302_without_a_100(tmp_path: Path) -> None:
+    """RFC 3261 17.2.1: no 100 Trying when the final response goes at once (as Kamailio's
+    sl_send_reply); a redirect whose decision waits gets the 100 at once, the 302 after, and
+    a retransmitted INVITE meanwhile gets the 100 again."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.redirect = True
+        core.receive(INVITE, UAC, "udp", None)
+        assert [data.split(b"\r\n", 1)[0] for data, _ in cap.take()] == [b"SIP/2.0 302 Moved Temporarily"]
+        core.txs.clear()
+        core.pipeline.store = WaitingStore(core.pipeline.store)
+        core.receive(INVITE, UAC, "udp", None)
+        core.receive(INVITE, UAC, "udp", None)
+        await asyncio.gather(*core._tasks)
+        assert [data.split(b"\r\n", 1)[0] for data, _ in cap.take()] == \
+            [b"SIP/2.0 100 Trying", b"SIP/2.0 100 Trying", b"SIP/2.0 302 Moved Temporarily"]
 
     run(tmp_path, scenario)
 

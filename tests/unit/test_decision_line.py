@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from records_fixtures import make_record
 
@@ -46,8 +46,12 @@ def test_decision_line_is_what_json_dumps_writes(created: float, level: int, **f
 @settings(max_examples=200, deadline=None)
 @given(field=st.sampled_from(logs.DECISION_FIELDS), value=ODD)
 def test_a_value_of_another_type_gives_the_same_bytes(field: str, value: Any) -> None:
-    # a record built by hand (tests, from_dict of an odd row) may hold anything: the generic encoder's bytes
-    record = dataclasses.replace(make_record(), **{field: value})
+    # a record built by hand (tests, from_dict of an odd row) may hold anything the record takes
+    # (compiled, it refuses a value of another type than its field's): the generic encoder's bytes
+    try:
+        record = dataclasses.replace(make_record(), **{field: value})
+    except TypeError:
+        assume(False)
     assert logs.decision_line(record, 1765000000.5, logging.INFO) == expected(record, 1765000000.5, logging.INFO)
 
 

@@ -83,20 +83,25 @@ class DecisionLines(logging.StreamHandler[IO[str]]):
     def __init__(self, stream: IO[str]) -> None:
         super().__init__(stream)
         self.pending: list[str] = []
+        self._timer_on: asyncio.AbstractEventLoop | None = None   # the loop a flush is due on
 
     def add(self, line: str) -> None:
         with self.lock:  # type: ignore[union-attr]
-            pending = self.pending
-            pending.append(line)
-            if len(pending) == 1:
-                try:
-                    asyncio.get_running_loop().call_later(FLUSH_AFTER, self.flush)
-                    return
-                except RuntimeError:   # no event loop in this thread: now
-                    pass
-            elif len(pending) < MAX_PENDING:
+            self.pending.append(line)
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:   # no event loop in this thread: now
+                loop = None
+            if loop is not None and len(self.pending) < MAX_PENDING:
+                if self._timer_on is not loop:   # one timer at a time (a closed loop's never fires)
+                    self._timer_on = loop
+                    loop.call_later(FLUSH_AFTER, self._timed_flush)
                 return
             self._write_pending()
+
+    def _timed_flush(self) -> None:
+        self._timer_on = None
+        self.flush()
 
     def _write_pending(self) -> None:
         """With the lock held."""

@@ -105,6 +105,18 @@ def test_a_full_buffer_is_written_at_once_and_shutdown_writes_the_rest() -> None
         assert json.loads(lines[-1])["call_id"] == f"call-{logs.MAX_PENDING}@198.51.100.7"
 
 
+def test_a_line_left_by_a_closed_loop_goes_out_with_the_next_loops() -> None:
+    async def one(i: int, wait: float) -> None:
+        logs.log_decision(make_record(i))
+        await asyncio.sleep(wait)
+
+    with ours_alone() as out:
+        asyncio.run(one(1, 0))                           # ends before its timer fires
+        asyncio.run(one(2, logs.FLUSH_AFTER * 3))
+        assert [json.loads(x)["call_id"] for x in out.getvalue().splitlines()] == [
+            "call-1@198.51.100.7", "call-2@198.51.100.7"]
+
+
 def test_without_an_event_loop_a_line_is_written_at_once() -> None:
     with ours_alone() as out:
         logs.log_decision(make_record(5))

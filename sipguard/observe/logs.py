@@ -97,32 +97,31 @@ class DecisionLines(logging.StreamHandler[IO[str]]):
                     self._timer_on = loop
                     loop.call_later(FLUSH_AFTER, self._timed_flush)
                 return
-            self._write_pending()
+            self.write_pending()
 
     def _timed_flush(self) -> None:
         self._timer_on = None
-        self.flush()
+        self.write_pending()
 
-    def _write_pending(self) -> None:
-        """With the lock held."""
-        if not self.pending:
-            return
-        text = "".join(self.pending)
-        self.pending = []
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except Exception:  # what StreamHandler.emit does with a failed write
-            self.handleError(logging.makeLogRecord({"name": DECISION_LOGGER, "msg": "decision lines"}))
+    def write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if not self.pending:
+                return
+            text = "".join(self.pending)
+            self.pending = []
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except Exception:  # what StreamHandler.emit does with a failed write
+                self.handleError(logging.makeLogRecord({"name": DECISION_LOGGER, "msg": "decision lines"}))
 
     def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._write_pending()
+        self.write_pending()
         super().flush()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.pending:   # handle() holds the lock
-            self._write_pending()
+        if self.pending:
+            self.write_pending()
         super().emit(record)
 
 
@@ -133,7 +132,8 @@ def setup_logging(level: str = "info", json: bool = True, decisions: str = "info
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_sipguard", False):
-            handler.flush()
+            if isinstance(handler, DecisionLines):
+                handler.write_pending()
             root.removeHandler(handler)
     global _ours
     handler = DecisionLines(stream or sys.stderr)

@@ -121,3 +121,15 @@ def test_without_an_event_loop_a_line_is_written_at_once() -> None:
     with ours_alone() as out:
         logs.log_decision(make_record(5))
         assert json.loads(out.getvalue())["call_id"] == "call-5@198.51.100.7"
+
+
+def test_setting_up_again_after_the_stream_closed_writes_what_waits_and_nothing_else() -> None:
+    async def one() -> None:
+        logs.log_decision(make_record(9))
+
+    with ours_alone() as out:
+        asyncio.run(one())                               # left waiting: its loop closed
+        logs.setup_logging("info", json=True, decisions="info", stream=out)
+        assert json.loads(out.getvalue())["call_id"] == "call-9@198.51.100.7"
+        out.close()                                      # e.g. bench_core's log file, closed at its end
+        logs.setup_logging("info", json=True, decisions="info", stream=io.StringIO())

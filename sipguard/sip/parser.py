@@ -53,28 +53,33 @@ def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
     if len(split) > MAX_LINES:
         raise SipParseError(f"more than {MAX_LINES} header lines")
     start = split[0]
-    keys = known_keys(split)
+    keys = known_keys(head, len(split) - 1)
     lines = list(zip(keys, split[1:], strict=True)) if keys is not None else _header_lines(split)
     if start.startswith(b"SIP/"):
         return _response(data, start, lines, body)
     return _request(data, start, lines, body)
 
 
-def known_keys(split: list[bytes]) -> list[str] | None:
-    """The lookup keys of the header lines ``split[1:]`` (``split[0]`` is the start line) in
-    the common case: every name was validated and learnt before. A name is what precedes the
-    first colon of its line; a line without one, or a folded line (its name would start with
-    white space, which is never learnt: only valid tokens are), gives None, and the careful
-    loop (``_header_lines``) decides."""
+# A header name is what precedes the first colon of a line; the start line has no LF before it.
+_HEADER_NAME = re.compile(rb"\n([^:\r\n]*):")
+
+
+def known_keys(head: bytes, count: int) -> list[str] | None:
+    """The lookup keys of the ``count`` header lines of ``head`` in the common case: each LF
+    ends a line (none before the start line) and every name was validated and learnt before.
+    One C-level scan finds every name, one per line, in order. A folded line either has no
+    colon (count mismatch) or yields a name starting with white space, which is never learnt
+    (only valid tokens are): both give None, and the careful loop (``_header_lines``) decides."""
+    if head.count(b"\n") != count:
+        return None
+    found = _HEADER_NAME.findall(head)
+    if len(found) != count:
+        return None
     names = _NAMES
-    keys = []
-    for i in range(1, len(split)):
-        name, colon, _ = split[i].partition(b":")
-        k = names.get(name)
-        if k is None or not colon:
-            return None
-        keys.append(k)
-    return keys
+    try:
+        return [names[name] for name in found]
+    except KeyError:  # a name not seen before: the careful loop checks and learns it
+        return None
 
 
 def _header_lines(split: list[bytes]) -> list[tuple[str, bytes]]:

@@ -85,9 +85,7 @@ def split(data: bytes, max_size: int) -> Lines | None:
     count = len(lines)
     if count > MAX_LINES or not lines[0]:
         return None  # too many lines, or CRLF before the start line
-    if head.count(b"\n") != count - 1:
-        return None  # a bare LF inside a line
-    keys = known_keys(lines)  # the parser's own common-case scan
+    keys = known_keys(head, count - 1)  # the parser's own common-case scan
     if keys is None:
         return None
     body = data[end + 4:]

@@ -1,7 +1,7 @@
-"""Differential: the header-name scan, host check, Via and name-addr parsing written with str
-methods (session 8) against the regular-expression versions they replace, kept here verbatim as
-the reference. Same result or the same SipParseError message, on generated values, on values
-built from risky pieces, and on every header line of RFC 4475's torture messages."""
+"""Differential: the host check, Via and name-addr parsing written with str methods (session 8)
+against the regular-expression versions they replace, kept here verbatim as the reference. Same
+result or the same SipParseError message, on generated values, on values built from risky
+pieces, and on every header line of RFC 4475's torture messages."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sipguard.sip import SipParseError, address, parser, relay
+from sipguard.sip import SipParseError, address
 from sipguard.sip.address import (
     _NAME_ADDR,
     _SIP_URI,
@@ -32,22 +32,8 @@ from sipguard.sip.address import (
 RFC4475 = Path(__file__).resolve().parents[1] / "data" / "sip" / "rfc4475"
 
 # -- the reference: main at ae4104d ----------------------------------------------------------
-_HEADER_NAME = re.compile(rb"\n([^:\r\n]*):")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?\.?$|^[A-Za-z0-9]$")
 _IPV6REF = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
-
-
-def old_known_keys(head: bytes, count: int) -> list[str] | None:
-    if head.count(b"\n") != count:
-        return None
-    found = _HEADER_NAME.findall(head)
-    if len(found) != count:
-        return None
-    names = parser._NAMES
-    try:
-        return [names[name] for name in found]
-    except KeyError:
-        return None
 
 
 def old_check_host(host: str, where: str) -> None:
@@ -182,73 +168,6 @@ def torture_values(keys: tuple[str, ...]) -> list[str]:
                 text = value.decode("utf-8", "surrogateescape").strip()
                 out += [text, *address.split_list(text)]
     return out
-
-
-# -- known_keys --------------------------------------------------------------------------------
-LINE = st.sampled_from([b"Via: SIP/2.0/UDP h", b"v:x", b"From : <sip:a>", b"To:", b"Call-ID: 1", b"X-A: 1:2",
-                        b" folded", b"\tfolded", b"No colon", b": empty name", b"Via", b"Vi\ra: x", b"To\n: x",
-                        b"CSeq: 1 A\rB", b"Bad Name: x", b"X-\xff: y", b"cseq :1 INVITE"]) | st.binary(max_size=12)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(LINE, max_size=10), st.sampled_from([b"\r\n", b"\n"]), st.booleans())
-def test_known_keys_as_the_regex_scan(lines: list[bytes], eol: bytes, learn: bool) -> None:
-    """Where the regex scan gave keys (its precondition: one LF per line), the same keys; where it
-    did not, keys only when they are the careful loop's."""
-    split = [b"INVITE sip:a SIP/2.0", *lines]
-    if learn:
-        try:
-            parser._header_lines(split)   # learns the valid names
-        except SipParseError:
-            pass
-    head = eol.join(split)
-    new = parser.known_keys(split)
-    if head.count(b"\n") == len(split) - 1 and b"\r\n".join(split) == head.replace(b"\n", b"\r\n"):
-        assert new == old_known_keys(eol.join(split), len(lines))
-    if new is not None:
-        assert new == [k for k, _ in parser._header_lines(split)]
-
-
-def old_split(data: bytes, max_size: int) -> relay.Lines | None:
-    """``relay.split`` with the regex scan."""
-    if len(data) > max_size:
-        return None
-    end = data.find(b"\r\n\r\n")
-    if end <= 0 or data.find(b"\n\n", 0, end) >= 0:
-        return None
-    head = data[:end]
-    lines = head.split(b"\r\n")
-    count = len(lines)
-    if count > parser.MAX_LINES or not lines[0]:
-        return None
-    keys = old_known_keys(head, count - 1)
-    if keys is None:
-        return None
-    body = data[end + 4:]
-    if keys.count("content-length") != 1:
-        return None
-    line = lines[keys.index("content-length") + 1]
-    text = line[line.index(b":") + 1:].strip()
-    if not text.isdigit() or len(text) > 9 or int(text) != len(body):
-        return None
-    if not parser._REQUIRED.issubset(keys):
-        return None
-    start = lines.pop(0)
-    return relay.Lines(start, lines, keys, body)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(LINE, max_size=8), st.binary(max_size=8))
-def test_relay_split_as_with_the_regex_scan(lines: list[bytes], body: bytes) -> None:
-    split = [b"SIP/2.0 200 OK", b"Via: SIP/2.0/UDP h;branch=1", b"From: <sip:a>", b"To: <sip:b>", b"Call-ID: c",
-             b"CSeq: 1 INVITE", *lines, b"Content-Length: %d" % len(body)]
-    try:
-        parser._header_lines(split)   # learns the valid names
-    except SipParseError:
-        pass
-    data = b"\r\n".join(split) + b"\r\n\r\n" + body
-    new, old = relay.split(data, 65535), old_split(data, 65535)
-    assert (new and (new.start, new.lines, new.keys, new.body)) == (old and (old.start, old.lines, old.keys, old.body))
 
 
 # -- hosts, Vias, name-addrs -------------------------------------------------------------------

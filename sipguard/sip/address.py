@@ -87,7 +87,7 @@ def is_hostname(host: str) -> bool:
     """RFC 3261 25.1 hostname or IPv4address: letters, digits, '-' and '.', beginning and ending
     with a letter or digit, then an optional '.' (``[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\\.?``)."""
     name = host[:-1] if host[-1:] == "." else host
-    return (name != "" and not name.strip(_HOST_CHARS) and name[0] not in ".-" and name[-1] not in ".-")
+    return name != "" and not name.strip(_HOST_CHARS) and name[0] not in ".-" and name[-1] not in ".-"
 
 
 def _port(text: str, where: str) -> int:

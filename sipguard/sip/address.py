@@ -271,10 +271,10 @@ def cache_size() -> int:
 def _parse_name_addr(value: str) -> NameAddr:
     if value[:1] == "<":  # the usual shape, <sip:...> and parameters, without a regex of its own
         gt = value.find(">")
-        uri, params = value[1:gt], value[gt + 1:]
+        inner, after = value[1:gt], value[gt + 1:]
         # _SIP_URI allows no white space or <>, but its $ a final LF, which <...> refuses
-        if gt > 1 and params[:1] in ("", ";") and uri[-1] != "\n" and _usual_uri(uri):
-            return NameAddr(None, uri, parse_params(params[1:]) if params else {}, value.strip())
+        if gt > 1 and after[:1] in ("", ";") and inner[-1] != "\n" and _usual_uri(inner):
+            return NameAddr(None, inner, parse_params(after[1:]) if after else {}, value.strip())
     m = _NAME_ADDR.match(value)
     if m is not None:  # common case: ["display"] <uri> ;params
         quoted, token_display, uri, params = m.groups()
@@ -372,10 +372,11 @@ def parse_via(value: str) -> Via:
         space = value.find(" ", 8)
         transport = value[8:space]
         if space > 0 and transport in _TRANSPORTS:
-            sent_by, semi, params = value[space + 1:].partition(";")
-            host, colon, port_text = sent_by.partition(":")
-            if is_hostname(host) and (not colon or port_text.isascii() and port_text.isdigit()):
-                return _via(transport, host, port_text or None, params if semi else None, value)
+            # (names of their own: compiled, a name's type is that of its first value)
+            sent_by, semi, after = value[space + 1:].partition(";")
+            name, colon, digits = sent_by.partition(":")
+            if is_hostname(name) and (not colon or digits.isascii() and digits.isdigit()):
+                return _via(transport, name, digits or None, after if semi else None, value)
     m = _VIA.match(value)
     if m is None:
         raise SipParseError(f"bad Via {value.strip()[:80]!r}")

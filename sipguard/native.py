@@ -47,6 +47,7 @@ MODULES = (
     "sipguard/proxy/stateless.py",
     "sipguard/proxy/core.py",
     "sipguard/pipeline.py",
+    "sipguard/policy/facts.py",
     "sipguard/proxy/transport.py",
     "sipguard/proxy/steer.py",
     "sipguard/records/record.py",

@@ -29,7 +29,7 @@ from sipguard.sip.address import NameAddr, Via
 from sipguard.store.base import Lookups
 
 ROOT = Path(__file__).resolve().parents[2]
-CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, CallRecord, TN, IdentityHeader, Passport, ShakenClaims,
+CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, CallRecord, Facts, TN, IdentityHeader, Passport, ShakenClaims,
            Verification]
 INVITE = (b"INVITE sip:+13036231000@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
           b"From: <sip:+12127363100@192.0.2.1>;tag=a\r\nTo: <sip:+13036231000@192.0.2.9>\r\n"

@@ -50,7 +50,6 @@ from sipguard.proxy.messages import (
     local_request,
     reparse,
     response,
-    tag,
     warning_response,
 )
 from sipguard.proxy.stateless import StatelessRelay, stateless_branch
@@ -176,7 +175,7 @@ class ProxyCore:
             self.counters.overload_503 += 1
             self.answers.reply(req, 503, source, transport, conn, ("Retry-After", self.retry_after))
             return
-        tx = InviteTx(key, source, transport, conn, req.raw, to_tag=tag(source, key), started=self.clock.monotonic())
+        tx = InviteTx(key, source, transport, conn, req.raw, started=self.clock.monotonic())
         self.txs.start(tx)
         tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
         self._sender.send_to_source(tx.last, source, transport, conn)

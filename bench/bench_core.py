@@ -9,9 +9,15 @@ socket. The figure is CPU per call without the socket system calls, which bench_
 measures end to end: the budget of the Python side of the relay.
 
     .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile] [--detectors]
-        [--decisions off|info|debug] [--no-record-route]
+        [--decisions off|info|debug] [--no-record-route] [--identity]
 
 (``--decisions off --no-record-route`` is the configuration of the figures before session 7.)
+``--identity``: the verifying relay, as bench_proxy's sg-verify: every INVITE carries a valid
+SHAKEN Identity header of its own (numbers, origid and signature per call, as bench_proxy's
+CSV), signed by a test PKI (tests/shaken_pki.py) whose root the worker's ``shaken`` config
+trusts; the x5u is served from memory (no network), and the verified-token cache is off, so
+every INVITE pays decoding and ES256 as distinct live calls do although the rounds replay
+the same bytes.
 """
 
 from __future__ import annotations
@@ -71,15 +77,43 @@ SDP = (b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 
        b"a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
 
 
-def invite(n: int, port: int) -> bytes:
-    return (f"INVITE sip:+13036231000@127.0.0.1:{port} SIP/2.0\r\n"
+def invite(n: int, port: int, caller: str = "+12127363100", callee: str = "+13036231000",
+           identity: str | None = None) -> bytes:
+    extra = f"Identity: {identity}\r\n" if identity else "Subject: shaken anchor\r\n"
+    return (f"INVITE sip:{callee}@127.0.0.1:{port} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-1-0\r\n"
-            f"From: <sip:+12127363100@127.0.0.1:5061;user=phone>;tag=77SIPpTag00{n}\r\n"
-            f"To: <sip:+13036231000@127.0.0.1:{port};user=phone>\r\n"
+            f"From: <sip:{caller}@127.0.0.1:5061;user=phone>;tag=77SIPpTag00{n}\r\n"
+            f"To: <sip:{callee}@127.0.0.1:{port};user=phone>\r\n"
             f"Call-ID: {n}-77@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
-            f"Contact: <sip:+12127363100@127.0.0.1:5061>\r\nMax-Forwards: 70\r\n"
-            f"Subject: shaken anchor\r\nContent-Type: application/sdp\r\n"
+            f"Contact: <sip:{caller}@127.0.0.1:5061>\r\nMax-Forwards: 70\r\n"
+            f"{extra}Content-Type: application/sdp\r\n"
             f"Content-Length: {len(SDP)}\r\n\r\n").encode() + SDP
+
+
+class IdentityCalls:
+    """bench_proxy's sg-verify traffic: a test PKI, its x5u served from memory, and per call
+    numbers and a PASSporT as bench_proxy's CSV lines (caller;callee;jws;x5u)."""
+
+    X5U = "https://certs.bench.example/good.pem"
+
+    def __init__(self, tmp: str) -> None:
+        from tests.shaken_pki import MapFetcher, StiPki, shaken_identity
+
+        self.pki = StiPki(Path(tmp) / "pki")
+        self.fetcher = MapFetcher({self.X5U: self.pki.chain_pem("good")})
+        self._sign = shaken_identity
+        self.now = int(time.time())
+
+    def shaken(self) -> dict[str, object]:
+        """The ``shaken`` config section of bench_proxy's verifying systems."""
+        return {"trust_anchors": self.pki.anchors, "iat_max_age": 120, "crl": {"enabled": False}}
+
+    def call(self, n: int) -> tuple[str, str, str]:
+        caller = f"1{201 + n % 700:03d}555{n % 10000:04d}"
+        callee = f"1{301 + (n * 7) % 600:03d}555{(n * 13) % 10000:04d}"
+        ident = self._sign(self.pki.key("good"), self.X5U, orig=caller, dest=[callee], iat=self.now,
+                           origid=f"00000000-0000-4000-8000-{n:012d}")
+        return caller, callee, ident
 
 
 def headers_of(data: bytes) -> list[str]:
@@ -115,7 +149,7 @@ def uas_bye_200(bye: bytes) -> bytes:
 
 
 async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", decisions: str = "info",
-              record_route: bool = True, detectors: bool = False) -> None:
+              record_route: bool = True, detectors: bool = False, identity: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "sut.log", "w") as log_file:
         port = free_port()
         cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
@@ -128,6 +162,9 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
         if detectors:       # both campaign detectors on (the spoof facts are always computed)
             cfg["analytics"] = {"campaign": {"fanout": {"window": 300, "callees": 50},
                                              "burst": {"window": 60, "calls": 1000000, "prefix": 7}}}
+        signed = IdentityCalls(tmp) if identity else None
+        if signed is not None:
+            cfg["shaken"] = signed.shaken()
         path = Path(tmp) / "sg.yaml"
         path.write_text(yaml.safe_dump(cfg))
         config = load_config(str(path))
@@ -139,15 +176,22 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
         assert core is not None and worker.transports is not None
         cap = Capture(worker.transports)
         core.sender = cap
+        if signed is not None:
+            assert worker.pipeline is not None
+            verifier = worker.pipeline.verifier
+            verifier.creds.fetcher = signed.fetcher  # the x5u from memory: no network in the loop
+            verifier.tokens = None                   # every INVITE decodes and checks ES256
 
         # build each call's datagrams once, by running the flow (the proxy's own Via is
         # deterministic per INVITE, so the same bytes can be replayed in the timed rounds)
         flows = []
+        passed = 0
         for n in range(calls):
-            inv = invite(n, port)
+            inv = invite(n, port, *signed.call(n)) if signed is not None else invite(n, port)
             core.receive(inv, UAC, "udp", None)
             await asyncio.gather(*core._tasks)
             fwd = next(d for d, a in cap.sent if a == UAS and d.startswith(b"INVITE"))
+            passed += b"verstat=TN-Validation-Passed" in fwd
             ok = uas_200(fwd, n)
             ack = uac_in_dialog("ACK", 1, ok, n, port)
             bye = uac_in_dialog("BYE", 2, ok, n, port)
@@ -158,6 +202,8 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
             flows.append((inv, ok, ack, bye, uas_bye_200(fbye)))
             cap.sent.clear()
         assert len(flows) == calls
+        if signed is not None:
+            assert passed == calls, f"{calls - passed} of {calls} INVITEs did not verify"
 
         async def one_round(tag: int) -> float:
             core.txs.clear()
@@ -189,7 +235,7 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
             if prof is not None:
                 prof.disable()
         print(f"calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}; "
-              f"record_route: {record_route}; log.decisions: {decisions}")
+              f"record_route: {record_route}; log.decisions: {decisions}; identity: {identity}")
         print(f"best round: {best * 1e6 / calls:.1f} us CPU per call ({calls / best:,.0f} calls/s on one core, "
               f"no socket I/O)")
         if prof is not None:
@@ -207,9 +253,11 @@ def main() -> None:
                     help="log.decisions (default info, as shipped; lines go to a temporary file)")
     ap.add_argument("--no-record-route", action="store_true", help="proxy.record_route: false")
     ap.add_argument("--detectors", action="store_true", help="turn on analytics.campaign fanout and burst")
+    ap.add_argument("--identity", action="store_true",
+                    help="verifying relay: a valid SHAKEN Identity header of its own on every INVITE")
     args = ap.parse_args()
     asyncio.run(run(args.calls, args.rounds, args.profile, args.sort, args.decisions, not args.no_record_route,
-                    args.detectors))
+                    args.detectors, args.identity))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), 
 (experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --sg-lag (each sipguard
 worker logs its event-loop stalls over 2 ms to lag-PID.txt, collector passes to gc-PID.txt and the main
 thread's stack during stalls over 20 ms to stall-PID.txt, in the step's folder), --sg-pin (experiment:
-worker i pinned to CPU i), --profile (py-spy record the
+worker i pinned to CPU i), --sg-shed-delay S (experiment: proxy.shed_delay S; 0 turns overload shedding
+off, so a host busy with other work does not turn calls away), --profile (py-spy record the
 sipguard workers during each sipguard step; needs `pip install py-spy`).
 """
 
@@ -80,6 +81,7 @@ from bench_proxy_lib import (  # noqa: E402
     read_rtts,
     read_stat,
     stop_pid,
+    switches,
     udp_rcvbuf_errors,
     wait_answering,
     wait_quiet,
@@ -223,6 +225,8 @@ class Bench:
         }
         if not sysm.redirect:
             cfg["proxy"] = {"record_route": routing == "rr"}
+        if self.args.sg_shed_delay is not None:
+            cfg.setdefault("proxy", {})["shed_delay"] = self.args.sg_shed_delay
         if self.args.sg_decisions:
             cfg["log"] = {"decisions": self.args.sg_decisions}
         if sysm.verify:
@@ -292,6 +296,7 @@ class Bench:
             tree = descendants(sut.pid)
             load = os.getloadavg()[0]
             per0 = {pid: cpu_ns([pid]) for pid in tree}
+            sw0 = {pid: switches(pid) for pid in tree}
             cpu0, host0, drops0, t0 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors(), time.monotonic()
             prof = self.profile(sysm, d, tree[1:] or tree) if a.profile and sysm.kind == "sipguard" else []
             self.procs.extend(prof)
@@ -306,14 +311,20 @@ class Bench:
                     stop_pid(u)
             wall = time.monotonic() - t0
             cpu1, host1, drops1 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors()
-            busiest = max((cpu_ns([pid]) - c for pid, c in per0.items()), default=0)
+            per = {pid: cpu_ns([pid]) - c for pid, c in per0.items()}
+            busiest = max(per.values(), default=0)
+            # each process's share (supervisor, workers) and wake-ups, for a look afterwards
+            (d / "procs.json").write_text(json.dumps({pid: {
+                "cpu_s": ns / 1e9, "supervisor": pid == sut.pid and len(tree) > 1,
+                "switches": [b - a for a, b in zip(sw0[pid], switches(pid), strict=True)]}
+                for pid, ns in per.items()}, indent=1) + "\n")
             for p in prof:
                 try:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     stop_pid(p)
             stats = [read_stat(d / f"uac{i}_stat.csv") for i in range(a.uacs)]
-            verstats = metrics_verstat(self.http_port) if sysm.kind == "sipguard" else {}
+            verstats = metrics_verstat(self.http_port, d / "metrics.txt") if sysm.kind == "sipguard" else {}
             rtts, span = read_rtts(d)
             ok = sum(s["ok"] for s in stats)
             failed = sum(s["failed"] for s in stats)
@@ -440,6 +451,8 @@ def main() -> int:
                    help="diagnostic: each sipguard worker logs event-loop stalls over 2 ms to lag-PID.txt")
     p.add_argument("--sg-pin", action="store_true",
                    help="experiment: pin sipguard worker i to CPU i")
+    p.add_argument("--sg-shed-delay", type=float, default=None,
+                   help="experiment: sipguard's proxy.shed_delay (0: no overload shedding; default as shipped)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--report", type=Path, default=None,
                    help="only print the table of an earlier run's results.jsonl")

@@ -162,6 +162,22 @@ def cpu_ns(pids: list[int]) -> int:
     return total
 
 
+def switches(pid: int) -> tuple[int, int]:
+    """Voluntary (it waited: a wake-up each) and involuntary (preempted) context switches of
+    all threads of a process."""
+    vol = invol = 0
+    for f in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            for line in Path(f).read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return vol, invol
+
+
 def host_busy_ns() -> int:
     """Busy CPU time of the whole machine from /proc/stat (tick-sampled: approximate)."""
     with open("/proc/stat") as fh:
@@ -245,8 +261,9 @@ def read_rtts(d: Path) -> tuple[list[float], float]:
     return sorted(out), max(0.0, (last - first) / 1000.0)
 
 
-def metrics_verstat(port: int) -> dict[str, int]:
-    """sipguard_invites_total summed by verstat label, from sipguard's /metrics (empty if none)."""
+def metrics_verstat(port: int, keep: Path | None = None) -> dict[str, int]:
+    """sipguard_invites_total summed by verstat label, from sipguard's /metrics (empty if none);
+    the whole text is kept in ``keep`` when given."""
     import re
     import urllib.request
 
@@ -254,6 +271,8 @@ def metrics_verstat(port: int) -> dict[str, int]:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
         return {}
+    if keep is not None:
+        keep.write_text(text)
     out: dict[str, int] = {}
     for m in re.finditer(r'^sipguard_invites_total\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))

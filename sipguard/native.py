@@ -47,10 +47,18 @@ MODULES = (
     "sipguard/proxy/stateless.py",
     "sipguard/proxy/core.py",
     "sipguard/pipeline.py",
+    "sipguard/policy/facts.py",
     "sipguard/proxy/transport.py",
     "sipguard/proxy/steer.py",
     "sipguard/records/record.py",
     "sipguard/trunks.py",
+    "sipguard/numbers.py",
+    "sipguard/shaken/identity.py",
+    "sipguard/shaken/passport.py",
+    "sipguard/shaken/result.py",
+    "sipguard/shaken/cache.py",
+    "sipguard/shaken/credentials.py",
+    "sipguard/shaken/verify.py",
 )
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 STAMP = "native_stamp.json"         # beside this file: {source path: blake2b of its bytes}

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
@@ -86,6 +86,19 @@ class TN:
     valid: bool
     invalid_reason: str | None
     forms: tuple[str, ...] = ()  # what a PASSporT tn may say for it (module docstring)
+
+    def __init__(self, raw: str, e164: str | None, anonymous: bool, emergency: bool, nanp: bool, us: bool,
+                 valid: bool, invalid_reason: str | None, forms: tuple[str, ...] = ()) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "e164", e164)
+        object.__setattr__(self, "anonymous", anonymous)
+        object.__setattr__(self, "emergency", emergency)
+        object.__setattr__(self, "nanp", nanp)
+        object.__setattr__(self, "us", us)
+        object.__setattr__(self, "valid", valid)
+        object.__setattr__(self, "invalid_reason", invalid_reason)
+        object.__setattr__(self, "forms", forms)
 
     @property
     def npa(self) -> str | None:
@@ -160,21 +173,21 @@ def _parse_cached(raw: str) -> TN:
     number = _extract_number(raw.strip())
     if number is None:
         return _tn(raw, None, "no-number")
-    if number is _ANON:
+    if number == _ANON:
         return _tn(raw, None, "anonymous", anonymous=True)
-    if number is _SOS:
+    if number == _SOS:
         return _tn(raw, None, None, emergency=True)
     tn = _classify(raw, number)
     forms = _forms(number, tn.e164)
-    return replace(tn, forms=forms) if forms else tn
+    if not forms:
+        return tn
+    return TN(tn.raw, tn.e164, tn.anonymous, tn.emergency, tn.nanp, tn.us, tn.valid, tn.invalid_reason, forms)
 
 
-class _Marker(str):
-    __slots__ = ()
-
-
-_ANON = _Marker("anonymous")
-_SOS = _Marker("sos")
+# what _extract_number returns for no presented number and for an emergency URN: never equal to
+# a number it returns, as those are stripped of surrounding spaces
+_ANON = " anonymous "
+_SOS = " sos "
 
 
 def _extract_number(text: str) -> str | None:

@@ -4,19 +4,22 @@
 ``log_decision(record)`` is called for every INVITE: whether decision lines are on is
 computed at setup (and on reload), so a disabled log costs one attribute test. When the
 only handler a decision line reaches is the one ``setup_logging`` installed (the case in
-``serve``), the line is written straight to its stream, the same bytes ``JsonFormatter``
-makes, without a ``LogRecord`` and the logging module's call chain (a fifth of the cost); a
-handler, filter or level added later (a test's log capture, an embedding application) sends
-the lines through ``logging`` again, as before.
+``serve``), the line skips the logging module's call chain (no ``LogRecord``): it is
+encoded by ``decision_line`` (the bytes ``JsonFormatter`` makes, without a generic JSON
+encoder) and written by the handler in one go with the lines of the next ``FLUSH_AFTER``
+seconds (``DecisionLines``). A handler, filter or level added later (a test's log capture,
+an embedding application) sends the lines through ``logging`` again, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json as _json
 import logging
 import operator
 import sys
 import time
+from json.encoder import encode_basestring_ascii as _text  # '"..."', escaped as json.dumps does
 from typing import IO, Any
 
 from sipguard.records.record import CallRecord
@@ -32,7 +35,12 @@ _decision_level: int | None = logging.INFO   # None: decision lines off
 _decision_values = operator.attrgetter(*DECISION_FIELDS)
 # one encoder for every line (json.dumps with default= builds a new one per call)
 _encode = _json.JSONEncoder(separators=(",", ":"), default=str).encode
-_ours: logging.StreamHandler[IO[str]] | None = None   # the handler setup_logging installed
+_ours: DecisionLines | None = None   # the handler setup_logging installed (JSON lines)
+# Decision lines written straight to the stream wait at most this long (and at most
+# MAX_PENDING lines) to go out in one write: a worker killed outright (SIGKILL, OOM) loses
+# the lines of its last FLUSH_AFTER seconds; a stop (SIGTERM, exit) writes them all.
+FLUSH_AFTER = 0.05
+MAX_PENDING = 100
 
 
 def _timestamp(created: float) -> str:
@@ -66,6 +74,57 @@ class JsonFormatter(logging.Formatter):
         return _encode(out)
 
 
+class DecisionLines(logging.StreamHandler[IO[str]]):
+    """The JSON handler ``setup_logging`` installs. Decision lines handed to ``add`` wait in
+    ``pending`` for a timer on the running event loop (written at once when none runs);
+    anything logged through the handler, ``flush`` and the logging module's shutdown write
+    them first, so lines keep their order."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self.pending: list[str] = []
+        self._timer_on: asyncio.AbstractEventLoop | None = None   # the loop a flush is due on
+
+    def add(self, line: str) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self.pending.append(line)
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:   # no event loop in this thread: now
+                loop = None
+            if loop is not None and len(self.pending) < MAX_PENDING:
+                if self._timer_on is not loop:   # one timer at a time (a closed loop's never fires)
+                    self._timer_on = loop
+                    loop.call_later(FLUSH_AFTER, self._timed_flush)
+                return
+            self.write_pending()
+
+    def _timed_flush(self) -> None:
+        self._timer_on = None
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if not self.pending:
+                return
+            text = "".join(self.pending)
+            self.pending = []
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except Exception:  # what StreamHandler.emit does with a failed write
+                self.handleError(logging.makeLogRecord({"name": DECISION_LOGGER, "msg": "decision lines"}))
+
+    def flush(self) -> None:
+        self.write_pending()
+        super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pending:
+            self.write_pending()
+        super().emit(record)
+
+
 def setup_logging(level: str = "info", json: bool = True, decisions: str = "info",
                   stream: IO[str] | None = None) -> None:
     """Configure the root logger: ``level`` for sipguard's own messages, ``decisions``
@@ -73,9 +132,11 @@ def setup_logging(level: str = "info", json: bool = True, decisions: str = "info
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_sipguard", False):
+            if isinstance(handler, DecisionLines):
+                handler.write_pending()
             root.removeHandler(handler)
     global _ours
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = DecisionLines(stream or sys.stderr)
     handler._sipguard = True  # type: ignore[attr-defined]
     _ours = handler if json else None
     handler.setFormatter(JsonFormatter() if json else logging.Formatter(
@@ -106,20 +167,38 @@ def log_decision(record: CallRecord) -> None:
         fields = dict(zip(DECISION_FIELDS, _decision_values(record), strict=True))
         _decisions.log(level, "%s %s", record.action, record.call_id, extra={"fields": fields})
         return
-    out: dict[str, Any] = {"ts": _timestamp(time.time()), "level": logging.getLevelName(level).lower(),
-                           "logger": DECISION_LOGGER, "msg": f"{record.action} {record.call_id}"}
-    out.update(zip(DECISION_FIELDS, _decision_values(record), strict=True))
-    line = _encode(out) + handler.terminator
-    with handler.lock:  # type: ignore[union-attr]
+    handler.add(decision_line(record, time.time(), level) + handler.terminator)
+
+
+def decision_line(record: CallRecord, created: float, level: int) -> str:
+    """The JSON object ``JsonFormatter`` makes of ``record``'s decision line, byte for byte
+    (tests/unit/test_decision_line.py): the keys spelled out once here, the values of the
+    expected types encoded one by one; any other value goes to the generic encoder."""
+    (call_id, source_ip, source_port, trunk, caller, callee, verstat, attest, reasons, rule, action,
+     status, shadow_action, signed, next_hop) = _decision_values(record)
+    ts, name = _timestamp(created), logging.getLevelName(level).lower()
+    if type(source_port) is int and type(signed) is bool and type(reasons) is tuple \
+            and (status is None or type(status) is int):
         try:
-            handler.stream.write(line)
-            handler.stream.flush()
-        except Exception:  # what StreamHandler.emit does with a failed write
-            handler.handleError(_decisions.makeRecord(DECISION_LOGGER, level, __file__, 0, "%s %s",
-                                                      (record.action, record.call_id), None))
+            return (f'{{"ts":"{ts}","level":"{name}","logger":"{DECISION_LOGGER}","msg":{_text(f"{action} {call_id}")},'
+                    f'"call_id":{_text(call_id)},"source_ip":{_text(source_ip)},"source_port":{source_port},'
+                    f'"trunk":{_opt(trunk)},"caller":{_opt(caller)},"callee":{_opt(callee)},'
+                    f'"verstat":{_text(verstat)},"attest":{_opt(attest)},'
+                    f'"reasons":[{",".join(map(_text, reasons))}],"rule":{_opt(rule)},"action":{_text(action)},'
+                    f'"status":{"null" if status is None else status},"shadow_action":{_opt(shadow_action)},'
+                    f'"signed":{"true" if signed else "false"},"next_hop":{_opt(next_hop)}}}')
+        except TypeError:   # a value that is not a str where one is expected
+            pass
+    out: dict[str, Any] = {"ts": ts, "level": name, "logger": DECISION_LOGGER, "msg": f"{action} {call_id}"}
+    out.update(zip(DECISION_FIELDS, _decision_values(record), strict=True))
+    return _encode(out)
 
 
-def _sole_handler(level: int) -> logging.StreamHandler[IO[str]] | None:
+def _opt(value: str | None) -> str:
+    return "null" if value is None else _text(value)
+
+
+def _sole_handler(level: int) -> DecisionLines | None:
     """The handler ``setup_logging`` installed when a decision line at ``level`` would reach
     it and nothing else (no other handler, no filter on the way, levels letting it through);
     None: let ``logging`` deliver it."""

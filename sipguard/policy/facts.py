@@ -54,6 +54,34 @@ class Facts:
     rcd_verified: bool | None = None      # every rcd PASSporT verified; None without one
     passport_replayed: bool | None = False  # the PASSporT's signature was seen on another call
 
+    def __init__(self, verstat: str = "No-TN-Validation", attest: str | None = None,
+                 reasons: tuple[str, ...] = (), trunk: str | None = None, trunk_role: str | None = None,
+                 trunk_rmd: str | None = "absent", trunk_implementation: str | None = None,
+                 trunk_frn: str | None = None, trunk_score: int | None = None, signer_spc: str | None = None,
+                 signer_rmd: str | None = None, source_ip: str | None = None, caller: str | None = None,
+                 callee: str | None = None, caller_nanp: bool = False, caller_us: bool = False,
+                 caller_valid: bool = False, caller_invalid_reason: str | None = None,
+                 caller_dno: bool = False, caller_anonymous: bool = False, list: str | None = None,
+                 limited: tuple[str, ...] = (), notice: str | None = None, store_degraded: bool = False,
+                 campaign_fanout: bool | None = None, campaign_burst: bool | None = None,
+                 spoof_neighbor: bool = False, spoof_same: bool = False,
+                 spoof_us_cid_foreign_trunk: bool = False, spoof_a_on_bad_number: bool | None = False,
+                 trunk_threat: str | None = None, signer_threat: str | None = None, emergency: bool = False,
+                 div_count: int = 0, div_verstat: str = "No-TN-Validation", rcd_present: bool = False,
+                 rcd_verified: bool | None = None, passport_replayed: bool | None = False) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        # (bench/RESULTS.md, session 8); tests/unit/test_written_inits.py checks it field by field
+        values = (verstat, attest, reasons, trunk, trunk_role, trunk_rmd, trunk_implementation, trunk_frn,
+                  trunk_score, signer_spc, signer_rmd, source_ip, caller, callee, caller_nanp, caller_us,
+                  caller_valid, caller_invalid_reason, caller_dno, caller_anonymous, list, limited, notice,
+                  store_degraded, campaign_fanout, campaign_burst, spoof_neighbor, spoof_same,
+                  spoof_us_cid_foreign_trunk, spoof_a_on_bad_number, trunk_threat, signer_threat, emergency,
+                  div_count, div_verstat, rcd_present, rcd_verified, passport_replayed)
+        for name, value in zip(FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+
+FIELDS = tuple(f.name for f in fields(Facts))
 
 FACT_NAMES: dict[str, str] = {
     "verstat": "verstat",

@@ -54,6 +54,7 @@ from sipguard.proxy.messages import (
 )
 from sipguard.proxy.stateless import StatelessRelay, stateless_branch
 from sipguard.proxy.transactions import Due, InviteTx, Reply, State, Transactions
+from sipguard.proxy.transport import Receive
 from sipguard.sip import Request, Response, SipParseError, build_response, parse, parse_via, relay
 from sipguard.sip.relay import FastResponse
 from sipguard.sip.transaction import server_key
@@ -64,6 +65,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("sipguard.proxy")
 
 DRAIN_LINGER = 1.0  # s after the last final response a drain still relays (ACK of a 2xx, early BYE)
+
+
+Intercept = Callable[[bytes, tuple[str, int], str, object], bool]
+
+
+class Intercepted:
+    """``inner`` (the core's receive, steered or not) behind a check that may take a new
+    INVITE or an ACK itself (the worker's overload guard, ``proxy/overload.py``: a 503 while
+    behind, the ACK of one). Compiled, so responses and the other requests, most datagrams,
+    reach ``inner`` with no Python frame in between."""
+
+    __slots__ = ("intercept", "inner")
+
+    def __init__(self, intercept: Intercept, inner: Receive) -> None:
+        self.intercept = intercept
+        self.inner = inner
+
+    def __call__(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
+        head = data[:4]
+        if (head == b"INVI" or head == b"ACK ") and self.intercept(data, source, transport, conn):
+            return
+        self.inner(data, source, transport, conn)
 
 
 class ProxyCore:

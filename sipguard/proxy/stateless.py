@@ -49,6 +49,7 @@ RR_MARK = "sgrr"
 # The key of our Record-Route tokens and stateless branches when proxy.secret_file is not
 # set: made at import, so the workers forked from one supervisor share it.
 _START_SECRET = os.urandom(32)
+MACS = 4096
 _SGRR = re.compile(RR_MARK + r"=([A-Za-z0-9_-]+)\.([0-9a-f]{24})")
 
 
@@ -65,6 +66,9 @@ class StatelessRelay:
         self.reject_unknown = False
         self.peers: Peers | None = None
         self._hops: dict[str, Hop] = {}
+        # The MACs of the tokens we signed, by what they sign: a dialog's ACK and BYE carry the
+        # token its INVITE got. Bounded (emptied at MACS entries); emptied with a new key.
+        self._macs: dict[str, str] = {}
 
     def configure(self, settings: CoreSettings, trunks: TrunkTable) -> None:
         """Settings for the messages that follow; without a secret of its own the key stays.
@@ -73,8 +77,9 @@ class StatelessRelay:
         self.next_hop = settings.next_hop
         self._hops = {settings.next_hop: Hop(*next_hop_address(settings.next_hop))}
         self.reject_unknown = settings.unknown_source == "reject"
-        if settings.secret is not None:
+        if settings.secret is not None and settings.secret != self.secret:
             self.secret = settings.secret
+            self._macs.clear()
 
     def hop(self, uri: str) -> Hop:
         hop = self._hops.get(uri)
@@ -232,12 +237,16 @@ class StatelessRelay:
         INVITE came from, where it went) and a MAC over them, the Call-ID and the caller's tag.
         An in-dialog request carrying it goes to the other end and nowhere else; a stranger
         cannot make one for another destination or another dialog."""
-        ends = f"{up.transport}/{up.host}/{up.port}/{down.transport}/{down.host}/{down.port}"
-        payload = base64.urlsafe_b64encode(to_bytes(ends)).rstrip(b"=").decode("ascii")
-        return f"{payload}.{self._mac(req.call_id, req.from_.tag or '', payload)}"
+        payload = _payload(f"{up.transport}/{up.host}/{up.port}/{down.transport}/{down.host}/{down.port}")
+        signed = f"{req.call_id}\n{req.from_.tag or ''}\n{payload}"
+        mac = self._mac(signed)
+        if len(self._macs) >= MACS:
+            self._macs.clear()
+        self._macs[signed] = mac
+        return f"{payload}.{mac}"
 
-    def _mac(self, call_id: str, tag: str, payload: str) -> str:
-        return hashlib.blake2b(to_bytes(f"{call_id}\n{tag}\n{payload}"), digest_size=12, key=self.secret).hexdigest()
+    def _mac(self, signed: str) -> str:
+        return hashlib.blake2b(to_bytes(signed), digest_size=12, key=self.secret).hexdigest()
 
     def dialog_end(self, req: Request, route: str) -> Hop | None:
         """The end of our dialog a request carrying our Record-Route goes to: the callee's side
@@ -251,12 +260,10 @@ class StatelessRelay:
     def _end(self, found: re.Match[str], from_tag: str, to_tag: str, call_id: str) -> Hop | None:
         """``dialog_end`` from the values it reads (the token found in the Route)."""
         payload, mac = found.group(1), found.group(2)
-        for tag, first in ((from_tag, 3), (to_tag, 0)):
-            if hmac.compare_digest(mac, self._mac(call_id, tag, payload)):
-                parts = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode(ENC, ERRORS).split("/")
-                if len(parts) != 6 or not parts[first + 2].isdigit():
-                    return None  # pragma: no cover - we signed it
-                return Hop(parts[first + 1], int(parts[first + 2]), parts[first])
+        for tag, side in ((from_tag, 1), (to_tag, 0)):
+            signed = f"{call_id}\n{tag}\n{payload}"
+            if hmac.compare_digest(mac, self._macs.get(signed) or self._mac(signed)):
+                return _ends(payload)[side]
         return None
 
     # -- responses --------------------------------------------------------------------------------
@@ -307,6 +314,22 @@ def stateless_branch(secret: bytes, via: Via, method: str, cseq: int) -> str:
         method = "INVITE"
     seed = f"{via.branch}|{via.host}|{via.port}|{method}|{cseq}"
     return BRANCH_PREFIX + hashlib.blake2b(to_bytes(seed), digest_size=8, key=secret).hexdigest()
+
+
+# Few pairs of ends (a trunk, a next hop): their encodings are remembered both ways.
+@functools.lru_cache(maxsize=1024)
+def _payload(ends: str) -> str:
+    return base64.urlsafe_b64encode(to_bytes(ends)).rstrip(b"=").decode("ascii")
+
+
+@functools.lru_cache(maxsize=1024)
+def _ends(payload: str) -> tuple[Hop | None, Hop | None]:
+    """The caller's and the callee's side from a payload we signed (``rr_token``)."""
+    parts = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode(ENC, ERRORS).split("/")
+    if len(parts) != 6:
+        return None, None  # pragma: no cover - we signed it
+    up, down = (Hop(parts[i + 1], int(parts[i + 2]), parts[i]) if parts[i + 2].isdigit() else None for i in (0, 3))
+    return up, down
 
 
 @functools.lru_cache(maxsize=4096)

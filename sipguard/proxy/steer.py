@@ -57,8 +57,8 @@ def branch_hash(value: bytes) -> int:
     """h = h * 31 + byte over the first MAXLEN bytes, modulo 2**32: the hash of the kernel
     program (reuseport.py builds it from this definition and its tests compare the two)."""
     h = 0
-    for byte in value[:MAXLEN]:
-        h = (h * 31 + byte) & 0xFFFFFFFF
+    for i in range(min(len(value), MAXLEN)):   # indexed, not sliced: a C loop once compiled
+        h = (h * 31 + value[i]) & 0xFFFFFFFF
     return h
 
 

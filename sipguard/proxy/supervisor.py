@@ -128,6 +128,7 @@ def _supervise(config: Config, workers: int) -> int:
             except Exception:
                 log.exception("worker %d failed", index)
             finally:
+                logging.shutdown()   # pending decision lines out: os._exit skips atexit
                 os._exit(code)
         children[pid] = index
 

@@ -20,7 +20,7 @@ from sipguard.errors import ConfigError
 from sipguard.observe.decisions import DecisionSink
 from sipguard.proxy import allocator
 from sipguard.proxy.connlimits import ConnectionLimits
-from sipguard.proxy.core import ProxyCore
+from sipguard.proxy.core import Intercepted, ProxyCore
 from sipguard.proxy.gcpacing import GcPacer, tune_gc
 from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Steering
@@ -56,7 +56,7 @@ class Worker:
         self.pipeline: Pipeline | None = None
         self.core: ProxyCore | None = None
         self.transports: Transports | None = None
-        self._deliver: Receive | None = None       # the core's receive, steered (start)
+        self._local: Receive | None = None     # the core's receive behind the overload guard (start)
         self.records: Any = None
         self.metrics: Any = None
         self.instance = config.proxy.instance or f"{socket.gethostname()}/{index}"
@@ -88,15 +88,19 @@ class Worker:
             watcher = DatasetWatcher(self.pipeline.store, self.config.datasets)
             self._watcher = asyncio.get_running_loop().create_task(watcher.watch())
         proxy = self.config.proxy
-        self.transports = Transports(self.config.listen, self._receive, proxy.max_message_size,
+        self.transports = Transports(self.config.listen, _not_started, proxy.max_message_size,
                                      proxy.advertise, self.udp_socks, self.config.tls,
                                      ConnectionLimits(proxy.tcp, self._known_peer))
         self.guard = OverloadGuard(proxy.shed_delay, proxy.retry_after, proxy.max_message_size,
                                    self.transports.send_to_source)
         sink = DecisionSink(self.records, self.metrics, self.instance)
         self.core = ProxyCore(CoreSettings.of(self.config), self.pipeline, self.transports, sink.on_outcome)
-        # a request on a listening UDP socket may belong to another worker's transaction (steer.py)
-        self._deliver = self.steering.wrap(self.core.receive) if self.steering is not None else self.core.receive
+        # every message received: the overload guard (new INVITEs and ACKs only), steering (a
+        # request on a listening UDP socket may belong to another worker's transaction:
+        # steer.py), the core; compiled callables calling each other (core.Intercepted)
+        self._local = Intercepted(self.guard.intercept, self.core.receive)
+        steered = self.steering.wrap(self.core.receive) if self.steering is not None else self.core.receive
+        self.transports.receive = Intercepted(self.guard.intercept, steered)
         await self.transports.start(reuse_port=self.workers > 1 or sys.platform == "linux")
         if self.steering is not None:
             await self.steering.start(self._steered_in)
@@ -180,21 +184,13 @@ class Worker:
             self.core.draining = True
         self.stopping.set()
 
-    def _receive(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
-        if self.guard is not None and self.guard.intercept(data, source, transport, conn):
-            return  # a new INVITE answered 503 while behind, or the ACK of such an answer
-        assert self._deliver is not None
-        self._deliver(data, source, transport, conn)
-
     def _steered_in(self, data: bytes, source: tuple[str, int], listen_index: int) -> None:
         """A request another worker received for a transaction this one owns: handled as if
         it had arrived here, answered from this worker's copy of the same listening socket."""
-        assert self.core is not None and self.transports is not None
+        assert self._local is not None and self.transports is not None
         udp = self.transports.udp
         conn = udp[listen_index] if 0 <= listen_index < len(udp) else None
-        if self.guard is not None and self.guard.intercept(data, source, "udp", conn):
-            return
-        self.core.receive(data, source, "udp", conn)
+        self._local(data, source, "udp", conn)
 
     async def housekeeping(self) -> None:
         """Once every 0.5 s: expire transactions, pick up policy changes, export gauges."""
@@ -276,6 +272,10 @@ class Worker:
             await self.records.aclose()
         if self.pipeline is not None:
             await self.pipeline.aclose()
+
+
+def _not_started(data: bytes, source: tuple[str, int], transport: str, conn: object) -> None:
+    """The transports' receive until ``Worker.start`` has made the core (nothing listens yet)."""
 
 
 def restart_keys(old: Config, new: Config) -> list[str]:

@@ -34,6 +34,15 @@ class IdentityHeader:
     ppt: str | None  # lower-cased; None when the header carries no ppt parameter
     params: tuple[tuple[str, str], ...] = ()
 
+    def __init__(self, token: str, info: str | None, alg: str, ppt: str | None,
+                 params: tuple[tuple[str, str], ...] = ()) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "info", info)
+        object.__setattr__(self, "alg", alg)
+        object.__setattr__(self, "ppt", ppt)
+        object.__setattr__(self, "params", params)
+
     @property
     def has_alg(self) -> bool:
         """The header carries an `alg` parameter (else ``alg`` is RFC 8224's default)."""

@@ -41,6 +41,14 @@ class Passport:
     signing_input: bytes  # ASCII of "header.payload" as received
     signature: bytes  # raw JWS signature (r || s for ES256)
 
+    def __init__(self, header: dict[str, Any], claims: dict[str, Any], signing_input: bytes,
+                 signature: bytes) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "claims", claims)
+        object.__setattr__(self, "signing_input", signing_input)
+        object.__setattr__(self, "signature", signature)
+
 
 @dataclass(frozen=True, slots=True)
 class ShakenClaims:
@@ -49,6 +57,14 @@ class ShakenClaims:
     dest_tns: tuple[str, ...]
     iat: int
     origid: str
+
+    def __init__(self, attest: str, orig_tn: str, dest_tns: tuple[str, ...], iat: int, origid: str) -> None:
+        # written out, as Passport's
+        object.__setattr__(self, "attest", attest)
+        object.__setattr__(self, "orig_tn", orig_tn)
+        object.__setattr__(self, "dest_tns", dest_tns)
+        object.__setattr__(self, "iat", iat)
+        object.__setattr__(self, "origid", origid)
 
 
 @dataclass(frozen=True, slots=True)

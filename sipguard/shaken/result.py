@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sipguard.shaken.reasons import Reason, Verstat
 
@@ -59,10 +59,30 @@ class Verification:
     spc: str | None = None
     iat: int | None = None
     reasons: tuple[Reason, ...] = ()
-    div: tuple[DivInfo, ...] = field(default=())
+    div: tuple[DivInfo, ...] = ()
     rcd: bool | None = None
     passports: tuple[PassportResult, ...] = ()
     replay_key: str | None = None
+
+    def __init__(self, verstat: Verstat, attest: str | None = None, orig_tn: str | None = None,
+                 dest_tns: tuple[str, ...] = (), origid: str | None = None, x5u: str | None = None,
+                 spc: str | None = None, iat: int | None = None, reasons: tuple[Reason, ...] = (),
+                 div: tuple[DivInfo, ...] = (), rcd: bool | None = None,
+                 passports: tuple[PassportResult, ...] = (), replay_key: str | None = None) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        object.__setattr__(self, "verstat", verstat)
+        object.__setattr__(self, "attest", attest)
+        object.__setattr__(self, "orig_tn", orig_tn)
+        object.__setattr__(self, "dest_tns", dest_tns)
+        object.__setattr__(self, "origid", origid)
+        object.__setattr__(self, "x5u", x5u)
+        object.__setattr__(self, "spc", spc)
+        object.__setattr__(self, "iat", iat)
+        object.__setattr__(self, "reasons", reasons)
+        object.__setattr__(self, "div", div)
+        object.__setattr__(self, "rcd", rcd)
+        object.__setattr__(self, "passports", passports)
+        object.__setattr__(self, "replay_key", replay_key)
 
     @property
     def passed(self) -> bool:
@@ -80,10 +100,18 @@ class Verification:
         """Each Identity header's result for the call record (``PassportResult.text``)."""
         if self.passports:
             return tuple(p.text() for p in self.passports)
-        if self.verstat is Verstat.NONE and (not self.reasons or self.reasons == (Reason.NO_IDENTITY,)):
+        verstat, reasons = self.verstat, self.reasons
+        if verstat is _PASSED and not reasons:
+            return _SHAKEN_PASSED  # nearly every signed call
+        if verstat is _NONE and (not reasons or reasons == (Reason.NO_IDENTITY,)):
             return ()
-        outcome = "passed" if self.verstat is Verstat.PASSED else "failed"
-        return (PassportResult("shaken", outcome, self.reasons).text(),)
+        return (PassportResult("shaken", "passed" if verstat is _PASSED else "failed", reasons).text(),)
+
+
+# member reads of an enum class cost more than a module global, on every call
+_PASSED = Verstat.PASSED
+_NONE = Verstat.NONE
+_SHAKEN_PASSED = ("shaken:passed",)
 
 
 NOT_VERIFIED = Verification(Verstat.NONE, reasons=(Reason.NO_IDENTITY,))

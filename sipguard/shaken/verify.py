@@ -53,6 +53,8 @@ REASON_ORDER: dict[Reason, int] = {r: i for i, r in enumerate((
     Reason.CERT_UNTRUSTED, Reason.CERT_NO_TNAUTHLIST, Reason.CERT_EXPIRED, Reason.CERT_REVOKED,
     Reason.BAD_SIGNATURE, Reason.ORIG_MISMATCH, Reason.DEST_MISMATCH, Reason.NO_IDENTITY,
     Reason.TOO_MANY_IDENTITY, Reason.DIV_CHAIN_BROKEN, Reason.DIV_NO_HISTORY, Reason.RCDI_MISMATCH))}
+# member reads of an enum class cost more than a module global: the ones of every call
+_PASSED, _FAILED, _BAD_SIGNATURE = Verstat.PASSED, Verstat.FAILED, Reason.BAD_SIGNATURE
 _MALFORMED = Verification(Verstat.FAILED, reasons=(Reason.MALFORMED_IDENTITY,))
 _TOO_MANY = Verification(Verstat.FAILED, reasons=(Reason.TOO_MANY_IDENTITY,),
                          passports=(PassportResult("?", "failed", (Reason.TOO_MANY_IDENTITY,)),))
@@ -99,9 +101,9 @@ class Verifier:
             log.exception("verification failed internally")
             self.counters.internal_errors += 1
             return Verification(Verstat.NONE)
-        if result.verstat is Verstat.PASSED:
+        if result.verstat is _PASSED:
             self.counters.passed += 1
-        elif result.verstat is Verstat.FAILED:
+        elif result.verstat is _FAILED:
             self.counters.failed += 1
         else:
             self.counters.none += 1
@@ -223,7 +225,7 @@ class Verifier:
                     assert token is not None
                     self.counters.token_cache_hits += 1  # same bytes, same key: the same verdict
                     replay_key = token.replay_key
-                elif Reason.BAD_SIGNATURE not in found:
+                elif _BAD_SIGNATURE not in found:
                     replay_key = signature_key(passport.signature)
                     if self.tokens is not None:
                         self.tokens.put(hdr.token, _Token(passport, claims, cred, replay_key))
@@ -400,7 +402,7 @@ def _number_reasons(claims: pp.ShakenClaims, orig: tuple[str, ...], dest: tuple[
 def _result(reasons: list[Reason], claims: pp.ShakenClaims | None, x5u: object,
             spc: str | None, replay_key: str | None) -> Verification:
     ordered = tuple(sorted(set(reasons), key=REASON_ORDER.__getitem__)) if reasons else ()
-    verstat = Verstat.FAILED if ordered else Verstat.PASSED
+    verstat = _FAILED if ordered else _PASSED
     if claims is None:
         return Verification(verstat, x5u=x5u if isinstance(x5u, str) else None, spc=spc, reasons=ordered)
     # positional: verstat, attest, orig_tn, dest_tns, origid, x5u, spc, iat, reasons, div, rcd,

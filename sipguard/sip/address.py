@@ -17,7 +17,7 @@ Params = dict[str, str | None]
 
 # RFC 3261 25.1: token and host characters.
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?\.?$|^[A-Za-z0-9]$")
+_HOST_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
 _IPV6REF = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
 _TOKEN_RE = re.compile(f"^{_TOKEN}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
@@ -79,8 +79,15 @@ def check_host(host: str, where: str) -> None:
     if host.startswith("["):
         if not _IPV6REF.match(host):
             raise SipParseError(f"bad IPv6 reference {host[:60]!r}")
-    elif not _HOSTNAME.match(host):
+    elif not is_hostname(host):
         raise SipParseError(f"bad host {host[:60]!r}")
+
+
+def is_hostname(host: str) -> bool:
+    """RFC 3261 25.1 hostname or IPv4address: letters, digits, '-' and '.', beginning and ending
+    with a letter or digit, then an optional '.' (``[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\\.?``)."""
+    name = host[:-1] if host[-1:] == "." else host
+    return name != "" and not name.strip(_HOST_CHARS) and name[0] not in ".-" and name[-1] not in ".-"
 
 
 def _port(text: str, where: str) -> int:
@@ -169,13 +176,17 @@ def parse_uri(text: str) -> SipUri:
 def check_uri(text: str) -> None:
     """Raise SipParseError unless ``parse_uri(text)`` would succeed; cheaper when the
     result is not needed (a name-addr keeps its URI as text)."""
+    if not _usual_uri(text):
+        parse_uri(text)  # raises with the precise message, or accepts the unusual URI
+
+
+def _usual_uri(text: str) -> bool:
+    """Whether ``text`` is a sip or sips URI that ``parse_uri`` takes in its one regex."""
     m = _SIP_URI.match(text)
     if m is None:
-        parse_uri(text)
-        return
+        return False
     port, params = m.group(4), m.group(5)
-    if (port is not None and not 0 < int(port) < 65536) or (params and ";=" in params):
-        parse_uri(text)  # raises with the precise message
+    return (port is None or 0 < int(port) < 65536) and not (params and ";=" in params)
 
 
 def _unquote(text: str) -> str:
@@ -258,6 +269,12 @@ def cache_size() -> int:
 
 
 def _parse_name_addr(value: str) -> NameAddr:
+    if value[:1] == "<":  # the usual shape, <sip:...> and parameters, without a regex of its own
+        gt = value.find(">")
+        inner, after = value[1:gt], value[gt + 1:]
+        # _SIP_URI allows no white space or <>, but its $ a final LF, which <...> refuses
+        if gt > 1 and after[:1] in ("", ";") and inner[-1] != "\n" and _usual_uri(inner):
+            return NameAddr(None, inner, parse_params(after[1:]) if after else {}, value.strip())
     m = _NAME_ADDR.match(value)
     if m is not None:  # common case: ["display"] <uri> ;params
         quoted, token_display, uri, params = m.groups()
@@ -345,15 +362,33 @@ class Via:
         return host.strip("[]"), port
 
 
+# The usual Via, "SIP/2.0/UDP host[:port];params" with one space, takes no regular expression.
+_TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "WS", "WSS"))
+
+
 def parse_via(value: str) -> Via:
+    """``value`` parsed, or SipParseError."""
+    if value.startswith("SIP/2.0/"):
+        space = value.find(" ", 8)
+        transport = value[8:space]
+        if space > 0 and transport in _TRANSPORTS:
+            # (names of their own: compiled, a name's type is that of its first value)
+            sent_by, semi, after = value[space + 1:].partition(";")
+            name, colon, digits = sent_by.partition(":")
+            if is_hostname(name) and (not colon or digits.isascii() and digits.isdigit()):
+                return _via(transport, name, digits or None, after if semi else None, value)
     m = _VIA.match(value)
     if m is None:
         raise SipParseError(f"bad Via {value.strip()[:80]!r}")
     transport, host, port_text, params = m.groups()
     check_host(host, "Via")
+    return _via(transport.upper(), host, port_text, params, value)
+
+
+def _via(transport: str, host: str, port_text: str | None, params: str | None, value: str) -> Via:
     port = _port(port_text, "Via") if port_text else None
     parsed = parse_params(params or "")
     rport = parsed.get("rport")
     if rport and not rport.isdigit():
         raise SipParseError(f"bad rport {rport[:10]!r} in Via")
-    return Via(transport.upper(), host, port, parsed, value.strip())
+    return Via(transport, host, port, parsed, value.strip())

@@ -46,10 +46,17 @@ def test_bench_proxy_runs_calls_through_every_kind_of_system(tmp_path: Path) -> 
         cfg = yaml.safe_load((folder / "sipguard.yaml").read_text())
         assert cfg["proxy"]["record_route"] is rr
         assert "log" not in cfg, "sipguard runs with its shipped decision logging"
+        assert "shed_delay" not in cfg["proxy"], "and its shipped overload shedding (--sg-shed-delay: experiment)"
         decisions = [ln for ln in (folder / "sut.log").read_text().splitlines() if '"sipguard.decisions"' in ln]
         assert len(decisions) == 120, routing
         kam = (tmp_path / ("kam-relay" if routing == "rr" else "kam-relay-plain") / "r40" / "sut.cmd").read_text()
         assert ("NO_RR" in kam) is not rr
+    # each sipguard step keeps CPU and context switches of its processes (the supervisor and
+    # two workers) and the /metrics text, where the hand-overs between workers are counted
+    procs = json.loads((tmp_path / "sg-proxy" / "r40" / "procs.json").read_text())
+    assert len(procs) == 3 and [p["supervisor"] for p in procs.values()].count(True) == 1, procs
+    assert all(p["cpu_s"] > 0 and len(p["switches"]) == 2 for p in procs.values()), procs
+    assert 'event="steered_out"' in (tmp_path / "sg-proxy" / "r40" / "metrics.txt").read_text()
     assert "| sg-proxy | kam-relay | rr |" in run.stdout and "| sg-proxy | kam-relay | plain |" in run.stdout
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False).stdout
     assert left.strip() == "", f"processes left running: {left}"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -64,6 +65,26 @@ def test_sigterm_lets_calls_in_progress_finish_and_answers_new_invites_503(sipgu
         with sqlite3.connect(sg.workdir / "var" / "traceback.db") as db:
             recorded = {row[0] for row in db.execute("SELECT call_id FROM records")}
         assert set(before) <= recorded, sg.logs()
+    finally:
+        client.close()
+        uas.close()
+
+
+def test_a_stop_writes_every_decision_line_first(sipguard: Any) -> None:
+    """Decision lines wait up to 50 ms to go out together (observe/logs.py): a worker stopped
+    right after its calls (forked: it ends with os._exit) still writes every one."""
+    uas = MiniUas()
+    client = UdpClient()
+    try:
+        sg = sipguard(base_config(uas.port), workers=2)
+        calls = [f"line-{i}" for i in range(20)]
+        for call_id in calls:
+            client.send(invite(sg.addr, client.addr, call_id=call_id), sg.addr)
+        assert finals(client, len(calls)) == dict.fromkeys(calls, 200)
+        sg.signal(signal.SIGTERM)
+        assert sg.proc.wait(15) == 0
+        lines = [json.loads(line) for line in sg.log_path.read_text().splitlines() if '"sipguard.decisions"' in line]
+        assert sorted(line["call_id"] for line in lines) == sorted(calls), sg.logs()
     finally:
         client.close()
         uas.close()

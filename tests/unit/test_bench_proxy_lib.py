@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from bench_proxy_lib import Step, _elapsed, percentile, read_rtts, read_stat  # noqa: E402
+from bench_proxy_lib import Step, _elapsed, percentile, read_rtts, read_stat, switches  # noqa: E402
 
 STAT_HEAD = "StartTime;ElapsedTime(C);SuccessfulCall(C);FailedCall(C);Retransmissions(C)"
 
@@ -23,6 +23,19 @@ STAT_HEAD = "StartTime;ElapsedTime(C);SuccessfulCall(C);FailedCall(C);Retransmis
 ])
 def test_elapsed(text: str, seconds: float) -> None:
     assert _elapsed(text) == pytest.approx(seconds)
+
+
+def test_switches_counts_the_waits_and_preemptions_of_a_process() -> None:
+    """procs.json's wake-ups: this process waits (a sleep is a voluntary switch); a gone
+    process counts nothing."""
+    import os
+    import time
+
+    before = switches(os.getpid())
+    time.sleep(0.01)
+    after = switches(os.getpid())
+    assert after[0] > before[0] and after[1] >= before[1]
+    assert switches(2 ** 22 + 7) == (0, 0)
 
 
 def test_read_stat_takes_the_last_line(tmp_path: Path) -> None:

@@ -130,6 +130,29 @@ def test_guard_answers_new_invites_only_while_shedding() -> None:
     assert guard.counters.overload_episodes == 2
 
 
+def test_intercepted_asks_the_guard_about_invites_and_acks_only() -> None:
+    """core.Intercepted, the worker's receive: the guard sees new INVITEs and ACKs (and takes
+    the ones it answers); every other message goes straight to the core, unseen."""
+    from sipguard.proxy.core import Intercepted
+
+    asked: list[bytes] = []
+    delivered: list[bytes] = []
+
+    def intercept(data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
+        asked.append(data)
+        return b"take" in data
+
+    receive = Intercepted(intercept, lambda d, s, t, c: delivered.append(d))
+    bye = INVITE.replace(b"INVITE sip", b"BYE sip", 1)
+    response = b"SIP/2.0 200 OK\r\n" + INVITE.split(b"\r\n", 1)[1]
+    ack = b"ACK sip:b SIP/2.0\r\n\r\n"
+    taken = INVITE.replace(b"Call-ID: c1", b"Call-ID: take")
+    for data in (INVITE, bye, response, ack, taken, b"ACK take"):
+        receive(data, ("192.0.2.7", 5070), "udp", None)
+    assert asked == [INVITE, ack, taken, b"ACK take"]
+    assert delivered == [INVITE, bye, response, ack]
+
+
 def test_guard_sheds_when_the_next_tick_is_overdue() -> None:
     """A loop stalled longer than shed_delay: the first message after the stall sees it."""
     sent = Sent()

@@ -17,9 +17,11 @@ from sipguard.clock import Clock, ManualClock, SystemClock
 from sipguard.config import CoreSettings
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import ProxyCore
-from sipguard.proxy.messages import BRANCH_PREFIX
+from sipguard.proxy.messages import BRANCH_PREFIX, Answers, Counters, Hop
+from sipguard.proxy.stateless import StatelessRelay
 from sipguard.proxy.transactions import State
-from sipguard.sip import Message, parse
+from sipguard.sip import Message, Request, parse
+from sipguard.trunks import TrunkTable
 from tests.proxy_fixtures import Capture, proxy_config
 
 UAC = ("127.0.0.1", 5061)
@@ -360,6 +362,30 @@ def test_a_trunk_request_goes_to_the_next_hop_whatever_it_names(tmp_path: Path) 
             assert (addr, transport) == (HOP, "udp") and not sent.startswith(b"SIP/")
 
     run_with(tmp_path, scenario)
+
+
+def test_record_route_tokens_verify_with_or_without_the_remembered_macs(tmp_path: Path) -> None:
+    """The relay remembers the MACs of the tokens it signed (a dialog's ACK and BYE carry its
+    INVITE's): a token verifies the same once they are forgotten or on another relay with the
+    same key, each side of the dialog goes to the other end, and nothing verifies after a new key."""
+    cap = Capture()
+    relay = StatelessRelay(cap, Answers(cap, Counters(), SystemClock()), lambda req, source: source)
+    inv = parse(INVITE)
+    assert isinstance(inv, Request)
+    route = f"<sip:127.0.0.1:5060;lr;sgrr={relay.rr_token(inv, Hop(*UAC, 'udp'), Hop(*UAS, 'tcp'))}>"
+    from_caller, from_callee = parse(bye(route, "uac1", "uas9")), parse(bye(route, "uas9", "uac1"))
+    assert isinstance(from_caller, Request) and isinstance(from_callee, Request)
+    other = StatelessRelay(cap, Answers(cap, Counters(), SystemClock()), lambda req, source: source)
+    for verifier in (relay, other):
+        assert verifier.dialog_end(from_caller, route) == Hop(*UAS, "tcp")
+        assert verifier.dialog_end(from_callee, route) == Hop(*UAC, "udp")
+    assert relay.dialog_end(parse(bye(route, "uac2", "uas9")), route) is None  # type: ignore[arg-type]
+    relay._macs.clear()
+    assert relay.dialog_end(from_caller, route) == Hop(*UAS, "tcp")
+    config = proxy_config(tmp_path)
+    settings = replace(CoreSettings.of(config), secret=b"k" * 32)
+    relay.configure(settings, TrunkTable(config.trunks))
+    assert relay.dialog_end(from_caller, route) is None and relay.dialog_end(from_callee, route) is None
 
 
 def test_a_forged_route_is_refused(tmp_path: Path) -> None:

@@ -68,6 +68,11 @@ OPT = st.none() | TEXT
                  rule=OPT, rule_class=OPT, notice=OPT, action=TEXT, status=st.none() | st.integers(100, 699),
                  shadow_action=OPT, signed=st.booleans(), signed_origid=OPT, identity_dropped=st.booleans(),
                  next_hop=OPT, instance=OPT, signed_attest=OPT, signed_rule=OPT,
-                 passports=st.lists(TEXT, max_size=3).map(tuple)))
+                 passports=st.lists(TEXT, max_size=3).map(tuple),
+                 facts=st.none() | st.dictionaries(TEXT, st.none() | st.booleans() | st.integers() | st.floats(
+                     allow_nan=False) | TEXT | st.lists(TEXT, max_size=2), max_size=3)))
 def test_any_record_round_trips(record: CallRecord) -> None:
     assert from_row(to_row(record)) == record
+    # the bytes json.dumps writes (to_row runs json's C encoder itself)
+    assert to_row(record) == json.dumps([ROW_VERSION, *(getattr(record, name) for name in FIELDS)],
+                                        separators=(",", ":"))

@@ -13,20 +13,24 @@ from typing import Any
 import pytest
 
 from sipguard.config import Provider, Trunk
-from sipguard.numbers import parse_tn
+from sipguard.numbers import TN, parse_tn
 from sipguard.pipeline import Call, Outcome
 from sipguard.policy.decision import FORWARD
 from sipguard.policy.facts import Facts
 from sipguard.proxy.messages import Hop
 from sipguard.proxy.transactions import InviteTx, State
 from sipguard.records.record import CallRecord
-from sipguard.shaken.result import NOT_VERIFIED
+from sipguard.shaken.identity import IdentityHeader
+from sipguard.shaken.passport import Passport, ShakenClaims
+from sipguard.shaken.reasons import Reason, Verstat
+from sipguard.shaken.result import NOT_VERIFIED, DivInfo, PassportResult, Verification
 from sipguard.sip import Request, parse
 from sipguard.sip.address import NameAddr, Via
 from sipguard.store.base import Lookups
 
 ROOT = Path(__file__).resolve().parents[2]
-CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, CallRecord]
+CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, CallRecord, Facts, TN, IdentityHeader, Passport, ShakenClaims,
+           Verification]
 INVITE = (b"INVITE sip:+13036231000@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
           b"From: <sip:+12127363100@192.0.2.1>;tag=a\r\nTo: <sip:+13036231000@192.0.2.9>\r\n"
           b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
@@ -58,6 +62,10 @@ def _value(cls: type, field: dataclasses.Field[Any], i: int) -> Any:
         "tuple[TN, ...]": (parse_tn(f"+1303555{i:04d}"),), "Call": Call.of(_request()),
         "Trunk": TRUNK, "Verification": NOT_VERIFIED, "Lookups": Lookups(), "Facts": Facts(verstat=f"v{i}"),
         "Decision": FORWARD, "State": State.PROCEEDING, "Hop": Hop(f"v{i}", i, "udp"), "Any": object(),
+        "Verstat": Verstat.FAILED, "tuple[Reason, ...]": (list(Reason)[i % len(Reason)],),
+        "tuple[DivInfo, ...]": (DivInfo(f"v{i}", (), None, None, False),),
+        "tuple[PassportResult, ...]": (PassportResult(f"v{i}", "failed"),),
+        "tuple[tuple[str, str], ...]": ((f"v{i}", "x"),),
     }
     return made[kind]
 

@@ -113,6 +113,11 @@ def arenas() -> tuple[int, int]:
     return (int(now.group(1).replace(",", "")) if now else -1, int(total.group(1).replace(",", "")) if total else -1)
 
 
+def received(addr: tuple[str, int]) -> tuple[str, int]:
+    """The source address as a socket gives it: a new tuple, host string and port each datagram."""
+    return (addr[0].encode().decode(), int(str(addr[1])))
+
+
 def invite(n: int, port: int, numbers: int) -> bytes:
     src = f"+1{201 + n % 700:03d}555{n % numbers % 10000:04d}"
     dst = f"+1{301 + (n * 7) % 600:03d}555{(n * 13) % numbers % 10000:04d}"
@@ -162,7 +167,7 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
         async def call(n: int) -> None:
             inv = invite(n, port, numbers)
             cap.sent.clear()
-            core.receive(inv, UAC, "udp", None)
+            core.receive(inv, received(UAC), "udp", None)
             for task in list(core._tasks):
                 await task
             fwd = next((d for d, a in cap.sent if a == UAS and d.startswith(b"INVITE")), None)
@@ -170,9 +175,9 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
                 return
             ok = uas_200(fwd, n)
             core.receive(ok, UAS, "udp", None)
-            core.receive(uac_in_dialog("ACK", 1, ok, n, port), UAC, "udp", None)
+            core.receive(uac_in_dialog("ACK", 1, ok, n, port), received(UAC), "udp", None)
             cap.sent.clear()
-            core.receive(uac_in_dialog("BYE", 2, ok, n, port), UAC, "udp", None)
+            core.receive(uac_in_dialog("BYE", 2, ok, n, port), received(UAC), "udp", None)
             fbye = cap.sent[-1][0]
             core.receive(uas_bye_200(fbye), UAS, "udp", None)
             cap.sent.clear()

@@ -51,7 +51,6 @@ from sipguard.proxy.messages import (
     local_request,
     reparse,
     response,
-    tag,
     warning_response,
 )
 from sipguard.proxy.stateless import StatelessRelay, stateless_branch
@@ -200,7 +199,7 @@ class ProxyCore:
             self.counters.overload_503 += 1
             self.answers.reply(req, 503, source, transport, conn, ("Retry-After", self.retry_after))
             return
-        tx = InviteTx(key, source, transport, conn, req.raw, to_tag=tag(source, key), started=self.clock.monotonic())
+        tx = InviteTx(key, source, transport, conn, req.raw, started=self.clock.monotonic())
         self.txs.start(tx)
         if not self.redirect:
             self._trying(tx, req)

@@ -9,6 +9,9 @@ Rules:
 3. Timer A retransmits a forwarded INVITE over UDP (T1, doubling up to T2) until a response
    comes; Timer B (64*T1 after the INVITE arrived) answers 408; Timer G retransmits our final
    response over UDP until the ACK. Any response stops Timers A and B; the ACK stops G.
+   A 2xx ends the client transaction (RFC 6026): responses that come after it with our
+   branch (retransmissions, other forks' 2xx) are relayed statelessly (``stateless.response``,
+   our keyed branch proves them ours), so a burst's answered calls are not kept by branch.
 4. Expiry in arrival order (``expire``): a transaction ends one lifetime after it started
    (to the housekeeping tick), so a burst's memory is free one lifetime after the burst, not
    two; one still deciding or forwarded gets another lifetime, while it is younger than four.
@@ -26,13 +29,14 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
 
-from sipguard.proxy.messages import TAG_PREFIX, Hop
+from sipguard.proxy.messages import TAG_PREFIX, Hop, tag
 from sipguard.sip import Via
 from sipguard.sip.transaction import server_key
 
 T1 = 0.5
 T2 = 4.0
 TIMER_B = 64 * T1
+PEERS = 1024        # sources kept as one shared tuple each (more: the table starts again)
 
 
 # StrEnum: a member hashes as its (cached) string does, so a row of the table is found
@@ -96,7 +100,10 @@ class InviteTx:
     A transaction lives 32 s (``proxy.transaction_timeout``), most of it after its decision:
     it then keeps bytes, not the parsed request (dozens of objects the cyclic collector would
     walk on every pass, for nothing), and parses them again on the rare paths that need a header: Timer B's
-    408, a CANCEL, the ACK of a non-2xx response."""
+    408, a CANCEL, the ACK of a non-2xx response. What it keeps for its whole life is what a
+    burst's peak is made of (a lifetime of calls at once), so nothing that can be derived:
+    our To tag is made from ``source`` and ``key`` when a response of ours needs it, and
+    ``source`` is one tuple per peer (``Transactions.start``)."""
 
     key: str
     source: tuple[str, int]
@@ -106,7 +113,6 @@ class InviteTx:
     state: State = State.DECIDING
     last: bytes | None = None      # last response sent upstream (for retransmitted INVITEs)
     cancelled: bool = False
-    to_tag: str = ""
     client_branch: str | None = None
     dest: Hop | None = None
     sent: bytes | None = None      # the INVITE as forwarded (CANCEL and ACK copy its headers)
@@ -118,15 +124,20 @@ class InviteTx:
 
     def __init__(self, key: str, source: tuple[str, int], transport: str, conn: Any, raw: bytes,
                  state: State = State.DECIDING, last: bytes | None = None, cancelled: bool = False,
-                 to_tag: str = "", client_branch: str | None = None, dest: Hop | None = None,
+                 client_branch: str | None = None, dest: Hop | None = None,
                  sent: bytes | None = None, forwarded: bytes | None = None, timer_at: float | None = None,
                  timer_seq: int = 0, interval: float = T1, started: float = 0.0) -> None:
         # written out (dataclass keeps it): compiled, where the generated one runs interpreted
         # (bench/RESULTS.md, session 7)
         self.key, self.source, self.transport, self.conn, self.raw = key, source, transport, conn, raw
-        self.state, self.last, self.cancelled, self.to_tag = state, last, cancelled, to_tag
+        self.state, self.last, self.cancelled = state, last, cancelled
         self.client_branch, self.dest, self.sent, self.forwarded = client_branch, dest, sent, forwarded
         self.timer_at, self.timer_seq, self.interval, self.started = timer_at, timer_seq, interval, started
+
+    @property
+    def to_tag(self) -> str:
+        """Our To tag for the responses we make (the same for a retransmitted INVITE)."""
+        return tag(self.source, self.key)
 
     def advance(self, event: Event) -> None:
         """Take the transition ``event`` makes from this state; TransactionError when none."""
@@ -151,6 +162,9 @@ class Transactions:
         self._ends: deque[InviteTx] = deque()
         self._again: deque[tuple[float, InviteTx]] = deque()  # (when, tx): unfinished, another lifetime
         self._peak = 0  # the most transactions since the tables were last rebuilt
+        # source address -> one tuple for all its transactions: each datagram comes with a new
+        # tuple, host string and port, 160 bytes a transaction for 32 s, a third of what it keeps
+        self._peers: dict[tuple[str, int], tuple[str, int]] = {}
         self._timers: list[tuple[float, int, InviteTx]] = []
         self._seq = 0
 
@@ -165,6 +179,12 @@ class Transactions:
 
     # -- transitions ----------------------------------------------------------------------------
     def start(self, tx: InviteTx) -> None:
+        source = self._peers.get(tx.source)
+        if source is None:
+            if len(self._peers) >= PEERS:
+                self._peers.clear()
+            source = self._peers[tx.source] = tx.source
+        tx.source = source
         self.invites[tx.key] = tx
         self._ends.append(tx)
 
@@ -207,6 +227,12 @@ class Transactions:
             # what only a transaction in progress reads (Timer A/B, CANCEL, the ACK of a non-2xx):
             # freed now, not when the transaction expires, a third of what it holds for 32-64 s
             tx.raw, tx.sent, tx.forwarded = b"", None, None
+            # and the client side is over (RFC 6026): what comes later with our branch (a 2xx
+            # again, another fork's 2xx) is relayed by it statelessly; the server side stays
+            # a lifetime to absorb the INVITE's retransmissions
+            branch, tx.client_branch = tx.client_branch, None
+            if branch is not None and self.clients.get(branch) is tx:
+                del self.clients[branch]
         else:
             tx.advance(Event.PROVISIONAL)
         return Reply.RELAY

@@ -123,6 +123,25 @@ def test_downstream_non_2xx_is_acked_by_us_and_relayed_once(tmp_path: Path) -> N
     run(tmp_path, scenario)
 
 
+def test_after_a_2xx_only_the_server_side_stays_and_later_2xx_are_relayed_statelessly(tmp_path: Path) -> None:
+    """RFC 6026: a 2xx ends the client transaction; the server side stays a lifetime to absorb
+    the INVITE's retransmissions. What a burst's answered calls keep: no branch, no bytes."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        fwd = await forward(core, cap)
+        ok = answer(fwd, "200 OK")
+        for _ in range(2):   # the 2xx, then its retransmission: each relayed upstream, once
+            core.receive(ok, UAS, "udp", None)
+            [(relayed, to_uac)] = cap.take()
+            assert to_uac == UAC and relayed.startswith(b"SIP/2.0 200 OK") and BRANCH_PREFIX.encode() not in relayed
+            [tx] = core.txs.invites.values()
+            assert tx.state is State.DONE and core.txs.clients == {} and tx.client_branch is None
+            assert tx.raw == b"" and tx.sent is None and tx.forwarded is None
+        core.receive(INVITE, UAC, "udp", None)   # a retransmitted INVITE: absorbed, never decided again
+        assert cap.take() == [] and core.counters.retransmissions == 1 and core.counters.invites == 1
+
+    run(tmp_path, scenario)
+
+
 def test_cancel_after_forwarding_goes_downstream_with_the_forwarded_headers(tmp_path: Path) -> None:
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         fwd = await forward(core, cap)

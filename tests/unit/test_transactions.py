@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from sipguard.proxy.messages import TAG_PREFIX, Hop
+from sipguard.proxy.messages import TAG_PREFIX, Hop, tag
 from sipguard.proxy.transactions import (
+    PEERS,
     T1,
     Due,
     Event,
@@ -39,7 +40,7 @@ UAS = Hop("192.0.2.9", 5060, "udp")
 
 def tx(state: State = State.DECIDING, transport: str = "udp", started: float = 100.0) -> InviteTx:
     return InviteTx(server_key(VIA), ("192.0.2.1", 5061), transport, None, b"INVITE ...", state=state,
-                    to_tag=TAG_PREFIX + "1", started=started)
+                    started=started)
 
 
 def test_the_table_covers_every_state_and_event() -> None:
@@ -169,3 +170,22 @@ def test_tables_are_rebuilt_once_they_fall_far_below_their_peak() -> None:
     assert sys.getsizeof(txs.invites) * 4 < sys.getsizeof(invites)
 
 
+
+
+def test_what_a_transaction_keeps_for_its_lifetime_is_shared_or_derived() -> None:
+    """A burst's peak is a lifetime of transactions at once: every datagram comes with its own
+    source tuple (new host string, new port), kept as one tuple per peer; our To tag is made
+    from source and key when a response of ours needs it, the same each time."""
+    txs = Transactions(32.0, 0.0)
+    made = []
+    for i in range(3):
+        t = InviteTx(f"z9hG4bK-{i}|192.0.2.1|5061", ("".join(("192.0.2.", "1")), int("5061")), "udp", None, b"")
+        txs.start(t)
+        made.append(t)
+    # compiled, the tuple is stored unboxed (mypyc): what is shared is its host string
+    assert made[0].source == ("192.0.2.1", 5061) and made[1].source[0] is made[0].source[0] is made[2].source[0]
+    assert made[0].to_tag.startswith(TAG_PREFIX) and made[0].to_tag == made[0].to_tag == tag(made[0].source, made[0].key)
+    assert made[1].to_tag != made[0].to_tag
+    for port in range(PEERS + 10):   # many sources: the table starts again, it never grows past PEERS
+        txs.start(InviteTx(f"b{port}|192.0.2.2|{port}", ("192.0.2.2", port), "udp", None, b""))
+    assert 0 < len(txs._peers) <= PEERS

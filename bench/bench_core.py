@@ -31,7 +31,9 @@ import pstats
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -166,13 +168,7 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
         signed = IdentityCalls(tmp) if identity else None
         if signed is not None:
             cfg["shaken"] = signed.shaken()
-        path = Path(tmp) / "sg.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        config = load_config(str(path))
-        setup_logging(config.log.level, json=True, decisions=config.log.decisions, stream=log_file)
-        worker = Worker(config)
-        await worker.start()
-        tune_gc()  # the collector settings ``serve`` runs with
+        worker = await started_worker(Path(tmp), cfg, log_file)
         core = worker.core
         assert core is not None and worker.transports is not None
         cap = Capture(worker.transports)
@@ -206,42 +202,66 @@ async def run(calls: int, rounds: int, profile: bool, sort: str = "tottime", dec
         if signed is not None:
             assert passed == calls, f"{calls - passed} of {calls} INVITEs did not verify"
 
-        async def one_round(tag: int) -> float:
-            core.txs.clear()
-            cap.sent.clear()
-            receive = core.receive
-            t0 = time.process_time()
-            for inv, ok, ack, bye, bye_ok in flows:
-                receive(inv, UAC, "udp", None)
-                for task in list(core._tasks):
-                    await task
-                receive(ok, UAS, "udp", None)
-                receive(ack, UAC, "udp", None)
-                receive(bye, UAC, "udp", None)
-                receive(bye_ok, UAS, "udp", None)
-                if len(cap.sent) > 6000:
-                    cap.sent.clear()
-            return time.process_time() - t0
-
-        cap.count = 0
-        await one_round(0)
-        sent_per_call = cap.count / calls
-        best = float("inf")
-        prof = cProfile.Profile() if profile else None
-        gc.collect()
-        for r in range(rounds):
-            if prof is not None:
-                prof.enable()
-            best = min(best, await one_round(r))
-            if prof is not None:
-                prof.disable()
-        print(f"calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}; "
-              f"record_route: {record_route}; log.decisions: {decisions}; identity: {identity}")
-        print(f"best round: {best * 1e6 / calls:.1f} us CPU per call ({calls / best:,.0f} calls/s on one core, "
-              f"no socket I/O)")
-        if prof is not None:
-            pstats.Stats(prof).sort_stats(sort).print_stats(40)
+        one_round = rounds_of(core, cap, [[(inv, UAC), (ok, UAS), (ack, UAC), (bye, UAC), (bye_ok, UAS)]
+                                          for inv, ok, ack, bye, bye_ok in flows])
+        await measure(one_round, cap, calls, rounds, profile, sort,
+                      f"record_route: {record_route}; log.decisions: {decisions}; identity: {identity}")
         await worker.stop()
+
+
+async def started_worker(tmp: Path, cfg: dict[str, Any], log_file: Any) -> Worker:
+    """A worker as ``serve`` builds it from ``cfg`` (written to a file and loaded), started, with
+    decision lines to ``log_file`` and the collector settings ``serve`` runs with."""
+    path = tmp / "sg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    config = load_config(str(path))
+    setup_logging(config.log.level, json=True, decisions=config.log.decisions, stream=log_file)
+    worker = Worker(config)
+    await worker.start()
+    tune_gc()
+    return worker
+
+
+def rounds_of(core: Any, cap: Any, flows: list[list[tuple[bytes, Any]]]) -> Callable[[int], Awaitable[float]]:
+    """One round: each call's datagrams (datagram, source) into the core, the INVITE's decision
+    awaited before the rest; the CPU time of the round."""
+    async def one_round(_round: int) -> float:
+        core.txs.clear()
+        cap.sent.clear()
+        receive = core.receive
+        t0 = time.process_time()
+        for (first, source), *rest in flows:
+            receive(first, source, "udp", None)
+            for task in list(core._tasks):
+                await task
+            for data, src in rest:
+                receive(data, src, "udp", None)
+            if len(cap.sent) > 6000:
+                cap.sent.clear()
+        return time.process_time() - t0
+    return one_round
+
+
+async def measure(one_round: Callable[[int], Awaitable[float]], cap: Any, calls: int, rounds: int, profile: bool,
+                  sort: str, what: str) -> None:
+    """A warm-up round, then the best of ``rounds`` (optionally under cProfile), printed."""
+    cap.count = 0
+    await one_round(0)
+    sent_per_call = cap.count / calls
+    best = float("inf")
+    prof = cProfile.Profile() if profile else None
+    gc.collect()
+    for r in range(rounds):
+        if prof is not None:
+            prof.enable()
+        best = min(best, await one_round(r))
+        if prof is not None:
+            prof.disable()
+    print(f"calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}; {what}")
+    print(f"best round: {best * 1e6 / calls:.1f} us CPU per call ({calls / best:,.0f} calls/s on one core, "
+          f"no socket I/O)")
+    if prof is not None:
+        pstats.Stats(prof).sort_stats(sort).print_stats(40)
 
 
 async def run_redirect(calls: int, rounds: int, profile: bool, sort: str = "tottime", decisions: str = "info",
@@ -264,13 +284,7 @@ async def run_redirect(calls: int, rounds: int, profile: bool, sort: str = "tott
                                         "country": "GB"}}],
                "store": "memory", "traceback": {"path": f"{tmp}/traceback.db"}, "log": {"decisions": decisions},
                "shaken": {"trust_anchors": pki.anchors, "iat_max_age": 120, "crl": {"enabled": False}}}
-        path = Path(tmp) / "sg.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        config = load_config(str(path))
-        setup_logging(config.log.level, json=True, decisions=config.log.decisions, stream=log_file)
-        worker = Worker(config)
-        await worker.start()
-        tune_gc()
+        worker = await started_worker(Path(tmp), cfg, log_file)
         core, pipeline = worker.core, worker.pipeline
         assert core is not None and pipeline is not None and worker.transports is not None
         cap = Capture(worker.transports)
@@ -298,38 +312,9 @@ async def run_redirect(calls: int, rounds: int, profile: bool, sort: str = "tott
             flows.append((inv, ack))
             cap.sent.clear()
 
-        async def one_round() -> float:
-            core.txs.clear()
-            cap.sent.clear()
-            receive = core.receive
-            t0 = time.process_time()
-            for inv, ack in flows:
-                receive(inv, UAC, "udp", None)
-                for task in list(core._tasks):
-                    await task
-                receive(ack, UAC, "udp", None)
-                if len(cap.sent) > 6000:
-                    cap.sent.clear()
-            return time.process_time() - t0
-
-        cap.count = 0
-        await one_round()
-        sent_per_call = cap.count / calls
-        best = float("inf")
-        prof = cProfile.Profile() if profile else None
-        gc.collect()
-        for _ in range(rounds):
-            if prof is not None:
-                prof.enable()
-            best = min(best, await one_round())
-            if prof is not None:
-                prof.disable()
-        print(f"redirect; calls per round: {calls}; rounds: {rounds}; datagrams sent per call: {sent_per_call}; "
-              f"identity: {identity}; log.decisions: {decisions}")
-        print(f"best round: {best * 1e6 / calls:.1f} us CPU per call ({calls / best:,.0f} calls/s on one core, "
-              f"no socket I/O)")
-        if prof is not None:
-            pstats.Stats(prof).sort_stats(sort).print_stats(40)
+        one_round = rounds_of(core, cap, [[(inv, UAC), (ack, UAC)] for inv, ack in flows])
+        await measure(one_round, cap, calls, rounds, profile, sort,
+                      f"redirect; identity: {identity}; log.decisions: {decisions}")
         await worker.stop()
 
 

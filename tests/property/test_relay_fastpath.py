@@ -21,7 +21,7 @@ from sipguard.clock import SystemClock
 from sipguard.config import Config, CoreSettings
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import ProxyCore
-from sipguard.proxy.messages import BRANCH_PREFIX, TAG_PREFIX, Answers, Counters, Hop
+from sipguard.proxy.messages import BRANCH_PREFIX, Answers, Counters, Hop, tag
 from sipguard.proxy.stateless import StatelessRelay, stateless_branch
 from sipguard.proxy.transactions import InviteTx, State
 from sipguard.sip import Request, SipParseError, parse, parse_via, relay
@@ -33,6 +33,8 @@ UAS = ("127.0.0.1", 5070)
 CLIENT_BRANCH = BRANCH_PREFIX + "00112233aabbccdd"
 OLD_CLIENT_BRANCH = BRANCH_PREFIX + "0123456789abcdef"
 SERVER_BRANCH = "z9hG4bK-uac-1"
+SERVER_KEY = f"{SERVER_BRANCH}|127.0.0.1|5061"
+OUR_TAG = tag(UAC, SERVER_KEY)   # the To tag of the responses the core makes for that transaction
 
 
 @dataclass
@@ -59,8 +61,8 @@ def make_core(config: Setup, fast: bool, redirect: bool = False) -> ProxyCore:
            b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n")
     for branch, state, table in ((CLIENT_BRANCH, State.PROCEEDING, core.txs.clients),
                                  (OLD_CLIENT_BRANCH, State.DONE, core.txs.clients)):
-        tx = InviteTx(f"{SERVER_BRANCH}|127.0.0.1|5061", UAC, "udp", None, inv, state=state,
-                      to_tag=TAG_PREFIX + "1", client_branch=branch, dest=Hop(UAS[0], UAS[1], "udp"), sent=inv)
+        tx = InviteTx(SERVER_KEY, UAC, "udp", None, inv, state=state, client_branch=branch,
+                      dest=Hop(UAS[0], UAS[1], "udp"), sent=inv)
         table[branch] = tx
         core.txs.invites[tx.key] = tx
     return core
@@ -203,7 +205,7 @@ def request(draw: st.DrawFn) -> tuple[bytes, tuple[str, int]]:
                       "<sip:uas@127.0.0.1>", "urn:service:sos"))
     vias = [draw(peer_via())] + draw(st.lists(peer_via(), max_size=1))
     cseq_method = method if draw(st.integers(0, 9)) else "INVITE"
-    tag = draw(st.sampled_from(["b", "b", None, TAG_PREFIX + "1"]))
+    tag = draw(st.sampled_from(["b", "b", None, OUR_TAG]))
     if method == "INVITE":
         tag = "b"  # a re-INVITE: an initial one would start a decision (these cores have no pipeline)
     lines = draw(message_lines(vias, method, cseq_method, tag, b""))

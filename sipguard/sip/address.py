@@ -281,6 +281,12 @@ def _parse_name_addr(value: str) -> NameAddr:
         check_uri(uri)
         shown = _unquote(quoted) if quoted is not None else (token_display or None)
         return NameAddr(shown, uri, parse_params(params[1:]) if params else {}, value.strip())
+    return name_addr_by_hand(value)
+
+
+def name_addr_by_hand(value: str) -> NameAddr:
+    """The name-addr or addr-spec the regular expression did not take (an unusual display
+    name, an addr-spec without <>), read character by character; SipParseError if bad."""
     text = value.strip()
     if not text:
         raise SipParseError("empty address")

@@ -17,7 +17,6 @@ from sipguard.sip import SipParseError, address
 from sipguard.sip.address import (
     _NAME_ADDR,
     _SIP_URI,
-    _TOKEN_RE,
     _VIA,
     NameAddr,
     Via,
@@ -77,45 +76,7 @@ def old_parse_name_addr(value: str) -> NameAddr:
         old_check_uri(uri)
         shown = _unquote(quoted) if quoted is not None else (token_display or None)
         return NameAddr(shown, uri, parse_params(params[1:]) if params else {}, value.strip())
-    text = value.strip()
-    if not text:
-        raise SipParseError("empty address")
-    display: str | None = None
-    rest = text
-    if text.startswith('"'):
-        i, n = 1, len(text)
-        while i < n and text[i] != '"':
-            i += 2 if text[i] == "\\" else 1
-        if i >= n:
-            raise SipParseError(f"unterminated quoted display name in {value[:80]!r}")
-        display = _unquote(text[1:i])
-        rest = text[i + 1:].lstrip()
-        if not rest.startswith("<"):
-            raise SipParseError(f"display name without <URI> in {value[:80]!r}")
-    lt = rest.find("<")
-    if lt >= 0:
-        gt = rest.find(">", lt)
-        if gt < 0:
-            raise SipParseError(f"missing '>' in {value[:80]!r}")
-        if display is None:
-            name = rest[:lt].strip()
-            if name:
-                if not all(_TOKEN_RE.match(word) for word in name.split()):
-                    raise SipParseError(f"bad display name {name[:60]!r}")
-                display = name
-        uri = rest[lt + 1:gt]
-        if uri != uri.strip():
-            raise SipParseError(f"spaces inside <> in {value[:80]!r}")
-        param_text = rest[gt + 1:].strip()
-        if param_text and not param_text.startswith(";"):
-            raise SipParseError(f"unexpected text after URI in {value[:80]!r}")
-    else:
-        uri, _, param_text = rest.partition(";")
-        uri = uri.strip()
-        if " " in uri or "\t" in uri or "?" in uri or "," in uri:
-            raise SipParseError(f"address must be enclosed in <> ({value[:80]!r})")
-    parse_uri(uri)
-    return NameAddr(display, uri, parse_params(param_text), text)
+    return address.name_addr_by_hand(value)  # unchanged by the fast paths: shared, not copied
 
 
 def outcome(parse: Callable[[str], object], value: str) -> tuple[str, object]:

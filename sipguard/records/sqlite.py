@@ -1,7 +1,7 @@
 """Records in an embedded SQLite file (``store: memory``): one row per record.
 
-The indexed columns are the ones a traceback searches by (time, and Call-ID, caller and
-callee through their integer keys: ``SCHEMA``); the whole record is kept as a JSON array
+The indexed columns are the ones a traceback searches by (time, Call-ID, caller,
+callee) plus what the campaign view groups by; the whole record is kept as a JSON array
 (``record.to_row``: versioned, so a new field needs no migration). WAL mode lets several
 worker processes append while ``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes
 re-flushing a spool file harmless. All methods are synchronous: the writer calls them from
@@ -17,7 +17,6 @@ for more than one small chunk of JSON.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import sqlite3
 import threading
@@ -28,14 +27,8 @@ from typing import Any
 from sipguard.records.record import VERSTAT_INDEX, CallRecord, column_text, from_row, to_row
 from sipguard.records.spool import Entry
 
-# Layout 1 (``PRAGMA user_version = 1``, every file made since session 9). The Call-ID, caller
-# and callee are indexed by a 64-bit integer key (``key``), not by their text: an index entry is
-# two integers instead of up to ~40 bytes of text, so the three indexes whose keys land on a
-# random page per record are smaller and cheaper to keep up (bench/RESULTS.md, "Records").
-# The text columns stay, and every query matches them too: two values under one key (a hash
-# collision) never return the wrong record.
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS records (
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY,
     time REAL NOT NULL,
     call_id TEXT NOT NULL,
@@ -53,50 +46,28 @@ SCHEMA = (
     spc_owner TEXT,
     trunk_rmd TEXT,
     implementation TEXT,
-    call_key INTEGER NOT NULL,
-    caller_key INTEGER,
-    callee_key INTEGER,
     UNIQUE (writer, seq)
-)""",
-    "CREATE INDEX IF NOT EXISTS records_time ON records (time)",
-    "CREATE INDEX IF NOT EXISTS records_call_key ON records (call_key)",
-    "CREATE INDEX IF NOT EXISTS records_caller_key ON records (caller_key, time)",
-    "CREATE INDEX IF NOT EXISTS records_callee_key ON records (callee_key, time)",
-    "PRAGMA user_version = 1",
-)
-# Files made before it (user_version 0) are read and written as they are, by their text
-# indexes (records_call_id on call_id, records_caller and records_callee on (number, time)):
-# no rewrite of 18 months of rows at start. ``KEYED``: the key column of each searched one.
-KEYED = {"call_id": "call_key", "caller": "caller_key", "callee": "callee_key"}
+);
+CREATE INDEX IF NOT EXISTS records_time ON records (time);
+CREATE INDEX IF NOT EXISTS records_call_id ON records (call_id);
+CREATE INDEX IF NOT EXISTS records_caller ON records (caller, time);
+CREATE INDEX IF NOT EXISTS records_callee ON records (callee, time);
+"""
 
 # the analytics columns (records/upstreams.py), added to files made before them (``_upgrade``)
 ADDED = ("verstat", "caller_check", "spc_owner", "trunk_rmd", "implementation")
 TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
-COLUMNS = 16            # per row in a file of layout 0; layout 1 adds the three keys
-ROWS = 32               # rows per INSERT statement (32 x 19 parameters, below SQLite's oldest limit of 999)
+COLUMNS = 16
+ROWS = 32               # rows per INSERT statement (32 x 16 parameters, below SQLite's oldest limit of 999)
 CHUNK = 16              # rows encoded between two offers of the GIL to the event loop
 
 
-@functools.lru_cache(maxsize=2 * ROWS)
-def _insert(rows: int, keyed: bool = True) -> str:
+@functools.lru_cache(maxsize=ROWS)
+def _insert(rows: int) -> str:
     """INSERT of ``rows`` rows (one text per group size: SQLite's statement cache keeps them)."""
-    columns = COLUMNS + 3 * keyed
-    values = ",".join(["(" + ",".join("?" * columns) + ")"] * rows)
-    keys = ", call_key, caller_key, callee_key" if keyed else ""
+    values = ",".join(["(" + ",".join("?" * COLUMNS) + ")"] * rows)
     return ("INSERT OR IGNORE INTO records (time, call_id, caller, callee, trunk, spc, action, attest, writer,"
-            f" seq, data, {', '.join(ADDED)}{keys}) VALUES {values}")
-
-
-def key(text: str | None) -> int | None:
-    """The integer a Call-ID or number is indexed by: a number of up to 18 digits (E.164 has
-    at most 15) is its own value; anything else the first 64 bits of its BLAKE2b hash
-    (signed, as SQLite's INTEGER holds it). Not one-to-one: queries also match the text."""
-    if text is None:
-        return None
-    if text.isascii() and text.isdigit() and len(text) <= 18 and text[0] != "0":
-        return int(text)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                          "big", signed=True)
+            f" seq, data, {', '.join(ADDED)}) VALUES {values}")
 
 
 class SqliteRecords:
@@ -104,7 +75,6 @@ class SqliteRecords:
         self.path = path
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
-        self.keyed = True       # layout 1 (integer keys); False for a file made before it
 
     def open(self) -> None:
         with self._lock:
@@ -116,9 +86,8 @@ class SqliteRecords:
             db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
             _wal(db)
             db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoint, fast
-            self.keyed = _layout(db)
-            if not self.keyed:
-                _upgrade(db)
+            db.executescript(SCHEMA)
+            _upgrade(db)
             self._db = db
 
     def _conn(self) -> sqlite3.Connection:
@@ -128,25 +97,20 @@ class SqliteRecords:
         return self._db
 
     def write(self, entries: Sequence[Entry]) -> None:
-        db = self._conn()
-        keyed = self.keyed
         params: list[object] = []
         for n, (w, s, r) in enumerate(entries, 1):
-            call_id, caller, callee = column_text(r.call_id), column_text(r.caller), column_text(r.callee)
-            params += (r.time, call_id, caller, callee,
+            params += (r.time, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
                        column_text(r.trunk), column_text(r.spc), r.action, r.attest, w, s, to_row(r),
                        r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation)
-            if keyed:
-                params += (key(call_id), key(caller), key(callee))
             if n % CHUNK == 0:
                 time.sleep(0)  # drops the GIL: a waiting event loop runs now, not after the batch
-        columns = COLUMNS + 3 * keyed
         with self._lock:
+            db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(entries), ROWS):
                     rows = min(ROWS, len(entries) - start)
-                    db.execute(_insert(rows, keyed), params[start * columns:(start + rows) * columns])
+                    db.execute(_insert(rows), params[start * COLUMNS:(start + rows) * COLUMNS])
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -161,22 +125,17 @@ class SqliteRecords:
     def find(self, since: float | None, until: float | None, call_id: str | None,
              caller: str | None, callee: str | None, limit: int) -> list[CallRecord]:
         where, args = _where(since, until)
-        db = self._conn()
         for column, value in (("call_id", call_id), ("caller", caller), ("callee", callee)):
             if value is not None:
-                text = column_text(value)  # as it was stored
-                if self.keyed:
-                    where.append(f"{KEYED[column]} = ?")
-                    args.append(key(text))
                 where.append(f"{column} = ?")
-                args.append(text)
+                args.append(column_text(value))  # as it was stored
         sql = "SELECT data FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY time, id LIMIT ?"
         args.append(limit)
         with self._lock:
-            rows = db.execute(sql, args).fetchall()
+            rows = self._conn().execute(sql, args).fetchall()
         return [from_row(row[0]) for row in rows]
 
     def top(self, by: str, since: float | None, until: float | None, n: int) -> list[tuple[str, int, int]]:
@@ -236,22 +195,6 @@ class SqliteRecords:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-
-def _layout(db: sqlite3.Connection) -> bool:
-    """Make the tables of a new file (layout 1) or keep an existing file's; True for layout 1.
-    In one write transaction: workers opening a new file at once agree on one layout."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'").fetchone() is None:
-            for statement in SCHEMA:
-                db.execute(statement)
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return version >= 1
 
 
 def _upgrade(db: sqlite3.Connection) -> None:

@@ -1,18 +1,39 @@
 """Records benchmark: cost of submit() on the hot path, and write throughput per backend.
 
     .venv/bin/python bench/bench_records.py [--n 20000] [--redis]
+    .venv/bin/python bench/bench_records.py --sqlite-cost [--prefill 100000] [--n 20000] [--batch 200]
 
 --redis starts a throw-away redis-server on a free loopback port (needs redis-server).
+
+--sqlite-cost: what one record costs the SQLite writer thread with the indexes of the file
+layout this tree makes, in a file that already holds ``--prefill`` records (the indexes'
+pages then no longer fit SQLite's page cache, as in a file that keeps months of calls):
+``SqliteRecords.write`` of ``--n`` more in batches of ``--batch`` (the writer's batch at
+1,000 calls/s: 0.2 s of calls), thread CPU per record (Python and SQLite), with random
+Call-IDs and 10,000 distinct callers and callees. Then the time of a find by Call-ID, by
+caller and by callee in a 10-minute window, and of a 10-minute page.
+
+--layouts A,C,...: the same question for table layouts in raw SQL (no sipguard code), each
+in a fresh file of ``--prefill`` rows then ``--n`` more in batches of ``--batch``, 32 rows per
+INSERT as the writer does; SQLite's thread CPU per record split into the INSERTs and the COMMIT
+(checkpoints included), and the keys' computation in Python. Environment: PAGE (page_size),
+MMAP_SIZE, CACHE_SIZE, WAL_AUTOCHECKPOINT (PRAGMAs). The layouts (``LAYOUTS``): A as shipped;
+B the rowid carries the time (µs x 2048), no time index, text indexes; C as B with integer keys
+(Call-ID hashed, numbers as integers); D as C without UNIQUE (writer, seq); E as C with the
+Call-ID index alone; F as shipped with integer keys instead of text; N no secondary index but
+UNIQUE (writer, seq); Z no index at all.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,11 +60,194 @@ async def run(store: str, n: int, folder: str) -> tuple[float, float]:
     return t_submit / n * 1e6, n / t_write
 
 
+def sqlite_cost(prefill: int, n: int, batch: int, folder: str) -> None:
+    import dataclasses
+    import random
+
+    from sipguard.records.sqlite import SqliteRecords
+
+    rnd = random.Random(1)
+
+    def records(first: int, count: int) -> list[Any]:
+        return [dataclasses.replace(make_record(0), time=BASE_TIME + (first + i) * 0.005,
+                                    call_id=f"{rnd.getrandbits(64):016x}@10.0.0.1",
+                                    caller=str(12025550000 + rnd.randrange(10000) * 7919 % 100000),
+                                    callee=str(13125550000 + rnd.randrange(10000) * 104729 % 100000),
+                                    attest="A") for i in range(count)]
+
+    db = SqliteRecords(f"{folder}/cost.db")
+    db.open()
+    for start in range(0, prefill, 2000):
+        db.write([("p", start + k, r) for k, r in enumerate(records(start, min(2000, prefill - start)))])
+    db._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    new = records(prefill, n)
+    spent = 0.0
+    for start in range(0, n, batch):
+        entries = [("w", start + k, r) for k, r in enumerate(new[start:start + batch])]
+        t0 = time.thread_time()
+        db.write(entries)
+        spent += time.thread_time() - t0
+    probe = new[n // 2]
+    since, until = probe.time - 300, probe.time + 300
+    finds = {"call_id": (None, None, probe.call_id, None, None), "caller": (since, until, None, probe.caller, None),
+             "callee": (since, until, None, None, probe.callee)}
+    took = {}
+    for name, q in finds.items():
+        t0 = time.perf_counter()
+        found = db.find(*q, limit=1000)
+        took[name] = (time.perf_counter() - t0) * 1e3
+        assert probe in found, name
+    t0 = time.perf_counter()
+    page = db.page(since, until, None, 2000)
+    took["page"] = (time.perf_counter() - t0) * 1e3
+    assert len(page) == 2000
+    layout = "keyed" if getattr(db, "keyed", False) else "text"
+    print(f"sqlite-cost layout={layout} prefill={prefill} n={n} batch={batch}: write {spent / n * 1e6:.1f} us/record"
+          " (thread CPU);", " ".join(f"{k} {v:.2f} ms" for k, v in took.items()),
+          f"; file {os.path.getsize(f'{folder}/cost.db') / 1e6:.0f} MB")
+    db.close()
+
+
+_COMMON = ("id INTEGER PRIMARY KEY, time REAL NOT NULL, call_id TEXT NOT NULL, caller TEXT, callee TEXT, trunk TEXT,"
+           " spc TEXT, action TEXT NOT NULL, attest TEXT, writer TEXT NOT NULL, seq INTEGER NOT NULL,"
+           " data TEXT NOT NULL, verstat TEXT, caller_check TEXT, spc_owner TEXT, trunk_rmd TEXT, implementation TEXT")
+_KEYS = ", call_key INTEGER NOT NULL, caller_key INTEGER, callee_key INTEGER"
+_UNIQUE = ", UNIQUE (writer, seq)"
+_TEXT_IX = ("CREATE INDEX records_call_id ON records (call_id); CREATE INDEX records_caller ON records (caller, time);"
+            " CREATE INDEX records_callee ON records (callee, time);")
+_KEY_IX = ("CREATE INDEX records_call_key ON records (call_key); CREATE INDEX records_caller_key ON records (caller_key);"
+           " CREATE INDEX records_callee_key ON records (callee_key);")
+_TIME_IX = "CREATE INDEX records_time ON records (time);"
+# name: (DDL, how the rows are keyed: rowid by SQLite or by time, integer key columns or not)
+LAYOUTS = {
+    "A": (f"CREATE TABLE records ({_COMMON}{_UNIQUE}); {_TIME_IX} {_TEXT_IX}", False, False),
+    "B": (f"CREATE TABLE records ({_COMMON}{_UNIQUE}); "
+          + _TEXT_IX.replace("(caller, time)", "(caller)").replace("(callee, time)", "(callee)"), True, False),
+    "C": (f"CREATE TABLE records ({_COMMON}{_KEYS}{_UNIQUE}); {_KEY_IX}", True, True),
+    "D": (f"CREATE TABLE records ({_COMMON}{_KEYS}); {_KEY_IX}", True, True),
+    "E": (f"CREATE TABLE records ({_COMMON}{_KEYS}{_UNIQUE}); CREATE INDEX records_call_key ON records (call_key);",
+          True, True),
+    "F": (f"CREATE TABLE records ({_COMMON}{_KEYS}{_UNIQUE}); {_TIME_IX} "
+          + _KEY_IX.replace("(caller_key)", "(caller_key, time)").replace("(callee_key)", "(callee_key, time)"),
+          False, True),
+    "N": (f"CREATE TABLE records ({_COMMON}{_UNIQUE});", False, False),
+    "Z": (f"CREATE TABLE records ({_COMMON});", False, False),
+}
+
+
+def layouts(names: list[str], prefill: int, n: int, batch: int, folder: str) -> None:
+    import hashlib
+    import json
+    import random
+    import sqlite3
+
+    page = int(os.environ.get("PAGE", "4096"))
+    pragmas = {k: os.environ[k.upper()] for k in ("mmap_size", "cache_size", "wal_autocheckpoint")
+               if os.environ.get(k.upper())}
+
+    def h64(s: str) -> int:
+        return int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big", signed=True)
+
+    def num(s: str) -> int:
+        return int(s) if s.isdigit() and len(s) <= 18 and s[0] != "0" else h64(s)
+
+    for name in names:
+        ddl, time_rowid, keys = LAYOUTS[name]
+        rnd = random.Random(1)
+
+        def record(i: int, rnd: random.Random = rnd) -> tuple[Any, ...]:
+            t = BASE_TIME + i * 0.005 + rnd.random() * 0.01   # a little out of order, as workers' batches are
+            cid = f"{rnd.getrandbits(64):016x}@10.0.0.1"
+            caller = str(12025550000 + rnd.randrange(10000) * 7919 % 100000)
+            callee = str(13125550000 + rnd.randrange(100000))
+            data = json.dumps([3, t, cid, "10.0.0.9", 5060, "udp", "trunk-a", "spc", caller, callee, "forward", "A",
+                               ["shaken:passed"], {"x": 0.5}] + ["x" * 20] * 12)
+            return t, cid, caller, callee, data
+
+        def rows(recs: list[tuple[Any, ...]], s0: int, time_rowid: bool = time_rowid,
+                 keys: bool = keys) -> list[tuple[Any, ...]]:
+            out = []
+            for k, (t, cid, caller, callee, data) in enumerate(recs, s0):
+                row: tuple[Any, ...] = (t, cid, caller, callee, "trunk-a", "spc", "forward", "A", "host-1234-abcdef",
+                                        k, data, None, "valid", None, None, None)
+                if time_rowid:
+                    row = (int(t * 1e6) * 2048 + k % 2048, *row)
+                if keys:
+                    row = (*row, h64(cid), num(caller), num(callee))
+                out.append(row)
+            return out
+
+        columns = ("time, call_id, caller, callee, trunk, spc, action, attest, writer, seq, data, verstat,"
+                   " caller_check, spc_owner, trunk_rmd, implementation")
+        if time_rowid:
+            columns = "id, " + columns
+        if keys:
+            columns += ", call_key, caller_key, callee_key"
+        width = columns.count(",") + 1
+
+        def insert(count: int, columns: str = columns, width: int = width) -> str:
+            return (f"INSERT OR IGNORE INTO records ({columns}) VALUES "
+                    + ",".join(["(" + ",".join("?" * width) + ")"] * count))
+
+        path = f"{folder}/layout-{name}.db"
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute(f"PRAGMA page_size={page}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(ddl)
+        for k, v in pragmas.items():
+            db.execute(f"PRAGMA {k}={v}")
+        pre = rows([record(i) for i in range(prefill)], 0)
+        db.execute("BEGIN")
+        for s in range(0, len(pre), 32):
+            group = pre[s:s + 32]
+            db.execute(insert(len(group)), [x for r in group for x in r])
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        new = [record(prefill + i) for i in range(n)]
+        spent = dict.fromkeys(("keys", "insert", "commit"), 0.0)
+        for s in range(0, n, batch):
+            t0 = time.thread_time()
+            params = [x for r in rows(new[s:s + batch], prefill + s) for x in r]
+            t1 = time.thread_time()
+            db.execute("BEGIN IMMEDIATE")
+            count = len(params) // width
+            for g in range(0, count, 32):
+                m = min(32, count - g)
+                db.execute(insert(m), params[g * width:(g + m) * width])
+            t2 = time.thread_time()
+            db.execute("COMMIT")
+            t3 = time.thread_time()
+            spent["keys"] += t1 - t0
+            spent["insert"] += t2 - t1
+            spent["commit"] += t3 - t2
+        db.close()
+        print(f"layout {name} prefill={prefill} page={page} {pragmas or ''}:",
+              "  ".join(f"{k} {v / n * 1e6:5.1f}" for k, v in spent.items()),
+              f"  SQLite (insert+commit) {(spent['insert'] + spent['commit']) / n * 1e6:5.1f} us/record;"
+              f" file {os.path.getsize(path) / 1e6:.0f} MB", flush=True)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--redis", action="store_true")
+    ap.add_argument("--sqlite-cost", action="store_true", help="per-record cost of the SQLite write (see above)")
+    ap.add_argument("--prefill", type=int, default=100000)
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--layouts", help="comma-separated LAYOUTS to compare in raw SQL (see above)")
     args = ap.parse_args()
+    if args.layouts:
+        with tempfile.TemporaryDirectory() as tmp:
+            layouts(args.layouts.split(","), args.prefill, args.n, args.batch, tmp)
+        return
+    if args.sqlite_cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite_cost(args.prefill, args.n, args.batch, tmp)
+        return
     folder = tempfile.mkdtemp(prefix="sg-bench-")
     stores = ["memory"]
     proc = None

@@ -46,7 +46,11 @@ worker logs its event-loop stalls over 2 ms to lag-PID.txt, collector passes to 
 thread's stack during stalls over 20 ms to stall-PID.txt, in the step's folder), --sg-pin (experiment:
 worker i pinned to CPU i), --sg-shed-delay S (experiment: proxy.shed_delay S; 0 turns overload shedding
 off, so a host busy with other work does not turn calls away), --profile (py-spy record the
-sipguard workers during each sipguard step; needs `pip install py-spy`).
+sipguard workers during each sipguard step; needs `pip install py-spy`), --perf [all] (`perf record
+-F 997 -g` of the sipguard workers, with `all` of Kamailio's processes too, to STEP/perf.data; its cost
+shows in the step's figures). Each step's folder keeps procs.json: CPU and voluntary/involuntary
+context switches over the step of every process of the system under test and of each of its threads
+(the event loop's, the records writer's...).
 """
 
 from __future__ import annotations

@@ -46,7 +46,11 @@ worker logs its event-loop stalls over 2 ms to lag-PID.txt, collector passes to 
 thread's stack during stalls over 20 ms to stall-PID.txt, in the step's folder), --sg-pin (experiment:
 worker i pinned to CPU i), --sg-shed-delay S (experiment: proxy.shed_delay S; 0 turns overload shedding
 off, so a host busy with other work does not turn calls away), --profile (py-spy record the
-sipguard workers during each sipguard step; needs `pip install py-spy`).
+sipguard workers during each sipguard step; needs `pip install py-spy`), --perf [all] (`perf record
+-F 997 -g` of the sipguard workers, with `all` of Kamailio's processes too, to STEP/perf.data; its cost
+shows in the step's figures). Each step's folder keeps procs.json: CPU and voluntary/involuntary
+context switches over the step of every process of the system under test and of each of its threads
+(the event loop's, the records writer's...).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ from bench_proxy_lib import (  # noqa: E402
     read_stat,
     stop_pid,
     switches,
+    threads,
     udp_rcvbuf_errors,
     wait_answering,
     wait_quiet,
@@ -297,8 +302,14 @@ class Bench:
             load = os.getloadavg()[0]
             per0 = {pid: cpu_ns([pid]) for pid in tree}
             sw0 = {pid: switches(pid) for pid in tree}
+            th0 = {pid: threads(pid) for pid in tree}
             cpu0, host0, drops0, t0 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors(), time.monotonic()
             prof = self.profile(sysm, d, tree[1:] or tree) if a.profile and sysm.kind == "sipguard" else []
+            if a.perf and (sysm.kind == "sipguard" or a.perf == "all"):
+                prof.append(subprocess.Popen(
+                    ["perf", "record", "-F", "997", "-g", "-o", str(d / "perf.data"), "-p",
+                     ",".join(map(str, tree[1:] or tree)), "--", "sleep", str(a.duration)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             self.procs.extend(prof)
             uacs = [subprocess.Popen(self.uac_cmd(sysm, port, csvs[i], rate / a.uacs, per[i], f"uac{i}_stat.csv"),
                                      cwd=d, env=self.env, stdout=open(d / f"uac{i}.out", "wb"),
@@ -311,13 +322,18 @@ class Bench:
                     stop_pid(u)
             wall = time.monotonic() - t0
             cpu1, host1, drops1 = cpu_ns(tree), host_busy_ns(), udp_rcvbuf_errors()
-            per = {pid: cpu_ns([pid]) - c for pid, c in per0.items()}
-            busiest = max(per.values(), default=0)
+            used = {pid: cpu_ns([pid]) - c for pid, c in per0.items()}
+            busiest = max(used.values(), default=0)
             # each process's share (supervisor, workers) and wake-ups, for a look afterwards
+            # and per thread (the event loop's, the records writer's...): CPU s, voluntary and
+            # involuntary switches over the step
             (d / "procs.json").write_text(json.dumps({pid: {
                 "cpu_s": ns / 1e9, "supervisor": pid == sut.pid and len(tree) > 1,
-                "switches": [b - a for a, b in zip(sw0[pid], switches(pid), strict=True)]}
-                for pid, ns in per.items()}, indent=1) + "\n")
+                "switches": [b - a for a, b in zip(sw0[pid], switches(pid), strict=True)],
+                "threads": {t: [(v[0] - th0[pid].get(t, (0, 0, 0))[0]) / 1e9,
+                                v[1] - th0[pid].get(t, (0, 0, 0))[1], v[2] - th0[pid].get(t, (0, 0, 0))[2]]
+                            for t, v in threads(pid).items()}}
+                for pid, ns in used.items()}, indent=1) + "\n")
             for p in prof:
                 try:
                     p.wait(30)
@@ -438,6 +454,9 @@ def main() -> int:
     p.add_argument("--sg-decisions", choices=("off", "info", "debug"), default=None,
                    help="experiment: sipguard's log.decisions (default: as shipped, info)")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--perf", nargs="?", const="sipguard", default=None, choices=("sipguard", "all"),
+                   help="diagnostic: perf record -F 997 -g the sipguard workers (all: Kamailio too) "
+                        "during each step, to STEP/perf.data (its cost shows in that step's figures)")
     p.add_argument("--quiet-pct", type=float, default=30.0,
                    help="before each step wait until other processes use < this %% of one core")
     p.add_argument("--quiet-wait", type=float, default=60.0, help="... but at most this many seconds (0: no wait)")

@@ -162,6 +162,25 @@ def cpu_ns(pids: list[int]) -> int:
     return total
 
 
+def threads(pid: int) -> dict[str, tuple[int, int, int]]:
+    """Each thread of a process by "tid name": on-CPU ns, voluntary and involuntary switches."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            name = Path(task, "comm").read_text().strip()
+            ns = int(Path(task, "schedstat").read_text().split()[0])
+            vol = invol = 0
+            for line in Path(task, "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol = int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol = int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        out[f"{task.rsplit('/', 1)[1]} {name}"] = (ns, vol, invol)
+    return out
+
+
 def switches(pid: int) -> tuple[int, int]:
     """Voluntary (it waited: a wake-up each) and involuntary (preempted) context switches of
     all threads of a process."""

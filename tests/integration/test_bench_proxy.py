@@ -56,6 +56,9 @@ def test_bench_proxy_runs_calls_through_every_kind_of_system(tmp_path: Path) -> 
     procs = json.loads((tmp_path / "sg-proxy" / "r40" / "procs.json").read_text())
     assert len(procs) == 3 and [p["supervisor"] for p in procs.values()].count(True) == 1, procs
     assert all(p["cpu_s"] > 0 and len(p["switches"]) == 2 for p in procs.values()), procs
+    # and of each of their threads (the event loop's, the records writer's ...)
+    assert all(len(p["threads"]) >= 1 and all(len(v) == 3 for v in p["threads"].values())
+               for p in procs.values()), procs
     assert 'event="steered_out"' in (tmp_path / "sg-proxy" / "r40" / "metrics.txt").read_text()
     assert "| sg-proxy | kam-relay | rr |" in run.stdout and "| sg-proxy | kam-relay | plain |" in run.stdout
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False).stdout

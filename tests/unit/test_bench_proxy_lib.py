@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from bench_proxy_lib import Step, _elapsed, percentile, read_rtts, read_stat, switches  # noqa: E402
+from bench_proxy_lib import Step, _elapsed, percentile, read_rtts, read_stat, switches, threads  # noqa: E402
 
 STAT_HEAD = "StartTime;ElapsedTime(C);SuccessfulCall(C);FailedCall(C);Retransmissions(C)"
 
@@ -36,6 +36,40 @@ def test_switches_counts_the_waits_and_preemptions_of_a_process() -> None:
     after = switches(os.getpid())
     assert after[0] > before[0] and after[1] >= before[1]
     assert switches(2 ** 22 + 7) == (0, 0)
+
+
+def test_threads_splits_cpu_and_waits_by_thread() -> None:
+    """procs.json's per-thread split: a named thread that sleeps is found with its own waits,
+    apart from the main thread; a gone process has no threads."""
+    import os
+    import threading
+    import time
+
+    go, done = threading.Event(), threading.Event()
+
+    def sleeper() -> None:
+        go.wait()
+        for _ in range(5):
+            time.sleep(0.002)
+        done.set()
+        time.sleep(0.2)
+
+    t = threading.Thread(target=sleeper, name="sleeper")
+    t.start()
+    try:
+        time.sleep(0.05)
+        before = threads(os.getpid())
+        go.set()
+        done.wait(5)
+        after = threads(os.getpid())
+    finally:
+        t.join()
+    assert any(k.split(" ", 1)[0] == str(os.getpid()) for k in after)   # the main thread's id is the pid
+    mine = [k for k in after if k.split(" ", 1)[0] == str(t.native_id)]
+    assert len(mine) == 1, after
+    assert after[mine[0]][1] - before[mine[0]][1] >= 5      # its five sleeps, at least
+    assert all(len(v) == 3 and v[0] >= 0 for v in after.values())
+    assert threads(2 ** 22 + 7) == {}
 
 
 def test_read_stat_takes_the_last_line(tmp_path: Path) -> None:

@@ -98,8 +98,8 @@ class ShedState:
         threshold = self.threshold
         if self.shedding:
             target = threshold / 2
-            share = self.share + (GAIN * (delay - target) + TREND * (delay - previous)) / target
-            if share <= 0.0 or threshold <= 0:
+            share = self.share + (GAIN * (delay - target) + TREND * (delay - previous)) / target if target > 0 else 0.0
+            if share <= 0.0:  # back to 0 (or shedding turned off by a reload): the episode is over
                 self.shedding, self.share, self.credit = False, 0.0, 0.0
             else:
                 self.share = min(1.0, share)

@@ -40,6 +40,10 @@ def test_shed_state_follows_the_age_of_the_work(delays: list[float], expected: l
 def test_shed_state_threshold_zero_never_sheds() -> None:
     state = ShedState(threshold=0.0)
     assert not any(state.update(d) for d in (0.0, 1.0, 60.0))
+    state = ShedState(threshold=0.02)
+    assert state.update(0.05)
+    state.threshold = 0.0                                    # turned off by a reload while shedding
+    assert not state.update(0.05) and state.share == 0.0
 
 
 def test_shed_state_share_follows_the_age_against_half_the_threshold() -> None:

@@ -69,6 +69,18 @@ def test_shed_state_share_follows_the_age_against_half_the_threshold() -> None:
     assert state.update(0.025) and state.share == 1.0
 
 
+def test_shed_state_an_episode_with_no_overload_behind_it_ends_within_a_few_ticks() -> None:
+    """A busy moment of the host (two late ticks) starts an episode; the queue has caught up at
+    the next tick and stays short: the share falls faster than it rises, so the episode sheds
+    for a few ticks (30 ms), not the ten or more an even gain would take."""
+    state = ShedState(threshold=0.02)
+    assert state.update(0.025)
+    ticks = 0
+    while state.update(0.004):
+        ticks += 1
+    assert ticks <= 3
+
+
 @pytest.mark.parametrize("overload", [1.5, 3.0, 6.0])
 def test_shed_state_holds_the_age_near_its_target_under_sustained_overload(overload: float) -> None:
     """A worker offered ``overload`` x what it handles, a shed INVITE costing a tenth of an

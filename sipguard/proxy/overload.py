@@ -62,8 +62,9 @@ log = logging.getLogger("sipguard.overload")
 
 TICK = 0.01              # seconds between two measurements
 GAIN = 0.05              # ShedState: share per tick per half-threshold the age is over its target
-GAIN_DOWN = 0.25         # ... under it: the share falls faster than it rises, so an episode that a busy
-#                          moment of the host started (no overload behind it) ends within a few ticks
+GAIN_DOWN = 0.25         # ... under half of it (the queue all but empty): the share falls fast, so an
+#                          episode that a busy moment of the host started (no overload behind it) ends
+#                          within a few ticks
 TREND = 0.25             # ShedState: share per half-threshold the age grew (fell) since the last tick
 WARN_EVERY = 60.0        # seconds between two overload warnings
 SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
@@ -84,8 +85,8 @@ class ShedState:
     INVITE gets 503 (``share`` 1). From then on each measurement moves the share towards the
     one that holds the age at half the threshold (a proportional-integral controller, as RFC
     8033's PIE drives its drop probability from the queue delay): up while the work waits
-    longer than that, down (five times faster) while it waits less, and by how fast the age
-    moves. The episode ends when the share is back to 0. Holding the queue at a target, rather than shedding
+    longer than that, down while it waits less (five times faster once the queue is all but
+    empty: under a quarter of the threshold), and by how fast the age moves. The episode ends when the share is back to 0. Holding the queue at a target, rather than shedding
     everything until it is empty and then nothing until it is full again, is what keeps the
     age of the work (and so of the 503s) bounded under sustained overload."""
 
@@ -100,7 +101,7 @@ class ShedState:
         threshold = self.threshold
         if self.shedding:
             target = threshold / 2
-            gain = GAIN if delay > target else GAIN_DOWN
+            gain = GAIN_DOWN if delay < target / 2 else GAIN
             share = self.share + (gain * (delay - target) + TREND * (delay - previous)) / target if target > 0 else 0.0
             if share <= 0.0:  # back to 0 (or shedding turned off by a reload): the episode is over
                 self.shedding, self.share, self.credit = False, 0.0, 0.0

@@ -23,7 +23,8 @@ Usage (from the repo root):
 Options: --workers N (default 2), --uacs K (split the offered load over K sipp UACs),
 --tail S (seconds watched after the burst, default: transaction_timeout + 5), --bursts B (B bursts
 in a row, each followed by its tail: the RSS of each shows whether memory is reused),
---shed-delay S (proxy.shed_delay), --allocator auto|jemalloc|python (proxy.allocator), --out DIR.
+--shed-delay S (proxy.shed_delay), --allocator auto|jemalloc|python (proxy.allocator), --out DIR,
+--per-second (503s and 200s per second of the run: where the 503 tail comes from).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class Result:
     p50_503_ms: float = 0.0
     p99_503_ms: float = 0.0
     max_503_ms: float = 0.0
+    p90_503_ms: float = 0.0
+    over_50_503: int = 0           # 503s that took more than 50 ms (the issue's p99 bound)
     p50_200_ms: float = 0.0
     p99_200_ms: float = 0.0
     retrans: int = 0
@@ -137,8 +140,9 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def read_rtds(d: Path) -> dict[str, list[float]]:
-    """rtd number -> sorted samples (ms) from the sipp *_rtt.csv files of the UACs."""
+def read_rtds(d: Path, at: dict[str, list[tuple[float, float]]] | None = None) -> dict[str, list[float]]:
+    """rtd number -> sorted samples (ms) from the sipp *_rtt.csv files of the UACs; with
+    ``at``, also rtd number -> (sipp's time of the sample in ms, sample), in file order."""
     out: dict[str, list[float]] = {}
     for f in sorted(d.glob("*_rtt.csv")):
         if f.name.startswith("warm"):
@@ -148,7 +152,10 @@ def read_rtds(d: Path) -> dict[str, list[float]]:
                 parts = line.strip().split(";")
                 if len(parts) >= 3 and parts[2] in ("1", "2"):
                     try:
-                        out.setdefault(parts[2], []).append(float(parts[1]))
+                        value = float(parts[1])
+                        out.setdefault(parts[2], []).append(value)
+                        if at is not None:
+                            at.setdefault(parts[2], []).append((float(parts[0]), value))
                     except ValueError:
                         continue
     return {k: sorted(v) for k, v in out.items()}
@@ -262,16 +269,17 @@ class Run:
         result.rss_after_mb, result.rss_end_mb = result.rss_bursts[0][1], result.rss_bursts[-1][2]
         result.udp_drops = udp_rcvbuf_errors() - drops0
         result.worker_cpu_s = cpu_seconds(workers) - cpu0
-        after = sip_events(http_port)
-        result.shed_503 = after.get("shed_503", 0) - before.get("shed_503", 0)
-        result.core_503 = after.get("overload_503", 0) - before.get("overload_503", 0)
-        result.episodes = after.get("overload_episodes", 0) - before.get("overload_episodes", 0)
+        events = sip_events(http_port)
+        result.shed_503 = events.get("shed_503", 0) - before.get("shed_503", 0)
+        result.core_503 = events.get("overload_503", 0) - before.get("overload_503", 0)
+        result.episodes = events.get("overload_episodes", 0) - before.get("overload_episodes", 0)
         stats = [read_stat(self.out / (f"uac{i}" + (f"b{b}" if b else "") + "_stat.csv"))
                  for i in range(a.uacs) for b in range(a.bursts)]
         result.retrans = sum(s["retrans"] for s in stats)
         result.failed = sum(s["failed"] for s in stats)
         result.offered = sum(per) * a.bursts
-        rtds = read_rtds(self.out)
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+        rtds = read_rtds(self.out, self.samples)
         ok, shed = rtds.get("1", []), rtds.get("2", [])
         result.answered_200, result.answered_503 = len(ok), len(shed)
         answered = len(ok) + len(shed)
@@ -280,6 +288,7 @@ class Run:
             / max(1, result.offered)
         result.p50_503_ms, result.p99_503_ms = percentile(shed, 50), percentile(shed, 99)
         result.max_503_ms = max(shed, default=0.0)
+        result.p90_503_ms, result.over_50_503 = percentile(shed, 90), sum(1 for v in shed if v > 50.0)
         result.p50_200_ms, result.p99_200_ms = percentile(ok, 50), percentile(ok, 99)
         return result
 
@@ -291,6 +300,23 @@ class Run:
                 "-max_recv_loops", "10000", "-max_sched_loops", "10000", "-nostdin",
                 "-trace_stat", "-stf", f"{name}_stat.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
                 "-trace_err", "-error_file", f"{name}_err.log"]
+
+
+def per_second(samples: dict[str, list[tuple[float, float]]]) -> str:
+    """A table per second from the first answer: is the 503 tail the start of the burst (the
+    first detection) or all along it (shedding starting and stopping)?"""
+    start = min((t for rows in samples.values() for t, _ in rows), default=0.0)
+    seconds: dict[int, tuple[list[float], list[float]]] = {}
+    for rtd, rows in samples.items():
+        for t, value in rows:
+            seconds.setdefault(int((t - start) / 1000), ([], []))[0 if rtd == "2" else 1].append(value)
+    lines = ["| s | 503 | 503 p50 / p99 ms | 503 > 50 ms | 200 |", "|--:|--:|--:|--:|--:|"]
+    for second in sorted(seconds):
+        shed, ok = seconds[second]
+        shed.sort()
+        lines.append(f"| {second} | {len(shed)} | {percentile(shed, 50):.1f} / {percentile(shed, 99):.1f} | "
+                     f"{sum(1 for v in shed if v > 50.0)} | {len(ok)} |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -308,6 +334,8 @@ def main() -> int:
     p.add_argument("--allocator", choices=("auto", "jemalloc", "python"), default="auto",
                    help="proxy.allocator of the workers (python: pymalloc, the default before jemalloc)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--per-second", action="store_true",
+                   help="per second of the run: 503s (count, p50, p99, over 50 ms) and 200s: where the tail is")
     args = p.parse_args()
     for tool in ("sipp", "gcc") + (("redis-server",) if args.store == "redis" else ()):
         if shutil.which(tool) is None:
@@ -324,6 +352,9 @@ def main() -> int:
         print(result.row())
         print(f"# worker CPU {result.worker_cpu_s:.1f} s, {1e6 * result.worker_cpu_s / max(1, result.answered_200):.0f} us "
               f"per call completed (503s included in the CPU), load1 at the end {os.getloadavg()[0]:.2f}")
+        print(f"# 503 p90 {result.p90_503_ms:.1f} ms, {result.over_50_503} of {result.answered_503} over 50 ms")
+        if args.per_second:
+            print(per_second(run.samples))
         if args.bursts > 1:
             print("# worker RSS MB per burst (peak, +32 s, end of tail): "
                   + "; ".join(f"{p:.0f}, {a:.0f}, {e:.0f}" for p, a, e in result.rss_bursts))

@@ -87,6 +87,7 @@ class ProxySettings:
     secret: bytes | None = None       # proxy.secret_file: signs our Record-Route and branches (None: per start)
     drain_timeout: float = 15.0       # SIGTERM: how long transactions in progress may take to end
     shed_delay: float = 0.02          # seconds work may wait (loop lag, UDP queue) before new INVITEs get 503; 0: off
+    #                                   (then a share of them: the one that holds the wait at half of it, overload.py)
     tcp: ConnectionSettings = ConnectionSettings()   # stream connection limits (TLS too)
     allocator: str = "auto"           # auto | jemalloc | python: where serve's memory comes from (proxy/allocator.py)
 

@@ -20,12 +20,23 @@ A tick's measurement is the larger of the two; one over the threshold is a preem
 busy host or one slow callback, so a tick passes on the smaller of its measurement and the
 previous one (the work must have waited too long at two ticks in a row), unless it is four
 times the threshold: a stall, which one measurement shows.
-``ShedState`` decides, with time as an input: shed when the age passes ``proxy.shed_delay``,
-stop when it falls below half of it (one warning a minute at most: under sustained overload
-this happens many times a second; the gauge sipguard_overload_shedding follows it). While shedding, an initial INVITE is answered from its
-lines (``sip.relay.overload_answer``: no parse, no verification, no transaction) and
-everything else (responses, ACK, BYE, CANCEL, re-INVITEs) takes the normal path. The ACK of
+``ShedState`` decides, with time as an input: an episode starts when the age passes
+``proxy.shed_delay`` (every new INVITE gets 503); from then on each tick's measurement, as it
+is, moves the share of new INVITEs answered 503 towards the one that holds the age at half of
+``proxy.shed_delay`` (proportional-integral, as RFC 8033's PIE drives its drop probability from
+the queue delay), and the episode ends when the share is back to 0. Before it (session 8)
+shedding stopped as soon as the age fell below half the threshold: under sustained overload
+each stop let the whole excess in until the queue was past the threshold again, hundreds of
+times a burst, and the 503s waited up to the threshold and a tick or two more (bench/RESULTS.md,
+"Session 9"). One warning a minute at most; the gauge sipguard_overload_shedding follows the
+episodes. While shedding, an initial INVITE in the share is answered from its lines
+(``sip.relay.overload_answer``: no parse, no verification, no transaction) and everything else
+(the other INVITEs, responses, ACK, BYE, CANCEL, re-INVITEs) takes the normal path. The ACK of
 such a 503 is recognised by its To tag and absorbed here, whenever it comes.
+
+No tick while idle: a tick that finds no datagram waiting and no INVITE since the one before
+stops the ticks (an idle worker woke up 100 times a second for them); the next INVITE starts
+them again and measures the queues at once, as the stall check does.
 
 This module owns no policy and no transaction; it never delays a message, it only answers
 one earlier than the full path would.
@@ -50,6 +61,11 @@ from sipguard.sip import relay
 log = logging.getLogger("sipguard.overload")
 
 TICK = 0.01              # seconds between two measurements
+GAIN = 0.05              # ShedState: share per tick per half-threshold the age is over its target
+GAIN_DOWN = 0.25         # ... under half of it (the queue all but empty): the share falls fast, so an
+#                          episode that a busy moment of the host started (no overload behind it) ends
+#                          within a few ticks
+TREND = 0.25             # ShedState: share per half-threshold the age grew (fell) since the last tick
 WARN_EVERY = 60.0        # seconds between two overload warnings
 SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
 SO_TIMESTAMPNS = 35      # Linux; not in the socket module
@@ -62,20 +78,48 @@ SendBack = Callable[[bytes, tuple[str, int], str, object], None]
 
 @dataclass(slots=True)
 class ShedState:
-    """Shed or not, from the measured age of the work (seconds); ``threshold`` 0: never."""
+    """Shed or not, and which share of new INVITEs, from the measured age of the work
+    (seconds); ``threshold`` 0: never.
+
+    An episode starts when the age passes ``threshold`` (``proxy.shed_delay``): every new
+    INVITE gets 503 (``share`` 1). From then on each measurement moves the share towards the
+    one that holds the age at half the threshold (a proportional-integral controller, as RFC
+    8033's PIE drives its drop probability from the queue delay): up while the work waits
+    longer than that, down while it waits less (five times faster once the queue is all but
+    empty: under a quarter of the threshold), and by how fast the age moves. The episode ends when the share is back to 0. Holding the queue at a target, rather than shedding
+    everything until it is empty and then nothing until it is full again, is what keeps the
+    age of the work (and so of the 503s) bounded under sustained overload."""
 
     threshold: float
     shedding: bool = False
     delay: float = 0.0          # the last age measured
+    share: float = 0.0          # of new INVITEs answered 503 while shedding (0..1)
+    credit: float = 0.0         # share accumulated and not yet spent on an INVITE (take)
 
     def update(self, delay: float) -> bool:
-        self.delay = delay
+        previous, self.delay = self.delay, delay
+        threshold = self.threshold
         if self.shedding:
-            if delay < self.threshold / 2:
-                self.shedding = False
-        elif self.threshold > 0 and delay > self.threshold:
-            self.shedding = True
+            target = threshold / 2
+            gain = GAIN_DOWN if delay < target / 2 else GAIN
+            share = self.share + (gain * (delay - target) + TREND * (delay - previous)) / target if target > 0 else 0.0
+            if share <= 0.0:  # back to 0 (or shedding turned off by a reload): the episode is over
+                self.shedding, self.share, self.credit = False, 0.0, 0.0
+            else:
+                self.share = min(1.0, share)
+        elif threshold > 0 and delay > threshold:
+            self.shedding, self.share, self.credit = True, 1.0, 0.0
         return self.shedding
+
+    def take(self) -> bool:
+        """While shedding: is this new INVITE one of the share answered 503? Spread evenly
+        (a credit of ``share`` per INVITE, one INVITE shed per whole credit), not at random."""
+        credit = self.credit + self.share
+        if credit >= 1.0:
+            self.credit = credit - 1.0
+            return True
+        self.credit = credit
+        return False
 
 
 class QueueProbe:
@@ -127,6 +171,9 @@ class OverloadGuard:
         self.max_delay = 0.0                    # the largest age measured since the last gauges()
         self._last = 0.0                        # the previous tick's measurement
         self._checked = 0.0                     # no stall check on the receive path before this
+        self.invites = 0                        # new INVITEs (and re-INVITEs) seen, cumulative
+        self._invites = 0                       # ... at the last tick
+        self.idle = False                       # no tick while nothing waits (resumed by an INVITE)
         self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
 
@@ -153,6 +200,7 @@ class OverloadGuard:
         self._schedule(time.monotonic())
 
     def close(self) -> None:
+        self.idle = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -166,12 +214,29 @@ class OverloadGuard:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        waited = max(self._queue_age(), now - self.due)
+        queued = self._queue_age()
+        waited = max(queued, now - self.due)
         # one measurement over the threshold is a preemption on a busy host or one slow
-        # callback; two in a row, a worker behind; four times over, a stall, alone
-        self.measure(waited if waited > 4 * self.state.threshold else min(waited, self._last))
+        # callback; two in a row, a worker behind; four times over, a stall, alone. While
+        # shedding, each measurement as it is: the share follows it (ShedState)
+        state = self.state
+        self.measure(waited if state.shedding or waited > 4 * state.threshold else min(waited, self._last))
         self._last = waited
+        if not state.shedding and queued == 0.0 and self.invites == self._invites and waited < state.threshold:
+            # idle: no INVITE since the last tick and none waiting; the next INVITE resumes
+            # the ticks (intercept), with a measurement of its own
+            self.idle, self.due, self._last, self._timer = True, float("inf"), 0.0, None
+            return
+        self._invites = self.invites
         self._schedule(now)
+
+    def _resume(self, now: float) -> bool:
+        """The first INVITE after an idle spell: ticks again, and the queues measured now
+        (what a stall left waiting, as the stall check reads it). True: shedding."""
+        self.idle = False
+        self._invites = self.invites
+        self._schedule(now)
+        return bool(self.probes) and self.measure(self._queue_age())
 
     def _queue_age(self) -> float:
         wall, oldest = time.time(), 0.0
@@ -211,18 +276,26 @@ class OverloadGuard:
             return False
         if head != b"INVI":
             return False
+        self.invites += 1
         state = self.state
         if not state.shedding:
             now = time.monotonic()
-            late = now - self.due   # the loop has not turned for this long
-            if state.threshold <= 0 or late <= state.threshold or now < self._checked:
-                return False
-            # a stall: shed if work waits behind this message (at most one look per tick)
-            self._checked = now + TICK
-            if not self.measure(self._queue_age() if self.probes else late):
-                return False
+            if self.idle:
+                if state.threshold <= 0 or not self._resume(now):
+                    return False
+            else:
+                late = now - self.due   # the loop has not turned for this long
+                if state.threshold <= 0 or late <= state.threshold or now < self._checked:
+                    return False
+                # a stall: shed if work waits behind this message (at most one look per tick)
+                self._checked = now + TICK
+                if not self.measure(self._queue_age() if self.probes else late):
+                    return False
+        if not state.take():
+            return False  # not in the share shed now: the full path
         answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size)
         if answer is None:
+            state.credit += 1.0  # the share is of new INVITEs: the next one takes this one's turn
             return False  # a re-INVITE, or a shape only the full path reads
         self.counters.shed_503 += 1
         self.send_back(answer, source, transport, conn)

@@ -94,6 +94,8 @@ class Result:
     shed_503: int = 0
     core_503: int = 0
     episodes: int = 0
+    store_lookups: int = 0         # store lookups during the run (sipguard_store_requests)
+    store_degraded: int = 0        # of those, answered degraded (a timeout, an error, the store down)
     load1: float = 0.0
     worker_cpu_s: float = 0.0     # CPU time of the workers (user + system) from the burst's start to the end
     rss_bursts: list[tuple[float, float, float]] = field(default_factory=list)  # --bursts: peak, +32 s, end
@@ -162,12 +164,17 @@ def read_rtds(d: Path, at: dict[str, list[tuple[float, float]]] | None = None) -
 
 
 def sip_events(http_port: int) -> dict[str, int]:
+    """sipguard_sip_events by event, and sipguard_store_requests by result as "store.<result>"."""
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
     except OSError:
         return {}
-    return {m.group(1): int(float(m.group(2)))
-            for m in re.finditer(r'^sipguard_sip_events_total\{event="([^"]+)"\} ([0-9.e+]+)$', text, re.M)}
+    events = {m.group(1): int(float(m.group(2)))
+              for m in re.finditer(r'^sipguard_sip_events_total\{event="([^"]+)"\} ([0-9.e+]+)$', text, re.M)}
+    events.update({"store." + m.group(1): int(float(m.group(2)))
+                   for m in re.finditer(r'^sipguard_store_requests_total\{result="([^"]+)"\} ([0-9.e+]+)$',
+                                        text, re.M)})
+    return events
 
 
 class Run:
@@ -273,6 +280,8 @@ class Run:
         result.shed_503 = events.get("shed_503", 0) - before.get("shed_503", 0)
         result.core_503 = events.get("overload_503", 0) - before.get("overload_503", 0)
         result.episodes = events.get("overload_episodes", 0) - before.get("overload_episodes", 0)
+        result.store_lookups = events.get("store.lookup", 0) - before.get("store.lookup", 0)
+        result.store_degraded = events.get("store.degraded", 0) - before.get("store.degraded", 0)
         stats = [read_stat(self.out / (f"uac{i}" + (f"b{b}" if b else "") + "_stat.csv"))
                  for i in range(a.uacs) for b in range(a.bursts)]
         result.retrans = sum(s["retrans"] for s in stats)
@@ -353,6 +362,8 @@ def main() -> int:
         print(f"# worker CPU {result.worker_cpu_s:.1f} s, {1e6 * result.worker_cpu_s / max(1, result.answered_200):.0f} us "
               f"per call completed (503s included in the CPU), load1 at the end {os.getloadavg()[0]:.2f}")
         print(f"# 503 p90 {result.p90_503_ms:.1f} ms, {result.over_50_503} of {result.answered_503} over 50 ms")
+        print(f"# store lookups {result.store_lookups}, answered degraded {result.store_degraded} "
+              f"({100.0 * result.store_degraded / max(1, result.store_lookups):.1f} %)")
         if args.per_second:
             print(per_second(run.samples))
         if args.bursts > 1:

@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 
 
 class Autopipe:
-    __slots__ = ("_pool", "_pending", "_scheduled", "_tasks", "read_timeout", "max_batch", "batches")
+    __slots__ = ("_pool", "_pending", "_scheduled", "_tasks", "read_timeout", "max_batch", "batches", "answered_at")
 
     def __init__(self, pool: Any, read_timeout: float = 1.0, max_batch: int = 512) -> None:
         self._pool = pool
@@ -31,6 +31,7 @@ class Autopipe:
         self.read_timeout = read_timeout
         self.max_batch = max_batch
         self.batches = 0
+        self.answered_at = float("-inf")   # loop time of the last reply read: is Redis answering?
 
     def submit(self, packed: bytes) -> asyncio.Future[Any]:
         """Queue one packed command; the future gets its reply (or the ResponseError)."""
@@ -55,6 +56,7 @@ class Autopipe:
 
     async def _run(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
         self.batches += 1
+        loop = asyncio.get_running_loop()
         conn = None
         try:
             async with asyncio.timeout(self.read_timeout):
@@ -65,6 +67,7 @@ class Autopipe:
                         reply = await conn.read_response()
                     except ResponseError as exc:      # this command's error reply; the rest follow
                         reply = exc
+                    self.answered_at = loop.time()
                     if not fut.done():
                         fut.set_result(reply)
         except BaseException as exc:  # noqa: BLE001 - every waiter must hear about it

@@ -3,8 +3,9 @@
 ``lookup`` runs lua/lookup.lua (datasets, every GCRA limiter on the server's clock, the
 campaign detectors' windows and the PASSporT seen-set, atomically; the KEYS/ARGV/reply
 contract is in the script's header) under ``asyncio.timeout(timeout)``. A timeout or a lost connection returns
-``Lookups(degraded=True)`` and is counted; a lost connection (or three timeouts in a row)
-marks the store unhealthy: calls then get a degraded answer at once, without waiting, while a
+``Lookups(degraded=True)`` and is counted; a lost connection (or three timeouts in a row
+with no reply from Redis meanwhile: a timeout while replies to other lookups keep coming is
+this worker's own delay, not Redis's) marks the store unhealthy: calls then get a degraded answer at once, without waiting, while a
 background task reconnects with backoff (50 ms doubling to 400 ms), so the store is back well
 within a second of Redis being back. A degraded answer still carries the RMD answers Redis
 gave for the same upstream provider and signer within the last day (``REMEMBER_RMD``): the
@@ -170,9 +171,14 @@ class RedisStore(RedisAdmin):
             self.metrics.observe_store("lookup", loop.time() - started, error=True)
             self.counters.timeouts += 1
             self.counters.degraded += 1
-            self._timeouts_in_row += 1
-            if self._timeouts_in_row >= 3:
-                self._mark_down()
+            # Redis answered other lookups while this one waited, or within the last timeout:
+            # the time went in this worker (a loop behind under overload reads replies late),
+            # not in Redis. Such a timeout does not count toward marking the store down: a
+            # reconnect would drop every pooled connection and answer every call degraded.
+            if self._pipe is None or self._pipe.answered_at < min(started, loop.time() - self.timeout):
+                self._timeouts_in_row += 1
+                if self._timeouts_in_row >= 3:
+                    self._mark_down()
             return self._remembered(keys, now)
         except Exception as exc:  # noqa: BLE001 - the hot path never raises (bugs are logged)
             self.metrics.observe_store("lookup", loop.time() - started, error=True)

@@ -441,3 +441,66 @@ def test_round_trips_reach_the_metrics() -> None:
     assert got[("sipguard_store_seconds_count", (("op", "cert_get"),))] == 1
     assert got[("sipguard_store_errors_total", (("op", "lookup"),))] == 1
     assert got[("sipguard_store_errors_total", (("op", "cert_get"),))] == 0   # a known label: starts at 0
+
+
+
+def test_a_worker_behind_is_not_a_redis_down(redis_server: RedisProcess) -> None:
+    """Lookups that time out because this worker's loop is behind (every turn held ~6 ms by
+    other work, Redis answering all along) are answered degraded but do not mark Redis down:
+    no reconnect that drops every pooled connection and answers every call degraded until it
+    is done."""
+    async def main() -> None:
+        store = open_store(redis_server.url, (), timeout=0.04, prefix="behind")
+        await store.start()
+        answers: list = []  # type: ignore[type-arg]
+        stop = time.monotonic() + 1.5
+
+        async def hog() -> None:
+            while time.monotonic() < stop:
+                time.sleep(0.006)              # a long turn: the worker's other callbacks
+                await asyncio.sleep(0)
+
+        async def caller(i: int) -> None:
+            await asyncio.sleep(i * 0.002)         # calls arrive spread out, not in lockstep
+            while time.monotonic() < stop:
+                answers.append(await store.lookup(call(caller=f"+1202555{i:04d}"), NOW))
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(hog(), *(caller(i) for i in range(40)))
+        counters = store.counters
+        assert counters.timeouts > 0                         # the turns made lookups late
+        assert counters.reconnects == 0 and store.healthy   # ... yet Redis was never marked down
+        assert counters.degraded == counters.timeouts       # degraded only where it timed out
+        assert not (await store.lookup(call(), NOW)).degraded
+        await store.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_hung_redis_is_marked_down(redis_server: RedisProcess) -> None:
+    """Redis stopped (SIGSTOP: the connection stays open, nothing answers): three timeouts
+    with no reply read meanwhile mark it down; calls then get their degraded answer without
+    waiting for a timeout of their own."""
+    import signal
+
+    async def main() -> None:
+        store = open_store(redis_server.url, (), timeout=0.05, prefix="hung")
+        await store.start()
+        assert not (await store.lookup(call(), NOW)).degraded
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                assert (await store.lookup(call(), NOW)).degraded
+            assert store.healthy is False and store.counters.timeouts == 3
+            assert (await store.lookup(call(), NOW)).degraded
+            assert store.counters.timeouts == 3                # answered at once: no timeout of its own
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while (await store.lookup(call(), NOW)).degraded:
+            assert time.monotonic() < deadline, "the store did not recover"
+            await asyncio.sleep(0.02)
+        await store.aclose()
+
+    asyncio.run(main())

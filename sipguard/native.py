@@ -48,6 +48,8 @@ MODULES = (
     "sipguard/proxy/core.py",
     "sipguard/pipeline.py",
     "sipguard/policy/facts.py",
+    "sipguard/store/base.py",
+    "sipguard/observe/decisions.py",
     "sipguard/proxy/transport.py",
     "sipguard/proxy/steer.py",
     "sipguard/records/record.py",

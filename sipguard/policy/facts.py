@@ -71,14 +71,15 @@ class Facts:
                  rcd_verified: bool | None = None, passport_replayed: bool | None = False) -> None:
         # written out (dataclass keeps it): compiled, where the generated one runs interpreted
         # (bench/RESULTS.md, session 8); tests/unit/test_written_inits.py checks it field by field
-        values = (verstat, attest, reasons, trunk, trunk_role, trunk_rmd, trunk_implementation, trunk_frn,
+        values: tuple[Any, ...] = (verstat, attest, reasons, trunk, trunk_role, trunk_rmd, trunk_implementation, trunk_frn,
                   trunk_score, signer_spc, signer_rmd, source_ip, caller, callee, caller_nanp, caller_us,
                   caller_valid, caller_invalid_reason, caller_dno, caller_anonymous, list, limited, notice,
                   store_degraded, campaign_fanout, campaign_burst, spoof_neighbor, spoof_same,
                   spoof_us_cid_foreign_trunk, spoof_a_on_bad_number, trunk_threat, signer_threat, emergency,
                   div_count, div_verstat, rcd_present, rcd_verified, passport_replayed)
-        for name, value in zip(FIELDS, values, strict=True):
-            object.__setattr__(self, name, value)
+        names = FIELDS
+        for i in range(len(names)):       # an index loop: compiled, no zip and no pair per field
+            object.__setattr__(self, names[i], values[i])
 
 
 FIELDS = tuple(f.name for f in fields(Facts))
@@ -137,12 +138,19 @@ EXTRA: tuple[tuple[str, Any], ...] = tuple((f.name, f.default) for f in fields(F
 TUPLE_FACTS = frozenset(f.name for f in fields(Facts) if isinstance(f.default, tuple))
 
 
-_extra_values = operator.attrgetter(*(name for name, _ in EXTRA))   # one C call per record, not 26 getattr
+EXTRA_NAMES: tuple[str, ...] = tuple(name for name, _ in EXTRA)
+EXTRA_DEFAULTS: tuple[Any, ...] = tuple(default for _, default in EXTRA)
+_extra_values = operator.attrgetter(*EXTRA_NAMES)   # one C call per record, not 26 getattr
 
 
 def extra_facts(facts: Facts) -> dict[str, Any]:
     """The facts the record has no field for, those that differ from the default (a typical
     call: a handful). Tuples stay tuples here; JSON stores them as lists."""
     # ``is not`` first: most values are the default's own None/False/"..." object
-    return {name: value for (name, default), value in zip(EXTRA, _extra_values(facts), strict=True)
-            if value is not default and value != default}
+    values = _extra_values(facts)
+    out: dict[str, Any] = {}
+    for i in range(len(EXTRA_NAMES)):   # an index loop: compiled, no zip and no pair per fact
+        value, default = values[i], EXTRA_DEFAULTS[i]
+        if value is not default and value != default:
+            out[EXTRA_NAMES[i]] = value
+    return out

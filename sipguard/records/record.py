@@ -92,15 +92,15 @@ class CallRecord:
                  facts: dict[str, Any] | None = None, passports: tuple[str, ...] = ()) -> None:
         # written out (dataclass keeps it): compiled, where the generated one runs interpreted
         # (43 interpreted object.__setattr__ calls per record; bench/RESULTS.md, session 7)
-        values = (time, call_id, source_ip, source_port, transport, trunk, trunk_role, provider_name,
+        values: tuple[Any, ...] = (time, call_id, source_ip, source_port, transport, trunk, trunk_role, provider_name,
                   provider_frn, provider_rmd, provider_country, rmd_snapshot, caller_raw, caller,
                   callee_raw, callee, verstat, attest, origid, x5u, spc, reasons, rule, rule_class, notice,
                   action, status, shadow_action, signed, signed_origid, identity_dropped, next_hop,
                   instance, signed_attest, signed_rule, caller_check, spc_owner, trunk_rmd,
                   trunk_implementation, facts, passports)
-        for name, value in zip(FIELDS, values, strict=True):
-            object.__setattr__(self, name, value)
-
+        names = FIELDS
+        for i in range(len(names)):       # an index loop: compiled, no zip and no pair per field
+            object.__setattr__(self, names[i], values[i])
 
     def __hash__(self) -> int:     # ``facts`` is a dict: hash what identifies a record
         return hash((self.time, self.call_id, self.instance))
@@ -120,7 +120,9 @@ class CallRecord:
         provider = trunk.provider if trunk is not None else None
         shadow = dec.would.action if dec.would is not None else None
         signed = outcome.signed
-        return cls(
+        # CallRecord, not cls (no subclass exists): compiled, a direct call with the arguments
+        # placed at build time, where cls(...) parses 41 keywords at run time per record
+        return CallRecord(
             time=outcome.time, call_id=call.call_id, source_ip=outcome.source[0],
             source_port=outcome.source[1], transport=outcome.transport,
             trunk=trunk.id if trunk else None, trunk_role=trunk.role if trunk else None,

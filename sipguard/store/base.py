@@ -117,6 +117,22 @@ class LookupKeys:
     passport_call: str = ""      # replay.call_key(Call-ID)
     passport_ttl: float = 0.0    # seconds the PASSporT stays fresh
 
+    def __init__(self, trunk: str | None, trunk_frn: str | None, trunk_rmd: str | None, source_ip: str,
+                 caller: str | None, callee: str | None, spc: str | None, passport: str | None = None,
+                 passport_call: str = "", passport_ttl: float = 0.0) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        # (bench/RESULTS.md, session 9); tests/unit/test_written_inits.py checks it field by field
+        object.__setattr__(self, "trunk", trunk)
+        object.__setattr__(self, "trunk_frn", trunk_frn)
+        object.__setattr__(self, "trunk_rmd", trunk_rmd)
+        object.__setattr__(self, "source_ip", source_ip)
+        object.__setattr__(self, "caller", caller)
+        object.__setattr__(self, "callee", callee)
+        object.__setattr__(self, "spc", spc)
+        object.__setattr__(self, "passport", passport)
+        object.__setattr__(self, "passport_call", passport_call)
+        object.__setattr__(self, "passport_ttl", passport_ttl)
+
 
 @dataclass(frozen=True, slots=True)
 class Lookups:
@@ -135,6 +151,28 @@ class Lookups:
     campaign_fanout: bool | None = None
     campaign_burst: bool | None = None
     passport_replayed: bool | None = False    # PASSporT replay (replay.py); None: the store did not answer
+
+    def __init__(self, trunk_rmd: str | None = "absent", trunk_implementation: str | None = None,
+                 signer_rmd: str | None = None, signer_frn: str | None = None, caller_dno: bool = False,
+                 list: str | None = None, list_entry: str | None = None, limited: tuple[str, ...] = (),
+                 notice: str | None = None, degraded: bool = False, rmd_snapshot: str | None = None,
+                 campaign_fanout: bool | None = None, campaign_burst: bool | None = None,
+                 passport_replayed: bool | None = False) -> None:
+        # written out, as LookupKeys'
+        object.__setattr__(self, "trunk_rmd", trunk_rmd)
+        object.__setattr__(self, "trunk_implementation", trunk_implementation)
+        object.__setattr__(self, "signer_rmd", signer_rmd)
+        object.__setattr__(self, "signer_frn", signer_frn)
+        object.__setattr__(self, "caller_dno", caller_dno)
+        object.__setattr__(self, "list", list)
+        object.__setattr__(self, "list_entry", list_entry)
+        object.__setattr__(self, "limited", limited)
+        object.__setattr__(self, "notice", notice)
+        object.__setattr__(self, "degraded", degraded)
+        object.__setattr__(self, "rmd_snapshot", rmd_snapshot)
+        object.__setattr__(self, "campaign_fanout", campaign_fanout)
+        object.__setattr__(self, "campaign_burst", campaign_burst)
+        object.__setattr__(self, "passport_replayed", passport_replayed)
 
 
 # The store did not answer: nothing is known (unknown facts match no rule). The Redis store

@@ -26,11 +26,11 @@ from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, DivInfo, PassportResult, Verification
 from sipguard.sip import Request, parse
 from sipguard.sip.address import NameAddr, Via
-from sipguard.store.base import Lookups
+from sipguard.store.base import LookupKeys, Lookups
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, CallRecord, Facts, TN, IdentityHeader, Passport, ShakenClaims,
-           Verification]
+           Verification, Lookups, LookupKeys]
 INVITE = (b"INVITE sip:+13036231000@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
           b"From: <sip:+12127363100@192.0.2.1>;tag=a\r\nTo: <sip:+13036231000@192.0.2.9>\r\n"
           b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")

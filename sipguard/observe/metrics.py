@@ -131,6 +131,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("sipguard_records_queue", "gauge", "Traceback records waiting to be written"),
     Spec("sipguard_overload_shedding", "gauge",
          "1 while new INVITEs get 503 because work waits longer than proxy.shed_delay", mode="max"),
+    Spec("sipguard_overload_shed_share", "gauge",
+         "Share of new INVITEs answered 503 while shedding (0..1; 0 when not shedding)", mode="max"),
     Spec("sipguard_overload_delay_seconds", "gauge",
          "Longest wait of work (event-loop lag, oldest datagram in a UDP queue) in the last half second",
          mode="max"),
@@ -402,6 +404,7 @@ class Metrics:
             self._events(guard.counters)
             shedding, delay = guard.gauges()
             self.m["sipguard_overload_shedding"].set(1.0 if shedding else 0.0)
+            self.m["sipguard_overload_shed_share"].set(guard.state.share if shedding else 0.0)
             self.m["sipguard_overload_delay_seconds"].set(delay)
         if steering is not None:
             self._events(steering.counters)

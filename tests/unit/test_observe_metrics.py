@@ -114,6 +114,7 @@ def test_export_reads_each_components_counters_as_deltas(tmp_path: Path) -> None
     m.export(**kw)
     core.counters.invites, core.pending = 11, 4
     verifier.creds.certs.counters.hits = 8
+    guard.state.share = 0.25          # the controller moved the share since: the gauge follows
     m.export(**kw)
     got = samples(m.render()[0])
     a.close()
@@ -128,6 +129,7 @@ def test_export_reads_each_components_counters_as_deltas(tmp_path: Path) -> None
     assert got[("sipguard_connection_limits_total", (("limit", "per_source"),))] == 4
     assert got[("sipguard_connection_limits_total", (("limit", "idle_timeout"),))] == 0
     assert got[("sipguard_overload_shedding", ())] == 1
+    assert got[("sipguard_overload_shed_share", ())] == 0.25
     assert got[("sipguard_x5u_cache_total", (("result", "hit"),))] == 8
     assert got[("sipguard_x5u_cache_total", (("result", "miss"),))] == 2
     assert got[("sipguard_x5u_cache_total", (("result", "l2_hit"),))] == 2

@@ -402,9 +402,9 @@ class Metrics:
                     self._bump(self.child("sipguard_connection_limits", limit), "limit." + limit, total)
         if guard is not None:
             self._events(guard.counters)
-            shedding, delay = guard.gauges()
+            shedding, delay, share = guard.gauges()
             self.m["sipguard_overload_shedding"].set(1.0 if shedding else 0.0)
-            self.m["sipguard_overload_shed_share"].set(guard.state.share if shedding else 0.0)
+            self.m["sipguard_overload_shed_share"].set(share)
             self.m["sipguard_overload_delay_seconds"].set(delay)
         if steering is not None:
             self._events(steering.counters)

@@ -301,10 +301,12 @@ class OverloadGuard:
         self.send_back(answer, source, transport, conn)
         return True
 
-    def gauges(self) -> tuple[bool, float]:
-        """Shedding now, and the largest age measured since the last call."""
+    def gauges(self) -> tuple[bool, float, float]:
+        """Shedding now, the largest age measured since the last call, and the share of new
+        INVITEs answered 503 now (0 when not shedding)."""
         delay, self.max_delay = self.max_delay, 0.0
-        return self.state.shedding, delay
+        state = self.state
+        return state.shedding, delay, state.share if state.shedding else 0.0
 
 
 class MemoryTrim:

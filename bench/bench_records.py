@@ -42,6 +42,9 @@ from sipguard.records.record import TracebackConfig  # noqa: E402
 from sipguard.records.writer import open_records  # noqa: E402
 from tests.records_fixtures import BASE_TIME, make_record  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sink import insert_rows  # noqa: E402
+
 
 async def run(store: str, n: int, folder: str) -> tuple[float, float]:
     cfg = TracebackConfig(path=f"{folder}/tb-{store[:5]}.db", spool=f"{folder}/spool")
@@ -199,9 +202,7 @@ def layouts(names: list[str], prefill: int, n: int, batch: int, folder: str) -> 
             db.execute(f"PRAGMA {k}={v}")
         pre = rows([record(i) for i in range(prefill)], 0)
         db.execute("BEGIN")
-        for s in range(0, len(pre), 32):
-            group = pre[s:s + 32]
-            db.execute(insert(len(group)), [x for r in group for x in r])
+        insert_rows(db, insert, [x for r in pre for x in r], width, 32)
         db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         new = [record(prefill + i) for i in range(n)]
@@ -211,10 +212,7 @@ def layouts(names: list[str], prefill: int, n: int, batch: int, folder: str) -> 
             params = [x for r in rows(new[s:s + batch], prefill + s) for x in r]
             t1 = time.thread_time()
             db.execute("BEGIN IMMEDIATE")
-            count = len(params) // width
-            for g in range(0, count, 32):
-                m = min(32, count - g)
-                db.execute(insert(m), params[g * width:(g + m) * width])
+            insert_rows(db, insert, params, width, 32)
             t2 = time.thread_time()
             db.execute("COMMIT")
             t3 = time.thread_time()

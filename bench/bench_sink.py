@@ -21,7 +21,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -76,6 +78,15 @@ def parts(recs: list[CallRecord], tmp: str) -> dict[str, float]:
     return {k: v / len(recs) for k, v in out.items()}
 
 
+
+def insert_rows(conn: Any, insert: Callable[[int], str], params: list[Any], width: int, group: int) -> None:
+    """``params`` (rows of ``width`` values, flat) in INSERTs of ``group`` rows, as
+    SqliteRecords.write does; ``insert(n)`` gives the statement for n rows."""
+    rows = len(params) // width
+    for first in range(0, rows, group):
+        n = min(group, rows - first)
+        conn.execute(insert(n), params[first * width:(first + n) * width])
+
 def indexes(recs: list[CallRecord], tmp: str, drop: tuple[str, ...], many: bool) -> dict[str, float]:
     """SqliteRecords.write's steps, timed one by one in this thread."""
     db = sqlite.SqliteRecords(f"{tmp}/ix-{len(drop)}-{many}-{'-'.join(drop)}.db")
@@ -93,14 +104,11 @@ def indexes(recs: list[CallRecord], tmp: str, drop: tuple[str, ...], many: bool)
                        r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation)
         t1 = time.thread_time()
         conn.execute("BEGIN IMMEDIATE")
-        rows = len(params) // sqlite.COLUMNS
         if many:
             conn.executemany(sqlite._insert(1), [params[i:i + sqlite.COLUMNS]
                                                  for i in range(0, len(params), sqlite.COLUMNS)])
         else:
-            for first in range(0, rows, sqlite.ROWS):
-                group = min(sqlite.ROWS, rows - first)
-                conn.execute(sqlite._insert(group), params[first * sqlite.COLUMNS:(first + group) * sqlite.COLUMNS])
+            insert_rows(conn, sqlite._insert, params, sqlite.COLUMNS, sqlite.ROWS)
         t2 = time.thread_time()
         conn.execute("COMMIT")
         t3 = time.thread_time()

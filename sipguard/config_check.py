@@ -3,8 +3,9 @@
 ``load_config`` stops at the first problem, which is what ``serve`` and a reload need. An
 operator fixing a file wants the whole list: this runs the same section readers
 ``load_config`` uses (``config._listen``, ``ShakenConfig.from_section`` ...), each on its
-own, so a problem in one section does not hide the next; inside a section the first
-problem is reported (its readers stop there). Then the files the config names: every
+own, so a problem in one section does not hide the next; inside a section a wrong value
+that has a default is noted and the reader goes on with the default (``Section.sink``), so
+it stops only at a wrong required value or a check of its own. Then the files the config names: every
 problem of the policy, the trunk ids and limiter names its rules use
 (``policy/names.py``), the signing key and certificate. When all of that passes,
 ``load_config`` itself runs for the checks across sections.
@@ -36,6 +37,7 @@ def check_config(path: str, now: float) -> list[ConfigError]:
         return [exc]
     base_dir = os.path.dirname(os.path.abspath(path))
     errors: list[ConfigError] = []
+    root.sink = errors      # a wrong value with a default is noted and the section read on
 
     def step(fn: Callable[[], T]) -> T | None:
         try:
@@ -72,7 +74,7 @@ def check_config(path: str, now: float) -> list[ConfigError]:
     step(lambda: _upstreams(root))
     policy_errors = _policy(root, base_dir, redress, [t.id for t in trunks],
                             [spec.name for spec in limits or ()], step)
-    config_errors = sorted(errors, key=lambda e: e.line or 0)
+    config_errors = sorted(_unique(errors), key=lambda e: e.line or 0)
     if not config_errors and not policy_errors:
         step(lambda: cfg.load_config(path))     # what spans sections (tls:// needs tls.cert ...)
         return errors
@@ -167,3 +169,11 @@ def _policy(root: Section, base_dir: str, redress: Any, trunks: list[str], limit
     problems = check_policy(policy, redress)
     detectors = configured_detectors(root.raw("analytics"))
     return sorted(problems + check_names(policy, trunks, limiters, detectors), key=lambda e: e.line or 0)
+
+
+def _unique(errors: list[ConfigError]) -> list[ConfigError]:
+    """Each problem once: a section two readers look at (trunks, limits) is noted by both."""
+    unique: dict[str, ConfigError] = {}
+    for error in errors:
+        unique.setdefault(str(error), error)
+    return list(unique.values())

@@ -245,14 +245,22 @@ def section_of(data: Any, path: str, key: str = "") -> Section:
 
 
 class Section:
-    """A YAML mapping with typed, line-aware getters. ``prefix`` is its dotted key."""
+    """A YAML mapping with typed, line-aware getters. ``prefix`` is its dotted key.
 
-    __slots__ = ("data", "path", "prefix")
+    A getter raises ``ConfigError`` at a wrong value. With a ``sink`` (``check-config``, which
+    wants every problem of a file at once), a wrong value that has a default is appended to the
+    sink instead and the default is returned, so the reader goes on to the section's next key;
+    a required key still raises (there is no value to go on with). Sections read from this one
+    share its sink."""
 
-    def __init__(self, data: dict[Any, Any], path: builtins.str, prefix: builtins.str = "") -> None:
+    __slots__ = ("data", "path", "prefix", "sink")
+
+    def __init__(self, data: dict[Any, Any], path: builtins.str, prefix: builtins.str = "",
+                 sink: builtins.list[ConfigError] | None = None) -> None:
         self.data = data
         self.path = path
         self.prefix = prefix
+        self.sink = sink
 
     # -- where things are -------------------------------------------------------------
     @property
@@ -270,6 +278,13 @@ class Section:
 
     def error(self, key: builtins.str, message: builtins.str) -> ConfigError:
         return ConfigError(message, self.path, self.line_of(key), self.dotted(key))
+
+    def _refuse(self, error: ConfigError, default: Any) -> Any:
+        """Raise ``error``; or, collecting (``sink``) and with a default to go on with, keep it."""
+        if self.sink is None or default is _MISSING:
+            raise error
+        self.sink.append(error)
+        return default
 
     def item_line(self, key: builtins.str, index: int) -> int | None:
         value = self.data.get(key)
@@ -295,7 +310,7 @@ class Section:
         """Unknown keys are typos more often than not: name them and what is allowed."""
         for key in self.data:
             if key not in allowed:
-                raise self.error(str(key), f"unknown key; expected one of: {', '.join(allowed)}")
+                self._refuse(self.error(str(key), f"unknown key; expected one of: {', '.join(allowed)}"), None)
 
     # -- typed getters --------------------------------------------------------------------
     def _get(self, key: builtins.str, default: Any) -> Any:
@@ -310,7 +325,7 @@ class Section:
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, builtins.str | int | float):
-            raise self.error(key, f"expected a string, got {_kind(value)}")
+            return self._refuse(self.error(key, f"expected a string, got {_kind(value)}"), default)
         return str(value)
 
     def file(self, key: builtins.str, base_dir: builtins.str) -> builtins.str | None:
@@ -320,7 +335,7 @@ class Section:
             return None
         full = value if os.path.isabs(value) else os.path.join(base_dir, value)
         if not os.path.exists(full):
-            raise self.error(key, f"file not found: {full}")
+            return self._refuse(self.error(key, f"file not found: {full}"), None)
         return builtins.str(full)
 
     def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
@@ -328,7 +343,7 @@ class Section:
         if value is default:
             return value
         if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {value!r}")
+            return self._refuse(self.error(key, f"expected true or false, got {value!r}"), default)
         return value
 
     def number(self, key: builtins.str, default: Any = _MISSING, minimum: float | None = None,
@@ -337,16 +352,16 @@ class Section:
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"expected a number, got {value!r}")
+            return self._refuse(self.error(key, f"expected a number, got {value!r}"), default)
         if isinstance(value, float) and not math.isfinite(value):
             # .nan passes every < and > test, .inf every minimum: both would reach the code
-            raise self.error(key, f"expected a finite number, got {value}")
+            return self._refuse(self.error(key, f"expected a finite number, got {value}"), default)
         low = minimum if minimum is not None else -NUMBER_LIMIT
         high = maximum if maximum is not None else NUMBER_LIMIT
         if value < low:
-            raise self.error(key, f"must be >= {_plain(low)}, got {_plain(value)}")
+            return self._refuse(self.error(key, f"must be >= {_plain(low)}, got {_plain(value)}"), default)
         if value > high:
-            raise self.error(key, f"must be <= {_plain(high)}, got {_plain(value)}")
+            return self._refuse(self.error(key, f"must be <= {_plain(high)}, got {_plain(value)}"), default)
         return value
 
     def int(self, key: builtins.str, default: Any = _MISSING, minimum: int | None = None,
@@ -355,7 +370,7 @@ class Section:
         if value is default:
             return value
         if not isinstance(value, int):
-            raise self.error(key, f"expected a whole number, got {value!r}")
+            return self._refuse(self.error(key, f"expected a whole number, got {value!r}"), default)
         return value
 
     def choice(self, key: builtins.str, options: Sequence[builtins.str], default: Any = _MISSING) -> Any:
@@ -363,7 +378,7 @@ class Section:
         if value is default:
             return value
         if value not in options:
-            raise self.error(key, f"{value!r} is not one of: {', '.join(options)}")
+            return self._refuse(self.error(key, f"{value!r} is not one of: {', '.join(options)}"), default)
         return value
 
     def list(self, key: builtins.str, default: Any = _MISSING, item: type | tuple[type, ...] | None = None) -> Any:
@@ -373,12 +388,12 @@ class Section:
         if isinstance(value, builtins.str | int | float) and not isinstance(value, bool) and item is not None:
             value = [value]  # a lone scalar where a list is expected: accept it as a list of one
         if not isinstance(value, list):
-            raise self.error(key, f"expected a list, got {_kind(value)}")
+            return self._refuse(self.error(key, f"expected a list, got {_kind(value)}"), default)
         if item is not None:
             for index, element in enumerate(value):
                 if not isinstance(element, item) or isinstance(element, bool) and item is not bool:
-                    raise ConfigError(f"item {index + 1} should be {_kind_name(item)}, got {element!r}",
-                                      self.path, self.item_line(key, index), self.dotted(key))
+                    return self._refuse(ConfigError(f"item {index + 1} should be {_kind_name(item)}, got {element!r}",
+                                                    self.path, self.item_line(key, index), self.dotted(key)), default)
         return value
 
     def section(self, key: builtins.str, required: builtins.bool = False) -> Section:
@@ -386,10 +401,11 @@ class Section:
         if value is None:
             if required:
                 raise ConfigError("required section is missing", self.path, self.line, self.dotted(key))
-            return Section(_Lines(), self.path, self.dotted(key))
+            return Section(_Lines(), self.path, self.dotted(key), self.sink)
         if not isinstance(value, dict):
-            raise self.error(key, f"expected a mapping, got {_kind(value)}")
-        return Section(value, self.path, self.dotted(key))
+            self._refuse(self.error(key, f"expected a mapping, got {_kind(value)}"), None)
+            return Section(_Lines(), self.path, self.dotted(key), self.sink)
+        return Section(value, self.path, self.dotted(key), self.sink)
 
     def sections(self, key: builtins.str) -> builtins.list[Section]:
         """A list of mappings (e.g. trunks), each a Section keyed ``key[i]``."""
@@ -397,9 +413,10 @@ class Section:
         out = []
         for index, element in enumerate(items):
             if not isinstance(element, dict):
-                raise ConfigError(f"item {index + 1} should be a mapping, got {_kind(element)}",
-                                  self.path, self.item_line(key, index), self.dotted(key))
-            out.append(Section(element, self.path, f"{self.dotted(key)}[{index}]"))
+                self._refuse(ConfigError(f"item {index + 1} should be a mapping, got {_kind(element)}",
+                                         self.path, self.item_line(key, index), self.dotted(key)), None)
+                continue
+            out.append(Section(element, self.path, f"{self.dotted(key)}[{index}]", self.sink))
         return out
 
 

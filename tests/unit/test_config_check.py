@@ -1,6 +1,7 @@
 """``sipguard check-config`` reports every problem at once, each as ``file:line: key: message``:
-one per section of the config (a section's reader stops at its first), every problem of the
-policy, the trunks and limiters the policy names, and the signing key by config line."""
+every wrong value of the config (a section's reader goes on past a wrong value that has a
+default), every problem of the policy, the trunks and limiters the policy names, and the
+signing key by config line."""
 
 from __future__ import annotations
 
@@ -120,3 +121,93 @@ def test_the_command_prints_each_problem_and_exits_1(tmp_path: Path) -> None:
     assert run.stderr.splitlines() == [f"{path}:1: mode: 'relay' is not one of: proxy, redirect",
                                        f"{path}:2: workers: must be >= 1, got 0",
                                        f"sipguard check-config: 2 problems in {path}"]
+
+
+def test_every_wrong_value_of_a_section_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        proxy:
+          max_pending: -5
+          shed_delay: abc
+          colour: 1
+        shaken:
+          iat_max_age: 0
+          x5u_timeout: -1
+        trunks:
+          - 7
+          - {id: b, sources: [10.0.0.1], nope: 1}
+        """)
+    problems = [str(p) for p in check_config(path, NOW)]
+    assert problems[:3] == [
+        f"{path}:2: proxy.max_pending: must be >= 1, got -5",
+        f"{path}:3: proxy.shed_delay: expected a number, got 'abc'",
+        f"{path}:4: proxy.colour: unknown key; expected one of: " + problems[2].split("expected one of: ")[1],
+    ]
+    assert f"{path}:6: shaken.iat_max_age: must be >= 1, got 0" in problems
+    assert any(p.startswith(f"{path}:7: shaken.x5u_timeout: unknown key") for p in problems)
+    assert f"{path}:9: trunks: item 1 should be a mapping, got 7" in problems
+    assert any(p.startswith(f"{path}:10: trunks[1].nope: unknown key") for p in problems), problems
+    assert len(problems) == len(set(problems)) == 7, problems
+
+
+def test_serve_and_reload_still_stop_at_the_first_problem(tmp_path: Path) -> None:
+    from sipguard.config import load_config
+    from sipguard.errors import ConfigError
+
+    path = write(tmp_path, "proxy:\n  max_pending: -5\n  shed_delay: abc\n")
+    with pytest.raises(ConfigError, match="max_pending: must be >= 1"):
+        load_config(path)
+
+
+def _key_names() -> list[str]:
+    """Every key the example config uses, at any depth: the vocabulary of the fuzz below."""
+    import yaml
+
+    names: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                names.add(str(key))
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    example = Path(__file__).resolve().parents[2] / "config" / "sipguard.example.yaml"
+    walk(yaml.safe_load(example.read_text()))
+    return sorted(names | set(TOP_KEYS))
+
+
+_NAMES = _key_names()
+
+
+def _values() -> object:
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                        st.sampled_from(["udp://127.0.0.1:5060", "10.0.0.1", "1/s", "caller", "x.pem",
+                                         "redis://127.0.0.1:1", "proxy", "redirect", "reject"]))
+    return st.recursive(scalars, lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_NAMES), inner, max_size=5)),
+        max_leaves=20)
+
+
+def test_check_config_reports_any_wrong_file_and_never_fails_itself(tmp_path: Path) -> None:
+    """Collecting (a wrong value noted and its default read on) must never turn into a crash of
+    a reader that was given a default it did not expect: every outcome is a list of problems."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from sipguard.errors import ConfigError
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.dictionaries(st.sampled_from(TOP_KEYS), _values(), max_size=6))  # type: ignore[arg-type]
+    def run(doc: dict[str, object]) -> None:
+        path = tmp_path / "fuzz.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        problems = check_config(str(path), NOW)
+        assert all(isinstance(p, ConfigError) and p.path for p in problems), problems
+
+    run()

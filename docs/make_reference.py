@@ -150,6 +150,9 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "http.max_connections": ("64", "admin HTTP connections at once; more get 503"),
     "http.max_body": ("65536", "largest request body, in bytes (413 over it)"),
     "http.read_timeout": ("5.0", "seconds for a whole request to arrive (408)"),
+    "http.secure_cookie": ("false", "`true` behind a TLS proxy: the console's session cookie is marked `Secure` "
+                                    "(never sent over plain HTTP); `false` when browsers reach the listener by "
+                                    "`http://`"),
     "shaken.identity": ("{}", "how strictly Identity headers are read"),
     "shaken.identity.lenient": ("[]", "Identity parameters that may be absent: `alg` (then ES256), `ppt`"),
     "shaken.identity.max_headers": ("8", "Identity header values a call may carry (1-32); more: "

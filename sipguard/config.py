@@ -38,7 +38,7 @@ TOP_KEYS = ("listen", "mode", "next_hop", "unknown_source", "trusted_proxies", "
 PROXY_KEYS = ("record_route", "max_pending", "max_message_size", "retry_after", "transaction_timeout",
               "instance", "advertise", "steering", "secret_file", "drain_timeout", "shed_delay", "tcp",
               "allocator")
-HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout")
+HTTP_KEYS = ("listen", "token_file", "max_connections", "max_body", "read_timeout", "secure_cookie")
 TCP_KEYS = ("head_timeout", "idle_timeout", "max_connections", "max_per_source", "fd_reserve")
 TRUNK_KEYS = ("id", "role", "sources", "provider", "cps", "next_hop")
 PROVIDER_KEYS = ("name", "frn", "rmd", "country", "contact")
@@ -125,6 +125,7 @@ class Config:
     workers: int = 1
     tls: TlsConfig = field(default_factory=TlsConfig)
     http_limits: HttpLimits = field(default_factory=HttpLimits)   # http.max_connections, max_body, read_timeout
+    http_secure_cookie: bool = False  # http.secure_cookie: the console's cookie only over HTTPS (behind a TLS proxy)
     detectors: Detectors = field(default_factory=Detectors)       # analytics.campaign (detectors.py)
     upstreams: UpstreamsConfig = field(default_factory=lambda: _upstreams_default())  # trunk.score refresh
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -254,6 +255,7 @@ def _load_config(path: str) -> Config:
         traceback=TracebackConfig.from_section(root.section("traceback"), base_dir, _store(root)),
         http_listen=http.str("listen", default=None),
         http_token=_http_token(http, base_dir),
+        http_secure_cookie=bool(http.bool("secure_cookie", default=False)),
         proxy=_proxy(root.section("proxy"), base_dir),
         log=_log(root.section("log")),
         workers=int(root.int("workers", default=1, minimum=1, maximum=64)),

@@ -134,6 +134,7 @@ def _http(root: Section, base_dir: str) -> Any:
     http = root.section("http")
     http.check_keys(cfg.HTTP_KEYS)
     http.str("listen", default=None)
+    http.bool("secure_cookie", default=False)
     HttpLimits.from_section(http)
     return cfg._http_token(http, base_dir)
 

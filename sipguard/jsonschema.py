@@ -173,7 +173,7 @@ CONFIG_TYPES: dict[str, Any] = {
     "blocking.redress.url": _STR, "blocking.redress.tel": _STR, "blocking.redress.email": _STR,
     "limits.*.key": {"anyOf": [_STR, _STRINGS]}, "limits.*.rate": _STR, "limits.*.burst": _INT,
     "traceback.retention_days": _NUM, "traceback.path": _STR, "traceback.spool": _STR, "traceback.store": _STR,
-    "http.listen": _STR, "http.token_file": _STR,
+    "http.listen": _STR, "http.token_file": _STR, "http.secure_cookie": _BOOL,
     "upstreams.score_interval": _NUM, "upstreams.score_window": _NUM, "upstreams.score_min_calls": _INT,
     "proxy.record_route": _BOOL, "proxy.max_pending": _INT, "proxy.max_message_size": _INT,
     "proxy.retry_after": _INT, "proxy.instance": _STR, "proxy.advertise": _STR,

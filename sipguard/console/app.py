@@ -137,8 +137,10 @@ def local_time(text: str, zone: str) -> str:
 class Console:
     def __init__(self, config: Any, sessions: sess.Sessions, dispatch: Dispatch, audit: Audit,
                  metrics: Callable[[], Iterable[Metric]], changes: Callable[[], list[str]],
-                 workers: Callable[[], int]) -> None:
+                 workers: Callable[[], int], secure_cookie: bool = False) -> None:
         self.config = config
+        # behind a TLS proxy: the browser sends the cookie over HTTPS only (http.secure_cookie)
+        self.secure_cookie = secure_cookie
         self.sessions = sessions
         self.dispatch = dispatch
         self.audit = audit
@@ -191,7 +193,7 @@ class Console:
                                                             "reload the page and try again."), csrf=csrf, who=who)
             if path == "/console/logout":
                 self.audit(who, "console logout")
-                return 303, HTML, b"", (("Location", "/console/login"), ("Set-Cookie", sess.clear_cookie()))
+                return 303, HTML, b"", (("Location", "/console/login"), ("Set-Cookie", sess.clear_cookie(self.secure_cookie)))
             if path == "/console/policy":
                 return 200, HTML, await self.policy_page(csrf, who, form)
             change = {"/console/notices/add": self.notice_add, "/console/notices/remove": self.notice_remove,
@@ -225,7 +227,7 @@ class Console:
             if form and self.sessions.check_token(form.get("token", "").strip()):
                 value, session = self.sessions.issue(form.get("name", ""))
                 self.audit(self.sessions.who(session), "console login")
-                return 303, HTML, b"", (("Location", target), ("Set-Cookie", sess.set_cookie(value)))
+                return 303, HTML, b"", (("Location", target), ("Set-Cookie", sess.set_cookie(value, self.secure_cookie)))
             if form:
                 self.failed_logins += 1
                 if time.monotonic() - self.warned > 60:     # a flood of guesses must not flood the log

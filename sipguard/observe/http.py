@@ -316,7 +316,7 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
     server.console = console_app.Console(
         config, server.sessions, server.dispatch, server.audit,
         lambda: metrics.families(registry, console_live.WANTED), lambda: list(server.changes),
-        lambda: len(metrics._worker_pids() - {os.getpid()}) or 1)
+        lambda: len(metrics._worker_pids() - {os.getpid()}) or 1, config.http_secure_cookie)
     await server.start(host, port or 9090)
     log.info("admin HTTP on %s:%d", host, server.port)
     return server

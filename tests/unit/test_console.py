@@ -154,14 +154,14 @@ def test_local_times_take_the_zone_of_the_form() -> None:
 
 
 # -- who may reach what ---------------------------------------------------------------------------
-def server(token: str | None = TOKEN, store: Any = None) -> HttpServer:
+def server(token: str | None = TOKEN, store: Any = None, secure_cookie: bool = False) -> HttpServer:
     store = store or MemoryStore()
     routes = {**notice_routes(store), **list_routes(store)}
     srv = HttpServer("memory", TracebackConfig(), routes=routes, token=token)
     config = SimpleNamespace(store="memory", traceback=TracebackConfig(), policy=None, redress=None, path=None,
                              trunks=[], signing=None, upstreams=UpstreamsConfig())
     srv.console = app.Console(config, srv.sessions, srv.dispatch, srv.audit, lambda: [], lambda: list(srv.changes),
-                              lambda: 1)
+                              lambda: 1, secure_cookie)
     return srv
 
 
@@ -407,3 +407,33 @@ def test_upstream_series_is_computed_once_a_minute(monkeypatch: pytest.MonkeyPat
         reply = run(srv.handle(head("GET", "/console/api/upstreams?window=7d", Authorization=f"Bearer {TOKEN}"), b""))
         assert reply[0] == 200, reply[:2]
     assert asked == [(28, 6 * 3600.0)]
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_the_login_cookie_is_secure_as_http_secure_cookie_says(secure: bool) -> None:
+    srv = server(secure_cookie=secure)
+
+    async def go() -> tuple[str, str]:
+        body = urlencode({"token": TOKEN, "name": "ops"}).encode()
+        login = dict((await srv.handle(head("POST", "/console/login"), body))[3])  # type: ignore[misc]
+        cookie = login["Set-Cookie"].split(";")[0]
+        session = srv.sessions.read(cookie)
+        assert session is not None
+        form = urlencode({"csrf": srv.sessions.csrf(session)}).encode()
+        logout = dict((await srv.handle(head("POST", "/console/logout", Cookie=cookie), form))[3])  # type: ignore[misc]
+        return login["Set-Cookie"], logout["Set-Cookie"]
+
+    set_cookie, clear_cookie = run(go())
+    assert set_cookie.endswith("; Secure") is secure and clear_cookie.endswith("; Secure") is secure
+    assert "Max-Age=0" in clear_cookie
+
+
+def test_http_secure_cookie_is_read_from_the_config(tmp_path: Path) -> None:
+    from sipguard.config import load_config
+
+    (tmp_path / "token").write_text("t" * 32)
+    path = tmp_path / "sipguard.yaml"
+    path.write_text("next_hop: sip:127.0.0.1:5080\nhttp: {listen: '127.0.0.1:9090', token_file: token, secure_cookie: true}\n")
+    assert load_config(str(path)).http_secure_cookie is True
+    path.write_text("next_hop: sip:127.0.0.1:5080\nhttp: {listen: '127.0.0.1:9090'}\n")
+    assert load_config(str(path)).http_secure_cookie is False

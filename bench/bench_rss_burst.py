@@ -174,6 +174,15 @@ async def split_peak(worker: Worker, calls: int) -> None:
     print(f"split: the transaction table ({live} transactions) held {(before - after) / 2**20:.2f} MB, "
           f"{(before - after) / max(live, 1):.0f} B a transaction; records waiting {worker.records.pending}, "
           f"number cache entries {numbers.cache_info()[2]}")
+    waiting = worker.records.pending
+    if waiting:   # what a record waiting for the writer holds: written, its bytes are free
+        while worker.records.pending:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
+        gc.collect()
+        written = allocator.stats().get("allocated", 0)
+        print(f"split: {waiting} records waiting held {(after - written) / 2**20:.2f} MB, "
+              f"{(after - written) / waiting:.0f} B a record")
 
 
 async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: float, compact: bool,

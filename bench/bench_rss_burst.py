@@ -9,7 +9,12 @@ on, housekeeping runs, and the worker's memory is read:
 - VmRSS (/proc/self/status);
 - pymalloc arenas in use (``sys._debugmallocstats()``, read from a redirected stderr);
 - with ``--trace``, the blocks allocated during the burst that are still alive, grouped by
-  traceback (tracemalloc started at the burst): what pins the burst's arenas.
+  traceback (tracemalloc started at the burst): what pins the burst's arenas;
+- with ``--trace-peak``, the same at the peak (pure Python: compiled frames are not seen);
+- with ``--split``, what the transaction table holds at the peak (jemalloc's live bytes before
+  and after it is emptied, per transaction), the records waiting and the number cache's size;
+  then it stops. ``--settle-records`` waits for the record writer's backlog before the peak
+  reading (in process the calls come faster than it writes, on a manual clock).
 
     PYTHONPATH=. .venv/bin/python bench/bench_rss_burst.py [CALLS] [--trace] [--numbers N] [--wait S]
 
@@ -131,7 +136,57 @@ def invite(n: int, port: int, numbers: int) -> bytes:
             f"Content-Length: {len(SDP)}\r\n\r\n").encode() + SDP
 
 
-async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: float, compact: bool) -> None:
+def show_trace(when: str, calls: int, stop: bool = True) -> None:
+    """The blocks allocated during the burst and alive now, by traceback."""
+    snap = tracemalloc.take_snapshot()
+    if stop:
+        tracemalloc.stop()
+    stats = snap.statistics("traceback")
+    blocks, size = sum(s.count for s in stats), sum(s.size for s in stats)
+    print(f"blocks allocated during the burst still alive {when}: {blocks} ({size / 1024:.0f} KB, "
+          f"{size / max(calls, 1):.0f} B a call)")
+    for stat in stats[:25]:
+        frames = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback[-6:]]
+        print(f"  {stat.count:6d} blocks {stat.size / 1024:8.1f} KB {stat.size / max(calls, 1):6.0f} B/call  "
+              f"{' < '.join(reversed(frames))}")
+
+
+async def split_peak(worker: Worker, calls: int) -> None:
+    """What the transaction table holds at the peak: jemalloc's live bytes before and after it
+    is emptied (its objects, keys and hash tables), per call; beside it what else grows with
+    the calls (records waiting for the writer, the number parse cache)."""
+    import gc
+
+    from sipguard import numbers
+    from sipguard.proxy import allocator
+
+    core = worker.core
+    assert core is not None
+    gc.collect()
+    txs = core.txs
+    print(f"split: table sizes: invites {len(txs.invites)}, accepted {len(getattr(txs, 'accepted', {}))}, "
+          f"clients {len(txs.clients)}, timer heap {len(txs._timers)}, peers {len(txs._peers)}")
+    before = allocator.stats().get("allocated", 0)
+    live = len(core.txs)
+    core.txs.clear()
+    gc.collect()
+    after = allocator.stats().get("allocated", 0)
+    print(f"split: the transaction table ({live} transactions) held {(before - after) / 2**20:.2f} MB, "
+          f"{(before - after) / max(live, 1):.0f} B a transaction; records waiting {worker.records.pending}, "
+          f"number cache entries {numbers.cache_info()[2]}")
+    waiting = worker.records.pending
+    if waiting:   # what a record waiting for the writer holds: written, its bytes are free
+        while worker.records.pending:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
+        gc.collect()
+        written = allocator.stats().get("allocated", 0)
+        print(f"split: {waiting} records waiting held {(after - written) / 2**20:.2f} MB, "
+              f"{(after - written) / waiting:.0f} B a record")
+
+
+async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: float, compact: bool,
+              trace_peak: bool = False, split: bool = False, settle_records: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = {"listen": [f"udp://127.0.0.1:{port}"], "mode": "proxy", "next_hop": f"sip:{UAS[0]}:{UAS[1]}",
@@ -199,16 +254,26 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
         print(f"idle:  RSS {idle[0]:.1f} MB, arenas {idle[1][0]} (total made {idle[1][1]}), "
               f"transactions {len(core.txs)}")
         print(f"       {memory()}")
-        if trace:
+        if trace or trace_peak:
             tracemalloc.start(8)
         for n in range(calls):
             await call(n)
             if n % tick_every == tick_every - 1:
                 clock.now += 0.5
                 await housekeeping()
+        if settle_records:   # the peak without the writer's backlog (in process it writes in real time)
+            while worker.records.pending:
+                await asyncio.sleep(0.2)
         peak = (rss_mb(), arenas(), len(core.txs))
         print(f"peak:  RSS {peak[0]:.1f} MB, arenas {peak[1][0]}, transactions {peak[2]}")
         print(f"       {memory()}")
+        if trace_peak:
+            show_trace("at the peak", calls, stop=not trace)
+        if split:
+            await split_peak(worker, calls)
+            clock.now += 5.0   # past the drain's linger
+            await worker.stop()
+            return
         await settle(LIFETIME)
         await asyncio.sleep(wait)   # real time: allocators that give pages back on a delay
         after = (rss_mb(), arenas(), len(core.txs))
@@ -237,15 +302,7 @@ async def run(calls: int, trace: bool, numbers: int, tick_every: int, wait: floa
                 sys.stdout.flush()
                 ctypes.CDLL(None).malloc_stats_print(None, None, b"")
         if trace:
-            snap = tracemalloc.take_snapshot()
-            tracemalloc.stop()
-            stats = snap.statistics("traceback")
-            blocks = sum(s.count for s in stats)
-            print(f"blocks allocated during the burst still alive: {blocks} "
-                  f"({sum(s.size for s in stats) / 1024:.0f} KB)")
-            for stat in stats[:25]:
-                frames = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback[-6:]]
-                print(f"  {stat.count:6d} blocks {stat.size / 1024:8.1f} KB  {' < '.join(reversed(frames))}")
+            show_trace("after the burst", calls)
         await worker.stop()
 
 
@@ -253,12 +310,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("calls", nargs="?", type=int, default=40_000)
     ap.add_argument("--trace", action="store_true", help="tracemalloc: the burst's surviving blocks")
+    ap.add_argument("--trace-peak", action="store_true",
+                    help="tracemalloc: what the burst's calls hold at its peak, by traceback (pure Python: "
+                         "compiled frames are not seen)")
     ap.add_argument("--numbers", type=int, default=10_000, help="distinct numbers per side")
     ap.add_argument("--tick-every", type=int, default=750, help="calls between two housekeeping ticks")
+    ap.add_argument("--split", action="store_true",
+                    help="at the peak, what the transaction table holds (emptied to measure it; then stop)")
+    ap.add_argument("--settle-records", action="store_true",
+                    help="before the peak reading, wait until the record writer has no backlog")
     ap.add_argument("--wait", type=float, default=0.0, help="real seconds to wait before the last reading")
     ap.add_argument("--compact", action="store_true", help="then a full collection and a release: what they add")
     args = ap.parse_args()
-    asyncio.run(run(args.calls, args.trace, args.numbers, args.tick_every, args.wait, args.compact))
+    asyncio.run(run(args.calls, args.trace, args.numbers, args.tick_every, args.wait, args.compact,
+                    args.trace_peak, args.split, args.settle_records))
 
 
 if __name__ == "__main__":

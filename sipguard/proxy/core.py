@@ -51,6 +51,7 @@ from sipguard.proxy.messages import (
     local_request,
     reparse,
     response,
+    tag,
     warning_response,
 )
 from sipguard.proxy.stateless import StatelessRelay, stateless_branch
@@ -182,10 +183,10 @@ class ProxyCore:
     # -- INVITE --------------------------------------------------------------------------------
     def _invite(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
         key = server_key(req.top_via)
-        tx = self.txs.server(key)
-        if tx is not None:  # a retransmission: the last response again, never a second decision
+        if self.txs.known(key):  # a retransmission: the last response again, never a second decision
             self.counters.retransmissions += 1
-            if tx.last is not None:
+            tx = self.txs.server(key)  # None: accepted (its 2xx went upstream), absorbed
+            if tx is not None and tx.last is not None:
                 self._sender.send_to_source(tx.last, source, transport, conn)
             return
         self.counters.invites += 1
@@ -370,14 +371,19 @@ class ProxyCore:
 
     # -- CANCEL, everything else ---------------------------------------------------------------
     def _cancel(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
-        tx = self.txs.server(server_key(req.top_via))
-        if tx is None or tx.source[0] != source[0]:  # only the INVITE's sender may cancel it
-            refusal = self.stateless.source_refusal(req, source) if tx is None else ""
+        key = server_key(req.top_via)
+        tx = self.txs.server(key)
+        origin = tx.source if tx is not None else self.txs.accepted.get(key)
+        if origin is None or origin[0] != source[0]:  # only the INVITE's sender may cancel it
+            refusal = self.stateless.source_refusal(req, source) if origin is None else ""
             if self.answers.refused(req, source, transport, conn, refusal):
                 return
             self.answers.reply(req, 481, source, transport, conn)
             return
-        self._sender.send_to_source(response(req, 200, tx.to_tag), source, transport, conn)
+        # RFC 3261 16.10: 200 while the transaction lives, accepted too (nothing else to do then)
+        self._sender.send_to_source(response(req, 200, tag(origin, key)), source, transport, conn)
+        if tx is None:
+            return
         if tx.state is State.DECIDING:
             tx.cancelled = True
         elif tx.state is State.PROCEEDING:

@@ -12,11 +12,18 @@ Rules:
    A 2xx ends the client transaction (RFC 6026): responses that come after it with our
    branch (retransmissions, other forks' 2xx) are relayed statelessly (``stateless.response``,
    our keyed branch proves them ours), so a burst's answered calls are not kept by branch.
-4. Expiry in arrival order (``expire``): a transaction ends one lifetime after it started
-   (to the housekeeping tick), so a burst's memory is free one lifetime after the burst, not
-   two; one still deciding or forwarded gets another lifetime, while it is younger than four.
-   A dict never shrinks: once the table has fallen to a quarter of its peak it is rebuilt,
-   or a burst's hash table (megabytes) would stay for good.
+4. A 2xx relayed upstream also ends the ``InviteTx`` (RFC 6026 "Accepted"): all the server
+   side still does is absorb the INVITE's retransmissions and answer a late CANCEL 200 with
+   our To tag, for which its key and its source (one tuple per peer) are enough
+   (``accepted``). A burst's peak is a lifetime of answered calls at once, so this is what
+   each of them keeps for it: the key and a table slot, not the ~190 bytes of an InviteTx.
+5. Expiry in arrival order (``expire``): a transaction ends one lifetime after it started
+   (to the housekeeping tick and ``GRAIN``: keys are kept in slots of the transactions
+   started within ``GRAIN`` of each other, and a slot ends when its last one is a lifetime
+   old), so a burst's memory is free one lifetime after the burst, not two; one still
+   deciding or forwarded gets another lifetime, while it is younger than four. A dict never
+   shrinks: once the tables have fallen to a quarter of their peak they are rebuilt, or a
+   burst's hash tables (megabytes) would stay for good.
 
 "The same transaction" is ``sipguard.sip.transaction.server_key``, which replay uses too.
 """
@@ -37,6 +44,7 @@ T1 = 0.5
 T2 = 4.0
 TIMER_B = 64 * T1
 PEERS = 1024        # sources kept as one shared tuple each (more: the table starts again)
+GRAIN = 0.25        # s: transactions started this close share one expiry slot (one list, not a float each)
 
 
 # StrEnum: a member hashes as its (cached) string does, so a row of the table is found
@@ -149,44 +157,70 @@ class InviteTx:
 
 
 class Transactions:
-    """The INVITE transactions of one core: by server key and by our client branch, in the
-    order they end (``expire``), and their timers in one heap (an entry whose ``timer_seq`` is
-    no longer the transaction's is stale and skipped)."""
+    """The INVITE transactions of one core: by server key and by our client branch, the
+    accepted ones by server key alone, in the order they end (``expire``), and their timers in
+    one heap (an entry whose ``timer_seq`` is no longer the transaction's is stale and skipped).
+    A server key is in ``invites`` or in ``accepted``, never in both."""
 
     def __init__(self, lifetime: float, now: float) -> None:
         self.lifetime = lifetime
         self.invites: dict[str, InviteTx] = {}      # server key -> tx
         self.clients: dict[str, InviteTx] = {}      # our branch -> tx
+        # server key -> source, for a transaction whose 2xx went upstream (RFC 6026 "Accepted");
+        # the source is the peer's one tuple (``_peer``), typed Any so that compiled it stays
+        # that object (a tuple[str, int] is unboxed by mypyc: boxed again, a new tuple and port
+        # int, ~100 bytes, each time it is stored)
+        self.accepted: dict[str, Any] = {}
         self.last_final = 0.0  # when the last INVITE transaction got its final response
-        # in arrival order, so in the order they end (started + lifetime); one slot each
-        self._ends: deque[InviteTx] = deque()
-        self._again: deque[tuple[float, InviteTx]] = deque()  # (when, tx): unfinished, another lifetime
+        # server keys in arrival order, so in the order they end (started + lifetime): in slots
+        # of GRAIN, each with the start of its latest transaction
+        self._slots: deque[list[str]] = deque()
+        self._slot_at: deque[float] = deque()
+        self._slot_from = 0.0   # when the last slot was opened
+        self._again: deque[tuple[float, str]] = deque()  # (when, key): unfinished, another lifetime
         self._peak = 0  # the most transactions since the tables were last rebuilt
         # source address -> one tuple for all its transactions: each datagram comes with a new
         # tuple, host string and port, 160 bytes a transaction for 32 s, a third of what it keeps
-        self._peers: dict[tuple[str, int], tuple[str, int]] = {}
+        self._peers: dict[tuple[str, int], Any] = {}
         self._timers: list[tuple[float, int, InviteTx]] = []
         self._seq = 0
 
     # -- lookup ---------------------------------------------------------------------------------
     def server(self, key: str) -> InviteTx | None:
-        """The INVITE server transaction of this key."""
+        """The INVITE server transaction of this key, unless it is accepted (``accepted``)."""
         return self.invites.get(key)
+
+    def known(self, key: str) -> bool:
+        """An INVITE with this key is a retransmission: its transaction is alive (accepted or not)."""
+        return key in self.invites or key in self.accepted
 
     def client(self, branch: str) -> InviteTx | None:
         """The transaction whose forwarded INVITE carries our ``branch``."""
         return self.clients.get(branch)
 
     # -- transitions ----------------------------------------------------------------------------
-    def start(self, tx: InviteTx) -> None:
-        source = self._peers.get(tx.source)
-        if source is None:
+    def _peer(self, source: tuple[str, int]) -> Any:
+        """The one tuple kept for this source address (at most PEERS; more: the table starts again)."""
+        shared = self._peers.get(source)
+        if shared is None:
             if len(self._peers) >= PEERS:
                 self._peers.clear()
-            source = self._peers[tx.source] = tx.source
-        tx.source = source
+            self._peers[source] = source
+            shared = self._peers[source]
+        return shared
+
+    def start(self, tx: InviteTx) -> None:
+        tx.source = self._peer(tx.source)
         self.invites[tx.key] = tx
-        self._ends.append(tx)
+        started = tx.started
+        if self._slots and started - self._slot_from < GRAIN:
+            self._slots[-1].append(tx.key)
+            if started > self._slot_at[-1]:
+                self._slot_at[-1] = started
+        else:
+            self._slots.append([tx.key])
+            self._slot_at.append(started)
+            self._slot_from = started
 
     def forward(self, tx: InviteTx, branch: str, dest: Hop, data: bytes, now: float) -> None:
         """The INVITE went downstream as ``data`` with our ``branch``: Timer A over UDP."""
@@ -233,6 +267,11 @@ class Transactions:
             branch, tx.client_branch = tx.client_branch, None
             if branch is not None and self.clients.get(branch) is tx:
                 del self.clients[branch]
+            # nothing of ours to resend to a retransmitted INVITE: accepted, the InviteTx goes
+            # (one with a final response of its own before, a late 2xx, stays as it is)
+            if tx.last is None and self.invites.get(tx.key) is tx:
+                del self.invites[tx.key]
+                self.accepted[tx.key] = self._peer(tx.source)
         else:
             tx.advance(Event.PROVISIONAL)
         return Reply.RELAY
@@ -297,25 +336,30 @@ class Transactions:
     def expire(self, now: float) -> int:
         """End the transactions whose lifetime has passed at ``now``; an unfinished one
         (deciding/proceeding) younger than four lifetimes gets another. Returns how many ended."""
-        if len(self.invites) > self._peak:
-            self._peak = len(self.invites)
+        if len(self) > self._peak:
+            self._peak = len(self)
         ended = 0
-        ends, again, lifetime = self._ends, self._again, self.lifetime
-        while ends and now - ends[0].started >= lifetime:
-            ended += self._end(ends.popleft(), now)
+        slots, slot_at, again, lifetime = self._slots, self._slot_at, self._again, self.lifetime
+        while slot_at and now - slot_at[0] >= lifetime:
+            slot_at.popleft()
+            for key in slots.popleft():
+                ended += self._end(key, now)
         while again and again[0][0] <= now:
             ended += self._end(again.popleft()[1], now)
-        if self._peak >= 1024 and len(self.invites) * 4 < self._peak:
+        if self._peak >= 1024 and len(self) * 4 < self._peak:
             self._shrink()
         return ended
 
-    def _end(self, tx: InviteTx, now: float) -> int:
-        if self.invites.get(tx.key) is not tx:
+    def _end(self, key: str, now: float) -> int:
+        if self.accepted.pop(key, None) is not None:
+            return 1
+        tx = self.invites.get(key)
+        if tx is None:
             return 0  # forgotten already (clear)
         if (tx.state is State.DECIDING or tx.state is State.PROCEEDING) and now - tx.started < 4 * self.lifetime:
-            self._again.append((now + self.lifetime, tx))
+            self._again.append((now + self.lifetime, key))
             return 0
-        del self.invites[tx.key]
+        del self.invites[key]
         branch = tx.client_branch
         if branch is not None and self.clients.get(branch) is tx:
             del self.clients[branch]
@@ -325,7 +369,8 @@ class Transactions:
         """New tables sized for what is left: a dict keeps the hash table of its peak."""
         self.invites = {k: tx for k, tx in self.invites.items()}
         self.clients = {k: tx for k, tx in self.clients.items()}
-        self._peak = len(self.invites)
+        self.accepted = {k: source for k, source in self.accepted.items()}
+        self._peak = len(self)
 
     def in_progress(self) -> int:
         """INVITE transactions deciding or forwarded and waiting for their final response."""
@@ -333,12 +378,14 @@ class Transactions:
                    if tx.state is State.DECIDING or tx.state is State.PROCEEDING)
 
     def __len__(self) -> int:
-        return len(self.invites)
+        return len(self.invites) + len(self.accepted)
 
     def clear(self) -> None:
         """Forget every transaction and timer (benchmarks replaying the same calls)."""
         self.invites.clear()
         self.clients.clear()
-        self._ends.clear()
+        self.accepted.clear()
+        self._slots.clear()
+        self._slot_at.clear()
         self._again.clear()
         self._timers.clear()

@@ -26,6 +26,33 @@ if TYPE_CHECKING:
     from sipguard.pipeline import Outcome
 
 
+# The text of a verstat and of a reasons tuple, one object for all the records that carry it:
+# str() of a StrEnum member is a new string each time, and under overload records wait for the
+# writer by the tens of thousands (bench/RESULTS.md, session 10: ~190 of ~900 bytes a record).
+# Bounded: a value past TEXTS distinct ones is made as before.
+TEXTS = 256
+_TEXT: dict[Any, str] = {}
+_TEXTS: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
+def _text(value: Any) -> str:
+    text = _TEXT.get(value)
+    if text is None:
+        text = str(value)
+        if len(_TEXT) < TEXTS:
+            _TEXT[value] = text
+    return text
+
+
+def _texts(values: tuple[Any, ...]) -> tuple[str, ...]:
+    texts = _TEXTS.get(values)
+    if texts is None:
+        texts = tuple(str(v) for v in values)
+        if len(_TEXTS) < TEXTS:
+            _TEXTS[values] = texts
+    return texts
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     time: float                       # epoch seconds (UTC), when the INVITE was decided
@@ -133,8 +160,8 @@ class CallRecord:
             rmd_snapshot=outcome.lookups.rmd_snapshot,
             caller_raw=call.caller.raw, caller=call.caller.e164,
             callee_raw=call.callee.raw, callee=call.callee.e164,
-            verstat=str(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
-            reasons=tuple(str(r) for r in ver.reasons),
+            verstat=_text(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
+            reasons=_texts(ver.reasons),
             rule=dec.rule, rule_class=dec.rule_class, notice=dec.notice,
             action=dec.action, status=status, shadow_action=shadow,
             signed=signed, signed_origid=outcome.signed_origid, identity_dropped=False,

@@ -425,11 +425,12 @@ def test_a_transaction_past_its_2xx_holds_no_message_bytes(tmp_path: Path) -> No
 
     async def scenario(core: Any, cap: Any) -> None:
         fwd = await forward(core, cap)
+        [tx] = core.txs.invites.values()
         core.receive(answer(fwd, "200 OK"), UAS, "udp", None)
         [(ok, to_uac)] = cap.take()
         assert ok.startswith(b"SIP/2.0 200 OK") and to_uac == UAC
-        [tx] = core.txs.invites.values()
         assert tx.state == "done" and (tx.raw, tx.sent, tx.forwarded) == (b"", None, None)
+        assert core.txs.invites == {}   # accepted: not even the InviteTx is kept (test_proxy_core.py)
         core.receive(CORE_INVITE, UAC, "udp", None)
         assert cap.take() == []
 

@@ -164,6 +164,16 @@ def test_record_carries_the_provider_and_decision(tmp_path: Path) -> None:
     assert record.rmd_snapshot is not None
 
 
+def test_records_of_calls_alike_share_their_verstat_and_reasons_text(tmp_path: Path) -> None:
+    """Under overload records wait for the writer by the tens of thousands: what is the same
+    from call to call (the verstat, the reasons) is one object in all of them, the same text."""
+    first, second = (CallRecord.of(decide(tmp_path, invite()), None, "sip:127.0.0.1:5070", "test")
+                     for _ in range(2))
+    assert first.verstat == "No-TN-Validation" and type(first.verstat) is str
+    assert first.reasons == ("no-identity",) and all(type(r) is str for r in first.reasons)
+    assert second.verstat is first.verstat and second.reasons is first.reasons
+
+
 def test_each_decision_fans_out_once_to_records_metrics_and_the_log(tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
     """observe/decisions.py: one outcome, one record queued (the next hop only when forwarded

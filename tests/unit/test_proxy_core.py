@@ -17,10 +17,11 @@ from sipguard.clock import Clock, ManualClock, SystemClock
 from sipguard.config import CoreSettings
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.core import ProxyCore
-from sipguard.proxy.messages import BRANCH_PREFIX, Answers, Counters, Hop
+from sipguard.proxy.messages import BRANCH_PREFIX, TAG_PREFIX, Answers, Counters, Hop, tag
 from sipguard.proxy.stateless import StatelessRelay
 from sipguard.proxy.transactions import State
 from sipguard.sip import Message, Request, parse
+from sipguard.sip.transaction import server_key
 from sipguard.trunks import TrunkTable
 from tests.proxy_fixtures import Capture, proxy_config
 
@@ -128,18 +129,100 @@ def test_after_a_2xx_only_the_server_side_stays_and_later_2xx_are_relayed_statel
     the INVITE's retransmissions. What a burst's answered calls keep: no branch, no bytes."""
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         fwd = await forward(core, cap)
+        [tx] = core.txs.invites.values()
         ok = answer(fwd, "200 OK")
         for _ in range(2):   # the 2xx, then its retransmission: each relayed upstream, once
             core.receive(ok, UAS, "udp", None)
             [(relayed, to_uac)] = cap.take()
             assert to_uac == UAC and relayed.startswith(b"SIP/2.0 200 OK") and BRANCH_PREFIX.encode() not in relayed
-            [tx] = core.txs.invites.values()
             assert tx.state is State.DONE and core.txs.clients == {} and tx.client_branch is None
             assert tx.raw == b"" and tx.sent is None and tx.forwarded is None
         core.receive(INVITE, UAC, "udp", None)   # a retransmitted INVITE: absorbed, never decided again
         assert cap.take() == [] and core.counters.retransmissions == 1 and core.counters.invites == 1
 
     run(tmp_path, scenario)
+
+
+def test_an_accepted_transaction_is_not_kept_as_an_invite_tx(tmp_path: Path) -> None:
+    """RFC 6026 "Accepted": once its 2xx went upstream, all a transaction still does is absorb
+    its INVITE's retransmissions (and answer a late CANCEL): the table keeps its key and its
+    source, not the InviteTx (~190 bytes a call for a lifetime: a burst's peak is made of them)."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        fwd = await forward(core, cap)
+        [tx] = core.txs.invites.values()
+        core.receive(answer(fwd, "200 OK"), UAS, "udp", None)
+        assert [addr for _, addr in cap.take()] == [UAC]
+        assert core.txs.invites == {} and core.txs.clients == {} and len(core.txs) == 1
+        assert core.txs.accepted == {tx.key: UAC}
+
+    run(tmp_path, scenario)
+
+
+def test_an_accepted_transaction_answers_as_before_until_its_lifetime_ends(tmp_path: Path) -> None:
+    """What a transaction answered 2xx does for its lifetime, as before it was kept as its key
+    alone: a retransmitted INVITE is absorbed (never decided again), a CANCEL from its sender
+    gets 200 with our To tag and goes nowhere, one from another host 481, the ACK of the 2xx
+    is relayed and an ACK with our tag absorbed; one lifetime after the INVITE it has ended and
+    the same INVITE is a new transaction."""
+    clock = ManualClock(1000.0)
+
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        fwd = await forward(core, cap)
+        key = server_key(parse(INVITE).top_via)
+        core.receive(answer(fwd, "200 OK"), UAS, "udp", None)
+        assert [addr for _, addr in cap.take()] == [UAC]
+        clock.advance(2.0)
+        core.receive(INVITE, UAC, "udp", None)
+        assert cap.take() == [] and core.counters.retransmissions == 1 and core.counters.invites == 1
+        core.receive(from_uac("CANCEL"), UAC, "udp", None)
+        [(ok, addr)] = cap.take()
+        assert addr == UAC and ok.startswith(b"SIP/2.0 200 OK") and parse(ok).to.tag == tag(UAC, key)
+        core.receive(from_uac("CANCEL"), ("127.0.0.2", 5061), "udp", None)
+        [(no, addr)] = cap.take()
+        assert addr == ("127.0.0.2", 5061) and no.startswith(b"SIP/2.0 481")
+        for fast in (True, False):
+            core.fast_path = fast
+            core.receive(from_uac("ACK", "uas9").replace(b"z9hG4bK-uac-1", b"z9hG4bK-uac-2"), UAC, "udp", None)
+            [(ack, addr)] = cap.take()
+            assert addr == UAS and ack.startswith(b"ACK ")
+            core.receive(from_uac("ACK", TAG_PREFIX + "0123"), UAC, "udp", None)
+            assert cap.take() == []
+        clock.set(1031.9)
+        core.rotate()
+        core.receive(INVITE, UAC, "udp", None)
+        assert cap.take() == [] and core.counters.retransmissions == 2 and len(core.txs) == 1
+        clock.set(1032.0)
+        core.rotate()
+        assert len(core.txs) == 0
+        core.receive(INVITE, UAC, "udp", None)
+        assert [addr for _, addr in cap.take()] == [UAC, UAS] and core.counters.invites == 2
+
+    run(tmp_path, scenario, clock)
+
+
+def test_a_late_2xx_after_our_408_keeps_the_408_for_retransmitted_invites(tmp_path: Path) -> None:
+    """Not accepted alone: a transaction that sent a final response of its own (Timer B's 408)
+    and then relays a late 2xx still answers a retransmitted INVITE with that 408."""
+    clock = ManualClock(1000.0)
+
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        fwd = await forward(core, cap)
+        while True:
+            at = core.txs.next_timer()
+            assert at is not None
+            clock.set(at)
+            core.on_timer()
+            sent = cap.take()
+            if sent and sent[-1][1] == UAC:
+                break
+        [(timeout, _)] = sent
+        assert timeout.startswith(b"SIP/2.0 408")
+        core.receive(answer(fwd, "200 OK"), UAS, "udp", None)
+        assert [addr for _, addr in cap.take()] == [UAC]
+        core.receive(INVITE, UAC, "udp", None)
+        assert cap.take() == [(timeout, UAC)]
+
+    run(tmp_path, scenario, clock)
 
 
 def test_cancel_after_forwarding_goes_downstream_with_the_forwarded_headers(tmp_path: Path) -> None:

@@ -189,3 +189,80 @@ def test_what_a_transaction_keeps_for_its_lifetime_is_shared_or_derived() -> Non
     for port in range(PEERS + 10):   # many sources: the table starts again, it never grows past PEERS
         txs.start(InviteTx(f"b{port}|192.0.2.2|{port}", ("192.0.2.2", port), "udp", None, b""))
     assert 0 < len(txs._peers) <= PEERS
+
+
+def test_an_accepted_transaction_is_its_key_and_source_until_its_lifetime_ends() -> None:
+    """RFC 6026 "Accepted": once a 2xx went upstream, the table keeps the key (retransmitted
+    INVITEs are absorbed) and the source (a late CANCEL's 200 carries our To tag), not the
+    InviteTx; the ACK rule is the one of a transaction answered 2xx; it ends one lifetime after
+    its INVITE came, time stepped by ``now``."""
+    txs, t = Transactions(32.0, 0.0), tx(started=100.0)
+    txs.start(t)
+    txs.forward(t, "z9hG4bKsg1", UAS, b"INVITE fwd", 100.0)
+    assert txs.response(t, 180, 100.5) is Reply.RELAY and txs.server(t.key) is t
+    assert txs.response(t, 200, 101.0) is Reply.RELAY and t.state is State.DONE
+    assert txs.server(t.key) is None and txs.invites == {} and txs.clients == {} and len(txs) == 1
+    assert txs.known(t.key) and txs.accepted == {t.key: ("192.0.2.1", 5061)}
+    assert not txs.ack_absorbed("uas-tag", VIA) and txs.ack_absorbed(TAG_PREFIX + "abc", VIA)
+    assert txs.next_timer() is None and txs.on_timer(1e9) == []
+    assert txs.expire(131.9) == 0 and txs.known(t.key)
+    assert txs.expire(132.0) == 1 and not txs.known(t.key) and len(txs) == 0 and txs.accepted == {}
+
+
+def test_what_has_a_final_response_of_its_own_stays_a_transaction() -> None:
+    """A 2xx after our own final response (a late 2xx after Timer B's 408) or after a relayed
+    non-2xx leaves the InviteTx as it was: its ``last`` still answers retransmitted INVITEs."""
+    txs = Transactions(32.0, 0.0)
+    ours, relayed = tx(started=0.0), tx(started=0.0)
+    relayed.key = "other"
+    for t, branch in ((ours, "z9hG4bKsg1"), (relayed, "z9hG4bKsg2")):
+        txs.start(t)
+        txs.forward(t, branch, UAS, b"INVITE fwd", 0.0)
+    txs.answer(ours, b"SIP/2.0 408", 35.5)
+    assert txs.response(relayed, 486, 1.0) is Reply.ACK_AND_RELAY
+    relayed.last = b"SIP/2.0 486"        # what the core keeps of a relayed final (_relay_tx_response)
+    for t in (ours, relayed):
+        assert txs.response(t, 200, 36.0) is Reply.RELAY and t.state is State.DONE
+        assert txs.server(t.key) is t and t.last is not None
+    assert len(txs) == 2
+
+
+def test_no_transaction_ends_before_its_lifetime_nor_long_after() -> None:
+    """Expiry in arrival order, in slots of transactions started close together: each ends at
+    the first ``expire`` at least one lifetime after it started, and no later than a slot's
+    width (0.25 s) after that, accepted or not."""
+    txs, lifetime = Transactions(10.0, 0.0), 10.0
+    started = {}
+    for i in range(60):   # irregular arrivals: close together, then a gap (binary fractions: exact)
+        at = i * 0.0625 + (1.0 if i >= 30 else 0.0)
+        t = tx(started=at)
+        t.key = f"k{i}"
+        txs.start(t)
+        if i % 2:   # forwarded and answered 2xx: accepted (the others completed)
+            txs.forward(t, f"z9hG4bKsg{i}", UAS, b"INVITE fwd", at)
+            txs.response(t, 200, at + 0.01)
+        else:
+            txs.answer(t, b"SIP/2.0 603", at)
+        started[t.key] = at
+    now = 0.0
+    while now < 30.0:
+        txs.expire(now)
+        for key, at in started.items():
+            alive = key in txs.invites or key in getattr(txs, "accepted", {})
+            assert alive or now >= at + lifetime, (key, at, now)
+            assert not alive or now < at + lifetime + 0.25, (key, at, now)
+        now += 0.03125
+    assert len(txs) == 0
+
+
+def test_accepted_transactions_of_one_peer_share_its_source_tuple() -> None:
+    """What an accepted transaction keeps besides its key is a reference to its peer's one
+    tuple, not a tuple (and port int) of its own: ~100 bytes a call at a burst's peak."""
+    txs = Transactions(32.0, 0.0)
+    for i in range(3):
+        t = InviteTx(f"z9hG4bK-{i}|192.0.2.1|5061", ("".join(("192.0.2.", "1")), int("5061")), "udp", None, b"")
+        txs.start(t)
+        txs.forward(t, f"z9hG4bKsg{i}", UAS, b"INVITE fwd", 0.0)
+        txs.response(t, 200, 0.0)
+    first, *others = txs.accepted.values()
+    assert first == ("192.0.2.1", 5061) and all(source is first for source in others)

@@ -1,4 +1,5 @@
-"""The wheel's build: the hot path compiled with mypyc into it, pure Python when it cannot be.
+"""The wheel's build: the hot path compiled with mypyc into it (and sipguard/sip/_fast.c, the C
+twin of the SIP head's splitting), pure Python when it cannot be.
 
 Everything but the extension modules is declared in pyproject.toml. The list of compiled
 modules and the build stamp live in sipguard/native.py, loaded here by its path (importing
@@ -60,7 +61,8 @@ def extensions() -> list:
     cwd = os.getcwd()
     os.chdir(HERE)  # mypyc names modules after their paths
     try:
-        return mypycify(list(native.MODULES), opt_level="3", debug_level="0", group_name=native.GROUP)
+        return mypycify(list(native.MODULES), opt_level="3", debug_level="0", group_name=native.GROUP) \
+            + native.c_extensions()
     except (Exception, SystemExit) as exc:  # a type error mypyc refuses: build the Python wheel
         print(f"sipguard: not compiled ({exc}); the wheel runs as Python", file=sys.stderr)
         return []

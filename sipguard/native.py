@@ -10,6 +10,11 @@ less CPU per call on the hot path (bench/RESULTS.md). Two builds use ``MODULES``
   them in place (``sipguard/sip/parser.py`` gets a ``parser.cpython-311-...so`` beside it,
   which Python imports in its place) when a source changed.
 
+Beside them, the byte-level splitting of a SIP head is written in C against the CPython API
+(``C_MODULES``: ``sipguard/sip/_fast.c``, module ``sipguard.sip._fast``); the Python modules
+that use it keep their own definition of each function and run it when the extension is
+absent. Both builds compile it with the mypyc modules.
+
 Either way the build records a hash of each compiled source (``native_stamp.json`` beside
 this file). A compiled module built from another source would run the old code, so
 ``check()`` (called when ``sipguard`` is imported) refuses to start when a source no longer
@@ -62,6 +67,8 @@ MODULES = (
     "sipguard/shaken/credentials.py",
     "sipguard/shaken/verify.py",
 )
+# Written in C, each the faster twin of functions its Python modules define (sipguard/sip/_fast.c).
+C_MODULES = ("sipguard/sip/_fast.c",)
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 STAMP = "native_stamp.json"         # beside this file: {source path: blake2b of its bytes}
 
@@ -82,19 +89,28 @@ def _extensions() -> list[str]:
 
 def _built() -> list[str]:
     """Every extension module under sipguard/ (listed or left from an older list), as the
-    path of its source, relative to ROOT; the shared runtime library has no source."""
+    path of its source (.py, or .c), relative to ROOT; the shared runtime library has no source."""
     out = []
     for ext in _extensions():
-        rel = os.path.relpath(ext, ROOT)[:-len(SUFFIX)] + ".py"
-        if os.path.exists(os.path.join(ROOT, rel)):
-            out.append(rel.replace(os.sep, "/"))
+        base = os.path.relpath(ext, ROOT)[:-len(SUFFIX)]
+        for rel in (base + ".py", base + ".c"):
+            if os.path.exists(os.path.join(ROOT, rel)):
+                out.append(rel.replace(os.sep, "/"))
+                break
     return out
+
+
+def c_extensions() -> list:  # type: ignore[type-arg]
+    """The setuptools extensions of C_MODULES (imported here: only a build needs setuptools)."""
+    from setuptools import Extension
+
+    return [Extension(source[:-2].replace("/", "."), [source], extra_compile_args=["-O2"]) for source in C_MODULES]
 
 
 def source_hashes() -> dict[str, str]:
     """The hash of each source of MODULES under ROOT, as the build stamp records it."""
     out = {}
-    for module in MODULES:
+    for module in MODULES + C_MODULES:
         with open(os.path.join(ROOT, module), "rb") as f:
             out[module] = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
     return out
@@ -137,7 +153,8 @@ def describe() -> str:
     """Which hot path runs, for ``sipguard --version`` and the worker's log."""
     names = compiled()
     if names:
-        return f"compiled (mypyc): {len(names)} of {len(MODULES)} hot-path modules"
+        c = sum(os.path.exists(os.path.join(ROOT, m[:-2] + SUFFIX)) for m in C_MODULES)
+        return f"compiled (mypyc): {len(names)} of {len(MODULES)} hot-path modules, C: {c} of {len(C_MODULES)}"
     return "Python (not compiled: pip install a compiled wheel, or make native)"
 
 
@@ -171,7 +188,7 @@ def build() -> tuple[bool, str]:
     cwd = os.getcwd()
     os.chdir(ROOT)  # mypyc names modules after their paths
     try:
-        extensions = mypycify(list(MODULES), opt_level="3", debug_level="0", group_name=GROUP)
+        extensions = mypycify(list(MODULES), opt_level="3", debug_level="0", group_name=GROUP) + c_extensions()
         dist = Distribution({"name": "sipguard-native", "ext_modules": extensions})
         cmd = dist.get_command_obj("build_ext")
         cmd.inplace = True  # type: ignore[attr-defined]
@@ -188,7 +205,7 @@ def build() -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv == ["build"] or (argv == ["ensure"] and (stale() or set(_built()) != set(MODULES))):
+    if argv == ["build"] or (argv == ["ensure"] and (stale() or set(_built()) != set(MODULES + C_MODULES))):
         ok, message = build()
         print(f"sipguard.native: {message}", file=sys.stderr)
         return 0  # not compiled is not a failure: the Python modules are the same program

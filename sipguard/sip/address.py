@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 from sipguard.sip.errors import SipParseError
 
+try:  # the byte-level pieces in C (sipguard/sip/_fast.c) when built; the Python here defines them
+    from sipguard.sip import _fast
+except ImportError:  # pragma: no cover - a tree without the extension runs the Python
+    _fast = None  # type: ignore[assignment]
+
 Params = dict[str, str | None]
 
 # RFC 3261 25.1: token and host characters.
@@ -180,8 +185,21 @@ def check_uri(text: str) -> None:
         parse_uri(text)  # raises with the precise message, or accepts the unusual URI
 
 
+_C_USUAL_URI = _fast.usual_uri if _fast is not None else None
+
+
 def _usual_uri(text: str) -> bool:
-    """Whether ``text`` is a sip or sips URI that ``parse_uri`` takes in its one regex."""
+    """Whether ``text`` is a sip or sips URI that ``parse_uri`` takes in its one regex: the
+    C matcher's answer for ASCII text (None otherwise), else the regex's (``usual_uri_re``)."""
+    if _C_USUAL_URI is not None:
+        found = _C_USUAL_URI(text)
+        if found is not None:
+            return found
+    return usual_uri_re(text)
+
+
+def usual_uri_re(text: str) -> bool:
+    """``_usual_uri``'s definition, and its answer wherever C gives none."""
     m = _SIP_URI.match(text)
     if m is None:
         return False
@@ -372,8 +390,21 @@ class Via:
 _TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "WS", "WSS"))
 
 
+_C_VIA = _fast.via if _fast is not None else None
+
+
 def parse_via(value: str) -> Via:
-    """``value`` parsed, or SipParseError."""
+    """``value`` parsed, or SipParseError: the usual shape in C where the extension is built
+    (the fields of ``parse_via_py``'s first branch), anything else ``parse_via_py``."""
+    if _C_VIA is not None:
+        parts = _C_VIA(value)
+        if parts is not None:
+            return Via(parts[0], parts[1], parts[2], parts[3], value.strip())
+    return parse_via_py(value)
+
+
+def parse_via_py(value: str) -> Via:
+    """``parse_via``'s definition."""
     if value.startswith("SIP/2.0/"):
         space = value.find(" ", 8)
         transport = value[8:space]

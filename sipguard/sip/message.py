@@ -21,6 +21,11 @@ from sipguard.sip import headers as hdr
 from sipguard.sip.address import NameAddr, SipUri, Via, parse_name_addr, parse_uri, parse_via, split_list
 from sipguard.sip.errors import SipParseError
 
+try:  # the byte-level pieces in C (sipguard/sip/_fast.c) when built; the Python here defines them
+    from sipguard.sip import _fast
+except ImportError:  # pragma: no cover - a tree without the extension runs the Python
+    _fast = None  # type: ignore[assignment]
+
 MAX_SIZE = 65535
 MAX_VALUES = 128             # items in one list header (Via, Route ...): bounds the work per message
 ENC = "utf-8"
@@ -35,8 +40,21 @@ def new_branch() -> str:
     return "z9hG4bK" + secrets.token_hex(8)
 
 
+_C_CSEQ = _fast.cseq if _fast is not None else None
+
+
 def cseq_value(text: str) -> tuple[int, str]:
-    """A CSeq value (number < 2**31, token method); SipParseError otherwise."""
+    """A CSeq value (number < 2**31, token method); SipParseError otherwise. In C where the
+    extension is built and takes the text (a valid ASCII value), else ``cseq_value_py``."""
+    if _C_CSEQ is not None:
+        found = _C_CSEQ(text)
+        if found is not None:
+            return found
+    return cseq_value_py(text)
+
+
+def cseq_value_py(text: str) -> tuple[int, str]:
+    """``cseq_value``'s definition."""
     parts = text.split()
     if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 \
             or int(parts[0]) >= 2**31 or not METHOD.match(parts[1].encode(ENC, ERRORS)):

@@ -16,6 +16,11 @@ from sipguard.sip import headers as hdr
 from sipguard.sip.errors import SipParseError
 from sipguard.sip.message import ENC, ERRORS, MAX_SIZE, METHOD, Message, Request, Response
 
+try:  # the byte-level pieces in C (sipguard/sip/_fast.c) when built; the Python here defines them
+    from sipguard.sip import _fast
+except ImportError:  # pragma: no cover - a tree without the extension runs the Python
+    _fast = None  # type: ignore[assignment]
+
 # Bounds on work per datagram (a 64 KB message of tiny headers or list items would
 # otherwise cost tens of ms of CPU): far above what real trunks send.
 MAX_LINES = 256
@@ -65,6 +70,14 @@ _HEADER_NAME = re.compile(rb"\n([^:\r\n]*):")
 
 
 def known_keys(head: bytes, count: int) -> list[str] | None:
+    """``known_keys_re``, in C when the extension is built (the same result: tests/property/
+    test_sip_c.py)."""
+    if _C_KNOWN_KEYS is not None:
+        return _C_KNOWN_KEYS(head, count, _NAMES)
+    return known_keys_re(head, count)
+
+
+def known_keys_re(head: bytes, count: int) -> list[str] | None:
     """The lookup keys of the ``count`` header lines of ``head`` in the common case: each LF
     ends a line (none before the start line) and every name was validated and learnt before.
     One C-level scan finds every name, one per line, in order. A folded line either has no
@@ -102,6 +115,7 @@ def _header_lines(split: list[bytes]) -> list[tuple[str, bytes]]:
 
 
 _NAMES: dict[bytes, str] = {}
+_C_KNOWN_KEYS = _fast.known_keys if _fast is not None else None
 _WSP = (b" ", b"\t")
 
 

@@ -32,7 +32,12 @@ from dataclasses import dataclass
 
 from sipguard.sip.address import split_list
 from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, cseq_value, max_forwards_value, without_first
-from sipguard.sip.parser import _METHODS, _REQUIRED, MAX_LINES, known_keys
+from sipguard.sip.parser import _METHODS, _NAMES, _REQUIRED, MAX_LINES, known_keys_re
+
+try:  # the byte-level pieces in C (sipguard/sip/_fast.c) when built; the Python here defines them
+    from sipguard.sip import _fast
+except ImportError:  # pragma: no cover - a tree without the extension runs the Python
+    _fast = None  # type: ignore[assignment]
 
 CRLF = b"\r\n"
 
@@ -73,8 +78,20 @@ class Lines:
         return CRLF.join([self.start, *lines, b"", self.body])
 
 
+_C_SPLIT = _fast.split if _fast is not None else None
+
+
 def split(data: bytes, max_size: int) -> Lines | None:
-    """The lines of ``data`` when it has the common shape, else None (take the full parse)."""
+    """The lines of ``data`` when it has the common shape, else None (take the full parse):
+    ``split_py``, in C when the extension is built (the same result: tests/property/test_sip_c.py)."""
+    if _C_SPLIT is not None:
+        parts = _C_SPLIT(data, max_size, _NAMES)
+        return None if parts is None else Lines(parts[0], parts[1], parts[2], parts[3])
+    return split_py(data, max_size)
+
+
+def split_py(data: bytes, max_size: int) -> Lines | None:
+    """``split``'s definition."""
     if len(data) > max_size:
         return None
     end = data.find(b"\r\n\r\n")
@@ -85,7 +102,7 @@ def split(data: bytes, max_size: int) -> Lines | None:
     count = len(lines)
     if count > MAX_LINES or not lines[0]:
         return None  # too many lines, or CRLF before the start line
-    keys = known_keys(head, count - 1)  # the parser's own common-case scan
+    keys = known_keys_re(head, count - 1)  # the parser's own common-case scan
     if keys is None:
         return None
     body = data[end + 4:]

@@ -1,0 +1,542 @@
+/* sipguard.sip._fast: the byte-level pieces of reading a SIP message, in C.
+ *
+ * Cutting a head into lines and looking up their names (relay.split, parser.known_keys), the
+ * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value) and a
+ * Via value of the usual shape (address.parse_via). Every function here has a Python
+ * definition it must match exactly, named in its comment: the Python is the specification and
+ * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
+ * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
+ * unusual message or value gives None, and the caller takes the Python path that reports it.
+ *
+ * Hostile input: every index is checked against the buffer's length before it is read,
+ * the number of lines is bounded (MAX_LINES, as the parser's), and no function allocates
+ * more than a list of at most MAX_LINES items and slices of its input.
+ *
+ * Written for sipguard against the CPython C API only.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_LINES 256            /* parser.MAX_LINES: bounds the work per datagram */
+
+/* The header keys relay.split must find (parser._REQUIRED), as bits. */
+enum { K_VIA = 1, K_FROM = 2, K_TO = 4, K_CALL_ID = 8, K_CSEQ = 16, K_ALL = 31 };
+
+static PyObject *s_via, *s_from, *s_to, *s_call_id, *s_cseq, *s_content_length;
+
+/* Python's bytes.strip() white space (ASCII only): space, \t, \n, \r, \x0b, \x0c. */
+static int is_bytes_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x0b || c == 0x0c;
+}
+
+/* Which of the required keys ``key`` is (0: none). The keys are the parser's own str
+ * objects (hdr.key), compared by value as Python's ``in`` and ``count`` compare them. */
+static int required_bit(PyObject *key) {
+    if (key == s_via || PyUnicode_Compare(key, s_via) == 0) return K_VIA;
+    if (key == s_from || PyUnicode_Compare(key, s_from) == 0) return K_FROM;
+    if (key == s_to || PyUnicode_Compare(key, s_to) == 0) return K_TO;
+    if (key == s_call_id || PyUnicode_Compare(key, s_call_id) == 0) return K_CALL_ID;
+    if (key == s_cseq || PyUnicode_Compare(key, s_cseq) == 0) return K_CSEQ;
+    return 0;
+}
+
+static int is_content_length(PyObject *key) {
+    return key == s_content_length || PyUnicode_Compare(key, s_content_length) == 0;
+}
+
+/* Find "\r\n" in p[from:to); -1 if none. */
+static Py_ssize_t find_crlf(const char *p, Py_ssize_t from, Py_ssize_t to) {
+    while (from + 1 < to) {
+        const char *cr = memchr(p + from, '\r', (size_t)(to - 1 - from));
+        if (cr == NULL) return -1;
+        Py_ssize_t at = cr - p;
+        if (p[at + 1] == '\n') return at;
+        from = at + 1;
+    }
+    return -1;
+}
+
+/* The lookup key of the header line p[start:end) (one line, no CR LF in it) as
+ * parser.known_keys reads it: the bytes before the first colon, provided no CR comes first
+ * (its regex ``\n([^:\r\n]*):``), looked up in ``names`` (parser._NAMES, the names
+ * validated and learnt by the careful loop). A borrowed reference, or NULL: no such name
+ * (the caller gives None; NULL with an exception set only when the look-up itself failed). */
+static PyObject *line_key(const char *p, Py_ssize_t start, Py_ssize_t end, PyObject *names) {
+    Py_ssize_t i = start;
+    while (i < end && p[i] != ':' && p[i] != '\r' && p[i] != '\n') i++;
+    if (i >= end || p[i] != ':') return NULL;
+    PyObject *name = PyBytes_FromStringAndSize(p + start, i - start);
+    if (name == NULL) return NULL;
+    PyObject *key = PyDict_GetItemWithError(names, name);
+    Py_DECREF(name);
+    return key;
+}
+
+/* parser.known_keys(head, count) for a head whose lines all end in CR LF: ``count`` header
+ * lines after the start line, every LF ending one of them (``head.count(b"\n") == count``),
+ * each with a learnt name. Fills ``keys`` (a new list) or returns 0 (None). -1: error. */
+static int keys_of(const char *p, Py_ssize_t len, Py_ssize_t count, PyObject *names, PyObject **keys) {
+    *keys = NULL;
+    Py_ssize_t lfs = 0;
+    for (const char *q = p; (q = memchr(q, '\n', (size_t)(p + len - q))) != NULL; q++) lfs++;
+    if (lfs != count) return 0;
+    PyObject *out = PyList_New(count);
+    if (out == NULL) return -1;
+    /* each line begins after an LF and ends before the next LF (or the end of the head) */
+    Py_ssize_t n = 0;
+    const char *q = memchr(p, '\n', (size_t)len);
+    while (q != NULL) {
+        Py_ssize_t start = q - p + 1;
+        const char *next = start < len ? memchr(p + start, '\n', (size_t)(len - start)) : NULL;
+        Py_ssize_t end = next != NULL ? next - p : len;
+        PyObject *key = line_key(p, start, end, names);
+        if (key == NULL) {
+            Py_DECREF(out);
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        Py_INCREF(key);
+        PyList_SET_ITEM(out, n, key);
+        n++;
+        q = next;
+    }
+    *keys = out;
+    return 1;
+}
+
+PyDoc_STRVAR(known_keys_doc,
+"known_keys(head, count, names) -> list[str] | None\n\n"
+"parser.known_keys with the parser's learnt names (parser._NAMES) passed in.");
+
+static PyObject *fast_known_keys(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "known_keys(head: bytes, count: int, names: dict)");
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred()) return NULL;
+    PyObject *keys;
+    int found = keys_of(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), count, args[2], &keys);
+    if (found < 0) return NULL;
+    if (found == 0) Py_RETURN_NONE;
+    return keys;
+}
+
+/* RFC 3261 7.5 / 18.3 for relay.split: a message of the common shape is its start line,
+ * its header lines (CRLF-ended, none folded, names learnt), an empty line and a body of
+ * exactly the one Content-Length's size, with Via, From, To, Call-ID and CSeq present. */
+PyDoc_STRVAR(split_doc,
+"split(data, max_size, names) -> (start, lines, keys, body) | None\n\n"
+"relay.split's result as a tuple (the fields of relay.Lines), None where it gives None.");
+
+static PyObject *fast_split(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "split(data: bytes, max_size: int, names: dict)");
+        return NULL;
+    }
+    PyObject *data = args[0], *names = args[2];
+    const char *p = PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[1]);
+    if (max_size == -1 && PyErr_Occurred()) return NULL;
+    if (size > max_size) Py_RETURN_NONE;
+
+    /* the head ends at the first CRLFCRLF; none at 0 (a CRLF before the start line) */
+    Py_ssize_t end = -1;
+    for (Py_ssize_t at = 0; (at = find_crlf(p, at, size)) >= 0; at++) {
+        if (at + 3 < size && p[at + 2] == '\r' && p[at + 3] == '\n') {
+            end = at;
+            break;
+        }
+    }
+    if (end <= 0) Py_RETURN_NONE;
+    /* the start line is not empty, and every LF of the head ends a line (a bare LF, or an
+     * LF LF, anywhere in it: None, as the Python's count and find give) */
+    Py_ssize_t first = find_crlf(p, 0, end);
+    if (first == 0) Py_RETURN_NONE;
+    Py_ssize_t crlfs = 0;
+    for (Py_ssize_t at = 0; (at = find_crlf(p, at, end)) >= 0; at += 2) crlfs++;
+    if (crlfs + 1 > MAX_LINES) Py_RETURN_NONE;
+
+    PyObject *keys = NULL;
+    int found = keys_of(p, end, crlfs, names, &keys);
+    if (found <= 0) return found < 0 ? NULL : Py_NewRef(Py_None);
+
+    PyObject *lines = NULL, *start = NULL, *body = NULL, *result = NULL;
+    Py_ssize_t cl_index = -1, cl_count = 0;
+    int present = 0;
+    for (Py_ssize_t i = 0; i < crlfs; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (is_content_length(key)) {
+            cl_count++;
+            cl_index = i;
+        }
+        present |= required_bit(key);
+    }
+    Py_ssize_t body_len = size - (end + 4);
+    if (cl_count != 1 || present != K_ALL) goto none;
+
+    lines = PyList_New(crlfs);
+    if (lines == NULL) goto error;
+    Py_ssize_t at = first;
+    start = PyBytes_FromStringAndSize(p, first);
+    if (start == NULL) goto error;
+    for (Py_ssize_t i = 0; i < crlfs; i++) {
+        Py_ssize_t from = at + 2;
+        Py_ssize_t next = i + 1 < crlfs ? find_crlf(p, from, end) : end;
+        if (next < 0) goto none;  /* cannot happen: crlfs counted them */
+        if (i == cl_index) {
+            /* Content-Length: its value, bytes-stripped, ASCII digits, at most 9 of them,
+             * equal to the body's length */
+            Py_ssize_t v = from;
+            while (v < next && p[v] != ':') v++;
+            v++;
+            Py_ssize_t e = next;
+            while (v < e && is_bytes_space((unsigned char)p[v])) v++;
+            while (e > v && is_bytes_space((unsigned char)p[e - 1])) e--;
+            if (e == v || e - v > 9) goto none;
+            Py_ssize_t length = 0;
+            for (Py_ssize_t k = v; k < e; k++) {
+                if (p[k] < '0' || p[k] > '9') goto none;
+                length = length * 10 + (p[k] - '0');
+            }
+            if (length != body_len) goto none;
+        }
+        PyObject *line = PyBytes_FromStringAndSize(p + from, next - from);
+        if (line == NULL) goto error;
+        PyList_SET_ITEM(lines, i, line);
+        at = next;
+    }
+    body = PyBytes_FromStringAndSize(p + end + 4, body_len);
+    if (body == NULL) goto error;
+    result = PyTuple_Pack(4, start, lines, keys, body);
+    goto done;
+none:
+    result = Py_NewRef(Py_None);
+    goto done;
+error:
+    result = NULL;
+done:
+    Py_XDECREF(start);
+    Py_XDECREF(lines);
+    Py_XDECREF(keys);
+    Py_XDECREF(body);
+    return result;
+}
+
+
+/* -- address._usual_uri: a sip or sips URI of the common shape ------------------------------
+ * RFC 3261 25.1 SIP-URI as address._SIP_URI reads it (its one regular expression, case-blind):
+ *   (sips?) ":" [userinfo "@"] host [":" port] [";" params] ["?" headers] $
+ * with userinfo [^@\s<>]+, host an IPv6 reference \[[0-9A-Fa-f:.]+\] or a hostname
+ * [A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?, port \d{1,5}, params [^?\s<>]*, headers [^\s<>]*,
+ * and "$" also before one final LF. ASCII text only: a str regular expression gives other
+ * characters Unicode meanings (\s, \d, case folding), so any other text is the regex's. */
+
+/* str.isspace() for ASCII: what the regex's \s matches there. */
+static int is_str_space(unsigned char c) {
+    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20);
+}
+
+static int is_alnum(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static int is_hex(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+}
+
+/* At the end, as the regex's "$" sees it: the end, or one final LF. */
+static int at_end(const unsigned char *t, Py_ssize_t i, Py_ssize_t n) {
+    return i == n || (i == n - 1 && t[i] == '\n');
+}
+
+/* Match host [":" port] [params] ["?" headers] $ from t[i:]; 1 if it does, with the port's
+ * digits (or no port) and whether the params hold ";=" (what _usual_uri reads of the groups).
+ * Every run below is the longest possible: the character that ends one is never one the
+ * same run could take, so the regex has no other way to match. */
+static int hostport_rest(const unsigned char *t, Py_ssize_t i, Py_ssize_t n, long *port, int *semi_eq) {
+    *port = -1;
+    *semi_eq = 0;
+    if (i < n && t[i] == '[') {
+        Py_ssize_t j = i + 1;
+        while (j < n && (is_hex(t[j]) || t[j] == ':' || t[j] == '.')) j++;
+        if (j == i + 1 || j >= n || t[j] != ']') return 0;
+        i = j + 1;
+    } else {
+        /* the longest run of host characters, one final '.' aside, begins and ends alnum */
+        Py_ssize_t j = i;
+        while (j < n && (is_alnum(t[j]) || t[j] == '-' || t[j] == '.')) j++;
+        Py_ssize_t last = j - 1;
+        if (last >= i && t[last] == '.') last--;
+        if (last < i || !is_alnum(t[i]) || !is_alnum(t[last])) return 0;
+        i = j;
+    }
+    if (i < n && t[i] == ':') {
+        Py_ssize_t j = i + 1;
+        long value = 0;
+        while (j < n && j - (i + 1) < 5 && t[j] >= '0' && t[j] <= '9') value = value * 10 + (t[j++] - '0');
+        if (j == i + 1) return 0;
+        *port = value;
+        i = j;
+    }
+    if (i < n && t[i] == ';') {
+        Py_ssize_t j = i;
+        while (j < n && t[j] != '?' && t[j] != '<' && t[j] != '>' && !is_str_space(t[j])) {
+            if (t[j] == ';' && j + 1 < n && t[j + 1] == '=') *semi_eq = 1;
+            j++;
+        }
+        i = j;
+    }
+    if (i < n && t[i] == '?') {
+        Py_ssize_t j = i + 1;
+        while (j < n && t[j] != '<' && t[j] != '>' && !is_str_space(t[j])) j++;
+        i = j;
+    }
+    return at_end(t, i, n);
+}
+
+PyDoc_STRVAR(usual_uri_doc,
+"usual_uri(text) -> bool | None\n\n"
+"address._usual_uri(text) for ASCII text; None for any other text (the regex decides).");
+
+static PyObject *fast_usual_uri(PyObject *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "usual_uri(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    const unsigned char *t = PyUnicode_1BYTE_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    /* the scheme, sip or sips in any case, and its colon */
+    if (n < 4 || (t[0] | 0x20) != 's' || (t[1] | 0x20) != 'i' || (t[2] | 0x20) != 'p') Py_RETURN_FALSE;
+    Py_ssize_t i = 3;
+    if ((t[i] | 0x20) == 's') i++;
+    if (i >= n || t[i] != ':') Py_RETURN_FALSE;
+    i++;
+    long port = -1;
+    int semi_eq = 0, matched = 0;
+    /* with a userinfo first (the regex tries it first): it runs to the first '@' */
+    Py_ssize_t at = i;
+    while (at < n && t[at] != '@' && t[at] != '<' && t[at] != '>' && !is_str_space(t[at])) at++;
+    if (at > i && at < n && t[at] == '@') matched = hostport_rest(t, at + 1, n, &port, &semi_eq);
+    if (!matched) matched = hostport_rest(t, i, n, &port, &semi_eq);
+    if (!matched) Py_RETURN_FALSE;
+    if (port == 0 || port >= 65536 || semi_eq) Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+/* -- message.cseq_value: RFC 3261 20.16 CSeq = 1*DIGIT LWS Method ------------------------------
+ * As the Python reads it: the value split at white space into exactly two parts, a number of
+ * at most 10 ASCII digits below 2**31 and a token (message.METHOD). ASCII text only; None for
+ * anything else, valid or not: the Python then answers, or raises its SipParseError. */
+
+/* RFC 3261 25.1 token characters (message.METHOD's class). */
+static int is_token(unsigned char c) {
+    return is_alnum(c) || (c != 0 && strchr("-.!%*_+`'~", c) != NULL);
+}
+
+PyDoc_STRVAR(cseq_doc,
+"cseq(text) -> (int, str) | None\n\n"
+"message.cseq_value(text) for a valid ASCII value; None otherwise (the Python decides).");
+
+static PyObject *fast_cseq(PyObject *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "cseq(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    const unsigned char *t = PyUnicode_1BYTE_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg), i = 0;
+    while (i < n && is_str_space(t[i])) i++;
+    Py_ssize_t d0 = i;
+    long long number = 0;
+    while (i < n && t[i] >= '0' && t[i] <= '9') {
+        if (i - d0 >= 10) Py_RETURN_NONE;
+        number = number * 10 + (t[i++] - '0');
+    }
+    if (i == d0 || i >= n || !is_str_space(t[i]) || number >= 2147483648LL) Py_RETURN_NONE;
+    while (i < n && is_str_space(t[i])) i++;
+    Py_ssize_t m0 = i;
+    while (i < n && is_token(t[i])) i++;
+    Py_ssize_t m1 = i;
+    while (i < n && is_str_space(t[i])) i++;
+    if (m1 == m0 || i != n) Py_RETURN_NONE;
+    PyObject *method = PyUnicode_FromStringAndSize((const char *)t + m0, m1 - m0);
+    if (method == NULL) return NULL;
+    PyObject *out = Py_BuildValue("(LN)", number, method);
+    return out;
+}
+
+/* -- address.parse_via's usual shape: RFC 3261 20.42 ---------------------------------------------
+ *   "SIP/2.0/" transport SP host [":" port] *(";" param)
+ * with the transport one of UDP TCP TLS SCTP WS WSS, one space, a hostname or IPv4 address
+ * (address.is_hostname) and ASCII digits for the port: the Python's first branch, which takes
+ * no regular expression; its parameters as address.parse_params reads them (names stripped
+ * and lower-cased, values stripped, a later one replacing an earlier one of the same name).
+ * ASCII text only. None for anything else and for every value the Python refuses (port out
+ * of range, an empty parameter name, an rport that is not a number): the Python then takes
+ * its other branch or raises its SipParseError. */
+
+/* t[from:to) stripped of str white space, as a new str. */
+static PyObject *stripped(const unsigned char *t, Py_ssize_t from, Py_ssize_t to) {
+    while (from < to && is_str_space(t[from])) from++;
+    while (to > from && is_str_space(t[to - 1])) to--;
+    return PyUnicode_FromStringAndSize((const char *)t + from, to - from);
+}
+
+/* address.parse_params on t[from:to) into ``params``: 1, or 0 for a refused text (an empty
+ * name, which the Python refuses), -1 on error. */
+static int read_params(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, PyObject *params) {
+    while (from <= to) {
+        const unsigned char *semi = memchr(t + from, ';', (size_t)(to - from));
+        Py_ssize_t end = semi != NULL ? semi - t : to;
+        Py_ssize_t a = from, b = end;
+        while (a < b && is_str_space(t[a])) a++;
+        while (b > a && is_str_space(t[b - 1])) b--;
+        if (a < b) {
+            const unsigned char *eq = memchr(t + a, '=', (size_t)(b - a));
+            Py_ssize_t name_end = eq != NULL ? eq - t : b;
+            Py_ssize_t na = a, nb = name_end;
+            while (na < nb && is_str_space(t[na])) na++;
+            while (nb > na && is_str_space(t[nb - 1])) nb--;
+            if (na == nb) return 0;
+            char lower[64];
+            PyObject *name;
+            if (nb - na <= (Py_ssize_t)sizeof(lower)) {
+                for (Py_ssize_t k = na; k < nb; k++)
+                    lower[k - na] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
+                name = PyUnicode_FromStringAndSize(lower, nb - na);
+            } else {
+                PyObject *raw = PyUnicode_FromStringAndSize((const char *)t + na, nb - na);
+                name = raw != NULL ? PyObject_CallMethod(raw, "lower", NULL) : NULL;
+                Py_XDECREF(raw);
+            }
+            if (name == NULL) return -1;
+            PyObject *value = eq != NULL ? stripped(t, name_end + 1, b) : Py_NewRef(Py_None);
+            if (value == NULL || PyDict_SetItem(params, name, value) < 0) {
+                Py_DECREF(name);
+                Py_XDECREF(value);
+                return -1;
+            }
+            Py_DECREF(name);
+            Py_DECREF(value);
+        }
+        from = end + 1;
+    }
+    return 1;
+}
+
+static const char *const TRANSPORTS[] = {"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", NULL};
+
+PyDoc_STRVAR(via_doc,
+"via(text) -> (transport, host, port | None, params) | None\n\n"
+"address.parse_via(text)'s fields (all but raw) when its first branch takes the text and\n"
+"accepts it; None otherwise (the Python decides).");
+
+static PyObject *fast_via(PyObject *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "via(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    const unsigned char *t = PyUnicode_1BYTE_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    if (n < 8 || memcmp(t, "SIP/2.0/", 8) != 0) Py_RETURN_NONE;
+    const unsigned char *sp = memchr(t + 8, ' ', (size_t)(n - 8));
+    if (sp == NULL) Py_RETURN_NONE;
+    Py_ssize_t space = sp - t;
+    const char *transport = NULL;
+    for (int k = 0; TRANSPORTS[k] != NULL; k++) {
+        size_t len = strlen(TRANSPORTS[k]);
+        if ((Py_ssize_t)len == space - 8 && memcmp(t + 8, TRANSPORTS[k], len) == 0) transport = TRANSPORTS[k];
+    }
+    if (transport == NULL) Py_RETURN_NONE;
+    /* sent-by up to the first ';', host up to its first ':' */
+    Py_ssize_t sb = space + 1;
+    const unsigned char *semi = memchr(t + sb, ';', (size_t)(n - sb));
+    Py_ssize_t sb_end = semi != NULL ? semi - t : n;
+    const unsigned char *colon = memchr(t + sb, ':', (size_t)(sb_end - sb));
+    Py_ssize_t host_end = colon != NULL ? colon - t : sb_end;
+    /* address.is_hostname: host characters, one final '.' aside, not beginning or ending
+     * with '.' or '-' */
+    Py_ssize_t last = host_end - 1;
+    if (last >= sb && t[last] == '.') last--;
+    if (last < sb || t[sb] == '.' || t[sb] == '-' || t[last] == '.' || t[last] == '-') Py_RETURN_NONE;
+    for (Py_ssize_t k = sb; k <= last; k++)
+        if (!is_alnum(t[k]) && t[k] != '-' && t[k] != '.') Py_RETURN_NONE;
+    PyObject *port;
+    if (colon != NULL) {
+        /* ASCII digits (else the Python's regex branch), then address._port: at most 5 of
+         * them, 1..65535 (else SipParseError) */
+        Py_ssize_t d = host_end + 1;
+        if (d == sb_end || sb_end - d > 5) Py_RETURN_NONE;
+        long value = 0;
+        for (Py_ssize_t k = d; k < sb_end; k++) {
+            if (t[k] < '0' || t[k] > '9') Py_RETURN_NONE;
+            value = value * 10 + (t[k] - '0');
+        }
+        if (value <= 0 || value >= 65536) Py_RETURN_NONE;
+        port = PyLong_FromLong(value);
+    } else {
+        port = Py_NewRef(Py_None);
+    }
+    if (port == NULL) return NULL;
+    PyObject *params = PyDict_New(), *host = NULL, *kind = NULL;
+    if (params == NULL) goto error;
+    if (semi != NULL) {
+        int ok = read_params(t, sb_end + 1, n, params);
+        if (ok < 0) goto error;
+        if (ok == 0) goto none;
+        /* RFC 3581: an rport with a value holds a port number (address._via) */
+        PyObject *rport = PyDict_GetItemString(params, "rport");
+        if (rport != NULL && rport != Py_None && PyUnicode_GET_LENGTH(rport) > 0) {
+            const unsigned char *r = PyUnicode_1BYTE_DATA(rport);
+            for (Py_ssize_t k = 0; k < PyUnicode_GET_LENGTH(rport); k++)
+                if (r[k] < '0' || r[k] > '9') goto none;
+        }
+    }
+    host = PyUnicode_FromStringAndSize((const char *)t + sb, host_end - sb);
+    kind = PyUnicode_FromString(transport);
+    if (host == NULL || kind == NULL) goto error;
+    return Py_BuildValue("(NNNN)", kind, host, port, params);
+none:
+    Py_DECREF(port);
+    Py_XDECREF(params);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(port);
+    Py_XDECREF(params);
+    Py_XDECREF(host);
+    Py_XDECREF(kind);
+    return NULL;
+}
+
+static PyMethodDef fast_methods[] = {
+    {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
+    {"via", (PyCFunction)fast_via, METH_O, via_doc},
+    {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
+    {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
+    {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef fast_module = {
+    PyModuleDef_HEAD_INIT, "_fast",
+    "The byte-level pieces of reading a SIP message, in C (sipguard/sip/_fast.c); Python defines them.",
+    -1, fast_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fast(void) {
+    s_via = PyUnicode_InternFromString("via");
+    s_from = PyUnicode_InternFromString("from");
+    s_to = PyUnicode_InternFromString("to");
+    s_call_id = PyUnicode_InternFromString("call-id");
+    s_cseq = PyUnicode_InternFromString("cseq");
+    s_content_length = PyUnicode_InternFromString("content-length");
+    if (!s_via || !s_from || !s_to || !s_call_id || !s_cseq || !s_content_length) return NULL;
+    return PyModule_Create(&fast_module);
+}

@@ -1,0 +1,267 @@
+"""Differential: the C pieces of the SIP layer (sipguard/sip/_fast.c) give what their Python
+definitions give, on arbitrary bytes and text, on generated messages of the shapes trunks send
+(then mutated at random), and on RFC 4475's torture messages. C may leave an answer to the
+Python only where it says so (``usual_uri`` on non-ASCII text: None); everywhere else its
+result is the Python's, None included. Skipped where the extension is not built (the Python
+then runs alone: nothing to compare)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import astuple
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from sipguard.sip import SipParseError, Via, address, parse, parser, relay
+from sipguard.sip import message as sipmessage
+from tests.property import test_sip_fastpaths as fastpaths
+
+_fast = pytest.importorskip("sipguard.sip._fast")
+
+RFC4475 = Path(__file__).resolve().parents[1] / "data" / "sip" / "rfc4475"
+SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def learn(data: bytes) -> None:
+    """Parse ``data`` (ignoring errors) so that the parser learns its header names, as a
+    worker does: the fast splits only take names learnt before."""
+    try:
+        parse(data)
+    except SipParseError:
+        pass
+
+
+def split_py(data: bytes, max_size: int) -> tuple[bytes, list[bytes], list[str], bytes] | None:
+    got = relay.split_py(data, max_size)
+    return None if got is None else (got.start, got.lines, got.keys, got.body)
+
+
+def same_split(data: bytes, max_size: int = 65535) -> None:
+    learn(data)
+    assert _fast.split(data, max_size, parser._NAMES) == split_py(data, max_size)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for count in {head.count(b"\n"), head.count(b"\n") + 1, len(head.split(b"\r\n")) - 1}:
+        assert _fast.known_keys(head, count, parser._NAMES) == parser.known_keys_re(head, count)
+
+
+# -- messages ------------------------------------------------------------------------------------
+NAME = st.sampled_from(["Via", "v", "VIA", "From", "f", "To", "t", "Call-ID", "i", "call-id", "CSeq", "Max-Forwards",
+                        "Content-Length", "l", "content-length", "Route", "Record-Route", "Contact", "m",
+                        "X-Odd", "Via ", "To\t", "Subject", "Identity", "y"])
+VALUE = st.sampled_from(["SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1", "<sip:a@127.0.0.1>;tag=x", "c1@h",
+                         "1 INVITE", "2 BYE", "70", "0", "4", "12", " 0 ", "00", "1234567890", "", "a:b", "x\ry"])
+
+
+@st.composite
+def message(draw: st.DrawFn) -> bytes:
+    start = draw(st.sampled_from(["SIP/2.0 200 OK", "BYE sip:b@127.0.0.1 SIP/2.0", "ACK sip:b SIP/2.0"] * 3 + ["", " "]))
+    required = [f"{n}: {v}" for n, v in (("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-2"),
+                                          ("From", "<sip:a@h>;tag=1"), ("To", "<sip:b@h>"),
+                                          ("Call-ID", "c"), ("CSeq", "1 BYE"))]
+    lines = draw(st.lists(st.sampled_from(required), max_size=7)) if draw(st.integers(0, 4)) == 0 \
+        else list(required)
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2, 6]))):
+        sep = draw(st.sampled_from([": ", ":", " : ", ":\t"]))
+        lines.insert(draw(st.integers(0, len(lines))), draw(NAME) + sep + draw(VALUE))
+    body = draw(st.sampled_from([b"", b"v=0\r\n", b"v=0\r\n\r\nx", b"\r\n"]))
+    if draw(st.integers(0, 5)):
+        length = draw(st.sampled_from([str(len(body))] * 6 + [f" {len(body)} ", str(len(body) + 1),
+                                       "0" + str(len(body)), "x", "", "1" * 10, "\u0661",
+                                       "0" * 9 + str(len(body)), f"\x0b{len(body)}\x0c", f"{len(body)}\x1c"]))
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(["Content-Length", "l"])) + ": " + length)
+    if lines and draw(st.integers(0, 9)) == 0:  # a folded line
+        i = draw(st.integers(0, len(lines) - 1))
+        lines[i] = lines[i] + "\r\n " + draw(VALUE)
+    eol = draw(st.sampled_from(["\r\n"] * 8 + ["\n", "\r"]))
+    before = draw(st.sampled_from(["", "", "", "", "\r\n"]))
+    return (before + eol.join([start, *lines]) + eol + eol).encode("utf-8", "surrogateescape") + body
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = draw(message())
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        op = draw(st.integers(0, 2))
+        if op == 0:
+            data = data[:i] + data[i + 1:]
+        elif op == 1:
+            data = data[:i] + bytes([draw(st.sampled_from(b" ,;:\r\n\t\x00\xff0"))]) + data[i:]
+        else:
+            data = data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1:]
+    return data
+
+
+@SETTINGS
+@given(message() | mutated())
+@example(b"SIP/2.0 200 OK\r\nVia: v\r\nFrom: f\r\nTo: t\r\nCall-ID: c\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n")
+@example(b"\r\n\r\n")
+@example(b"SIP/2.0 200 OK\r\n\r\n\r\n")
+@example(b"X\r\nl: 0\r\n\r\n")
+def test_split_and_known_keys_as_python_on_messages(data: bytes) -> None:
+    same_split(data)
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.integers(0, 400))
+def test_split_and_known_keys_as_python_on_any_bytes(data: bytes, max_size: int) -> None:
+    same_split(data, max_size)
+    same_split(data)
+
+
+def test_split_and_known_keys_as_python_on_rfc4475() -> None:
+    paths = sorted(RFC4475.glob("*.dat"))
+    assert len(paths) >= 40
+    for path in paths:
+        same_split(path.read_bytes())
+    for path in paths:  # again, every name of every message learnt
+        data = path.read_bytes()
+        assert _fast.split(data, 65535, parser._NAMES) == split_py(data, 65535), path.name
+
+
+def test_known_keys_as_the_regex_whatever_names_were_learnt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser learns only valid tokens; C reads a name exactly as the regex does anyway
+    (up to the first colon, never across CR or LF)."""
+    for odd in (b"A\rB", b"", b" v", b"C\nD", b"E F"):
+        monkeypatch.setitem(parser._NAMES, odd, "odd")
+    for head in (b"S\r\nA\rB: 1", b"S\r\n: 1", b"S\r\n v:1\r\nE F:2", b"S\nC\nD: 1", b"S\r\nA\rB: 1\r\n: 2",
+                 b"S\r\nE F\r: 1", b"S\r\n\r\n: 1"):
+        for count in range(4):
+            assert _fast.known_keys(head, count, parser._NAMES) == parser.known_keys_re(head, count), (head, count)
+
+
+def test_the_common_messages_take_the_c_split() -> None:
+    data = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-1\r\nFrom: <sip:a@h>;tag=1\r\n"
+            b"To: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 4\r\n\r\nv=0\n")
+    learn(data)
+    parts = _fast.split(data, 65535, parser._NAMES)
+    assert parts is not None and parts[2] == ["via", "from", "to", "call-id", "cseq", "content-length"]
+    assert parts[0] == b"SIP/2.0 200 OK" and parts[3] == b"v=0\n"
+    assert relay.split(data, 65535) is not None
+    assert _fast.split(data, len(data) - 1, parser._NAMES) is None
+
+
+def test_the_c_functions_refuse_wrong_types() -> None:
+    with pytest.raises(TypeError):
+        _fast.split("text", 10, {})
+    with pytest.raises(TypeError):
+        _fast.known_keys(b"", 0, [])
+    with pytest.raises(TypeError):
+        _fast.usual_uri(b"sip:a")
+
+
+# -- URIs ----------------------------------------------------------------------------------------
+URI = st.builds(
+    lambda *parts: "".join(parts),
+    st.sampled_from(["sip:", "SIPS:", "Sip:", "sips:", "sipx:", "sip", "tel:", "", "siP:"]),
+    st.sampled_from(["", "alice@", "a:pw@", "@", "a b@", "+1303;npdi@", "a@b@", "x<@", "\u017f@", "a\x1c@"]),
+    st.sampled_from(["127.0.0.1", "a", "a.", "a..", ".a", "a-", "-a", "a-b.example.com.", "a_b", "[::1]", "[]",
+                     "[2001:db8::1", "[::1]x", "h\u212a", "", "1.2.3.4"]),
+    st.sampled_from(["", ":5060", ":", ":0", ":00000", ":65535", ":65536", ":123456", ":99999", ":\u0661", ": 1"]),
+    st.sampled_from(["", ";lr", ";=x", ";a;=b", ";", ";user=phone;sgrr=x.y", ";a b", ";a@b", ";a?b", ";a\x1cb"]),
+    st.sampled_from(["", "?x=y", "?", "?a b", "?<", "?a@b", "?a\x1f"]),
+    st.sampled_from(["", "", "\n", "\n\n", " ", "\t", "\x0b", "\x1c", "\xa0", ">"]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(URI | st.text(st.characters(max_codepoint=0x3000), max_size=30)
+       | st.text("sipSIP:@ab1.;=?<>[] \t\n\x0b\x1c-:05", max_size=24))
+@example("sip:a@b\n")
+@example("sip:host;x=@y")
+@example("sip:a@b@c")
+@example("sip:h:0")
+@example("sip:h:00000;lr")
+@example("sip:a@example.com.:5060")
+@example("sips:[::1]:65536")
+def test_usual_uri_as_the_regex(text: str) -> None:
+    got = _fast.usual_uri(text)
+    if text.isascii():
+        assert got == address.usual_uri_re(text)
+    else:
+        assert got is None  # the regex decides: its \s, \d and case folding are Unicode
+    assert address._usual_uri(text) == address.usual_uri_re(text)
+
+
+def test_usual_uri_as_the_regex_on_rfc4475() -> None:
+    values = []
+    for path in sorted(RFC4475.glob("*.dat")):
+        head = path.read_bytes().split(b"\r\n\r\n", 1)[0].decode("utf-8", "surrogateescape")
+        start, *lines = head.split("\r\n")
+        values += start.split(" ")
+        for line in lines:
+            values += [value.strip(" <>;") for value in line.split(":", 1)[-1].split(",")]
+            values += [part.split(">")[0] for part in line.split("<")[1:]]
+    assert len(values) > 500
+    for value in values:
+        assert address._usual_uri(value) == address.usual_uri_re(value), value
+
+
+@pytest.mark.parametrize("extra", [249, 250, 251])
+def test_split_bounds_the_lines_as_python(extra: int) -> None:
+    """parser.MAX_LINES (256) lines, start line included, and one more: C counts as Python does."""
+    head = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\n"
+            b"Call-ID: c\r\nCSeq: 1 BYE\r\n" + b"Subject: x\r\n" * extra + b"Content-Length: 0\r\n\r\n")
+    same_split(head)
+    assert (_fast.split(head, 65535, parser._NAMES) is None) == (extra > 249)
+
+
+# -- CSeq and Via values -------------------------------------------------------------------------
+def outcome(parse: Callable[[str], object], value: str) -> tuple[str, object]:
+    try:
+        result = parse(value)
+    except SipParseError as exc:
+        return "error", exc.reason
+    return "ok", astuple(result) if isinstance(result, Via) else result  # type: ignore[arg-type]
+
+
+CSEQ = st.builds(
+    lambda *parts: "".join(parts),
+    st.sampled_from(["", " ", "\t", "\x1c", "\xa0"]),
+    st.sampled_from(["1", "0", "2147483647", "2147483648", "0000000001", "00000000001", "99999999999", "", "\u0661",
+                     "-1", "1x"]),
+    st.sampled_from([" ", "  ", "\t", "", "\x0b", "\xa0", "\n"]),
+    st.sampled_from(["INVITE", "BYE", "ACK", "x.y!%*_+`'~-", "IN VITE", "", "INV@", "\u00c9", "a\n"]),
+    st.sampled_from(["", " ", "\n", "\r\n", " x", "\x1f"]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(CSEQ | st.text(st.characters(max_codepoint=0x3000), max_size=20) | st.text("0123 \tINVITE\x1c\n-", max_size=16))
+@example("1 INVITE")
+@example("2147483648 BYE")
+def test_cseq_as_python(text: str) -> None:
+    got = _fast.cseq(text)
+    assert got is None or outcome(sipmessage.cseq_value_py, text) == ("ok", got)
+    assert outcome(sipmessage.cseq_value, text) == outcome(sipmessage.cseq_value_py, text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(fastpaths.VIA | fastpaths.TEXT
+       | st.builds(lambda t, h, p, q: f"SIP/2.0/{t} {h}{p}{q}", st.sampled_from(["UDP", "TCP", "WSS", "udp"]),
+                   fastpaths.HOST, st.sampled_from(["", ":5060", ":0", ":65536", ":1:2", ":", ":123456"]),
+                   st.text(";=abrcdeiptv0-9 \t\x1c\xa0RPORT", max_size=24)))
+@example("SIP/2.0/UDP h;rport=x")
+@example("SIP/2.0/UDP h;;=1")
+@example("SIP/2.0/TCP h;A=1;a=2;B ; C = 3 ")
+def test_via_as_python(text: str) -> None:
+    got = _fast.via(text)
+    if got is not None:
+        assert outcome(address.parse_via_py, text) == ("ok", (*got, text.strip()))
+    assert outcome(address.parse_via, text) == outcome(address.parse_via_py, text)
+
+
+def test_cseq_and_via_as_python_on_rfc4475() -> None:
+    for value in fastpaths.torture_values(("via", "v")):
+        assert outcome(address.parse_via, value) == outcome(address.parse_via_py, value), value
+    for value in fastpaths.torture_values(("cseq",)):
+        assert outcome(sipmessage.cseq_value, value) == outcome(sipmessage.cseq_value_py, value), value
+
+
+def test_the_usual_values_take_the_c_paths() -> None:
+    assert _fast.cseq("1 INVITE") == (1, "INVITE")
+    assert _fast.via("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport") == (
+        "UDP", "127.0.0.1", 5061, {"branch": "z9hG4bK-1", "rport": None})

@@ -181,6 +181,19 @@ class ProxyCore:
             return False  # read before anything changed: the full path reports it
 
     # -- INVITE --------------------------------------------------------------------------------
+    def in_transaction(self, via: str) -> bool:
+        """Is an INVITE whose top Via is ``via`` (one header value) a retransmission of one of
+        this core's live transactions, accepted ones included? The overload guard asks before
+        it answers an INVITE 503: a retransmission is answered by its transaction (rule 2),
+        never with a 503 after the call it belongs to was let in. A value the guard cannot read
+        on its own (several Vias on the line, a bad one) counts as one: the full path decides."""
+        if "," in via:
+            return True
+        try:
+            return self.txs.known(server_key(parse_via(via)))
+        except SipParseError:
+            return True
+
     def _invite(self, req: Request, source: tuple[str, int], transport: str, conn: object) -> None:
         key = server_key(req.top_via)
         if self.txs.known(key):  # a retransmission: the last response again, never a second decision

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sipguard.sip.address import split_list
@@ -252,12 +253,15 @@ _TAG_PARAM = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 _ACK_TO_TAG = re.compile(rb"\r\n(?:to|t)[ \t]*:[^\r\n]*?;[ \t]*tag[ \t]*=[ \t]*([^;,\s>]+)", re.IGNORECASE)
 
 
-def overload_answer(data: bytes, headers: bytes, tag_prefix: bytes, max_size: int) -> bytes | None:
+def overload_answer(data: bytes, headers: bytes, tag_prefix: bytes, max_size: int,
+                    live: Callable[[bytes, str], bool] | None = None) -> bytes | None:
     """``503 Service Unavailable`` for an initial INVITE, read from its lines: every Via line in
     order, From, To with a tag of ours, Call-ID, CSeq, then ``headers`` (whole CRLF-ended lines:
     Retry-After, Server). None for anything else: not an INVITE, an INVITE with a To tag (a
     re-INVITE: in-dialog traffic keeps flowing), a bare-LF or folded head, a missing or repeated
-    From/To/Call-ID/CSeq; the caller then takes the full path, which answers or refuses it."""
+    From/To/Call-ID/CSeq; the caller then takes the full path, which answers or refuses it.
+    Also None when ``live(data, top Via value)`` says the INVITE is a retransmission of a
+    transaction that lives (RFC 3261 17.2.3: it is answered by its transaction, never twice)."""
     if data[:7] != b"INVITE ":
         return None
     end = data.find(b"\r\n\r\n", 0, max_size)
@@ -286,6 +290,9 @@ def overload_answer(data: bytes, headers: bytes, tag_prefix: bytes, max_size: in
         return None
     value = to[to.find(b":") + 1:]
     if _TAG_PARAM.search(value, value.rfind(b">") + 1 if b"<" in value else 0):
+        return None
+    top = vias[0]
+    if live is not None and live(data, top[top.find(b":") + 1:].decode(ENC, ERRORS).strip()):
         return None
     tag = tag_prefix + hashlib.blake2b(vias[0] + call_id, digest_size=6).hexdigest().encode()
     return b"".join((b"SIP/2.0 503 Service Unavailable\r\n", CRLF.join(vias), CRLF, from_, CRLF,

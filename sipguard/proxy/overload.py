@@ -22,7 +22,7 @@ its count. Measured here, each cheaply:
   wake-up), and under overload a turn is a round of datagrams: with the queue held at its
   target the lookups of the calls let in still ran past the timeout and were decided
   degraded (7-53 % of them at 3x, bench/RESULTS.md "Session 10"). This signal sheds new
-  INVITEs before the ones let in time out (0.1 % on a quiet host). A store slow by itself is not a worker behind:
+  INVITEs before the ones let in time out (0.1-1.2 % degraded on a quiet host). A store slow by itself is not a worker behind:
   its own answer time (the floor) is not counted, and a store marked down answers at once.
 
 A tick's measurement is the larger of these; one over the threshold is a preemption on a

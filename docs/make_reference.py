@@ -53,7 +53,8 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "store_failure": ("fail-open", "when the store does not answer in `store_timeout`: `fail-open` decides the "
                                    "call anyway (fact `store.degraded`), `fail-closed` answers 503 + Retry-After "
                                    "(never to an emergency call)"),
-    "store_timeout": ("0.05", "seconds a store lookup may take"),
+    "store_timeout": ("0.05", "seconds a store lookup may take; under overload new INVITEs are shed once "
+                              "decisions have waited half of it on Redis (`proxy.shed_delay`)"),
     "datasets": ("{}", "data files loaded at start and reloaded on change (memory store): `rmd` (FCC RMD CSV "
                        "export), `rmd_removed` (providers removed from it), `dno` (Do-Not-Originate numbers and "
                        "prefixes), `ocn_map` (OCN/SPC to FRN/RMD), `lists` (allow/block lists: "
@@ -136,7 +137,8 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "proxy.drain_timeout": ("15", "SIGTERM: seconds calls in progress may take to finish"),
     # keys other branches bring (issues "Overload", "Admin HTTP", "STIR/SHAKEN"): described here
     # ahead of their merge; the reference lists a key only once its reader accepts it
-    "proxy.shed_delay": ("0.02", "seconds work may wait (event-loop lag, the oldest queued datagram) before "
+    "proxy.shed_delay": ("0.02", "seconds work may wait (event-loop lag, the oldest queued datagram; with "
+                                 "Redis, a decision waiting half of `store_timeout` on it counts as this) before "
                                  "new INVITEs get 503 + Retry-After; 0: off"),
     "proxy.allocator": ("auto", "where serve's memory comes from: auto (jemalloc when installed, so a burst's "
                                 "memory goes back; serve starts itself again on it, same PID), jemalloc (the "

@@ -136,6 +136,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("sipguard_overload_delay_seconds", "gauge",
          "Longest wait of work (event-loop lag, oldest datagram in a UDP queue) in the last half second",
          mode="max"),
+    Spec("sipguard_overload_store_wait", "gauge",
+         "Longest wait of a decision on the network store in the last half second, beyond the store's quickest "
+         "recent answer, as a share of store_timeout (new INVITEs are shed from 0.5 on; 1: decided degraded)",
+         mode="max"),
     Spec("sipguard_connections", "gauge", "Open TCP and TLS connections", ("transport",)),
     # every worker computes the same figures from the shared records: max, not sum
     Spec("sipguard_rmd_changes", "counter", "RMD filings whose status or implementation changed at an import "
@@ -402,10 +406,11 @@ class Metrics:
                     self._bump(self.child("sipguard_connection_limits", limit), "limit." + limit, total)
         if guard is not None:
             self._events(guard.counters)
-            shedding, delay, share = guard.gauges()
+            shedding, delay, share, stored = guard.gauges()
             self.m["sipguard_overload_shedding"].set(1.0 if shedding else 0.0)
             self.m["sipguard_overload_shed_share"].set(share)
             self.m["sipguard_overload_delay_seconds"].set(delay)
+            self.m["sipguard_overload_store_wait"].set(stored)
         if steering is not None:
             self._events(steering.counters)
         if records is not None:

@@ -14,9 +14,18 @@ its count. Measured here, each cheaply:
   callbacks hog the loop (the only signal for TCP and TLS);
 - a stall: every INVITE received checks how overdue the next tick is; past the threshold
   (a loop that stopped, then woke up to a full queue, before its tick could run) the queue
-  ages are read at once, at most once per tick.
+  ages are read at once, at most once per tick;
+- with a network store (``watch_store``: ``RedisStore.waiting``), how long the oldest
+  decision has waited on it, beyond the store's quickest recent answer, as a share of
+  ``store_timeout``: ``STORE_AT`` (half the timeout) counts as work waiting
+  ``proxy.shed_delay``. A lookup takes about five loop turns (task, batch, send, reply,
+  wake-up), and under overload a turn is a round of datagrams: with the queue held at its
+  target the lookups of the calls let in still ran past the timeout and were decided
+  degraded (7-53 % of them at 3x, bench/RESULTS.md "Session 10"). This signal sheds new
+  INVITEs before the ones let in time out (0.1-1.2 % degraded on a quiet host). A store slow by itself is not a worker behind:
+  its own answer time (the floor) is not counted, and a store marked down answers at once.
 
-A tick's measurement is the larger of the two; one over the threshold is a preemption on a
+A tick's measurement is the larger of these; one over the threshold is a preemption on a
 busy host or one slow callback, so a tick passes on the smaller of its measurement and the
 previous one (the work must have waited too long at two ticks in a row), unless it is four
 times the threshold: a stall, which one measurement shows.
@@ -66,6 +75,7 @@ GAIN_DOWN = 0.25         # ... under half of it (the queue all but empty): the s
 #                          episode that a busy moment of the host started (no overload behind it) ends
 #                          within a few ticks
 TREND = 0.25             # ShedState: share per half-threshold the age grew (fell) since the last tick
+STORE_AT = 0.5           # a store lookup this far into its store_timeout counts as work waiting shed_delay
 WARN_EVERY = 60.0        # seconds between two overload warnings
 SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
 SO_TIMESTAMPNS = 35      # Linux; not in the socket module
@@ -74,6 +84,7 @@ _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE")
 _PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
 
 SendBack = Callable[[bytes, tuple[str, int], str, object], None]
+StoreWait = Callable[[float], float]   # monotonic now -> how far into its timeout the oldest lookup is
 
 
 @dataclass(slots=True)
@@ -170,12 +181,15 @@ class OverloadGuard:
         self.counters = OverloadCounters()
         self.max_delay = 0.0                    # the largest age measured since the last gauges()
         self._last = 0.0                        # the previous tick's measurement
+        self._last_stored = 0.0                 # ... of the decisions waiting on the store
         self._checked = 0.0                     # no stall check on the receive path before this
         self.invites = 0                        # new INVITEs (and re-INVITEs) seen, cumulative
         self._invites = 0                       # ... at the last tick
         self.idle = False                       # no tick while nothing waits (resumed by an INVITE)
         self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
+        self.store_wait: StoreWait | None = None  # the network store's lookups in flight (watch_store)
+        self.max_store = 0.0                    # the largest store wait measured since the last gauges()
 
     def reconfigure(self, shed_delay: float, retry_after: int) -> None:
         """``proxy.shed_delay`` and ``proxy.retry_after``, at start and after SIGHUP."""
@@ -195,6 +209,10 @@ class OverloadGuard:
         # the first tick only starts the measuring: what runs before it is start-up, not load
         self.due = float("inf")
         self._timer = asyncio.get_running_loop().call_later(TICK, self._schedule_now)
+
+    def watch_store(self, wait: StoreWait | None) -> None:
+        """Shed by the decisions waiting on a network store too (``RedisStore.waiting``)."""
+        self.store_wait = wait
 
     def _schedule_now(self) -> None:
         self._schedule(time.monotonic())
@@ -216,16 +234,22 @@ class OverloadGuard:
         now = time.monotonic()
         queued = self._queue_age()
         waited = max(queued, now - self.due)
+        # how far into store_timeout the oldest decision waiting on the store is (watch_store)
+        stored = self.store_wait(now) if self.store_wait is not None else 0.0
         # one measurement over the threshold is a preemption on a busy host or one slow
         # callback; two in a row, a worker behind; four times over, a stall, alone. While
         # shedding, each measurement as it is: the share follows it (ShedState)
         state = self.state
-        self.measure(waited if state.shedding or waited > 4 * state.threshold else min(waited, self._last))
-        self._last = waited
-        if not state.shedding and queued == 0.0 and self.invites == self._invites and waited < state.threshold:
+        if state.shedding or waited > 4 * state.threshold:
+            self.measure(waited, stored)
+        else:
+            self.measure(min(waited, self._last), min(stored, self._last_stored))
+        self._last, self._last_stored = waited, stored
+        if not state.shedding and queued == 0.0 and stored == 0.0 and self.invites == self._invites \
+                and waited < state.threshold:
             # idle: no INVITE since the last tick and none waiting; the next INVITE resumes
             # the ticks (intercept), with a measurement of its own
-            self.idle, self.due, self._last, self._timer = True, float("inf"), 0.0, None
+            self.idle, self.due, self._last, self._last_stored, self._timer = True, float("inf"), 0.0, 0.0, None
             return
         self._invites = self.invites
         self._schedule(now)
@@ -246,23 +270,29 @@ class OverloadGuard:
                 oldest = age
         return oldest
 
-    def measure(self, delay: float) -> bool:
-        """A measured age of the work: shed or not from now on (True: shedding)."""
-        was = self.state.shedding
-        if self.state.update(delay) and not was:
+    def measure(self, delay: float, stored: float = 0.0) -> bool:
+        """A measured age of the work (seconds) and how far into its ``store_timeout`` the
+        oldest decision waiting on the store is (a share; ``STORE_AT`` of it counts as work
+        waiting ``proxy.shed_delay``): shed or not from now on (True: shedding)."""
+        state = self.state
+        age = max(delay, stored * state.threshold / STORE_AT) if stored > 0.0 else delay
+        was = state.shedding
+        if state.update(age) and not was:
             self.counters.overload_episodes += 1
             # under sustained overload shedding starts and stops many times a second: one line a minute
             now = time.monotonic()
             if now - self._warned >= WARN_EVERY:
                 self._warned = now
-                log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms); new INVITEs get 503 "
-                            "+ Retry-After while it does (%d times so far, %d INVITEs answered 503; this "
-                            "warning at most once a minute, sipguard_overload_shedding says when)",
-                            delay * 1e3, self.state.threshold * 1e3, self.counters.overload_episodes,
-                            self.counters.shed_503)
+                log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms), decisions on the store "
+                            "%.0f %% of store_timeout (%.0f %%); new INVITEs get 503 + Retry-After while it lasts "
+                            "(%d times so far, %d INVITEs answered 503; this warning at most once a minute, "
+                            "sipguard_overload_shedding says when)", delay * 1e3, state.threshold * 1e3,
+                            stored * 100, STORE_AT * 100, self.counters.overload_episodes, self.counters.shed_503)
         if delay > self.max_delay:
             self.max_delay = delay
-        return self.state.shedding
+        if stored > self.max_store:
+            self.max_store = stored
+        return state.shedding
 
     # -- per message (the worker's receive path) ------------------------------------------------
     def intercept(self, data: bytes, source: tuple[str, int], transport: str, conn: object) -> bool:
@@ -301,12 +331,14 @@ class OverloadGuard:
         self.send_back(answer, source, transport, conn)
         return True
 
-    def gauges(self) -> tuple[bool, float, float]:
-        """Shedding now, the largest age measured since the last call, and the share of new
-        INVITEs answered 503 now (0 when not shedding)."""
+    def gauges(self) -> tuple[bool, float, float, float]:
+        """Shedding now, the largest age measured since the last call, the share of new
+        INVITEs answered 503 now (0 when not shedding), and the largest wait of a decision on
+        the store since the last call (a share of ``store_timeout``)."""
         delay, self.max_delay = self.max_delay, 0.0
+        stored, self.max_store = self.max_store, 0.0
         state = self.state
-        return state.shedding, delay, state.share if state.shedding else 0.0
+        return state.shedding, delay, state.share if state.shedding else 0.0, stored
 
 
 class MemoryTrim:

@@ -105,6 +105,7 @@ class Worker:
         if self.steering is not None:
             await self.steering.start(self._steered_in)
         self.guard.start(self._queues())
+        self.guard.watch_store(getattr(self.pipeline.store, "waiting", None))
 
     def _start_scores(self) -> None:
         """The background refresh of trunk.score into ``pipeline.scores`` (none at interval 0)."""

@@ -39,22 +39,27 @@ class Autopipe:
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((packed, fut))
         if len(self._pending) >= self.max_batch:
-            self._flush_now()
+            batch, self._pending = self._pending, []   # (a task scheduled takes what comes after)
+            self._start(loop, batch)
         elif not self._scheduled:
+            # the batch's task now: its first step, one loop turn later, takes every command
+            # queued meanwhile and sends them. (A call_soon to a flush that then made the task
+            # cost one more turn, and under overload a turn is a whole round of datagrams.)
             self._scheduled = True
-            loop.call_soon(self._flush_now)
+            self._start(loop, None)
         return fut
 
-    def _flush_now(self) -> None:
-        self._scheduled = False
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._run(batch))
+    def _start(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[bytes, asyncio.Future[Any]]] | None) -> None:
+        task = loop.create_task(self._run(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+    async def _run(self, batch: list[tuple[bytes, asyncio.Future[Any]]] | None) -> None:
+        if batch is None:   # the commands queued since this task was made
+            self._scheduled = False
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
         self.batches += 1
         loop = asyncio.get_running_loop()
         conn = None

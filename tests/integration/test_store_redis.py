@@ -46,6 +46,8 @@ def test_lookup_is_one_round_trip(redis_server: RedisProcess, monkeypatch: pytes
         store = open_store(redis_server.url, limits, timeout=2.0, prefix="onert")
         await store.start()
         await store.lookup(call(), NOW)          # first call may load the script (NOSCRIPT)
+        if store._threat_task is not None:       # ... and starts the threat lists' refresh, which
+            await store._threat_task             # may make a connection (CLIENT SETINFO) meanwhile
         monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
         for _ in range(10):
             assert not (await store.lookup(call(), NOW)).degraded
@@ -504,3 +506,51 @@ def test_a_hung_redis_is_marked_down(redis_server: RedisProcess) -> None:
         await store.aclose()
 
     asyncio.run(main())
+
+
+def test_waiting_is_the_oldest_lookup_in_flight_beyond_the_store_s_own_time() -> None:
+    """``RedisStore.waiting`` (what the overload guard sheds by): 0 when nothing waits; while
+    Redis is stopped, how far into the timeout the oldest lookup in flight is, less the
+    quickest answer Redis gave lately; 0 again once every lookup has its answer. Its own
+    redis-server: it is stopped with SIGSTOP."""
+    import signal
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    redis = start_redis()
+
+    async def main() -> None:
+        store = open_store(redis.url, (), timeout=5.0, prefix="waiting")
+        await store.start()
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            assert not (await store.lookup(call(), NOW)).degraded
+        assert store.waiting(loop.time()) == 0.0
+        floor = min(store._floor)
+        assert 0.0 <= floor < 5.0                  # Redis's own time, from the answers so far
+        assert redis.proc is not None
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            first = loop.create_task(store.lookup(call(), NOW))
+            while not store._in_flight:
+                await asyncio.sleep(0)
+            started = store._in_flight[0][0]
+            await asyncio.sleep(0.2)
+            second = loop.create_task(store.lookup(call(caller="+12025550999"), NOW))
+            await asyncio.sleep(0.05)
+            now = loop.time()
+            assert len(store._in_flight) == 2
+            # the oldest lookup counts, less the floor, as a share of the 5 s timeout
+            assert store.waiting(now) == pytest.approx((now - started - floor) / 5.0)
+            assert store.waiting(now) > (now - store._in_flight[1][0]) / 5.0
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        assert not (await first).degraded and not (await second).degraded
+        assert store.waiting(loop.time()) == 0.0
+        assert not store._in_flight                # none kept once answered
+        await store.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        redis.stop()

@@ -84,6 +84,8 @@ def test_one_round_trip_with_the_replay_check(redis_server: RedisProcess, monkey
         store = open_store(redis_server.url, (LimitSpec("a", ("caller",), 1.0, 5),), timeout=2.0, prefix="rp3")
         await store.start()
         await store.lookup(keys("warm"), NOW)
+        if store._threat_task is not None:      # the threat lists' refresh the first lookup starts
+            await store._threat_task            # may make a connection (CLIENT SETINFO) meanwhile
         monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
         for n in range(10):
             await store.lookup(keys(f"call-{n}", key=f"{n:032x}"), NOW)

@@ -251,6 +251,74 @@ def test_one_late_tick_is_a_preemption_two_in_a_row_are_a_loop_behind_and_a_stal
     assert asyncio.run(main([0.3])) == [True]                             # a stall: 4x the threshold
 
 
+# -- decisions waiting on the store (a network store: RedisStore.waiting) ------------------------
+def test_measure_counts_a_decision_waiting_on_the_store_on_the_scale_of_shed_delay() -> None:
+    """How far into store_timeout the oldest decision waiting on the store is: STORE_AT of it
+    (half) counts as work waiting shed_delay, so a worker sheds before the calls it let in
+    are decided degraded (bench/RESULTS.md, "Session 10")."""
+    from sipguard.proxy.overload import STORE_AT
+
+    assert STORE_AT == 0.5
+    guard = OverloadGuard(0.02, 5, 65535, Sent())
+    assert not guard.measure(0.0, 0.4)          # 16 ms on the shed_delay scale: let in
+    assert guard.measure(0.0, 0.6)              # 24 ms: shed
+    assert guard.gauges() == (True, 0.0, 1.0, 0.6)   # the store wait has a gauge of its own
+    assert guard.gauges()[3] == 0.0             # the largest since the last call
+    off = OverloadGuard(0.0, 5, 65535, Sent())  # shed_delay 0: off, whatever waits
+    assert not off.measure(0.0, 5.0)
+
+
+def test_guard_ticks_shed_by_the_decisions_waiting_on_the_store() -> None:
+    """The tick asks the store how long its oldest lookup in flight has waited (time as an
+    input: the tick's own clock is passed on). Two ticks in a row past half the timeout, a
+    worker behind: shed; one alone (a preemption) is not; when nothing waits any more the
+    share falls and the episode ends within a few ticks."""
+    async def main(waits: list[float]) -> list[bool]:
+        asked: list[float] = []
+        guard = OverloadGuard(0.02, 5, 65535, Sent())
+
+        def waiting(now: float) -> float:
+            asked.append(now)
+            return waits[len(asked) - 1]
+
+        guard.watch_store(waiting)
+        seen = []
+        try:
+            for _ in waits:
+                guard.due = time.monotonic()        # the loop is on time; no queue to probe
+                before = time.monotonic()
+                guard._tick()
+                assert before <= asked[-1] <= time.monotonic()
+                seen.append(guard.state.shedding)
+            return seen
+        finally:
+            guard.close()
+
+    assert asyncio.run(main([0.6, 0.0, 0.6, 0.3])) == [False, False, False, False]   # one at a time
+    assert asyncio.run(main([0.3, 0.45, 0.45])) == [False, False, False]           # under half the timeout
+    assert asyncio.run(main([0.6, 0.7, 0.8])) == [False, True, True]               # behind: shed
+    ended = asyncio.run(main([0.6, 0.7] + [0.0] * 6))
+    assert ended[1] and not ended[-1]                                              # over once none waits
+
+
+def test_guard_without_a_store_to_watch_keeps_its_idle_rule_and_one_with_waiting_lookups_ticks_on() -> None:
+    async def main() -> tuple[bool, bool]:
+        guard = OverloadGuard(0.02, 5, 65535, Sent())
+        try:
+            guard.due = time.monotonic()
+            guard._tick()
+            idle_without = guard.idle
+            guard.idle = False
+            guard.watch_store(lambda now: 0.1)       # a lookup in flight: its answer is still to come
+            guard.due = time.monotonic()
+            guard._tick()
+            return idle_without, guard.idle
+        finally:
+            guard.close()
+
+    assert asyncio.run(main()) == (True, False)
+
+
 def test_guard_answers_the_share_of_new_invites_the_state_asks() -> None:
     sent = Sent()
     guard = OverloadGuard(0.02, 5, 65535, sent)

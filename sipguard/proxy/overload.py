@@ -40,7 +40,10 @@ times a burst, and the 503s waited up to the threshold and a tick or two more (b
 "Session 9"). One warning a minute at most; the gauge sipguard_overload_shedding follows the
 episodes. While shedding, an initial INVITE in the share is answered from its lines
 (``sip.relay.overload_answer``: no parse, no verification, no transaction) and everything else
-(the other INVITEs, responses, ACK, BYE, CANCEL, re-INVITEs) takes the normal path. The ACK of
+(the other INVITEs, responses, ACK, BYE, CANCEL, re-INVITEs) takes the normal path. So does a
+retransmitted INVITE whose transaction lives (``live``: the worker asks its core, by the top
+Via's key): it was let in, and a 503 now would end at the caller a call that goes on
+downstream (RFC 3261 17.2.3: a retransmission is answered by its transaction). The ACK of
 such a 503 is recognised by its To tag and absorbed here, whenever it comes.
 
 No tick while idle: a tick that finds no datagram waiting and no INVITE since the one before
@@ -189,6 +192,8 @@ class OverloadGuard:
         self._warned = -WARN_EVERY
         self._timer: asyncio.TimerHandle | None = None
         self.store_wait: StoreWait | None = None  # the network store's lookups in flight (watch_store)
+        # (INVITE, its top Via) -> a live transaction answers it: a retransmission is never shed
+        self.live: Callable[[bytes, str], bool] | None = None
         self.max_store = 0.0                    # the largest store wait measured since the last gauges()
 
     def reconfigure(self, shed_delay: float, retry_after: int) -> None:
@@ -323,10 +328,10 @@ class OverloadGuard:
                     return False
         if not state.take():
             return False  # not in the share shed now: the full path
-        answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size)
+        answer = relay.overload_answer(data, self.headers, SHED_TAG, self.max_size, self.live)
         if answer is None:
             state.credit += 1.0  # the share is of new INVITEs: the next one takes this one's turn
-            return False  # a re-INVITE, or a shape only the full path reads
+            return False  # a re-INVITE, a retransmission (``live``), or a shape only the full path reads
         self.counters.shed_503 += 1
         self.send_back(answer, source, transport, conn)
         return True

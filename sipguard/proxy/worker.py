@@ -23,7 +23,7 @@ from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.proxy.core import Intercepted, ProxyCore
 from sipguard.proxy.gcpacing import GcPacer, tune_gc
 from sipguard.proxy.overload import MemoryTrim, OverloadGuard
-from sipguard.proxy.steer import Steering
+from sipguard.proxy.steer import Steering, owner_of
 from sipguard.proxy.systemd import ping_watchdog, sd_notify
 from sipguard.proxy.transport import Receive, Transports
 from sipguard.sip import address
@@ -98,6 +98,7 @@ class Worker:
         # every message received: the overload guard (new INVITEs and ACKs only), steering (a
         # request on a listening UDP socket may belong to another worker's transaction:
         # steer.py), the core; compiled callables calling each other (core.Intercepted)
+        self.guard.live = self._in_transaction
         self._local = Intercepted(self.guard.intercept, self.core.receive)
         steered = self.steering.wrap(self.core.receive) if self.steering is not None else self.core.receive
         self.transports.receive = Intercepted(self.guard.intercept, steered)
@@ -106,6 +107,17 @@ class Worker:
             await self.steering.start(self._steered_in)
         self.guard.start(self._queues())
         self.guard.watch_store(getattr(self.pipeline.store, "waiting", None))
+
+    def _in_transaction(self, data: bytes, via: str) -> bool:
+        """For the overload guard: is this INVITE one a live transaction answers? Its own
+        core's, or (steering) another worker's: that one's guard asks its core once the
+        request is handed over, so it is never shed here."""
+        if self.steering is not None:
+            owner = owner_of(data, self.workers)
+            if owner is not None and owner != self.index:
+                return True
+        core = self.core
+        return core is None or core.in_transaction(via)
 
     def _start_scores(self) -> None:
         """The background refresh of trunk.score into ``pipeline.scores`` (none at interval 0)."""

@@ -535,3 +535,40 @@ def test_memory_trim_compacts_at_each_trim_and_once_more_when_the_burst_has_sett
     steps.clear()
     assert [trim.tick(0) for _ in range(3 * MemoryTrim.SETTLE_TICKS)] == [False] * (3 * MemoryTrim.SETTLE_TICKS)
     assert steps == []                                              # once per burst
+
+
+def test_overload_answer_leaves_an_invite_a_live_transaction_answers_to_the_full_path() -> None:
+    data = INVITE.replace(b"\r\nFrom:", b"\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKup\r\nFrom:", 1)
+    asked: list[str] = []
+
+    def live(whole: bytes, via: str) -> bool:
+        asked.append(via)
+        return whole == data
+
+    assert overload_answer(data, HEADERS, SHED_TAG, 65535, live) is None
+    assert asked == [parse(data).header("Via")]      # the top Via's value, as the parser reads it
+    assert overload_answer(data, HEADERS, SHED_TAG, 65535, lambda d, v: False) == \
+        overload_answer(data, HEADERS, SHED_TAG, 65535)
+
+
+def test_a_worker_never_sheds_an_invite_another_worker_s_transaction_may_answer() -> None:
+    """With steering, an INVITE whose branch another worker owns goes on to be handed over
+    (that worker's guard asks its own core); one this worker owns is its core's question."""
+    from types import SimpleNamespace
+
+    from sipguard.proxy.steer import owner_of
+    from sipguard.proxy.worker import Worker
+
+    asked: list[str] = []
+    worker = Worker.__new__(Worker)
+    worker.workers, worker.index = 2, 0
+    worker.steering = SimpleNamespace()  # type: ignore[assignment]
+    worker.core = SimpleNamespace(in_transaction=lambda via: asked.append(via) or False)  # type: ignore[assignment]
+    mine = next(INVITE.replace(b"z9hG4bKone", b"z9hG4bK%d" % i) for i in range(100)
+                if owner_of(INVITE.replace(b"z9hG4bKone", b"z9hG4bK%d" % i), 2) == 0)
+    theirs = next(INVITE.replace(b"z9hG4bKone", b"z9hG4bK%d" % i) for i in range(100)
+                  if owner_of(INVITE.replace(b"z9hG4bKone", b"z9hG4bK%d" % i), 2) == 1)
+    assert worker._in_transaction(theirs, "v") and asked == []
+    assert not worker._in_transaction(mine, "v") and asked == ["v"]
+    worker.steering = None
+    assert not worker._in_transaction(theirs, "w") and asked == ["v", "w"]

@@ -615,3 +615,51 @@ def test_a_sender_set_later_carries_everything(tmp_path: Path) -> None:
             (HOP, b"MESSAGE "), (STRANGER, b"SIP/2.0 "), (UAC, b"SIP/2.0 "), (HOP, b"INVITE s")]
 
     run_with(tmp_path, scenario, unknown_source="reject")
+
+
+def test_a_shedding_guard_lets_a_retransmission_reach_its_transaction(tmp_path: Path) -> None:
+    """While the overload guard sheds every new INVITE, a retransmission of one that was let in
+    (deciding, forwarded, or accepted after its 2xx) still reaches the core, which absorbs it:
+    a 503 for it would end at the caller a call that goes on downstream (RFC 3261 17.2.3).
+    A new INVITE is still shed."""
+    import time
+
+    from sipguard.proxy.core import Intercepted
+    from sipguard.proxy.overload import SHED_TAG, OverloadGuard
+
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        guard = OverloadGuard(0.02, 5, 65535, cap.send_to_source)
+        guard.due = time.monotonic() + 3600      # shedding is the state's word only
+        guard.live = lambda data, via: core.in_transaction(via)
+        receive = Intercepted(guard.intercept, core.receive)
+        fwd = await forward(core, cap)           # let in before the burst
+        guard.measure(0.5)                       # now shedding every new INVITE
+        assert guard.state.shedding and guard.state.share == 1.0
+        receive(INVITE, UAC, "udp", None)        # forwarded, no final response yet
+        assert cap.take() == [] and core.counters.retransmissions == 1
+        core.receive(answer(fwd, "200 OK"), UAS, "udp", None)
+        assert [addr for _, addr in cap.take()] == [UAC]
+        receive(INVITE, UAC, "udp", None)        # accepted: the 2xx went upstream
+        assert cap.take() == [] and core.counters.retransmissions == 2
+        other = INVITE.replace(b"z9hG4bK-uac-1", b"z9hG4bK-uac-2").replace(b"call-1@", b"call-2@")
+        receive(other, UAC, "udp", None)         # a new INVITE: shed
+        [(shed, addr)] = cap.take()
+        assert addr == UAC and shed.startswith(b"SIP/2.0 503") and f";tag={SHED_TAG.decode()}".encode() in shed
+        assert guard.counters.shed_503 == 1 and core.counters.invites == 1
+
+    run(tmp_path, scenario)
+
+
+def test_in_transaction_reads_the_top_via_as_the_core_keys_it(tmp_path: Path) -> None:
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        via = parse(INVITE).header("Via") or ""
+        assert not core.in_transaction(via)
+        await forward(core, cap)
+        assert core.in_transaction(via) and core.in_transaction(via.replace("SIP/2.0/UDP", "SIP/2.0/udp"))
+        assert not core.in_transaction(via.replace("uac-1", "uac-2"))
+        assert not core.in_transaction(via.replace("127.0.0.1:5061", "127.0.0.1:5062"))
+        # what the guard cannot read on its own goes to the full path: counted as live
+        assert core.in_transaction(via + ", SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx")
+        assert core.in_transaction("SIP/2.0/UDP ;;;")
+
+    run(tmp_path, scenario)

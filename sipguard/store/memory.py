@@ -80,6 +80,11 @@ class MemoryStore:
 
     # -- the hot path ------------------------------------------------------------------------
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
+        return self.lookup_now(keys, now)
+
+    def lookup_now(self, keys: LookupKeys, now: float) -> Lookups:
+        """``lookup`` without a coroutine: what the pipeline asks when nothing else waits
+        (``store.base.lookup_now_of``)."""
         self.counters.lookups += 1
         caller = digits(keys.caller) or ""
         trunk_frn = frn10(keys.trunk_frn) or ""

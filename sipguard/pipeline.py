@@ -3,7 +3,8 @@
     trunk -> call numbers -> verify Identity -> store lookups + limits (one round trip)
           -> Facts -> policy -> (sign) -> Outcome
 
-``serve`` (proxy/) and ``replay`` (replay/) both call ``Pipeline.decide``; nothing in
+``serve`` (proxy/, through ``Pipeline.start``: the Outcome at once when nothing has to wait)
+and ``replay`` (replay/) both call ``Pipeline.decide``; nothing in
 here knows which one it is except through the clock it was given. It never raises on
 bad input: a bad Identity is a reason code, an unreachable store is ``degraded``.
 """

@@ -2,9 +2,10 @@
 
 Rules (RFC 3261 sections 16 and 17, RFC 3581):
 1. A new INVITE (no To tag) gets ``100 Trying`` at once (in redirect mode only when its
-   302 or rejection does not go at once: RFC 3261 17.2.1), then waits for ``Pipeline.decide``
-   (with a store that answers from memory it runs at once, in a task only if it has to
-   wait: ``sipguard.aio.start_eagerly``; with a network store, in a task).
+   302 or rejection does not go at once: RFC 3261 17.2.1), then its decision: at once when
+   nothing has to wait (``Pipeline.start``: a cached certificate, a store that answers from
+   memory); otherwise the rest runs at once until it waits, in a task only then
+   (``sipguard.aio.start_eagerly``), or in a task with a network store.
    At most ``max_pending`` INVITEs wait; past that a new one gets ``503`` + Retry-After
    at once, and everything else (responses, ACK, BYE, CANCEL) keeps flowing.
 2. A retransmitted INVITE (same top Via branch and sent-by: ``sip.transaction.server_key``)

@@ -38,7 +38,8 @@ ROOT = os.path.dirname(HERE)
 GROUP = "sipguard.native_lib"       # the shared runtime library: sipguard/native_lib__mypyc*.so
 # Not listed: modules that hand addresses of Python buffers to the kernel (proxy/reuseport.py:
 # compiled code may free a local after its last use, before the system call reads it), run
-# only at start-up, or that tests patch at run time (store/memory.py).
+# only at start-up, or that tests patch at run time (store/memory.py: its per-call work is in
+# store/memlookup.py).
 MODULES = (
     "sipguard/sip/headers.py",
     "sipguard/sip/address.py",
@@ -54,7 +55,11 @@ MODULES = (
     "sipguard/pipeline.py",
     "sipguard/policy/facts.py",
     "sipguard/store/base.py",
+    "sipguard/store/replay.py",
+    "sipguard/store/keys.py",
+    "sipguard/store/memlookup.py",
     "sipguard/observe/decisions.py",
+    "sipguard/observe/line.py",
     "sipguard/proxy/transport.py",
     "sipguard/proxy/steer.py",
     "sipguard/records/record.py",

@@ -3,7 +3,8 @@
     trunk -> call numbers -> verify Identity -> store lookups + limits (one round trip)
           -> Facts -> policy -> (sign) -> Outcome
 
-``serve`` (proxy/) and ``replay`` (replay/) both call ``Pipeline.decide``; nothing in
+``serve`` (proxy/, through ``Pipeline.start``: the Outcome at once when nothing has to wait)
+and ``replay`` (replay/) both call ``Pipeline.decide``; nothing in
 here knows which one it is except through the clock it was given. It never raises on
 bad input: a bad Identity is a reason code, an unreachable store is ``degraded``.
 """
@@ -11,8 +12,9 @@ bad input: a bad Identity is a reason code, an unreachable store is ``degraded``
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sipguard.clock import Clock, SystemClock
 from sipguard.config import PipelineSettings
@@ -24,7 +26,7 @@ from sipguard.policy.facts import Facts
 from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, Verification
-from sipguard.store.base import LookupKeys, Lookups
+from sipguard.store.base import LookupKeys, Lookups, lookup_now_of
 from sipguard.store.replay import call_key, replay_ttl
 from sipguard.threats import NO_THREATS, ThreatIndex
 from sipguard.trunks import TrunkTable
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipguard.pipeline")
 MAX_HISTORY = 32   # History-Info / Diversion entries read per header (a div check needs a few)
+
+_PASSED = Verstat.PASSED   # a module global: an enum member read per call costs more
 
 UNKNOWN_SOURCE = reject(403, "Forbidden", ("Reason", 'SIP;cause=403;text="unknown source"'),
                         rule="unknown-source")
@@ -280,6 +284,16 @@ class Pipeline:
         return vias[1].sent_by_addr() if len(vias) > 1 else source
 
     async def decide(self, req: Request, source: tuple[str, int], transport: str) -> Outcome:
+        started = self.start(req, source, transport)
+        return started if isinstance(started, Outcome) else await started
+
+    def start(self, req: Request, source: tuple[str, int],
+              transport: str) -> Outcome | Coroutine[Any, Any, Outcome]:
+        """``decide`` without a coroutine when nothing has to wait: its Outcome when the
+        verification is at hand (no Identity, or one PASSporT whose certificate is cached:
+        ``Verifier.verify_now``) and the store answers at once (``lookup_now_of``); else the
+        coroutine that finishes the decision from where it has to wait (the same steps, each
+        run once). The proxy sends the answer at once, or runs the coroutine (sipguard.aio)."""
         now = self.clock.time()
         source = self.upstream_of(req, source)
         trunk = self.trunks.classify(source[0])
@@ -287,17 +301,40 @@ class Pipeline:
         if trunk is None and self.settings.unknown_source == "reject" and not call.emergency:
             return self._outcome(now, source, transport, call, None, NOT_VERIFIED, Lookups(),
                                  Facts(source_ip=source[0]), UNKNOWN_SOURCE)
+        identities = call.identities
+        verification = self.verifier.verify_now(identities, call.orig_candidates(), call.dest_candidates(),
+                                                now) if len(identities) < 2 else None
+        if verification is None:
+            return self._verified_later(req, now, source, transport, trunk, call)
+        if verification.verstat is _PASSED:
+            call = call.vouched_for(verification.orig_tn)
+        lookup_now = lookup_now_of(self.store)
+        if lookup_now is None:
+            return self._looked_up_later(now, source, transport, trunk, call, verification)
+        return self._conclude(now, source, transport, trunk, call, verification,
+                              lookup_now(self._keys(trunk, call, verification, source, now), now))
 
+    async def _verified_later(self, req: Request, now: float, source: tuple[str, int], transport: str,
+                              trunk: Trunk | None, call: Call) -> Outcome:
         identities = call.identities
         # History-Info / Diversion are read only for a call with several Identity values (div)
         history = call_history(req) if len(identities) > 1 or (identities and "," in identities[0]) else None
         verification = await self.verifier.verify(identities, call.orig_candidates(),
                                                   call.dest_candidates(), now,
                                                   trunk=trunk.id if trunk else "", history=history)
-        if verification.verstat is Verstat.PASSED:
+        if verification.verstat is _PASSED:
             call = call.vouched_for(verification.orig_tn)
+        return await self._looked_up_later(now, source, transport, trunk, call, verification)
+
+    async def _looked_up_later(self, now: float, source: tuple[str, int], transport: str, trunk: Trunk | None,
+                               call: Call, verification: Verification) -> Outcome:
+        lookups = await self.store.lookup(self._keys(trunk, call, verification, source, now), now)
+        return self._conclude(now, source, transport, trunk, call, verification, lookups)
+
+    def _keys(self, trunk: Trunk | None, call: Call, verification: Verification, source: tuple[str, int],
+              now: float) -> LookupKeys:
         replay_key = verification.replay_key
-        lookups = await self.store.lookup(LookupKeys(
+        return LookupKeys(
             trunk=trunk.id if trunk else None,
             trunk_frn=trunk.provider.frn if trunk else None,
             trunk_rmd=trunk.provider.rmd if trunk else None,
@@ -306,7 +343,11 @@ class Pipeline:
             passport=replay_key,
             passport_call=call_key(call.call_id) if replay_key else "",
             passport_ttl=replay_ttl(verification.iat or 0, now, self.settings.shaken.iat_max_age,
-                                    self.settings.shaken.iat_max_future) if replay_key else 0.0), now)
+                                    self.settings.shaken.iat_max_future) if replay_key else 0.0)
+
+    def _conclude(self, now: float, source: tuple[str, int], transport: str, trunk: Trunk | None, call: Call,
+                  verification: Verification, lookups: Lookups) -> Outcome:
+        """Facts, policy and signing, given the verification and the store's answer."""
         facts = build_facts(trunk, call, verification, lookups, source[0], self.store.threats,
                             self.scores.get(trunk.id) if trunk is not None else None)
 

@@ -14,46 +14,28 @@ an embedding application) sends the lines through ``logging`` again, as before.
 from __future__ import annotations
 
 import asyncio
-import json as _json
 import logging
 import operator
 import sys
 import time
-from json.encoder import encode_basestring_ascii as _text  # '"..."', escaped as json.dumps does
 from typing import IO, Any
 
+from sipguard.observe.line import DECISION_FIELDS, DECISION_LOGGER, _encode, _timestamp, decision_line
 from sipguard.records.record import CallRecord
 
-DECISION_LOGGER = "sipguard.decisions"
+__all__ = ["DECISION_FIELDS", "DECISION_LOGGER", "JsonFormatter", "decision_line", "log_decision", "setup_logging"]
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-# the record fields a decision line carries (the full record is in the traceback store)
-DECISION_FIELDS = ("call_id", "source_ip", "source_port", "trunk", "caller", "callee", "verstat", "attest",
-                   "reasons", "rule", "action", "status", "shadow_action", "signed", "next_hop")
 
 _decisions = logging.getLogger(DECISION_LOGGER)
 _decision_level: int | None = logging.INFO   # None: decision lines off
 _decision_values = operator.attrgetter(*DECISION_FIELDS)
-# one encoder for every line (json.dumps with default= builds a new one per call)
-_encode = _json.JSONEncoder(separators=(",", ":"), default=str).encode
 _ours: DecisionLines | None = None   # the handler setup_logging installed (JSON lines)
 # Decision lines written straight to the stream wait at most this long (and at most
 # MAX_PENDING lines) to go out in one write: a worker killed outright (SIGKILL, OOM) loses
 # the lines of its last FLUSH_AFTER seconds; a stop (SIGTERM, exit) writes them all.
 FLUSH_AFTER = 0.05
 MAX_PENDING = 100
-
-
-def _timestamp(created: float) -> str:
-    """``ts`` of a line: ISO-8601 UTC with milliseconds, as ``LogRecord`` computes them; the
-    part to the second is kept until the second changes."""
-    global _ts_second, _ts_text
-    second = int(created)
-    if second != _ts_second:
-        _ts_second, _ts_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{_ts_text}.{int((created - second) * 1000):03d}Z"
-
-
-_ts_second, _ts_text = -1, ""
 
 
 class JsonFormatter(logging.Formatter):
@@ -168,34 +150,6 @@ def log_decision(record: CallRecord) -> None:
         _decisions.log(level, "%s %s", record.action, record.call_id, extra={"fields": fields})
         return
     handler.add(decision_line(record, time.time(), level) + handler.terminator)
-
-
-def decision_line(record: CallRecord, created: float, level: int) -> str:
-    """The JSON object ``JsonFormatter`` makes of ``record``'s decision line, byte for byte
-    (tests/unit/test_decision_line.py): the keys spelled out once here, the values of the
-    expected types encoded one by one; any other value goes to the generic encoder."""
-    (call_id, source_ip, source_port, trunk, caller, callee, verstat, attest, reasons, rule, action,
-     status, shadow_action, signed, next_hop) = _decision_values(record)
-    ts, name = _timestamp(created), logging.getLevelName(level).lower()
-    if type(source_port) is int and type(signed) is bool and type(reasons) is tuple \
-            and (status is None or type(status) is int):
-        try:
-            return (f'{{"ts":"{ts}","level":"{name}","logger":"{DECISION_LOGGER}","msg":{_text(f"{action} {call_id}")},'
-                    f'"call_id":{_text(call_id)},"source_ip":{_text(source_ip)},"source_port":{source_port},'
-                    f'"trunk":{_opt(trunk)},"caller":{_opt(caller)},"callee":{_opt(callee)},'
-                    f'"verstat":{_text(verstat)},"attest":{_opt(attest)},'
-                    f'"reasons":[{",".join(map(_text, reasons))}],"rule":{_opt(rule)},"action":{_text(action)},'
-                    f'"status":{"null" if status is None else status},"shadow_action":{_opt(shadow_action)},'
-                    f'"signed":{"true" if signed else "false"},"next_hop":{_opt(next_hop)}}}')
-        except TypeError:   # a value that is not a str where one is expected
-            pass
-    out: dict[str, Any] = {"ts": ts, "level": name, "logger": DECISION_LOGGER, "msg": f"{action} {call_id}"}
-    out.update(zip(DECISION_FIELDS, _decision_values(record), strict=True))
-    return _encode(out)
-
-
-def _opt(value: str | None) -> str:
-    return "null" if value is None else _text(value)
 
 
 def _sole_handler(level: int) -> DecisionLines | None:

@@ -69,9 +69,14 @@ def _uri_with_verstat(uri: str, verstat: str) -> str:
 def verstat_of(value: str, ver: Verification) -> str:
     """The verstat one identity value (a PAI value, or From without PAI) is given: the call's,
     except that Passed stays only where the value carries the number the PASSporT named."""
-    if ver.verstat is Verstat.PASSED and not tn_matches(ver.orig_tn or "", parse_tn(value).forms):
-        return Verstat.FAILED.value
-    return ver.verstat.value
+    if ver.verstat is _PASSED and not tn_matches(ver.orig_tn or "", parse_tn(value).forms):
+        return _FAILED_TEXT
+    return _TEXT[ver.verstat]
+
+
+# an enum member and its .value read per call cost more than module globals and a dict
+_PASSED, _FAILED, _FAILED_TEXT = Verstat.PASSED, Verstat.FAILED, Verstat.FAILED.value
+_TEXT = {v: v.value for v in Verstat}
 
 
 def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
@@ -83,7 +88,7 @@ def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
         out.append(("P-Asserted-Identity", add_verstat(bare, verstat_of(bare, ver))))
     if outcome.identity_added:
         out.append(("Identity", outcome.identity_added))
-    if ver.reasons and ver.verstat.value == "TN-Validation-Failed":
+    if ver.reasons and ver.verstat is _FAILED:
         from sipguard.shaken.reasons import RFC8224_RESPONSE
         code = RFC8224_RESPONSE[ver.reasons[0]][0]
         out.append(("Reason", f'SIP;cause={code};text="{ver.reasons[0]}"'))
@@ -172,7 +177,7 @@ def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str)
     headers.extend(extra)
     headers.append(("X-Sipguard-Verstat", verstat))
     ver = outcome.verification
-    if ver.verstat is Verstat.PASSED and ver.attest:
+    if ver.verstat is _PASSED and ver.attest:
         headers.append(("X-Sipguard-Attest", ver.attest))
     if outcome.decision.rule:
         headers.append(("X-Sipguard-Rule", outcome.decision.rule))

@@ -2,9 +2,10 @@
 
 Rules (RFC 3261 sections 16 and 17, RFC 3581):
 1. A new INVITE (no To tag) gets ``100 Trying`` at once (in redirect mode only when its
-   302 or rejection does not go at once: RFC 3261 17.2.1), then waits for ``Pipeline.decide``
-   (with a store that answers from memory it runs at once, in a task only if it has to
-   wait: ``sipguard.aio.start_eagerly``; with a network store, in a task).
+   302 or rejection does not go at once: RFC 3261 17.2.1), then its decision: at once when
+   nothing has to wait (``Pipeline.start``: a cached certificate, a store that answers from
+   memory); otherwise the rest runs at once until it waits, in a task only then
+   (``sipguard.aio.start_eagerly``), or in a task with a network store.
    At most ``max_pending`` INVITEs wait; past that a new one gets ``503`` + Retry-After
    at once, and everything else (responses, ACK, BYE, CANCEL) keeps flowing.
 2. A retransmitted INVITE (same top Via branch and sent-by: ``sip.transaction.server_key``)
@@ -34,12 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from sipguard.aio import start_eagerly
 from sipguard.clock import Clock, SystemClock
 from sipguard.config import CoreSettings
+from sipguard.pipeline import Outcome
 from sipguard.proxy import act
 from sipguard.proxy.messages import (
     BRANCH_PREFIX,
@@ -62,7 +64,7 @@ from sipguard.sip.relay import FastResponse
 from sipguard.sip.transaction import server_key
 
 if TYPE_CHECKING:
-    from sipguard.pipeline import Outcome, Pipeline
+    from sipguard.pipeline import Pipeline
 
 log = logging.getLogger("sipguard.proxy")
 
@@ -218,13 +220,25 @@ class ProxyCore:
         if not self.redirect:
             self._trying(tx, req)
         self.pending += 1
-        # decided here and now when the pipeline has nothing to wait for (sipguard.aio)
-        decision = self._decide(tx, req)
-        task = start_eagerly(decision) if self.pipeline.decides_inline \
-            else asyncio.get_running_loop().create_task(decision)
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        started = self.clock.monotonic()
+        # decided here and now when the pipeline has nothing to wait for (Pipeline.start); else
+        # the rest runs at once until it waits (sipguard.aio), or in a task for a network store
+        try:
+            decided = self.pipeline.start(req, tx.source, tx.transport)
+        except Exception as exc:
+            self.pending -= 1
+            self._failed(tx, req, exc)
+            decided = None
+        if isinstance(decided, Outcome):
+            self.pending -= 1
+            self._decided(tx, req, decided, started)
+        elif decided is not None:
+            rest = self._decide(tx, req, decided, started)
+            task = start_eagerly(rest) if self.pipeline.decides_inline \
+                else asyncio.get_running_loop().create_task(rest)
+            if task is not None:
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         if self.redirect and tx.last is None:  # the final response is not out yet
             self._trying(tx, req)
 
@@ -234,21 +248,28 @@ class ProxyCore:
         tx.last = build_response(req, 100, "Trying", [SERVER_HEADER])
         self._sender.send_to_source(tx.last, tx.source, tx.transport, tx.conn)
 
-    async def _decide(self, tx: InviteTx, req: Request) -> None:
-        started = self.clock.monotonic()
+    async def _decide(self, tx: InviteTx, req: Request, rest: Coroutine[Any, Any, Outcome],
+                      started: float) -> None:
         try:
-            outcome = await self.pipeline.decide(req, tx.source, tx.transport)
-        except SipParseError as exc:  # a header only the pipeline reads was malformed
-            self.counters.malformed_answered += 1
-            self._final(tx, warning_response(req, 400, "Bad Request", exc.reason, tx.to_tag))
-            return
-        except Exception:
-            self.counters.decide_errors += 1
-            log.exception("decision failed for Call-ID %s", req.call_id)
-            self._final(tx, response(req, 500, tx.to_tag))
+            outcome = await rest
+        except Exception as exc:
+            self._failed(tx, req, exc)
             return
         finally:
             self.pending -= 1
+        self._decided(tx, req, outcome, started)
+
+    def _failed(self, tx: InviteTx, req: Request, exc: Exception) -> None:
+        """The pipeline raised: 400 for a header only it reads that was malformed, else 500."""
+        if isinstance(exc, SipParseError):
+            self.counters.malformed_answered += 1
+            self._final(tx, warning_response(req, 400, "Bad Request", exc.reason, tx.to_tag))
+            return
+        self.counters.decide_errors += 1
+        log.error("decision failed for Call-ID %s", req.call_id, exc_info=exc)
+        self._final(tx, response(req, 500, tx.to_tag))
+
+    def _decided(self, tx: InviteTx, req: Request, outcome: Outcome, started: float) -> None:
         latency = self.clock.monotonic() - started
         if tx.cancelled:
             self._final(tx, response(req, 487, tx.to_tag))

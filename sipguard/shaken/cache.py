@@ -79,6 +79,10 @@ class LruCache(Generic[K, V]):
         self._data.move_to_end(key)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The value, without counting a hit or a miss and without moving it."""
+        return self._data.get(key)
+
     def put(self, key: K, value: V) -> None:
         self._data[key] = value
         self._data.move_to_end(key)

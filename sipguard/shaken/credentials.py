@@ -89,12 +89,19 @@ class CredentialCache:
             return None, [entry.reason or Reason.X5U_FETCH_FAILED]
         if now >= entry.crl_until:
             entry.crl_reason, entry.crl_until = await self.crl.status(cred, now)
-        reasons = [r for r in (cred.check_time(iat, now), entry.crl_reason) if r is not None]
-        if cred is not verified and not pp.verify_es256(cred.key, passport.signing_input, passport.signature):
-            reasons.append(Reason.BAD_SIGNATURE)
-        elif orig_tn is not None and not cred.tnauth.spcs and not cred.tnauth.covers(orig_tn):
-            reasons.append(Reason.ORIG_MISMATCH)  # delegate certificate not covering the caller
-        return cred, reasons
+        return cred, _judge(entry, cred, passport, iat, orig_tn, now, verified)
+
+    def check_now(self, url: str, passport: pp.Passport, iat: float, orig_tn: str | None, now: float,
+                  verified: Credential | None = None) -> tuple[Credential, list[Reason]] | None:
+        """``check``'s answer when it has nothing to wait for (the certificate in L1, fresh, its
+        revocation state known), with the same effects; None, having changed nothing (not even
+        a cache count), when it would wait or download: ask ``check`` then."""
+        entry = self.certs.peek(url)
+        if entry is None or now >= entry.expires or now >= entry.crl_until or entry.cred is None:
+            return None
+        self.certs.get(url)  # counted and moved to the front as check's look-up does
+        cred = entry.cred
+        return cred, _judge(entry, cred, passport, iat, orig_tn, now, verified)
 
     def reconfigure(self, cfg: ShakenConfig) -> bool:
         """Read the trust anchors again; True when they changed (every entry is dropped then, and
@@ -248,6 +255,17 @@ class CredentialCache:
                 log.warning("shared certificate cache: put failed: %s", exc)
         return CertEntry(result, None, expires, stale_until=expires + self.cfg.x5u.stale_grace,
                          anchors=self._anchors)
+
+
+def _judge(entry: CertEntry, cred: Credential, passport: pp.Passport, iat: float, orig_tn: str | None,
+           now: float, verified: Credential | None) -> list[Reason]:
+    """What is wrong with ``entry``'s credential for this PASSporT (``check``, ``check_now``)."""
+    reasons = [r for r in (cred.check_time(iat, now), entry.crl_reason) if r is not None]
+    if cred is not verified and not pp.verify_es256(cred.key, passport.signing_input, passport.signature):
+        reasons.append(Reason.BAD_SIGNATURE)
+    elif orig_tn is not None and not cred.tnauth.spcs and not cred.tnauth.covers(orig_tn):
+        reasons.append(Reason.ORIG_MISMATCH)  # delegate certificate not covering the caller
+    return reasons
 
 
 def _anchor_set(trust: TrustStore) -> set[bytes]:

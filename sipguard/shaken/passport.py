@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,10 @@ ATTEST_LEVELS = ("A", "B", "C")
 _HEADERS: dict[str, dict[str, Any]] = {}
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _JSON = json.JSONDecoder()
+# JSONDecoder.decode minus its two Python frames: the decoder's own C scanner (a value at 0,
+# then nothing but JSON whitespace), as decode runs it
+_SCAN: Callable[[str, int], tuple[Any, int]] = getattr(_JSON, "scan_once")  # noqa: B009 - not in the stubs
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +119,15 @@ def _json_object(segment: str) -> dict[str, Any] | None:
         # json.loads(bytes) picks the codec from the first bytes; an object starting `{x`
         # (x not NUL) is UTF-8 to it, so decode that case directly (same result, less work)
         if raw[:1] == b"{" and raw[1:2] not in (b"", b"\0"):
-            value = _JSON.decode(raw.decode("utf-8", "surrogatepass"))
+            text = raw.decode("utf-8", "surrogatepass")
+            value, end = _SCAN(text, 0)
+            if end != len(text):
+                space = _JSON_SPACE.match(text, end)
+                if space is None or space.end() != len(text):
+                    return None   # extra data: what decode refuses
         else:
             value = json.loads(raw)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError, StopIteration):   # StopIteration: no value (decode's "Expecting value")
         return None
     return value if isinstance(value, dict) else None
 

@@ -98,9 +98,31 @@ class Verifier:
             result = await self._verify(identities, tuple(orig), tuple(dest), now,
                                         tuple(history) if history is not None else None)
         except Exception:  # a bug must not drop the call: no verdict, and a loud log line
-            log.exception("verification failed internally")
-            self.counters.internal_errors += 1
-            return Verification(Verstat.NONE)
+            return self._internal_error()
+        return self._counted(result)
+
+    def verify_now(self, identities: Sequence[str], orig: Sequence[str], dest: Sequence[str],
+                   now: float) -> Verification | None:
+        """``verify``'s answer when it has nothing to wait for: no Identity, or the usual one
+        shaken PASSporT whose certificate is cached and fresh (``CredentialCache.check_now``),
+        with the same result and the same counts. None, having counted nothing, for anything
+        else (several or comma-separated values, a download, a CRL to read): ask ``verify``.
+        ``TRUNK`` is left alone: only a download reads it, and a download goes through ``verify``."""
+        if not identities:
+            self.counters.none += 1
+            return NOT_VERIFIED
+        if len(identities) != 1 or "," in identities[0]:
+            return None
+        try:
+            hdr = parse_identity(identities[0].strip())
+            if hdr is None or hdr.ppt != "shaken":
+                return None
+            outcome = self._verify_one_now(hdr, tuple(orig), tuple(dest), now)
+        except Exception:  # as verify
+            return self._internal_error()
+        return self._counted(outcome[0]) if outcome is not None else None
+
+    def _counted(self, result: Verification) -> Verification:
         if result.verstat is _PASSED:
             self.counters.passed += 1
         elif result.verstat is _FAILED:
@@ -108,6 +130,11 @@ class Verifier:
         else:
             self.counters.none += 1
         return result
+
+    def _internal_error(self) -> Verification:
+        log.exception("verification failed internally")
+        self.counters.internal_errors += 1
+        return Verification(Verstat.NONE)
 
     def reconfigure(self, cfg: ShakenConfig) -> None:
         """SIGHUP: the trust anchors are read again (the STI-PA's list of STI-CAs changes), and
@@ -187,11 +214,49 @@ class Verifier:
     async def _verify_one(self, hdr: IdentityHeader, orig: tuple[str, ...], dest: tuple[str, ...],
                           now: float) -> tuple[Verification, pp.ShakenClaims | None]:
         token = self.tokens.get(hdr.token) if self.tokens is not None else None
+        read = self._read(hdr, token, now)
+        if read is None:
+            return _MALFORMED, None
+        passport, claims, reasons, x5u = read
+        checked: tuple[Credential | None, list[Reason]] | None = None
+        if not reasons and isinstance(x5u, str):
+            assert claims is not None  # else BAD_CLAIMS is in reasons
+            checked = await self.creds.check(x5u, passport, claims.iat, claims.orig_tn, now,
+                                             token.cred if token is not None else None)
+        return self._verdict(hdr, token, passport, claims, reasons, x5u, checked, orig, dest)
+
+    def _verify_one_now(self, hdr: IdentityHeader, orig: tuple[str, ...], dest: tuple[str, ...],
+                        now: float) -> tuple[Verification, pp.ShakenClaims | None] | None:
+        """``_verify_one`` without waiting (``verify_now``); None, with nothing counted, when the
+        certificate check would wait."""
+        tokens = self.tokens
+        token = tokens.peek(hdr.token) if tokens is not None else None
+        read = self._read(hdr, token, now)
+        if read is None:
+            if tokens is not None:
+                tokens.get(hdr.token)  # counted as _verify_one's look-up (a miss)
+            return _MALFORMED, None
+        passport, claims, reasons, x5u = read
+        checked: tuple[Credential | None, list[Reason]] | None = None
+        if not reasons and isinstance(x5u, str):
+            assert claims is not None
+            checked = self.creds.check_now(x5u, passport, claims.iat, claims.orig_tn, now,
+                                           token.cred if token is not None else None)
+            if checked is None:
+                return None
+        if tokens is not None:
+            tokens.get(hdr.token)  # counted and moved as _verify_one's look-up
+        return self._verdict(hdr, token, passport, claims, reasons, x5u, checked, orig, dest)
+
+    def _read(self, hdr: IdentityHeader, token: _Token | None, now: float
+              ) -> tuple[pp.Passport, pp.ShakenClaims | None, list[Reason], object] | None:
+        """The PASSporT (decoded, or the verified token's) and the checks that need no
+        certificate: (passport, claims, reasons, x5u); None when it does not decode."""
         claims: pp.ShakenClaims | None
         if token is None:
             passport = pp.decode(hdr.token)  # None for compact form (empty payload) and garbage
             if passport is None:
-                return _MALFORMED, None
+                return None
             claims = pp.shaken_claims(passport)
         else:
             passport, claims = token.passport, token.claims
@@ -211,18 +276,22 @@ class Verifier:
             late = pp.check_iat(claims.iat, now, self.cfg.iat_max_age, self.cfg.iat_max_future)
             if late is not None:
                 reasons.append(late)
-        x5u = passport.header.get("x5u")
+        return passport, claims, reasons, passport.header.get("x5u")
+
+    def _verdict(self, hdr: IdentityHeader, token: _Token | None, passport: pp.Passport,
+                 claims: pp.ShakenClaims | None, reasons: list[Reason], x5u: object,
+                 checked: tuple[Credential | None, list[Reason]] | None,
+                 orig: tuple[str, ...], dest: tuple[str, ...]) -> tuple[Verification, pp.ShakenClaims | None]:
+        """The result, given the certificate check's answer (None: not checked)."""
         spc: str | None = None
         replay_key: str | None = None
-        if not reasons and isinstance(x5u, str):
-            assert claims is not None  # else BAD_CLAIMS is in reasons
-            known = token.cred if token is not None else None
-            cred, found = await self.creds.check(x5u, passport, claims.iat, claims.orig_tn, now, known)
+        if checked is not None:
+            assert claims is not None
+            cred, found = checked
             reasons += found
             if cred is not None:
                 spc = cred.spc
-                if cred is known:
-                    assert token is not None
+                if token is not None and cred is token.cred:
                     self.counters.token_cache_hits += 1  # same bytes, same key: the same verdict
                     replay_key = token.replay_key
                 elif _BAD_SIGNATURE not in found:

@@ -18,7 +18,7 @@ on the block list the result is ``block`` (block wins, whatever the specificity)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -299,6 +299,16 @@ class StoreCounters:
     reconnects: int = 0
     rmd_remembered: int = 0   # degraded answers that used a remembered RMD answer
     passport_replays: int = 0  # lookups whose PASSporT the seen-set had from another call (replay.py)
+
+
+def lookup_now_of(store: object) -> Callable[[LookupKeys, float], Lookups] | None:
+    """The store's synchronous ``lookup_now`` when it answers without waiting (``lookup_inline``,
+    the memory store) and its ``lookup`` is its own: a ``lookup`` replaced on the instance (tests
+    do, to stand for a store that is down) is what gets asked then, through the coroutine."""
+    if not getattr(store, "lookup_inline", False) or "lookup" in getattr(store, "__dict__", ()):
+        return None
+    now: Callable[[LookupKeys, float], Lookups] | None = getattr(store, "lookup_now", None)
+    return now
 
 
 class Store(Protocol):

@@ -27,8 +27,9 @@ from sipguard.store.base import (
     StoreCounters,
     check_list_args,
 )
-from sipguard.store.keys import digits, frn10, nanp10, split_record
-from sipguard.store.limits import Gcra, applicable
+from sipguard.store.keys import frn10, split_record
+from sipguard.store.limits import Gcra
+from sipguard.store.memlookup import memory_lookup
 from sipguard.store.replay import SeenSet
 from sipguard.store.tables import (
     build_rmd,
@@ -80,79 +81,13 @@ class MemoryStore:
 
     # -- the hot path ------------------------------------------------------------------------
     async def lookup(self, keys: LookupKeys, now: float) -> Lookups:
-        self.counters.lookups += 1
-        caller = digits(keys.caller) or ""
-        trunk_frn = frn10(keys.trunk_frn) or ""
-        spc = keys.spc.upper() if keys.spc else None
-        trunk = self._rmd_find((keys.trunk_rmd or "").strip().upper(), trunk_frn)
-        signer_rmd = signer_frn = None
-        if spc:
-            signer_rmd = "absent"
-            mapped = self._ocn.get(spc)
-            if mapped is not None:
-                signer_frn = mapped[1] or None
-                rec = self._rmd_find(*mapped)
-                if rec is not None:
-                    signer_rmd = rec[0]
-                    signer_frn = signer_frn or rec[3] or None
-        dno = False
-        if self._dno:  # (empty tables cost nothing below: most installs have no DNO, lists, notices)
-            n10 = nanp10(keys.caller)
-            dno = n10 is not None and (
-                n10 in self._dno or n10[:7] in self._dno or n10[:6] in self._dno or n10[:3] in self._dno)
-        listed, entry = self._list_match(caller, keys.trunk, spc)
-        notice = self._notice(caller, digits(keys.callee) or "", keys.trunk or "", trunk_frn,
-                              spc or "", now) if self._notices else None
-        limited = tuple(self.limits[i].name for i, value, interval, burst in applicable(self.limits, keys)
-                        if self._gcra.hit(f"{self.limits[i].name}:{value}", interval, burst, now)
-                        ) if self.limits else ()
-        fanout = burst = None
-        campaign = self._campaign
-        if campaign is not None:
-            fanout = campaign.fanout(caller or None, digits(keys.callee), now)
-            burst = campaign.burst(caller or None, now)
-        replayed = False
-        if keys.passport and self._seen.check(keys.passport, keys.passport_call, keys.passport_ttl, now):
-            replayed = True
-            self.counters.passport_replays += 1
-        # positional, in field order: trunk_rmd, trunk_implementation, signer_rmd, signer_frn,
-        # caller_dno, list, list_entry, limited, notice, degraded, rmd_snapshot, campaign_fanout,
-        # campaign_burst, passport_replayed
-        return Lookups(trunk[0] if trunk else "absent", (trunk[1] or None) if trunk else None,
-                       signer_rmd, signer_frn, dno, listed, entry, limited, notice, False, self._snapshot,
-                       fanout, burst, replayed)
+        return self.lookup_now(keys, now)
 
-    def _rmd_find(self, rmd: str, frn: str) -> tuple[str, str, str, str] | None:
-        value = (self._ids.get(rmd) if rmd else None) or (self._frns.get(frn) if frn else None)
-        if not value:
-            return None
-        record = self._records.get(value)
-        if record is None:
-            if len(self._records) >= 65536:
-                self._records.clear()  # bounded; most calls come from a few trunks and signers
-            record = self._records[value] = split_record(value)
-        return record
-
-    def _list_match(self, caller: str, trunk: str | None, spc: str | None) -> tuple[str | None, str | None]:
-        if not self._lists:
-            return None, None
-        fields = []
-        if caller:
-            fields.append("number:" + caller)
-            fields.extend("prefix:" + caller[:n] for n in range(len(caller) - 1, 0, -1))
-        if trunk:
-            fields.append("trunk:" + trunk)
-        if spc:
-            fields.append("spc:" + spc)
-        allow = None
-        for field in fields:
-            hit = self._lists.get(field)
-            if hit is None:
-                continue
-            if hit[0] == "block":
-                return "block", field
-            allow = allow or field
-        return ("allow", allow) if allow else (None, None)
+    def lookup_now(self, keys: LookupKeys, now: float) -> Lookups:
+        """``lookup`` without a coroutine: what the pipeline asks when nothing else waits
+        (``store.base.lookup_now_of``). The work is in ``store/memlookup.py``, compiled: this
+        module is not (tests replace its methods on an instance)."""
+        return memory_lookup(self, keys, now)
 
     def _notice(self, caller: str, callee: str, trunk: str, frn: str, spc: str, now: float) -> str | None:
         for ref in sorted(self._notices):

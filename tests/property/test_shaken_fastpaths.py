@@ -90,6 +90,23 @@ def test_json_object_matches_json_loads(raw: bytes) -> None:
     assert pp._json_object(segment) == _reference_json_object(segment)
 
 
+objects_st = st.dictionaries(st.text(max_size=4), json_st, max_size=3).map(lambda v: json.dumps(v))
+tail_st = st.sampled_from(["", " ", "\r\n\t ", "x", " 1", "}", "{}", "\x00", " \x0b", "\u00a0", ",", " ]"])
+
+
+@given(st.one_of(st.tuples(objects_st, tail_st).map(lambda p: (p[0] + p[1]).encode()),
+                 st.tuples(objects_st, tail_st).map(lambda p: (p[0][:-1] + p[1]).encode()),  # cut short
+                 st.tuples(objects_st, st.integers(1, 30)).map(lambda p: (p[0][:p[1]] + "}").encode()),
+                 st.sampled_from([b'{"a":}', b'{"a":1,}', b'{"a" 1}', b'{"a":[1,]}', b'{"a":{"b":}}']),
+                 st.binary(max_size=20).map(lambda b: b"{" + b),
+                 st.text(max_size=12).map(lambda t: ("{" + t).encode("utf-8", "surrogatepass"))))
+def test_json_object_starting_with_a_brace_matches_json_loads(raw: bytes) -> None:
+    """The objects the decoder's own scanner reads (a claims segment starts with ``{``): trailing
+    whitespace, extra data, truncation, bad UTF-8 and lone surrogates as json.loads has them."""
+    segment = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    assert pp._json_object(segment) == _reference_json_object(segment)
+
+
 def _reference_tn(value: Any) -> str | None:
     if not isinstance(value, str):
         return None

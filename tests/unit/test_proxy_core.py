@@ -356,6 +356,44 @@ def test_a_store_that_waits_gets_its_decision_in_a_task(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+class FailingStore:
+    """A store whose lookup raises (a bug): at once (``lookup_now``, as the memory store's) or
+    from its coroutine."""
+
+    def __init__(self, inner: Any, inline: bool) -> None:
+        self.inner = inner
+        self.healthy = True
+        self.threats = inner.threats
+        self.lookup_inline = inline
+
+    def lookup_now(self, keys: Any, now: float) -> Any:
+        raise RuntimeError("bug")
+
+    async def lookup(self, keys: Any, now: float) -> Any:
+        raise RuntimeError("bug")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_decision_that_raises_is_answered_500_at_once_or_from_its_task(tmp_path: Path, inline: bool) -> None:
+    """Pipeline.start raising in the call (a store that answers at once) and its coroutine
+    raising in a task (a network store) are answered alike: the 100, then a 500, one
+    decide error counted, nothing left pending."""
+    async def scenario(core: ProxyCore, cap: Capture) -> None:
+        core.pipeline.store = FailingStore(core.pipeline.store, inline)
+        core.receive(INVITE, UAC, "udp", None)
+        assert len(core._tasks) == (0 if inline else 1)
+        await asyncio.gather(*core._tasks)
+        sent = cap.take()
+        assert [data.split(b"\r\n", 1)[0] for data, _ in sent] == [b"SIP/2.0 100 Trying",
+                                                                    b"SIP/2.0 500 Server Internal Error"]
+        assert core.counters.decide_errors == 1 and core.pending == 0
+
+    run(tmp_path, scenario)
+
+
 def test_a_redirect_decided_at_once_sends_its_302_without_a_100(tmp_path: Path) -> None:
     """RFC 3261 17.2.1: no 100 Trying when the final response goes at once (as Kamailio's
     sl_send_reply); a redirect whose decision waits gets the 100 at once, the 302 after, and

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,3 +48,23 @@ def proxy_config(folder: Path, ours: tuple[str, int] = ("127.0.0.1", 5060),
                     "provider": {"name": "P", "frn": "0012345678", "rmd": "RMD0001234", "country": "GB"}}],
         **extra}))
     return load_config(str(path))
+
+
+def example_config(folder: Path, policy: str | None = None, anchors: str | None = None,
+                   **extra: Any) -> Any:
+    """The example config (config/sipguard.example.yaml with its demo data and a policy,
+    ``config/policy.example.yaml`` unless ``policy`` names another file of the repository)
+    loaded from ``folder``: records there, the first trunk at 192.0.2.0/24; with ``anchors``
+    (a test PKI's STI trust anchors) no CRL checks; ``extra`` replaces top-level keys."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "config/demo", folder / "demo", dirs_exist_ok=True)
+    shutil.copy(root / (policy or "config/policy.example.yaml"), folder / "policy.yaml")
+    data = yaml.safe_load((root / "config/sipguard.example.yaml").read_text())
+    data["policy"] = "policy.yaml"
+    data["traceback"] = {"path": str(folder / "tb.db"), "spool": str(folder / "spool")}
+    data["trunks"][0]["sources"] = ["192.0.2.0/24"]
+    if anchors is not None:
+        data["shaken"].update(trust_anchors=anchors, crl={"enabled": False})
+    data.update(extra)
+    (folder / "sipguard.yaml").write_text(yaml.safe_dump(data))
+    return load_config(str(folder / "sipguard.yaml"))

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sipguard.clock import ManualClock
-from sipguard.config import load_config
 from sipguard.pipeline import Outcome, Pipeline
 from sipguard.shaken.cache import CacheCounters, VerifierCounters
 from sipguard.sip import parse
 from sipguard.store.base import DEGRADED, Lookups, StoreCounters, lookup_now_of
+from tests.proxy_fixtures import example_config
 from tests.shaken_pki import StiPki, div_identity, identity_header, shaken_identity, shaken_token
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
 X5U = "https://certs.example.net/good.pem"
 A, B, C = "12125551234", "13036231000", "14155550100"
@@ -40,15 +37,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> StiPki:
 
 
 def config(tmp_path: Path, pki: StiPki) -> Any:
-    shutil.copytree(ROOT / "config/demo", tmp_path / "demo", dirs_exist_ok=True)
-    shutil.copy(ROOT / "config/policy.example.yaml", tmp_path / "policy.yaml")
-    data = yaml.safe_load((ROOT / "config/sipguard.example.yaml").read_text())
-    data["policy"] = "policy.yaml"
-    data["traceback"] = {"path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool")}
-    data["trunks"][0]["sources"] = ["192.0.2.0/24"]
-    data["shaken"].update(trust_anchors=pki.anchors, crl={"enabled": False})
-    (tmp_path / "sipguard.yaml").write_text(yaml.safe_dump(data))
-    return load_config(str(tmp_path / "sipguard.yaml"))
+    return example_config(tmp_path, anchors=pki.anchors)
 
 
 def invite(identities: list[str], call_id: str = "c1", caller: str = A, pai: str | None = None) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,14 @@ import pytest
 import yaml
 
 from sipguard.clock import ManualClock
-from sipguard.config import PipelineSettings, load_config
+from sipguard.config import PipelineSettings
 from sipguard.pipeline import Pipeline
 from sipguard.proxy.act import apply_forward, redirect_response
 from sipguard.records.record import CallRecord
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.sip import parse
 from sipguard.store.base import DEGRADED, Lookups
+from tests.proxy_fixtures import example_config
 from tests.shaken_pki import StiPki, shaken_identity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,16 +37,7 @@ def invite(caller: str = "+12127363100", callee: str = "+13036231000", extra: st
 
 
 def make_config(tmp_path: Path, **extra: Any) -> Any:
-    shutil.copytree(ROOT / "config/demo", tmp_path / "demo", dirs_exist_ok=True)
-    shutil.copy(ROOT / "config/policy.example.yaml", tmp_path / "policy.yaml")
-    data = yaml.safe_load((ROOT / "config/sipguard.example.yaml").read_text())
-    data["policy"] = "policy.yaml"
-    data["traceback"] = {"path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool")}
-    data["trunks"][0]["sources"] = ["192.0.2.0/24"]
-    data.update(extra)
-    path = tmp_path / "sipguard.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_config(str(path))
+    return example_config(tmp_path, **extra)
 
 
 def decide(tmp_path: Path, data: bytes, source: tuple[str, int] = ("192.0.2.10", 5060),

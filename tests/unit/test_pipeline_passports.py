@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sipguard.clock import ManualClock
-from sipguard.config import load_config
 from sipguard.pipeline import Pipeline, call_history
 from sipguard.proxy.act import apply_forward, redirect_response
 from sipguard.records.record import CallRecord, from_row, to_row
 from sipguard.records.whatif import facts_of
 from sipguard.shaken.rcd import integrity
 from sipguard.sip import parse
+from tests.proxy_fixtures import example_config
 from tests.shaken_pki import StiPki, div_identity, rcd_identity, shaken_identity
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
 X5U = "https://certs.example.net/good.pem"
 A, B, C = "12125551234", "13036231000", "14155550100"
@@ -32,15 +29,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> StiPki:
 
 
 def config(tmp_path: Path, pki: StiPki, policy: str | None = None) -> Any:
-    shutil.copytree(ROOT / "config/demo", tmp_path / "demo", dirs_exist_ok=True)
-    shutil.copy(ROOT / (policy or "config/policy.example.yaml"), tmp_path / "policy.yaml")
-    data = yaml.safe_load((ROOT / "config/sipguard.example.yaml").read_text())
-    data["policy"] = "policy.yaml"
-    data["traceback"] = {"path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool")}
-    data["trunks"][0]["sources"] = ["192.0.2.0/24"]
-    data["shaken"].update(trust_anchors=pki.anchors, crl={"enabled": False})
-    (tmp_path / "sipguard.yaml").write_text(yaml.safe_dump(data))
-    return load_config(str(tmp_path / "sipguard.yaml"))
+    return example_config(tmp_path, policy, pki.anchors)
 
 
 def invite(identities: list[str], call_id: str = "c1", ruri: str = B, extra: tuple[str, ...] = ()) -> bytes:

@@ -83,6 +83,15 @@ def answer(forwarded: bytes, status: str) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+def next_timer(core: ProxyCore, clock: ManualClock, cap: Capture) -> tuple[float, list[tuple[bytes, tuple[str, int]]]]:
+    """Time stepped to the transactions' next timer and run: when it was, and what went out."""
+    at = core.txs.next_timer()
+    assert at is not None
+    clock.set(at)
+    core.on_timer()
+    return at, cap.take()
+
+
 def test_a_decided_transaction_keeps_bytes_not_a_parsed_request(tmp_path: Path) -> None:
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         await forward(core, cap)
@@ -208,11 +217,7 @@ def test_a_late_2xx_after_our_408_keeps_the_408_for_retransmitted_invites(tmp_pa
     async def scenario(core: ProxyCore, cap: Capture) -> None:
         fwd = await forward(core, cap)
         while True:
-            at = core.txs.next_timer()
-            assert at is not None
-            clock.set(at)
-            core.on_timer()
-            sent = cap.take()
+            _, sent = next_timer(core, clock, cap)
             if sent and sent[-1][1] == UAC:
                 break
         [(timeout, _)] = sent
@@ -254,11 +259,7 @@ def test_timer_b_answers_408_upstream_and_keeps_it_for_retransmissions(tmp_path:
         assert cap.take() == []
         resent_at = []
         while True:
-            at = core.txs.next_timer()
-            assert at is not None
-            clock.set(at)
-            core.on_timer()
-            sent = cap.take()
+            at, sent = next_timer(core, clock, cap)
             if sent != [(fwd, UAS)]:
                 break
             resent_at.append(at - 1000.0)

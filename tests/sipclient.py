@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -220,3 +221,22 @@ class MiniUas:
         self._stop.set()
         self._thread.join(1)
         self.sock.close()
+
+
+def mutate(draw: Any, data: bytes, inserts: bytes, most: int) -> bytes:
+    """For hypothesis strategies (``draw``): ``data`` with 1 to ``most`` bytes deleted,
+    inserted (one of ``inserts``) or replaced (any byte value)."""
+    from hypothesis import strategies as st
+
+    for _ in range(draw(st.integers(1, most))):
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        op = draw(st.integers(0, 2))
+        if op == 0:
+            data = data[:i] + data[i + 1:]
+        elif op == 1:
+            data = data[:i] + bytes([draw(st.sampled_from(inserts))]) + data[i:]
+        else:
+            data = data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1:]
+    return data

@@ -26,6 +26,7 @@ from sipguard.proxy.stateless import StatelessRelay, stateless_branch
 from sipguard.proxy.transactions import InviteTx, State
 from sipguard.sip import Request, SipParseError, parse, parse_via, relay
 from tests.proxy_fixtures import Capture, proxy_config
+from tests.sipclient import mutate
 
 OURS = ("127.0.0.1", 5060)
 UAC = ("127.0.0.1", 5061)
@@ -217,18 +218,7 @@ def request(draw: st.DrawFn) -> tuple[bytes, tuple[str, int]]:
 @st.composite
 def mutated(draw: st.DrawFn, base: st.SearchStrategy[tuple[bytes, tuple[str, int]]]) -> tuple[bytes, tuple[str, int]]:
     data, source = draw(base)
-    for _ in range(draw(st.integers(1, 3))):
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        op = draw(st.integers(0, 2))
-        if op == 0:
-            data = data[:i] + data[i + 1:]
-        elif op == 1:
-            data = data[:i] + bytes([draw(st.sampled_from(b" ,;:\r\n\t<>\"=x0\x00\xff"))]) + data[i:]
-        else:
-            data = data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1:]
-    return data, source
+    return mutate(draw, data, b" ,;:\r\n\t<>\"=x0\x00\xff", 3), source
 
 
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

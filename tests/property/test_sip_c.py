@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sipguard.sip import SipParseError, Via, address, parse, parser, relay
 from sipguard.sip import message as sipmessage
 from tests.property import test_sip_fastpaths as fastpaths
+from tests.sipclient import mutate
 
 _fast = pytest.importorskip("sipguard.sip._fast")
 
@@ -82,19 +83,7 @@ def message(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
-    data = draw(message())
-    for _ in range(draw(st.integers(1, 4))):
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        op = draw(st.integers(0, 2))
-        if op == 0:
-            data = data[:i] + data[i + 1:]
-        elif op == 1:
-            data = data[:i] + bytes([draw(st.sampled_from(b" ,;:\r\n\t\x00\xff0"))]) + data[i:]
-        else:
-            data = data[:i] + bytes([draw(st.integers(0, 255))]) + data[i + 1:]
-    return data
+    return mutate(draw, draw(message()), b" ,;:\r\n\t\x00\xff0", 4)
 
 
 @SETTINGS

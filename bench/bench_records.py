@@ -43,7 +43,7 @@ from sipguard.records.writer import open_records  # noqa: E402
 from tests.records_fixtures import BASE_TIME, make_record  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sink import insert_rows  # noqa: E402
+from bench_sink import insert_rows, timed_transaction  # noqa: E402
 
 
 async def run(store: str, n: int, folder: str) -> tuple[float, float]:
@@ -211,14 +211,10 @@ def layouts(names: list[str], prefill: int, n: int, batch: int, folder: str) -> 
             t0 = time.thread_time()
             params = [x for r in rows(new[s:s + batch], prefill + s) for x in r]
             t1 = time.thread_time()
-            db.execute("BEGIN IMMEDIATE")
-            insert_rows(db, insert, params, width, 32)
-            t2 = time.thread_time()
-            db.execute("COMMIT")
-            t3 = time.thread_time()
+            inserted, committed = timed_transaction(db, insert_rows, db, insert, params, width, 32)
             spent["keys"] += t1 - t0
-            spent["insert"] += t2 - t1
-            spent["commit"] += t3 - t2
+            spent["insert"] += inserted
+            spent["commit"] += committed
         db.close()
         print(f"layout {name} prefill={prefill} page={page} {pragmas or ''}:",
               "  ".join(f"{k} {v / n * 1e6:5.1f}" for k, v in spent.items()),

@@ -87,6 +87,18 @@ def insert_rows(conn: Any, insert: Callable[[int], str], params: list[Any], widt
         n = min(group, rows - first)
         conn.execute(insert(n), params[first * width:(first + n) * width])
 
+
+def timed_transaction(conn: Any, insert: Callable[..., object], *args: Any) -> tuple[float, float]:
+    """BEGIN IMMEDIATE, ``insert(*args)``, COMMIT, as SqliteRecords.write does: this thread's
+    CPU seconds in the INSERTs (the BEGIN with them) and in the COMMIT."""
+    t1 = time.thread_time()
+    conn.execute("BEGIN IMMEDIATE")
+    insert(*args)
+    t2 = time.thread_time()
+    conn.execute("COMMIT")
+    return t2 - t1, time.thread_time() - t2
+
+
 def indexes(recs: list[CallRecord], tmp: str, drop: tuple[str, ...], many: bool) -> dict[str, float]:
     """SqliteRecords.write's steps, timed one by one in this thread."""
     db = sqlite.SqliteRecords(f"{tmp}/ix-{len(drop)}-{many}-{'-'.join(drop)}.db")
@@ -103,18 +115,15 @@ def indexes(recs: list[CallRecord], tmp: str, drop: tuple[str, ...], many: bool)
                        column_text(r.trunk), column_text(r.spc), r.action, r.attest, "w", s, to_row(r),
                        r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation)
         t1 = time.thread_time()
-        conn.execute("BEGIN IMMEDIATE")
         if many:
-            conn.executemany(sqlite._insert(1), [params[i:i + sqlite.COLUMNS]
-                                                 for i in range(0, len(params), sqlite.COLUMNS)])
+            rows = [params[i:i + sqlite.COLUMNS] for i in range(0, len(params), sqlite.COLUMNS)]
+            inserted, committed = timed_transaction(conn, conn.executemany, sqlite._insert(1), rows)
         else:
-            insert_rows(conn, sqlite._insert, params, sqlite.COLUMNS, sqlite.ROWS)
-        t2 = time.thread_time()
-        conn.execute("COMMIT")
-        t3 = time.thread_time()
+            inserted, committed = timed_transaction(conn, insert_rows, conn, sqlite._insert, params,
+                                                    sqlite.COLUMNS, sqlite.ROWS)
         spent["encode"] += t1 - t0
-        spent["insert"] += t2 - t1
-        spent["commit"] += t3 - t2
+        spent["insert"] += inserted
+        spent["commit"] += committed
     db.close()
     return {k: v / len(recs) for k, v in spent.items()}
 

@@ -430,6 +430,7 @@ def test_the_login_cookie_is_secure_as_http_secure_cookie_says(secure: bool) -> 
 
 def test_http_secure_cookie_is_read_from_the_config(tmp_path: Path) -> None:
     from sipguard.config import load_config
+    from sipguard.errors import ConfigError
 
     (tmp_path / "token").write_text("t" * 32)
     path = tmp_path / "sipguard.yaml"
@@ -437,3 +438,6 @@ def test_http_secure_cookie_is_read_from_the_config(tmp_path: Path) -> None:
     assert load_config(str(path)).http_secure_cookie is True
     path.write_text("next_hop: sip:127.0.0.1:5080\nhttp: {listen: '127.0.0.1:9090'}\n")
     assert load_config(str(path)).http_secure_cookie is False
+    path.write_text("next_hop: sip:127.0.0.1:5080\nhttp: {listen: '127.0.0.1:9090', secure_cookie: 'yes please'}\n")
+    with pytest.raises(ConfigError, match=r":2: http.secure_cookie: expected true or false, got 'yes please'"):
+        load_config(str(path))

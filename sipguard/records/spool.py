@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO
@@ -39,6 +40,8 @@ Entry = tuple[str, int, CallRecord]   # (writer id, sequence number, record)
 SUFFIX = ".jsonl"
 LOCK_SUFFIX = ".lock"
 ACTIVE = 1 << 62                      # the active file sorts after every rotated one
+OWN_WAIT = 2.0                        # seconds to wait for our own lock while a taker checks it
+OWN_POLL = 0.005
 
 
 def encode(entry: Entry) -> str:
@@ -179,12 +182,19 @@ class Spool:
         return self._handle
 
     def _own(self) -> None:
-        """Hold this writer's lock before its first file exists, until it exits."""
+        """Hold this writer's lock before its first file exists, until it exits.
+
+        Another worker's ``claim`` may hold it for a moment: it lists the folder, finds this
+        lock file and tries it, in case it is a dead writer's. With no files behind it, the
+        taker lets go (and removes the file) at once, so a lock held by someone else is waited
+        for, up to ``OWN_WAIT`` seconds; only then is it another live writer with this id."""
         if self._lock is None:
-            lock = _take_lock(self.lock_path())
-            if lock is None:
-                raise RuntimeError(f"{self.lock_path()}: another process holds this writer's lock;"
-                                   " each writer needs an id of its own")
+            deadline = time.monotonic() + OWN_WAIT
+            while (lock := _take_lock(self.lock_path())) is None:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"{self.lock_path()}: another process holds this writer's lock;"
+                                       " each writer needs an id of its own")
+                time.sleep(OWN_POLL)
             self._lock = lock
 
     def has_files(self) -> bool:

@@ -77,6 +77,8 @@ class RecordWriter:
         self.metrics = metrics
         self._queue: deque[CallRecord] = deque()
         self._overflow: list[CallRecord] = []
+        self._unsaved: deque[Entry] = deque()    # numbered, refused by store and spool alike
+        self._unsaved_logged = False
         self._seq = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -111,7 +113,7 @@ class RecordWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + len(self._overflow)
+        return len(self._unsaved) + len(self._queue) + len(self._overflow)
 
     @property
     def degraded(self) -> bool:
@@ -135,6 +137,9 @@ class RecordWriter:
                 log.exception("record writer task failed")
             self._task = None
         await self._drain()
+        if self.pending:
+            log.critical("records: %d records lost at exit: neither the store nor the spool %s took them",
+                         self.pending, self.cfg.spool)
         await asyncio.to_thread(self.spool.close)
         await self.sink.aclose()
 
@@ -154,14 +159,19 @@ class RecordWriter:
 
     async def _drain(self) -> None:
         async with self._drain_lock:
-            while self._queue or self._overflow:
-                await self._persist(self._take())
+            while self._unsaved or self._queue or self._overflow:
+                if not await self._persist(self._take()):
+                    break          # neither the store nor the disk took it: again next pass
             if self._spool_pending:
                 await self._flush_spool(force=self._closing)
 
     def _take(self) -> list[Entry]:
-        """The next batch, numbered: queue first, then overflow (seq = persistence order)."""
+        """The next batch, numbered: entries a failed spool gave back, then the queue, then
+        the overflow (seq = persistence order)."""
         size = self.cfg.batch
+        if self._unsaved:
+            unsaved = self._unsaved
+            return [unsaved.popleft() for _ in range(min(size, len(unsaved)))]
         queue = self._queue
         records = [queue.popleft() for _ in range(min(size, len(queue)))]
         if len(records) < size and self._overflow:
@@ -174,7 +184,9 @@ class RecordWriter:
             entries.append((self.writer_id, self._seq, record))
         return entries
 
-    async def _persist(self, entries: list[Entry]) -> None:
+    async def _persist(self, entries: list[Entry]) -> bool:
+        """The batch to the store, else to the spool; False when both refused it (it is then
+        back at the head of ``_unsaved``)."""
         if not self._spool_pending:
             started = time.perf_counter()
             try:
@@ -185,15 +197,30 @@ class RecordWriter:
             else:
                 self.counters.written += len(entries)
                 self._note_ok(len(entries), time.perf_counter() - started)
-                return
-        await self._to_spool(entries)
+                return True
+        if not await self._to_spool(entries):
+            return False
         await self._flush_spool()
+        return True
 
-    async def _to_spool(self, entries: list[Entry]) -> None:
-        await asyncio.to_thread(self.spool.append, entries)
+    async def _to_spool(self, entries: list[Entry]) -> bool:
+        """The batch on disk; when the disk refuses it too (full, read-only, the lock taken),
+        it is kept in memory, numbered, and is the first batch of the next pass: rule 1
+        holds for every record the writer took, whatever fails."""
+        try:
+            await asyncio.to_thread(self.spool.append, entries)
+        except Exception as exc:  # noqa: BLE001 - any failure: the entries must not be lost
+            self._unsaved.extendleft(reversed(entries))
+            if not self._unsaved_logged:
+                log.error("records: spool %s refused %d records, kept in memory and retried: %s",
+                          self.cfg.spool, len(entries), exc)
+                self._unsaved_logged = True
+            return False
+        self._unsaved_logged = False
         self.counters.spooled += len(entries)
         self._spool_pending = True
         self.metrics.records_spooled(len(entries))
+        return True
 
     async def _flush_spool(self, force: bool = False) -> None:
         now = time.monotonic()

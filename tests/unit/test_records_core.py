@@ -174,6 +174,42 @@ def test_writer_locks_come_and_go_with_the_files(tmp_path: Path) -> None:
     assert os.listdir(folder) == []
 
 
+def test_a_writer_waits_out_another_workers_look_at_its_lock(tmp_path: Path) -> None:
+    """The race the PostgreSQL outage test met in CI: writer w1 creates its lock file for its
+    first spooled batch while another worker's ``claim`` has just listed the folder and holds
+    that lock for a moment, in case w1 is dead. w1 must wait for it, not refuse the batch."""
+    import threading
+
+    lock_path = tmp_path / "writer-w1.lock"
+    taker = open(lock_path, "ab")                           # the other worker's check, under way
+    fcntl.flock(taker.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def let_go() -> None:                                   # no files behind it: lock removed, let go
+        os.unlink(lock_path)
+        taker.close()
+
+    timer = threading.Timer(0.05, let_go)
+    timer.start()
+    try:
+        spool = Spool(str(tmp_path), "w1")
+        assert spool.append([("w1", 1, make_record(1))]) == 1
+    finally:
+        timer.join()
+    assert sorted(os.listdir(tmp_path)) == ["records-w1.jsonl", "writer-w1.lock"]
+    assert Spool(str(tmp_path), "other").claim() == []      # w1 holds its lock: its files are its own
+    spool.close()
+
+
+def test_a_lock_held_for_good_is_still_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipguard.records import spool as spool_module
+
+    monkeypatch.setattr(spool_module, "OWN_WAIT", 0.02)
+    with open(tmp_path / "writer-twin.lock", "ab") as twin:  # a live writer with the same id
+        fcntl.flock(twin.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="another process holds this writer's lock"):
+            Spool(str(tmp_path), "twin").append([("twin", 1, make_record(1))])
+
+
 def test_a_file_locked_by_an_earlier_versions_writer_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "records-old.jsonl"
     path.write_text(encode(("old", 1, make_record(1))) + "\n")

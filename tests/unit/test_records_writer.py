@@ -178,6 +178,77 @@ def test_aclose_while_store_down_spools_everything_and_next_start_flushes(tmp_pa
     run(scenario())
 
 
+def test_a_spool_that_refuses_a_batch_loses_none_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store down and the disk refusing too (full, read-only, a lock not to be had): the batch
+    stays in memory, numbered, and goes first once either takes it. Before, the writer pass
+    failed with the batch already taken off the queue: the CI run of d5823c1 lost 5 records."""
+    from sipguard.records.spool import Spool
+
+    cfg = cfg_for(tmp_path, batch=5)
+    sink = FlakySink()
+    real_append = Spool.append
+    refuse = {"left": 2}
+
+    def append(self: Spool, entries: Any) -> int:
+        if refuse["left"]:
+            refuse["left"] -= 1
+            raise OSError(28, "No space left on device")
+        return real_append(self, entries)
+
+    monkeypatch.setattr(Spool, "append", append)
+
+    async def scenario() -> None:
+        w = RecordWriter(sink, cfg, writer_id="w")
+        await w._flush_spool(force=True)                    # start() without its task: passes are ours
+        sink.down = True
+        for i in range(12):
+            w.submit(make_record(i))
+        await w._drain()                                    # store and disk refuse: kept
+        assert w.pending == 12 and w.counters.spooled == 0
+        await w._drain()                                    # the disk refuses once more
+        assert w.pending == 12
+        await w._drain()                                    # the disk takes them, in order
+        assert w.pending == 0 and w.counters.spooled == 12
+        sink.down = False
+        w._last_attempt = -10.0
+        await w._drain()
+        await w.aclose()
+        assert sorted(s for _, s in sink.rows) == list(range(1, 13))
+        assert [sink.rows[("w", s)].call_id for s in range(1, 13)] == [make_record(i).call_id for i in range(12)]
+
+    run(scenario())
+
+
+def test_a_store_back_before_the_disk_gets_what_the_disk_refused(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipguard.records.spool import Spool
+
+    cfg = cfg_for(tmp_path, batch=4)
+    sink = FlakySink()
+
+    def append(self: Spool, entries: Any) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Spool, "append", append)
+
+    async def scenario() -> None:
+        w = RecordWriter(sink, cfg, writer_id="w")
+        await w._flush_spool(force=True)                    # start() without its task: passes are ours
+        sink.down = True
+        for i in range(6):
+            w.submit(make_record(i))
+        await w._drain()
+        assert w.pending == 6 and not sink.rows
+        sink.down = False
+        w._last_attempt = -10.0
+        await w._drain()                                    # no spool file waits: straight to the store
+        await w._drain()
+        assert w.pending == 0 and sorted(s for _, s in sink.rows) == list(range(1, 7))
+        await w.aclose()
+
+    run(scenario())
+
+
 def test_full_queue_spills_instead_of_dropping(tmp_path: Path) -> None:
     cfg = cfg_for(tmp_path, queue=5, batch=3)
     sink = FlakySink()

@@ -1,8 +1,8 @@
 /* sipguard.sip._fast: the byte-level pieces of reading a SIP message, in C.
  *
  * Cutting a head into lines and looking up their names (relay.split, parser.known_keys), the
- * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value) and a
- * Via value of the usual shape (address.parse_via). Every function here has a Python
+ * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value), a
+ * Via value of the usual shape (address.parse_via) and a parameter list (address.parse_params). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
  * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
  * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
@@ -429,6 +429,27 @@ static int read_params(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, P
     return 1;
 }
 
+PyDoc_STRVAR(params_doc,
+"params(text) -> dict[str, str | None] | None\n\n"
+"address.parse_params(text) for ASCII text it accepts; None for any other text and for the\n"
+"text it refuses (an empty parameter name): the Python then answers or raises.");
+
+static PyObject *fast_params(PyObject *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "params(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    PyObject *params = PyDict_New();
+    if (params == NULL) return NULL;
+    int ok = read_params(PyUnicode_1BYTE_DATA(arg), 0, PyUnicode_GET_LENGTH(arg), params);
+    if (ok > 0) return params;
+    Py_DECREF(params);
+    if (ok < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static const char *const TRANSPORTS[] = {"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", NULL};
 
 PyDoc_STRVAR(via_doc,
@@ -518,6 +539,7 @@ error:
 static PyMethodDef fast_methods[] = {
     {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
     {"via", (PyCFunction)fast_via, METH_O, via_doc},
+    {"params", (PyCFunction)fast_params, METH_O, params_doc},
     {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},

@@ -61,8 +61,21 @@ def split_list(value: str) -> list[str]:
     return out
 
 
+_C_PARAMS = _fast.params if _fast is not None else None
+
+
 def parse_params(text: str) -> Params:
-    """';a=b;c' -> {'a': 'b', 'c': None}; names lower-cased, values kept (quotes too)."""
+    """';a=b;c' -> {'a': 'b', 'c': None}; names lower-cased, values kept (quotes too): in C
+    for the ASCII text it accepts (tests/property/test_sip_c.py), else ``parse_params_py``."""
+    if _C_PARAMS is not None:
+        found = _C_PARAMS(text)
+        if found is not None:
+            return found
+    return parse_params_py(text)
+
+
+def parse_params_py(text: str) -> Params:
+    """``parse_params``'s definition; SipParseError for an empty parameter name."""
     params: Params = {}
     if not text:
         return params

@@ -254,3 +254,48 @@ def test_the_usual_values_take_the_c_paths() -> None:
     assert _fast.cseq("1 INVITE") == (1, "INVITE")
     assert _fast.via("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport") == (
         "UDP", "127.0.0.1", 5061, {"branch": "z9hG4bK-1", "rport": None})
+
+
+# -- parameter lists -----------------------------------------------------------------------------
+PARAMS = st.lists(
+    st.builds(lambda *parts: "".join(parts),
+              st.sampled_from(["", " ", "\t", "\x1c", "\xa0", "\n"]),
+              st.sampled_from(["tag", "TAG", "Lr", "branch", "user", "x" * 70, "X" * 64, "a b", "", "=", "\u00c9",
+                               "\x00", "rport"]),
+              st.sampled_from(["", "=", "=1", " = v ", "=a=b", "==", '="q;x"', "=\u0661", "=\x00", "=\x0b\x1f",
+                               "=" + "v" * 300]),
+              st.sampled_from(["", " ", "\x0c", "\x85"])),
+    max_size=40).map(";".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(PARAMS | fastpaths.TEXT | st.text(";=aAbZ \t\n\x0b\x1c\x00\xa0", max_size=40)
+       | st.binary(max_size=60).map(lambda b: b.decode("utf-8", "surrogateescape")))
+@example("")
+@example(";")
+@example(";;=1")
+@example("tag=1;TAG=2;tag")
+@example(";" * 5000 + "a=1")
+@example("A" * 100 + "=B")
+def test_params_as_python(text: str) -> None:
+    """The C parameter list is the Python's (names lower-cased and stripped, values stripped, a
+    later one replacing an earlier one in the earlier one's place), or None where it refuses or
+    the text is not ASCII; long names, long and deep lists, NUL, control and non-ASCII text."""
+    got = _fast.params(text)
+    want = outcome(address.parse_params_py, text)
+    if got is not None:
+        assert ("ok", got) == want and list(got) == list(want[1])  # type: ignore[arg-type]
+    else:
+        assert want[0] == "error" or not text.isascii()
+    assert outcome(address.parse_params, text) == want
+
+
+def test_params_on_the_usual_values_and_rfc4475() -> None:
+    assert _fast.params("user=phone;tag=77SIPpTag001") == {"user": "phone", "tag": "77SIPpTag001"}
+    assert _fast.params(";lr;sgrr=x.y") == {"lr": None, "sgrr": "x.y"}
+    assert _fast.params("a;=b") is None and _fast.params("t\u00e9=1") is None
+    with pytest.raises(TypeError):
+        _fast.params(b"a=b")
+    for value in fastpaths.torture_values(("to", "t", "from", "f", "contact", "m", "route", "record-route")):
+        for part in value.split(">")[1:] + value.split(";", 1)[1:]:
+            assert outcome(address.parse_params, part) == outcome(address.parse_params_py, part), part

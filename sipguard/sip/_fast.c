@@ -2,7 +2,8 @@
  *
  * Cutting a head into lines and looking up their names (relay.split, parser.known_keys), the
  * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value), a
- * Via value of the usual shape (address.parse_via) and a parameter list (address.parse_params). Every function here has a Python
+ * Via value of the usual shape (address.parse_via), a parameter list (address.parse_params) and
+ * a header line's value (relay.line_value). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
  * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
  * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
@@ -536,10 +537,48 @@ error:
     return NULL;
 }
 
+/* -- relay.Lines.value: a header line's value as the full path reads it ----------------------------
+ * line_value(line): the bytes after the first colon, decoded as UTF-8 with surrogateescape (any
+ * byte survives), str-stripped. ASCII bytes decode to themselves whatever their neighbours, so
+ * the ASCII white space at either end is cut before decoding; only when a non-ASCII byte is then
+ * at an end can str.strip() find more (U+00A0, U+2028 ...), and it is asked. None without a
+ * colon (the Python raises ValueError). */
+PyDoc_STRVAR(value_doc,
+"value(line) -> str | None\n\n"
+"relay.line_value(line); None for a line without a colon (the Python raises).");
+
+static PyObject *fast_value(PyObject *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "value(line: bytes)");
+        return NULL;
+    }
+    const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    const unsigned char *colon = memchr(t, ':', (size_t)n);
+    if (colon == NULL) Py_RETURN_NONE;
+    Py_ssize_t a = colon - t + 1, b = n;
+    while (a < b && is_str_space(t[a])) a++;
+    while (b > a && is_str_space(t[b - 1])) b--;
+    if (a == b) return PyUnicode_FromStringAndSize(NULL, 0);
+    int ascii = 1;
+    for (Py_ssize_t k = a; k < b; k++)
+        if (t[k] >= 0x80) {
+            ascii = 0;
+            break;
+        }
+    if (ascii) return PyUnicode_DecodeASCII((const char *)t + a, b - a, NULL);
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)t + a, b - a, "surrogateescape");
+    if (text == NULL || (t[a] < 0x80 && t[b - 1] < 0x80)) return text;
+    PyObject *out = PyObject_CallMethod(text, "strip", NULL);
+    Py_DECREF(text);
+    return out;
+}
+
 static PyMethodDef fast_methods[] = {
     {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
     {"via", (PyCFunction)fast_via, METH_O, via_doc},
     {"params", (PyCFunction)fast_params, METH_O, params_doc},
+    {"value", (PyCFunction)fast_value, METH_O, value_doc},
     {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},

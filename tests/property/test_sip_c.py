@@ -299,3 +299,32 @@ def test_params_on_the_usual_values_and_rfc4475() -> None:
     for value in fastpaths.torture_values(("to", "t", "from", "f", "contact", "m", "route", "record-route")):
         for part in value.split(">")[1:] + value.split(";", 1)[1:]:
             assert outcome(address.parse_params, part) == outcome(address.parse_params_py, part), part
+
+
+# -- header line values --------------------------------------------------------------------------
+LINE = st.builds(
+    lambda *parts: b"".join(parts),
+    st.sampled_from([b"To", b"Via", b"", b"a b", b"\xff"]),
+    st.sampled_from([b":", b" : ", b"::", b""]),
+    st.lists(st.sampled_from([b" ", b"\t", b"\x0b", b"\x1c", b"\x1f", b"\x00", b"\xc2\xa0", b"\xc2\x85",
+                              b"\xe2\x80\xa8", b"\xe3\x80\x80", b"\xa0", b"\xc2", b"\xff", b"\xed\xa0\x80", b"x",
+                              b"<sip:a@h>;tag=1", b"\xc3\xa9", b",", b":"]), max_size=12).map(b"".join))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(LINE | st.binary(max_size=80) | st.binary(max_size=20).map(lambda b: b"X:" + b * 200))
+@example(b"To:")
+@example(b"To: \xc2\xa0x\xc2\xa0 ")
+@example(b"To:\xa0x")
+@example(b"no colon")
+def test_line_value_as_python(line: bytes) -> None:
+    """A header line's value, decoded with surrogateescape and stripped, is the Python's for
+    any bytes: Unicode white space at the ends, invalid UTF-8, NUL, long lines; None only
+    where the Python raises (no colon)."""
+    got = _fast.value(line)
+    try:
+        want = relay.line_value(line)
+    except ValueError:
+        assert got is None and b":" not in line
+        return
+    assert got == want and type(got) is str

@@ -328,3 +328,80 @@ def test_line_value_as_python(line: bytes) -> None:
         assert got is None and b":" not in line
         return
     assert got == want and type(got) is str
+
+
+# -- a response read for the relay ---------------------------------------------------------------
+def fast_outcome(read: Callable[[bytes, int], object], data: bytes, max_size: int = 65535) -> tuple[str, object]:
+    try:
+        got = read(data, max_size)
+    except SipParseError as exc:
+        return "error", exc.reason
+    return "ok", None if got is None else astuple(got)  # type: ignore[call-overload]
+
+
+VIA_LINE = st.builds(
+    lambda *parts: "".join(parts),
+    st.sampled_from(["Via: ", "v: ", "Via :", "VIA:\t"]),
+    st.lists(st.sampled_from(["SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060", "SIP/2.0/UDP h;branch=1",
+                              "", " ", "\x1c", "\xa0", "x<y", '"a,b"', "\u00e9"]), min_size=1, max_size=5)
+    .map(lambda items: ",".join(items)),
+    st.sampled_from(["", " ", "\t"]))
+
+
+@st.composite
+def relayed_response(draw: st.DrawFn) -> bytes:
+    """Responses as sipp and trunks write them: Via lines holding one value or lists ("ours,
+    theirs", sipp's [last_Via:]), empty items, quoted or non-ASCII ones, many of them."""
+    vias = draw(st.lists(VIA_LINE, min_size=1, max_size=4))
+    if draw(st.integers(0, 9)) == 0:
+        vias += ["Via: SIP/2.0/UDP h;branch=z9hG4bK-1"] * draw(st.sampled_from([126, 127, 128, 129]))
+    lines = [*vias, "From: <sip:a@h>;tag=1", "To: <sip:b@h>;tag=2", "Call-ID: c1",
+             "CSeq: " + draw(st.sampled_from(["1 INVITE", "2 BYE", "x BYE", "1 INVITE\u00e9"]))]
+    for extra in draw(st.lists(st.sampled_from(["CSeq: 1 INVITE", "Contact: <sip:b@h>", "Via: a,b"]), max_size=2)):
+        lines.insert(draw(st.integers(0, len(lines))), extra)
+    start = draw(st.sampled_from(["SIP/2.0 200 OK", "SIP/2.0 180", "SIP/2.0 2000", "SIP/2.0 099 x", "SIP/2.0 7x0 OK",
+                                  "SIP/2.0 486 Busy Here"]))
+    body = draw(st.sampled_from([b"", b"v=0\r\n"]))
+    return ("\r\n".join([start, *lines, f"Content-Length: {len(body)}", "", ""])).encode() + body
+
+
+@st.composite
+def mutated_response(draw: st.DrawFn) -> bytes:
+    return mutate(draw, draw(relayed_response()), b" ,;:\r\n\t<\"\x00\xff0", 4)
+
+
+SIPP_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060, "
+            b"SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1\r\nFrom: <sip:a@h>;tag=1\r\n"
+            b"To: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+
+
+@SETTINGS
+@given(relayed_response() | mutated_response() | message() | mutated())
+@example(SIPP_200)
+@example(SIPP_200.replace(b"Via: ", b"Via: ,, "))
+@example(SIPP_200.replace(b"rport=5060, ", b"rport=5060 ,\x1c, ,"))
+def test_response_as_python(data: bytes) -> None:
+    """The C response is the Python definition's, relayed bytes included, for one-value and
+    listed Via lines, or None where the Python decides; ``relay.response`` (C first) always
+    gives what ``response_py`` gives, None and SipParseError included."""
+    learn(data)
+    want = fast_outcome(relay.response_py, data)
+    got = _fast.response(data, 65535, parser._NAMES, sipmessage.MAX_VALUES)
+    if got is not None:
+        assert want == ("ok", got)
+    assert fast_outcome(relay.response, data) == want
+    assert fast_outcome(relay.response, data, len(data) - 1) == fast_outcome(relay.response_py, data, len(data) - 1)
+
+
+def test_the_usual_responses_take_the_c_path() -> None:
+    """sipp's 200 (its Vias in one line) and a 200 with one Via a line: C answers both."""
+    learn(SIPP_200)
+    got = _fast.response(SIPP_200, 65535, parser._NAMES, sipmessage.MAX_VALUES)
+    assert got == (200, "INVITE", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060",
+                   "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1",
+                   SIPP_200.replace(b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060, ", b""), 1)
+    two = SIPP_200.replace(b", SIP/2.0/UDP 127.0.0.1:5061", b"\r\nVia: SIP/2.0/UDP 127.0.0.1:5061")
+    got = _fast.response(two, 65535, parser._NAMES, sipmessage.MAX_VALUES)
+    assert got is not None and got[4] == two.replace(b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060\r\n", b"")
+    with pytest.raises(TypeError):
+        _fast.response("text", 1, {}, 1)

@@ -3,8 +3,8 @@
  * Cutting a head into lines and looking up their names (relay.split, parser.known_keys), the
  * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value), a
  * Via value of the usual shape (address.parse_via), a parameter list (address.parse_params),
- * a header line's value (relay.line_value) and a response of the usual shape read for the relay
- * (relay.response_py). Every function here has a Python
+ * a header line's value (relay.line_value), and a response and an in-dialog request of the usual
+ * shape read for the relay (relay.response_py, relay.request_py). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
  * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
  * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
@@ -25,7 +25,7 @@
 /* The header keys relay.split must find (parser._REQUIRED), as bits. */
 enum { K_VIA = 1, K_FROM = 2, K_TO = 4, K_CALL_ID = 8, K_CSEQ = 16, K_ALL = 31 };
 
-static PyObject *s_via, *s_from, *s_to, *s_call_id, *s_cseq, *s_content_length;
+static PyObject *s_via, *s_from, *s_to, *s_call_id, *s_cseq, *s_content_length, *s_max_forwards;
 
 /* Python's bytes.strip() white space (ASCII only): space, \t, \n, \r, \x0b, \x0c. */
 static int is_bytes_space(unsigned char c) {
@@ -746,12 +746,114 @@ done:
     return result;
 }
 
+/* -- relay.request: an in-dialog request of the usual shape, read for the relay --------------------
+ * relay.request_py's result for a request relay.split takes: "METHOD SP uri SP SIP/2.0" with a
+ * known method (``methods``: parser._METHODS) and a URI not in <> holding a colon, one CSeq line
+ * read in C naming that method, a top Via line without a comma and not empty, one Max-Forwards
+ * of ASCII digits (at most 10, value 0..255). As the tuple (start, lines, keys, body, method, uri,
+ * cseq, via, max_forwards, mf_line); None for everything else, valid or not: the Python answers. */
+PyDoc_STRVAR(request_doc,
+"request(data, max_size, names, methods) -> (start, lines, keys, body, method, uri, cseq, via, mf, mf_line) | None\n\n"
+"relay.request_py's fields for the usual request; None where the Python decides.");
+
+static PyObject *fast_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "request(data: bytes, max_size: int, names: dict, methods: dict)");
+        return NULL;
+    }
+    PyObject *parts = fast_split(self, args, 3);
+    if (parts == NULL || parts == Py_None) return parts;
+    PyObject *start = PyTuple_GET_ITEM(parts, 0), *lines = PyTuple_GET_ITEM(parts, 1);
+    PyObject *keys = PyTuple_GET_ITEM(parts, 2);
+    PyObject *method_b = NULL, *uri = NULL, *cseq_text = NULL, *cseq = NULL, *top = NULL, *mf = NULL;
+    PyObject *result = NULL;
+    /* the request line: exactly two spaces, "SIP/2.0" last, a URI between */
+    const char *st = PyBytes_AS_STRING(start);
+    Py_ssize_t st_len = PyBytes_GET_SIZE(start);
+    const char *sp1 = memchr(st, ' ', (size_t)st_len);
+    if (sp1 == NULL) goto none;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(st + st_len - sp1 - 1));
+    if (sp2 == NULL || memchr(sp2 + 1, ' ', (size_t)(st + st_len - sp2 - 1)) != NULL) goto none;
+    if (st + st_len - sp2 - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0 || sp2 == sp1 + 1) goto none;
+    if (sp1[1] == '<' || memchr(sp1 + 1, ':', (size_t)(sp2 - sp1 - 1)) == NULL) goto none;
+    method_b = PyBytes_FromStringAndSize(st, sp1 - st);
+    if (method_b == NULL) goto error;
+    PyObject *method = PyDict_GetItemWithError(args[3], method_b);  /* borrowed */
+    if (method == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto none;
+    }
+    uri = PyUnicode_DecodeUTF8(sp1 + 1, sp2 - sp1 - 1, "surrogateescape");
+    if (uri == NULL) goto error;
+    /* the one CSeq, naming this method; the first Via; the one Max-Forwards */
+    Py_ssize_t count = PyList_GET_SIZE(keys), cseq_at = -1, via = -1, mf_at = -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        int bit = required_bit(key);
+        if (bit == K_CSEQ) {
+            if (cseq_at >= 0) goto none;
+            cseq_at = i;
+        } else if (bit == K_VIA) {
+            if (via < 0) via = i;
+        } else if (key == s_max_forwards || PyUnicode_Compare(key, s_max_forwards) == 0) {
+            if (mf_at >= 0) goto none;
+            mf_at = i;
+        }
+    }
+    if (cseq_at < 0 || via < 0 || mf_at < 0) goto none;
+    cseq_text = fast_value(self, PyList_GET_ITEM(lines, cseq_at));
+    if (cseq_text == NULL) goto error;
+    if (cseq_text == Py_None) goto none;
+    cseq = fast_cseq(self, cseq_text);
+    if (cseq == NULL) goto error;
+    if (cseq == Py_None) goto none;
+    int same = PyUnicode_Compare(PyTuple_GET_ITEM(cseq, 1), method);
+    if (same == -1 && PyErr_Occurred()) goto error;
+    if (same != 0) goto none;
+    PyObject *via_line = PyList_GET_ITEM(lines, via);
+    if (memchr(PyBytes_AS_STRING(via_line), ',', (size_t)PyBytes_GET_SIZE(via_line)) != NULL) goto none;
+    top = fast_value(self, via_line);
+    if (top == NULL) goto error;
+    if (top == Py_None || PyUnicode_GET_LENGTH(top) == 0) goto none;
+    /* message.max_forwards_value: ASCII digits only here (str.isdigit's others: the Python) */
+    mf = fast_value(self, PyList_GET_ITEM(lines, mf_at));
+    if (mf == NULL) goto error;
+    if (mf == Py_None || !PyUnicode_IS_ASCII(mf)) goto none;
+    Py_ssize_t mf_len = PyUnicode_GET_LENGTH(mf);
+    const unsigned char *m = PyUnicode_1BYTE_DATA(mf);
+    if (mf_len == 0 || mf_len > 10) goto none;
+    long long hops = 0;
+    for (Py_ssize_t k = 0; k < mf_len; k++) {
+        if (m[k] < '0' || m[k] > '9') goto none;
+        hops = hops * 10 + (m[k] - '0');
+    }
+    if (hops > 255) goto none;
+    result = Py_BuildValue("(OOOOOOOnLn)", start, lines, keys, PyTuple_GET_ITEM(parts, 3), method, uri,
+                           PyTuple_GET_ITEM(cseq, 0), via, hops, mf_at);
+    goto done;
+none:
+    result = Py_NewRef(Py_None);
+    goto done;
+error:
+    result = NULL;
+done:
+    Py_DECREF(parts);
+    Py_XDECREF(method_b);
+    Py_XDECREF(uri);
+    Py_XDECREF(cseq_text);
+    Py_XDECREF(cseq);
+    Py_XDECREF(top);
+    Py_XDECREF(mf);
+    return result;
+}
+
 static PyMethodDef fast_methods[] = {
     {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
     {"via", (PyCFunction)fast_via, METH_O, via_doc},
     {"params", (PyCFunction)fast_params, METH_O, params_doc},
     {"value", (PyCFunction)fast_value, METH_O, value_doc},
     {"response", (PyCFunction)(void (*)(void))fast_response, METH_FASTCALL, response_doc},
+    {"request", (PyCFunction)(void (*)(void))fast_request, METH_FASTCALL, request_doc},
     {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},
@@ -771,6 +873,7 @@ PyMODINIT_FUNC PyInit__fast(void) {
     s_call_id = PyUnicode_InternFromString("call-id");
     s_cseq = PyUnicode_InternFromString("cseq");
     s_content_length = PyUnicode_InternFromString("content-length");
-    if (!s_via || !s_from || !s_to || !s_call_id || !s_cseq || !s_content_length) return NULL;
+    s_max_forwards = PyUnicode_InternFromString("max-forwards");
+    if (!s_via || !s_from || !s_to || !s_call_id || !s_cseq || !s_content_length || !s_max_forwards) return NULL;
     return PyModule_Create(&fast_module);
 }

@@ -225,7 +225,22 @@ class FastRequest:
             msg, method, uri, cseq, via, max_forwards, mf_line
 
 
+_C_REQUEST = _fast.request if _fast is not None else None
+
+
 def request(data: bytes, max_size: int) -> FastRequest | None:
+    """A request of the common shape read for the relay, else None (take the full parse); a bad
+    CSeq or Max-Forwards raises SipParseError. ``request_py``, its usual case in C when the
+    extension is built (the same result: tests/property/test_sip_c.py)."""
+    if _C_REQUEST is not None:
+        got = _C_REQUEST(data, max_size, _NAMES, _METHODS)
+        if got is not None:
+            return FastRequest(Lines(got[0], got[1], got[2], got[3]), got[4], got[5], got[6], got[7], got[8], got[9])
+    return request_py(data, max_size)
+
+
+def request_py(data: bytes, max_size: int) -> FastRequest | None:
+    """``request``'s definition."""
     msg = split(data, max_size)
     if msg is None:
         return None

@@ -405,3 +405,73 @@ def test_the_usual_responses_take_the_c_path() -> None:
     assert got is not None and got[4] == two.replace(b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060\r\n", b"")
     with pytest.raises(TypeError):
         _fast.response("text", 1, {}, 1)
+
+
+# -- an in-dialog request read for the relay -----------------------------------------------------
+def request_fields(read: Callable[[bytes, int], relay.FastRequest | None], data: bytes,
+                   max_size: int = 65535) -> tuple[str, object]:
+    try:
+        got = read(data, max_size)
+    except SipParseError as exc:
+        return "error", exc.reason
+    if got is None:
+        return "ok", None
+    msg = got.msg
+    return "ok", (msg.start, msg.lines, msg.keys, msg.body, got.method, got.uri, got.cseq, got.via, got.max_forwards,
+                  got.mf_line)
+
+
+@st.composite
+def dialog_request(draw: st.DrawFn) -> bytes:
+    """ACK and BYE as UAs write them, with the pieces the relay reads made risky: the request
+    line's spaces and version, the URI, the CSeq's method, Via lists, Max-Forwards values."""
+    method = draw(st.sampled_from(["ACK", "BYE", "INFO", "FOO", "", "bye"]))
+    uri = draw(st.sampled_from(["sip:uas@127.0.0.1:5070;transport=UDP", "<sip:a@b>", "uas", "", "tel:+1",
+                                "sip:\u00e9@h", "sip:a b"]))
+    version = draw(st.sampled_from(["SIP/2.0", "SIP/2.0", "SIP/3.0", "sip/2.0", "SIP/2.0 "]))
+    vias = draw(st.lists(st.sampled_from(["Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2", "Via: a, b",
+                                          "Via: ", "v: SIP/2.0/UDP h;branch=1", "Via: \u00e9"]), min_size=1, max_size=3))
+    cseq = draw(st.sampled_from([f"2 {method}", f"2 {method}", "2 INVITE", "x BYE", f"2  {method} ", "2"]))
+    mfs = draw(st.lists(st.sampled_from(["70", "0", "255", "256", "0000000070", "00000000070", "", "7x", " 70 ",
+                                         "\u0667\u0660", "-1"]), max_size=2))
+    lines = [*vias, "From: <sip:a@h>;tag=1", "To: <sip:b@h>;tag=2", "Call-ID: c1", f"CSeq: {cseq}",
+             *[f"Max-Forwards: {mf}" for mf in mfs]]
+    for extra in draw(st.lists(st.sampled_from(["CSeq: 2 BYE", "Route: <sip:x;lr>", "Via: SIP/2.0/UDP h"]),
+                               max_size=2)):
+        lines.insert(draw(st.integers(0, len(lines))), extra)
+    head = "\r\n".join([f"{method} {uri} {version}", *lines, "Content-Length: 0", "", ""])
+    return head.encode("utf-8", "surrogateescape")
+
+
+@st.composite
+def mutated_request(draw: st.DrawFn) -> bytes:
+    return mutate(draw, draw(dialog_request()), b" ,;:\r\n\t<\x00\xff0", 4)
+
+
+@SETTINGS
+@given(dialog_request() | mutated_request() | message() | mutated())
+@example(b"BYE sip:uas@127.0.0.1:5070;transport=UDP SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
+         b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+         b"Content-Length: 0\r\n\r\n")
+def test_request_as_python(data: bytes) -> None:
+    """The C request is the Python definition's (the lines, the method, URI, CSeq, top Via and
+    Max-Forwards it read), or None where the Python decides; ``relay.request`` always gives what
+    ``request_py`` gives, None and SipParseError included."""
+    learn(data)
+    want = request_fields(relay.request_py, data)
+    got = _fast.request(data, 65535, parser._NAMES, parser._METHODS)
+    if got is not None:
+        assert want == ("ok", got)
+    assert request_fields(relay.request, data) == want
+    assert request_fields(relay.request, data, len(data) - 1) == request_fields(relay.request_py, data, len(data) - 1)
+
+
+def test_the_usual_requests_take_the_c_path() -> None:
+    bye = (b"BYE sip:uas@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
+           b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+           b"Content-Length: 0\r\n\r\n")
+    learn(bye)
+    got = _fast.request(bye, 65535, parser._NAMES, parser._METHODS)
+    assert got is not None and got[4:] == ("BYE", "sip:uas@127.0.0.1:5070", 2, 0, 70, 5)
+    with pytest.raises(TypeError):
+        _fast.request(bye, 65535, parser._NAMES, [])

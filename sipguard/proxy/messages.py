@@ -92,7 +92,25 @@ def to_bytes(text: str) -> bytes:
 
 def tag(source: tuple[str, int], key: str) -> str:
     """Our To tag for a response to ``key`` from ``source``: the same for a retransmission."""
-    return TAG_PREFIX + hashlib.blake2b(to_bytes(f"{source}{key}"), digest_size=6).hexdigest()
+    return TAG_PREFIX + blake2b_hex(to_bytes(f"{source}{key}"), 6)
+
+
+# Hashers that have taken their key (and size) and nothing else, by (key, size): a copy
+# hashes a message without a new hasher's set-up and its key block, most of BLAKE2b's cost
+# on a message this short (bench/RESULTS.md, session 11). Bounded: a key changes on reload.
+_HASHERS: dict[tuple[bytes, int], hashlib.blake2b] = {}
+
+
+def blake2b_hex(data: bytes, size: int, key: bytes = b"") -> str:
+    """``hashlib.blake2b(data, digest_size=size, key=key).hexdigest()``, the same digest."""
+    base = _HASHERS.get((key, size))
+    if base is None:
+        if len(_HASHERS) >= 16:
+            _HASHERS.clear()
+        base = _HASHERS[(key, size)] = hashlib.blake2b(digest_size=size, key=key)
+    hasher = base.copy()
+    hasher.update(data)
+    return hasher.hexdigest()
 
 
 def via_value(sent_by: str, transport: str, branch: str) -> str:

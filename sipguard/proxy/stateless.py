@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import hmac
 import ipaddress
 import os
@@ -36,6 +35,7 @@ from sipguard.proxy.messages import (
     Answers,
     Hop,
     Sender,
+    blake2b_hex,
     rewritten_via,
     to_bytes,
     via_value,
@@ -246,7 +246,7 @@ class StatelessRelay:
         return f"{payload}.{mac}"
 
     def _mac(self, signed: str) -> str:
-        return hashlib.blake2b(to_bytes(signed), digest_size=12, key=self.secret).hexdigest()
+        return blake2b_hex(to_bytes(signed), 12, self.secret)
 
     def dialog_end(self, req: Request, route: str) -> Hop | None:
         """The end of our dialog a request carrying our Record-Route goes to: the callee's side
@@ -313,7 +313,7 @@ def stateless_branch(secret: bytes, via: Via, method: str, cseq: int) -> str:
     if method == "ACK" or method == "CANCEL":
         method = "INVITE"
     seed = f"{via.branch}|{via.host}|{via.port}|{method}|{cseq}"
-    return BRANCH_PREFIX + hashlib.blake2b(to_bytes(seed), digest_size=8, key=secret).hexdigest()
+    return BRANCH_PREFIX + blake2b_hex(to_bytes(seed), 8, secret)
 
 
 # Few pairs of ends (a trunk, a next hop): their encodings are remembered both ways.

@@ -1,8 +1,10 @@
 /* sipguard.sip._fast: the byte-level pieces of reading a SIP message, in C.
  *
  * Cutting a head into lines and looking up their names (relay.split, parser.known_keys), the
- * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value) and a
- * Via value of the usual shape (address.parse_via). Every function here has a Python
+ * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value), a
+ * Via value of the usual shape (address.parse_via), a parameter list (address.parse_params),
+ * a header line's value (relay.line_value), and a response and an in-dialog request of the usual
+ * shape read for the relay (relay.response_py, relay.request_py). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
  * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
  * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
@@ -23,7 +25,7 @@
 /* The header keys relay.split must find (parser._REQUIRED), as bits. */
 enum { K_VIA = 1, K_FROM = 2, K_TO = 4, K_CALL_ID = 8, K_CSEQ = 16, K_ALL = 31 };
 
-static PyObject *s_via, *s_from, *s_to, *s_call_id, *s_cseq, *s_content_length;
+static PyObject *s_via, *s_from, *s_to, *s_call_id, *s_cseq, *s_content_length, *s_max_forwards;
 
 /* Python's bytes.strip() white space (ASCII only): space, \t, \n, \r, \x0b, \x0c. */
 static int is_bytes_space(unsigned char c) {
@@ -429,6 +431,27 @@ static int read_params(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, P
     return 1;
 }
 
+PyDoc_STRVAR(params_doc,
+"params(text) -> dict[str, str | None] | None\n\n"
+"address.parse_params(text) for ASCII text it accepts; None for any other text and for the\n"
+"text it refuses (an empty parameter name): the Python then answers or raises.");
+
+static PyObject *fast_params(PyObject *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "params(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    PyObject *params = PyDict_New();
+    if (params == NULL) return NULL;
+    int ok = read_params(PyUnicode_1BYTE_DATA(arg), 0, PyUnicode_GET_LENGTH(arg), params);
+    if (ok > 0) return params;
+    Py_DECREF(params);
+    if (ok < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static const char *const TRANSPORTS[] = {"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", NULL};
 
 PyDoc_STRVAR(via_doc,
@@ -515,9 +538,322 @@ error:
     return NULL;
 }
 
+/* -- relay.Lines.value: a header line's value as the full path reads it ----------------------------
+ * line_value(line): the bytes after the first colon, decoded as UTF-8 with surrogateescape (any
+ * byte survives), str-stripped. ASCII bytes decode to themselves whatever their neighbours, so
+ * the ASCII white space at either end is cut before decoding; only when a non-ASCII byte is then
+ * at an end can str.strip() find more (U+00A0, U+2028 ...), and it is asked. None without a
+ * colon (the Python raises ValueError). */
+PyDoc_STRVAR(value_doc,
+"value(line) -> str | None\n\n"
+"relay.line_value(line); None for a line without a colon (the Python raises).");
+
+static PyObject *fast_value(PyObject *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "value(line: bytes)");
+        return NULL;
+    }
+    const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    const unsigned char *colon = memchr(t, ':', (size_t)n);
+    if (colon == NULL) Py_RETURN_NONE;
+    Py_ssize_t a = colon - t + 1, b = n;
+    while (a < b && is_str_space(t[a])) a++;
+    while (b > a && is_str_space(t[b - 1])) b--;
+    if (a == b) return PyUnicode_FromStringAndSize(NULL, 0);
+    int ascii = 1;
+    for (Py_ssize_t k = a; k < b; k++)
+        if (t[k] >= 0x80) {
+            ascii = 0;
+            break;
+        }
+    if (ascii) return PyUnicode_DecodeASCII((const char *)t + a, b - a, NULL);
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)t + a, b - a, "surrogateescape");
+    if (text == NULL || (t[a] < 0x80 && t[b - 1] < 0x80)) return text;
+    PyObject *out = PyObject_CallMethod(text, "strip", NULL);
+    Py_DECREF(text);
+    return out;
+}
+
+/* -- relay.response: a response of the usual shape, read for the relay -----------------------------
+ * relay.response_py's result, as the tuple (status, method, top, second, relayed, cseq), for a
+ * response relay.split takes whose CSeq line is one and reads in C, with at most ``max_values``
+ * Via lines, none holding a comma, the top one not empty. ``relayed`` is the input without the
+ * top Via line and its CR LF: what Lines.join gives for the other lines (split cut the head at
+ * every CR LF, so the lines lie back to back in ``data``). None for everything else, valid or
+ * not: the Python then answers (its list case) or raises. */
+PyDoc_STRVAR(response_doc,
+"response(data, max_size, names, max_values) -> (status, method, top, second, relayed, cseq) | None\n\n"
+"relay.response_py's fields for the usual response; None where the Python decides.");
+
+static PyObject *fast_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "response(data: bytes, max_size: int, names: dict, max_values: int)");
+        return NULL;
+    }
+    Py_ssize_t max_values = PyLong_AsSsize_t(args[3]);
+    if (max_values == -1 && PyErr_Occurred()) return NULL;
+    if (PyBytes_Check(args[0]) && (PyBytes_GET_SIZE(args[0]) < 8 || memcmp(PyBytes_AS_STRING(args[0]), "SIP/2.0 ", 8) != 0))
+        Py_RETURN_NONE;
+    PyObject *parts = fast_split(self, args, 3);
+    if (parts == NULL || parts == Py_None) return parts;
+    PyObject *start = PyTuple_GET_ITEM(parts, 0), *lines = PyTuple_GET_ITEM(parts, 1);
+    PyObject *keys = PyTuple_GET_ITEM(parts, 2);
+    PyObject *cseq_text = NULL, *cseq = NULL, *top = NULL, *second = NULL, *relayed = NULL, *result = NULL;
+    /* the status line: "SIP/2.0 " three digits, then a space or the end, 100..699 */
+    const char *st = PyBytes_AS_STRING(start);
+    Py_ssize_t st_len = PyBytes_GET_SIZE(start);
+    if (st_len < 11 || (st_len > 11 && st[11] != ' ')) goto none;
+    long status = 0;
+    for (int k = 8; k < 11; k++) {
+        if (st[k] < '0' || st[k] > '9') goto none;
+        status = status * 10 + (st[k] - '0');
+    }
+    if (status < 100 || status > 699) goto none;
+    /* the one CSeq line, and the Via lines (at most MAX_LINES: split bounds the head) */
+    Py_ssize_t count = PyList_GET_SIZE(keys), cseq_at = -1, vias = 0, commas = 0;
+    Py_ssize_t via_at[MAX_LINES];
+    for (Py_ssize_t i = 0; i < count && i < MAX_LINES; i++) {
+        int bit = required_bit(PyList_GET_ITEM(keys, i));
+        if (bit == K_CSEQ) {
+            if (cseq_at >= 0) goto none;
+            cseq_at = i;
+        } else if (bit == K_VIA) {
+            PyObject *line = PyList_GET_ITEM(lines, i);
+            commas |= memchr(PyBytes_AS_STRING(line), ',', (size_t)PyBytes_GET_SIZE(line)) != NULL;
+            via_at[vias++] = i;
+        }
+    }
+    if (cseq_at < 0 || vias == 0 || vias > max_values) goto none;
+    cseq_text = fast_value(self, PyList_GET_ITEM(lines, cseq_at));
+    if (cseq_text == NULL) goto error;
+    if (cseq_text == Py_None) goto none;
+    cseq = fast_cseq(self, cseq_text);
+    if (cseq == NULL) goto error;
+    if (cseq == Py_None) goto none;
+    Py_ssize_t first = via_at[0];
+    PyObject *top_line = PyList_GET_ITEM(lines, first);
+    const char *tl = PyBytes_AS_STRING(top_line);
+    Py_ssize_t tl_len = PyBytes_GET_SIZE(top_line), keep = 0, keep_from = 0;
+    if (!commas) {
+        top = fast_value(self, top_line);
+        if (top == NULL) goto error;
+        if (top == Py_None || PyUnicode_GET_LENGTH(top) == 0) goto none;
+        second = vias > 1 ? fast_value(self, PyList_GET_ITEM(lines, via_at[1])) : Py_NewRef(Py_None);
+        if (second == NULL) goto error;
+    } else {
+        /* relay._listed: every Via line's value split at its commas, items stripped, empty ones
+         * dropped (address.split_list's plain case: ASCII values without '"' or '<' only; else
+         * the Python); ``keep`` items of the top line after its first, from ``keep_from`` */
+        Py_ssize_t items = 0;
+        for (Py_ssize_t v = 0; v < vias; v++) {
+            PyObject *line = PyList_GET_ITEM(lines, via_at[v]);
+            const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(line);
+            Py_ssize_t n = PyBytes_GET_SIZE(line);
+            const unsigned char *colon = memchr(t, ':', (size_t)n);
+            if (colon == NULL) goto none;
+            Py_ssize_t from = colon - t + 1;
+            for (Py_ssize_t k = from; k < n; k++)
+                if (t[k] >= 0x80 || t[k] == '"' || t[k] == '<') goto none;
+            Py_ssize_t line_items = 0;
+            while (from <= n) {
+                const unsigned char *comma = memchr(t + from, ',', (size_t)(n - from));
+                Py_ssize_t end = comma != NULL ? comma - t : n, a = from, b = end;
+                while (a < b && is_str_space(t[a])) a++;
+                while (b > a && is_str_space(t[b - 1])) b--;
+                if (a < b) {
+                    items++;
+                    line_items++;
+                    if (items > max_values) goto none;
+                    if (v == 0 && line_items == 2) keep_from = a;
+                    if (v == 0 && line_items >= 2) keep++;
+                    if (items <= 2) {
+                        PyObject *item = PyUnicode_DecodeASCII((const char *)t + a, b - a, NULL);
+                        if (item == NULL) goto error;
+                        if (items == 1) top = item;
+                        else second = item;
+                    }
+                }
+                from = end + 1;
+            }
+            if (v == 0 && line_items == 0) goto none;
+        }
+        if (second == NULL) second = Py_NewRef(Py_None);
+    }
+    /* the input with the top Via line (and its CR LF) cut, or, when items of it are left, that
+     * line rewritten as message.without_first writes it: "name: item, item" */
+    Py_ssize_t cut = st_len + 2;
+    for (Py_ssize_t i = 0; i < first; i++) cut += PyBytes_GET_SIZE(PyList_GET_ITEM(lines, i)) + 2;
+    Py_ssize_t cut_len = tl_len + 2, name_len = 0, put_len = 0;
+    const char *p = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (cut + cut_len > size) goto none;  /* cannot happen: the lines are the input's */
+    if (keep > 0) {
+        name_len = (const char *)memchr(tl, ':', (size_t)tl_len) - tl;
+        put_len = name_len + 1 + 2;  /* "name: " ... CR LF */
+        Py_ssize_t seen = 0;
+        for (Py_ssize_t from = keep_from; from <= tl_len && seen < keep;) {
+            const char *comma = memchr(tl + from, ',', (size_t)(tl_len - from));
+            Py_ssize_t end = comma != NULL ? comma - tl : tl_len, a = from, b = end;
+            while (a < b && is_str_space((unsigned char)tl[a])) a++;
+            while (b > a && is_str_space((unsigned char)tl[b - 1])) b--;
+            if (a < b) put_len += (seen++ > 0 ? 2 : 1) + (b - a);
+            from = end + 1;
+        }
+    }
+    relayed = PyBytes_FromStringAndSize(NULL, size - cut_len + put_len);
+    if (relayed == NULL) goto error;
+    char *w = PyBytes_AS_STRING(relayed);
+    memcpy(w, p, (size_t)cut);
+    w += cut;
+    if (keep > 0) {
+        memcpy(w, tl, (size_t)name_len);
+        w += name_len;
+        *w++ = ':';
+        Py_ssize_t seen = 0;
+        for (Py_ssize_t from = keep_from; from <= tl_len && seen < keep;) {
+            const char *comma = memchr(tl + from, ',', (size_t)(tl_len - from));
+            Py_ssize_t end = comma != NULL ? comma - tl : tl_len, a = from, b = end;
+            while (a < b && is_str_space((unsigned char)tl[a])) a++;
+            while (b > a && is_str_space((unsigned char)tl[b - 1])) b--;
+            if (a < b) {
+                if (seen++ > 0) *w++ = ',';
+                *w++ = ' ';
+                memcpy(w, tl + a, (size_t)(b - a));
+                w += b - a;
+            }
+            from = end + 1;
+        }
+        *w++ = '\r';
+        *w++ = '\n';
+    }
+    memcpy(w, p + cut + cut_len, (size_t)(size - cut - cut_len));
+    result = Py_BuildValue("(lOOOOO)", status, PyTuple_GET_ITEM(cseq, 1), top, second, relayed,
+                           PyTuple_GET_ITEM(cseq, 0));
+    goto done;
+none:
+    result = Py_NewRef(Py_None);
+    goto done;
+error:
+    result = NULL;
+done:
+    Py_DECREF(parts);
+    Py_XDECREF(cseq_text);
+    Py_XDECREF(cseq);
+    Py_XDECREF(top);
+    Py_XDECREF(second);
+    Py_XDECREF(relayed);
+    return result;
+}
+
+/* -- relay.request: an in-dialog request of the usual shape, read for the relay --------------------
+ * relay.request_py's result for a request relay.split takes: "METHOD SP uri SP SIP/2.0" with a
+ * known method (``methods``: parser._METHODS) and a URI not in <> holding a colon, one CSeq line
+ * read in C naming that method, a top Via line without a comma and not empty, one Max-Forwards
+ * of ASCII digits (at most 10, value 0..255). As the tuple (start, lines, keys, body, method, uri,
+ * cseq, via, max_forwards, mf_line); None for everything else, valid or not: the Python answers. */
+PyDoc_STRVAR(request_doc,
+"request(data, max_size, names, methods) -> (start, lines, keys, body, method, uri, cseq, via, mf, mf_line) | None\n\n"
+"relay.request_py's fields for the usual request; None where the Python decides.");
+
+static PyObject *fast_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "request(data: bytes, max_size: int, names: dict, methods: dict)");
+        return NULL;
+    }
+    PyObject *parts = fast_split(self, args, 3);
+    if (parts == NULL || parts == Py_None) return parts;
+    PyObject *start = PyTuple_GET_ITEM(parts, 0), *lines = PyTuple_GET_ITEM(parts, 1);
+    PyObject *keys = PyTuple_GET_ITEM(parts, 2);
+    PyObject *method_b = NULL, *uri = NULL, *cseq_text = NULL, *cseq = NULL, *top = NULL, *mf = NULL;
+    PyObject *result = NULL;
+    /* the request line: exactly two spaces, "SIP/2.0" last, a URI between */
+    const char *st = PyBytes_AS_STRING(start);
+    Py_ssize_t st_len = PyBytes_GET_SIZE(start);
+    const char *sp1 = memchr(st, ' ', (size_t)st_len);
+    if (sp1 == NULL) goto none;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(st + st_len - sp1 - 1));
+    if (sp2 == NULL || memchr(sp2 + 1, ' ', (size_t)(st + st_len - sp2 - 1)) != NULL) goto none;
+    if (st + st_len - sp2 - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0 || sp2 == sp1 + 1) goto none;
+    if (sp1[1] == '<' || memchr(sp1 + 1, ':', (size_t)(sp2 - sp1 - 1)) == NULL) goto none;
+    method_b = PyBytes_FromStringAndSize(st, sp1 - st);
+    if (method_b == NULL) goto error;
+    PyObject *method = PyDict_GetItemWithError(args[3], method_b);  /* borrowed */
+    if (method == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto none;
+    }
+    uri = PyUnicode_DecodeUTF8(sp1 + 1, sp2 - sp1 - 1, "surrogateescape");
+    if (uri == NULL) goto error;
+    /* the one CSeq, naming this method; the first Via; the one Max-Forwards */
+    Py_ssize_t count = PyList_GET_SIZE(keys), cseq_at = -1, via = -1, mf_at = -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        int bit = required_bit(key);
+        if (bit == K_CSEQ) {
+            if (cseq_at >= 0) goto none;
+            cseq_at = i;
+        } else if (bit == K_VIA) {
+            if (via < 0) via = i;
+        } else if (key == s_max_forwards || PyUnicode_Compare(key, s_max_forwards) == 0) {
+            if (mf_at >= 0) goto none;
+            mf_at = i;
+        }
+    }
+    if (cseq_at < 0 || via < 0 || mf_at < 0) goto none;
+    cseq_text = fast_value(self, PyList_GET_ITEM(lines, cseq_at));
+    if (cseq_text == NULL) goto error;
+    if (cseq_text == Py_None) goto none;
+    cseq = fast_cseq(self, cseq_text);
+    if (cseq == NULL) goto error;
+    if (cseq == Py_None) goto none;
+    int same = PyUnicode_Compare(PyTuple_GET_ITEM(cseq, 1), method);
+    if (same == -1 && PyErr_Occurred()) goto error;
+    if (same != 0) goto none;
+    PyObject *via_line = PyList_GET_ITEM(lines, via);
+    if (memchr(PyBytes_AS_STRING(via_line), ',', (size_t)PyBytes_GET_SIZE(via_line)) != NULL) goto none;
+    top = fast_value(self, via_line);
+    if (top == NULL) goto error;
+    if (top == Py_None || PyUnicode_GET_LENGTH(top) == 0) goto none;
+    /* message.max_forwards_value: ASCII digits only here (str.isdigit's others: the Python) */
+    mf = fast_value(self, PyList_GET_ITEM(lines, mf_at));
+    if (mf == NULL) goto error;
+    if (mf == Py_None || !PyUnicode_IS_ASCII(mf)) goto none;
+    Py_ssize_t mf_len = PyUnicode_GET_LENGTH(mf);
+    const unsigned char *m = PyUnicode_1BYTE_DATA(mf);
+    if (mf_len == 0 || mf_len > 10) goto none;
+    long long hops = 0;
+    for (Py_ssize_t k = 0; k < mf_len; k++) {
+        if (m[k] < '0' || m[k] > '9') goto none;
+        hops = hops * 10 + (m[k] - '0');
+    }
+    if (hops > 255) goto none;
+    result = Py_BuildValue("(OOOOOOOnLn)", start, lines, keys, PyTuple_GET_ITEM(parts, 3), method, uri,
+                           PyTuple_GET_ITEM(cseq, 0), via, hops, mf_at);
+    goto done;
+none:
+    result = Py_NewRef(Py_None);
+    goto done;
+error:
+    result = NULL;
+done:
+    Py_DECREF(parts);
+    Py_XDECREF(method_b);
+    Py_XDECREF(uri);
+    Py_XDECREF(cseq_text);
+    Py_XDECREF(cseq);
+    Py_XDECREF(top);
+    Py_XDECREF(mf);
+    return result;
+}
+
 static PyMethodDef fast_methods[] = {
     {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
     {"via", (PyCFunction)fast_via, METH_O, via_doc},
+    {"params", (PyCFunction)fast_params, METH_O, params_doc},
+    {"value", (PyCFunction)fast_value, METH_O, value_doc},
+    {"response", (PyCFunction)(void (*)(void))fast_response, METH_FASTCALL, response_doc},
+    {"request", (PyCFunction)(void (*)(void))fast_request, METH_FASTCALL, request_doc},
     {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},
@@ -537,6 +873,7 @@ PyMODINIT_FUNC PyInit__fast(void) {
     s_call_id = PyUnicode_InternFromString("call-id");
     s_cseq = PyUnicode_InternFromString("cseq");
     s_content_length = PyUnicode_InternFromString("content-length");
-    if (!s_via || !s_from || !s_to || !s_call_id || !s_cseq || !s_content_length) return NULL;
+    s_max_forwards = PyUnicode_InternFromString("max-forwards");
+    if (!s_via || !s_from || !s_to || !s_call_id || !s_cseq || !s_content_length || !s_max_forwards) return NULL;
     return PyModule_Create(&fast_module);
 }

@@ -61,8 +61,21 @@ def split_list(value: str) -> list[str]:
     return out
 
 
+_C_PARAMS = _fast.params if _fast is not None else None
+
+
 def parse_params(text: str) -> Params:
-    """';a=b;c' -> {'a': 'b', 'c': None}; names lower-cased, values kept (quotes too)."""
+    """';a=b;c' -> {'a': 'b', 'c': None}; names lower-cased, values kept (quotes too): in C
+    for the ASCII text it accepts (tests/property/test_sip_c.py), else ``parse_params_py``."""
+    if _C_PARAMS is not None:
+        found = _C_PARAMS(text)
+        if found is not None:
+            return found
+    return parse_params_py(text)
+
+
+def parse_params_py(text: str) -> Params:
+    """``parse_params``'s definition; SipParseError for an empty parameter name."""
     params: Params = {}
     if not text:
         return params
@@ -96,7 +109,7 @@ def is_hostname(host: str) -> bool:
 
 
 def _port(text: str, where: str) -> int:
-    if not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
+    if not text.isdecimal() or len(text) > 5 or not 0 < int(text) < 65536:
         raise SipParseError(f"bad port {text[:10]!r} in {where[:60]}")
     return int(text)
 
@@ -382,7 +395,7 @@ class Via:
         host = self.received or self.host
         port_text = self.params.get("rport")
         default = 5061 if self.transport == "TLS" else 5060
-        port = int(port_text) if port_text and port_text.isdigit() else (self.port or default)
+        port = int(port_text) if port_text and port_text.isdecimal() else (self.port or default)
         return host.strip("[]"), port
 
 
@@ -426,6 +439,6 @@ def _via(transport: str, host: str, port_text: str | None, params: str | None, v
     port = _port(port_text, "Via") if port_text else None
     parsed = parse_params(params or "")
     rport = parsed.get("rport")
-    if rport and not rport.isdigit():
+    if rport and not rport.isdecimal():
         raise SipParseError(f"bad rport {rport[:10]!r} in Via")
     return Via(transport, host, port, parsed, value.strip())

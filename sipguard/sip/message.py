@@ -54,9 +54,10 @@ def cseq_value(text: str) -> tuple[int, str]:
 
 
 def cseq_value_py(text: str) -> tuple[int, str]:
-    """``cseq_value``'s definition."""
+    """``cseq_value``'s definition. Digits are ``isdecimal`` here and below: ``isdigit`` also
+    takes superscripts and the like ("\u00b2"), which ``int`` refuses with a ValueError."""
     parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 \
+    if len(parts) != 2 or not parts[0].isdecimal() or len(parts[0]) > 10 \
             or int(parts[0]) >= 2**31 or not METHOD.match(parts[1].encode(ENC, ERRORS)):
         raise SipParseError(f"bad CSeq {text!r}")
     return int(parts[0]), parts[1]
@@ -73,7 +74,7 @@ def without_first(line: bytes, items: list[str]) -> bytes | None:
 
 def max_forwards_value(text: str) -> int:
     """A Max-Forwards value (0..255); SipParseError otherwise."""
-    if not text.isdigit() or len(text) > 10 or int(text) > 255:
+    if not text.isdecimal() or len(text) > 10 or int(text) > 255:
         raise SipParseError(f"bad Max-Forwards {text!r}")
     return int(text)
 

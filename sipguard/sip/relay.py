@@ -58,9 +58,14 @@ class Lines:
         self.start, self.lines, self.keys, self.body = start, lines, keys, body
 
     def value(self, index: int) -> str:
-        """The value of header line ``index`` as the full path reads it (decoded, stripped)."""
+        """The value of header line ``index`` as the full path reads it (decoded, stripped):
+        ``line_value``, in C when the extension is built."""
         line = self.lines[index]
-        return line[line.index(b":") + 1:].decode(ENC, ERRORS).strip()
+        if _C_VALUE is not None:
+            found = _C_VALUE(line)
+            if found is not None:
+                return found
+        return line_value(line)
 
     def only(self, k: str) -> int | None:
         """The index of the one line of header ``k``; None when absent or repeated."""
@@ -79,7 +84,13 @@ class Lines:
         return CRLF.join([self.start, *lines, b"", self.body])
 
 
+def line_value(line: bytes) -> str:
+    """``Lines.value``'s definition: the text after the first colon, decoded, stripped."""
+    return line[line.index(b":") + 1:].decode(ENC, ERRORS).strip()
+
+
 _C_SPLIT = _fast.split if _fast is not None else None
+_C_VALUE = _fast.value if _fast is not None else None
 
 
 def split(data: bytes, max_size: int) -> Lines | None:
@@ -136,7 +147,22 @@ class FastResponse:
             status, method, top, second, relayed, cseq
 
 
+_C_RESPONSE = _fast.response if _fast is not None else None
+
+
 def response(data: bytes, max_size: int) -> FastResponse | None:
+    """A response of the common shape read for the relay, else None (take the full parse); a
+    bad CSeq raises SipParseError. ``response_py``, its usual case in C when the extension is
+    built (the same result: tests/property/test_sip_c.py)."""
+    if _C_RESPONSE is not None:
+        got = _C_RESPONSE(data, max_size, _NAMES, MAX_VALUES)
+        if got is not None:
+            return FastResponse(got[0], got[1], got[2], got[3], got[4], got[5])
+    return response_py(data, max_size)
+
+
+def response_py(data: bytes, max_size: int) -> FastResponse | None:
+    """``response``'s definition."""
     if data[:8] != b"SIP/2.0 ":
         return None
     msg = split(data, max_size)
@@ -199,7 +225,22 @@ class FastRequest:
             msg, method, uri, cseq, via, max_forwards, mf_line
 
 
+_C_REQUEST = _fast.request if _fast is not None else None
+
+
 def request(data: bytes, max_size: int) -> FastRequest | None:
+    """A request of the common shape read for the relay, else None (take the full parse); a bad
+    CSeq or Max-Forwards raises SipParseError. ``request_py``, its usual case in C when the
+    extension is built (the same result: tests/property/test_sip_c.py)."""
+    if _C_REQUEST is not None:
+        got = _C_REQUEST(data, max_size, _NAMES, _METHODS)
+        if got is not None:
+            return FastRequest(Lines(got[0], got[1], got[2], got[3]), got[4], got[5], got[6], got[7], got[8], got[9])
+    return request_py(data, max_size)
+
+
+def request_py(data: bytes, max_size: int) -> FastRequest | None:
+    """``request``'s definition."""
     msg = split(data, max_size)
     if msg is None:
         return None

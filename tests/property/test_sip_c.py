@@ -254,3 +254,224 @@ def test_the_usual_values_take_the_c_paths() -> None:
     assert _fast.cseq("1 INVITE") == (1, "INVITE")
     assert _fast.via("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport") == (
         "UDP", "127.0.0.1", 5061, {"branch": "z9hG4bK-1", "rport": None})
+
+
+# -- parameter lists -----------------------------------------------------------------------------
+PARAMS = st.lists(
+    st.builds(lambda *parts: "".join(parts),
+              st.sampled_from(["", " ", "\t", "\x1c", "\xa0", "\n"]),
+              st.sampled_from(["tag", "TAG", "Lr", "branch", "user", "x" * 70, "X" * 64, "a b", "", "=", "\u00c9",
+                               "\x00", "rport"]),
+              st.sampled_from(["", "=", "=1", " = v ", "=a=b", "==", '="q;x"', "=\u0661", "=\x00", "=\x0b\x1f",
+                               "=" + "v" * 300]),
+              st.sampled_from(["", " ", "\x0c", "\x85"])),
+    max_size=40).map(";".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(PARAMS | fastpaths.TEXT | st.text(";=aAbZ \t\n\x0b\x1c\x00\xa0", max_size=40)
+       | st.binary(max_size=60).map(lambda b: b.decode("utf-8", "surrogateescape")))
+@example("")
+@example(";")
+@example(";;=1")
+@example("tag=1;TAG=2;tag")
+@example(";" * 5000 + "a=1")
+@example("A" * 100 + "=B")
+def test_params_as_python(text: str) -> None:
+    """The C parameter list is the Python's (names lower-cased and stripped, values stripped, a
+    later one replacing an earlier one in the earlier one's place), or None where it refuses or
+    the text is not ASCII; long names, long and deep lists, NUL, control and non-ASCII text."""
+    got = _fast.params(text)
+    want = outcome(address.parse_params_py, text)
+    if got is not None:
+        assert ("ok", got) == want and list(got) == list(want[1])  # type: ignore[arg-type]
+    else:
+        assert want[0] == "error" or not text.isascii()
+    assert outcome(address.parse_params, text) == want
+
+
+def test_params_on_the_usual_values_and_rfc4475() -> None:
+    assert _fast.params("user=phone;tag=77SIPpTag001") == {"user": "phone", "tag": "77SIPpTag001"}
+    assert _fast.params(";lr;sgrr=x.y") == {"lr": None, "sgrr": "x.y"}
+    assert _fast.params("a;=b") is None and _fast.params("t\u00e9=1") is None
+    with pytest.raises(TypeError):
+        _fast.params(b"a=b")
+    for value in fastpaths.torture_values(("to", "t", "from", "f", "contact", "m", "route", "record-route")):
+        for part in value.split(">")[1:] + value.split(";", 1)[1:]:
+            assert outcome(address.parse_params, part) == outcome(address.parse_params_py, part), part
+
+
+# -- header line values --------------------------------------------------------------------------
+LINE = st.builds(
+    lambda *parts: b"".join(parts),
+    st.sampled_from([b"To", b"Via", b"", b"a b", b"\xff"]),
+    st.sampled_from([b":", b" : ", b"::", b""]),
+    st.lists(st.sampled_from([b" ", b"\t", b"\x0b", b"\x1c", b"\x1f", b"\x00", b"\xc2\xa0", b"\xc2\x85",
+                              b"\xe2\x80\xa8", b"\xe3\x80\x80", b"\xa0", b"\xc2", b"\xff", b"\xed\xa0\x80", b"x",
+                              b"<sip:a@h>;tag=1", b"\xc3\xa9", b",", b":"]), max_size=12).map(b"".join))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(LINE | st.binary(max_size=80) | st.binary(max_size=20).map(lambda b: b"X:" + b * 200))
+@example(b"To:")
+@example(b"To: \xc2\xa0x\xc2\xa0 ")
+@example(b"To:\xa0x")
+@example(b"no colon")
+def test_line_value_as_python(line: bytes) -> None:
+    """A header line's value, decoded with surrogateescape and stripped, is the Python's for
+    any bytes: Unicode white space at the ends, invalid UTF-8, NUL, long lines; None only
+    where the Python raises (no colon)."""
+    got = _fast.value(line)
+    try:
+        want = relay.line_value(line)
+    except ValueError:
+        assert got is None and b":" not in line
+        return
+    assert got == want and type(got) is str
+
+
+# -- a response read for the relay ---------------------------------------------------------------
+def fast_outcome(read: Callable[[bytes, int], object], data: bytes, max_size: int = 65535) -> tuple[str, object]:
+    try:
+        got = read(data, max_size)
+    except SipParseError as exc:
+        return "error", exc.reason
+    return "ok", None if got is None else astuple(got)  # type: ignore[call-overload]
+
+
+VIA_LINE = st.builds(
+    lambda *parts: "".join(parts),
+    st.sampled_from(["Via: ", "v: ", "Via :", "VIA:\t"]),
+    st.lists(st.sampled_from(["SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060", "SIP/2.0/UDP h;branch=1",
+                              "", " ", "\x1c", "\xa0", "x<y", '"a,b"', "\u00e9"]), min_size=1, max_size=5)
+    .map(lambda items: ",".join(items)),
+    st.sampled_from(["", " ", "\t"]))
+
+
+@st.composite
+def relayed_response(draw: st.DrawFn) -> bytes:
+    """Responses as sipp and trunks write them: Via lines holding one value or lists ("ours,
+    theirs", sipp's [last_Via:]), empty items, quoted or non-ASCII ones, many of them."""
+    vias = draw(st.lists(VIA_LINE, min_size=1, max_size=4))
+    if draw(st.integers(0, 9)) == 0:
+        vias += ["Via: SIP/2.0/UDP h;branch=z9hG4bK-1"] * draw(st.sampled_from([126, 127, 128, 129]))
+    lines = [*vias, "From: <sip:a@h>;tag=1", "To: <sip:b@h>;tag=2", "Call-ID: c1",
+             "CSeq: " + draw(st.sampled_from(["1 INVITE", "2 BYE", "x BYE", "1 INVITE\u00e9"]))]
+    for extra in draw(st.lists(st.sampled_from(["CSeq: 1 INVITE", "Contact: <sip:b@h>", "Via: a,b"]), max_size=2)):
+        lines.insert(draw(st.integers(0, len(lines))), extra)
+    start = draw(st.sampled_from(["SIP/2.0 200 OK", "SIP/2.0 180", "SIP/2.0 2000", "SIP/2.0 099 x", "SIP/2.0 7x0 OK",
+                                  "SIP/2.0 486 Busy Here"]))
+    body = draw(st.sampled_from([b"", b"v=0\r\n"]))
+    return ("\r\n".join([start, *lines, f"Content-Length: {len(body)}", "", ""])).encode() + body
+
+
+@st.composite
+def mutated_response(draw: st.DrawFn) -> bytes:
+    return mutate(draw, draw(relayed_response()), b" ,;:\r\n\t<\"\x00\xff0", 4)
+
+
+SIPP_200 = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060, "
+            b"SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1\r\nFrom: <sip:a@h>;tag=1\r\n"
+            b"To: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+
+
+@SETTINGS
+@given(relayed_response() | mutated_response() | message() | mutated())
+@example(SIPP_200)
+@example(SIPP_200.replace(b"Via: ", b"Via: ,, "))
+@example(SIPP_200.replace(b"rport=5060, ", b"rport=5060 ,\x1c, ,"))
+def test_response_as_python(data: bytes) -> None:
+    """The C response is the Python definition's, relayed bytes included, for one-value and
+    listed Via lines, or None where the Python decides; ``relay.response`` (C first) always
+    gives what ``response_py`` gives, None and SipParseError included."""
+    learn(data)
+    want = fast_outcome(relay.response_py, data)
+    got = _fast.response(data, 65535, parser._NAMES, sipmessage.MAX_VALUES)
+    if got is not None:
+        assert want == ("ok", got)
+    assert fast_outcome(relay.response, data) == want
+    assert fast_outcome(relay.response, data, len(data) - 1) == fast_outcome(relay.response_py, data, len(data) - 1)
+
+
+def test_the_usual_responses_take_the_c_path() -> None:
+    """sipp's 200 (its Vias in one line) and a 200 with one Via a line: C answers both."""
+    learn(SIPP_200)
+    got = _fast.response(SIPP_200, 65535, parser._NAMES, sipmessage.MAX_VALUES)
+    assert got == (200, "INVITE", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060",
+                   "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1",
+                   SIPP_200.replace(b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060, ", b""), 1)
+    two = SIPP_200.replace(b", SIP/2.0/UDP 127.0.0.1:5061", b"\r\nVia: SIP/2.0/UDP 127.0.0.1:5061")
+    got = _fast.response(two, 65535, parser._NAMES, sipmessage.MAX_VALUES)
+    assert got is not None and got[4] == two.replace(b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsg1;rport=5060\r\n", b"")
+    with pytest.raises(TypeError):
+        _fast.response("text", 1, {}, 1)
+
+
+# -- an in-dialog request read for the relay -----------------------------------------------------
+def request_fields(read: Callable[[bytes, int], relay.FastRequest | None], data: bytes,
+                   max_size: int = 65535) -> tuple[str, object]:
+    try:
+        got = read(data, max_size)
+    except SipParseError as exc:
+        return "error", exc.reason
+    if got is None:
+        return "ok", None
+    msg = got.msg
+    return "ok", (msg.start, msg.lines, msg.keys, msg.body, got.method, got.uri, got.cseq, got.via, got.max_forwards,
+                  got.mf_line)
+
+
+@st.composite
+def dialog_request(draw: st.DrawFn) -> bytes:
+    """ACK and BYE as UAs write them, with the pieces the relay reads made risky: the request
+    line's spaces and version, the URI, the CSeq's method, Via lists, Max-Forwards values."""
+    method = draw(st.sampled_from(["ACK", "BYE", "INFO", "FOO", "", "bye"]))
+    uri = draw(st.sampled_from(["sip:uas@127.0.0.1:5070;transport=UDP", "<sip:a@b>", "uas", "", "tel:+1",
+                                "sip:\u00e9@h", "sip:a b"]))
+    version = draw(st.sampled_from(["SIP/2.0", "SIP/2.0", "SIP/3.0", "sip/2.0", "SIP/2.0 "]))
+    vias = draw(st.lists(st.sampled_from(["Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2", "Via: a, b",
+                                          "Via: ", "v: SIP/2.0/UDP h;branch=1", "Via: \u00e9"]), min_size=1, max_size=3))
+    cseq = draw(st.sampled_from([f"2 {method}", f"2 {method}", "2 INVITE", "x BYE", f"2  {method} ", "2"]))
+    mfs = draw(st.lists(st.sampled_from(["70", "0", "255", "256", "0000000070", "00000000070", "", "7x", " 70 ",
+                                         "\u0667\u0660", "-1"]), max_size=2))
+    lines = [*vias, "From: <sip:a@h>;tag=1", "To: <sip:b@h>;tag=2", "Call-ID: c1", f"CSeq: {cseq}",
+             *[f"Max-Forwards: {mf}" for mf in mfs]]
+    for extra in draw(st.lists(st.sampled_from(["CSeq: 2 BYE", "Route: <sip:x;lr>", "Via: SIP/2.0/UDP h"]),
+                               max_size=2)):
+        lines.insert(draw(st.integers(0, len(lines))), extra)
+    head = "\r\n".join([f"{method} {uri} {version}", *lines, "Content-Length: 0", "", ""])
+    return head.encode("utf-8", "surrogateescape")
+
+
+@st.composite
+def mutated_request(draw: st.DrawFn) -> bytes:
+    return mutate(draw, draw(dialog_request()), b" ,;:\r\n\t<\x00\xff0", 4)
+
+
+@SETTINGS
+@given(dialog_request() | mutated_request() | message() | mutated())
+@example(b"BYE sip:uas@127.0.0.1:5070;transport=UDP SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
+         b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+         b"Content-Length: 0\r\n\r\n")
+def test_request_as_python(data: bytes) -> None:
+    """The C request is the Python definition's (the lines, the method, URI, CSeq, top Via and
+    Max-Forwards it read), or None where the Python decides; ``relay.request`` always gives what
+    ``request_py`` gives, None and SipParseError included."""
+    learn(data)
+    want = request_fields(relay.request_py, data)
+    got = _fast.request(data, 65535, parser._NAMES, parser._METHODS)
+    if got is not None:
+        assert want == ("ok", got)
+    assert request_fields(relay.request, data) == want
+    assert request_fields(relay.request, data, len(data) - 1) == request_fields(relay.request_py, data, len(data) - 1)
+
+
+def test_the_usual_requests_take_the_c_path() -> None:
+    bye = (b"BYE sip:uas@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2\r\n"
+           b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+           b"Content-Length: 0\r\n\r\n")
+    learn(bye)
+    got = _fast.request(bye, 65535, parser._NAMES, parser._METHODS)
+    assert got is not None and got[4:] == ("BYE", "sip:uas@127.0.0.1:5070", 2, 0, 70, 5)
+    with pytest.raises(TypeError):
+        _fast.request(bye, 65535, parser._NAMES, [])

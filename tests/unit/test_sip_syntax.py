@@ -397,3 +397,24 @@ def test_name_addrs_are_remembered_by_value_within_bounds() -> None:
     for i in range(address.NAME_ADDR_CACHE + 10):
         parse_name_addr(f"<sip:{i}@192.0.2.1>;tag={i}")
     assert len(address._name_addrs) <= address.NAME_ADDR_CACHE
+
+
+@pytest.mark.parametrize("header, value", [
+    ("CSeq", "\u2080 INVITE"), ("CSeq", "1\u00b2 INVITE"), ("Max-Forwards", "\u00b2"),
+    ("Via", "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776;rport=\u00b9"),
+    ("To", "<sip:+13035550100@10.0.0.5:\u00b2>"),
+])
+def test_digits_int_refuses_are_a_parse_error(header: str, value: str) -> None:
+    """Superscript and subscript digits pass str.isdigit but not int(): a peer writing one in
+    a CSeq, Max-Forwards, rport or port gets a 400 (SipParseError), not a ValueError out of
+    the receive path (whole message and the relay's fast read alike)."""
+    lines = [line for line in BASE if not line.startswith(header + ":")] if header != "To" else list(BASE)
+    if header == "To":
+        lines = [f"To: {value}" if line.startswith("To:") else line for line in lines]
+    else:
+        lines.insert(1, f"{header}: {value}")
+    data = ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+    with pytest.raises(SipParseError):
+        validate(parse(data))
+    with pytest.raises(SipParseError):
+        parse_uri("sip:+13035550100@10.0.0.5:\u00b2")

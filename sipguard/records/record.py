@@ -139,7 +139,7 @@ class CallRecord(NamedTuple):
         return hash((self.time, self.call_id, self.instance))
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {name: getattr(self, name) for name in FIELDS}
+        out: dict[str, object] = dict(zip(FIELDS, self, strict=True))
         out["reasons"] = list(self.reasons)
         out["passports"] = list(self.passports)
         return out
@@ -154,7 +154,7 @@ class CallRecord(NamedTuple):
         signed = outcome.signed
         # the values in FIELDS order, made into a CallRecord as they are (one tuple, no
         # keywords: compiled, CallRecord(...) runs namedtuple's interpreted __new__)
-        return _record((
+        values: tuple[Any, ...] = (
             outcome.time, call.call_id, outcome.source[0], outcome.source[1], outcome.transport,
             trunk.id if trunk else None, trunk.role if trunk else None,
             provider.name if provider else None, provider.frn if provider else None,
@@ -172,7 +172,8 @@ class CallRecord(NamedTuple):
             facts.trunk_rmd, facts.trunk_implementation,
             shared_facts(facts),
             ver.report(),
-        ))
+        )
+        return _record(values)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CallRecord:
@@ -221,6 +222,7 @@ ROW_FIELDS[2] = (*ROW_FIELDS[1], "signed_attest", "signed_rule")
 ROW_FIELDS[3] = (*ROW_FIELDS[2], "caller_check", "spc_owner", "trunk_rmd", "trunk_implementation", "facts")
 ROW_FIELDS[4] = (*ROW_FIELDS[3], "passports")
 ROW_VERSION = 4
+_VERSION: tuple[Any, ...] = (ROW_VERSION,)
 VERSTAT_INDEX = ROW_FIELDS[1].index("verstat") + 1    # its place in a stored row of every version
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 # The C encoder behind json.dumps, made once: ``JSONEncoder.encode`` makes a new one, with two
@@ -244,7 +246,7 @@ def column_text(value: str | None) -> str | None:
 
 def to_row(record: CallRecord) -> str:
     """``record`` as stored: ``[ROW_VERSION, value, ...]`` (JSON text, as json.dumps writes it)."""
-    row = (ROW_VERSION, *record)
+    row = _VERSION + record      # not (ROW_VERSION, *record): compiled, that checks and unboxes 42 typed items
     return _encode(row) if _row_chunks is None else "".join(_row_chunks(row, 0))
 
 

@@ -56,19 +56,18 @@ def _texts(values: tuple[Any, ...]) -> tuple[str, ...]:
     return texts
 
 
-
 # A record's ``facts``, one dict for all the records whose extra facts are the same: calls of a
 # trunk mostly share them (a handful of booleans and enums), and under overload records wait
-# for the writer by the tens of thousands (bench/RESULTS.md, session 11: ~190 of ~700 bytes a
-# waiting record). Keyed by the values of every extra fact, so a hit builds no dict at all.
+# for the writer by the tens of thousands (bench/RESULTS.md, session 11: a waiting record
+# 696 -> 565 bytes). Keyed by the values of every extra fact, so a hit builds no dict at all.
 # The dict is shared: read it, never change it. Bounded as the texts are.
 _extra_of = operator.attrgetter(*EXTRA_NAMES)
 _FACTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def shared_facts(facts: Facts) -> dict[str, Any]:
-    """``extra_facts(facts)``, the same dict object for the same values (the values of each
-    fact are of one type, its field's: no two keys are equal but for ``True == 1``)."""
+    """``extra_facts(facts)``, the same dict object for the same values. Keys compare with
+    ``==``, so ``True`` and ``1`` would meet; each fact's values are of its field's one type."""
     key: tuple[Any, ...] = _extra_of(facts)
     try:
         shared = _FACTS.get(key)
@@ -79,6 +78,7 @@ def shared_facts(facts: Facts) -> dict[str, Any]:
         if len(_FACTS) < TEXTS:
             _FACTS[key] = shared
     return shared
+
 
 class CallRecord(NamedTuple):
     """One decided call, as stored. A tuple: its values are the stored row's, in field order,

@@ -67,7 +67,8 @@ OPT = st.none() | TEXT
                  verstat=TEXT, attest=OPT, origid=OPT, x5u=OPT, spc=OPT, reasons=st.lists(TEXT, max_size=3).map(tuple),
                  rule=OPT, rule_class=OPT, notice=OPT, action=TEXT, status=st.none() | st.integers(100, 699),
                  shadow_action=OPT, signed=st.booleans(), signed_origid=OPT, identity_dropped=st.booleans(),
-                 next_hop=OPT, instance=OPT, signed_attest=OPT, signed_rule=OPT,
+                 next_hop=OPT, instance=OPT, signed_attest=OPT, signed_rule=OPT, caller_check=OPT,
+                 spc_owner=OPT, trunk_rmd=OPT, trunk_implementation=OPT,
                  passports=st.lists(TEXT, max_size=3).map(tuple),
                  facts=st.none() | st.dictionaries(TEXT, st.none() | st.booleans() | st.integers() | st.floats(
                      allow_nan=False) | TEXT | st.lists(TEXT, max_size=2), max_size=3)))

@@ -64,7 +64,6 @@ async def run(store: str, n: int, folder: str) -> tuple[float, float]:
 
 
 def sqlite_cost(prefill: int, n: int, batch: int, folder: str) -> None:
-    import dataclasses
     import random
 
     from sipguard.records.sqlite import SqliteRecords
@@ -72,7 +71,7 @@ def sqlite_cost(prefill: int, n: int, batch: int, folder: str) -> None:
     rnd = random.Random(1)
 
     def records(first: int, count: int) -> list[Any]:
-        return [dataclasses.replace(make_record(0), time=BASE_TIME + (first + i) * 0.005,
+        return [make_record(0)._replace(time=BASE_TIME + (first + i) * 0.005,
                                     call_id=f"{rnd.getrandbits(64):016x}@10.0.0.1",
                                     caller=str(12025550000 + rnd.randrange(10000) * 7919 % 100000),
                                     callee=str(13125550000 + rnd.randrange(10000) * 104729 % 100000),

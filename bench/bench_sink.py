@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import sys
@@ -39,7 +38,7 @@ BATCH = 200
 
 
 def records(n: int) -> list[CallRecord]:
-    return [dataclasses.replace(make_record(i), call_id=f"{os.urandom(8).hex()}@10.0.0.1",
+    return [make_record(i)._replace(call_id=f"{os.urandom(8).hex()}@10.0.0.1",
                                 caller=str(12025550000 + (i * 7919) % 10000),
                                 callee=str(13125550000 + (i * 104729) % 10000),
                                 facts={"trunk_score": 0.5, "div_count": 1}, passports=("shaken:passed",),

@@ -13,17 +13,20 @@ maps a pipeline ``Outcome`` to a record, so the pipeline does not know this form
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import os
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sipguard.policy.facts import extra_facts
+from sipguard.policy.facts import EXTRA_NAMES, extra_facts
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome
+    from sipguard.policy.facts import Facts
 
 
 # The text of a verstat and of a reasons tuple, one object for all the records that carry it:
@@ -53,8 +56,36 @@ def _texts(values: tuple[Any, ...]) -> tuple[str, ...]:
     return texts
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
+# A record's ``facts``, one dict for all the records whose extra facts are the same: calls of a
+# trunk mostly share them (a handful of booleans and enums), and under overload records wait
+# for the writer by the tens of thousands (bench/RESULTS.md, session 11: a waiting record
+# 696 -> 565 bytes). Keyed by the values of every extra fact, so a hit builds no dict at all.
+# The dict is shared: read it, never change it. Bounded as the texts are.
+_extra_of = operator.attrgetter(*EXTRA_NAMES)
+_FACTS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def shared_facts(facts: Facts) -> dict[str, Any]:
+    """``extra_facts(facts)``, the same dict object for the same values. Keys compare with
+    ``==``, so ``True`` and ``1`` would meet; each fact's values are of its field's one type."""
+    key: tuple[Any, ...] = _extra_of(facts)
+    try:
+        shared = _FACTS.get(key)
+    except TypeError:             # a value that cannot be hashed: the record's own dict
+        return extra_facts(facts)
+    if shared is None:
+        shared = extra_facts(facts)
+        if len(_FACTS) < TEXTS:
+            _FACTS[key] = shared
+    return shared
+
+
+class CallRecord(NamedTuple):
+    """One decided call, as stored. A tuple: its values are the stored row's, in field order,
+    put together once per call (``of``) and encoded as they are (``to_row``), with no
+    ``__init__`` to write out or to run field by field (a frozen dataclass set each of its 41
+    fields through ``object.__setattr__``) and no field-by-field read to make the row."""
+
     time: float                       # epoch seconds (UTC), when the INVITE was decided
     call_id: str
     source_ip: str
@@ -104,36 +135,11 @@ class CallRecord:
     # "div:failed:div-no-history", "rcd:failed:rcdi-mismatch", "rph:ignored" (verify.py)
     passports: tuple[str, ...] = ()
 
-    def __init__(self, time: float, call_id: str, source_ip: str, source_port: int, transport: str,
-                 trunk: str | None, trunk_role: str | None, provider_name: str | None,
-                 provider_frn: str | None, provider_rmd: str | None, provider_country: str | None,
-                 rmd_snapshot: str | None, caller_raw: str | None, caller: str | None,
-                 callee_raw: str | None, callee: str | None, verstat: str, attest: str | None,
-                 origid: str | None, x5u: str | None, spc: str | None, reasons: tuple[str, ...],
-                 rule: str | None, rule_class: str | None, notice: str | None, action: str,
-                 status: int | None, shadow_action: str | None, signed: bool, signed_origid: str | None,
-                 identity_dropped: bool, next_hop: str | None, instance: str | None,
-                 signed_attest: str | None = None, signed_rule: str | None = None,
-                 caller_check: str | None = None, spc_owner: str | None = None,
-                 trunk_rmd: str | None = None, trunk_implementation: str | None = None,
-                 facts: dict[str, Any] | None = None, passports: tuple[str, ...] = ()) -> None:
-        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
-        # (43 interpreted object.__setattr__ calls per record; bench/RESULTS.md, session 7)
-        values: tuple[Any, ...] = (time, call_id, source_ip, source_port, transport, trunk, trunk_role, provider_name,
-                  provider_frn, provider_rmd, provider_country, rmd_snapshot, caller_raw, caller,
-                  callee_raw, callee, verstat, attest, origid, x5u, spc, reasons, rule, rule_class, notice,
-                  action, status, shadow_action, signed, signed_origid, identity_dropped, next_hop,
-                  instance, signed_attest, signed_rule, caller_check, spc_owner, trunk_rmd,
-                  trunk_implementation, facts, passports)
-        names = FIELDS
-        for i in range(len(names)):       # an index loop: compiled, no zip and no pair per field
-            object.__setattr__(self, names[i], values[i])
-
     def __hash__(self) -> int:     # ``facts`` is a dict: hash what identifies a record
         return hash((self.time, self.call_id, self.instance))
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {name: getattr(self, name) for name in FIELDS}
+        out: dict[str, object] = dict(zip(FIELDS, self, strict=True))
         out["reasons"] = list(self.reasons)
         out["passports"] = list(self.passports)
         return out
@@ -145,40 +151,34 @@ class CallRecord:
         trunk, ver, dec, facts = outcome.trunk, outcome.verification, outcome.decision, outcome.facts
         call = outcome.call
         provider = trunk.provider if trunk is not None else None
-        shadow = dec.would.action if dec.would is not None else None
         signed = outcome.signed
-        # CallRecord, not cls (no subclass exists): compiled, a direct call with the arguments
-        # placed at build time, where cls(...) parses 41 keywords at run time per record
-        return CallRecord(
-            time=outcome.time, call_id=call.call_id, source_ip=outcome.source[0],
-            source_port=outcome.source[1], transport=outcome.transport,
-            trunk=trunk.id if trunk else None, trunk_role=trunk.role if trunk else None,
-            provider_name=provider.name if provider else None,
-            provider_frn=provider.frn if provider else None,
-            provider_rmd=provider.rmd if provider else None,
-            provider_country=provider.country if provider else None,
-            rmd_snapshot=outcome.lookups.rmd_snapshot,
-            caller_raw=call.caller.raw, caller=call.caller.e164,
-            callee_raw=call.callee.raw, callee=call.callee.e164,
-            verstat=_text(ver.verstat), attest=ver.attest, origid=ver.origid, x5u=ver.x5u, spc=ver.spc,
-            reasons=_texts(ver.reasons),
-            rule=dec.rule, rule_class=dec.rule_class, notice=dec.notice,
-            action=dec.action, status=status, shadow_action=shadow,
-            signed=signed, signed_origid=outcome.signed_origid, identity_dropped=False,
-            next_hop=next_hop, instance=instance,
-            signed_attest=outcome.signed_attest if signed else None,
-            signed_rule=(dec.rule or "(default)") if signed else None,
-            caller_check=caller_check(facts.caller_dno, facts.caller_valid, facts.caller_invalid_reason),
-            spc_owner=spc_owner(ver.spc, outcome.lookups.signer_frn, provider.frn if provider else None),
-            trunk_rmd=facts.trunk_rmd, trunk_implementation=facts.trunk_implementation,
-            facts=extra_facts(facts),
-            passports=ver.report(),
+        # the values in FIELDS order, made into a CallRecord as they are (one tuple, no
+        # keywords: compiled, CallRecord(...) runs namedtuple's interpreted __new__)
+        values: tuple[Any, ...] = (
+            outcome.time, call.call_id, outcome.source[0], outcome.source[1], outcome.transport,
+            trunk.id if trunk else None, trunk.role if trunk else None,
+            provider.name if provider else None, provider.frn if provider else None,
+            provider.rmd if provider else None, provider.country if provider else None,
+            outcome.lookups.rmd_snapshot,
+            call.caller.raw, call.caller.e164, call.callee.raw, call.callee.e164,
+            _text(ver.verstat), ver.attest, ver.origid, ver.x5u, ver.spc, _texts(ver.reasons),
+            dec.rule, dec.rule_class, dec.notice, dec.action, status,
+            dec.would.action if dec.would is not None else None,
+            signed, outcome.signed_origid, False, next_hop, instance,
+            outcome.signed_attest if signed else None,
+            (dec.rule or "(default)") if signed else None,
+            caller_check(facts.caller_dno, facts.caller_valid, facts.caller_invalid_reason),
+            spc_owner(ver.spc, outcome.lookups.signer_frn, provider.frn if provider else None),
+            facts.trunk_rmd, facts.trunk_implementation,
+            shared_facts(facts),
+            ver.report(),
         )
+        return _record(values)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CallRecord:
         """Inverse of ``to_dict``; missing optional fields (older records) become None."""
-        values: dict[str, Any] = {}
+        values: list[Any] = []
         for name in FIELDS:
             value = d.get(name)
             if name in ("reasons", "passports"):
@@ -195,15 +195,16 @@ class CallRecord:
                 value = "" if value is None else str(value)
             elif name == "facts" and value is not None and not isinstance(value, dict):
                 raise ValueError(f"facts: expected an object, not {type(value).__name__}")
-            values[name] = value
-        return cls(**values)
+            values.append(value)
+        return _record(tuple(values))
 
     @property
     def attest_c(self) -> bool:
         return self.attest == "C"
 
 
-FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
+FIELDS: tuple[str, ...] = CallRecord._fields
+_record: Callable[[tuple[Any, ...]], CallRecord] = functools.partial(tuple.__new__, CallRecord)
 
 # The stored row (SQLite ``data``): a JSON array, the version then the values in that
 # version's field order. A dict would spell out every name again, in every row: the array
@@ -221,8 +222,8 @@ ROW_FIELDS[2] = (*ROW_FIELDS[1], "signed_attest", "signed_rule")
 ROW_FIELDS[3] = (*ROW_FIELDS[2], "caller_check", "spc_owner", "trunk_rmd", "trunk_implementation", "facts")
 ROW_FIELDS[4] = (*ROW_FIELDS[3], "passports")
 ROW_VERSION = 4
+_VERSION: tuple[Any, ...] = (ROW_VERSION,)
 VERSTAT_INDEX = ROW_FIELDS[1].index("verstat") + 1    # its place in a stored row of every version
-_values = operator.attrgetter(*FIELDS)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 # The C encoder behind json.dumps, made once: ``JSONEncoder.encode`` makes a new one, with two
 # Python frames around it, for every row (a third of ``to_row``'s time). No circular-reference
@@ -245,7 +246,7 @@ def column_text(value: str | None) -> str | None:
 
 def to_row(record: CallRecord) -> str:
     """``record`` as stored: ``[ROW_VERSION, value, ...]`` (JSON text, as json.dumps writes it)."""
-    row = (ROW_VERSION, *_values(record))
+    row = _VERSION + record      # not (ROW_VERSION, *record): compiled, that checks and unboxes 42 typed items
     return _encode(row) if _row_chunks is None else "".join(_row_chunks(row, 0))
 
 

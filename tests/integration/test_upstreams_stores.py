@@ -84,7 +84,7 @@ def test_sqlite_group_by_gives_the_reference(tmp_path: Path) -> None:
 def test_a_sqlite_file_from_before_the_columns_is_upgraded_and_its_rows_count(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = make_record(1, time=BASE_TIME + 1000, verstat="TN-Validation-Failed")
-    v2 = json.dumps([2, *(getattr(old, name) for name in CallRecord.__dataclass_fields__
+    v2 = json.dumps([2, *(getattr(old, name) for name in CallRecord._fields
                           if name in postgres_v2_fields())])
     db = sqlite3.connect(path)
     db.executescript("""CREATE TABLE records (id INTEGER PRIMARY KEY, time REAL NOT NULL, call_id TEXT NOT NULL,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
 import logging
@@ -145,7 +144,7 @@ def test_decision_lines_written_directly_are_the_lines_logging_writes(monkeypatc
     same bytes at the same instant; another handler or a filter (a log capture) gets the line
     through logging again."""
     records = [make_record(3, action="reject", status=603),
-               dataclasses.replace(make_record(4), call_id="caf\u00e9\"x\\y", reasons=("a", "b"),
+               make_record(4)._replace(call_id="caf\u00e9\"x\\y", reasons=("a", "b"),
                                    signed=True, caller=None)]
     monkeypatch.setattr(logs.time, "time", lambda: 1765000000.0429)
     out = io.StringIO()

@@ -226,13 +226,11 @@ def test_sqlite_stores_a_call_id_with_undecodable_bytes_and_the_records_after_it
     """A Call-ID's bytes that are not UTF-8 reach the record as lone surrogates (the SIP parser
     keeps every byte); SQLite could not encode them, the batch failed at every retry and every
     later record stayed in the spool. The indexed column takes U+FFFD, the record every byte."""
-    from dataclasses import replace
-
     from sipguard.records.sqlite import SqliteRecords
 
     db = SqliteRecords(str(tmp_path / "tb.db"))
-    hostile = replace(make_record(), call_id="evil-\udcff\x00-1")
-    db.write([("w1", 1, hostile), ("w1", 2, replace(make_record(), call_id="next-call"))])
+    hostile = make_record()._replace(call_id="evil-\udcff\x00-1")
+    db.write([("w1", 1, hostile), ("w1", 2, make_record()._replace(call_id="next-call"))])
     [found] = db.find(None, None, "evil-\udcff\x00-1", None, None, 10)
     assert found.call_id == "evil-\udcff\x00-1"
     assert [r.call_id for r in db.find(None, None, "next-call", None, None, 10)] == ["next-call"]

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +60,7 @@ def test_whatif_counts_rules_changes_and_samples_and_says_what_it_cannot_redecid
     outcomes = records_of(tmp_path, config, CALLERS * 3)
     records = [from_row(to_row(CallRecord.of(o, 603 if o.decision.action == "reject" else None, None, "t")))
                for o in outcomes]
-    old = records[0].__class__(**{**{n: getattr(records[0], n) for n in records[0].__dataclass_fields__},
-                                  "facts": None})
+    old = records[0]._replace(facts=None)
     unknown = CallRecord.of(records_of(tmp_path, config, CALLERS[:1], source="10.9.9.9")[0], 403, None, "t")
     (tmp_path / "new.yaml").write_text(CANDIDATE)
     current = load_policy(config.policy, config.redress)
@@ -88,7 +86,7 @@ def test_cli_policy_whatif_reads_the_records_store(tmp_path: Path) -> None:
     now = time.time()
     outcomes = records_of(tmp_path, config, CALLERS * 2)
     db = SqliteRecords(config.traceback.path)
-    db.write([("w", i + 1, replace(CallRecord.of(o, None, None, "t"), time=now - 600 + i))
+    db.write([("w", i + 1, CallRecord.of(o, None, None, "t")._replace(time=now - 600 + i))
               for i, o in enumerate(outcomes)])
     db.close()
     (tmp_path / "new.yaml").write_text(CANDIDATE)

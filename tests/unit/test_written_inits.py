@@ -19,7 +19,6 @@ from sipguard.policy.decision import FORWARD
 from sipguard.policy.facts import Facts
 from sipguard.proxy.messages import Hop
 from sipguard.proxy.transactions import InviteTx, State
-from sipguard.records.record import CallRecord
 from sipguard.shaken.identity import IdentityHeader
 from sipguard.shaken.passport import Passport, ShakenClaims
 from sipguard.shaken.reasons import Reason, Verstat
@@ -29,7 +28,7 @@ from sipguard.sip.address import NameAddr, Via
 from sipguard.store.base import LookupKeys, Lookups
 
 ROOT = Path(__file__).resolve().parents[2]
-CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, CallRecord, Facts, TN, IdentityHeader, Passport, ShakenClaims,
+CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, Facts, TN, IdentityHeader, Passport, ShakenClaims,
            Verification, Lookups, LookupKeys]
 INVITE = (b"INVITE sip:+13036231000@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
           b"From: <sip:+12127363100@192.0.2.1>;tag=a\r\nTo: <sip:+13036231000@192.0.2.9>\r\n"

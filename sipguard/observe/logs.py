@@ -1,41 +1,43 @@
 """Structured JSON logs: one object per line, and one line per decision with its Call-ID.
 
 ``setup_logging(level, json=True, decisions="info")`` configures the root logger once.
-``log_decision(record)`` is called for every INVITE: whether decision lines are on is
-computed at setup (and on reload), so a disabled log costs one attribute test. When the
-only handler a decision line reaches is the one ``setup_logging`` installed (the case in
-``serve``), the line skips the logging module's call chain (no ``LogRecord``): it is
-encoded by ``decision_line`` (the bytes ``JsonFormatter`` makes, without a generic JSON
-encoder) and written by the handler in one go with the lines of the next ``FLUSH_AFTER``
-seconds (``DecisionLines``). A handler, filter or level added later (a test's log capture,
-an embedding application) sends the lines through ``logging`` again, as before.
+``log_decision(record)`` (``observe/line.py``, compiled) is called for every INVITE: whether
+decision lines are on is computed at setup (and on reload), so a disabled log costs one
+attribute test. When the only handler a decision line reaches is the one ``setup_logging``
+installed (the case in ``serve``), the line skips the logging module's call chain (no
+``LogRecord``): it is encoded by ``decision_line`` (the bytes ``JsonFormatter`` makes,
+without a generic JSON encoder) and written by the handler in one go with the lines of the
+next ``FLUSH_AFTER`` seconds (``DecisionLines``). A handler, filter or level added later (a
+test's log capture, an embedding application) sends the lines through ``logging`` again, as
+before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import sys
-import time
+import time  # noqa: F401 - tests set logs.time.time, the clock of the lines
 from typing import IO, Any
 
-from sipguard.observe.line import DECISION_FIELDS, DECISION_LOGGER, _encode, _timestamp, decision_line
-from sipguard.records.record import CallRecord
+from sipguard.observe.line import (
+    DECISION_FIELDS,
+    DECISION_LOGGER,
+    FLUSH_AFTER,
+    MAX_PENDING,
+    STATE,
+    _encode,
+    _timestamp,
+    decision_line,
+    log_decision,
+)
 
-__all__ = ["DECISION_FIELDS", "DECISION_LOGGER", "JsonFormatter", "decision_line", "log_decision", "setup_logging"]
+__all__ = ["DECISION_FIELDS", "DECISION_LOGGER", "FLUSH_AFTER", "MAX_PENDING", "JsonFormatter", "decision_line",
+           "log_decision", "setup_logging"]
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 _decisions = logging.getLogger(DECISION_LOGGER)
-_decision_level: int | None = logging.INFO   # None: decision lines off
-_decision_values = operator.attrgetter(*DECISION_FIELDS)
-_ours: DecisionLines | None = None   # the handler setup_logging installed (JSON lines)
-# Decision lines written straight to the stream wait at most this long (and at most
-# MAX_PENDING lines) to go out in one write: a worker killed outright (SIGKILL, OOM) loses
-# the lines of its last FLUSH_AFTER seconds; a stop (SIGTERM, exit) writes them all.
-FLUSH_AFTER = 0.05
-MAX_PENDING = 100
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,40 +59,29 @@ class JsonFormatter(logging.Formatter):
 
 
 class DecisionLines(logging.StreamHandler[IO[str]]):
-    """The JSON handler ``setup_logging`` installs. Decision lines handed to ``add`` wait in
-    ``pending`` for a timer on the running event loop (written at once when none runs);
-    anything logged through the handler, ``flush`` and the logging module's shutdown write
-    them first, so lines keep their order."""
+    """The JSON handler ``setup_logging`` installs. Decision lines (``line.log_decision``)
+    wait in ``pending``, without their terminator, for a timer on the running event loop
+    (written at once when none runs); anything logged through the handler, ``flush`` and the
+    logging module's shutdown write them first, so lines keep their order."""
 
     def __init__(self, stream: IO[str]) -> None:
         super().__init__(stream)
         self.pending: list[str] = []
-        self._timer_on: asyncio.AbstractEventLoop | None = None   # the loop a flush is due on
+        self.timer_on: asyncio.AbstractEventLoop | None = None   # the loop a flush is due on
 
-    def add(self, line: str) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self.pending.append(line)
-            try:
-                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            except RuntimeError:   # no event loop in this thread: now
-                loop = None
-            if loop is not None and len(self.pending) < MAX_PENDING:
-                if self._timer_on is not loop:   # one timer at a time (a closed loop's never fires)
-                    self._timer_on = loop
-                    loop.call_later(FLUSH_AFTER, self._timed_flush)
-                return
-            self.write_pending()
-
-    def _timed_flush(self) -> None:
-        self._timer_on = None
+    def timed_flush(self) -> None:
+        self.timer_on = None
         self.write_pending()
 
     def write_pending(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            if not self.pending:
+            pending = self.pending
+            count = len(pending)   # lines appended from here on stay for the next write
+            if not count:
                 return
-            text = "".join(self.pending)
-            self.pending = []
+            terminator = self.terminator
+            text = terminator.join(pending[:count]) + terminator
+            del pending[:count]
             try:
                 self.stream.write(text)
                 self.stream.flush()
@@ -117,10 +108,9 @@ def setup_logging(level: str = "info", json: bool = True, decisions: str = "info
             if isinstance(handler, DecisionLines):
                 handler.write_pending()
             root.removeHandler(handler)
-    global _ours
     handler = DecisionLines(stream or sys.stderr)
     handler._sipguard = True  # type: ignore[attr-defined]
-    _ours = handler if json else None
+    STATE.handler = handler if json else None
     handler.setFormatter(JsonFormatter() if json else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
@@ -130,43 +120,16 @@ def setup_logging(level: str = "info", json: bool = True, decisions: str = "info
 
 def set_decisions(decisions: str) -> None:
     """Decision lines at ``info`` or ``debug``, or ``off``; computed once, not per call."""
-    global _decision_level
+    STATE.level = 0
     if decisions == "off":
-        _decision_level = None
         return
-    _decision_level = LEVELS.get(decisions, logging.INFO)
+    level = LEVELS.get(decisions, logging.INFO)
     _decisions.setLevel(logging.NOTSET)
-    if not _decisions.isEnabledFor(_decision_level):
-        _decision_level = None
+    if _decisions.isEnabledFor(level):
+        STATE.level, STATE.name = level, logging.getLevelName(level).lower()
 
 
-def log_decision(record: CallRecord) -> None:
-    level = _decision_level
-    if level is None:
-        return
-    handler = _sole_handler(level)
-    if handler is None:
-        fields = dict(zip(DECISION_FIELDS, _decision_values(record), strict=True))
-        _decisions.log(level, "%s %s", record.action, record.call_id, extra={"fields": fields})
-        return
-    handler.add(decision_line(record, time.time(), level) + handler.terminator)
-
-
-def _sole_handler(level: int) -> DecisionLines | None:
-    """The handler ``setup_logging`` installed when a decision line at ``level`` would reach
-    it and nothing else (no other handler, no filter on the way, levels letting it through);
-    None: let ``logging`` deliver it."""
-    ours = _ours
-    if ours is None or ours.filters or level < ours.level or not _decisions.isEnabledFor(level):
-        return None
-    logger: logging.Logger | None = _decisions
-    while logger is not None:
-        if logger.filters:
-            return None
-        if logger.handlers:  # ours alone, and nothing above it
-            only = len(logger.handlers) == 1 and logger.handlers[0] is ours
-            return ours if only and (logger.parent is None or not logger.propagate) else None
-        if not logger.propagate:
-            return None
-        logger = logger.parent
-    return None
+def installed() -> DecisionLines | None:
+    """The JSON handler ``setup_logging`` installed last (None: none, or plain text)."""
+    handler: DecisionLines | None = STATE.handler
+    return handler

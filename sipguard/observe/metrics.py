@@ -10,8 +10,15 @@ supervisor, aggregates them (counters and histograms summed; gauges summed over 
 processes, or the max for breaker states). When a worker dies the supervisor calls
 ``mark_process_dead(pid)``. One process: plain in-memory metrics, no folder needed.
 
-Hot path: ``observe_decision`` does a dict lookup for pre-bound label children and a
-few increments; nothing is formatted per call.
+Hot path: nothing here runs per call. The per-call series (sipguard_invites,
+_invite_reasons, _rule_hits, _rate_limit_hits, _detector_hits, _signed, _decision_seconds) are
+counted in plain ints by compiled code (``observe/decisions.DecisionCounts``, fed by the
+decision sink) and added to the Prometheus values by ``fold``: on every housekeeping tick
+(``export``, 0.5 s), before this process renders /metrics (``render``, ``families``) and when
+the worker stops (``Worker.stop``, on SIGTERM). So a scrape of the supervisor sees a worker's
+calls at most one tick late, and a worker killed outright (SIGKILL, OOM) loses the counts of
+its last tick at most, as it loses those its components count; the values, names and labels
+are those per-call increments made.
 
 Components never import this module. Each counts in one shape, a slotted dataclass of
 cumulative ints named ``counters`` (proxy core, transports, connection limits, overload
@@ -33,6 +40,7 @@ import platform
 import resource
 import shutil
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -48,6 +56,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from sipguard.observe.decisions import DecisionCounts
 from sipguard.policy.facts import Facts
 from sipguard.records.record import CallRecord
 from sipguard.store.base import RMD_CHANGES
@@ -79,10 +88,6 @@ KNOWN_LABELS: dict[str, tuple[str, ...]] = {
     "sipguard_connection_limits": ("unknown_source", "per_source", "total", "head_timeout", "idle_timeout"),
     "sipguard_rmd_changes": RMD_CHANGES,
 }
-DETECTOR_FACTS = (("campaign.fanout", "campaign_fanout"), ("campaign.burst", "campaign_burst"),
-                  ("spoof.neighbor", "spoof_neighbor"), ("spoof.same", "spoof_same"),
-                  ("spoof.us_cid_foreign_trunk", "spoof_us_cid_foreign_trunk"),
-                  ("spoof.a_on_bad_number", "spoof_a_on_bad_number"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +274,7 @@ def mark_process_dead(pid: int) -> None:
 
 
 _current: CollectorRegistry | None = None   # the registry of this process's latest Metrics()
+_alive: weakref.WeakSet[Metrics] = weakref.WeakSet()   # this process's, folded before a render
 
 
 def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
@@ -288,6 +294,8 @@ def families(registry: CollectorRegistry | None = None, names: Iterable[str] = (
 
 
 def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:
+    for made in list(_alive):
+        made.fold()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
@@ -327,6 +335,11 @@ class Metrics:
         for name, values in KNOWN_LABELS.items():
             for value in values:
                 self.child(name, value)
+        # the per-call counts, folded into the values above (the sum goes on from its value:
+        # a worker's file in multiprocess mode may hold one of an earlier process of its pid)
+        self._latency_sum: float = self._decision._sum.get()
+        self.decisions = DecisionCounts((*LATENCY_BUCKETS, float("inf")), self._latency_sum)
+        _alive.add(self)
 
     def child(self, name: str, *labels: str) -> Any:
         key = (name, labels)
@@ -335,34 +348,46 @@ class Metrics:
             found = self._children[key] = self.m[name].labels(*labels)
         return found
 
-    # -- per call ----------------------------------------------------------------------------
+    # -- per call: counted in ``decisions`` (the decision sink counts there directly) ---------
     def observe_decision(self, record: CallRecord, latency_s: float) -> None:
-        key = (record.action, str(record.status) if record.status is not None else "",
-               record.verstat, record.attest or "", record.trunk or "")
-        child = self._invites.get(key)
-        if child is None:
-            child = self._invites[key] = self.m["sipguard_invites"].labels(*key)
-        child.inc()
-        self._decision.observe(latency_s)
-        for reason in record.reasons:
-            self.child("sipguard_invite_reasons", reason).inc()
-        if record.rule is not None:
-            self.child("sipguard_rule_hits", record.rule, record.rule_class or "").inc()
-        if record.signed:
-            self._signed.inc()
+        self.decisions.decision(record, latency_s)
 
     def rate_limited(self, limiter: str) -> None:
-        self.child("sipguard_rate_limit_hits", limiter).inc()
+        self.decisions.limit(limiter)
 
     def detectors_hit(self, facts: Facts) -> None:
         """One count per detector fact that held on this call (sipguard/detectors.py, threats.py)."""
-        for name, field in DETECTOR_FACTS:
-            if getattr(facts, field) is True:
-                self.child("sipguard_detector_hits", name, "").inc()
-        if facts.trunk_threat is not None:
-            self.child("sipguard_detector_hits", "trunk.threat", facts.trunk_threat).inc()
-        if facts.signer_threat is not None:
-            self.child("sipguard_detector_hits", "signer.threat", facts.signer_threat).inc()
+        self.decisions.facts(facts)
+
+    def fold(self) -> None:
+        """The per-call counts since the last fold into the Prometheus values: each value
+        once, by the count (an increment of 1 per call before)."""
+        counts = self.decisions.take()
+        for (action, status, verstat, attest, trunk), n in counts.invites.items():
+            key = (action, "" if status is None else str(status), verstat, attest or "", trunk or "")
+            child = self._invites.get(key)
+            if child is None:
+                child = self._invites[key] = self.m["sipguard_invites"].labels(*key)
+            child.inc(n)
+        for reason, n in counts.reasons.items():
+            self.child("sipguard_invite_reasons", reason).inc(n)
+        for (rule, rule_class), n in counts.rules.items():
+            self.child("sipguard_rule_hits", rule, rule_class or "").inc(n)
+        for limiter, n in counts.limited.items():
+            self.child("sipguard_rate_limit_hits", limiter).inc(n)
+        for (fact, source), n in counts.detectors.items():
+            self.child("sipguard_detector_hits", fact, source).inc(n)
+        if counts.signed:
+            self._signed.inc(counts.signed)
+        # Histogram.observe per call is a bucket and the sum; the counts go to the bucket
+        # values by themselves (prometheus_client keeps them per bucket, not cumulative), the
+        # sum is set to the one added call by call
+        for value, n in zip(self._decision._buckets, counts.buckets, strict=True):
+            if n:
+                value.inc(n)
+        if counts.latency_sum != self._latency_sum:
+            self._decision._sum.set(counts.latency_sum)
+            self._latency_sum = counts.latency_sum
 
     # -- hooks (observe/hooks.MetricHooks): the verifier and the Redis store call them ---------
     def observe_x5u_fetch(self, seconds: float, outcome: str = "ok") -> None:
@@ -393,7 +418,9 @@ class Metrics:
                now: float | None = None) -> None:
         """Export what the components count themselves: each keeps a ``counters`` slotted
         dataclass of cumulative ints, read here by its declared fields (their deltas go to the
-        Prometheus counters), and a few levels (queue depths, cache sizes, health)."""
+        Prometheus counters), and a few levels (queue depths, cache sizes, health); and the
+        per-call counts (``fold``)."""
+        self.fold()
         if core is not None:
             self.m["sipguard_pending_decisions"].set(core.pending)
             self._events(core.counters)

@@ -93,7 +93,7 @@ class Worker:
                                      ConnectionLimits(proxy.tcp, self._known_peer))
         self.guard = OverloadGuard(proxy.shed_delay, proxy.retry_after, proxy.max_message_size,
                                    self.transports.send_to_source)
-        sink = DecisionSink(self.records, self.metrics, self.instance)
+        sink = DecisionSink(self.records, self.metrics.decisions, self.instance)
         self.core = ProxyCore(CoreSettings.of(self.config), self.pipeline, self.transports, sink.on_outcome)
         # every message received: the overload guard (new INVITEs and ACKs only), steering (a
         # request on a listening UDP socket may belong to another worker's transaction:
@@ -220,8 +220,12 @@ class Worker:
                 await self.reload()
             await self._poll_policy()
             self.trim.tick(len(self.core.txs))
-            self.metrics.export(core=self.core, transports=self.transports, guard=self.guard,
-                                steering=self.steering, pipeline=self.pipeline, records=self.records)
+            self.export()
+
+    def export(self) -> None:
+        """Every count and level to the metrics (a housekeeping tick, and the last at stop)."""
+        self.metrics.export(core=self.core, transports=self.transports, guard=self.guard,
+                            steering=self.steering, pipeline=self.pipeline, records=self.records)
 
     async def _poll_policy(self) -> None:
         assert self.pipeline is not None
@@ -275,6 +279,8 @@ class Worker:
             self._rmd_watch.cancel()
         if self.core is not None:
             await self.core.drain(self.config.proxy.drain_timeout)
+        if self.metrics is not None:   # what was counted since the last tick (SIGTERM: nothing lost)
+            self.export()
         if self.guard is not None:
             self.guard.close()
         if self.steering is not None:

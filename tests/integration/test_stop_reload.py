@@ -70,13 +70,19 @@ def test_sigterm_lets_calls_in_progress_finish_and_answers_new_invites_503(sipgu
         uas.close()
 
 
-def test_a_stop_writes_every_decision_line_first(sipguard: Any) -> None:
-    """Decision lines wait up to 50 ms to go out together (observe/logs.py): a worker stopped
-    right after its calls (forked: it ends with os._exit) still writes every one."""
+def test_a_stop_writes_every_decision_line_and_count_first(sipguard: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision lines wait up to 50 ms to go out together (observe/logs.py), the per-call
+    counts up to a housekeeping tick (observe/decisions.py): a worker stopped right after its
+    calls (forked: it ends with os._exit) still writes every line, and its metrics file
+    holds every call."""
+    from sipguard.observe import metrics
+
     uas = MiniUas()
     client = UdpClient()
+    folder = tmp_path / "prom"
     try:
-        sg = sipguard(base_config(uas.port), workers=2)
+        sg = sipguard(base_config(uas.port), workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(folder)})
         calls = [f"line-{i}" for i in range(20)]
         for call_id in calls:
             client.send(invite(sg.addr, client.addr, call_id=call_id), sg.addr)
@@ -85,6 +91,11 @@ def test_a_stop_writes_every_decision_line_first(sipguard: Any) -> None:
         assert sg.proc.wait(15) == 0
         lines = [json.loads(line) for line in sg.log_path.read_text().splitlines() if '"sipguard.decisions"' in line]
         assert sorted(line["call_id"] for line in lines) == sorted(calls), sg.logs()
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))   # the workers' files, summed
+        text = metrics.render()[0].decode()
+        invites = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("sipguard_invites_total{"))
+        assert invites == len(calls) and f"sipguard_decision_seconds_count {len(calls)}.0" in text, text
     finally:
         client.close()
         uas.close()

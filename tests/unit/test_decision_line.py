@@ -99,8 +99,9 @@ def test_a_full_buffer_is_written_at_once_and_shutdown_writes_the_rest() -> None
     with ours_alone() as out:
         asyncio.run(scenario())                          # the loop ends before the timer fires
         assert out.getvalue().count("\n") == logs.MAX_PENDING
-        assert logs._ours is not None                    # what exit (and a worker's end) runs:
-        logging.shutdown([weakref.ref(logs._ours)])
+        handler = logs.installed()
+        assert handler is not None                       # what exit (and a worker's end) runs:
+        logging.shutdown([weakref.ref(handler)])
         lines = out.getvalue().splitlines()
         assert len(lines) == logs.MAX_PENDING + 1
         assert json.loads(lines[-1])["call_id"] == f"call-{logs.MAX_PENDING}@198.51.100.7"

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from sipguard.observe import metrics
@@ -51,6 +53,114 @@ def test_observe_decision_counts_by_labels() -> None:
     assert got[("sipguard_signed_total", ())] == 1
     assert got[("sipguard_decision_seconds_count", ())] == 5
     assert got[("sipguard_decision_seconds_bucket", (("le", "0.0025"),))] == 4
+
+
+# -- the per-call series: counted in plain ints, folded into the values (observe/decisions.py) --
+
+DECISION_SERIES = ("sipguard_invites", "sipguard_invite_reasons", "sipguard_rule_hits", "sipguard_rate_limit_hits",
+                   "sipguard_detector_hits", "sipguard_signed", "sipguard_decision_seconds")
+
+
+def values_of(registry: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The per-call series' samples as the registry holds them now (no fold: render would fold)."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in registry.collect()
+            if family.name in DECISION_SERIES for s in family.samples if s.value}
+
+
+def per_call(m: dict[str, Any], record: Any, latency: float, limited: tuple[str, ...], facts: Any) -> None:
+    """What every call did to the Prometheus values before the counts were folded: the
+    definition the folded values must equal, to the last bit of the histogram's sum."""
+    m["sipguard_invites"].labels(record.action, "" if record.status is None else str(record.status),
+                                 record.verstat, record.attest or "", record.trunk or "").inc()
+    m["sipguard_decision_seconds"].observe(latency)
+    for reason in record.reasons:
+        m["sipguard_invite_reasons"].labels(reason).inc()
+    if record.rule is not None:
+        m["sipguard_rule_hits"].labels(record.rule, record.rule_class or "").inc()
+    if record.signed:
+        m["sipguard_signed"].inc()
+    for name in limited:
+        m["sipguard_rate_limit_hits"].labels(name).inc()
+    for fact, field in (("campaign.fanout", "campaign_fanout"), ("campaign.burst", "campaign_burst"),
+                        ("spoof.neighbor", "spoof_neighbor"), ("spoof.same", "spoof_same"),
+                        ("spoof.us_cid_foreign_trunk", "spoof_us_cid_foreign_trunk"),
+                        ("spoof.a_on_bad_number", "spoof_a_on_bad_number")):
+        if getattr(facts, field) is True:
+            m["sipguard_detector_hits"].labels(fact, "").inc()
+    for fact, source in (("trunk.threat", facts.trunk_threat), ("signer.threat", facts.signer_threat)):
+        if source is not None:
+            m["sipguard_detector_hits"].labels(fact, source).inc()
+
+
+WORDS = st.sampled_from(["a", "b", "", "x y", "caf\u00e9"])
+MAYBE = st.none() | WORDS
+LATENCY = st.sampled_from([*metrics.LATENCY_BUCKETS, 0.0, 1e-9, 3.0]) | st.floats(0, 5, allow_nan=False)
+CALL = st.tuples(
+    st.fixed_dictionaries({"action": st.sampled_from(["forward", "reject", "redirect"]),
+                           "status": st.none() | st.sampled_from([302, 603]), "verstat": WORDS, "attest": MAYBE,
+                           "trunk": MAYBE, "reasons": st.lists(WORDS, max_size=2).map(tuple), "rule": MAYBE,
+                           "rule_class": MAYBE, "signed": st.booleans()}),
+    LATENCY, st.lists(WORDS, max_size=2).map(tuple),
+    st.fixed_dictionaries({"campaign_fanout": st.none() | st.booleans(), "campaign_burst": st.none() | st.booleans(),
+                           "spoof_neighbor": st.booleans(), "spoof_same": st.booleans(),
+                           "spoof_us_cid_foreign_trunk": st.booleans(),
+                           "spoof_a_on_bad_number": st.none() | st.booleans(), "trunk_threat": MAYBE,
+                           "signer_threat": MAYBE}),
+    st.sampled_from(["none", "none", "fold", "export"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(calls=st.lists(CALL, max_size=40))
+def test_folded_counts_are_the_values_per_call_increments_made(calls: list[Any]) -> None:
+    """Calls counted by the decision sink's DecisionCounts reach the Prometheus values at the
+    next fold (each housekeeping tick's export, a render) with the values per-call increments
+    gave: nothing lost, nothing later than the fold, the histogram's sum the same float."""
+    from prometheus_client import CollectorRegistry
+
+    from sipguard.policy.facts import Facts
+
+    m = Metrics()
+    reference = {spec.name: metrics._make(spec, CollectorRegistry()) for spec in SPECS
+                 if spec.name in DECISION_SERIES}
+    for fields, latency, limited, facts_fields, then in calls:
+        record, facts = make_record(**fields), Facts(**facts_fields)
+        m.decisions.count(record, latency, limited, facts)
+        per_call(reference, record, latency, limited, facts)
+        if then == "fold":
+            m.fold()
+        elif then == "export":                      # a housekeeping tick
+            m.export()
+        if then != "none":
+            assert values_of(m.registry) == {k: v for r in reference.values() for k, v in values_of_metric(r).items()}
+    samples(m.render()[0])                        # a render folds what is left
+    assert values_of(m.registry) == {k: v for r in reference.values() for k, v in values_of_metric(r).items()}
+
+
+def values_of_metric(metric: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in metric.collect()
+            for s in family.samples if s.value}
+
+
+def test_a_stopping_worker_folds_what_it_counted_since_the_last_tick(tmp_path: Path) -> None:
+    """SIGTERM: Worker.stop exports once more after the drain, so the calls decided since the
+    last housekeeping tick are in the values (with several workers, in the worker's file)."""
+    import asyncio
+
+    from sipguard.policy.facts import Facts
+    from sipguard.proxy.worker import Worker
+    from tests.unit.test_pipeline import make_config
+
+    worker = Worker(make_config(tmp_path))
+    worker.metrics = m = Metrics()
+    for i in range(3):
+        m.decisions.count(make_record(i), 0.002, ("per_caller",), Facts(spoof_same=True))
+    assert values_of(m.registry) == {}
+    asyncio.run(worker.stop())
+    got = values_of(m.registry)
+    assert got[("sipguard_decision_seconds_count", ())] == 3
+    assert got[("sipguard_rate_limit_hits_total", (("limiter", "per_caller"),))] == 3
+    assert got[("sipguard_detector_hits_total", (("fact", "spoof.same"), ("source", "")))] == 3
+    assert sum(v for (name, _), v in got.items() if name == "sipguard_invites_total") == 3
 
 
 def test_export_reads_each_components_counters_as_deltas(tmp_path: Path) -> None:

@@ -172,7 +172,7 @@ def test_each_decision_fans_out_once_to_records_metrics_and_the_log(tmp_path: Pa
     from dataclasses import replace
 
     from sipguard.observe import logs
-    from sipguard.observe.decisions import DecisionSink
+    from sipguard.observe.decisions import DecisionCounts, DecisionSink
 
     class Seen:
         def __init__(self) -> None:
@@ -181,25 +181,19 @@ def test_each_decision_fans_out_once_to_records_metrics_and_the_log(tmp_path: Pa
         def submit(self, record: CallRecord) -> None:
             self.calls.append(("record", record))
 
-        def observe_decision(self, record: CallRecord, latency: float) -> None:
-            self.calls.append(("decision", (record.call_id, latency)))
-
-        def rate_limited(self, limiter: str) -> None:
-            self.calls.append(("limited", limiter))
-
-        def detectors_hit(self, facts: object) -> None:
-            self.calls.append(("detectors", facts))
-
     out = decide(tmp_path, invite(caller="+18002223333"))
-    out = replace(out, lookups=replace(out.lookups, limited=("per-trunk",)))
-    seen = Seen()
-    sink = DecisionSink(seen, seen, "host/1")  # type: ignore[arg-type]
+    out = replace(out, lookups=replace(out.lookups, limited=("per-trunk",)),
+                  facts=replace(out.facts, spoof_same=True))
+    seen, counts = Seen(), DecisionCounts((0.001, 0.01, float("inf")))
+    sink = DecisionSink(seen, counts, "host/1")
     with caplog.at_level("INFO"):
         logs.set_decisions("info")
         sink.on_outcome(out, 603, "sip:10.0.0.9", 0.004)
     record = CallRecord.of(out, 603, None, "host/1")
-    assert seen.calls == [("record", record), ("decision", ("c1", 0.004)), ("limited", "per-trunk"),
-                          ("detectors", out.facts)]
+    assert seen.calls == [("record", record)]
+    assert counts.invites == {(record.action, 603, record.verstat, record.attest, record.trunk): 1}
+    assert counts.buckets == [0, 1, 0] and counts.latency_sum == 0.004
+    assert counts.limited == {"per-trunk": 1} and counts.detectors[("spoof.same", "")] == 1
     assert [(r.name, r.getMessage()) for r in caplog.records] == [("sipguard.decisions", "reject c1")]
     seen.calls.clear()
     sink.on_outcome(out, 302, "sip:10.0.0.9", 0.0)

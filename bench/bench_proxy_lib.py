@@ -280,24 +280,40 @@ def read_rtts(d: Path) -> tuple[list[float], float]:
     return sorted(out), max(0.0, (last - first) / 1000.0)
 
 
-def metrics_verstat(port: int, keep: Path | None = None) -> dict[str, int]:
+def metrics_verstat(port: int, keep: Path | None = None, settle: float = 3.0) -> dict[str, int]:
     """sipguard_invites_total summed by verstat label, from sipguard's /metrics (empty if none);
-    the whole text is kept in ``keep`` when given."""
+    the whole text is kept in ``keep`` when given. Each worker folds its per-call counts into
+    the shared values every housekeeping tick (0.5 s; README, Observability): read again until
+    two reads 0.6 s apart agree, at most ``settle`` seconds."""
     import re
+    import time
     import urllib.request
 
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
+    def read() -> tuple[str, dict[str, int]] | None:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        except OSError:
+            return None
+        out: dict[str, int] = {}
+        for m in re.finditer(r'^sipguard_invites_total\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            key = labels.get("verstat") or "none"
+            out[key] = out.get(key, 0) + int(float(m.group(2)))
+        return text, out
+
+    last = read()
+    deadline = time.monotonic() + settle
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(0.6)
+        now = read()
+        if now is None or now[1] == last[1]:
+            break
+        last = now
+    if last is None:
         return {}
     if keep is not None:
-        keep.write_text(text)
-    out: dict[str, int] = {}
-    for m in re.finditer(r'^sipguard_invites_total\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        key = labels.get("verstat") or "none"
-        out[key] = out.get(key, 0) + int(float(m.group(2)))
-    return out
+        keep.write_text(last[0])
+    return last[1]
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:

@@ -83,18 +83,18 @@ def test_records_metrics_and_health_after_real_calls(observed: Any) -> None:
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     assert [line["call_id"] for line in lines] == [rec["call_id"]]
 
-    # metrics count the calls sent, by action
-    def metrics() -> str:
+    # metrics count the calls sent, by action (a worker folds its counts in every 0.5 s: wait)
+    def by_action() -> tuple[float, float]:
         status, body = http(f"{base}/metrics")
-        text = body.decode()
-        return text if status == 200 and "sipguard_invites_total" in text else ""
+        lines = body.decode().splitlines() if status == 200 else []
+        forwarded = sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                        if line.startswith("sipguard_invites_total{") and 'action="forward"' in line)
+        rejected = sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                       if line.startswith("sipguard_invites_total{") and 'action="reject"' in line)
+        return forwarded, rejected
 
-    text = wait_for(metrics)
-    forwarded = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith("sipguard_invites_total{") and 'action="forward"' in line)
-    rejected = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("sipguard_invites_total{") and 'action="reject"' in line)
-    assert (forwarded, rejected) == (2.0, 1.0)
+    wait_for(lambda: by_action() == (2.0, 1.0))
+    assert by_action() == (2.0, 1.0)
 
     assert http(f"{base}/healthz")[0] == 200
     status, body = http(f"{base}/readyz")

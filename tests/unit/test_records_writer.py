@@ -178,28 +178,39 @@ def test_aclose_while_store_down_spools_everything_and_next_start_flushes(tmp_pa
     run(scenario())
 
 
-def test_a_spool_that_refuses_a_batch_loses_none_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Store down and the disk refusing too (full, read-only, a lock not to be had): the batch
-    stays in memory, numbered, and goes first once either takes it. Before, the writer pass
-    failed with the batch already taken off the queue: the CI run of d5823c1 lost 5 records."""
+def refuse_spool_appends(monkeypatch: pytest.MonkeyPatch, error: OSError, times: int | None = None) -> None:
+    """Spool.append raises ``error``: ``times`` times, then appends; None: always."""
     from sipguard.records.spool import Spool
 
-    cfg = cfg_for(tmp_path, batch=5)
-    sink = FlakySink()
     real_append = Spool.append
-    refuse = {"left": 2}
+    left = [times]
 
     def append(self: Spool, entries: Any) -> int:
-        if refuse["left"]:
-            refuse["left"] -= 1
-            raise OSError(28, "No space left on device")
+        if left[0] is None or left[0] > 0:
+            left[0] = None if left[0] is None else left[0] - 1
+            raise error
         return real_append(self, entries)
 
     monkeypatch.setattr(Spool, "append", append)
 
+
+async def writer_without_task(sink: Any, cfg: TracebackConfig) -> RecordWriter:
+    """A writer as start() leaves it, but without its task: the test runs every pass."""
+    w = RecordWriter(sink, cfg, writer_id="w")
+    await w._flush_spool(force=True)
+    return w
+
+
+def test_a_spool_that_refuses_a_batch_loses_none_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store down and the disk refusing too (full, read-only, a lock not to be had): the batch
+    stays in memory, numbered, and goes first once either takes it. Before, the writer pass
+    failed with the batch already taken off the queue: the CI run of d5823c1 lost 5 records."""
+    cfg = cfg_for(tmp_path, batch=5)
+    sink = FlakySink()
+    refuse_spool_appends(monkeypatch, OSError(28, "No space left on device"), times=2)
+
     async def scenario() -> None:
-        w = RecordWriter(sink, cfg, writer_id="w")
-        await w._flush_spool(force=True)                    # start() without its task: passes are ours
+        w = await writer_without_task(sink, cfg)
         sink.down = True
         for i in range(12):
             w.submit(make_record(i))
@@ -221,19 +232,12 @@ def test_a_spool_that_refuses_a_batch_loses_none_of_it(tmp_path: Path, monkeypat
 
 def test_a_store_back_before_the_disk_gets_what_the_disk_refused(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from sipguard.records.spool import Spool
-
     cfg = cfg_for(tmp_path, batch=4)
     sink = FlakySink()
-
-    def append(self: Spool, entries: Any) -> int:
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(Spool, "append", append)
+    refuse_spool_appends(monkeypatch, PermissionError(13, "Permission denied"))
 
     async def scenario() -> None:
-        w = RecordWriter(sink, cfg, writer_id="w")
-        await w._flush_spool(force=True)                    # start() without its task: passes are ours
+        w = await writer_without_task(sink, cfg)
         sink.down = True
         for i in range(6):
             w.submit(make_record(i))
@@ -476,8 +480,7 @@ def test_records_past_the_queue_bound_go_to_disk_then_to_the_store_in_order(tmp_
     sink = OrderSink()
 
     async def scenario() -> None:
-        w = RecordWriter(sink, cfg, writer_id="w")
-        await w._flush_spool(force=True)                    # start() without its task: passes are ours
+        w = await writer_without_task(sink, cfg)
         for i in range(12):
             w.submit(make_record(i))
         assert w.counters.spilled == 7

@@ -25,7 +25,7 @@ class MetricHooks(Protocol):
         """A batch of traceback records stored, and how long the write took."""
 
     def records_spooled(self, count: int) -> None:
-        """Records written to the local spool (the store failed or the queue was full)."""
+        """Records written to the local spool (the store failed, or an earlier batch waits there)."""
 
     def records_write_failed(self) -> None:
         """A batch write that failed."""

@@ -312,7 +312,7 @@ class TracebackConfig:
     retention_days: int = 548         # 18 months: 47 CFR 42.6
     path: str = "var/traceback.db"
     spool: str = "var/spool"
-    queue: int = 10000                # records held in memory before spilling to the spool
+    queue: int = 10000                # records queued; past it they wait in the overflow (memory), counted as spilled
     batch: int = 500                  # records per write
     store: str | None = None
 

@@ -1,10 +1,8 @@
 """The record writer: takes records off the hot path and gets them to the store.
 
 ``submit()`` is synchronous, O(1), never blocks and never raises: it appends to a
-bounded in-memory queue (past the bound, to an overflow list, counted as ``spilled``, and
-the writer task is woken: while the overflow holds records, every batch goes to the spool
-on disk, so a store that falls behind costs disk, not the worker's memory; the spool is
-then flushed in order as after an outage). A writer task wakes every
+bounded in-memory queue (past the bound, to an overflow list the writer task takes
+after the queue; counted as ``spilled``). A writer task wakes every
 ``INTERVAL`` seconds (or when a batch is full), numbers each record (writer id, seq)
 and writes the batch to the backend: SQLite (in a thread), a Redis Stream or PostgreSQL.
 
@@ -60,8 +58,8 @@ class WriterCounters:
 
     submitted: int = 0
     written: int = 0
-    spooled: int = 0       # records that went to disk because the store failed or the queue was full
-    spilled: int = 0       # of those, records that found the queue full
+    spooled: int = 0       # records that went to disk because the store or an earlier batch failed
+    spilled: int = 0       # records that found the queue full (they wait in the overflow list)
     flushed: int = 0       # spooled records later delivered to the store
     errors: int = 0        # failed backend writes
     trimmed: int = 0
@@ -81,7 +79,6 @@ class RecordWriter:
         self._overflow: list[CallRecord] = []
         self._unsaved: deque[Entry] = deque()    # numbered, refused by store and spool alike
         self._unsaved_logged = False
-        self._spilling = False                   # records past the queue's bound go to disk
         self._seq = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -162,16 +159,9 @@ class RecordWriter:
 
     async def _drain(self) -> None:
         async with self._drain_lock:
-            if self._overflow and not self._spilling:
-                self._spilling = True
-                log.warning("records: %d records past traceback.queue (%d): the store is behind,"
-                            " batches go to the spool %s until it catches up",
-                            len(self._overflow), self.cfg.queue, self.cfg.spool)
             while self._unsaved or self._queue or self._overflow:
                 if not await self._persist(self._take()):
                     break          # neither the store nor the disk took it: again next pass
-            if not self._overflow:
-                self._spilling = False
             if self._spool_pending:
                 await self._flush_spool(force=self._closing)
 
@@ -196,9 +186,8 @@ class RecordWriter:
 
     async def _persist(self, entries: list[Entry]) -> bool:
         """The batch to the store, else to the spool; False when both refused it (it is then
-        back at the head of ``_unsaved``). Past the queue's bound (records in the overflow)
-        the batch goes to the spool: the store is behind, and memory must not take up the slack."""
-        if not self._spool_pending and not self._overflow:
+        back at the head of ``_unsaved``)."""
+        if not self._spool_pending:
             started = time.perf_counter()
             try:
                 await self.sink.write(entries, self.clock.time())

@@ -470,31 +470,3 @@ def test_release_gives_the_sqlite_page_cache_back(tmp_path: Path) -> None:
         assert writer.counters.written == 4001
 
     run(scenario())
-
-
-def test_records_past_the_queue_bound_go_to_disk_then_to_the_store_in_order(tmp_path: Path) -> None:
-    """``traceback.queue`` bounds the records a worker holds (README, reference): past it, a
-    store that is behind costs disk, not memory. Before, the overflow stayed in memory,
-    unbounded (issue 16's backlog at peak: ~40,000 records in one worker)."""
-    cfg = cfg_for(tmp_path, queue=5, batch=3)
-    sink = OrderSink()
-
-    async def scenario() -> None:
-        w = await writer_without_task(sink, cfg)
-        for i in range(12):
-            w.submit(make_record(i))
-        assert w.counters.spilled == 7
-        await w._drain()                                    # past the bound: all of it to the spool
-        assert w.pending == 0 and w.counters.spooled == 12 and not sink.delivered
-        assert [n for n in os.listdir(cfg.spool) if n.endswith(".jsonl")]
-        w._last_attempt = -10.0                             # the retry interval has passed
-        await w._drain()                                    # the store takes the spool, in order
-        for i in range(12, 14):                             # under the bound: straight to the store
-            w.submit(make_record(i))
-        await w._drain()
-        assert sink.delivered == [("w", s) for s in range(1, 15)]
-        assert w.counters.spooled == 12 and w.counters.flushed == 12 and w.counters.written == 2
-        await w.aclose()
-        assert not [n for n in os.listdir(cfg.spool) if n.endswith(".jsonl")]
-
-    run(scenario())

@@ -575,6 +575,41 @@ static PyObject *fast_value(PyObject *self, PyObject *arg) {
     return out;
 }
 
+/* fast_cseq of a CSeq line's value (fast_value): the (number, method) tuple, None where the
+ * Python decides, NULL with an exception set. */
+static PyObject *line_cseq(PyObject *self, PyObject *line) {
+    PyObject *text = fast_value(self, line);
+    if (text == NULL || text == Py_None) return text;
+    PyObject *cseq = fast_cseq(self, text);
+    Py_DECREF(text);
+    return cseq;
+}
+
+/* The first ``keep`` non-empty items of the comma list ``tl[from:len]``, stripped, as
+ * message.without_first writes them after "name:": " a, b, c". Returns the length; writes the
+ * bytes at ``w`` unless it is NULL (the caller sizes the buffer with a first call). */
+static Py_ssize_t put_items(const char *tl, Py_ssize_t len, Py_ssize_t from, Py_ssize_t keep, char *w) {
+    Py_ssize_t seen = 0, size = 0;
+    while (from <= len && seen < keep) {
+        const char *comma = memchr(tl + from, ',', (size_t)(len - from));
+        Py_ssize_t end = comma != NULL ? comma - tl : len, a = from, b = end;
+        while (a < b && is_str_space((unsigned char)tl[a])) a++;
+        while (b > a && is_str_space((unsigned char)tl[b - 1])) b--;
+        if (a < b) {
+            Py_ssize_t lead = seen++ > 0 ? 2 : 1;
+            if (w != NULL) {
+                if (lead == 2) *w++ = ',';
+                *w++ = ' ';
+                memcpy(w, tl + a, (size_t)(b - a));
+                w += b - a;
+            }
+            size += lead + (b - a);
+        }
+        from = end + 1;
+    }
+    return size;
+}
+
 /* -- relay.response: a response of the usual shape, read for the relay -----------------------------
  * relay.response_py's result, as the tuple (status, method, top, second, relayed, cseq), for a
  * response relay.split takes whose CSeq line is one and reads in C, with at most ``max_values``
@@ -599,7 +634,7 @@ static PyObject *fast_response(PyObject *self, PyObject *const *args, Py_ssize_t
     if (parts == NULL || parts == Py_None) return parts;
     PyObject *start = PyTuple_GET_ITEM(parts, 0), *lines = PyTuple_GET_ITEM(parts, 1);
     PyObject *keys = PyTuple_GET_ITEM(parts, 2);
-    PyObject *cseq_text = NULL, *cseq = NULL, *top = NULL, *second = NULL, *relayed = NULL, *result = NULL;
+    PyObject *cseq = NULL, *top = NULL, *second = NULL, *relayed = NULL, *result = NULL;
     /* the status line: "SIP/2.0 " three digits, then a space or the end, 100..699 */
     const char *st = PyBytes_AS_STRING(start);
     Py_ssize_t st_len = PyBytes_GET_SIZE(start);
@@ -625,10 +660,7 @@ static PyObject *fast_response(PyObject *self, PyObject *const *args, Py_ssize_t
         }
     }
     if (cseq_at < 0 || vias == 0 || vias > max_values) goto none;
-    cseq_text = fast_value(self, PyList_GET_ITEM(lines, cseq_at));
-    if (cseq_text == NULL) goto error;
-    if (cseq_text == Py_None) goto none;
-    cseq = fast_cseq(self, cseq_text);
+    cseq = line_cseq(self, PyList_GET_ITEM(lines, cseq_at));
     if (cseq == NULL) goto error;
     if (cseq == Py_None) goto none;
     Py_ssize_t first = via_at[0];
@@ -691,15 +723,7 @@ static PyObject *fast_response(PyObject *self, PyObject *const *args, Py_ssize_t
     if (keep > 0) {
         name_len = (const char *)memchr(tl, ':', (size_t)tl_len) - tl;
         put_len = name_len + 1 + 2;  /* "name: " ... CR LF */
-        Py_ssize_t seen = 0;
-        for (Py_ssize_t from = keep_from; from <= tl_len && seen < keep;) {
-            const char *comma = memchr(tl + from, ',', (size_t)(tl_len - from));
-            Py_ssize_t end = comma != NULL ? comma - tl : tl_len, a = from, b = end;
-            while (a < b && is_str_space((unsigned char)tl[a])) a++;
-            while (b > a && is_str_space((unsigned char)tl[b - 1])) b--;
-            if (a < b) put_len += (seen++ > 0 ? 2 : 1) + (b - a);
-            from = end + 1;
-        }
+        put_len += put_items(tl, tl_len, keep_from, keep, NULL);
     }
     relayed = PyBytes_FromStringAndSize(NULL, size - cut_len + put_len);
     if (relayed == NULL) goto error;
@@ -710,20 +734,7 @@ static PyObject *fast_response(PyObject *self, PyObject *const *args, Py_ssize_t
         memcpy(w, tl, (size_t)name_len);
         w += name_len;
         *w++ = ':';
-        Py_ssize_t seen = 0;
-        for (Py_ssize_t from = keep_from; from <= tl_len && seen < keep;) {
-            const char *comma = memchr(tl + from, ',', (size_t)(tl_len - from));
-            Py_ssize_t end = comma != NULL ? comma - tl : tl_len, a = from, b = end;
-            while (a < b && is_str_space((unsigned char)tl[a])) a++;
-            while (b > a && is_str_space((unsigned char)tl[b - 1])) b--;
-            if (a < b) {
-                if (seen++ > 0) *w++ = ',';
-                *w++ = ' ';
-                memcpy(w, tl + a, (size_t)(b - a));
-                w += b - a;
-            }
-            from = end + 1;
-        }
+        w += put_items(tl, tl_len, keep_from, keep, w);
         *w++ = '\r';
         *w++ = '\n';
     }
@@ -738,7 +749,6 @@ error:
     result = NULL;
 done:
     Py_DECREF(parts);
-    Py_XDECREF(cseq_text);
     Py_XDECREF(cseq);
     Py_XDECREF(top);
     Py_XDECREF(second);
@@ -765,7 +775,7 @@ static PyObject *fast_request(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (parts == NULL || parts == Py_None) return parts;
     PyObject *start = PyTuple_GET_ITEM(parts, 0), *lines = PyTuple_GET_ITEM(parts, 1);
     PyObject *keys = PyTuple_GET_ITEM(parts, 2);
-    PyObject *method_b = NULL, *uri = NULL, *cseq_text = NULL, *cseq = NULL, *top = NULL, *mf = NULL;
+    PyObject *method_b = NULL, *uri = NULL, *cseq = NULL, *top = NULL, *mf = NULL;
     PyObject *result = NULL;
     /* the request line: exactly two spaces, "SIP/2.0" last, a URI between */
     const char *st = PyBytes_AS_STRING(start);
@@ -801,10 +811,7 @@ static PyObject *fast_request(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
     }
     if (cseq_at < 0 || via < 0 || mf_at < 0) goto none;
-    cseq_text = fast_value(self, PyList_GET_ITEM(lines, cseq_at));
-    if (cseq_text == NULL) goto error;
-    if (cseq_text == Py_None) goto none;
-    cseq = fast_cseq(self, cseq_text);
+    cseq = line_cseq(self, PyList_GET_ITEM(lines, cseq_at));
     if (cseq == NULL) goto error;
     if (cseq == Py_None) goto none;
     int same = PyUnicode_Compare(PyTuple_GET_ITEM(cseq, 1), method);
@@ -840,7 +847,6 @@ done:
     Py_DECREF(parts);
     Py_XDECREF(method_b);
     Py_XDECREF(uri);
-    Py_XDECREF(cseq_text);
     Py_XDECREF(cseq);
     Py_XDECREF(top);
     Py_XDECREF(mf);

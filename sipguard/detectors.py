@@ -97,7 +97,7 @@ def burst_key(caller: str | None, burst: Burst) -> str | None:
     if not caller:
         return None
     d = caller[1:] if caller.startswith("+") else caller
-    return d[:burst.prefix] if d.isdigit() else None
+    return d[:burst.prefix] if d.isascii() and d.isdigit() else None
 
 
 def callee_member(callee: str | None) -> int | None:
@@ -105,7 +105,7 @@ def callee_member(callee: str | None) -> int | None:
     if not callee:
         return None
     d = callee[1:] if callee.startswith("+") else callee
-    return int(d) if d.isdigit() and 0 < len(d) <= 15 else None
+    return int(d) if d.isascii() and d.isdigit() and 0 < len(d) <= 15 else None
 
 
 class CampaignWindows:

@@ -328,7 +328,8 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
     raw = await reader.readuntil(b"\r\n\r\n")
     lines = raw.decode("latin-1").split("\r\n")
     status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit():
+    if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") \
+            or not (status_line[1].isascii() and status_line[1].isdigit()):
         raise ValueError(f"bad status line {lines[0][:60]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -347,7 +348,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], cap:
         return await _read_chunked(reader, cap)
     length = headers.get("content-length")
     if length is not None:
-        if not length.strip().isdigit():
+        if not (length.strip().isascii() and length.strip().isdigit()):
             raise ValueError("bad Content-Length")
         size = int(length)
         if size > cap:

@@ -301,3 +301,13 @@ def test_policy_eval_takes_the_detector_facts(tmp_path: Path, capsys: pytest.Cap
     assert main(["policy", "eval", str(tmp_path / "p.yaml"), "campaign.fanout=null", "spoof.neighbor=true",
                  "trunk.role=foreign"]) == 0
     assert json.loads(capsys.readouterr().out)["rule"] == "neighbor"
+
+
+@pytest.mark.parametrize("number", ["+1\u00b2025550123", "1202555\u00b9123", "+\u0663\u0663\u0663"])
+def test_a_number_with_non_ascii_digits_is_no_member_and_no_prefix(number: str) -> None:
+    """str.isdigit takes superscripts (which int() refuses: ValueError) and other scripts'
+    digits: a caller or callee with them is not counted, it does not raise."""
+    from sipguard.detectors import burst_key, callee_member
+
+    assert callee_member(number) is None
+    assert burst_key(number, Burst(window=60.0, calls=10, prefix=4)) is None

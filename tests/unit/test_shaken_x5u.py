@@ -395,3 +395,22 @@ def test_pipeline_spends_the_budget_of_the_calls_trunk(tmp_path: Path, pki: StiP
 
     stats = asyncio.run(go())
     assert stats.x5u_refused == 2 and stats.x5u_budget_skips == 1   # a's second, not b's first
+
+
+@pytest.mark.parametrize(("head", "message"), [
+    (b"HTTP/1.1 \xb200 OK\r\n\r\n", "bad status line"),                   # latin-1 superscript two
+    (b"HTTP/1.1 200 OK\r\nContent-Length: \xb9\r\n\r\n", "bad Content-Length"),
+])
+def test_a_servers_superscript_digits_are_refused_by_name(head: bytes, message: str) -> None:
+    """str.isdigit takes them and int() refuses them: the refusal names the bad field."""
+    from sipguard.shaken import x5u
+
+    async def read() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(head)
+        reader.feed_eof()
+        status, headers = await x5u._read_head(reader)
+        await x5u._read_body(reader, headers, 1000)
+
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(read())

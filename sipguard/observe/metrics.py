@@ -7,8 +7,10 @@ Several workers: the supervisor calls ``prepare_multiprocess(dir)`` before it fo
 so every process writes its samples to memory-mapped files in ``dir``
 (prometheus_client multiprocess mode) and the one HTTP endpoint, served by the
 supervisor, aggregates them (counters and histograms summed; gauges summed over live
-processes, or the max for breaker states). When a worker dies the supervisor calls
-``mark_process_dead(pid)``. One process: plain in-memory metrics, no folder needed.
+processes, or the max for breaker states). The per-trunk upstream gauges, replaced whole at
+each score refresh, are a small JSON table per worker in the same folder instead
+(``UpstreamSeries``): a sample file cannot drop a series. When a worker dies the supervisor
+calls ``mark_process_dead(pid)``. One process: plain in-memory metrics, no folder needed.
 
 Hot path: nothing here runs per call. The per-call series (sipguard_invites,
 _invite_reasons, _rule_hits, _rate_limit_hits, _detector_hits, _signed, _decision_seconds) are
@@ -35,6 +37,8 @@ each counter and histogram are not exported (a third of the exposition, read by 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
 import resource
@@ -231,6 +235,58 @@ _TICKS = float(os.sysconf("SC_CLK_TCK"))
 _PAGE = float(os.sysconf("SC_PAGE_SIZE"))
 
 
+UPSTREAM_SERIES = ("sipguard_upstream_score", "sipguard_upstream_calls", "sipguard_upstream_share")
+_UPSTREAMS_FILE = "upstreams_{}.json"   # not *.db: prometheus_client's collector reads those only
+
+
+def _write_upstreams(folder: str, rows: list[tuple[str, int, dict[str, float], int | None]]) -> None:
+    """This process's latest upstream table, replaced whole (a reader sees the old or the new)."""
+    path = os.path.join(folder, _UPSTREAMS_FILE.format(process_id()))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(rows, fh, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+class UpstreamSeries:
+    """The sipguard_upstream_* gauges in multiprocess mode: the latest table of each live
+    worker (``set_upstreams``), the highest value per series across them (the gauges' "max",
+    as when they were sample files). A file that does not read as a table is skipped."""
+
+    def describe(self) -> Iterator[Metric]:
+        for name in UPSTREAM_SERIES:
+            yield GaugeMetricFamily(name, "")
+
+    def collect(self) -> Iterator[Metric]:
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ""
+        calls: dict[str, float] = {}
+        shares: dict[tuple[str, str], float] = {}
+        scores: dict[str, float] = {}
+        for pid in sorted(_worker_pids()):
+            try:
+                with open(os.path.join(folder, _UPSTREAMS_FILE.format(pid))) as fh:
+                    rows = json.load(fh)
+                for trunk, n, by_measure, score in rows:
+                    calls[trunk] = max(calls.get(trunk, n), n)
+                    for measure, share in by_measure.items():
+                        shares[trunk, measure] = max(shares.get((trunk, measure), share), share)
+                    if score is not None:
+                        scores[trunk] = max(scores.get(trunk, score), score)
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue
+        help_of = {spec.name: spec.help for spec in SPECS}
+        families = {name: GaugeMetricFamily(name, help_of[name], labels=labels) for name, labels in
+                    (("sipguard_upstream_score", ["trunk"]), ("sipguard_upstream_calls", ["trunk"]),
+                     ("sipguard_upstream_share", ["trunk", "measure"]))}
+        for trunk, value in scores.items():
+            families["sipguard_upstream_score"].add_metric([trunk], value)
+        for trunk, value in calls.items():
+            families["sipguard_upstream_calls"].add_metric([trunk], value)
+        for (trunk, measure), value in shares.items():
+            families["sipguard_upstream_share"].add_metric([trunk, measure], value)
+        yield from families.values()
+
+
 def _worker_pids() -> set[int]:
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not folder or not os.path.isdir(folder):
@@ -271,6 +327,8 @@ def mark_process_dead(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _UPSTREAMS_FILE.format(pid)))
 
 
 _current: CollectorRegistry | None = None   # the registry of this process's latest Metrics()
@@ -302,6 +360,7 @@ def _exported(registry: CollectorRegistry | None) -> CollectorRegistry:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)
         merged.register(AllProcesses())
+        merged.register(UpstreamSeries())
         return merged
     if registry is None:
         from prometheus_client import REGISTRY
@@ -453,16 +512,26 @@ class Metrics:
             self._bump(self.child("sipguard_sip_events", event), "event." + event, total)
 
     def set_upstreams(self, measures: dict[str, Any], scores: dict[str, int]) -> None:
-        """From the trunk.score refresh (records/upstreams.py), once per upstreams.score_interval."""
-        for name in ("sipguard_upstream_score", "sipguard_upstream_calls", "sipguard_upstream_share"):
-            self.m[name].clear()      # a trunk gone from the window goes from the series too
+        """From the trunk.score refresh (records/upstreams.py), once per upstreams.score_interval:
+        the table replaces the last one, so a trunk gone from the window (or whose score is
+        now absent) goes from the series too. Several workers: prometheus_client cannot take a
+        series out of a process's sample file (``clear`` only warns), so the table goes to a
+        file of its own in the multiprocess folder, which ``UpstreamSeries`` reads at render."""
+        rows = [(trunk, m.calls, m.shares(), scores.get(trunk))
+                for trunk, m in list(measures.items())[:MAX_UPSTREAM_SERIES]]
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            _write_upstreams(folder, rows)
+            return
+        for name in UPSTREAM_SERIES:
+            self.m[name].clear()
         self._children = {k: v for k, v in self._children.items() if not k[0].startswith("sipguard_upstream_")}
-        for trunk, m in list(measures.items())[:MAX_UPSTREAM_SERIES]:
-            self.m["sipguard_upstream_calls"].labels(trunk).set(m.calls)
-            for measure, share in m.shares().items():
+        for trunk, calls, shares, score in rows:
+            self.m["sipguard_upstream_calls"].labels(trunk).set(calls)
+            for measure, share in shares.items():
                 self.m["sipguard_upstream_share"].labels(trunk, measure).set(share)
-            if trunk in scores:
-                self.m["sipguard_upstream_score"].labels(trunk).set(scores[trunk])
+            if score is not None:
+                self.m["sipguard_upstream_score"].labels(trunk).set(score)
 
     def watch_upstreams(self, trunks: Iterable[str]) -> None:
         """The RMD watch starts (worker 0): each configured trunk's change series at 0, so a

@@ -474,3 +474,54 @@ def test_dashboard_is_valid_for_grafana_import() -> None:
     cells = [(x, y) for p in dash["panels"] for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
              for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])]
     assert len(cells) == len(set(cells))
+
+
+class _Measure:
+    def __init__(self, calls: int, shares: dict[str, float]) -> None:
+        self.calls, self._shares = calls, shares
+
+    def shares(self) -> dict[str, float]:
+        return self._shares
+
+
+def test_multiprocess_upstream_table_replaces_the_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several workers: a trunk gone from the score window (or whose score is now absent) goes
+    from the sipguard_upstream_* series, and no warning is printed (prometheus_client's
+    ``clear`` only warns in multiprocess mode and leaves the old series in the sample file)."""
+    import warnings
+
+    folder = tmp_path / "prom"
+    folder.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    m = Metrics()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.set_upstreams({"a": _Measure(40, {"unsigned": 0.25}), "b": _Measure(3, {"unsigned": 1.0})}, {"a": 70})
+        got = samples(metrics.render()[0])
+        assert got[("sipguard_upstream_score", (("trunk", "a"),))] == 70
+        assert got[("sipguard_upstream_calls", (("trunk", "b"),))] == 3
+        assert got[("sipguard_upstream_share", (("measure", "unsigned"), ("trunk", "a")))] == 0.25
+        m.set_upstreams({"b": _Measure(5, {"unsigned": 0.5})}, {})
+        got = samples(metrics.render()[0])
+    upstream = {k: v for k, v in got.items() if k[0].startswith("sipguard_upstream_")}
+    assert upstream == {("sipguard_upstream_calls", (("trunk", "b"),)): 5,
+                        ("sipguard_upstream_share", (("measure", "unsigned"), ("trunk", "b"))): 0.5}
+
+
+def test_multiprocess_upstream_tables_of_dead_or_broken_files_are_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "prom"
+    folder.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    Metrics().set_upstreams({"a": _Measure(40, {})}, {"a": 60})
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    dead = folder / f"upstreams_{child}.json"
+    dead.write_text('[["ghost", 9, {}, 99]]')                       # a worker that is gone
+    (folder / "upstreams_1.json").write_text('[["x", "many", {"m": []}, {}]] trailing')  # pid 1: live, not a table
+    got = samples(metrics.render()[0])
+    upstream = {k: v for k, v in got.items() if k[0].startswith("sipguard_upstream_")}
+    assert upstream == {("sipguard_upstream_calls", (("trunk", "a"),)): 40,
+                        ("sipguard_upstream_score", (("trunk", "a"),)): 60}
+    metrics.mark_process_dead(int(child))
+    assert not dead.exists()

@@ -10,8 +10,10 @@ a thread of its own (``writer.SqliteSink``) so the event loop never waits on the
 Rows go in ``ROWS`` at a time, each group one multi-row INSERT, so the thread drops and
 retakes the GIL once per group (``executemany`` does it around every row, and each retake
 can keep the event loop waiting up to the interpreter's switch interval). The rows are
-encoded a few at a time with the GIL given back in between: the event loop never waits
-for more than one small chunk of JSON.
+encoded before (``encode``; ``writer.SqliteSink`` does it on the event loop, a few rows at a
+time): the thread runs below the event loop's CPU priority, and a thread that holds the GIL
+while the scheduler runs other work first stops the event loop for as long (measured: stalls
+of 20-45 ms at 1,000 calls/s when it encoded the rows itself; bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -59,7 +61,17 @@ ADDED = ("verstat", "caller_check", "spc_owner", "trunk_rmd", "implementation")
 TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
 COLUMNS = 16
 ROWS = 32               # rows per INSERT statement (32 x 16 parameters, below SQLite's oldest limit of 999)
-CHUNK = 16              # rows encoded between two offers of the GIL to the event loop
+CHUNK = 16              # rows encoded on the event loop between two chances for calls to run
+
+
+def encode(entries: Sequence[Entry]) -> list[object]:
+    """The INSERT parameters of ``entries``, ``COLUMNS`` per record, in order."""
+    params: list[object] = []
+    for w, s, r in entries:
+        params += (r.time, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
+                   column_text(r.trunk), column_text(r.spc), r.action, r.attest, w, s, to_row(r),
+                   r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation)
+    return params
 
 
 @functools.lru_cache(maxsize=ROWS)
@@ -97,19 +109,18 @@ class SqliteRecords:
         return self._db
 
     def write(self, entries: Sequence[Entry]) -> None:
-        params: list[object] = []
-        for n, (w, s, r) in enumerate(entries, 1):
-            params += (r.time, column_text(r.call_id), column_text(r.caller), column_text(r.callee),
-                       column_text(r.trunk), column_text(r.spc), r.action, r.attest, w, s, to_row(r),
-                       r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation)
-            if n % CHUNK == 0:
-                time.sleep(0)  # drops the GIL: a waiting event loop runs now, not after the batch
+        self.insert(encode(entries))
+
+    def insert(self, params: Sequence[object]) -> None:
+        """Rows ``encode`` made, in one transaction. Between SQLite's calls (which run without
+        the GIL) only the binding of the parameters holds it: the encoding is done before."""
+        count = len(params) // COLUMNS
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(entries), ROWS):
-                    rows = min(ROWS, len(entries) - start)
+                for start in range(0, count, ROWS):
+                    rows = min(ROWS, count - start)
                     db.execute(_insert(rows), params[start * COLUMNS:(start + rows) * COLUMNS])
             except BaseException:
                 db.execute("ROLLBACK")

@@ -281,18 +281,20 @@ def _writer_id() -> str:
 
 class SqliteSink:
     """The SQLite file, written by one thread of its own that runs ``NICE`` steps below the
-    process's CPU priority: on a busy box the encoding, B-tree and disk work of the records
-    yields to the event loops and to the other processes that carry calls rather than delay
-    them (measured: bench/RESULTS.md). The thread gives the GIL back every few rows and
-    SQLite releases it while it works, so the event loop never waits long for it, even when
-    the scheduler runs this thread last."""
+    process's CPU priority: on a busy box the B-tree and disk work of the records yields to
+    the event loops and to the other processes that carry calls rather than delay them
+    (measured: bench/RESULTS.md). That thread must hold the GIL as little as it can: when the
+    scheduler runs other work first while it holds it, the event loop stops as long. So the
+    rows are encoded here, on the event loop, a few at a time (``sqlite.encode``), and the
+    thread only binds them and runs SQLite, which releases the GIL while it works."""
 
     NICE = 10
 
     def __init__(self, cfg: TracebackConfig) -> None:
-        from sipguard.records.sqlite import SqliteRecords
+        from sipguard.records.sqlite import CHUNK, SqliteRecords, encode
 
         self.db = SqliteRecords(cfg.path)
+        self._encode, self._chunk = encode, CHUNK
         self.cfg = cfg
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="records-sqlite", initializer=_lower_priority,
                                           initargs=(self.NICE,))
@@ -304,7 +306,12 @@ class SqliteSink:
         await self._run(self.db.open)
 
     async def write(self, entries: Sequence[Entry], now: float) -> None:
-        await self._run(self.db.write, entries)
+        params: list[object] = []
+        for start in range(0, len(entries), self._chunk):
+            if start:
+                await asyncio.sleep(0)      # calls waiting meanwhile go first
+            params += self._encode(entries[start:start + self._chunk])
+        await self._run(self.db.insert, params)
 
     async def trim(self, now: float) -> int:
         return int(await self._run(self.db.trim, now - self.cfg.retention_seconds))

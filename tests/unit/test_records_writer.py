@@ -470,3 +470,37 @@ def test_release_gives_the_sqlite_page_cache_back(tmp_path: Path) -> None:
         assert writer.counters.written == 4001
 
     run(scenario())
+
+
+def test_sqlite_rows_are_encoded_on_the_event_loop_not_in_the_writer_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SQLite thread runs below the event loop's priority: while it holds the GIL (to encode
+    rows) and the scheduler runs other work first, the event loop stops as long. It must only
+    bind the rows and run SQLite; every record is encoded in the event loop's thread."""
+    from sipguard.records import record as record_module
+
+    cfg = cfg_for(tmp_path)
+    encoded_in: set[int] = set()
+    real = record_module.to_row
+
+    def to_row(r: Any) -> str:
+        encoded_in.add(threading.get_ident())
+        return real(r)
+
+    monkeypatch.setattr("sipguard.records.sqlite.to_row", to_row)
+
+    async def scenario() -> None:
+        writer = open_records("memory", cfg, clock=ManualClock(BASE_TIME + 1000))
+        await writer.start()
+        for i in range(40):                      # more than one chunk of rows
+            writer.submit(make_record(i))
+        await writer.aclose()
+        assert writer.counters.written == 40
+
+    run(scenario())
+    assert encoded_in == {threading.get_ident()}
+    assert len(query_all(cfg)) == 40
+
+
+def query_all(cfg: TracebackConfig) -> list[Any]:
+    return run(query.find("memory", cfg, since=0, until=BASE_TIME + 10**6, limit=1000))  # type: ignore[return-value]

@@ -344,7 +344,7 @@ def overload_ack(data: bytes, tag_prefix: bytes) -> bool:
     """Is this the ACK of an ``overload_answer`` (its To tag starts with ``tag_prefix``)? Such
     an ACK is hop-by-hop (RFC 3261 17.2.1) and there is no transaction to stop: absorbed."""
     end = data.find(b"\r\n\r\n") if data[:4] == b"ACK " else -1
-    if end < 0:
-        return False
+    if end < 0 or data.find(tag_prefix, 0, end) < 0:
+        return False   # the To tag is part of the head: without the prefix there, not ours (most ACKs)
     m = _ACK_TO_TAG.search(data, 0, end)
     return m is not None and m.group(1).startswith(tag_prefix)

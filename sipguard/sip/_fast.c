@@ -3,8 +3,9 @@
  * Cutting a head into lines and looking up their names (relay.split, parser.known_keys), the
  * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value), a
  * Via value of the usual shape (address.parse_via), a parameter list (address.parse_params),
- * a header line's value (relay.line_value), and a response and an in-dialog request of the usual
- * shape read for the relay (relay.response_py, relay.request_py). Every function here has a Python
+ * a header line's value (relay.line_value) and a header's values (message.values_py), a response
+ * and an in-dialog request of the usual shape read for the relay (relay.response_py,
+ * relay.request_py), and a request of the usual shape parsed whole (parser.parse_py). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
  * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
  * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or

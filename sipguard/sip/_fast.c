@@ -3,8 +3,9 @@
  * Cutting a head into lines and looking up their names (relay.split, parser.known_keys), the
  * SIP-URI check of a name-addr (address._usual_uri), a CSeq value (message.cseq_value), a
  * Via value of the usual shape (address.parse_via), a parameter list (address.parse_params),
- * a header line's value (relay.line_value), and a response and an in-dialog request of the usual
- * shape read for the relay (relay.response_py, relay.request_py). Every function here has a Python
+ * a header line's value (relay.line_value) and a header's values (message.values_py), a response
+ * and an in-dialog request of the usual shape read for the relay (relay.response_py,
+ * relay.request_py), and a request of the usual shape parsed whole (parser.parse_py). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
  * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
  * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
@@ -34,17 +35,30 @@ static int is_bytes_space(unsigned char c) {
 
 /* Which of the required keys ``key`` is (0: none). The keys are the parser's own str
  * objects (hdr.key), compared by value as Python's ``in`` and ``count`` compare them. */
+/* Whether the str ``key`` is ``s`` (an ASCII constant below), by value: the same object, or
+ * the same length and the same characters (a str of another kind never equals an ASCII one). */
+static int key_is(PyObject *key, PyObject *s) {
+    if (key == s) return 1;
+    if (!PyUnicode_Check(key) || PyUnicode_READY(key) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    return PyUnicode_GET_LENGTH(key) == n && PyUnicode_KIND(key) == PyUnicode_1BYTE_KIND
+        && memcmp(PyUnicode_1BYTE_DATA(key), PyUnicode_1BYTE_DATA(s), (size_t)n) == 0;
+}
+
 static int required_bit(PyObject *key) {
-    if (key == s_via || PyUnicode_Compare(key, s_via) == 0) return K_VIA;
-    if (key == s_from || PyUnicode_Compare(key, s_from) == 0) return K_FROM;
-    if (key == s_to || PyUnicode_Compare(key, s_to) == 0) return K_TO;
-    if (key == s_call_id || PyUnicode_Compare(key, s_call_id) == 0) return K_CALL_ID;
-    if (key == s_cseq || PyUnicode_Compare(key, s_cseq) == 0) return K_CSEQ;
+    if (key_is(key, s_via)) return K_VIA;
+    if (key_is(key, s_from)) return K_FROM;
+    if (key_is(key, s_to)) return K_TO;
+    if (key_is(key, s_call_id)) return K_CALL_ID;
+    if (key_is(key, s_cseq)) return K_CSEQ;
     return 0;
 }
 
 static int is_content_length(PyObject *key) {
-    return key == s_content_length || PyUnicode_Compare(key, s_content_length) == 0;
+    return key_is(key, s_content_length);
 }
 
 /* Find "\r\n" in p[from:to); -1 if none. */
@@ -575,6 +589,54 @@ static PyObject *fast_value(PyObject *self, PyObject *arg) {
     return out;
 }
 
+/* -- message.Message._values: the values of one header, one per line ------------------------------
+ * values(lines, positions): for each position, the value of the line ``lines[pos][1]`` as
+ * fast_value reads it (message.values_py's decode and strip). Message._values also unfolds
+ * (``_FOLD``), which can change a value only where a LF is left after the strip: such a value
+ * gives None, as do a line without a colon and anything not of the expected types (the Python
+ * then reads them all). Positions out of range: None. */
+PyDoc_STRVAR(values_doc,
+"values(lines, positions) -> list[str] | None\n\n"
+"message.values_py(lines, positions); None where it leaves the answer to the Python.");
+
+static PyObject *fast_values(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "values(lines: list, positions: list)");
+        return NULL;
+    }
+    PyObject *lines = args[0], *positions = args[1];
+    Py_ssize_t count = PyList_GET_SIZE(positions);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *at = PyList_GET_ITEM(positions, i);
+        if (!PyLong_CheckExact(at)) goto none;
+        Py_ssize_t pos = PyLong_AsSsize_t(at);
+        if (pos == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto none;
+        }
+        if (pos < 0 || pos >= PyList_GET_SIZE(lines)) goto none;
+        PyObject *pair = PyList_GET_ITEM(lines, pos);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1)))
+            goto none;
+        PyObject *value = fast_value(self, PyTuple_GET_ITEM(pair, 1));
+        if (value == NULL) goto error;
+        if (value == Py_None) goto none;
+        PyList_SET_ITEM(out, i, value);
+        Py_ssize_t lf = PyUnicode_FindChar(value, '\n', 0, PyUnicode_GET_LENGTH(value), 1);
+        if (lf == -2) goto error;
+        if (lf >= 0) goto none;
+    }
+    return out;
+none:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* fast_cseq of a CSeq line's value (fast_value): the (number, method) tuple, None where the
  * Python decides, NULL with an exception set. */
 static PyObject *line_cseq(PyObject *self, PyObject *line) {
@@ -805,7 +867,7 @@ static PyObject *fast_request(PyObject *self, PyObject *const *args, Py_ssize_t 
             cseq_at = i;
         } else if (bit == K_VIA) {
             if (via < 0) via = i;
-        } else if (key == s_max_forwards || PyUnicode_Compare(key, s_max_forwards) == 0) {
+        } else if (key_is(key, s_max_forwards)) {
             if (mf_at >= 0) goto none;
             mf_at = i;
         }
@@ -853,6 +915,117 @@ done:
     return result;
 }
 
+/* -- parser.parse: a request of the usual shape, parsed whole ------------------------------------
+ * What parser.parse_py builds for a request relay.split takes (CRLF lines, none folded, names
+ * learnt, one Content-Length equal to the body, Via, From, To, Call-ID and CSeq present) whose
+ * request line is "METHOD SP uri SP SIP/2.0" with a known method (``methods``: parser._METHODS)
+ * and a URI not in <> holding a colon, and whose one CSeq line reads in C naming that method:
+ * the start line, the (key, line) pairs, the body, the method, the URI, the header index
+ * (Message._idx: key -> line positions, keys in order of first line), the CSeq value text and
+ * the CSeq (number, method). The same checks as the Python's on such a message all pass (so the
+ * Content-Length is exact, Message._cl_ok). None for everything else, valid or not: the Python
+ * then parses it, and raises its SipParseError for what is malformed. */
+PyDoc_STRVAR(parsed_doc,
+"parsed(data, max_size, names, methods) -> (start, lines, body, method, uri, index, cseq_text, cseq) | None\n\n"
+"parser.parse_py's Request fields for the usual request; None where the Python decides.");
+
+static PyObject *fast_parsed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "parsed(data: bytes, max_size: int, names: dict, methods: dict)");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) Py_RETURN_NONE;  /* a bytearray ...: the Python reads it */
+    if (PyBytes_GET_SIZE(args[0]) >= 4 && memcmp(PyBytes_AS_STRING(args[0]), "SIP/", 4) == 0) Py_RETURN_NONE;
+    PyObject *parts = fast_split(self, args, 3);
+    if (parts == NULL || parts == Py_None) return parts;
+    PyObject *start = PyTuple_GET_ITEM(parts, 0), *lines = PyTuple_GET_ITEM(parts, 1);
+    PyObject *keys = PyTuple_GET_ITEM(parts, 2);
+    PyObject *method_b = NULL, *uri = NULL, *text = NULL, *cseq = NULL, *pairs = NULL, *index = NULL;
+    PyObject *result = NULL;
+    /* the request line: exactly two spaces, "SIP/2.0" last, a URI between (as fast_request) */
+    const char *st = PyBytes_AS_STRING(start);
+    Py_ssize_t st_len = PyBytes_GET_SIZE(start);
+    const char *sp1 = memchr(st, ' ', (size_t)st_len);
+    if (sp1 == NULL) goto none;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(st + st_len - sp1 - 1));
+    if (sp2 == NULL || memchr(sp2 + 1, ' ', (size_t)(st + st_len - sp2 - 1)) != NULL) goto none;
+    if (st + st_len - sp2 - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0 || sp2 == sp1 + 1) goto none;
+    if (sp1[1] == '<' || memchr(sp1 + 1, ':', (size_t)(sp2 - sp1 - 1)) == NULL) goto none;
+    method_b = PyBytes_FromStringAndSize(st, sp1 - st);
+    if (method_b == NULL) goto error;
+    PyObject *method = PyDict_GetItemWithError(args[3], method_b);  /* borrowed */
+    if (method == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto none;
+    }
+    /* the one CSeq line, naming this method */
+    Py_ssize_t count = PyList_GET_SIZE(keys), cseq_at = -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (required_bit(PyList_GET_ITEM(keys, i)) == K_CSEQ) {
+            if (cseq_at >= 0) goto none;
+            cseq_at = i;
+        }
+    }
+    if (cseq_at < 0) goto none;
+    text = fast_value(self, PyList_GET_ITEM(lines, cseq_at));
+    if (text == NULL) goto error;
+    if (text == Py_None) goto none;
+    cseq = fast_cseq(self, text);
+    if (cseq == NULL) goto error;
+    if (cseq == Py_None) goto none;
+    int same = PyUnicode_Compare(PyTuple_GET_ITEM(cseq, 1), method);
+    if (same == -1 && PyErr_Occurred()) goto error;
+    if (same != 0) goto none;
+    uri = PyUnicode_DecodeUTF8(sp1 + 1, sp2 - sp1 - 1, "surrogateescape");
+    if (uri == NULL) goto error;
+    /* the (key, line) pairs and Message._idx's index */
+    pairs = PyList_New(count);
+    index = PyDict_New();
+    if (pairs == NULL || index == NULL) goto error;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        PyObject *pair = PyTuple_Pack(2, key, PyList_GET_ITEM(lines, i));
+        if (pair == NULL) goto error;
+        PyList_SET_ITEM(pairs, i, pair);
+        PyObject *pos = PyLong_FromSsize_t(i);
+        if (pos == NULL) goto error;
+        PyObject *positions = PyDict_GetItemWithError(index, key);  /* borrowed */
+        int failed;
+        if (positions != NULL) {
+            failed = PyList_Append(positions, pos);
+        } else if (PyErr_Occurred()) {
+            failed = 1;
+        } else {
+            positions = PyList_New(1);
+            if (positions == NULL) {
+                failed = 1;
+            } else {
+                PyList_SET_ITEM(positions, 0, Py_NewRef(pos));
+                failed = PyDict_SetItem(index, key, positions) < 0;
+                Py_DECREF(positions);
+            }
+        }
+        Py_DECREF(pos);
+        if (failed) goto error;
+    }
+    result = PyTuple_Pack(8, start, pairs, PyTuple_GET_ITEM(parts, 3), method, uri, index, text, cseq);
+    goto done;
+none:
+    result = Py_NewRef(Py_None);
+    goto done;
+error:
+    result = NULL;
+done:
+    Py_DECREF(parts);
+    Py_XDECREF(method_b);
+    Py_XDECREF(uri);
+    Py_XDECREF(text);
+    Py_XDECREF(cseq);
+    Py_XDECREF(pairs);
+    Py_XDECREF(index);
+    return result;
+}
+
 static PyMethodDef fast_methods[] = {
     {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
     {"via", (PyCFunction)fast_via, METH_O, via_doc},
@@ -860,6 +1033,8 @@ static PyMethodDef fast_methods[] = {
     {"value", (PyCFunction)fast_value, METH_O, value_doc},
     {"response", (PyCFunction)(void (*)(void))fast_response, METH_FASTCALL, response_doc},
     {"request", (PyCFunction)(void (*)(void))fast_request, METH_FASTCALL, request_doc},
+    {"parsed", (PyCFunction)(void (*)(void))fast_parsed, METH_FASTCALL, parsed_doc},
+    {"values", (PyCFunction)(void (*)(void))fast_values, METH_FASTCALL, values_doc},
     {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},

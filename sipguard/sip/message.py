@@ -63,6 +63,22 @@ def cseq_value_py(text: str) -> tuple[int, str]:
     return int(parts[0]), parts[1]
 
 
+_C_VALUES = _fast.values if _fast is not None else None
+
+
+def values_py(lines: list[tuple[str, bytes]], positions: list[int]) -> list[str]:
+    """The values of the header lines at ``positions``, unfolded and stripped: what
+    ``Message._values`` reads, in C (``_fast.values``) for lines that hold no fold after the strip."""
+    values = []
+    for pos in positions:
+        line = lines[pos][1]
+        value = line[line.index(b":") + 1:].decode(ENC, ERRORS)
+        if "\n" in value:
+            value = _FOLD.sub(" ", value)
+        values.append(value.strip())
+    return values
+
+
 def without_first(line: bytes, items: list[str]) -> bytes | None:
     """A list header line with its first value taken out, the rest joined as ``split_list``
     gave them; None when no value is left (the line goes)."""
@@ -130,16 +146,11 @@ class Message:
                 return values  # type: ignore[no-any-return]
         else:
             slot = self._cache[k] = {}
-        values = []
         positions = self._idx().get(k)
-        if positions:
-            lines = self._lines
-            for pos in positions:
-                line = lines[pos][1]
-                value = line[line.index(b":") + 1:].decode(ENC, ERRORS)
-                if "\n" in value:
-                    value = _FOLD.sub(" ", value)
-                values.append(value.strip())
+        found = None
+        if positions and _C_VALUES is not None:
+            found = _C_VALUES(self._lines, positions)
+        values = found if found is not None else values_py(self._lines, positions) if positions else []
         slot["v"] = values
         return values
 

@@ -32,7 +32,23 @@ _METHODS = {m.encode(): m for m in ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS",
 
 
 def parse(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
-    """Parse one complete message (a UDP datagram, or one framed TCP message)."""
+    """Parse one complete message (a UDP datagram, or one framed TCP message): ``parse_py``,
+    a request of the usual shape (an initial INVITE as trunks send it) in C when the extension
+    is built (``_fast.parsed``: the same Request, index and CSeq included; tests/property/
+    test_sip_c.py), in one pass over its bytes."""
+    if _C_PARSED is not None:
+        got = _C_PARSED(data, max_size, _NAMES, _METHODS)
+        if got is not None:
+            req = Request(data, got[0], got[1], got[2], True, got[3], got[4], "SIP/2.0")
+            # what parse_py's _request leaves: the index it built, the CSeq it read
+            req._index = got[5]
+            req._cache["cseq"] = {"v": [got[6]], "t": got[7]}
+            return req
+    return parse_py(data, max_size)
+
+
+def parse_py(data: bytes, max_size: int = MAX_SIZE) -> Request | Response:
+    """``parse``'s definition."""
     if len(data) > max_size:
         raise SipParseError(f"message of {len(data)} bytes exceeds the {max_size}-byte limit", 513)
     end = data.find(b"\r\n\r\n")
@@ -116,6 +132,7 @@ def _header_lines(split: list[bytes]) -> list[tuple[str, bytes]]:
 
 _NAMES: dict[bytes, str] = {}
 _C_KNOWN_KEYS = _fast.known_keys if _fast is not None else None
+_C_PARSED = _fast.parsed if _fast is not None else None
 _WSP = (b" ", b"\t")
 
 

@@ -475,3 +475,207 @@ def test_the_usual_requests_take_the_c_path() -> None:
     assert got is not None and got[4:] == ("BYE", "sip:uas@127.0.0.1:5070", 2, 0, 70, 5)
     with pytest.raises(TypeError):
         _fast.request(bye, 65535, parser._NAMES, [])
+
+
+# -- a request parsed whole (parser.parse: the usual INVITE in C) --------------------------------
+def parse_state(read: Callable[[bytes, int], object], data: bytes, max_size: int = 65535) -> tuple[str, object]:
+    """What ``read`` (parse or parse_py) leaves: every field of the message, its header index,
+    its cache, or the error with its status and whether it carries the partial request (and that
+    request's state)."""
+    try:
+        msg = read(data, max_size)
+    except SipParseError as exc:
+        partial = exc.partial
+        return "error", (exc.reason, exc.status_hint, None if partial is None else fields(partial))
+    return "ok", fields(msg)
+
+
+def fields(msg: object) -> tuple[object, ...]:
+    assert isinstance(msg, sipmessage.Message)
+    own = (msg.method, msg.uri, msg.version) if isinstance(msg, sipmessage.Request) \
+        else (msg.status, msg.reason, msg.version)  # type: ignore[attr-defined]
+    index = msg._index
+    return (type(msg), msg._raw, msg._start, msg._lines, None if index is None else dict(index), msg.body,
+            msg._cache, msg._dirty, msg._cl_ok, msg.serialize(), *own)
+
+
+def same_parse(data: bytes) -> None:
+    """``parse`` (C first) leaves what ``parse_py`` leaves, error or message, at any size limit;
+    where C answers at all, its fields are the Python's."""
+    learn(data)
+    for max_size in (65535, len(data), len(data) - 1):
+        want = parse_state(parser.parse_py, data, max_size)
+        got = _fast.parsed(data, max_size, parser._NAMES, parser._METHODS)
+        if got is not None:
+            assert want[0] == "ok"
+            state = want[1]
+            assert isinstance(state, tuple)
+            assert (got[0], got[1], got[2], got[3], got[4], got[5]) == (state[2], state[3], state[5], state[10],
+                                                                      state[11], state[4])
+            assert {"cseq": {"v": [got[6]], "t": got[7]}} == state[6]
+        assert parse_state(parser.parse, data, max_size) == want
+
+
+INVITE_SIPP = (b"INVITE sip:+13035550100@127.0.0.1:5070;user=phone SIP/2.0\r\n"
+               b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-0\r\n"
+               b'From: "Alice" <sip:+12025550123@127.0.0.1:5061;user=phone>;tag=1\r\n'
+               b"To: <sip:+13035550100@127.0.0.1:5070;user=phone>\r\nCall-ID: 1-1@127.0.0.1\r\n"
+               b"CSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\nMax-Forwards: 70\r\n"
+               b"Identity: eyJ.eyJ.sig;info=<https://cert.example/a.pem>;alg=ES256;ppt=shaken\r\n"
+               b"Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n")
+
+
+@st.composite
+def invite(draw: st.DrawFn) -> bytes:
+    """Initial INVITEs as trunks write them, with what the parser checks made risky: the request
+    line (spaces, method, URI, version), the CSeq's number and method, duplicate or odd
+    Content-Length and From/To lines, compact and upper-case names, folds, bare CR and LF, NUL,
+    non-ASCII bytes and hundreds of lines. Each piece is the usual one in most examples (the first
+    choice), so that about half the INVITEs are valid and C reads them."""
+    usual = draw(st.integers(0, 3)) > 0
+
+    def pick(*choices: str) -> str:
+        return choices[0] if usual and draw(st.integers(0, 15)) else draw(st.sampled_from(choices))
+
+    method = pick("INVITE", "BYE", "invite", "FOO", "", "INV\u00c9TE", "ACK")
+    uri = pick("sip:+13035550100@127.0.0.1:5070;user=phone", "<sip:a@b>", "uas", "", "tel:+1", "sip:\u00e9@h",
+               "sip:a b", "sip:a\x00b", "sip:" + "a" * 3000)
+    version = pick("SIP/2.0", "SIP/3.0", "sip/2.0", "SIP/2.0 ", " SIP/2.0", "SIP/2.0\x00")
+    sep = pick(" ", "  ", "\t")
+    cseq = pick("1 INVITE", "1 BYE", "x INVITE", "1  INVITE ", "2147483648 INVITE", "1 INVITE\u00e9", "1",
+                "\u0661 INVITE", "1 invite")
+    lines = ["Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-0", 'From: "A" <sip:a@h>;tag=1', "To: <sip:b@h>",
+             "Call-ID: 1-1@h", f"CSeq: {cseq}", "Max-Forwards: 70", "Contact: <sip:c@h>",
+             "Identity: eyJ.eyJ.sig;info=<https://x/a.pem>"]
+    extras = ["Allow: INVITE, ACK", "CSeq: 1 INVITE", "To: <sip:c@h>", "v: SIP/2.0/UDP h;branch=z9hG4bK2",
+              "Content-Length: 0", "l: 5", "X-\u00e9: 1", "Subject: a\x00b", "Subject: a\rb", "f: <sip:a@h>",
+              "Via: a, b", "Allow: A,\r\n B", "CALL-ID: 2", "Bad Name: 1", ": x", "Route: <sip:r;lr>", " folded: 1"]
+    for _ in range(draw(st.integers(0, 3))):
+        lines.insert(draw(st.integers(0, len(lines))), pick(*extras))
+    if not usual and draw(st.booleans()):
+        del lines[draw(st.integers(0, len(lines) - 1))]
+    if draw(st.integers(0, 12)) == 0:
+        lines += ["Subject: x"] * draw(st.sampled_from([240, 245, 246, 247, 250]))
+    body = draw(st.sampled_from([b"v=0\r\n", b"", b"v=0\r\n\r\nx"]))
+    length = pick(str(len(body)), str(len(body) + 1), str(max(len(body) - 1, 0)), "x", "", f"{len(body)}, {len(body)}",
+                  "\u00b2", "0" * 9 + "5", "-0", f" {len(body)}\t")
+    if usual or draw(st.integers(0, 9)):
+        lines.insert(draw(st.integers(0, len(lines))), f"{pick('Content-Length', 'l', 'content-length')}: {length}")
+    eol = pick("\r\n", "\n", "\r")
+    head = eol.join([f"{method}{sep}{uri}{sep}{version}", *lines]) + eol + eol
+    return pick("", "\r\n").encode() + head.encode("utf-8", "surrogateescape") + body
+
+
+@st.composite
+def mutated_invite(draw: st.DrawFn) -> bytes:
+    return mutate(draw, draw(invite()), b" ,;:\r\n\t<\x00\xff0", 4)
+
+
+@SETTINGS
+@given(invite() | mutated_invite() | dialog_request() | mutated_request() | message() | mutated())
+@example(INVITE_SIPP)
+@example(INVITE_SIPP.replace(b"Content-Length: 5", b"Content-Length: 5\r\nl: 5"))
+@example(INVITE_SIPP.replace(b"Content-Length: 5", b"Content-Length: 6"))
+@example(INVITE_SIPP.replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE"))
+@example(INVITE_SIPP.replace(b"SIP/2.0\r\n", b"SIP/2.1\r\n", 1))
+@example(INVITE_SIPP.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\r\n 1"))
+@example(INVITE_SIPP.replace(b"Max-Forwards", b"Max\x00Forwards"))
+@example(INVITE_SIPP.replace(b"Call-ID: 1-1", b"Call-ID: 1\r1"))
+def test_parse_as_python(data: bytes) -> None:
+    """``parse`` with C gives what ``parse_py`` gives on INVITEs of every shape, valid or hostile:
+    the same Request (lines, index, cache, body, exact Content-Length), or the same SipParseError
+    (reason, status, partial request)."""
+    same_parse(data)
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_parse_as_python_on_any_bytes(data: bytes) -> None:
+    same_parse(data)
+    same_parse(b"INVITE sip:a@b SIP/2.0\r\n" + data)
+
+
+def test_parse_as_python_on_rfc4475() -> None:
+    paths = sorted(RFC4475.glob("*.dat"))
+    assert len(paths) >= 40
+    for _ in range(2):  # the second time every name is learnt
+        for path in paths:
+            data = path.read_bytes()
+            same_parse(data)
+            same_parse(data.replace(b"\n\r\n", b"\n\r\n", 1))
+
+
+def test_the_usual_invite_takes_the_c_path() -> None:
+    learn(INVITE_SIPP)
+    got = _fast.parsed(INVITE_SIPP, 65535, parser._NAMES, parser._METHODS)
+    assert got is not None
+    assert got[3:5] == ("INVITE", "sip:+13035550100@127.0.0.1:5070;user=phone")
+    assert got[5]["via"] == [0] and got[6:] == ("1 INVITE", (1, "INVITE"))
+    req = parser.parse(INVITE_SIPP)
+    assert req._cl_ok and req.serialize() is INVITE_SIPP
+    for odd in (INVITE_SIPP.replace(b"\r\n", b"\n"), INVITE_SIPP.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\r\n 1"),
+                INVITE_SIPP.replace(b"Content-Length: 5", b"Content-Length: 5\r\nl: 5"),
+                INVITE_SIPP.replace(b"INVITE sip", b"INVITE  sip"), b"SIP/2.0 200 OK\r\n" + INVITE_SIPP.split(b"\r\n", 1)[1]):
+        assert _fast.parsed(odd, 65535, parser._NAMES, parser._METHODS) is None
+    assert _fast.parsed(INVITE_SIPP, len(INVITE_SIPP) - 1, parser._NAMES, parser._METHODS) is None
+    assert _fast.parsed(bytearray(INVITE_SIPP), 65535, parser._NAMES, parser._METHODS) is None
+    with pytest.raises(TypeError):
+        _fast.parsed(INVITE_SIPP, 65535, parser._NAMES, [])
+
+
+# -- header values, one per line (Message._values) -----------------------------------------------
+VALUE_LINE = st.builds(
+    lambda name, sep, parts: name + sep + b"".join(parts),
+    st.sampled_from([b"To", b"Via", b"", b"\xff"]),
+    st.sampled_from([b":", b" : ", b"::", b""]),
+    st.lists(st.sampled_from([b" ", b"\t", b"\r\n ", b"\r\n\t", b"\n ", b"\r\n", b"\n", b"\r", b"\x0b", b"\x1c",
+                              b"\x00", b"\xc2\xa0", b"\xc2\x85", b"\xe2\x80\xa8", b"\xff", b"x", b"<sip:a@h>;tag=1",
+                              b"\xc3\xa9", b","]), max_size=12))
+
+
+def values_outcome(lines: list[tuple[str, bytes]], positions: list[int]) -> tuple[str, object]:
+    try:
+        return "ok", sipmessage.values_py(lines, positions)
+    except (ValueError, IndexError) as exc:
+        return "error", type(exc)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(VALUE_LINE | st.binary(max_size=40), min_size=1, max_size=6), st.lists(st.integers(-1, 6), max_size=6))
+@example([b"To: a\r\n b"], [0])
+@example([b"To: a\r\n "], [0])
+@example([b"To: a\n\xc2\xa0"], [0])
+@example([b"To: \r\n a \r\n\t"], [0, 0])
+def test_values_as_python(raw: list[bytes], positions: list[int]) -> None:
+    """The values of a header's lines read in C are the Python's (decoded, unfolded, stripped) for
+    any bytes, folds, bare CR and LF, Unicode white space; None where a fold is left or the Python
+    raises."""
+    lines = [("to", line) for line in raw]
+    want = values_outcome(lines, positions)
+    got = _fast.values(lines, positions)
+    if got is not None:
+        assert want == ("ok", got)
+    else:
+        assert want[0] == "error" or any(0 <= p < len(lines) and b"\n" in lines[p][1] for p in positions) \
+            or any(p < 0 for p in positions)
+
+
+def test_values_refuses_what_it_cannot_read() -> None:
+    assert _fast.values([("to", b"To: a")], [0]) == ["a"]
+    assert _fast.values([("to", b"To: a")], [1]) is None
+    assert _fast.values([("to", "To: a")], [0]) is None
+    assert _fast.values([["to", b"To: a"]], [0]) is None
+    assert _fast.values([("to", b"To: a")], [True]) is None
+    with pytest.raises(TypeError):
+        _fast.values((("to", b"To: a"),), [0])
+
+
+def test_header_values_as_python_on_rfc4475() -> None:
+    """Every header of every torture message read through Message (C values) and values_py."""
+    for path in sorted(RFC4475.glob("*.dat")):
+        try:
+            msg = parser.parse_py(path.read_bytes())
+        except SipParseError:
+            continue
+        for k, positions in msg._idx().items():
+            assert msg._values(k) == sipmessage.values_py(msg._lines, positions), (path.name, k)

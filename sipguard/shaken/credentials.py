@@ -260,7 +260,12 @@ class CredentialCache:
 def _judge(entry: CertEntry, cred: Credential, passport: pp.Passport, iat: float, orig_tn: str | None,
            now: float, verified: Credential | None) -> list[Reason]:
     """What is wrong with ``entry``'s credential for this PASSporT (``check``, ``check_now``)."""
-    reasons = [r for r in (cred.check_time(iat, now), entry.crl_reason) if r is not None]
+    reasons: list[Reason] = []
+    expired = cred.check_time(iat, now)
+    if expired is not None:
+        reasons.append(expired)
+    if entry.crl_reason is not None:
+        reasons.append(entry.crl_reason)
     if cred is not verified and not pp.verify_es256(cred.key, passport.signing_input, passport.signature):
         reasons.append(Reason.BAD_SIGNATURE)
     elif orig_tn is not None and not cred.tnauth.spcs and not cred.tnauth.covers(orig_tn):

@@ -288,7 +288,8 @@ def _der_int(value: bytes) -> bytes:
 def _der_signature(signature: bytes) -> bytes:
     """r || s -> DER Ecdsa-Sig-Value, byte for byte what encode_dss_signature(r, s) returns
     (at most 70 content bytes: the short length form always fits)."""
-    r0, s0 = signature[0], signature[32]
+    r0 = signature[0]
+    s0 = signature[32]
     if r0 and s0:
         # neither half starts with a zero byte (all but ~1 in 128 signatures): each INTEGER is
         # its 32 bytes, after a 0 byte when the top bit is set; the heads are precomputed

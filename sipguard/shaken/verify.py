@@ -70,6 +70,13 @@ class _Token:
     cred: Credential
     replay_key: str
 
+    def __init__(self, passport: pp.Passport, claims: pp.ShakenClaims, cred: Credential, replay_key: str) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        self.passport = passport
+        self.claims = claims
+        self.cred = cred
+        self.replay_key = replay_key
+
 
 class Verifier:
     def __init__(self, cfg: ShakenConfig, fetcher: CertFetcher, l2: CertStore | None = None,

@@ -2,7 +2,9 @@
 
 Identity values in the common shape take one regex instead of the parameter scan; r||s -> DER
 is built by hand instead of by encode_dss_signature; base64url decoding skips base64's wrappers;
-bare-digit TNs skip normalisation. Each is compared with the general path on generated input.
+bare-digit TNs skip normalisation; a token is encoded and translated once for its three
+segments; the LRU's put and the certificate's validity window are written for the compiled
+path. Each is compared with the general path, or the code it replaced, on generated input.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -18,7 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sipguard.shaken import passport as pp
+from sipguard.shaken.cache import CacheCounters, LruCache
+from sipguard.shaken.certs import Credential, TnAuth
+from sipguard.shaken.credentials import CertEntry, _judge
 from sipguard.shaken.identity import _COMMON_RE, _parse_general, parse_identity
+from sipguard.shaken.reasons import Reason
 from sipguard.shaken.verify import signature_key
 
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -232,3 +239,63 @@ def test_der_signature_with_leading_zero_bytes(sig: bytes, zeros: int, top: int)
 def test_signature_key_is_blake2b_of_r(sig: bytes) -> None:
     assert signature_key(sig) == hashlib.blake2b(sig[:32], digest_size=16).hexdigest()
     assert signature_key(sig) == hashlib.blake2b(sig[:32], digest_size=16).hexdigest()  # the template unchanged
+
+
+# -- the caches and the certificate's per-call checks ----------------------------------------
+class _LruBefore:
+    """LruCache.put/get/peek/pop as main at 46530aa wrote them."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.data: OrderedDict[int, int] = OrderedDict()
+        self.maxsize = max(1, maxsize)
+        self.counters = CacheCounters()
+
+    def get(self, key: int) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            self.counters.misses += 1
+            return None
+        self.counters.hits += 1
+        self.data.move_to_end(key)
+        return value
+
+    def put(self, key: int, value: int) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.maxsize:
+            self.data.popitem(last=False)
+            self.counters.evictions += 1
+
+
+@given(st.integers(0, 4), st.lists(st.tuples(st.sampled_from(["get", "put", "peek", "pop"]), st.integers(0, 6),
+                                             st.integers(0, 9)), max_size=60))
+def test_lru_cache_as_before(maxsize: int, ops: list[tuple[str, int, int]]) -> None:
+    cache: LruCache[int, int] = LruCache(maxsize)
+    before = _LruBefore(maxsize)
+    for op, key, value in ops:
+        if op == "get":
+            assert cache.get(key) == before.get(key)
+        elif op == "put":
+            cache.put(key, value)
+            before.put(key, value)
+        elif op == "peek":
+            assert cache.peek(key) == before.data.get(key)
+        else:
+            cache.pop(key)
+            before.data.pop(key, None)
+        assert list(cache._data.items()) == list(before.data.items())
+        assert cache.counters == before.counters
+
+
+times_st = st.one_of(st.integers(-3, 3).map(float), st.floats(-1e10, 1e10, allow_nan=False))
+
+
+@given(times_st, times_st, times_st, times_st, st.sampled_from([None, Reason.CERT_REVOKED]))
+def test_judge_reads_the_validity_window_as_check_time(not_before: float, not_after: float, iat: float, now: float,
+                                                       crl: Reason | None) -> None:
+    """_judge reads the window itself (certs.py runs interpreted): as Credential.check_time."""
+    cred = Credential(None, "1234", TnAuth(("1234",), (), ()), (), not_before, not_after)  # type: ignore[arg-type]
+    entry = CertEntry(cred, None, 0.0, crl_reason=crl)
+    passport = pp.Passport({}, {}, b"x", b"y")
+    expected = [r for r in (cred.check_time(iat, now), crl) if r is not None]
+    assert _judge(entry, cred, passport, iat, None, now, cred) == expected

@@ -84,10 +84,12 @@ class LruCache(Generic[K, V]):
         return self._data.get(key)
 
     def put(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+        data = self._data
+        if key in data:
+            data.move_to_end(key)  # a new key goes to the end by itself
+        data[key] = value
+        while len(data) > self.maxsize:
+            data.popitem(False)  # the least recently used (positional: no keyword to parse)
             self.counters.evictions += 1
 
     def pop(self, key: K) -> None:

@@ -28,15 +28,17 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _TN_SEPARATORS = str.maketrans("", "", "+-.() ")
 _TN_RE = re.compile(r"[0-9*#]{1,32}")
 ATTEST_LEVELS = ("A", "B", "C")
-# JOSE header segment -> decoded dict. The same few headers repeat per signer; treat the
-# cached dicts as read-only.
-_HEADERS: dict[str, dict[str, Any]] = {}
+# JOSE header segment (in the standard base64 alphabet, as ``decode`` cuts it) -> decoded dict.
+# The same few headers repeat per signer; treat the cached dicts as read-only.
+_HEADERS: dict[bytes, dict[str, Any]] = {}
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _JSON = json.JSONDecoder()
 # JSONDecoder.decode minus its two Python frames: the decoder's own C scanner (a value at 0,
 # then nothing but JSON whitespace), as decode runs it
 _SCAN: Callable[[str, int], tuple[Any, int]] = getattr(_JSON, "scan_once")  # noqa: B009 - not in the stubs
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
+# by a segment's length mod 4: the padding b64url_decode gives it (``"=" * (-len % 4)``)
+_PADS = (b"", b"===", b"==", b"=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,42 +85,65 @@ class DivClaims:
 def b64url_decode(segment: str) -> bytes | None:
     # what base64.urlsafe_b64decode does (same lenient decoding), minus two Python-level calls
     try:
-        return binascii.a2b_base64(segment.encode("ascii").translate(_URLSAFE) + b"=" * (-len(segment) % 4))
+        return binascii.a2b_base64(segment.encode("ascii").translate(_URLSAFE) + _PADS[len(segment) % 4])
     except ValueError:  # binascii.Error is a ValueError; so is a non-ASCII segment
         return None
 
 
+def _a2b(padded: bytes) -> bytes | None:
+    """b64url_decode's decoding of a segment already translated and padded."""
+    try:
+        return binascii.a2b_base64(padded)
+    except ValueError:
+        return None
+
+
 def decode(token: str) -> Passport | None:
-    """Split and decode a full-form PASSporT; None when it is not one."""
-    parts = token.split(".")
-    if len(parts) != 3:
+    """Split and decode a full-form PASSporT; None when it is not one.
+
+    Each of the three segments is decoded as ``b64url_decode`` would decode it, the JSON ones
+    as ``_json_object``; the token is encoded and translated to the standard alphabet once
+    and the segments cut from that, the signing input being the same ASCII bytes.
+    (tests/property/test_shaken_fastpaths.py compares it with the per-segment definition.)"""
+    # exactly three non-empty parts, as token.split(".") would give them
+    first = token.find(".")
+    second = token.find(".", first + 1)
+    size = len(token)
+    if first <= 0 or second <= first + 1 or second >= size - 1 or token.find(".", second + 1) >= 0:
         return None
-    head, payload, sig = parts
-    if not head or not payload or not sig:
-        return None
+    if not token.isascii():
+        return None  # a non-ASCII segment does not decode
+    ascii_token = token.encode("ascii")
+    std = ascii_token.translate(_URLSAFE)
+    head = std[:first]
     header = _HEADERS.get(head)
     if header is None:
-        header = _json_object(head)
-        if header is not None and len(head) < 512:
+        raw_header = _a2b(head + _PADS[first % 4])
+        header = _json_of(raw_header) if raw_header is not None else None
+        if header is not None and first < 512:
             if len(_HEADERS) >= 1024:
                 _HEADERS.clear()  # a signer has a handful of distinct headers; flooding resets
             _HEADERS[head] = header
-    claims = _json_object(payload)
-    signature = b64url_decode(sig)
+    raw_claims = _a2b(std[first + 1:second] + _PADS[(second - first - 1) % 4])
+    claims = _json_of(raw_claims) if raw_claims is not None else None
+    signature = _a2b(std[second + 1:] + _PADS[(size - second - 1) % 4])
     if header is None or claims is None or not signature:
         return None
-    signing_input = token[: len(head) + 1 + len(payload)].encode("ascii")
-    return Passport(header, claims, signing_input, signature)
+    return Passport(header, claims, ascii_token[:second], signature)
 
 
 def _json_object(segment: str) -> dict[str, Any] | None:
+    """The JSON object a base64url segment holds; None when it holds anything else."""
     raw = b64url_decode(segment)
-    if raw is None:
-        return None
+    return _json_of(raw) if raw is not None else None
+
+
+def _json_of(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object ``raw`` is (what json.loads reads from it); None when it is not one."""
     try:
         # json.loads(bytes) picks the codec from the first bytes; an object starting `{x`
         # (x not NUL) is UTF-8 to it, so decode that case directly (same result, less work)
-        if raw[:1] == b"{" and raw[1:2] not in (b"", b"\0"):
+        if len(raw) > 1 and raw[0] == 0x7B and raw[1] != 0:
             text = raw.decode("utf-8", "surrogatepass")
             value, end = _SCAN(text, 0)
             if end != len(text):
@@ -263,5 +288,18 @@ def _der_int(value: bytes) -> bytes:
 def _der_signature(signature: bytes) -> bytes:
     """r || s -> DER Ecdsa-Sig-Value, byte for byte what encode_dss_signature(r, s) returns
     (at most 70 content bytes: the short length form always fits)."""
+    r0 = signature[0]
+    s0 = signature[32]
+    if r0 and s0:
+        # neither half starts with a zero byte (all but ~1 in 128 signatures): each INTEGER is
+        # its 32 bytes, after a 0 byte when the top bit is set; the heads are precomputed
+        return _DER_HEAD[r0 >> 7][s0 >> 7] + signature[:32] + _DER_MID[s0 >> 7] + signature[32:]
     body = _der_int(signature[:32]) + _der_int(signature[32:])
     return b"\x30" + bytes((len(body),)) + body
+
+
+# _der_signature's fixed layouts: [r's top bit][s's top bit] -> SEQUENCE and r's INTEGER heads;
+# [s's top bit] -> s's INTEGER head
+_DER_MID = (b"\x02\x20", b"\x02\x21\x00")
+_DER_HEAD = tuple(tuple(bytes((0x30, 68 + high_r + high_s, 0x02, 32 + high_r)) + b"\0" * high_r
+                        for high_s in (0, 1)) for high_r in (0, 1))

@@ -55,6 +55,7 @@ REASON_ORDER: dict[Reason, int] = {r: i for i, r in enumerate((
     Reason.TOO_MANY_IDENTITY, Reason.DIV_CHAIN_BROKEN, Reason.DIV_NO_HISTORY, Reason.RCDI_MISMATCH))}
 # member reads of an enum class cost more than a module global: the ones of every call
 _PASSED, _FAILED, _BAD_SIGNATURE = Verstat.PASSED, Verstat.FAILED, Reason.BAD_SIGNATURE
+_BLAKE2B_16 = hashlib.blake2b(digest_size=16)  # never updated: signature_key copies it
 _MALFORMED = Verification(Verstat.FAILED, reasons=(Reason.MALFORMED_IDENTITY,))
 _TOO_MANY = Verification(Verstat.FAILED, reasons=(Reason.TOO_MANY_IDENTITY,),
                          passports=(PassportResult("?", "failed", (Reason.TOO_MANY_IDENTITY,)),))
@@ -68,6 +69,13 @@ class _Token:
     claims: pp.ShakenClaims
     cred: Credential
     replay_key: str
+
+    def __init__(self, passport: pp.Passport, claims: pp.ShakenClaims, cred: Credential, replay_key: str) -> None:
+        # written out (dataclass keeps it): compiled, where the generated one runs interpreted
+        self.passport = passport
+        self.claims = claims
+        self.cred = cred
+        self.replay_key = replay_key
 
 
 class Verifier:
@@ -234,7 +242,7 @@ class Verifier:
         read = self._read(hdr, token, now)
         if read is None:
             if tokens is not None:
-                tokens.get(hdr.token)  # counted as _verify_one's look-up (a miss)
+                tokens.counters.misses += 1  # _verify_one's look-up: a miss (not found by peek)
             return _MALFORMED, None
         passport, claims, reasons, x5u = read
         checked: tuple[Credential | None, list[Reason]] | None = None
@@ -245,7 +253,10 @@ class Verifier:
             if checked is None:
                 return None
         if tokens is not None:
-            tokens.get(hdr.token)  # counted and moved as _verify_one's look-up
+            if token is None:
+                tokens.counters.misses += 1  # what _verify_one's look-up counts when peek found nothing
+            else:
+                tokens.get(hdr.token)  # counted and moved as _verify_one's look-up
         return self._verdict(hdr, token, passport, claims, reasons, x5u, checked, orig, dest)
 
     def _read(self, hdr: IdentityHeader, token: _Token | None, now: float
@@ -435,7 +446,9 @@ def signature_key(signature: bytes) -> str:
     ES256 signature, as hex. ``r`` comes from the signer's random nonce, so two calls share it
     only by replay; ``s`` is left out because anyone can turn (r, s) into the equally valid
     (r, n - s) (ECDSA malleability), which would make a replayed token look new."""
-    return hashlib.blake2b(signature[:32], digest_size=16).hexdigest()
+    hasher = _BLAKE2B_16.copy()  # a copy of a fresh one: cheaper than building it from its parameters
+    hasher.update(signature[:32])
+    return hasher.hexdigest()
 
 
 def _ppt_of(hdr: IdentityHeader | None, lenient: bool) -> str | None:

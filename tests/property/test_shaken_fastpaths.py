@@ -2,14 +2,18 @@
 
 Identity values in the common shape take one regex instead of the parameter scan; r||s -> DER
 is built by hand instead of by encode_dss_signature; base64url decoding skips base64's wrappers;
-bare-digit TNs skip normalisation. Each is compared with the general path on generated input.
+bare-digit TNs skip normalisation; a token is encoded and translated once for its three
+segments; the LRU's put and the certificate's validity window are written for the compiled
+path. Each is compared with the general path, or the code it replaced, on generated input.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -17,7 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sipguard.shaken import passport as pp
+from sipguard.shaken.cache import CacheCounters, LruCache
+from sipguard.shaken.certs import Credential, TnAuth
+from sipguard.shaken.credentials import CertEntry, _judge
 from sipguard.shaken.identity import _COMMON_RE, _parse_general, parse_identity
+from sipguard.shaken.reasons import Reason
+from sipguard.shaken.verify import signature_key
 
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 token_st = st.text(alphabet=B64URL + ".=", min_size=1, max_size=60)
@@ -118,3 +127,175 @@ def _reference_tn(value: Any) -> str | None:
                  st.text(alphabet="0123456789\u0661\u0662+-() ", max_size=40), st.integers()))
 def test_normalize_tn_matches_the_general_rule(value: Any) -> None:
     assert pp.normalize_tn(value) == _reference_tn(value)
+
+
+# -- decode: the whole token encoded and translated once (session 12) -------------------------
+def _decode_before(token: str) -> pp.Passport | None:
+    """passport.decode as main at 46530aa defined it, without its header cache: split, each
+    segment base64url-decoded on its own, the JSON ones read by json.loads."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    head, payload, sig = parts
+    header = _reference_json_object(head)
+    claims = _reference_json_object(payload)
+    signature = _reference_b64url(sig)
+    if header is None or claims is None or not signature:
+        return None
+    return pp.Passport(header, claims, token[: len(head) + 1 + len(payload)].encode("ascii"), signature)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+HEADER = {"alg": "ES256", "ppt": "shaken", "typ": "passport", "x5u": "https://cr.example/x.pem"}
+CLAIMS = {"attest": "A", "dest": {"tn": ["13035550100"]}, "iat": 1790000000, "orig": {"tn": "12025550100"},
+          "origid": "123e4567-e89b-12d3-a456-426614174000"}
+# JSON segments as they come: well-formed, and the hostile shapes (duplicate keys, deep nesting
+# past the recursion limit, other types, other encodings, NUL, lone surrogates, trailing data)
+json_segment_st = st.one_of(
+    st.just(json.dumps(CLAIMS).encode()),
+    st.just(json.dumps(HEADER, separators=(",", ":")).encode()),
+    objects_st.map(str.encode),
+    json_st.map(lambda v: json.dumps(v).encode()),
+    st.sampled_from([b'{"iat":1,"iat":"x"}', b'{"attest":"A","attest":"C"}', b"[" * 3000 + b"]" * 3000,
+                     b'{"a":' * 3000 + b"1" + b"}" * 3000, b"{}", b"[]", b'"x"', b"1", b"null",
+                     b'{"a":"\\ud800"}', b'{"\\u00e9":1}', '{"é":"ü"}'.encode(), b"{\x00}", b"{}\x00",
+                     b'{"a":1} ', b'{"a":1}x', b'{"a":1}{}', b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00"]),
+    json_st.map(lambda v: json.dumps(v).encode("utf-16")),
+    st.binary(max_size=40))
+segment_st = st.one_of(json_segment_st.map(_b64), st.binary(min_size=0, max_size=80).map(_b64),
+                       st.text(alphabet=B64URL + "=+/", max_size=60))
+
+
+def _mutate(token: str, where: int, what: str) -> str:
+    where %= len(token) + 1
+    return token[:where] + what + token[where:]
+
+
+# what can land inside a token: padding, '=' in the middle, the standard alphabet, separators,
+# spaces, non-ASCII, the empty string (no change)
+insert_st = st.sampled_from(["", "=", "==", "===", "+", "/", ".", "..", " ", "\t", "é", "\u0661", "\x00", "A", "-_"])
+
+
+@given(segment_st, segment_st, segment_st, st.lists(st.tuples(st.integers(0, 10_000), insert_st), max_size=3))
+def test_decode_matches_the_per_segment_definition(head: str, payload: str, sig: str,
+                                                   edits: list[tuple[int, str]]) -> None:
+    token = f"{head}.{payload}.{sig}"
+    for where, what in edits:
+        token = _mutate(token, where, what)
+    assert pp.decode(token) == _decode_before(token)
+    assert pp.decode(token) == _decode_before(token)  # again: now through the header cache
+
+
+@given(st.binary(min_size=64, max_size=64), st.sampled_from(["", "=", "==", "===", "A", "AA", "A=", "=A"]),
+       st.sampled_from([json.dumps(HEADER), '{"alg":"ES256","alg":"none"}', '{"x5u":1}', "[]"]))
+def test_decode_of_signed_shaken_tokens(sig: bytes, tail: str, header: str) -> None:
+    """Real shapes: the same header, claims, a 64-byte signature with padding or junk after it."""
+    token = f"{_b64(header.encode())}.{_b64(json.dumps(CLAIMS).encode())}.{_b64(sig)}{tail}"
+    assert pp.decode(token) == _decode_before(token)
+
+
+@given(st.text(max_size=60), st.text(alphabet=B64URL + ".=", max_size=600))
+def test_decode_of_any_text(text: str, ascii_text: str) -> None:
+    for token in (text, ascii_text, "." + ascii_text, ascii_text * 5):
+        assert pp.decode(token) == _decode_before(token)
+
+
+def test_decode_of_a_huge_token() -> None:
+    payload = _b64(b'{"a":"' + b"x" * 200_000 + b'"}')
+    deep = _b64(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    sig = _b64(bytes(range(64)))
+    for token in (f"{_b64(json.dumps(HEADER).encode())}.{payload}.{sig}",
+                  f"{_b64(json.dumps(HEADER).encode())}.{deep}.{sig}", f"{deep}.{payload}.{sig}"):
+        assert pp.decode(token) == _decode_before(token)
+
+
+def test_header_cache_keys_by_what_decodes() -> None:
+    """'-' and '+' (and '_' and '/') give the same bytes to the decoder: one cached header for
+    both is right; a token with either decodes as the per-segment definition says."""
+    head = _b64(json.dumps({"alg": "ES256", "x5u": "https://a.example/~~~?"}).encode())
+    assert "-" in head or "_" in head
+    rest = f".{_b64(json.dumps(CLAIMS).encode())}.{_b64(bytes(range(1, 65)))}"
+    for token in (head + rest, head.replace("-", "+").replace("_", "/") + rest, head + rest):
+        assert pp.decode(token) == _decode_before(token)
+        assert pp.decode(token) is not None
+
+
+@given(st.binary(min_size=64, max_size=64), st.sampled_from([0, 1, 2, 3]), st.integers(0, 0xFF))
+def test_der_signature_with_leading_zero_bytes(sig: bytes, zeros: int, top: int) -> None:
+    """r or s starting with 0 bytes (rare in random input): the general encoding."""
+    raw = bytearray(sig)
+    if zeros & 1:
+        raw[0:2] = bytes((0, top))
+    if zeros & 2:
+        raw[32:34] = bytes((0, top))
+    expected = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    assert pp._der_signature(bytes(raw)) == expected
+
+
+@given(st.binary(min_size=0, max_size=80))
+def test_signature_key_is_blake2b_of_r(sig: bytes) -> None:
+    assert signature_key(sig) == hashlib.blake2b(sig[:32], digest_size=16).hexdigest()
+    assert signature_key(sig) == hashlib.blake2b(sig[:32], digest_size=16).hexdigest()  # the template unchanged
+
+
+# -- the caches and the certificate's per-call checks ----------------------------------------
+class _LruBefore:
+    """LruCache.put/get/peek/pop as main at 46530aa wrote them."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.data: OrderedDict[int, int] = OrderedDict()
+        self.maxsize = max(1, maxsize)
+        self.counters = CacheCounters()
+
+    def get(self, key: int) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            self.counters.misses += 1
+            return None
+        self.counters.hits += 1
+        self.data.move_to_end(key)
+        return value
+
+    def put(self, key: int, value: int) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.maxsize:
+            self.data.popitem(last=False)
+            self.counters.evictions += 1
+
+
+@given(st.integers(0, 4), st.lists(st.tuples(st.sampled_from(["get", "put", "peek", "pop"]), st.integers(0, 6),
+                                             st.integers(0, 9)), max_size=60))
+def test_lru_cache_as_before(maxsize: int, ops: list[tuple[str, int, int]]) -> None:
+    cache: LruCache[int, int] = LruCache(maxsize)
+    before = _LruBefore(maxsize)
+    for op, key, value in ops:
+        if op == "get":
+            assert cache.get(key) == before.get(key)
+        elif op == "put":
+            cache.put(key, value)
+            before.put(key, value)
+        elif op == "peek":
+            assert cache.peek(key) == before.data.get(key)
+        else:
+            cache.pop(key)
+            before.data.pop(key, None)
+        assert list(cache._data.items()) == list(before.data.items())
+        assert cache.counters == before.counters
+
+
+times_st = st.one_of(st.integers(-3, 3).map(float), st.floats(-1e10, 1e10, allow_nan=False))
+
+
+@given(times_st, times_st, times_st, times_st, st.sampled_from([None, Reason.CERT_REVOKED]))
+def test_judge_reads_the_validity_window_as_check_time(not_before: float, not_after: float, iat: float, now: float,
+                                                       crl: Reason | None) -> None:
+    """_judge reads the window itself (certs.py runs interpreted): as Credential.check_time."""
+    cred = Credential(None, "1234", TnAuth(("1234",), (), ()), (), not_before, not_after)  # type: ignore[arg-type]
+    entry = CertEntry(cred, None, 0.0, crl_reason=crl)
+    passport = pp.Passport({}, {}, b"x", b"y")
+    expected = [r for r in (cred.check_time(iat, now), crl) if r is not None]
+    assert _judge(entry, cred, passport, iat, None, now, cred) == expected

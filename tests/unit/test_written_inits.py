@@ -19,17 +19,19 @@ from sipguard.policy.decision import FORWARD
 from sipguard.policy.facts import Facts
 from sipguard.proxy.messages import Hop
 from sipguard.proxy.transactions import InviteTx, State
+from sipguard.shaken.certs import Credential, TnAuth
 from sipguard.shaken.identity import IdentityHeader
 from sipguard.shaken.passport import Passport, ShakenClaims
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, DivInfo, PassportResult, Verification
+from sipguard.shaken.verify import _Token
 from sipguard.sip import Request, parse
 from sipguard.sip.address import NameAddr, Via
 from sipguard.store.base import LookupKeys, Lookups
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = [NameAddr, Via, Call, Outcome, InviteTx, Facts, TN, IdentityHeader, Passport, ShakenClaims,
-           Verification, Lookups, LookupKeys]
+           Verification, Lookups, LookupKeys, _Token]
 INVITE = (b"INVITE sip:+13036231000@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
           b"From: <sip:+12127363100@192.0.2.1>;tag=a\r\nTo: <sip:+13036231000@192.0.2.9>\r\n"
           b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
@@ -65,6 +67,9 @@ def _value(cls: type, field: dataclasses.Field[Any], i: int) -> Any:
         "tuple[DivInfo, ...]": (DivInfo(f"v{i}", (), None, None, False),),
         "tuple[PassportResult, ...]": (PassportResult(f"v{i}", "failed"),),
         "tuple[tuple[str, str], ...]": ((f"v{i}", "x"),),
+        "pp.Passport": Passport({"h": i}, {"c": i}, b"v%d" % i, b"s"),
+        "pp.ShakenClaims": ShakenClaims("A", f"v{i}", (), i, "o"),
+        "Credential": Credential(None, f"v{i}", TnAuth((), (), ()), (), 0.0, float(i)),  # type: ignore[arg-type]
     }
     return made[kind]
 

@@ -209,7 +209,7 @@ def _direct(raw: str) -> TN | None:
     if raw.startswith(("sip:", "sips:"), start, end):
         first = raw.find(":", start) + 1
         at = raw.find("@", first, end)
-        if at < 0 or raw[at + 1:at + 18].lower() == "anonymous.invalid":
+        if at < 0 or raw[at + 1:at + 18].lower() == "anonymous.invalid":  # withheld (RFC 3323)
             return None
         stop = at
     elif raw.startswith("tel:", start, end):
@@ -235,7 +235,7 @@ def _direct(raw: str) -> TN | None:
     forms: tuple[str, ...]
     if n == 11 and digits[0] == "1":
         e164, forms = digits, (digits,)
-    elif n == 10 and not plus and digits[0] not in "01":  # written without 1: both readings
+    elif n == 10 and digits[0] not in "01":  # no 1 (after a + it is E.164, above): both readings
         e164 = "1" + digits
         forms = (e164, digits)
     else:

@@ -12,8 +12,23 @@ from sipguard.numbers import parse_tn
 
 # digits as the network may send them: ASCII, other scripts' digits and superscripts (isdigit()
 # is true for '²' and '٣', int() of some of them fails), visual separators, whitespace
-DIGITS = "0123456789" * 4 + "²٣１߁-.() \t/\n\xa0+"
-users = st.text(alphabet=DIGITS, max_size=20)
+ODD = "²٣１߁\n\xa0+;@:%<>"
+SEPARATORS = "-.() \t/"
+
+
+@st.composite
+def users(draw: st.DrawFn, odd: bool = True) -> str:
+    """Mostly numbers of about the right length (the direct path's forms), spaced or not, with
+    now and then a character from another script or out of place."""
+    size = draw(st.sampled_from([10, 11, 10, 11, 9, 12, 7, 15, 16, 6, 3, 0]))
+    chars = list(draw(st.text(alphabet="0123456789", min_size=size, max_size=size)))
+    for _ in range(draw(st.integers(0, 4))):
+        chars.insert(draw(st.integers(0, len(chars))), draw(st.sampled_from(SEPARATORS)))
+    if odd and draw(st.integers(0, 3)) == 0:
+        chars.insert(draw(st.integers(0, len(chars))), draw(st.sampled_from(ODD)))
+    return "".join(chars)
+
+
 leads = st.sampled_from(["", "+", " +", "+ ", "%2B", "1", "011", "+1", "+44", "ab"])
 schemes = st.sampled_from(["sip:", "sips:", "tel:", "", "SIP:", "Tel:", "urn:", "sip: ", "mailto:"])
 user_params = st.sampled_from(["", ";npdi", ";npdi;rn=+12025550000", ";rn=2025550000", ";tgrp=TG-1;trunk-context=x",
@@ -27,8 +42,20 @@ wrappers = st.sampled_from(["{}", "<{}>", '"Caller" <{}>;tag=77SIPpTag001', "Bob
 
 @st.composite
 def header_values(draw: st.DrawFn) -> str:
-    uri = (draw(schemes) + draw(leads) + draw(users) + draw(user_params) + draw(hosts) + draw(uri_params))
+    uri = (draw(schemes) + draw(leads) + draw(users()) + draw(user_params) + draw(hosts) + draw(uri_params))
     return draw(wrappers).format(uri)
+
+
+@st.composite
+def common_values(draw: st.DrawFn) -> str:
+    """The forms the direct path takes, and their near misses."""
+    scheme = draw(st.sampled_from(["sip:", "sips:", "tel:", ""]))
+    user = draw(st.sampled_from(["", "+", "1", "+1", "+44"])) + draw(users(odd=False))
+    params = draw(st.sampled_from(["", ";npdi", ";npdi;rn=+12025550000", ";tgrp=TG-1;trunk-context=x"]))
+    host = (draw(st.sampled_from(["@gw.example.net", "@127.0.0.1:5061", "@anonymous.invalid", "@Anonymous.INVALID"]))
+            if scheme.startswith("sip") else "")
+    uri = scheme + user + params + host + draw(st.sampled_from(["", ";user=phone"]))
+    return draw(st.sampled_from(["{}", "<{}>", '"Caller" <{}>;tag=77SIPpTag001', "{} "])).format(uri)
 
 
 def check(value: str) -> None:
@@ -39,7 +66,7 @@ def check(value: str) -> None:
 
 
 @settings(max_examples=3000)
-@given(header_values())
+@given(st.one_of(common_values(), header_values()))
 @example("sip:+12024561111@anonymous.invalid")
 @example("<sip:2024561111@ANONYMOUS.INVALID>")
 @example("tel:+1-202-456-1111 ")
@@ -88,6 +115,7 @@ def test_direct_is_the_definition_on_huge_values(value: str) -> None:
     "sip:+12024561111;tgrp=TG-1;trunk-context=example.com@gw.example.net;user=phone",
     "tel:+12024561111;npdi;rn=+12024560000",
     "tel:+1-202-456-1111",
+    "Bob <tel:+1-202-456-1111>;tag=1",
     "+1 (202) 456-1111",
     "2024561111",
     "sip:+442071838750@carrier.uk",

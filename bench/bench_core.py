@@ -10,6 +10,7 @@ measures end to end: the budget of the Python side of the relay.
 
     .venv/bin/python bench/bench_core.py [CALLS] [--rounds R] [--profile] [--detectors]
         [--decisions off|info|debug] [--no-record-route] [--identity] [--redirect [--no-identity]]
+        [--new-numbers]
 
 (``--decisions off --no-record-route`` is the configuration of the figures before session 7.)
 ``--identity``: the verifying relay, as bench_proxy's sg-verify: every INVITE carries a valid
@@ -19,6 +20,9 @@ trusts; the x5u is served from memory (no network), and the verified-token cache
 every INVITE pays decoding and ES256 as distinct live calls do although the rounds replay
 the same bytes.
 ``--redirect``: the verifying 302 of bench_proxy's sg-redirect-verify instead (``run_redirect``).
+``--new-numbers``: empty the telephone-number cache before each round (outside the timed part), so
+every number is parsed as new, as bench_proxy's distinct numbers per call are (the rounds replay
+the same calls, whose numbers are otherwise all cache hits).
 """
 
 from __future__ import annotations
@@ -43,12 +47,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_proxy_lib import free_port  # noqa: E402
 
+from sipguard import numbers  # noqa: E402
 from sipguard.config import load_config  # noqa: E402
 from sipguard.observe.logs import setup_logging  # noqa: E402
 from sipguard.proxy.gcpacing import tune_gc  # noqa: E402
 from sipguard.proxy.worker import Worker  # noqa: E402
 
 UAC = ("127.0.0.1", 5061)
+NEW_NUMBERS = False  # --new-numbers
 UAS = ("127.0.0.1", 5070)
 
 
@@ -228,6 +234,8 @@ def rounds_of(core: Any, cap: Any, flows: list[list[tuple[bytes, Any]]]) -> Call
     async def one_round(_round: int) -> float:
         core.txs.clear()
         cap.sent.clear()
+        if NEW_NUMBERS:
+            numbers.clear_cache()
         receive = core.receive
         t0 = time.process_time()
         for (first, source), *rest in flows:
@@ -332,7 +340,11 @@ def main() -> None:
                     help="verifying relay: a valid SHAKEN Identity header of its own on every INVITE")
     ap.add_argument("--redirect", action="store_true", help="the verifying 302 (bench_proxy's sg-redirect-verify)")
     ap.add_argument("--no-identity", action="store_true", help="with --redirect: INVITEs without Identity")
+    ap.add_argument("--new-numbers", action="store_true",
+                    help="empty the number cache before each round: every number parsed as new")
     args = ap.parse_args()
+    global NEW_NUMBERS
+    NEW_NUMBERS = args.new_numbers
     if args.redirect:
         asyncio.run(run_redirect(args.calls, args.rounds, args.profile, args.sort, args.decisions,
                                  not args.no_identity))

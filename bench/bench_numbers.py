@@ -52,6 +52,17 @@ def main() -> None:
     for v in cold_values:
         parse_tn(v)
     cold = (time.perf_counter() - cold_start) / len(cold_values) * 1e6
+    uri_values = [f"sip:1{number()}@127.0.0.1:5061;user=phone" for _ in range(20000)]  # bench_proxy's From
+    numbers._parse_cached.cache_clear()
+    start = time.perf_counter()
+    for v in uri_values:
+        parse_tn(v)
+    uri_cold = (time.perf_counter() - start) / len(uri_values) * 1e6
+    uncached = numbers._parse_cached.__wrapped__
+    start = time.perf_counter()
+    for v in uri_values:
+        uncached(v)
+    uri_parse = (time.perf_counter() - start) / len(uri_values) * 1e6
     start = time.perf_counter()
     for v in cold_values:
         n = phonenumbers.parse(v)
@@ -61,6 +72,8 @@ def main() -> None:
     print(f"parse_tn, realistic mix ({len(values)} values, cache hit ratio {hits / (hits + misses):.0%}, "
           f"cache size {size}): {ours:.2f} us/value")
     print(f"parse_tn, every value new (cache misses only): {cold:.2f} us/value")
+    print(f"parse_tn, every value new, sip:1NPANXXXXXX@host;user=phone: {uri_cold:.2f} us/value, "
+          f"of which the parse (no cache): {uri_parse:.2f}")
     print(f"phonenumbers parse+is_valid+region, same values: {lib:.2f} us/value")
 
 

@@ -54,13 +54,14 @@ import io
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Final
 
 # Regions whose NPAs "pertain to the United States" (47 CFR 64.6302(d)): the states and
 # the territories in the NANP. Canada and the independent Caribbean are other countries.
-US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
+US_REGIONS: Final = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
 
 # NPA statuses in the data file; only these two are numbers one can call from.
-IN_SERVICE = frozenset({"geographic", "non-geographic"})
+IN_SERVICE: Final = frozenset({"geographic", "non-geographic"})
 STATUSES = ("geographic", "non-geographic", "reserved", "unassigned")
 
 # User parts that mean "the caller withheld the number" (RFC 3323 anonymous URI and the
@@ -69,7 +70,7 @@ _ANONYMOUS_WORDS = frozenset({
     "anonymous", "withheld", "restricted", "private", "unavailable", "unknown", "anon",
     "blocked", "not available", "notavailable", "no-caller-id", "nocallerid", "privacy",
 })
-_SEPARATORS = str.maketrans("", "", "-.() \t/")
+_SEPARATORS: Final = str.maketrans("", "", "-.() \t/")
 _CACHE_SIZE = 65536
 _MAX_FORM = 32  # PASSporT tns longer than this are refused (shaken.passport): no use keeping more
 _CACHEABLE_LENGTH = 256  # real From/PAI values are well under this; longer ones are not cached
@@ -128,8 +129,9 @@ def _load_country_codes() -> frozenset[str]:
     return frozenset(line.strip() for line in text.splitlines() if line.strip().isdigit())
 
 
-_NPA = _load_npa_table()
-_COUNTRY_CODES = _load_country_codes()
+# Final: compiled, a read of these is a C static instead of a module dict look-up
+_NPA: Final = _load_npa_table()
+_COUNTRY_CODES: Final = _load_country_codes()
 
 
 def nanp_region(npa: str) -> str | None:
@@ -170,6 +172,12 @@ _NO_NUMBER = TN("", None, False, False, False, False, False, "no-number")
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def _parse_cached(raw: str) -> TN:
+    tn = _direct(raw)
+    return tn if tn is not None else _parse_full(raw)
+
+
+def _parse_full(raw: str) -> TN:
+    """The definition of parse_tn: every form the module docstring lists."""
     number = _extract_number(raw.strip())
     if number is None:
         return _tn(raw, None, "no-number")
@@ -182,6 +190,58 @@ def _parse_cached(raw: str) -> TN:
     if not forms:
         return tn
     return TN(tn.raw, tn.e164, tn.anonymous, tn.emergency, tn.nanp, tn.us, tn.valid, tn.invalid_reason, forms)
+
+
+def _direct(raw: str) -> TN | None:
+    """What nearly every call carries, read without building the intermediate strings of
+    _parse_full: an NANP number (``+1NPANXXXXXX``, ``1NPANXXXXXX``, ``NPANXXXXXX``) or an
+    E.164 number outside the NANP (``+CC...``) as the user part of a ``sip:``/``sips:``/``tel:``
+    URI or bare, maybe in ``<>`` of a header value, with user or tel params and visual
+    separators. None for anything else (names, escapes, passwords, anonymous hosts, short
+    codes, 011, wrong lengths, other spellings): _parse_full reads it. Gives exactly what
+    _parse_full gives or None (tests/property/test_numbers_direct.py)."""
+    start, end = 0, len(raw)
+    lt = raw.find("<")
+    if lt >= 0:  # as _extract_number: the URI is between the first < and the > after it
+        start, end = lt + 1, raw.find(">", lt)
+        if end < 0:
+            return None
+    if raw.startswith(("sip:", "sips:"), start, end):
+        first = raw.find(":", start) + 1
+        at = raw.find("@", first, end)
+        if at < 0 or raw[at + 1:at + 18].lower() == "anonymous.invalid":  # withheld (RFC 3323)
+            return None
+        stop = at
+    elif raw.startswith("tel:", start, end):
+        first, stop = start + 4, end
+    elif start < end and raw[start] in "+0123456789":  # bare; a leading space goes to _parse_full
+        first, stop = start, end
+    else:
+        return None
+    semi = raw.find(";", first, stop)
+    plus = raw.startswith("+", first, stop)
+    digits = raw[first + plus:semi if semi >= 0 else stop]
+    if not (digits.isdigit() and digits.isascii()):
+        digits = digits.translate(_SEPARATORS)  # spaces at either end go too, as strip() takes them
+        if not (digits.isdigit() and digits.isascii()):
+            return None
+    n = len(digits)
+    if plus and digits[0] != "1":  # E.164 outside the NANP
+        if not 7 <= n <= 15:
+            return None
+        known = _known_country(digits)
+        return TN(raw, digits if known else None, False, False, False, False, known,
+                  None if known else "unknown-country", (digits,))
+    forms: tuple[str, ...]
+    if n == 11 and digits[0] == "1":
+        e164, forms = digits, (digits,)
+    elif n == 10 and digits[0] not in "01":  # no 1 (after a + it is E.164, above): both readings
+        e164 = "1" + digits
+        forms = (e164, digits)
+    else:
+        return None
+    reason, us = _nanp_check(e164)
+    return TN(raw, e164, False, False, True, us, reason is None, reason, forms)
 
 
 # what _extract_number returns for no presented number and for an emergency URN: never equal to
@@ -285,12 +345,22 @@ def _international(raw: str, digits: str) -> TN:
         return _e164(raw, digits)
     if not 7 <= len(digits) <= 15:
         return _tn(raw, None, "wrong-length")
-    if not (digits[:1] in _COUNTRY_CODES or digits[:2] in _COUNTRY_CODES or digits[:3] in _COUNTRY_CODES):
+    if not _known_country(digits):
         return _tn(raw, None, "unknown-country")
     return _tn(raw, digits, None)
 
 
+def _known_country(digits: str) -> bool:
+    return digits[:1] in _COUNTRY_CODES or digits[:2] in _COUNTRY_CODES or digits[:3] in _COUNTRY_CODES
+
+
 def _nanp(raw: str, e164: str) -> TN:
+    reason, us = _nanp_check(e164)
+    return _tn(raw, e164, reason, nanp=True, us=us)
+
+
+def _nanp_check(e164: str) -> tuple[str | None, bool]:
+    """(invalid_reason or None, us) of an NANP number's 11 E.164 digits."""
     npa, nxx = e164[1:4], e164[4:7]
     region, status = _NPA.get(npa, (None, "unassigned"))
     us = region in US_REGIONS
@@ -309,7 +379,7 @@ def _nanp(raw: str, e164: str) -> TN:
         reason = "unassigned-npa"
     elif nxx == "555" and e164[7:9] == "01":
         reason = "fictional"
-    return _tn(raw, e164, reason, nanp=True, us=us)
+    return reason, us
 
 
 def clear_cache() -> None:

@@ -818,6 +818,29 @@ done:
     return result;
 }
 
+/* A request line of the usual shape: "METHOD SP uri SP SIP/2.0", exactly two spaces, a URI not in
+ * <> holding a colon, a method ``methods`` knows. 1 with *method_b (a new reference), *method
+ * (borrowed from ``methods``) and the two spaces; 0 when the line is not of that shape (the Python
+ * decides); -1 with an exception set. */
+static int request_line(PyObject *start, PyObject *methods, PyObject **method_b, PyObject **method,
+                        const char **sp1_out, const char **sp2_out) {
+    const char *st = PyBytes_AS_STRING(start);
+    Py_ssize_t st_len = PyBytes_GET_SIZE(start);
+    const char *sp1 = memchr(st, ' ', (size_t)st_len);
+    if (sp1 == NULL) return 0;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(st + st_len - sp1 - 1));
+    if (sp2 == NULL || memchr(sp2 + 1, ' ', (size_t)(st + st_len - sp2 - 1)) != NULL) return 0;
+    if (st + st_len - sp2 - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0 || sp2 == sp1 + 1) return 0;
+    if (sp1[1] == '<' || memchr(sp1 + 1, ':', (size_t)(sp2 - sp1 - 1)) == NULL) return 0;
+    *method_b = PyBytes_FromStringAndSize(st, sp1 - st);
+    if (*method_b == NULL) return -1;
+    *method = PyDict_GetItemWithError(methods, *method_b);
+    if (*method == NULL) return PyErr_Occurred() ? -1 : 0;
+    *sp1_out = sp1;
+    *sp2_out = sp2;
+    return 1;
+}
+
 /* -- relay.request: an in-dialog request of the usual shape, read for the relay --------------------
  * relay.request_py's result for a request relay.split takes: "METHOD SP uri SP SIP/2.0" with a
  * known method (``methods``: parser._METHODS) and a URI not in <> holding a colon, one CSeq line
@@ -840,21 +863,11 @@ static PyObject *fast_request(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *method_b = NULL, *uri = NULL, *cseq = NULL, *top = NULL, *mf = NULL;
     PyObject *result = NULL;
     /* the request line: exactly two spaces, "SIP/2.0" last, a URI between */
-    const char *st = PyBytes_AS_STRING(start);
-    Py_ssize_t st_len = PyBytes_GET_SIZE(start);
-    const char *sp1 = memchr(st, ' ', (size_t)st_len);
-    if (sp1 == NULL) goto none;
-    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(st + st_len - sp1 - 1));
-    if (sp2 == NULL || memchr(sp2 + 1, ' ', (size_t)(st + st_len - sp2 - 1)) != NULL) goto none;
-    if (st + st_len - sp2 - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0 || sp2 == sp1 + 1) goto none;
-    if (sp1[1] == '<' || memchr(sp1 + 1, ':', (size_t)(sp2 - sp1 - 1)) == NULL) goto none;
-    method_b = PyBytes_FromStringAndSize(st, sp1 - st);
-    if (method_b == NULL) goto error;
-    PyObject *method = PyDict_GetItemWithError(args[3], method_b);  /* borrowed */
-    if (method == NULL) {
-        if (PyErr_Occurred()) goto error;
-        goto none;
-    }
+    const char *sp1, *sp2;
+    PyObject *method;   /* borrowed */
+    int line_ok = request_line(start, args[3], &method_b, &method, &sp1, &sp2);
+    if (line_ok < 0) goto error;
+    if (line_ok == 0) goto none;
     uri = PyUnicode_DecodeUTF8(sp1 + 1, sp2 - sp1 - 1, "surrogateescape");
     if (uri == NULL) goto error;
     /* the one CSeq, naming this method; the first Via; the one Max-Forwards */
@@ -942,22 +955,12 @@ static PyObject *fast_parsed(PyObject *self, PyObject *const *args, Py_ssize_t n
     PyObject *keys = PyTuple_GET_ITEM(parts, 2);
     PyObject *method_b = NULL, *uri = NULL, *text = NULL, *cseq = NULL, *pairs = NULL, *index = NULL;
     PyObject *result = NULL;
-    /* the request line: exactly two spaces, "SIP/2.0" last, a URI between (as fast_request) */
-    const char *st = PyBytes_AS_STRING(start);
-    Py_ssize_t st_len = PyBytes_GET_SIZE(start);
-    const char *sp1 = memchr(st, ' ', (size_t)st_len);
-    if (sp1 == NULL) goto none;
-    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(st + st_len - sp1 - 1));
-    if (sp2 == NULL || memchr(sp2 + 1, ' ', (size_t)(st + st_len - sp2 - 1)) != NULL) goto none;
-    if (st + st_len - sp2 - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0 || sp2 == sp1 + 1) goto none;
-    if (sp1[1] == '<' || memchr(sp1 + 1, ':', (size_t)(sp2 - sp1 - 1)) == NULL) goto none;
-    method_b = PyBytes_FromStringAndSize(st, sp1 - st);
-    if (method_b == NULL) goto error;
-    PyObject *method = PyDict_GetItemWithError(args[3], method_b);  /* borrowed */
-    if (method == NULL) {
-        if (PyErr_Occurred()) goto error;
-        goto none;
-    }
+    /* the request line: exactly two spaces, "SIP/2.0" last, a URI between */
+    const char *sp1, *sp2;
+    PyObject *method;   /* borrowed */
+    int line_ok = request_line(start, args[3], &method_b, &method, &sp1, &sp2);
+    if (line_ok < 0) goto error;
+    if (line_ok == 0) goto none;
     /* the one CSeq line, naming this method */
     Py_ssize_t count = PyList_GET_SIZE(keys), cseq_at = -1;
     for (Py_ssize_t i = 0; i < count; i++) {

@@ -261,12 +261,9 @@ def _judge(entry: CertEntry, cred: Credential, passport: pp.Passport, iat: float
            now: float, verified: Credential | None) -> list[Reason]:
     """What is wrong with ``entry``'s credential for this PASSporT (``check``, ``check_now``)."""
     reasons: list[Reason] = []
-    # Credential.check_time, read here: certs.py runs interpreted, and this is every call
-    # (tests/property/test_shaken_fastpaths.py holds the two together)
-    lo = cred.not_before
-    hi = cred.not_after
-    if not (lo <= iat <= hi and lo <= now <= hi):
-        reasons.append(Reason.CERT_EXPIRED)
+    expired = cred.check_time(iat, now)
+    if expired is not None:
+        reasons.append(expired)
     if entry.crl_reason is not None:
         reasons.append(entry.crl_reason)
     if cred is not verified and not pp.verify_es256(cred.key, passport.signing_input, passport.signature):

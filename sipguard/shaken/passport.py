@@ -83,18 +83,18 @@ class DivClaims:
 
 
 def b64url_decode(segment: str) -> bytes | None:
-    # what base64.urlsafe_b64decode does (same lenient decoding), minus two Python-level calls
-    try:
-        return binascii.a2b_base64(segment.encode("ascii").translate(_URLSAFE) + _PADS[len(segment) % 4])
-    except ValueError:  # binascii.Error is a ValueError; so is a non-ASCII segment
-        return None
+    """What base64.urlsafe_b64decode does (same lenient decoding), minus two Python-level calls:
+    the decoding of one segment, the definition ``decode`` is tested against."""
+    if not segment.isascii():
+        return None  # a non-ASCII segment does not decode
+    return _a2b(segment.encode("ascii").translate(_URLSAFE) + _PADS[len(segment) % 4])
 
 
 def _a2b(padded: bytes) -> bytes | None:
-    """b64url_decode's decoding of a segment already translated and padded."""
+    """A segment already translated to the standard alphabet and padded, decoded."""
     try:
         return binascii.a2b_base64(padded)
-    except ValueError:
+    except ValueError:  # binascii.Error is a ValueError
         return None
 
 
@@ -133,7 +133,8 @@ def decode(token: str) -> Passport | None:
 
 
 def _json_object(segment: str) -> dict[str, Any] | None:
-    """The JSON object a base64url segment holds; None when it holds anything else."""
+    """The JSON object a base64url segment holds; None when it holds anything else (the
+    per-segment definition ``decode`` is tested against)."""
     raw = b64url_decode(segment)
     return _json_of(raw) if raw is not None else None
 

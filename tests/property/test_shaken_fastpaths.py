@@ -293,7 +293,7 @@ times_st = st.one_of(st.integers(-3, 3).map(float), st.floats(-1e10, 1e10, allow
 @given(times_st, times_st, times_st, times_st, st.sampled_from([None, Reason.CERT_REVOKED]))
 def test_judge_reads_the_validity_window_as_check_time(not_before: float, not_after: float, iat: float, now: float,
                                                        crl: Reason | None) -> None:
-    """_judge reads the window itself (certs.py runs interpreted): as Credential.check_time."""
+    """_judge's time and revocation reasons: Credential.check_time's, then the CRL's."""
     cred = Credential(None, "1234", TnAuth(("1234",), (), ()), (), not_before, not_after)  # type: ignore[arg-type]
     entry = CertEntry(cred, None, 0.0, crl_reason=crl)
     passport = pp.Passport({}, {}, b"x", b"y")

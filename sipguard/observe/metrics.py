@@ -237,6 +237,7 @@ _PAGE = float(os.sysconf("SC_PAGE_SIZE"))
 
 UPSTREAM_SERIES = ("sipguard_upstream_score", "sipguard_upstream_calls", "sipguard_upstream_share")
 _UPSTREAMS_FILE = "upstreams_{}.json"   # not *.db: prometheus_client's collector reads those only
+_UPSTREAMS_MAX = 4 << 20                # bytes read of one; a larger file is skipped
 
 
 def _write_upstreams(folder: str, rows: list[tuple[str, int, dict[str, float], int | None]]) -> None:
@@ -264,15 +265,18 @@ class UpstreamSeries:
         scores: dict[str, float] = {}
         for pid in sorted(_worker_pids()):
             try:
-                with open(os.path.join(folder, _UPSTREAMS_FILE.format(pid))) as fh:
-                    rows = json.load(fh)
+                with open(os.path.join(folder, _UPSTREAMS_FILE.format(pid)), "rb") as fh:
+                    text = fh.read(_UPSTREAMS_MAX + 1)
+                if len(text) > _UPSTREAMS_MAX:
+                    continue            # MAX_UPSTREAM_SERIES rows are far smaller: not a table of ours
+                rows = json.loads(text)
                 for trunk, n, by_measure, score in rows:
                     calls[trunk] = max(calls.get(trunk, n), n)
                     for measure, share in by_measure.items():
                         shares[trunk, measure] = max(shares.get((trunk, measure), share), share)
                     if score is not None:
                         scores[trunk] = max(scores.get(trunk, score), score)
-            except (OSError, ValueError, TypeError, AttributeError):
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError):
                 continue
         help_of = {spec.name: spec.help for spec in SPECS}
         families = {name: GaugeMetricFamily(name, help_of[name], labels=labels) for name, labels in

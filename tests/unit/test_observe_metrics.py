@@ -519,6 +519,10 @@ def test_multiprocess_upstream_tables_of_dead_or_broken_files_are_skipped(
     dead = folder / f"upstreams_{child}.json"
     dead.write_text('[["ghost", 9, {}, 99]]')                       # a worker that is gone
     (folder / "upstreams_1.json").write_text('[["x", "many", {"m": []}, {}]] trailing')  # pid 1: live, not a table
+    (folder / f"upstreams_{os.getppid()}.json").write_text("[" * 100_000 + "]" * 100_000)  # live, too deep
+    live_init = folder / "upstreams_2.json"
+    if os.path.exists("/proc/2"):
+        live_init.write_text('[["huge", 1, {}, 1]]' + " " * (5 << 20))     # live, oversized
     got = samples(metrics.render()[0])
     upstream = {k: v for k, v in got.items() if k[0].startswith("sipguard_upstream_")}
     assert upstream == {("sipguard_upstream_calls", (("trunk", "a"),)): 40,

@@ -13,7 +13,7 @@ can keep the event loop waiting up to the interpreter's switch interval). The ro
 encoded before (``encode``; ``writer.SqliteSink`` does it on the event loop, a few rows at a
 time): the thread runs below the event loop's CPU priority, and a thread that holds the GIL
 while the scheduler runs other work first stops the event loop for as long (measured: stalls
-of 20-45 ms at 1,000 calls/s when it encoded the rows itself; bench/RESULTS.md).
+of 20-33 ms at 1,000 calls/s when it encoded the rows itself; bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -91,8 +92,8 @@ class HttpServer:
         audit_log.info("audit: %s", line)
         self.changes.appendleft(line)
 
-    async def start(self, host: str, port: int) -> None:
-        await self.listener.start(host, port)
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        await self.listener.start(host, port, sock)
         if self.console is not None:
             self.sampler = asyncio.get_running_loop().create_task(self.console.sample_forever())
 
@@ -301,10 +302,27 @@ async def traceback_json(store_url: str, cfg: TracebackConfig, q: query.Question
     return json.dumps(out).encode()
 
 
+def bind_http(config: Any) -> socket.socket | None:
+    """A listening socket for ``config.http_listen``, bound now (None without an http section).
+    The supervisor of several workers binds it before it forks them, so /healthz and /metrics
+    accept connections from the moment any worker answers SIP; those that arrive before its
+    event loop turns wait in the backlog. A port already taken fails here, before any fork."""
+    listen = getattr(config, "http_listen", None)
+    if not listen:
+        return None
+    from sipguard.addresses import split_hostport
+
+    host, port = split_hostport(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port or 9090), family=family, backlog=128)
+
+
 async def start_http(config: Any, ready: health.ReadyFn | None = None, store: Any = None,
-                     routes: Routes | None = None, registry: Any = None) -> HttpServer | None:
-    """Serve ``config.http_listen`` ("host:port"); None when the config has no http section.
-    ``store`` is accepted for the caller's convenience; records are read through the URL."""
+                     routes: Routes | None = None, registry: Any = None,
+                     sock: socket.socket | None = None) -> HttpServer | None:
+    """Serve ``config.http_listen`` ("host:port"), or ``sock`` already bound to it
+    (``bind_http``); None when the config has no http section. ``store`` is accepted for the
+    caller's convenience; records are read through the URL."""
     listen = getattr(config, "http_listen", None)
     if not listen:
         return None
@@ -317,6 +335,6 @@ async def start_http(config: Any, ready: health.ReadyFn | None = None, store: An
         config, server.sessions, server.dispatch, server.audit,
         lambda: metrics.families(registry, console_live.WANTED), lambda: list(server.changes),
         lambda: len(metrics._worker_pids() - {os.getpid()}) or 1, config.http_secure_cookie)
-    await server.start(host, port or 9090)
+    await server.start(host, port or 9090, sock)
     log.info("admin HTTP on %s:%d", host, server.port)
     return server

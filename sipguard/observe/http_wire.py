@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
@@ -176,9 +177,14 @@ class Listener:
         self.server: asyncio.Server | None = None
         self._warned = 0.0
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port``, or on ``sock`` already bound and listening (the supervisor
+        binds before it forks its workers: observe/http.py ``bind_http``)."""
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: Connection(self), host, port)
+        if sock is not None:
+            self.server = await loop.create_server(lambda: Connection(self), sock=sock)
+        else:
+            self.server = await loop.create_server(lambda: Connection(self), host, port)
 
     @property
     def port(self) -> int:

@@ -114,9 +114,17 @@ def _supervise(config: Config, workers: int) -> int:
     channels = Channels(workers) if config.proxy.steering == "transaction" else None
     groups = _steering_groups(config, workers) if channels is not None else {}
 
+    # bound before the first fork: /healthz and /metrics accept from the moment a worker
+    # answers SIP (connections wait in the backlog until parent() serves them)
+    from sipguard.observe.http import bind_http
+
+    http_sock = bind_http(config)
+
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
+            if http_sock is not None:
+                http_sock.close()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             code = 1
@@ -147,7 +155,7 @@ def _supervise(config: Config, workers: int) -> int:
                 os.kill(pid, signal.SIGHUP)
 
         loop.add_signal_handler(signal.SIGHUP, forward_hup)
-        http = await start_http(config, None)
+        http = await start_http(config, None, http_sock)
         sd_notify(f"READY=1\nSTATUS={workers} workers")
         watchdog = loop.create_task(ping_watchdog(stopping))
         while not stopping.is_set():

@@ -69,6 +69,15 @@ class Worker:
         self.trim = MemoryTrim(release=CACHES)   # RSS back after a burst (overload.py)
 
     async def start(self) -> None:
+        """Prepare, then listen: from here on calls are answered."""
+        await self.prepare()
+        await self.listen()
+
+    async def prepare(self) -> None:
+        """Everything but the SIP listeners: metrics, the pipeline and its store, records, the
+        background refreshes. ``run_worker`` opens the HTTP listener between this and
+        :meth:`listen`, so a worker that answers SIP (a dispatcher's OPTIONS) already serves
+        /healthz and /metrics."""
         from sipguard.observe.metrics import Metrics
         from sipguard.pipeline import Pipeline
         from sipguard.records.writer import open_records
@@ -87,6 +96,10 @@ class Worker:
 
             watcher = DatasetWatcher(self.pipeline.store, self.config.datasets)
             self._watcher = asyncio.get_running_loop().create_task(watcher.watch())
+
+    async def listen(self) -> None:
+        """The SIP listeners, with the overload guard and the core in front of the pipeline."""
+        assert self.pipeline is not None, "prepare() first"
         proxy = self.config.proxy
         self.transports = Transports(self.config.listen, _not_started, proxy.max_message_size,
                                      proxy.advertise, self.udp_socks, self.config.tls,
@@ -324,9 +337,10 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     loop.add_signal_handler(signal.SIGTERM, worker.begin_stop)
     loop.add_signal_handler(signal.SIGINT, worker.begin_stop)
     loop.add_signal_handler(signal.SIGHUP, lambda: setattr(worker, "reload_requested", True))
-    await worker.start()
+    await worker.prepare()
+    http = await start_http(config, worker) if serve_http else None   # /readyz: not listening yet
     tune_gc()
-    http = await start_http(config, worker) if serve_http else None
+    await worker.listen()
     log.info("sipguard worker %d listening on %s (mode %s, store %s, hot path %s, allocator %s)", index,
              ", ".join(str(addr) for addr in config.listen), config.mode, config.store, native.describe(),
              allocator.describe())
@@ -345,9 +359,10 @@ async def run_worker(config: Config, index: int, workers: int, serve_http: bool,
     return 0
 
 
-async def start_http(config: Config, worker: Worker | None):  # type: ignore[no-untyped-def]
+async def start_http(config: Config, worker: Worker | None,  # type: ignore[no-untyped-def]
+                     sock: socket.socket | None = None):
     """The HTTP listener (/metrics, /healthz, /readyz, admin) of one worker, or of the supervisor
-    of several (``worker`` None); None when http.listen is not set."""
+    of several (``worker`` None, ``sock`` bound before the fork); None when http.listen is not set."""
     if not config.http_listen:
         return None
     from sipguard.observe.admin import list_routes, notice_routes
@@ -377,4 +392,4 @@ async def start_http(config: Config, worker: Worker | None):  # type: ignore[no-
     else:  # several workers on memory stores: nothing shared to put notices in
         store, routes = None, {}
         log.warning("admin notices and lists need a shared store (Redis) when running several workers")
-    return await listen(config, ready=ready, store=store, routes=routes)
+    return await listen(config, ready=ready, store=store, routes=routes, sock=sock)

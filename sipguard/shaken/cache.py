@@ -83,6 +83,10 @@ class LruCache(Generic[K, V]):
         """The value, without counting a hit or a miss and without moving it."""
         return self._data.get(key)
 
+    def count_miss(self) -> None:
+        """Count the miss a ``get`` would have counted, after a ``peek`` found nothing."""
+        self.counters.misses += 1
+
     def put(self, key: K, value: V) -> None:
         data = self._data
         if key in data:

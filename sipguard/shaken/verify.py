@@ -242,7 +242,7 @@ class Verifier:
         read = self._read(hdr, token, now)
         if read is None:
             if tokens is not None:
-                tokens.counters.misses += 1  # _verify_one's look-up: a miss (not found by peek)
+                tokens.count_miss()  # _verify_one's look-up: a miss (not found by peek)
             return _MALFORMED, None
         passport, claims, reasons, x5u = read
         checked: tuple[Credential | None, list[Reason]] | None = None
@@ -254,7 +254,7 @@ class Verifier:
                 return None
         if tokens is not None:
             if token is None:
-                tokens.counters.misses += 1  # what _verify_one's look-up counts when peek found nothing
+                tokens.count_miss()  # what _verify_one's look-up counts when peek found nothing
             else:
                 tokens.get(hdr.token)  # counted and moved as _verify_one's look-up
         return self._verdict(hdr, token, passport, claims, reasons, x5u, checked, orig, dest)

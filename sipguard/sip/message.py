@@ -95,6 +95,13 @@ def max_forwards_value(text: str) -> int:
     return int(text)
 
 
+def _values_at(lines: list[tuple[str, bytes]], positions: list[int]) -> list[str]:
+    """The values of the header lines at ``positions``: the C's answer, or the definition's
+    (``values_py``) where the C leaves it (None)."""
+    found = _C_VALUES(lines, positions) if _C_VALUES is not None else None
+    return found if found is not None else values_py(lines, positions)
+
+
 class Message:
     """Common part of Request and Response. ``_lines`` holds (key, raw line) pairs;
     ``_cache`` maps a header key to what was derived from it ({kind: value})."""
@@ -141,16 +148,13 @@ class Message:
         """The values of header ``k``, one per line, unfolded and stripped (cached: do not mutate)."""
         slot = self._cache.get(k)
         if slot is not None:
-            values = slot.get("v")
-            if values is not None:
-                return values  # type: ignore[no-any-return]
+            cached: list[str] | None = slot.get("v")
+            if cached is not None:
+                return cached
         else:
             slot = self._cache[k] = {}
         positions = self._idx().get(k)
-        found = None
-        if positions and _C_VALUES is not None:
-            found = _C_VALUES(self._lines, positions)
-        values = found if found is not None else values_py(self._lines, positions) if positions else []
+        values = _values_at(self._lines, positions) if positions else []
         slot["v"] = values
         return values
 

@@ -3,8 +3,8 @@ while every request of a transaction still reaches the worker that holds it.
 
 SO_REUSEPORT hands datagrams to workers by 4-tuple, so all traffic of one peer (the SBC or
 Kamailio in front, one sipp) lands in one worker while the others idle. With steering the
-worker the kernel picked reads the request's top Via branch (one regex over the raw bytes;
-RFC 3261 17.2.3: the branch identifies the server transaction) and the owner is
+worker the kernel picked reads the request's top Via branch (one regex over the raw bytes,
+scanned in C when the extension is built; RFC 3261 17.2.3: the branch identifies the server transaction) and the owner is
 ``branch_hash(branch) % workers``: the hash of the program that, where the kernel takes it,
 makes this choice before any worker reads the datagram (``reuseport.py``), so that a
 hand-over is the exception. A request another worker owns is handed over on an AF_UNIX
@@ -41,6 +41,11 @@ from typing import Any
 
 from sipguard.proxy.transport import Receive, UdpEndpoint, grow_buffer
 
+try:  # the owner check in C (sipguard/sip/_fast.c) when built; owner_of_py here defines it
+    from sipguard.sip import _fast
+except ImportError:  # pragma: no cover - a tree without the extension runs the Python
+    _fast = None  # type: ignore[assignment]
+
 log = logging.getLogger("sipguard.steer")
 
 # The top Via's branch: the first "branch=" after the first Via header name (long or compact).
@@ -62,8 +67,22 @@ def branch_hash(value: bytes) -> int:
     return h
 
 
+_C_OWNER = _fast.owner if _fast is not None else None
+
+
 def owner_of(data: bytes, workers: int) -> int | None:
-    """The worker that owns this request's transaction, None when it has no branch."""
+    """The worker that owns this request's transaction, None when it has no branch: C's
+    answer (``_fast.owner``, -1 for None) when the extension is built, else ``owner_of_py``'s."""
+    if _C_OWNER is not None:
+        owner = _C_OWNER(data, workers)
+        if owner is not None:
+            return owner if owner >= 0 else None
+    return owner_of_py(data, workers)
+
+
+def owner_of_py(data: bytes, workers: int) -> int | None:
+    """``owner_of``'s definition, and its answer wherever C gives none
+    (tests/property/test_steer_c.py compares both)."""
     m = _BRANCH.search(data, 0, 4096)
     if m is None:
         return None

@@ -5,10 +5,11 @@
  * Via value of the usual shape (address.parse_via), a parameter list (address.parse_params),
  * a header line's value (relay.line_value) and a header's values (message.values_py), a response
  * and an in-dialog request of the usual shape read for the relay (relay.response_py,
- * relay.request_py), and a request of the usual shape parsed whole (parser.parse_py). Every function here has a Python
+ * relay.request_py), a request of the usual shape parsed whole (parser.parse_py), and the worker
+ * that owns a request's transaction (proxy/steer.owner_of_py). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
- * the fallback when this module is absent; tests/property/test_sip_c.py compares both on
- * arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
+ * the fallback when this module is absent; tests/property/test_sip_c.py (test_steer_c.py for
+ * the owner) compares both on arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
  * unusual message or value gives None, and the caller takes the Python path that reports it.
  *
  * Hostile input: every index is checked against the buffer's length before it is read,
@@ -19,6 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_LINES 256            /* parser.MAX_LINES: bounds the work per datagram */
@@ -1029,6 +1031,103 @@ done:
     return result;
 }
 
+/* -- steer.owner_of: the worker that owns a request's transaction (its top Via's branch) ---------
+ * owner(data, workers) gives what steer.owner_of_py gives, -1 standing for its None (no branch):
+ * the regex ``_BRANCH`` searched in data[:4096] (the whole match, value included, must lie
+ * there: endpos cuts the subject), then ``branch_hash`` of the value's first MAXLEN bytes
+ * modulo 2**32, modulo ``workers``. The regex read by hand: at every LF (the end of any line,
+ * the body's included), "via" or "v" in any ASCII case, blanks (space, tab), a colon; then on
+ * the rest of that line (up to the next LF) the first ';' that is followed by blanks, "branch"
+ * in any case, blanks, '=', blanks and at least one byte of the value (none of ';', ',' or the
+ * bytes pattern's \s: space, \t, \n, \r, \v, \f); the value runs as far as such bytes go. A line
+ * whose header is Via but that holds no such branch lets the search go on at the next LF.
+ * None (the Python answers) for data that is not bytes, or workers that is not an int from 1
+ * to LONG_MAX (the Python's modulo then raises or counts differently). */
+#define BRANCH_SCAN 4096         /* steer.owner_of_py: _BRANCH.search(data, 0, 4096) */
+#define BRANCH_MAXLEN 32         /* steer.MAXLEN: bytes of the value hashed */
+
+static int is_blank(unsigned char c) {
+    return c == ' ' || c == '\t';
+}
+
+/* A byte of the branch value: the regex's [^;,\s] for bytes. */
+static int is_branch_byte(unsigned char c) {
+    return c != ';' && c != ',' && !is_bytes_space(c);
+}
+
+/* Whether t[i:] starts with ``word`` (lower-case ASCII letters) in any ASCII case, within t[:n). */
+static int word_at(const unsigned char *t, Py_ssize_t i, Py_ssize_t n, const char *word, Py_ssize_t len) {
+    if (n - i < len) return 0;
+    for (Py_ssize_t k = 0; k < len; k++)
+        if ((t[i + k] | 0x20) != (unsigned char)word[k]) return 0;
+    return 1;
+}
+
+/* The branch value the regex finds in t[:n): its start (*len its length), or -1. */
+static Py_ssize_t branch_value(const unsigned char *t, Py_ssize_t n, Py_ssize_t *len) {
+    Py_ssize_t from = 0;
+    const unsigned char *lf;
+    while (from < n && (lf = memchr(t + from, '\n', (size_t)(n - from))) != NULL) {
+        Py_ssize_t i = lf - t + 1;
+        from = i;                             /* the next search: the next LF */
+        if (i >= n || (t[i] | 0x20) != 'v') continue;
+        i = word_at(t, i, n, "via", 3) ? i + 3 : i + 1;   /* "via" or else "v" */
+        while (i < n && is_blank(t[i])) i++;
+        if (i >= n || t[i] != ':') continue;
+        i++;
+        const unsigned char *next = memchr(t + i, '\n', (size_t)(n - i));
+        Py_ssize_t end = next != NULL ? next - t : n;
+        /* each ';' of the line in turn (the lazy [^\n]*?), until one leads to a value */
+        const unsigned char *semi;
+        while (i < end && (semi = memchr(t + i, ';', (size_t)(end - i))) != NULL) {
+            Py_ssize_t k = semi - t + 1;
+            i = k;
+            while (k < end && is_blank(t[k])) k++;
+            if (!word_at(t, k, end, "branch", 6)) continue;
+            k += 6;
+            while (k < end && is_blank(t[k])) k++;
+            if (k >= end || t[k] != '=') continue;
+            k++;
+            while (k < end && is_blank(t[k])) k++;
+            Py_ssize_t start = k;
+            while (k < end && is_branch_byte(t[k])) k++;
+            if (k > start) {
+                *len = k - start;
+                return start;
+            }
+        }
+        from = end;                           /* no branch on this line: the LF that ends it */
+    }
+    return -1;
+}
+
+PyDoc_STRVAR(owner_doc,
+"owner(data, workers) -> int | None\n\n"
+"steer.owner_of_py(data, workers), -1 for its None (no branch); None for data that is not\n"
+"bytes or workers that is not an int from 1 (the Python answers).");
+
+static PyObject *fast_owner(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "owner(data: bytes, workers: int)");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0]) || !PyLong_Check(args[1])) Py_RETURN_NONE;
+    int overflow = 0;
+    long workers = PyLong_AsLongAndOverflow(args[1], &overflow);
+    if (workers == -1 && PyErr_Occurred()) return NULL;
+    if (overflow || workers < 1) Py_RETURN_NONE;
+    const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    if (n > BRANCH_SCAN) n = BRANCH_SCAN;
+    Py_ssize_t len = 0;
+    Py_ssize_t start = branch_value(t, n, &len);
+    if (start < 0) return PyLong_FromLong(-1);
+    if (len > BRANCH_MAXLEN) len = BRANCH_MAXLEN;
+    uint32_t h = 0;                           /* steer.branch_hash: h * 31 + byte, modulo 2**32 */
+    for (Py_ssize_t k = 0; k < len; k++) h = h * 31u + t[start + k];
+    return PyLong_FromUnsignedLong((unsigned long)h % (unsigned long)workers);
+}
+
 static PyMethodDef fast_methods[] = {
     {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
     {"via", (PyCFunction)fast_via, METH_O, via_doc},
@@ -1041,6 +1140,7 @@ static PyMethodDef fast_methods[] = {
     {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},
+    {"owner", (PyCFunction)(void (*)(void))fast_owner, METH_FASTCALL, owner_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipguard.proxy.steer import Channels, owner_of, pack, unpack
+from sipguard.proxy.steer import Channels, branch_hash, owner_of, pack, unpack
 
 
 def request(method: str, branch: str | None, via: str = "Via", extra_via: str = "") -> bytes:
@@ -46,6 +46,38 @@ def test_requests_without_a_branch_stay_where_they_arrived() -> None:
     # RFC 2543 style top Via without branch: the lower Via's branch is used; deterministic
     # for every retransmission, which is all the proxy needs
     assert owner_of(request("INVITE", None), 2) == owner_of(request("INVITE", None), 2)
+
+
+BIG = 2**63 - 1  # workers so many that the owner is the hash itself
+
+
+@pytest.mark.parametrize(("data", "branch"), [
+    (request("INVITE", "z9hG4bK-x"), b"z9hG4bK-x"),
+    (request("INVITE", None), b"z9hG4bK-lower"),                   # the next Via line's branch
+    (b"INVITE x SIP/2.0\r\nVia: h;branch=;BRANCH\t=\tz9\r\n", b"z9"),  # the first ';' with a value
+    (b"INVITE x SIP/2.0\r\nvIa \t: h;rport;branch=a,b\r\n", b"a"),  # the value ends at ',' (and ';', \s)
+    (b"INVITE x SIP/2.0\r\nv:;branch=" + b"q" * 40 + b"\r\n", b"q" * 32),  # 32 bytes hashed
+    (b"INVITE x SIP/2.0\r\nVia: h\r\nContent-Length: 20\r\n\r\n\nvia:;branch=body", b"body"),  # any line
+    (b"INVITE x SIP/2.0\r\nFrom: <sip:a;branch=f>\r\nVia: h;branch=v\r\n", b"v"),  # Via lines only
+    (b"INVITE x SIP/2.0\r\nVia: h;branch=\xc3\xa9\x00\xff;x\r\n", b"\xc3\xa9\x00\xff"),
+    (b"INVITE x SIP/2.0\r\nX: " + b"p" * 4055 + b"\r\nVia: h;branch=abcdefgh", b"abcd"),  # cut at 4096
+])
+def test_the_owner_is_the_hash_of_the_branch_the_regex_finds(data: bytes, branch: bytes) -> None:
+    """Whichever path answers (C when built, else the regex), one example per rule of _BRANCH."""
+    assert owner_of(data, BIG) == branch_hash(branch)
+    assert owner_of(data, 3) == branch_hash(branch) % 3
+
+
+@pytest.mark.parametrize("data", [
+    b"INVITE x SIP/2.0\r\nVia: h;rport\r\n\r\n",
+    b"Via: h;branch=x\r\n",                                  # no LF before the name
+    b"INVITE x SIP/2.0\r\nVias: h;branch=x\r\n",
+    b"INVITE x SIP/2.0\r\nVia: h;branch=\r\n",               # no value
+    b"INVITE x SIP/2.0\r\nVia: h;branch x\r\n",
+    b"INVITE x SIP/2.0\r\nX: " + b"p" * 4080 + b"\r\nVia: h;branch=x",  # beyond the 4096 bytes
+])
+def test_no_branch_found(data: bytes) -> None:
+    assert owner_of(data, 2) is None
 
 
 @pytest.mark.parametrize("method", ["BYE", "INFO", "UPDATE", "PRACK", "MESSAGE", "NOTIFY"])

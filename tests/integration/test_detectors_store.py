@@ -284,7 +284,9 @@ def test_a_fanout_campaign_is_rejected_through_redis_end_to_end(redis_server: An
     from sipguard.sip import parse
     from tests.unit.test_pipeline import invite, make_config
 
-    config = make_config(tmp_path, store=f"redis://127.0.0.1:{redis_server.port}/6",
+    # a long store_timeout: the Redis answers, and a round trip slowed by a busy test host
+    # (50 ms, the default) must not turn a lookup into a degraded answer (a CI flake)
+    config = make_config(tmp_path, store=f"redis://127.0.0.1:{redis_server.port}/6", store_timeout=5,
                          traceback={"store": "sqlite", "path": str(tmp_path / "tb.db"), "spool": str(tmp_path / "spool")},
                          analytics={"campaign": {"fanout": {"window": 300, "callees": 5}}})
     (tmp_path / "policy.yaml").write_text(

@@ -299,7 +299,43 @@ def cache_size() -> int:
     return len(_name_addrs)
 
 
+_C_NAME_ADDR = _fast.name_addr if _fast is not None else None
+_C_NAME_ADDR_TAG = _fast.name_addr_tag if _fast is not None else None
+_C_NAME_ADDR_URI = _fast.name_addr_uri if _fast is not None else None
+
+
 def _parse_name_addr(value: str) -> NameAddr:
+    """``value`` parsed: the usual ASCII name-addr in C where the extension is built (the
+    fields ``parse_name_addr_py`` gives it), anything else ``parse_name_addr_py``."""
+    if _C_NAME_ADDR is not None:
+        parts = _C_NAME_ADDR(value)
+        if parts is not None:
+            return NameAddr(parts[0], parts[1], parts[2], parts[3])
+    return parse_name_addr_py(value)
+
+
+def tag_of(value: str) -> str:
+    """``parse_name_addr(value).tag or ""`` (SipParseError for a bad value), without building
+    the name-addr where C reads the usual shape: the From/To tag of an in-dialog request."""
+    if _C_NAME_ADDR_TAG is not None:
+        found = _C_NAME_ADDR_TAG(value)
+        if found is not None:
+            return found
+    return parse_name_addr(value).tag or ""
+
+
+def uri_of(value: str) -> str:
+    """``parse_name_addr(value).uri`` (SipParseError for a bad value), without building the
+    name-addr where C reads the usual shape: the URI of an in-dialog request's Route."""
+    if _C_NAME_ADDR_URI is not None:
+        found = _C_NAME_ADDR_URI(value)
+        if found is not None:
+            return found
+    return parse_name_addr(value).uri
+
+
+def parse_name_addr_py(value: str) -> NameAddr:
+    """``_parse_name_addr``'s definition (``parse_name_addr`` without its cache)."""
     if value[:1] == "<":  # the usual shape, <sip:...> and parameters, without a regex of its own
         gt = value.find(">")
         inner, after = value[1:gt], value[gt + 1:]

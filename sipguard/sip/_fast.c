@@ -398,11 +398,43 @@ static PyObject *fast_cseq(PyObject *self, PyObject *arg) {
  * of range, an empty parameter name, an rport that is not a number): the Python then takes
  * its other branch or raises its SipParseError. */
 
-/* t[from:to) stripped of str white space, as a new str. */
+/* The ASCII text p[0:len) as a new str, without decoding it (a str of one character is
+ * CPython's shared one, as the decoder gives it). */
+static PyObject *ascii_str(const unsigned char *p, Py_ssize_t len) {
+    if (len <= 1) return PyUnicode_FromStringAndSize((const char *)p, len);
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out != NULL) memcpy(PyUnicode_1BYTE_DATA(out), p, (size_t)len);
+    return out;
+}
+
+/* t[from:to) stripped of str white space, as a new str (ASCII text only). */
 static PyObject *stripped(const unsigned char *t, Py_ssize_t from, Py_ssize_t to) {
     while (from < to && is_str_space(t[from])) from++;
     while (to > from && is_str_space(t[to - 1])) to--;
-    return PyUnicode_FromStringAndSize((const char *)t + from, to - from);
+    return ascii_str(t + from, to - from);
+}
+
+/* The parameter names nearly every value carries (From/To, Route, Via), made once and
+ * interned: a name read is one of them without a new str (nor its hash computed again). */
+static const char *const PARAM_NAMES[] = {"tag", "user", "lr", "transport", "branch", "rport", "received", "maddr",
+                                          "ttl", "sgrr", NULL};
+static PyObject *param_names[sizeof(PARAM_NAMES) / sizeof(PARAM_NAMES[0])];
+
+/* A new reference to the interned ``lower[0:len)`` when it is one of PARAM_NAMES, else NULL
+ * (no exception: the caller makes the str). */
+static PyObject *known_param_name(const char *lower, Py_ssize_t len) {
+    for (int k = 0; PARAM_NAMES[k] != NULL; k++) {
+        if ((Py_ssize_t)strlen(PARAM_NAMES[k]) != len || memcmp(PARAM_NAMES[k], lower, (size_t)len) != 0) continue;
+        if (param_names[k] == NULL) {
+            param_names[k] = PyUnicode_InternFromString(PARAM_NAMES[k]);
+            if (param_names[k] == NULL) {
+                PyErr_Clear();
+                return NULL;
+            }
+        }
+        return Py_NewRef(param_names[k]);
+    }
+    return NULL;
 }
 
 /* address.parse_params on t[from:to) into ``params``: 1, or 0 for a refused text (an empty
@@ -426,7 +458,8 @@ static int read_params(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, P
             if (nb - na <= (Py_ssize_t)sizeof(lower)) {
                 for (Py_ssize_t k = na; k < nb; k++)
                     lower[k - na] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
-                name = PyUnicode_FromStringAndSize(lower, nb - na);
+                name = known_param_name(lower, nb - na);
+                if (name == NULL) name = PyUnicode_FromStringAndSize(lower, nb - na);
             } else {
                 PyObject *raw = PyUnicode_FromStringAndSize((const char *)t + na, nb - na);
                 name = raw != NULL ? PyObject_CallMethod(raw, "lower", NULL) : NULL;
@@ -716,7 +749,7 @@ static int ascii_text(PyObject *arg, const char *usage, const unsigned char **t,
 /* address._unquote on t[from:to): each backslash drops, the character after it stays. */
 static PyObject *unquoted(const unsigned char *t, Py_ssize_t from, Py_ssize_t to) {
     if (memchr(t + from, '\\', (size_t)(to - from)) == NULL)
-        return PyUnicode_FromStringAndSize((const char *)t + from, to - from);
+        return ascii_str(t + from, to - from);
     char *w = PyMem_Malloc((size_t)(to - from));
     if (w == NULL) return PyErr_NoMemory();
     Py_ssize_t len = 0;
@@ -753,18 +786,23 @@ static PyObject *fast_name_addr(PyObject *self, PyObject *arg) {
     PyObject *display;
     if (s.d0 < 0) display = Py_NewRef(Py_None);
     else if (s.quoted) display = unquoted(t, s.d0, s.d1);
-    else display = PyUnicode_FromStringAndSize((const char *)t + s.d0, s.d1 - s.d0);
-    PyObject *uri = PyUnicode_FromStringAndSize((const char *)t + s.u0, s.u1 - s.u0);
+    else display = ascii_str(t + s.d0, s.d1 - s.d0);
+    PyObject *uri = ascii_str(t + s.u0, s.u1 - s.u0);
     PyObject *raw = s.r0 == 0 && s.r1 == n && PyUnicode_CheckExact(arg) ? Py_NewRef(arg)
-        : PyUnicode_FromStringAndSize((const char *)t + s.r0, s.r1 - s.r0);
-    if (display == NULL || uri == NULL || raw == NULL) {
+        : ascii_str(t + s.r0, s.r1 - s.r0);
+    PyObject *out = display != NULL && uri != NULL && raw != NULL ? PyTuple_New(4) : NULL;
+    if (out == NULL) {
         Py_DECREF(params);
         Py_XDECREF(display);
         Py_XDECREF(uri);
         Py_XDECREF(raw);
         return NULL;
     }
-    return Py_BuildValue("(NNNN)", display, uri, params, raw);
+    PyTuple_SET_ITEM(out, 0, display);
+    PyTuple_SET_ITEM(out, 1, uri);
+    PyTuple_SET_ITEM(out, 2, params);
+    PyTuple_SET_ITEM(out, 3, raw);
+    return out;
 }
 
 PyDoc_STRVAR(name_addr_tag_doc,
@@ -782,7 +820,7 @@ static PyObject *fast_name_addr_tag(PyObject *self, PyObject *arg) {
     Py_ssize_t v0 = -2, v1 = -2;
     if (s.p0 >= 0 && !params_find(t, s.p0, n, "tag", &v0, &v1)) Py_RETURN_NONE;
     if (v0 < 0) return PyUnicode_FromStringAndSize(NULL, 0);
-    return PyUnicode_FromStringAndSize((const char *)t + v0, v1 - v0);
+    return ascii_str(t + v0, v1 - v0);
 }
 
 PyDoc_STRVAR(name_addr_uri_doc,
@@ -799,7 +837,7 @@ static PyObject *fast_name_addr_uri(PyObject *self, PyObject *arg) {
     if (!name_addr_spans_of(t, n, &s)) Py_RETURN_NONE;
     Py_ssize_t v0, v1;  /* no parameter is named "": the look-up only checks them */
     if (s.p0 >= 0 && !params_find(t, s.p0, n, "", &v0, &v1)) Py_RETURN_NONE;
-    return PyUnicode_FromStringAndSize((const char *)t + s.u0, s.u1 - s.u0);
+    return ascii_str(t + s.u0, s.u1 - s.u0);
 }
 
 /* -- relay.Lines.value: a header line's value as the full path reads it ----------------------------

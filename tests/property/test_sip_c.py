@@ -373,7 +373,6 @@ def same_name_addr(value: str) -> None:
         assert want == ("ok", got), value
         assert list(got[2]) == list(want[1][2]) and type(got[0]) is type(want[1][0])  # type: ignore[index]
         assert tag == (got[2].get("tag") or "") and uri == got[1]
-    assert name_addr_outcome(address._parse_name_addr, value) == want
     assert name_addr_outcome(address.parse_name_addr, value) == want
     assert name_addr_outcome(address.tag_of, value) == name_addr_outcome(py_tag, value)
     assert name_addr_outcome(address.uri_of, value) == name_addr_outcome(py_uri, value)

@@ -1,10 +1,18 @@
 """Parse + serialize a realistic ~1.5 KB trunk INVITE with an Identity header.
 
-    .venv/bin/python bench/bench_sip_parse.py [--seconds 3]
+    .venv/bin/python bench/bench_sip_parse.py [--seconds 3] [--name-addrs [CALLS]]
 
 Three figures per core: parse only; parse + serialize untouched (byte-exact fast path);
 parse + what the proxy does to a forwarded INVITE (read Via/From/To/Call-ID/CSeq/PAI/
 Identity, prepend our Via, set Max-Forwards, add a header) + serialize.
+
+``--name-addrs``: the name-addrs of CALLS distinct calls (default 2000) as bench_core's flow
+writes them (From and To with the tags sipp gives, our signed Record-Route as Route), each
+call's values new to the process as a live call's are (the name-addr cache emptied before
+every pass, outside the timing, where there is one): per value, ``parse_name_addr`` over
+From, To without tag, To with tag and Route in call order; per in-dialog request (ACK then
+BYE of each call), ``StatelessRelay._fast_dialog_end`` and the whole ``fast_request`` (the
+relayed bytes made, nothing sent).
 """
 
 from __future__ import annotations
@@ -76,10 +84,87 @@ def rate(fn, seconds: float) -> tuple[float, float]:  # type: ignore[no-untyped-
     return statistics.median(rates), max(rates)
 
 
+def name_addrs(calls: int, seconds: float) -> None:
+    """The ``--name-addrs`` figures (see the module's doc)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from sipguard.clock import SystemClock
+    from sipguard.proxy.messages import Answers, Counters, Hop
+    from sipguard.proxy.stateless import StatelessRelay
+    from sipguard.sip import Request, address, relay
+    from tests.proxy_fixtures import Capture
+
+    cap = Capture()
+    stateless = StatelessRelay(cap, Answers(cap, Counters(), SystemClock()), lambda req, source: source)
+    values: list[str] = []
+    requests = []
+    for n in range(calls):
+        caller, callee = f"+1212{n:07d}", f"+1303{(n * 7919) % 10**7:07d}"
+        frm = f"<sip:{caller}@127.0.0.1:5061;user=phone>;tag=77SIPpTag00{n}"
+        to = f"<sip:{callee}@127.0.0.1:5060;user=phone>"
+        inv = parse((f"INVITE sip:{callee}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}"
+                     f"\r\nFrom: {frm}\r\nTo: {to}\r\nCall-ID: {n}-77@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+                     "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode())
+        assert isinstance(inv, Request)
+        route = (f"<sip:127.0.0.1:5060;lr;sgrr="
+                 f"{stateless.rr_token(inv, Hop('127.0.0.1', 5061, 'udp'), Hop('127.0.0.1', 5070, 'udp'))}>")
+        to_tagged = f"{to};tag=88SIPpTag01{n}"
+        values += [frm, to, to_tagged, route]
+        for cseq, method in ((1, "ACK"), (2, "BYE")):
+            data = (f"{method} sip:uas@127.0.0.1:5070;transport=UDP SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{n}-{cseq}-{method}\r\nFrom: {frm}\r\n"
+                    f"To: {to_tagged}\r\nCall-ID: {n}-77@127.0.0.1\r\nCSeq: {cseq} {method}\r\n"
+                    f"Route: {route}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+            parse(data)  # the fast path takes header names the parser learnt
+            req = relay.request(data, 65535)
+            assert req is not None
+            requests.append((req, req.msg.only("route")))
+    source = ("127.0.0.1", 5061)
+
+    def by_value(parse_one):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            for value in values:
+                parse_one(value)
+        return run
+
+    def dialog_ends() -> None:
+        for req, route in requests:
+            assert stateless._fast_dialog_end(req, route) is not None
+
+    def fast_requests() -> None:
+        for req, _ in requests:
+            stateless.fast_request(req, source, False, lambda tag, via: False)
+        cap.sent.clear()
+
+    print(f"calls: {calls}; values: {len(values)}; in-dialog requests: {len(requests)}; "
+          f"C name-addr: {getattr(address, '_C_NAME_ADDR', None) is not None}")
+    cached = hasattr(address, "clear_cache")   # the cache of 695b848 and before
+    for name, run, count in (("parse_name_addr" + (" (cached)" if cached else ""),
+                              by_value(address.parse_name_addr), len(values)),
+                             ("_fast_dialog_end", dialog_ends, len(requests)),
+                             ("fast_request (ACK, BYE)", fast_requests, len(requests))):
+        times = []
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            if cached:
+                address.clear_cache()
+            start = time.process_time()
+            run()
+            times.append((time.process_time() - start) / count)
+        print(f"{name:30s} median {statistics.median(times) * 1e9:7.0f} ns  best {min(times) * 1e9:7.0f} ns"
+              f"  per {'value' if count == len(values) else 'request'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--name-addrs", type=int, nargs="?", const=2000, default=0, metavar="CALLS")
     args = ap.parse_args()
+    if args.name_addrs:
+        name_addrs(args.name_addrs, args.seconds)
+        return
     print(f"message size: {len(DATA)} bytes")
     for name, fn in (("parse", parse), ("parse+serialize (untouched)", lambda d: parse(d).serialize()),
                      ("parse+proxy mutation+serialize", proxy_path)):

@@ -40,7 +40,8 @@ from sipguard.proxy.messages import (
     to_bytes,
     via_value,
 )
-from sipguard.sip import Request, Response, Via, parse_name_addr, parse_via, relay
+from sipguard.sip import Request, Response, Via, parse_via, relay
+from sipguard.sip.address import tag_of, uri_of
 from sipguard.sip.message import ENC, ERRORS
 from sipguard.sip.relay import FastRequest, FastResponse
 from sipguard.trunks import Peers, TrunkTable
@@ -173,7 +174,7 @@ class StatelessRelay:
             to = msg.only("to")
             if to is None:
                 return False
-            if absorbed(parse_name_addr(msg.value(to)).tag or "", via):
+            if absorbed(tag_of(msg.value(to)), via):
                 return True
         if req.max_forwards <= 0:
             return False
@@ -198,7 +199,7 @@ class StatelessRelay:
         """``dialog_end`` for the one Route line ``route`` of a fast-path request: None (the
         full path decides) unless it is our entry and its token verifies."""
         msg = req.msg
-        uri = parse_name_addr(msg.value(route)).uri
+        uri = uri_of(msg.value(route))  # as parse_name_addr's .uri and .tag, without building them
         found = _SGRR.search(uri) if RR_MARK in uri else None
         from_, to, cid = msg.only("from"), msg.only("to"), msg.only("call-id")
         if found is None or from_ is None or to is None or cid is None:
@@ -206,8 +207,7 @@ class StatelessRelay:
         call_id = msg.value(cid)
         if not call_id or " " in call_id or "," in call_id:
             return None  # the full path's Call-ID check refuses it
-        return self._end(found, parse_name_addr(msg.value(from_)).tag or "",
-                         parse_name_addr(msg.value(to)).tag or "", call_id)
+        return self._end(found, tag_of(msg.value(from_)), tag_of(msg.value(to)), call_id)
 
     def prepare(self, req: Request, source: tuple[str, int], in_transport: str, out_transport: str,
                 branch: str, rr_token: str | None = None) -> None:

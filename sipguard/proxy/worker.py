@@ -26,7 +26,6 @@ from sipguard.proxy.overload import MemoryTrim, OverloadGuard
 from sipguard.proxy.steer import Steering, owner_of
 from sipguard.proxy.systemd import ping_watchdog, sd_notify
 from sipguard.proxy.transport import Receive, Transports
-from sipguard.sip import address
 from sipguard.trunks import hop_addresses
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 RMD_WATCH_INTERVAL = 30.0     # seconds between two looks at the store's RMD change log
 # The parse caches a compaction empties after a burst (overload.MemoryTrim): what they hold
 # then was made among the burst's transactions, and would keep their pages from the system.
-CACHES = (numbers.clear_cache, address.clear_cache)
+CACHES = (numbers.clear_cache,)
 
 log = logging.getLogger("sipguard.serve")
 

@@ -318,20 +318,14 @@ PyDoc_STRVAR(usual_uri_doc,
 "usual_uri(text) -> bool | None\n\n"
 "address._usual_uri(text) for ASCII text; None for any other text (the regex decides).");
 
-static PyObject *fast_usual_uri(PyObject *self, PyObject *arg) {
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "usual_uri(text: str)");
-        return NULL;
-    }
-    if (PyUnicode_READY(arg) < 0) return NULL;
-    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
-    const unsigned char *t = PyUnicode_1BYTE_DATA(arg);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+/* address.usual_uri_re on the ASCII text t[0:n) (also a slice of a longer text: nothing past
+ * t[n - 1] is read). */
+static int is_usual_uri(const unsigned char *t, Py_ssize_t n) {
     /* the scheme, sip or sips in any case, and its colon */
-    if (n < 4 || (t[0] | 0x20) != 's' || (t[1] | 0x20) != 'i' || (t[2] | 0x20) != 'p') Py_RETURN_FALSE;
+    if (n < 4 || (t[0] | 0x20) != 's' || (t[1] | 0x20) != 'i' || (t[2] | 0x20) != 'p') return 0;
     Py_ssize_t i = 3;
     if ((t[i] | 0x20) == 's') i++;
-    if (i >= n || t[i] != ':') Py_RETURN_FALSE;
+    if (i >= n || t[i] != ':') return 0;
     i++;
     long port = -1;
     int semi_eq = 0, matched = 0;
@@ -340,9 +334,17 @@ static PyObject *fast_usual_uri(PyObject *self, PyObject *arg) {
     while (at < n && t[at] != '@' && t[at] != '<' && t[at] != '>' && !is_str_space(t[at])) at++;
     if (at > i && at < n && t[at] == '@') matched = hostport_rest(t, at + 1, n, &port, &semi_eq);
     if (!matched) matched = hostport_rest(t, i, n, &port, &semi_eq);
-    if (!matched) Py_RETURN_FALSE;
-    if (port == 0 || port >= 65536 || semi_eq) Py_RETURN_FALSE;
-    Py_RETURN_TRUE;
+    return matched && !(port == 0 || port >= 65536 || semi_eq);
+}
+
+static PyObject *fast_usual_uri(PyObject *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "usual_uri(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
+    return PyBool_FromLong(is_usual_uri(PyUnicode_1BYTE_DATA(arg), PyUnicode_GET_LENGTH(arg)));
 }
 
 /* -- message.cseq_value: RFC 3261 20.16 CSeq = 1*DIGIT LWS Method ------------------------------
@@ -398,11 +400,43 @@ static PyObject *fast_cseq(PyObject *self, PyObject *arg) {
  * of range, an empty parameter name, an rport that is not a number): the Python then takes
  * its other branch or raises its SipParseError. */
 
-/* t[from:to) stripped of str white space, as a new str. */
+/* The ASCII text p[0:len) as a new str, without decoding it (a str of one character is
+ * CPython's shared one, as the decoder gives it). */
+static PyObject *ascii_str(const unsigned char *p, Py_ssize_t len) {
+    if (len <= 1) return PyUnicode_FromStringAndSize((const char *)p, len);
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out != NULL) memcpy(PyUnicode_1BYTE_DATA(out), p, (size_t)len);
+    return out;
+}
+
+/* t[from:to) stripped of str white space, as a new str (ASCII text only). */
 static PyObject *stripped(const unsigned char *t, Py_ssize_t from, Py_ssize_t to) {
     while (from < to && is_str_space(t[from])) from++;
     while (to > from && is_str_space(t[to - 1])) to--;
-    return PyUnicode_FromStringAndSize((const char *)t + from, to - from);
+    return ascii_str(t + from, to - from);
+}
+
+/* The parameter names nearly every value carries (From/To, Route, Via), made once and
+ * interned: a name read is one of them without a new str (nor its hash computed again). */
+static const char *const PARAM_NAMES[] = {"tag", "user", "lr", "transport", "branch", "rport", "received", "maddr",
+                                          "ttl", "sgrr", NULL};
+static PyObject *param_names[sizeof(PARAM_NAMES) / sizeof(PARAM_NAMES[0])];
+
+/* A new reference to the interned ``lower[0:len)`` when it is one of PARAM_NAMES, else NULL
+ * (no exception: the caller makes the str). */
+static PyObject *known_param_name(const char *lower, Py_ssize_t len) {
+    for (int k = 0; PARAM_NAMES[k] != NULL; k++) {
+        if ((Py_ssize_t)strlen(PARAM_NAMES[k]) != len || memcmp(PARAM_NAMES[k], lower, (size_t)len) != 0) continue;
+        if (param_names[k] == NULL) {
+            param_names[k] = PyUnicode_InternFromString(PARAM_NAMES[k]);
+            if (param_names[k] == NULL) {
+                PyErr_Clear();
+                return NULL;
+            }
+        }
+        return Py_NewRef(param_names[k]);
+    }
+    return NULL;
 }
 
 /* address.parse_params on t[from:to) into ``params``: 1, or 0 for a refused text (an empty
@@ -426,7 +460,8 @@ static int read_params(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, P
             if (nb - na <= (Py_ssize_t)sizeof(lower)) {
                 for (Py_ssize_t k = na; k < nb; k++)
                     lower[k - na] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
-                name = PyUnicode_FromStringAndSize(lower, nb - na);
+                name = known_param_name(lower, nb - na);
+                if (name == NULL) name = PyUnicode_FromStringAndSize(lower, nb - na);
             } else {
                 PyObject *raw = PyUnicode_FromStringAndSize((const char *)t + na, nb - na);
                 name = raw != NULL ? PyObject_CallMethod(raw, "lower", NULL) : NULL;
@@ -552,6 +587,259 @@ error:
     Py_XDECREF(host);
     Py_XDECREF(kind);
     return NULL;
+}
+
+/* -- address._parse_name_addr: a name-addr of the usual shape ----------------------------------
+ * RFC 3261 20.10 / 25.1 name-addr as address.parse_name_addr_py reads it, for ASCII text:
+ *   1. its first branch: "<" uri ">" [";" params], the URI up to the first '>', not empty,
+ *      not ending in LF, a usual SIP URI (is_usual_uri); raw is the value str-stripped;
+ *   2. its regular expression _NAME_ADDR (DOTALL), when the first does not take the value:
+ *        ^\s* ( "quoted" \s* | token *([ \t]+ token) \s* )? "<" [^<>\s]+ ">" \s* (";" .*)? $
+ *      with check_uri's cheap answer: the URI a usual SIP URI (else parse_uri decides: None);
+ *      the display name the quoted string unescaped (_unquote) or the tokens as written;
+ * and the parameters as address.parse_params reads them (read_params). Every run the regex
+ * makes is the longest possible and ends at a character that none of the alternatives after
+ * it could take, so scanning once finds its only match. None for anything else (non-ASCII
+ * text, another shape, another scheme, an empty parameter name, which the Python refuses):
+ * the Python then answers or raises its SipParseError. */
+
+typedef struct {
+    Py_ssize_t d0, d1;      /* the display name's text (d0 < 0: none) */
+    int quoted;             /* ... a quoted string's content (escapes to undo) */
+    Py_ssize_t u0, u1;      /* the URI */
+    Py_ssize_t p0;          /* the parameters' text, t[p0:n) (p0 < 0: none, {}) */
+    Py_ssize_t r0, r1;      /* the value stripped (NameAddr.raw) */
+} name_addr_spans;
+
+/* The spans of the name-addr t[0:n) (ASCII); 1, or 0 where the Python decides. The parameters
+ * are not checked here (name_addr_params_ok, read_params). */
+static int name_addr_spans_of(const unsigned char *t, Py_ssize_t n, name_addr_spans *s) {
+    s->d0 = s->d1 = -1;
+    s->quoted = 0;
+    s->p0 = -1;
+    s->r0 = 0;
+    s->r1 = n;
+    while (s->r0 < n && is_str_space(t[s->r0])) s->r0++;
+    while (s->r1 > s->r0 && is_str_space(t[s->r1 - 1])) s->r1--;
+    if (n > 0 && t[0] == '<') {
+        /* the first branch: gt = value.find(">"), gt > 1, after[:1] in ("", ";"),
+         * inner[-1] != "\n", _usual_uri(inner) */
+        const unsigned char *gt = memchr(t, '>', (size_t)n);
+        Py_ssize_t g = gt != NULL ? gt - t : -1;
+        if (g > 1 && (g + 1 == n || t[g + 1] == ';') && t[g - 1] != '\n' && is_usual_uri(t + 1, g - 1)) {
+            s->u0 = 1;
+            s->u1 = g;
+            if (g + 1 < n) s->p0 = g + 2;
+            return 1;
+        }
+    }
+    Py_ssize_t i = 0;
+    while (i < n && is_str_space(t[i])) i++;
+    if (i < n && t[i] == '"') {
+        /* (?:[^"\\]|\\.)* then '"': the first quote not escaped ends it */
+        Py_ssize_t j = i + 1;
+        while (j < n && t[j] != '"') {
+            if (t[j] == '\\') {
+                if (j + 1 >= n) return 0;
+                j += 2;
+            } else {
+                j++;
+            }
+        }
+        if (j >= n) return 0;
+        s->d0 = i + 1;
+        s->d1 = j;
+        s->quoted = 1;
+        i = j + 1;
+        while (i < n && is_str_space(t[i])) i++;
+    } else if (i < n && is_token(t[i])) {
+        /* tokens apart by runs of [ \t] only, then \s* and '<' */
+        s->d0 = i;
+        for (;;) {
+            while (i < n && is_token(t[i])) i++;
+            s->d1 = i;
+            Py_ssize_t k = i;
+            int blanks = 1;
+            while (k < n && is_str_space(t[k])) {
+                if (t[k] != ' ' && t[k] != '\t') blanks = 0;
+                k++;
+            }
+            if (k < n && t[k] == '<') {
+                i = k;
+                break;
+            }
+            if (k > i && blanks && k < n && is_token(t[k])) {
+                i = k;
+                continue;
+            }
+            return 0;
+        }
+    }
+    if (i >= n || t[i] != '<') return 0;
+    Py_ssize_t u = i + 1, j = u;
+    while (j < n && t[j] != '<' && t[j] != '>' && !is_str_space(t[j])) j++;
+    if (j == u || j >= n || t[j] != '>') return 0;
+    if (!is_usual_uri(t + u, j - u)) return 0;  /* check_uri: parse_uri decides */
+    s->u0 = u;
+    s->u1 = j;
+    i = j + 1;
+    while (i < n && is_str_space(t[i])) i++;
+    if (i < n) {
+        if (t[i] != ';') return 0;
+        s->p0 = i + 1;
+    }
+    return 1;
+}
+
+/* read_params's parameters of t[from:to) without building them: 0 where parse_params refuses
+ * the text (an empty name), else 1 with the last parameter named ``name`` (lower case, as
+ * the names are lower-cased) in *v0 (its value stripped, t[*v0:*v1); *v0 == -1: no '=';
+ * *v0 == -2: no such parameter). */
+static int params_find(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, const char *name,
+                       Py_ssize_t *v0, Py_ssize_t *v1) {
+    Py_ssize_t name_len = (Py_ssize_t)strlen(name);
+    *v0 = -2;
+    *v1 = -2;
+    while (from <= to) {
+        const unsigned char *semi = memchr(t + from, ';', (size_t)(to - from));
+        Py_ssize_t end = semi != NULL ? semi - t : to;
+        Py_ssize_t a = from, b = end;
+        while (a < b && is_str_space(t[a])) a++;
+        while (b > a && is_str_space(t[b - 1])) b--;
+        if (a < b) {
+            const unsigned char *eq = memchr(t + a, '=', (size_t)(b - a));
+            Py_ssize_t name_end = eq != NULL ? eq - t : b;
+            Py_ssize_t na = a, nb = name_end;
+            while (na < nb && is_str_space(t[na])) na++;
+            while (nb > na && is_str_space(t[nb - 1])) nb--;
+            if (na == nb) return 0;
+            int same = nb - na == name_len;
+            for (Py_ssize_t k = 0; same && k < name_len; k++) {
+                unsigned char c = t[na + k];
+                same = (c >= 'A' && c <= 'Z' ? c + 32 : c) == (unsigned char)name[k];
+            }
+            if (same) {
+                if (eq == NULL) {
+                    *v0 = *v1 = -1;
+                } else {
+                    Py_ssize_t va = name_end + 1, vb = b;
+                    while (va < vb && is_str_space(t[va])) va++;
+                    while (vb > va && is_str_space(t[vb - 1])) vb--;
+                    *v0 = va;
+                    *v1 = vb;
+                }
+            }
+        }
+        from = end + 1;
+    }
+    return 1;
+}
+
+/* The ASCII text of ``arg`` in *t, *n: 1; 0 for other text (the Python decides); -1 on error. */
+static int ascii_text(PyObject *arg, const char *usage, const unsigned char **t, Py_ssize_t *n) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (PyUnicode_READY(arg) < 0) return -1;
+    if (!PyUnicode_IS_ASCII(arg)) return 0;
+    *t = PyUnicode_1BYTE_DATA(arg);
+    *n = PyUnicode_GET_LENGTH(arg);
+    return 1;
+}
+
+/* address._unquote on t[from:to): each backslash drops, the character after it stays. */
+static PyObject *unquoted(const unsigned char *t, Py_ssize_t from, Py_ssize_t to) {
+    if (memchr(t + from, '\\', (size_t)(to - from)) == NULL)
+        return ascii_str(t + from, to - from);
+    char *w = PyMem_Malloc((size_t)(to - from));
+    if (w == NULL) return PyErr_NoMemory();
+    Py_ssize_t len = 0;
+    for (Py_ssize_t i = from; i < to; i++) {
+        if (t[i] == '\\' && i + 1 < to) i++;
+        w[len++] = (char)t[i];
+    }
+    PyObject *text = PyUnicode_FromStringAndSize(w, len);
+    PyMem_Free(w);
+    return text;
+}
+
+PyDoc_STRVAR(name_addr_doc,
+"name_addr(value) -> (display, uri, params, raw) | None\n\n"
+"address.parse_name_addr_py(value)'s fields for the usual ASCII name-addr it accepts; None\n"
+"for anything else (the Python decides).");
+
+static PyObject *fast_name_addr(PyObject *self, PyObject *arg) {
+    const unsigned char *t;
+    Py_ssize_t n;
+    int ok = ascii_text(arg, "name_addr(value: str)", &t, &n);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
+    name_addr_spans s;
+    if (!name_addr_spans_of(t, n, &s)) Py_RETURN_NONE;
+    PyObject *params = PyDict_New();
+    if (params == NULL) return NULL;
+    if (s.p0 >= 0) {
+        ok = read_params(t, s.p0, n, params);
+        if (ok <= 0) {
+            Py_DECREF(params);
+            return ok < 0 ? NULL : Py_NewRef(Py_None);
+        }
+    }
+    PyObject *display;
+    if (s.d0 < 0) display = Py_NewRef(Py_None);
+    else if (s.quoted) display = unquoted(t, s.d0, s.d1);
+    else display = ascii_str(t + s.d0, s.d1 - s.d0);
+    PyObject *uri = ascii_str(t + s.u0, s.u1 - s.u0);
+    PyObject *raw = s.r0 == 0 && s.r1 == n && PyUnicode_CheckExact(arg) ? Py_NewRef(arg)
+        : ascii_str(t + s.r0, s.r1 - s.r0);
+    PyObject *out = display != NULL && uri != NULL && raw != NULL ? PyTuple_New(4) : NULL;
+    if (out == NULL) {
+        Py_DECREF(params);
+        Py_XDECREF(display);
+        Py_XDECREF(uri);
+        Py_XDECREF(raw);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, display);
+    PyTuple_SET_ITEM(out, 1, uri);
+    PyTuple_SET_ITEM(out, 2, params);
+    PyTuple_SET_ITEM(out, 3, raw);
+    return out;
+}
+
+PyDoc_STRVAR(name_addr_tag_doc,
+"name_addr_tag(value) -> str | None\n\n"
+"address.tag_of(value), parse_name_addr_py(value).tag or \"\", for the usual ASCII name-addr it\n"
+"accepts; None for anything else (the Python decides).");
+
+static PyObject *fast_name_addr_tag(PyObject *self, PyObject *arg) {
+    const unsigned char *t;
+    Py_ssize_t n;
+    int ok = ascii_text(arg, "name_addr_tag(value: str)", &t, &n);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
+    name_addr_spans s;
+    if (!name_addr_spans_of(t, n, &s)) Py_RETURN_NONE;
+    Py_ssize_t v0 = -2, v1 = -2;
+    if (s.p0 >= 0 && !params_find(t, s.p0, n, "tag", &v0, &v1)) Py_RETURN_NONE;
+    if (v0 < 0) return PyUnicode_FromStringAndSize(NULL, 0);
+    return ascii_str(t + v0, v1 - v0);
+}
+
+PyDoc_STRVAR(name_addr_uri_doc,
+"name_addr_uri(value) -> str | None\n\n"
+"address.uri_of(value), parse_name_addr_py(value).uri, for the usual ASCII name-addr it\n"
+"accepts; None for anything else (the Python decides).");
+
+static PyObject *fast_name_addr_uri(PyObject *self, PyObject *arg) {
+    const unsigned char *t;
+    Py_ssize_t n;
+    int ok = ascii_text(arg, "name_addr_uri(value: str)", &t, &n);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
+    name_addr_spans s;
+    if (!name_addr_spans_of(t, n, &s)) Py_RETURN_NONE;
+    Py_ssize_t v0, v1;  /* no parameter is named "": the look-up only checks them */
+    if (s.p0 >= 0 && !params_find(t, s.p0, n, "", &v0, &v1)) Py_RETURN_NONE;
+    return ascii_str(t + s.u0, s.u1 - s.u0);
 }
 
 /* -- relay.Lines.value: a header line's value as the full path reads it ----------------------------
@@ -1138,6 +1426,10 @@ static PyMethodDef fast_methods[] = {
     {"parsed", (PyCFunction)(void (*)(void))fast_parsed, METH_FASTCALL, parsed_doc},
     {"values", (PyCFunction)(void (*)(void))fast_values, METH_FASTCALL, values_doc},
     {"usual_uri", (PyCFunction)fast_usual_uri, METH_O, usual_uri_doc},
+    /* address.parse_name_addr, tag_of, uri_of */
+    {"name_addr", (PyCFunction)fast_name_addr, METH_O, name_addr_doc},
+    {"name_addr_tag", (PyCFunction)fast_name_addr_tag, METH_O, name_addr_tag_doc},
+    {"name_addr_uri", (PyCFunction)fast_name_addr_uri, METH_O, name_addr_uri_doc},
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},
     {"owner", (PyCFunction)(void (*)(void))fast_owner, METH_FASTCALL, owner_doc},

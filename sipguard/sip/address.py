@@ -236,9 +236,8 @@ def _unquote(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NameAddr:
-    """A From/To/Contact/Route/PAI value: display name, URI and header parameters. Shared
-    between the messages that carry the same value (``parse_name_addr``): never change
-    ``params``."""
+    """A From/To/Contact/Route/PAI value: display name, URI and header parameters
+    (``parse_name_addr``). A message keeps the one it read: never change ``params``."""
 
     display: str | None
     uri: str
@@ -266,40 +265,45 @@ _NAME_ADDR = re.compile(
     re.DOTALL)
 
 
-# The name-addrs parsed last, by value: a call's From, To (with its tag) and our Route come
-# back in its ACK, BYE and their retransmissions, and the fast path reads To twice in an ACK.
-# Bounded: values up to NAME_ADDR_CACHE_VALUE characters, emptied at NAME_ADDR_CACHE entries.
-NAME_ADDR_CACHE, NAME_ADDR_CACHE_VALUE = 4096, 512
-_name_addrs: dict[str, NameAddr] = {}
+_C_NAME_ADDR = _fast.name_addr if _fast is not None else None
+_C_NAME_ADDR_TAG = _fast.name_addr_tag if _fast is not None else None
+_C_NAME_ADDR_URI = _fast.name_addr_uri if _fast is not None else None
 
 
 def parse_name_addr(value: str) -> NameAddr:
-    """``value`` parsed (the same object for the same text while it is remembered), or
-    SipParseError."""
-    found = _name_addrs.get(value)
-    if found is not None:
-        return found
-    parsed = _parse_name_addr(value)
-    if len(value) <= NAME_ADDR_CACHE_VALUE:
-        if len(_name_addrs) >= NAME_ADDR_CACHE:
-            _name_addrs.clear()
-        _name_addrs[value] = parsed
-    return parsed
+    """``value`` parsed, or SipParseError: the usual ASCII name-addr in C where the extension
+    is built (the fields ``parse_name_addr_py`` gives it), anything else ``parse_name_addr_py``.
+    Not remembered: nearly every From/To value is new (its tag is the call's), and looking one
+    up and storing it cost more than reading it (bench/RESULTS.md, session 13)."""
+    if _C_NAME_ADDR is not None:
+        parts = _C_NAME_ADDR(value)
+        if parts is not None:
+            return NameAddr(parts[0], parts[1], parts[2], parts[3])
+    return parse_name_addr_py(value)
 
 
-def clear_cache() -> None:
-    """Empty the name-addr cache (after a burst, ``proxy.overload.MemoryTrim``): its last
-    entries are the burst's own From and To values, each made among a dead transaction's
-    objects, and a few thousand of them keep that many allocator pages from the system."""
-    _name_addrs.clear()
+def tag_of(value: str) -> str:
+    """``parse_name_addr(value).tag or ""`` (SipParseError for a bad value), without building
+    the name-addr where C reads the usual shape: the From/To tag of an in-dialog request."""
+    if _C_NAME_ADDR_TAG is not None:
+        found = _C_NAME_ADDR_TAG(value)
+        if found is not None:
+            return found
+    return parse_name_addr(value).tag or ""
 
 
-def cache_size() -> int:
-    """How many name-addrs the cache holds."""
-    return len(_name_addrs)
+def uri_of(value: str) -> str:
+    """``parse_name_addr(value).uri`` (SipParseError for a bad value), without building the
+    name-addr where C reads the usual shape: the URI of an in-dialog request's Route."""
+    if _C_NAME_ADDR_URI is not None:
+        found = _C_NAME_ADDR_URI(value)
+        if found is not None:
+            return found
+    return parse_name_addr(value).uri
 
 
-def _parse_name_addr(value: str) -> NameAddr:
+def parse_name_addr_py(value: str) -> NameAddr:
+    """``parse_name_addr``'s definition."""
     if value[:1] == "<":  # the usual shape, <sip:...> and parameters, without a regex of its own
         gt = value.find(">")
         inner, after = value[1:gt], value[gt + 1:]

@@ -301,6 +301,155 @@ def test_params_on_the_usual_values_and_rfc4475() -> None:
             assert outcome(address.parse_params, part) == outcome(address.parse_params_py, part), part
 
 
+# -- name-addrs ----------------------------------------------------------------------------------
+def name_addr_outcome(parse_one: Callable[[str], object], value: str) -> tuple[str, object]:
+    try:
+        result = parse_one(value)
+    except SipParseError as exc:
+        return "error", exc.reason
+    return "ok", astuple(result) if isinstance(result, address.NameAddr) else result  # type: ignore[arg-type]
+
+
+def py_tag(value: str) -> str:
+    return address.parse_name_addr_py(value).tag or ""
+
+
+def py_uri(value: str) -> str:
+    return address.parse_name_addr_py(value).uri
+
+
+NA_URI = st.sampled_from(["sip:+12127363100@127.0.0.1:5061;user=phone", "sip:alice@example.com", "SIPS:a@b:5061",
+                          "sip:127.0.0.1:5060;lr;sgrr=QWxp.0123abcd", "sip:a@[2001:db8::1]", "sip:a:pw@h?x=y",
+                          "Sip:h.example.com.;transport=TCP"])
+NA_URI = st.one_of(NA_URI, NA_URI, NA_URI, NA_URI, fastpaths.URI, URI)
+NA_PARAMS = st.sampled_from(["", ";tag=77SIPpTag001", ";TAG=x;tag=y", ";tag", ";tag=", " ;tag = a ", ";Tag=1;tag",
+                             ";tag=a b", ';tag="q;x"', ";lr;sgrr=x.y", ";user=phone;tag=Ab-9", ";tag=1;", ";;tag=2",
+                             ";tag=\tT\x1c", ";x=\x00;tag=z"] * 4
+                            + [";=1", ";;=", ";tag=\u00e9", ";tag=1\x00", ";" * 50, " ", "\n", "\t", "x", ",", "\x0b",
+                               ">"])
+NA_PARAMS = st.one_of(NA_PARAMS, NA_PARAMS, NA_PARAMS, PARAMS.map(lambda p: ";" + p))
+NAME_ADDR = st.builds(
+    lambda *parts: "".join(parts),
+    st.sampled_from([""] * 12 + [" ", "\t", "\r\n", "\x1c", "\xa0", "\x00"]),
+    st.sampled_from(["", "", "", "", '"Alice" ', '"A \\"B\\" C"', '"" ', '"a\\\\" ', "Bob ", "Bob Smith ",
+                     "Bob\tSmith", "A  \t B ", "x.y!%*_+`'~- "] * 2
+                    + ['"a\\', '"open ', '"\u00e9" ', "A \r B ", "A\x0bB ", "B\xe9 ", "a,b ", "<", '"x\x00y"',
+                       "Bob\r\n", '"a\\\x00"']),
+    st.sampled_from(["<"] * 12 + ["", "<<", "< "]),
+    NA_URI,
+    st.sampled_from([">"] * 15 + ["", ">>", "> ", " >", "\n>"]),
+    NA_PARAMS,
+    st.sampled_from([""] * 12 + [" ", "\r\n", "\n", "\x1f", "\xa0", "\x85"]))
+GOOD_NAME_ADDR = st.builds(  # the values trunks send, with the liberties RFC 3261 allows: C takes most
+    lambda *parts: "".join(parts),
+    st.sampled_from(["", "", " ", "\t"]),
+    st.sampled_from(["", "", '"Alice" ', '"A \\"B\\" C" ', '""', '"a\\\\"\t', "Bob ", "Bob  Smith\t", "x.y!%*_+`'~-"]),
+    st.just("<"),
+    st.sampled_from(["sip:+12127363100@127.0.0.1:5061;user=phone", "sip:alice@example.com", "SIPS:a@b:5061",
+                     "sip:127.0.0.1:5060;lr;sgrr=QWxp.0123abcd", "sip:a@[2001:db8::1]", "sip:a:pw@h?x=y",
+                     "Sip:h.example.com.;transport=TCP", "sip:h:65535", "sip:a%20b@h;x=\"y\""]),
+    st.sampled_from([">", ">", "> ", ">\t"]),
+    st.lists(st.builds(lambda *p: "".join(p), st.sampled_from([";", ";", " ;", "; ", ";\t"]),
+                       st.sampled_from(["tag", "TAG", "Tag", "user", "lr", "X-Odd", "tag ", "a" * 70]),
+                       st.sampled_from(["", "=", "=1", "=77SIPpTag001", " = b ", '="q;x"', "=a=b", "=\x00", "=T\t"])),
+             max_size=5).map("".join),
+    st.sampled_from(["", "", " ", "\r\n", ";"]))
+NAME_ADDR_PIECES = st.lists(st.sampled_from(
+    ['"', "\\", "<", ">", ";", "=", " ", "\t", "\n", "\r", "\x0b", "\x1c", "\x00", "sip:", "SIPS:", "tel:", "a", "Bob",
+     "@", "tag", "TAG", ":5060", ":0", "127.0.0.1", "[::1]", "?", ",", "\u00e9", "\xa0", "x.y", "-", "'", "~"]),
+    max_size=16).map("".join)
+USUAL_NAME_ADDRS = ["<sip:+12127363100@127.0.0.1:5061;user=phone>;tag=77SIPpTag001",
+                    "<sip:+13036231000@127.0.0.1:5060;user=phone>",
+                    '"Alice Caller" <sip:+12025550123@198.51.100.7;user=phone>;tag=1928301774',
+                    "Bob <sips:bob@example.com:5061>;tag=a;tag=b", "<sip:127.0.0.1:5060;lr;sgrr=abc.0123456789ab>",
+                    "  <sip:a@b> ;TAG = x ", '"a \\"b\\"" <sip:a@[2001:db8::1]:5060>;Tag=T', "<sip:a@b>;"]
+
+
+def same_name_addr(value: str) -> None:
+    want = name_addr_outcome(address.parse_name_addr_py, value)
+    got, tag, uri = _fast.name_addr(value), _fast.name_addr_tag(value), _fast.name_addr_uri(value)
+    assert (got is None) == (tag is None) == (uri is None), (value, got, tag, uri)  # one shape for all three
+    if got is not None:
+        assert want == ("ok", got), value
+        assert list(got[2]) == list(want[1][2]) and type(got[0]) is type(want[1][0])  # type: ignore[index]
+        assert tag == (got[2].get("tag") or "") and uri == got[1]
+    assert name_addr_outcome(address.parse_name_addr, value) == want
+    assert name_addr_outcome(address.tag_of, value) == name_addr_outcome(py_tag, value)
+    assert name_addr_outcome(address.uri_of, value) == name_addr_outcome(py_uri, value)
+
+
+@SETTINGS
+@given(GOOD_NAME_ADDR | NAME_ADDR | NAME_ADDR_PIECES | fastpaths.TEXT
+       | st.binary(max_size=60).map(lambda b: b.decode("utf-8", "surrogateescape")))
+@example("<sip:a@b\n>")
+@example("<sip:a@b>\n;tag=1")
+@example('"a\\')
+@example("A \r B <sip:x>")
+@example("<sip:a@b>;;=x")
+@example("<sip:a@b;=x>")
+@example("<sip:a@b:0>;tag=1")
+@example("<tel:+1303>;tag=1")
+@example("sip:a@b;tag=1")
+@example("<sip:a@b> junk")
+@example("<sip:a@b")
+@example("<>")
+@example("<sip:a@b>>;tag=1")
+@example("<sip:a@b>;tag=1\x00")
+@example("<sip:a\x00@b>;tag=1")
+@example("<sip:a@b>;tag=\u00e9")
+@example("\u00e9 <sip:a@b>")
+def test_name_addr_as_python(value: str) -> None:
+    """C reads a name-addr as parse_name_addr_py does (display name unescaped, URI, the
+    parameters as parse_params gives them in their order, raw), its tag and its URI, or says
+    None where the Python decides; never accepts what the Python refuses. The three C readers
+    take the same values; address's wrappers give the Python's result or error every time."""
+    same_name_addr(value)
+
+
+@st.composite
+def mutated_name_addr(draw: st.DrawFn) -> str:
+    value = draw(st.sampled_from(USUAL_NAME_ADDRS)).encode()
+    return mutate(draw, value, b' "<>;=\\,\t\r\n\x00\xff@:', 3).decode("utf-8", "surrogateescape")
+
+
+@SETTINGS
+@given(mutated_name_addr())
+def test_name_addr_as_python_on_mutated_values(value: str) -> None:
+    same_name_addr(value)
+
+
+def test_name_addr_as_python_on_huge_values() -> None:
+    for value in ("<sip:" + "a" * 100000 + "@b>;tag=1", "<sip:a@b>;" + "tag=x;" * 20000, "<sip:a@b>;tag=" + "x" * 100000,
+                  '"' + "\\\"" * 30000 + '" <sip:a@b>', "Bob " * 20000 + "<sip:a@b>", "<" * 50000,
+                  " " * 50000 + "<sip:a@b>" + " " * 50000, "<sip:a@b>;" + "A" * 70000 + "=1",
+                  '"' + "\\" * 30001 + " <sip:a@b>", "<sip:a@b>" + ";" * 100000):
+        same_name_addr(value)
+
+
+def test_name_addr_as_python_on_rfc4475() -> None:
+    values = fastpaths.torture_values(("from", "f", "to", "t", "contact", "m", "route", "record-route",
+                                       "p-asserted-identity"))
+    assert len(values) > 100
+    for value in values:
+        same_name_addr(value)
+
+
+def test_the_usual_name_addrs_take_the_c_path() -> None:
+    for value in USUAL_NAME_ADDRS:
+        assert _fast.name_addr(value) is not None, value
+    assert _fast.name_addr(USUAL_NAME_ADDRS[0]) == (
+        None, "sip:+12127363100@127.0.0.1:5061;user=phone", {"tag": "77SIPpTag001"}, USUAL_NAME_ADDRS[0])
+    assert _fast.name_addr(USUAL_NAME_ADDRS[2])[0] == "Alice Caller"  # type: ignore[index]
+    assert _fast.name_addr(USUAL_NAME_ADDRS[6])[0] == 'a "b"'  # type: ignore[index]
+    assert _fast.name_addr_tag(USUAL_NAME_ADDRS[3]) == "b" and _fast.name_addr_tag(USUAL_NAME_ADDRS[1]) == ""
+    assert _fast.name_addr_tag(USUAL_NAME_ADDRS[5]) == "x" and _fast.name_addr_uri(USUAL_NAME_ADDRS[5]) == "sip:a@b"
+    for declined in ("<tel:+1303>", "sip:a@b", "<sip:a@b>;=1", "\u00e9 <sip:a@b>", "<sip:\u00e9@b>", "<sip:a@b"):
+        assert _fast.name_addr(declined) is _fast.name_addr_tag(declined) is _fast.name_addr_uri(declined) is None
+    for f in (_fast.name_addr, _fast.name_addr_tag, _fast.name_addr_uri):
+        with pytest.raises(TypeError):
+            f(b"<sip:a@b>")
+
+
 # -- header line values --------------------------------------------------------------------------
 LINE = st.builds(
     lambda *parts: b"".join(parts),

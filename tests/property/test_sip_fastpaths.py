@@ -20,7 +20,6 @@ from sipguard.sip.address import (
     _VIA,
     NameAddr,
     Via,
-    _parse_name_addr,
     _port,
     _unquote,
     parse_params,
@@ -163,7 +162,7 @@ def test_parse_via_as_the_regex_on_rfc4475() -> None:
 @example("<sip:a@b\n>")
 @example("<sip:+12127363100@127.0.0.1:5061;user=phone>;tag=77SIPpTag001")
 def test_parse_name_addr_as_the_regex(value: str) -> None:
-    assert outcome(_parse_name_addr, value) == outcome(old_parse_name_addr, value)
+    assert outcome(address.parse_name_addr, value) == outcome(old_parse_name_addr, value)
 
 
 def test_parse_name_addr_as_the_regex_on_rfc4475() -> None:
@@ -171,4 +170,4 @@ def test_parse_name_addr_as_the_regex_on_rfc4475() -> None:
                              "p-asserted-identity"))
     assert len(values) > 100
     for value in values:
-        assert outcome(_parse_name_addr, value) == outcome(old_parse_name_addr, value), value
+        assert outcome(address.parse_name_addr, value) == outcome(old_parse_name_addr, value), value

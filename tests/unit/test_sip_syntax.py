@@ -380,23 +380,46 @@ def test_lf_only_headers_end_at_the_first_blank_line_even_with_crlfcrlf_in_the_b
     assert msg.cseq == (0, "INVITE") and msg.body == b"\r\n\r\n" and msg.serialize() == raw
 
 
-def test_name_addrs_are_remembered_by_value_within_bounds() -> None:
-    """A call's From/To/Route come back in its ACK and BYE: the same text gives the same
-    object; a long value is parsed every time; the memory is bounded; a bad value still raises
-    every time."""
+def test_name_addrs_are_read_anew_every_time() -> None:
+    """No cache (a From/To value is new with every call): the same text gives an equal object,
+    a long one too, and a bad value raises every time."""
     from sipguard.sip import address
 
     value = '"Alice" <sip:+12125551212@192.0.2.1;user=phone>;tag=77x'
     first = parse_name_addr(value)
-    assert parse_name_addr(value) is first and first.tag == "77x" and first.display == "Alice"
-    long = "<sip:" + "a" * address.NAME_ADDR_CACHE_VALUE + "@192.0.2.1>"
-    assert parse_name_addr(long) is not parse_name_addr(long) and parse_name_addr(long) == parse_name_addr(long)
+    assert parse_name_addr(value) == first and first.tag == "77x" and first.display == "Alice"
+    long = "<sip:" + "a" * 100000 + "@192.0.2.1>"
+    assert parse_name_addr(long) == parse_name_addr(long) and parse_name_addr(long).uri == long[1:-1]
     for _ in range(2):
         with pytest.raises(SipParseError):
             parse_name_addr("<sip:a@b c>")
-    for i in range(address.NAME_ADDR_CACHE + 10):
-        parse_name_addr(f"<sip:{i}@192.0.2.1>;tag={i}")
-    assert len(address._name_addrs) <= address.NAME_ADDR_CACHE
+    assert not hasattr(address, "clear_cache")
+
+
+@pytest.mark.parametrize(("value", "tag", "uri"), [
+    ("<sip:+12127363100@127.0.0.1:5061;user=phone>;tag=77SIPpTag001", "77SIPpTag001",
+     "sip:+12127363100@127.0.0.1:5061;user=phone"),
+    ("<sip:b@h>", "", "sip:b@h"),
+    ("<sip:b@h>;tag", "", "sip:b@h"),
+    ('"A" <sip:b@h> ; TAG = x ;tag=y', "y", "sip:b@h"),
+    ("<tel:+1303>;tag=t", "t", "tel:+1303"),                 # C declines: the Python answers
+    ("sip:a@b;tag=99", "99", "sip:a@b"),
+    ('"\u00dc" <sip:u@h>;tag=\u00e9', "\u00e9", "sip:u@h"),
+])
+def test_tag_of_and_uri_of(value: str, tag: str, uri: str) -> None:
+    from sipguard.sip.address import tag_of, uri_of
+
+    assert tag_of(value) == tag == (parse_name_addr(value).tag or "")
+    assert uri_of(value) == uri == parse_name_addr(value).uri
+
+
+@pytest.mark.parametrize("value", ["<sip:a@b>;;=x", "<sip:a@b c>", "<sip:a@b", "", "<sip:a@b> junk", '"open <sip:a@b>'])
+def test_tag_of_and_uri_of_refuse_what_parse_name_addr_refuses(value: str) -> None:
+    from sipguard.sip.address import tag_of, uri_of
+
+    for read in (tag_of, uri_of, parse_name_addr):
+        with pytest.raises(SipParseError):
+            read(value)
 
 
 @pytest.mark.parametrize("header, value", [

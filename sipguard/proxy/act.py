@@ -69,9 +69,26 @@ def _uri_with_verstat(uri: str, verstat: str) -> str:
 def verstat_of(value: str, ver: Verification) -> str:
     """The verstat one identity value (a PAI value, or From without PAI) is given: the call's,
     except that Passed stays only where the value carries the number the PASSporT named."""
-    if ver.verstat is _PASSED and not tn_matches(ver.orig_tn or "", parse_tn(value).forms):
+    if ver.verstat is _PASSED and not tn_matches(ver.orig_tn or "", forms_of(value)):
         return _FAILED_TEXT
     return _TEXT[ver.verstat]
+
+
+def forms_of(value: str) -> tuple[str, ...]:
+    """``parse_tn(value).forms`` of a header value, read from its URI when it is a name-addr.
+    parse_tn reads only what lies between a value's first ``<`` and the ``>`` after it (the
+    display name and the header params, such as a per-call tag, go), and the forms depend on
+    nothing else: parsed alone, that URI gives the same forms when it holds no ``<`` of its own
+    (no forms for an empty one, which parse_tn reads as anonymous in ``<>`` and as no number
+    alone; a value with a ``<`` in its display name is parsed whole) and is the number-cache entry
+    Call.of made of the same URI, where the whole value, tag and all, never hits it
+    (tests/property/test_verstat_forms.py)."""
+    lt = value.find("<")
+    if lt >= 0:
+        gt = value.find(">", lt)
+        if gt >= 0 and value.find("<", lt + 1, gt) < 0:  # alone, a second < would be read as the first
+            return parse_tn(value[lt + 1:gt]).forms
+    return parse_tn(value).forms
 
 
 # an enum member and its .value read per call cost more than module globals and a dict

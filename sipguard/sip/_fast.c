@@ -439,47 +439,63 @@ static PyObject *known_param_name(const char *lower, Py_ssize_t len) {
     return NULL;
 }
 
+/* One parameter of address.parse_params's reading of t[*from:to): its name t[*na:*nb) and its
+ * value (*v0 < 0: no '='; else the value's bounds t[*v0:*v1), not yet stripped), *from moved past
+ * it. 1 for a parameter, 0 at the end of the text, -1 for a refused text (an empty name, which
+ * the Python refuses). Empty segments (";;") are skipped, as the Python skips them. */
+static int next_param(const unsigned char *t, Py_ssize_t *from, Py_ssize_t to, Py_ssize_t *na, Py_ssize_t *nb,
+                      Py_ssize_t *v0, Py_ssize_t *v1) {
+    while (*from <= to) {
+        const unsigned char *semi = memchr(t + *from, ';', (size_t)(to - *from));
+        Py_ssize_t end = semi != NULL ? semi - t : to;
+        Py_ssize_t a = *from, b = end;
+        *from = end + 1;
+        while (a < b && is_str_space(t[a])) a++;
+        while (b > a && is_str_space(t[b - 1])) b--;
+        if (a >= b) continue;
+        const unsigned char *eq = memchr(t + a, '=', (size_t)(b - a));
+        Py_ssize_t name_end = eq != NULL ? eq - t : b;
+        *na = a;
+        *nb = name_end;
+        while (*na < *nb && is_str_space(t[*na])) (*na)++;
+        while (*nb > *na && is_str_space(t[*nb - 1])) (*nb)--;
+        if (*na == *nb) return -1;
+        *v0 = eq != NULL ? name_end + 1 : -1;
+        *v1 = b;
+        return 1;
+    }
+    return 0;
+}
+
 /* address.parse_params on t[from:to) into ``params``: 1, or 0 for a refused text (an empty
  * name, which the Python refuses), -1 on error. */
 static int read_params(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, PyObject *params) {
-    while (from <= to) {
-        const unsigned char *semi = memchr(t + from, ';', (size_t)(to - from));
-        Py_ssize_t end = semi != NULL ? semi - t : to;
-        Py_ssize_t a = from, b = end;
-        while (a < b && is_str_space(t[a])) a++;
-        while (b > a && is_str_space(t[b - 1])) b--;
-        if (a < b) {
-            const unsigned char *eq = memchr(t + a, '=', (size_t)(b - a));
-            Py_ssize_t name_end = eq != NULL ? eq - t : b;
-            Py_ssize_t na = a, nb = name_end;
-            while (na < nb && is_str_space(t[na])) na++;
-            while (nb > na && is_str_space(t[nb - 1])) nb--;
-            if (na == nb) return 0;
-            char lower[64];
-            PyObject *name;
-            if (nb - na <= (Py_ssize_t)sizeof(lower)) {
-                for (Py_ssize_t k = na; k < nb; k++)
-                    lower[k - na] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
-                name = known_param_name(lower, nb - na);
-                if (name == NULL) name = PyUnicode_FromStringAndSize(lower, nb - na);
-            } else {
-                PyObject *raw = PyUnicode_FromStringAndSize((const char *)t + na, nb - na);
-                name = raw != NULL ? PyObject_CallMethod(raw, "lower", NULL) : NULL;
-                Py_XDECREF(raw);
-            }
-            if (name == NULL) return -1;
-            PyObject *value = eq != NULL ? stripped(t, name_end + 1, b) : Py_NewRef(Py_None);
-            if (value == NULL || PyDict_SetItem(params, name, value) < 0) {
-                Py_DECREF(name);
-                Py_XDECREF(value);
-                return -1;
-            }
-            Py_DECREF(name);
-            Py_DECREF(value);
+    Py_ssize_t na, nb, v0, v1;
+    int found;
+    while ((found = next_param(t, &from, to, &na, &nb, &v0, &v1)) > 0) {
+        char lower[64];
+        PyObject *name;
+        if (nb - na <= (Py_ssize_t)sizeof(lower)) {
+            for (Py_ssize_t k = na; k < nb; k++)
+                lower[k - na] = (char)(t[k] >= 'A' && t[k] <= 'Z' ? t[k] + 32 : t[k]);
+            name = known_param_name(lower, nb - na);
+            if (name == NULL) name = PyUnicode_FromStringAndSize(lower, nb - na);
+        } else {
+            PyObject *raw = PyUnicode_FromStringAndSize((const char *)t + na, nb - na);
+            name = raw != NULL ? PyObject_CallMethod(raw, "lower", NULL) : NULL;
+            Py_XDECREF(raw);
         }
-        from = end + 1;
+        if (name == NULL) return -1;
+        PyObject *value = v0 >= 0 ? stripped(t, v0, v1) : Py_NewRef(Py_None);
+        if (value == NULL || PyDict_SetItem(params, name, value) < 0) {
+            Py_DECREF(name);
+            Py_XDECREF(value);
+            return -1;
+        }
+        Py_DECREF(name);
+        Py_DECREF(value);
     }
-    return 1;
+    return found < 0 ? 0 : 1;
 }
 
 PyDoc_STRVAR(params_doc,
@@ -698,41 +714,27 @@ static int name_addr_spans_of(const unsigned char *t, Py_ssize_t n, name_addr_sp
 static int params_find(const unsigned char *t, Py_ssize_t from, Py_ssize_t to, const char *name,
                        Py_ssize_t *v0, Py_ssize_t *v1) {
     Py_ssize_t name_len = (Py_ssize_t)strlen(name);
+    Py_ssize_t na, nb, va, vb;
+    int found;
     *v0 = -2;
     *v1 = -2;
-    while (from <= to) {
-        const unsigned char *semi = memchr(t + from, ';', (size_t)(to - from));
-        Py_ssize_t end = semi != NULL ? semi - t : to;
-        Py_ssize_t a = from, b = end;
-        while (a < b && is_str_space(t[a])) a++;
-        while (b > a && is_str_space(t[b - 1])) b--;
-        if (a < b) {
-            const unsigned char *eq = memchr(t + a, '=', (size_t)(b - a));
-            Py_ssize_t name_end = eq != NULL ? eq - t : b;
-            Py_ssize_t na = a, nb = name_end;
-            while (na < nb && is_str_space(t[na])) na++;
-            while (nb > na && is_str_space(t[nb - 1])) nb--;
-            if (na == nb) return 0;
-            int same = nb - na == name_len;
-            for (Py_ssize_t k = 0; same && k < name_len; k++) {
-                unsigned char c = t[na + k];
-                same = (c >= 'A' && c <= 'Z' ? c + 32 : c) == (unsigned char)name[k];
-            }
-            if (same) {
-                if (eq == NULL) {
-                    *v0 = *v1 = -1;
-                } else {
-                    Py_ssize_t va = name_end + 1, vb = b;
-                    while (va < vb && is_str_space(t[va])) va++;
-                    while (vb > va && is_str_space(t[vb - 1])) vb--;
-                    *v0 = va;
-                    *v1 = vb;
-                }
-            }
+    while ((found = next_param(t, &from, to, &na, &nb, &va, &vb)) > 0) {
+        int same = nb - na == name_len;
+        for (Py_ssize_t k = 0; same && k < name_len; k++) {
+            unsigned char c = t[na + k];
+            same = (c >= 'A' && c <= 'Z' ? c + 32 : c) == (unsigned char)name[k];
         }
-        from = end + 1;
+        if (!same) continue;
+        if (va < 0) {
+            *v0 = *v1 = -1;
+            continue;
+        }
+        while (va < vb && is_str_space(t[va])) va++;
+        while (vb > va && is_str_space(t[vb - 1])) vb--;
+        *v0 = va;
+        *v1 = vb;
     }
-    return 1;
+    return found < 0 ? 0 : 1;
 }
 
 /* The ASCII text of ``arg`` in *t, *n: 1; 0 for other text (the Python decides); -1 on error. */
@@ -764,6 +766,15 @@ static PyObject *unquoted(const unsigned char *t, Py_ssize_t from, Py_ssize_t to
     return text;
 }
 
+/* The ASCII text of ``arg`` (*t, *n) and the spans of the name-addr it holds: 1; 0 where the
+ * Python decides (other text, another shape); -1 on error (``arg`` not a str). */
+static int spans_of_arg(PyObject *arg, const char *usage, const unsigned char **t, Py_ssize_t *n,
+                        name_addr_spans *s) {
+    int ok = ascii_text(arg, usage, t, n);
+    if (ok <= 0) return ok;
+    return name_addr_spans_of(*t, *n, s);
+}
+
 PyDoc_STRVAR(name_addr_doc,
 "name_addr(value) -> (display, uri, params, raw) | None\n\n"
 "address.parse_name_addr_py(value)'s fields for the usual ASCII name-addr it accepts; None\n"
@@ -772,10 +783,9 @@ PyDoc_STRVAR(name_addr_doc,
 static PyObject *fast_name_addr(PyObject *self, PyObject *arg) {
     const unsigned char *t;
     Py_ssize_t n;
-    int ok = ascii_text(arg, "name_addr(value: str)", &t, &n);
-    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
     name_addr_spans s;
-    if (!name_addr_spans_of(t, n, &s)) Py_RETURN_NONE;
+    int ok = spans_of_arg(arg, "name_addr(value: str)", &t, &n, &s);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
     PyObject *params = PyDict_New();
     if (params == NULL) return NULL;
     if (s.p0 >= 0) {
@@ -815,10 +825,9 @@ PyDoc_STRVAR(name_addr_tag_doc,
 static PyObject *fast_name_addr_tag(PyObject *self, PyObject *arg) {
     const unsigned char *t;
     Py_ssize_t n;
-    int ok = ascii_text(arg, "name_addr_tag(value: str)", &t, &n);
-    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
     name_addr_spans s;
-    if (!name_addr_spans_of(t, n, &s)) Py_RETURN_NONE;
+    int ok = spans_of_arg(arg, "name_addr_tag(value: str)", &t, &n, &s);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
     Py_ssize_t v0 = -2, v1 = -2;
     if (s.p0 >= 0 && !params_find(t, s.p0, n, "tag", &v0, &v1)) Py_RETURN_NONE;
     if (v0 < 0) return PyUnicode_FromStringAndSize(NULL, 0);
@@ -833,10 +842,9 @@ PyDoc_STRVAR(name_addr_uri_doc,
 static PyObject *fast_name_addr_uri(PyObject *self, PyObject *arg) {
     const unsigned char *t;
     Py_ssize_t n;
-    int ok = ascii_text(arg, "name_addr_uri(value: str)", &t, &n);
-    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
     name_addr_spans s;
-    if (!name_addr_spans_of(t, n, &s)) Py_RETURN_NONE;
+    int ok = spans_of_arg(arg, "name_addr_uri(value: str)", &t, &n, &s);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
     Py_ssize_t v0, v1;  /* no parameter is named "": the look-up only checks them */
     if (s.p0 >= 0 && !params_find(t, s.p0, n, "", &v0, &v1)) Py_RETURN_NONE;
     return ascii_str(t + s.u0, s.u1 - s.u0);

@@ -289,7 +289,9 @@ def tag_of(value: str) -> str:
         found = _C_NAME_ADDR_TAG(value)
         if found is not None:
             return found
-    return parse_name_addr(value).tag or ""
+    # the C readers decline the same values (their shape check and parameter scan are shared):
+    # straight to the definition, not through parse_name_addr's C read a second time
+    return parse_name_addr_py(value).tag or ""
 
 
 def uri_of(value: str) -> str:
@@ -299,7 +301,7 @@ def uri_of(value: str) -> str:
         found = _C_NAME_ADDR_URI(value)
         if found is not None:
             return found
-    return parse_name_addr(value).uri
+    return parse_name_addr_py(value).uri   # as tag_of: C declined, the definition answers
 
 
 def parse_name_addr_py(value: str) -> NameAddr:

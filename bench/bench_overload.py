@@ -100,6 +100,8 @@ class Result:
     worker_cpu_s: float = 0.0     # CPU time of the workers (user + system) from the burst's start to the end
     rss_bursts: list[tuple[float, float, float]] = field(default_factory=list)  # --bursts: peak, +32 s, end
     rss_series: list[tuple[float, float]] = field(default_factory=list)
+    # (seconds, records waiting for the writer, summed over the workers), every 2 s
+    records_series: list[tuple[float, int]] = field(default_factory=list)
 
     def row(self) -> str:
         return (f"| {self.store} | {self.clean_rate} x {self.offered_rate / max(1, self.clean_rate):g} = "
@@ -175,6 +177,16 @@ def sip_events(http_port: int) -> dict[str, int]:
                    for m in re.finditer(r'^sipguard_store_requests_total\{result="([^"]+)"\} ([0-9.e+]+)$',
                                         text, re.M)})
     return events
+
+
+def records_queue(http_port: int) -> int:
+    """sipguard_records_queue (records waiting for the writer), summed over the workers; -1: no answer."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return -1
+    m = re.search(r"^sipguard_records_queue ([0-9.e+]+)$", text, re.M)
+    return int(float(m.group(1))) if m else -1
 
 
 class Run:
@@ -261,6 +273,8 @@ class Run:
                 now = time.monotonic()
                 rss = rss_mb(workers)
                 result.rss_series.append((round(now - start, 1), round(rss, 1)))
+                if len(result.rss_series) % 4 == 1:
+                    result.records_series.append((round(now - start, 1), records_queue(http_port)))
                 if now <= end_burst + 1.0:
                     peak = max(peak, rss)
                 if not after and now >= after_at:

@@ -24,6 +24,16 @@ its count. Measured here, each cheaply:
   degraded (7-53 % of them at 3x, bench/RESULTS.md "Session 10"). This signal sheds new
   INVITEs before the ones let in time out (0.1-1.2 % degraded on a quiet host). A store slow by itself is not a worker behind:
   its own answer time (the floor) is not counted, and a store marked down answers at once.
+- the records waiting for the writer (``watch_records``: ``RecordWriter.backlog``), as a share
+  of ``traceback.queue``: ``RECORDS_AT`` (the whole queue) counts as work waiting
+  ``proxy.shed_delay``. A call's record is part of its cost. The SQLite writer's thread runs
+  below the event loop's CPU priority, so a worker past its capacity handles calls at the
+  full rate and records them at what is left over: the records waiting grew by ~2,800 a
+  second a worker, 700 bytes each, through a burst at 3x (bench/RESULTS.md, "Session 14"),
+  memory the issue's bound on RSS does not allow and a crash would lose. With this signal the
+  calls let in are the calls that can be recorded too: the shedding holds the records
+  waiting near half of ``traceback.queue``. A network store's writer (Redis, PostgreSQL) that
+  fails spools to disk instead; one that is slow is shed for in the same way.
 
 A tick's measurement is the larger of these; one over the threshold is a preemption on a
 busy host or one slow callback, so a tick passes on the smaller of its measurement and the
@@ -79,6 +89,7 @@ GAIN_DOWN = 0.25         # ... under half of it (the queue all but empty): the s
 #                          within a few ticks
 TREND = 0.25             # ShedState: share per half-threshold the age grew (fell) since the last tick
 STORE_AT = 0.5           # a store lookup this far into its store_timeout counts as work waiting shed_delay
+RECORDS_AT = 1.0         # records waiting, this share of traceback.queue, count as work waiting shed_delay
 WARN_EVERY = 60.0        # seconds between two overload warnings
 SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
 SO_TIMESTAMPNS = 35      # Linux; not in the socket module
@@ -88,6 +99,7 @@ _PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
 
 SendBack = Callable[[bytes, tuple[str, int], str, object], None]
 StoreWait = Callable[[float], float]   # monotonic now -> how far into its timeout the oldest lookup is
+Backlog = Callable[[], float]          # records waiting for the writer, as a share of traceback.queue
 
 
 @dataclass(slots=True)
@@ -195,6 +207,8 @@ class OverloadGuard:
         # (INVITE, its top Via) -> a live transaction answers it: a retransmission is never shed
         self.live: Callable[[bytes, str], bool] | None = None
         self.max_store = 0.0                    # the largest store wait measured since the last gauges()
+        self.records_backlog: Backlog | None = None  # the record writer's backlog (watch_records)
+        self._last_records = 0.0                # ... at the previous tick
 
     def reconfigure(self, shed_delay: float, retry_after: int) -> None:
         """``proxy.shed_delay`` and ``proxy.retry_after``, at start and after SIGHUP."""
@@ -219,6 +233,10 @@ class OverloadGuard:
         """Shed by the decisions waiting on a network store too (``RedisStore.waiting``)."""
         self.store_wait = wait
 
+    def watch_records(self, backlog: Backlog | None) -> None:
+        """Shed by the records waiting for the writer too (``RecordWriter.backlog``)."""
+        self.records_backlog = backlog
+
     def _schedule_now(self) -> None:
         self._schedule(time.monotonic())
 
@@ -241,20 +259,23 @@ class OverloadGuard:
         waited = max(queued, now - self.due)
         # how far into store_timeout the oldest decision waiting on the store is (watch_store)
         stored = self.store_wait(now) if self.store_wait is not None else 0.0
+        # the records waiting for the writer, as a share of traceback.queue (watch_records)
+        records = self.records_backlog() if self.records_backlog is not None else 0.0
         # one measurement over the threshold is a preemption on a busy host or one slow
         # callback; two in a row, a worker behind; four times over, a stall, alone. While
         # shedding, each measurement as it is: the share follows it (ShedState)
         state = self.state
         if state.shedding or waited > 4 * state.threshold:
-            self.measure(waited, stored)
+            self.measure(waited, stored, records)
         else:
-            self.measure(min(waited, self._last), min(stored, self._last_stored))
-        self._last, self._last_stored = waited, stored
+            self.measure(min(waited, self._last), min(stored, self._last_stored), min(records, self._last_records))
+        self._last, self._last_stored, self._last_records = waited, stored, records
         if not state.shedding and queued == 0.0 and stored == 0.0 and self.invites == self._invites \
-                and waited < state.threshold:
+                and waited < state.threshold and records < RECORDS_AT / 2:
             # idle: no INVITE since the last tick and none waiting; the next INVITE resumes
             # the ticks (intercept), with a measurement of its own
-            self.idle, self.due, self._last, self._last_stored, self._timer = True, float("inf"), 0.0, 0.0, None
+            self.idle, self.due, self._timer = True, float("inf"), None
+            self._last = self._last_stored = self._last_records = 0.0
             return
         self._invites = self.invites
         self._schedule(now)
@@ -275,12 +296,18 @@ class OverloadGuard:
                 oldest = age
         return oldest
 
-    def measure(self, delay: float, stored: float = 0.0) -> bool:
-        """A measured age of the work (seconds) and how far into its ``store_timeout`` the
+    def measure(self, delay: float, stored: float = 0.0, records: float = 0.0) -> bool:
+        """A measured age of the work (seconds), how far into its ``store_timeout`` the
         oldest decision waiting on the store is (a share; ``STORE_AT`` of it counts as work
-        waiting ``proxy.shed_delay``): shed or not from now on (True: shedding)."""
+        waiting ``proxy.shed_delay``) and the records waiting for the writer (a share of
+        ``traceback.queue``; ``RECORDS_AT`` of it counts the same): shed or not from now on
+        (True: shedding)."""
         state = self.state
-        age = max(delay, stored * state.threshold / STORE_AT) if stored > 0.0 else delay
+        age = delay
+        if stored > 0.0:
+            age = max(age, stored * state.threshold / STORE_AT)
+        if records > 0.0:
+            age = max(age, records * state.threshold / RECORDS_AT)
         was = state.shedding
         if state.update(age) and not was:
             self.counters.overload_episodes += 1
@@ -289,10 +316,12 @@ class OverloadGuard:
             if now - self._warned >= WARN_EVERY:
                 self._warned = now
                 log.warning("overloaded: work waits %.0f ms (proxy.shed_delay %.0f ms), decisions on the store "
-                            "%.0f %% of store_timeout (%.0f %%); new INVITEs get 503 + Retry-After while it lasts "
+                            "%.0f %% of store_timeout (%.0f %%), records waiting %.0f %% of traceback.queue "
+                            "(%.0f %%); new INVITEs get 503 + Retry-After while it lasts "
                             "(%d times so far, %d INVITEs answered 503; this warning at most once a minute, "
                             "sipguard_overload_shedding says when)", delay * 1e3, state.threshold * 1e3,
-                            stored * 100, STORE_AT * 100, self.counters.overload_episodes, self.counters.shed_503)
+                            stored * 100, STORE_AT * 100, records * 100, RECORDS_AT * 100,
+                            self.counters.overload_episodes, self.counters.shed_503)
         if delay > self.max_delay:
             self.max_delay = delay
         if stored > self.max_store:

@@ -119,6 +119,7 @@ class Worker:
             await self.steering.start(self._steered_in)
         self.guard.start(self._queues())
         self.guard.watch_store(getattr(self.pipeline.store, "waiting", None))
+        self.guard.watch_records(self.records.backlog)
 
     def _in_transaction(self, data: bytes, via: str) -> bool:
         """For the overload guard: is this INVITE one a live transaction answers? Its own

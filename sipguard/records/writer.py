@@ -115,6 +115,11 @@ class RecordWriter:
     def pending(self) -> int:
         return len(self._unsaved) + len(self._queue) + len(self._overflow)
 
+    def backlog(self) -> float:
+        """The records waiting, as a share of ``traceback.queue`` (1.0: the queue is full):
+        what the overload guard sheds by (``OverloadGuard.watch_records``)."""
+        return (len(self._unsaved) + len(self._queue) + len(self._overflow)) / self.cfg.queue
+
     @property
     def degraded(self) -> bool:
         return self._degraded

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sipguard.proxy.overload import (
+    RECORDS_AT,
     SHED_TAG,
     MemoryTrim,
     OverloadCounters,
@@ -567,3 +568,62 @@ def test_a_worker_never_sheds_an_invite_another_worker_s_transaction_may_answer(
     assert not worker._in_transaction(mine, "v") and asked == ["v"]
     worker.steering = None
     assert not worker._in_transaction(theirs, "w") and asked == ["v", "w"]
+
+
+def test_guard_ticks_shed_by_the_records_waiting_for_the_writer() -> None:
+    """The tick reads the record writer's backlog (a share of traceback.queue): two ticks in a
+    row at the whole queue, a worker that handles calls faster than it records them: shed; one
+    alone is not, nor a backlog under the queue; once the writer catches up the episode ends."""
+    async def main(backlogs: list[float]) -> list[bool]:
+        read: list[float] = []
+        guard = OverloadGuard(0.02, 5, 65535, Sent())
+
+        def backlog() -> float:
+            read.append(backlogs[len(read)])
+            return read[-1]
+
+        guard.watch_records(backlog)
+        seen = []
+        try:
+            for _ in backlogs:
+                guard.due = time.monotonic()        # the loop is on time; no queue to probe
+                guard._tick()
+                seen.append(guard.state.shedding)
+            assert len(read) == len(backlogs)       # once per tick
+            return seen
+        finally:
+            guard.close()
+
+    assert asyncio.run(main([1.5, 0.0, 1.5, 0.2])) == [False, False, False, False]   # one at a time
+    assert asyncio.run(main([0.6, 0.9, 0.95])) == [False, False, False]             # under the queue
+    assert asyncio.run(main([1.2, 1.4, 1.6])) == [False, True, True]                # behind: shed
+    ended = asyncio.run(main([1.2, 1.4] + [0.0] * 6))
+    assert ended[1] and not ended[-1]                                               # over once written
+
+
+def test_guard_ticks_on_while_records_wait_and_goes_idle_once_they_are_written() -> None:
+    """No INVITE and no datagram waiting, but half the queue of records still to write: the
+    ticks go on (the next measurement must see the backlog); under half of it, idle."""
+    async def main(backlog: float) -> bool:
+        guard = OverloadGuard(0.02, 5, 65535, Sent())
+        try:
+            guard.watch_records(lambda: backlog)
+            guard.due = time.monotonic()
+            guard._tick()
+            return guard.idle
+        finally:
+            guard.close()
+
+    assert asyncio.run(main(0.6)) is False
+    assert asyncio.run(main(0.1)) is True
+
+
+def test_the_records_backlog_weighs_as_work_waiting_in_one_measurement() -> None:
+    """``measure``: the whole of traceback.queue waiting counts as work waiting shed_delay
+    (RECORDS_AT); the largest of the three signals decides."""
+    guard = OverloadGuard(0.02, 5, 65535, Sent())
+    assert not guard.measure(0.0, 0.0, 0.9 * RECORDS_AT)
+    assert guard.measure(0.0, 0.0, 1.1 * RECORDS_AT)
+    assert guard.state.delay == pytest.approx(0.022)
+    guard = OverloadGuard(0.02, 5, 65535, Sent())
+    assert guard.measure(0.03, 0.0, 0.5 * RECORDS_AT) and guard.state.delay == pytest.approx(0.03)

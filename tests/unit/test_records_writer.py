@@ -263,7 +263,9 @@ def test_full_queue_spills_instead_of_dropping(tmp_path: Path) -> None:
         for i in range(12):
             w.submit(make_record(i))
         assert w.pending == 12 and w.counters.spilled == 7
+        assert w.backlog() == 12 / 5          # what the overload guard sheds by: past 1, behind
         await w.aclose()
+        assert w.backlog() == 0.0
         assert len(sink.rows) == 12
 
     run(scenario())

@@ -62,6 +62,7 @@ MODULES = (
     "sipguard/observe/line.py",
     "sipguard/proxy/transport.py",
     "sipguard/proxy/steer.py",
+    "sipguard/proxy/overload.py",
     "sipguard/records/record.py",
     "sipguard/trunks.py",
     "sipguard/numbers.py",

@@ -76,6 +76,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sipguard.proxy import allocator
 from sipguard.sip import relay
@@ -92,6 +93,7 @@ STORE_AT = 0.5           # a store lookup this far into its store_timeout counts
 RECORDS_AT = 1.0         # records waiting, this share of traceback.queue, count as work waiting shed_delay
 WARN_EVERY = 60.0        # seconds between two overload warnings
 SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own tags are sg + hex)
+ACK_WINDOW = 64.0        # seconds after the last overload answer its ACKs are looked for (Timer H is 32 s)
 SO_TIMESTAMPNS = 35      # Linux; not in the socket module
 _TIMESPEC = struct.Struct("@qq")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
@@ -198,6 +200,7 @@ class OverloadGuard:
         self._last = 0.0                        # the previous tick's measurement
         self._last_stored = 0.0                 # ... of the decisions waiting on the store
         self._checked = 0.0                     # no stall check on the receive path before this
+        self.shed_at = -ACK_WINDOW              # when the last overload answer went (monotonic)
         self.invites = 0                        # new INVITEs (and re-INVITEs) seen, cumulative
         self._invites = 0                       # ... at the last tick
         self.idle = False                       # no tick while nothing waits (resumed by an INVITE)
@@ -334,7 +337,9 @@ class OverloadGuard:
         or the ACK of such an answer."""
         head = data[:4]
         if head == b"ACK ":
-            if relay.overload_ack(data, SHED_TAG):
+            # the ACK of an answer of ours comes within its Timer H; most ACKs (every 2xx's)
+            # are not looked at when none went out for that long
+            if time.monotonic() - self.shed_at < ACK_WINDOW and relay.overload_ack(data, SHED_TAG):
                 self.counters.shed_ack_absorbed += 1
                 return True
             return False
@@ -362,6 +367,7 @@ class OverloadGuard:
             state.credit += 1.0  # the share is of new INVITEs: the next one takes this one's turn
             return False  # a re-INVITE, a retransmission (``live``), or a shape only the full path reads
         self.counters.shed_503 += 1
+        self.shed_at = time.monotonic()
         self.send_back(answer, source, transport, conn)
         return True
 
@@ -393,7 +399,7 @@ class MemoryTrim:
     (what its last transactions held), and a last time ``SETTLE_TICKS`` ticks later, for what
     was freed after it (records written, their batches, the last timers)."""
 
-    SETTLE_TICKS = 4            # housekeeping ticks (0.5 s each) after a burst's last trim
+    SETTLE_TICKS: ClassVar[int] = 4   # housekeeping ticks (0.5 s each) after a burst's last trim
 
     def __init__(self, minimum: int = 2000, release: tuple[Callable[[], None], ...] = (),
                  collect: Callable[[], int] = gc.collect) -> None:

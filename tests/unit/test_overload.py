@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sipguard.proxy.overload import (
+    ACK_WINDOW,
     RECORDS_AT,
     SHED_TAG,
     MemoryTrim,
@@ -195,6 +196,9 @@ def test_guard_answers_new_invites_only_while_shedding() -> None:
     guard.measure(0.0)                        # over: the ACK of an earlier answer is still absorbed
     assert guard.intercept(ack, src, "udp", None)
     assert guard.counters == OverloadCounters(shed_503=1, shed_ack_absorbed=1, overload_episodes=1)
+    guard.shed_at -= ACK_WINDOW               # past the answer's Timer H (and more): not looked for
+    assert not guard.intercept(ack, src, "udp", None)
+    assert guard.counters.shed_ack_absorbed == 1
     guard.measure(0.5)                        # a second episode
     assert guard.counters.overload_episodes == 2
 

@@ -117,8 +117,10 @@ class RecordWriter:
 
     def backlog(self) -> float:
         """The records waiting, as a share of ``traceback.queue`` (1.0: the queue is full):
-        what the overload guard sheds by (``OverloadGuard.watch_records``)."""
-        return (len(self._unsaved) + len(self._queue) + len(self._overflow)) / self.cfg.queue
+        what the overload guard sheds by (``OverloadGuard.watch_records``). Of four batches at
+        least: the writer takes a batch when the queue holds one (or every ``INTERVAL``), so
+        a batch or two wait in normal work, and a queue set below that must not shed calls."""
+        return (len(self._unsaved) + len(self._queue) + len(self._overflow)) / max(self.cfg.queue, 4 * self.cfg.batch)
 
     @property
     def degraded(self) -> bool:

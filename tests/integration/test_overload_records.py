@@ -21,13 +21,13 @@ from sipclient import MiniUas, UdpClient, free_port
 from tests.integration.test_overload_redis import metric, wait_for
 
 pytestmark = pytest.mark.integration
-QUEUE = 4          # traceback.queue: records waiting past this many shed new INVITEs
+QUEUE = 4          # traceback.queue (batch 1: four batches are no more): records waiting past it shed
 
 
 def test_records_the_writer_cannot_keep_up_with_shed_new_invites_and_none_is_lost(sipguard: Any) -> None:
     uas = MiniUas()
     http = free_port()
-    sg = sipguard(base_config(uas.port, traceback={"path": "var/traceback.db", "queue": QUEUE, "batch": 2},
+    sg = sipguard(base_config(uas.port, traceback={"path": "var/traceback.db", "queue": QUEUE, "batch": 1},
                               http={"listen": f"127.0.0.1:{http}"}, log={"level": "info", "decisions": "off"}))
     client = UdpClient()
     db_path = sg.workdir / "var" / "traceback.db"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
 import sys
@@ -263,7 +264,9 @@ def test_full_queue_spills_instead_of_dropping(tmp_path: Path) -> None:
         for i in range(12):
             w.submit(make_record(i))
         assert w.pending == 12 and w.counters.spilled == 7
-        assert w.backlog() == 12 / 5          # what the overload guard sheds by: past 1, behind
+        assert w.backlog() == 12 / 12         # what the overload guard sheds by: of 4 batches at least
+        w.cfg = dataclasses.replace(cfg, batch=1)
+        assert w.backlog() == 12 / 5          # ... or of the queue: past 1, behind
         await w.aclose()
         assert w.backlog() == 0.0
         assert len(sink.rows) == 12

@@ -76,7 +76,8 @@ def test_records_the_writer_cannot_keep_up_with_shed_new_invites_and_none_is_los
         assert wait_for(taken), sg.logs()[-3000:]
         assert wait_for(lambda: count(db_path) == len(ok)), (count(db_path), len(ok), sg.logs()[-3000:])
         assert sorted(call_ids(db_path)) == sorted(ok)
-        assert metric(http, "sipguard_sip_events_total", 'event="shed_503"') >= 1
+        # counted (the counters are exported every 0.5 s)
+        assert wait_for(lambda: metric(http, "sipguard_sip_events_total", 'event="shed_503"') >= 1)
     finally:
         client.close()
         uas.close()

@@ -122,11 +122,12 @@ def source_hashes() -> dict[str, str]:
     return out
 
 
-def write_stamp(package_dir: str) -> None:
+def write_stamp(package_dir: str, hashes: dict[str, str] | None = None) -> None:
     """Record the hash of every compiled source in ``package_dir/native_stamp.json``
-    (``package_dir`` is the sipguard folder being built: in place, or the wheel's)."""
+    (``package_dir`` is the sipguard folder being built: in place, or the wheel's):
+    ``hashes`` as taken before the build read the sources, or now."""
     with open(os.path.join(package_dir, STAMP), "w", encoding="utf-8") as f:
-        json.dump(source_hashes(), f, indent=1, sort_keys=True)
+        json.dump(hashes if hashes is not None else source_hashes(), f, indent=1, sort_keys=True)
         f.write("\n")
 
 
@@ -186,6 +187,10 @@ def build() -> tuple[bool, str]:
     """Compile MODULES in place: (True, what was built), or (False, why not: sipguard then
     runs as Python)."""
     clean()  # a failed build must not leave old modules behind
+    # the sources as the build reads them: one edited while it runs keeps its old hash in the
+    # stamp, so ``check`` finds the module stale (a hash taken after would vouch for code the
+    # build never read)
+    hashes = source_hashes()
     try:
         from mypyc.build import mypycify
         from setuptools import Distribution
@@ -206,7 +211,7 @@ def build() -> tuple[bool, str]:
         return False, f"not compiled ({exc}); sipguard runs as Python"
     finally:
         os.chdir(cwd)
-    write_stamp(os.path.join(ROOT, "sipguard"))
+    write_stamp(os.path.join(ROOT, "sipguard"), hashes)
     return True, f"compiled {len(compiled())} modules in place"
 
 

@@ -110,3 +110,29 @@ def test_compiled_and_python_trees_give_the_same_results(tmp_path: Path) -> None
     assert python[0] == "parser from parser.py"
     assert len(compiled) > 250 and sum("->" in line for line in compiled) > 50   # not vacuous
     assert compiled[1:] == python[1:]
+
+
+def test_a_source_edited_while_the_build_runs_is_found_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stamp records the sources as the build read them: an edit made while it compiles
+    (an editor saving, a helper's tree) leaves the module stale, not vouched for (the hash was
+    taken after the build before: ``import sipguard`` then ran code older than its source)."""
+    import mypyc.build
+
+    monkeypatch.setattr(native, "ROOT", str(tmp_path))
+    for module in native.MODULES + native.C_MODULES:
+        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / module).write_text(f"# {module}\n")
+    src = tmp_path / "sipguard" / "sip" / "parser.py"
+
+    def mypycify(paths: list[str], **_: object) -> list[object]:
+        src.with_name("parser" + native.SUFFIX).write_bytes(b"\x7fELF")   # what was read: compiled
+        src.write_text("# saved while the build ran\n")
+        return []
+
+    monkeypatch.setattr(mypyc.build, "mypycify", mypycify)
+    monkeypatch.setattr(native, "c_extensions", lambda: [])
+    ok, _ = native.build()
+    assert ok and native.compiled() == ["sipguard.sip.parser"]
+    assert native.stale() == ["sipguard/sip/parser.py"]
+    with pytest.raises(ImportError, match="was not built from its present source"):
+        native.check()

@@ -18,12 +18,16 @@ from dataclasses import dataclass
 
 # base64url alphabet plus the JWS separators; the full form has exactly two dots.
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_\-.=]+")
+_TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.="
 _PARAM_NAME_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
 MAX_IDENTITY_LEN = 8192  # real SHAKEN headers are ~800 bytes; more is abuse
-# The shape nearly every signer sends (`<jws>;info=<url>;alg=ES256;ppt=shaken`, no spaces, no
-# quotes, printable-ASCII URL): one regex instead of the general parameter scan. It only accepts
-# values the general path parses to the very same IdentityHeader (property-tested).
-_COMMON_RE = re.compile(r"([A-Za-z0-9_\-.=]+);info=<([!#-:=?-~]+)>;alg=([A-Za-z0-9]+);ppt=([A-Za-z0-9]+)")
+# What follows the token (`;info=<url>;alg=ES256;ppt=shaken`) repeats across a signer's calls:
+# its reading (info, alg, ppt, params) is kept, keyed by that text. Bounded: at most
+# _PARAMS_KEPT texts of at most _PARAMS_KEY_LEN characters; a flood of distinct ones empties it.
+_Params = tuple[str | None, str, str | None, tuple[tuple[str, str], ...]]
+_PARAMS: dict[str, _Params] = {}
+_PARAMS_KEPT = 256
+_PARAMS_KEY_LEN = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,22 +83,38 @@ def parse_identity(value: str) -> IdentityHeader | None:
     """Parse one Identity header value; None when it is not a well-formed value."""
     if not value or len(value) > MAX_IDENTITY_LEN:
         return None
-    value = value.strip()
-    common = _COMMON_RE.fullmatch(value)
-    if common is not None:
-        token, url, alg, ppt = common.groups()
-        return IdentityHeader(token, url, alg, ppt.lower(),
-                              (("info", f"<{url}>"), ("alg", alg), ("ppt", ppt)))
-    return _parse_general(value)
+    head, _, rest = value.strip().partition(";")
+    token = head.strip()
+    # the token's alphabet (_TOKEN_RE), checked by deleting it: what is left is foreign
+    if not token or not token.isascii() or token.encode("ascii").translate(None, _TOKEN_CHARS):
+        return None
+    params = _PARAMS.get(rest)
+    if params is None:
+        params = _read_params(rest)
+        if params is None:
+            return None
+        if len(rest) <= _PARAMS_KEY_LEN:
+            if len(_PARAMS) >= _PARAMS_KEPT:
+                _PARAMS.clear()  # a signer sends a handful of distinct ones; flooding resets
+            _PARAMS[rest] = params
+    return IdentityHeader(token, params[0], params[1], params[2], params[3])
 
 
 def _parse_general(value: str) -> IdentityHeader | None:
-    """Any parameter order, spacing, case and quoting (value already stripped)."""
-    head, sep, rest = value.partition(";")
+    """``parse_identity`` of a stripped value, without its kept readings (the definition it
+    is tested against)."""
+    head, _, rest = value.partition(";")
     token = head.strip()
     if not token or not _TOKEN_RE.fullmatch(token):
         return None
-    params = _parse_params(rest) if sep else []
+    params = _read_params(rest)
+    return IdentityHeader(token, *params) if params is not None else None
+
+
+def _read_params(text: str) -> _Params | None:
+    """The parameters after the token: (info, alg, ppt, params); None when malformed.
+    Any parameter order, spacing, case and quoting."""
+    params = _parse_params(text)
     if params is None:
         return None
     info = alg = ppt = None
@@ -107,8 +127,7 @@ def _parse_general(value: str) -> IdentityHeader | None:
             alg = _unquote(val)
         elif name == "ppt":
             ppt = _unquote(val).lower()
-    return IdentityHeader(token=token, info=info, alg=alg or "ES256", ppt=ppt or None,
-                          params=tuple(params))
+    return info, alg or "ES256", ppt or None, tuple(params)
 
 
 def _parse_params(text: str) -> list[tuple[str, str]] | None:

@@ -1,6 +1,6 @@
 """The verifier's fast paths give exactly what the general code gives.
 
-Identity values in the common shape take one regex instead of the parameter scan; r||s -> DER
+The parameters after an Identity token are read once per distinct text and kept; r||s -> DER
 is built by hand instead of by encode_dss_signature; base64url decoding skips base64's wrappers;
 bare-digit TNs skip normalisation; a token is encoded and translated once for its three
 segments; the LRU's put and the certificate's validity window are written for the compiled
@@ -20,11 +20,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sipguard.shaken import identity
 from sipguard.shaken import passport as pp
 from sipguard.shaken.cache import CacheCounters, LruCache
 from sipguard.shaken.certs import Credential, TnAuth
 from sipguard.shaken.credentials import CertEntry, _judge
-from sipguard.shaken.identity import _COMMON_RE, _parse_general, parse_identity
+from sipguard.shaken.identity import _parse_general, parse_identity
 from sipguard.shaken.reasons import Reason
 from sipguard.shaken.verify import signature_key
 
@@ -51,10 +52,12 @@ def test_any_value_parses_as_the_general_path(value: str) -> None:
         assert parse_identity(value) == _parse_general(value.strip())
 
 
-def test_the_usual_header_takes_the_regex() -> None:
+def test_the_usual_header_reuses_its_parameters() -> None:
     value = "aGVhZA.cGF5bG9hZA.c2ln;info=<https://cr.example/x.pem>;alg=ES256;ppt=shaken"
-    assert _COMMON_RE.fullmatch(value) is not None
-    assert parse_identity(value) == _parse_general(value)
+    first, again = parse_identity(value), parse_identity("b3RoZXI.dG9rZW4.c2ln" + value[value.find(";"):])
+    assert first == _parse_general(value)
+    assert first is not None and again is not None and first.params is again.params  # kept, not read again
+    assert again.token == "b3RoZXI.dG9rZW4.c2ln"
 
 
 @given(st.binary(min_size=64, max_size=64))
@@ -299,3 +302,56 @@ def test_judge_reads_the_validity_window_as_check_time(not_before: float, not_af
     passport = pp.Passport({}, {}, b"x", b"y")
     expected = [r for r in (cred.check_time(iat, now), crl) if r is not None]
     assert _judge(entry, cred, passport, iat, None, now, cred) == expected
+
+
+# -- kept readings under hostile input: the Identity parameters and the JOSE header (session 14) --
+@given(st.lists(st.tuples(token_st, st.one_of(url_st, st.text(max_size=700)), space_st), min_size=1, max_size=30))
+def test_kept_parameters_give_what_the_general_path_gives(values: list[tuple[str, str, str]]) -> None:
+    """Each value parsed twice (the second time from what the first kept), and the same
+    parameters after other tokens: always the general path's answer."""
+    for token, tail, space in values:
+        for value in (f"{token}{space};{tail}", f"{token};{tail}", f"{space}{token};info=<{tail}>;ppt=shaken"):
+            assert parse_identity(value) == _parse_general(value.strip())
+            assert parse_identity(value) == _parse_general(value.strip())
+            assert parse_identity("QQ.QQ.QQ" + value[len(token):]) == _parse_general(("QQ.QQ.QQ" + value[len(token):]).strip())
+
+
+def test_a_flood_of_distinct_parameters_stays_bounded() -> None:
+    for i in range(5 * identity._PARAMS_KEPT):
+        assert parse_identity(f"QQ.QQ.QQ;info=<https://cr{i}.example/x.pem>;alg=ES256;ppt=shaken") is not None
+        assert len(identity._PARAMS) <= identity._PARAMS_KEPT
+    value = "QQ.QQ.QQ;info=<https://cr.example/x.pem>;alg=ES256;ppt=shaken"
+    assert parse_identity(value) == _parse_general(value)  # the usual one is read again after the flood
+
+
+def test_oversized_malformed_and_foreign_parameters_are_not_kept() -> None:
+    identity._PARAMS.clear()
+    huge = "QQ.QQ.QQ;info=<https://cr.example/" + "x" * 2000 + ">;ppt=shaken"
+    assert parse_identity(huge) == _parse_general(huge)
+    for bad in ("QQ.QQ.QQ;info=https://x", "QQ.QQ.QQ;info=<https://x", 'QQ.QQ.QQ;ppt="shaken', "QQ.QQ.QQ;bad name=1",
+                "QQ.QQ.QQ;info=<\u00e9>;ppt=\u0161aken", "QQ.QQ.QQ;;;", "QQ.QQ.QQ;", "QQ.QQ.QQ"):
+        assert parse_identity(bad) == _parse_general(bad)
+    assert all(len(key) <= identity._PARAMS_KEY_LEN for key in identity._PARAMS)
+    assert not any(key.startswith("info=<https://cr.example/x") for key in identity._PARAMS)
+    for foreign in ("Q\u00e9.QQ.QQ;ppt=shaken", "QQ QQ.QQ;ppt=shaken", "Q+Q.QQ.QQ;ppt=shaken", "\x00;ppt=shaken",
+                    ";ppt=shaken", " ;ppt=shaken", "QQ.QQ.QQ\u0661;ppt=shaken"):
+        assert parse_identity(foreign) is None
+        assert _parse_general(foreign.strip()) is None
+    assert parse_identity("x" * 8193) is None and parse_identity("") is None
+
+
+def test_a_flood_of_distinct_jose_headers_stays_bounded() -> None:
+    """One header per token, each distinct: the kept headers stay at most 1024; an oversized
+    header, bad base64 and JSON nesting past the recursion limit decode as the definition says
+    and are not kept."""
+    rest = f".{_b64(json.dumps(CLAIMS).encode())}.{_b64(bytes(range(1, 65)))}"
+    for i in range(3000):
+        head = _b64(json.dumps(dict(HEADER, x5u=f"https://cr{i}.example/x.pem")).encode())
+        assert pp.decode(head + rest) is not None
+        assert len(pp._HEADERS) <= 1024
+    pp._HEADERS.clear()
+    big = _b64(json.dumps(dict(HEADER, x5u="https://cr.example/" + "x" * 600)).encode())
+    deep = _b64(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    for head in (big, deep, "!!!!", "QUJD", _b64(b"[1]"), "\u00e9" + big):
+        assert pp.decode(head + rest) == _decode_before(head + rest)
+    assert list(pp._HEADERS) == []

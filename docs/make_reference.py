@@ -111,7 +111,7 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "traceback.store": ("the top-level store", "where records go: `sqlite` (the file `traceback.path`), `redis` "
                         "(the store's Stream: at most 7 days of retention), or a `postgresql://` URL (one table "
                         "partitioned by day; `sipguard db migrate`)"),
-    "traceback.queue": ("10000", "records queued for the writer; past it they wait in an overflow list in memory (counted as spilled), never dropped, and new INVITEs get 503 + Retry-After (the overload guard, when `proxy.shed_delay` is not 0) until the writer catches up (past the larger of this and four `traceback.batch`)"),
+    "traceback.queue": ("10000", "records queued for the writer; past it they wait in an overflow list in memory (counted as spilled), never dropped; with SQLite, past the larger of this and four `traceback.batch`, new INVITEs get 503 + Retry-After (the overload guard, when `proxy.shed_delay` is not 0) until the writer catches up"),
     "traceback.batch": ("500", "records written per batch"),
     "upstreams": ("{}", "know your upstream: the refresh of `trunk.score` (README: Know your upstream)"),
     "upstreams.score_interval": ("60", "seconds between two computations of `trunk.score` in each worker, from "
@@ -139,7 +139,7 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     # ahead of their merge; the reference lists a key only once its reader accepts it
     "proxy.shed_delay": ("0.02", "seconds work may wait (event-loop lag, the oldest queued datagram; with "
                                  "Redis, a decision waiting half of `store_timeout` on it counts as this, and so do "
-                                 "`traceback.queue` records waiting for the writer) before "
+                                 "`traceback.queue` records waiting for the SQLite writer) before "
                                  "new INVITEs get 503 + Retry-After; 0: off"),
     "proxy.allocator": ("auto", "where serve's memory comes from: auto (jemalloc when installed, so a burst's "
                                 "memory goes back; serve starts itself again on it, same PID), jemalloc (the "

@@ -32,8 +32,8 @@ its count. Measured here, each cheaply:
   second a worker, 700 bytes each, through a burst at 3x (bench/RESULTS.md, "Session 14"),
   memory the issue's bound on RSS does not allow and a crash would lose. With this signal the
   calls let in are the calls that can be recorded too: the shedding holds the records
-  waiting near half of ``traceback.queue``. A network store's writer (Redis, PostgreSQL) that
-  fails spools to disk instead; one that is slow is shed for in the same way.
+  waiting near half of ``traceback.queue``. Not a network store's writer (Redis, PostgreSQL:
+  ``Sink.local``): its wait is bounded by its timeouts, then the spool takes the batches.
 
 A tick's measurement is the larger of these; one over the threshold is a preemption on a
 busy host or one slow callback, so a tick passes on the smaller of its measurement and the

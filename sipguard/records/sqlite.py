@@ -62,6 +62,7 @@ TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
 COLUMNS = 16
 ROWS = 32               # rows per INSERT statement (32 x 16 parameters, below SQLite's oldest limit of 999)
 CHUNK = 16              # rows encoded on the event loop between two chances for calls to run
+TRIM_CHUNK = 20000      # expired rows deleted per retention pass (the writer's passes go on between)
 
 
 def encode(entries: Sequence[Entry]) -> list[object]:
@@ -85,6 +86,7 @@ def _insert(rows: int) -> str:
 class SqliteRecords:
     def __init__(self, path: str) -> None:
         self.path = path
+        self.trim_chunk = TRIM_CHUNK
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
 
@@ -127,10 +129,14 @@ class SqliteRecords:
                 raise
             db.execute("COMMIT")
 
-    def trim(self, before: float) -> int:
-        """Delete records older than ``before`` (epoch); returns how many went."""
+    def trim(self, before: float, limit: int | None = None) -> int:
+        """Delete up to ``limit`` records older than ``before`` (epoch), oldest first; returns
+        how many went. One statement holds the file's write lock (the other workers' writes
+        wait) and this thread (this worker's wait): an hour of records at a high rate is
+        millions of rows, so the writer takes them a chunk per pass (``RecordWriter``)."""
         with self._lock:
-            cur = self._conn().execute("DELETE FROM records WHERE time < ?", (before,))
+            cur = self._conn().execute("DELETE FROM records WHERE id IN (SELECT id FROM records WHERE time < ?"
+                                       " ORDER BY time LIMIT ?)", (before, limit or self.trim_chunk))
             return cur.rowcount
 
     def find(self, since: float | None, until: float | None, call_id: str | None,

@@ -46,6 +46,12 @@ TRIM_EVERY = 3600.0     # seconds between retention passes (SQLite)
 
 
 class Sink(Protocol):
+    # its work runs on this host's CPUs (SQLite): records waiting for it are this worker
+    # behind, and the overload guard sheds by them (``RecordWriter.backlog``). A network
+    # store's wait is bounded by its timeouts, then the spool takes the batches: its
+    # outage must not turn into calls answered 503.
+    local: bool
+
     async def open(self) -> None: ...
     async def write(self, entries: Sequence[Entry], now: float) -> None: ...
     async def trim(self, now: float) -> int: ...
@@ -86,6 +92,7 @@ class RecordWriter:
         self._spool_pending = True      # check for leftovers on the first pass
         self._last_attempt = -RETRY
         self._last_trim = -TRIM_EVERY
+        self._trimmed_run = 0      # rows the retention passes removed since the last one that removed none
         self._degraded = False
         self._drain_lock = asyncio.Lock()   # the task and aclose() must not interleave batches
 
@@ -116,10 +123,13 @@ class RecordWriter:
         return len(self._unsaved) + len(self._queue) + len(self._overflow)
 
     def backlog(self) -> float:
-        """The records waiting, as a share of ``traceback.queue`` (1.0: the queue is full):
-        what the overload guard sheds by (``OverloadGuard.watch_records``). Of four batches at
-        least: the writer takes a batch when the queue holds one (or every ``INTERVAL``), so
-        a batch or two wait in normal work, and a queue set below that must not shed calls."""
+        """The records waiting for a local sink (``Sink.local``), as a share of
+        ``traceback.queue`` (1.0: the queue is full): what the overload guard sheds by
+        (``OverloadGuard.watch_records``); 0 for a network store. Of four batches at least:
+        the writer takes a batch when the queue holds one (or every ``INTERVAL``), so a batch
+        or two wait in normal work, and a queue set below that must not shed calls."""
+        if not self.sink.local:
+            return 0.0
         return (len(self._unsaved) + len(self._queue) + len(self._overflow)) / max(self.cfg.queue, 4 * self.cfg.batch)
 
     @property
@@ -258,6 +268,9 @@ class RecordWriter:
         self._degraded = False
 
     async def _maybe_trim(self, force: bool = False) -> None:
+        """A retention pass every ``TRIM_EVERY`` seconds; one that removed rows is followed
+        by another on the next writer pass, until one removes none (SQLite removes a chunk a
+        pass, so the batches keep going out in between)."""
         now = time.monotonic()
         if not force and now - self._last_trim < TRIM_EVERY:
             return
@@ -269,7 +282,11 @@ class RecordWriter:
             return
         self.counters.trimmed += removed
         if removed:
-            log.info("records: %d records older than %d days expired", removed, self.cfg.retention_days)
+            self._trimmed_run += removed
+            self._last_trim = now - TRIM_EVERY      # more may be due: again on the next pass
+        elif self._trimmed_run:
+            log.info("records: %d records older than %d days expired", self._trimmed_run, self.cfg.retention_days)
+            self._trimmed_run = 0
 
     def _note_failure(self, exc: Exception) -> None:
         if not self._degraded:
@@ -296,6 +313,7 @@ class SqliteSink:
     thread only binds them and runs SQLite, which releases the GIL while it works."""
 
     NICE = 10
+    local = True
 
     def __init__(self, cfg: TracebackConfig) -> None:
         from sipguard.records.sqlite import CHUNK, SqliteRecords, encode
@@ -349,6 +367,8 @@ def _lower_priority(nice: int) -> None:
 
 
 class RedisSink:
+    local = False
+
     def __init__(self, url: str, cfg: TracebackConfig, factory: Callable[[str], Any] | None = None) -> None:
         from sipguard.records.redis_stream import RedisRecords
 
@@ -373,6 +393,8 @@ class PostgresSink:
     batch; the maintenance pass (``trim``, hourly) makes the partitions ahead and drops the
     expired ones. An unreachable server at start means spooling, not failing: ``open``
     tries once (migrations, partitions) and the first write tries again."""
+
+    local = False
 
     def __init__(self, url: str, cfg: TracebackConfig) -> None:
         from sipguard.records.postgres import PostgresRecords

@@ -155,6 +155,8 @@ class HeldSink:
     """A RedisSink whose next write can be held until released: one worker caught in the
     middle of flushing a spool file while another flushes too."""
 
+    local = False
+
     def __init__(self, url: str, cfg: TracebackConfig) -> None:
         from sipguard.records.writer import RedisSink
 

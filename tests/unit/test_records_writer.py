@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,13 +104,53 @@ def test_top_counts_rejected_and_attest_c(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_retention_takes_expired_rows_a_chunk_a_pass_until_none_is_left(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """An hour of records at a high rate is millions of rows: one DELETE of them all would
+    hold the file's write lock and the writer's thread for as long (the records waiting
+    meanwhile would make the overload guard shed calls). A pass removes a chunk, oldest
+    first; a pass that removed rows is followed by another on the next writer pass until one
+    removes none, and one line says how many went."""
+    cfg = cfg_for(tmp_path, retention_days=1)
+
+    async def scenario() -> None:
+        first = open_records("memory", cfg, clock=ManualClock(BASE_TIME))
+        await first.start()
+        for i in range(35):
+            first.submit(make_record(i))                    # will be 2 days old
+        for i in range(3):
+            first.submit(make_record(86400 + 3600 + i))     # will be < 1 day old
+        await first.aclose()
+        later = open_records("memory", cfg, clock=ManualClock(BASE_TIME + 2 * 86400))
+        later.sink.db.trim_chunk = 10
+        await later.start()                                 # a retention pass at start: one chunk
+        assert later.counters.trimmed == 10
+        passes = []
+        for _ in range(5):                                  # the writer's next passes
+            await later._maybe_trim()
+            passes.append(later.counters.trimmed)
+        assert passes == [20, 30, 35, 35, 35]
+        assert later._last_trim > time.monotonic() - 60     # none left: the next pass in TRIM_EVERY
+        await later.aclose()
+        left = await query.find("memory", cfg)
+        assert sorted(r.time for r in left) == [BASE_TIME + 86400 + 3600 + i for i in range(3)]
+
+    with caplog.at_level(logging.INFO, logger="sipguard.records"):
+        run(scenario())
+    assert [r.getMessage() for r in caplog.records if "expired" in r.getMessage()] == \
+        ["records: 35 records older than 1 days expired"]
+
+
 def test_query_without_a_record_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(query.QueryError, match="traceback.path"):
         run(query.find("memory", cfg_for(tmp_path)))
 
 
 class FlakySink:
-    """Stores entries in a list; fails while ``down`` is set. Idempotent on (writer, seq)."""
+    """Stores entries in a list; fails while ``down`` is set. Idempotent on (writer, seq).
+    A network store, as far as the overload guard goes (``local``)."""
+
+    local = False
 
     def __init__(self) -> None:
         self.down = False
@@ -264,7 +306,9 @@ def test_full_queue_spills_instead_of_dropping(tmp_path: Path) -> None:
         for i in range(12):
             w.submit(make_record(i))
         assert w.pending == 12 and w.counters.spilled == 7
-        assert w.backlog() == 12 / 12         # what the overload guard sheds by: of 4 batches at least
+        assert w.backlog() == 0.0             # a network store: its timeouts bound the wait, not shedding
+        sink.local = True                     # a local one (SQLite): what the overload guard sheds by
+        assert w.backlog() == 12 / 12         # of 4 batches at least
         w.cfg = dataclasses.replace(cfg, batch=1)
         assert w.backlog() == 12 / 5          # ... or of the queue: past 1, behind
         await w.aclose()

@@ -67,12 +67,14 @@ one earlier than the full path would.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
 import logging
 import os
 import socket
 import struct
 import sys
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,6 +98,8 @@ SHED_TAG = b"sgx"        # To tag prefix of our overload answers (the core's own
 ACK_WINDOW = 64.0        # seconds after the last overload answer its ACKs are looked for (Timer H is 32 s)
 SO_TIMESTAMPNS = 35      # Linux; not in the socket module
 _TIMESPEC = struct.Struct("@qq")
+_INT = struct.Struct("@i")
+_FIONREAD = getattr(termios, "FIONREAD", 0x541B)
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
 
@@ -153,15 +157,27 @@ class ShedState:
 class QueueProbe:
     """The age of the oldest datagram waiting in one socket: its kernel receive timestamp
     (SO_TIMESTAMPNS, wall clock), read with MSG_PEEK on a duplicate of the descriptor, so
-    the datagram stays for the event loop to read. One system call, about 2 µs."""
+    the datagram stays for the event loop to read. One system call, about 2 µs.
+
+    Most ticks find the socket empty, and a peek there fails: an exception raised and caught,
+    with its message decoded, 3 µs in a loop and several times that between datagrams (1.4 %
+    of a redirecting worker, perf, session 14). So FIONREAD first (the size of the datagram
+    at the head, 0 when none; one ioctl, 0.8 µs), and the peek only when one waits. A datagram
+    of 0 bytes at the head reads as none: the event loop takes it at its next turn, and a loop
+    that does not turn is measured by its lag."""
 
     def __init__(self, fileno: int) -> None:
         self.sock = socket.socket(fileno=os.dup(fileno))
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.fd = self.sock.fileno()
+        self._size = bytearray(_INT.size)     # FIONREAD's answer, written in place
 
     def age(self, wall_now: float) -> float:
         try:
+            fcntl.ioctl(self.fd, _FIONREAD, self._size)
+            if not _INT.unpack_from(self._size)[0]:
+                return 0.0
             _, ancillary, _, _ = self.sock.recvmsg(1, _CMSG_SPACE, _PEEK)
         except OSError:  # empty (BlockingIOError), or a pending ICMP error: nothing waits
             return 0.0

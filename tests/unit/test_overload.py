@@ -436,6 +436,11 @@ def test_queue_probe_reads_the_age_of_the_oldest_datagram() -> None:
             while time.monotonic() < end and probe.age(time.time()) == 0.0:
                 time.sleep(0.01)
             assert rx.recv(2048, socket.MSG_DONTWAIT) == b"kept"
+            # an empty datagram at the head reads as none (FIONREAD's 0): the loop takes it next
+            tx.sendto(b"", rx.getsockname())
+            time.sleep(0.1)
+            assert probe.age(time.time()) == 0.0
+            assert rx.recv(2048, socket.MSG_DONTWAIT) == b""
         finally:
             probe.close()
 

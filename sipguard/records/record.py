@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sipguard.policy.facts import EXTRA_NAMES, extra_facts
+from sipguard.policy.facts import extra_facts, extra_values
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
@@ -61,14 +60,13 @@ def _texts(values: tuple[Any, ...]) -> tuple[str, ...]:
 # for the writer by the tens of thousands (bench/RESULTS.md, session 11: a waiting record
 # 696 -> 565 bytes). Keyed by the values of every extra fact, so a hit builds no dict at all.
 # The dict is shared: read it, never change it. Bounded as the texts are.
-_extra_of = operator.attrgetter(*EXTRA_NAMES)
 _FACTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def shared_facts(facts: Facts) -> dict[str, Any]:
     """``extra_facts(facts)``, the same dict object for the same values. Keys compare with
     ``==``, so ``True`` and ``1`` would meet; each fact's values are of its field's one type."""
-    key: tuple[Any, ...] = _extra_of(facts)
+    key = extra_values(facts)
     try:
         shared = _FACTS.get(key)
     except TypeError:             # a value that cannot be hashed: the record's own dict

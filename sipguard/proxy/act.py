@@ -181,19 +181,18 @@ def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str)
     only on the value the PASSporT named), Identity when signed, tag headers; and for the
     policy downstream, X-Sipguard-Attest (the attestation of the PASSporT that verified,
     only when one did). The front proxy strips any verstat upstream put on From."""
-    verstat = str(outcome.verification.verstat)
+    ver = outcome.verification
     headers = [("Contact", f"<{contact}>")]
     extra = _identity_headers(req, outcome)
     if not req.has("P-Asserted-Identity"):
         # no PAI on the call: carry the verified caller as a PAI with verstat for the consumer
         caller = strip_verstat(_bare(req.header("From") or ""))
-        extra.insert(0, ("P-Asserted-Identity", add_verstat(caller, verstat_of(caller, outcome.verification))))
+        extra.insert(0, ("P-Asserted-Identity", add_verstat(caller, verstat_of(caller, ver))))
     prefix = outcome.decision.tag.display_prefix if outcome.decision.tag else None
     if prefix:
         extra.append(("X-Sipguard-Display-Prefix", prefix))
     headers.extend(extra)
-    headers.append(("X-Sipguard-Verstat", verstat))
-    ver = outcome.verification
+    headers.append(("X-Sipguard-Verstat", _TEXT[ver.verstat]))
     if ver.verstat is _PASSED and ver.attest:
         headers.append(("X-Sipguard-Attest", ver.attest))
     if outcome.decision.rule:

@@ -260,15 +260,17 @@ def build_response(req: Request, status: int, reason: str, headers: Sequence[tup
                    to_tag: str | None = None, body: bytes = b"", content_type: str | None = None) -> bytes:
     """RFC 3261 8.2.6.2: a response copying Via (all, in order), From, To (+ our tag),
     Call-ID and CSeq from the request, then ``headers``, then Content-Length."""
-    out = [f"SIP/2.0 {status} {reason}".encode(ENC, ERRORS)]
-    seen: set[str] = set()
+    out = [_status_line(status, reason)]
+    seen = 0   # the _COPIED bits of the keys copied
     for k, line in req._lines:
         if k == "via":
             out.append(line)
-        elif k in _COPIED and k not in seen:
+            continue
+        bit = _COPIED.get(k, 0)
+        if bit and not seen & bit:
             # The first of each only: a request with two To lines (RFC 4475 multi01) still
             # gets a well-formed 400.
-            seen.add(k)
+            seen |= bit
             if k == "to" and to_tag and status > 100 and not _has_tag(req):
                 line += b";tag=" + to_tag.encode(ENC, ERRORS)
             out.append(line)
@@ -276,11 +278,27 @@ def build_response(req: Request, status: int, reason: str, headers: Sequence[tup
         out.append(f"{name}: {value}".encode(ENC, ERRORS))
     if content_type is not None:
         out.append(f"Content-Type: {content_type}".encode())
-    out.append(f"Content-Length: {len(body)}".encode())
-    return b"\r\n".join(out) + b"\r\n\r\n" + body
+    out.append(f"Content-Length: {len(body)}".encode() if body else b"Content-Length: 0")
+    out.append(b"")       # the blank line, then the body: one join, no copy of the head
+    out.append(body)
+    return b"\r\n".join(out)
 
 
-_COPIED = frozenset({"from", "to", "call-id", "cseq"})
+# Each status line a response was built with, encoded once (bounded: a reason comes from policy)
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}
+
+
+def _status_line(status: int, reason: str) -> bytes:
+    key = (status, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = f"SIP/2.0 {status} {reason}".encode(ENC, ERRORS)
+        if len(_STATUS_LINES) < 256:
+            _STATUS_LINES[key] = line
+    return line
+
+
+_COPIED = {"from": 1, "to": 2, "call-id": 4, "cseq": 8}   # the headers copied, a bit each
 _TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
 

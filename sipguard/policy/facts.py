@@ -112,6 +112,34 @@ class Facts:
         object.__setattr__(self, "passport_replayed", passport_replayed)
 
 
+# The text of a verstat and of a reasons tuple, one object for all the facts and records that
+# carry it (pipeline.build_facts, records/record.py): str() of a StrEnum member is a new string
+# each time, and under overload records wait for the writer by the tens of thousands
+# (bench/RESULTS.md, session 10: ~190 of ~900 bytes a record). Bounded: a value past TEXTS
+# distinct ones is made as before.
+TEXTS = 256
+_TEXT: dict[Any, str] = {}
+_TEXTS: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
+def shared_text(value: Any) -> str:
+    text = _TEXT.get(value)
+    if text is None:
+        text = str(value)
+        if len(_TEXT) < TEXTS:
+            _TEXT[value] = text
+    return text
+
+
+def shared_texts(values: tuple[Any, ...]) -> tuple[str, ...]:
+    texts = _TEXTS.get(values)
+    if texts is None:
+        texts = tuple(str(v) for v in values)
+        if len(_TEXTS) < TEXTS:
+            _TEXTS[values] = texts
+    return texts
+
+
 FIELDS = tuple(f.name for f in fields(Facts))
 
 FACT_NAMES: dict[str, str] = {

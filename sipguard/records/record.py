@@ -20,39 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sipguard.policy.facts import extra_facts, extra_values
+from sipguard.policy.facts import TEXTS, extra_facts, extra_values, shared_text, shared_texts
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
     from sipguard.pipeline import Outcome
     from sipguard.policy.facts import Facts
-
-
-# The text of a verstat and of a reasons tuple, one object for all the records that carry it:
-# str() of a StrEnum member is a new string each time, and under overload records wait for the
-# writer by the tens of thousands (bench/RESULTS.md, session 10: ~190 of ~900 bytes a record).
-# Bounded: a value past TEXTS distinct ones is made as before.
-TEXTS = 256
-_TEXT: dict[Any, str] = {}
-_TEXTS: dict[tuple[Any, ...], tuple[str, ...]] = {}
-
-
-def _text(value: Any) -> str:
-    text = _TEXT.get(value)
-    if text is None:
-        text = str(value)
-        if len(_TEXT) < TEXTS:
-            _TEXT[value] = text
-    return text
-
-
-def _texts(values: tuple[Any, ...]) -> tuple[str, ...]:
-    texts = _TEXTS.get(values)
-    if texts is None:
-        texts = tuple(str(v) for v in values)
-        if len(_TEXTS) < TEXTS:
-            _TEXTS[values] = texts
-    return texts
 
 
 # A record's ``facts``, one dict for all the records whose extra facts are the same: calls of a
@@ -159,7 +132,7 @@ class CallRecord(NamedTuple):
             provider.rmd if provider else None, provider.country if provider else None,
             outcome.lookups.rmd_snapshot,
             call.caller.raw, call.caller.e164, call.callee.raw, call.callee.e164,
-            _text(ver.verstat), ver.attest, ver.origid, ver.x5u, ver.spc, _texts(ver.reasons),
+            shared_text(ver.verstat), ver.attest, ver.origid, ver.x5u, ver.spc, shared_texts(ver.reasons),
             dec.rule, dec.rule_class, dec.notice, dec.action, status,
             dec.would.action if dec.would is not None else None,
             signed, outcome.signed_origid, False, next_hop, instance,

@@ -260,6 +260,18 @@ def build_response(req: Request, status: int, reason: str, headers: Sequence[tup
                    to_tag: str | None = None, body: bytes = b"", content_type: str | None = None) -> bytes:
     """RFC 3261 8.2.6.2: a response copying Via (all, in order), From, To (+ our tag),
     Call-ID and CSeq from the request, then ``headers``, then Content-Length."""
+    out = response_head(req, status, reason, to_tag)
+    for name, value in headers:
+        out.append(header_line(name, value))
+    if content_type is not None:
+        out.append(f"Content-Type: {content_type}".encode())
+    return response_end(out, body)
+
+
+def response_head(req: Request, status: int, reason: str, to_tag: str | None) -> list[bytes]:
+    """The first lines of ``build_response``: the status line and what it copies from ``req``.
+    A response with lines of its own made once (act.redirect_response) appends them, then
+    ``response_end``."""
     out = [_status_line(status, reason)]
     seen = 0   # the _COPIED bits of the keys copied
     for k, line in req._lines:
@@ -274,14 +286,21 @@ def build_response(req: Request, status: int, reason: str, headers: Sequence[tup
             if k == "to" and to_tag and status > 100 and not _has_tag(req):
                 line += b";tag=" + to_tag.encode(ENC, ERRORS)
             out.append(line)
-    for name, value in headers:
-        out.append(f"{name}: {value}".encode(ENC, ERRORS))
-    if content_type is not None:
-        out.append(f"Content-Type: {content_type}".encode())
-    out.append(f"Content-Length: {len(body)}".encode() if body else b"Content-Length: 0")
-    out.append(b"")       # the blank line, then the body: one join, no copy of the head
-    out.append(body)
-    return b"\r\n".join(out)
+    return out
+
+
+def header_line(name: str, value: str) -> bytes:
+    """One header line of a response, as ``build_response`` writes it."""
+    return f"{name}: {value}".encode(ENC, ERRORS)
+
+
+def response_end(lines: list[bytes], body: bytes) -> bytes:
+    """The response of ``lines`` (``response_head``'s and its headers'): Content-Length, the
+    blank line and ``body`` after them, in one join (no copy of the head)."""
+    lines.append(f"Content-Length: {len(body)}".encode() if body else b"Content-Length: 0")
+    lines.append(b"")
+    lines.append(body)
+    return b"\r\n".join(lines)
 
 
 # Each status line a response was built with, encoded once (bounded: a reason comes from policy)

@@ -22,7 +22,7 @@ from sipguard.detectors import spoof_facts
 from sipguard.numbers import TN, parse_tn
 from sipguard.observe.hooks import NO_METRICS, MetricHooks
 from sipguard.policy.decision import FORWARD, Decision, reject
-from sipguard.policy.facts import Facts
+from sipguard.policy.facts import Facts, shared_text, shared_texts
 from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import RFC8224_RESPONSE, Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED, Verification
@@ -400,9 +400,9 @@ def build_facts(trunk: Trunk | None, call: Call, ver: Verification, lookups: Loo
     trunk_threat = threats.trunk(trunk) if threats.entries else None
     signer_threat = threats.signer(ver.spc, lookups.signer_frn) if threats.entries and ver.spc else None
     return Facts(
-        verstat=str(ver.verstat),
+        verstat=shared_text(ver.verstat),
         attest=ver.attest,
-        reasons=tuple(str(r) for r in ver.reasons),
+        reasons=shared_texts(ver.reasons),
         trunk=trunk.id if trunk else None,
         trunk_role=trunk.role if trunk else None,
         # a store that did not answer knows nothing but the RMD answers it remembers: unknown

@@ -22,6 +22,7 @@ from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import Verstat
 from sipguard.shaken.result import Verification
 from sipguard.sip import Request, build_response
+from sipguard.sip.parser import header_line, response_end, response_head
 
 _VERSTAT = re.compile(r";verstat=[^;@>?,]*", re.IGNORECASE)
 
@@ -181,24 +182,55 @@ def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str)
     only on the value the PASSporT named), Identity when signed, tag headers; and for the
     policy downstream, X-Sipguard-Attest (the attestation of the PASSporT that verified,
     only when one did). The front proxy strips any verstat upstream put on From."""
-    verstat = str(outcome.verification.verstat)
-    headers = [("Contact", f"<{contact}>")]
+    ver, decision = outcome.verification, outcome.decision
     extra = _identity_headers(req, outcome)
     if not req.has("P-Asserted-Identity"):
         # no PAI on the call: carry the verified caller as a PAI with verstat for the consumer
         caller = strip_verstat(_bare(req.header("From") or ""))
-        extra.insert(0, ("P-Asserted-Identity", add_verstat(caller, verstat_of(caller, outcome.verification))))
-    prefix = outcome.decision.tag.display_prefix if outcome.decision.tag else None
+        extra.insert(0, ("P-Asserted-Identity", add_verstat(caller, verstat_of(caller, ver))))
+    prefix = decision.tag.display_prefix if decision.tag else None
     if prefix:
         extra.append(("X-Sipguard-Display-Prefix", prefix))
-    headers.extend(extra)
-    headers.append(("X-Sipguard-Verstat", verstat))
-    ver = outcome.verification
-    if ver.verstat is _PASSED and ver.attest:
-        headers.append(("X-Sipguard-Attest", ver.attest))
-    if outcome.decision.rule:
-        headers.append(("X-Sipguard-Rule", outcome.decision.rule))
-    return build_response(req, 302, PHRASES[302], headers, to_tag=to_tag)
+    out = response_head(req, 302, PHRASES[302], to_tag)
+    out.append(_contact_line(contact))
+    for name, value in extra:
+        out.append(header_line(name, value))
+    out.append(_verdict_lines(_TEXT[ver.verstat], ver.attest if ver.verstat is _PASSED else None, decision.rule))
+    return response_end(out, b"")
+
+
+# The lines of a 302 that repeat from call to call, encoded once: the Contact of each next hop,
+# and the X-Sipguard-Verstat, -Attest and -Rule lines of each (verstat, attest, rule). Bounded:
+# past LINES distinct ones a line is made per call, as before.
+LINES = 256
+_CONTACTS: dict[str, bytes] = {}
+_VERDICTS: dict[tuple[str, str | None, str | None], bytes] = {}
+
+
+def _contact_line(contact: str) -> bytes:
+    line = _CONTACTS.get(contact)
+    if line is None:
+        line = header_line("Contact", f"<{contact}>")
+        if len(_CONTACTS) < LINES:
+            _CONTACTS[contact] = line
+    return line
+
+
+def _verdict_lines(verstat: str, attest: str | None, rule: str | None) -> bytes:
+    """``X-Sipguard-Verstat``, then ``X-Sipguard-Attest`` (an attestation given) and
+    ``X-Sipguard-Rule`` (a rule named), as one run of lines."""
+    key = (verstat, attest, rule)
+    lines = _VERDICTS.get(key)
+    if lines is None:
+        made = [header_line("X-Sipguard-Verstat", verstat)]
+        if attest:
+            made.append(header_line("X-Sipguard-Attest", attest))
+        if rule:
+            made.append(header_line("X-Sipguard-Rule", rule))
+        lines = b"\r\n".join(made)
+        if len(_VERDICTS) < LINES:
+            _VERDICTS[key] = lines
+    return lines
 
 
 def _bare(value: str) -> str:

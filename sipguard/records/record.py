@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sipguard.policy.facts import EXTRA_NAMES, extra_facts
+from sipguard.policy.facts import TEXTS, extra_facts, extra_values, shared_text, shared_texts
 from sipguard.yamlconf import Section
 
 if TYPE_CHECKING:
@@ -29,46 +28,18 @@ if TYPE_CHECKING:
     from sipguard.policy.facts import Facts
 
 
-# The text of a verstat and of a reasons tuple, one object for all the records that carry it:
-# str() of a StrEnum member is a new string each time, and under overload records wait for the
-# writer by the tens of thousands (bench/RESULTS.md, session 10: ~190 of ~900 bytes a record).
-# Bounded: a value past TEXTS distinct ones is made as before.
-TEXTS = 256
-_TEXT: dict[Any, str] = {}
-_TEXTS: dict[tuple[Any, ...], tuple[str, ...]] = {}
-
-
-def _text(value: Any) -> str:
-    text = _TEXT.get(value)
-    if text is None:
-        text = str(value)
-        if len(_TEXT) < TEXTS:
-            _TEXT[value] = text
-    return text
-
-
-def _texts(values: tuple[Any, ...]) -> tuple[str, ...]:
-    texts = _TEXTS.get(values)
-    if texts is None:
-        texts = tuple(str(v) for v in values)
-        if len(_TEXTS) < TEXTS:
-            _TEXTS[values] = texts
-    return texts
-
-
 # A record's ``facts``, one dict for all the records whose extra facts are the same: calls of a
 # trunk mostly share them (a handful of booleans and enums), and under overload records wait
 # for the writer by the tens of thousands (bench/RESULTS.md, session 11: a waiting record
 # 696 -> 565 bytes). Keyed by the values of every extra fact, so a hit builds no dict at all.
 # The dict is shared: read it, never change it. Bounded as the texts are.
-_extra_of = operator.attrgetter(*EXTRA_NAMES)
 _FACTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def shared_facts(facts: Facts) -> dict[str, Any]:
     """``extra_facts(facts)``, the same dict object for the same values. Keys compare with
     ``==``, so ``True`` and ``1`` would meet; each fact's values are of its field's one type."""
-    key: tuple[Any, ...] = _extra_of(facts)
+    key = extra_values(facts)
     try:
         shared = _FACTS.get(key)
     except TypeError:             # a value that cannot be hashed: the record's own dict
@@ -161,7 +132,7 @@ class CallRecord(NamedTuple):
             provider.rmd if provider else None, provider.country if provider else None,
             outcome.lookups.rmd_snapshot,
             call.caller.raw, call.caller.e164, call.callee.raw, call.callee.e164,
-            _text(ver.verstat), ver.attest, ver.origid, ver.x5u, ver.spc, _texts(ver.reasons),
+            shared_text(ver.verstat), ver.attest, ver.origid, ver.x5u, ver.spc, shared_texts(ver.reasons),
             dec.rule, dec.rule_class, dec.notice, dec.action, status,
             dec.would.action if dec.would is not None else None,
             signed, outcome.signed_origid, False, next_hop, instance,

@@ -260,27 +260,64 @@ def build_response(req: Request, status: int, reason: str, headers: Sequence[tup
                    to_tag: str | None = None, body: bytes = b"", content_type: str | None = None) -> bytes:
     """RFC 3261 8.2.6.2: a response copying Via (all, in order), From, To (+ our tag),
     Call-ID and CSeq from the request, then ``headers``, then Content-Length."""
-    out = [f"SIP/2.0 {status} {reason}".encode(ENC, ERRORS)]
-    seen: set[str] = set()
+    out = response_head(req, status, reason, to_tag)
+    for name, value in headers:
+        out.append(header_line(name, value))
+    if content_type is not None:
+        out.append(f"Content-Type: {content_type}".encode())
+    return response_end(out, body)
+
+
+def response_head(req: Request, status: int, reason: str, to_tag: str | None) -> list[bytes]:
+    """The first lines of ``build_response``: the status line and what it copies from ``req``.
+    A response with lines of its own made once (act.redirect_response) appends them, then
+    ``response_end``."""
+    out = [_status_line(status, reason)]
+    seen = 0   # the _COPIED bits of the keys copied
     for k, line in req._lines:
         if k == "via":
             out.append(line)
-        elif k in _COPIED and k not in seen:
+            continue
+        bit = _COPIED.get(k, 0)
+        if bit and not seen & bit:
             # The first of each only: a request with two To lines (RFC 4475 multi01) still
             # gets a well-formed 400.
-            seen.add(k)
+            seen |= bit
             if k == "to" and to_tag and status > 100 and not _has_tag(req):
                 line += b";tag=" + to_tag.encode(ENC, ERRORS)
             out.append(line)
-    for name, value in headers:
-        out.append(f"{name}: {value}".encode(ENC, ERRORS))
-    if content_type is not None:
-        out.append(f"Content-Type: {content_type}".encode())
-    out.append(f"Content-Length: {len(body)}".encode())
-    return b"\r\n".join(out) + b"\r\n\r\n" + body
+    return out
 
 
-_COPIED = frozenset({"from", "to", "call-id", "cseq"})
+def header_line(name: str, value: str) -> bytes:
+    """One header line of a response, as ``build_response`` writes it."""
+    return f"{name}: {value}".encode(ENC, ERRORS)
+
+
+def response_end(lines: list[bytes], body: bytes) -> bytes:
+    """The response of ``lines`` (``response_head``'s and its headers'): Content-Length, the
+    blank line and ``body`` after them, in one join (no copy of the head)."""
+    lines.append(f"Content-Length: {len(body)}".encode() if body else b"Content-Length: 0")
+    lines.append(b"")
+    lines.append(body)
+    return b"\r\n".join(lines)
+
+
+# Each status line a response was built with, encoded once (bounded: a reason comes from policy)
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}
+
+
+def _status_line(status: int, reason: str) -> bytes:
+    key = (status, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = f"SIP/2.0 {status} {reason}".encode(ENC, ERRORS)
+        if len(_STATUS_LINES) < 256:
+            _STATUS_LINES[key] = line
+    return line
+
+
+_COPIED = {"from": 1, "to": 2, "call-id": 4, "cseq": 8}   # the headers copied, a bit each
 _TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import operator
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -12,7 +15,8 @@ from hypothesis import strategies as st
 from sipguard.config import Provider, Trunk
 from sipguard.pipeline import Call, Outcome
 from sipguard.policy.decision import FORWARD, reject
-from sipguard.policy.facts import Facts, extra_facts
+from sipguard.policy.facts import EXTRA_NAMES, Facts, extra_facts, extra_values
+from sipguard.policy.facts import FIELDS as FACT_FIELDS
 from sipguard.records.record import FIELDS, CallRecord, caller_check, shared_facts, spc_owner, to_row
 from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.result import NOT_VERIFIED
@@ -22,6 +26,7 @@ from sipguard.store.base import Lookups
 INVITE = (b"INVITE sip:+13036231000@192.0.2.9 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
           b"From: <sip:+12127363100@192.0.2.1>;tag=a\r\nTo: <sip:+13036231000@192.0.2.9>\r\n"
           b"Call-ID: of-1@192.0.2.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+ROOT = Path(__file__).resolve().parents[2]
 TRUNK = Trunk("t-of", "foreign", (), Provider(name="Carrier Of", frn="0099887766", rmd="RMD0009999", country="CA"))
 
 
@@ -125,3 +130,26 @@ def test_shared_facts_are_extra_facts_byte_for_byte(many: list[Facts]) -> None:
 def test_a_fact_that_cannot_be_hashed_gets_a_dict_of_its_own() -> None:
     facts = Facts(limited=(["per-trunk"],))  # type: ignore[arg-type]   # a list inside: unhashable
     assert shared_facts(facts) == {"limited": (["per-trunk"],)} and shared_facts(facts) is not shared_facts(facts)
+
+
+def test_extra_values_are_the_extra_facts_in_order() -> None:
+    """``extra_values`` is written out field by field: it reads each of ``EXTRA_NAMES``, in that
+    order, and nothing else. Each fact on its own with a value no default has, then all of them."""
+    source = ast.parse((ROOT / "sipguard/policy/facts.py").read_text())   # the annotations as written
+    node = next(n for n in ast.walk(source) if isinstance(n, ast.ClassDef) and n.name == "Facts")
+    kinds = {a.target.id: ast.unparse(a.annotation) for a in node.body
+             if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)}
+
+    def value(name: str, i: int) -> Any:
+        kind = kinds[name]
+        if kind.startswith("bool"):
+            return not dataclasses.fields(Facts)[i].default
+        return 1000 + i if kind.startswith("int") else (f"t{i}",) if kind.startswith("tuple") else f"v{i}"
+
+    every: dict[str, Any] = {}
+    for i, name in enumerate(FACT_FIELDS):
+        every[name] = value(name, i)
+        alone = Facts(**{name: every[name]})
+        assert extra_values(alone) == operator.attrgetter(*EXTRA_NAMES)(alone), name
+    assert extra_values(Facts(**every)) == operator.attrgetter(*EXTRA_NAMES)(Facts(**every))
+    assert extra_values(Facts()) == operator.attrgetter(*EXTRA_NAMES)(Facts())

@@ -176,6 +176,17 @@ def _parse_cached(raw: str) -> TN:
     return tn if tn is not None else _parse_full(raw)
 
 
+def uri_span(value: str) -> tuple[int, int]:
+    """Where a header value's number is read: between its first ``<`` and the ``>`` after it
+    (the display name and the header params, such as a per-call tag, go), or the whole value
+    without a ``<``; the end is -1 when that ``>`` is missing (parse_tn then reads to the end).
+    One definition for parse_tn's two readers and the proxy's (``act.forms_of``)."""
+    lt = value.find("<")
+    if lt < 0:
+        return 0, len(value)
+    return lt + 1, value.find(">", lt)
+
+
 def _parse_full(raw: str) -> TN:
     """The definition of parse_tn: every form the module docstring lists."""
     number = _extract_number(raw.strip())
@@ -200,12 +211,9 @@ def _direct(raw: str) -> TN | None:
     separators. None for anything else (names, escapes, passwords, anonymous hosts, short
     codes, 011, wrong lengths, other spellings): _parse_full reads it. Gives exactly what
     _parse_full gives or None (tests/property/test_numbers_direct.py)."""
-    start, end = 0, len(raw)
-    lt = raw.find("<")
-    if lt >= 0:  # as _extract_number: the URI is between the first < and the > after it
-        start, end = lt + 1, raw.find(">", lt)
-        if end < 0:
-            return None
+    start, end = uri_span(raw)
+    if end < 0:  # a < without its >: _parse_full reads it
+        return None
     if raw.startswith(("sip:", "sips:"), start, end):
         first = raw.find(":", start) + 1
         at = raw.find("@", first, end)
@@ -254,10 +262,9 @@ def _extract_number(text: str) -> str | None:
     """The number part of a header value or URI, _ANON, _SOS, or None for nothing."""
     if not text:
         return None
-    lt = text.find("<")
-    if lt >= 0:  # name-addr: the URI is between the brackets; display name and tag go
-        gt = text.find(">", lt)
-        text = text[lt + 1:gt if gt > 0 else len(text)].strip()
+    start, end = uri_span(text)
+    if start:  # name-addr: the URI is between the brackets (to the end without a >)
+        text = text[start:end if end >= 0 else len(text)].strip()
         if not text:
             return _ANON
     colon = text.find(":")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from sipguard.numbers import parse_tn
+from sipguard.numbers import parse_tn, uri_span
 from sipguard.pipeline import Outcome
 from sipguard.policy.decision import Decision
 from sipguard.shaken.passport import tn_matches
@@ -84,11 +84,9 @@ def forms_of(value: str) -> tuple[str, ...]:
     alone; a value with a ``<`` in its display name is parsed whole) and is the number-cache entry
     Call.of made of the same URI, where the whole value, tag and all, never hits it
     (tests/property/test_verstat_forms.py)."""
-    lt = value.find("<")
-    if lt >= 0:
-        gt = value.find(">", lt)
-        if gt >= 0 and value.find("<", lt + 1, gt) < 0:  # alone, a second < would be read as the first
-            return parse_tn(value[lt + 1:gt]).forms
+    start, end = uri_span(value)
+    if start and end >= 0 and value.find("<", start, end) < 0:  # alone, a second < would be read as the first
+        return parse_tn(value[start:end]).forms
     return parse_tn(value).forms
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipguard.numbers import TN, nanp_region, npa_status, parse_tn, same_caller_callee
+from sipguard.numbers import TN, nanp_region, npa_status, parse_tn, same_caller_callee, uri_span
 
 # (input, e164, valid, invalid_reason, us, nanp)
 FORMS: list[tuple[str | None, str | None, bool, str | None, bool, bool]] = [
@@ -232,3 +232,17 @@ def test_long_values_are_parsed_but_not_cached() -> None:
     first, second = parse_tn(value), parse_tn(value)
     assert first.e164 == "12024561111" and first.valid
     assert first == second and first is not second
+
+
+@pytest.mark.parametrize(("value", "span"), [
+    ("sip:+12025550100@gw", (0, 19)),                          # no <: the whole value
+    ('"A <b>" <sip:+12025550100@gw>;tag=x', (4, 5)),          # the first < and the > after it
+    ("<sip:+12025550100@gw>;tag=1", (1, 20)),
+    ("Bob <sip:+12025550100@gw", (5, -1)),                    # no >: read to the end
+    ("", (0, 0)),
+])
+def test_uri_span_is_where_a_header_value_is_read(value: str, span: tuple[int, int]) -> None:
+    assert uri_span(value) == span
+    start, end = span
+    if start and end >= 0:   # parse_tn reads the value and its span alike
+        assert parse_tn(value).e164 == parse_tn(value[start:end]).e164

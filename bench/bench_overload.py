@@ -165,11 +165,18 @@ def read_rtds(d: Path, at: dict[str, list[tuple[float, float]]] | None = None) -
     return {k: sorted(v) for k, v in out.items()}
 
 
+def metrics_text(http_port: int, timeout: float = 5.0) -> str | None:
+    """sipguard's /metrics, None when it does not answer."""
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=timeout).read().decode()
+    except OSError:
+        return None
+
+
 def sip_events(http_port: int) -> dict[str, int]:
     """sipguard_sip_events by event, and sipguard_store_requests by result as "store.<result>"."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
-    except OSError:
+    text = metrics_text(http_port)
+    if text is None:
         return {}
     events = {m.group(1): int(float(m.group(2)))
               for m in re.finditer(r'^sipguard_sip_events_total\{event="([^"]+)"\} ([0-9.e+]+)$', text, re.M)}
@@ -181,11 +188,8 @@ def sip_events(http_port: int) -> dict[str, int]:
 
 def records_queue(http_port: int) -> int:
     """sipguard_records_queue (records waiting for the writer), summed over the workers; -1: no answer."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return -1
-    m = re.search(r"^sipguard_records_queue ([0-9.e+]+)$", text, re.M)
+    text = metrics_text(http_port, 2.0)
+    m = None if text is None else re.search(r"^sipguard_records_queue ([0-9.e+]+)$", text, re.M)
     return int(float(m.group(1))) if m else -1
 
 

@@ -136,7 +136,8 @@ class SqliteRecords:
         millions of rows, so the writer takes them a chunk per pass (``RecordWriter``)."""
         with self._lock:
             cur = self._conn().execute("DELETE FROM records WHERE id IN (SELECT id FROM records WHERE time < ?"
-                                       " ORDER BY time LIMIT ?)", (before, limit or self.trim_chunk))
+                                       " ORDER BY time LIMIT ?)",
+                                       (before, self.trim_chunk if limit is None else limit))
             return cur.rowcount
 
     def find(self, since: float | None, until: float | None, call_id: str | None,

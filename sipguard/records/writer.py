@@ -130,7 +130,7 @@ class RecordWriter:
         or two wait in normal work, and a queue set below that must not shed calls."""
         if not self.sink.local:
             return 0.0
-        return (len(self._unsaved) + len(self._queue) + len(self._overflow)) / max(self.cfg.queue, 4 * self.cfg.batch)
+        return self.pending / max(self.cfg.queue, 4 * self.cfg.batch)
 
     @property
     def degraded(self) -> bool:

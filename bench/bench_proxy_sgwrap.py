@@ -10,8 +10,8 @@ in its working directory, and a watchdog thread writes the main thread's stack t
 while the loop is over 20 ms late; with SG_BENCH_PIN=1 worker i runs on CPU i; with
 SG_BENCH_GC_THRESHOLD=N the collector's generation-0 threshold is N (default 700) and the objects
 alive at start are frozen out of collections (gc.freeze), to measure what collection pauses cost;
-with SG_BENCH_GC_BOUND="GROWTH,SLACK" the worker's full collector pass runs at that bound
-(``proxy/gcpacing.py``; "0,0" makes it a full pass at nearly every tick). Measures the
+with SG_BENCH_GC_BOUND="GROWTH,SLACK" the worker's full collector pass runs at that bound, at
+once (``proxy/gcpacing.py``; "0,0" makes it a full pass at nearly every tick). Measures the
 effect of a change without editing sipguard.
 """
 
@@ -124,7 +124,7 @@ if os.environ.get("SG_BENCH_GC_BOUND"):  # experiment: "GROWTH,SLACK" of the col
     import sipguard.proxy.gcpacing as _gcpacing
 
     _growth, _slack = os.environ["SG_BENCH_GC_BOUND"].split(",")
-    _gcpacing.GcPacer.__init__.__defaults__ = (float(_growth), int(_slack))
+    _gcpacing.GcPacer.__init__.__defaults__ = (float(_growth), int(_slack), 0.0)
 if os.environ.get("SG_BENCH_NO_RECORDS") == "1":
     RecordWriter.submit = lambda self, record: None  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))

@@ -15,6 +15,10 @@ GROWTH = 0.5
 # thousand once full): cyclic garbage among frozen objects is bounded by about half the
 # live heap, and a worker filling its caches is not walked again at every step of that
 SLACK = 100_000
+# ... for this many seconds in a row: a burst's live transactions raise the count while they
+# live and leave with them (a full pass in a burst is a pause where the worker is already
+# behind); a leak, or caches filling, keep it up
+HOLD = 120.0
 
 
 class GcPacer:
@@ -37,24 +41,31 @@ class GcPacer:
     ``proxy.shed_delay`` in every worker at once, and new INVITEs answered 503 (it ran every
     ten minutes before). It runs only when it can find something: objects freed by reference
     counting leave the frozen set, so the frozen count is the live heap plus that garbage.
-    When it has grown by ``growth`` of what the last full pass left, plus ``slack`` objects,
-    a full pass runs; a worker whose caches are full and which leaks no cycle never pauses
-    for one. The first tick takes the start-up heap (``tune_gc``) as the base."""
+    When it has stayed over ``growth`` of what the last full pass left, plus ``slack``
+    objects, for ``hold`` seconds, a full pass runs; a worker whose caches are full and which
+    leaks no cycle never pauses for one. The first tick takes the start-up heap
+    (``tune_gc``) as the base."""
 
-    def __init__(self, growth: float = GROWTH, slack: int = SLACK) -> None:
+    def __init__(self, growth: float = GROWTH, slack: int = SLACK, hold: float = HOLD) -> None:
         self.growth = growth
         self.slack = slack
+        self.hold = hold
         self.base: int | None = None     # frozen objects the last full pass left (None: no tick yet)
+        self.above: float | None = None  # since when the frozen count is over its bound
         self.full_passes = 0
 
-    def tick(self) -> bool:
-        """Collect the young generation, or everything when the frozen set grew past its
-        bound; freeze what survives. True when it was a full pass."""
+    def tick(self, now: float | None = None) -> bool:
+        """Collect the young generation, or everything when the frozen set has been past its
+        bound for ``hold`` seconds; freeze what survives. True when it was a full pass."""
+        now = time.monotonic() if now is None else now
         frozen = gc.get_freeze_count()
         if self.base is None:
             self.base = frozen
-        full = frozen > self.base * (1.0 + self.growth) + self.slack
-        if not full:
+        if frozen <= self.base * (1.0 + self.growth) + self.slack:
+            self.above = None
+        elif self.above is None:
+            self.above = now
+        if self.above is None or now - self.above < self.hold:
             gc.collect(0)
             gc.freeze()
             return False
@@ -63,7 +74,7 @@ class GcPacer:
         found = gc.collect()
         gc.freeze()
         self.full_passes += 1
-        self.base = gc.get_freeze_count()
+        self.base, self.above = gc.get_freeze_count(), None
         log.info("collector: full pass at %d frozen objects (the last one left %d), %d freed, %d left, %.0f ms",
                  frozen, last, found, self.base, (time.perf_counter() - started) * 1e3)
         return True

@@ -9,7 +9,9 @@ process's CPU in that stall) to ``lag-PID.txt`` and every collector pass over 1 
 in its working directory, and a watchdog thread writes the main thread's stack to ``stall-PID.txt``
 while the loop is over 20 ms late; with SG_BENCH_PIN=1 worker i runs on CPU i; with
 SG_BENCH_GC_THRESHOLD=N the collector's generation-0 threshold is N (default 700) and the objects
-alive at start are frozen out of collections (gc.freeze), to measure what collection pauses cost. Measures the
+alive at start are frozen out of collections (gc.freeze), to measure what collection pauses cost;
+with SG_BENCH_GC_BOUND="GROWTH,SLACK" the worker's full collector pass runs at that bound, at
+once (``proxy/gcpacing.py``; "0,0" makes it a full pass at nearly every tick). Measures the
 effect of a change without editing sipguard.
 """
 
@@ -46,20 +48,24 @@ if os.environ.get("SG_BENCH_LAG") == "1":
 
     from sipguard.proxy.worker import Worker
 
-    _start = Worker.start
+    _listen = Worker.listen
 
-    _gc_started = [0.0]
+    _gc_started = [0.0, 0.0, 0, 0]
 
     def _gc_log(phase: str, info: dict[str, int]) -> None:
-        """Collector passes over 1 ms, to tell them from other stalls (gc-PID.txt)."""
+        """Collector passes over 1 ms, to tell them from other stalls (gc-PID.txt): wall ms,
+        generation, objects collected, the young generation's count at the start (allocations
+        net of frees since the last pass), the process's CPU ms during the pass and the objects
+        frozen at its start (``proxy/gcpacing.py``)."""
         if phase == "start":
-            _gc_started[0] = time.perf_counter()
+            _gc_started[:] = [time.perf_counter(), time.process_time(), gc.get_count()[0], gc.get_freeze_count()]
             return
         took = time.perf_counter() - _gc_started[0]
         if took > 0.001:
             with open(f"gc-{os.getpid()}.txt", "a") as out:
                 out.write(f"{time.time():.3f} {took * 1e3:.1f} gen{info['generation']} "
-                          f"collected={info['collected']}\n")
+                          f"collected={info['collected']} count={_gc_started[2]} "
+                          f"cpu={(time.process_time() - _gc_started[1]) * 1e3:.1f} frozen={_gc_started[3]}\n")
 
     gc.callbacks.append(_gc_log)
 
@@ -94,14 +100,14 @@ if os.environ.get("SG_BENCH_LAG") == "1":
                                             for f, _ in reversed(list(traceback.walk_stack(frame))[-12:]))
                         out.write(f"{time.time():.3f} late={late * 1e3:.0f}ms {where}\n")
 
-    async def start(self: Worker) -> None:
-        await _start(self)
+    async def listen(self: Worker) -> None:   # run_worker calls prepare() and listen(), not start()
+        await _listen(self)
         self._lag_task = asyncio.get_running_loop().create_task(_lag_probe())  # type: ignore[attr-defined]
         import threading
 
         threading.Thread(target=_watchdog, daemon=True).start()
 
-    Worker.start = start  # type: ignore[method-assign]
+    Worker.listen = listen  # type: ignore[method-assign]
 if os.environ.get("SG_BENCH_PIN") == "1":  # experiment: worker i on CPU i
     import sipguard.proxy.supervisor as _supervisor
 
@@ -114,6 +120,11 @@ if os.environ.get("SG_BENCH_PIN") == "1":  # experiment: worker i on CPU i
         return await _run_worker(config, index, workers, serve_http, steering, udp_socks)
 
     _supervisor.run_worker = _pinned  # type: ignore[assignment]
+if os.environ.get("SG_BENCH_GC_BOUND"):  # experiment: "GROWTH,SLACK" of the collector's full pass
+    import sipguard.proxy.gcpacing as _gcpacing
+
+    _growth, _slack = os.environ["SG_BENCH_GC_BOUND"].split(",")
+    _gcpacing.GcPacer.__init__.__defaults__ = (float(_growth), int(_slack), 0.0)
 if os.environ.get("SG_BENCH_NO_RECORDS") == "1":
     RecordWriter.submit = lambda self, record: None  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sipguard.records.sqlite import SqliteRecords
+from sipguard.records.sqlite import CACHE_KIB, SqliteRecords
 from tests.records_fixtures import BASE_TIME, make_record
 
 
@@ -85,3 +85,31 @@ def test_traceback_finds_by_each_key(tmp_path: Path) -> None:
     assert db.find(None, None, None, "12025559999", None, 10) == []
     assert db.trim(probe.time) == 35 and db.count() == 35
     db.close()
+
+
+def test_the_connection_keeps_a_page_cache_of_cache_kib(tmp_path: Path) -> None:
+    """SQLite's default cache (2,000 KiB) spilled a batch's pages in a large file; the writer's
+    connection asks for CACHE_KIB (a negative cache_size is KiB)."""
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    assert db._conn().execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    assert CACHE_KIB >= 8192      # one batch of 500 rows in a large file: ~2,000 pages of 4 KiB
+    db.close()
+
+
+def test_two_writers_alternating_on_one_file_lose_and_double_nothing(tmp_path: Path) -> None:
+    """Two workers' connections on one file: each transaction of one begins with a cache the
+    other's commit made stale, and must still see, update and find every row."""
+    path = str(tmp_path / "tb.db")
+    writers = [SqliteRecords(path), SqliteRecords(path)]
+    records = calls(1200)
+    for n, start in enumerate(range(0, len(records), 100)):
+        k = n % 2
+        writers[k].write([(f"w{k}", i, r) for i, r in enumerate(records[start:start + 100], start)])
+        writers[1 - k].write([(f"w{k}", start, records[start])])     # a replay: kept once
+    for k, db in enumerate(writers):
+        assert db.count() == len(records)
+        for probe in records[k::97]:
+            assert db.find(None, None, probe.call_id, None, None, 10) == [probe]
+    assert [r for _, _, r in writers[0].page(records[0].time, records[-1].time, None, 2000)] == records
+    for db in writers:
+        db.close()

@@ -63,14 +63,6 @@ COLUMNS = 16
 ROWS = 32               # rows per INSERT statement (32 x 16 parameters, below SQLite's oldest limit of 999)
 CHUNK = 16              # rows encoded on the event loop between two chances for calls to run
 TRIM_CHUNK = 20000      # expired rows deleted per retention pass (the writer's passes go on between)
-# Every worker's connection writes the one file, so a transaction mostly begins with a page
-# cache another worker's commit made stale (SQLite empties it) and reads again the B-tree paths
-# its rows go down, the three random-key indexes (call_id, caller, callee) a leaf each per row.
-# The cache must hold one batch's pages: SQLite's default (2,000 KiB, ~500 pages) spilled a
-# batch of 250 rows in a file of a million and read pages twice (8.7 pread a row against 6.5,
-# bench/RESULTS.md session 15). Emptied at each such transaction, it holds what the last
-# batch touched; with one worker, up to this much (given back after a burst: shrink_memory).
-CACHE_KIB = 16384
 
 
 def encode(entries: Sequence[Entry]) -> list[object]:
@@ -108,7 +100,6 @@ class SqliteRecords:
             db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
             _wal(db)
             db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoint, fast
-            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             db.executescript(SCHEMA)
             _upgrade(db)
             self._db = db
@@ -211,7 +202,7 @@ class SqliteRecords:
 
     def shrink_memory(self) -> None:
         """Give back the connection's page cache (``PRAGMA shrink_memory``): after a burst it
-        holds up to ``cache_size`` (``CACHE_KIB``) of pages a quiet worker does not need; refilled from
+        holds up to ``cache_size`` (2 MB) of pages a quiet worker does not need; refilled from
         the file by the next writes or queries."""
         with self._lock:
             if self._db is not None:

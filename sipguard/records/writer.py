@@ -40,10 +40,7 @@ from sipguard.records.spool import Entry, Spool
 __all__ = ["RecordWriter", "TracebackConfig", "open_records", "WriterCounters"]
 
 log = logging.getLogger("sipguard.records")
-# seconds between writes while less than a batch waits; a crash loses what waits. Not 0.2 (before
-# session 15): every worker writes one SQLite file, and each transaction pays again for the pages
-# another worker's commit made stale: fewer, larger ones, a third fewer pwrite/pread a call
-INTERVAL = 0.5
+INTERVAL = 0.2          # seconds between writes when traffic is light
 RETRY = 1.0             # seconds between attempts to flush the spool while the store is down
 TRIM_EVERY = 3600.0     # seconds between retention passes (SQLite)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sipguard.records.sqlite import CACHE_KIB, SqliteRecords
+from sipguard.records.sqlite import SqliteRecords
 from tests.records_fixtures import BASE_TIME, make_record
 
 
@@ -84,15 +84,6 @@ def test_traceback_finds_by_each_key(tmp_path: Path) -> None:
     assert db.find(None, None, "no-such-call", None, None, 10) == []
     assert db.find(None, None, None, "12025559999", None, 10) == []
     assert db.trim(probe.time) == 35 and db.count() == 35
-    db.close()
-
-
-def test_the_connection_keeps_a_page_cache_of_cache_kib(tmp_path: Path) -> None:
-    """SQLite's default cache (2,000 KiB) spilled a batch's pages in a large file; the writer's
-    connection asks for CACHE_KIB (a negative cache_size is KiB)."""
-    db = SqliteRecords(str(tmp_path / "tb.db"))
-    assert db._conn().execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
-    assert CACHE_KIB >= 8192      # one batch of 500 rows in a large file: ~2,000 pages of 4 KiB
     db.close()
 
 

@@ -492,7 +492,7 @@ def test_a_live_writers_spool_files_are_flushed_by_it_alone_in_sequence_order(tm
 
 
 def test_release_gives_the_sqlite_page_cache_back(tmp_path: Path) -> None:
-    """After a burst the record file's connection keeps up to cache_size (sqlite.CACHE_KIB) of pages per
+    """After a burst the record file's connection keeps up to cache_size (2 MB) of pages per
     worker: the compaction after a burst (MemoryTrim) calls the writer's release, which
     runs PRAGMA shrink_memory in the SQLite thread. Counted by SQLite itself, not by RSS."""
     if memory_used() is None:

@@ -85,3 +85,22 @@ def test_traceback_finds_by_each_key(tmp_path: Path) -> None:
     assert db.find(None, None, None, "12025559999", None, 10) == []
     assert db.trim(probe.time) == 35 and db.count() == 35
     db.close()
+
+
+def test_two_writers_alternating_on_one_file_lose_and_double_nothing(tmp_path: Path) -> None:
+    """Two workers' connections on one file: each transaction of one begins with a cache the
+    other's commit made stale, and must still see, update and find every row."""
+    path = str(tmp_path / "tb.db")
+    writers = [SqliteRecords(path), SqliteRecords(path)]
+    records = calls(1200)
+    for n, start in enumerate(range(0, len(records), 100)):
+        k = n % 2
+        writers[k].write([(f"w{k}", i, r) for i, r in enumerate(records[start:start + 100], start)])
+        writers[1 - k].write([(f"w{k}", start, records[start])])     # a replay: kept once
+    for k, db in enumerate(writers):
+        assert db.count() == len(records)
+        for probe in records[k::97]:
+            assert db.find(None, None, probe.call_id, None, None, 10) == [probe]
+    assert [r for _, _, r in writers[0].page(records[0].time, records[-1].time, None, 2000)] == records
+    for db in writers:
+        db.close()

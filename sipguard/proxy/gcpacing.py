@@ -5,20 +5,32 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("sipguard.gc")
 
-# A full pass runs once the frozen objects are this much more than the last one left ...
+# A full pass runs once the worker's resident memory is this much more than after the last
+# one (or the first tick) ...
 GROWTH = 0.5
-# ... plus this many (the start-up heap is ~40,000 objects; the caches hold a few hundred
-# thousand once full): cyclic garbage among frozen objects is bounded by about half the
-# live heap, and a worker filling its caches is not walked again at every step of that
-SLACK = 100_000
-# ... for this many seconds in a row: a burst's live transactions raise the count while they
-# live and leave with them (a full pass in a burst is a pause where the worker is already
-# behind); a leak, or caches filling, keep it up
+# ... plus this many bytes: a worker starts near 56 MB resident and, at 1,000 calls/s, holds
+# ~210 MB once its caches and live transactions have filled (bench/RESULTS.md, session 15);
+# that is normal work, not garbage, and must not cost a pause
+SLACK = 256 << 20
+# ... for this many seconds in a row: a burst's live transactions raise it while they live
+# and leave with them (a full pass in a burst is a pause where the worker is already behind);
+# a leak stays
 HOLD = 120.0
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux: /proc/self/statm, one read); 0 where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class GcPacer:
@@ -35,33 +47,36 @@ class GcPacer:
     old), and cost more CPU per call (bench/RESULTS.md, "Session 15").
 
     A full pass (everything unfrozen and collected once) frees cyclic garbage that reached a
-    frozen object. It walks every object alive: the start-up heap and the caches (the numbers,
-    PASSporT and name-addr caches hold hundreds of thousands of objects once full), 50-75 ms
-    after 6-12 s at 3,000 calls/s (bench/RESULTS.md, "Session 15"), so a pause past
-    ``proxy.shed_delay`` in every worker at once, and new INVITEs answered 503 (it ran every
-    ten minutes before). It runs only when it can find something: objects freed by reference
-    counting leave the frozen set, so the frozen count is the live heap plus that garbage.
-    When it has stayed over ``growth`` of what the last full pass left, plus ``slack``
-    objects, for ``hold`` seconds, a full pass runs; a worker whose caches are full and which
-    leaks no cycle never pauses for one. The first tick takes the start-up heap
-    (``tune_gc``) as the base."""
+    frozen object. It walks every object alive: the start-up heap and the caches (numbers,
+    PASSporTs, name-addrs: 160,000 objects frozen once full), 50-75 ms at 3,000 calls/s
+    (bench/RESULTS.md, "Session 15"), so a pause past ``proxy.shed_delay`` in every worker at
+    once, and new INVITEs answered 503 (it ran every ten minutes before). It runs only when
+    there may be something to find: garbage that only the collector frees keeps its memory,
+    so the worker's resident memory grows with it. When that has stayed ``growth`` over what
+    it was after the last full pass (the first tick: after start-up), plus ``slack`` bytes,
+    for ``hold`` seconds, a full pass runs; a worker that leaks no cycle never pauses for
+    one. (The frozen objects' count would be the exact measure, but ``gc.get_freeze_count``
+    walks them all: 10-20 ms at 160,000 in a worker under load.) ``memory`` is injectable
+    for tests; where it reads 0 (no /proc) no full pass runs."""
 
-    def __init__(self, growth: float = GROWTH, slack: int = SLACK, hold: float = HOLD) -> None:
+    def __init__(self, growth: float = GROWTH, slack: int = SLACK, hold: float = HOLD,
+                 memory: Callable[[], int] = resident_bytes) -> None:
         self.growth = growth
         self.slack = slack
         self.hold = hold
-        self.base: int | None = None     # frozen objects the last full pass left (None: no tick yet)
-        self.above: float | None = None  # since when the frozen count is over its bound
+        self.memory = memory
+        self.base: int | None = None     # resident bytes after the last full pass (None: no tick yet)
+        self.above: float | None = None  # since when the memory is over its bound
         self.full_passes = 0
 
     def tick(self, now: float | None = None) -> bool:
-        """Collect the young generation, or everything when the frozen set has been past its
+        """Collect the young generation, or everything when the memory has been past its
         bound for ``hold`` seconds; freeze what survives. True when it was a full pass."""
         now = time.monotonic() if now is None else now
-        frozen = gc.get_freeze_count()
+        used = self.memory()
         if self.base is None:
-            self.base = frozen
-        if frozen <= self.base * (1.0 + self.growth) + self.slack:
+            self.base = used
+        if used <= self.base * (1.0 + self.growth) + self.slack:
             self.above = None
         elif self.above is None:
             self.above = now
@@ -74,9 +89,9 @@ class GcPacer:
         found = gc.collect()
         gc.freeze()
         self.full_passes += 1
-        self.base, self.above = gc.get_freeze_count(), None
-        log.info("collector: full pass at %d frozen objects (the last one left %d), %d freed, %d left, %.0f ms",
-                 frozen, last, found, self.base, (time.perf_counter() - started) * 1e3)
+        self.base, self.above = self.memory(), None
+        log.info("collector: full pass at %.0f MB resident (%.0f MB after the last one), %d objects freed, "
+                 "%.0f ms", used / 1e6, last / 1e6, found, (time.perf_counter() - started) * 1e3)
         return True
 
 

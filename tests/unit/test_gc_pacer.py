@@ -1,6 +1,6 @@
 """serve's collector pacing: the young generation collected and frozen on every tick, a full
-collection (unfrozen first) only once the frozen set has stayed past its bound for ``hold``
-seconds. Time is an input (``tick(now)``)."""
+collection (unfrozen first) only once the worker's memory has stayed past its bound for
+``hold`` seconds. Time and memory are inputs (``tick(now)``, ``memory``)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,24 @@ import weakref
 
 import pytest
 
-from sipguard.proxy.gcpacing import GcPacer
+from sipguard.proxy.gcpacing import GcPacer, resident_bytes
+
+MB = 1 << 20
 
 
 class Node:
     def __init__(self) -> None:
         self.other: object = None
+
+
+class Memory:
+    """What the pacer reads as the worker's resident bytes."""
+
+    def __init__(self, used: int) -> None:
+        self.used = used
+
+    def __call__(self) -> int:
+        return self.used
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +49,7 @@ def _cycle_through_frozen(pacer: GcPacer, now: float = 0.0) -> weakref.ref[Node]
 
 
 def test_survivors_are_frozen_and_young_garbage_collected() -> None:
-    pacer = GcPacer()
+    pacer = GcPacer(memory=Memory(50 * MB))
     survivor = Node()
     a, b = Node(), Node()
     a.other, b.other = b, a  # a cycle: only the collector frees it
@@ -49,59 +61,60 @@ def test_survivors_are_frozen_and_young_garbage_collected() -> None:
     assert gc.get_freeze_count() > before and survivor is not None  # the survivor left the collector's sight
 
 
-def test_no_full_pass_while_the_frozen_set_stays_within_its_bound() -> None:
-    pacer = GcPacer(growth=0.5, slack=1_000_000, hold=1.0)
+def test_no_full_pass_while_the_memory_stays_within_its_bound() -> None:
+    memory = Memory(50 * MB)
+    pacer = GcPacer(growth=0.5, slack=64 * MB, hold=1.0, memory=memory)
     gone = _cycle_through_frozen(pacer)
+    memory.used = 50 * MB + 25 * MB + 64 * MB   # exactly the bound: within it
     for second in range(1, 6):
         assert pacer.tick(float(second)) is False
     assert gone() is not None   # kept: frozen, and no full pass (that is the trade, bounded)
-    assert pacer.full_passes == 0
+    assert pacer.full_passes == 0 and pacer.above is None
 
 
-def test_a_full_pass_once_the_frozen_set_stayed_past_its_bound() -> None:
-    pacer = GcPacer(growth=0.0, slack=500, hold=60.0)
+def test_a_full_pass_once_the_memory_stayed_past_its_bound() -> None:
+    memory = Memory(50 * MB)
+    pacer = GcPacer(growth=0.5, slack=64 * MB, hold=60.0, memory=memory)
     gone = _cycle_through_frozen(pacer)   # the first tick took the base
-    first = pacer.base
-    assert first is not None
-    keep = [Node() for _ in range(1000)]  # the live heap grows by more than the slack
-    assert pacer.tick(0.5) is False       # young pass: they are frozen now ...
-    assert pacer.tick(1.0) is False       # ... past the bound from here on, not yet for long
+    assert pacer.base == 50 * MB
+    memory.used = 140 * MB                # past 50 * 1.5 + 64
+    assert pacer.tick(1.0) is False       # past the bound from here on, not yet for long
     assert pacer.tick(60.5) is False
     assert gone() is not None
     assert pacer.tick(61.0) is True       # 60 s past it: a full pass
     assert gone() is None
-    assert pacer.full_passes == 1
-    assert gc.get_freeze_count() >= len(keep)   # the survivors frozen again ...
-    assert pacer.base is not None and pacer.base >= first + 900   # ... are the new base
-    assert pacer.tick(200.0) is False           # no growth since: young passes again
+    assert pacer.full_passes == 1 and pacer.above is None
+    assert pacer.base == 140 * MB         # what it left, the new base: the bound is 274 MB now
+    memory.used = 270 * MB
+    assert pacer.tick(200.0) is False and pacer.tick(400.0) is False
 
 
 def test_a_burst_that_leaves_before_the_hold_gets_no_full_pass() -> None:
-    pacer = GcPacer(growth=0.0, slack=500, hold=60.0)
+    memory = Memory(50 * MB)
+    pacer = GcPacer(growth=0.5, slack=64 * MB, hold=60.0, memory=memory)
     gone = _cycle_through_frozen(pacer)
-    burst = [Node() for _ in range(1000)]
-    assert pacer.tick(1.0) is False   # frozen: past the bound
+    memory.used = 300 * MB                # a burst
+    assert pacer.tick(1.0) is False
     assert pacer.tick(30.0) is False
-    del burst                          # its transactions end: back under the bound
+    memory.used = 60 * MB                 # its transactions end: back under the bound
     assert pacer.tick(31.0) is False
     assert pacer.above is None
-    burst = [Node() for _ in range(1000)]
-    assert pacer.tick(70.0) is False   # past it again: the hold starts again
+    memory.used = 300 * MB                # past it again: the hold starts again
+    assert pacer.tick(70.0) is False
     assert pacer.tick(100.0) is False
     assert gone() is not None and pacer.full_passes == 0
-    assert burst
 
 
-def test_the_bound_grows_with_the_live_heap() -> None:
-    """A base of B frozen objects allows B * (1 + growth) + slack before a full pass."""
-    pacer = GcPacer(growth=1.0, slack=0, hold=0.0)
-    assert pacer.tick(0.0) is False
-    base = pacer.base
-    assert base is not None and base > 0
-    keep = [Node() for _ in range(base // 2)]   # half the base more: within the bound
-    assert pacer.tick(1.0) is False
-    assert pacer.tick(2.0) is False
-    more = [Node() for _ in range(base)]        # past twice the base
-    pacer.tick(3.0)
-    assert pacer.tick(4.0) is True
-    assert keep and more
+def test_memory_unknown_means_no_full_pass() -> None:
+    pacer = GcPacer(hold=0.0, memory=Memory(0))
+    for second in range(5):
+        assert pacer.tick(float(second)) is False
+    assert pacer.full_passes == 0
+
+
+def test_resident_bytes_reads_this_process() -> None:
+    used = resident_bytes()
+    assert used > 10 * MB   # a Python process with the test suite loaded
+    keep = bytearray(64 * MB)
+    keep[::4096] = b"x" * len(keep[::4096])   # touch every page: resident now
+    assert resident_bytes() >= used + 60 * MB

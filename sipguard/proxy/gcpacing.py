@@ -48,8 +48,8 @@ class GcPacer:
 
     A full pass (everything unfrozen and collected once) frees cyclic garbage that reached a
     frozen object. It walks every object alive: the start-up heap and the caches (numbers,
-    PASSporTs, name-addrs: 160,000 objects frozen once full), 50-75 ms at 3,000 calls/s
-    (bench/RESULTS.md, "Session 15"), so a pause past ``proxy.shed_delay`` in every worker at
+    PASSporTs, name-addrs: 160,000 objects frozen once full), 50-75 ms a few seconds into
+    3,000 calls/s and 122-134 ms once the caches are full (bench/RESULTS.md, "Session 15"), a pause past ``proxy.shed_delay`` in every worker at
     once, and new INVITEs answered 503 (it ran every ten minutes before). It runs only when
     there may be something to find: garbage that only the collector frees keeps its memory,
     so the worker's resident memory grows with it. When that has stayed ``growth`` over what

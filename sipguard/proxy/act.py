@@ -18,6 +18,7 @@ import re
 from sipguard.numbers import parse_tn, uri_span
 from sipguard.pipeline import Outcome
 from sipguard.policy.decision import Decision
+from sipguard.policy.facts import shared_text
 from sipguard.shaken.passport import tn_matches
 from sipguard.shaken.reasons import Verstat
 from sipguard.shaken.result import Verification
@@ -72,7 +73,7 @@ def verstat_of(value: str, ver: Verification) -> str:
     except that Passed stays only where the value carries the number the PASSporT named."""
     if ver.verstat is _PASSED and not tn_matches(ver.orig_tn or "", forms_of(value)):
         return _FAILED_TEXT
-    return _TEXT[ver.verstat]
+    return shared_text(ver.verstat)
 
 
 def forms_of(value: str) -> tuple[str, ...]:
@@ -90,9 +91,9 @@ def forms_of(value: str) -> tuple[str, ...]:
     return parse_tn(value).forms
 
 
-# an enum member and its .value read per call cost more than module globals and a dict
-_PASSED, _FAILED, _FAILED_TEXT = Verstat.PASSED, Verstat.FAILED, Verstat.FAILED.value
-_TEXT = {v: v.value for v in Verstat}
+# an enum member and its text read per call cost more than module globals (the texts: one
+# table for the facts, the records and these lines, policy.facts.shared_text)
+_PASSED, _FAILED, _FAILED_TEXT = Verstat.PASSED, Verstat.FAILED, shared_text(Verstat.FAILED)
 
 
 def _identity_headers(req: Request, outcome: Outcome) -> list[tuple[str, str]]:
@@ -193,7 +194,7 @@ def redirect_response(req: Request, outcome: Outcome, contact: str, to_tag: str)
     out.append(_contact_line(contact))
     for name, value in extra:
         out.append(header_line(name, value))
-    out.append(_verdict_lines(_TEXT[ver.verstat], ver.attest if ver.verstat is _PASSED else None, decision.rule))
+    out.append(_verdict_lines(shared_text(ver.verstat), ver.attest if ver.verstat is _PASSED else None, decision.rule))
     return response_end(out, b"")
 
 

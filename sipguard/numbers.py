@@ -56,6 +56,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Final
 
+try:  # the reading of the usual forms in C (sipguard/sip/_fast.c, tn) when built; _direct_py defines it
+    from sipguard.sip import _fast
+except ImportError:  # pragma: no cover - a tree without the extension runs the Python
+    _fast = None  # type: ignore[assignment]
+
 # Regions whose NPAs "pertain to the United States" (47 CFR 64.6302(d)): the states and
 # the territories in the NANP. Canada and the independent Caribbean are other countries.
 US_REGIONS: Final = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
@@ -146,12 +151,19 @@ def npa_status(npa: str) -> str:
 
 
 def parse_tn(value: str | None) -> TN:
-    """Normalise a number, URI or whole header value. Never raises."""
+    """Normalise a number, URI or whole header value. Never raises.
+
+    The usual forms (``_direct``) are read each time, not remembered: nearly every call brings
+    new numbers, and reading one costs about what looking it up and storing it did (and its
+    entry ~0.4 KB); the rest (names, anonymous, 011 ...) go through the bounded cache."""
     if value is None:
         return _NO_NUMBER
     try:
+        tn = _direct(value)
+        if tn is not None:
+            return tn
         if len(value) > _CACHEABLE_LENGTH:  # keep the cache's memory bounded, not just its count
-            return _parse_cached.__wrapped__(value)  # type: ignore[attr-defined,no-any-return]
+            return _parse_full(value)
         return _parse_cached(value)
     except Exception:  # a bug here must not drop a call; say what we could not read
         return TN(value, None, False, False, False, False, False, "non-digits")
@@ -172,8 +184,7 @@ _NO_NUMBER = TN("", None, False, False, False, False, False, "no-number")
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def _parse_cached(raw: str) -> TN:
-    tn = _direct(raw)
-    return tn if tn is not None else _parse_full(raw)
+    return _parse_full(raw)
 
 
 def uri_span(value: str) -> tuple[int, int]:
@@ -203,7 +214,31 @@ def _parse_full(raw: str) -> TN:
     return TN(tn.raw, tn.e164, tn.anonymous, tn.emergency, tn.nanp, tn.us, tn.valid, tn.invalid_reason, forms)
 
 
+# What the C reading of _direct_py's forms (sipguard/sip/_fast.c, tn) answers besides the forms:
+# an NANP number's reason (its index here) * 2 + us, or _WORLD (+ 1 for an unknown country code)
+_NANP_REASONS: Final = (None, "invalid-npa", "n11-npa", "invalid-nxx", "n11-nxx", "reserved-npa",
+                        "unassigned-npa", "fictional")
+_WORLD: Final = 16
+_C_TN = _fast.tn if _fast is not None else None
+
+
 def _direct(raw: str) -> TN | None:
+    """_direct_py's TN or None, read in C where the extension is built."""
+    if _C_TN is not None:
+        found = _C_TN(raw, _TABLE)
+        if found is None:
+            return None
+        forms, code = found
+        if code >= _WORLD:  # E.164 outside the NANP
+            known = code == _WORLD
+            return TN(raw, forms[0] if known else None, False, False, False, False, known,
+                      None if known else "unknown-country", forms)
+        reason = _NANP_REASONS[code >> 1]
+        return TN(raw, forms[0], False, False, True, code & 1 == 1, reason is None, reason, forms)
+    return _direct_py(raw)
+
+
+def _direct_py(raw: str) -> TN | None:
     """What nearly every call carries, read without building the intermediate strings of
     _parse_full: an NANP number (``+1NPANXXXXXX``, ``1NPANXXXXXX``, ``NPANXXXXXX``) or an
     E.164 number outside the NANP (``+CC...``) as the user part of a ``sip:``/``sips:``/``tel:``
@@ -359,6 +394,24 @@ def _international(raw: str, digits: str) -> TN:
 
 def _known_country(digits: str) -> bool:
     return digits[:1] in _COUNTRY_CODES or digits[:2] in _COUNTRY_CODES or digits[:3] in _COUNTRY_CODES
+
+
+def _table() -> bytes:
+    """What C reads of the NPA table and the country codes (sipguard/sip/_fast.c, tn): for each
+    three digits "000" ... "999", as an NPA: 1 its region is a US one, 2 reserved, 4 not in
+    service otherwise (_nanp_check's tests); as the start of an E.164 number: 8 its country
+    code is known (_known_country)."""
+    out = bytearray(1000)
+    for i in range(1000):
+        key = f"{i:03d}"
+        region, status = _NPA.get(key, (None, "unassigned"))
+        out[i] = ((1 if region in US_REGIONS else 0)
+                  | (2 if status == "reserved" else 0 if status in IN_SERVICE else 4)
+                  | (8 if _known_country(key) else 0))
+    return bytes(out)
+
+
+_TABLE: Final = _table()
 
 
 def _nanp(raw: str, e164: str) -> TN:

@@ -5,11 +5,12 @@
  * Via value of the usual shape (address.parse_via), a parameter list (address.parse_params),
  * a header line's value (relay.line_value) and a header's values (message.values_py), a response
  * and an in-dialog request of the usual shape read for the relay (relay.response_py,
- * relay.request_py), a request of the usual shape parsed whole (parser.parse_py), and the worker
- * that owns a request's transaction (proxy/steer.owner_of_py). Every function here has a Python
+ * relay.request_py), a request of the usual shape parsed whole (parser.parse_py), the worker
+ * that owns a request's transaction (proxy/steer.owner_of_py), and a telephone number of the
+ * usual forms (numbers._direct_py). Every function here has a Python
  * definition it must match exactly, named in its comment: the Python is the specification and
  * the fallback when this module is absent; tests/property/test_sip_c.py (test_steer_c.py for
- * the owner) compares both on arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
+ * the owner, test_numbers_direct.py for the number) compares both on arbitrary, generated and RFC 4475 input. Nothing here raises on bad input: a malformed or
  * unusual message or value gives None, and the caller takes the Python path that reports it.
  *
  * Hostile input: every index is checked against the buffer's length before it is read,
@@ -1424,6 +1425,192 @@ static PyObject *fast_owner(PyObject *self, PyObject *const *args, Py_ssize_t na
     return PyLong_FromUnsignedLong((unsigned long)h % (unsigned long)workers);
 }
 
+/* -- numbers._direct_py: a telephone number of the usual forms --------------------------------------
+ * tn(raw, table): what numbers._direct_py reads of ``raw`` (any str: every character is read as
+ * a code point, so other scripts' digits, fullwidth signs and lone surrogates are simply not
+ * the ASCII characters the rule names), up to the TN it builds, which numbers._direct builds
+ * from the answer: None where _direct_py gives None, else (forms, code) with forms the TN's
+ * forms (forms[0] its E.164 digits) and code R_* * 2 + us for an NANP number (the reason's
+ * index in numbers._NANP_REASONS, R_NONE for a valid one, and us: 1 when its NPA's region is
+ * one of US_REGIONS), TN_WORLD for an E.164 number outside the NANP whose country code is
+ * known, TN_WORLD + 1 for one whose country code is not. ``table`` is numbers._TABLE, a byte
+ * for each three digits "000" ... "999" (T_* bits, from the NPA table and the country codes
+ * Python loaded): the data stays Python's, only the reading is here.
+ * The steps, in _direct_py's order: uri_span (the first '<' and the '>' after it; None without
+ * that '>'); a "sip:"/"sips:" URI (case as written) up to its '@' (None without one, or when
+ * the 17 characters after it are "anonymous.invalid" in any ASCII case: no other character
+ * lowers to those letters), "tel:", or a bare number starting with '+' or an ASCII digit; the
+ * user part up to its first ';'; a leading '+'; the rest ASCII digits and the separators of
+ * numbers._SEPARATORS ("-.() \t/"), at least one digit. With '+' and a first digit other than
+ * 1: E.164, 7 to 15 digits; otherwise 11 digits starting with 1, or 10 not starting with 0 or 1
+ * (E.164 "1" + the 10). No form is longer than 15 digits, so more give None at once (huge input
+ * costs a scan, never an allocation). The NANP checks are numbers._nanp_check's, in its order. */
+#define TN_MAX 15                /* the most digits _direct_py takes (E.164) */
+#define TN_WORLD 16              /* numbers._WORLD */
+enum { T_US = 1, T_RESERVED = 2, T_UNASSIGNED = 4, T_COUNTRY = 8 };   /* numbers._table's bits */
+enum { R_NONE, R_INVALID_NPA, R_N11_NPA, R_INVALID_NXX, R_N11_NXX, R_RESERVED_NPA, R_UNASSIGNED_NPA,
+       R_FICTIONAL };            /* numbers._NANP_REASONS, in its order */
+
+/* Whether the characters of ``raw`` (kind, data) from ``at`` to ``end`` start with ``s`` (ASCII). */
+static int tn_starts(int kind, const void *data, Py_ssize_t at, Py_ssize_t end, const char *s) {
+    Py_ssize_t len = (Py_ssize_t)strlen(s);
+    if (end - at < len) return 0;
+    for (Py_ssize_t k = 0; k < len; k++)
+        if (PyUnicode_READ(kind, data, at + k) != (Py_UCS4)(unsigned char)s[k]) return 0;
+    return 1;
+}
+
+/* raw[at:at + 17].lower() == "anonymous.invalid" (17 characters there, each an ASCII letter of
+ * the word in either case, or its '.'). */
+static int tn_anonymous_host(int kind, const void *data, Py_ssize_t at, Py_ssize_t n) {
+    static const char word[] = "anonymous.invalid";
+    if (n - at < 17) return 0;
+    for (Py_ssize_t k = 0; k < 17; k++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, at + k);
+        if (c >= 'A' && c <= 'Z') c += 'a' - 'A';
+        if (c != (Py_UCS4)word[k]) return 0;
+    }
+    return 1;
+}
+
+static int tn_separator(Py_UCS4 c) {
+    return c == '-' || c == '.' || c == '(' || c == ')' || c == ' ' || c == '\t' || c == '/';
+}
+
+/* numbers._nanp_check of the 11 digits e (e[0] == '1'): R_* * 2 + us. */
+static long tn_nanp(const char *e, const unsigned char *table) {
+    const char *npa = e + 1, *nxx = e + 4;
+    unsigned char t = table[(npa[0] - '0') * 100 + (npa[1] - '0') * 10 + (npa[2] - '0')];
+    long reason;
+    if (npa[0] <= '1') reason = R_INVALID_NPA;
+    else if (npa[1] == '1' && npa[2] == '1') reason = R_N11_NPA;
+    else if (nxx[0] <= '1') reason = R_INVALID_NXX;
+    else if (nxx[1] == '1' && nxx[2] == '1') reason = R_N11_NXX;
+    else if (t & T_RESERVED) reason = R_RESERVED_NPA;
+    else if (t & T_UNASSIGNED) reason = R_UNASSIGNED_NPA;
+    else if (nxx[0] == '5' && nxx[1] == '5' && nxx[2] == '5' && e[7] == '0' && e[8] == '1') reason = R_FICTIONAL;
+    else reason = R_NONE;
+    return reason * 2 + ((t & T_US) ? 1 : 0);
+}
+
+PyDoc_STRVAR(tn_doc,
+"tn(raw, table) -> (forms, code) | None\n\n"
+"numbers._direct_py(raw) as numbers._direct builds it: None for its None, else the TN's forms\n"
+"and a code for the rest (sipguard/sip/_fast.c). table: numbers._TABLE (1,000 bytes).");
+
+static PyObject *fast_tn(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1]) || PyBytes_GET_SIZE(args[1]) != 1000) {
+        PyErr_SetString(PyExc_TypeError, "tn(raw: str, table: bytes of 1000)");
+        return NULL;
+    }
+    PyObject *raw = args[0];
+    if (PyUnicode_READY(raw) < 0) return NULL;
+    const unsigned char *table = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    int kind = PyUnicode_KIND(raw);
+    const void *data = PyUnicode_DATA(raw);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(raw);
+    Py_ssize_t start = 0, end = n;                                /* uri_span */
+    Py_ssize_t lt = PyUnicode_FindChar(raw, '<', 0, n, 1);
+    if (lt < -1) return NULL;
+    if (lt >= 0) {
+        start = lt + 1;
+        end = PyUnicode_FindChar(raw, '>', lt, n, 1);
+        if (end < -1) return NULL;
+        if (end < 0) Py_RETURN_NONE;                             /* a < without its > */
+    }
+    Py_ssize_t first, stop;
+    if (tn_starts(kind, data, start, end, "sip:") || tn_starts(kind, data, start, end, "sips:")) {
+        first = start + (PyUnicode_READ(kind, data, start + 3) == ':' ? 4 : 5);
+        Py_ssize_t at = PyUnicode_FindChar(raw, '@', first, end, 1);
+        if (at < -1) return NULL;
+        if (at < 0 || tn_anonymous_host(kind, data, at + 1, n)) Py_RETURN_NONE;
+        stop = at;
+    } else if (tn_starts(kind, data, start, end, "tel:")) {
+        first = start + 4;
+        stop = end;
+    } else if (start < end) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, start);
+        if (c != '+' && !(c >= '0' && c <= '9')) Py_RETURN_NONE;
+        first = start;
+        stop = end;
+    } else {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t semi = first < stop ? PyUnicode_FindChar(raw, ';', first, stop, 1) : -1;
+    if (semi < -1) return NULL;
+    int plus = first < stop && PyUnicode_READ(kind, data, first) == '+';
+    Py_ssize_t to = semi >= 0 ? semi : stop;
+    char e164[TN_MAX + 2];                                       /* "1" + up to 15 digits */
+    char *digits = e164 + 1;
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = first + plus; i < to; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= '0' && c <= '9') {
+            if (count == TN_MAX) Py_RETURN_NONE;                 /* longer than any form taken */
+            digits[count++] = (char)c;
+        } else if (!tn_separator(c)) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (count == 0) Py_RETURN_NONE;
+    PyObject *forms;
+    long code;
+    if (plus && digits[0] != '1') {                              /* E.164 outside the NANP */
+        if (count < 7) Py_RETURN_NONE;
+        unsigned char t = table[(digits[0] - '0') * 100 + (digits[1] - '0') * 10 + (digits[2] - '0')];
+        code = (t & T_COUNTRY) ? TN_WORLD : TN_WORLD + 1;
+        PyObject *e = ascii_str((const unsigned char *)digits, count);
+        if (e == NULL) return NULL;
+        forms = PyTuple_New(1);
+        if (forms == NULL) {
+            Py_DECREF(e);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(forms, 0, e);
+    } else if (count == 11 && digits[0] == '1') {
+        code = tn_nanp(digits, table);
+        PyObject *e = ascii_str((const unsigned char *)digits, count);
+        if (e == NULL) return NULL;
+        forms = PyTuple_New(1);
+        if (forms == NULL) {
+            Py_DECREF(e);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(forms, 0, e);
+    } else if (count == 10 && digits[0] > '1') {                 /* no 1: both readings */
+        e164[0] = '1';
+        code = tn_nanp(e164, table);
+        PyObject *e = ascii_str((const unsigned char *)e164, 11);
+        if (e == NULL) return NULL;
+        PyObject *as_written = ascii_str((const unsigned char *)digits, count);
+        if (as_written == NULL) {
+            Py_DECREF(e);
+            return NULL;
+        }
+        forms = PyTuple_New(2);
+        if (forms == NULL) {
+            Py_DECREF(e);
+            Py_DECREF(as_written);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(forms, 0, e);
+        PyTuple_SET_ITEM(forms, 1, as_written);
+    } else {
+        Py_RETURN_NONE;
+    }
+    PyObject *out = PyTuple_New(2);
+    PyObject *num = PyLong_FromLong(code);
+    if (out == NULL || num == NULL) {
+        Py_XDECREF(out);
+        Py_XDECREF(num);
+        Py_DECREF(forms);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, forms);
+    PyTuple_SET_ITEM(out, 1, num);
+    return out;
+}
+
 static PyMethodDef fast_methods[] = {
     {"cseq", (PyCFunction)fast_cseq, METH_O, cseq_doc},
     {"via", (PyCFunction)fast_via, METH_O, via_doc},
@@ -1441,6 +1628,7 @@ static PyMethodDef fast_methods[] = {
     {"split", (PyCFunction)(void (*)(void))fast_split, METH_FASTCALL, split_doc},
     {"known_keys", (PyCFunction)(void (*)(void))fast_known_keys, METH_FASTCALL, known_keys_doc},
     {"owner", (PyCFunction)(void (*)(void))fast_owner, METH_FASTCALL, owner_doc},
+    {"tn", (PyCFunction)(void (*)(void))fast_tn, METH_FASTCALL, tn_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,5 +1,7 @@
 """numbers._direct (the short path for the forms nearly every call carries) against
-numbers._parse_full (the definition): the same TN for every input it takes, None for the rest."""
+numbers._parse_full (the definition): the same TN for every input it takes, None for the rest;
+and where the extension is built, its C reading (sipguard/sip/_fast.c, tn) against
+numbers._direct_py (the Python definition of the short path): the same TN or None for any text."""
 
 from __future__ import annotations
 
@@ -60,9 +62,35 @@ def common_values(draw: st.DrawFn) -> str:
 
 def check(value: str) -> None:
     full = numbers._parse_full(value)
-    direct = numbers._direct(value)
+    direct = numbers._direct(value)     # in C where the extension is built
+    assert direct == numbers._direct_py(value), value
     assert direct is None or direct == full, (value, direct, full)
     assert parse_tn(value) == full
+
+
+# what a gateway or an attacker may put where a number goes: other scripts' digits (Arabic-Indic,
+# Extended Arabic-Indic, fullwidth, Devanagari, superscripts, circled), fullwidth and other pluses,
+# lone surrogates, NUL and control characters, characters that lower to ASCII (Kelvin sign,
+# dotted I), unusual spaces, and the characters the reading stops at
+HOSTILE = ("٠١٢٣٤٥٦٧٨٩۰۱۹０１２９＋﹢⁺²³¹①०९߁"
+           "\ud800\udbff\udc00\udfff\x00\x01\x07\x1b\x7f\x85\u200b\u2028\ufeff\r\n\x0b\x0c"
+           "KİıſÅ\xa0\u3000 \t-.()/+;@:<>%\"'")
+
+
+@st.composite
+def hostile_values(draw: st.DrawFn) -> str:
+    """A value of the usual forms with hostile characters put in, some replaced, cut anywhere."""
+    chars = list(draw(st.one_of(common_values(), header_values())))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(chars)))
+        char = draw(st.one_of(st.sampled_from(HOSTILE), st.characters(blacklist_categories=())))
+        if chars and at < len(chars) and draw(st.booleans()):
+            chars[at] = char
+        else:
+            chars.insert(at, char)
+    if draw(st.integers(0, 4)) == 0:
+        chars = chars[:draw(st.integers(0, len(chars)))]
+    return "".join(chars)
 
 
 @settings(max_examples=3000)
@@ -93,6 +121,47 @@ def test_direct_is_the_definition_on_any_text(value: str) -> None:
     check(value)
 
 
+@settings(max_examples=2000)
+@given(st.one_of(hostile_values(), st.text(st.characters(blacklist_categories=()), max_size=60),
+                 st.text(alphabet=HOSTILE + "0123456789sipte", max_size=40)))
+@example("tel:+\uff11\uff12\uff10\uff12\uff14\uff15\uff16\uff11\uff11\uff11\uff11")  # fullwidth digits
+@example("tel:\uff0b12024561111")                # fullwidth plus
+@example("+\u0661\u0662\u0660\u0662\u0664\u0665\u0666\u0661\u0661\u0661\u0661")  # Arabic-Indic
+@example("sip:+12024561111\ud800@h")
+@example("sip:+12024561111@anonymous.invalid\ud800")
+@example("sip:+12024561111@anonymous.\u0130nvalid")
+@example("sip:+12024561111@anonymous.invalid\x00")
+@example("sip:+1202456111\x001@h")
+@example("\x00")
+@example("<sip:+12024561111@h")
+@example("<")
+@example("tel:")
+@example("sip:")
+@example("sips:@")
+@example("+1")
+@example("+4420718")
+@example("+442071838")
+@example("+1234567")
+@example("tel:+999-1234567")
+@example("2024561111;")
+@example("2024561111\u2028")
+def test_c_reading_is_the_python_one_on_hostile_text(value: str) -> None:
+    check(value)
+
+
+def test_every_npa_and_country_code_reads_as_the_python() -> None:
+    """The table C reads (numbers._TABLE) says what the NPA table and the country codes say, for
+    every three digits: each NPA with exchange codes that pass and fail each check, and each
+    three digits after a + (the country codes)."""
+    for i in range(1000):
+        npa = f"{i:03d}"
+        for rest in ("2345678", "5550100", "5550199", "5550200", "2115678", "0345678", "1345678", "9115678"):
+            for value in (f"+1{npa}{rest}", f"{npa}{rest}", f"sip:1{npa}{rest}@h"):
+                check(value)
+        for value in (f"+{npa}4567", f"+{npa}456789012", f"tel:+{npa}-4567-8901-23"):
+            check(value)
+
+
 @pytest.mark.parametrize("value", [
     "sip:+1" + "2" * 100_000 + "@gw.example.net",
     "<sip:" + "9" * 100_000 + "@h>",
@@ -101,6 +170,14 @@ def test_direct_is_the_definition_on_any_text(value: str) -> None:
     "<" * 100_000 + "sip:+12024561111@h>",
     "sip:+12024561111@" + "h" * 100_000,
     "+" + "²" * 100_000,
+    "tel:+" + "٣" * 100_000,
+    "tel:+1202456111" + "\ud800" * 100_000,
+    "sip:+12024561111" + "\x00" * 100_000 + "@h",
+    "<sip:+12024561111@h" + " " * 100_000,
+    "+1202" + "-" * 100_000 + "4561111",
+    "+12024561111;" + "x" * 100_000,
+    "sip:" + "@" * 100_000,
+    "",
 ])
 def test_direct_is_the_definition_on_huge_values(value: str) -> None:
     check(value)
@@ -126,3 +203,19 @@ def test_direct_is_the_definition_on_huge_values(value: str) -> None:
 def test_common_forms_take_the_direct_path(value: str) -> None:
     direct = numbers._direct(value)
     assert direct is not None and direct == numbers._parse_full(value)
+
+
+def test_the_c_reading_refuses_other_arguments() -> None:
+    _fast = pytest.importorskip("sipguard.sip._fast")
+    with pytest.raises(TypeError):
+        _fast.tn(b"2024561111", numbers._TABLE)
+    with pytest.raises(TypeError):
+        _fast.tn("2024561111", numbers._TABLE[:999])
+    with pytest.raises(TypeError):
+        _fast.tn("2024561111")
+    assert numbers._C_TN is _fast.tn   # the tree built: numbers reads in C
+    assert _fast.tn("sip:+12024561111@h", numbers._TABLE) == (("12024561111",), 1)
+    assert _fast.tn("2024561111", numbers._TABLE) == (("12024561111", "2024561111"), 1)
+    assert _fast.tn("2025550123", numbers._TABLE) == (("12025550123", "2025550123"), 7 * 2 + 1)  # fictional, US
+    assert _fast.tn("+442071838750", numbers._TABLE) == (("442071838750",), numbers._WORLD)
+    assert _fast.tn("sip:anonymous@anonymous.invalid", numbers._TABLE) is None

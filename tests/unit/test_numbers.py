@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from sipguard import numbers
 from sipguard.numbers import TN, nanp_region, npa_status, parse_tn, same_caller_callee, uri_span
 
 # (input, e164, valid, invalid_reason, us, nanp)
@@ -215,8 +216,17 @@ def test_same_caller_callee(a: str, b: str, same: bool) -> None:
 
 
 def test_cached_result_is_the_same_object() -> None:
-    # Hot path: repeat callers cost one dict lookup, not a parse.
-    assert parse_tn("+12024561111") is parse_tn("+12024561111")
+    # A form the short path does not take (011, names, anonymous ...): one dict lookup, not a parse.
+    assert parse_tn("sip:011442071838750@gw") is parse_tn("sip:011442071838750@gw")
+
+
+def test_the_usual_forms_are_read_each_time_not_cached() -> None:
+    # Nearly every call brings new numbers: the short path (numbers._direct) costs what a cache
+    # look-up did, and its entries would only hold memory (bench/RESULTS.md, session 15).
+    numbers.clear_cache()
+    first, second = parse_tn("sip:+12024561111@gw"), parse_tn("sip:+12024561111@gw")
+    assert first == second and first is not second and first.e164 == "12024561111"
+    assert numbers.cache_info()[2] == 0
 
 
 def test_never_raises_on_odd_input() -> None:
@@ -232,6 +242,11 @@ def test_long_values_are_parsed_but_not_cached() -> None:
     first, second = parse_tn(value), parse_tn(value)
     assert first.e164 == "12024561111" and first.valid
     assert first == second and first is not second
+    numbers.clear_cache()
+    value = '"' + "x" * 400 + '" <sip:011442071838750@gw.example.net;user=phone>;tag=1'
+    first, second = parse_tn(value), parse_tn(value)
+    assert first.e164 == "442071838750" and first == second and first is not second
+    assert numbers.cache_info()[2] == 0
 
 
 @pytest.mark.parametrize(("value", "span"), [

@@ -36,6 +36,7 @@ from cryptography.x509.verification import (
 )
 
 from sipguard.errors import SipguardError
+from sipguard.shaken.passport import check_window
 from sipguard.shaken.reasons import Reason
 
 TNAUTHLIST_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.26")
@@ -94,10 +95,8 @@ class Credential:
     not_after: float  # earliest notAfter of the chain
 
     def check_time(self, iat: float, now: float) -> Reason | None:
-        lo, hi = self.not_before, self.not_after
-        if not (lo <= iat <= hi and lo <= now <= hi):
-            return Reason.CERT_EXPIRED
-        return None
+        """CERT_EXPIRED unless both ``iat`` and ``now`` are inside the chain's validity window."""
+        return check_window(self.not_before, self.not_after, iat, now)
 
 
 def load_trust_anchors(path: str) -> TrustStore:

@@ -261,7 +261,7 @@ def _judge(entry: CertEntry, cred: Credential, passport: pp.Passport, iat: float
            now: float, verified: Credential | None) -> list[Reason]:
     """What is wrong with ``entry``'s credential for this PASSporT (``check``, ``check_now``)."""
     reasons: list[Reason] = []
-    expired = cred.check_time(iat, now)
+    expired = pp.check_window(cred.not_before, cred.not_after, iat, now)  # cred.check_time, compiled
     if expired is not None:
         reasons.append(expired)
     if entry.crl_reason is not None:

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 # base64url alphabet plus the JWS separators; the full form has exactly two dots.
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_\-.=]+")
-_TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.="
-_PARAM_NAME_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
-MAX_IDENTITY_LEN = 8192  # real SHAKEN headers are ~800 bytes; more is abuse
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_\-.=]+")
+_TOKEN_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.="
+_PARAM_NAME_RE: Final = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
+MAX_IDENTITY_LEN: Final = 8192  # real SHAKEN headers are ~800 bytes; more is abuse
 # What follows the token (`;info=<url>;alg=ES256;ppt=shaken`) repeats across a signer's calls:
 # its reading (info, alg, ppt, params) is kept, keyed by that text. Bounded: at most
 # _PARAMS_KEPT texts of at most _PARAMS_KEY_LEN characters; a flood of distinct ones empties it.
 _Params = tuple[str | None, str, str | None, tuple[tuple[str, str], ...]]
-_PARAMS: dict[str, _Params] = {}
-_PARAMS_KEPT = 256
-_PARAMS_KEY_LEN = 512
+_PARAMS: Final[dict[str, _Params]] = {}
+_PARAMS_KEPT: Final = 256
+_PARAMS_KEY_LEN: Final = 512
 
 
 @dataclass(frozen=True, slots=True)

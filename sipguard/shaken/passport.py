@@ -11,34 +11,40 @@ Rule 3: pure functions; `decode` returns None rather than raising on garbage.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from sipguard.numbers import nanp_region
 from sipguard.shaken.reasons import Reason
 
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_TN_SEPARATORS = str.maketrans("", "", "+-.() ")
-_TN_RE = re.compile(r"[0-9*#]{1,32}")
-ATTEST_LEVELS = ("A", "B", "C")
+# ES256's ECDSA over a SHA-256 digest we take ourselves (``verify_es256``); fixed here, never
+# read from a token
+_ECDSA_SHA256_DIGEST: Final = ec.ECDSA(Prehashed(hashes.SHA256()))
+_SHA256: Final = hashlib.sha256
+# Final: compiled, a read of these is a C static instead of a module dict look-up
+_TN_SEPARATORS: Final = str.maketrans("", "", "+-.() ")
+_TN_RE: Final = re.compile(r"[0-9*#]{1,32}")
+ATTEST_LEVELS: Final = ("A", "B", "C")
 # JOSE header segment (in the standard base64 alphabet, as ``decode`` cuts it) -> decoded dict.
 # The same few headers repeat per signer; treat the cached dicts as read-only.
-_HEADERS: dict[bytes, dict[str, Any]] = {}
-_URLSAFE = bytes.maketrans(b"-_", b"+/")
-_JSON = json.JSONDecoder()
+_HEADERS: Final[dict[bytes, dict[str, Any]]] = {}
+_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+_JSON: Final = json.JSONDecoder()
 # JSONDecoder.decode minus its two Python frames: the decoder's own C scanner (a value at 0,
 # then nothing but JSON whitespace), as decode runs it
-_SCAN: Callable[[str, int], tuple[Any, int]] = getattr(_JSON, "scan_once")  # noqa: B009 - not in the stubs
-_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = getattr(_JSON, "scan_once")  # noqa: B009 - not in the stubs
+_JSON_SPACE: Final = re.compile(r"[ \t\n\r]*")
 # by a segment's length mod 4: the padding b64url_decode gives it (``"=" * (-len % 4)``)
-_PADS = (b"", b"===", b"==", b"=")
+_PADS: Final = (b"", b"===", b"==", b"=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +259,15 @@ def check_iat(iat: int, now: float, max_age: int, max_future: int) -> Reason | N
     return None
 
 
+def check_window(not_before: float, not_after: float, iat: float, now: float) -> Reason | None:
+    """A credential's validity for a PASSporT: both ``iat`` and ``now`` inside [not_before,
+    not_after], both ends inclusive (``certs.Credential.check_time``; here, compiled, so that
+    the verifier's per-call check is no interpreted call)."""
+    if not (not_before <= iat <= not_after and not_before <= now <= not_after):
+        return Reason.CERT_EXPIRED
+    return None
+
+
 def tn_matches(tn: str, forms: tuple[str, ...] | list[str]) -> bool:
     """Whether a PASSporT TN (canonical digits, ``normalize_tn``) names a number of the call,
     given that number's canonical forms (``sipguard.numbers.TN.forms``: E.164 digits, and the
@@ -268,12 +283,16 @@ def tn_matches(tn: str, forms: tuple[str, ...] | list[str]) -> bool:
 
 
 def verify_es256(key: ec.EllipticCurvePublicKey, signing_input: bytes, signature: bytes) -> bool:
-    """JWS ES256: the signature is r || s, 32 bytes each (RFC 7518 section 3.4)."""
+    """JWS ES256: the signature is r || s, 32 bytes each (RFC 7518 section 3.4), over SHA-256 of
+    ``signing_input`` exactly as given. The digest is taken here (hashlib) and handed over as
+    ``Prehashed(SHA256())``: the same check as ``key.verify(der, signing_input,
+    ECDSA(SHA256()))``, without cryptography looking the hash up and building a hasher per call
+    (its verify checks the digest's length against SHA-256's)."""
     if len(signature) != 64:
         return False
     der = _der_signature(signature)
     try:
-        key.verify(der, signing_input, _ECDSA_SHA256)
+        key.verify(der, _SHA256(signing_input).digest(), _ECDSA_SHA256_DIGEST)
     except InvalidSignature:
         return False
     return True
@@ -301,6 +320,6 @@ def _der_signature(signature: bytes) -> bytes:
 
 # _der_signature's fixed layouts: [r's top bit][s's top bit] -> SEQUENCE and r's INTEGER heads;
 # [s's top bit] -> s's INTEGER head
-_DER_MID = (b"\x02\x20", b"\x02\x21\x00")
-_DER_HEAD = tuple(tuple(bytes((0x30, 68 + high_r + high_s, 0x02, 32 + high_r)) + b"\0" * high_r
+_DER_MID: Final = (b"\x02\x20", b"\x02\x21\x00")
+_DER_HEAD: Final = tuple(tuple(bytes((0x30, 68 + high_r + high_s, 0x02, 32 + high_r)) + b"\0" * high_r
                         for high_s in (0, 1)) for high_r in (0, 1))

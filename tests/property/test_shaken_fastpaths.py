@@ -4,7 +4,7 @@ The parameters after an Identity token are read once per distinct text and kept;
 is built by hand instead of by encode_dss_signature; base64url decoding skips base64's wrappers;
 bare-digit TNs skip normalisation; a token is encoded and translated once for its three
 segments; the LRU's put and the certificate's validity window are written for the compiled
-path. Each is compared with the general path, or the code it replaced, on generated input.
+path; ES256 is handed a SHA-256 digest taken by hashlib (Prehashed). Each is compared with the general path, or the code it replaced, on generated input.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from hypothesis import given
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sipguard.shaken import identity
@@ -355,3 +358,92 @@ def test_a_flood_of_distinct_jose_headers_stays_bounded() -> None:
     for head in (big, deep, "!!!!", "QUJD", _b64(b"[1]"), "\u00e9" + big):
         assert pp.decode(head + rest) == _decode_before(head + rest)
     assert list(pp._HEADERS) == []
+
+
+# -- session 15: ES256 over a digest taken by hashlib; the credential's window compiled --------
+_P256 = ec.generate_private_key(ec.SECP256R1())
+_P256_OTHER = ec.generate_private_key(ec.SECP256R1())
+_P384 = ec.generate_private_key(ec.SECP384R1())
+_N256 = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's group order
+
+
+def _verify_es256_before(key: Any, signing_input: bytes, signature: bytes) -> bool:
+    """verify_es256 as main 17c5e09 had it: the message handed to cryptography to hash."""
+    if len(signature) != 64:
+        return False
+    der = pp._der_signature(signature)
+    try:
+        key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _raw(der: bytes) -> bytes:
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.binary(max_size=600), st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass"))),
+       st.sampled_from(["as signed", "other message", "s -> n - s", "r and s swapped", "byte flipped", "r zero",
+                        "s zero", "all zero", "all ff", "random", "short", "long", "empty", "other key"]),
+       st.integers(0, 63), st.binary(min_size=64, max_size=64))
+def test_verify_es256_answers_as_before(message: bytes, how: str, index: int, noise: bytes) -> None:
+    """The same answer as cryptography hashing the message itself, for valid signatures, their
+    malleable twin (r, n - s), tampered, degenerate and mis-sized ones, and another key's."""
+    sig = _raw(_P256.sign(message, ec.ECDSA(hashes.SHA256())))
+    r, s = sig[:32], sig[32:]
+    data = message
+    if how == "other message":
+        data = message + b"x"
+    elif how == "s -> n - s":
+        sig = r + (_N256 - int.from_bytes(s, "big")).to_bytes(32, "big")
+    elif how == "r and s swapped":
+        sig = s + r
+    elif how == "byte flipped":
+        sig = sig[:index] + bytes((sig[index] ^ (1 + noise[0] % 255),)) + sig[index + 1:]
+    elif how == "r zero":
+        sig = bytes(32) + s
+    elif how == "s zero":
+        sig = r + bytes(32)
+    elif how == "all zero":
+        sig = bytes(64)
+    elif how == "all ff":
+        sig = b"\xff" * 64
+    elif how == "random":
+        sig = noise
+    elif how == "short":
+        sig = sig[:index]
+    elif how == "long":
+        sig = sig + noise[:1 + index % 8]
+    elif how == "empty":
+        sig = b""
+    elif how == "other key":
+        sig = _raw(_P256_OTHER.sign(message, ec.ECDSA(hashes.SHA256())))
+    for key in (_P256.public_key(), _P256_OTHER.public_key(), _P384.public_key()):
+        assert pp.verify_es256(key, data, sig) is _verify_es256_before(key, data, sig)
+    if how in ("as signed", "s -> n - s"):
+        assert pp.verify_es256(_P256.public_key(), data, sig)
+
+
+def _check_time_before(not_before: float, not_after: float, iat: float, now: float) -> Reason | None:
+    """Credential.check_time as main 17c5e09 had it (now passport.check_window)."""
+    lo, hi = not_before, not_after
+    if not (lo <= iat <= hi and lo <= now <= hi):
+        return Reason.CERT_EXPIRED
+    return None
+
+
+window_st = st.one_of(times_st, st.floats(), st.sampled_from([0.0, -0.0, float("inf"), float("-inf"), float("nan")]))
+
+
+@given(window_st, window_st, window_st, window_st)
+def test_check_window_is_the_old_check_time(not_before: float, not_after: float, iat: float, now: float) -> None:
+    cred = Credential(None, "1234", TnAuth(("1234",), (), ()), (), not_before, not_after)  # type: ignore[arg-type]
+    expected = _check_time_before(not_before, not_after, iat, now)
+    assert pp.check_window(not_before, not_after, iat, now) is expected
+    assert cred.check_time(iat, now) is expected
+    for bound in (not_before, not_after):  # both ends inclusive
+        assert pp.check_window(not_before, not_after, bound, bound) is _check_time_before(not_before, not_after, bound,
+                                                                                          bound)

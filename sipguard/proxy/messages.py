@@ -91,7 +91,16 @@ def to_bytes(text: str) -> bytes:
 
 
 def tag(source: tuple[str, int], key: str) -> str:
-    """Our To tag for a response to ``key`` from ``source``: the same for a retransmission."""
+    """Our To tag for a response to ``key`` from ``source``: the same for a retransmission.
+    The text hashed is ``f"{source}{key}"`` (``tag_py``) with the tuple's repr spelled out, in
+    an f-string compiled code joins itself (no tuple boxed and formatted, no ``!r``, which
+    compiled goes through ``str.format``): 0.9 -> 0.5 us (session 15)."""
+    host = source[0]
+    return TAG_PREFIX + _blake2b_hex6(to_bytes(f"({repr(host)}, {source[1]}){key}"))
+
+
+def tag_py(source: tuple[str, int], key: str) -> str:
+    """``tag``'s definition (tests/property/test_keyed_hash.py holds them to the same tags)."""
     return TAG_PREFIX + blake2b_hex(to_bytes(f"{source}{key}"), 6)
 
 
@@ -99,6 +108,16 @@ def tag(source: tuple[str, int], key: str) -> str:
 # hashes a message without a new hasher's set-up and its key block, most of BLAKE2b's cost
 # on a message this short (bench/RESULTS.md, session 11). Bounded: a key changes on reload.
 _HASHERS: dict[tuple[bytes, int], hashlib.blake2b] = {}
+
+
+_TAG_HASHER = hashlib.blake2b(digest_size=6)   # tag's: no key, 6 bytes
+
+
+def _blake2b_hex6(data: bytes) -> str:
+    """``blake2b_hex(data, 6)`` from a hasher made once (no lookup by key and size)."""
+    hasher = _TAG_HASHER.copy()
+    hasher.update(data)
+    return hasher.hexdigest()
 
 
 def blake2b_hex(data: bytes, size: int, key: bytes = b"") -> str:

@@ -5,14 +5,16 @@ makes the same branch in every worker, and without it no one can make one."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sipguard.proxy import messages
 from sipguard.proxy.messages import blake2b_hex
 from sipguard.proxy.stateless import BRANCH_PREFIX, stateless_branch
 from sipguard.sip import parse_via
+from sipguard.store.replay import call_key, call_key_py
 
 
 @settings(max_examples=500, deadline=None)
@@ -37,3 +39,42 @@ def test_the_branch_is_the_keyed_hash_of_the_request() -> None:
     want = hashlib.blake2b(b"z9hG4bK-7-1-0|127.0.0.1|5061|INVITE|1", digest_size=8, key=secret).hexdigest()
     assert stateless_branch(secret, via, "ACK", 1) == BRANCH_PREFIX + want
     assert stateless_branch(b"t" * 32, via, "INVITE", 1) != BRANCH_PREFIX + want
+
+
+# hostile text: any code point, lone surrogates (a header read with surrogateescape), quotes and
+# backslashes (which repr escapes), control characters, and long runs
+HOSTILE = st.text(st.characters(codec=None) | st.sampled_from("'\"\\\x00\x7f\r\n\ud800\udcff\u2028é"),
+                  max_size=40) | st.text(max_size=5000)
+
+
+@settings(max_examples=800, deadline=None)
+@example("127.0.0.1", 5061, "z9hG4bK-1-1-0")
+@example("::1", 0, "")
+@example("it's", -1, "\udcff")
+@example("a\\b\"c'", 2**70, "x" * 70000)
+@given(HOSTILE, st.integers(-2**80, 2**80), HOSTILE)
+def test_tag_is_its_definition(host: str, port: int, key: str) -> None:
+    """``tag`` spells out the tuple's repr: the same tag as ``tag_py``'s f"{source}{key}", or
+    the same error (a lone surrogate outside surrogateescape's range cannot be encoded)."""
+    assert outcome(messages.tag, (host, port), key) == outcome(messages.tag_py, (host, port), key)
+
+
+def outcome(function: Any, *args: Any) -> tuple[str, str]:
+    """What ``function(*args)`` returns, or the error it raises."""
+    try:
+        return "ok", function(*args)
+    except Exception as exc:  # noqa: BLE001 - compared, not hidden
+        return type(exc).__name__, str(exc)
+
+
+@settings(max_examples=800, deadline=None)
+@example("")
+@example("123-77@127.0.0.1")
+@example("\ud800\udfff" * 3)
+@example("x" * 100000)
+@given(HOSTILE)
+def test_call_key_is_its_definition(call_id: str) -> None:
+    """``call_key`` from a hasher made once: ``call_key_py``'s digest, every time (the shared
+    hasher is never changed by a copy's update)."""
+    assert outcome(call_key, call_id) == outcome(call_key_py, call_id)
+    assert outcome(call_key, call_id) == outcome(call_key_py, call_id)

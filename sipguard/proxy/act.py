@@ -82,8 +82,9 @@ def forms_of(value: str) -> tuple[str, ...]:
     display name and the header params, such as a per-call tag, go), and the forms depend on
     nothing else: parsed alone, that URI gives the same forms when it holds no ``<`` of its own
     (no forms for an empty one, which parse_tn reads as anonymous in ``<>`` and as no number
-    alone; a value with a ``<`` in its display name is parsed whole) and is the number-cache entry
-    Call.of made of the same URI, where the whole value, tag and all, never hits it
+    alone; a value with a ``<`` in its display name is parsed whole). Where parse_tn caches (the
+    forms its C reading does not take: names, anonymous, 011 ...), that URI is the entry Call.of
+    made of it, where the whole value, tag and all, never hits it
     (tests/property/test_verstat_forms.py)."""
     start, end = uri_span(value)
     if start and end >= 0 and value.find("<", start, end) < 0:  # alone, a second < would be read as the first

@@ -1553,50 +1553,40 @@ static PyObject *fast_tn(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
     }
     if (count == 0) Py_RETURN_NONE;
-    PyObject *forms;
+    const char *e = digits;                                      /* forms[0]: the E.164 digits */
+    Py_ssize_t elen = count;
+    int both = 0;                                                /* and the 10 as written */
     long code;
     if (plus && digits[0] != '1') {                              /* E.164 outside the NANP */
         if (count < 7) Py_RETURN_NONE;
         unsigned char t = table[(digits[0] - '0') * 100 + (digits[1] - '0') * 10 + (digits[2] - '0')];
         code = (t & T_COUNTRY) ? TN_WORLD : TN_WORLD + 1;
-        PyObject *e = ascii_str((const unsigned char *)digits, count);
-        if (e == NULL) return NULL;
-        forms = PyTuple_New(1);
-        if (forms == NULL) {
-            Py_DECREF(e);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(forms, 0, e);
     } else if (count == 11 && digits[0] == '1') {
         code = tn_nanp(digits, table);
-        PyObject *e = ascii_str((const unsigned char *)digits, count);
-        if (e == NULL) return NULL;
-        forms = PyTuple_New(1);
-        if (forms == NULL) {
-            Py_DECREF(e);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(forms, 0, e);
     } else if (count == 10 && digits[0] > '1') {                 /* no 1: both readings */
         e164[0] = '1';
+        e = e164;
+        elen = 11;
+        both = 1;
         code = tn_nanp(e164, table);
-        PyObject *e = ascii_str((const unsigned char *)e164, 11);
-        if (e == NULL) return NULL;
-        PyObject *as_written = ascii_str((const unsigned char *)digits, count);
-        if (as_written == NULL) {
-            Py_DECREF(e);
-            return NULL;
-        }
-        forms = PyTuple_New(2);
-        if (forms == NULL) {
-            Py_DECREF(e);
-            Py_DECREF(as_written);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(forms, 0, e);
-        PyTuple_SET_ITEM(forms, 1, as_written);
     } else {
         Py_RETURN_NONE;
+    }
+    PyObject *forms = PyTuple_New(both ? 2 : 1);                 /* items NULL until set: safe to drop */
+    if (forms == NULL) return NULL;
+    PyObject *item = ascii_str((const unsigned char *)e, elen);
+    if (item == NULL) {
+        Py_DECREF(forms);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(forms, 0, item);
+    if (both) {
+        item = ascii_str((const unsigned char *)digits, count);
+        if (item == NULL) {
+            Py_DECREF(forms);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(forms, 1, item);
     }
     PyObject *out = PyTuple_New(2);
     PyObject *num = PyLong_FromLong(code);

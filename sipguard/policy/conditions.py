@@ -298,7 +298,10 @@ def _convert(fact: str, kind: FactKind, raw: Any) -> Any:
 
 def _prefix(sec: Section, key: str, fact: str, kind: FactKind, raw: Any) -> str:
     if kind.kind == "digits":
-        return str(_convert(fact, kind, raw))
+        digits = _value(sec, key, fact, kind, raw)   # ConfigError with file:line, never ValueError
+        if digits is None:
+            raise sec.error(key, f"prefix takes {kind.describe()}, got {raw!r}")
+        return str(digits)
     if not isinstance(raw, str) or not raw:
         raise sec.error(key, f"prefix takes a non-empty string in quotes, got {raw!r}")
     return raw

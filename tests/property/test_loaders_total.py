@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sipguard.config import TOP_KEYS, load_config
@@ -83,6 +83,8 @@ def test_yaml_punctuation(tokens: list[str]) -> None:
 @SETTINGS
 @given(st.dictionaries(KEYS, STRUCTURES, max_size=6),
        st.one_of(st.integers(min_value=0, max_value=80), st.integers(min_value=900, max_value=3000)))
+@example({"caller": {"prefix": False}}, 0)   # found by CI: a digits prefix's ValueError escaped
+@example({"caller": {"prefix": None}}, 0)    # and null read as the prefix "None"
 def test_nested_structures(root: dict[str, Any], depth: int) -> None:
     text = yaml.safe_dump(root, allow_unicode=True)
     only_config_errors(write("structure.yaml", text.encode("utf-8", "surrogatepass")))

@@ -24,7 +24,8 @@ A row is one group of calls that agree on everything measured::
   "Complete STIR/SHAKEN Implementation" when the call came (FCC 24-120: since 2025-09-18 a
   provider claiming complete implementation signs with its own SPC token);
 * ``rmd`` / ``implementation``: the trunk provider's RMD status and implementation as the
-  last call of the window saw them; ``rmd_seen``: calls per status in the window (a change
+  last call of the window saw them (calls at the same instant: the greater status text, then
+  implementation, whatever order the rows come in); ``rmd_seen``: calls per status in the window (a change
   of status within the window shows as two entries).
 """
 
@@ -90,7 +91,11 @@ class Measures:
                 self.other_spc_complete += calls
         if rmd is not None:
             self.rmd_seen[rmd] = self.rmd_seen.get(rmd, 0) + calls
-        if last_time > self.last_time and (rmd is not None or implementation is not None):
+        # the latest call's; calls at the same instant: the greater (status, implementation), so
+        # that the answer does not depend on the order the rows come in (a GROUP BY's is any)
+        if (rmd is not None or implementation is not None) and (
+                (last_time, rmd or "", implementation or "")
+                > (self.last_time, self.rmd or "", self.implementation or "")):
             self.last_time, self.rmd, self.implementation = last_time, rmd, implementation
 
     def check_total(self, check: str) -> int:

@@ -20,6 +20,9 @@ Systems (--systems, default all):
   sg-proxy             sipguard --workers N pass-through (no Identity, memory store, no policy)
   sg-verify            sipguard --workers N verifying a fresh, valid Identity on every INVITE
   sg-redirect-verify   sipguard redirect mode (302) verifying every INVITE
+  floor-verify         the floor (bench/bench_floor.py): the least a Python process on uvloop does to
+                       verify and relay a call statelessly, N processes sharing one socket
+  floor-redirect-verify  the same, answering 302
 
 Tokens are signed with sipguard's Signer right before each step (iat = now) from a PKI built
 by tests/shaken_pki.py; the x5u is served by a loopback HTTP server in this process and every
@@ -96,6 +99,7 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 KAM_CFG = HERE / "kamailio-relay.cfg"
 SYSTEMS = ("kam-relay", "kam-verify", "kam-redirect-verify", "sg-proxy", "sg-verify", "sg-redirect-verify")
+FLOORS = ("floor-verify", "floor-redirect-verify")   # run when named (--systems); not in the default set
 
 # sipp 3.6.1 reads CLOCK_MONOTONIC_COARSE (4 ms steps at HZ=250): every response time would be
 # 0, 4 or 8 ms. This preload maps the coarse clocks to the precise ones.
@@ -116,7 +120,7 @@ int clock_gettime(clockid_t c, struct timespec *t) {
 @dataclass(slots=True)
 class System:
     name: str
-    kind: str            # "kamailio" | "sipguard"
+    kind: str            # "kamailio" | "sipguard" | "floor"
     redirect: bool
     verify: bool
 
@@ -128,7 +132,8 @@ class System:
 
 
 def system(name: str) -> System:
-    return System(name, "kamailio" if name.startswith("kam") else "sipguard",
+    kind = "kamailio" if name.startswith("kam") else "floor" if name.startswith("floor") else "sipguard"
+    return System(name, kind,
                   "redirect" in name, "verify" in name)
 
 
@@ -193,6 +198,12 @@ class Bench:
                 cmd += ["-A", "REDIRECT"]
             if routing == "plain":
                 cmd += ["-A", "NO_RR"]
+        elif sysm.kind == "floor":
+            cmd = [sys.executable, str(HERE / "bench_floor.py"), "--port", str(port), "--workers",
+                   str(self.args.workers), "--cert", self.cert_file,
+                   "--mode", "redirect" if sysm.redirect else "relay", "--next-hop", f"127.0.0.1:{uas_port}"]
+            if routing == "plain":
+                cmd.append("--no-rr")
         else:
             cfg_path = d / "sipguard.yaml"
             cfg = self.sipguard_config(sysm, port, uas_port, routing)
@@ -400,7 +411,8 @@ class Bench:
             self.server.__exit__(None, None, None)
 
 
-PAIRS = (("sg-proxy", "kam-relay"), ("sg-verify", "kam-verify"), ("sg-redirect-verify", "kam-redirect-verify"))
+PAIRS = (("sg-proxy", "kam-relay"), ("sg-verify", "kam-verify"), ("sg-redirect-verify", "kam-redirect-verify"),
+         ("floor-verify", "kam-verify"), ("floor-redirect-verify", "kam-redirect-verify"))
 
 
 def summary(steps: list[Step], fixed: int) -> str:
@@ -489,9 +501,9 @@ def main() -> int:
         return 0
     if not args.routing.split() or set(args.routing.split()) - {"rr", "plain"}:
         p.error(f"--routing {args.routing!r}: give rr, plain or both")
-    bad = [s for s in args.systems.split() if s not in SYSTEMS]
+    bad = [s for s in args.systems.split() if s not in SYSTEMS + FLOORS]
     if bad:
-        p.error(f"unknown system(s) {bad}; choose from {' '.join(SYSTEMS)}")
+        p.error(f"unknown system(s) {bad}; choose from {' '.join(SYSTEMS + FLOORS)}")
     for tool in ("sipp", "gcc") + (("kamailio",) if "kam" in args.systems else ()):
         if shutil.which(tool) is None:
             p.error(f"{tool} is not installed")

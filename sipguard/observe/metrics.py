@@ -61,6 +61,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sipguard.observe.decisions import DecisionCounts
+from sipguard.observe.procmem import resident_bytes
 from sipguard.policy.facts import Facts
 from sipguard.records.record import CallRecord
 from sipguard.store.base import RMD_CHANGES
@@ -189,7 +190,8 @@ class AllProcesses:
     """A collector of the process series over this process and the live workers whose
     sample files are in the multiprocess folder (their file names end in the pid).
 
-    It reads /proc/PID only: the systemd units set ProcSubset=pid, which hides /proc/stat,
+    It reads /proc/PID only (the resident memory through ``observe/procmem``, as the
+    collector pacing reads it): the systemd units set ProcSubset=pid, which hides /proc/stat,
     where prometheus_client's own ProcessCollector looks for the boot time (and, not
     finding it, reports nothing). The boot time comes from CLOCK_BOOTTIME instead."""
 
@@ -212,7 +214,7 @@ class AllProcesses:
                 continue                # gone, or not ours to read
             totals["cpu"] += (float(parts[11]) + float(parts[12])) / _TICKS
             totals["vsize"] += float(parts[20])
-            totals["rss"] += float(parts[21]) * _PAGE
+            totals["rss"] += resident_bytes(pid)
             totals["fds"] += fds
             if pid == me:
                 boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -232,7 +234,6 @@ class AllProcesses:
 
 
 _TICKS = float(os.sysconf("SC_CLK_TCK"))
-_PAGE = float(os.sysconf("SC_PAGE_SIZE"))
 
 
 UPSTREAM_SERIES = ("sipguard_upstream_score", "sipguard_upstream_calls", "sipguard_upstream_share")

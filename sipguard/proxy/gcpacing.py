@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
+
+from sipguard.observe.procmem import resident_bytes
 
 log = logging.getLogger("sipguard.gc")
 
@@ -22,15 +23,6 @@ SLACK = 256 << 20
 # and leave with them (a full pass in a burst is a pause where the worker is already behind);
 # a leak stays
 HOLD = 120.0
-
-
-def resident_bytes() -> int:
-    """This process's resident memory (Linux: /proc/self/statm, one read); 0 where unknown."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 class GcPacer:

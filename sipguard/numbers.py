@@ -175,8 +175,8 @@ def same_caller_callee(a: TN, b: TN) -> bool:
 
 
 def _tn(raw: str, e164: str | None, reason: str | None, *, anonymous: bool = False,
-        emergency: bool = False, nanp: bool = False, us: bool = False) -> TN:
-    return TN(raw, e164, anonymous, emergency, nanp, us, reason is None, reason)
+        emergency: bool = False, nanp: bool = False, us: bool = False, forms: tuple[str, ...] = ()) -> TN:
+    return TN(raw, e164, anonymous, emergency, nanp, us, reason is None, reason, forms)
 
 
 _NO_NUMBER = TN("", None, False, False, False, False, False, "no-number")
@@ -231,10 +231,8 @@ def _direct(raw: str) -> TN | None:
         forms, code = found
         if code >= _WORLD:  # E.164 outside the NANP
             known = code == _WORLD
-            return TN(raw, forms[0] if known else None, False, False, False, False, known,
-                      None if known else "unknown-country", forms)
-        reason = _NANP_REASONS[code >> 1]
-        return TN(raw, forms[0], False, False, True, code & 1 == 1, reason is None, reason, forms)
+            return _tn(raw, forms[0] if known else None, None if known else "unknown-country", forms=forms)
+        return _tn(raw, forms[0], _NANP_REASONS[code >> 1], nanp=True, us=code & 1 == 1, forms=forms)
     return _direct_py(raw)
 
 
@@ -273,8 +271,7 @@ def _direct_py(raw: str) -> TN | None:
         if not 7 <= n <= 15:
             return None
         known = _known_country(digits)
-        return TN(raw, digits if known else None, False, False, False, False, known,
-                  None if known else "unknown-country", (digits,))
+        return _tn(raw, digits if known else None, None if known else "unknown-country", forms=(digits,))
     forms: tuple[str, ...]
     if n == 11 and digits[0] == "1":
         e164, forms = digits, (digits,)
@@ -284,7 +281,7 @@ def _direct_py(raw: str) -> TN | None:
     else:
         return None
     reason, us = _nanp_check(e164)
-    return TN(raw, e164, False, False, True, us, reason is None, reason, forms)
+    return _tn(raw, e164, reason, nanp=True, us=us, forms=forms)
 
 
 # what _extract_number returns for no presented number and for an emergency URN: never equal to

@@ -1,6 +1,7 @@
 """A small STI PKI and a loopback certificate repository, for tests that verify SHAKEN calls.
 
-Import it from any test (it is plain code, no pytest fixtures inside):
+Import it from any test (it is plain code; ``pki = module_pki()`` makes a test module's
+``pki`` fixture, the PKI valid around ``NOW`` that the verifier tests share):
 
     from tests.shaken_pki import StiPki, CertServer, sign_passport, shaken_identity
 
@@ -51,6 +52,9 @@ from sipguard.shaken.config import CrlConfig, ShakenConfig, X5uConfig
 
 TNAUTHLIST_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+# The instant the verifier tests verify at, and the numbers their PASSporTs carry
+NOW = 1_790_000_000.0
+ORIG, DEST = "12025550100", "13035550100"
 
 
 def tnauthlist_der(spc: str, *, implicit: bool = False) -> bytes:
@@ -165,6 +169,19 @@ class StiPki:
                         stale_grace=overrides.pop("stale_grace", 3600.0))
         crl = overrides.pop("crl", CrlConfig())
         return ShakenConfig(trust_anchors=self.anchors, x5u=x5u, crl=crl, **overrides)
+
+
+def module_pki(crl_url: str | None = None) -> Any:
+    """A module-scoped fixture of a StiPki valid around NOW (``crl_url``: its leaves' CDP);
+    assigned to ``pki`` in a test module, it is that module's ``pki`` fixture. pytest is
+    imported here only: benchmarks import this module too."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def pki(tmp_path_factory: pytest.TempPathFactory) -> StiPki:
+        return StiPki(tmp_path_factory.mktemp("pki"), now=NOW, crl_url=crl_url)
+
+    return pki
 
 
 # -- PASSporT signing -------------------------------------------------------------------------------

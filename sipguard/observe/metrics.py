@@ -24,8 +24,9 @@ are those per-call increments made.
 
 Components never import this module. Each counts in one shape, a slotted dataclass of
 cumulative ints named ``counters`` (proxy core, transports, connection limits, overload
-guard, steering, verifier and its caches, store, records writer), incremented in place on
-the hot path; ``export`` reads them by their declared fields every half second. What needs
+guard, steering, verifier and its caches, store, records writer, collector pacing: it sums
+its full passes' seconds there too, as they happen on the tick), incremented in place on the
+hot path; ``export`` reads them by their declared fields every half second. What else needs
 a duration comes through ``observe/hooks.MetricHooks``, injected with a do-nothing default.
 
 Conventions: ``sipguard_build_info`` (always 1) carries the version, the Python version and
@@ -61,6 +62,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sipguard.observe.decisions import DecisionCounts
+from sipguard.observe.procmem import resident_bytes
 from sipguard.policy.facts import Facts
 from sipguard.records.record import CallRecord
 from sipguard.store.base import RMD_CHANGES
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
 
     from sipguard.pipeline import Pipeline
     from sipguard.proxy.core import ProxyCore
+    from sipguard.proxy.gcpacing import GcPacer
     from sipguard.proxy.overload import OverloadGuard
     from sipguard.proxy.steer import Steering
     from sipguard.proxy.transport import Transports
@@ -149,6 +152,9 @@ SPECS: tuple[Spec, ...] = (
          "Longest wait of a decision on the network store in the last half second, beyond the store's quickest "
          "recent answer, as a share of store_timeout (new INVITEs are shed from 0.5 on; 1: decided degraded)",
          mode="max"),
+    Spec("sipguard_gc_full_passes", "counter", "Full passes of the cyclic garbage collector, each a pause of its "
+         "worker (run once the worker's resident memory stayed past its bound; summed over workers)"),
+    Spec("sipguard_gc_full_pass_seconds", "counter", "Seconds the workers were paused in full collector passes"),
     Spec("sipguard_connections", "gauge", "Open TCP and TLS connections", ("transport",)),
     # every worker computes the same figures from the shared records: max, not sum
     Spec("sipguard_rmd_changes", "counter", "RMD filings whose status or implementation changed at an import "
@@ -189,7 +195,8 @@ class AllProcesses:
     """A collector of the process series over this process and the live workers whose
     sample files are in the multiprocess folder (their file names end in the pid).
 
-    It reads /proc/PID only: the systemd units set ProcSubset=pid, which hides /proc/stat,
+    It reads /proc/PID only (the resident memory through ``observe/procmem``, as the
+    collector pacing reads it): the systemd units set ProcSubset=pid, which hides /proc/stat,
     where prometheus_client's own ProcessCollector looks for the boot time (and, not
     finding it, reports nothing). The boot time comes from CLOCK_BOOTTIME instead."""
 
@@ -212,7 +219,7 @@ class AllProcesses:
                 continue                # gone, or not ours to read
             totals["cpu"] += (float(parts[11]) + float(parts[12])) / _TICKS
             totals["vsize"] += float(parts[20])
-            totals["rss"] += float(parts[21]) * _PAGE
+            totals["rss"] += resident_bytes(pid)
             totals["fds"] += fds
             if pid == me:
                 boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -232,7 +239,6 @@ class AllProcesses:
 
 
 _TICKS = float(os.sysconf("SC_CLK_TCK"))
-_PAGE = float(os.sysconf("SC_PAGE_SIZE"))
 
 
 UPSTREAM_SERIES = ("sipguard_upstream_score", "sipguard_upstream_calls", "sipguard_upstream_share")
@@ -478,7 +484,7 @@ class Metrics:
     def export(self, *, core: ProxyCore | None = None, transports: Transports | None = None,
                guard: OverloadGuard | None = None, steering: Steering | None = None,
                pipeline: Pipeline | None = None, records: RecordWriter | None = None,
-               now: float | None = None) -> None:
+               pacer: GcPacer | None = None, now: float | None = None) -> None:
         """Export what the components count themselves: each keeps a ``counters`` slotted
         dataclass of cumulative ints, read here by its declared fields (their deltas go to the
         Prometheus counters), and a few levels (queue depths, cache sizes, health); and the
@@ -505,6 +511,10 @@ class Metrics:
             self._events(steering.counters)
         if records is not None:
             self.m["sipguard_records_queue"].set(records.pending)
+        if pacer is not None:
+            self._bump(self.m["sipguard_gc_full_passes"], "gc.full_passes", pacer.counters.full_passes)
+            self._bump(self.m["sipguard_gc_full_pass_seconds"], "gc.full_pass_seconds",
+                       pacer.counters.full_pass_seconds)
         if pipeline is not None:
             # the breaker runs on the verifier's wall clock
             self._verifier(pipeline.verifier, pipeline.clock.time() if now is None else now)

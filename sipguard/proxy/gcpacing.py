@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipguard.observe.procmem import resident_bytes
 
 log = logging.getLogger("sipguard.gc")
 
@@ -24,13 +26,12 @@ SLACK = 256 << 20
 HOLD = 120.0
 
 
-def resident_bytes() -> int:
-    """This process's resident memory (Linux: /proc/self/statm, one read); 0 where unknown."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+@dataclass(slots=True)
+class GcCounters:
+    """The full passes and the seconds they paused the worker, for observe/metrics.py."""
+
+    full_passes: int = 0
+    full_pass_seconds: float = 0.0
 
 
 class GcPacer:
@@ -57,7 +58,9 @@ class GcPacer:
     for ``hold`` seconds, a full pass runs; a worker that leaks no cycle never pauses for
     one. (The frozen objects' count would be the exact measure, but ``gc.get_freeze_count``
     walks them all: 10-20 ms at 160,000 in a worker under load.) ``memory`` is injectable
-    for tests; where it reads 0 (no /proc) no full pass runs."""
+    for tests; where it reads 0 (no /proc) no full pass runs. The full passes and their
+    seconds are in ``counters`` (exported as sipguard_gc_full_passes_total and
+    sipguard_gc_full_pass_seconds_total)."""
 
     def __init__(self, growth: float = GROWTH, slack: int = SLACK, hold: float = HOLD,
                  memory: Callable[[], int] = resident_bytes) -> None:
@@ -67,7 +70,7 @@ class GcPacer:
         self.memory = memory
         self.base: int | None = None     # resident bytes after the last full pass (None: no tick yet)
         self.above: float | None = None  # since when the memory is over its bound
-        self.full_passes = 0
+        self.counters = GcCounters()
 
     def tick(self, now: float | None = None) -> bool:
         """Collect the young generation, or everything when the memory has been past its
@@ -88,10 +91,12 @@ class GcPacer:
         gc.unfreeze()
         found = gc.collect()
         gc.freeze()
-        self.full_passes += 1
+        took = time.perf_counter() - started
+        self.counters.full_passes += 1
+        self.counters.full_pass_seconds += took
         self.base, self.above = self.memory(), None
         log.info("collector: full pass at %.0f MB resident (%.0f MB after the last one), %d objects freed, "
-                 "%.0f ms", used / 1e6, last / 1e6, found, (time.perf_counter() - started) * 1e3)
+                 "%.0f ms", used / 1e6, last / 1e6, found, took * 1e3)
         return True
 
 

@@ -238,7 +238,8 @@ class Worker:
     def export(self) -> None:
         """Every count and level to the metrics (a housekeeping tick, and the last at stop)."""
         self.metrics.export(core=self.core, transports=self.transports, guard=self.guard,
-                            steering=self.steering, pipeline=self.pipeline, records=self.records)
+                            steering=self.steering, pipeline=self.pipeline, records=self.records,
+                            pacer=self.gc)
 
     async def _poll_policy(self) -> None:
         assert self.pipeline is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,17 +16,12 @@ from sipguard.shaken import identity
 from sipguard.shaken import passport as pp
 from sipguard.shaken.result import Verification
 from sipguard.shaken.verify import Verifier
-from tests.shaken_pki import MapFetcher, StiPki, sign_passport
+from tests.shaken_pki import DEST, NOW, ORIG, MapFetcher, StiPki, module_pki, sign_passport
 
-NOW = 1_790_000_000.0
 X5U = "https://certs.example.net/good.pem"
 OTHER = "https://certs.example.net/other.pem"
-ORIG, DEST = "12025550100", "13035550100"
 
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> StiPki:
-    return StiPki(tmp_path_factory.mktemp("pki"), now=NOW)
+pki = module_pki()
 
 
 header_st = st.fixed_dictionaries(

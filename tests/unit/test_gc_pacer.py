@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from sipguard.proxy.gcpacing import GcPacer, resident_bytes
+from sipguard.proxy.gcpacing import GcPacer
 
 MB = 1 << 20
 
@@ -69,7 +69,7 @@ def test_no_full_pass_while_the_memory_stays_within_its_bound() -> None:
     for second in range(1, 6):
         assert pacer.tick(float(second)) is False
     assert gone() is not None   # kept: frozen, and no full pass (that is the trade, bounded)
-    assert pacer.full_passes == 0 and pacer.above is None
+    assert pacer.counters.full_passes == 0 and pacer.above is None
 
 
 def test_a_full_pass_once_the_memory_stayed_past_its_bound() -> None:
@@ -83,7 +83,7 @@ def test_a_full_pass_once_the_memory_stayed_past_its_bound() -> None:
     assert gone() is not None
     assert pacer.tick(61.0) is True       # 60 s past it: a full pass
     assert gone() is None
-    assert pacer.full_passes == 1 and pacer.above is None
+    assert pacer.counters.full_passes == 1 and pacer.above is None
     assert pacer.base == 140 * MB         # what it left, the new base: the bound is 274 MB now
     memory.used = 270 * MB
     assert pacer.tick(200.0) is False and pacer.tick(400.0) is False
@@ -102,19 +102,39 @@ def test_a_burst_that_leaves_before_the_hold_gets_no_full_pass() -> None:
     memory.used = 300 * MB                # past it again: the hold starts again
     assert pacer.tick(70.0) is False
     assert pacer.tick(100.0) is False
-    assert gone() is not None and pacer.full_passes == 0
+    assert gone() is not None and pacer.counters.full_passes == 0
 
 
 def test_memory_unknown_means_no_full_pass() -> None:
     pacer = GcPacer(hold=0.0, memory=Memory(0))
     for second in range(5):
         assert pacer.tick(float(second)) is False
-    assert pacer.full_passes == 0
+    assert pacer.counters.full_passes == 0
 
 
-def test_resident_bytes_reads_this_process() -> None:
-    used = resident_bytes()
-    assert used > 10 * MB   # a Python process with the test suite loaded
-    keep = bytearray(64 * MB)
-    keep[::4096] = b"x" * len(keep[::4096])   # touch every page: resident now
-    assert resident_bytes() >= used + 60 * MB
+
+def test_full_passes_reach_the_metrics() -> None:
+    """The worker's export reads ``counters``: each full pass, and the seconds it took."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sipguard.observe.metrics import Metrics
+
+    def exported() -> tuple[float, float]:
+        got = {s.name: s.value for f in text_string_to_metric_families(m.render()[0].decode()) for s in f.samples}
+        return got["sipguard_gc_full_passes_total"], got["sipguard_gc_full_pass_seconds_total"]
+
+    m, memory = Metrics(), Memory(50 * MB)
+    pacer = GcPacer(growth=0.5, slack=64 * MB, hold=10.0, memory=memory)
+    assert pacer.tick(0.0) is False
+    m.export(pacer=pacer)
+    assert exported() == (0.0, 0.0)
+    memory.used = 200 * MB
+    assert pacer.tick(1.0) is False and pacer.tick(11.0) is True
+    m.export(pacer=pacer)
+    passes, seconds = exported()
+    assert passes == 1 and seconds == pacer.counters.full_pass_seconds > 0
+    memory.used = 500 * MB
+    assert pacer.tick(12.0) is False and pacer.tick(22.0) is True and pacer.tick(23.0) is False
+    m.export(pacer=pacer)
+    assert exported() == (2, pytest.approx(pacer.counters.full_pass_seconds))
+    assert pacer.counters.full_pass_seconds > seconds

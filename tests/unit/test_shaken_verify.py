@@ -14,23 +14,22 @@ from sipguard.shaken.reasons import Reason, Verstat
 from sipguard.shaken.verify import Verifier
 from sipguard.shaken.x5u import FetchError
 from tests.shaken_pki import (
+    DEST,
+    NOW,
+    ORIG,
     MapFetcher,
     StiPki,
     identity_header,
+    module_pki,
     shaken_identity,
     shaken_token,
     sign_passport,
 )
 
-NOW = 1_790_000_000.0
 BASE = "https://certs.example.net"
 CRL = "http://crl.example.net/int.crl"
-ORIG, DEST = "12025550100", "13035550100"
 
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> StiPki:
-    return StiPki(tmp_path_factory.mktemp("pki"), now=NOW, crl_url=CRL)
+pki = module_pki(CRL)
 
 
 def _fetcher(pki: StiPki) -> MapFetcher:

@@ -42,7 +42,9 @@ Options: --routing "rr" | "plain" | "rr plain" (above), --fixed-rate R (the summ
 --sg-decisions off|info|debug (experiment: sipguard's log.decisions instead of its default), --workers N (sipguard workers and Kamailio UDP children, default 2), --uacs K (split the
 offered load over K sipp UACs on K source ports), --keep-going (do not skip the rates above a
 collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P --quiet-wait S (before each step wait
-at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-rcvbuf BYTES / --sg-no-records (experiments through
+at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-prefill N (sipguard's traceback file
+starts with N records over the last N/1000 s, made once a run: the shipped writer's cost in a file with
+history, whose indexes outgrow SQLite's page cache), --sg-rcvbuf BYTES / --sg-no-records (experiments through
 bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), --sg-gc-threshold N
 (experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --sg-lag (each sipguard
 worker logs its event-loop stalls over 2 ms to lag-PID.txt, collector passes to gc-PID.txt and the main
@@ -207,6 +209,8 @@ class Bench:
         else:
             cfg_path = d / "sipguard.yaml"
             cfg = self.sipguard_config(sysm, port, uas_port, routing)
+            if self.args.sg_prefill:
+                shutil.copyfile(self.prefilled(self.args.sg_prefill), d / "traceback.db")
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             plain = not (self.args.sg_rcvbuf or self.args.sg_no_records or self.args.sg_gc_threshold
                          or self.args.sg_lag or self.args.sg_pin)
@@ -223,6 +227,30 @@ class Bench:
                                      "SG_BENCH_PIN": "1" if self.args.sg_pin else "0"})
         self.procs.append(proc)
         return proc
+
+    def prefilled(self, n: int) -> Path:
+        """A traceback file of ``n`` records over the last n/1000 seconds (made once a run, copied
+        into each sipguard step): the shipped writer's cost in a file that holds some history,
+        whose indexes no longer fit SQLite's page cache, instead of in a new file. Random
+        Call-IDs, 100,000 distinct callers and callees, as a gateway's traffic has."""
+        path = self.out / f"prefill-{n}.db"
+        if path.exists():
+            return path
+        import random
+
+        from sipguard.records.sqlite import SqliteRecords
+        from tests.records_fixtures import make_record
+
+        rnd, start, db = random.Random(1), time.time() - n / 1000.0, SqliteRecords(str(path))
+        db.open()
+        for first in range(0, n, 5000):
+            db.write([("prefill", first + k, make_record(
+                0, time=start + (first + k) / 1000.0, call_id=f"{rnd.getrandbits(64):016x}@192.0.2.1",
+                caller=f"1202{rnd.randrange(100000):07d}", callee=f"1312{rnd.randrange(100000):07d}",
+                attest="A")) for k in range(min(5000, n - first))])
+        db._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        return path
 
     def sipguard_config(self, sysm: System, port: int, uas_port: int, routing: str) -> dict[str, Any]:
         """sipguard as shipped (decision lines and traceback records at their defaults), with
@@ -474,6 +502,8 @@ def main() -> int:
     p.add_argument("--quiet-wait", type=float, default=60.0, help="... but at most this many seconds (0: no wait)")
     p.add_argument("--sg-rcvbuf", type=int, default=0,
                    help="experiment: run sipguard with SO_RCVBUF of this many bytes on its UDP sockets")
+    p.add_argument("--sg-prefill", type=int, default=0,
+                   help="sipguard's traceback file starts with this many records (a file with history), not empty")
     p.add_argument("--sg-no-records", action="store_true",
                    help="experiment: run sipguard with traceback records dropped at submit()")
     p.add_argument("--sg-gc-threshold", type=int, default=0,

@@ -1,0 +1,131 @@
+"""The trunk score's minute roll-ups (``SqliteRecords.trunk_rows``) give what a GROUP BY over
+every record of the window gives (``measure_rows("trunks", ...)``), folded the same, whatever
+the order records arrive in (late ones, a spool's), the windows asked, the retention passes
+between, and the record times on and around minute boundaries."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sipguard.records import sqlite as sqlite_mod
+from sipguard.records.measures import fold
+from sipguard.records.sqlite import MINUTE, SqliteRecords
+from tests.records_fixtures import make_record
+
+BASE = 1_700_000_040.0   # a minute boundary
+
+
+def around(t: float) -> st.SearchStrategy[float]:
+    """t itself, the doubles next to it, and a little either side."""
+    return st.sampled_from((t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.25, t + 0.5))
+
+
+times = st.one_of(
+    st.floats(min_value=BASE - 2 * MINUTE, max_value=BASE + 8 * MINUTE, allow_nan=False),
+    st.integers(-2, 8).flatmap(lambda k: around(BASE + k * MINUTE)))
+
+record = st.builds(
+    lambda t, trunk, attest, verstat, check, owner, rmd, impl: make_record(
+        0, time=t, trunk=trunk, attest=attest, verstat=verstat, caller_check=check, spc_owner=owner,
+        trunk_rmd=rmd, trunk_implementation=impl),
+    times, st.sampled_from(("carrier-a", "carrier-b", None)), st.sampled_from(("A", "B", "C", None)),
+    st.sampled_from(("TN-Validation-Passed", "TN-Validation-Failed", None)),
+    st.sampled_from(("valid", "dno", None)), st.sampled_from(("own", "other", None)),
+    st.sampled_from(("listed", "absent", None)), st.sampled_from(("complete", "partial", None)))
+
+window = st.tuples(times, times).map(sorted)
+op = st.one_of(
+    st.tuples(st.just("write"), st.lists(record, min_size=1, max_size=12)),
+    st.tuples(st.just("ask"), window),
+    st.tuples(st.just("trim"), times, st.integers(1, 6)))
+
+
+def same(db: SqliteRecords, since: float, until: float) -> None:
+    rolled = fold(db.trunk_rows(since, until))
+    assert rolled == fold(db.measure_rows("trunks", since, until)), (since, until)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(op, min_size=1, max_size=14), chunk=st.sampled_from((3, 100_000)))
+def test_minutes_rolled_up_count_every_record_of_the_window_once(ops: list[tuple], chunk: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        db = SqliteRecords(str(Path(folder) / "tb.db"))
+        old = sqlite_mod.ROLL_CHUNK
+        sqlite_mod.ROLL_CHUNK = chunk     # 3: every roll takes several transactions
+        try:
+            seq = 0
+            for o in ops:
+                if o[0] == "write":
+                    db.write([("w", seq + k, r) for k, r in enumerate(o[1])])
+                    seq += len(o[1])
+                elif o[0] == "ask":
+                    same(db, *o[1])
+                else:
+                    db.trim(o[1], o[2])
+            same(db, BASE - 3 * MINUTE, BASE + 9 * MINUTE)
+        finally:
+            sqlite_mod.ROLL_CHUNK = old
+            db.close()
+
+
+def test_each_record_is_rolled_up_once_and_the_refresh_reads_the_minutes(tmp_path: Path) -> None:
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a", attest="A")) for i in range(600)])
+    since, until = BASE + 30.5, BASE + 570.25
+    # the first roll of a file starts at the minute after since's (a second early: the division)
+    assert db.roll(since) == 600 - 59
+    assert db.roll(since) == 0                       # nothing new: nothing folded again
+
+    def statements(action: Callable[[], object]) -> list[str]:
+        seen: list[str] = []
+        db._conn().set_trace_callback(seen.append)
+        try:
+            action()
+        finally:
+            db._conn().set_trace_callback(None)
+        return seen
+
+    rows: list[tuple[Any, ...]] = []
+    read = statements(lambda: rows.extend(db.trunk_rows(since, until)))
+    assert fold(rows)["carrier-a"].calls == 540      # BASE+31 .. BASE+570
+    assert fold(rows) == fold(db.measure_rows("trunks", since, until))
+    whole = f"time >= {since!r} AND time <= {until!r}"
+    assert any(whole in s for s in statements(lambda: db.measure_rows("trunks", since, until)))
+    assert not any(whole in s for s in read)         # no read of every record of the window
+    assert any("FROM trunk_minutes WHERE minute" in s for s in read)
+    # the late record of an old minute (a spool flushed after an outage) lands in its minute
+    db.write([("w", 600, make_record(0, time=BASE + 200.5, trunk="carrier-a", attest="C"))])
+    later = fold(db.trunk_rows(since, until))["carrier-a"]
+    assert later.calls == 541 and later.attest["C"] == 1
+    db.close()
+
+
+def test_a_file_whose_records_all_expired_starts_its_roll_again(tmp_path: Path) -> None:
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a")) for i in range(300)])
+    db.trunk_rows(BASE, BASE + 299)
+    assert db.trim(BASE + 10_000, 1000) == 300      # everything expired: ids start again at 1
+    db.write([("w", 300 + i, make_record(0, time=BASE + 400 + i, trunk="carrier-b")) for i in range(120)])
+    got = fold(db.trunk_rows(BASE, BASE + 600))
+    assert set(got) == {"carrier-b"} and got["carrier-b"].calls == 120
+    db.close()
+
+
+def test_a_file_that_refuses_writes_is_read_the_old_way(tmp_path: Path) -> None:
+    path = tmp_path / "tb.db"
+    db = SqliteRecords(str(path))
+    db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a")) for i in range(200)])
+    db.close()
+    ro = SqliteRecords(str(path))
+    ro.open()
+    ro._conn().execute("PRAGMA query_only = ON")   # as a read-only file or a full disk would
+    got = fold(ro.trunk_rows(BASE + 10, BASE + 190))
+    assert got["carrier-a"].calls == 181
+    ro.close()

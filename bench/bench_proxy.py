@@ -44,7 +44,8 @@ offered load over K sipp UACs on K source ports), --keep-going (do not skip the 
 collapsed step), --out DIR (default /tmp/sipguard-bench/<time>), --quiet-pct P --quiet-wait S (before each step wait
 at most S seconds for other processes to use < P % of one core; the figure is recorded), --sg-prefill N (sipguard's traceback file
 starts with N records over the last N/1000 s, made once a run: the shipped writer's cost in a file with
-history, whose indexes outgrow SQLite's page cache), --sg-rcvbuf BYTES / --sg-no-records (experiments through
+history, whose indexes outgrow SQLite's page cache; where the tree has trunk minute roll-ups, the file has them
+too, as after a worker's first score refresh), --sg-rcvbuf BYTES / --sg-no-records (experiments through
 bench/bench_proxy_sgwrap.py: larger UDP receive buffers; no traceback records), --sg-gc-threshold N
 (experiment: gc.freeze() and a generation-0 threshold of N in sipguard), --sg-lag (each sipguard
 worker logs its event-loop stalls over 2 ms to lag-PID.txt, collector passes to gc-PID.txt and the main
@@ -248,6 +249,8 @@ class Bench:
                 0, time=start + (first + k) / 1000.0, call_id=f"{rnd.getrandbits(64):016x}@192.0.2.1",
                 caller=f"1202{rnd.randrange(100000):07d}", callee=f"1312{rnd.randrange(100000):07d}",
                 attest="A")) for k in range(min(5000, n - first))])
+        if hasattr(db, "roll"):   # a tree with trunk minutes: rolled up, as a file a worker has refreshed
+            db.roll(time.time() - 3600)
         db._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()
         return path

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_records.py [--n 20000] [--redis]
     .venv/bin/python bench/bench_records.py --sqlite-cost [--prefill 100000] [--n 20000] [--batch 200]
+    .venv/bin/python bench/bench_records.py --score-cost [--rate 1000] [--window 3600] [--interval 60] [--workers 2]
 
 --redis starts a throw-away redis-server on a free loopback port (needs redis-server).
 
@@ -224,6 +225,60 @@ def layouts(names: list[str], prefill: int, n: int, batch: int, folder: str) -> 
                 os.remove(path + suffix)
 
 
+def score_cost(rate: int, window: int, interval: int, workers: int, folder: str) -> None:
+    """What one trunk score refresh costs (upstreams.py ScoreRefresher, SQLite), in a file that
+    holds ``window`` seconds of records at ``rate`` calls/s: the aggregate over every record of
+    the window (``measure_rows``, what each refresh ran before session 16) against the minute
+    roll-ups (``trunk_rows``): its first call on that file (the roll-up of the whole window,
+    once a file), then a refresh ``interval`` seconds of records later (every minute after).
+    Thread CPU; per call: one refresh a worker each ``interval``, over ``interval`` x ``rate`` calls."""
+    import random
+
+    from sipguard.records.measures import fold
+    from sipguard.records.sqlite import SqliteRecords
+
+    rnd = random.Random(1)
+    trunks = [f"carrier-{k}" for k in range(8)]
+
+    def records(start: float, count: int) -> list[Any]:
+        return [make_record(0, time=start + i / rate, call_id=f"{rnd.getrandbits(64):016x}@10.0.0.1",
+                            caller=f"1202{rnd.randrange(100000):07d}", callee=f"1312{rnd.randrange(100000):07d}",
+                            trunk=rnd.choice(trunks), attest=rnd.choice(("A", "B", "C", None)),
+                            verstat=rnd.choice(("TN-Validation-Passed", "No-TN-Validation")),
+                            caller_check=rnd.choice(("valid", "invalid", "dno")), trunk_rmd="listed",
+                            trunk_implementation="complete") for i in range(count)]
+
+    db = SqliteRecords(f"{folder}/score.db")
+    db.open()
+    now = time.time()
+    start, total, seq = now - window, rate * window, 0
+    t0 = time.monotonic()
+    for first in range(0, total, 5000):
+        db.write([("p", seq + k, r) for k, r in enumerate(records(start + first / rate, min(5000, total - first)))])
+        seq += min(5000, total - first)
+    db._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(f"score-cost: {total:,} records over {window} s made in {time.monotonic() - t0:.0f} s")
+
+    def cpu(fn: Any) -> tuple[float, Any]:
+        c0 = time.thread_time()
+        out = fn()
+        return time.thread_time() - c0, out
+
+    old, rows_old = cpu(lambda: db.measure_rows("trunks", now - window, now))
+    first_roll, rows_new = cpu(lambda: db.trunk_rows(now - window, now))
+    assert fold(rows_old) == fold(rows_new)
+    db.write([("p", seq + k, r) for k, r in enumerate(records(now, rate * interval))])
+    later = now + interval
+    old2, rows_old = cpu(lambda: db.measure_rows("trunks", later - window, later))
+    new2, rows_new = cpu(lambda: db.trunk_rows(later - window, later))
+    assert fold(rows_old) == fold(rows_new)
+    per_call = workers / (interval * rate) * 1e6
+    print(f"score-cost rate={rate} window={window} s interval={interval} s workers={workers}:"
+          f" aggregate over the window {old:.2f} s, {old2:.2f} s ({old2 * per_call:.0f} us/call);"
+          f" minute roll-ups: first {first_roll:.2f} s (once a file), then {new2:.3f} s ({new2 * per_call:.1f} us/call)")
+    db.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
@@ -232,7 +287,16 @@ def main() -> None:
     ap.add_argument("--prefill", type=int, default=100000)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--layouts", help="comma-separated LAYOUTS to compare in raw SQL (see above)")
+    ap.add_argument("--score-cost", action="store_true", help="one trunk score refresh (see score_cost)")
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--window", type=int, default=3600)
+    ap.add_argument("--interval", type=int, default=60)
+    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    if args.score_cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            score_cost(args.rate, args.window, args.interval, args.workers, tmp)
+        return
     if args.layouts:
         with tempfile.TemporaryDirectory() as tmp:
             layouts(args.layouts.split(","), args.prefill, args.n, args.batch, tmp)

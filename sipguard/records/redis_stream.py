@@ -16,6 +16,13 @@ Layout (one hash tag, so the script's keys share a cluster slot):
 ``sipguard:{tb}:hw``        hash writer -> highest sequence number stored, kept by earlier
                             versions; read as the range 1..hw, then dropped.
 ``sipguard:{tb}:writers``   sorted set writer -> last write (ms), to forget old writers.
+``sipguard:{tb}:tm:<m>``    hash per minute m (record ms // 60000): group -> calls, "last:" group ->
+                            the greatest record time, for the records with a trunk, kept by
+                            append.lua with the records and expiring with them; a group is the
+                            JSON of what ``measures.fold`` reads. ``trunk_rows`` reads whole
+                            minutes from here, the trunk score refresh's query.
+``sipguard:{tb}:tm_since``  the first minute the roll-ups hold whole (the minute after this
+                            version's first write); earlier minutes are read from the stream.
 
 Caller, callee and Call-ID lookups are a scan of the time window (traceback requests
 give a time; ``--window`` defaults to 5 minutes each side) filtered in Python; a lookup
@@ -25,6 +32,7 @@ without a time scans the whole stream in chunks, which is slower and documented 
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -41,6 +49,9 @@ WRITERS = "sipguard:{tb}:writers"
 LATE_MS = 60_000          # an entry ID at most this far past its record time is found by XRANGE
 SCAN_CHUNK = 2000
 MAX_RANGES = 64           # gaps remembered per writer before the oldest is closed (append.lua)
+TM = "sipguard:{tb}:tm:"    # + minute: the trunk roll-ups of that minute
+TM_SINCE = "sipguard:{tb}:tm_since"
+MINUTE_MS = 60_000
 
 # lua/append.lua: XADD + the per-writer set of stored sequence numbers, atomically
 APPEND_LUA = resources.files("sipguard.records").joinpath("lua/append.lua").read_text(encoding="utf-8")
@@ -71,10 +82,44 @@ class RedisRecords:
         self._append: Callable[..., Awaitable[Any]] = self.client.register_script(APPEND_LUA)
 
     async def write(self, entries: Sequence[Entry], minid: float, now: float) -> int:
-        argv: list[Any] = [int(minid * 1000), LATE_MS, int(now * 1000), MAX_RANGES]
+        argv: list[Any] = [int(minid * 1000), LATE_MS, int(now * 1000), MAX_RANGES, TM]
         for writer, seq, record in entries:
-            argv += (writer, seq, int(record.time * 1000), to_row(record))
-        return int(await self._append(keys=[STREAM, LATE, SEQS, WRITERS, HIGH_WATER], args=argv))
+            argv += (writer, seq, int(record.time * 1000), to_row(record), _group(record), repr(record.time))
+        return int(await self._append(keys=[STREAM, LATE, SEQS, WRITERS, HIGH_WATER, TM_SINCE], args=argv))
+
+    async def trunk_rows(self, since: float, until: float) -> list[tuple[Any, ...]]:
+        """The rows ``measures.fold`` reads for the trunks of [since, until], as a scan of the
+        window would give them: the whole minutes after since's and before until's from the
+        minute roll-ups (append.lua), the rest (the two partial minutes, and minutes before the
+        roll-ups began) from the stream. A minute is ``int(t * 1000) // 60000``, what the
+        script computes from the ms it is given; that is monotonic in t, so a record of a whole
+        minute lies strictly inside the window and each record is counted once. What the trunk
+        score refresh reads every minute in every worker: a scan of an hour of records was
+        millions of entries decoded on the event loop at a gateway's rate."""
+        first = _minute(since) + 1
+        last = _minute(until)
+        began = await self.client.get(TM_SINCE)
+        whole = max(first, int(began)) if began is not None else last
+        rows: list[tuple[Any, ...]] = []
+        if last > whole:
+            pipe = self.client.pipeline(transaction=False)
+            for minute in range(whole, last):
+                pipe.hgetall(TM + str(minute))
+            for fields in await pipe.execute():
+                for name, calls in fields.items():
+                    if not name.startswith(b"last:"):
+                        rows.append((*json.loads(name), int(calls), float(fields[b"last:" + name])))
+        else:
+            whole = last
+        # the rest from the stream: [since, whole) and [last, until] by minute
+        for lo, hi, keep in ((since, whole * 60.0, lambda m: m < whole), (last * 60.0 - 1, until, lambda m: m >= last)):
+            if hi < lo:
+                continue
+            async for r in self.scan(max(lo, since), min(hi, until)):
+                if r.trunk is not None and since <= r.time <= until and keep(_minute(r.time)):
+                    rows.append((r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd,
+                                 r.trunk_implementation, 1, r.time))
+        return rows
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -135,3 +180,16 @@ class RedisRecords:
 
 def _decode(fields: dict[bytes, bytes]) -> CallRecord:
     return from_row(fields[b"r"])
+
+
+def _minute(t: float) -> int:
+    """The roll-up minute of a record time: append.lua's floor(ms / 60000) of int(t * 1000)."""
+    return int(t * 1000) // MINUTE_MS
+
+
+def _group(r: CallRecord) -> str:
+    """A trunk record's roll-up group (what ``measures.fold`` reads), '' without a trunk."""
+    if r.trunk is None:
+        return ""
+    return json.dumps([r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd,
+                       r.trunk_implementation], separators=(",", ":"))

@@ -115,6 +115,8 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
     else:
         rs = _redis(store_url, redis_client_factory)
         try:
+            if not signers:   # the score refresh: the minutes rolled up
+                return fold(await rs.trunk_rows(since, until)), {}
             return await _scan(rs, since, until, signers)
         except Exception as exc:
             raise QueryError(f"cannot read records from {store_url}: {exc}") from None

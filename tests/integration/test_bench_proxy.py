@@ -65,6 +65,35 @@ def test_bench_proxy_runs_calls_through_every_kind_of_system(tmp_path: Path) -> 
     assert left.strip() == "", f"processes left running: {left}"
 
 
+def test_the_floor_relays_and_redirects_and_a_prefilled_file_keeps_its_history(tmp_path: Path) -> None:
+    """The floor (bench/bench_floor.py) carries verified calls through sipp's relay and 302
+    scenarios; --sg-prefill starts sipguard's traceback file with records (and their minute
+    roll-ups), to which the step's calls are added."""
+    for tool in ("sipp", "gcc", "kamailio"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed")
+    systems = ["floor-verify", "floor-redirect-verify", "sg-redirect-verify"]
+    run = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_proxy.py"), "--systems", " ".join(systems),
+         "--rates", "40", "--duration", "2", "--quiet-wait", "0", "--fixed-rate", "40", "--sg-prefill", "3000",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    steps = {r["system"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
+    assert sorted(steps) == sorted(systems)
+    for name, step in steps.items():
+        assert step["error"] == "", (name, step)
+        assert (step["ok"], step["failed"]) == (80, 0), (name, step)
+    import sqlite3
+    with sqlite3.connect(tmp_path / "sg-redirect-verify" / "r40" / "traceback.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 3000 + 120
+        assert db.execute("SELECT COUNT(*) FROM records WHERE writer = 'prefill'").fetchone()[0] == 3000
+        assert db.execute("SELECT SUM(calls) FROM trunk_minutes").fetchone()[0] >= 2000
+    assert "| floor-redirect-verify | kam-redirect-verify | rr |" in run.stdout
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False).stdout
+    assert left.strip() == "", f"processes left running: {left}"
+
+
 def test_bench_core_relays_the_whole_call_flow() -> None:
     """bench/bench_core.py feeds a call's five datagrams to a real worker: every call must
     produce the six sends of a relayed call (100, INVITE, 200, ACK, BYE, 200)."""

@@ -1,7 +1,14 @@
 -- append.lua: call records into the stream, idempotent on (writer, seq) whatever the order.
--- KEYS: stream, late, seqs, writers, hw (the high-water hash of earlier versions: read, then dropped).
--- ARGV: minid ms, late ms, now ms, max ranges, then per record: writer, seq, record ms, json.
+-- KEYS: stream, late, seqs, writers, hw (the high-water hash of earlier versions: read, then
+-- dropped), tm_since (the first minute the trunk roll-ups hold whole).
+-- ARGV: minid ms, late ms, now ms, max ranges, the roll-up keys' prefix, then per record:
+-- writer, seq, record ms, json, trunk group (JSON; '' without a trunk), record time (text).
 -- Returns the number of entries added (the others were stored before: a spool file flushed twice).
+--
+-- Trunk roll-ups: for each record added with a trunk, its minute's hash (prefix .. minute,
+-- minute = floor(ms / 60000)) counts it under its group, and "last:" .. group keeps the
+-- greatest record time; the hash expires with the records of its minute (the retention).
+-- The trunk score refresh reads whole minutes from there (records/redis_stream.py).
 --
 -- seqs: hash writer -> the sequence numbers stored for it, as sorted disjoint ranges
 -- "1-500,502-900". A gap is a record not stored yet (a spool file still to come, from this
@@ -13,11 +20,14 @@ local minid = tonumber(ARGV[1])
 local late_ms = tonumber(ARGV[2])
 local now_ms = ARGV[3]
 local max_ranges = tonumber(ARGV[4])
+local tm_prefix = ARGV[5]
+local STRIDE = 6
 
 -- check everything first: an error after an XADD would leave a half-written batch
-for i = 5, #ARGV, 4 do
+for i = 6, #ARGV, STRIDE do
   local seq, ms = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  if seq == nil or seq < 1 or seq % 1 ~= 0 or seq > 9007199254740991 or ms == nil then
+  if seq == nil or seq < 1 or seq % 1 ~= 0 or seq > 9007199254740991 or ms == nil
+      or (ARGV[i + 4] ~= '' and tonumber(ARGV[i + 5]) == nil) then
     return redis.error_reply('append.lua: bad sequence number or time for writer ' .. ARGV[i])
   end
 end
@@ -67,7 +77,8 @@ local function add(ranges, i, seq)
 end
 
 local added = 0
-for i = 5, #ARGV, 4 do
+local touched = {}
+for i = 6, #ARGV, STRIDE do
   local w, seq, ms, data = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
   local ranges = sets[w]
   if ranges == nil then
@@ -87,7 +98,24 @@ for i = 5, #ARGV, 4 do
     end
     add(ranges, at, seq)
     added = added + 1
+    local group = ARGV[i + 4]
+    if group ~= '' then
+      local minute = math.floor(ms / 60000)
+      local k = tm_prefix .. minute
+      redis.call('HINCRBY', k, group, 1)
+      local last = redis.call('HGET', k, 'last:' .. group)
+      if not last or tonumber(ARGV[i + 5]) > tonumber(last) then
+        redis.call('HSET', k, 'last:' .. group, ARGV[i + 5])
+      end
+      touched[k] = minute
+    end
   end
+end
+
+redis.call('SET', KEYS[6], math.floor(tonumber(now_ms) / 60000) + 1, 'NX')
+if minid > 0 then
+  local keep = tonumber(now_ms) - minid
+  for k, minute in pairs(touched) do redis.call('PEXPIREAT', k, (minute + 1) * 60000 + keep) end
 end
 
 for w, ranges in pairs(sets) do

@@ -1,0 +1,117 @@
+"""The trunk score's minute roll-ups in Redis (append.lua, ``RedisRecords.trunk_rows``) against
+a real redis-server: the same measures as a scan of every record of the window, whatever the
+batches (a spool flushed twice, late records), the windows asked, the record times on and next
+to minute boundaries, and the minutes from before the roll-ups began."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sipguard.records import upstreams
+from sipguard.records.measures import fold
+from sipguard.records.record import CallRecord
+from sipguard.records.redis_stream import TM, TM_SINCE, RedisRecords, _minute
+from tests.records_fixtures import make_record
+from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.integration
+BASE = 1_700_000_040.0   # a minute boundary
+NOW = BASE + 600
+
+
+def around(t: float) -> st.SearchStrategy[float]:
+    return st.sampled_from((t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.0004, t + 0.5))
+
+
+times = st.one_of(st.floats(min_value=BASE - 120, max_value=BASE + 480, allow_nan=False),
+                  st.integers(-2, 8).flatmap(lambda k: around(BASE + k * 60)))
+record = st.builds(
+    lambda t, trunk, attest, verstat, check: make_record(
+        0, time=t, trunk=trunk, attest=attest, verstat=verstat, caller_check=check, trunk_rmd="listed",
+        trunk_implementation="complete"),
+    times, st.sampled_from(("carrier-a", "carrier-b", None)), st.sampled_from(("A", "C", None)),
+    st.sampled_from(("TN-Validation-Passed", None)), st.sampled_from(("valid", "dno", None)))
+window = st.tuples(times, times).map(sorted)
+
+
+def reference(kept: dict[tuple[str, int], CallRecord], since: float, until: float) -> dict[str, Any]:
+    return fold((r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation,
+                 1, r.time) for r in kept.values() if r.trunk is not None and since <= r.time <= until)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(record, min_size=1, max_size=10), min_size=1, max_size=5),
+       again=st.booleans(), windows=st.lists(window, min_size=1, max_size=4), began=st.integers(-1, 9))
+def test_minute_roll_ups_give_what_a_scan_of_the_window_gives(
+        redis_server: RedisProcess, batches: list[list[CallRecord]], again: bool,  # noqa: F811
+        windows: list[list[float]], began: int) -> None:
+    url = redis_server.url.rsplit("/", 1)[0] + "/11"
+
+    async def scenario() -> None:
+        rs = RedisRecords(url)
+        try:
+            await rs.client.flushdb()
+            kept: dict[tuple[str, int], CallRecord] = {}
+            seq = 0
+            sent = []
+            for batch in batches:
+                entries = [("w", seq + k + 1, r) for k, r in enumerate(batch)]
+                seq += len(batch)
+                sent.append(entries)
+                await rs.write(entries, 0, NOW)
+                kept.update({(w, s): r for w, s, r in entries})
+            if again:   # a spool file flushed twice: nothing counted twice
+                await rs.write(sent[0], 0, NOW)
+            if began >= 0:   # the roll-ups began later: the minutes before it come from the stream
+                first = _minute(BASE) + began
+                await rs.client.set(TM_SINCE, first)
+                for minute in range(_minute(BASE) - 3, first):
+                    await rs.client.delete(TM + str(minute))
+            for since, until in windows:
+                got = fold(await rs.trunk_rows(since, until))
+                assert got == reference(kept, since, until), (since, until)
+                scanned, _ = await upstreams._scan(rs, since, until, False)
+                assert got == scanned
+        finally:
+            await rs.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_score_refresh_reads_minutes_not_the_window(redis_server: RedisProcess) -> None:  # noqa: F811
+    """An hour of records: the refresh decodes only the two partial minutes' entries."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/12"
+
+    async def scenario() -> None:
+        rs = RedisRecords(url)
+        try:
+            await rs.client.flushdb()
+            records = [make_record(0, time=BASE + i * 1.5, trunk="carrier-a", attest="A") for i in range(2400)]
+            for start in range(0, len(records), 200):
+                await rs.write([("w", start + k + 1, r) for k, r in enumerate(records[start:start + 200])], 0,
+                               BASE - 120)   # the roll-ups began before the first record
+            decoded = 0
+            real = rs.scan
+
+            async def counting(since: float | None, until: float | None) -> Any:
+                nonlocal decoded
+                async for r in real(since, until):
+                    decoded += 1
+                    yield r
+
+            rs.scan = counting   # type: ignore[method-assign]
+            since, until = BASE + 10.5, BASE + 3550.25
+            got = fold(await rs.trunk_rows(since, until))["carrier-a"]
+            assert got.calls == sum(1 for r in records if since <= r.time <= until)
+            assert decoded < 200, decoded     # about 2 minutes' worth plus LATE_MS, not 2,400
+        finally:
+            await rs.aclose()
+
+    asyncio.run(scenario())

@@ -26,6 +26,10 @@ record of an hour that may already be rolled up removes that hour from both in i
 transaction, so the next report rolls it again with the record. Retention deletes roll-ups
 with the partitions they came from.
 
+The trunk score refresh (every minute in every worker) reads ``sipguard_trunk_minutes``:
+per minute and trunk group, kept by every write in its own transaction from the rows it
+added (``INSERT``), so each record counts once (``trunk_rows``).
+
 Schema changes are numbered migrations (``MIGRATIONS``), recorded in
 ``sipguard_schema_version`` and run under an advisory lock by ``sipguard db migrate`` and
 at every start, so a new version's first worker migrates and the others wait, then see it done.
@@ -52,6 +56,8 @@ log = logging.getLogger("sipguard.records")
 TABLE = "sipguard_records"
 HOURS = "sipguard_upstream_hours"       # roll-ups: one row per hour and group (records/measures.py)
 ROLLED = "sipguard_rolled_hours"        # the hours HOURS holds, complete
+MINUTES = "sipguard_trunk_minutes"      # the trunk score's roll-ups: one row per minute and trunk group
+MINUTES_SINCE = "sipguard_trunk_minutes_since"   # the first minute MINUTES holds whole
 HOUR = 3600.0
 # An hour is rolled up once it ended this long ago. A writer that stores a record of an hour
 # that ended longer ago than this (a spool flushed after an outage) marks it to be rolled
@@ -121,6 +127,26 @@ CREATE TABLE IF NOT EXISTS {HOURS} (
 CREATE INDEX IF NOT EXISTS {HOURS}_hour ON {HOURS} (hour);
 CREATE TABLE IF NOT EXISTS {ROLLED} (hour timestamptz PRIMARY KEY, rolled_at timestamptz NOT NULL DEFAULT now());
 """),
+    # what the trunk score refresh reads every minute in every worker (``trunk_rows``), kept
+    # by each write in its own transaction; '' stands for NULL (the key would hold NULLs apart)
+    (4, "trunk score roll-ups: sipguard_trunk_minutes", f"""
+CREATE TABLE IF NOT EXISTS {MINUTES} (
+    minute timestamptz NOT NULL,
+    trunk text NOT NULL,
+    attest text NOT NULL,
+    verstat text NOT NULL,
+    caller_check text NOT NULL,
+    spc_owner text NOT NULL,
+    trunk_rmd text NOT NULL,
+    implementation text NOT NULL,
+    calls bigint NOT NULL,
+    last_at timestamptz NOT NULL,
+    PRIMARY KEY (minute, trunk, attest, verstat, caller_check, spc_owner, trunk_rmd, implementation)
+);
+CREATE TABLE IF NOT EXISTS {MINUTES_SINCE} (one boolean PRIMARY KEY DEFAULT true CHECK (one), since timestamptz NOT NULL);
+INSERT INTO {MINUTES_SINCE} (since) VALUES (date_trunc('minute', now(), 'UTC') + interval '1 minute')
+    ON CONFLICT DO NOTHING;
+"""),
 )
 LATEST = MIGRATIONS[-1][0]
 
@@ -137,8 +163,23 @@ ROLLUP_GROUPS = (") r GROUP BY GROUPING SETS ((h, trunk, attest, vs, caller_chec
 STAGE = "sipguard_records_stage"   # per connection (TEMP), emptied at each commit
 COLUMNS = ("at", "call_id", "caller", "callee", "trunk", "spc", "action", "attest", "writer", "seq", "data",
            "verstat", "caller_check", "spc_owner", "trunk_rmd", "implementation")
-INSERT = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {STAGE}"
-          " ON CONFLICT DO NOTHING")
+# the batch's new rows (a record stored before is nothing new: a spool flushed twice), and
+# each with a trunk counted in its minute's roll-up; the groups in one order, so two writers
+# lock the rows they both update in the same order (no deadlock)
+INSERT = (f"WITH new AS (INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {STAGE}"
+          " ON CONFLICT DO NOTHING RETURNING at, trunk, attest, coalesce(verstat, data::jsonb ->> "
+          f"{VERSTAT_INDEX}) AS verstat, caller_check, spc_owner, trunk_rmd, implementation),"
+          f" rolled AS (INSERT INTO {MINUTES} SELECT date_trunc('minute', at, 'UTC'), trunk,"
+          " coalesce(attest, ''), coalesce(verstat, ''), coalesce(caller_check, ''), coalesce(spc_owner, ''),"
+          " coalesce(trunk_rmd, ''), coalesce(implementation, ''), count(*), max(at) FROM new WHERE trunk IS NOT NULL"
+          " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+          " ON CONFLICT (minute, trunk, attest, verstat, caller_check, spc_owner, trunk_rmd, implementation)"
+          f" DO UPDATE SET calls = {MINUTES}.calls + excluded.calls,"
+          f" last_at = greatest({MINUTES}.last_at, excluded.last_at)) SELECT count(*) FROM new")
+MINUTE_ROWS = ("SELECT trunk, nullif(attest, ''), nullif(verstat, ''), nullif(caller_check, ''), nullif(spc_owner, ''),"
+               " nullif(trunk_rmd, ''), nullif(implementation, ''), sum(calls)::bigint,"
+               f" extract(epoch FROM max(last_at))::float8 FROM {MINUTES} WHERE minute >= $1 AND minute < $2"
+               " GROUP BY 1, 2, 3, 4, 5, 6, 7")
 TOP_COLUMNS = {"callers": "caller", "trunks": "trunk", "spc": "spc"}
 
 
@@ -317,6 +358,7 @@ class PostgresRecords:
             oldest = utc(day_start(keep_from(now, self.retention_days)))
             await conn.execute(f"DELETE FROM {HOURS} WHERE hour < $1", oldest)
             await conn.execute(f"DELETE FROM {ROLLED} WHERE hour < $1", oldest)
+            await conn.execute(f"DELETE FROM {MINUTES} WHERE minute < $1", oldest)
         if dropped:    # expiry is logged (R6.5), by name: the row count is the planner's estimate
             log.info("records: dropped %s (older than %d days: about %d records)", ", ".join(dropped),
                      self.retention_days, rows)
@@ -367,14 +409,14 @@ class PostgresRecords:
                     self._days |= days
                 async with conn.transaction():
                     await conn.copy_records_to_table(STAGE, records=rows, columns=COLUMNS)
-                    status = await conn.execute(INSERT)
+                    added = await conn.fetchval(INSERT)
                     if late:     # hours already rolled up get this record too: roll them again
                         await conn.execute(f"DELETE FROM {ROLLED} WHERE hour = ANY($1::timestamptz[])", late)
                         await conn.execute(f"DELETE FROM {HOURS} WHERE hour = ANY($1::timestamptz[])", late)
             except BaseException:
                 await self._drop_connection()
                 raise
-        return int(status.rsplit(" ", 1)[-1])
+        return int(added)
 
     async def find(self, since: float | None, until: float | None, call_id: str | None,
                    caller: str | None, callee: str | None, limit: int) -> list[CallRecord]:
@@ -426,22 +468,36 @@ class PostgresRecords:
 
     async def measure_rows(self, by: str, since: float, until: float,
                            timeout: float = 120.0) -> list[tuple[Any, ...]]:
-        """The groups records/measures.py folds, for trunks or spc, in [since, until].
-        Partition pruning keeps the scan to the window's days; within them every row is read
-        (an aggregate over all of a window's calls cannot use the look-up indexes to skip any),
-        in parallel workers when the planner sees fit. Rows from before migration 2 give their
-        verstat from ``data`` (COALESCE reads it only for those)."""
-        key = TOP_COLUMNS[by]
-        verstat = f"coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX})"
-        extra = "trunk_rmd, implementation" if by == "trunks" else "NULL, NULL"
-        groups = "1, 2, 3, 4, 5, 6, 7" if by == "trunks" else "1, 2, 3, 4, 5"
-        sql = (f"SELECT {key}, attest, {verstat}, caller_check, spc_owner, {extra}, count(*),"
-               f" extract(epoch FROM max(at))::float8 FROM {TABLE} WHERE at >= $1 AND at <= $2"
-               f" AND {key} IS NOT NULL GROUP BY {groups}")
+        """The groups records/measures.py folds, for trunks or spc, in [since, until] (``_groups``)."""
         async with self._lock:
             conn = await self._connection()
-            rows = await conn.fetch(sql, utc(since), utc(until), timeout=timeout)
-        return [tuple(row) for row in rows]
+            return await _groups(conn, by, utc(since), utc(until), timeout)
+
+    async def trunk_rows(self, since: float, until: float, timeout: float = 120.0) -> list[tuple[Any, ...]]:
+        """``measure_rows("trunks", since, until)``, the same rows to ``measures.fold``, without
+        reading every record of the window: its whole minutes from ``sipguard_trunk_minutes``
+        (each write adds its new records there, in its own transaction), the partial minutes at
+        its two ends and any minutes before the roll-ups began (migration 4) from the records,
+        in one snapshot. What the trunk score refresh reads every minute in every worker."""
+        low, high = utc(since), utc(until)
+        first = low.replace(second=0, microsecond=0)
+        if first < low:
+            first += datetime.timedelta(minutes=1)
+        last = high.replace(second=0, microsecond=0)       # the whole minutes: [first, last)
+        async with self._lock:
+            conn = await self._connection()
+            if last <= first:
+                return await _groups(conn, "trunks", low, high, timeout)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                began = await conn.fetchval(f"SELECT since FROM {MINUTES_SINCE}")
+                whole = min(max(first, began), last) if began is not None else last
+                rows = await _groups(conn, "trunks", low, first, timeout, before=True)
+                rows += await _groups(conn, "trunks", last, high, timeout)
+                if whole > first:
+                    rows += await _groups(conn, "trunks", first, whole, timeout, before=True)
+                if last > whole:
+                    rows += [tuple(r) for r in await conn.fetch(MINUTE_ROWS, whole, last, timeout=timeout)]
+            return rows
 
     async def measure_rows_rolled(self, since: float, until: float, now: float, timeout: float = 120.0
                                   ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
@@ -527,6 +583,23 @@ class PostgresRecords:
     async def aclose(self) -> None:
         async with self._lock:
             await self._drop_connection()
+
+
+async def _groups(conn: Any, by: str, low: datetime.datetime, high: datetime.datetime, timeout: float,
+                  before: bool = False) -> list[tuple[Any, ...]]:
+    """The groups records/measures.py folds, for trunks or spc, of the records at ``low`` or
+    later and at ``high`` or earlier (``before``: earlier only). Partition pruning keeps the
+    scan to the window's days; within them every row is read (an aggregate over all of a
+    window's calls cannot use the look-up indexes to skip any), in parallel workers when the
+    planner sees fit. Rows from before migration 2 give their verstat from ``data``."""
+    key = TOP_COLUMNS[by]
+    verstat = f"coalesce(verstat, data::jsonb ->> {VERSTAT_INDEX})"
+    extra = "trunk_rmd, implementation" if by == "trunks" else "NULL, NULL"
+    groups = "1, 2, 3, 4, 5, 6, 7" if by == "trunks" else "1, 2, 3, 4, 5"
+    sql = (f"SELECT {key}, attest, {verstat}, caller_check, spc_owner, {extra}, count(*),"
+           f" extract(epoch FROM max(at))::float8 FROM {TABLE} WHERE at >= $1 AND at {'<' if before else '<='} $2"
+           f" AND {key} IS NOT NULL GROUP BY {groups}")
+    return [tuple(row) for row in await conn.fetch(sql, low, high, timeout=timeout)]
 
 
 def _where(since: float | None, until: float | None) -> tuple[list[str], list[Any]]:

@@ -4,7 +4,8 @@ The indexed columns are the ones a traceback searches by (time, Call-ID, caller,
 callee) plus what the campaign view groups by; the whole record is kept as a JSON array
 (``record.to_row``: versioned, so a new field needs no migration). WAL mode lets several
 worker processes append while ``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes
-re-flushing a spool file harmless. All methods are synchronous: the writer calls them from
+re-flushing a spool file harmless. ``trunk_minutes`` holds per-minute roll-ups of the trunk
+groups for the score refresh (``trunk_rows``). All methods are synchronous: the writer calls them from
 a thread of its own (``writer.SqliteSink``) so the event loop never waits on the disk.
 
 Rows go in ``ROWS`` at a time, each group one multi-row INSERT, so the thread drops and

@@ -106,8 +106,8 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
             if signers:     # a report: whole hours from the roll-ups (rolled now if need be)
                 trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
                 rows = [trunk_rows, spc_rows]
-            else:           # the score refresh: the last hour or so, from the records
-                rows = [await pg.measure_rows(by, since, until) for by in views]
+            else:           # the score refresh: the minutes rolled up at each write
+                rows = [await pg.trunk_rows(since, until)]
         except Exception as exc:
             raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:

@@ -1,0 +1,100 @@
+"""The trunk score's minute roll-ups in PostgreSQL (migration 4, ``PostgresRecords.trunk_rows``)
+against a real server: the same measures as the GROUP BY over every record of the window,
+whatever the batches (a spool flushed twice, late records), the windows asked, the record times
+on and next to minute boundaries, and the minutes from before the roll-ups began."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sipguard.records import postgres
+from sipguard.records.measures import fold
+from sipguard.records.postgres import PostgresRecords
+from sipguard.records.record import CallRecord
+from tests.pg_fixtures import pg_url  # noqa: F401 (fixture)
+from tests.records_fixtures import make_record
+
+pytestmark = pytest.mark.integration
+BASE = 1_700_000_040.0   # a minute boundary
+NOW = BASE + 600
+
+
+def around(t: float) -> st.SearchStrategy[float]:
+    return st.sampled_from((t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.000001, t + 0.5))
+
+
+times = st.one_of(st.floats(min_value=BASE - 120, max_value=BASE + 480, allow_nan=False),
+                  st.integers(-2, 8).flatmap(lambda k: around(BASE + k * 60)))
+record = st.builds(
+    lambda t, trunk, attest, verstat, check: make_record(
+        0, time=t, trunk=trunk, attest=attest, verstat=verstat, caller_check=check, trunk_rmd="listed",
+        trunk_implementation="complete"),
+    times, st.sampled_from(("carrier-a", "carrier-b", None)), st.sampled_from(("A", "C", None)),
+    st.sampled_from(("TN-Validation-Passed", None)), st.sampled_from(("valid", "dno", None)))
+window = st.tuples(times, times).map(sorted)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(record, min_size=1, max_size=10), min_size=1, max_size=4),
+       again=st.booleans(), windows=st.lists(window, min_size=1, max_size=4), began=st.integers(-1, 9))
+def test_minute_roll_ups_give_what_the_group_by_over_the_window_gives(
+        pg_url: str, batches: list[list[CallRecord]], again: bool,  # noqa: F811
+        windows: list[list[float]], began: int) -> None:
+
+    async def scenario() -> None:
+        pg = PostgresRecords(pg_url, 30000)
+        try:
+            conn = await pg._connection()
+            await conn.execute(f"TRUNCATE {postgres.TABLE}, {postgres.MINUTES}")
+            await conn.execute(f"UPDATE {postgres.MINUTES_SINCE} SET since = $1", postgres.utc(BASE - 600))
+            seq = 0
+            sent = []
+            for batch in batches:
+                entries = [("w", seq + k + 1, r) for k, r in enumerate(batch)]
+                seq += len(batch)
+                sent.append(entries)
+                assert await pg.write(entries, NOW) == len(entries)
+            if again:   # a spool file flushed twice: nothing stored or counted twice
+                assert await pg.write(sent[0], NOW) == 0
+            if began >= 0:   # the roll-ups began later: the minutes before come from the records
+                first = postgres.utc(BASE + began * 60)
+                await conn.execute(f"UPDATE {postgres.MINUTES_SINCE} SET since = $1", first)
+                await conn.execute(f"DELETE FROM {postgres.MINUTES} WHERE minute < $1", first)
+            for since, until in windows:
+                got = fold(await pg.trunk_rows(since, until))
+                assert got == fold(await pg.measure_rows("trunks", since, until)), (since, until)
+        finally:
+            await pg.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_refresh_reads_the_minutes_and_migration_4_starts_them_after_itself(pg_url: str) -> None:  # noqa: F811
+    async def scenario() -> dict[str, Any]:
+        pg = PostgresRecords(pg_url, 30000)
+        try:
+            conn = await pg._connection()
+            began = await conn.fetchval(f"SELECT since FROM {postgres.MINUTES_SINCE}")
+            now = datetime.datetime.now(datetime.UTC)
+            assert began.second == 0 and now < began <= now + datetime.timedelta(minutes=1)
+            await conn.execute(f"UPDATE {postgres.MINUTES_SINCE} SET since = $1", postgres.utc(BASE - 600))
+            records = [make_record(0, time=BASE + i * 1.5, trunk="carrier-a", attest="A") for i in range(2400)]
+            for start in range(0, len(records), 400):
+                await pg.write([("w", start + k + 1, r) for k, r in enumerate(records[start:start + 400])], NOW)
+            assert await conn.fetchval(f"SELECT sum(calls) FROM {postgres.MINUTES}") == 2400
+            since, until = BASE + 10.5, BASE + 3550.25
+            got = fold(await pg.trunk_rows(since, until))["carrier-a"]
+            assert got.calls == sum(1 for r in records if since <= r.time <= until)
+            return {"calls": got.calls}
+        finally:
+            await pg.aclose()
+
+    assert asyncio.run(scenario())["calls"] > 2000

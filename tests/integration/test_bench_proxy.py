@@ -17,17 +17,22 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bench_proxy_runs_calls_through_every_kind_of_system(tmp_path: Path) -> None:
+def bench(tmp_path: Path, systems: list[str], *options: str) -> subprocess.CompletedProcess[str]:
+    """bench_proxy.py at 40 calls/s for 2 s into ``tmp_path``; skips without its tools."""
     for tool in ("sipp", "gcc", "kamailio"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed")
-    systems = ["kam-relay", "sg-proxy", "sg-redirect-verify"]
     run = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_proxy.py"), "--systems", " ".join(systems),
-         "--rates", "40", "--duration", "2", "--quiet-wait", "0", "--routing", "rr plain", "--fixed-rate", "40",
+         "--rates", "40", "--duration", "2", "--quiet-wait", "0", "--fixed-rate", "40", *options,
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def test_bench_proxy_runs_calls_through_every_kind_of_system(tmp_path: Path) -> None:
+    run = bench(tmp_path, ["kam-relay", "sg-proxy", "sg-redirect-verify"], "--routing", "rr plain")
     steps = {(r["system"], r["routing"]): r
              for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
     # a redirect relays nothing: it runs once, whatever the routing
@@ -69,16 +74,8 @@ def test_the_floor_relays_and_redirects_and_a_prefilled_file_keeps_its_history(t
     """The floor (bench/bench_floor.py) carries verified calls through sipp's relay and 302
     scenarios; --sg-prefill starts sipguard's traceback file with records (and their minute
     roll-ups), to which the step's calls are added."""
-    for tool in ("sipp", "gcc", "kamailio"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed")
     systems = ["floor-verify", "floor-redirect-verify", "sg-redirect-verify"]
-    run = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "bench_proxy.py"), "--systems", " ".join(systems),
-         "--rates", "40", "--duration", "2", "--quiet-wait", "0", "--fixed-rate", "40", "--sg-prefill", "3000",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = bench(tmp_path, systems, "--sg-prefill", "3000")
     steps = {r["system"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
     assert sorted(steps) == sorted(systems)
     for name, step in steps.items():

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import math
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from sipguard.records import postgres
 from sipguard.records.measures import fold
@@ -20,31 +18,17 @@ from sipguard.records.postgres import PostgresRecords
 from sipguard.records.record import CallRecord
 from tests.pg_fixtures import pg_url  # noqa: F401 (fixture)
 from tests.records_fixtures import make_record
+from tests.rollup_strategies import BASE, store_scenarios
 
 pytestmark = pytest.mark.integration
-BASE = 1_700_000_040.0   # a minute boundary
 NOW = BASE + 600
 
 
-def around(t: float) -> st.SearchStrategy[float]:
-    return st.sampled_from((t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.000001, t + 0.5))
-
-
-times = st.one_of(st.floats(min_value=BASE - 120, max_value=BASE + 480, allow_nan=False),
-                  st.integers(-2, 8).flatmap(lambda k: around(BASE + k * 60)))
-record = st.builds(
-    lambda t, trunk, attest, verstat, check: make_record(
-        0, time=t, trunk=trunk, attest=attest, verstat=verstat, caller_check=check, trunk_rmd="listed",
-        trunk_implementation="complete"),
-    times, st.sampled_from(("carrier-a", "carrier-b", None)), st.sampled_from(("A", "C", None)),
-    st.sampled_from(("TN-Validation-Passed", None)), st.sampled_from(("valid", "dno", None)))
-window = st.tuples(times, times).map(sorted)
 
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(record, min_size=1, max_size=10), min_size=1, max_size=4),
-       again=st.booleans(), windows=st.lists(window, min_size=1, max_size=4), began=st.integers(-1, 9))
+@given(**store_scenarios(0.000001, 4))
 def test_minute_roll_ups_give_what_the_group_by_over_the_window_gives(
         pg_url: str, batches: list[list[CallRecord]], again: bool,  # noqa: F811
         windows: list[list[float]], began: int) -> None:

@@ -6,12 +6,10 @@ to minute boundaries, and the minutes from before the roll-ups began."""
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from sipguard.records import upstreams
 from sipguard.records.measures import fold
@@ -19,25 +17,12 @@ from sipguard.records.record import CallRecord
 from sipguard.records.redis_stream import TM, TM_SINCE, RedisRecords, _minute
 from tests.records_fixtures import make_record
 from tests.redis_fixtures import RedisProcess, redis_server  # noqa: F401 (fixture)
+from tests.rollup_strategies import BASE, store_scenarios
 
 pytestmark = pytest.mark.integration
-BASE = 1_700_000_040.0   # a minute boundary
 NOW = BASE + 600
 
 
-def around(t: float) -> st.SearchStrategy[float]:
-    return st.sampled_from((t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.0004, t + 0.5))
-
-
-times = st.one_of(st.floats(min_value=BASE - 120, max_value=BASE + 480, allow_nan=False),
-                  st.integers(-2, 8).flatmap(lambda k: around(BASE + k * 60)))
-record = st.builds(
-    lambda t, trunk, attest, verstat, check: make_record(
-        0, time=t, trunk=trunk, attest=attest, verstat=verstat, caller_check=check, trunk_rmd="listed",
-        trunk_implementation="complete"),
-    times, st.sampled_from(("carrier-a", "carrier-b", None)), st.sampled_from(("A", "C", None)),
-    st.sampled_from(("TN-Validation-Passed", None)), st.sampled_from(("valid", "dno", None)))
-window = st.tuples(times, times).map(sorted)
 
 
 def reference(kept: dict[tuple[str, int], CallRecord], since: float, until: float) -> dict[str, Any]:
@@ -47,8 +32,7 @@ def reference(kept: dict[tuple[str, int], CallRecord], since: float, until: floa
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(record, min_size=1, max_size=10), min_size=1, max_size=5),
-       again=st.booleans(), windows=st.lists(window, min_size=1, max_size=4), began=st.integers(-1, 9))
+@given(**store_scenarios(0.0004, 5))
 def test_minute_roll_ups_give_what_a_scan_of_the_window_gives(
         redis_server: RedisProcess, batches: list[list[CallRecord]], again: bool,  # noqa: F811
         windows: list[list[float]], began: int) -> None:

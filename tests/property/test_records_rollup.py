@@ -5,7 +5,6 @@ between, and the record times on and around minute boundaries."""
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,33 +17,14 @@ from sipguard.records import sqlite as sqlite_mod
 from sipguard.records.measures import fold
 from sipguard.records.sqlite import MINUTE, SqliteRecords
 from tests.records_fixtures import make_record
+from tests.rollup_strategies import BASE, records, times, windows
 
-BASE = 1_700_000_040.0   # a minute boundary
-
-
-def around(t: float) -> st.SearchStrategy[float]:
-    """t itself, the doubles next to it, and a little either side."""
-    return st.sampled_from((t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.25, t + 0.5))
-
-
-times = st.one_of(
-    st.floats(min_value=BASE - 2 * MINUTE, max_value=BASE + 8 * MINUTE, allow_nan=False),
-    st.integers(-2, 8).flatmap(lambda k: around(BASE + k * MINUTE)))
-
-record = st.builds(
-    lambda t, trunk, attest, verstat, check, owner, rmd, impl: make_record(
-        0, time=t, trunk=trunk, attest=attest, verstat=verstat, caller_check=check, spc_owner=owner,
-        trunk_rmd=rmd, trunk_implementation=impl),
-    times, st.sampled_from(("carrier-a", "carrier-b", None)), st.sampled_from(("A", "B", "C", None)),
-    st.sampled_from(("TN-Validation-Passed", "TN-Validation-Failed", None)),
-    st.sampled_from(("valid", "dno", None)), st.sampled_from(("own", "other", None)),
-    st.sampled_from(("listed", "absent", None)), st.sampled_from(("complete", "partial", None)))
-
-window = st.tuples(times, times).map(sorted)
+record = records(groups=True)
+window = windows()
 op = st.one_of(
     st.tuples(st.just("write"), st.lists(record, min_size=1, max_size=12)),
     st.tuples(st.just("ask"), window),
-    st.tuples(st.just("trim"), times, st.integers(1, 6)))
+    st.tuples(st.just("trim"), times(), st.integers(1, 6)))
 
 
 def same(db: SqliteRecords, since: float, until: float) -> None:

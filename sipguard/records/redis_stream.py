@@ -83,8 +83,13 @@ class RedisRecords:
 
     async def write(self, entries: Sequence[Entry], minid: float, now: float) -> int:
         argv: list[Any] = [int(minid * 1000), LATE_MS, int(now * 1000), MAX_RANGES, TM]
+        groups: dict[tuple[Any, ...], str] = {}    # a batch holds a few groups: each written once
         for writer, seq, record in entries:
-            argv += (writer, seq, int(record.time * 1000), to_row(record), _group(record), repr(record.time))
+            key = _group_key(record)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _group(key)
+            argv += (writer, seq, int(record.time * 1000), to_row(record), group, repr(record.time))
         return int(await self._append(keys=[STREAM, LATE, SEQS, WRITERS, HIGH_WATER, TM_SINCE], args=argv))
 
     async def trunk_rows(self, since: float, until: float) -> list[tuple[Any, ...]]:
@@ -187,9 +192,11 @@ def _minute(t: float) -> int:
     return int(t * 1000) // MINUTE_MS
 
 
-def _group(r: CallRecord) -> str:
-    """A trunk record's roll-up group (what ``measures.fold`` reads), '' without a trunk."""
-    if r.trunk is None:
-        return ""
-    return json.dumps([r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd,
-                       r.trunk_implementation], separators=(",", ":"))
+def _group_key(r: CallRecord) -> tuple[Any, ...]:
+    """What ``measures.fold`` reads of a trunk record."""
+    return (r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd, r.trunk_implementation)
+
+
+def _group(key: tuple[Any, ...]) -> str:
+    """A roll-up group as append.lua stores it (JSON), '' for a record without a trunk."""
+    return "" if key[0] is None else json.dumps(key, separators=(",", ":"))

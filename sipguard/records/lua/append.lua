@@ -5,9 +5,10 @@
 -- writer, seq, record ms, json, trunk group (JSON; '' without a trunk), record time (text).
 -- Returns the number of entries added (the others were stored before: a spool file flushed twice).
 --
--- Trunk roll-ups: for each record added with a trunk, its minute's hash (prefix .. minute,
--- minute = floor(ms / 60000)) counts it under its group, and "last:" .. group keeps the
--- greatest record time; the hash expires with the records of its minute (the retention).
+-- Trunk roll-ups: each record added with a trunk counts in its minute's hash (prefix ..
+-- minute, minute = floor(ms / 60000)) under its group, and "last:" .. group keeps the
+-- greatest record time; a batch's records are summed first, one HINCRBY per minute and
+-- group. The hash expires with the records of its minute (the retention).
 -- The trunk score refresh reads whole minutes from there (records/redis_stream.py).
 --
 -- seqs: hash writer -> the sequence numbers stored for it, as sorted disjoint ranges
@@ -77,7 +78,7 @@ local function add(ranges, i, seq)
 end
 
 local added = 0
-local touched = {}
+local minutes = {}   -- roll-up key -> {minute, {group -> {calls, last time text, last time}}}
 for i = 6, #ARGV, STRIDE do
   local w, seq, ms, data = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
   local ranges = sets[w]
@@ -99,23 +100,33 @@ for i = 6, #ARGV, STRIDE do
     add(ranges, at, seq)
     added = added + 1
     local group = ARGV[i + 4]
-    if group ~= '' then
+    if group ~= '' then   -- counted here, written once per minute and group below
       local minute = math.floor(ms / 60000)
       local k = tm_prefix .. minute
-      redis.call('HINCRBY', k, group, 1)
-      local last = redis.call('HGET', k, 'last:' .. group)
-      if not last or tonumber(ARGV[i + 5]) > tonumber(last) then
-        redis.call('HSET', k, 'last:' .. group, ARGV[i + 5])
+      local m = minutes[k]
+      if m == nil then
+        m = {minute, {}}
+        minutes[k] = m
       end
-      touched[k] = minute
+      local g, t = m[2][group], tonumber(ARGV[i + 5])
+      if g == nil then
+        m[2][group] = {1, ARGV[i + 5], t}
+      else
+        g[1] = g[1] + 1
+        if t > g[3] then g[2], g[3] = ARGV[i + 5], t end
+      end
     end
   end
 end
 
 redis.call('SET', KEYS[6], math.floor(tonumber(now_ms) / 60000) + 1, 'NX')
-if minid > 0 then
-  local keep = tonumber(now_ms) - minid
-  for k, minute in pairs(touched) do redis.call('PEXPIREAT', k, (minute + 1) * 60000 + keep) end
+for k, m in pairs(minutes) do
+  for group, g in pairs(m[2]) do
+    redis.call('HINCRBY', k, group, g[1])
+    local last = redis.call('HGET', k, 'last:' .. group)
+    if not last or g[3] > tonumber(last) then redis.call('HSET', k, 'last:' .. group, g[2]) end
+  end
+  if minid > 0 then redis.call('PEXPIREAT', k, (m[1] + 1) * 60000 + (tonumber(now_ms) - minid)) end
 end
 
 for w, ranges in pairs(sets) do

@@ -99,3 +99,31 @@ def test_the_score_refresh_reads_minutes_not_the_window(redis_server: RedisProce
             await rs.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_script_refuses_a_batch_whose_record_time_is_not_a_number(redis_server: RedisProcess) -> None:  # noqa: F811
+    """Checked before anything is written: a half-written batch would count records twice."""
+    import redis
+
+    from sipguard.records import redis_stream
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/13"
+
+    async def scenario() -> None:
+        rs = RedisRecords(url)
+        try:
+            await rs.client.flushdb()
+            good = make_record(0, time=BASE, trunk="carrier-a")
+            argv = [0, redis_stream.LATE_MS, int(NOW * 1000), redis_stream.MAX_RANGES, TM]
+            argv += ["w", 1, int(BASE * 1000), "[]", redis_stream._group(redis_stream._group_key(good)), repr(BASE)]
+            argv += ["w", 2, int(BASE * 1000), "[]", redis_stream._group(redis_stream._group_key(good)), "nan?"]
+            keys = [redis_stream.STREAM, redis_stream.LATE, redis_stream.SEQS, redis_stream.WRITERS,
+                    redis_stream.HIGH_WATER, TM_SINCE]
+            with pytest.raises(redis.ResponseError, match="bad sequence number or time"):
+                await rs._append(keys=keys, args=argv)
+            assert await rs.client.xlen(redis_stream.STREAM) == 0
+            assert await rs.client.keys(TM + "*") == []
+        finally:
+            await rs.aclose()
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ choice, and a traceback look-up (one caller, a 5-minute window) over many genera
     .venv/bin/python bench/bench_records_pg.py drivers [--n 50000]
     .venv/bin/python bench/bench_records_pg.py lookup [--rows 10000000] [--days 1] [--callers 2000000]
     .venv/bin/python bench/bench_records_pg.py partitions [--days 549]
+    .venv/bin/python bench/bench_records_pg.py score [--rate 1000] [--window 3600] [--writers 2]
 
 Each run makes its own database (sg_bench_<random>) on --url's server (default the local one,
 127.0.0.1:5432, user postgres) and drops it at the end. ``insert``: --writers processes, each
@@ -18,6 +19,12 @@ random callers in 5-minute windows; prints the latency spread, the plan and the 
 the caller index (pageinspect) to extrapolate from. ``partitions``: --days empty day
 partitions (18 months' worth), then look-ups on fresh connections, as the CLI makes them:
 what the number of partitions alone costs a query (planning, pruning, catalog).
+``score``: one trunk score refresh (records/upstreams.py ScoreRefresher) over ``--window``
+seconds of records at ``--rate`` calls/s, written through the service's writer with the
+minute roll-ups on from the window's start: the GROUP BY over every record of the window
+(``measure_rows``, before session 16) against ``trunk_rows`` (the roll-ups), a minute of
+records later. The server backend's CPU (/proc/PID/stat, parallel workers off so that one
+process does it all); per call: one refresh a worker (--writers) each minute over 60 x rate calls.
 """
 
 from __future__ import annotations
@@ -62,6 +69,59 @@ def make_db(server: str) -> str:
 
 def drop_db(server: str, url: str) -> None:
     asyncio.run(_admin(f"{server}/postgres", f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)"))
+
+
+# -- score --------------------------------------------------------------------------------
+def score(server: str, rate: int, window: int, workers: int) -> None:
+    from sipguard.records.measures import fold
+
+    url = make_db(server)
+    rnd = random.Random(1)
+    trunks = [f"carrier-{k}" for k in range(8)]
+
+    def records(start: float, count: int) -> list[Any]:
+        return [make_record(0, time=start + i / rate, call_id=f"{rnd.getrandbits(64):016x}@10.0.0.1",
+                            caller=f"1202{rnd.randrange(100000):07d}", trunk=rnd.choice(trunks),
+                            attest=rnd.choice(("A", "B", "C", None)), caller_check=rnd.choice(("valid", "dno")),
+                            verstat=rnd.choice(("TN-Validation-Passed", "No-TN-Validation")), trunk_rmd="listed",
+                            trunk_implementation="complete") for i in range(count)]
+
+    async def go() -> None:
+        pg = PostgresRecords(url, 30000)
+        conn = await pg._connection()
+        now = time.time()
+        await conn.execute(f"UPDATE {postgres.MINUTES_SINCE} SET since = $1", postgres.utc(now - window - 60))
+        t0, seq = time.monotonic(), 0
+        for first in range(0, rate * window, 5000):
+            await pg.write([("p", seq + k, r) for k, r in enumerate(records(now - window + first / rate, 5000))], now)
+            seq += 5000
+        await conn.execute("VACUUM ANALYZE")
+        print(f"score: {seq:,} records over {window} s written in {time.monotonic() - t0:.0f} s")
+        await conn.execute("SET max_parallel_workers_per_gather = 0")
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+
+        def cpu() -> float:
+            fields = open(f"/proc/{backend}/stat").read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        await pg.write([("p", seq + k, r) for k, r in enumerate(records(now, rate * 60))], now + 60)
+        later = now + 60
+        c0 = cpu()
+        old = await pg.measure_rows("trunks", later - window, later)
+        c1 = cpu()
+        new = await pg.trunk_rows(later - window, later)
+        c2 = cpu()
+        assert fold(old) == fold(new)
+        per_call = workers / (60 * rate) * 1e6
+        print(f"score rate={rate} window={window} s workers={workers}: backend CPU a refresh, GROUP BY over the"
+              f" window {c1 - c0:.2f} s ({(c1 - c0) * per_call:.0f} us/call); minute roll-ups {c2 - c1:.3f} s"
+              f" ({(c2 - c1) * per_call:.1f} us/call)")
+        await pg.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        drop_db(server, url)
 
 
 # -- insert -------------------------------------------------------------------------------
@@ -349,7 +409,9 @@ def bench_partitions(server: str, days: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("insert", "drivers", "lookup", "partitions"))
+    ap.add_argument("what", choices=("insert", "drivers", "lookup", "partitions", "score"))
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--window", type=int, default=3600)
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432", help="server, without a database")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--writers", type=int, default=2)
@@ -365,6 +427,8 @@ def main() -> None:
         bench_drivers(args.url, args.n or 50_000)
     elif args.what == "partitions":
         bench_partitions(args.url, args.days or 549)
+    elif args.what == "score":
+        score(args.url, args.rate, args.window, args.writers)
     else:
         bench_lookup(args.url, args.rows, args.days or 1, args.callers, args.lookups)
 

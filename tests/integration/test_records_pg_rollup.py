@@ -82,3 +82,26 @@ def test_the_refresh_reads_the_minutes_and_migration_4_starts_them_after_itself(
             await pg.aclose()
 
     assert asyncio.run(scenario())["calls"] > 2000
+
+
+def test_a_database_without_the_roll_ups_is_read_from_the_records(pg_url: str) -> None:  # noqa: F811
+    """A read-only replica still at migration 3 (or a user who may not migrate): the refresh
+    reads the records, as before."""
+    async def scenario() -> None:
+        pg = PostgresRecords(pg_url, 30000)
+        try:
+            records = [make_record(0, time=BASE + i * 7.5, trunk="carrier-a", attest="B") for i in range(80)]
+            await pg.write([("w", i + 1, r) for i, r in enumerate(records)], NOW)
+            conn = await pg._connection()
+            await conn.execute(f"DROP TABLE {postgres.MINUTES_SINCE}, {postgres.MINUTES}")
+            reader = PostgresRecords(pg_url, 30000, writer=False)
+            try:
+                got = fold(await reader.trunk_rows(BASE + 20, BASE + 500))
+                assert got == fold(await reader.measure_rows("trunks", BASE + 20, BASE + 500))
+                assert got["carrier-a"].calls == sum(1 for r in records if BASE + 20 <= r.time <= BASE + 500)
+            finally:
+                await reader.aclose()
+        finally:
+            await pg.aclose()
+
+    asyncio.run(scenario())

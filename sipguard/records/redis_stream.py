@@ -23,6 +23,10 @@ Layout (one hash tag, so the script's keys share a cluster slot):
                             minutes from here, the trunk score refresh's query.
 ``sipguard:{tb}:tm_since``  the first minute the roll-ups hold whole (the minute after this
                             version's first write); earlier minutes are read from the stream.
+``sipguard:{tb}:moved``     sorted set, score = record ms, member = entry ID, for every entry whose
+                            ID is not its record's ms (written since tm_since's version): the
+                            other entries' IDs are their times, so a time range from then on
+                            is an exact ``XRANGE`` plus these (``trunk_rows``' edges).
 
 Caller, callee and Call-ID lookups are a scan of the time window (traceback requests
 give a time; ``--window`` defaults to 5 minutes each side) filtered in Python; a lookup
@@ -51,6 +55,7 @@ SCAN_CHUNK = 2000
 MAX_RANGES = 64           # gaps remembered per writer before the oldest is closed (append.lua)
 TM = "sipguard:{tb}:tm:"    # + minute: the trunk roll-ups of that minute
 TM_SINCE = "sipguard:{tb}:tm_since"
+MOVED = "sipguard:{tb}:moved"
 MINUTE_MS = 60_000
 
 # lua/append.lua: XADD + the per-writer set of stored sequence numbers, atomically
@@ -90,7 +95,8 @@ class RedisRecords:
             if group is None:
                 group = groups[key] = _group(key)
             argv += (writer, seq, int(record.time * 1000), to_row(record), group, repr(record.time))
-        return int(await self._append(keys=[STREAM, LATE, SEQS, WRITERS, HIGH_WATER, TM_SINCE], args=argv))
+        return int(await self._append(keys=[STREAM, LATE, SEQS, WRITERS, HIGH_WATER, TM_SINCE, MOVED],
+                                      args=argv))
 
     async def trunk_rows(self, since: float, until: float) -> list[tuple[Any, ...]]:
         """The rows ``measures.fold`` reads for the trunks of [since, until], as a scan of the
@@ -104,7 +110,8 @@ class RedisRecords:
         first = _minute(since) + 1
         last = _minute(until)
         began = await self.client.get(TM_SINCE)
-        whole = max(first, int(began)) if began is not None else last
+        start = int(began) if began is not None else None
+        whole = max(first, start) if start is not None else last
         rows: list[tuple[Any, ...]] = []
         if last > whole:
             pipe = self.client.pipeline(transaction=False)
@@ -116,11 +123,15 @@ class RedisRecords:
                         rows.append((*json.loads(name), int(calls), float(fields[b"last:" + name])))
         else:
             whole = last
-        # the rest from the stream: [since, whole) and [last, until] by minute
-        for lo, hi, keep in ((since, whole * 60.0, lambda m: m < whole), (last * 60.0 - 1, until, lambda m: m >= last)):
+        # the rest from the stream: [since, whole) and [last, until] by minute; exactly the
+        # entries of that time where all were written with the moved set (since tm_since)
+        for lo, hi, keep, exact in ((since, whole * 60.0, lambda m: m < whole, start is not None
+                                     and _minute(since) >= start),
+                                    (last * 60.0 - 1, until, lambda m: m >= last, start is not None and last >= start)):
             if hi < lo:
                 continue
-            async for r in self.scan(max(lo, since), min(hi, until)):
+            lo, hi = max(lo, since), min(hi, until)
+            async for r in (self._exact(lo, hi) if exact else self.scan(lo, hi)):
                 if r.trunk is not None and since <= r.time <= until and keep(_minute(r.time)):
                     rows.append((r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd,
                                  r.trunk_implementation, 1, r.time))
@@ -175,6 +186,26 @@ class RedisRecords:
                 continue
             for _, fields in await self.client.xrange(STREAM, entry_id, entry_id):
                 yield _decode(fields)
+
+    async def _exact(self, since: float, until: float) -> Any:
+        """The entries whose record time may be in [since, until], without the late margin of
+        ``scan``: those whose ID is in that range of ms (an ID is its record's ms unless the
+        entry is in MOVED) and those of MOVED by record ms. For times written since tm_since."""
+        start, end = int(since * 1000), int(until * 1000)
+        seen: set[bytes] = set()
+        low = str(start)
+        while True:
+            chunk = await self.client.xrange(STREAM, low, str(end), count=SCAN_CHUNK)
+            for entry_id, fields in chunk:
+                seen.add(entry_id)
+                yield _decode(fields)
+            if len(chunk) < SCAN_CHUNK:
+                break
+            low = "(" + chunk[-1][0].decode()
+        for entry_id in await self.client.zrangebyscore(MOVED, start, end):
+            if entry_id not in seen:
+                for _, fields in await self.client.xrange(STREAM, entry_id, entry_id):
+                    yield _decode(fields)
 
     async def count(self) -> int:
         return int(await self.client.xlen(STREAM))

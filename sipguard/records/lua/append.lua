@@ -1,6 +1,7 @@
 -- append.lua: call records into the stream, idempotent on (writer, seq) whatever the order.
 -- KEYS: stream, late, seqs, writers, hw (the high-water hash of earlier versions: read, then
--- dropped), tm_since (the first minute the trunk roll-ups hold whole).
+-- dropped), tm_since (the first minute the trunk roll-ups hold whole), moved (every entry
+-- whose ID had to differ from its record's ms, by record ms: with it a time range is exact).
 -- ARGV: minid ms, late ms, now ms, max ranges, the roll-up keys' prefix, then per record:
 -- writer, seq, record ms, json, trunk group (JSON; '' without a trunk), record time (text).
 -- Returns the number of entries added (the others were stored before: a spool file flushed twice).
@@ -96,6 +97,7 @@ for i = 6, #ARGV, STRIDE do
       if id_ms - ms > late_ms then
         redis.call('ZADD', KEYS[2], ms, ok)
       end
+      redis.call('ZADD', KEYS[7], ms, ok)   -- every entry whose ID is not its record's ms
     end
     add(ranges, at, seq)
     added = added + 1
@@ -143,6 +145,7 @@ if minid > 0 then
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. minid)
   for _, id in ipairs(expired) do redis.call('XDEL', KEYS[1], id) end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. minid)
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. minid)
   local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. minid)
   for _, w in ipairs(old) do
     redis.call('HDEL', KEYS[3], w)

@@ -167,8 +167,23 @@ class RedisRecords:
 
     async def scan(self, since: float | None, until: float | None) -> Any:
         """Every record whose time may be in [since, until] (callers filter exactly)."""
-        start = "-" if since is None else str(int(since * 1000))
-        end = "+" if until is None else str(int(until * 1000) + LATE_MS)
+        async for r in self._entries("-" if since is None else str(int(since * 1000)),
+                                     "+" if until is None else str(int(until * 1000) + LATE_MS), LATE,
+                                     "-inf" if since is None else int(since * 1000),
+                                     "+inf" if until is None else int(until * 1000)):
+            yield r
+
+    async def _exact(self, since: float, until: float) -> Any:
+        """The entries whose record time may be in [since, until], without the late margin of
+        ``scan``: those whose ID is in that range of ms (an ID is its record's ms unless the
+        entry is in MOVED) and those of MOVED by record ms. For times written since tm_since."""
+        start, end = int(since * 1000), int(until * 1000)
+        async for r in self._entries(str(start), str(end), MOVED, start, end):
+            yield r
+
+    async def _entries(self, start: str, end: str, listed: str, low: int | str, high: int | str) -> Any:
+        """The records of the entries with IDs in [start, end], read SCAN_CHUNK at a time, then
+        those the sorted set ``listed`` holds with a score in [low, high] that were not among them."""
         seen: set[bytes] = set()
         while True:
             chunk = await self.client.xrange(STREAM, start, end, count=SCAN_CHUNK)
@@ -178,31 +193,7 @@ class RedisRecords:
             if len(chunk) < SCAN_CHUNK:
                 break
             start = "(" + chunk[-1][0].decode()
-        low = "-inf" if since is None else int(since * 1000)
-        high = "+inf" if until is None else int(until * 1000)
-        late_ids = await self.client.zrangebyscore(LATE, low, high)
-        for entry_id in late_ids:
-            if entry_id in seen:
-                continue
-            for _, fields in await self.client.xrange(STREAM, entry_id, entry_id):
-                yield _decode(fields)
-
-    async def _exact(self, since: float, until: float) -> Any:
-        """The entries whose record time may be in [since, until], without the late margin of
-        ``scan``: those whose ID is in that range of ms (an ID is its record's ms unless the
-        entry is in MOVED) and those of MOVED by record ms. For times written since tm_since."""
-        start, end = int(since * 1000), int(until * 1000)
-        seen: set[bytes] = set()
-        low = str(start)
-        while True:
-            chunk = await self.client.xrange(STREAM, low, str(end), count=SCAN_CHUNK)
-            for entry_id, fields in chunk:
-                seen.add(entry_id)
-                yield _decode(fields)
-            if len(chunk) < SCAN_CHUNK:
-                break
-            low = "(" + chunk[-1][0].decode()
-        for entry_id in await self.client.zrangebyscore(MOVED, start, end):
+        for entry_id in await self.client.zrangebyscore(listed, low, high):
             if entry_id not in seen:
                 for _, fields in await self.client.xrange(STREAM, entry_id, entry_id):
                     yield _decode(fields)

@@ -133,8 +133,7 @@ class RedisRecords:
             lo, hi = max(lo, since), min(hi, until)
             async for r in (self._exact(lo, hi) if exact else self.scan(lo, hi)):
                 if r.trunk is not None and since <= r.time <= until and keep(_minute(r.time)):
-                    rows.append((r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd,
-                                 r.trunk_implementation, 1, r.time))
+                    rows.append((*_group_key(r), 1, r.time))
         return rows
 
     async def ping(self) -> bool:

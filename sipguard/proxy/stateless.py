@@ -42,7 +42,7 @@ from sipguard.proxy.messages import (
 )
 from sipguard.sip import Request, Response, Via, parse_via, relay
 from sipguard.sip.address import tag_of, uri_of
-from sipguard.sip.message import ENC, ERRORS
+from sipguard.sip.message import COMMA, ENC, ERRORS
 from sipguard.sip.relay import FastRequest, FastResponse
 from sipguard.trunks import Peers, TrunkTable
 
@@ -166,7 +166,7 @@ class StatelessRelay:
         route = -1
         if "route" in msg.keys:
             found = msg.only("route")
-            if found is None or b"," in msg.lines[found]:
+            if found is None or COMMA in msg.lines[found]:
                 return False
             route = found
         via = parse_via(msg.value(req.via))

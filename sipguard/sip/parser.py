@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sipguard.sip import headers as hdr
 from sipguard.sip.errors import SipParseError
-from sipguard.sip.message import ENC, ERRORS, MAX_SIZE, METHOD, Message, Request, Response
+from sipguard.sip.message import COMMA, ENC, ERRORS, MAX_SIZE, METHOD, RANGLE, Message, Request, Response
 
 try:  # the byte-level pieces in C (sipguard/sip/_fast.c) when built; the Python here defines them
     from sipguard.sip import _fast
@@ -157,7 +157,7 @@ def _content_length(lines: list[tuple[str, bytes]], index: dict[str, list[int]],
     values = [lines[pos][1][lines[pos][1].index(b":") + 1:].strip() for pos in positions]
     if not values:
         return body, False
-    if len(values) > 1 or b"," in values[0]:
+    if len(values) > 1 or COMMA in values[0]:
         raise SipParseError("more than one Content-Length")
     text = values[0]
     if not text.isdigit() or len(text) > 9:
@@ -328,4 +328,4 @@ def _has_tag(req: Request) -> bool:
         return "tag" in req.to.params
     except SipParseError:
         line = next((line for k, line in req._lines if k == "to"), b"")
-        return _TAG.search(line.partition(b">")[2] if b">" in line else line) is not None
+        return _TAG.search(line.partition(b">")[2] if RANGLE in line else line) is not None

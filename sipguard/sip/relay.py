@@ -32,7 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sipguard.sip.address import split_list
-from sipguard.sip.message import ENC, ERRORS, MAX_VALUES, cseq_value, max_forwards_value, without_first
+from sipguard.sip.message import (
+    COMMA,
+    ENC,
+    ERRORS,
+    LANGLE,
+    MAX_VALUES,
+    cseq_value,
+    max_forwards_value,
+    without_first,
+)
 from sipguard.sip.parser import _METHODS, _NAMES, _REQUIRED, MAX_LINES, known_keys_re
 
 try:  # the byte-level pieces in C (sipguard/sip/_fast.c) when built; the Python here defines them
@@ -180,7 +189,7 @@ def response_py(data: bytes, max_size: int) -> FastResponse | None:
     if len(vias) > MAX_VALUES:
         return None
     top = vias[0]
-    if any(b"," in lines[i] for i in vias):
+    if any(COMMA in lines[i] for i in vias):
         return _listed(msg, int(code), cseq, vias)
     value = msg.value(top)
     if not value:
@@ -258,7 +267,7 @@ def request_py(data: bytes, max_size: int) -> FastRequest | None:
         return None
     keys = msg.keys
     via = keys.index("via")
-    if b"," in msg.lines[via] or not msg.value(via):
+    if COMMA in msg.lines[via] or not msg.value(via):
         return None
     mf_line = msg.only("max-forwards")
     if mf_line is None:
@@ -330,7 +339,7 @@ def overload_answer(data: bytes, headers: bytes, tag_prefix: bytes, max_size: in
     if not vias or from_ is None or to is None or call_id is None or cseq is None:
         return None
     value = to[to.find(b":") + 1:]
-    if _TAG_PARAM.search(value, value.rfind(b">") + 1 if b"<" in value else 0):
+    if _TAG_PARAM.search(value, value.rfind(b">") + 1 if LANGLE in value else 0):
         return None
     top = vias[0]
     if live is not None and live(data, top[top.find(b":") + 1:].decode(ENC, ERRORS).strip()):

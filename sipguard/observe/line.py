@@ -69,8 +69,8 @@ _second = _Second()
 
 def log_decision(record: CallRecord) -> None:
     """``record``'s decision line, if decision lines are on: appended to the handler's pending
-    lines for its timer on the running event loop (written at once without one, or when
-    MAX_PENDING wait), or through ``logging`` when another handler or a filter is on the way.
+    lines for its timer on the running event loop (written at once when no flush is due on a
+    running loop and this thread runs none, or when MAX_PENDING wait), or through ``logging`` when another handler or a filter is on the way.
     The append takes no lock: only the loop's thread appends, and ``write_pending`` (under the
     handler's lock) takes the lines it saw and leaves those added meanwhile."""
     level = STATE.level
@@ -83,6 +83,11 @@ def log_decision(record: CallRecord) -> None:
         return
     pending: list[str] = handler.pending
     pending.append(decision_line(record, time.time(), level))
+    timer_on = handler.timer_on
+    if timer_on is not None and len(pending) < MAX_PENDING and timer_on.is_running():
+        # a flush is due on a running loop: most lines stop here, without get_running_loop
+        # (a getpid system call each time in CPython 3.11)
+        return
     try:
         loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:   # no event loop in this thread: now

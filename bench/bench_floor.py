@@ -84,6 +84,12 @@ class Floor(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.handle(data, addr)
+        except (ValueError, IndexError, OSError):  # a field it cannot read (Max-Forwards, a port): dropped
+            return
+
+    def handle(self, data: bytes, addr: tuple[str, int]) -> None:
         end = data.find(CRLF + CRLF)
         if end < 0:
             return

@@ -478,7 +478,8 @@ class PostgresRecords:
         reading every record of the window: its whole minutes from ``sipguard_trunk_minutes``
         (each write adds its new records there, in its own transaction), the partial minutes at
         its two ends and any minutes before the roll-ups began (migration 4) from the records,
-        in one snapshot. What the trunk score refresh reads every minute in every worker."""
+        in one snapshot. A window in seconds, read exactly; the trunk score refresh asks whole
+        minutes (``trunk_minutes``)."""
         low, high = utc(since), utc(until)
         first = low.replace(second=0, microsecond=0)
         if first < low:
@@ -489,17 +490,23 @@ class PostgresRecords:
             if last <= first:
                 return await _groups(conn, "trunks", low, high, timeout)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                # a replica behind migration 4 has no roll-ups: the whole window from the records
-                began = await conn.fetchval(f"SELECT since FROM {MINUTES_SINCE}") if await conn.fetchval(
-                    "SELECT to_regclass($1) IS NOT NULL", MINUTES_SINCE) else None
-                whole = min(max(first, began), last) if began is not None else last
                 rows = await _groups(conn, "trunks", low, first, timeout, before=True)
                 rows += await _groups(conn, "trunks", last, high, timeout)
-                if whole > first:
-                    rows += await _groups(conn, "trunks", first, whole, timeout, before=True)
-                if last > whole:
-                    rows += [tuple(r) for r in await conn.fetch(MINUTE_ROWS, whole, last, timeout=timeout)]
+                rows += await _minutes(conn, first, last, timeout)
             return rows
+
+    async def trunk_minutes(self, first: int, last: int, timeout: float = 120.0) -> list[tuple[Any, ...]]:
+        """The rows ``measures.fold`` reads for the trunk records of the whole minutes
+        [first, last) (minutes since the epoch, UTC), in one snapshot: the minute roll-ups,
+        and the records for minutes before the roll-ups began. What the trunk score refresh
+        reads every minute in every worker (``upstreams.measures``): a window of whole minutes
+        has no partial minute at its ends to group from the records."""
+        if last <= first:
+            return []
+        async with self._lock:
+            conn = await self._connection()
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await _minutes(conn, utc(first * 60.0), utc(last * 60.0), timeout)
 
     async def measure_rows_rolled(self, since: float, until: float, now: float, timeout: float = 120.0
                                   ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
@@ -585,6 +592,22 @@ class PostgresRecords:
     async def aclose(self) -> None:
         async with self._lock:
             await self._drop_connection()
+
+
+async def _minutes(conn: Any, first: datetime.datetime, last: datetime.datetime,
+                   timeout: float) -> list[tuple[Any, ...]]:
+    """The trunk rows of the whole minutes [first, last), inside the caller's transaction:
+    from ``MINUTES`` from the minute the roll-ups began, from the records before it (a replica
+    behind migration 4 has no roll-ups: all from the records)."""
+    began = await conn.fetchval(f"SELECT since FROM {MINUTES_SINCE}") if await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", MINUTES_SINCE) else None
+    whole = min(max(first, began), last) if began is not None else last
+    rows: list[tuple[Any, ...]] = []
+    if whole > first:
+        rows += await _groups(conn, "trunks", first, whole, timeout, before=True)
+    if last > whole:
+        rows += [tuple(r) for r in await conn.fetch(MINUTE_ROWS, whole, last, timeout=timeout)]
+    return rows
 
 
 async def _groups(conn: Any, by: str, low: datetime.datetime, high: datetime.datetime, timeout: float,

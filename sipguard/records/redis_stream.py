@@ -100,18 +100,48 @@ class RedisRecords:
 
     async def trunk_rows(self, since: float, until: float) -> list[tuple[Any, ...]]:
         """The rows ``measures.fold`` reads for the trunks of [since, until], as a scan of the
-        window would give them: the whole minutes after since's and before until's from the
-        minute roll-ups (append.lua), the rest (the two partial minutes, and minutes before the
-        roll-ups began) from the stream. A minute is ``int(t * 1000) // 60000``, what the
-        script computes from the ms it is given; that is monotonic in t, so a record of a whole
-        minute lies strictly inside the window and each record is counted once. What the trunk
-        score refresh reads every minute in every worker: a scan of an hour of records was
-        millions of entries decoded on the event loop at a gateway's rate."""
+        window would give them: the whole minutes after since's and before until's as
+        ``trunk_minutes`` reads them, the two partial minutes at its ends from the stream. A
+        minute is ``int(t * 1000) // 60000``, what the script computes from the ms it is given;
+        that is monotonic in t, so a record of a whole minute lies strictly inside the window
+        and each record is counted once. A window in seconds, read exactly; the trunk score
+        refresh asks whole minutes, which have no partial minute to decode."""
         first = _minute(since) + 1
         last = _minute(until)
+        start = await self._roll_start()
+
+        def window(m_ok: Callable[[int], bool]) -> Callable[[CallRecord], bool]:
+            return lambda r: since <= r.time <= until and m_ok(_minute(r.time))
+
+        if last <= first:
+            return await self._stream_rows(since, until, window(lambda m: True),
+                                           start is not None and _minute(since) >= start)
+        rows = await self._stream_rows(since, first * 60.0, window(lambda m: m < first),
+                                       start is not None and _minute(since) >= start)
+        rows += await self._stream_rows(last * 60.0 - 1, until, window(lambda m: m >= last),
+                                        start is not None and last >= start)
+        return rows + await self._minutes(first, last, start)
+
+    async def trunk_minutes(self, first: int, last: int) -> list[tuple[Any, ...]]:
+        """The rows ``measures.fold`` reads for the trunk records of the whole minutes
+        [first, last) (a record's minute: ``int(t * 1000) // 60000``): the minute roll-ups
+        (append.lua), and the stream for minutes before the roll-ups began. What the trunk
+        score refresh reads every minute in every worker (``upstreams.measures``): the partial
+        minutes at the ends of a window in seconds were up to two minutes of entries decoded
+        on the event loop, about 30 us a call at 1,000 calls/s with two workers (bench/RESULTS.md)."""
+        if last <= first:
+            return []
+        return await self._minutes(first, last, await self._roll_start())
+
+    async def _roll_start(self) -> int | None:
+        """The first minute the roll-ups hold whole (None: no roll-up written yet)."""
         began = await self.client.get(TM_SINCE)
-        start = int(began) if began is not None else None
-        whole = max(first, start) if start is not None else last
+        return int(began) if began is not None else None
+
+    async def _minutes(self, first: int, last: int, start: int | None) -> list[tuple[Any, ...]]:
+        """The rows of the whole minutes [first, last): from the roll-ups from ``start`` on,
+        the minutes before it from the stream, by minute (an entry's ID range is its ms)."""
+        whole = min(max(first, start), last) if start is not None else last
         rows: list[tuple[Any, ...]] = []
         if last > whole:
             pipe = self.client.pipeline(transaction=False)
@@ -121,19 +151,22 @@ class RedisRecords:
                 for name, calls in fields.items():
                     if not name.startswith(b"last:"):
                         rows.append((*json.loads(name), int(calls), float(fields[b"last:" + name])))
-        else:
-            whole = last
-        # the rest from the stream: [since, whole) and [last, until] by minute; exactly the
-        # entries of that time where all were written with the moved set (since tm_since)
-        for lo, hi, keep, exact in ((since, whole * 60.0, lambda m: m < whole, start is not None
-                                     and _minute(since) >= start),
-                                    (last * 60.0 - 1, until, lambda m: m >= last, start is not None and last >= start)):
-            if hi < lo:
-                continue
-            lo, hi = max(lo, since), min(hi, until)
-            async for r in (self._exact(lo, hi) if exact else self.scan(lo, hi)):
-                if r.trunk is not None and since <= r.time <= until and keep(_minute(r.time)):
-                    rows.append((*_group_key(r), 1, r.time))
+        if whole > first:
+            rows += await self._stream_rows(first * 60.0, whole * 60.0,
+                                            lambda r: first <= _minute(r.time) < whole, False)
+        return rows
+
+    async def _stream_rows(self, lo: float, hi: float, keep: Callable[[CallRecord], bool],
+                           exact: bool) -> list[tuple[Any, ...]]:
+        """One row a trunk record ``keep`` takes among the stream's records of [lo, hi]: read
+        exactly (``_exact``) where every entry was written with the moved set, else with
+        scan's late margin."""
+        rows: list[tuple[Any, ...]] = []
+        if hi < lo:
+            return rows
+        async for r in (self._exact(lo, hi) if exact else self.scan(lo, hi)):
+            if r.trunk is not None and keep(r):
+                rows.append((*_group_key(r), 1, r.time))
         return rows
 
     async def ping(self) -> bool:

@@ -247,8 +247,8 @@ class SqliteRecords:
         reading every record of the window: the whole minutes inside it come from
         ``trunk_minutes``, the records' groups a minute (``roll``), and only the two partial
         minutes at its ends (and the records written since the last roll) from the records.
-        What the trunk score refresh reads every minute in every worker: a GROUP BY over an
-        hour of records was millions of rows at a gateway's rate (bench/RESULTS.md).
+        A window in seconds, read exactly; the trunk score refresh asks whole minutes
+        (``trunk_minutes``), which have no partial minute to read.
 
         Minute m holds the records with ``CAST(time / 60 AS INTEGER) = m``, SQLite's double
         division, which Python's ``int(t / 60)`` repeats exactly; the division is monotonic,
@@ -269,23 +269,57 @@ class SqliteRecords:
                 return self._measure("trunks", "time >= ? AND time <= ?", (since, until))
             db.execute("BEGIN")   # one snapshot: the mark and the rows agree
             try:
-                rolled, complete = db.execute("SELECT rolled, complete_from FROM trunk_minutes_mark").fetchone() \
-                    or (0, last)
-                split = min(max(first, complete), last)
-                by_minute = f"{_BUCKET} >= ? AND {_BUCKET} < ?"
                 rows = self._measure("trunks", f"time >= ? AND time <= ? AND {_BUCKET} < ?",
                                      (since, first * MINUTE, first))
                 rows += self._measure("trunks", f"time >= ? AND time <= ? AND {_BUCKET} >= ?",
                                       (last * MINUTE - 1, until, last))
-                if split > first:     # minutes the roll-ups do not hold (yet): from the records
-                    rows += self._measure("trunks", f"time >= ? AND time <= ? AND {by_minute}",
-                                          (first * MINUTE - 1, split * MINUTE + 1, first, split))
-                if last > split:
-                    rows += db.execute(_ROLLED, (split, last)).fetchall()
-                    rows += self._measure("trunks", f"id > ? AND {by_minute}", (rolled, split, last))
+                rows += self._minutes(first, last)
             finally:
                 db.execute("COMMIT")
             return rows
+
+    def trunk_minutes(self, first: int, last: int) -> list[tuple[Any, ...]]:
+        """The rows ``measures.fold`` reads for the trunk records of the whole minutes
+        [first, last) (a record's minute: ``CAST(time / 60 AS INTEGER)``), from
+        ``trunk_minutes`` and, for minutes the roll-ups do not hold (yet), the records. What the
+        trunk score refresh reads every minute in every worker (``upstreams.measures``): a
+        window of whole minutes has no partial minute to read from the records at its ends,
+        which at a gateway's rate were a minute of records a refresh (bench/RESULTS.md)."""
+        if last <= first:
+            return []
+        by_minute = f"time >= ? AND time <= ? AND {_BUCKET} >= ? AND {_BUCKET} < ?"
+        try:
+            self.roll(first * MINUTE)
+        except sqlite3.Error as exc:   # the file refuses writes (full, read-only): the records
+            log.info("records: trunk minutes not rolled up (%s); reading the records", exc)
+            with self._lock:
+                return self._measure("trunks", by_minute, (first * MINUTE - 1, last * MINUTE + 1, first, last))
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN")   # one snapshot: the mark and the rows agree
+            try:
+                return self._minutes(first, last)
+            finally:
+                db.execute("COMMIT")
+
+    def _minutes(self, first: int, last: int) -> list[tuple[Any, ...]]:
+        """The rows of the whole minutes [first, last), inside the caller's transaction: the
+        minutes rolled up from ``trunk_minutes`` plus the records written since the last roll
+        (past the mark), the minutes before the roll-ups are complete from the records (by
+        time, a second of margin for the division, then by minute exactly)."""
+        db = self._conn()
+        rolled, complete = db.execute("SELECT rolled, complete_from FROM trunk_minutes_mark").fetchone() \
+            or (0, last)
+        split = min(max(first, complete), last)
+        by_minute = f"{_BUCKET} >= ? AND {_BUCKET} < ?"
+        rows: list[tuple[Any, ...]] = []
+        if split > first:     # minutes the roll-ups do not hold (yet): from the records
+            rows += self._measure("trunks", f"time >= ? AND time <= ? AND {by_minute}",
+                                  (first * MINUTE - 1, split * MINUTE + 1, first, split))
+        if last > split:
+            rows += db.execute(_ROLLED, (split, last)).fetchall()
+            rows += self._measure("trunks", f"id > ? AND {by_minute}", (rolled, split, last))
+        return rows
 
     def roll(self, keep_since: float) -> int:
         """Fold the records written since the last roll into ``trunk_minutes`` (each record

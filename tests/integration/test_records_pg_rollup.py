@@ -55,6 +55,11 @@ def test_minute_roll_ups_give_what_the_group_by_over_the_window_gives(
             for since, until in windows:
                 got = fold(await pg.trunk_rows(since, until))
                 assert got == fold(await pg.measure_rows("trunks", since, until)), (since, until)
+                # the refresh's whole minutes, against the GROUP BY over every record of them
+                first, last = int(since // 60), int(until // 60) + 1
+                assert fold(await pg.trunk_minutes(first, last)) == fold(await postgres._groups(
+                    conn, "trunks", postgres.utc(first * 60.0), postgres.utc(last * 60.0), 60.0,
+                    before=True)), (first, last)
         finally:
             await pg.aclose()
 

@@ -64,6 +64,12 @@ def test_minute_roll_ups_give_what_a_scan_of_the_window_gives(
                 assert got == reference(kept, since, until), (since, until)
                 scanned, _ = await upstreams._scan(rs, since, until, False)
                 assert got == scanned
+                # the refresh's whole minutes, against every record of those minutes
+                first, last = _minute(since), _minute(until) + 1
+                assert fold(await rs.trunk_minutes(first, last)) == fold(
+                    (r.trunk, r.attest, r.verstat, r.caller_check, r.spc_owner, r.trunk_rmd,
+                     r.trunk_implementation, 1, r.time) for r in kept.values()
+                    if r.trunk is not None and first <= _minute(r.time) < last), (first, last)
         finally:
             await rs.aclose()
 

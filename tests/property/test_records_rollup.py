@@ -30,13 +30,19 @@ op = st.one_of(
 
 
 def same(db: SqliteRecords, since: float, until: float, stale: bool = False) -> None:
+    """trunk_rows over [since, until] and trunk_minutes over the minutes it touches, each
+    against the GROUP BY over every record it covers (a minute: CAST(time / 60 AS INTEGER))."""
+    first, last = int(since / MINUTE), int(until / MINUTE) + 1
     if stale:
         db.roll = lambda keep_since: 0      # type: ignore[method-assign]
     try:
         rolled = fold(db.trunk_rows(since, until))
+        minutes = fold(db.trunk_minutes(first, last))
     finally:
         db.__dict__.pop("roll", None)
     assert rolled == fold(db.measure_rows("trunks", since, until)), (since, until)
+    assert minutes == fold(db._measure("trunks", f"{sqlite_mod._BUCKET} >= ? AND {sqlite_mod._BUCKET} < ?",
+                                       (first, last))), (first, last)
 
 
 def rec(t: float) -> Any:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -85,19 +86,31 @@ def _time(text: str) -> float:
                                     "(ISO 8601, epoch seconds)") from None
 
 
+def whole_minutes(since: float, until: float) -> tuple[int, int]:
+    """The score refresh's window of [since, until] in whole minutes since the epoch, [first,
+    last): as long as the window (rounded up to a minute) and ending where until's minute
+    begins. The minute under way is counted by the next refresh; a window of whole minutes
+    is read from each store's minute roll-ups alone (``trunk_minutes``), with no partial
+    minute at either end to read from the records."""
+    last = int(until // 60)
+    return last - max(1, math.ceil((until - since) / 60)), last
+
+
 async def measures(store_url: str, cfg: TracebackConfig, since: float, until: float, signers: bool = True,
                    redis_client_factory: Callable[[str], Any] | None = None
                    ) -> tuple[dict[str, Measures], dict[str, Measures]]:
-    """(per trunk, per SPC) over [since, until], from the store records go to."""
+    """(per trunk, per SPC) over [since, until], from the store records go to. Without
+    ``signers`` (the trunk score refresh): the trunks over ``whole_minutes(since, until)``."""
     store_url = cfg.store_for(store_url)
     views = ("trunks", "spc") if signers else ("trunks",)
+    first, last = whole_minutes(since, until)
     if store_url == "memory":
         db = _sqlite(cfg)
         try:
             if signers:   # a report: both views, over any window the operator asks
                 rows = [await asyncio.to_thread(db.measure_rows, by, since, until) for by in views]
             else:         # the score refresh, every minute in every worker: the minutes rolled up
-                rows = [await asyncio.to_thread(db.trunk_rows, since, until)]
+                rows = [await asyncio.to_thread(db.trunk_minutes, first, last)]
         finally:
             db.close()
     elif is_url(store_url):
@@ -107,7 +120,7 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
                 trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
                 rows = [trunk_rows, spc_rows]
             else:           # the score refresh: the minutes rolled up at each write
-                rows = [await pg.trunk_rows(since, until)]
+                rows = [await pg.trunk_minutes(first, last)]
         except Exception as exc:
             raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:
@@ -116,7 +129,7 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
         rs = _redis(store_url, redis_client_factory)
         try:
             if not signers:   # the score refresh: the minutes rolled up
-                return fold(await rs.trunk_rows(since, until)), {}
+                return fold(await rs.trunk_minutes(first, last)), {}
             return await _scan(rs, since, until, signers)
         except Exception as exc:
             raise QueryError(f"cannot read records from {store_url}: {exc}") from None

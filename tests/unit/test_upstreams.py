@@ -299,3 +299,35 @@ def test_series_gives_each_trunk_its_measures_per_bucket(tmp_path: Path) -> None
     assert list(one["trunks"]) == ["carrier-a"]
     with pytest.raises(BadParameter):
         asyncio.run(series("memory", config.traceback, now, MAX_BUCKETS + 1, 3600.0, min_calls=1))
+
+
+def test_the_refresh_window_is_whole_minutes_ending_where_the_current_one_began() -> None:
+    from sipguard.records.upstreams import whole_minutes
+    assert whole_minutes(10_000.0 - 3600, 10_000.0) == (166 - 60, 166)    # 10,000 s is in minute 166
+    assert whole_minutes(9_990.0 - 90, 9_990.0) == (164, 166)             # 90 s: rounded up to two minutes
+    assert whole_minutes(9_960.0 - 60, 9_960.0) == (165, 166)             # until on a boundary: the minute before
+    assert whole_minutes(100.0, 100.0) == (0, 1)                          # never less than a minute
+
+
+def test_the_score_refresh_counts_a_minute_once_it_has_ended(tmp_path: Path) -> None:
+    """The refresh reads whole minutes: the records of the minute under way count from the
+    next refresh on, those of the minute before and of the window's first minute count now."""
+    from sipguard.records.sqlite import SqliteRecords
+    from sipguard.records.upstreams import measures as read
+    config = make_config(tmp_path)
+    minute = 28_333_334
+    db = SqliteRecords(config.traceback.path)
+    db.write([("w", 1, make_record(0, time=(minute - 60) * 60.0, trunk="carrier-a")),        # the window's first
+              ("w", 2, make_record(0, time=(minute - 61) * 60.0 + 59.9, trunk="carrier-a")),  # before it
+              ("w", 3, make_record(0, time=minute * 60.0 - 0.5, trunk="carrier-a"))]         # the minute before
+             + [("w", 4 + i, make_record(0, time=minute * 60.0 + i, trunk="carrier-a")) for i in range(10)])
+    db.close()
+    now = minute * 60.0 + 40
+
+    def calls(at: float) -> int:
+        trunks, signers = asyncio.run(read("memory", config.traceback, at - 3600, at, signers=False))
+        assert signers == {}
+        return trunks["carrier-a"].calls
+
+    assert calls(now) == 2
+    assert calls(now + 60) == 11       # a minute later: the minute under way has ended, the first left

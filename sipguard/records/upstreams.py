@@ -97,10 +97,12 @@ def whole_minutes(since: float, until: float) -> tuple[int, int]:
 
 
 async def measures(store_url: str, cfg: TracebackConfig, since: float, until: float, signers: bool = True,
-                   redis_client_factory: Callable[[str], Any] | None = None
+                   redis_client_factory: Callable[[str], Any] | None = None, minutes: bool = False
                    ) -> tuple[dict[str, Measures], dict[str, Measures]]:
-    """(per trunk, per SPC) over [since, until], from the store records go to. Without
-    ``signers`` (the trunk score refresh): the trunks over ``whole_minutes(since, until)``."""
+    """(per trunk, per SPC) over [since, until], from the store records go to; without
+    ``signers``, the trunks only (the console's series, from each store's minute roll-ups and
+    the partial minutes at the ends); ``minutes`` (the trunk score refresh, every minute in
+    every worker): the trunks over ``whole_minutes(since, until)``, the roll-ups alone."""
     store_url = cfg.store_for(store_url)
     views = ("trunks", "spc") if signers else ("trunks",)
     first, last = whole_minutes(since, until)
@@ -109,8 +111,10 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
         try:
             if signers:   # a report: both views, over any window the operator asks
                 rows = [await asyncio.to_thread(db.measure_rows, by, since, until) for by in views]
-            else:         # the score refresh, every minute in every worker: the minutes rolled up
+            elif minutes:
                 rows = [await asyncio.to_thread(db.trunk_minutes, first, last)]
+            else:
+                rows = [await asyncio.to_thread(db.trunk_rows, since, until)]
         finally:
             db.close()
     elif is_url(store_url):
@@ -119,8 +123,8 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
             if signers:     # a report: whole hours from the roll-ups (rolled now if need be)
                 trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
                 rows = [trunk_rows, spc_rows]
-            else:           # the score refresh: the minutes rolled up at each write
-                rows = [await pg.trunk_minutes(first, last)]
+            else:           # the minutes rolled up at each write
+                rows = [await (pg.trunk_minutes(first, last) if minutes else pg.trunk_rows(since, until))]
         except Exception as exc:
             raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:
@@ -128,8 +132,8 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
     else:
         rs = _redis(store_url, redis_client_factory)
         try:
-            if not signers:   # the score refresh: the minutes rolled up
-                return fold(await rs.trunk_minutes(first, last)), {}
+            if not signers:   # the minutes rolled up by the append script
+                return fold(await (rs.trunk_minutes(first, last) if minutes else rs.trunk_rows(since, until))), {}
             return await _scan(rs, since, until, signers)
         except Exception as exc:
             raise QueryError(f"cannot read records from {store_url}: {exc}") from None
@@ -229,7 +233,8 @@ class ScoreRefresher:
             self.install({})          # nothing recorded yet: no scores, quietly
             self.refreshed = now
             return {}
-        trunks, _ = await measures(self.store_url, self.cfg, now - self.upstreams.score_window, now, signers=False)
+        trunks, _ = await measures(self.store_url, self.cfg, now - self.upstreams.score_window, now, signers=False,
+                                   minutes=True)
         table = {key: s for key, m in trunks.items()
                  if (s := score(m, self.upstreams.score_min_calls)) is not None}
         self.install(table)

@@ -311,7 +311,9 @@ def test_the_refresh_window_is_whole_minutes_ending_where_the_current_one_began(
 
 def test_the_score_refresh_counts_a_minute_once_it_has_ended(tmp_path: Path) -> None:
     """The refresh reads whole minutes: the records of the minute under way count from the
-    next refresh on, those of the minute before and of the window's first minute count now."""
+    next refresh on, those of the minute before and of the window's first minute count now.
+    The console's series (``measures`` without ``minutes``) still reads its windows to the
+    second."""
     from sipguard.records.sqlite import SqliteRecords
     from sipguard.records.upstreams import measures as read
     config = make_config(tmp_path)
@@ -324,10 +326,14 @@ def test_the_score_refresh_counts_a_minute_once_it_has_ended(tmp_path: Path) -> 
     db.close()
     now = minute * 60.0 + 40
 
-    def calls(at: float) -> int:
-        trunks, signers = asyncio.run(read("memory", config.traceback, at - 3600, at, signers=False))
-        assert signers == {}
-        return trunks["carrier-a"].calls
+    def scores(at: float) -> dict[str, int]:
+        refresher = ScoreRefresher("memory", config.traceback, UpstreamsConfig(score_window=3600, score_min_calls=3),
+                                   lambda table: None, clock=lambda: at)
+        return asyncio.run(refresher.refresh())
 
-    assert calls(now) == 2
-    assert calls(now + 60) == 11       # a minute later: the minute under way has ended, the first left
+    assert scores(now) == {}              # 2 calls in the window's whole minutes: too few for a score
+    assert set(scores(now + 60)) == {"carrier-a"}     # a minute later: 11 (the minute under way has ended)
+    trunks, _ = asyncio.run(read("memory", config.traceback, now - 3600, now, signers=False))
+    assert trunks["carrier-a"].calls == 11            # to the second: the minute under way, not the first
+    trunks, _ = asyncio.run(read("memory", config.traceback, now + 60 - 3600, now + 60, signers=False, minutes=True))
+    assert trunks["carrier-a"].calls == 11

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_records.py [--n 20000] [--redis]
     .venv/bin/python bench/bench_records.py --sqlite-cost [--prefill 100000] [--n 20000] [--batch 200]
     .venv/bin/python bench/bench_records.py --score-cost [--rate 1000] [--window 3600] [--interval 60] [--workers 2]
+    .venv/bin/python bench/bench_records.py --score-cost --redis [--rate 1000] [--window 600] [--workers 2]
 
 --redis starts a throw-away redis-server on a free loopback port (needs redis-server).
 
@@ -230,12 +231,15 @@ def score_cost(rate: int, window: int, interval: int, workers: int, folder: str)
     holds ``window`` seconds of records at ``rate`` calls/s: the aggregate over every record of
     the window (``measure_rows``, what each refresh ran before session 16) against the minute
     roll-ups (``trunk_rows``): its first call on that file (the roll-up of the whole window,
-    once a file), then a refresh ``interval`` seconds of records later (every minute after).
+    once a file), then a refresh ``interval`` seconds of records later (every minute after),
+    with the two partial minutes of a window in seconds (``trunk_rows``) and in whole minutes
+    (``trunk_minutes``, what the refresh reads since session 17).
     Thread CPU; per call: one refresh a worker each ``interval``, over ``interval`` x ``rate`` calls."""
     import random
 
     from sipguard.records.measures import fold
     from sipguard.records.sqlite import SqliteRecords
+    from sipguard.records.upstreams import whole_minutes
 
     rnd = random.Random(1)
     trunks = [f"carrier-{k}" for k in range(8)]
@@ -272,11 +276,90 @@ def score_cost(rate: int, window: int, interval: int, workers: int, folder: str)
     old2, rows_old = cpu(lambda: db.measure_rows("trunks", later - window, later))
     new2, rows_new = cpu(lambda: db.trunk_rows(later - window, later))
     assert fold(rows_old) == fold(rows_new)
+    # the refresh since session 17: the window's whole minutes (upstreams.whole_minutes)
+    first, last = whole_minutes(later - window, later)
+    whole, rows_whole = cpu(lambda: db.trunk_minutes(first, last))
+    bucket = "CAST(time / 60 AS INTEGER)"
+    assert fold(rows_whole) == fold(db._measure("trunks", f"{bucket} >= ? AND {bucket} < ?", (first, last)))
     per_call = workers / (interval * rate) * 1e6
     print(f"score-cost rate={rate} window={window} s interval={interval} s workers={workers}:"
           f" aggregate over the window {old:.2f} s, {old2:.2f} s ({old2 * per_call:.0f} us/call);"
-          f" minute roll-ups: first {first_roll:.2f} s (once a file), then {new2:.3f} s ({new2 * per_call:.1f} us/call)")
+          f" minute roll-ups: first {first_roll:.2f} s (once a file), then {new2:.3f} s ({new2 * per_call:.1f} us/call)"
+          f" with the two partial minutes (trunk_rows), {whole:.3f} s ({whole * per_call:.2f} us/call)"
+          f" in whole minutes (trunk_minutes, the refresh)")
     db.close()
+
+
+def score_cost_redis(rate: int, window: int, workers: int) -> None:
+    """What one trunk score refresh costs with records in Redis (``RedisRecords.trunk_minutes``
+    since session 17; ``trunk_rows``, a window in seconds, before),
+    the stream holding ``window`` seconds of records at ``rate`` calls/s, on a throw-away
+    redis-server: the refresh's CPU in this process (the event loop's: the client and the
+    decoding of the two partial minutes' entries) and in redis-server, for windows ending
+    0, 15, 30 and 45 s into a minute (the partial minutes then hold 60, 60, 60 and 60 s of
+    records in all: since's minute from its second on, until's up to it). The old read (the
+    whole window decoded) is given once, for the 30-s window."""
+    import random
+
+    from sipguard.records.measures import fold
+    from sipguard.records.redis_stream import RedisRecords, _group_key
+    from sipguard.records.upstreams import whole_minutes
+    from tests.redis_fixtures import start_redis
+
+    rnd = random.Random(1)
+    trunks = [f"carrier-{k}" for k in range(8)]
+    proc = start_redis()
+    assert proc.proc is not None
+    server = proc.proc.pid
+
+    def server_cpu() -> float:
+        with open(f"/proc/{server}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def scenario() -> None:
+        store = RedisRecords(proc.url)
+        end = (int(time.time()) // 60 + 2) * 60          # a minute boundary just ahead
+        start, total = end - window - 120, rate * (window + 120)   # the roll-ups begin a minute in
+        t0 = time.monotonic()
+        for first in range(0, total, 5000):
+            batch = [("p", first + k + 1, make_record(
+                0, time=start + (first + k) / rate, call_id=f"{rnd.getrandbits(64):016x}@10.0.0.1",
+                trunk=rnd.choice(trunks), attest=rnd.choice(("A", "B", "C", None)),
+                verstat=rnd.choice(("TN-Validation-Passed", "No-TN-Validation")),
+                caller_check=rnd.choice(("valid", "invalid", "dno")), trunk_rmd="listed",
+                trunk_implementation="complete")) for k in range(min(5000, total - first))]
+            now = batch[-1][2].time   # minid and now as the writer passes them (a day of retention)
+            await store.write(batch, now - 86400, now)
+        print(f"score-cost redis: {total:,} records over {window + 120} s written in {time.monotonic() - t0:.0f} s")
+        for offset in (0, 15, 30, 45):
+            until = end - 60 + offset
+            c0, s0 = time.process_time(), server_cpu()
+            rows = await store.trunk_rows(until - window, until)
+            c1, s1 = time.process_time() - c0, server_cpu() - s0
+            first, last = whole_minutes(until - window, until)
+            c2, s2 = time.process_time(), server_cpu()
+            minutes = await store.trunk_minutes(first, last)
+            c2, s2 = time.process_time() - c2, server_cpu() - s2
+            print(f"score-cost redis rate={rate} window={window} s, until {offset} s into its minute:"
+                  f" with the two partial minutes (trunk_rows) {c1:.3f} s CPU here, {s1:.2f} s in redis-server"
+                  f" ({c1 * workers / (60 * rate) * 1e6:.1f} us/call with {workers} workers, one refresh a minute),"
+                  f" {len(rows)} rows; in whole minutes (trunk_minutes, the refresh) {c2:.4f} s here,"
+                  f" {s2:.2f} s in redis-server ({c2 * workers / (60 * rate) * 1e6:.2f} us/call), {len(minutes)} rows")
+            if offset == 30:
+                c0, s0 = time.process_time(), server_cpu()
+                old = [(*_group_key(r), 1, r.time) async for r in store.scan(until - window, until)
+                       if r.trunk is not None and until - window <= r.time <= until]
+                c1, s1 = time.process_time() - c0, server_cpu() - s0
+                assert fold(old) == fold(rows)
+                print(f"score-cost redis: the whole window decoded (before session 16): {c1:.2f} s here,"
+                      f" {s1:.2f} s in redis-server")
+        await store.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        proc.stop()
 
 
 def main() -> None:
@@ -294,6 +377,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     if args.score_cost:
+        if args.redis:
+            score_cost_redis(args.rate, args.window, args.workers)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             score_cost(args.rate, args.window, args.interval, args.workers, tmp)
         return

@@ -22,8 +22,9 @@ what the number of partitions alone costs a query (planning, pruning, catalog).
 ``score``: one trunk score refresh (records/upstreams.py ScoreRefresher) over ``--window``
 seconds of records at ``--rate`` calls/s, written through the service's writer with the
 minute roll-ups on from the window's start: the GROUP BY over every record of the window
-(``measure_rows``, before session 16) against ``trunk_rows`` (the roll-ups), a minute of
-records later. The server backend's CPU (/proc/PID/stat, parallel workers off so that one
+(``measure_rows``, before session 16) against ``trunk_rows`` (the roll-ups and the two
+partial minutes of a window in seconds) and ``trunk_minutes`` (the window's whole minutes, what
+the refresh reads since session 17), a minute of records later. The server backend's CPU (/proc/PID/stat, parallel workers off so that one
 process does it all); per call: one refresh a worker (--writers) each minute over 60 x rate calls.
 """
 
@@ -74,6 +75,7 @@ def drop_db(server: str, url: str) -> None:
 # -- score --------------------------------------------------------------------------------
 def score(server: str, rate: int, window: int, workers: int) -> None:
     from sipguard.records.measures import fold
+    from sipguard.records.upstreams import whole_minutes
 
     url = make_db(server)
     rnd = random.Random(1)
@@ -112,10 +114,16 @@ def score(server: str, rate: int, window: int, workers: int) -> None:
         new = await pg.trunk_rows(later - window, later)
         c2 = cpu()
         assert fold(old) == fold(new)
+        first, last = whole_minutes(later - window, later)   # the refresh since session 17
+        whole = await pg.trunk_minutes(first, last)
+        c3 = cpu()
+        reference = await pg.measure_rows("trunks", first * 60.0, last * 60.0 - 1e-6)
+        assert fold(whole) == fold(reference)
         per_call = workers / (60 * rate) * 1e6
         print(f"score rate={rate} window={window} s workers={workers}: backend CPU a refresh, GROUP BY over the"
               f" window {c1 - c0:.2f} s ({(c1 - c0) * per_call:.0f} us/call); minute roll-ups {c2 - c1:.3f} s"
-              f" ({(c2 - c1) * per_call:.1f} us/call)")
+              f" ({(c2 - c1) * per_call:.1f} us/call) with the two partial minutes (trunk_rows), {c3 - c2:.3f} s"
+              f" ({(c3 - c2) * per_call:.2f} us/call) in whole minutes (trunk_minutes, the refresh)")
         await pg.aclose()
 
     try:

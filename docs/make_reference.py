@@ -116,8 +116,8 @@ CONFIG_HELP: dict[str, tuple[str, str]] = {
     "upstreams": ("{}", "know your upstream: the refresh of `trunk.score` (README: Know your upstream)"),
     "upstreams.score_interval": ("60", "seconds between two computations of `trunk.score` in each worker, from "
                                        "the records; 0: off (the fact stays null)"),
-    "upstreams.score_window": ("3600", "seconds of records the score is computed over (60 .. 31 days), in whole "
-                                     "minutes ending where the current one began"),
+    "upstreams.score_window": ("3600", "seconds of records the score is computed over (60 .. 31 days), in the "
+                                     "whole minutes they touch, the one under way included"),
     "upstreams.score_min_calls": ("50", "calls a trunk needs in the window to have a score (fewer: null)"),
     "http": ("none", "the admin HTTP server"),
     "http.listen": ("none", "`HOST:PORT` of /metrics, /healthz, /readyz, /traceback, /upstreams, /admin"),

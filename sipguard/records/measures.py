@@ -188,12 +188,12 @@ class UpstreamsConfig:
     """``upstreams: {score_interval, score_window, score_min_calls}``.
 
     Every ``score_interval`` seconds each worker recomputes ``trunk.score`` for every trunk
-    from the records of the last ``score_window`` seconds, in whole minutes ending where the
-    current one began (``upstreams.whole_minutes``; 0 turns the refresh off and the fact stays
-    null), read from each store's per-minute roll-ups (``trunk_minutes``). A trunk with fewer
-    than ``score_min_calls`` calls in the window has no score. The fact is at most
-    ``score_interval`` plus a minute plus one query old, and the records themselves reach the
-    store up to a writer batch later (traceback.batch).
+    from the records of the last ``score_window`` seconds, in the whole minutes it touches, the
+    one under way included (``upstreams.whole_minutes``; 0 turns the refresh off and the fact
+    stays null), read from each store's per-minute roll-ups (``trunk_minutes``). A trunk with
+    fewer than ``score_min_calls`` calls in the window has no score. The fact is at most
+    ``score_interval`` plus one query old, and the records themselves reach the store up to a
+    writer batch later (traceback.batch).
     """
 
     score_interval: float = 60.0

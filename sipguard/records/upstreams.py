@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -88,12 +87,12 @@ def _time(text: str) -> float:
 
 def whole_minutes(since: float, until: float) -> tuple[int, int]:
     """The score refresh's window of [since, until] in whole minutes since the epoch, [first,
-    last): as long as the window (rounded up to a minute) and ending where until's minute
-    begins. The minute under way is counted by the next refresh; a window of whole minutes
-    is read from each store's minute roll-ups alone (``trunk_minutes``), with no partial
-    minute at either end to read from the records."""
-    last = int(until // 60)
-    return last - max(1, math.ceil((until - since) / 60)), last
+    last): since's minute to until's, both included, so up to a minute longer at its old end.
+    Each store's roll-up of the minute under way holds its records written so far (Redis and
+    PostgreSQL count each write as it is made, SQLite folds the records since its last roll
+    first), so the window is read from the roll-ups alone (``trunk_minutes``), with no
+    partial minute to read from the records, and the newest calls count at once."""
+    return int(since // 60), int(until // 60) + 1
 
 
 async def measures(store_url: str, cfg: TracebackConfig, since: float, until: float, signers: bool = True,

@@ -301,39 +301,39 @@ def test_series_gives_each_trunk_its_measures_per_bucket(tmp_path: Path) -> None
         asyncio.run(series("memory", config.traceback, now, MAX_BUCKETS + 1, 3600.0, min_calls=1))
 
 
-def test_the_refresh_window_is_whole_minutes_ending_where_the_current_one_began() -> None:
+def test_the_refresh_window_is_the_whole_minutes_it_touches() -> None:
     from sipguard.records.upstreams import whole_minutes
-    assert whole_minutes(10_000.0 - 3600, 10_000.0) == (166 - 60, 166)    # 10,000 s is in minute 166
-    assert whole_minutes(9_990.0 - 90, 9_990.0) == (164, 166)             # 90 s: rounded up to two minutes
-    assert whole_minutes(9_960.0 - 60, 9_960.0) == (165, 166)             # until on a boundary: the minute before
-    assert whole_minutes(100.0, 100.0) == (0, 1)                          # never less than a minute
+    assert whole_minutes(10_000.0 - 3600, 10_000.0) == (106, 167)     # 6,400 s is in minute 106, 10,000 in 166
+    assert whole_minutes(9_960.0 - 60, 9_960.0) == (165, 167)         # on boundaries: both minutes they start
+    assert whole_minutes(100.0, 100.0) == (1, 2)                      # one instant: its minute
 
 
-def test_the_score_refresh_counts_a_minute_once_it_has_ended(tmp_path: Path) -> None:
-    """The refresh reads whole minutes: the records of the minute under way count from the
-    next refresh on, those of the minute before and of the window's first minute count now.
-    The console's series (``measures`` without ``minutes``) still reads its windows to the
-    second."""
+def test_the_score_refresh_reads_the_minutes_of_its_window_and_the_one_under_way(tmp_path: Path) -> None:
+    """The refresh reads the whole minutes its window touches, the minute under way included
+    (its roll-up holds the records so far), so a call counts at once and the window's oldest
+    minute counts whole. The console's series (``measures`` without ``minutes``) reads its
+    windows to the second."""
     from sipguard.records.sqlite import SqliteRecords
     from sipguard.records.upstreams import measures as read
     config = make_config(tmp_path)
     minute = 28_333_334
     db = SqliteRecords(config.traceback.path)
-    db.write([("w", 1, make_record(0, time=(minute - 60) * 60.0, trunk="carrier-a")),        # the window's first
-              ("w", 2, make_record(0, time=(minute - 61) * 60.0 + 59.9, trunk="carrier-a")),  # before it
-              ("w", 3, make_record(0, time=minute * 60.0 - 0.5, trunk="carrier-a"))]         # the minute before
-             + [("w", 4 + i, make_record(0, time=minute * 60.0 + i, trunk="carrier-a")) for i in range(10)])
-    db.close()
+    db.write([("w", 1, make_record(0, time=(minute - 60) * 60.0, trunk="carrier-a")),        # since's minute
+              ("w", 2, make_record(0, time=(minute - 61) * 60.0 + 59.9, trunk="carrier-a")),  # the minute before
+              ("w", 3, make_record(0, time=minute * 60.0 - 0.5, trunk="carrier-a"))])
     now = minute * 60.0 + 40
 
     def scores(at: float) -> dict[str, int]:
-        refresher = ScoreRefresher("memory", config.traceback, UpstreamsConfig(score_window=3600, score_min_calls=3),
+        refresher = ScoreRefresher("memory", config.traceback, UpstreamsConfig(score_window=3600, score_min_calls=12),
                                    lambda table: None, clock=lambda: at)
         return asyncio.run(refresher.refresh())
 
-    assert scores(now) == {}              # 2 calls in the window's whole minutes: too few for a score
-    assert set(scores(now + 60)) == {"carrier-a"}     # a minute later: 11 (the minute under way has ended)
+    assert scores(now) == {}                          # 2 calls
+    db.write([("w", 4 + i, make_record(0, time=minute * 60.0 + i, trunk="carrier-a")) for i in range(10)])
+    assert set(scores(now)) == {"carrier-a"}          # 12: the minute under way counts at once
+    assert scores(now + 60) == {}                     # 11: since's minute has left the window
+    db.close()
     trunks, _ = asyncio.run(read("memory", config.traceback, now - 3600, now, signers=False))
-    assert trunks["carrier-a"].calls == 11            # to the second: the minute under way, not the first
-    trunks, _ = asyncio.run(read("memory", config.traceback, now + 60 - 3600, now + 60, signers=False, minutes=True))
-    assert trunks["carrier-a"].calls == 11
+    assert trunks["carrier-a"].calls == 11            # to the second: not the record before since
+    trunks, _ = asyncio.run(read("memory", config.traceback, now - 3600, now, signers=False, minutes=True))
+    assert trunks["carrier-a"].calls == 12

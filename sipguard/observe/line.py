@@ -70,9 +70,10 @@ _second = _Second()
 def log_decision(record: CallRecord) -> None:
     """``record``'s decision line, if decision lines are on: appended to the handler's pending
     lines for its timer on the running event loop (written at once when no flush is due on a
-    running loop and this thread runs none, or when MAX_PENDING wait), or through ``logging`` when another handler or a filter is on the way.
-    The append takes no lock: only the loop's thread appends, and ``write_pending`` (under the
-    handler's lock) takes the lines it saw and leaves those added meanwhile."""
+    running loop and this thread runs none, or when MAX_PENDING wait), or through ``logging``
+    when another handler or a filter is on the way. The append takes no lock: only the loop's
+    thread appends, and ``write_pending`` (under the handler's lock) takes the lines it saw
+    and leaves those added meanwhile."""
     level = STATE.level
     if not level:
         return

@@ -128,7 +128,7 @@ class RedisRecords:
         (append.lua), and the stream for minutes before the roll-ups began. What the trunk
         score refresh reads every minute in every worker (``upstreams.measures``): the partial
         minutes at the ends of a window in seconds were up to two minutes of entries decoded
-        on the event loop, about 30 us a call at 1,000 calls/s with two workers (bench/RESULTS.md)."""
+        on the event loop, 26-32 us a call at 1,000 calls/s with two workers (bench/RESULTS.md)."""
         if last <= first:
             return []
         return await self._minutes(first, last, await self._roll_start())

@@ -478,8 +478,9 @@ class PostgresRecords:
         reading every record of the window: its whole minutes from ``sipguard_trunk_minutes``
         (each write adds its new records there, in its own transaction), the partial minutes at
         its two ends and any minutes before the roll-ups began (migration 4) from the records,
-        in one snapshot. A window in seconds, read exactly; the trunk score refresh asks whole
-        minutes (``trunk_minutes``)."""
+        in one snapshot. A window in seconds, read exactly. The service reads whole minutes
+        (``trunk_minutes``: the trunk score refresh, the console's series); this read stays for
+        windows that do not fall on minutes (the benchmarks compare both)."""
         low, high = utc(since), utc(until)
         first = low.replace(second=0, microsecond=0)
         if first < low:

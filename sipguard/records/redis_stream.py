@@ -104,8 +104,10 @@ class RedisRecords:
         ``trunk_minutes`` reads them, the two partial minutes at its ends from the stream. A
         minute is ``int(t * 1000) // 60000``, what the script computes from the ms it is given;
         that is monotonic in t, so a record of a whole minute lies strictly inside the window
-        and each record is counted once. A window in seconds, read exactly; the trunk score
-        refresh asks whole minutes, which have no partial minute to decode."""
+        and each record is counted once. A window in seconds, read exactly. The service reads
+        whole minutes (``trunk_minutes``: the trunk score refresh, the console's series), which
+        have no partial minute to decode; this read stays for windows that do not fall on
+        minutes (the benchmarks compare both)."""
         first = _minute(since) + 1
         last = _minute(until)
         start = await self._roll_start()

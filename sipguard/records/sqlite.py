@@ -247,8 +247,9 @@ class SqliteRecords:
         reading every record of the window: the whole minutes inside it come from
         ``trunk_minutes``, the records' groups a minute (``roll``), and only the two partial
         minutes at its ends (and the records written since the last roll) from the records.
-        A window in seconds, read exactly; the trunk score refresh asks whole minutes
-        (``trunk_minutes``), which have no partial minute to read.
+        A window in seconds, read exactly. The service reads whole minutes (``trunk_minutes``:
+        the trunk score refresh, the console's series), which have no partial minute to read;
+        this read stays for windows that do not fall on minutes (the benchmarks compare both).
 
         Minute m holds the records with ``CAST(time / 60 AS INTEGER) = m``, SQLite's double
         division, which Python's ``int(t / 60)`` repeats exactly; the division is monotonic,

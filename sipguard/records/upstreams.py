@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -96,12 +97,11 @@ def whole_minutes(since: float, until: float) -> tuple[int, int]:
 
 
 async def measures(store_url: str, cfg: TracebackConfig, since: float, until: float, signers: bool = True,
-                   redis_client_factory: Callable[[str], Any] | None = None, minutes: bool = False
+                   redis_client_factory: Callable[[str], Any] | None = None
                    ) -> tuple[dict[str, Measures], dict[str, Measures]]:
-    """(per trunk, per SPC) over [since, until], from the store records go to; without
-    ``signers``, the trunks only (the console's series, from each store's minute roll-ups and
-    the partial minutes at the ends); ``minutes`` (the trunk score refresh, every minute in
-    every worker): the trunks over ``whole_minutes(since, until)``, the roll-ups alone."""
+    """(per trunk, per SPC) over [since, until], from the store records go to. Without
+    ``signers`` (the trunk score refresh every minute in every worker, the console's series):
+    the trunks over ``whole_minutes(since, until)``, from each store's minute roll-ups alone."""
     store_url = cfg.store_for(store_url)
     views = ("trunks", "spc") if signers else ("trunks",)
     first, last = whole_minutes(since, until)
@@ -110,10 +110,8 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
         try:
             if signers:   # a report: both views, over any window the operator asks
                 rows = [await asyncio.to_thread(db.measure_rows, by, since, until) for by in views]
-            elif minutes:
-                rows = [await asyncio.to_thread(db.trunk_minutes, first, last)]
             else:
-                rows = [await asyncio.to_thread(db.trunk_rows, since, until)]
+                rows = [await asyncio.to_thread(db.trunk_minutes, first, last)]
         finally:
             db.close()
     elif is_url(store_url):
@@ -123,7 +121,7 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
                 trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
                 rows = [trunk_rows, spc_rows]
             else:           # the minutes rolled up at each write
-                rows = [await (pg.trunk_minutes(first, last) if minutes else pg.trunk_rows(since, until))]
+                rows = [await pg.trunk_minutes(first, last)]
         except Exception as exc:
             raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:
@@ -132,7 +130,7 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
         rs = _redis(store_url, redis_client_factory)
         try:
             if not signers:   # the minutes rolled up by the append script
-                return fold(await (rs.trunk_minutes(first, last) if minutes else rs.trunk_rows(since, until))), {}
+                return fold(await rs.trunk_minutes(first, last)), {}
             return await _scan(rs, since, until, signers)
         except Exception as exc:
             raise QueryError(f"cannot read records from {store_url}: {exc}") from None
@@ -175,17 +173,24 @@ MAX_BUCKETS = 48
 async def series(store_url: str, cfg: TracebackConfig, until: float, buckets: int, width: float,
                  min_calls: int, n: int = MAX_SERIES_TRUNKS,
                  redis_client_factory: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """Per trunk, its measures in each of ``buckets`` windows of ``width`` seconds ending at
-    ``until`` (the console's plots over time): ``{"starts": [ISO...], "width": s, "trunks":
-    {trunk: {"calls": [...], "score": [...], "unsigned": [...], ...}}}``, the ``n`` trunks with
-    most calls over the whole span. One measure query per bucket (``measures`` without the
-    signers), so the cost is bounded by ``buckets`` (at most MAX_BUCKETS)."""
+    """Per trunk, its measures in each of ``buckets`` windows of ``width`` seconds (rounded up
+    to whole minutes) ending with the minute under way at ``until`` (the console's plots over
+    time): ``{"starts": [ISO...], "width": s, "trunks": {trunk: {"calls": [...], "score":
+    [...], "unsigned": [...], ...}}}``, the ``n`` trunks with most calls over the whole span.
+    The buckets start on minute boundaries, so each is read from the stores' minute roll-ups
+    alone (``measures`` without the signers, as the score refresh reads): with records in Redis a
+    bucket in seconds decoded its two partial minutes on the event loop, about a second of CPU
+    at 1,000 calls/s (bench/RESULTS.md). One query per bucket (at most MAX_BUCKETS)."""
     if not 1 <= buckets <= MAX_BUCKETS or width <= 0:
         raise BadParameter("buckets", f"1 to {MAX_BUCKETS} buckets of a positive width")
-    starts = [until - (buckets - i) * width for i in range(buckets)]
+    step = max(1, math.ceil(width / 60))          # minutes a bucket
+    end = int(until // 60) + 1                    # the minute under way counts, as in the refresh
+    firsts = [end - (buckets - i) * step for i in range(buckets)]
+    starts = [first * 60.0 for first in firsts]
     per_bucket = []
-    for start in starts:    # a record on a boundary belongs to the later bucket
-        trunks, _ = await measures(store_url, cfg, start, start + width - 0.001, False, redis_client_factory)
+    for first in firsts:    # minutes [first, first + step): whole_minutes of its first and last second
+        trunks, _ = await measures(store_url, cfg, first * 60.0, (first + step) * 60.0 - 1, False,
+                                   redis_client_factory)
         per_bucket.append(trunks)
     totals: dict[str, int] = {}
     for trunks in per_bucket:
@@ -208,7 +213,7 @@ async def series(store_url: str, cfg: TracebackConfig, until: float, buckets: in
             for k in SERIES_SHARES:
                 row[k].append(round(shares[k], 4))
         out[name] = row
-    return {"starts": [iso_utc(t) for t in starts], "width": width, "until": iso_utc(until), "trunks": out}
+    return {"starts": [iso_utc(t) for t in starts], "width": step * 60.0, "until": iso_utc(until), "trunks": out}
 
 
 class ScoreRefresher:
@@ -232,8 +237,7 @@ class ScoreRefresher:
             self.install({})          # nothing recorded yet: no scores, quietly
             self.refreshed = now
             return {}
-        trunks, _ = await measures(self.store_url, self.cfg, now - self.upstreams.score_window, now, signers=False,
-                                   minutes=True)
+        trunks, _ = await measures(self.store_url, self.cfg, now - self.upstreams.score_window, now, signers=False)
         table = {key: s for key, m in trunks.items()
                  if (s := score(m, self.upstreams.score_min_calls)) is not None}
         self.install(table)

@@ -18,7 +18,7 @@ from sipguard.pipeline import Pipeline
 from sipguard.policy.facts import EXTRA, IN_RECORD, Facts, extra_facts
 from sipguard.records import measures
 from sipguard.records.measures import Measures, UpstreamsConfig, fold, parse_duration, score
-from sipguard.records.query import BadParameter
+from sipguard.records.query import BadParameter, iso_utc
 from sipguard.records.record import ROW_FIELDS, CallRecord, caller_check, from_row, spc_owner, to_row
 from sipguard.records.upstreams import ScoreRefresher, window
 from sipguard.sip import parse
@@ -289,12 +289,21 @@ def test_series_gives_each_trunk_its_measures_per_bucket(tmp_path: Path) -> None
     db.close()
     doc = asyncio.run(series("memory", config.traceback, now, 3, 3600.0, min_calls=1))
     assert len(doc["starts"]) == 3 and doc["starts"] == sorted(doc["starts"])
+    # buckets of whole minutes, the last ending with the minute under way
+    minute = int(now // 60)
+    assert doc["starts"] == [iso_utc((minute + 1 - 60 * (3 - i)) * 60.0) for i in range(3)]
+    assert doc["width"] == 3600.0 and doc["until"] == iso_utc(now)
     assert list(doc["trunks"]) == ["carrier-a", "carrier-b"]           # most calls first; carrier-c is older
     a = doc["trunks"]["carrier-a"]
     assert a["calls"] == [4, 0, 2]
     assert a["unsigned"] == [1.0, None, 0.0] and a["dno"] == [0.0, None, 1.0]
     assert a["score"][1] is None and a["score"][0] is not None
     assert doc["trunks"]["carrier-b"]["calls"] == [0, 0, 1]
+    db = SqliteRecords(config.traceback.path)
+    db.write([("w", 99, make_record(40, time=now, trunk="carrier-b", caller_check="valid"))])   # just now
+    db.close()
+    later = asyncio.run(series("memory", config.traceback, now, 3, 3600.0, min_calls=1))
+    assert later["trunks"]["carrier-b"]["calls"] == [0, 0, 2]
     one = asyncio.run(series("memory", config.traceback, now, 3, 3600.0, min_calls=1, n=1))
     assert list(one["trunks"]) == ["carrier-a"]
     with pytest.raises(BadParameter):
@@ -311,8 +320,7 @@ def test_the_refresh_window_is_the_whole_minutes_it_touches() -> None:
 def test_the_score_refresh_reads_the_minutes_of_its_window_and_the_one_under_way(tmp_path: Path) -> None:
     """The refresh reads the whole minutes its window touches, the minute under way included
     (its roll-up holds the records so far), so a call counts at once and the window's oldest
-    minute counts whole. The console's series (``measures`` without ``minutes``) reads its
-    windows to the second."""
+    minute counts whole."""
     from sipguard.records.sqlite import SqliteRecords
     from sipguard.records.upstreams import measures as read
     config = make_config(tmp_path)
@@ -334,6 +342,4 @@ def test_the_score_refresh_reads_the_minutes_of_its_window_and_the_one_under_way
     assert scores(now + 60) == {}                     # 11: since's minute has left the window
     db.close()
     trunks, _ = asyncio.run(read("memory", config.traceback, now - 3600, now, signers=False))
-    assert trunks["carrier-a"].calls == 11            # to the second: not the record before since
-    trunks, _ = asyncio.run(read("memory", config.traceback, now - 3600, now, signers=False, minutes=True))
     assert trunks["carrier-a"].calls == 12

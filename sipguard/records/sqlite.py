@@ -288,13 +288,12 @@ class SqliteRecords:
         which at a gateway's rate were a minute of records a refresh (bench/RESULTS.md)."""
         if last <= first:
             return []
-        by_minute = f"time >= ? AND time <= ? AND {_BUCKET} >= ? AND {_BUCKET} < ?"
         try:
             self.roll(first * MINUTE)
         except sqlite3.Error as exc:   # the file refuses writes (full, read-only): the records
             log.info("records: trunk minutes not rolled up (%s); reading the records", exc)
             with self._lock:
-                return self._measure("trunks", by_minute, (first * MINUTE - 1, last * MINUTE + 1, first, last))
+                return self._from_records(first, last)
         with self._lock:
             db = self._conn()
             db.execute("BEGIN")   # one snapshot: the mark and the rows agree
@@ -306,21 +305,24 @@ class SqliteRecords:
     def _minutes(self, first: int, last: int) -> list[tuple[Any, ...]]:
         """The rows of the whole minutes [first, last), inside the caller's transaction: the
         minutes rolled up from ``trunk_minutes`` plus the records written since the last roll
-        (past the mark), the minutes before the roll-ups are complete from the records (by
-        time, a second of margin for the division, then by minute exactly)."""
+        (past the mark), the minutes before the roll-ups are complete from the records."""
         db = self._conn()
         rolled, complete = db.execute("SELECT rolled, complete_from FROM trunk_minutes_mark").fetchone() \
             or (0, last)
         split = min(max(first, complete), last)
-        by_minute = f"{_BUCKET} >= ? AND {_BUCKET} < ?"
         rows: list[tuple[Any, ...]] = []
         if split > first:     # minutes the roll-ups do not hold (yet): from the records
-            rows += self._measure("trunks", f"time >= ? AND time <= ? AND {by_minute}",
-                                  (first * MINUTE - 1, split * MINUTE + 1, first, split))
+            rows += self._from_records(first, split)
         if last > split:
             rows += db.execute(_ROLLED, (split, last)).fetchall()
-            rows += self._measure("trunks", f"id > ? AND {by_minute}", (rolled, split, last))
+            rows += self._measure("trunks", f"id > ? AND {_BUCKET} >= ? AND {_BUCKET} < ?", (rolled, split, last))
         return rows
+
+    def _from_records(self, first: int, last: int) -> list[tuple[Any, ...]]:
+        """The trunk rows of the minutes [first, last) from the records: by time, a second of
+        margin for the division, then by minute exactly."""
+        return self._measure("trunks", f"time >= ? AND time <= ? AND {_BUCKET} >= ? AND {_BUCKET} < ?",
+                             (first * MINUTE - 1, last * MINUTE + 1, first, last))
 
     def roll(self, keep_since: float) -> int:
         """Fold the records written since the last roll into ``trunk_minutes`` (each record

@@ -100,28 +100,22 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
                    redis_client_factory: Callable[[str], Any] | None = None
                    ) -> tuple[dict[str, Measures], dict[str, Measures]]:
     """(per trunk, per SPC) over [since, until], from the store records go to. Without
-    ``signers`` (the trunk score refresh every minute in every worker, the console's series):
-    the trunks over ``whole_minutes(since, until)``, from each store's minute roll-ups alone."""
+    ``signers``: the trunks over ``whole_minutes(since, until)`` (``trunk_measures``)."""
+    if not signers:
+        return await trunk_measures(store_url, cfg, *whole_minutes(since, until),
+                                    redis_client_factory=redis_client_factory), {}
     store_url = cfg.store_for(store_url)
-    views = ("trunks", "spc") if signers else ("trunks",)
-    first, last = whole_minutes(since, until)
     if store_url == "memory":
         db = _sqlite(cfg)
-        try:
-            if signers:   # a report: both views, over any window the operator asks
-                rows = [await asyncio.to_thread(db.measure_rows, by, since, until) for by in views]
-            else:
-                rows = [await asyncio.to_thread(db.trunk_minutes, first, last)]
+        try:      # a report: both views, over any window the operator asks
+            rows = [await asyncio.to_thread(db.measure_rows, by, since, until) for by in ("trunks", "spc")]
         finally:
             db.close()
     elif is_url(store_url):
         pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
-        try:
-            if signers:     # a report: whole hours from the roll-ups (rolled now if need be)
-                trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
-                rows = [trunk_rows, spc_rows]
-            else:           # the minutes rolled up at each write
-                rows = [await pg.trunk_minutes(first, last)]
+        try:      # a report: whole hours from the roll-ups (rolled now if need be)
+            trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
+            rows = [trunk_rows, spc_rows]
         except Exception as exc:
             raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:
@@ -129,14 +123,41 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
     else:
         rs = _redis(store_url, redis_client_factory)
         try:
-            if not signers:   # the minutes rolled up by the append script
-                return fold(await rs.trunk_minutes(first, last)), {}
             return await _scan(rs, since, until, signers)
         except Exception as exc:
             raise QueryError(f"cannot read records from {store_url}: {exc}") from None
         finally:
             await rs.aclose()
-    return fold(rows[0]), (fold(rows[1]) if signers else {})
+    return fold(rows[0]), fold(rows[1])
+
+
+async def trunk_measures(store_url: str, cfg: TracebackConfig, first: int, last: int,
+                         redis_client_factory: Callable[[str], Any] | None = None) -> dict[str, Measures]:
+    """Per trunk over the whole minutes [first, last), from each store's minute roll-ups alone
+    (``trunk_minutes``): the trunk score refresh, every minute in every worker, and the
+    console's series, a bucket at a time."""
+    store_url = cfg.store_for(store_url)
+    if store_url == "memory":
+        db = _sqlite(cfg)
+        try:
+            return fold(await asyncio.to_thread(db.trunk_minutes, first, last))
+        finally:
+            db.close()
+    if is_url(store_url):
+        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
+        try:
+            return fold(await pg.trunk_minutes(first, last))
+        except Exception as exc:
+            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
+        finally:
+            await pg.aclose()
+    rs = _redis(store_url, redis_client_factory)
+    try:
+        return fold(await rs.trunk_minutes(first, last))
+    except Exception as exc:
+        raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+    finally:
+        await rs.aclose()
 
 
 async def _scan(rs: Any, since: float, until: float, signers: bool) -> tuple[dict[str, Measures], dict[str, Measures]]:
@@ -178,7 +199,7 @@ async def series(store_url: str, cfg: TracebackConfig, until: float, buckets: in
     time): ``{"starts": [ISO...], "width": s, "trunks": {trunk: {"calls": [...], "score":
     [...], "unsigned": [...], ...}}}``, the ``n`` trunks with most calls over the whole span.
     The buckets start on minute boundaries, so each is read from the stores' minute roll-ups
-    alone (``measures`` without the signers, as the score refresh reads): with records in Redis a
+    alone (``trunk_measures``, as the score refresh reads): with records in Redis a
     bucket in seconds decoded its two partial minutes on the event loop, about a second of CPU
     at 1,000 calls/s (bench/RESULTS.md). One query per bucket (at most MAX_BUCKETS)."""
     if not 1 <= buckets <= MAX_BUCKETS or width <= 0:
@@ -188,10 +209,8 @@ async def series(store_url: str, cfg: TracebackConfig, until: float, buckets: in
     firsts = [end - (buckets - i) * step for i in range(buckets)]
     starts = [first * 60.0 for first in firsts]
     per_bucket = []
-    for first in firsts:    # minutes [first, first + step): whole_minutes of its first and last second
-        trunks, _ = await measures(store_url, cfg, first * 60.0, (first + step) * 60.0 - 1, False,
-                                   redis_client_factory)
-        per_bucket.append(trunks)
+    for first in firsts:
+        per_bucket.append(await trunk_measures(store_url, cfg, first, first + step, redis_client_factory))
     totals: dict[str, int] = {}
     for trunks in per_bucket:
         for name, m in trunks.items():

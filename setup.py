@@ -1,5 +1,6 @@
-"""The wheel's build: the hot path compiled with mypyc into it (and sipguard/sip/_fast.c, the C
-twin of the SIP head's splitting), pure Python when it cannot be.
+"""The wheel's build: the hot path compiled with mypyc into it (and the C modules:
+sipguard/sip/_fast.c, the C twin of the SIP head's splitting, and sipguard/proxy/_udp.c, the
+UDP sockets' reads and sends), pure Python when it cannot be.
 
 Everything but the extension modules is declared in pyproject.toml. The list of compiled
 modules and the build stamp live in sipguard/native.py, loaded here by its path (importing

@@ -10,10 +10,12 @@ less CPU per call on the hot path (bench/RESULTS.md). Two builds use ``MODULES``
   them in place (``sipguard/sip/parser.py`` gets a ``parser.cpython-311-...so`` beside it,
   which Python imports in its place) when a source changed.
 
-Beside them, the byte-level splitting of a SIP head is written in C against the CPython API
-(``C_MODULES``: ``sipguard/sip/_fast.c``, module ``sipguard.sip._fast``); the Python modules
-that use it keep their own definition of each function and run it when the extension is
-absent. Both builds compile it with the mypyc modules.
+Beside them, two modules are written in C against the CPython API (``C_MODULES``): the
+byte-level splitting of a SIP head (``sipguard/sip/_fast.c``, module ``sipguard.sip._fast``),
+whose Python callers keep their own definition of each function and run it when the extension
+is absent, and the UDP sockets' reads and sends (``sipguard/proxy/_udp.c``), without which the
+event loop's datagram transport serves them (proxy/transport.py). Both builds compile them
+with the mypyc modules.
 
 Either way the build records a hash of each compiled source (``native_stamp.json`` beside
 this file). A compiled module built from another source would run the old code, so
@@ -74,7 +76,7 @@ MODULES = (
     "sipguard/shaken/verify.py",
 )
 # Written in C, each the faster twin of functions its Python modules define (sipguard/sip/_fast.c).
-C_MODULES = ("sipguard/sip/_fast.c",)
+C_MODULES = ("sipguard/sip/_fast.c", "sipguard/proxy/_udp.c")
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 STAMP = "native_stamp.json"         # beside this file: {source path: blake2b of its bytes}
 

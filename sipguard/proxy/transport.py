@@ -7,6 +7,10 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 4-tuple, which would otherwise hand a response to another worker).
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
+UDP sockets are read and written by ``UdpSocket`` (``sipguard/proxy/_udp.c``: a batch of
+datagrams a system call, source and destination addresses cached) when that extension is
+built and the address is an IP literal; otherwise by the event loop's datagram transport.
+Either way the ``UdpEndpoint`` protocol gets the same calls.
 TLS: the same connection objects over asyncio's TLS transport (``sipguard/tls.py`` makes the
 contexts). A message for any other transport (SCTP, WebSocket) is dropped and counted.
 Stream listeners are accepted here (``Acceptor``), so a connection is admitted by
@@ -17,12 +21,14 @@ same module times out the ones that stop making progress.
 from __future__ import annotations
 
 import asyncio
-import functools
+import errno
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +38,18 @@ from sipguard.proxy.connlimits import ConnectionLimits
 from sipguard.sip import SipParseError, StreamFramer
 from sipguard.tls import TlsConfig, client_context, server_context
 
+try:  # UDP in C (sipguard/proxy/_udp.c) when built; the event loop's transport otherwise
+    from sipguard.proxy import _udp as _udp_c
+except ImportError:  # pragma: no cover - the pure-Python tree
+    _udp_c = None  # type: ignore[assignment]
+
 log = logging.getLogger("sipguard.transport")
+# UdpSocket is used when the extension is there, unless SIPGUARD_UDP=loop asks for the event
+# loop's transport (a way back without a rebuild; the tests run both)
+OWN_UDP: bool = _udp_c is not None and os.environ.get("SIPGUARD_UDP", "") != "loop"
+# a send the kernel could not take now (its buffer full): queued, sent when the socket is writable
+_AGAIN = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR))
+UDP_BACKLOG = 4 << 20        # bytes queued on one UDP socket at most; past it a datagram is dropped
 
 Receive = Callable[[bytes, tuple[str, int], str, object], None]
 _KEEPALIVE = frozenset(b"\r\n\x00 ")
@@ -56,7 +73,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         # letter, so only a datagram starting with white space or NUL is looked at whole
         if len(data) < 4 or (data[0] in _KEEPALIVE and not data.strip(b"\r\n\x00 ")):
             return
-        self.receive(data, (addr[0], addr[1]), "udp", self)
+        # (host, port): uvloop gives IPv6 sources as (host, port, flowinfo, scope_id)
+        self.receive(data, addr if len(addr) == 2 else (addr[0], addr[1]), "udp", self)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
@@ -64,6 +82,88 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, addr)
+
+
+class UdpSocket:
+    """The transport of a ``UdpEndpoint`` whose socket ``_udp`` reads and writes (module doc):
+    the loop calls a ``_udp.Reader`` when the socket is readable, which hands each datagram
+    to the endpoint's ``datagram_received`` as uvloop's transport would; ``sendto`` sends at
+    once. A datagram the kernel cannot take now (its buffer full) waits here, in order, until
+    the socket is writable, up to UDP_BACKLOG bytes; past it, it is dropped (UDP: the sender
+    retransmits) and counted. A send that fails otherwise goes to ``error_received``, as
+    the loop's transport reports it."""
+
+    def __init__(self, sock: socket.socket, endpoint: UdpEndpoint) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.family = int(sock.family)
+        self.endpoint = endpoint
+        self.closing = False
+        self.backlog: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.queued = 0          # bytes in the backlog
+        self.dropped = 0         # datagrams dropped because the backlog was full
+        self.loop = asyncio.get_running_loop()
+        self.reader = _udp_c.Reader(self.fd, self.family, endpoint.datagram_received, endpoint.error_received)
+        endpoint.connection_made(self)  # type: ignore[arg-type]
+        self.loop.add_reader(self.fd, self.reader)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return self.sock
+        if name == "sockname":
+            return self.sock.getsockname()
+        return default
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.closing or not data:
+            return
+        if not self.backlog:
+            err: int = _udp_c.send(self.fd, self.family, data, addr)
+            if err == 0:
+                return
+            if err not in _AGAIN:
+                self.endpoint.error_received(OSError(err, os.strerror(err)))
+                return
+        if self.queued + len(data) > UDP_BACKLOG:
+            if not self.dropped:
+                log.warning("UDP socket %s: the kernel takes no more datagrams; dropping them while "
+                            "%d bytes wait", self.get_extra_info("sockname"), self.queued)
+            self.dropped += 1
+            return
+        if not self.backlog:
+            self.loop.add_writer(self.fd, self._flush)
+        self.backlog.append((data, addr))
+        self.queued += len(data)
+
+    def _flush(self) -> None:
+        backlog = self.backlog
+        while backlog:
+            data, addr = backlog[0]
+            err: int = _udp_c.send(self.fd, self.family, data, addr)
+            if err in _AGAIN:
+                return
+            backlog.popleft()
+            self.queued -= len(data)
+            if err:
+                self.endpoint.error_received(OSError(err, os.strerror(err)))
+        self.dropped = 0
+        self.loop.remove_writer(self.fd)
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.loop.remove_reader(self.fd)
+        if self.backlog:
+            self.loop.remove_writer(self.fd)
+            self.backlog.clear()
+            self.queued = 0
+        self.sock.close()
+        self.loop.call_soon(self.endpoint.connection_lost, None)
 
 
 class TcpConnection(asyncio.Protocol):
@@ -239,15 +339,13 @@ class Transports:
         self.counters = TransportCounters()
 
     async def start(self, reuse_port: bool) -> None:
-        loop = asyncio.get_running_loop()
         # the private sockets first: a listening socket delivers at once (a restarted worker's
         # reuseport socket already holds queued requests), and what they forward must leave
         # from the socket in our Via, or the responses go astray
         for addr in self.listen:
             family = family_of(addr.host)
             if addr.transport == "udp" and family not in self.udp_out:
-                _, out = await loop.create_datagram_endpoint(
-                    lambda: UdpEndpoint(self.receive), local_addr=(addr.host, 0), family=family)
+                out = await _udp_endpoint(UdpEndpoint(self.receive), addr.host, 0, family, False)
                 self.udp_out[family] = out
                 port = out.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
                 self.out_sent_by[family] = _hostport(self._advertised(addr.host), port)
@@ -255,13 +353,8 @@ class Transports:
             family = family_of(addr.host)
             self.local.add((addr.host, addr.port))
             if addr.transport == "udp":
-                made = functools.partial(UdpEndpoint, self.receive, len(self.udp))
-                given = self.udp_socks.get(position)
-                if given is not None:  # the supervisor's reuseport group (kernel steering)
-                    _, proto = await loop.create_datagram_endpoint(made, sock=given)
-                else:
-                    _, proto = await loop.create_datagram_endpoint(
-                        made, local_addr=(addr.host, addr.port), family=family, reuse_port=reuse_port)
+                proto = await _udp_endpoint(UdpEndpoint(self.receive, len(self.udp)), addr.host, addr.port,
+                                            family, reuse_port, self.udp_socks.get(position))
                 _grow_receive_buffer(proto)
                 self.udp.append(proto)
             else:  # tcp or tls: TLS is the same stream server over asyncio's TLS transport
@@ -437,6 +530,40 @@ class Transports:
 
 _background: set[asyncio.Task[None]] = set()
 UDP_RCVBUF = 4 << 20
+
+
+async def _udp_endpoint(endpoint: UdpEndpoint, host: str, port: int, family: int, reuse_port: bool,
+                        sock: socket.socket | None = None) -> UdpEndpoint:
+    """``endpoint`` on a UDP socket: ``sock`` (the supervisor's reuseport group: kernel
+    steering) or one bound here to (host, port). Read and written by ``UdpSocket`` when the
+    extension is built and the host is an IP literal, else by the loop's datagram transport."""
+    loop = asyncio.get_running_loop()
+    if OWN_UDP and (sock is not None or _ip_literal(host)):
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                raise
+        UdpSocket(sock, endpoint)
+        return endpoint
+    if sock is not None:
+        await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+    else:
+        await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(host, port), family=family,
+                                            reuse_port=reuse_port)
+    return endpoint
+
+
+def _ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _grow_receive_buffer(endpoint: UdpEndpoint) -> None:

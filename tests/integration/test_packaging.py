@@ -101,7 +101,8 @@ def test_the_wheel_carries_the_compiled_hot_path_and_its_build_stamp(compiled_wh
     assert not compiled_wheel.name.endswith("-none-any.whl"), compiled_wheel.name
     names = zipfile.ZipFile(compiled_wheel).namelist()
     assert "sipguard/sip/parser" + SUFFIX in names and "sipguard/proxy/core" + SUFFIX in names
-    assert "sipguard/sip/_fast" + SUFFIX in names and "sipguard/sip/_fast.c" in names   # the C, and its stamped source
+    for c in ("sipguard/sip/_fast", "sipguard/proxy/_udp"):
+        assert c + SUFFIX in names and c + ".c" in names and c + ".pyi" in names   # the C, and its stamped source
     assert "sipguard/native_stamp.json" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert {f"sipguard/console/static/{n}" for n in CONSOLE_STATIC} <= set(names)
@@ -111,7 +112,7 @@ def test_the_wheel_carries_the_compiled_hot_path_and_its_build_stamp(compiled_wh
 def test_an_installed_wheel_runs_compiled(installed: Path, tmp_path: Path) -> None:
     run = sipguard(installed, "--version", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert re.fullmatch(r"sipguard \S+, hot path compiled \(mypyc\): (\d+) of \1 hot-path modules, C: 1 of 1\n",
+    assert re.fullmatch(r"sipguard \S+, hot path compiled \(mypyc\): (\d+) of \1 hot-path modules, C: 2 of 2\n",
                         run.stdout), run.stdout
     where = subprocess.run([str(installed / "bin" / "python"), "-c", "import sipguard.sip.parser as p; print(p.__file__)"],
                            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)

@@ -49,13 +49,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
-@pytest.mark.parametrize("transport", ["u1", "t1"], ids=["udp", "tcp"])
-def test_calls_complete_through_sipguard(sipguard: Any, tmp_path: Path, transport: str) -> None:
+@pytest.mark.parametrize(("transport", "udp"), [("u1", ""), ("u1", "loop"), ("t1", "")],
+                         ids=["udp", "udp-loop-transport", "tcp"])
+def test_calls_complete_through_sipguard(sipguard: Any, tmp_path: Path, transport: str, udp: str) -> None:
+    """``udp``: SIPGUARD_UDP, the UDP sockets read by proxy/_udp.c (where built) or by the
+    event loop's transport ("loop")."""
     uas_port = free_port()
     uas = sipp_uas(uas_port, "uas.xml", transport, cwd=tmp_path)
     hop = f"sip:127.0.0.1:{uas_port}" + (";transport=tcp" if transport == "t1" else "")
     try:
-        sg = sipguard(base_config(uas_port, next_hop=hop))
+        sg = sipguard(base_config(uas_port, next_hop=hop), env={"SIPGUARD_UDP": udp})
         result = sipp_uac(sg.addr, "uac.xml", calls=20, transport=transport, cwd=tmp_path)
         assert result.returncode == 0, (result.stdout.decode()[-2000:], sg.logs())
     finally:

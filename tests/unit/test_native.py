@@ -53,17 +53,20 @@ def test_a_compiled_module_is_checked_by_its_build_stamp_not_by_file_times(
 
 def test_the_c_extension_is_checked_by_its_build_stamp_and_cleaned(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """sipguard/sip/_fast.c is stamped like the mypyc modules: a _fast module built from
-    another C source is refused, ``ensure`` rebuilds when it is missing, ``clean`` removes it."""
+    """The C modules (sipguard/sip/_fast.c, sipguard/proxy/_udp.c) are stamped like the mypyc
+    modules: a _fast module built from another C source is refused, ``ensure`` rebuilds when
+    one is missing, ``clean`` removes them."""
     monkeypatch.setattr(native, "ROOT", str(tmp_path))
     for module in native.MODULES + native.C_MODULES:
         (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / module).write_text(f"# {module}\n")
-    assert native.C_MODULES == ("sipguard/sip/_fast.c",)
+    assert native.C_MODULES == ("sipguard/sip/_fast.c", "sipguard/proxy/_udp.c")
     src = tmp_path / "sipguard" / "sip" / "_fast.c"
     ext = src.with_name("_fast" + native.SUFFIX)
     ext.write_bytes(b"\x7fELF")
-    assert native.stale() == ["sipguard/sip/_fast.c"]            # no stamp: not known to match
+    udp = tmp_path / "sipguard" / "proxy" / ("_udp" + native.SUFFIX)
+    udp.write_bytes(b"\x7fELF")
+    assert native.stale() == ["sipguard/proxy/_udp.c", "sipguard/sip/_fast.c"]   # no stamp: not known to match
     native.write_stamp(str(tmp_path / "sipguard"))
     assert native.stale() == []
     src.write_text("/* changed after the build */\n")
@@ -72,8 +75,8 @@ def test_the_c_extension_is_checked_by_its_build_stamp_and_cleaned(
     built = []
     monkeypatch.setattr(native, "build", lambda: built.append(1) or (True, "built"))
     assert native.main(["ensure"]) == 0 and built == [1]            # stale: rebuilt
-    assert native.clean() == 1 and not ext.exists()
-    assert [e.name for e in native.c_extensions()] == ["sipguard.sip._fast"]
+    assert native.clean() == 2 and not ext.exists() and not udp.exists()
+    assert [e.name for e in native.c_extensions()] == ["sipguard.sip._fast", "sipguard.proxy._udp"]
 
 
 def test_version_says_which_hot_path_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,14 +20,15 @@ import datetime
 import math
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sipguard.errors import SipguardError
 from sipguard.records.postgres import PostgresRecords, is_url, redact
 from sipguard.records.record import CallRecord, TracebackConfig, normalise_tn
 
+T = TypeVar("T")
 TopBy = Literal["callers", "trunks", "spc"]
 TOP_BY: tuple[str, ...] = ("callers", "trunks", "spc")
 DEFAULT_WINDOW = 300.0
@@ -185,26 +186,43 @@ async def find(store_url: str, cfg: TracebackConfig, caller: str | None = None, 
     callee_n = normalise_tn(callee) if callee else None
     if (caller and caller_n is None) or (callee and callee_n is None):
         return []      # not a number: nothing was recorded under it
+    return await read(store_url, cfg,
+                      lambda db: db.find(low, high, call_id, caller_n, callee_n, limit),
+                      lambda pg: pg.find(low, high, call_id, caller_n, callee_n, limit),
+                      lambda rs: rs.find(low, high, call_id, caller_n, callee_n, limit), redis_client_factory)
+
+
+async def read(store_url: str, cfg: TracebackConfig, sqlite: Callable[[Any], T],
+               postgres: Callable[[Any], Awaitable[T]], redis: Callable[[Any], Awaitable[T]],
+               redis_client_factory: Callable[[str], Any] | None = None) -> T:
+    """One read from the store records go to (``cfg.store_for(store_url)``): ``sqlite(db)`` in
+    a thread (QueryError when there is no file yet), ``postgres(pg)`` or ``redis(rs)`` on the
+    loop, the connection closed after. A network store's failure is a QueryError naming it,
+    its password left out (the message reaches the console and the HTTP API)."""
     store_url = cfg.store_for(store_url)
     if store_url == "memory":
         db = _sqlite(cfg)
         try:
-            return await asyncio.to_thread(db.find, low, high, call_id, caller_n, callee_n, limit)
+            return await asyncio.to_thread(sqlite, db)
         finally:
             db.close()
     if is_url(store_url):
         pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
         try:
-            return await pg.find(low, high, call_id, caller_n, callee_n, limit)
+            return await postgres(pg)
+        except QueryError:
+            raise
         except Exception as exc:
             raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:
             await pg.aclose()
     rs = _redis(store_url, redis_client_factory)
     try:
-        return await rs.find(low, high, call_id, caller_n, callee_n, limit)
+        return await redis(rs)
+    except QueryError:
+        raise
     except Exception as exc:
-        raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+        raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
     finally:
         await rs.aclose()
 
@@ -253,7 +271,7 @@ async def iterate(store_url: str, cfg: TracebackConfig, since: float, until: flo
                 if since <= record.time <= until:
                     yield record
         except Exception as exc:
-            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:
             await rs.aclose()
 
@@ -265,28 +283,8 @@ async def top(store_url: str, cfg: TracebackConfig, by: str, since: float | None
     heaviest first. ``by``: callers (caller number), trunks, spc (signer)."""
     if by not in TOP_BY:
         raise BadParameter("top", f"{by!r}: expected one of {', '.join(TOP_BY)}")
-    store_url = cfg.store_for(store_url)
-    if store_url == "memory":
-        db = _sqlite(cfg)
-        try:
-            return await asyncio.to_thread(db.top, by, since, until, n)
-        finally:
-            db.close()
-    if is_url(store_url):
-        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
-        try:
-            return await pg.top(by, since, until, n)
-        except Exception as exc:
-            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
-        finally:
-            await pg.aclose()
-    rs = _redis(store_url, redis_client_factory)
-    try:
-        return await _top_stream(rs, by, since, until, n)
-    except Exception as exc:
-        raise QueryError(f"cannot read records from {store_url}: {exc}") from None
-    finally:
-        await rs.aclose()
+    return await read(store_url, cfg, lambda db: db.top(by, since, until, n), lambda pg: pg.top(by, since, until, n),
+                      lambda rs: _top_stream(rs, by, since, until, n), redis_client_factory)
 
 
 async def each(store_url: str, cfg: TracebackConfig, since: float, until: float, page: int = 20_000,
@@ -305,7 +303,7 @@ async def each(store_url: str, cfg: TracebackConfig, since: float, until: float,
         except QueryError:
             raise
         except Exception as exc:
-            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
+            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
         finally:
             await rs.aclose()
         return

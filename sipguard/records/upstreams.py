@@ -39,7 +39,7 @@ from typing import Any
 
 from sipguard.records.measures import Measures, UpstreamsConfig, fold, parse_duration, ranked, score
 from sipguard.records.postgres import PostgresRecords, is_url, redact
-from sipguard.records.query import BadParameter, QueryError, _redis, _sqlite, iso_utc, parse_count, parse_time
+from sipguard.records.query import BadParameter, QueryError, iso_utc, parse_count, parse_time, read
 from sipguard.records.record import TracebackConfig
 
 log = logging.getLogger("sipguard.upstreams")
@@ -104,31 +104,17 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
     if not signers:
         return await trunk_measures(store_url, cfg, *whole_minutes(since, until),
                                     redis_client_factory=redis_client_factory), {}
-    store_url = cfg.store_for(store_url)
-    if store_url == "memory":
-        db = _sqlite(cfg)
-        try:      # a report: both views, over any window the operator asks
-            rows = [await asyncio.to_thread(db.measure_rows, by, since, until) for by in ("trunks", "spc")]
-        finally:
-            db.close()
-    elif is_url(store_url):
-        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
-        try:      # a report: whole hours from the roll-ups (rolled now if need be)
-            trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
-            rows = [trunk_rows, spc_rows]
-        except Exception as exc:
-            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
-        finally:
-            await pg.aclose()
-    else:
-        rs = _redis(store_url, redis_client_factory)
-        try:
-            return await _scan(rs, since, until, signers)
-        except Exception as exc:
-            raise QueryError(f"cannot read records from {store_url}: {exc}") from None
-        finally:
-            await rs.aclose()
-    return fold(rows[0]), fold(rows[1])
+    return await read(
+        store_url, cfg,
+        # a report: both views, over any window the operator asks
+        lambda db: (fold(db.measure_rows("trunks", since, until)), fold(db.measure_rows("spc", since, until))),
+        lambda pg: _rolled(pg, since, until),     # a report: whole hours from the roll-ups (rolled now if need be)
+        lambda rs: _scan(rs, since, until, signers), redis_client_factory)
+
+
+async def _rolled(pg: Any, since: float, until: float) -> tuple[dict[str, Measures], dict[str, Measures]]:
+    trunk_rows, spc_rows, _ = await pg.measure_rows_rolled(since, until, time.time())
+    return fold(trunk_rows), fold(spc_rows)
 
 
 async def trunk_measures(store_url: str, cfg: TracebackConfig, first: int, last: int,
@@ -136,28 +122,9 @@ async def trunk_measures(store_url: str, cfg: TracebackConfig, first: int, last:
     """Per trunk over the whole minutes [first, last), from each store's minute roll-ups alone
     (``trunk_minutes``): the trunk score refresh, every minute in every worker, and the
     console's series, a bucket at a time."""
-    store_url = cfg.store_for(store_url)
-    if store_url == "memory":
-        db = _sqlite(cfg)
-        try:
-            return fold(await asyncio.to_thread(db.trunk_minutes, first, last))
-        finally:
-            db.close()
-    if is_url(store_url):
-        pg = PostgresRecords(store_url, cfg.retention_days, writer=False)
-        try:
-            return fold(await pg.trunk_minutes(first, last))
-        except Exception as exc:
-            raise QueryError(f"cannot read records from {redact(store_url)}: {exc}") from None
-        finally:
-            await pg.aclose()
-    rs = _redis(store_url, redis_client_factory)
-    try:
-        return fold(await rs.trunk_minutes(first, last))
-    except Exception as exc:
-        raise QueryError(f"cannot read records from {store_url}: {exc}") from None
-    finally:
-        await rs.aclose()
+    return fold(await read(store_url, cfg, lambda db: db.trunk_minutes(first, last),
+                           lambda pg: pg.trunk_minutes(first, last), lambda rs: rs.trunk_minutes(first, last),
+                           redis_client_factory))
 
 
 async def _scan(rs: Any, since: float, until: float, signers: bool) -> tuple[dict[str, Measures], dict[str, Measures]]:

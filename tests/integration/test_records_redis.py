@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sipguard.clock import ManualClock
-from sipguard.records import query
+from sipguard.records import query, upstreams
 from sipguard.records.record import TracebackConfig
 from sipguard.records.redis_stream import LATE, STREAM, RedisRecords
 from sipguard.records.spool import Entry
@@ -321,6 +321,15 @@ def test_unreachable_redis_query_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(query.QueryError, match="cannot read records"):
         run(query.find(f"redis://127.0.0.1:{free_port()}/0", TracebackConfig()))
+    # the message reaches the console and the HTTP API: never the URL's password, whatever the read
+    url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
+    reads = [query.find(url, TracebackConfig()), query.top(url, TracebackConfig(), "callers", None),
+             upstreams.trunk_measures(url, TracebackConfig(), 1, 2),
+             upstreams.measures(url, TracebackConfig(), 0.0, 60.0)]
+    for read in reads:
+        with pytest.raises(query.QueryError) as caught:
+            run(read)
+        assert "s3cret-pw" not in str(caught.value) and "redis://:***@127.0.0.1" in str(caught.value)
 
 
 def test_find_keeps_the_earliest_matches_within_limit_late_ones_included(redis_aof: RedisProcess) -> None:

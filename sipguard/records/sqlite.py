@@ -87,6 +87,12 @@ CHUNK = 16              # rows encoded on the event loop between two chances for
 TRIM_CHUNK = 20000      # expired rows deleted per retention pass (the writer's passes go on between)
 MINUTE = 60             # seconds of records per roll-up row of trunk_minutes
 ROLL_CHUNK = 100_000    # records folded into trunk_minutes per write transaction (the writers wait meanwhile)
+# How long the roll-ups stay before the oldest window a roll is asked for (the score refresh's):
+# the console's longest plot (console/app.py SERIES: 7 days) reads its buckets from them, where
+# a roll-up kept for the score window alone left all but its last hour to one GROUP BY over the
+# records a bucket (millions of rows at a gateway's rate). Rows: one a minute per trunk and
+# group seen (a few dozen a minute for ten trunks), next to a record a call.
+KEEP_MINUTES = 7 * 1440 + 60
 # what a trunk's measure groups by, as measure_rows reads it; '' stands for NULL in trunk_minutes
 # (its primary key would hold NULLs apart)
 _VERSTAT = f"COALESCE(verstat, json_extract(data, '$[{VERSTAT_INDEX}]'))"
@@ -328,9 +334,10 @@ class SqliteRecords:
         """Fold the records written since the last roll into ``trunk_minutes`` (each record
         once, by insertion order: a late record, a spool flushed after an outage, lands in
         its own minute), ``ROLL_CHUNK`` at a time, each chunk its own transaction so the
-        writers wait for one chunk at most; drop the minutes before ``keep_since``. The first
-        roll of a file starts at its first record of ``keep_since`` or later (older ones are
-        never asked for). Returns the records folded."""
+        writers wait for one chunk at most; drop the minutes more than KEEP_MINUTES before
+        ``keep_since``. The first roll of a file starts at its first record of ``keep_since``
+        or later (older minutes are read from the records until the roll-ups reach back
+        there). Returns the records folded."""
         done = 0
         while True:
             with self._lock:
@@ -358,7 +365,7 @@ class SqliteRecords:
             db.execute("DELETE FROM trunk_minutes")
             rolled, complete = (first - 1 if first is not None else top), keep
         else:
-            rolled, complete = mark[0], max(mark[1], keep)
+            rolled, complete = mark[0], max(mark[1], keep - KEEP_MINUTES)
         upto = min(top, rolled + ROLL_CHUNK)
         if upto > rolled:
             db.execute(_ROLL, (rolled, upto))

@@ -111,6 +111,33 @@ def test_each_record_is_rolled_up_once_and_the_refresh_reads_the_minutes(tmp_pat
     db.close()
 
 
+def test_the_roll_ups_stay_for_the_consoles_longest_plot(tmp_path: Path) -> None:
+    """The score refresh asks for its last hour; the minutes before it, back to KEEP_MINUTES
+    and to the file's first roll, are still read from the roll-ups (the console's 24-hour and
+    7-day plots), not grouped from the records again."""
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    start = BASE - 3 * 86400
+    db.write([("w", i, make_record(0, time=start + i * 600, trunk="carrier-a")) for i in range(3 * 144)])
+    assert db.roll(start) == 3 * 144 - 1          # the first roll: from the minute after start's
+    first, last = int(start / MINUTE) + 1, int(BASE / MINUTE)
+    db.roll(BASE - 3600)                          # the score refresh, later: its window's start
+    seen: list[str] = []
+    db._conn().set_trace_callback(seen.append)
+    try:
+        got = fold(db.trunk_minutes(first, last))
+    finally:
+        db._conn().set_trace_callback(None)
+    assert got["carrier-a"].calls == 3 * 144 - 1
+    assert not any("FROM records WHERE time >=" in s for s in seen), seen   # none grouped from the records
+    # past KEEP_MINUTES before the window asked, they go (and are read from the records again)
+    later = BASE + sqlite_mod.KEEP_MINUTES * MINUTE
+    db.roll(later - 86400)
+    assert db._conn().execute("SELECT MIN(minute) FROM trunk_minutes").fetchone()[0] >= \
+        int((later - 86400) / MINUTE) - sqlite_mod.KEEP_MINUTES
+    assert fold(db.trunk_minutes(first, last)) == got
+    db.close()
+
+
 def test_a_file_whose_records_all_expired_starts_its_roll_again(tmp_path: Path) -> None:
     db = SqliteRecords(str(tmp_path / "tb.db"))
     db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a")) for i in range(300)])

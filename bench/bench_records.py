@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_records.py --sqlite-cost [--prefill 100000] [--n 20000] [--batch 200]
     .venv/bin/python bench/bench_records.py --score-cost [--rate 1000] [--window 3600] [--interval 60] [--workers 2]
     .venv/bin/python bench/bench_records.py --score-cost --redis [--rate 1000] [--window 600] [--workers 2]
+    .venv/bin/python bench/bench_records.py --series-cost --rate 50 --window 86400
 
 --redis starts a throw-away redis-server on a free loopback port (needs redis-server).
 
@@ -226,20 +227,10 @@ def layouts(names: list[str], prefill: int, n: int, batch: int, folder: str) -> 
                 os.remove(path + suffix)
 
 
-def score_cost(rate: int, window: int, interval: int, workers: int, folder: str) -> None:
-    """What one trunk score refresh costs (upstreams.py ScoreRefresher, SQLite), in a file that
-    holds ``window`` seconds of records at ``rate`` calls/s: the aggregate over every record of
-    the window (``measure_rows``, what each refresh ran before session 16) against the minute
-    roll-ups (``trunk_rows``): its first call on that file (the roll-up of the whole window,
-    once a file), then a refresh ``interval`` seconds of records later (every minute after),
-    with the two partial minutes of a window in seconds (``trunk_rows``) and in whole minutes
-    (``trunk_minutes``, what the refresh reads since session 17).
-    Thread CPU; per call: one refresh a worker each ``interval``, over ``interval`` x ``rate`` calls."""
+def _trunk_records(rate: int) -> Any:
+    """records(start, count): ``count`` records ``rate`` a second from ``start``, over 8 trunks
+    and the groups the score reads, random as a gateway's (one seed: every run alike)."""
     import random
-
-    from sipguard.records.measures import fold
-    from sipguard.records.sqlite import SqliteRecords
-    from sipguard.records.upstreams import whole_minutes
 
     rnd = random.Random(1)
     trunks = [f"carrier-{k}" for k in range(8)]
@@ -252,33 +243,60 @@ def score_cost(rate: int, window: int, interval: int, workers: int, folder: str)
                             caller_check=rnd.choice(("valid", "invalid", "dno")), trunk_rmd="listed",
                             trunk_implementation="complete") for i in range(count)]
 
-    db = SqliteRecords(f"{folder}/score.db")
+    return records
+
+
+def _trunk_file(path: str, records: Any, rate: int, start: float, total: int, name: str) -> tuple[Any, int]:
+    """A SQLite records file holding ``total`` records ``rate`` a second from ``start`` (as
+    the writer writes them), checkpointed: (the SqliteRecords, the next seq)."""
+    from sipguard.records.sqlite import SqliteRecords
+
+    db = SqliteRecords(path)
     db.open()
-    now = time.time()
-    start, total, seq = now - window, rate * window, 0
-    t0 = time.monotonic()
+    t0, seq = time.monotonic(), 0
     for first in range(0, total, 5000):
-        db.write([("p", seq + k, r) for k, r in enumerate(records(start + first / rate, min(5000, total - first)))])
-        seq += min(5000, total - first)
+        count = min(5000, total - first)
+        db.write([("p", seq + k, r) for k, r in enumerate(records(start + first / rate, count))])
+        seq += count
     db._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    print(f"score-cost: {total:,} records over {window} s made in {time.monotonic() - t0:.0f} s")
+    print(f"{name}: {total:,} records over {total / rate:.0f} s made in {time.monotonic() - t0:.0f} s")
+    return db, seq
 
-    def cpu(fn: Any) -> tuple[float, Any]:
-        c0 = time.thread_time()
-        out = fn()
-        return time.thread_time() - c0, out
 
-    old, rows_old = cpu(lambda: db.measure_rows("trunks", now - window, now))
-    first_roll, rows_new = cpu(lambda: db.trunk_rows(now - window, now))
+def _cpu(fn: Any) -> tuple[float, Any]:
+    c0 = time.thread_time()
+    out = fn()
+    return time.thread_time() - c0, out
+
+
+def score_cost(rate: int, window: int, interval: int, workers: int, folder: str) -> None:
+    """What one trunk score refresh costs (upstreams.py ScoreRefresher, SQLite), in a file that
+    holds ``window`` seconds of records at ``rate`` calls/s: the aggregate over every record of
+    the window (``measure_rows``, what each refresh ran before session 16) against the minute
+    roll-ups (``trunk_rows``): its first call on that file (the roll-up of the whole window,
+    once a file), then a refresh ``interval`` seconds of records later (every minute after),
+    with the two partial minutes of a window in seconds (``trunk_rows``) and in whole minutes
+    (``trunk_minutes``, what the refresh reads since session 17).
+    Thread CPU; per call: one refresh a worker each ``interval``, over ``interval`` x ``rate`` calls."""
+
+    from sipguard.records.measures import fold
+    from sipguard.records.upstreams import whole_minutes
+
+    records = _trunk_records(rate)
+    now = time.time()
+    db, seq = _trunk_file(f"{folder}/score.db", records, rate, now - window, rate * window, "score-cost")
+
+    old, rows_old = _cpu(lambda: db.measure_rows("trunks", now - window, now))
+    first_roll, rows_new = _cpu(lambda: db.trunk_rows(now - window, now))
     assert fold(rows_old) == fold(rows_new)
     db.write([("p", seq + k, r) for k, r in enumerate(records(now, rate * interval))])
     later = now + interval
-    old2, rows_old = cpu(lambda: db.measure_rows("trunks", later - window, later))
-    new2, rows_new = cpu(lambda: db.trunk_rows(later - window, later))
+    old2, rows_old = _cpu(lambda: db.measure_rows("trunks", later - window, later))
+    new2, rows_new = _cpu(lambda: db.trunk_rows(later - window, later))
     assert fold(rows_old) == fold(rows_new)
     # the refresh since session 17: the window's whole minutes (upstreams.whole_minutes)
     first, last = whole_minutes(later - window, later)
-    whole, rows_whole = cpu(lambda: db.trunk_minutes(first, last))
+    whole, rows_whole = _cpu(lambda: db.trunk_minutes(first, last))
     bucket = "CAST(time / 60 AS INTEGER)"
     assert fold(rows_whole) == fold(db._measure("trunks", f"{bucket} >= ? AND {bucket} < ?", (first, last)))
     per_call = workers / (interval * rate) * 1e6
@@ -287,6 +305,40 @@ def score_cost(rate: int, window: int, interval: int, workers: int, folder: str)
           f" minute roll-ups: first {first_roll:.2f} s (once a file), then {new2:.3f} s ({new2 * per_call:.1f} us/call)"
           f" with the two partial minutes (trunk_rows), {whole:.3f} s ({whole * per_call:.2f} us/call)"
           f" in whole minutes (trunk_minutes, the refresh)")
+    db.close()
+
+
+def series_cost(rate: int, window: int, folder: str) -> None:
+    """What the console's 24-hour plot of the trunks costs (``upstreams.series``: 24 buckets
+    of whole minutes, each ``trunk_minutes``) in a SQLite file that holds ``window`` seconds
+    of records at ``rate`` calls/s, once its roll-ups reach back over the window (a worker's
+    refresh has rolled every minute since): kept KEEP_MINUTES (session 18) against kept for
+    the score window alone (before), on the same file. Thread CPU of the 24 reads."""
+    from sipguard.records import sqlite as sqlite_mod
+    from sipguard.records.measures import fold
+
+    now = time.time()
+    db, _ = _trunk_file(f"{folder}/series.db", _trunk_records(rate), rate, now - window, rate * window,
+                        "series-cost")
+    last = int(now // 60) + 1
+    buckets = [(last - (24 - k) * 60, last - (23 - k) * 60) for k in range(24)]
+
+    def plot() -> list[Any]:
+        return [fold(db.trunk_minutes(first, end)) for first, end in buckets]
+
+    db.roll(now - window)                     # the roll-ups of the whole file, as a refresh left them
+    db.roll(now - 3600)                       # the refresh of the score window (default 3600 s)
+    kept, after = _cpu(plot)
+    keep = sqlite_mod.KEEP_MINUTES
+    sqlite_mod.KEEP_MINUTES = 0               # before: the roll-ups of the score window alone
+    try:
+        db.roll(now - 3600)
+        one, before = _cpu(plot)
+    finally:
+        sqlite_mod.KEEP_MINUTES = keep
+    assert before == after
+    print(f"series-cost rate={rate} window={window} s: the 24-hour plot's 24 reads {kept:.3f} s with the "
+          f"roll-ups kept {keep} minutes, {one:.2f} s with them kept for the score window alone")
     db.close()
 
 
@@ -371,6 +423,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--layouts", help="comma-separated LAYOUTS to compare in raw SQL (see above)")
     ap.add_argument("--score-cost", action="store_true", help="one trunk score refresh (see score_cost)")
+    ap.add_argument("--series-cost", action="store_true", help="the console's 24-hour plot (see series_cost)")
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--window", type=int, default=3600)
     ap.add_argument("--interval", type=int, default=60)
@@ -382,6 +435,10 @@ def main() -> None:
             return
         with tempfile.TemporaryDirectory() as tmp:
             score_cost(args.rate, args.window, args.interval, args.workers, tmp)
+        return
+    if args.series_cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            series_cost(args.rate, args.window, tmp)
         return
     if args.layouts:
         with tempfile.TemporaryDirectory() as tmp:

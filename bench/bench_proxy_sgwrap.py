@@ -1,7 +1,7 @@
 """Run ``sipguard`` with an experiment applied, for bench/bench_proxy.py (never in production).
 
-``python bench/bench_proxy_sgwrap.py RCVBUF_BYTES serve -c CONFIG --workers N``: every UDP socket
-sipguard opens gets SO_RCVBUF = RCVBUF_BYTES (0: unchanged; the kernel caps it at
+``python bench/bench_proxy_sgwrap.py RCVBUF_BYTES serve -c CONFIG --workers N``: every listening UDP
+socket sipguard opens gets SO_RCVBUF = RCVBUF_BYTES (0: as shipped; the kernel caps it at
 net.core.rmem_max) before sipguard runs as usual. With SG_BENCH_NO_RECORDS=1 in the environment
 traceback records are dropped at submit(), to measure what writing them costs; with
 SG_BENCH_LAG=1 each worker logs every event-loop stall over 2 ms (wall time, stall ms, the
@@ -19,26 +19,19 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import sys
 from typing import Any
 
 from sipguard.cli import main
-from sipguard.proxy.transport import UdpEndpoint
+from sipguard.proxy import transport
 from sipguard.records.writer import RecordWriter
 
 RCVBUF = int(sys.argv.pop(1))
-_made = UdpEndpoint.connection_made
-
-
-def connection_made(self: UdpEndpoint, transport: Any) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and RCVBUF > 0:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-    _made(self, transport)
-
-
-UdpEndpoint.connection_made = connection_made  # type: ignore[method-assign]
+if RCVBUF > 0:
+    # the size the listening sockets are given (transport._grow_receive_buffer reads it when
+    # each is made, whichever path serves it: compiled code calls the endpoint's methods
+    # directly, so a patched connection_made would not be seen)
+    transport.UDP_RCVBUF = RCVBUF
 if os.environ.get("SG_BENCH_GC_THRESHOLD"):
     gc.freeze()
     gc.set_threshold(int(os.environ["SG_BENCH_GC_THRESHOLD"]), 50, 100)

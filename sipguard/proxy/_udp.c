@@ -19,7 +19,10 @@
  * - ``send(fd, family, data, addr)`` sends one datagram at once (MSG_DONTWAIT) and returns 0,
  *   or the errno of a failed send (EAGAIN/ENOBUFS: the caller queues it). The destination's
  *   sockaddr comes from a cache keyed by (host, port); a host that is not an address of the
- *   socket's family is a ValueError, as uvloop's (no DNS lookup here, ever).
+ *   socket's family is a ValueError, as uvloop's (no DNS lookup here, ever). An IPv6 host may
+ *   name its zone after a '%' (fe80::1%eth0), as libuv takes it.
+ * - ``Reader.close()`` before the socket closes: a delivery that closed it ends the batch, and
+ *   no later read can reach another socket given the same descriptor.
  *
  * The event loop's thread is the only caller (the GIL is held throughout: the sockets are
  * non-blocking, so no call waits).
@@ -28,6 +31,8 @@
 #include <Python.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -175,7 +180,7 @@ static PyObject *reader_call(Reader *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_RuntimeError, "Reader not initialised");
         return NULL;
     }
-    for (int round = 0; round < ROUNDS; round++) {
+    for (int round = 0; round < ROUNDS && self->fd >= 0; round++) {
         for (int i = 0; i < BATCH; i++) {
             struct msghdr *hdr = &self->msgs[i].msg_hdr;
             memset(hdr, 0, sizeof *hdr);
@@ -196,7 +201,7 @@ static PyObject *reader_call(Reader *self, PyObject *args, PyObject *kwds) {
             Py_XDECREF(res);
             break;
         }
-        for (int i = 0; i < got; i++) {
+        for (int i = 0; i < got && self->fd >= 0; i++) {     /* closed by a delivery: no more */
             struct mmsghdr *m = &self->msgs[i];
             if (m->msg_hdr.msg_flags & MSG_TRUNC) continue;
             const unsigned char *data = (const unsigned char *)self->iovs[i].iov_base;
@@ -230,6 +235,17 @@ static PyObject *reader_call(Reader *self, PyObject *args, PyObject *kwds) {
 
 static PyObject *reader_get_fd(Reader *self, void *closure) { return PyLong_FromLong(self->fd); }
 
+/* the socket is about to close: read nothing more (its descriptor may be another socket's next) */
+static PyObject *reader_close(Reader *self, PyObject *unused) {
+    self->fd = -1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef reader_methods[] = {
+    {"close", (PyCFunction)reader_close, METH_NOARGS, "read nothing more: the socket is closing"},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef reader_getset[] = {
     {"fd", (getter)reader_get_fd, NULL, "the socket read", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -248,6 +264,7 @@ static PyTypeObject ReaderType = {
     .tp_clear = (inquiry)reader_clear,
     .tp_call = (ternaryfunc)reader_call,
     .tp_getset = reader_getset,
+    .tp_methods = reader_methods,
 };
 
 /* -- send -------------------------------------------------------------------------------- */
@@ -300,7 +317,19 @@ static const Dest *dest_of(int family, PyObject *addr) {
         len = sizeof *sin;
     } else if (family == AF_INET6) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&sa;
-        if ((size_t)n != strlen(text) || inet_pton(AF_INET6, text, &sin6->sin6_addr) != 1) goto refused;
+        /* a link-local address may name its zone (fe80::1%eth0, fe80::1%2), as uv_ip6_addr takes it */
+        char host6[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+        if ((size_t)n != strlen(text) || (size_t)n >= sizeof host6) goto refused;
+        memcpy(host6, text, (size_t)n + 1);
+        char *zone = strchr(host6, '%');
+        if (zone != NULL) {
+            *zone++ = '\0';
+            char *end;
+            unsigned long index = strtoul(zone, &end, 10);
+            sin6->sin6_scope_id = (*zone && !*end) ? (uint32_t)index : if_nametoindex(zone);
+            if (sin6->sin6_scope_id == 0) goto refused;
+        }
+        if (inet_pton(AF_INET6, host6, &sin6->sin6_addr) != 1) goto refused;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((unsigned short)port);
         len = sizeof *sin6;

@@ -157,6 +157,7 @@ class UdpSocket:
         if self.closing:
             return
         self.closing = True
+        self.reader.close()
         self.loop.remove_reader(self.fd)
         if self.backlog:
             self.loop.remove_writer(self.fd)

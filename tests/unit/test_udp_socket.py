@@ -347,3 +347,41 @@ def test_the_backlog_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def test_a_delivery_that_closes_the_socket_ends_the_batch(pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, peer = pair
+    got: list[bytes] = []
+
+    def deliver(data: bytes, addr: tuple[str, int]) -> None:
+        got.append(data)
+        if data == b"CLOSE NOW":
+            reader.close()                 # what UdpSocket.close does before closing the socket
+
+    reader = _udp.Reader(ours.fileno(), ours.family, deliver, lambda exc: None)
+    for data in (b"FIRST ONE", b"CLOSE NOW", b"NOT READ 1", b"NOT READ 2"):
+        peer.sendto(data, ours.getsockname())
+    for _ in range(50):
+        if got:
+            break
+        reader()
+    reader()
+    assert got == [b"FIRST ONE", b"CLOSE NOW"] and reader.fd == -1
+
+
+def test_an_ipv6_destination_may_name_its_zone() -> None:
+    try:
+        ours, peer = bound(socket.AF_INET6), bound(socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    peer.settimeout(2)
+    port = peer.getsockname()[1]
+    index = socket.if_nametoindex("lo")
+    for host in ("::1%lo", f"::1%{index}"):
+        assert _udp.send(ours.fileno(), socket.AF_INET6, host.encode(), (host, port)) == 0
+        assert peer.recv(100) == host.encode()
+    for bad in ("fe80::1%no-such-interface", "::1%", "::1%0", "::1%lo%lo"):
+        with pytest.raises(ValueError, match="DNS lookup"):
+            _udp.send(ours.fileno(), socket.AF_INET6, b"x", (bad, port))
+    ours.close()
+    peer.close()

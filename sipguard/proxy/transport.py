@@ -90,8 +90,8 @@ class UdpSocket:
     to the endpoint's ``datagram_received`` as uvloop's transport would; ``sendto`` sends at
     once. A datagram the kernel cannot take now (its buffer full) waits here, in order, until
     the socket is writable, up to UDP_BACKLOG bytes; past it, it is dropped (UDP: the sender
-    retransmits) and counted. A send that fails otherwise goes to ``error_received``, as
-    the loop's transport reports it."""
+    retransmits), counted in ``dropped`` and logged once while the backlog lasts. A send that
+    fails otherwise goes to ``error_received``, as the loop's transport reports it."""
 
     def __init__(self, sock: socket.socket, endpoint: UdpEndpoint) -> None:
         sock.setblocking(False)
@@ -102,7 +102,8 @@ class UdpSocket:
         self.closing = False
         self.backlog: deque[tuple[bytes, tuple[str, int]]] = deque()
         self.queued = 0          # bytes in the backlog
-        self.dropped = 0         # datagrams dropped because the backlog was full
+        self.dropped = 0         # datagrams dropped because the backlog was full (cumulative)
+        self.warned = False      # this backlog's drops are logged
         self.loop = asyncio.get_running_loop()
         self.reader = _udp_c.Reader(self.fd, self.family, endpoint.datagram_received, endpoint.error_received)
         endpoint.connection_made(self)  # type: ignore[arg-type]
@@ -129,7 +130,8 @@ class UdpSocket:
                 self.endpoint.error_received(OSError(err, os.strerror(err)))
                 return
         if self.queued + len(data) > UDP_BACKLOG:
-            if not self.dropped:
+            if not self.warned:
+                self.warned = True
                 log.warning("UDP socket %s: the kernel takes no more datagrams; dropping them while "
                             "%d bytes wait", self.get_extra_info("sockname"), self.queued)
             self.dropped += 1
@@ -150,7 +152,7 @@ class UdpSocket:
             self.queued -= len(data)
             if err:
                 self.endpoint.error_received(OSError(err, os.strerror(err)))
-        self.dropped = 0
+        self.warned = False
         self.loop.remove_writer(self.fd)
 
     def close(self) -> None:

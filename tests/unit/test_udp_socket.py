@@ -329,7 +329,7 @@ def test_a_send_the_kernel_refuses_for_now_waits_in_order(monkeypatch: pytest.Mo
         loop.close()
 
 
-def test_the_backlog_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_backlog_is_bounded(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         endpoint = Endpoint().proto
         udp = UdpSocket(bound(), endpoint)
@@ -339,8 +339,10 @@ def test_the_backlog_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         for _ in range(20):
             endpoint.sendto(b"x" * 30, ("127.0.0.1", 9))
         assert len(udp.backlog) == 3 and udp.queued == 90 and udp.dropped == 17
+        assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "sipguard.transport"] \
+            == [f"UDP socket ('127.0.0.1', {udp.sock.getsockname()[1]})"]      # once, not 17 times
         udp.close()
-        assert not udp.backlog and udp.queued == 0
+        assert not udp.backlog and udp.queued == 0 and udp.dropped == 17
 
     loop = uvloop.new_event_loop()
     try:

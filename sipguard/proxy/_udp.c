@@ -7,15 +7,19 @@
  * context for every datagram sent. Here:
  *
  * - ``Reader(fd, family, deliver, error)`` is the callable the loop runs when the socket is
- *   readable (``loop.add_reader``). One ``recvmmsg`` takes up to BATCH datagrams; a short
- *   batch means the queue is empty (no read that ends in EAGAIN), a full one reads again, at
- *   most ROUNDS times a call so the other sockets get their turn (the poll is level-triggered:
- *   what is left calls again). Each datagram goes to ``deliver(data, (host, port))``; the
- *   source tuple comes from a small cache of the addresses seen last, so a peer's datagrams
- *   share one. A datagram longer than a buffer (MSG_TRUNC) is dropped, as the parser would
- *   refuse it. ``error(OSError)`` gets a failed read other than EAGAIN/EINTR. An exception
- *   from ``deliver`` does not stop the batch: the first is raised when it is done (the loop
- *   logs it), the others are written as unraisable.
+ *   readable (``loop.add_reader``). It reads a datagram, delivers it, and reads the next, until
+ *   the queue is empty or ROUNDS datagrams were read, so the other sockets get their turn (the
+ *   poll is level-triggered: what is left calls again). One datagram a ``recvmmsg``, as the
+ *   loop's transport reads them: the overload guard measures how long work has waited by the
+ *   oldest datagram still in the kernel's queue (proxy/overload.py, ``QueueProbe``), and
+ *   datagrams read ahead in a batch would be hidden from it (with batches of 8, a stalled
+ *   worker's INVITEs were decided instead of answered 503: tests/integration/
+ *   test_edge_limits.py). Each datagram goes to ``deliver(data, (host, port))``; the source
+ *   tuple comes from a small cache of the addresses seen last, so a peer's datagrams share
+ *   one. A datagram longer than the buffer (MSG_TRUNC) is dropped, as the parser would refuse
+ *   it. ``error(OSError)`` gets a failed read other than EAGAIN/EINTR. An exception from
+ *   ``deliver`` does not stop the reading: the first is raised when it is done (the loop logs
+ *   it), the others are written as unraisable.
  * - ``send(fd, family, data, addr)`` sends one datagram at once (MSG_DONTWAIT) and returns 0,
  *   or the errno of a failed send (EAGAIN/ENOBUFS: the caller queues it). The destination's
  *   sockaddr comes from a cache keyed by (host, port); a host that is not an address of the
@@ -37,8 +41,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define BATCH 8                 /* datagrams a recvmmsg */
-#define ROUNDS 8                /* recvmmsg calls a readiness callback, at most */
+#define BATCH 1                 /* datagrams a recvmmsg (the module doc: why one) */
+#define ROUNDS 32               /* datagrams a readiness callback, at most (libuv's count) */
 #define BUFSIZE 65536           /* a UDP datagram's payload fits (IPv4: 65,507 bytes) */
 #define SOURCES 64              /* cached source tuples a reader (a power of two) */
 #define DESTS 256               /* cached destinations (a power of two) */
@@ -391,6 +395,7 @@ PyMODINIT_FUNC PyInit__udp(void) {
     Py_INCREF(&ReaderType);
     if (PyModule_AddObject(module, "Reader", (PyObject *)&ReaderType) < 0
             || PyModule_AddIntConstant(module, "BATCH", BATCH) < 0
+            || PyModule_AddIntConstant(module, "ROUNDS", ROUNDS) < 0
             || PyModule_AddIntConstant(module, "BUFSIZE", BUFSIZE) < 0) {
         Py_DECREF(&ReaderType);
         Py_DECREF(module);

@@ -7,9 +7,9 @@ the process that holds the transaction (the kernel spreads SO_REUSEPORT traffic 
 4-tuple, which would otherwise hand a response to another worker).
 TCP: one connection object per peer, framed by Content-Length; outgoing connections are
 pooled per destination and reused for the responses that come back on them.
-UDP sockets are read and written by ``UdpSocket`` (``sipguard/proxy/_udp.c``: a batch of
-datagrams a system call, source and destination addresses cached) when that extension is
-built and the address is an IP literal; otherwise by the event loop's datagram transport.
+UDP sockets are read and written by ``UdpSocket`` (``sipguard/proxy/_udp.c``: source and
+destination addresses cached, no context copied per datagram) when that extension is built
+and the address is an IP literal; otherwise by the event loop's datagram transport.
 Either way the ``UdpEndpoint`` protocol gets the same calls.
 TLS: the same connection objects over asyncio's TLS transport (``sipguard/tls.py`` makes the
 contexts). A message for any other transport (SCTP, WebSocket) is dropped and counted.

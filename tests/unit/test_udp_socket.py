@@ -84,7 +84,7 @@ def test_datagrams_arrive_in_order_with_their_source(pair: tuple[socket.socket, 
     sink = Collect()
     reader = reader_of(ours, sink)
     other = bound()
-    messages = [f"OPTIONS sip:x SIP/2.0 {n}".encode() for n in range(100)]  # more than BATCH * ROUNDS
+    messages = [f"OPTIONS sip:x SIP/2.0 {n}".encode() for n in range(100)]  # more than ROUNDS
     for n, message in enumerate(messages):
         (peer if n % 2 else other).sendto(message, ours.getsockname())
     drain(reader, sink, 100)
@@ -103,12 +103,12 @@ def test_one_call_reads_a_bounded_number() -> None:
     ours.setblocking(False)
     sink = Collect()
     reader = reader_of(ours, sink)
-    for n in range(_udp.BATCH * 8 + 5):
+    for n in range(_udp.BATCH * _udp.ROUNDS + 5):
         peer.sendto(b"OPTIONS %d" % n, ours.getsockname())
     reader()
-    assert len(sink.got) == _udp.BATCH * 8          # the rest at the loop's next turn
+    assert len(sink.got) == _udp.BATCH * _udp.ROUNDS          # the rest at the loop's next turn
     reader()
-    assert len(sink.got) == _udp.BATCH * 8 + 5
+    assert len(sink.got) == _udp.BATCH * _udp.ROUNDS + 5
     ours.close()
     peer.close()
 
@@ -387,3 +387,29 @@ def test_an_ipv6_destination_may_name_its_zone() -> None:
             _udp.send(ours.fileno(), socket.AF_INET6, b"x", (bad, port))
     ours.close()
     peer.close()
+
+
+def test_what_waits_stays_in_the_kernels_queue_until_its_turn(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The overload guard measures how long work has waited by the oldest datagram in the
+    socket's queue (proxy/overload.py QueueProbe): while one datagram is delivered, the ones
+    behind it are still there, not read ahead out of its sight."""
+    import array
+    import fcntl
+    import termios
+
+    ours, peer = pair
+    waiting: list[int] = []
+
+    def deliver(data: bytes, addr: tuple[str, int]) -> None:
+        size = array.array("i", [0])
+        fcntl.ioctl(ours.fileno(), termios.FIONREAD, size)    # the next datagram's size, 0: none
+        waiting.append(size[0])
+
+    reader = _udp.Reader(ours.fileno(), ours.family, deliver, lambda exc: None)
+    for n in range(3):
+        peer.sendto(b"INVITE %d ..." % n, ours.getsockname())
+    for _ in range(50):
+        if len(waiting) == 3:
+            break
+        reader()
+    assert waiting == [len(b"INVITE 1 ..."), len(b"INVITE 2 ..."), 0]

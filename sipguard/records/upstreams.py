@@ -33,7 +33,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +102,8 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
     """(per trunk, per SPC) over [since, until], from the store records go to. Without
     ``signers``: the trunks over ``whole_minutes(since, until)`` (``trunk_measures``)."""
     if not signers:
-        return await trunk_measures(store_url, cfg, *whole_minutes(since, until),
-                                    redis_client_factory=redis_client_factory), {}
+        [trunks] = await trunk_measures(store_url, cfg, [whole_minutes(since, until)], redis_client_factory)
+        return trunks, {}
     return await read(
         store_url, cfg,
         # a report: both views, over any window the operator asks
@@ -117,14 +117,16 @@ async def _rolled(pg: Any, since: float, until: float) -> tuple[dict[str, Measur
     return fold(trunk_rows), fold(spc_rows)
 
 
-async def trunk_measures(store_url: str, cfg: TracebackConfig, first: int, last: int,
-                         redis_client_factory: Callable[[str], Any] | None = None) -> dict[str, Measures]:
-    """Per trunk over the whole minutes [first, last), from each store's minute roll-ups alone
-    (``trunk_minutes``): the trunk score refresh, every minute in every worker, and the
-    console's series, a bucket at a time."""
-    return fold(await read(store_url, cfg, lambda db: db.trunk_minutes(first, last),
-                           lambda pg: pg.trunk_minutes(first, last), lambda rs: rs.trunk_minutes(first, last),
-                           redis_client_factory))
+async def trunk_measures(store_url: str, cfg: TracebackConfig, spans: Sequence[tuple[int, int]],
+                         redis_client_factory: Callable[[str], Any] | None = None) -> list[dict[str, Measures]]:
+    """Per trunk over each span of whole minutes [first, last), from each store's minute
+    roll-ups alone (``trunk_minutes``), over one connection: the trunk score refresh, every
+    minute in every worker (one span), and the console's series (a span a bucket)."""
+    async def network(store: Any) -> list[dict[str, Measures]]:
+        return [fold(await store.trunk_minutes(first, last)) for first, last in spans]
+
+    return await read(store_url, cfg, lambda db: [fold(db.trunk_minutes(first, last)) for first, last in spans],
+                      network, network, redis_client_factory)
 
 
 async def _scan(rs: Any, since: float, until: float, signers: bool) -> tuple[dict[str, Measures], dict[str, Measures]]:
@@ -168,16 +170,16 @@ async def series(store_url: str, cfg: TracebackConfig, until: float, buckets: in
     The buckets start on minute boundaries, so each is read from the stores' minute roll-ups
     alone (``trunk_measures``, as the score refresh reads): with records in Redis a
     bucket in seconds decoded its two partial minutes on the event loop, about a second of CPU
-    at 1,000 calls/s (bench/RESULTS.md). One query per bucket (at most MAX_BUCKETS)."""
+    at 1,000 calls/s (bench/RESULTS.md). One query per bucket (at most MAX_BUCKETS), all over
+    one connection."""
     if not 1 <= buckets <= MAX_BUCKETS or width <= 0:
         raise BadParameter("buckets", f"1 to {MAX_BUCKETS} buckets of a positive width")
     step = max(1, math.ceil(width / 60))          # minutes a bucket
     end = int(until // 60) + 1                    # the minute under way counts, as in the refresh
     firsts = [end - (buckets - i) * step for i in range(buckets)]
     starts = [first * 60.0 for first in firsts]
-    per_bucket = []
-    for first in firsts:
-        per_bucket.append(await trunk_measures(store_url, cfg, first, first + step, redis_client_factory))
+    per_bucket = await trunk_measures(store_url, cfg, [(first, first + step) for first in firsts],
+                                      redis_client_factory)
     totals: dict[str, int] = {}
     for trunks in per_bucket:
         for name, m in trunks.items():

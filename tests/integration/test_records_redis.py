@@ -324,7 +324,7 @@ def test_unreachable_redis_query_is_a_clear_error(tmp_path: Path) -> None:
     # the message reaches the console and the HTTP API: never the URL's password, whatever the read
     url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
     reads = [query.find(url, TracebackConfig()), query.top(url, TracebackConfig(), "callers", None),
-             upstreams.trunk_measures(url, TracebackConfig(), 1, 2),
+             upstreams.trunk_measures(url, TracebackConfig(), [(1, 2)]),
              upstreams.measures(url, TracebackConfig(), 0.0, 60.0)]
     for read in reads:
         with pytest.raises(query.QueryError) as caught:

@@ -427,3 +427,36 @@ def test_a_report_with_many_hours_not_rolled_groups_the_records_instead(pg_url: 
     assert rolled == 0 and marks == 0
     assert sorted((m.to_json("trunk", 10) for m in trunks.values()), key=lambda d: d["trunk"]) == \
         expected(records, since, until)["upstreams"]
+
+
+def test_the_consoles_series_is_the_same_from_every_store(pg_url: str, redis_server: RedisProcess,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    """``upstreams.series`` (the console's plots: a span of whole minutes a bucket, all read over
+    one connection) gives the same buckets from SQLite, PostgreSQL and a Redis Stream, and they
+    hold every record of their minutes."""
+    import time as clock
+    now = clock.time()
+    records = generated(400, seed=3, start=now - 2900)
+    redis_url = redis_server.url.rsplit("/", 1)[0] + "/8"
+    sqlite_cfg = TracebackConfig(path=str(tmp_path / "tb.db"), spool=str(tmp_path / "spool"))
+    pg_cfg = TracebackConfig(store=pg_url, retention_days=548)
+
+    async def scenario() -> list[dict[str, Any]]:
+        db = SqliteRecords(sqlite_cfg.path)
+        db.write([("w", i, r) for i, r in enumerate(records)])
+        db.close()
+        pg = PostgresRecords(pg_url, 548)
+        await pg.write([("w", i, r) for i, r in enumerate(records)], now)
+        await pg.aclose()
+        rs = RedisRecords(redis_url)
+        await rs.client.flushdb()
+        await rs.write([("w", i + 1, r) for i, r in enumerate(records)], 0, now)
+        await rs.aclose()
+        return [await upstreams.series(url, cfg, now, 6, 600.0, 1)
+                for url, cfg in (("memory", sqlite_cfg), (pg_url, pg_cfg), (redis_url, TracebackConfig(retention_days=7)))]
+
+    sqlite_doc, pg_doc, redis_doc = asyncio.run(scenario())
+    assert sqlite_doc == pg_doc == redis_doc
+    first = int(now // 60) + 1 - 6 * 10          # six buckets of ten minutes, the last ending with this one
+    inside = [r for r in records if int(r.time // 60) >= first]
+    assert sum(sum(t["calls"]) for t in sqlite_doc["trunks"].values()) == len(inside) > 0

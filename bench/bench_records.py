@@ -5,6 +5,7 @@
     .venv/bin/python bench/bench_records.py --score-cost [--rate 1000] [--window 3600] [--interval 60] [--workers 2]
     .venv/bin/python bench/bench_records.py --score-cost --redis [--rate 1000] [--window 600] [--workers 2]
     .venv/bin/python bench/bench_records.py --series-cost --rate 50 --window 86400
+    .venv/bin/python bench/bench_records.py --report-cost --rate 7 --window 604800
 
 --redis starts a throw-away redis-server on a free loopback port (needs redis-server).
 
@@ -227,18 +228,21 @@ def layouts(names: list[str], prefill: int, n: int, batch: int, folder: str) -> 
                 os.remove(path + suffix)
 
 
-def _trunk_records(rate: int) -> Any:
+def _trunk_records(rate: int, spcs: int = 0) -> Any:
     """records(start, count): ``count`` records ``rate`` a second from ``start``, over 8 trunks
-    and the groups the score reads, random as a gateway's (one seed: every run alike)."""
+    and the groups the score reads, random as a gateway's (one seed: every run alike);
+    ``spcs``: signed by that many SPCs (and a third unsigned), else none signed."""
     import random
 
     rnd = random.Random(1)
     trunks = [f"carrier-{k}" for k in range(8)]
+    signers = [f"{100 + k}{chr(65 + k % 26)}" for k in range(spcs)] + [None] * (spcs // 2)
 
     def records(start: float, count: int) -> list[Any]:
         return [make_record(0, time=start + i / rate, call_id=f"{rnd.getrandbits(64):016x}@10.0.0.1",
                             caller=f"1202{rnd.randrange(100000):07d}", callee=f"1312{rnd.randrange(100000):07d}",
-                            trunk=rnd.choice(trunks), attest=rnd.choice(("A", "B", "C", None)),
+                            trunk=rnd.choice(trunks), spc=rnd.choice(signers) if signers else None,
+                            attest=rnd.choice(("A", "B", "C", None)),
                             verstat=rnd.choice(("TN-Validation-Passed", "No-TN-Validation")),
                             caller_check=rnd.choice(("valid", "invalid", "dno")), trunk_rmd="listed",
                             trunk_implementation="complete") for i in range(count)]
@@ -342,6 +346,47 @@ def series_cost(rate: int, window: int, folder: str) -> None:
     db.close()
 
 
+def report_cost(rate: int, window: int, folder: str) -> None:
+    """What a report of the trunks and the signers costs (``sipguard upstreams``, ``GET
+    /upstreams``: 7 days unless asked otherwise) in a SQLite file that holds ``window``
+    seconds of records at ``rate`` calls/s, its roll-ups reaching back over the window as a
+    refreshing worker leaves them: one GROUP BY a view over every record of the window
+    (``measure_rows``, before session 19) against the minute roll-ups (``window_rows``).
+    Thread CPU, the same window (in seconds, not on a minute) both ways. Then what the next
+    report's roll of the signers costs after a minute of records at 1,000 calls/s (they are
+    rolled by the reports alone, not a call)."""
+    from sipguard.records.measures import fold
+
+    now = time.time()
+    records = _trunk_records(rate, spcs=40)
+    db, seq = _trunk_file(f"{folder}/report.db", records, rate, now - window, rate * window, "report-cost")
+    since, until = now - window + 17.25, now
+    db.roll(now - window)                     # the trunks' roll-ups of the whole file, as refreshes left them
+    db.roll(now - 3600)
+    first, _ = _cpu(lambda: db.roll(since, "spc"))
+    print(f"report-cost: the first report's roll of the signers over the whole window: {first:.3f} s (once)")
+
+    def old() -> Any:
+        return fold(db.measure_rows("trunks", since, until)), fold(db.measure_rows("spc", since, until))
+
+    def new() -> Any:
+        return fold(db.window_rows("trunks", since, until)), fold(db.window_rows("spc", since, until))
+
+    for _ in range(2):
+        before, want = _cpu(old)
+        after, got = _cpu(new)
+        assert got == want
+        print(f"report-cost rate={rate} window={window} s, {len(want[0])} trunks and {len(want[1])} signers: "
+              f"{before:.3f} s grouping the records, {after:.3f} s from the roll-ups")
+    minute = [("p", seq + k, r) for k, r in enumerate(_trunk_records(1000, spcs=40)(now, 60_000))]
+    db.write(minute)
+    first, folded = _cpu(lambda: db.roll(since, "spc"))
+    assert folded == 60_000
+    print(f"report-cost: the next report's roll of the signers, a minute at 1,000 calls/s since the last: "
+          f"{first * 1e3:.0f} ms (the trunks' is the score refresh's, every minute)")
+    db.close()
+
+
 def score_cost_redis(rate: int, window: int, workers: int) -> None:
     """What one trunk score refresh costs with records in Redis (``RedisRecords.trunk_minutes``
     since session 17; ``trunk_rows``, a window in seconds, before),
@@ -424,6 +469,7 @@ def main() -> None:
     ap.add_argument("--layouts", help="comma-separated LAYOUTS to compare in raw SQL (see above)")
     ap.add_argument("--score-cost", action="store_true", help="one trunk score refresh (see score_cost)")
     ap.add_argument("--series-cost", action="store_true", help="the console's 24-hour plot (see series_cost)")
+    ap.add_argument("--report-cost", action="store_true", help="sipguard upstreams on SQLite (see report_cost)")
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--window", type=int, default=3600)
     ap.add_argument("--interval", type=int, default=60)
@@ -439,6 +485,10 @@ def main() -> None:
     if args.series_cost:
         with tempfile.TemporaryDirectory() as tmp:
             series_cost(args.rate, args.window, tmp)
+        return
+    if args.report_cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            report_cost(args.rate, args.window, tmp)
         return
     if args.layouts:
         with tempfile.TemporaryDirectory() as tmp:

@@ -27,14 +27,15 @@ def times(step: float = 0.25) -> st.SearchStrategy[float]:
 
 
 def records(step: float = 0.25, groups: bool = False) -> st.SearchStrategy[CallRecord]:
-    """Records of two trunks and none; ``groups``: the signer's fields vary too."""
+    """Records of two trunks and none; ``groups``: the signer (two SPCs and none) and its
+    fields vary too."""
     extra = (st.sampled_from(("own", "other", None)), st.sampled_from(("listed", "absent", None)),
-             st.sampled_from(("complete", "partial", None))) if groups else \
-        (st.just(None), st.just("listed"), st.just("complete"))
+             st.sampled_from(("complete", "partial", None)), st.sampled_from(("123A", "456B", None))) if groups else \
+        (st.just(None), st.just("listed"), st.just("complete"), st.just(None))
     return st.builds(
-        lambda t, trunk, attest, verstat, check, owner, rmd, impl: make_record(
+        lambda t, trunk, attest, verstat, check, owner, rmd, impl, spc: make_record(
             0, time=t, trunk=trunk, attest=attest, verstat=verstat, caller_check=check, spc_owner=owner,
-            trunk_rmd=rmd, trunk_implementation=impl),
+            trunk_rmd=rmd, trunk_implementation=impl, spc=spc),
         times(step), st.sampled_from(("carrier-a", "carrier-b", None)), st.sampled_from(("A", "B", "C", None)),
         st.sampled_from(("TN-Validation-Passed", "TN-Validation-Failed", None)),
         st.sampled_from(("valid", "dno", None)), *extra)

@@ -4,8 +4,9 @@ The indexed columns are the ones a traceback searches by (time, Call-ID, caller,
 callee) plus what the campaign view groups by; the whole record is kept as a JSON array
 (``record.to_row``: versioned, so a new field needs no migration). WAL mode lets several
 worker processes append while ``sipguard traceback`` reads. ``UNIQUE(writer, seq)`` makes
-re-flushing a spool file harmless. ``trunk_minutes`` holds per-minute roll-ups of the trunk
-groups for the score refresh (``trunk_rows``). All methods are synchronous: the writer calls them from
+re-flushing a spool file harmless. ``trunk_minutes`` and ``spc_minutes`` hold per-minute
+roll-ups of the trunk and signer groups (``window_rows``, ``trunk_minutes``), each view's
+progress a row of ``minutes_mark``. All methods are synchronous: the writer calls them from
 a thread of its own (``writer.SqliteSink``) so the event loop never waits on the disk.
 
 Rows go in ``ROWS`` at a time, each group one multi-row INSERT, so the thread drops and
@@ -71,11 +72,23 @@ CREATE TABLE IF NOT EXISTS trunk_minutes (
     last REAL NOT NULL,
     PRIMARY KEY (minute, trunk, attest, verstat, caller_check, spc_owner, trunk_rmd, implementation)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trunk_minutes_mark (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
+CREATE TABLE IF NOT EXISTS spc_minutes (
+    minute INTEGER NOT NULL,
+    spc TEXT NOT NULL,
+    attest TEXT NOT NULL,
+    verstat TEXT NOT NULL,
+    caller_check TEXT NOT NULL,
+    spc_owner TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    last REAL NOT NULL,
+    PRIMARY KEY (minute, spc, attest, verstat, caller_check, spc_owner)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS minutes_mark (
+    view TEXT PRIMARY KEY,
     rolled INTEGER NOT NULL,
     complete_from INTEGER NOT NULL
 );
+DROP TABLE IF EXISTS trunk_minutes_mark;
 """
 
 # the analytics columns (records/upstreams.py), added to files made before them (``_upgrade``)
@@ -105,6 +118,17 @@ _ROLL = (f"INSERT INTO trunk_minutes SELECT {_BUCKET}, trunk, IFNULL(attest, '')
 _ROLLED = ("SELECT trunk, NULLIF(attest, ''), NULLIF(verstat, ''), NULLIF(caller_check, ''), NULLIF(spc_owner, ''),"
            " NULLIF(trunk_rmd, ''), NULLIF(implementation, ''), SUM(calls), MAX(last) FROM trunk_minutes"
            " WHERE minute >= ? AND minute < ? GROUP BY 1, 2, 3, 4, 5, 6, 7")
+_SPC_ROLL = (f"INSERT INTO spc_minutes SELECT {_BUCKET}, spc, IFNULL(attest, ''), IFNULL({_VERSTAT}, ''),"
+             " IFNULL(caller_check, ''), IFNULL(spc_owner, ''), COUNT(*), MAX(time) FROM records"
+             " WHERE id > ? AND id <= ? AND spc IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"
+             " ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, last = MAX(last, excluded.last)")
+_SPC_ROLLED = ("SELECT spc, NULLIF(attest, ''), NULLIF(verstat, ''), NULLIF(caller_check, ''),"
+               " NULLIF(spc_owner, ''), NULL, NULL, SUM(calls), MAX(last) FROM spc_minutes"
+               " WHERE minute >= ? AND minute < ? GROUP BY 1, 2, 3, 4, 5")
+# each view measure_rows reads, with roll-ups of its own: (table, the roll, the read of whole
+# minutes). Each is rolled when it is read: the trunks by every score refresh (every minute),
+# the signers by the reports alone (nothing a call when nobody asks for them)
+ROLLED = {"trunks": ("trunk_minutes", _ROLL, _ROLLED), "spc": ("spc_minutes", _SPC_ROLL, _SPC_ROLLED)}
 
 
 def encode(entries: Sequence[Entry]) -> list[object]:
@@ -185,8 +209,9 @@ class SqliteRecords:
                 # records), and the rolled mark comes down to the last id left: SQLite gives a
                 # new row the last id + 1, so ids of deleted rows past it come again
                 gone = int(before / MINUTE) + 1
-                db.execute("DELETE FROM trunk_minutes WHERE minute < ?", (gone,))
-                db.execute("UPDATE trunk_minutes_mark SET complete_from = MAX(complete_from, ?),"
+                for table, _, _ in ROLLED.values():
+                    db.execute(f"DELETE FROM {table} WHERE minute < ?", (gone,))
+                db.execute("UPDATE minutes_mark SET complete_from = MAX(complete_from, ?),"
                            " rolled = MIN(rolled, IFNULL((SELECT MAX(id) FROM records), 0))", (gone,))
             return cur.rowcount
 
@@ -249,38 +274,44 @@ class SqliteRecords:
         return self._conn().execute(sql, args).fetchall()
 
     def trunk_rows(self, since: float, until: float) -> list[tuple[Any, ...]]:
-        """``measure_rows("trunks", since, until)``, the same rows to ``measures.fold``, without
-        reading every record of the window: the whole minutes inside it come from
-        ``trunk_minutes``, the records' groups a minute (``roll``), and only the two partial
-        minutes at its ends (and the records written since the last roll) from the records.
-        A window in seconds, read exactly. The service reads whole minutes (``trunk_minutes``:
-        the trunk score refresh, the console's series), which have no partial minute to read;
-        this read stays for windows that do not fall on minutes (the benchmarks compare both).
+        """``window_rows("trunks", since, until)``."""
+        return self.window_rows("trunks", since, until)
+
+    def window_rows(self, by: str, since: float, until: float) -> list[tuple[Any, ...]]:
+        """``measure_rows(by, since, until)`` (by: "trunks" or "spc"), the same rows to
+        ``measures.fold``, without reading every record of the window: the whole minutes
+        inside it come from the view's minute roll-ups (``trunk_minutes``, ``spc_minutes``:
+        the records' groups a minute, ``roll``), and only the two partial minutes at its ends
+        (and the records written since the last roll) from the records. A window in seconds,
+        read exactly: the report (``sipguard upstreams``, ``GET /upstreams``, 7 days unless
+        asked otherwise), where one GROUP BY a view over every record of the window was
+        millions of rows at a gateway's rate (bench/RESULTS.md, session 19). The score
+        refresh and the console's series read whole minutes (``trunk_minutes``).
 
         Minute m holds the records with ``CAST(time / 60 AS INTEGER) = m``, SQLite's double
         division, which Python's ``int(t / 60)`` repeats exactly; the division is monotonic,
         so a record of a minute after since's and before until's lies strictly inside the
         window, and the rest are read from the records by time and minute: each record of the
-        window is counted once. Roll-ups older than ``since`` go (``roll``); a window reaching
-        before the minutes kept (a longer score_window after a reload) reads that part from
-        the records."""
+        window is counted once. A window reaching before the minutes kept (older than
+        KEEP_MINUTES before the score window, or before the file's first roll) reads that
+        part from the records."""
         try:
-            self.roll(since)
+            self.roll(since, by)
         except sqlite3.Error as exc:   # the file refuses writes (full, read-only): the records, as before
-            log.info("records: trunk minutes not rolled up (%s); reading the records", exc)
-            return self.measure_rows("trunks", since, until)
+            log.info("records: minutes not rolled up (%s); reading the records", exc)
+            return self.measure_rows(by, since, until)
         first, last = int(since / MINUTE) + 1, int(until / MINUTE)   # the whole minutes: [first, last)
         with self._lock:
             db = self._conn()
             if last <= first:
-                return self._measure("trunks", "time >= ? AND time <= ?", (since, until))
+                return self._measure(by, "time >= ? AND time <= ?", (since, until))
             db.execute("BEGIN")   # one snapshot: the mark and the rows agree
             try:
-                rows = self._measure("trunks", f"time >= ? AND time <= ? AND {_BUCKET} < ?",
+                rows = self._measure(by, f"time >= ? AND time <= ? AND {_BUCKET} < ?",
                                      (since, first * MINUTE, first))
-                rows += self._measure("trunks", f"time >= ? AND time <= ? AND {_BUCKET} >= ?",
+                rows += self._measure(by, f"time >= ? AND time <= ? AND {_BUCKET} >= ?",
                                       (last * MINUTE - 1, until, last))
-                rows += self._minutes(first, last)
+                rows += self._minutes(by, first, last)
             finally:
                 db.execute("COMMIT")
             return rows
@@ -299,52 +330,53 @@ class SqliteRecords:
         except sqlite3.Error as exc:   # the file refuses writes (full, read-only): the records
             log.info("records: trunk minutes not rolled up (%s); reading the records", exc)
             with self._lock:
-                return self._from_records(first, last)
+                return self._from_records("trunks", first, last)
         with self._lock:
             db = self._conn()
             db.execute("BEGIN")   # one snapshot: the mark and the rows agree
             try:
-                return self._minutes(first, last)
+                return self._minutes("trunks", first, last)
             finally:
                 db.execute("COMMIT")
 
-    def _minutes(self, first: int, last: int) -> list[tuple[Any, ...]]:
-        """The rows of the whole minutes [first, last), inside the caller's transaction: the
-        minutes rolled up from ``trunk_minutes`` plus the records written since the last roll
-        (past the mark), the minutes before the roll-ups are complete from the records."""
+    def _minutes(self, by: str, first: int, last: int) -> list[tuple[Any, ...]]:
+        """The ``by`` rows of the whole minutes [first, last), inside the caller's
+        transaction: the minutes rolled up from the view's roll-ups plus the records written
+        since the last roll (past the mark), the minutes before the roll-ups are complete
+        from the records."""
         db = self._conn()
-        rolled, complete = db.execute("SELECT rolled, complete_from FROM trunk_minutes_mark").fetchone() \
-            or (0, last)
+        rolled, complete = db.execute("SELECT rolled, complete_from FROM minutes_mark WHERE view = ?",
+                                      (by,)).fetchone() or (0, last)
         split = min(max(first, complete), last)
         rows: list[tuple[Any, ...]] = []
         if split > first:     # minutes the roll-ups do not hold (yet): from the records
-            rows += self._from_records(first, split)
+            rows += self._from_records(by, first, split)
         if last > split:
-            rows += db.execute(_ROLLED, (split, last)).fetchall()
-            rows += self._measure("trunks", f"id > ? AND {_BUCKET} >= ? AND {_BUCKET} < ?", (rolled, split, last))
+            rows += db.execute(ROLLED[by][2], (split, last)).fetchall()
+            rows += self._measure(by, f"id > ? AND {_BUCKET} >= ? AND {_BUCKET} < ?", (rolled, split, last))
         return rows
 
-    def _from_records(self, first: int, last: int) -> list[tuple[Any, ...]]:
-        """The trunk rows of the minutes [first, last) from the records: by time, a second of
+    def _from_records(self, by: str, first: int, last: int) -> list[tuple[Any, ...]]:
+        """The ``by`` rows of the minutes [first, last) from the records: by time, a second of
         margin for the division, then by minute exactly."""
-        return self._measure("trunks", f"time >= ? AND time <= ? AND {_BUCKET} >= ? AND {_BUCKET} < ?",
+        return self._measure(by, f"time >= ? AND time <= ? AND {_BUCKET} >= ? AND {_BUCKET} < ?",
                              (first * MINUTE - 1, last * MINUTE + 1, first, last))
 
-    def roll(self, keep_since: float) -> int:
-        """Fold the records written since the last roll into ``trunk_minutes`` (each record
-        once, by insertion order: a late record, a spool flushed after an outage, lands in
-        its own minute), ``ROLL_CHUNK`` at a time, each chunk its own transaction so the
-        writers wait for one chunk at most; drop the minutes more than KEEP_MINUTES before
-        ``keep_since``. The first roll of a file starts at its first record of ``keep_since``
-        or later (older minutes are read from the records until the roll-ups reach back
-        there). Returns the records folded."""
+    def roll(self, keep_since: float, by: str = "trunks") -> int:
+        """Fold the records written since the view's last roll into its roll-ups
+        (``ROLLED[by]``; each record once, by insertion order: a late record, a spool flushed
+        after an outage, lands in its own minute), ``ROLL_CHUNK`` at a time, each chunk its own
+        transaction so the writers wait for one chunk at most; drop the minutes more than
+        KEEP_MINUTES before ``keep_since``. The first roll of a view starts at the file's first
+        record of ``keep_since`` or later (older minutes are read from the records until the
+        roll-ups reach back there). Returns the records folded."""
         done = 0
         while True:
             with self._lock:
                 db = self._conn()
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    step = self._roll_chunk(db, keep_since)
+                    step = self._roll_chunk(db, keep_since, by)
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
@@ -353,24 +385,25 @@ class SqliteRecords:
             if step < ROLL_CHUNK:
                 return done
 
-    def _roll_chunk(self, db: sqlite3.Connection, keep_since: float) -> int:
+    def _roll_chunk(self, db: sqlite3.Connection, keep_since: float, by: str) -> int:
+        table, roll, _ = ROLLED[by]
         keep = int(keep_since / MINUTE)
         top = db.execute("SELECT MAX(id) FROM records").fetchone()[0] or 0
-        mark = db.execute("SELECT rolled, complete_from FROM trunk_minutes_mark").fetchone()
+        mark = db.execute("SELECT rolled, complete_from FROM minutes_mark WHERE view = ?", (by,)).fetchone()
         if mark is None or mark[0] > top:
-            # a new file (or rows deleted by hand past the mark): start at the first record of
-            # the minute after keep_since's, complete from that minute
+            # a new file or view (or rows deleted by hand past the mark): start at the first
+            # record of the minute after keep_since's, complete from that minute
             keep += 1
             first = db.execute("SELECT MIN(id) FROM records WHERE time >= ?", (keep * MINUTE - 1,)).fetchone()[0]
-            db.execute("DELETE FROM trunk_minutes")
+            db.execute(f"DELETE FROM {table}")
             rolled, complete = (first - 1 if first is not None else top), keep
         else:
             rolled, complete = mark[0], max(mark[1], keep - KEEP_MINUTES)
         upto = min(top, rolled + ROLL_CHUNK)
         if upto > rolled:
-            db.execute(_ROLL, (rolled, upto))
-        db.execute("DELETE FROM trunk_minutes WHERE minute < ?", (complete,))
-        db.execute("INSERT OR REPLACE INTO trunk_minutes_mark VALUES (1, ?, ?)", (upto, complete))
+            db.execute(roll, (rolled, upto))
+        db.execute(f"DELETE FROM {table} WHERE minute < ?", (complete,))
+        db.execute("INSERT OR REPLACE INTO minutes_mark VALUES (?, ?, ?)", (by, upto, complete))
         return upto - rolled
 
     def count(self) -> int:

@@ -3,10 +3,10 @@ the background refresh of ``trunk.score``.
 
 Where the work happens:
 
-* SQLite: one GROUP BY per view (trunks, signers) over the time window, in the database
-  (``SqliteRecords.measure_rows``); what comes back is one row per distinct (key, attest,
-  verstat, caller class, SPC owner, RMD status, implementation): a few hundred rows for a
-  few dozen trunks, whatever the call count;
+* SQLite: per view (trunks, signers), the minute roll-ups of the window's whole minutes and a
+  GROUP BY over the records of its two partial minutes (``SqliteRecords.window_rows``); what
+  comes back is one row per minute and distinct (key, attest, verstat, caller class, SPC
+  owner, RMD status, implementation), whatever the call count;
 * PostgreSQL: the same groups, summed from hourly roll-ups for the window's whole hours and
   grouped from the records for the partial ones (``PostgresRecords.measure_rows_rolled``); the
   score refresh (an hour or so) groups the records directly;
@@ -106,8 +106,8 @@ async def measures(store_url: str, cfg: TracebackConfig, since: float, until: fl
         return trunks, {}
     return await read(
         store_url, cfg,
-        # a report: both views, over any window the operator asks
-        lambda db: (fold(db.measure_rows("trunks", since, until)), fold(db.measure_rows("spc", since, until))),
+        # a report: both views, over any window the operator asks, whole minutes from the roll-ups
+        lambda db: (fold(db.window_rows("trunks", since, until)), fold(db.window_rows("spc", since, until))),
         lambda pg: _rolled(pg, since, until),     # a report: whole hours from the roll-ups (rolled now if need be)
         lambda rs: _scan(rs, since, until, signers), redis_client_factory)
 

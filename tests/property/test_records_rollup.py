@@ -1,7 +1,8 @@
-"""The trunk score's minute roll-ups (``SqliteRecords.trunk_rows``) give what a GROUP BY over
-every record of the window gives (``measure_rows("trunks", ...)``), folded the same, whatever
-the order records arrive in (late ones, a spool's), the windows asked, the retention passes
-between, and the record times on and around minute boundaries."""
+"""The minute roll-ups of the trunks and the signers (``SqliteRecords.window_rows``, the
+trunk score's ``trunk_minutes``) give what a GROUP BY over every record of the window gives
+(``measure_rows``), folded the same, whatever the order records arrive in (late ones, a
+spool's), the windows asked, the retention passes between, and the record times on and
+around minute boundaries."""
 
 from __future__ import annotations
 
@@ -30,17 +31,20 @@ op = st.one_of(
 
 
 def same(db: SqliteRecords, since: float, until: float, stale: bool = False) -> None:
-    """trunk_rows over [since, until] and trunk_minutes over the minutes it touches, each
-    against the GROUP BY over every record it covers (a minute: CAST(time / 60 AS INTEGER))."""
+    """window_rows of both views over [since, until] and trunk_minutes over the minutes it
+    touches, each against the GROUP BY over every record it covers (a minute: CAST(time / 60
+    AS INTEGER))."""
     first, last = int(since / MINUTE), int(until / MINUTE) + 1
     if stale:
-        db.roll = lambda keep_since: 0      # type: ignore[method-assign]
+        db.roll = lambda keep_since, by="trunks": 0      # type: ignore[method-assign]
     try:
         rolled = fold(db.trunk_rows(since, until))
+        signers = fold(db.window_rows("spc", since, until))
         minutes = fold(db.trunk_minutes(first, last))
     finally:
         db.__dict__.pop("roll", None)
     assert rolled == fold(db.measure_rows("trunks", since, until)), (since, until)
+    assert signers == fold(db.measure_rows("spc", since, until)), (since, until)
     assert minutes == fold(db._measure("trunks", f"{sqlite_mod._BUCKET} >= ? AND {sqlite_mod._BUCKET} < ?",
                                        (first, last))), (first, last)
 
@@ -108,6 +112,57 @@ def test_each_record_is_rolled_up_once_and_the_refresh_reads_the_minutes(tmp_pat
     db.write([("w", 600, make_record(0, time=BASE + 200.5, trunk="carrier-a", attest="C"))])
     later = fold(db.trunk_rows(since, until))["carrier-a"]
     assert later.calls == 541 and later.attest["C"] == 1
+    db.close()
+
+
+def test_the_report_reads_both_views_from_the_roll_ups(tmp_path: Path) -> None:
+    """``sipguard upstreams`` / ``GET /upstreams`` (7 days unless asked otherwise): the trunks
+    and the signers of the window's whole minutes from their roll-ups; only its two partial
+    minutes are grouped from the records. The signers are rolled up by the reports alone."""
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a", spc=("123A", "456B")[i % 2],
+                                   attest="A", verstat="TN-Validation-Passed")) for i in range(600)])
+    since, until = BASE + 30.5, BASE + 570.25
+    # the score refresh rolls the trunks alone: the signers cost a call nothing until asked for
+    db.trunk_minutes(int(BASE / MINUTE), int(BASE / MINUTE) + 10)
+    assert db._conn().execute("SELECT COUNT(*) FROM spc_minutes").fetchone()[0] == 0
+    seen: list[str] = []
+    db._conn().set_trace_callback(seen.append)
+    try:
+        trunks, signers = fold(db.window_rows("trunks", since, until)), fold(db.window_rows("spc", since, until))
+    finally:
+        db._conn().set_trace_callback(None)
+    assert signers == fold(db.measure_rows("spc", since, until))
+    assert trunks == fold(db.measure_rows("trunks", since, until))
+    assert signers["123A"].calls + signers["456B"].calls == 540
+    assert not any(f"time >= {since!r} AND time <= {until!r} AND spc" in s for s in seen)
+    assert any("FROM spc_minutes WHERE minute" in s for s in seen)
+    db.close()
+
+
+def test_a_file_of_the_previous_version_rolls_both_views_again(tmp_path: Path) -> None:
+    """A file rolled up by the version before the signers' roll-ups (``trunk_minutes`` and its
+    ``trunk_minutes_mark``): its mark goes, and the first roll starts both views again from
+    the window asked; the minutes before it are read from the records."""
+    path = tmp_path / "tb.db"
+    db = SqliteRecords(str(path))
+    db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a", spc="123A")) for i in range(600)])
+    db.roll(BASE)
+    conn = db._conn()   # as the previous version left it: the trunks rolled, a mark of their own
+    conn.execute("DROP TABLE minutes_mark")
+    conn.execute("DELETE FROM spc_minutes")
+    conn.execute("CREATE TABLE trunk_minutes_mark (one INTEGER PRIMARY KEY CHECK (one = 1),"
+                 " rolled INTEGER NOT NULL, complete_from INTEGER NOT NULL)")
+    conn.execute("INSERT INTO trunk_minutes_mark VALUES (1, 600, ?)", (int(BASE / MINUTE) + 1,))
+    db.close()
+    db = SqliteRecords(str(path))
+    db.open()
+    tables = {row[0] for row in db._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "trunk_minutes_mark" not in tables and {"minutes_mark", "spc_minutes"} <= tables
+    since, until = BASE + 120, BASE + 599
+    assert fold(db.window_rows("spc", since, until)) == fold(db.measure_rows("spc", since, until))
+    assert fold(db.window_rows("spc", BASE, until))["123A"].calls == 600
+    assert fold(db.window_rows("trunks", BASE, until))["carrier-a"].calls == 600
     db.close()
 
 

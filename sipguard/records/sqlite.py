@@ -292,9 +292,9 @@ class SqliteRecords:
         division, which Python's ``int(t / 60)`` repeats exactly; the division is monotonic,
         so a record of a minute after since's and before until's lies strictly inside the
         window, and the rest are read from the records by time and minute: each record of the
-        window is counted once. A window reaching before the minutes kept (older than
-        KEEP_MINUTES before the score window, or before the file's first roll) reads that
-        part from the records."""
+        window is counted once. A window reaching before the view's minutes kept (older than
+        KEEP_MINUTES before the window a roll of the view last asked for, or before the view's
+        first roll) reads that part from the records."""
         try:
             self.roll(since, by)
         except sqlite3.Error as exc:   # the file refuses writes (full, read-only): the records, as before

@@ -24,9 +24,10 @@ record = records(groups=True)
 window = windows()
 # "stale": the refresh reads without rolling first, as when another worker's writer commits
 # between the roll and the read (those records are past the rolled mark)
+# "refresh": the score refresh alone (the trunks rolled, the signers' roll-ups left behind)
 op = st.one_of(
     st.tuples(st.just("write"), st.lists(record, min_size=1, max_size=12)),
-    st.tuples(st.sampled_from(("ask", "stale")), window),
+    st.tuples(st.sampled_from(("ask", "stale", "refresh")), window),
     st.tuples(st.just("trim"), times(), st.integers(1, 6)))
 
 
@@ -75,6 +76,8 @@ def test_minutes_rolled_up_count_every_record_of_the_window_once(ops: list[tuple
                     seq += len(o[1])
                 elif o[0] in ("ask", "stale"):
                     same(db, *o[1], stale=o[0] == "stale")
+                elif o[0] == "refresh":
+                    db.trunk_minutes(int(o[1][0] / MINUTE), int(o[1][1] / MINUTE) + 1)
                 else:
                     db.trim(o[1], o[2])
             same(db, BASE - 3 * MINUTE, BASE + 9 * MINUTE)

@@ -85,6 +85,7 @@ from bench_proxy_lib import (  # noqa: E402
     cpu_ns,
     descendants,
     free_port,
+    free_ports,
     host_busy_ns,
     metrics_verstat,
     percentile,
@@ -313,14 +314,22 @@ class Bench:
         while d.exists():  # a rate given twice runs twice, each in its own folder
             d, rep = base / f"r{rate}-rep{rep}", rep + 1
         d.mkdir(parents=True)
-        port, uas_port, self.http_port = free_port(), free_port(), free_port()
         foreign = wait_quiet(a.quiet_pct, a.quiet_wait) if a.quiet_wait > 0 else 0.0
         try:
-            if not sysm.redirect:
-                self.start_uas(d, uas_port)
-            sut = self.start_sut(sysm, d, port, uas_port, routing)
-            if not wait_answering(port, sut, 30.0):
-                return Step(sysm.name, rate, routing=routing, error=f"did not start: {(d / 'sut.log').read_text()[-500:]}")
+            for attempt in range(3):
+                # a port free when chosen can be taken before the system binds it (another
+                # process's ephemeral port): then again, on other ports
+                port, uas_port, self.http_port = free_ports(3)
+                if not sysm.redirect:
+                    self.start_uas(d, uas_port)
+                sut = self.start_sut(sysm, d, port, uas_port, routing)
+                if wait_answering(port, sut, 30.0):
+                    break
+                self.stop_all()
+                logs = [f.read_text(errors="replace") for f in (d / "sut.log", d / "uas.out") if f.exists()]
+                if not any("Address already in use" in text for text in logs) or attempt == 2:
+                    return Step(sysm.name, rate, routing=routing,
+                                error=f"did not start: {(d / 'sut.log').read_text()[-500:]}")
             calls = rate * a.duration
             per = [calls // a.uacs + (1 if i < calls % a.uacs else 0) for i in range(a.uacs)]
             csvs = [d / f"tokens{i}.csv" for i in range(a.uacs)]

@@ -90,6 +90,17 @@ def free_port() -> int:
                 continue
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports, each as ``free_port`` finds it (nothing holds them meanwhile: two
+    calls can give the same one)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def stop_pid(proc: subprocess.Popen[bytes]) -> None:
     """TERM, then KILL, the one process we started (sipp: USR1 first, its graceful quit)."""
     if proc.poll() is not None:

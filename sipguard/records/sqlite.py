@@ -100,6 +100,10 @@ CHUNK = 16              # rows encoded on the event loop between two chances for
 TRIM_CHUNK = 20000      # expired rows deleted per retention pass (the writer's passes go on between)
 MINUTE = 60             # seconds of records per roll-up row of trunk_minutes
 ROLL_CHUNK = 100_000    # records folded into trunk_minutes per write transaction (the writers wait meanwhile)
+# A report rolls at most this many chunks (the records past them are grouped, read-only, as
+# before the roll-ups): a file's first report must not hold the writers off for a week of
+# records. Each later report goes on from there.
+REPORT_CHUNKS = 10
 # How long the roll-ups stay before the oldest window a roll is asked for (the score refresh's):
 # the console's longest plot (console/app.py SERIES: 7 days) reads its buckets from them, where
 # a roll-up kept for the score window alone left all but its last hour to one GROUP BY over the
@@ -296,7 +300,7 @@ class SqliteRecords:
         KEEP_MINUTES before the window a roll of the view last asked for, or before the view's
         first roll) reads that part from the records."""
         try:
-            self.roll(since, by)
+            self.roll(since, by, REPORT_CHUNKS)
         except sqlite3.Error as exc:   # the file refuses writes (full, read-only): the records, as before
             log.info("records: minutes not rolled up (%s); reading the records", exc)
             return self.measure_rows(by, since, until)
@@ -362,16 +366,17 @@ class SqliteRecords:
         return self._measure(by, f"time >= ? AND time <= ? AND {_BUCKET} >= ? AND {_BUCKET} < ?",
                              (first * MINUTE - 1, last * MINUTE + 1, first, last))
 
-    def roll(self, keep_since: float, by: str = "trunks") -> int:
+    def roll(self, keep_since: float, by: str = "trunks", chunks: int | None = None) -> int:
         """Fold the records written since the view's last roll into its roll-ups
         (``ROLLED[by]``; each record once, by insertion order: a late record, a spool flushed
         after an outage, lands in its own minute), ``ROLL_CHUNK`` at a time, each chunk its own
         transaction so the writers wait for one chunk at most; drop the minutes more than
         KEEP_MINUTES before ``keep_since``. The first roll of a view starts at the file's first
         record of ``keep_since`` or later (older minutes are read from the records until the
-        roll-ups reach back there). Returns the records folded."""
-        done = 0
-        while True:
+        roll-ups reach back there). ``chunks``: at most that many (the records past the mark
+        are read from the records). Returns the records folded."""
+        done, left = 0, chunks
+        while left is None or left > 0:
             with self._lock:
                 db = self._conn()
                 db.execute("BEGIN IMMEDIATE")
@@ -383,7 +388,9 @@ class SqliteRecords:
                 db.execute("COMMIT")
             done += step
             if step < ROLL_CHUNK:
-                return done
+                break
+            left = None if left is None else left - 1
+        return done
 
     def _roll_chunk(self, db: sqlite3.Connection, keep_since: float, by: str) -> int:
         table, roll, _ = ROLLED[by]

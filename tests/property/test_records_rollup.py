@@ -37,7 +37,7 @@ def same(db: SqliteRecords, since: float, until: float, stale: bool = False) -> 
     AS INTEGER))."""
     first, last = int(since / MINUTE), int(until / MINUTE) + 1
     if stale:
-        db.roll = lambda keep_since, by="trunks": 0      # type: ignore[method-assign]
+        db.roll = lambda *args: 0      # type: ignore[method-assign]
     try:
         rolled = fold(db.trunk_rows(since, until))
         signers = fold(db.window_rows("spc", since, until))
@@ -66,8 +66,9 @@ def rec(t: float) -> Any:
 def test_minutes_rolled_up_count_every_record_of_the_window_once(ops: list[tuple], chunk: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = SqliteRecords(str(Path(folder) / "tb.db"))
-        old = sqlite_mod.ROLL_CHUNK
+        old, reports = sqlite_mod.ROLL_CHUNK, sqlite_mod.REPORT_CHUNKS
         sqlite_mod.ROLL_CHUNK = chunk     # 3: every roll takes several transactions
+        sqlite_mod.REPORT_CHUNKS = 2      # ... and a report's roll leaves records past its mark
         try:
             seq = 0
             for o in ops:
@@ -82,7 +83,7 @@ def test_minutes_rolled_up_count_every_record_of_the_window_once(ops: list[tuple
                     db.trim(o[1], o[2])
             same(db, BASE - 3 * MINUTE, BASE + 9 * MINUTE)
         finally:
-            sqlite_mod.ROLL_CHUNK = old
+            sqlite_mod.ROLL_CHUNK, sqlite_mod.REPORT_CHUNKS = old, reports
             db.close()
 
 
@@ -140,6 +141,27 @@ def test_the_report_reads_both_views_from_the_roll_ups(tmp_path: Path) -> None:
     assert signers["123A"].calls + signers["456B"].calls == 540
     assert not any(f"time >= {since!r} AND time <= {until!r} AND spc" in s for s in seen)
     assert any("FROM spc_minutes WHERE minute" in s for s in seen)
+    db.close()
+
+
+def test_a_report_rolls_a_bounded_part_and_reads_the_rest(tmp_path: Path, monkeypatch: Any) -> None:
+    """A file's first report does not roll a week of records in one go (the writers would wait
+    for all of it): ``REPORT_CHUNKS`` chunks at most; the records past the mark are grouped as
+    they are, read-only, and the next report goes on from there."""
+    monkeypatch.setattr(sqlite_mod, "ROLL_CHUNK", 100)
+    monkeypatch.setattr(sqlite_mod, "REPORT_CHUNKS", 2)
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a", spc="123A")) for i in range(1000)])
+    since, until = BASE - 0.5, BASE + 999.5
+
+    def mark() -> int:
+        return int(db._conn().execute("SELECT rolled FROM minutes_mark WHERE view = 'spc'").fetchone()[0])
+
+    assert fold(db.window_rows("spc", since, until))["123A"].calls == 1000
+    assert mark() == 200
+    assert fold(db.window_rows("spc", since, until))["123A"].calls == 1000
+    assert mark() == 400
+    assert fold(db.window_rows("spc", since, until)) == fold(db.measure_rows("spc", since, until))
     db.close()
 
 

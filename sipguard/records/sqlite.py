@@ -327,19 +327,26 @@ class SqliteRecords:
         trunk score refresh reads every minute in every worker (``upstreams.measures``): a
         window of whole minutes has no partial minute to read from the records at its ends,
         which at a gateway's rate were a minute of records a refresh (bench/RESULTS.md)."""
-        if last <= first:
-            return []
+        return self.trunk_spans([(first, last)])[0]
+
+    def trunk_spans(self, spans: Sequence[tuple[int, int]]) -> list[list[tuple[Any, ...]]]:
+        """``trunk_minutes`` of each span [first, last), after one roll and in one snapshot:
+        the console's series reads a span a bucket (up to 48), which rolled once each."""
+        live = [first for first, last in spans if last > first]
+        if not live:
+            return [[] for _ in spans]
         try:
-            self.roll(first * MINUTE)
+            self.roll(min(live) * MINUTE)
         except sqlite3.Error as exc:   # the file refuses writes (full, read-only): the records
             log.info("records: trunk minutes not rolled up (%s); reading the records", exc)
             with self._lock:
-                return self._from_records("trunks", first, last)
+                return [self._from_records("trunks", first, last) if last > first else []
+                        for first, last in spans]
         with self._lock:
             db = self._conn()
             db.execute("BEGIN")   # one snapshot: the mark and the rows agree
             try:
-                return self._minutes("trunks", first, last)
+                return [self._minutes("trunks", first, last) if last > first else [] for first, last in spans]
             finally:
                 db.execute("COMMIT")
 

@@ -125,7 +125,7 @@ async def trunk_measures(store_url: str, cfg: TracebackConfig, spans: Sequence[t
     async def network(store: Any) -> list[dict[str, Measures]]:
         return [fold(await store.trunk_minutes(first, last)) for first, last in spans]
 
-    return await read(store_url, cfg, lambda db: [fold(db.trunk_minutes(first, last)) for first, last in spans],
+    return await read(store_url, cfg, lambda db: [fold(rows) for rows in db.trunk_spans(spans)],
                       network, network, redis_client_factory)
 
 

@@ -218,6 +218,26 @@ def test_the_roll_ups_stay_for_the_consoles_longest_plot(tmp_path: Path) -> None
     db.close()
 
 
+def test_the_consoles_series_rolls_once_and_reads_each_bucket(tmp_path: Path) -> None:
+    """``trunk_spans`` (the console's series: a span a bucket) rolls once for all its buckets
+    and gives each what ``trunk_minutes`` gives it alone."""
+    db = SqliteRecords(str(tmp_path / "tb.db"))
+    db.write([("w", i, make_record(0, time=BASE + i * 7, trunk="carrier-a", attest="ABC"[i % 3]))
+              for i in range(600)])
+    first = int(BASE / MINUTE)
+    spans = [(first + 5 * k, first + 5 * (k + 1)) for k in range(14)] + [(first, first)]
+    seen: list[str] = []
+    db._conn().set_trace_callback(seen.append)
+    try:
+        got = [fold(rows) for rows in db.trunk_spans(spans)]
+    finally:
+        db._conn().set_trace_callback(None)
+    assert sum("BEGIN IMMEDIATE" in s for s in seen) == 1
+    assert got == [fold(db.trunk_minutes(a, b)) for a, b in spans]
+    assert sum(m.calls for g in got for m in g.values()) == 600 and got[-1] == {}
+    db.close()
+
+
 def test_a_file_whose_records_all_expired_starts_its_roll_again(tmp_path: Path) -> None:
     db = SqliteRecords(str(tmp_path / "tb.db"))
     db.write([("w", i, make_record(0, time=BASE + i, trunk="carrier-a")) for i in range(300)])

@@ -58,7 +58,7 @@ such a 503 is recognised by its To tag and absorbed here, whenever it comes.
 
 No tick while idle: a tick that finds no datagram waiting and no INVITE since the one before
 stops the ticks (an idle worker woke up 100 times a second for them); the next INVITE starts
-them again and measures the queues at once, as the stall check does.
+them again and measures the queues at once, as the stall check does. A worker starts idle.
 
 This module owns no policy and no transaction; it never delays a message, it only answers
 one earlier than the full path would.
@@ -244,9 +244,13 @@ class OverloadGuard:
                     self.probes.append(QueueProbe(fileno))
                 except OSError as exc:
                     log.warning("no queue age for socket %d (shedding by loop lag only): %s", fileno, exc)
-        # the first tick only starts the measuring: what runs before it is start-up, not load
-        self.due = float("inf")
-        self._timer = asyncio.get_running_loop().call_later(TICK, self._schedule_now)
+        # a worker starts idle: no tick until the first INVITE, which measures the queues at
+        # once (_resume). Before, the first tick came TICK after the start and the stall check
+        # read the loop's lag against it: a call within those 10 ms, then a stall (a stopped
+        # process), and the queue it left was decided instead of answered 503, since the loop
+        # reads the sockets before it runs the timers when it wakes up
+        # (tests/integration/test_edge_limits.py, 1 run in 30 on a loaded host)
+        self.idle, self.due = True, float("inf")
 
     def watch_store(self, wait: StoreWait | None) -> None:
         """Shed by the decisions waiting on a network store too (``RedisStore.waiting``)."""
@@ -255,9 +259,6 @@ class OverloadGuard:
     def watch_records(self, backlog: Backlog | None) -> None:
         """Shed by the records waiting for the writer too (``RecordWriter.backlog``)."""
         self.records_backlog = backlog
-
-    def _schedule_now(self) -> None:
-        self._schedule(time.monotonic())
 
     def close(self) -> None:
         self.idle = False

@@ -398,6 +398,32 @@ def test_guard_does_not_tick_while_idle_and_the_next_invite_resumes_it() -> None
     asyncio.run(main())
 
 
+def test_a_started_guard_is_idle_and_its_first_invite_sees_a_stall_before_any_tick() -> None:
+    """A call within TICK of the start, then a stall: the first tick had not run, and the stall
+    check read the lag against no tick at all, so the queue the stall left was decided, not
+    shed (the sockets are read before the timers when the loop wakes up; CI, session 19). A
+    started worker is idle: its first INVITE measures the queues at once."""
+    async def main() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            rx.bind(("127.0.0.1", 0))
+            sent = Sent()
+            guard = OverloadGuard(0.02, 5, 65535, sent)
+            guard.start([rx.fileno()])
+            src = ("192.0.2.7", 5070)
+            try:
+                assert guard.idle and guard._timer is None
+                assert not guard.intercept(INVITE, src, "udp", None)   # the call before the stall
+                assert not guard.idle and guard._timer is not None
+                _aged_datagram(rx, tx, guard.probes[0], 0.05)          # the stall, no tick ran
+                assert guard.intercept(INVITE, src, "udp", None)
+                assert guard.state.shedding and len(sent) == 1
+            finally:
+                guard.close()
+
+    asyncio.run(main())
+
+
 def test_guard_with_shedding_off_stays_without_ticks() -> None:
     async def main() -> None:
         guard = OverloadGuard(0.0, 5, 65535, Sent())

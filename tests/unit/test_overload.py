@@ -4,8 +4,10 @@ the 503 built from the raw lines, the ACK of it absorbed, and the guard on the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +341,15 @@ def test_guard_answers_the_share_of_new_invites_the_state_asks() -> None:
     assert guard.intercept(INVITE, src, "udp", None)
 
 
+@contextlib.contextmanager
+def _loopback() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A UDP socket bound on loopback (``rx``) and one to send to it from (``tx``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        yield rx, tx
+
+
 def _aged_datagram(rx: socket.socket, tx: socket.socket, probe: QueueProbe, age: float) -> None:
     """Leave one datagram in ``rx`` that has waited ``age`` seconds (the kernel starts
     stamping a little after the first socket asks for it: retried)."""
@@ -362,9 +373,7 @@ def test_guard_does_not_tick_while_idle_and_the_next_invite_resumes_it() -> None
     the next INVITE starts them again, and measures the queues at once, so a loop that stalled
     meanwhile with work waiting is seen by that INVITE (what the stall check does)."""
     async def main() -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-            rx.bind(("127.0.0.1", 0))
+        with _loopback() as (rx, tx):
             sent = Sent()
             guard = OverloadGuard(0.02, 5, 65535, sent)
             guard.probes.append(QueueProbe(rx.fileno()))
@@ -404,9 +413,7 @@ def test_a_started_guard_is_idle_and_its_first_invite_sees_a_stall_before_any_ti
     shed (the sockets are read before the timers when the loop wakes up; CI, session 19). A
     started worker is idle: its first INVITE measures the queues at once."""
     async def main() -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-            rx.bind(("127.0.0.1", 0))
+        with _loopback() as (rx, tx):
             sent = Sent()
             guard = OverloadGuard(0.02, 5, 65535, sent)
             guard.start([rx.fileno()])
@@ -439,9 +446,7 @@ def test_guard_with_shedding_off_stays_without_ticks() -> None:
 
 
 def test_queue_probe_reads_the_age_of_the_oldest_datagram() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        rx.bind(("127.0.0.1", 0))
+    with _loopback() as (rx, tx):
         probe = QueueProbe(rx.fileno())
         try:
             assert probe.age(time.time()) == 0.0   # nothing waits

@@ -235,7 +235,7 @@ class OverloadGuard:
         self.headers = b"Retry-After: %d\r\nServer: sipguard\r\n" % retry_after
 
     def start(self, sockets: list[int]) -> None:
-        """Measure from now on; ``sockets``: descriptors of the UDP sockets to watch."""
+        """Measure from the first INVITE on; ``sockets``: descriptors of the UDP sockets to watch."""
         if self.state.threshold <= 0:
             return
         if sys.platform == "linux":
@@ -245,10 +245,10 @@ class OverloadGuard:
                 except OSError as exc:
                     log.warning("no queue age for socket %d (shedding by loop lag only): %s", fileno, exc)
         # a worker starts idle: no tick until the first INVITE, which measures the queues at
-        # once (_resume). Before, the first tick came TICK after the start and the stall check
-        # read the loop's lag against it: a call within those 10 ms, then a stall (a stopped
-        # process), and the queue it left was decided instead of answered 503, since the loop
-        # reads the sockets before it runs the timers when it wakes up
+        # once (_resume). Before, the first tick came TICK after the start, and until it ran
+        # the stall check had no tick to be late against: a call within those 10 ms, then a
+        # stall (a stopped process), and the queue it left was decided instead of answered
+        # 503, since the loop reads the sockets before it runs the timers when it wakes up
         # (tests/integration/test_edge_limits.py, 1 run in 30 on a loaded host)
         self.idle, self.due = True, float("inf")
 

@@ -21,6 +21,7 @@ of 20-33 ms at 1,000 calls/s when it encoded the rows itself; bench/RESULTS.md).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import sqlite3
@@ -382,8 +383,8 @@ class SqliteRecords:
         record of ``keep_since`` or later (older minutes are read from the records until the
         roll-ups reach back there). ``chunks``: at most that many (the records past the mark
         are read from the records). Returns the records folded."""
-        done, left = 0, chunks
-        while left is None or left > 0:
+        done = 0
+        for _ in itertools.count() if chunks is None else range(chunks):
             with self._lock:
                 db = self._conn()
                 db.execute("BEGIN IMMEDIATE")
@@ -396,7 +397,6 @@ class SqliteRecords:
             done += step
             if step < ROLL_CHUNK:
                 break
-            left = None if left is None else left - 1
         return done
 
     def _roll_chunk(self, db: sqlite3.Connection, keep_since: float, by: str) -> int:
